@@ -1,0 +1,111 @@
+"""The contract every workload backend follows (vLLM, transformers, diffusers, trivial CPU).
+
+A backend never reads energy counters itself: it is handed a :class:`Meter`
+and opens and closes named windows around the regions that are measured. The
+runner owns the meter, the telemetry sampler and the store; the backend owns
+the load.
+
+LLM backends open the window ``"steady"`` when ``max_num_seqs`` requests have
+received their first token and close it when the requests still running can no
+longer fill the batch (see :mod:`harness.steady`). Diffusion backends run one
+warm-up call outside any window, then open ``"iter-0"``, ``"iter-1"``, ... around
+each timed generation (device synchronised before each end). Every backend may
+also open ``"run"`` around the whole measured load.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class WindowMeasurement:
+    """What one named window measured. Energy is ``None`` when no counter exists: never 0 J."""
+
+    name: str
+    start_time_s: float  # wall clock (time.time()) at begin
+    end_time_s: float
+    gpu_energy_joules: dict[int, float | None]  # per GPU index; empty on a host without GPUs
+    cpu_energy_joules: dict[int, float | None]  # per CPU package through RAPL; empty when unreadable
+    dram_energy_joules: dict[int, float | None]
+    energy_source: str  # e.g. "zeus/nvml-counter", "none: no NVIDIA GPU (ZeusMonitor found no GPUs)"
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_time_s - self.start_time_s
+
+    @property
+    def total_gpu_energy_joules(self) -> float | None:
+        values = list(self.gpu_energy_joules.values())
+        if not values or any(v is None for v in values):
+            return None
+        return float(sum(values))
+
+
+@runtime_checkable
+class Meter(Protocol):
+    """Energy windows, implemented by :mod:`harness.energy` (Zeus) and by fakes in tests."""
+
+    def begin(self, name: str) -> None: ...
+
+    def end(self, name: str, sync: bool = True) -> WindowMeasurement: ...
+
+
+@dataclass
+class RequestRecord:
+    """One LLM request as the load generator saw it. Times are wall clock seconds (time.time())."""
+
+    request_id: int
+    prompt_tokens: int
+    target_output_tokens: int  # the drawn length the request was forced to
+    output_tokens: int  # what actually came back (usage), 0 on failure
+    submit_time_s: float
+    first_token_time_s: float | None
+    finish_time_s: float | None
+    token_times_s: list[float] = field(default_factory=list)  # arrival time of every output token
+    success: bool = True
+    error: str | None = None
+
+
+@dataclass
+class IterationRecord:
+    """One timed diffusion generation (a whole batch)."""
+
+    index: int
+    start_time_s: float
+    end_time_s: float
+    batch_size: int
+    outputs: int  # images or videos produced
+
+
+@dataclass
+class WorkloadResult:
+    requests: list[RequestRecord] = field(default_factory=list)
+    iterations: list[IterationRecord] = field(default_factory=list)
+    windows: dict[str, WindowMeasurement] = field(default_factory=dict)
+    server_log: Path | None = None
+    info: dict[str, Any] = field(default_factory=dict)  # backend facts worth storing (versions, args, KV blocks...)
+
+
+class WorkloadError(RuntimeError):
+    """The workload failed (server died, never healthy, out of memory). ``log_tail`` holds the evidence."""
+
+    def __init__(self, message: str, log_tail: str = "", cause: str = "error"):
+        super().__init__(message)
+        self.log_tail = log_tail
+        self.cause = cause  # short machine-readable cause: "server-died", "unhealthy", "oom", "timeout", ...
+
+
+class Backend(Protocol):
+    """Lifecycle: ``start`` (not measured) -> ``run`` (measured through the meter) -> ``stop`` (always called)."""
+
+    name: str
+    metrics_url: str | None  # Prometheus endpoint while started (vLLM), else None
+
+    def start(self, cfg: Any, run_dir: Path) -> None: ...
+
+    def run(self, cfg: Any, meter: Meter) -> WorkloadResult: ...
+
+    def stop(self) -> None: ...
