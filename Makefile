@@ -36,7 +36,9 @@ ifeq ($(HAS_GPU),1)
 	$(PIP) install -q -r $(STAMPS)/lock-gpu.txt
 	$(PIP) install -q -r requirements/gpu.txt
 else
-	$(PIP) install -q --retries 1 --extra-index-url $(TORCH_CPU_INDEX) --no-deps -r $(LOCK)
+	grep -vE '^torch==' $(LOCK) > $(STAMPS)/lock-nontorch.txt
+	$(PIP) install -q --no-deps -r $(STAMPS)/lock-nontorch.txt
+	$(PIP) install -q --no-deps --retries 1 --extra-index-url $(TORCH_CPU_INDEX) $$(grep -E '^torch==' $(LOCK))
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
 endif
 	$(PIP) install -q --no-deps --no-build-isolation -e .
@@ -87,7 +89,7 @@ gpu-check:
 lock:
 	rm -rf $(STAMPS)/lockenv && $(PYTHON_SYS) -m venv $(STAMPS)/lockenv
 	$(STAMPS)/lockenv/bin/pip install -q --extra-index-url $(TORCH_CPU_INDEX) -r requirements/base.in -r requirements/cpu.in
-	{ head -4 $(LOCK); $(STAMPS)/lockenv/bin/pip freeze | grep -vE '^(torchvision|torchaudio|torchcodec)=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+	{ head -4 $(LOCK); $(STAMPS)/lockenv/bin/pip freeze --all | grep -vE '^(pip|torchvision|torchaudio|torchcodec)=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
 
 clean:
 	rm -rf _build book/_generated
