@@ -1,0 +1,360 @@
+"""Named model architectures that the project writes itself: nothing is downloaded.
+
+Each architecture is one JSON file in ``harness/archs/``:
+
+* ``kind: "llm"`` -- an ``hf_config`` (a Hugging Face ``config.json``) and a
+  tokenizer spec. :func:`materialize_llm` writes a model folder with that
+  ``config.json`` and a byte-level BPE tokenizer trained from scratch on a
+  seeded synthetic corpus, which vLLM loads with ``--load-format dummy`` and
+  transformers builds with random weights.
+* ``kind: "diffusion"`` -- a diffusers pipeline class and one config per
+  component (transformer, VAE, text encoders, scheduler, tokenizers);
+  :mod:`harness.workloads.diffusers_backend` builds it with random weights.
+
+The tokenizer's vocabulary has exactly the model's ``vocab_size`` entries: the
+trained tokens first (at most 8,192), the special tokens at the ids the model
+config names, and reserved placeholder tokens for the rest (as Llama 3 does
+with its reserved special tokens), so every id a random-weight model can emit
+decodes. Generated folders live in a cache (``HARNESS_CACHE_DIR``, else
+``~/.cache/joules-study/models``) under a name that carries a digest of the
+architecture file and of the tokenizer recipe, so they are rebuilt whenever
+either changes and never committed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from harness.errors import ConfigError
+
+ARCH_DIR = Path(__file__).resolve().parent.parent / "archs"
+CACHE_ENV = "HARNESS_CACHE_DIR"
+# Bump when the tokenizer recipe (corpus, trainer settings, layout) changes: cached folders are rebuilt.
+TOKENIZER_RECIPE = "bpe-synthetic-v1"
+MAX_TRAINED_TOKENS = 8192
+LLM_BACKENDS = ("vllm", "transformers")
+DIFFUSION_BACKENDS = ("diffusers",)
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _thaw(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True)
+class Arch:
+    """One architecture file, read-only."""
+
+    name: str
+    kind: str  # "llm" | "diffusion"
+    description: str
+    spec: Mapping[str, Any]  # the whole file, frozen
+    digest: str  # sha256 (12 hex) of the file's canonical JSON plus the tokenizer recipe
+
+    @property
+    def task(self) -> str | None:
+        """The diffusion task this pipeline serves (``None`` for LLMs, which serve every LLM task)."""
+        return self.spec.get("task")
+
+    @property
+    def backends(self) -> tuple[str, ...]:
+        return LLM_BACKENDS if self.kind == "llm" else DIFFUSION_BACKENDS
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.name.startswith("tiny-")
+
+    def hf_config(self) -> dict:
+        """The LLM's ``config.json`` as a fresh dict."""
+        if self.kind != "llm":
+            raise ConfigError(f"architecture {self.name!r} is a diffusion pipeline, not an LLM")
+        return _thaw(self.spec["hf_config"])
+
+    def reference_model(self, task: str) -> str | None:
+        """Published model id with the same architecture (for reference curves), if any."""
+        return self.spec.get("reference_models", {}).get(task)
+
+    def length_source(self, task: str) -> str | None:
+        """Default published model whose output-length histogram this architecture draws from on ``task``."""
+        return self.spec.get("length_sources", {}).get(task) or self.reference_model(task)
+
+    def as_dict(self) -> dict:
+        return _thaw(self.spec)
+
+
+def _check(name: str, spec: dict, path: Path) -> None:
+    if spec.get("name") != name:
+        raise ConfigError(f"architecture file {path} names itself {spec.get('name')!r}, expected {name!r}")
+    kind = spec.get("kind")
+    if kind == "llm":
+        cfg = spec.get("hf_config", {})
+        if not cfg.get("architectures"):
+            raise ConfigError(f"architecture file {path}: hf_config needs an 'architectures' entry")
+        if spec.get("tokenizer", {}).get("vocab_size") != cfg.get("vocab_size"):
+            raise ConfigError(f"architecture file {path}: tokenizer.vocab_size must equal hf_config.vocab_size")
+    elif kind == "diffusion":
+        if spec.get("task") not in ("text-to-image", "text-to-video"):
+            raise ConfigError(f"architecture file {path}: task must be text-to-image or text-to-video")
+        if "transformer" not in spec.get("components", {}):
+            raise ConfigError(f"architecture file {path}: components need a transformer")
+    else:
+        raise ConfigError(f"architecture file {path}: kind must be 'llm' or 'diffusion', not {kind!r}")
+
+
+@functools.lru_cache(maxsize=1)
+def _load_all() -> dict[str, Arch]:
+    out = {}
+    for path in sorted(ARCH_DIR.glob("*.json")):
+        name = path.stem
+        try:
+            spec = json.loads(path.read_text())
+        except ValueError as exc:
+            raise ConfigError(f"architecture file {path} is not valid JSON: {exc}") from None
+        _check(name, spec, path)
+        canonical = json.dumps(spec, sort_keys=True, separators=(",", ":")) + TOKENIZER_RECIPE
+        digest = hashlib.sha256(canonical.encode()).hexdigest()[:12]
+        out[name] = Arch(name, spec["kind"], spec.get("description", ""), _freeze(spec), digest)
+    return out
+
+
+def all_archs() -> dict[str, Arch]:
+    return dict(_load_all())
+
+
+def names(backend: str | None = None) -> tuple[str, ...]:
+    """Architecture names a backend can build (all of them when ``backend`` is None)."""
+    archs = _load_all().values()
+    return tuple(a.name for a in archs if backend is None or backend in a.backends)
+
+
+def get(name: str) -> Arch:
+    archs = _load_all()
+    if name not in archs:
+        raise ConfigError(f"unknown architecture {name!r} (known: {', '.join(sorted(archs))})")
+    return archs[name]
+
+
+def cache_root() -> Path:
+    """Where generated model folders go."""
+    explicit = os.environ.get(CACHE_ENV)
+    if explicit:
+        return Path(explicit).expanduser() / "models"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "joules-study" / "models"
+
+
+# --- tokenizer ----------------------------------------------------------------------------------
+
+
+def synthetic_corpus(num_words: int = 200_000, seed: int = 0) -> list[str]:
+    """Seeded pseudo-text (syllable words, Zipf-like frequencies) to train the BPE tokenizer on.
+
+    Only ``random.random()`` is used, whose sequence is stable across Python versions.
+    """
+    import random
+
+    rng = random.Random(seed)
+    consonants, vowels = "bcdfghjklmnprstvwz", "aeiou"
+    lexicon = []
+    for _ in range(20_000):
+        syllables = 1 + int(rng.random() * 4)
+        lexicon.append(
+            "".join(
+                consonants[int(rng.random() * len(consonants))] + vowels[int(rng.random() * len(vowels))]
+                for _ in range(syllables)
+            )
+        )
+    lines, line = [], []
+    for _ in range(num_words):
+        line.append(lexicon[int(len(lexicon) * rng.random() ** 3)])
+        if len(line) >= 12:
+            lines.append(" ".join(line) + ".")
+            line = []
+    return lines
+
+
+@dataclass(frozen=True)
+class TokenizerLayout:
+    vocab_size: int
+    specials: Mapping[int, str]  # id -> special token text
+    regular_ids: tuple[int, int]  # [first, last] id of the trained tokens (contiguous)
+
+
+def _layout_specials(arch: Arch) -> dict[str, tuple[int, str]]:
+    """Special tokens by role: ``{"bos_token": (id, text), ...}``."""
+    tok = arch.spec.get("tokenizer", {})
+    if arch.kind == "llm":
+        cfg = arch.spec["hf_config"]
+        return {
+            "bos_token": (int(cfg["bos_token_id"]), tok["bos_token"]),
+            "eos_token": (int(cfg["eos_token_id"]), tok["eos_token"]),
+        }
+    return {"bos_token": (0, "<|bos|>"), "eos_token": (1, "<|eos|>"), "pad_token": (2, "<|pad|>")}
+
+
+def build_tokenizer(
+    vocab_size: int, roles: Mapping[str, tuple[int, str]], out_dir: Path, model_max_length: int
+) -> TokenizerLayout:
+    """Train a byte-level BPE tokenizer and lay it out over exactly ``vocab_size`` ids.
+
+    ``roles`` places the special tokens: ``{"bos_token": (id, text), "eos_token": ..., "pad_token": ...}``
+    (the pad token defaults to the end-of-sequence token).
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    specials = {i: text for i, text in roles.values()}
+
+    if any(i < 0 or i >= vocab_size for i in specials):
+        raise ConfigError(f"special token ids {sorted(specials)} fall outside a vocabulary of {vocab_size}")
+    free = [i for i in range(vocab_size) if i not in specials]
+    trained = min(MAX_TRAINED_TOKENS, len(free))
+    if trained < 300:
+        raise ConfigError(f"vocabulary of {vocab_size} is too small for a byte-level tokenizer (needs >= 300)")
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=trained,
+        min_frequency=1,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(synthetic_corpus(), trainer=trainer)
+    learned = json.loads(tok.to_str())
+    learned_vocab = sorted(learned["model"]["vocab"].items(), key=lambda kv: kv[1])
+    if len(learned_vocab) != trained:
+        raise RuntimeError(f"tokenizer training produced {len(learned_vocab)} tokens, wanted {trained}")
+
+    vocab: dict[str, int] = {}
+    regular = iter(token for token, _ in learned_vocab)
+    regular_ids = []
+    for i in range(vocab_size):
+        if i in specials:
+            vocab[specials[i]] = i
+            continue
+        token = next(regular, None)
+        if token is None:
+            token = f"<|reserved_{i}|>"
+        else:
+            regular_ids.append(i)
+        vocab[token] = i
+    if regular_ids != list(range(regular_ids[0], regular_ids[-1] + 1)):
+        raise ConfigError(f"special token ids {sorted(specials)} split the trained tokens; put them at the ends")
+
+    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["model"]["merges"]]
+    final = Tokenizer(models.BPE(vocab=vocab, merges=merges))
+    final.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    final.decoder = decoders.ByteLevel()
+    final.add_special_tokens([AddedToken(specials[i], special=True, normalized=False) for i in sorted(specials)])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    final.save(str(out_dir / "tokenizer.json"))
+    names_by_role = {role: text for role, (_, text) in roles.items()}
+    names_by_role.setdefault("pad_token", names_by_role["eos_token"])
+    (out_dir / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "model_max_length": model_max_length,
+                "clean_up_tokenization_spaces": False,
+                **names_by_role,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    (out_dir / "special_tokens_map.json").write_text(json.dumps(names_by_role, indent=2) + "\n")
+    return TokenizerLayout(vocab_size, MappingProxyType(dict(specials)), (regular_ids[0], regular_ids[-1]))
+
+
+# --- materialised folders ------------------------------------------------------------------------
+
+
+def _materialize(arch: Arch, fill) -> Path:
+    root = cache_root()
+    final = root / f"{arch.name}-{arch.digest}"
+    if (final / "harness_arch.json").is_file():
+        return final
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{arch.name}-", dir=root))
+    try:
+        layout = fill(tmp)
+        stamp = {
+            "name": arch.name,
+            "digest": arch.digest,
+            "tokenizer_recipe": TOKENIZER_RECIPE,
+            "vocab_size": layout.vocab_size,
+            "special_token_ids": sorted(layout.specials),
+            "regular_token_ids": list(layout.regular_ids),
+            "tokenizer_sha256": hashlib.sha256((tmp / "tokenizer.json").read_bytes()).hexdigest(),
+        }
+        (tmp / "harness_arch.json").write_text(json.dumps(stamp, indent=2) + "\n")
+        try:
+            os.replace(tmp, final)
+        except OSError:  # another process finished first: use its copy
+            if not (final / "harness_arch.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def _transformers_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("transformers")
+    except PackageNotFoundError:
+        return "5.0.0"
+
+
+def materialize_llm(name: str) -> Path:
+    """A model folder for ``name``: ``config.json`` plus tokenizer files (no weights)."""
+    arch = get(name)
+    if arch.kind != "llm":
+        raise ConfigError(f"architecture {name!r} is a diffusion pipeline, not an LLM")
+
+    def fill(folder: Path) -> TokenizerLayout:
+        cfg = arch.hf_config()
+        cfg.setdefault("transformers_version", _transformers_version())  # else transformers 5 warns about a regex
+        (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        max_len = int(cfg.get("max_position_embeddings", 4096))
+        return build_tokenizer(int(cfg["vocab_size"]), _layout_specials(arch), folder, max_len)
+
+    return _materialize(arch, fill)
+
+
+def materialize_tokenizer(name: str) -> Path:
+    """The tokenizer folder a diffusion pipeline's text encoders share."""
+    arch = get(name)
+    if arch.kind != "diffusion":
+        return materialize_llm(name)
+
+    def fill(folder: Path) -> TokenizerLayout:
+        return build_tokenizer(int(arch.spec["tokenizer"]["vocab_size"]), _layout_specials(arch), folder, 77)
+
+    return _materialize(arch, fill)
+
+
+def folder_info(folder: Path) -> dict:
+    """The stamp a materialised folder carries (vocabulary layout, tokenizer digest)."""
+    return json.loads((Path(folder) / "harness_arch.json").read_text())
