@@ -757,3 +757,188 @@ def _diagnose_cmd(args) -> int:
     else:
         print(format_attribution(att))
     return 0
+
+
+# ---------------------------------------------------------------- helpers for the book's notebooks
+
+
+def load_table(source: str = "reference", reference_dir: str | None = None, results_dir: str | None = None) -> pd.DataFrame:
+    """The table a notebook works on: the published rows, plus own runs (status ok) from ``results_dir``."""
+    from harness import reference, summary
+
+    table = summary.load(source, reference_dir)
+    if results_dir:
+        own = load_rows_own(results_dir)
+        own = own.assign(task_name=own["task"].map(reference.TASK_NAMES))
+        table = pd.concat([table, own], ignore_index=True)
+    return table
+
+
+def load_rows_own(results_dir: str) -> pd.DataFrame:
+    """The harness's own runs under ``results_dir`` that finished (status ok), in the reference's columns."""
+    from harness import store
+
+    own = store.collect(results_dir)
+    own = own[own["status"] == "ok"].copy()
+    if "nickname" not in own.columns or own["nickname"].isna().all():
+        own["nickname"] = own["model_id"].astype(str).str.split("/").str[-1] + " (own)"
+    return own
+
+
+def factor_chart(att: an.Attribution, title: str | None = None, width: int = 360):
+    """Bars of each factor on a log axis around 1, then the total ratio; hover for values and units."""
+    import altair as alt
+
+    frame = att.to_frame()
+    frame = frame[(frame["name"] != "measurement residual") | ((frame["ratio"] - 1).abs() > 1e-6)].copy()
+    total = pd.DataFrame([{"name": "= energy ratio B/A", "ratio": att.ratio, "value_a": att.energy_a,
+                           "value_b": att.energy_b, "unit": att.energy_column, "meaning": "the product of the factors above"}])
+    frame = pd.concat([frame, total], ignore_index=True)
+    frame["a"], frame["b"] = att.label_a, att.label_b
+    frame["direction"] = np.where(frame["name"].str.startswith("="), "total",
+                                  np.where(frame["ratio"] >= 1, "raises B's energy", "lowers B's energy"))
+    frame["times"] = [f"x{r:.3g}" if r >= 1 else f"1/{1 / r:.3g}" for r in frame["ratio"]]
+    lo, hi = float(frame["ratio"].min()), float(frame["ratio"].max())
+    domain = [min(lo, 1 / max(hi, 1.0001), 0.5) / 1.3, max(hi, 1 / min(lo, 0.9999), 2.0) * 1.3]
+    order = frame["name"].tolist()
+    base = alt.Chart(frame, width=width, height=24 * len(frame))
+    bars = base.mark_bar().encode(
+        y=alt.Y("name:N", sort=order, title=None),
+        x=alt.X("ratio:Q", scale=alt.Scale(type="log", domain=domain), title="factor (B / A, log scale)"),
+        x2=alt.datum(1),
+        color=alt.Color("direction:N", title=None,
+                        scale=alt.Scale(domain=["raises B's energy", "lowers B's energy", "total"],
+                                        range=["#d6604d", "#4393c3", "#555555"])),
+        tooltip=[alt.Tooltip("name:N", title="factor"), alt.Tooltip("ratio:Q", title="B / A", format=".3~g"),
+                 alt.Tooltip("value_a:Q", title="A", format=",.4~g"), alt.Tooltip("value_b:Q", title="B", format=",.4~g"),
+                 alt.Tooltip("unit:N", title="unit"), alt.Tooltip("a:N", title="A (model, task, GPU, batch)"),
+                 alt.Tooltip("b:N", title="B (model, task, GPU, batch)"), alt.Tooltip("meaning:N", title="why")],
+    )
+    label_tip = [alt.Tooltip("name:N", title="factor"), alt.Tooltip("ratio:Q", title="B / A", format=".3~g")]
+    up = base.transform_filter("datum.ratio >= 1").mark_text(align="left", dx=4, fontSize=11).encode(
+        y=alt.Y("name:N", sort=order), x=alt.X("ratio:Q"), text="times:N", tooltip=label_tip)
+    down = base.transform_filter("datum.ratio < 1").mark_text(align="right", dx=-4, fontSize=11).encode(
+        y=alt.Y("name:N", sort=order), x=alt.X("ratio:Q"), text="times:N", tooltip=label_tip)
+    rule = alt.Chart(pd.DataFrame({"one": [1.0]})).mark_rule(color="#333").encode(
+        x="one:Q", tooltip=[alt.Tooltip("one:Q", title="no change (factor 1)")])
+    chart = alt.layer(bars, up, down, rule)
+    return chart.properties(title=title or f"{att.label_b} over {att.label_a}")
+
+
+# The framework: layers of knobs and properties -> latent metrics -> end metrics. Each edge names the
+# finding whose numbers show it in the data (None where the edge is an identity or a known mechanism).
+FRAMEWORK_NODES = (
+    # id, label, layer, description
+    ("model_size", "Model size", "algorithm", "parameters the GPU must hold and read per token"),
+    ("architecture", "Dense or MoE", "algorithm", "a mixture of experts activates a few parameters per token"),
+    ("precision", "Weight precision", "algorithm", "BF16 or FP8 weights: bytes per parameter and math throughput"),
+    ("output_length", "Output length (task, reasoning)", "algorithm", "tokens generated per response"),
+    ("batch_knob", "Batch size knob", "software", "vLLM max_num_seqs, diffusion batch size"),
+    ("parallelism", "Parallelism", "software", "tensor, expert or sequence parallel degrees across GPUs"),
+    ("cpu_side", "Non-GPU bottlenecks", "software", "CPU-side preprocessing of images and videos"),
+    ("gpu_generation", "GPU generation", "hardware", "H100 (80 GB, 700 W) or B200 (180 GB, 1,000 W)"),
+    ("gpu_count", "GPU count", "hardware", "1, 2, 4 or 8 GPUs per configuration"),
+    ("memory_footprint", "Memory footprint", "latent", "weights plus KV cache or activations"),
+    ("memory_headroom", "Memory headroom", "latent", "GPU memory left for more concurrent work"),
+    ("batch_reached", "Batch size reached", "latent", "requests or outputs actually processed together"),
+    ("utilization", "GPU utilization", "latent", "how much of the GPU's compute and bandwidth is busy"),
+    ("compute_volume", "Compute volume", "latent", "work per output: tokens x active parameters, steps x pixels x frames"),
+    ("time", "Time", "end", "latency per token or per batch, and total time"),
+    ("power", "Power", "end", "average GPU power; a floor is drawn even when idle"),
+    ("energy", "Energy per output", "end", "power x time / outputs"),
+    ("throughput_per_watt", "Throughput per watt", "end", "outputs per second per watt = 1 / energy per output"),
+)
+FRAMEWORK_EDGES = (
+    # source, target, mechanism, finding id
+    ("model_size", "memory_footprint", "weights take memory", None),
+    ("model_size", "compute_volume", "more parameters to read and multiply per token", "moe-vs-dense"),
+    ("architecture", "compute_volume", "MoE activates few parameters per token", "moe-vs-dense"),
+    ("precision", "memory_footprint", "FP8 halves the bytes per weight", "fp8-vs-bf16"),
+    ("precision", "utilization", "FP8 kernels help large batches, cost at small ones", "fp8-vs-bf16"),
+    ("output_length", "compute_volume", "more tokens per response", "reasoning-vs-chat"),
+    ("output_length", "memory_footprint", "long contexts grow the KV cache", "qwen3-32b-b200"),
+    ("batch_knob", "batch_reached", "the knob caps concurrency", "batch-size-effect"),
+    ("parallelism", "memory_footprint", "weights split across GPUs", "multi-gpu"),
+    ("parallelism", "utilization", "communication and smaller shards per GPU", "multi-gpu"),
+    ("cpu_side", "utilization", "the GPU waits for inputs", "multimodal-overhead"),
+    ("gpu_generation", "memory_headroom", "more memory per GPU", "b200-vs-h100"),
+    ("gpu_generation", "time", "faster compute and memory", "b200-vs-h100"),
+    ("gpu_generation", "power", "higher power limit and floor", "b200-vs-h100"),
+    ("gpu_count", "memory_headroom", "more GPUs, more memory", "multi-gpu"),
+    ("gpu_count", "power", "every GPU draws its floor", "multi-gpu"),
+    ("memory_footprint", "memory_headroom", "what is left after weights and cache", None),
+    ("memory_headroom", "batch_reached", "memory caps the batch", "qwen3-32b-b200"),
+    ("batch_reached", "utilization", "bigger batches keep the GPU busy", "batch-size-effect"),
+    ("utilization", "power", "a busy GPU draws more power", "batch-size-effect"),
+    ("utilization", "time", "a busy GPU finishes more outputs per second", "batch-size-effect"),
+    ("compute_volume", "time", "more work takes longer", "text-to-video-range"),
+    ("time", "energy", "energy = power x time", None),
+    ("power", "energy", "energy = power x time", None),
+    ("energy", "throughput_per_watt", "throughput per watt = 1 / energy per output", None),
+)
+_LAYER_COLUMNS = {"algorithm": 0, "software": 0, "hardware": 0, "latent": 1, "end": 2}
+
+
+def framework_graph(found: list[Finding] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Nodes (with x, y layout) and edges (with endpoints and, where given, the evidence's summary)."""
+    nodes = pd.DataFrame(FRAMEWORK_NODES, columns=["id", "label", "layer", "description"])
+    nodes["column"] = nodes["layer"].map(_LAYER_COLUMNS)
+    nodes["row"] = nodes.groupby("column").cumcount()
+    sizes = nodes.groupby("column")["row"].transform("max") + 1
+    tallest = int(sizes.max())
+    # stagger the latent and end columns so that edges inside a column do not run through other nodes
+    nodes["x"] = nodes["column"] * 1.0 + np.where(nodes["column"] > 0, 0.2 * (nodes["row"] % 2), 0.0)
+    nodes["y"] = (nodes["row"] + 0.5) * tallest / sizes
+    pos = nodes.set_index("id")[["x", "y"]]
+    evidence = {f.id: f.summary for f in (found or [])}
+    edges = pd.DataFrame(FRAMEWORK_EDGES, columns=["source", "target", "mechanism", "finding"])
+    edges["x"], edges["y"] = pos.loc[edges["source"], "x"].to_numpy(), pos.loc[edges["source"], "y"].to_numpy()
+    edges["x2"], edges["y2"] = pos.loc[edges["target"], "x"].to_numpy(), pos.loc[edges["target"], "y"].to_numpy()
+    edges["finding"] = edges["finding"].fillna("identity or mechanism")
+    edges["evidence"] = edges["finding"].map(evidence).fillna("")
+    labels = nodes.set_index("id")["label"]
+    edges["edge"] = labels.loc[edges["source"]].to_numpy() + " -> " + labels.loc[edges["target"]].to_numpy()
+    # arrowhead position, short of the target node
+    edges["ax"] = edges["x"] + 0.85 * (edges["x2"] - edges["x"])
+    edges["ay"] = edges["y"] + 0.85 * (edges["y2"] - edges["y"])
+    return nodes, edges
+
+
+def framework_chart(found: list[Finding] | None = None, width: int = 720, height: int = 460):
+    """The causal picture as a Vega-Lite graph: layers -> latent metrics -> end metrics."""
+    import altair as alt
+
+    nodes, edges = framework_graph(found)
+    xs = alt.Scale(domain=[-0.35, 2.55])
+    ys = alt.Scale(domain=[float(nodes["y"].max()) + 0.6, -0.4])
+    layer_colors = alt.Scale(domain=["algorithm", "software", "hardware", "latent", "end"],
+                             range=["#1b9e77", "#7570b3", "#d95f02", "#e7298a", "#444444"])
+    lines = alt.Chart(edges).mark_rule(opacity=0.35, strokeWidth=1.6).encode(
+        x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None), x2="x2:Q", y2="y2:Q",
+        tooltip=[alt.Tooltip("edge:N", title="edge"), alt.Tooltip("mechanism:N"),
+                 alt.Tooltip("finding:N", title="evidence (finding)"), alt.Tooltip("evidence:N", title="what the data say")])
+    # arrowheads: a triangle turned along its edge in screen space (y grows downwards)
+    span_x, span_y = xs.domain[1] - xs.domain[0], ys.domain[0] - ys.domain[1]
+    dx_px = (edges["x2"] - edges["x"]) * width / span_x
+    dy_px = (edges["y2"] - edges["y"]) * height / span_y
+    edges["angle"] = np.degrees(np.arctan2(dy_px, dx_px)) % 360
+    frac = (1 - 16 / np.hypot(dx_px, dy_px)).clip(lower=0.5)  # just outside the target's circle
+    edges["ax"] = edges["x"] + frac * (edges["x2"] - edges["x"])
+    edges["ay"] = edges["y"] + frac * (edges["y2"] - edges["y"])
+    arrows = alt.Chart(edges).mark_point(shape="triangle-right", filled=True, size=60, opacity=0.6, color="#555").encode(
+        x=alt.X("ax:Q", scale=xs, axis=None), y=alt.Y("ay:Q", scale=ys, axis=None), angle=alt.Angle("angle:Q", scale=None),
+        tooltip=[alt.Tooltip("edge:N", title="edge"), alt.Tooltip("mechanism:N"),
+                 alt.Tooltip("finding:N", title="evidence (finding)")])
+    dots = alt.Chart(nodes).mark_circle(size=260, opacity=1).encode(
+        x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None),
+        color=alt.Color("layer:N", scale=layer_colors, title="layer"),
+        tooltip=[alt.Tooltip("label:N", title="node"), alt.Tooltip("layer:N"), alt.Tooltip("description:N")])
+    text = alt.Chart(nodes).mark_text(dy=-14, fontSize=11).encode(
+        x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None), text="label:N",
+        tooltip=[alt.Tooltip("label:N", title="node"), alt.Tooltip("description:N")])
+    heads = pd.DataFrame({"x": [0.0, 1.0, 2.0], "y": [-0.3] * 3,
+                          "title": ["Algorithm, software, hardware", "Latent metrics", "End metrics"]})
+    header = alt.Chart(heads).mark_text(fontSize=13, fontWeight="bold").encode(
+        x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None), text="title:N",
+        tooltip=[alt.Tooltip("title:N", title="column")])
+    return alt.layer(lines, arrows, dots, text, header).properties(width=width, height=height).configure_view(stroke=None)
