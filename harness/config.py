@@ -1,0 +1,389 @@
+"""Study configs: one YAML file per study, validated into frozen objects before anything runs.
+
+>>> study = load_study("configs/trivial-cpu.yaml")       # raises ConfigError, writes nothing
+>>> cfg = study.configurations[0]
+>>> cfg.run_id, cfg.model, cfg.max_num_seqs
+
+A file holds ``study`` (a name), an optional ``description``, optional
+``settings`` (study-wide: cool-down, idle-power sampling, sampler rate, run
+timeout) and ``runs``: blocks whose ``grid`` expands to the Cartesian product
+of its lists. Knobs left out of a grid take :data:`GRID_DEFAULTS`; knobs that
+do not apply to a task (``batch_size`` on an LLM task, ``max_num_seqs`` on a
+diffusion task) are an error when given and ``None`` on the Configuration.
+
+Order is deterministic: blocks in file order, then models, then the grid with
+the batch knob (``max_num_seqs`` or ``batch_size``) innermost, so a sweep meets
+the batch sizes of one series in the order listed.
+
+A Configuration's ``run_id`` is the first 12 hex digits of the sha256 of its
+canonical JSON (sorted keys, ``study`` left out): the same configuration always
+maps to the same run folder, in any study.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Mapping
+
+from harness.errors import ConfigError
+
+FAMILIES = {
+    "lm-arena-chat": "llm-chat",
+    "gpqa": "llm-reasoning",
+    "sourcegraph-fim": "llm-code",
+    "text-to-image": "text-to-image",
+    "text-to-video": "text-to-video",
+    "cpu-trivial": "cpu-trivial",
+}
+NOT_RUNNABLE = ("image-chat", "video-chat")
+LLM_TASKS = ("lm-arena-chat", "gpqa", "sourcegraph-fim", "cpu-trivial")  # request-driven, max_num_seqs knob
+DIFFUSION_TASKS = ("text-to-image", "text-to-video")
+PRECISIONS = ("bfloat16", "float16", "float32", "fp8")
+
+LLM_KNOBS = ("max_num_seqs", "max_num_batched_tokens")
+DIFFUSION_KNOBS = ("batch_size", "inference_steps", "height", "width", "num_frames")
+SHARED_KNOBS = ("num_gpus", "tensor_parallel", "expert_parallel", "precision")
+# Expansion order: the batch knob last, so it varies fastest.
+GRID_ORDER = ("num_gpus", "tensor_parallel", "expert_parallel", "precision", "max_num_batched_tokens",
+              "inference_steps", "height", "width", "num_frames", "max_num_seqs", "batch_size")
+GRID_DEFAULTS: dict[str, list] = {
+    "max_num_seqs": [1, 4, 8],
+    "max_num_batched_tokens": [8192],
+    "num_gpus": [1],
+    "tensor_parallel": [1],
+    "expert_parallel": [1],
+    "precision": ["bfloat16"],
+    "batch_size": [1, 2],
+    "inference_steps": [20],
+    "height": [1024],
+    "width": [1024],
+    "num_frames": [1],
+}
+# Requests per LLM run and timed iterations per diffusion run when a block does not say (the reference's).
+DEFAULT_NUM_REQUESTS = {"lm-arena-chat": 1024, "gpqa": 198, "sourcegraph-fim": 1024, "cpu-trivial": 32}
+DEFAULT_NUM_ITERATIONS = {"text-to-image": 4, "text-to-video": 2}
+
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+TOP_KEYS = ("study", "description", "settings", "runs")
+BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
+              "max_output_tokens", "options", "grid")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Study-wide settings."""
+
+    cooldown_s: float = 0.0  # pause between runs
+    idle_power_s: float = 5.0  # idle-power sampling before a sweep (GPU hosts only)
+    sampler_hz: float = 10.0  # telemetry sampling rate, at least 10
+    run_timeout_s: float = 1800.0  # a run that takes longer fails with cause "timeout"
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One run of the grid. Knobs that do not apply to the task are ``None``."""
+
+    study: str
+    task: str
+    family: str
+    backend: str
+    model: str
+    num_gpus: int
+    tensor_parallel: int
+    expert_parallel: int
+    precision: str
+    max_num_seqs: int | None
+    max_num_batched_tokens: int | None
+    batch_size: int | None
+    inference_steps: int | None
+    height: int | None
+    width: int | None
+    num_frames: int | None
+    num_requests: int | None
+    num_iterations: int | None
+    seed: int
+    length_source: str | None
+    max_output_tokens: int | None
+    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+
+    @property
+    def is_llm(self) -> bool:
+        """Request-driven runs with a ``max_num_seqs`` knob (the LLM tasks and ``cpu-trivial``)."""
+        return self.task in LLM_TASKS
+
+    @property
+    def is_diffusion(self) -> bool:
+        return self.task in DIFFUSION_TASKS
+
+    @property
+    def batch_knob(self) -> str:
+        """Name of the knob that sets the batch: ``max_num_seqs`` (LLM) or ``batch_size`` (diffusion)."""
+        return "max_num_seqs" if self.is_llm else "batch_size"
+
+    @property
+    def batch_value(self) -> int:
+        return getattr(self, self.batch_knob)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = {f.name: getattr(self, f.name) for f in fields(self)}
+        out["options"] = _plain(self.options)
+        return out
+
+    @property
+    def run_id(self) -> str:
+        payload = {k: v for k, v in self.as_dict().items() if k != "study"}
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    def label(self) -> str:
+        """Short human-readable description: model and the knobs that vary most."""
+        knob = f"{self.batch_knob}={self.batch_value}"
+        gpus = f" x{self.num_gpus}gpu" if self.num_gpus != 1 else ""
+        return f"{self.task}/{self.model} {knob}{gpus}"
+
+
+@dataclass(frozen=True)
+class Study:
+    name: str
+    path: Path
+    description: str
+    settings: Settings
+    configurations: tuple[Configuration, ...]
+
+
+def _plain(value):
+    """Read-only mappings back to plain dicts (for JSON)."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _frozen(value):
+    if isinstance(value, Mapping):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
+
+
+class _Checker:
+    """Builds one-line errors that name the file and the field path."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def fail(self, where: str, message: str):
+        raise ConfigError(f"{self.path}: {where}: {message}")
+
+    def keys(self, mapping, where: str, allowed) -> None:
+        if not isinstance(mapping, dict):
+            self.fail(where, f"must be a mapping, got {type(mapping).__name__}")
+        for key in mapping:
+            if key not in allowed:
+                self.fail(f"{where}.{key}" if where else str(key), f"unknown key (allowed: {', '.join(allowed)})")
+
+    def positive_int(self, value, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(where, f"must be a positive integer, got {value!r}")
+        if value <= 0:
+            self.fail(where, f"must be a positive integer, got {value}")
+        return value
+
+    def number(self, value, where: str, minimum: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(where, f"must be a number >= {minimum:g}, got {value!r}")
+        if value < minimum:
+            self.fail(where, f"must be a number >= {minimum:g}, got {value}")
+        return float(value)
+
+    def string(self, value, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            self.fail(where, f"must be a non-empty string, got {value!r}")
+        return value
+
+
+def _settings(raw, check: _Checker) -> Settings:
+    if raw is None:
+        return Settings()
+    allowed = [f.name for f in fields(Settings)]
+    check.keys(raw, "settings", allowed)
+    minimum = {"cooldown_s": 0, "idle_power_s": 0, "sampler_hz": 10, "run_timeout_s": 1}
+    values = {k: check.number(v, f"settings.{k}", minimum[k]) for k, v in raw.items()}
+    return Settings(**values)
+
+
+def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[str, list]:
+    grid = block.get("grid") or {}
+    llm = task in LLM_TASKS
+    own, other = (LLM_KNOBS, DIFFUSION_KNOBS) if llm else (DIFFUSION_KNOBS, LLM_KNOBS)
+    if not isinstance(grid, dict):
+        check.fail(f"{where}.grid", f"must be a mapping, got {type(grid).__name__}")
+    for key in grid:
+        if key in other:
+            kind = "an LLM" if llm else "a diffusion"
+            check.fail(f"{where}.grid.{key}", f"does not apply to {kind} task ({task}); allowed: {', '.join(SHARED_KNOBS + own)}")
+    check.keys(grid, f"{where}.grid", SHARED_KNOBS + own)
+    values = {}
+    for knob in SHARED_KNOBS + own:
+        items = grid.get(knob, GRID_DEFAULTS[knob])
+        path = f"{where}.grid.{knob}"
+        if not isinstance(items, list):
+            check.fail(path, f"must be a list, got {type(items).__name__}")
+        if not items:
+            check.fail(path, "must not be empty")
+        for i, item in enumerate(items):
+            if knob == "precision":
+                if item not in PRECISIONS:
+                    check.fail(f"{path}[{i}]", f"unknown precision {item!r} (allowed: {', '.join(PRECISIONS)})")
+            else:
+                check.positive_int(item, f"{path}[{i}]")
+        if len(set(items)) != len(items):
+            check.fail(path, f"repeats a value: {items}")
+        values[knob] = items
+    if task == "text-to-image" and values["num_frames"] != [1]:
+        check.fail(f"{where}.grid.num_frames", "must be [1] for text-to-image")
+    return values
+
+
+def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
+    from harness import reference
+    from harness.workloads import registry
+
+    where = f"runs[{index}]"
+    check.keys(raw, where, BLOCK_KEYS)
+    for key in ("task", "backend", "models"):
+        if key not in raw:
+            check.fail(f"{where}.{key}", "is required")
+    task = check.string(raw["task"], f"{where}.task")
+    if task in NOT_RUNNABLE:
+        check.fail(f"{where}.task", f"{task} is not runnable yet (runnable: {', '.join(FAMILIES)})")
+    if task not in FAMILIES:
+        check.fail(f"{where}.task", f"unknown task {task!r} (allowed: {', '.join(FAMILIES)})")
+    backend = check.string(raw["backend"], f"{where}.backend")
+    if backend not in registry.BACKENDS:
+        check.fail(f"{where}.backend", f"unknown backend {backend!r} (allowed: {', '.join(registry.BACKENDS)})")
+    if task not in registry.BACKEND_TASKS.get(backend, ()):
+        can = ", ".join(registry.BACKEND_TASKS.get(backend, ())) or "none"
+        check.fail(f"{where}.backend", f"backend {backend} cannot run task {task} (it runs: {can})")
+    models = raw["models"]
+    if not isinstance(models, list) or not models:
+        check.fail(f"{where}.models", f"must be a non-empty list of model names, got {models!r}")
+    known = registry.known_models(backend)
+    for i, model in enumerate(models):
+        if model not in known:
+            check.fail(f"{where}.models[{i}]", f"unknown model {model!r} for backend {backend} (known: {', '.join(known) or 'none'})")
+    if len(set(models)) != len(models):
+        check.fail(f"{where}.models", f"repeats a model: {models}")
+
+    llm = task in LLM_TASKS
+    llm_only = ("num_requests", "length_source", "max_output_tokens")
+    for key in llm_only if not llm else ("num_iterations",):
+        if key in raw:
+            kind = "a diffusion" if llm is False else "an LLM"
+            check.fail(f"{where}.{key}", f"does not apply to {kind} task ({task})")
+    num_requests = check.positive_int(raw.get("num_requests", DEFAULT_NUM_REQUESTS.get(task)), f"{where}.num_requests") if llm else None
+    num_iterations = None if llm else check.positive_int(raw.get("num_iterations", DEFAULT_NUM_ITERATIONS[task]), f"{where}.num_iterations")
+    seed = raw.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        check.fail(f"{where}.seed", f"must be an integer >= 0, got {seed!r}")
+    max_output_tokens = raw.get("max_output_tokens")
+    if max_output_tokens is not None:
+        check.positive_int(max_output_tokens, f"{where}.max_output_tokens")
+    length_source = raw.get("length_source")
+    if length_source is not None:
+        check.string(length_source, f"{where}.length_source")
+        if task == "cpu-trivial":
+            check.fail(f"{where}.length_source", "does not apply to cpu-trivial")
+        choices = reference.models_with_lengths(task)
+        if length_source not in choices:
+            check.fail(f"{where}.length_source", f"no published output lengths for {length_source!r} on {task} (e.g. {', '.join(choices[:3])})")
+    options = raw.get("options") or {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        check.fail(f"{where}.options", "must be a mapping with string keys")
+
+    grid = _grid_values(raw, where, task, check)
+    for num_gpus in grid["num_gpus"]:
+        for key in ("tensor_parallel", "expert_parallel"):
+            for value in grid[key]:
+                if num_gpus % value:
+                    check.fail(f"{where}.grid.{key}", f"{key}={value} does not divide num_gpus={num_gpus}")
+    order = [k for k in GRID_ORDER if k in grid]
+    out = []
+    for model in models:
+        for combo in itertools.product(*(grid[k] for k in order)):
+            knobs = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS) | dict(zip(order, combo))
+            out.append(Configuration(
+                study=study, task=task, family=FAMILIES[task], backend=backend, model=model,
+                num_requests=num_requests, num_iterations=num_iterations, seed=seed,
+                length_source=length_source, max_output_tokens=max_output_tokens,
+                options=_frozen(options), **knobs,
+            ))
+    return out
+
+
+def load_study(path: str | Path) -> Study:
+    """Read and validate a study config. Raises :class:`ConfigError` naming the file and field."""
+    import yaml
+
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory, expected a YAML study config")
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{path}: YAML syntax error: {line}{problem}") from None
+    check = _Checker(path)
+    if not isinstance(raw, dict):
+        check.fail("top level", "must be a mapping with keys study and runs")
+    check.keys(raw, "", TOP_KEYS)
+    for key in ("study", "runs"):
+        if key not in raw:
+            check.fail(key, "is required")
+    name = raw["study"]
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        check.fail("study", f"must match {NAME_RE.pattern} (it names a results folder), got {name!r}")
+    description = raw.get("description") or ""
+    if not isinstance(description, str):
+        check.fail("description", "must be a string")
+    settings = _settings(raw.get("settings"), check)
+    runs = raw["runs"]
+    if not isinstance(runs, list) or not runs:
+        check.fail("runs", "must be a non-empty list of run blocks")
+    configurations: list[Configuration] = []
+    seen: dict[str, int] = {}
+    for i, block in enumerate(runs):
+        for cfg in _block(block, i, name, check):
+            if cfg.run_id in seen:
+                check.fail(f"runs[{i}]", f"repeats configuration {cfg.label()} of runs[{seen[cfg.run_id]}]")
+            seen[cfg.run_id] = i
+            configurations.append(cfg)
+    return Study(name=name, path=path, description=description, settings=settings,
+                 configurations=tuple(configurations))
+
+
+def configuration_from_dict(data: Mapping[str, Any]) -> Configuration:
+    """Rebuild a Configuration from ``as_dict()`` output (e.g. a stored run.json)."""
+    names = {f.name for f in fields(Configuration)}
+    values = {k: v for k, v in data.items() if k in names}
+    values["options"] = _frozen(dict(values.get("options") or {}))
+    return Configuration(**values)
+
+
+__all__ = ["Configuration", "Settings", "Study", "load_study", "configuration_from_dict"]

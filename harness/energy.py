@@ -1,0 +1,178 @@
+"""Energy windows through Zeus: the only module that reads energy counters.
+
+    from harness.energy import open_meter
+    meter = open_meter(num_gpus=2)         # GPUs 0..1 as CUDA numbers them (CUDA_VISIBLE_DEVICES applies)
+    meter.begin("steady")
+    ...                                    # the measured region
+    m = meter.end("steady")                # harness.workloads.base.WindowMeasurement
+    m.gpu_energy_joules                    # {0: 1234.5, 1: 1220.1}; {} on a host without GPUs
+    m.total_gpu_energy_joules              # summed over GPUs; None when there is no counter
+    m.energy_source                        # "zeus/nvml-energy-counter; cpu: not measured (...)"
+    meter.close()                          # cancels windows left open (a failed run)
+
+GPU energy is the difference of NVML's energy counter read by ``ZeusMonitor``
+at the window's ends (Zeus integrates power itself only on pre-Volta GPUs);
+CPU package and DRAM energy come from RAPL when Zeus can read it. On a host
+without a GPU the window still has times, but ``gpu_energy_joules`` is empty,
+the totals are ``None`` and ``energy_source`` says why: never 0 J.
+
+Device synchronisation: before a window's begin and end the meter calls
+``torch.cuda.synchronize()`` on every device, but only when *this* process has
+already initialised CUDA through torch (in-process backends such as
+transformers and diffusers). Zeus' own synchronisation is turned off because
+in vLLM runs the GPU work happens in the server process, and synchronising
+from the client would create a CUDA context on every GPU.
+
+The meter is thread-safe: a backend may open and close windows from its own
+threads or event loop. Tests fake the hardware at the NVML boundary (a fake
+``pynvml`` device that replays a power trace) and ZeusMonitor runs unchanged.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from typing import Callable
+
+from harness.errors import HarnessError
+from harness.workloads.base import WindowMeasurement
+
+
+def synchronize_devices() -> None:
+    """Wait for queued GPU work of this process (only if it already uses CUDA through torch)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    cuda = torch.cuda
+    if cuda.is_available() and cuda.is_initialized():
+        for device in range(cuda.device_count()):
+            cuda.synchronize(device)
+
+
+def nvml_problem() -> str | None:
+    """Why NVML cannot be used on this host, or None when it can."""
+    try:
+        import pynvml
+    except ImportError:
+        return "nvidia-ml-py is not installed"
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        return f"NVML: {exc}"
+    try:
+        count = pynvml.nvmlDeviceGetCount()
+    except pynvml.NVMLError as exc:
+        return f"NVML: {exc}"
+    return None if count else "NVML found no devices"
+
+
+class ZeusMeter:
+    """A :class:`harness.workloads.base.Meter` over ``zeus.monitor.ZeusMonitor``.
+
+    ``gpu_indices`` are CUDA device numbers (after ``CUDA_VISIBLE_DEVICES``);
+    ``None`` means every visible GPU. Asking for GPUs the host does not have
+    raises :class:`HarnessError` (a host with none at all gives null energy).
+    """
+
+    def __init__(self, gpu_indices: list[int] | None = None, clock: Callable[[], float] = time.time,
+                 monitor_factory: Callable[..., object] | None = None):
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._open: dict[str, float] = {}
+        self.windows: dict[str, WindowMeasurement] = {}
+        self.gpu_indices: list[int] = []
+        self._monitor = None
+        try:
+            if monitor_factory is None:
+                from zeus.monitor import ZeusMonitor as monitor_factory
+            probe = monitor_factory(gpu_indices=[])  # zero-GPU monitor: tells how many GPUs and CPUs exist
+            visible = len(probe.gpus)
+        except Exception as exc:  # Zeus missing or broken: still time the windows
+            self.gpu_source = f"none: Zeus unavailable ({type(exc).__name__}: {exc})"
+            self.cpu_source = "cpu: not measured (Zeus unavailable)"
+            return
+        wanted = list(range(visible)) if gpu_indices is None else list(gpu_indices)
+        if visible == 0:
+            self.gpu_source = f"none: no NVIDIA GPU ({nvml_problem() or 'ZeusMonitor found no GPUs'})"
+            wanted = []
+        elif any(i < 0 or i >= visible for i in wanted):
+            raise HarnessError(f"asked for GPUs {wanted} but only {visible} visible")
+        self._monitor = monitor_factory(gpu_indices=wanted) if wanted else probe
+        self.gpu_indices = wanted
+        if wanted:
+            old = [i for i in wanted if not self._monitor.gpus.supports_get_total_energy_consumption(i)]
+            self.gpu_source = "zeus/nvml-power-integration" if old else "zeus/nvml-energy-counter"
+        cpus = list(getattr(self._monitor, "cpu_indices", []) or [])
+        self.cpu_source = "cpu: zeus/rapl" if cpus else "cpu: not measured (RAPL not readable)"
+
+    @property
+    def energy_source(self) -> str:
+        return f"{self.gpu_source}; {self.cpu_source}"
+
+    @property
+    def has_gpu_energy(self) -> bool:
+        return bool(self.gpu_indices)
+
+    def begin(self, name: str) -> None:
+        with self._lock:
+            if name in self._open:
+                raise ValueError(f"energy window {name!r} is already open")
+            synchronize_devices()
+            start = self.clock()
+            if self._monitor is not None:
+                self._monitor.begin_window(name, sync_execution=False)
+            self._open[name] = start
+
+    def end(self, name: str, sync: bool = True) -> WindowMeasurement:
+        with self._lock:
+            if name not in self._open:
+                raise ValueError(f"energy window {name!r} is not open")
+            if sync:
+                synchronize_devices()
+            start = self._open.pop(name)
+            source = self.energy_source
+            gpu: dict[int, float | None] = {}
+            cpu: dict[int, float | None] = {}
+            dram: dict[int, float | None] = {}
+            try:
+                measured = self._monitor.end_window(name, sync_execution=False) if self._monitor else None
+            except Exception as exc:  # a counter read failed: keep the window, lose its energy
+                measured = None
+                gpu = dict.fromkeys(self.gpu_indices)
+                source = f"none: Zeus failed at window end ({type(exc).__name__}: {exc})"
+            end = self.clock()
+            if measured is not None:
+                gpu = {i: _joules(measured.gpu_energy.get(i)) for i in self.gpu_indices}
+                cpu = {int(i): _joules(v) for i, v in (measured.cpu_energy or {}).items()}
+                dram = {int(i): _joules(v) for i, v in (measured.dram_energy or {}).items()}
+            window = WindowMeasurement(name=name, start_time_s=start, end_time_s=end, gpu_energy_joules=gpu,
+                                       cpu_energy_joules=cpu, dram_energy_joules=dram, energy_source=source)
+            self.windows[name] = window
+            return window
+
+    def open_windows(self) -> list[str]:
+        with self._lock:
+            return list(self._open)
+
+    def close(self) -> list[str]:
+        """Cancel every window still open (after a failure); returns their names."""
+        with self._lock:
+            names = list(self._open)
+            for name in names:
+                self._open.pop(name)
+                if self._monitor is not None:
+                    try:
+                        self._monitor.end_window(name, sync_execution=False, cancel=True)
+                    except Exception:
+                        pass
+            return names
+
+
+def _joules(value) -> float | None:
+    return None if value is None else float(value)
+
+
+def open_meter(num_gpus: int | None = None, clock: Callable[[], float] = time.time) -> ZeusMeter:
+    """A meter over GPUs ``0..num_gpus-1`` (all visible GPUs when ``None``)."""
+    return ZeusMeter(None if num_gpus is None else list(range(num_gpus)), clock=clock)

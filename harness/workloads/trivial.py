@@ -1,0 +1,123 @@
+"""A trivial CPU workload shaped like an LLM run: the whole harness path in a second or two.
+
+All ``num_requests`` fake requests are submitted at once; a scheduler loop
+admits at most ``max_num_seqs`` of them (continuous batching: a finished
+request's slot is refilled in the same step) and, once per step, gives every
+running request one output token after a small deterministic CPU job (sha256
+rounds). Output lengths are drawn from ``random.Random(seed)``. The meter's
+``"steady"`` window is opened and closed by :class:`harness.steady.SteadyTracker`,
+exactly as the LLM backends do; ``"run"`` covers the whole load.
+
+Options (``options:`` in the config):
+
+* ``step_s`` (0.002): time per decode step, so tokens arrive at 1 / step_s per request;
+* ``min_output_tokens`` (4), ``max_output_tokens`` (32, or the block's ``max_output_tokens``);
+* ``work_rounds`` (20): sha256 rounds per token (the CPU work);
+* fault injection for tests: ``fail_cause`` (e.g. ``"oom"``) makes runs with
+  ``max_num_seqs >= fail_from_max_num_seqs`` (default 1) raise WorkloadError
+  after ``fail_after_requests`` (default 0) requests have finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import time
+from pathlib import Path
+
+from harness.steady import SteadyTracker
+from harness.workloads.base import RequestRecord, WorkloadError, WorkloadResult
+
+OPTIONS = {"step_s": 0.002, "min_output_tokens": 4, "max_output_tokens": 32, "work_rounds": 20,
+           "fail_cause": None, "fail_from_max_num_seqs": 1, "fail_after_requests": 0}
+
+
+class TrivialBackend:
+    name = "trivial"
+    metrics_url = None
+
+    def __init__(self):
+        self.log_path: Path | None = None
+        self.options: dict = {}
+
+    def _log(self, line: str) -> None:
+        if self.log_path is not None:
+            with open(self.log_path, "a") as fh:
+                fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
+
+    def start(self, cfg, run_dir: Path) -> None:
+        unknown = sorted(set(cfg.options) - set(OPTIONS))
+        if unknown:
+            raise WorkloadError(f"unknown trivial option(s) {unknown} (known: {sorted(OPTIONS)})", cause="bad-option")
+        self.options = OPTIONS | dict(cfg.options)
+        if cfg.max_output_tokens is not None and "max_output_tokens" not in cfg.options:
+            self.options["max_output_tokens"] = cfg.max_output_tokens
+        self.log_path = Path(run_dir) / "server.log"
+        self._log(f"trivial server up: model={cfg.model} max_num_seqs={cfg.max_num_seqs} options={self.options}")
+
+    def run(self, cfg, meter) -> WorkloadResult:
+        opt = self.options
+        rng = random.Random(cfg.seed)
+        n, m = cfg.num_requests, cfg.max_num_seqs
+        lo, hi = int(opt["min_output_tokens"]), max(int(opt["min_output_tokens"]), int(opt["max_output_tokens"]))
+        submit = time.time()
+        requests = [RequestRecord(request_id=i, prompt_tokens=rng.randint(8, 64), target_output_tokens=rng.randint(lo, hi),
+                                  output_tokens=0, submit_time_s=submit, first_token_time_s=None, finish_time_s=None)
+                    for i in range(n)]
+        fail = opt["fail_cause"] is not None and m >= int(opt["fail_from_max_num_seqs"])
+        tracker = SteadyTracker.for_meter(meter, m, n)
+        digest = hashlib.sha256(cfg.model.encode())
+        last = [0.0]
+
+        def stamp() -> float:  # strictly increasing, so online and post-hoc event order agree
+            last[0] = max(time.time(), last[0] + 1e-6)
+            return last[0]
+
+        waiting = list(range(n))[::-1]
+        running: list[int] = []
+        finished = 0
+        meter.begin("run")
+        step_s = float(opt["step_s"])
+        deadline = time.monotonic()
+        while waiting or running:
+            if fail and finished >= int(opt["fail_after_requests"]):
+                self._log(f"error: injected failure {opt['fail_cause']} at max_num_seqs={m}")
+                raise WorkloadError(f"injected failure ({opt['fail_cause']}) at max_num_seqs={m}",
+                                    log_tail=self.log_tail(), cause=str(opt["fail_cause"]))
+            while waiting and len(running) < m:
+                running.append(waiting.pop())
+            batch = list(running)
+            for rid in batch:  # grows while iterating: an admitted request gets its first token this step
+                r = requests[rid]
+                for _ in range(int(opt["work_rounds"])):
+                    digest.update(digest.digest())
+                t = stamp()
+                r.token_times_s.append(t)
+                r.output_tokens += 1
+                if r.first_token_time_s is None:
+                    r.first_token_time_s = t
+                    tracker.first_token(t)
+                if r.output_tokens >= r.target_output_tokens:
+                    r.finish_time_s = t
+                    running.remove(rid)
+                    finished += 1
+                    tracker.finished(t)
+                    if waiting:  # refill the slot at once, like continuous batching
+                        running.append(waiting[-1])
+                        batch.append(waiting.pop())
+            deadline += step_s
+            pause = deadline - time.monotonic()
+            if pause > 0:
+                time.sleep(pause)
+        meter.end("run")
+        self._log(f"served {n} requests, {sum(r.output_tokens for r in requests)} tokens")
+        return WorkloadResult(requests=requests, server_log=self.log_path,
+                              info={"digest": digest.hexdigest()[:16], "options": dict(opt)})
+
+    def log_tail(self, lines: int = 20) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def stop(self) -> None:
+        self._log("trivial server stopped")
