@@ -588,7 +588,10 @@ def throughput_per_watt(df: pd.DataFrame) -> pd.DataFrame:
     if "output_throughput_tokens_per_sec" in out.columns:
         tokens[llm] = out.loc[llm, "output_throughput_tokens_per_sec"] / out.loc[llm, "avg_power_watts"]
     out["tokens_per_sec_per_watt"] = tokens
-    out["outputs_per_sec_per_watt"] = 1.0 / out[ENERGY_PER_OUTPUT]
+    if ENERGY_PER_OUTPUT in out.columns:
+        out["outputs_per_sec_per_watt"] = 1.0 / out[ENERGY_PER_OUTPUT]
+    else:
+        out["outputs_per_sec_per_watt"] = 1.0 / out["energy_per_request_joules"]
     return out
 
 
@@ -792,6 +795,16 @@ def _values(series: pd.Series, limit: int = 12) -> list[str]:
 def _near_misses(df: pd.DataFrame, terms: dict, masks: dict) -> str:
     """For each term, how many rows the others match and which values that key takes among them."""
     hints = []
+    for key, value in terms.items():
+        column = df[key]
+        if masks[key].any() or pd.api.types.is_numeric_dtype(column):
+            continue
+        import difflib
+
+        known = [str(v) for v in column.dropna().unique()]
+        close = difflib.get_close_matches(value, known, n=3, cutoff=0.6)
+        if close:
+            hints.append(f"{key}={value} exists nowhere; did you mean {' or '.join(close)}?")
     for key in terms:
         others = [m for k, m in masks.items() if k != key]
         rest = pd.concat(others, axis=1).all(axis=1) if others else pd.Series(True, index=df.index)
