@@ -794,7 +794,7 @@ def _values(series: pd.Series, limit: int = 12) -> list[str]:
 
 def _near_misses(df: pd.DataFrame, terms: dict, masks: dict) -> str:
     """For each term, how many rows the others match and which values that key takes among them."""
-    hints = []
+    hints, suggestions = [], []
     for key, value in terms.items():
         column = df[key]
         if masks[key].any() or pd.api.types.is_numeric_dtype(column):
@@ -804,7 +804,7 @@ def _near_misses(df: pd.DataFrame, terms: dict, masks: dict) -> str:
         known = [str(v) for v in column.dropna().unique()]
         close = difflib.get_close_matches(value, known, n=3, cutoff=0.6)
         if close:
-            hints.append(f"{key}={value} exists nowhere; did you mean {' or '.join(close)}?")
+            suggestions.append(f"{key}={value} exists nowhere; did you mean {' or '.join(close)}?")
     for key in terms:
         others = [m for k, m in masks.items() if k != key]
         rest = pd.concat(others, axis=1).all(axis=1) if others else pd.Series(True, index=df.index)
@@ -812,5 +812,5 @@ def _near_misses(df: pd.DataFrame, terms: dict, masks: dict) -> str:
             hints.append(f"without {key}={terms[key]} it matches {int(rest.sum())} rows with {key} in "
                          f"{{{', '.join(_values(df.loc[rest, key]))}}}")
     if not hints:
-        return "no two of its terms match together"
-    return "; ".join(hints)
+        hints.append("no two of its terms match together")
+    return "; ".join(hints + suggestions)
