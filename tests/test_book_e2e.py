@@ -1,0 +1,174 @@
+"""End to end: build the whole book from a clean copy of the tree, then open every page in headless Chromium.
+
+Asserts that every chart container holds a rendered SVG or canvas, that the
+browser console shows no error, and that no request left the machine (every
+request URL seen by the DevTools network log is file://, data:, blob: or
+localhost). Needs the reference data (HARNESS_REFERENCE_DIR) and Debian's
+chromium + chromium-driver (``make system-deps``). Set BOOK_SCREENSHOT_DIR to
+keep a screenshot of the overview page.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMEDRIVER = shutil.which("chromedriver")
+LOCAL_SCHEMES = {"file", "data", "blob", "about", "chrome", "devtools"}
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
+
+
+def _source_files(repo: Path) -> list[Path]:
+    """The files a fresh clone would have: tracked plus untracked-but-not-ignored."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo, capture_output=True, check=True,
+    ).stdout.decode()
+    return [Path(p) for p in out.split("\0") if p]
+
+
+@pytest.fixture(scope="module")
+def built_book(tmp_path_factory) -> Path:
+    if not os.environ.get("HARNESS_REFERENCE_DIR"):
+        pytest.fail("HARNESS_REFERENCE_DIR is not set: the book is built from the reference data")
+    root = tmp_path_factory.mktemp("book")
+    for rel in _source_files(REPO):
+        src = REPO / rel
+        if src.is_file() and not src.is_symlink():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, root / rel)
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "harness.book", "build", "--root", str(root)],
+                          cwd=root, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    print(f"full book build from a clean tree: {seconds:.1f} s")
+    html = root / "_build" / "html"
+    assert (html / "index.html").is_file()
+    return html
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    if not (CHROMIUM and CHROMEDRIVER):
+        pytest.fail("chromium and chromedriver are needed (make system-deps: apt-get install chromium chromium-driver)")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (
+        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+        "--disable-default-apps", "--disable-extensions", "--disable-dev-shm-usage",
+        "--allow-file-access-from-files", "--window-size=1280,1600",
+        # anything that still tried to reach another host would fail here (and show in the logs)
+        "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+        f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
+    ):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
+    driver = webdriver.Chrome(options=options, service=Service(executable_path=CHROMEDRIVER))
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _requests(driver) -> list[str]:
+    urls = []
+    for entry in driver.get_log("performance"):
+        message = json.loads(entry["message"])["message"]
+        if message.get("method") == "Network.requestWillBeSent":
+            urls.append(message["params"]["request"]["url"])
+        elif message.get("method") == "Network.webSocketCreated":
+            urls.append(message["params"]["url"])
+    return urls
+
+
+def _is_local(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in LOCAL_SCHEMES or (parsed.hostname or "") in LOCAL_HOSTS
+
+
+_CHART_STATE = """
+return Array.from(document.querySelectorAll('.joules-chart')).map(function (el) {
+  return {id: el.id, drawn: !!el.querySelector('svg, canvas'), marks: el.querySelectorAll('svg .mark-symbol path, svg .mark-rect path, svg .mark-line path, svg path').length, text: el.textContent.slice(0, 200)};
+});
+"""
+
+
+def _open(driver, page: Path, timeout_s: float = 30) -> list[dict]:
+    driver.get(page.as_uri())
+    deadline = time.monotonic() + timeout_s
+    while True:
+        charts = driver.execute_script(_CHART_STATE)
+        if all(c["drawn"] for c in charts) or time.monotonic() > deadline:
+            return charts
+        time.sleep(0.2)
+
+
+def test_every_page_renders_offline_without_errors(built_book: Path, browser):
+    # _static holds the themes' Jinja macro files, not pages
+    pages = sorted(p for p in built_book.rglob("*.html") if "_static" not in p.relative_to(built_book).parts)
+    assert pages, "no HTML page was built"
+    problems: list[str] = []
+    chart_count = {}
+    for page in pages:
+        rel = page.relative_to(built_book).as_posix()
+        browser.get_log("browser")  # drop what an earlier page left
+        charts = _open(browser, page)
+        chart_count[rel] = len(charts)
+        for chart in charts:
+            if not chart["drawn"]:
+                problems.append(f"{rel}: chart {chart['id']} holds no SVG or canvas ({chart['text']!r})")
+            elif chart["marks"] == 0:
+                problems.append(f"{rel}: chart {chart['id']} drew no marks")
+        for entry in browser.get_log("browser"):
+            if entry["level"] in ("SEVERE", "ERROR"):
+                problems.append(f"{rel}: console error: {entry['message']}")
+        for url in _requests(browser):
+            if not _is_local(url):
+                problems.append(f"{rel}: request left the machine: {url}")
+    assert not problems, "\n".join(problems)
+    assert chart_count.get("book/_generated/overview.html", 0) >= 1, f"the overview shows no chart: {chart_count}"
+
+
+def test_overview_chart_has_tooltips_and_both_gpus(built_book: Path, browser, tmp_path):
+    page = built_book / "book" / "_generated" / "overview.html"
+    browser.set_window_size(1280, 1600)
+    charts = _open(browser, page)
+    assert charts and all(c["drawn"] for c in charts)
+    shots = Path(os.environ.get("BOOK_SCREENSHOT_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    assert browser.save_screenshot(str(shots / "overview.png"))
+    svg_text = browser.execute_script("return document.querySelector('.joules-chart svg').textContent")
+    assert "H100" in svg_text and "B200" in svg_text
+    # hover the first point: Vega's tooltip handler shows the model, GPU, batch size and the value with its unit
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    point = browser.find_element(By.CSS_SELECTOR, ".joules-chart svg .mark-symbol path")
+    ActionChains(browser).move_to_element(point).perform()
+    deadline = time.monotonic() + 5
+    tooltip = ""
+    while time.monotonic() < deadline and not tooltip:
+        tooltip = browser.execute_script(
+            "var t = document.querySelector('#vg-tooltip-element.visible'); return t ? t.textContent : '';"
+        )
+        time.sleep(0.1)
+    for field in ("Model", "GPU", "Batch size", "Energy per output (J)"):
+        assert field in tooltip, f"tooltip {tooltip!r} lacks {field}"
+    assert browser.save_screenshot(str(shots / "overview-tooltip.png"))
