@@ -125,8 +125,13 @@ def file_sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def render_script(study, plan: ArrayPlan, results: Path, options: SubmitOptions) -> str:
-    """The sbatch script for one array: plain bash with ``#SBATCH`` lines and comments."""
+def render_script(study, plan: ArrayPlan, results: Path, options: SubmitOptions, force: bool = False) -> str:
+    """The sbatch script for one array: plain bash with ``#SBATCH`` lines and comments.
+
+    ``force`` (retries of failed configurations) adds ``measure --force``: a stored failed result
+    counts as a result, so only --force measures it again (the failed folder moves to
+    ``<study>/.replaced/``).
+    """
     results = Path(results).resolve()
     config = Path(study.path).resolve()
     logs = slurm_dir(results, study) / "logs"
@@ -191,9 +196,16 @@ def render_script(study, plan: ArrayPlan, results: Path, options: SubmitOptions)
         "",
         'echo "task $SLURM_ARRAY_TASK_ID of array job $SLURM_ARRAY_JOB_ID on ${SLURMD_NODENAME:-$(hostname)};'
         ' GPUs: ${CUDA_VISIBLE_DEVICES:-none}"',
-        'exec "$PYTHON" -m harness measure "$CONFIG" --index "$SLURM_ARRAY_TASK_ID" --results "$RESULTS"',
-        "",
     ]
+    command = 'exec "$PYTHON" -m harness measure "$CONFIG" --index "$SLURM_ARRAY_TASK_ID" --results "$RESULTS"'
+    if force:
+        lines += [
+            "# A retry of failed configurations: --force measures again although a failed result is stored",
+            "# (the old folder moves to <study>/.replaced/). Resubmitting this file after the retries",
+            "# succeeded would measure them once more; use `python -m harness submit --retry-failed` instead.",
+        ]
+        command += " --force"
+    lines += [command + " --no-progress", ""]
     return "\n".join(lines)
 
 
@@ -211,6 +223,7 @@ class TaskState:
     job: str | None = None  # "<array job id>_<index>" of the latest submission, if any
     reason: str | None = None  # why it failed or was skipped, or squeue's pending reason
     log: Path | None = None
+    stored: str | None = None  # the run folder's state in the store (ok, failed, skipped, incomplete, corrupt)
 
 
 def read_ledger(results: Path, study) -> list[dict]:
@@ -267,14 +280,38 @@ def squeue_tasks(study) -> dict[str, tuple[str, str]]:
 
 
 def stored_outcomes(results: Path, study) -> dict[str, tuple[str, str | None]]:
-    """run id -> ("done" | "failed" | "skipped", reason) for configurations with a stored record."""
+    """run id -> (store state, reason) for configurations whose run folder holds something.
+
+    States are :func:`harness.store.result_state`'s: ok, failed, skipped, incomplete, corrupt.
+    """
     from harness import store
 
-    return store.outcomes(Path(results), study)
+    out = {}
+    for cfg in study.configurations:
+        state, record = store.result_state(store.run_path(results, study.name, cfg.run_id))
+        if state == "missing":
+            continue
+        record = record or {}
+        if state == "corrupt":
+            problems = store.verify(store.run_path(results, study.name, cfg.run_id))
+            reason = "stored result is damaged: " + ("; ".join(problems) or "run.json unreadable")
+        elif state == "incomplete":
+            reason = "the run stopped before it finished (incomplete)"
+        else:
+            cause, message = record.get("cause"), record.get("message")
+            reason = ": ".join(str(x) for x in (cause, message) if x) or None
+        out[cfg.run_id] = (state, reason)
+    return out
 
 
 def task_states(study, results: Path, use_queue: bool = True) -> list[TaskState]:
-    """Where every configuration of the study stands."""
+    """Where every configuration of the study stands.
+
+    done: a stored result with status ok (stable or not); skipped: stored as skipped (a smaller
+    batch of its series ran out of memory or was unstable); running / pending: in ``squeue``;
+    failed: stored as failed, or submitted and gone from the queue without a result (its log
+    says why), or left incomplete or damaged; not-submitted: none of these.
+    """
     results = Path(results)
     stored = stored_outcomes(results, study)
     submitted = latest_submissions(results, study)
@@ -287,14 +324,18 @@ def task_states(study, results: Path, use_queue: bool = True) -> list[TaskState]
         if queued is not None:
             state = "running" if queued[0] in SQUEUE_RUNNING else "pending"
             reason = queued[1] if state == "pending" and queued[1] not in ("None", "") else None
-        elif outcome in ("done", "skipped", "failed"):
+        elif outcome == "ok":
+            state, reason = "done", None
+        elif outcome in ("failed", "skipped"):
             state, reason = outcome, why
+        elif outcome in ("incomplete", "corrupt"):
+            state, reason = "failed", why
         elif job is not None:
             state, reason = "failed", _reason_from_log(log)
         else:
             state, reason = "not-submitted", None
         states.append(TaskState(index=index, run_id=cfg.run_id, label=cfg.label(), state=state,
-                                job=job, reason=reason, log=log))
+                                job=job, reason=reason, log=log, stored=outcome))
     return states
 
 
@@ -320,17 +361,21 @@ class Submission:
     job_id: str | None  # None on a dry run
 
 
-def indices_to_submit(study, results: Path, retry_failed: bool = False, use_queue: bool = True) -> list[int]:
-    """Configurations without a valid result and not queued; with retry_failed, only failed ones."""
-    wanted = ("failed",) if retry_failed else ("failed", "not-submitted")
-    return [t.index for t in task_states(study, results, use_queue=use_queue) if t.state in wanted]
+def select_for_submit(states: list[TaskState], retry_failed: bool = False) -> list[int]:
+    """Indices to submit: without --retry-failed, those with no result that are not queued (a stored
+    failed result counts as a result, as for ``measure``); with it, exactly the failed ones."""
+    if retry_failed:
+        return [t.index for t in states if t.state == "failed"]
+    return [t.index for t in states if t.state in ("not-submitted", "failed") and t.stored != "failed"]
 
 
 def submit(study, results: Path, options: SubmitOptions, retry_failed: bool = False,
-           dry_run: bool = False) -> list[Submission]:
+           dry_run: bool = False, states: list[TaskState] | None = None) -> list[Submission]:
+    """Write and submit one array per GPU count for the configurations that need a run."""
     results = Path(results).resolve()
-    indices = indices_to_submit(study, results, retry_failed=retry_failed, use_queue=not dry_run)
-    plans = plan_arrays(study, indices, no_gpu=options.no_gpu)
+    if states is None:
+        states = task_states(study, results, use_queue=not dry_run)
+    plans = plan_arrays(study, select_for_submit(states, retry_failed), no_gpu=options.no_gpu)
     out = []
     if not plans:
         return out
@@ -339,13 +384,14 @@ def submit(study, results: Path, options: SubmitOptions, retry_failed: bool = Fa
     folder = slurm_dir(results, study)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for plan in plans:
-        text = render_script(study, plan, results, options)
+        text = render_script(study, plan, results, options, force=retry_failed)
         if dry_run:
             out.append(Submission(plan=plan, script=None, text=text, job_id=None))
             continue
         (folder / "logs").mkdir(parents=True, exist_ok=True)
+        kind = "retry" if retry_failed else "submit"
         suffix = f"-{plan.num_gpus}gpu" if len(plans) > 1 else ""
-        script = _unique(folder / f"submit-{stamp}{suffix}.sbatch")
+        script = _unique(folder / f"{kind}-{stamp}{suffix}.sbatch")
         script.write_text(text)
         res = _run(["sbatch", "--parsable", str(script)])
         job_id = res.stdout.strip().split(";")[0]
@@ -358,6 +404,7 @@ def submit(study, results: Path, options: SubmitOptions, retry_failed: bool = Fa
             "config": str(Path(study.path).resolve()),
             "config_sha256": file_sha256(study.path),
             "num_gpus": plan.num_gpus,
+            "retry_failed": retry_failed,
             "run_ids": {str(i): study.configurations[i].run_id for i in plan.indices},
         })
         out.append(Submission(plan=plan, script=script, text=text, job_id=job_id))
@@ -434,11 +481,13 @@ def _cmd_submit(args) -> int:
     study = load_study(args.config)
     options = SubmitOptions(partition=args.partition, time_limit=args.time_limit, cpus_per_task=args.cpus_per_task,
                             max_parallel=args.max_parallel, sbatch_args=tuple(args.sbatch_arg), no_gpu=args.no_gpu)
-    subs = submit(study, Path(args.results), options, retry_failed=args.retry_failed, dry_run=args.dry_run)
+    states = task_states(study, Path(args.results), use_queue=not args.dry_run)
+    subs = submit(study, Path(args.results), options, retry_failed=args.retry_failed, dry_run=args.dry_run,
+                  states=states)
+    stored_failed = sum(t.state == "failed" and t.stored == "failed" for t in states)
     if not subs:
-        what = "failed configurations" if args.retry_failed else "configurations without a valid result"
+        what = "failed configurations" if args.retry_failed else "configurations without a result"
         print(f"nothing to submit: no {what} outside the queue ({len(study.configurations)} in {args.config})")
-        return 0
     for s in subs:
         gpus = f"{s.plan.num_gpus} GPU(s) per task" if s.plan.num_gpus else "CPU only"
         if args.dry_run:
@@ -446,7 +495,10 @@ def _cmd_submit(args) -> int:
         else:
             print(f"submitted array job {s.job_id}: {len(s.plan.indices)} task(s) [{s.plan.array_spec}], {gpus}; "
                   f"script {s.script}")
-    if not args.dry_run:
+    if stored_failed and not args.retry_failed:
+        print(f"{stored_failed} configuration(s) failed earlier and were not resubmitted; "
+              f"resubmit them with --retry-failed")
+    if subs and not args.dry_run:
         print(f"follow it with: python -m harness status {args.config} --results {args.results}")
     return 0
 
@@ -459,7 +511,8 @@ def _cmd_status(args) -> int:
     if args.json:
         for t in states:
             print(json.dumps({"index": t.index, "run_id": t.run_id, "configuration": t.label, "state": t.state,
-                              "job": t.job, "reason": t.reason, "log": str(t.log) if t.log else None}))
+                              "job": t.job, "reason": t.reason, "log": str(t.log) if t.log else None,
+                              "stored": t.stored}))
         return 0
     width = max(len(t.label) for t in states)
     print(f"{'index':>5}  {'run id':<12}  {'configuration':<{width}}  {'state':<13}  job")

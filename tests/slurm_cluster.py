@@ -83,6 +83,7 @@ class LocalSlurm:
     def _write_config(self) -> None:
         r = self.root
         # munged wants the socket's folders traversable by everyone and the key private.
+        r.mkdir(parents=True, exist_ok=True)
         r.chmod(0o755)
         for sub in ("munge", "state", "spool", "logs", "dev"):
             (r / sub).mkdir(exist_ok=True)
@@ -174,7 +175,7 @@ class LocalSlurm:
         self._log_files.append(out)
         self.procs[name] = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.env, cwd=self.root, start_new_session=True,
+            env=self.env, cwd=self.root, start_new_session=True, preexec_fn=_die_with_parent,
         )
 
     def _wait(self, ready, timeout_s: float, what: str) -> None:
@@ -303,6 +304,16 @@ class LocalSlurm:
             if text:
                 parts.append(f"--- {path.name}\n" + "\n".join(text))
         return "\n".join(parts)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the test process dies (even by SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 def _user_name() -> str:
