@@ -23,7 +23,7 @@ RESULTS ?= results
 help:
 	@echo "make measure && make book   measure this host with $(CONFIG), then build _build/html"
 	@echo "make test                   run the test suite (sets up .venv and system packages first)"
-	@echo "make notebook NB=overview [KEY=value ...]   re-execute one notebook with its parameters"
+	@echo "make notebook NB=overview [param=value ...]   re-execute one notebook with its parameters"
 	@echo "make bench                  performance benchmarks (benchmarks/)"
 
 # --- setup: a venv from pinned requirements, reused through a stamp file --------------------------
@@ -74,10 +74,14 @@ measure: setup
 book: setup
 	$(PY) -m harness.book build
 
-# One notebook alone: make notebook NB=overview gpu=B200
+# One notebook alone: make notebook NB=overview gpus=[B200] models=qwen
+# Its parameters are the lower-case variables given on the command line (values read as YAML);
+# upper-case ones (NB, CONFIG, HARNESS_REFERENCE_DIR, ...) stay make's own.
+_lc = $(subst A,a,$(subst B,b,$(subst C,c,$(subst D,d,$(subst E,e,$(subst F,f,$(subst G,g,$(subst H,h,$(subst I,i,$(subst J,j,$(subst K,k,$(subst L,l,$(subst M,m,$(subst N,n,$(subst O,o,$(subst P,p,$(subst Q,q,$(subst R,r,$(subst S,s,$(subst T,t,$(subst U,u,$(subst V,v,$(subst W,w,$(subst X,x,$(subst Y,y,$(subst Z,z,$(1)))))))))))))))))))))))))))
+NB_PARAMS = $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(call _lc,$(v))),$(v))))
 notebook: setup
-	@test -n "$(NB)" || { echo "usage: make notebook NB=<name> [PARAM=value ...]"; exit 2; }
-	$(PY) -m harness.book notebook $(NB) $(filter-out NB=%,$(filter %=%,$(MAKEOVERRIDES) $(MAKEFLAGS)))
+	@test -n "$(NB)" || { echo "usage: make notebook NB=<name> [param=value ...]"; exit 2; }
+	$(PY) -m harness.book notebook $(NB) $(foreach v,$(NB_PARAMS),'$(v)=$(subst ','\'',$($(v)))')
 
 bench: setup
 	$(PY) benchmarks/run_all.py

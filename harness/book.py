@@ -281,6 +281,20 @@ def _first_line(text: str) -> str:
     return text.splitlines()[0] if text else ""
 
 
+def _source_index(nb, target: int) -> int:
+    """Index of executed cell ``target`` in the source notebook (papermill adds cells of its own)."""
+    added = ("injected-parameters", "papermill-error-cell-tag")
+    return sum(1 for cell in nb.cells[:target] if not any(t in cell.metadata.get("tags", []) for t in added))
+
+
+def _failed_cell(nb) -> str:
+    """'cell N [first line]' of the cell whose output is an error (N counts from 0 in the source notebook)."""
+    for index, cell in enumerate(nb.cells):
+        if any(o.get("output_type") == "error" for o in cell.get("outputs", [])):
+            return f"cell {_source_index(nb, index)} [{_first_line(cell.source)[:60]}]"
+    return "a cell (no error output was recorded)"
+
+
 def _stderr_cell(nb) -> tuple[int, str] | None:
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
@@ -331,11 +345,10 @@ def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None
         )
     except PapermillExecutionError as exc:
         running.replace(failed)
-        nb = nbformat.read(failed, as_version=4)
-        source = _first_line(nb.cells[exc.cell_index].source) if exc.cell_index < len(nb.cells) else ""
+        where = _failed_cell(nbformat.read(failed, as_version=4))
         raise NotebookError(
-            f"notebook {spec.name} ({spec.source}) failed in cell {exc.cell_index} "
-            f"[{source[:60]}]: {exc.ename}: {_first_line(exc.evalue)} -- traceback in {spec.failed_output}"
+            f"notebook {spec.name} ({spec.source}) failed in {where}: "
+            f"{exc.ename}: {_first_line(exc.evalue)} -- traceback in {spec.failed_output}"
         ) from None
     except Exception as exc:  # kernel died, timeout, unreadable notebook
         if running.exists():
@@ -347,6 +360,7 @@ def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None
     if noisy is not None:
         running.replace(failed)
         index, line = noisy
+        index = _source_index(nb, index)
         raise NotebookError(
             f"notebook {spec.name} ({spec.source}) wrote to stderr in cell {index}: {line} "
             f"(the book shows no stderr; silence or fix it) -- output in {spec.failed_output}"
