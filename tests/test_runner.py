@@ -1,0 +1,250 @@
+"""The sweep: resume, skips, failures, signals, and exact energy accounting through fake NVML."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import FakeGPU
+
+from harness import store
+from harness.config import load_study
+from harness.runner import measure_study
+from harness.workloads import registry
+from harness.workloads.base import WorkloadResult
+from harness.workloads.trivial import TrivialBackend
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _config(tmp_path, name="t", settings=None, **block) -> Path:
+    run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 16,
+           "max_output_tokens": 8, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1, 4, 8]}}
+    run.update(block)
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"study": name, "settings": {"idle_power_s": 0, **(settings or {})}, "runs": [run]}))
+    return path
+
+
+def _measure(path, results, **kwargs):
+    out = io.StringIO()
+    counts = measure_study(load_study(path), results, progress=False, out=out, **kwargs)
+    return counts, out.getvalue()
+
+
+def _records(results, study="t"):
+    return {d.name: json.loads((d / "run.json").read_text()) for d in store.iter_run_dirs(results, study)}
+
+
+def test_sweep_writes_runs_and_measuring_again_measures_nothing(tmp_path, no_nvml):
+    cfg = _config(tmp_path)
+    results = tmp_path / "results"
+    counts, out = _measure(cfg, results)
+    assert counts == {"ok": 3}
+    study = load_study(cfg)
+    records = _records(results)
+    assert sorted(records) == sorted(c.run_id for c in study.configurations)
+    for c in study.configurations:
+        run_dir = results / "t" / c.run_id
+        assert store.verify(run_dir) == []
+        assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) == [
+            "checksums.sha256", "requests.parquet", "run.json", "server.log", "timeline.parquet"]
+        record = records[c.run_id]
+        assert record["status"] == "ok" and record["config"] == c.as_dict()
+        assert record["is_stable"] and "rule not applied on a CPU host" in record["unstable_reason"]
+        m = record["metrics"]
+        assert m["energy_per_token_joules"] is None and m["energy_source"].startswith("none: no NVIDIA GPU")
+        requests = pd.read_parquet(run_dir / "requests.parquet")
+        assert len(requests) == 16 and m["total_output_tokens"] == requests["output_tokens"].sum()
+        assert m["steady_output_tokens"] == requests["steady_output_tokens"].sum() > 0
+        assert 0.85 <= m["batch_saturation"] <= 1.0
+        assert f"{c.run_id}  cpu-trivial/cpu-spin max_num_seqs={c.max_num_seqs}" in out
+    before = {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file()}
+    counts, out = _measure(cfg, results)
+    assert counts == {"already done": 3} and "nothing to measure" in out
+    assert {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file()} == before
+
+
+def test_index_dry_run_and_force(tmp_path, no_nvml):
+    cfg = _config(tmp_path)
+    results = tmp_path / "results"
+    counts, out = _measure(cfg, results, dry_run=True)
+    assert not results.exists() and "3 of 3 configurations to measure" in out
+    counts, _ = _measure(cfg, results, index=1)
+    assert counts == {"ok": 1}
+    only = load_study(cfg).configurations[1].run_id
+    assert list(_records(results)) == [only]
+    counts, out = _measure(cfg, results, dry_run=True)
+    assert f"{only}  cpu-trivial/cpu-spin max_num_seqs=4" in out and "done (ok)" in out
+    old = (results / "t" / only / "run.json").read_bytes()
+    counts, _ = _measure(cfg, results, index=1, force=True)
+    assert counts == {"ok": 1}
+    kept = list((results / "t" / ".replaced").iterdir())
+    assert len(kept) == 1 and (kept[0] / "run.json").read_bytes() == old
+    assert list(_records(results)) == [only]  # the replaced copy is not a run of the study
+
+
+def test_oom_fails_the_run_and_skips_larger_batches(tmp_path, no_nvml):
+    cfg = _config(tmp_path, options={"step_s": 0.001, "fail_cause": "oom", "fail_from_max_num_seqs": 4,
+                                     "fail_after_requests": 2})
+    results = tmp_path / "results"
+    counts, out = _measure(cfg, results)
+    assert counts == {"ok": 1, "failed": 1, "skipped": 1}
+    by_batch = {r["config"]["max_num_seqs"]: r for r in _records(results).values()}
+    assert by_batch[1]["status"] == "ok"
+    assert by_batch[4]["status"] == "failed" and by_batch[4]["cause"] == "oom"
+    assert "injected failure oom at max_num_seqs=4" in by_batch[4]["log_tail"]
+    assert by_batch[8]["status"] == "skipped"
+    assert by_batch[8]["cause"].startswith("max_num_seqs=4 ran out of memory")
+    assert (results / "t" / by_batch[4]["run_id"] / "timeline.parquet").exists()
+    # failed and skipped runs are results too: nothing is measured again
+    assert _measure(cfg, results)[0] == {"already done": 3}
+
+
+def test_other_failures_do_not_skip_larger_batches(tmp_path, no_nvml):
+    cfg = _config(tmp_path, options={"step_s": 0.001, "fail_cause": "server-died", "fail_from_max_num_seqs": 4})
+    counts, _ = _measure(cfg, tmp_path / "results")
+    assert counts == {"ok": 1, "failed": 2}
+
+
+def test_an_unstable_batch_skips_larger_ones(tmp_path, no_nvml):
+    cfg = _config(tmp_path, num_requests=4, grid={"max_num_seqs": [2, 8, 16]})
+    counts, _ = _measure(cfg, tmp_path / "results")
+    by_batch = {r["config"]["max_num_seqs"]: r for r in _records(tmp_path / "results").values()}
+    assert by_batch[2]["is_stable"]
+    assert by_batch[8]["status"] == "ok" and by_batch[8]["failed_checks"] == ["no-steady-state"]
+    assert by_batch[16]["status"] == "skipped" and by_batch[16]["cause"].startswith("max_num_seqs=8 was unstable")
+
+
+class _Broken:
+    name, metrics_url = "broken", None
+    stopped = 0
+
+    def start(self, cfg, run_dir):
+        pass
+
+    def run(self, cfg, meter):
+        meter.begin("steady")
+        return 1 / 0
+
+    def stop(self):
+        _Broken.stopped += 1
+
+
+def test_a_backend_crash_fails_the_run_and_the_sweep_goes_on(tmp_path, no_nvml, monkeypatch):
+    monkeypatch.setattr(registry, "get_backend", lambda name: _Broken())
+    _Broken.stopped = 0
+    counts, _ = _measure(_config(tmp_path), tmp_path / "results")
+    assert counts == {"failed": 3} and _Broken.stopped == 3
+    record = next(iter(_records(tmp_path / "results").values()))
+    assert record["cause"] == "crash: ZeroDivisionError" and "1 / 0" in record["log_tail"]
+    assert not record["is_stable"] and record["unstable_reason"] == "failed: crash: ZeroDivisionError"
+
+
+def test_a_run_over_its_time_limit_fails_with_timeout(tmp_path, no_nvml):
+    cfg = _config(tmp_path, settings={"run_timeout_s": 1}, options={"step_s": 0.05}, grid={"max_num_seqs": [1]})
+    t0 = time.monotonic()
+    counts, _ = _measure(cfg, tmp_path / "results")
+    assert counts == {"failed": 1} and time.monotonic() - t0 < 5
+    record = next(iter(_records(tmp_path / "results").values()))
+    assert record["cause"] == "timeout" and "run_timeout_s=1" in record["message"]
+    assert "trivial server stopped" in (tmp_path / "results" / "t" / record["run_id"] / "server.log").read_text()
+
+
+def _loaded_gpu(monkeypatch, gpu, busy_watts=300.0, idle_watts=60.0):
+    """Make the fake GPU draw ``busy_watts`` while the trivial backend runs."""
+    original = TrivialBackend.run
+
+    def run(self, cfg, meter) -> WorkloadResult:
+        gpu.set_power(busy_watts)
+        try:
+            return original(self, cfg, meter)
+        finally:
+            gpu.set_power(idle_watts)
+
+    monkeypatch.setattr(TrivialBackend, "run", run)
+
+
+def test_gpu_host_exact_energy_per_token_and_the_20s_rule(tmp_path, fake_nvml, monkeypatch):
+    gpu = FakeGPU([(time.time() - 10, 60.0)])
+    fake_nvml([gpu, FakeGPU([(time.time() - 10, 61.0)])])
+    _loaded_gpu(monkeypatch, gpu)
+    cfg = _config(tmp_path, settings={"idle_power_s": 0.2}, grid={"max_num_seqs": [2, 4]})
+    counts, out = _measure(cfg, tmp_path / "results")
+    assert counts == {"ok": 1, "skipped": 1}
+    by_batch = {r["config"]["max_num_seqs"]: r for r in _records(tmp_path / "results").values()}
+    record = by_batch[2]
+    m = record["metrics"]
+    steady = record["windows"]["steady"]
+    expected = gpu.energy_joules_between(steady["start_time_s"], steady["end_time_s"])
+    assert steady["gpu_energy_joules"] == {"0": pytest.approx(expected, rel=1e-3)}
+    assert m["gpu_energy_joules"] == pytest.approx(300.0 * m["steady_duration_s"], rel=1e-3)
+    assert m["energy_per_token_joules"] == pytest.approx(m["gpu_energy_joules"] / m["steady_output_tokens"])
+    assert m["energy_per_request_joules"] == pytest.approx(m["energy_per_token_joules"] * m["avg_output_len"])
+    requests = pd.read_parquet(tmp_path / "results" / "t" / record["run_id"] / "requests.parquet")
+    assert requests["energy_per_request_joules"].tolist() == pytest.approx(
+        (requests["output_tokens"] * m["energy_per_token_joules"]).tolist())
+    assert m["avg_power_watts"] == pytest.approx(300.0, rel=1e-3)
+    assert m["energy_source"].startswith("zeus/nvml-energy-counter")
+    assert record["idle_power_watts"] == {"0": pytest.approx(60.0, rel=0.05)}
+    assert record["environment"]["gpu_model"] == "H100" and record["environment"]["gpu_count"] == 2
+    # the run lasted well under 20 s: unstable on a GPU, and larger batches are skipped
+    assert not record["is_stable"] and record["failed_checks"] == ["steady-duration"]
+    assert by_batch[4]["status"] == "skipped" and "was unstable (steady state lasted" in by_batch[4]["cause"]
+    timeline = pd.read_parquet(tmp_path / "results" / "t" / record["run_id"] / "timeline.parquet")
+    assert set(timeline.loc[timeline["source"] == "nvml", "gpu_index"]) == {0}
+    row = store.collect(tmp_path / "results").set_index("run_id").loc[record["run_id"]]
+    assert row["energy_per_token_joules"] == m["energy_per_token_joules"] and row["gpu"] == "1 x H100"
+
+
+def test_a_sampler_failing_mid_run_flags_the_run(tmp_path, fake_nvml, monkeypatch):
+    gpu = FakeGPU([(time.time() - 10, 60.0)], fail_from_s=time.time())
+    fake_nvml([gpu])
+    _loaded_gpu(monkeypatch, gpu)
+    counts, _ = _measure(_config(tmp_path, grid={"max_num_seqs": [2]}, options={"step_s": 0.005}), tmp_path / "results")
+    assert counts == {"ok": 1}
+    record = next(iter(_records(tmp_path / "results").values()))
+    assert "telemetry-errors" in record["failed_checks"] and record["telemetry"]["error_count"] > 0
+    assert record["metrics"]["energy_per_token_joules"] > 0  # the energy counter still worked
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
+def test_interrupted_sweep_resumes_exactly(tmp_path, no_nvml, signum, code):
+    # a fast run first, then a slow one that the signal interrupts, then one never started
+    cfg = _config(tmp_path, num_requests=12, options={"step_s": 0.01}, grid={"max_num_seqs": [12, 1, 6]})
+    results = tmp_path / "results"
+    first, second, third = (c.run_id for c in load_study(cfg).configurations)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "measure", str(cfg), "--results", str(results),
+                             "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    second_json = results / "t" / second / "run.json"
+    deadline = time.monotonic() + 60
+    while not (second_json.exists() and store.read_record(second_json.parent)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
+        time.sleep(0.01)
+    time.sleep(0.1)
+    proc.send_signal(signum)
+    output = proc.communicate(timeout=30)[0].decode()
+    assert proc.returncode == code, output
+    assert store.result_state(results / "t" / first)[0] == "ok"
+    state, record = store.result_state(results / "t" / second)
+    assert state == "incomplete"
+    if signum != signal.SIGKILL:
+        assert record["cause"] == f"interrupted by {signal.Signals(signum).name}"
+        assert "run the same command again to resume" in output
+    assert not (results / "t" / third / "run.json").exists()
+    kept = (results / "t" / first / "run.json").read_bytes()
+
+    counts, _ = _measure(cfg, results)
+    assert counts == {"already done": 1, "ok": 2}
+    assert (results / "t" / first / "run.json").read_bytes() == kept
+    assert all(store.verify(d) == [] for d in store.iter_run_dirs(results))
