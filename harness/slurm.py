@@ -490,8 +490,9 @@ def _cmd_submit(args) -> int:
         print(f"nothing to submit: no {what} outside the queue ({len(study.configurations)} in {args.config})")
     for s in subs:
         gpus = f"{s.plan.num_gpus} GPU(s) per task" if s.plan.num_gpus else "CPU only"
-        if args.dry_run:
-            print(f"# --- array {s.plan.array_spec} ({gpus}); dry run, nothing submitted\n{s.text}")
+        if args.dry_run:  # stdout holds only the script(s); the note goes to stderr
+            print(f"dry run, nothing submitted: array {s.plan.array_spec} ({gpus})", file=sys.stderr)
+            print(s.text)
         else:
             print(f"submitted array job {s.job_id}: {len(s.plan.indices)} task(s) [{s.plan.array_spec}], {gpus}; "
                   f"script {s.script}")

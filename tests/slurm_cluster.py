@@ -151,8 +151,9 @@ class LocalSlurm:
         self._write_config()
         r = self.root
         try:
+            # --force: run even if a folder above the socket is private (a test-only munged).
             self._spawn("munged", [
-                _binary("munged"), "--foreground",
+                _binary("munged"), "--foreground", "--force",
                 f"--key-file={r / 'munge' / 'munge.key'}",
                 f"--socket={self.munge_socket}",
                 f"--pid-file={r / 'munge' / 'munged.pid'}",
