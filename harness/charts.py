@@ -273,13 +273,17 @@ def _columns(frame, wanted: Iterable[str | None]) -> list[str]:
     return out
 
 
-def _data(frame, columns: Sequence[str], log_columns: Sequence[str] = ()):
-    """Only the columns a chart needs; rows with non-positive values dropped from log axes."""
+def _require(frame, *columns: str | None) -> None:
     for column in columns:
-        if column not in frame.columns:
+        if column and column not in frame.columns:
             from harness.errors import HarnessError
 
             raise HarnessError(f"chart column {column!r} is not in the table (columns: {', '.join(map(str, frame.columns))})")
+
+
+def _data(frame, columns: Sequence[str], log_columns: Sequence[str] = ()):
+    """Only the columns a chart needs; rows with non-positive values dropped from log axes."""
+    _require(frame, *columns)
     data = frame.loc[:, list(columns)]
     for column in log_columns:
         data = data[data[column] > 0]
@@ -324,6 +328,7 @@ def points(
 ) -> alt.Chart:
     """A scatter of ``y`` against ``x``, one point per row, GPUs side by side."""
     extra_tooltip = list(extra_tooltip)
+    _require(frame, x, y, color, shape, facet, *extra_tooltip)
     cols = _columns(frame, [x, y, color, shape, facet, *CONTEXT_FIELDS, *extra_tooltip])
     data = _data(frame, cols, [c for c, log in ((x, log_x), (y, log_y)) if log])
     chart = (
@@ -362,6 +367,7 @@ def lines(
     """One line per ``series`` (sorted along ``x``) with a point per row, e.g. energy against batch size."""
     color = color or series
     extra_tooltip = list(extra_tooltip)
+    _require(frame, x, y, series, color, facet, *extra_tooltip)
     cols = _columns(frame, [x, y, series, color, facet, *CONTEXT_FIELDS, *extra_tooltip])
     data = _data(frame, cols, [c for c, log in ((x, log_x), (y, log_y)) if log])
     base = alt.Chart(data, width=width, height=height).encode(
@@ -399,6 +405,7 @@ def strip(
     the same chart.
     """
     extra_tooltip = list(extra_tooltip)
+    _require(frame, category, value, color, facet, *extra_tooltip)
     cols = _columns(frame, [category, value, color, facet, *CONTEXT_FIELDS, *extra_tooltip])
     data = _data(frame, cols, [value] if log else [])
     data = data.assign(jitter=[((i * 0.6180339887) % 1.0) for i in range(len(data))])
@@ -436,6 +443,7 @@ def bars(
 ) -> alt.Chart:
     """Horizontal bars: one per ``category``, length ``value``."""
     extra_tooltip = list(extra_tooltip)
+    _require(frame, category, value, color, facet, *extra_tooltip)
     cols = _columns(frame, [category, value, color, facet, *CONTEXT_FIELDS, *extra_tooltip])
     data = _data(frame, cols, [value] if log else [])
     sort = category_sort if category_sort is not None else alt.Undefined

@@ -1,0 +1,281 @@
+"""harness.book: notebook registry, the execution cache, one-notebook reruns, clear failures.
+
+Most tests replace the papermill call with a recorder (the cache logic is what is
+under test); the last few run tiny notebooks through papermill for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+from harness import book
+from harness.errors import ConfigError
+
+
+def _notebook(path: Path, params: str = "x = 1\nlabel = 'a'", body: str = "y = x * 2") -> Path:
+    cells = [new_markdown_cell("# Tiny"), new_code_cell(params), new_code_cell(body)]
+    cells[1].metadata["tags"] = ["parameters"]
+    nb = new_notebook(cells=cells)
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, path)
+    return path
+
+
+def _write_config(root: Path, entries: dict, code_cells: str | None = "hide-input") -> None:
+    import yaml
+
+    (root / "book").mkdir(parents=True, exist_ok=True)
+    (root / "book" / "notebooks.yml").write_text(yaml.safe_dump({"code_cells": code_cells, "notebooks": entries}))
+    toc = {"format": "jb-book", "root": "book/intro",
+           "chapters": [{"file": f"book/_generated/{name}"} for name in entries]}
+    (root / "_toc.yml").write_text(yaml.safe_dump(toc))
+
+
+@pytest.fixture()
+def root(tmp_path) -> Path:
+    _notebook(tmp_path / "notebooks" / "one.ipynb")
+    _notebook(tmp_path / "notebooks" / "two.ipynb")
+    (tmp_path / "results").mkdir()
+    _write_config(tmp_path, {
+        "one": {"source": "notebooks/one.ipynb", "parameters": {"x": 2}},
+        "two": {"source": "notebooks/two.ipynb", "parameters": {"x": 3}, "inputs": ["reference", "results"]},
+    })
+    return tmp_path
+
+
+@pytest.fixture()
+def recorder(monkeypatch):
+    """Replaces the papermill run: records (name, params) and writes a stand-in executed notebook."""
+    calls: list[tuple[str, dict]] = []
+
+    def fake_execute(root, spec, params, code_cells):
+        calls.append((spec.name, dict(params)))
+        out = root / spec.output
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"params": params}))
+        return 0.01
+
+    monkeypatch.setattr(book, "execute", fake_execute)
+    return calls
+
+
+def _run(root: Path, **kwargs) -> dict:
+    return book.execute_all(root, book.load_config(root), log=lambda *_: None, **kwargs)
+
+
+def _executed(calls) -> list[str]:
+    names = sorted(name for name, _ in calls)
+    calls.clear()
+    return names
+
+
+# --- the cache ----------------------------------------------------------------------------------------
+def test_second_build_executes_nothing(root, recorder):
+    assert _executed(recorder) == []
+    _run(root)
+    assert _executed(recorder) == ["one", "two"]
+    status = _run(root)
+    assert _executed(recorder) == [] and set(status.values()) == {"cached"}
+
+
+def test_changed_notebook_source_reexecutes_only_that_notebook(root, recorder):
+    _run(root)
+    _executed(recorder)
+    _notebook(root / "notebooks" / "one.ipynb", body="y = x * 3")
+    _run(root)
+    assert _executed(recorder) == ["one"]
+
+
+def test_touching_a_notebook_without_changing_it_executes_nothing(root, recorder):
+    _run(root)
+    _executed(recorder)
+    path = root / "notebooks" / "two.ipynb"
+    os.utime(path, (time.time() + 10, time.time() + 10))
+    _run(root)
+    assert _executed(recorder) == []
+
+
+def test_changed_parameters_reexecute_only_that_notebook(root, recorder):
+    _run(root)
+    _executed(recorder)
+    _write_config(root, {
+        "one": {"source": "notebooks/one.ipynb", "parameters": {"x": 2}},
+        "two": {"source": "notebooks/two.ipynb", "parameters": {"x": 4}, "inputs": ["reference", "results"]},
+    })
+    _run(root)
+    assert recorder == [("two", {"x": 4})]
+
+
+def test_changed_input_folder_reexecutes_the_notebooks_that_read_it(root, recorder):
+    _run(root)
+    _executed(recorder)
+    (root / "results" / "run-1").mkdir()
+    (root / "results" / "run-1" / "run.json").write_text("{}")
+    _run(root)
+    assert _executed(recorder) == ["two"]
+    (root / "results" / "run-1" / "run.json").write_text('{"energy_per_token_joules": 0.5}')
+    _run(root)
+    assert _executed(recorder) == ["two"]
+
+
+def test_changed_harness_code_reexecutes_everything(root, recorder, monkeypatch):
+    _run(root)
+    _executed(recorder)
+    monkeypatch.setattr(book, "code_fingerprint", lambda: "another version of harness")
+    _run(root)
+    assert _executed(recorder) == ["one", "two"]
+
+
+def test_missing_output_or_stamp_reexecutes(root, recorder):
+    _run(root)
+    _executed(recorder)
+    (root / "book" / "_generated" / "one.ipynb").unlink()
+    (root / "book" / "_generated" / ".stamps" / "two.json").write_text("not json")
+    _run(root)
+    assert _executed(recorder) == ["one", "two"]
+
+
+def test_force_executes_everything(root, recorder):
+    _run(root)
+    _executed(recorder)
+    _run(root, force=True)
+    assert _executed(recorder) == ["one", "two"]
+
+
+def test_failed_notebook_is_retried_next_time(root, recorder, monkeypatch):
+    def failing(root_, spec, params, code_cells):
+        raise book.NotebookError(f"notebook {spec.name} failed in cell 2 [boom]")
+
+    monkeypatch.setattr(book, "execute", failing)
+    with pytest.raises(book.NotebookError) as info:
+        _run(root)
+    assert "2 notebooks failed" in str(info.value) and "notebook one failed in cell 2" in str(info.value)
+    assert not (root / "book" / "_generated" / ".stamps").exists()
+
+
+def test_fingerprint_parts(root):
+    config = book.load_config(root)
+    spec = config.notebooks["two"]
+    digest, parts = book.fingerprint(root, spec, spec.parameters, code="c")
+    assert set(parts) == {"notebook", "parameters", "harness", "requirements", "input:reference", "input:results"}
+    assert book.fingerprint(root, spec, spec.parameters, code="c")[0] == digest
+    assert book.fingerprint(root, spec, {"x": 5}, code="c")[0] != digest
+    assert book.fingerprint(root, spec, spec.parameters, code="d")[0] != digest
+
+
+def test_code_fingerprint_covers_the_harness_package():
+    first = book.code_fingerprint()
+    assert len(first) == 64 and book.code_fingerprint() == first
+
+
+# --- one notebook with overrides --------------------------------------------------------------------
+def test_override_run_then_book_build_restores_book_parameters(root, recorder):
+    _run(root)
+    _executed(recorder)
+    book.run_one(root, "one", {"x": 10}, html=False, log=lambda *_: None)
+    assert recorder == [("one", {"x": 10})]
+    recorder.clear()
+    _run(root)  # the executed copy was made with other parameters than the book's
+    assert recorder == [("one", {"x": 2})]
+
+
+def test_override_of_an_unknown_parameter_or_notebook_is_refused(root, recorder):
+    with pytest.raises(ConfigError, match=r"notebook one has no parameter gpu \(its parameters: x, label\)"):
+        book.run_one(root, "one", {"gpu": "B200"}, html=False, log=lambda *_: None)
+    with pytest.raises(ConfigError, match="no notebook named 'three'.*known: one, two"):
+        book.run_one(root, "three", {}, html=False, log=lambda *_: None)
+    assert recorder == []
+
+
+def test_parse_overrides_reads_yaml_values():
+    assert book.parse_overrides(["gpus=[B200, H100]", "x=8", "models=qwen", "out=null", "f=0.5", "s="]) == {
+        "gpus": ["B200", "H100"], "x": 8, "models": "qwen", "out": None, "f": 0.5, "s": "",
+    }
+    with pytest.raises(ConfigError, match="name=value"):
+        book.parse_overrides(["gpus"])
+    with pytest.raises(ConfigError, match="name=value"):
+        book.parse_overrides(["not a name=1"])
+
+
+# --- configuration errors ---------------------------------------------------------------------------
+@pytest.mark.parametrize("entries, message", [
+    ({"one": {"parameters": {}}}, "notebook 'one' needs a 'source'"),
+    ({"one": {"source": "notebooks/none.ipynb"}}, "source notebooks/none.ipynb does not exist"),
+    ({"One Two": {"source": "notebooks/one.ipynb"}}, "names are lower-case"),
+    ({"one": {"source": "notebooks/one.ipynb", "params": {}}}, "unknown key"),
+    ({"one": {"source": "notebooks/one.ipynb", "inputs": "results"}}, "inputs must be a list"),
+    ({"one": {"source": "notebooks/one.ipynb", "timeout_s": -1}}, "timeout_s"),
+])
+def test_config_errors_name_the_entry(root, entries, message):
+    _write_config(root, entries)
+    with pytest.raises(ConfigError, match=message):
+        book.load_config(root)
+
+
+def test_unknown_book_parameter_is_refused_before_anything_runs(root, recorder):
+    _write_config(root, {"one": {"source": "notebooks/one.ipynb", "parameters": {"gpu": "B200"}}})
+    with pytest.raises(ConfigError, match="notebook one has no parameter gpu"):
+        _run(root)
+    assert recorder == []
+
+
+def test_toc_and_registry_must_agree(root):
+    config = book.load_config(root)
+    book.check_toc(root, config)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/_generated/one\n"
+                                   "- file: book/_generated/three\n")
+    with pytest.raises(ConfigError, match="lists book/_generated/three but book/notebooks.yml registers no"):
+        book.check_toc(root, config)
+    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/_generated/one\n")
+    with pytest.raises(ConfigError, match="registers two but _toc.yml has no entry"):
+        book.check_toc(root, config)
+
+
+def test_the_repository_registry_matches_its_toc():
+    repo = Path(__file__).resolve().parents[1]
+    config = book.load_config(repo)
+    book.check_toc(repo, config)
+    assert "overview" in config.notebooks
+    for spec in config.notebooks.values():
+        book.check_parameters(repo, spec, spec.parameters)
+
+
+# --- real papermill runs ----------------------------------------------------------------------------
+def test_papermill_run_injects_parameters_and_tags_cells(root):
+    config = book.load_config(root)
+    book.execute(root, config.notebooks["one"], {"x": 21}, "hide-input")
+    nb = nbformat.read(root / "book" / "_generated" / "one.ipynb", as_version=4)
+    tags = {cell.source.splitlines()[0]: cell.metadata.get("tags", []) for cell in nb.cells if cell.cell_type == "code"}
+    assert "remove-cell" in tags["x = 1"]  # the defaults, replaced by ...
+    assert "hide-input" in tags["# Parameters"]  # ... the injected values, folded
+    assert tags["y = x * 2"] == ["hide-input"]
+    assert "x = 21" in nb.cells[2].source
+    assert not (root / "book" / "_generated" / "one.failed.ipynb").exists()
+
+
+def test_papermill_failure_names_notebook_and_cell_and_keeps_the_traceback(root):
+    _notebook(root / "notebooks" / "one.ipynb", body="import math\nraise ValueError('no such GPU: A100')")
+    config = book.load_config(root)
+    with pytest.raises(book.NotebookError) as info:
+        book.execute(root, config.notebooks["one"], {"x": 1}, None)
+    message = str(info.value)
+    assert "\n" not in message
+    assert "notebook one (notebooks/one.ipynb) failed in cell 2 [import math]" in message
+    assert "ValueError: no such GPU: A100" in message
+    assert (root / "book" / "_generated" / "one.failed.ipynb").is_file()
+    assert not (root / "book" / "_generated" / "one.ipynb").exists()
+
+
+def test_stderr_output_fails_the_notebook(root):
+    _notebook(root / "notebooks" / "two.ipynb", body="import sys\nsys.stderr.write('careful: deprecated\\n')")
+    config = book.load_config(root)
+    with pytest.raises(book.NotebookError, match=r"notebook two .* wrote to stderr in cell 2: careful: deprecated"):
+        book.execute(root, config.notebooks["two"], {}, None)
