@@ -130,6 +130,27 @@ def test_bad_sbatch_arg_is_one_line_error(tmp_path, capsys):
     assert err.startswith("error: --sbatch-arg 'account=proj'") and err.count("\n") == 1
 
 
+def test_submit_without_slurm_is_one_line_error(tmp_path, monkeypatch, capsys):
+    config = write_trivial(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert cli(["submit", str(config), "--results", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: sbatch not found") and err.count("\n") == 1
+    assert not (tmp_path / "r").exists()  # nothing written when nothing could be submitted
+
+
+def test_status_without_submissions_reads_the_store(tmp_path, capsys):
+    config = write_trivial(tmp_path)
+    results = tmp_path / "r"
+    assert cli(["measure", str(config), "--results", str(results), "--index", "1", "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli(["status", str(config), "--results", str(results), "--json"]) == 0
+    states = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [s["state"] for s in states] == ["not-submitted", "done", "not-submitted", "not-submitted"]
+    assert cli(["submit", str(config), "--results", str(results), "--dry-run"]) == 0
+    assert "#SBATCH --array=0,2-3" in capsys.readouterr().out  # the measured one is left out
+
+
 # -- a real Slurm cluster ------------------------------------------------------------------------
 # Fails the configuration with array index FAIL_INDEX while the flag file exists: a sitecustomize on
 # PYTHONPATH (exported to the tasks by sbatch) makes the trivial backend raise a WorkloadError there,
