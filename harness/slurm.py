@@ -9,16 +9,19 @@ configuration writes its own run folder, so tasks never clash.
 
 Kept with the sweep, under ``<results>/<study>/slurm/``:
 
-* ``submit-<timestamp>[-<n>gpu].sbatch``: the script of each submission, readable
-  and resubmittable by hand (``sbatch FILE``);
+* ``submit-<timestamp>[-<n>gpu].sbatch`` (``retry-...`` for ``--retry-failed``): the
+  script of each submission, readable and resubmittable by hand (``sbatch FILE``);
 * ``logs/<array job id>_<index>.out``: each task's stdout and stderr;
 * ``submissions.jsonl``: one line per submitted array (job id, script, the
   indices and run ids it holds), which ``status`` uses to find each
   configuration's job and log.
 
-Only configurations without a valid result, and not already queued, are
-submitted (``--array=0,2,5``); ``--retry-failed`` narrows that to those whose last
-task failed. Configurations are grouped by the GPUs they need (``num_gpus``;
+Only configurations without a result, and not already queued, are submitted
+(``--array=0,2,5``). A stored failed run counts as a result, as it does for
+``measure``; ``--retry-failed`` submits exactly the failed configurations (stored
+failures, and tasks that ended without a result) and runs them with
+``measure --force``, which keeps the failed folder under ``<study>/.replaced/``.
+Configurations are grouped by the GPUs they need (``num_gpus``;
 none for the CPU-only ``cpu-trivial`` task) and each group becomes one array
 with ``--gres=gpu:N``.
 
