@@ -299,7 +299,7 @@ def summary_line(cfg: Configuration, record: dict) -> str:
     return "  ".join(parts)
 
 
-def plan(study: Study, results_dir: Path, index: int | None = None, force: bool = False) -> list[tuple[Configuration, str]]:
+def plan(study: Study, results_dir: Path, index: int | None = None) -> list[tuple[Configuration, str]]:
     """(configuration, state) for the configurations in scope; state is the stored result's state."""
     configs = list(study.configurations)
     if index is not None:
@@ -316,7 +316,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
 
     out = out or sys.stdout
     results_dir = Path(results_dir)
-    planned = plan(study, results_dir, index, force)
+    planned = plan(study, results_dir, index)
     todo = [(cfg, state) for cfg, state in planned if force or state not in store.DONE_STATUSES]
     counts = {"already done": len(planned) - len(todo)} if len(planned) > len(todo) else {}
     if dry_run:
