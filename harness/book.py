@@ -421,6 +421,21 @@ def execute_all(root: Path, config: BookConfig, *, force: bool = False, jobs: in
 
 
 # --- html -----------------------------------------------------------------------------------------
+def _sphinx_cause(output: str) -> str:
+    """The warning or error that stopped a Sphinx build, from its output."""
+    lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in output.splitlines()]
+    for index, line in enumerate(lines):
+        if line.startswith("Warning, treated as error"):
+            rest = [x for x in lines[index + 1:] if x]
+            if rest:
+                return rest[0]
+    flagged = [x for x in lines if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", x)]
+    if flagged:
+        return flagged[0]
+    errors = [x for x in lines if re.match(r"^[A-Za-z_.]*(Error|Exception)\b", x)]
+    return errors[-1] if errors else (lines[-1] if lines else "no output")
+
+
 def jupyter_book(root: Path, log=print) -> Path:
     """``jupyter-book build . -W`` (incremental); returns the index page."""
     exe = Path(sys.executable).with_name("jupyter-book")
@@ -429,11 +444,7 @@ def jupyter_book(root: Path, log=print) -> Path:
     if proc.returncode != 0:
         # a failed build must not leave an environment that hides its warnings next time
         (root / BUILD / ".doctrees" / "environment.pickle").unlink(missing_ok=True)
-        text = proc.stdout + proc.stderr
-        lines = [line for line in text.splitlines() if re.search(r"WARNING|ERROR|Error|Exception", line)]
-        sys.stderr.write(text[-4000:])
-        cause = _first_line(lines[-1] if lines else text[-300:])
-        raise HarnessError(f"jupyter-book build failed (warnings are errors): {cause}")
+        raise HarnessError(f"jupyter-book build failed (warnings are errors): {_sphinx_cause(proc.stdout + proc.stderr)}")
     return root / BUILD / "html" / "index.html"
 
 

@@ -279,3 +279,11 @@ def test_stderr_output_fails_the_notebook(root):
     config = book.load_config(root)
     with pytest.raises(book.NotebookError, match=r"notebook two .* wrote to stderr in cell 2: careful: deprecated"):
         book.execute(root, config.notebooks["two"], {}, None)
+
+
+def test_sphinx_cause_is_the_warning_that_stopped_the_build():
+    output = ("reading sources... [100%] book/reproduce\n\n\x1b[91mWarning, treated as error:\x1b[39;49;00m\n"
+              "/r/book/intro.md:27:unknown document: 'nowhere'\nTraceback (most recent call last):\n"
+              "RuntimeError: \n")
+    assert book._sphinx_cause(output) == "/r/book/intro.md:27:unknown document: 'nowhere'"
+    assert book._sphinx_cause("x\n/r/a.md:3: WARNING: duplicate label\nmore") == "/r/a.md:3: WARNING: duplicate label"
