@@ -103,6 +103,8 @@ class ZeusMeter:
         if wanted:
             old = [i for i in wanted if not self._monitor.gpus.supports_get_total_energy_consumption(i)]
             self.gpu_source = "zeus/nvml-power-integration" if old else "zeus/nvml-energy-counter"
+        elif visible:
+            self.gpu_source = "none: no GPU was asked for"
         cpus = list(getattr(self._monitor, "cpu_indices", []) or [])
         self.cpu_source = "cpu: zeus/rapl" if cpus else "cpu: not measured (RAPL not readable)"
 

@@ -158,9 +158,8 @@ def _timeline_metrics(frame, start, end) -> dict:
 
 def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle_power: dict[int, float]) -> dict:
     """Measure one configuration into ``run_dir``; returns its record. Raises Interrupted after saving."""
-    from harness import steady
     from harness.energy import ZeusMeter
-    from harness.telemetry import Telemetry, coverage_fraction
+    from harness.telemetry import Telemetry
     from harness.workloads import registry
 
     settings = study.settings
@@ -205,48 +204,61 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
         if meter is not None:
             meter.close()
 
-    record.update(status=status, cause=cause, message=message, log_tail=log_tail or None,
-                  finished_at=_now(), wall_time_s=time.monotonic() - t0,
-                  idle_power_watts={str(i): idle_power[i] for i in gpu_indices if i in idle_power})
-    tables = {"timeline.parquet": timeline}
-    if telemetry is not None:
-        record["telemetry"] = telemetry.info
-    if status == "ok":
-        import pandas as pd
-
-        windows = {**(meter.windows if meter else {}), **result.windows}
-        record["windows"] = {name: _window_dict(w) for name, w in windows.items()}
-        record["backend_info"] = result.info
-        if cfg.is_llm:
-            metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs)
-            tables["requests.parquet"] = pd.DataFrame(rows)
-        else:
-            unit = store.OUTPUT_UNITS[cfg.task]
-            metrics, rows = steady.diffusion_metrics(result.iterations, windows, unit)
-            tables["iterations.parquet"] = pd.DataFrame(rows)
-        start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
-        coverage = None
-        if start is not None and end is not None and timeline is not None:
-            coverage = coverage_fraction(timeline, start, end, settings.sampler_hz, telemetry.info["gpu_indices"],
-                                         telemetry.metrics_url)
-        metrics.update(_timeline_metrics(timeline, start, end))
-        metrics["telemetry_coverage_fraction"] = coverage
-        idle = [idle_power[i] for i in gpu_indices if i in idle_power]
-        metrics["idle_power_watts"] = sum(idle) / len(idle) if idle else None
-        limits = (telemetry.info.get("power_limit_watts") or {}).values() if telemetry else ()
-        stable, reason, codes = steady.validity(
-            metrics, is_llm=cfg.is_llm, on_gpu=on_gpu, max_num_seqs=cfg.max_num_seqs, num_gpus=len(gpu_indices) or 1,
-            idle_power_watts=idle, power_limit_watts=limits, coverage=coverage,
-            sampler_errors=len(telemetry.errors) if telemetry else 0)
-        record.update(metrics=metrics, is_stable=stable, unstable_reason=reason, failed_checks=codes)
-    else:
-        record.update(is_stable=False, unstable_reason=f"{status}: {cause}")
-    server_log = getattr(result, "server_log", None) if result is not None else None
-    with _signals_deferred():
+    with _signals_deferred():  # the outcome is saved even if a signal arrives now
+        record.update(status=status, cause=cause, message=message, log_tail=log_tail or None,
+                      finished_at=_now(), wall_time_s=time.monotonic() - t0,
+                      idle_power_watts={str(i): idle_power[i] for i in gpu_indices if i in idle_power})
+        tables = {"timeline.parquet": timeline}
+        if telemetry is not None:
+            record["telemetry"] = telemetry.info
+        if status == "ok":
+            try:
+                _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, on_gpu, gpu_indices,
+                           idle_power)
+            except Exception as exc:  # bad records from a backend: keep the evidence, fail the run
+                record.update(status="failed", cause=f"crash: metrics: {type(exc).__name__}", message=str(exc),
+                              log_tail=traceback.format_exc(limit=8))
+        if record["status"] != "ok":
+            record.update(is_stable=False, unstable_reason=f"{record['status']}: {record['cause']}")
+        server_log = getattr(result, "server_log", None) if result is not None else None
         store.write_run(run_dir, record, tables, server_log=server_log)
     if interrupted is not None:
         raise interrupted
     return record
+
+
+def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, on_gpu, gpu_indices, idle_power):
+    """Metrics, per-request or per-iteration rows and validity flags of a finished run (into ``record``)."""
+    import pandas as pd
+
+    from harness import steady
+    from harness.telemetry import coverage_fraction
+
+    settings = study.settings
+    windows = {**(meter.windows if meter else {}), **result.windows}
+    record["windows"] = {name: _window_dict(w) for name, w in windows.items()}
+    record["backend_info"] = result.info
+    if cfg.is_llm:
+        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs)
+        tables["requests.parquet"] = pd.DataFrame(rows)
+    else:
+        metrics, rows = steady.diffusion_metrics(result.iterations, windows, store.OUTPUT_UNITS[cfg.task])
+        tables["iterations.parquet"] = pd.DataFrame(rows)
+    start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
+    coverage = None
+    if start is not None and end is not None and timeline is not None:
+        coverage = coverage_fraction(timeline, start, end, settings.sampler_hz, telemetry.info["gpu_indices"],
+                                     telemetry.metrics_url)
+    metrics.update(_timeline_metrics(timeline, start, end))
+    metrics["telemetry_coverage_fraction"] = coverage
+    idle = [idle_power[i] for i in gpu_indices if i in idle_power]
+    metrics["idle_power_watts"] = sum(idle) / len(idle) if idle else None
+    limits = (telemetry.info.get("power_limit_watts") or {}).values() if telemetry else ()
+    stable, reason, codes = steady.validity(
+        metrics, is_llm=cfg.is_llm, on_gpu=on_gpu, max_num_seqs=cfg.max_num_seqs, num_gpus=len(gpu_indices) or 1,
+        idle_power_watts=idle, power_limit_watts=limits, coverage=coverage,
+        sampler_errors=len(telemetry.errors) if telemetry else 0)
+    record.update(metrics=metrics, is_stable=stable, unstable_reason=reason, failed_checks=codes)
 
 
 def _skip(cfg: Configuration, study: Study, run_dir: Path, env: dict, reason: str) -> dict:

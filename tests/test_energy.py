@@ -53,6 +53,7 @@ def test_asking_for_more_gpus_than_visible_is_an_error(fake_nvml):
     fake_nvml([FakeGPU([(0.0, 100.0)])])
     with pytest.raises(HarnessError, match=r"asked for GPUs \[0, 1\] but only 1 visible"):
         ZeusMeter([0, 1])
+    assert ZeusMeter([]).energy_source.startswith("none: no GPU was asked for")
 
 
 class _Gpus(list):

@@ -67,6 +67,11 @@ def test_sweep_writes_runs_and_measuring_again_measures_nothing(tmp_path, no_nvm
         assert len(requests) == 16 and m["total_output_tokens"] == requests["output_tokens"].sum()
         assert m["steady_output_tokens"] == requests["steady_output_tokens"].sum() > 0
         assert 0.85 <= m["batch_saturation"] <= 1.0
+        # the window the backend opened online sits on the bounds computed afterwards from the records
+        online = record["backend_info"]["steady_bounds_online"]
+        assert online == [m["steady_open_time_s"], m["steady_close_time_s"]]
+        steady = record["windows"]["steady"]
+        assert 0 <= steady["start_time_s"] - online[0] < 0.05 and 0 <= steady["end_time_s"] - online[1] < 0.05
         assert f"{c.run_id}  cpu-trivial/cpu-spin max_num_seqs={c.max_num_seqs}" in out
     before = {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file()}
     counts, out = _measure(cfg, results)
@@ -148,6 +153,19 @@ def test_a_backend_crash_fails_the_run_and_the_sweep_goes_on(tmp_path, no_nvml, 
     record = next(iter(_records(tmp_path / "results").values()))
     assert record["cause"] == "crash: ZeroDivisionError" and "1 / 0" in record["log_tail"]
     assert not record["is_stable"] and record["unstable_reason"] == "failed: crash: ZeroDivisionError"
+
+
+class _Garbage(_Broken):
+    def run(self, cfg, meter):
+        return WorkloadResult(requests=["not a request record"])
+
+
+def test_records_that_break_the_metrics_fail_the_run_not_the_sweep(tmp_path, no_nvml, monkeypatch):
+    monkeypatch.setattr(registry, "get_backend", lambda name: _Garbage())
+    counts, _ = _measure(_config(tmp_path), tmp_path / "results")
+    assert counts == {"failed": 3}
+    record = next(iter(_records(tmp_path / "results").values()))
+    assert record["cause"] == "crash: metrics: AttributeError" and "Traceback" in record["log_tail"]
 
 
 def test_a_run_over_its_time_limit_fails_with_timeout(tmp_path, no_nvml):

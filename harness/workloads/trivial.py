@@ -112,7 +112,8 @@ class TrivialBackend:
         meter.end("run")
         self._log(f"served {n} requests, {sum(r.output_tokens for r in requests)} tokens")
         return WorkloadResult(requests=requests, server_log=self.log_path,
-                              info={"digest": digest.hexdigest()[:16], "options": dict(opt)})
+                              info={"digest": digest.hexdigest()[:16], "options": dict(opt),
+                                    "steady_bounds_online": tracker.bounds})
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_path is None or not self.log_path.exists():
