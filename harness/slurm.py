@@ -79,6 +79,7 @@ class SubmitOptions:
     max_parallel: int | None = None  # --array=...%N
     sbatch_args: tuple[str, ...] = ()
     no_gpu: bool = False
+    gpu_type: str | None = None  # --gres=gpu:<type>:N, e.g. h100 (the cluster's GRES type names)
     python: str = field(default_factory=lambda: sys.executable)
     workdir: Path = field(default_factory=Path.cwd)
 
@@ -165,7 +166,8 @@ def render_script(study, plan: ArrayPlan, results: Path, options: SubmitOptions,
         f"--time={options.time_limit or default_time_limit(study)}",
     ]
     if plan.num_gpus:
-        directives.append(f"--gres=gpu:{plan.num_gpus}")
+        gpu = f"gpu:{options.gpu_type}" if options.gpu_type else "gpu"
+        directives.append(f"--gres={gpu}:{plan.num_gpus}")
     if options.cpus_per_task:
         directives.append(f"--cpus-per-task={options.cpus_per_task}")
     if options.partition:
@@ -454,6 +456,7 @@ def register(sub) -> None:
     p.add_argument("--sbatch-arg", action="append", default=[], metavar="FLAG",
                    help="extra sbatch flag written into the script, e.g. --sbatch-arg=--account=proj "
                    "--sbatch-arg=--exclusive (repeatable; use the = form)")
+    p.add_argument("--gpu-type", help="GPU type in the cluster's GRES names, e.g. h100: --gres=gpu:h100:N")
     p.add_argument("--no-gpu", action="store_true", help="request no GPUs (CPU-only smoke sweeps)")
     p.add_argument("--retry-failed", action="store_true", help="submit only the configurations whose last task failed")
     p.add_argument("--dry-run", action="store_true", help="print the script(s) and submit nothing")
@@ -477,13 +480,16 @@ def _cmd_submit(args) -> int:
     for flag in args.sbatch_arg:
         if not flag.startswith("-") or "\n" in flag:
             raise SlurmError(f"--sbatch-arg {flag!r}: expected one sbatch flag such as --account=proj")
+    if args.gpu_type is not None and not args.gpu_type.replace("-", "").replace("_", "").isalnum():
+        raise SlurmError(f"--gpu-type {args.gpu_type!r}: expected a GRES type name such as h100")
     for name in ("cpus_per_task", "max_parallel"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SlurmError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     study = load_study(args.config)
     options = SubmitOptions(partition=args.partition, time_limit=args.time_limit, cpus_per_task=args.cpus_per_task,
-                            max_parallel=args.max_parallel, sbatch_args=tuple(args.sbatch_arg), no_gpu=args.no_gpu)
+                            max_parallel=args.max_parallel, sbatch_args=tuple(args.sbatch_arg), no_gpu=args.no_gpu,
+                            gpu_type=args.gpu_type)
     states = task_states(study, Path(args.results), use_queue=not args.dry_run)
     subs = submit(study, Path(args.results), options, retry_failed=args.retry_failed, dry_run=args.dry_run,
                   states=states)

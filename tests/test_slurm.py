@@ -109,6 +109,12 @@ def test_script_refuses_a_changed_config(tmp_path):
     assert changed.returncode == 3 and "changed since this array was submitted" in changed.stderr
 
 
+def test_gpu_type_names_the_gres(tmp_path):
+    study = load_study(write_trivial(tmp_path))
+    text = slurm.render_script(study, slurm.ArrayPlan(4, (0,)), tmp_path, slurm.SubmitOptions(gpu_type="h100"))
+    assert "#SBATCH --gres=gpu:h100:4\n" in text
+
+
 def test_default_time_limit_follows_the_study(tmp_path):
     study = load_study(write_trivial(tmp_path))  # run_timeout_s 120 + 15 min margin
     assert slurm.default_time_limit(study) == "0-00:17:00"
