@@ -80,6 +80,14 @@ def _present(keys: Iterable[str], df: pd.DataFrame) -> list[str]:
     return [k for k in keys if k in df.columns]
 
 
+def _group_keys(keys: Iterable[str], df: pd.DataFrame) -> list[str]:
+    """Grouping columns present in ``df``; published rows and own runs never share a group."""
+    out = _present(keys, df)
+    if "source" in df.columns and "source" not in out and df["source"].nunique(dropna=False) > 1:
+        out = ["source"] + out
+    return out
+
+
 def config_label(row: Mapping) -> str:
     """Short human label of one configuration, e.g. ``Qwen3-32B gpqa 1 x B200 batch 128``."""
     model = str(row.get("nickname") or str(row["model_id"]).split("/")[-1])
@@ -117,7 +125,7 @@ def min_energy_configs(df: pd.DataFrame, by: Iterable[str] = SERIES_KEYS, energy
         part = part.dropna(subset=[col])
         if part.empty:
             continue
-        keys = _present(by, part)
+        keys = _group_keys(by, part)
         idx = part.groupby(keys, sort=True, dropna=False)[col].idxmin() if keys else [part[col].idxmin()]
         out.append(part.loc[list(idx)])
     if not out:
@@ -155,7 +163,7 @@ def frontier(
     for part in _split(df):
         t, e = time or time_column(part), energy or energy_column(part)
         part = part.dropna(subset=[t, e]).copy()
-        keys = _present(by, part)
+        keys = _group_keys(by, part)
         flags = []
         for _, group in part.groupby(keys, sort=False, dropna=False) if keys else [(None, part)]:
             flags.append(pareto_mask(group[t], group[e]))
@@ -310,7 +318,8 @@ class Attribution:
 
     def explain(self) -> str:
         """The gap in words and numbers, largest factors first."""
-        unit = self.energy_column.removeprefix("energy_per_").removesuffix("_joules")
+        units = {self.config_a.get("output_unit"), self.config_b.get("output_unit")}
+        unit = units.pop() if len(units) == 1 and None not in units else "output"
         if self.kind == "llm":
             unit = "response"
         head = (
@@ -337,6 +346,8 @@ def _fmt(x: float) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"
     ax = abs(x)
+    if float(x).is_integer() and ax < 1e7:
+        return f"{int(x):,}"
     if ax >= 1e4:
         return f"{x:,.0f}"
     if ax >= 100:
@@ -349,13 +360,13 @@ def _fmt(x: float) -> str:
 
 
 def _times(r: float) -> str:
-    if r >= 1:
+    if r >= 1 or 1 / r < 1.05:
         return f"x{r:.3g}"
     return f"x{r:.3g} (1/{1 / r:.3g})"
 
 
 def _row_dict(row: pd.Series) -> dict:
-    keys = [k for k in CONFIG_KEYS + ("weight_precision", "source") if k in row.index and _number(row[k])]
+    keys = [k for k in CONFIG_KEYS + ("weight_precision", "source", "output_unit") if k in row.index and _number(row[k])]
     out = {}
     for k in keys:
         v = row[k]
@@ -564,14 +575,14 @@ def static_power_share(df: pd.DataFrame, floor_watts_per_gpu: Mapping[str, float
 
 def smallest_batch_rows(df: pd.DataFrame, by: Iterable[str] = SERIES_KEYS) -> pd.DataFrame:
     """The smallest-batch row of every series (model, task, GPU model, GPU count)."""
-    keys = _present(by, df)
+    keys = _group_keys(by, df)
     idx = df.groupby(keys, sort=True)["batch_size"].idxmin()
     return df.loc[list(idx)].reset_index(drop=True)
 
 
 def largest_batch_rows(df: pd.DataFrame, by: Iterable[str] = SERIES_KEYS) -> pd.DataFrame:
     """The largest-batch row of every series."""
-    keys = _present(by, df)
+    keys = _group_keys(by, df)
     idx = df.groupby(keys, sort=True)["batch_size"].idxmax()
     return df.loc[list(idx)].reset_index(drop=True)
 
@@ -604,22 +615,24 @@ def _throughput(df: pd.DataFrame) -> pd.Series:
 def best_under_power_budget(
     df: pd.DataFrame, budget_watts: float, by: Iterable[str] = ("model_id", "task", "gpu_model")
 ) -> pd.DataFrame:
-    """Per group, the highest-throughput configuration whose average power (all its GPUs) fits the budget.
+    """Per group, the configuration that serves the most under a power budget.
 
-    Adds ``replicas_in_budget`` (how many copies of it the budget powers) and
-    ``throughput_in_budget`` (their total throughput: tokens/s for LLMs, outputs/s for diffusion).
+    A power-capped site runs as many copies of one configuration as its budget
+    powers: ``replicas_in_budget = floor(budget / avg_power)`` (average power of
+    all its GPUs) and ``throughput_in_budget = replicas x throughput`` (tokens/s
+    for LLMs, outputs/s for diffusion). The best configuration maximises the latter;
+    configurations drawing more than the budget are left out.
     """
     out = []
     for part in _split(df):
-        part = part[part["avg_power_watts"] <= budget_watts].copy()
+        part = part[part["avg_power_watts"] <= budget_watts].dropna(subset=["avg_power_watts"]).copy()
         if part.empty:
             continue
-        part["_thr"] = _throughput(part)
-        keys = _present(by, part)
-        best = part.loc[list(part.groupby(keys, sort=True)["_thr"].idxmax())].copy()
-        best["replicas_in_budget"] = np.floor(budget_watts / best["avg_power_watts"]).astype(int)
-        best["throughput_in_budget"] = best["replicas_in_budget"] * best["_thr"]
-        out.append(best.drop(columns="_thr"))
+        part["replicas_in_budget"] = np.floor(budget_watts / part["avg_power_watts"]).astype(int)
+        part["throughput_in_budget"] = part["replicas_in_budget"] * _throughput(part)
+        part = part.dropna(subset=["throughput_in_budget"])
+        keys = _group_keys(by, part)
+        out.append(part.loc[list(part.groupby(keys, sort=True)["throughput_in_budget"].idxmax())])
     return pd.concat(out).reset_index(drop=True) if out else df.iloc[0:0].copy()
 
 
@@ -641,7 +654,7 @@ def best_under_latency(
         part = part[part[t] <= target]
         if part.empty:
             continue
-        keys = _present(by, part)
+        keys = _group_keys(by, part)
         out.append(part.loc[list(part.groupby(keys, sort=True)[e].idxmin())])
     return pd.concat(out).reset_index(drop=True) if out else df.iloc[0:0].copy()
 
@@ -666,7 +679,7 @@ def compare_at_latency(
     rows = []
     for part in _split(df):
         t, e = time or time_column(part), energy or energy_column(part)
-        keys = _present(by, part)
+        keys = _group_keys(by, part)
         for key, group in part.groupby(keys, sort=True):
             sa, sb = group[group[side] == a], group[group[side] == b]
             if sa.empty or sb.empty:
@@ -697,6 +710,21 @@ def compare_at_latency(
                 )
                 rows.append(row)
     return pd.DataFrame(rows)
+
+
+def pick_model(df: pd.DataFrame, preferred: str | None = None) -> str:
+    """The model id matching ``preferred`` (a case-insensitive regular expression on id or nickname);
+    if none matches, the model with the most configurations in ``df``."""
+    if df.empty:
+        raise SelectorError("no configuration left to pick a model from")
+    if preferred:
+        names = df["model_id"].astype(str)
+        nick = df["nickname"].fillna("").astype(str) if "nickname" in df.columns else names
+        hit = names.str.contains(preferred, case=False, regex=True) | nick.str.contains(preferred, case=False, regex=True)
+        if hit.any():
+            exact = df.loc[hit & (names.str.lower() == preferred.lower()), "model_id"]
+            return str(exact.iloc[0]) if len(exact) else str(df.loc[hit, "model_id"].value_counts().index[0])
+    return str(df["model_id"].value_counts().index[0])
 
 
 # ---------------------------------------------------------------- selectors

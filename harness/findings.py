@@ -492,6 +492,9 @@ def b200_vs_h100_table(llm: pd.DataFrame, diffusion: pd.DataFrame) -> pd.DataFra
     for task in ("text-to-image", "text-to-video"):
         parts.append(an.compare_at_latency(diffusion[diffusion["task"] == task], "gpu_model", "H100", "B200",
                                            LATENCY_TARGETS[f"{task}_batch_latency_s"], by=by))
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        raise HarnessError("no (model, task) measured on both H100 and B200 meets any latency target in this selection")
     table = pd.concat(parts, ignore_index=True)
     table["family"] = np.where(table["task"].isin(["gpqa", "lm-arena-chat"]), "llm", table["task"])
     return table
@@ -694,7 +697,7 @@ def load_rows(results_dir: str | None = None) -> pd.DataFrame:
     own = store.collect(results_dir)
     if own is None or len(own) == 0:
         raise HarnessError(f"no runs found under {results_dir}")
-    return pd.concat([table, own], ignore_index=True)
+    return _stack(table, own)
 
 
 def diagnose(a: str, b: str, table: pd.DataFrame) -> an.Attribution:
@@ -769,9 +772,20 @@ def load_table(source: str = "reference", reference_dir: str | None = None, resu
     table = summary.load(source, reference_dir)
     if results_dir:
         own = load_rows_own(results_dir)
-        own = own.assign(task_name=own["task"].map(reference.TASK_NAMES))
-        table = pd.concat([table, own], ignore_index=True)
+        if len(own):
+            own = own.assign(task_name=own["task"].map(reference.TASK_NAMES))
+            table = _stack(table, own)
     return table
+
+
+def _stack(reference_rows: pd.DataFrame, own: pd.DataFrame) -> pd.DataFrame:
+    """Published rows and own runs in one table (columns either lacks are left empty)."""
+    import warnings
+
+    own = own.dropna(axis=1, how="all")  # an all-empty column would only blur the dtypes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        return pd.concat([reference_rows, own], ignore_index=True)
 
 
 def load_rows_own(results_dir: str) -> pd.DataFrame:
@@ -942,3 +956,10 @@ def framework_chart(found: list[Finding] | None = None, width: int = 720, height
         x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None), text="title:N",
         tooltip=[alt.Tooltip("title:N", title="column")])
     return alt.layer(lines, arrows, dots, text, header).properties(width=width, height=height).configure_view(stroke=None)
+
+
+def times_word(ratio: float, up: str, down: str) -> str:
+    """``3.2 -> "3.2 times slower"``, ``0.5 -> "2 times faster"`` (words for a factor above or below 1)."""
+    if ratio >= 1:
+        return f"{ratio:.3g} times {up}"
+    return f"{1 / ratio:.3g} times {down}"

@@ -171,6 +171,11 @@ def test_power_budget_respects_the_budget():
     best = an.best_under_power_budget(frame, budget)
     assert (best["avg_power_watts"] <= budget).all()
     assert (best["replicas_in_budget"] * best["avg_power_watts"] <= budget + 1e-9).all()
+    for _, row in best.iterrows():  # no configuration of the group serves more within the budget
+        group = frame[(frame["model_id"] == row["model_id"]) & (frame["gpu_model"] == row["gpu_model"])
+                      & (frame["avg_power_watts"] <= budget)]
+        served = (budget // group["avg_power_watts"]) * group["output_throughput_tokens_per_sec"]
+        assert row["throughput_in_budget"] == pytest.approx(served.max())
     assert an.best_under_power_budget(frame, 1.0).empty
 
 
@@ -202,6 +207,14 @@ def test_identity_check_flags_a_broken_row():
     assert set(bad["identity"]) == {
         "energy_per_token = avg_power / output_throughput", "energy_per_request = energy_per_token x avg_output_len"}
     assert (bad["batch_size"] == frame.loc[3, "batch_size"]).all()
+
+
+def test_pick_model():
+    frame = _grid(7)
+    assert an.pick_model(frame, "TWO") == "b/two"
+    assert an.pick_model(frame, "no-such-model") in {"a/one", "b/two"}
+    with pytest.raises(SelectorError):
+        an.pick_model(frame.iloc[0:0], "a")
 
 
 def test_selectors():
