@@ -132,15 +132,41 @@ def vega_bundle() -> str:
     return "/* Vega, Vega-Lite, Vega-Embed: bundled by vl-convert */\n(function () {\n" + body + "\n})();\n"
 
 
+def _bundle_cache() -> Path:
+    import os
+
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "joules-study" / "vega" / bundle_filename()
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.part")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
 def write_bundle(directory: str | Path) -> Path:
-    """Write :func:`vega_bundle` into ``directory`` (once; kept while its name matches)."""
-    directory = Path(directory)
-    path = directory / bundle_filename()
-    if not path.is_file():
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".part")
-        tmp.write_text(vega_bundle(), encoding="utf-8")
-        tmp.replace(path)
+    """Write :func:`vega_bundle` into ``directory`` once (kept while its versioned name matches).
+
+    Building the bundle takes vl-convert a second or two, so a copy is kept in the
+    user cache (``$XDG_CACHE_HOME/joules-study/vega``) for later fresh builds.
+    """
+    path = Path(directory) / bundle_filename()
+    if path.is_file():
+        return path
+    cached = _bundle_cache()
+    try:
+        text = cached.read_text(encoding="utf-8") if cached.is_file() else None
+    except OSError:
+        text = None
+    if text is None:
+        text = vega_bundle()
+        try:
+            _write_atomic(cached, text)
+        except OSError:
+            pass  # a read-only home only costs the next build a second or two
+    _write_atomic(path, text)
     return path
 
 

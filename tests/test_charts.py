@@ -97,16 +97,20 @@ def test_fragment_escapes_script_end_and_gives_unique_ids():
     assert json.loads(payload) == spec
 
 
-def test_vega_bundle_is_wrapped_and_defines_vega_embed(tmp_path):
+def test_vega_bundle_is_wrapped_and_defines_vega_embed(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     text = charts.vega_bundle()
     assert text.lstrip().startswith("/*") and "(function () {" in text[:200]
     assert text.rstrip().endswith("})();")
     assert "window.vegaEmbed=" in text.replace(" ", "")
-    path = charts.write_bundle(tmp_path)
+    path = charts.write_bundle(tmp_path / "static")
     assert path.name == charts.bundle_filename() and path.read_text() == text
     mtime = path.stat().st_mtime_ns
-    charts.write_bundle(tmp_path)  # kept, not rewritten
+    charts.write_bundle(tmp_path / "static")  # kept, not rewritten
     assert path.stat().st_mtime_ns == mtime
+    cached = tmp_path / "cache" / "joules-study" / "vega" / charts.bundle_filename()
+    assert cached.read_text() == text  # later fresh builds copy it instead of bundling again
+    assert charts.write_bundle(tmp_path / "other").read_text() == text
 
 
 # --- helpers ----------------------------------------------------------------------------------------
