@@ -47,7 +47,7 @@ def test_sampler_records_every_gpu_field(fake_nvml):
     nvml = frame[frame["source"] == "nvml"]
     for index, gpu in enumerate(gpus):
         rows = nvml[nvml["gpu_index"] == index]
-        assert len(rows) >= 5  # 20 Hz for 0.5 s on a loaded 2-core host
+        assert len(rows) >= 4  # 20 Hz for 0.5 s, with slack for a loaded 2-core host
         expected = [gpu.power_at(t) for t in rows["time_s"]]
         assert rows["power_watts"].tolist() == pytest.approx(expected, abs=1e-3)
         assert rows["memory_used_mib"].eq(30 * 1024).all() and rows["sm_clock_mhz"].eq(1980).all()
