@@ -1,0 +1,124 @@
+"""transformers backend: random-weight tiny Llama, static batching, forced lengths, records, OOM cause."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.config import configuration_from_dict
+from harness.workloads.base import WindowMeasurement, WorkloadError
+
+REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
+
+
+class FakeMeter:
+    def __init__(self):
+        self.open, self.windows, self.events = {}, {}, []
+
+    def begin(self, name):
+        self.events.append(("begin", name))
+        self.open[name] = time.time()
+
+    def end(self, name, sync=True):
+        self.events.append(("end", name))
+        w = WindowMeasurement(name, self.open.pop(name), time.time(), {}, {}, {}, "none: test meter")
+        self.windows[name] = w
+        return w
+
+
+def _cfg(**over):
+    base = dict(study="t", task="gpqa", family="llm-reasoning", backend="transformers", model="tiny-llama",
+                num_gpus=1, tensor_parallel=1, expert_parallel=1, precision="float32", max_num_seqs=3,
+                max_num_batched_tokens=8192, batch_size=None, inference_steps=None, height=None, width=None,
+                num_frames=None, num_requests=7, num_iterations=None, seed=4, length_source=None,
+                max_output_tokens=20, options={"output_length_scale": 0.004, "max_prompt_tokens": 40})
+    return configuration_from_dict(base | over)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One tiny-llama served once for the module's checks."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.mktemp("cache")))
+    if "HARNESS_REFERENCE_DIR" not in os.environ and REF.is_dir():
+        mp.setenv("HARNESS_REFERENCE_DIR", str(REF))
+    from harness.workloads.transformers_backend import TransformersBackend
+
+    cfg = _cfg()
+    backend = TransformersBackend()
+    run_dir = tmp_path_factory.mktemp("run")
+    backend.start(cfg, run_dir)
+    meter = FakeMeter()
+    result = backend.run(cfg, meter)
+    yield cfg, backend, meter, result, run_dir
+    backend.stop()
+    mp.undo()
+
+
+def test_every_request_gets_its_forced_length_and_token_times(served):
+    cfg, backend, _, result, _ = served
+    reqs = result.requests
+    assert len(reqs) == 7 and all(r.success for r in reqs)
+    assert [r.target_output_tokens for r in reqs] == list(backend.plan.output_tokens)
+    assert [r.output_tokens for r in reqs] == [r.target_output_tokens for r in reqs]
+    assert [r.prompt_tokens for r in reqs] == list(backend.plan.prompt_tokens)
+    for r in reqs:
+        assert len(r.token_times_s) == r.output_tokens
+        assert r.token_times_s == sorted(r.token_times_s) and len(set(r.token_times_s)) == len(r.token_times_s)
+        assert r.submit_time_s < r.first_token_time_s == r.token_times_s[0] and r.finish_time_s == r.token_times_s[-1]
+
+
+def test_static_batching_admits_the_next_batch_only_after_the_last_one_drained(served):
+    _, _, _, result, _ = served
+    reqs = result.requests
+    batches = [reqs[0:3], reqs[3:6], reqs[6:7]]
+    for earlier, later in zip(batches, batches[1:]):
+        assert max(r.finish_time_s for r in earlier) < min(r.first_token_time_s for r in later)
+        assert len({r.first_token_time_s for r in later}) == 1  # prefilled together
+
+
+def test_steady_window_and_metrics(served):
+    from harness import steady
+
+    cfg, backend, meter, result, run_dir = served
+    assert ("begin", "steady") in meter.events and ("end", "steady") in meter.events
+    assert meter.events[0] == ("begin", "run") and meter.events[-1] == ("end", "run")
+    assert result.info["steady_tracker_state"] == "closed" and result.info["weights"].startswith("random")
+    metrics, rows = steady.llm_metrics(result.requests, result.windows, cfg.max_num_seqs)
+    assert metrics["steady_output_tokens"] > 0 and metrics["median_itl_ms"] > 0
+    assert metrics["energy_per_token_joules"] is None  # no counter: never 0 J
+    assert 0 < metrics["batch_saturation"] <= 1
+    assert "static batching" in result.info["engine"]
+    assert "batch of 3 requests" in (run_dir / "server.log").read_text()
+
+
+def test_unsupported_layouts_and_options_are_refused(tmp_path):
+    from harness.workloads.transformers_backend import TransformersBackend
+
+    for over, cause in [(dict(precision="fp8"), "unsupported"), (dict(num_gpus=2, tensor_parallel=2), "unsupported"),
+                        (dict(options={"batch": 3}), "bad-option"), (dict(options={"device": "cuda"}), None)]:
+        import torch
+
+        if cause is None and torch.cuda.is_available():
+            continue
+        with pytest.raises(WorkloadError) as err:
+            TransformersBackend().start(_cfg(**over), tmp_path)
+        assert err.value.cause == (cause or "unsupported")
+
+
+def test_out_of_memory_fails_the_run_with_cause_oom(served, monkeypatch):
+    import torch
+
+    cfg, backend, _, _, _ = served
+
+    def boom(**kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(backend, "_forward", boom)
+    with pytest.raises(WorkloadError) as err:
+        backend.run(cfg, FakeMeter())
+    assert err.value.cause == "oom" and "max_num_seqs=3" in str(err.value)
+    assert "out of memory" in err.value.log_tail
