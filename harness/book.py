@@ -223,6 +223,22 @@ def _tree_state(path: Path) -> str:
     return _sha("\n".join(lines).encode())
 
 
+def notebook_fingerprint(path: Path) -> str:
+    """Hash of what executing a notebook depends on: each cell's type, source and metadata (tags), and
+    the kernel. Outputs, execution counts and cell ids are left out, so a notebook saved after an
+    interactive run is not executed again for that."""
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        cells = [
+            [c.get("cell_type"), "".join(c.get("source", "")), c.get("metadata", {})]
+            for c in nb.get("cells", [])
+        ]
+        kernel = (nb.get("metadata") or {}).get("kernelspec", {}).get("name")
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        raise ConfigError(f"notebook {path} cannot be read: {exc}") from None
+    return _sha(json.dumps([kernel, cells], sort_keys=True).encode())
+
+
 def code_fingerprint() -> str:
     """Hash of the ``harness`` package's Python sources and data files."""
     import harness
@@ -240,7 +256,7 @@ def fingerprint(root: Path, spec: NotebookSpec, params: dict, code: str | None =
     """``(digest, parts)``: what a notebook's executed copy depends on."""
     lock = root / "requirements" / "lock-cpu.txt"
     parts = {
-        "notebook": _sha((root / spec.source).read_bytes()),
+        "notebook": notebook_fingerprint(root / spec.source),
         "parameters": _sha(json.dumps(params, sort_keys=True, default=str).encode()),
         "harness": code or code_fingerprint(),
         "requirements": _sha(lock.read_bytes()) if lock.is_file() else "absent",

@@ -103,6 +103,25 @@ def test_touching_a_notebook_without_changing_it_executes_nothing(root, recorder
     assert _executed(recorder) == []
 
 
+def test_saving_a_notebook_after_an_interactive_run_executes_nothing(root, recorder):
+    _run(root)
+    _executed(recorder)
+    path = root / "notebooks" / "one.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    for index, cell in enumerate(nb.cells):
+        cell["id"] = f"fresh-{index}"
+        if cell.cell_type == "code":
+            cell.execution_count = index
+            cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="4\n")]
+    nbformat.write(nb, path)
+    _run(root)
+    assert _executed(recorder) == []
+    nb.cells[2].metadata["tags"] = ["remove-input"]  # tags change the page: executed again
+    nbformat.write(nb, path)
+    _run(root)
+    assert _executed(recorder) == ["one"]
+
+
 def test_changed_parameters_reexecute_only_that_notebook(root, recorder):
     _run(root)
     _executed(recorder)
