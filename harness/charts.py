@@ -332,7 +332,9 @@ def _color(column: str | None, frame, *, legend: str = "right", sort=None):
         return alt.Undefined
     kind = "Q" if _is_number(frame, column) and column not in ("batch_size", "num_gpus") else "N"
     title = CONTEXT_FIELDS.get(column, label(column))
-    return alt.Color(f"{column}:{kind}", title=title, sort=sort, legend=alt.Legend(orient=legend))
+    # more than ten categories: twenty distinct colours instead of ten repeated ones
+    scale = alt.Scale(scheme="tableau20") if kind == "N" and frame[column].nunique() > 10 else alt.Undefined
+    return alt.Color(f"{column}:{kind}", title=title, sort=sort, scale=scale, legend=alt.Legend(orient=legend))
 
 
 def points(

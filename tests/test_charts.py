@@ -210,3 +210,11 @@ def test_thebe_assets_and_duplicate_inline_scripts_are_dropped():
     assert [(a.filename, a.attributes.get("body", "")) for a in assets] == [
         ("_static/doctools.js", ""), ("None", "var x = 1;"),
     ]
+
+
+def test_many_categories_get_twenty_colours(frame):
+    few = charts.points(frame, "median_itl_ms", "energy_per_token_joules").to_dict()
+    assert "scale" not in few["spec"]["encoding"]["color"]
+    many = pd.concat([frame.assign(nickname=f"M{i}", model_id=f"org/m{i}") for i in range(12)])
+    spec = charts.points(many, "median_itl_ms", "energy_per_token_joules").to_dict()
+    assert spec["spec"]["encoding"]["color"]["scale"]["scheme"] == "tableau20"
