@@ -172,3 +172,17 @@ def test_overview_chart_has_tooltips_and_both_gpus(built_book: Path, browser, tm
     for field in ("Model", "GPU", "Batch size", "Energy per output (J)"):
         assert field in tooltip, f"tooltip {tooltip!r} lacks {field}"
     assert browser.save_screenshot(str(shots / "overview-tooltip.png"))
+
+
+def test_the_checks_see_a_remote_request_and_a_console_error(browser, tmp_path):
+    """The guards above can fail: a page that reaches for another host and logs an error is caught."""
+    page = tmp_path / "bad.html"
+    page.write_text("<html><body><img src='https://cdn.example.invalid/x.png'>"
+                    "<script>console.error('boom')</script></body></html>")
+    browser.get_log("browser")
+    _requests(browser)
+    browser.get(page.as_uri())
+    time.sleep(0.5)
+    remote = [u for u in _requests(browser) if not _is_local(u)]
+    assert remote == ["https://cdn.example.invalid/x.png"]
+    assert any("boom" in e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE")
