@@ -39,7 +39,7 @@ from harness.errors import ConfigError
 ARCH_DIR = Path(__file__).resolve().parent.parent / "archs"
 CACHE_ENV = "HARNESS_CACHE_DIR"
 # Bump when the tokenizer recipe (corpus, trainer settings, layout) changes: cached folders are rebuilt.
-TOKENIZER_RECIPE = "bpe-synthetic-v1"
+TOKENIZER_RECIPE = "bpe-synthetic-v2"
 MAX_TRAINED_TOKENS = 8192
 LLM_BACKENDS = ("vllm", "transformers")
 DIFFUSION_BACKENDS = ("diffusers",)
@@ -213,14 +213,19 @@ def _layout_specials(arch: Arch) -> dict[str, tuple[int, str]]:
 
 
 def build_tokenizer(
-    vocab_size: int, roles: Mapping[str, tuple[int, str]], out_dir: Path, model_max_length: int
+    vocab_size: int,
+    roles: Mapping[str, tuple[int, str]],
+    out_dir: Path,
+    model_max_length: int,
+    append_eos: bool = False,
 ) -> TokenizerLayout:
     """Train a byte-level BPE tokenizer and lay it out over exactly ``vocab_size`` ids.
 
     ``roles`` places the special tokens: ``{"bos_token": (id, text), "eos_token": ..., "pad_token": ...}``
-    (the pad token defaults to the end-of-sequence token).
+    (the pad token defaults to the end-of-sequence token). ``append_eos`` ends every encoded text with
+    the end-of-sequence token (text encoders such as CLIP pool at that token).
     """
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
     specials = {i: text for i, text in roles.values()}
 
@@ -266,6 +271,11 @@ def build_tokenizer(
     final.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     final.decoder = decoders.ByteLevel()
     final.add_special_tokens([AddedToken(specials[i], special=True, normalized=False) for i in sorted(specials)])
+    if append_eos:
+        eos_id, eos = roles["eos_token"]
+        final.post_processor = processors.TemplateProcessing(
+            single=f"$A {eos}", pair=f"$A {eos} $B {eos}", special_tokens=[(eos, eos_id)]
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     final.save(str(out_dir / "tokenizer.json"))
     names_by_role = {role: text for role, (_, text) in roles.items()}
@@ -350,7 +360,9 @@ def materialize_tokenizer(name: str) -> Path:
         return materialize_llm(name)
 
     def fill(folder: Path) -> TokenizerLayout:
-        return build_tokenizer(int(arch.spec["tokenizer"]["vocab_size"]), _layout_specials(arch), folder, 77)
+        return build_tokenizer(
+            int(arch.spec["tokenizer"]["vocab_size"]), _layout_specials(arch), folder, 77, append_eos=True
+        )
 
     return _materialize(arch, fill)
 

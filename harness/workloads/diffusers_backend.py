@@ -1,0 +1,278 @@
+"""Text-to-image and text-to-video on diffusers pipelines with random weights.
+
+:func:`build_pipeline` assembles the architecture's pipeline class (e.g.
+``StableDiffusion3Pipeline``, ``FluxPipeline``, ``WanPipeline``) from one config
+per component -- transformer, VAE, text encoders, scheduler -- with random
+weights created directly on the device, and tokenizers trained from scratch
+(:mod:`harness.workloads.archs`). Nothing is downloaded.
+
+A run follows the reference's method: one warm-up call with a single
+denoising step (outside any window), then ``num_iterations`` full generations
+of ``batch_size`` prompts, each inside its own meter window ``"iter-<i>"``
+with the device synchronised before the window opens and before it closes.
+Energy per image or video is then the mean window energy / batch size
+(:func:`harness.steady.diffusion_metrics`).
+
+Knobs: ``batch_size``, ``inference_steps``, ``height``, ``width`` and
+``num_frames`` (video) come from the configuration. Options: ``device``
+(``auto`` | ``cpu`` | ``cuda``), ``guidance_scale`` (default: the
+architecture's), ``warmup_steps`` (1), ``cpu_dtype`` (``float32``: CPU kernels
+for half precision are slow or missing; the dtype used is recorded).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+
+from harness.workloads.base import IterationRecord, WorkloadError, WorkloadResult
+
+OPTIONS = {"device": "auto", "guidance_scale": None, "warmup_steps": 1, "cpu_dtype": "float32"}
+DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
+
+
+@contextlib.contextmanager
+def _default_dtype(torch, dtype):
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        yield
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def build_component(spec: dict, device, dtype, tokenizer_folder: Path | None = None):
+    """One pipeline component from its spec (random weights; schedulers and tokenizers need no weights)."""
+    import torch
+
+    if spec.get("tokenizer"):
+        from transformers import PreTrainedTokenizerFast
+
+        return PreTrainedTokenizerFast.from_pretrained(str(tokenizer_folder), model_max_length=int(spec["model_max_length"]))
+    library = spec["library"]
+    config = dict(spec["config"])
+    if library == "diffusers":
+        import diffusers
+
+        cls = getattr(diffusers, spec["class"])
+        if "Scheduler" in spec["class"]:
+            return cls.from_config(config)
+        with torch.device(device), _default_dtype(torch, dtype):
+            model = cls.from_config(config)
+    elif library == "transformers":
+        import transformers
+
+        config_obj = getattr(transformers, spec["config_class"])(**config)
+        with torch.device(device), _default_dtype(torch, dtype):
+            model = getattr(transformers, spec["class"])(config_obj)
+    else:
+        raise ValueError(f"unknown component library {library!r}")
+    return model.to(device=device, dtype=dtype).eval()
+
+
+def build_pipeline(name: str, device="cpu", dtype=None):
+    """The named architecture's diffusers pipeline with random weights on ``device``."""
+    import diffusers
+    import torch
+
+    from harness.workloads import archs
+
+    arch = archs.get(name)
+    if arch.kind != "diffusion":
+        raise ValueError(f"{name} is not a diffusion architecture")
+    dtype = dtype or torch.float32
+    folder = archs.materialize_tokenizer(name)
+    components = {}
+    for role, spec in arch.as_dict()["components"].items():
+        components[role] = build_component(spec, device, dtype, folder)
+    pipe = getattr(diffusers, arch.spec["pipeline"])(**components)
+    if hasattr(pipe, "set_progress_bar_config"):
+        pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def component_parameters(pipe) -> dict[str, int]:
+    import torch
+
+    out = {}
+    for role, comp in pipe.components.items():
+        if isinstance(comp, torch.nn.Module):
+            out[role] = int(sum(p.numel() for p in comp.parameters()))
+    return out
+
+
+def synthetic_prompts(count: int, seed: int) -> list[str]:
+    """Seeded pseudo-text prompts (the pipelines tokenize them with the trained tokenizer)."""
+    from harness.workloads.archs import synthetic_corpus
+
+    lines = synthetic_corpus(num_words=13 * max(count, 1) * 2, seed=seed + 1000)
+    return [" ".join(lines[2 * i: 2 * i + 2]) for i in range(count)]
+
+
+class DiffusersBackend:
+    name = "diffusers"
+    metrics_url = None
+
+    def __init__(self):
+        self.pipe = None
+        self.torch = None
+        self.device = None
+        self.log_path: Path | None = None
+        self.info: dict = {}
+
+    def _log(self, line: str) -> None:
+        if self.log_path is not None:
+            with open(self.log_path, "a") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def start(self, cfg, run_dir: Path) -> None:
+        import torch
+
+        from harness.workloads import archs
+
+        given = dict(cfg.options or {})
+        unknown = sorted(set(given) - set(OPTIONS))
+        if unknown:
+            raise WorkloadError(f"unknown diffusers option(s) {unknown} (known: {sorted(OPTIONS)})", cause="bad-option")
+        self.options = OPTIONS | given
+        arch = archs.get(cfg.model)
+        if arch.task != cfg.task:
+            raise WorkloadError(f"architecture {cfg.model} is a {arch.task} pipeline, not {cfg.task}", cause="bad-config")
+        if cfg.precision not in DTYPES:
+            raise WorkloadError(f"the diffusers backend runs {', '.join(DTYPES)}, not {cfg.precision}", cause="unsupported")
+        if int(cfg.num_gpus or 1) != 1 or int(cfg.tensor_parallel or 1) != 1 or int(cfg.expert_parallel or 1) != 1:
+            raise WorkloadError("the diffusers backend runs on one device (sequence parallelism is not implemented)",
+                                cause="unsupported")
+        want = self.options["device"]
+        if want == "auto":
+            want = "cuda" if torch.cuda.is_available() else "cpu"
+        if want == "cuda" and not torch.cuda.is_available():
+            raise WorkloadError("device cuda asked for but torch sees no CUDA device", cause="unsupported")
+        self.torch, self.device = torch, torch.device(want)
+        dtype_name = DTYPES[cfg.precision] if self.device.type == "cuda" else self.options["cpu_dtype"]
+        dtype = getattr(torch, dtype_name)
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = run_dir / "server.log"
+        torch.manual_seed(int(cfg.seed or 0))
+        t0 = time.time()
+        self._log(f"building {cfg.model} ({arch.spec['pipeline']}) with random weights on {self.device} in {dtype_name}")
+        try:
+            self.pipe = build_pipeline(cfg.model, self.device, dtype)
+        except torch.OutOfMemoryError as exc:
+            raise WorkloadError(f"out of memory while building {cfg.model}: {str(exc).splitlines()[0]}",
+                                log_tail=self.log_tail(), cause="oom") from None
+        self._sync()
+        defaults = arch.spec.get("defaults", {})
+        guidance = self.options["guidance_scale"]
+        self.guidance = float(guidance if guidance is not None else defaults.get("guidance_scale", 1.0))
+        self.prompts = synthetic_prompts(int(cfg.batch_size), int(cfg.seed or 0))
+        params = component_parameters(self.pipe)
+        self.info = {
+            "engine": "diffusers",
+            "pipeline": arch.spec["pipeline"],
+            "diffusers_version": _version("diffusers"),
+            "torch_version": torch.__version__,
+            "device": str(self.device),
+            "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
+            "dtype": dtype_name,
+            "precision_requested": cfg.precision,
+            "architecture": cfg.model,
+            "architecture_digest": arch.digest,
+            "weights": "random (built from component configs)",
+            "parameters": params,
+            "total_parameters": int(sum(params.values())),
+            "guidance_scale": self.guidance,
+            "call_kwargs": dict(arch.spec.get("call_kwargs", {})),
+            "warmup_steps": int(self.options["warmup_steps"]),
+            "build_s": round(time.time() - t0, 3),
+            "example_prompt": self.prompts[0],
+        }
+        self._log(f"built {self.info['total_parameters'] / 1e6:.2f} M parameters in {self.info['build_s']} s")
+
+    def _sync(self) -> None:
+        if self.device is not None and self.device.type == "cuda":
+            self.torch.cuda.synchronize(self.device)
+
+    def _call(self, cfg, steps: int, seed: int):
+        kwargs = dict(
+            prompt=list(self.prompts),
+            height=int(cfg.height),
+            width=int(cfg.width),
+            num_inference_steps=int(steps),
+            guidance_scale=self.guidance,
+            generator=self.torch.Generator(device=self.device).manual_seed(seed),
+            output_type="pt",
+            **self.info["call_kwargs"],
+        )
+        if cfg.task == "text-to-video":
+            kwargs["num_frames"] = int(cfg.num_frames or 1)
+        with self.torch.inference_mode():
+            out = self.pipe(**kwargs)
+        return out.frames if cfg.task == "text-to-video" else out.images
+
+    def run(self, cfg, meter) -> WorkloadResult:
+        torch = self.torch
+        if self.pipe is None:
+            raise WorkloadError("diffusers backend run() before start()", cause="error")
+        batch = int(cfg.batch_size)
+        iterations, windows = [], {}
+        try:
+            t0 = time.time()
+            self._call(cfg, int(self.options["warmup_steps"]), int(cfg.seed or 0))
+            self._sync()
+            self.info["warmup_s"] = round(time.time() - t0, 4)
+            self._log(f"warm-up ({self.options['warmup_steps']} step) took {self.info['warmup_s']} s")
+            meter.begin("run")
+            for i in range(int(cfg.num_iterations)):
+                self._sync()
+                name = f"iter-{i}"
+                meter.begin(name)
+                start = time.time()
+                out = self._call(cfg, int(cfg.inference_steps), int(cfg.seed or 0) + 1 + i)
+                self._sync()
+                end = time.time()
+                windows[name] = meter.end(name)
+                produced = int(out.shape[0])
+                if produced != batch:
+                    raise WorkloadError(f"iteration {i} produced {produced} outputs for a batch of {batch}",
+                                        log_tail=self.log_tail(), cause="error")
+                iterations.append(IterationRecord(index=i, start_time_s=start, end_time_s=end, batch_size=batch,
+                                                  outputs=produced))
+                self._log(f"{name}: {batch} x {tuple(out.shape[1:])} in {end - start:.4f} s")
+            windows["run"] = meter.end("run")
+        except torch.OutOfMemoryError as exc:
+            if self.device.type == "cuda":
+                torch.cuda.empty_cache()
+            self._log(f"out of memory: {exc}")
+            raise WorkloadError(f"out of memory at batch_size={batch}: {str(exc).splitlines()[0]}",
+                                log_tail=self.log_tail(), cause="oom") from None
+        except ValueError as exc:  # a pipeline refusing the knobs (e.g. a size its patching cannot split)
+            self._log(f"pipeline refused the configuration: {exc}")
+            raise WorkloadError(f"{self.info['pipeline']} refused height={cfg.height} width={cfg.width}"
+                                f" num_frames={cfg.num_frames}: {exc}", log_tail=self.log_tail(),
+                                cause="bad-config") from None
+        return WorkloadResult(iterations=iterations, windows=windows, server_log=self.log_path, info=dict(self.info))
+
+    def stop(self) -> None:
+        self.pipe = None
+        if self.torch is not None and self.device is not None and self.device.type == "cuda":
+            self.torch.cuda.empty_cache()
+        import gc
+
+        gc.collect()
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
