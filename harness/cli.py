@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "harness.findings",  # findings, diagnose
     "harness.slurm",  # submit, status
     "harness.reference_cli",  # reference
+    "harness.book",  # book build, book notebook
 )
 
 
