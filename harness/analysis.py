@@ -528,8 +528,8 @@ def _attribute_diffusion(a, b, la, lb) -> Attribution:
 def estimate_floor_power(df: pd.DataFrame) -> pd.DataFrame:
     """Per GPU model, a per-GPU power floor and where it comes from.
 
-    When the table carries a measured ``idle_power_watts`` (the harness's own runs,
-    total over the run's GPUs) its median per GPU is used. Otherwise the floor is the
+    When the table carries a measured ``idle_power_watts`` (the harness's own runs: the
+    mean idle power of one of the run's GPUs, read before the load) its median is used. Otherwise the floor is the
     lowest per-GPU average power of any run on that GPU model: no GPU serving a load
     draws less, so it bounds the static power from above and the static shares built
     on it are upper bounds. The published data holds no idle readings.
@@ -538,7 +538,7 @@ def estimate_floor_power(df: pd.DataFrame) -> pd.DataFrame:
     for gpu, part in df.groupby("gpu_model"):
         per_gpu_idle = None
         if "idle_power_watts" in part.columns:
-            idle = (part["idle_power_watts"] / part["num_gpus"]).dropna()
+            idle = part["idle_power_watts"].dropna()
             if len(idle):
                 per_gpu_idle = float(idle.median())
         if per_gpu_idle is not None:

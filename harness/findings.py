@@ -393,7 +393,8 @@ def text_to_video_range(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
 def batch_size_effect_table(llm: pd.DataFrame) -> pd.DataFrame:
     """Every LLM series: energy per token at the smallest batch >= 16 over that at the largest batch."""
     rows = []
-    for key, group in llm.groupby(list(an.SERIES_KEYS), sort=True):
+    keys = an._group_keys(an.SERIES_KEYS, llm)
+    for key, group in llm.groupby(keys, sort=True):
         small = group[group["batch_size"] >= 16]
         if small.empty or group["batch_size"].nunique() < 2:
             continue
@@ -401,7 +402,7 @@ def batch_size_effect_table(llm: pd.DataFrame) -> pd.DataFrame:
         hi = group.loc[group["batch_size"].idxmax()]
         if lo.name == hi.name:
             continue
-        rows.append(dict(zip(an.SERIES_KEYS, key)) | {
+        rows.append(dict(zip(keys, key)) | {
             "small_batch": int(lo["batch_size"]), "large_batch": int(hi["batch_size"]),
             "small_energy_per_token_joules": float(lo[E_TOKEN]), "large_energy_per_token_joules": float(hi[E_TOKEN]),
             "small_avg_power_watts": float(lo["avg_power_watts"]), "large_avg_power_watts": float(hi["avg_power_watts"]),
@@ -658,11 +659,19 @@ FINDINGS: dict[str, Callable[[pd.DataFrame, pd.DataFrame], Finding]] = {
 }
 
 
+def published(frame: pd.DataFrame) -> pd.DataFrame:
+    """Only the published reference rows of a table that may also hold own runs."""
+    if "is_reference" not in frame.columns:
+        return frame
+    return frame[frame["is_reference"].eq(True)]
+
+
 def _tables(llm: pd.DataFrame | None, diffusion: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The findings are the paper's: computed on published rows only, even from a table with own runs."""
     from harness import reference
 
-    return (reference.llm_table() if llm is None else llm,
-            reference.diffusion_table() if diffusion is None else diffusion)
+    return (published(reference.llm_table() if llm is None else llm),
+            published(reference.diffusion_table() if diffusion is None else diffusion))
 
 
 def compute(finding_id: str, llm: pd.DataFrame | None = None, diffusion: pd.DataFrame | None = None) -> Finding:
@@ -799,7 +808,7 @@ def load_rows_own(results_dir: str) -> pd.DataFrame:
     return own
 
 
-def factor_chart(att: an.Attribution, title: str | None = None, width: int = 360):
+def factor_chart(att: an.Attribution, title: str | None = None, width: int = 340):
     """Bars of each factor on a log axis around 1, then the total ratio; hover for values and units."""
     import altair as alt
 
@@ -820,7 +829,7 @@ def factor_chart(att: an.Attribution, title: str | None = None, width: int = 360
         y=alt.Y("name:N", sort=order, title=None),
         x=alt.X("ratio:Q", scale=alt.Scale(type="log", domain=domain), title="factor (B / A, log scale)"),
         x2=alt.datum(1),
-        color=alt.Color("direction:N", title=None,
+        color=alt.Color("direction:N", title=None, legend=alt.Legend(orient="bottom"),
                         scale=alt.Scale(domain=["raises B's energy", "lowers B's energy", "total"],
                                         range=["#d6604d", "#4393c3", "#555555"])),
         tooltip=[alt.Tooltip("name:N", title="factor"), alt.Tooltip("ratio:Q", title="B / A", format=".3~g"),
@@ -836,7 +845,9 @@ def factor_chart(att: an.Attribution, title: str | None = None, width: int = 360
     rule = alt.Chart(pd.DataFrame({"one": [1.0]})).mark_rule(color="#333").encode(
         x="one:Q", tooltip=[alt.Tooltip("one:Q", title="no change (factor 1)")])
     chart = alt.layer(bars, up, down, rule)
-    return chart.properties(title=title or f"{att.label_b} over {att.label_a}")
+    heading = alt.TitleParams(text=title or "Energy ratio B / A as a product of factors",
+                              subtitle=[f"A = {att.label_a}", f"B = {att.label_b}"])
+    return chart.properties(title=heading)
 
 
 # The framework: layers of knobs and properties -> latent metrics -> end metrics. Each edge names the
@@ -918,12 +929,12 @@ def framework_graph(found: list[Finding] | None = None) -> tuple[pd.DataFrame, p
     return nodes, edges
 
 
-def framework_chart(found: list[Finding] | None = None, width: int = 720, height: int = 460):
+def framework_chart(found: list[Finding] | None = None, width: int = 590, height: int = 470):
     """The causal picture as a Vega-Lite graph: layers -> latent metrics -> end metrics."""
     import altair as alt
 
     nodes, edges = framework_graph(found)
-    xs = alt.Scale(domain=[-0.35, 2.55])
+    xs = alt.Scale(domain=[-0.45, 2.6])
     ys = alt.Scale(domain=[float(nodes["y"].max()) + 0.6, -0.4])
     layer_colors = alt.Scale(domain=["algorithm", "software", "hardware", "latent", "end"],
                              range=["#1b9e77", "#7570b3", "#d95f02", "#e7298a", "#444444"])
@@ -945,7 +956,7 @@ def framework_chart(found: list[Finding] | None = None, width: int = 720, height
                  alt.Tooltip("finding:N", title="evidence (finding)")])
     dots = alt.Chart(nodes).mark_circle(size=260, opacity=1).encode(
         x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None),
-        color=alt.Color("layer:N", scale=layer_colors, title="layer"),
+        color=alt.Color("layer:N", scale=layer_colors, title="layer", legend=alt.Legend(orient="bottom")),
         tooltip=[alt.Tooltip("label:N", title="node"), alt.Tooltip("layer:N"), alt.Tooltip("description:N")])
     text = alt.Chart(nodes).mark_text(dy=-14, fontSize=11).encode(
         x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None), text="label:N",
