@@ -14,20 +14,33 @@ Command line::
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-import numpy as np
-import pandas as pd
-
-from harness import analysis as an
 from harness.errors import HarnessError
 
-E_TOKEN = an.ENERGY_PER_TOKEN
+
+class _OnFirstUse:
+    """A module imported when one of its attributes is first used, so that ``python -m harness --help``
+    (which imports this module to register its commands) does not pay for pandas."""
+
+    def __init__(self, name: str):
+        self._name = name
+
+    def __getattr__(self, attr):
+        return getattr(importlib.import_module(self._name), attr)
+
+
+np = _OnFirstUse("numpy")
+pd = _OnFirstUse("pandas")
+an = _OnFirstUse("harness.analysis")
+
+E_TOKEN = "energy_per_token_joules"  # = analysis.ENERGY_PER_TOKEN
 E_RESPONSE = "energy_per_request_joules"
-E_OUTPUT = an.ENERGY_PER_OUTPUT
+E_OUTPUT = "energy_per_output_joules"  # = analysis.ENERGY_PER_OUTPUT
 
 # What the paper publishes (STUDY.md). These are the reference's numbers, never ours.
 PAPER_REASONING_VS_CHAT = {

@@ -94,3 +94,9 @@ def test_own_runs_join_the_reference_rows(tmp_path, capsys):
     # without --results the own run is not there
     assert main(["diagnose", CHAT, "run=abc123"]) == 2
     assert "unknown key run_id" in capsys.readouterr().err
+
+
+def test_registering_the_commands_does_not_import_pandas():
+    code = "import sys, harness.findings; print('pandas' in sys.modules, 'numpy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
+    assert out.split() == ["False", "False"]
