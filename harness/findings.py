@@ -281,7 +281,9 @@ def multimodal_overhead(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     filters = {"gpu_model": "B200", "text_task": "lm-arena-chat", "modal_tasks": ["image-chat", "video-chat"],
                "pairs": MULTIMODAL_SIBLINGS,
                "gpu_count": "among counts where text, image and video runs all exist, the one where the text "
-                            "model's minimum energy per token is lowest"}
+                            "model's minimum energy per token is lowest",
+               "not_paired": "natively multimodal models (Gemma 3, Llama 4) serve text and images with one model, "
+                             "have no text-only sibling and no video-chat runs"}
     b = llm[llm["gpu_model"] == "B200"]
     mins = b.groupby(["model_id", "task", "num_gpus"])[E_TOKEN].min()
     rows, excluded = [], {}
