@@ -17,7 +17,15 @@ the batch sizes of one series in the order listed.
 
 A Configuration's ``run_id`` is the first 12 hex digits of the sha256 of its
 canonical JSON (sorted keys, ``study`` left out): the same configuration always
-maps to the same run folder, in any study.
+maps to the same run folder, in any study. The stopping keys (:data:`STOP_KEYS`)
+enter the id only for ``stop: adaptive``, so fixed-count runs keep their ids.
+
+LLM blocks may say how a run ends (:mod:`harness.adaptive`)::
+
+    stop: adaptive                 # fixed (default: drain num_requests, as the reference) | adaptive
+    adaptive_rel_halfwidth: 0.02   # stop once the 95% half-width of energy/token is <= 2% of it
+    adaptive_min_window_s: 20      # ... and the steady window lasted at least this long
+    adaptive_batches: 10           # batches for the batch-means interval (>= 2)
 """
 
 from __future__ import annotations
@@ -71,8 +79,9 @@ DEFAULT_NUM_ITERATIONS = {"text-to-image": 4, "text-to-video": 2}
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 TOP_KEYS = ("study", "description", "settings", "runs")
+STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches")
 BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
-              "max_output_tokens", "options", "grid")
+              "max_output_tokens", "options", "grid") + STOP_KEYS
 
 
 @dataclass(frozen=True)
@@ -111,6 +120,10 @@ class Configuration:
     length_source: str | None
     max_output_tokens: int | None
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
+    stop: str | None = None  # LLM: "fixed" | "adaptive" (harness.adaptive); None for diffusion
+    adaptive_rel_halfwidth: float | None = None  # set only with stop == "adaptive"
+    adaptive_min_window_s: float | None = None
+    adaptive_batches: int | None = None
 
     @property
     def is_llm(self) -> bool:
@@ -137,7 +150,8 @@ class Configuration:
 
     @property
     def run_id(self) -> str:
-        payload = {k: v for k, v in self.as_dict().items() if k != "study"}
+        drop = {"study"} | (set() if self.stop == "adaptive" else set(STOP_KEYS))
+        payload = {k: v for k, v in self.as_dict().items() if k not in drop}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 
@@ -145,7 +159,8 @@ class Configuration:
         """Short human-readable description: model and the knobs that vary most."""
         knob = f"{self.batch_knob}={self.batch_value}"
         gpus = f" x{self.num_gpus}gpu" if self.num_gpus != 1 else ""
-        return f"{self.task}/{self.model} {knob}{gpus}"
+        stop = " (adaptive stop)" if self.stop == "adaptive" else ""
+        return f"{self.task}/{self.model} {knob}{gpus}{stop}"
 
 
 @dataclass(frozen=True)
@@ -253,6 +268,32 @@ def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[st
     return values
 
 
+def _stop_values(raw: dict, where: str, check: _Checker) -> dict:
+    """``stop`` and the ``adaptive_*`` keys of an LLM block, defaults filled in for ``stop: adaptive``."""
+    from harness import adaptive
+
+    method = raw.get("stop", "fixed")
+    if method not in adaptive.METHODS:
+        check.fail(f"{where}.stop", f"must be one of {', '.join(adaptive.METHODS)}, got {method!r}")
+    out = dict.fromkeys(STOP_KEYS)
+    out["stop"] = method
+    if method != "adaptive":
+        for key in STOP_KEYS[1:]:
+            if key in raw:
+                check.fail(f"{where}.{key}", "only applies with stop: adaptive")
+        return out
+    rel = raw.get("adaptive_rel_halfwidth", adaptive.DEFAULT_REL_HALFWIDTH)
+    if isinstance(rel, bool) or not isinstance(rel, (int, float)) or not 0 < rel < 1:
+        check.fail(f"{where}.adaptive_rel_halfwidth", f"must be a number between 0 and 1 (exclusive), got {rel!r}")
+    window = check.number(raw.get("adaptive_min_window_s", adaptive.DEFAULT_MIN_WINDOW_S),
+                          f"{where}.adaptive_min_window_s", 0)
+    batches = raw.get("adaptive_batches", adaptive.DEFAULT_NUM_BATCHES)
+    if isinstance(batches, bool) or not isinstance(batches, int) or batches < 2:
+        check.fail(f"{where}.adaptive_batches", f"must be an integer >= 2, got {batches!r}")
+    out.update(adaptive_rel_halfwidth=float(rel), adaptive_min_window_s=window, adaptive_batches=batches)
+    return out
+
+
 def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     from harness import reference
     from harness.workloads import registry
@@ -284,7 +325,7 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
         check.fail(f"{where}.models", f"repeats a model: {models}")
 
     llm = task in LLM_TASKS
-    llm_only = ("num_requests", "length_source", "max_output_tokens")
+    llm_only = ("num_requests", "length_source", "max_output_tokens") + STOP_KEYS
     for key in llm_only if not llm else ("num_iterations",):
         if key in raw:
             kind = "a diffusion" if llm is False else "an LLM"
@@ -309,6 +350,8 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         check.fail(f"{where}.options", "must be a mapping with string keys")
 
+    stop = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
+
     grid = _grid_values(raw, where, task, check)
     for num_gpus in grid["num_gpus"]:
         for key in ("tensor_parallel", "expert_parallel"):
@@ -324,7 +367,7 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
                 study=study, task=task, family=FAMILIES[task], backend=backend, model=model,
                 num_requests=num_requests, num_iterations=num_iterations, seed=seed,
                 length_source=length_source, max_output_tokens=max_output_tokens,
-                options=_frozen(options), **knobs,
+                options=_frozen(options), **stop, **knobs,
             ))
     return out
 

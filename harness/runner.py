@@ -31,6 +31,7 @@ import traceback
 from pathlib import Path
 
 from harness import store
+from harness.adaptive import SEGMENT_WINDOW
 from harness.config import Configuration, Study, load_study
 from harness.errors import HarnessError
 from harness.steady import BATCH_CODES
@@ -236,10 +237,15 @@ def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, o
 
     settings = study.settings
     windows = {**(meter.windows if meter else {}), **result.windows}
+    windows.pop(SEGMENT_WINDOW, None)  # adaptive stopping's checkpoints: kept in record["stop"]
     record["windows"] = {name: _window_dict(w) for name, w in windows.items()}
-    record["backend_info"] = result.info
+    record["backend_info"] = {k: v for k, v in result.info.items() if k != "stop"}
     if cfg.is_llm:
-        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs)
+        stop = result.info.get("stop")
+        stop_time = stop.get("stop_time_s") if stop and stop.get("stopped_by") == "adaptive" else None
+        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs, stop_time_s=stop_time)
+        stop_metrics, record["stop"] = _stop_outcome(cfg, stop)
+        metrics.update(stop_metrics)
         tables["requests.parquet"] = pd.DataFrame(rows)
     else:
         metrics, rows = steady.diffusion_metrics(result.iterations, windows, store.OUTPUT_UNITS[cfg.task])
@@ -259,6 +265,31 @@ def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, o
         idle_power_watts=idle, power_limit_watts=limits, coverage=coverage,
         sampler_errors=len(telemetry.errors) if telemetry else 0)
     record.update(metrics=metrics, is_stable=stable, unstable_reason=reason, failed_checks=codes)
+
+
+def _stop_outcome(cfg: Configuration, stop: dict | None) -> tuple[dict, dict]:
+    """(metrics, record["stop"]) of an LLM run: how it ended and the estimate's half-width.
+
+    ``stop`` is the backend's ``adaptive.AdaptiveStopper.summary()`` (``result.info["stop"]``), or None
+    from a backend without the adaptive-stopping hook (then the run drained every request).
+    """
+    method = cfg.stop or "fixed"
+    if not stop:
+        note = f"backend {cfg.backend} reports no stopping estimate"
+        if method == "adaptive":
+            note += "; stop: adaptive was not honoured (every request drained)"
+        stop = {"method": method, "stopped_by": "fixed-count", "estimate": None, "note": note}
+    est = stop.get("estimate") or {}
+    quantity = est.get("quantity")
+    metrics = {
+        "stop_method": method,
+        "stopped_by": stop.get("stopped_by"),
+        "stop_estimate_quantity": quantity,
+        "stop_estimate_rel_halfwidth": est.get("rel_halfwidth"),
+        "energy_per_token_halfwidth_joules": est.get("halfwidth") if quantity == "energy_per_token_joules" else None,
+        "time_per_token_halfwidth_s": est.get("halfwidth") if quantity == "time_per_token_s" else None,
+    }
+    return metrics, stop
 
 
 def _skip(cfg: Configuration, study: Study, run_dir: Path, env: dict, reason: str) -> dict:
@@ -306,6 +337,9 @@ def summary_line(cfg: Configuration, record: dict) -> str:
         else:
             parts += [fmt("energy_per_output_joules", "J/output"), fmt("batch_latency_s", "s/batch")]
         parts.append("stable" if record.get("is_stable") else f"UNSTABLE ({record.get('unstable_reason')})")
+        if cfg.is_llm and m.get("stopped_by") == "adaptive":
+            rel = m.get("stop_estimate_rel_halfwidth")
+            parts.append("stopped early (adaptive" + (f", +/-{100 * rel:.1f}%)" if isinstance(rel, float) else ")"))
     else:
         parts.append(f"cause: {record.get('cause')}")
     return "  ".join(parts)

@@ -13,8 +13,10 @@ closes the meter's ``"steady"`` window at those moments::
     ...  tracker.finished(t)      # when a request finishes, succeeded or failed
 
 After the run, :func:`steady_bounds` replays the same events through the same
-state machine, so the post-hoc bounds equal the online ones. Tokens are then
-counted inside the measured window (``start < t <= end``), and
+state machine, so the post-hoc bounds equal the online ones. A run stopped early
+by adaptive stopping (:mod:`harness.adaptive`) closes the window with
+``tracker.stop_early(t)``; the replay is then given ``stop_time_s=t``.
+Tokens are counted inside the measured window (``start < t <= end``), and
 
 * energy per token = window GPU energy (summed over GPUs) / output tokens in the window;
 * energy per request = energy per token x that request's output tokens
@@ -83,6 +85,14 @@ class SteadyTracker:
             elif self.state == "waiting":  # requests ran out before the batch ever filled
                 self.state = "missed"
 
+    def stop_early(self, t: float) -> None:
+        """Close an open window at ``t`` before the batch drains (adaptive stopping); no-op otherwise."""
+        with self._lock:
+            if self.state == "open":
+                self.state, self.close_time_s = "closed", t
+                if self.on_close:
+                    self.on_close()
+
     @property
     def bounds(self) -> tuple[float, float] | None:
         if self.state == "closed":
@@ -101,13 +111,21 @@ def _events(requests) -> list[tuple[float, int]]:
     return sorted(events)
 
 
-def steady_bounds(requests, max_num_seqs: int) -> tuple[float, float] | None:
-    """Event times at which the steady state opened and closed, or None if it never did."""
+def steady_bounds(requests, max_num_seqs: int, stop_time_s: float | None = None) -> tuple[float, float] | None:
+    """Event times at which the steady state opened and closed, or None if it never did.
+
+    ``stop_time_s``: the run was stopped early then (adaptive stopping); later events are ignored
+    and a window still open closes at that time.
+    """
     if not requests:
         return None
     tracker = SteadyTracker(max_num_seqs, len(requests))
     for t, kind in _events(requests):
+        if stop_time_s is not None and t > stop_time_s:
+            break
         (tracker.finished if kind else tracker.first_token)(t)
+    if stop_time_s is not None:
+        tracker.stop_early(stop_time_s)
     return tracker.bounds
 
 
@@ -140,20 +158,34 @@ def _sum_energy(values: dict) -> float | None:
     return float(sum(values.values()))
 
 
-def llm_metrics(requests, windows: dict, max_num_seqs: int) -> tuple[dict, list[dict]]:
+def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float | None = None) -> tuple[dict, list[dict]]:
     """Run summary and per-request rows for an LLM run.
 
     ``windows`` maps names to WindowMeasurement; the ``"steady"`` one gives the energy. Without it the
     event bounds are used for times and tokens, and energy is null.
+
+    ``stop_time_s``: the run was stopped early by adaptive stopping at that time. Requests cut short
+    then are counted in ``num_stopped_requests`` (not failed), and ``avg_output_len`` (hence energy
+    per request) is the mean *planned* output length of the requests that did not fail: the ones
+    that finished are biased toward short outputs.
     """
-    bounds = steady_bounds(requests, max_num_seqs)
+    from harness.adaptive import is_stopped
+
+    bounds = steady_bounds(requests, max_num_seqs, stop_time_s)
     window = windows.get("steady")
     ok = [r for r in requests if r.success]
+    stopped = [r for r in requests if is_stopped(r)]
+    if stopped:
+        planned = [r.target_output_tokens for r in requests if r.success or is_stopped(r)]
+        avg_len = statistics.fmean(planned) if planned else None
+    else:
+        avg_len = statistics.fmean(r.output_tokens for r in ok) if ok else None
     metrics: dict = {
         "num_requests": len(requests),
-        "num_failed_requests": len(requests) - len(ok),
+        "num_failed_requests": len(requests) - len(ok) - len(stopped),
+        "num_stopped_requests": len(stopped),
         "total_output_tokens": int(sum(r.output_tokens for r in requests)),
-        "avg_output_len": statistics.fmean(r.output_tokens for r in ok) if ok else None,
+        "avg_output_len": avg_len,
         "steady_open_time_s": bounds[0] if bounds else None,
         "steady_close_time_s": bounds[1] if bounds else None,
         "energy_source": window.energy_source if window else "none: no steady-state window was measured",
@@ -192,7 +224,7 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int) -> tuple[dict, list[
         "cpu_energy_joules": _sum_energy(window.cpu_energy_joules) if window else None,
         "dram_energy_joules": _sum_energy(window.dram_energy_joules) if window else None,
         "energy_per_token_joules": ept,
-        "energy_per_request_joules": ept * metrics["avg_output_len"] if ept is not None and ok else None,
+        "energy_per_request_joules": ept * avg_len if ept is not None and avg_len is not None else None,
         "avg_power_watts": energy / duration if energy is not None and duration else None,
         "output_throughput_tokens_per_sec": tokens / duration if duration else None,
         "avg_batch_size": avg_batch,

@@ -6,7 +6,9 @@ request's slot is refilled in the same step) and, once per step, gives every
 running request one output token after a small deterministic CPU job (sha256
 rounds). Output lengths are drawn from ``random.Random(seed)``. The meter's
 ``"steady"`` window is opened and closed by :class:`harness.steady.SteadyTracker`,
-exactly as the LLM backends do; ``"run"`` covers the whole load.
+exactly as the LLM backends do; ``"run"`` covers the whole load. The run honours
+``stop: adaptive`` through :class:`harness.adaptive.AdaptiveStopper` (polled after
+every step): requests still open when it stops are recorded as stopped.
 
 Options (``options:`` in the config):
 
@@ -25,6 +27,7 @@ import random
 import time
 from pathlib import Path
 
+from harness import adaptive
 from harness.steady import SteadyTracker
 from harness.workloads.base import RequestRecord, WorkloadError, WorkloadResult
 
@@ -66,6 +69,7 @@ class TrivialBackend:
                     for i in range(n)]
         fail = opt["fail_cause"] is not None and m >= int(opt["fail_from_max_num_seqs"])
         tracker = SteadyTracker.for_meter(meter, m, n)
+        stopper = adaptive.for_run(cfg, meter, tracker)
         digest = hashlib.sha256(cfg.model.encode())
         last = [0.0]
 
@@ -94,6 +98,7 @@ class TrivialBackend:
                 t = stamp()
                 r.token_times_s.append(t)
                 r.output_tokens += 1
+                stopper.tokens(1)
                 if r.first_token_time_s is None:
                     r.first_token_time_s = t
                     tracker.first_token(t)
@@ -105,15 +110,19 @@ class TrivialBackend:
                     if waiting:  # refill the slot at once, like continuous batching
                         running.append(waiting[-1])
                         batch.append(waiting.pop())
+            if stopper.poll():
+                break
             deadline += step_s
             pause = deadline - time.monotonic()
             if pause > 0:
                 time.sleep(pause)
         meter.end("run")
-        self._log(f"served {n} requests, {sum(r.output_tokens for r in requests)} tokens")
+        stopped = adaptive.mark_stopped(requests, stopper.stop_time_s)
+        self._log(f"served {n - stopped} requests, {sum(r.output_tokens for r in requests)} tokens"
+                  + (f"; stopped early (adaptive): {stopped} requests cut short" if stopped else ""))
         return WorkloadResult(requests=requests, server_log=self.log_path,
                               info={"digest": digest.hexdigest()[:16], "options": dict(opt),
-                                    "steady_bounds_online": tracker.bounds})
+                                    "steady_bounds_online": tracker.bounds, "stop": stopper.summary()})
 
     def log_tail(self, lines: int = 20) -> str:
         if self.log_path is None or not self.log_path.exists():
