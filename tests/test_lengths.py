@@ -113,3 +113,17 @@ def test_prompt_token_ids_use_trained_ids_and_bos():
 def test_bad_input_is_a_config_error(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         lengths.plan(**kwargs)
+
+
+def test_exported_plans_replace_the_reference_where_it_is_missing(tmp_path, monkeypatch):
+    _reference_or_skip("meta-llama/Llama-3.1-8B-Instruct", "lm-arena-chat")
+    drawn = lengths.plan("lm-arena-chat", 40, seed=5, model="llama-3.1-8b", max_output_tokens=512)
+    path = lengths.export_plans([drawn], tmp_path / "plans.json")
+    monkeypatch.setattr(lengths, "_PRESETS", {})
+    monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(tmp_path / "nowhere"))
+    with pytest.raises(ReferenceDataError):
+        lengths.plan("lm-arena-chat", 40, seed=5, model="llama-3.1-8b", max_output_tokens=512)
+    assert lengths.load_plans(path) == 1
+    assert lengths.plan("lm-arena-chat", 40, seed=5, model="llama-3.1-8b", max_output_tokens=512) == drawn
+    with pytest.raises(ReferenceDataError):  # another seed was not prepared
+        lengths.plan("lm-arena-chat", 40, seed=6, model="llama-3.1-8b", max_output_tokens=512)

@@ -16,8 +16,10 @@ Both are recorded, together with the uncapped draws.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -150,6 +152,43 @@ def resolve_length_source(task: str, length_source: str | None = None, model: st
     return DEFAULT_LENGTH_SOURCES[task]
 
 
+# Plans drawn elsewhere and loaded from a file (hosts without the reference data, e.g. a bare GPU box).
+_PRESETS: dict[str, LengthPlan] = {}
+
+
+def _preset_key(task, num_requests, seed, source, max_output_tokens, max_prompt_tokens, output_scale) -> str:
+    return json.dumps([task, int(num_requests), int(seed), source, max_output_tokens, max_prompt_tokens,
+                       float(output_scale)])
+
+
+def _plan_key(p: LengthPlan) -> str:
+    return _preset_key(p.task, len(p), p.seed, p.extra.get("length_source_model"), p.max_output_tokens,
+                       p.max_prompt_tokens, p.output_scale)
+
+
+def export_plans(plans: list[LengthPlan], path: Path | str) -> Path:
+    """Write drawn plans (our own seeded samples, with their sources) for :func:`load_plans` elsewhere."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"kind": "harness-length-plans", "plans": [asdict(p) for p in plans]}
+    path.write_text(json.dumps(payload, indent=1) + "\n")
+    return path
+
+
+def load_plans(path: Path | str) -> int:
+    """Register the plans of a file written by :func:`export_plans`; :func:`plan` then returns them."""
+    try:
+        payload = json.loads(Path(path).read_text())
+        plans = [LengthPlan(**{**d, **{k: tuple(d[k]) for k in ("prompt_tokens", "output_tokens",
+                                                                  "output_tokens_uncapped")}})
+                 for d in payload["plans"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"length plans file {path} cannot be read: {exc}") from None
+    for p in plans:
+        _PRESETS[_plan_key(p)] = p
+    return len(plans)
+
+
 def plan(
     task: str,
     num_requests: int,
@@ -172,6 +211,10 @@ def plan(
     if task not in PROMPT_MODELS:
         raise ConfigError(f"task {task!r} has no LLM length model (known: {', '.join(PROMPT_MODELS)})")
     source = resolve_length_source(task, length_source, model)
+    preset = _PRESETS.get(_preset_key(task, num_requests, seed, source, max_output_tokens, max_prompt_tokens,
+                                      output_scale))
+    if preset is not None:
+        return preset
     hist = reference_histogram(source, task)
     out_rng = np.random.default_rng([seed, 1])
     prompt_rng = np.random.default_rng([seed, 2])

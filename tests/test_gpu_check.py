@@ -1,0 +1,114 @@
+"""scripts/gpu-check: the dry mode runs the GPU check's whole path at tiny sizes on the CPU."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPT = REPO / "scripts" / "gpu-check"
+REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
+
+
+def _env(tmp_path, reference: str | None):
+    env = dict(os.environ, HARNESS_CACHE_DIR=str(tmp_path / "cache"))
+    if reference is None:
+        env.pop("HARNESS_REFERENCE_DIR", None)
+    else:
+        env["HARNESS_REFERENCE_DIR"] = reference
+    return env
+
+
+def _reference_dir() -> str:
+    ref = os.environ.get("HARNESS_REFERENCE_DIR") or (str(REF) if REF.is_dir() else None)
+    if not ref:
+        pytest.skip("no reference data on this host")
+    return ref
+
+
+def test_dry_run_on_a_host_without_the_reference_data(tmp_path):
+    """Lengths are prepared where the reference exists, then the check runs where it does not."""
+    plans = tmp_path / "plans.json"
+    prep = subprocess.run([sys.executable, str(SCRIPT), "--prepare", str(plans), "--dry-run"],
+                          env=_env(tmp_path, _reference_dir()), capture_output=True, text=True, timeout=120)
+    assert prep.returncode == 0, prep.stderr
+    assert len(json.loads(plans.read_text())["plans"]) == 3
+
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans)],
+                         env=_env(tmp_path, str(tmp_path / "no-reference-here")), capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads((out / "gpu-check.json").read_text())
+    assert summary["dry_run"] and [r["status"] for r in summary["runs"]] == ["ok"] * 5
+    labels = [r["label"] for r in summary["runs"]]
+    assert sum("lm-arena-chat/tiny-llama" in x for x in labels) == 3 and sum("tiny-sd3" in x for x in labels) == 2
+    env = json.loads((out / "environment.json").read_text())
+    assert env["dry_run"] and "packages" in env and "device" in env and env["device"]["cuda_available"] is False
+
+    from harness import store
+
+    table = store.collect(out)
+    assert len(table) == 5 and (table["status"] == "ok").all() and (table["problems"] == "").all()
+    assert sorted(table.loc[table.task == "lm-arena-chat", "batch_size"]) == [2, 4, 8]
+    assert table["energy_per_output_joules"].isna().all()  # no counter on this host: null, never 0 J
+    for run_dir in store.iter_run_dirs(out):
+        record = json.loads((run_dir / "run.json").read_text())
+        assert record["windows"]["run"]["duration_s"] > 0
+        assert "no NVIDIA GPU" in record["metrics"]["energy_source"]
+        if record["config"]["task"] == "lm-arena-chat":
+            rows = json.loads((run_dir / "requests.json").read_text())
+            assert len(rows) == record["config"]["num_requests"]
+            assert all(r["output_tokens"] == r["target_output_tokens"] and r["success"] for r in rows)
+            # the prepared draws were used, not fresh ones
+            prepared = [p for p in json.loads(plans.read_text())["plans"]
+                        if len(p["output_tokens"]) == record["config"]["num_requests"]]
+            assert [r["target_output_tokens"] for r in rows] == prepared[0]["output_tokens"]
+
+
+def test_missing_reference_without_prepared_lengths_is_one_clear_line(tmp_path):
+    run = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", str(tmp_path / "out")],
+                         env=_env(tmp_path, str(tmp_path / "no-reference-here")), capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 2
+    assert "--prepare" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypatch):
+    """The meter reads NVML's energy counter directly (a fake NVML device here) and says so."""
+    import harness.energy
+    from harness import telemetry
+    from harness.workloads import gpucheck
+
+    class FakeReader:
+        counter = {0: 1000.0}
+
+        def __init__(self, indices=None):
+            self.handles = {0: "gpu0"} if indices is None or 0 in indices else {}
+
+        def energy_joules(self, index):
+            FakeReader.counter[index] += 250.0  # every read: 250 J later
+            return FakeReader.counter[index]
+
+    monkeypatch.setattr(telemetry, "NvmlReader", FakeReader)
+
+    class BrokenZeus:
+        def __init__(self, *a, **k):
+            raise ImportError("No module named 'pandas'")
+
+    real = harness.energy.ZeusMeter
+
+    def zeus_meter(indices, monitor_factory=None, **kw):
+        return real(indices, monitor_factory=monitor_factory or BrokenZeus, **kw)
+
+    monkeypatch.setattr(harness.energy, "ZeusMeter", zeus_meter)
+    meter = gpucheck.open_check_meter(1)
+    assert meter.has_gpu_energy and meter.energy_source.startswith("nvml-energy-counter (read directly; Zeus unavailable")
+    meter.begin("w")
+    window = meter.end("w", sync=False)
+    assert window.gpu_energy_joules == {0: 250.0} and window.total_gpu_energy_joules == 250.0
