@@ -28,8 +28,19 @@ COMMAND_MODULES = (
 )
 
 
+class UsageError(HarnessError):
+    """A command line that argparse refuses (unknown command or option, missing or malformed argument)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (``error: ...``, exit 2) like every other error."""
+
+    def error(self, message: str):
+        raise UsageError(f"{self.prog}: {message} (see {self.prog} --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="python -m harness",
         description="Measure and diagnose the time and energy of generative-AI inference.",
     )

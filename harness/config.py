@@ -15,6 +15,9 @@ Order is deterministic: blocks in file order, then models, then the grid with
 the batch knob (``max_num_seqs`` or ``batch_size``) innermost, so a sweep meets
 the batch sizes of one series in the order listed.
 
+The file is read with PyYAML's safe loader (a tag such as ``!!python/object`` is refused) that also
+refuses a key given twice in one mapping; option names are checked against the backend's ``OPTIONS``.
+
 A Configuration's ``run_id`` is the first 12 hex digits of the sha256 of its
 canonical JSON (sorted keys, ``study`` left out): the same configuration always
 maps to the same run folder, in any study. The stopping keys (:data:`STOP_KEYS`)
@@ -294,6 +297,43 @@ def _stop_values(raw: dict, where: str, check: _Checker) -> dict:
     return out
 
 
+def _backend_options(backend: str) -> tuple[str, ...] | None:
+    """Option names a backend accepts (its module's ``OPTIONS``), or None when it cannot be asked."""
+    import importlib
+
+    from harness.workloads import registry
+
+    try:
+        module = importlib.import_module(registry.BACKENDS[backend].partition(":")[0])
+    except ImportError:  # a backend not installed here fails at start with its own message
+        return None
+    options = getattr(module, "OPTIONS", None)
+    return tuple(sorted(options)) if isinstance(options, Mapping) else None
+
+
+def _yaml_loader():
+    """yaml.SafeLoader that also refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
+    import yaml
+
+    class SafeUniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                try:
+                    key = self.construct_object(key_node, deep=True)
+                    duplicate = key in seen
+                    seen.add(key)
+                except TypeError:  # unhashable: the base class reports it
+                    continue
+                if duplicate:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    return SafeUniqueKeyLoader
+
+
 def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     from harness import reference
     from harness.workloads import registry
@@ -349,6 +389,11 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     options = raw.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         check.fail(f"{where}.options", "must be a mapping with string keys")
+    allowed_options = _backend_options(backend)
+    if allowed_options is not None:
+        for key in options:
+            if key not in allowed_options:
+                check.fail(f"{where}.options.{key}", f"unknown {backend} option (allowed: {', '.join(allowed_options)})")
 
     stop = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
 
@@ -386,12 +431,13 @@ def load_study(path: str | Path) -> Study:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader: no Python objects from tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"{path}: YAML syntax error: {line}{problem}") from None
+        kind = "YAML error" if isinstance(exc, yaml.constructor.ConstructorError) else "YAML syntax error"
+        raise ConfigError(f"{path}: {kind}: {line}{problem}") from None
     check = _Checker(path)
     if not isinstance(raw, dict):
         check.fail("top level", "must be a mapping with keys study and runs")

@@ -3,7 +3,8 @@
 For each Configuration of the study (or only configuration ``I``):
 
 1. skip it when its folder already holds a result (status ok, failed or skipped, checksums intact);
-   ``--force`` moves that folder to ``<study>/.replaced/`` and measures again;
+   ``--force`` moves that folder to ``<study>/.replaced/`` and measures again; a damaged folder
+   (files that fail their checksums) is moved there too, never deleted, and measured again;
 2. skip it, recorded as ``skipped`` with the reason, when a smaller batch of the same series
    (same model, task, GPU count and other knobs) failed with cause ``oom`` or was unstable for a
    batch reason (no steady state, too short, unsaturated) -- the reference's rule;
@@ -14,8 +15,11 @@ For each Configuration of the study (or only configuration ``I``):
 
 Idle power is measured once per sweep before the first run (GPU hosts). A WorkloadError, a
 timeout or a crash of the backend fails that run (cause and log tail stored) and the sweep goes
-on. SIGINT and SIGTERM stop the sweep: the run in progress stays ``incomplete``, finished runs are
-untouched, and the next ``measure`` resumes with exactly the runs that are not done.
+on. A telemetry sampler that raises does not stop the run: the run is flagged (``telemetry-errors``).
+SIGINT and SIGTERM stop the sweep: the run in progress stays ``incomplete``, finished runs are
+untouched, and the next ``measure`` resumes with exactly the runs that are not done. A results
+folder that cannot be written (disk full) stops the sweep with :class:`StoreWriteError`, one line
+naming the folder and the cause; runs already written stay intact.
 """
 
 from __future__ import annotations
@@ -63,23 +67,29 @@ def _handle_signals():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    _SignalState.depth, _SignalState.pending = 0, None
     previous = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         yield
     finally:
         for s, h in previous.items():
             signal.signal(s, h)
+        _SignalState.pending = None
 
 
 @contextlib.contextmanager
-def _signals_deferred():
-    """Hold SIGINT/SIGTERM back while stopping a backend or saving a run; raise Interrupted after."""
+def _signals_deferred(hold: bool = False):
+    """Hold SIGINT/SIGTERM back while stopping a backend or saving a run; raise Interrupted after.
+
+    ``hold=True`` keeps a signal that arrived pending for the next deferred block (the run's outcome
+    is saved first, then the sweep stops).
+    """
     _SignalState.depth += 1
     try:
         yield
     finally:
         _SignalState.depth -= 1
-    if _SignalState.depth == 0 and _SignalState.pending is not None:
+    if not hold and _SignalState.depth == 0 and _SignalState.pending is not None:
         signum, _SignalState.pending = _SignalState.pending, None
         raise Interrupted(signum)
 
@@ -186,9 +196,13 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
                 telemetry.start()
                 result = backend.run(cfg, meter)
         finally:
-            with _signals_deferred():
+            with _signals_deferred(hold=True):  # a signal now stops the sweep after this run is saved
                 if telemetry is not None:
-                    timeline = telemetry.stop()
+                    try:
+                        timeline = telemetry.stop()
+                    except Exception as exc:  # a broken sampler must not leave the server running
+                        telemetry.errors.append(f"stop: {type(exc).__name__}: {exc}")
+                        telemetry.info.update(error_count=len(telemetry.errors), errors=telemetry.errors[:5])
                 if backend is not None:
                     try:
                         backend.stop()
@@ -296,15 +310,34 @@ def _skip(cfg: Configuration, study: Study, run_dir: Path, env: dict, reason: st
     record = {"run_id": cfg.run_id, "study": study.name, "status": "skipped", "cause": reason, "is_stable": False,
               "unstable_reason": f"skipped: {reason}", "config": cfg.as_dict(), "environment": env,
               "started_at": _now(), "finished_at": _now()}
-    store.write_run(run_dir, record)
+    with _signals_deferred():
+        store.write_run(run_dir, record)
     return record
 
 
 def _clear(run_dir: Path) -> None:
-    """Empty a run folder that holds no result (incomplete or damaged) before measuring again."""
+    """Empty a run folder that holds no result (an incomplete run) before measuring again."""
     for path in run_dir.iterdir():
         if path.is_file() and path.name != ".lock":
             path.unlink()
+
+
+def _move_aside(run_dir: Path, why: str) -> Path:
+    """Move a run folder's files to ``<study>/.replaced/<run-id>-<time>-<why>/`` (kept, never deleted)."""
+    base = run_dir.parent / ".replaced" / f"{run_dir.name}-{time.strftime('%Y%m%dT%H%M%S')}-{why}"
+    keep, n = base, 1
+    while keep.exists():
+        n += 1
+        keep = base.with_name(f"{base.name}~{n}")
+    keep.mkdir(parents=True)
+    for path in run_dir.iterdir():
+        if path.name != ".lock":
+            os.replace(path, keep / path.name)
+    return keep
+
+
+class StoreWriteError(HarnessError):
+    """The results folder could not be written (disk full, read-only, permissions)."""
 
 
 @contextlib.contextmanager
@@ -395,27 +428,38 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
             measured = 0
             for cfg, state in bar:
                 run_dir = store.run_path(results_dir, study.name, cfg.run_id)
-                with _run_lock(run_dir) as locked:
-                    if not locked:
-                        tqdm.write(f"busy        {cfg.run_id}  another process is measuring it", file=out)
-                        counts["busy"] = counts.get("busy", 0) + 1
-                        continue
-                    if force and state in store.DONE_STATUSES:
-                        keep = run_dir.parent / ".replaced" / f"{cfg.run_id}-{time.strftime('%Y%m%dT%H%M%S')}"
-                        keep.mkdir(parents=True)
-                        for path in run_dir.iterdir():
-                            if path.name != ".lock":
-                                os.replace(path, keep / path.name)
-                    elif run_dir.exists():
-                        _clear(run_dir)
-                    reason = blocking_reason(cfg, study, results_dir)
-                    if reason:
-                        record = _skip(cfg, study, run_dir, env, reason)
-                    else:
-                        if measured and study.settings.cooldown_s:
-                            time.sleep(study.settings.cooldown_s)
-                        measured += 1
-                        record = measure_one(cfg, study, run_dir, env, idle_power)
+                try:
+                    with _run_lock(run_dir) as locked:
+                        if not locked:
+                            tqdm.write(f"busy        {cfg.run_id}  another process is measuring it", file=out)
+                            counts["busy"] = counts.get("busy", 0) + 1
+                            continue
+                        state = store.result_state(run_dir)[0]  # again, now that this process holds the folder
+                        if state in store.DONE_STATUSES and not force:
+                            counts["already done"] = counts.get("already done", 0) + 1
+                            continue
+                        if state in store.DONE_STATUSES:
+                            _move_aside(run_dir, "forced")
+                        elif state == "corrupt":  # a damaged result is kept as evidence, then measured again
+                            kept = _move_aside(run_dir, "damaged")
+                            tqdm.write(f"damaged     {cfg.run_id}  files moved to {kept}; measuring again", file=out)
+                        elif run_dir.exists():
+                            _clear(run_dir)
+                        reason = blocking_reason(cfg, study, results_dir)
+                        if reason:
+                            record = _skip(cfg, study, run_dir, env, reason)
+                        else:
+                            if measured and study.settings.cooldown_s:
+                                time.sleep(study.settings.cooldown_s)
+                            measured += 1
+                            record = measure_one(cfg, study, run_dir, env, idle_power)
+                except OSError as exc:  # disk full, read-only or unwritable results folder
+                    done = sum(n for k, n in counts.items() if k in store.DONE_STATUSES or k == "already done")
+                    where = f" ({exc.filename})" if exc.filename else ""
+                    raise StoreWriteError(
+                        f"cannot write run {cfg.run_id} in {run_dir.parent}: {exc.strerror or exc}{where}; "
+                        f"the {done} run(s) finished before it are intact; fix this and run the same command "
+                        f"again to resume") from exc
                 counts[record["status"]] = counts.get(record["status"], 0) + 1
                 tqdm.write(summary_line(cfg, record), file=out)
                 out.flush()

@@ -28,6 +28,7 @@ import io
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -110,7 +111,14 @@ def clean_json(value):
 
 
 # --- run folders ----------------------------------------------------------------------------------
+_COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+
+
 def run_path(results_dir: Path | str, study: str, run_id: str) -> Path:
+    """``<results>/<study>/<run-id>``; both names must be plain folder names (nothing escapes ``results_dir``)."""
+    for what, name in (("study name", study), ("run id", run_id)):
+        if not isinstance(name, str) or not _COMPONENT_RE.match(name) or ".." in name:
+            raise HarnessError(f"{what} {name!r} is not a plain folder name; refusing to write outside {results_dir}")
     return Path(results_dir) / study / run_id
 
 
@@ -237,7 +245,9 @@ def _row(run_dir: Path) -> dict:
     metrics = record.get("metrics") or {}
     status = record.get("status", "corrupt")
     if problems and status != "incomplete":
-        status, metrics = "corrupt", {}
+        status = "corrupt"
+    if status != "ok":  # only an intact, finished run contributes figures
+        metrics = {}
     task = cfg.get("task")
     num_gpus = cfg.get("num_gpus")
     gpu_model = env.get("gpu_model") or ("CPU" if env else None)

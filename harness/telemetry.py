@@ -268,7 +268,7 @@ class Telemetry:
         if self.metrics_url:
             import httpx
 
-            self._http = httpx.Client(timeout=min(0.9, self.scrape_period_s))
+            self._http = httpx.Client(timeout=min(0.9, self.scrape_period_s), trust_env=False)  # loopback: no proxy
             self._threads.append(_Loop("vllm-scraper", self.scrape_period_s, self._scrape, self.errors, self.clock))
         self.info["started_at_s"] = self.clock()
         for thread in self._threads:
