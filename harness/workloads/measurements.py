@@ -1,0 +1,157 @@
+"""The harness's own runs beside the published ones: tables for the chapter "Your measurements".
+
+Own runs name architectures (``llama-3.1-8b``); the reference names models
+(``meta-llama/Llama-3.1-8B-Instruct``). :func:`own_runs` adds each run's
+``reference_model_id`` -- the published model with the same architecture, from
+the architecture file -- so :func:`reference_counterparts` can pick the
+published curves for the same architecture, task and GPU model. Tiny CPU
+architectures have no counterpart; a CPU has none either.
+
+All functions take and return DataFrames (analysis never reads files, except
+:func:`own_runs`, which collects the run folders).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+LLM_TASKS = ("lm-arena-chat", "gpqa", "sourcegraph-fim")
+KEY_METRICS = {
+    "llm": ["output_throughput_tokens_per_sec", "median_itl_ms", "avg_batch_size", "avg_output_len",
+            "energy_per_token_joules", "energy_per_output_joules", "avg_power_watts", "steady_duration_s"],
+    "diffusion": ["batch_latency_s", "throughput_outputs_per_sec", "energy_per_output_joules", "avg_power_watts"],
+}
+
+
+def result_roots(results_dir: str | Path) -> list[Path]:
+    """Folders that hold ``<study>/<run-id>/run.json`` below ``results_dir`` (e.g. ``results`` itself for
+    ``make measure`` and ``results/H100`` for a committed gpu-check)."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        return []
+    found = {p.parent.parent.parent for p in root.glob("**/run.json") if len(p.relative_to(root).parts) <= 5}
+    return sorted(found)
+
+
+def _reference_model(model: str, task: str) -> str | None:
+    from harness.workloads import archs
+
+    try:
+        return archs.get(model).reference_model(task)
+    except Exception:  # noqa: BLE001 -- an architecture this checkout no longer knows
+        return None
+
+
+def _length_source(run_dir) -> str | None:
+    """The published model whose output-length histogram a run drew from (recorded by the LLM backends)."""
+    from harness import store
+
+    record = store.read_record(Path(run_dir)) or {}
+    lengths = (record.get("backend_info") or {}).get("lengths") or {}
+    return (lengths.get("extra") or {}).get("length_source_model")
+
+
+def own_runs(results_dir: str | Path) -> pd.DataFrame:
+    """Every own run folder below ``results_dir`` (any status), with ``reference_model_id`` and ``is_llm``."""
+    from harness import store
+
+    frames = [store.collect(root) for root in result_roots(results_dir)]
+    frames = [f for f in frames if len(f)]
+    if not frames:
+        frame = store.collect(Path(results_dir) / ".none")  # the empty table with every column
+    else:
+        frame = pd.concat(frames, ignore_index=True).drop_duplicates("run_dir")
+    frame = frame.copy()
+    frame["reference_model_id"] = [
+        _reference_model(m, t) if isinstance(m, str) and isinstance(t, str) else None
+        for m, t in zip(frame["model_id"], frame["task"])
+    ]
+    frame["length_source_model"] = [_length_source(d) for d in frame["run_dir"]]
+    frame["is_llm"] = frame["task"].isin(LLM_TASKS)
+    frame["nickname"] = frame["model_id"].astype(str) + " (own)"
+    frame["series"] = frame["nickname"] + ", " + frame["task"].astype(str) + ", " + frame["gpu"].astype(str)
+    return frame
+
+
+def status_counts(own: pd.DataFrame) -> pd.DataFrame:
+    """Runs per study, task and status; failed and skipped ones with their causes."""
+    if own.empty:
+        return pd.DataFrame(columns=["study", "task", "status", "runs", "causes"])
+    grouped = own.groupby(["study", "task", "status"], dropna=False)
+    out = grouped.size().rename("runs").reset_index()
+    causes = grouped["cause"].agg(lambda s: "; ".join(sorted({str(c) for c in s.dropna()})))
+    return out.merge(causes.rename("causes").reset_index(), on=["study", "task", "status"])
+
+
+def reference_counterparts(own: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Published rows for the same architecture, task, GPU model and GPU count as some own run."""
+    ok = own[(own["status"] == "ok") & own["reference_model_id"].notna()]
+    if ok.empty or reference.empty:
+        return reference.iloc[0:0].copy()
+    keys = ok[["reference_model_id", "task", "gpu_model", "num_gpus"]].drop_duplicates()
+    keys = keys.rename(columns={"reference_model_id": "model_id"})
+    keys["num_gpus"] = keys["num_gpus"].astype(float)
+    ref = reference.assign(num_gpus=reference["num_gpus"].astype(float))
+    matched = ref.merge(keys, on=["model_id", "task", "gpu_model", "num_gpus"], how="inner")
+    matched["series"] = matched["nickname"].fillna(matched["model_id"]) + " (published), " + matched["task"] + \
+        ", " + matched["gpu"]
+    return matched
+
+
+def side_by_side(own: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """Own runs next to the published run of the same architecture, task, GPU model, GPU count and batch size,
+    with own / published ratios of the key metrics (only where both exist)."""
+    counterparts = reference_counterparts(own, reference)
+    ok = own[(own["status"] == "ok") & own["reference_model_id"].notna()].copy()
+    if ok.empty or counterparts.empty:
+        return pd.DataFrame()
+    ok["num_gpus"] = ok["num_gpus"].astype(float)
+    ok["batch_size"] = ok["batch_size"].astype(float)
+    counterparts = counterparts.assign(batch_size=counterparts["batch_size"].astype(float))
+    metrics = [m for m in KEY_METRICS["llm"] + KEY_METRICS["diffusion"] if m in ok.columns and m in counterparts.columns]
+    metrics = list(dict.fromkeys(metrics))
+    left = ok[["run_id", "model_id", "reference_model_id", "task", "gpu", "gpu_model", "num_gpus", "batch_size",
+               *metrics]]
+    right = counterparts[["model_id", "task", "gpu_model", "num_gpus", "batch_size", *metrics]].rename(
+        columns={"model_id": "reference_model_id", **{m: f"published_{m}" for m in metrics}})
+    both = left.merge(right, on=["reference_model_id", "task", "gpu_model", "num_gpus", "batch_size"], how="inner")
+    for m in metrics:
+        both[f"ratio_{m}"] = both[m] / both[f"published_{m}"]
+    return both
+
+
+def length_ratio(own: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Mean output length of reasoning against chat runs of the same model (own runs that succeeded).
+
+    With ``reference``, also the published ratio of the models whose histograms the runs drew their
+    lengths from (when all runs of a task used one source), averaged over their published runs.
+    """
+    ok = own[(own["status"] == "ok") & own["task"].isin(["lm-arena-chat", "gpqa"])]
+    if ok.empty:
+        return pd.DataFrame(columns=["model_id", "chat_avg_output_len", "gpqa_avg_output_len", "ratio"])
+    means = ok.groupby(["model_id", "task"])["avg_output_len"].mean().unstack()
+    if not {"lm-arena-chat", "gpqa"} <= set(means.columns):
+        return pd.DataFrame(columns=["model_id", "chat_avg_output_len", "gpqa_avg_output_len", "ratio"])
+    means = means.dropna(subset=["lm-arena-chat", "gpqa"])
+    out = pd.DataFrame({
+        "model_id": means.index,
+        "chat_avg_output_len": means["lm-arena-chat"].to_numpy(),
+        "gpqa_avg_output_len": means["gpqa"].to_numpy(),
+        "ratio": (means["gpqa"] / means["lm-arena-chat"]).to_numpy(),
+    })
+    if reference is not None and len(reference):
+        published = reference.groupby(["model_id", "task"])["avg_output_len"].mean()
+        chat_src, gpqa_src, pub = [], [], []
+        for model in out["model_id"]:
+            sources = []
+            for task in ("lm-arena-chat", "gpqa"):
+                used = ok.loc[(ok["model_id"] == model) & (ok["task"] == task), "length_source_model"].dropna()
+                sources.append(used.mode().iloc[0] if len(used) and used.nunique() == 1 else None)
+            chat_src.append(sources[0])
+            gpqa_src.append(sources[1])
+            a, b = published.get((sources[1], "gpqa")), published.get((sources[0], "lm-arena-chat"))
+            pub.append(a / b if a is not None and b is not None else None)
+        out["chat_length_source"], out["gpqa_length_source"], out["published_ratio"] = chat_src, gpqa_src, pub
+    return out
