@@ -394,7 +394,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     from tqdm import tqdm
 
     out = out or sys.stdout
-    results_dir = Path(results_dir)
+    results_dir = store.results_folder(results_dir)
     planned = plan(study, results_dir, index)
     todo = [(cfg, state) for cfg, state in planned if force or state not in store.DONE_STATUSES]
     counts = {"already done": len(planned) - len(todo)} if len(planned) > len(todo) else {}

@@ -111,6 +111,14 @@ def clean_json(value):
 
 
 # --- run folders ----------------------------------------------------------------------------------
+def results_folder(results_dir: Path | str) -> Path:
+    """``results_dir`` as a Path; a HarnessError when it exists but is not a folder."""
+    path = Path(results_dir)
+    if path.exists() and not path.is_dir():
+        raise HarnessError(f"results folder {path} is a file, not a folder")
+    return path
+
+
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
@@ -304,7 +312,7 @@ def _fmt(value, spec: str = ".3g") -> str:
 
 
 def _cmd_list(args) -> int:
-    frame = collect(args.results, args.study)
+    frame = collect(results_folder(args.results), args.study)
     if frame.empty:
         print(f"no runs under {args.results}" + (f"/{args.study}" if args.study else ""))
         return 0
@@ -339,7 +347,7 @@ def find_run(spec: str, results_dir: Path | str) -> Path:
         return path
     if path.name == RUN_JSON and path.is_file():
         return path.parent
-    matches = [d for d in iter_run_dirs(results_dir) if d.name == spec or d.name.startswith(spec)] if spec else []
+    matches = [d for d in iter_run_dirs(results_folder(results_dir)) if d.name == spec or d.name.startswith(spec)] if spec else []
     if not matches:
         raise HarnessError(f"no run {spec!r}: not a folder and no run id under {results_dir}")
     if len(matches) > 1:
