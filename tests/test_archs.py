@@ -90,3 +90,15 @@ def test_tokenizer_covers_exactly_the_model_vocabulary(cache):
 def test_special_ids_that_split_the_trained_range_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="split the trained tokens"):
         archs.build_tokenizer(1000, {"bos_token": (500, "<s>"), "eos_token": (1, "</s>")}, tmp_path, 64)
+
+
+def test_registry_filters_models_by_task_and_lists_backend_options():
+    assert "tiny-wan" in registry.known_models("diffusers", "text-to-video")
+    assert "tiny-wan" not in registry.known_models("diffusers", "text-to-image")
+    assert "tiny-sd3" in registry.known_models("diffusers", "text-to-image")
+    assert registry.known_models("vllm", "gpqa") == registry.known_models("vllm")
+    assert {"kv_cache_gib", "enforce_eager", "output_length_scale"} <= set(registry.backend_options("vllm"))
+    assert registry.unknown_options("diffusers", {"guidance_scale": 2, "steps": 3}) == ["steps"]
+    assert registry.unknown_options("transformers", {}) == []
+    with pytest.raises(ConfigError, match="unknown backend"):
+        registry.backend_options("tgi")

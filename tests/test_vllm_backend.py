@@ -64,6 +64,21 @@ def test_server_facts_and_causes_from_the_log():
     assert vllm_backend.classify("Segmentation fault", "server-died") == "server-died"
 
 
+def test_root_cause_of_a_failed_start_survives_a_long_traceback(tmp_path):
+    log = tmp_path / "server.log"
+    lines = ["INFO starting"] * 5 + [
+        "(EngineCore pid=1) ERROR [core.py:1510] ValueError: No available memory for the cache blocks. Try more."]
+    lines += [f'  File "x.py", line {i}, in f' for i in range(80)] + ["RuntimeError: Engine core initialization failed."]
+    log.write_text("\n".join(lines) + "\n")
+    text, cause = vllm_backend.evidence(log, "server-died")
+    assert cause == "oom"
+    assert text.startswith("[root cause, earlier in server.log] (EngineCore pid=1) ERROR")
+    assert text.rstrip().endswith("RuntimeError: Engine core initialization failed.")
+    log.write_text("INFO a\nRuntimeError: Engine core initialization failed.\n")
+    assert vllm_backend.evidence(log, "server-died") == (
+        "INFO a\nRuntimeError: Engine core initialization failed.", "server-died")
+
+
 def test_busy_port_and_unknown_options_are_refused_before_any_server_starts(tmp_path):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -26,15 +26,36 @@ BACKEND_TASKS: dict[str, tuple[str, ...]] = {
 }
 
 
-def known_models(backend: str) -> tuple[str, ...]:
-    """Architecture names a backend can build without downloading anything."""
+def known_models(backend: str, task: str | None = None) -> tuple[str, ...]:
+    """Architecture names a backend can build without downloading anything.
+
+    With ``task``, only those that can serve it (a diffusion pipeline makes either images or videos;
+    every LLM architecture serves every LLM task).
+    """
     if backend == "trivial":
         return ("cpu-spin",)
     try:
         from harness.workloads import archs
     except ModuleNotFoundError:
         return ()
-    return tuple(archs.names(backend))
+    names = archs.names(backend)
+    if task is not None:
+        names = tuple(n for n in names if archs.get(n).task in (None, task))
+    return tuple(names)
+
+
+def backend_options(backend: str) -> dict:
+    """The ``options:`` a backend accepts, with their defaults (the backend modules import no heavy packages
+    at module level, so this is cheap)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r} (known: {', '.join(sorted(BACKENDS))})")
+    module = importlib.import_module(BACKENDS[backend].partition(":")[0])
+    return dict(getattr(module, "OPTIONS", {}))
+
+
+def unknown_options(backend: str, options) -> list[str]:
+    """Option names a backend does not know (config validation can refuse them before anything runs)."""
+    return sorted(set(options or ()) - set(backend_options(backend)))
 
 
 def get_backend(name: str):

@@ -148,6 +148,18 @@ def classify(log_tail: str, default: str) -> str:
     return "oom" if OOM_PATTERNS.search(log_tail) else default
 
 
+def evidence(path: Path | None, default_cause: str) -> tuple[str, str]:
+    """``(log_tail, cause)`` of a failed server: the last lines, preceded by the root-cause error line when
+    it lies further back (vLLM prints long tracebacks after it), and the cause judged from the wider tail."""
+    short, wide = tail(path), tail(path, 400)
+    cause = classify(wide, default_cause)
+    roots = [line for line in wide.splitlines() if re.search(r"\b\w*(Error|Exception):", line)]
+    root = next((line for line in roots if OOM_PATTERNS.search(line)), roots[0] if roots else None)
+    if root and root not in short:
+        short = f"[root cause, earlier in server.log] {root.strip()}\n...\n{short}"
+    return short, cause
+
+
 def parallel_args(cfg) -> list[str]:
     """vLLM's parallel layout for a configuration.
 
@@ -310,9 +322,8 @@ class VLLMBackend:
 
             waited = loadgen.wait_healthy(self.base_url, float(opts["startup_timeout_s"]), self._dead_reason)
         except RuntimeError as exc:
-            log = tail(self.log_path)
-            raise WorkloadError(f"vLLM server {exc} before becoming healthy", log_tail=log,
-                                cause=classify(log, "server-died")) from None
+            log, cause = evidence(self.log_path, "server-died")
+            raise WorkloadError(f"vLLM server {exc} before becoming healthy", log_tail=log, cause=cause) from None
         except TimeoutError as exc:
             raise WorkloadError(f"vLLM server never became healthy: {exc}", log_tail=tail(self.log_path),
                                 cause="unhealthy") from None
@@ -367,11 +378,11 @@ class VLLMBackend:
         windows["run"] = meter.end("run")
         dead = self._dead_reason()
         if aborted or dead:
-            log = tail(self.log_path)
+            log, cause = evidence(self.log_path, "server-died")
             done = sum(r.success for r in records)
             raise WorkloadError(
                 f"vLLM server {aborted or dead} during the run ({done} of {n} requests completed)",
-                log_tail=log, cause=classify(log, "server-died"),
+                log_tail=log, cause=cause,
             )
         failed = [r for r in records if not r.success]
         if failed and len(failed) == n:
