@@ -1,0 +1,118 @@
+"""Benchmark 3: the book build, cold and after one notebook changes.
+
+    .venv/bin/python benchmarks/book_build.py [--notebook NAME]
+
+The book's sources (``_config.yml``, ``_toc.yml``, ``book/`` without ``book/_generated``,
+``notebooks/``, ``requirements/lock-cpu.txt``) are copied to a temporary folder, so the
+repository is never touched, and ``python -m harness.book build --root TMP`` (what ``make book``
+runs) is timed there, in a fresh process each time, on the reference data:
+
+1. cold: no executed notebooks, no stamps, no ``_build`` (papermill runs every notebook, then
+   ``jupyter-book build``);
+2. unchanged: the same again (every notebook cached; Sphinx has nothing to redo);
+3. one notebook changed: a markdown cell is appended to ``notebooks/NAME.ipynb`` in the copy;
+   only that notebook may be executed again.
+
+Caches outside the copy stay as they are (the charts' Vega bundle in the user cache, Python's
+bytecode), as on a developer's machine with the venv present. Other processes share the CPUs;
+the load average is recorded before and after each build.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common  # noqa: E402
+
+NAME = "book_build"
+GOAL_FULL_S, GOAL_ONE_S = 60.0, 15.0
+SOURCES = ("_config.yml", "_toc.yml", "book", "notebooks", "requirements/lock-cpu.txt")
+
+
+def copy_sources(dst: Path) -> None:
+    for rel in SOURCES:
+        src = _common.ROOT / rel
+        target = dst / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, target, ignore=shutil.ignore_patterns("_generated", ".ipynb_checkpoints", "__pycache__"))
+        else:
+            shutil.copy2(src, target)
+
+
+def build(root: Path) -> dict:
+    load = _common.loadavg()
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "harness.book", "build", "--root", str(root)], cwd=root, env=env,
+                          capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    out = proc.stdout + proc.stderr
+    executed = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\s+(\S+): executed in ([\d.]+) s", out, re.M)}
+    return {"wall_s": seconds, "returncode": proc.returncode, "executed": executed,
+            "loadavg_before": load, "loadavg_after": _common.loadavg(),
+            "log_tail": out.strip().splitlines()[-6:]}
+
+
+def touch_notebook(path: Path) -> None:
+    nb = json.loads(path.read_text())
+    nb["cells"].append({"cell_type": "markdown", "metadata": {}, "source": ["Rebuilt by the book-build benchmark."]})
+    path.write_text(json.dumps(nb, indent=1))
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notebook", default="llm-chat", help="the notebook to change (default llm-chat)")
+    args = parser.parse_args(argv)
+    _common.ensure_reference_env()
+    load = _common.loadavg()
+    watch = _common.Stopwatch()
+    with tempfile.TemporaryDirectory(prefix="bench-book-") as tmp:
+        root = Path(tmp)
+        copy_sources(root)
+        registered = re.findall(r"^  ([a-z0-9][a-z0-9_-]*):\s*$", (root / "book" / "notebooks.yml").read_text(), re.M)
+        cold = build(root)
+        unchanged = build(root) if cold["returncode"] == 0 else None
+        changed = None
+        if cold["returncode"] == 0:
+            touch_notebook(root / "notebooks" / f"{args.notebook}.ipynb")
+            changed = build(root)
+    failed = [name for name, phase in (("cold", cold), ("unchanged", unchanged), ("one notebook changed", changed))
+              if phase is None or phase["returncode"] != 0]
+    if failed:
+        status, figure = "ERROR", f"book build failed ({', '.join(failed)}): {' | '.join(cold['log_tail'][-2:])}"
+    else:
+        only_one = set(changed["executed"]) == {args.notebook}
+        ok = cold["wall_s"] <= GOAL_FULL_S and changed["wall_s"] <= GOAL_ONE_S and only_one
+        status = _common.status(ok)
+        figure = (f"cold {cold['wall_s']:.1f} s ({len(cold['executed'])} notebooks), one notebook changed "
+                  f"{changed['wall_s']:.1f} s ({', '.join(changed['executed']) or 'none'} re-executed), "
+                  f"unchanged {unchanged['wall_s']:.1f} s")
+    payload = {
+        "benchmark": NAME, "figure": figure, "status": status,
+        "goal": f"full build <= {GOAL_FULL_S:g} s and, after one notebook changes, <= {GOAL_ONE_S:g} s with only "
+                "that notebook re-executed (2 cores, venv present)",
+        "command": ".venv/bin/python benchmarks/book_build.py" + (f" --notebook {args.notebook}"
+                                                                  if args.notebook != "llm-chat" else ""),
+        "notebooks_registered": registered, "changed_notebook": args.notebook,
+        "book_jobs": os.environ.get("BOOK_JOBS") or "default (one per CPU)",
+        "cold": cold, "unchanged": unchanged, "one_notebook_changed": changed,
+        "benchmark_wall_s": watch(), "host": _common.host_facts(load),
+    }
+    path = _common.write_result(NAME, payload)
+    print(f"{NAME}: {figure} -> {status}  ({path.relative_to(_common.ROOT)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
