@@ -14,7 +14,13 @@ kept for comparability). With ``stop: adaptive`` a run may end as soon as the es
 * the run stops when the half-width relative to the estimate is at most ``rel_halfwidth``, the
   window has lasted at least ``min_window_s``, and at least ``max_num_seqs`` requests finished
   inside the window (the running batch was replaced once, so the estimate is not taken over one
-  cohort of requests that all started together).
+  cohort of requests that all started together): ``stopped_by = "adaptive"``;
+* if the steady window closes first (the fixed-count drain point: fewer than ``max_num_seqs``
+  requests left), the run stops there too (``stopped_by = "window-closed"``) instead of draining
+  the last ``max_num_seqs - 1`` requests: nothing after the window enters the run's metrics, so
+  its estimate equals the fixed-count one, without the drain tail's device-seconds.
+
+With ``stop: fixed`` every request is drained (``stopped_by = "fixed-count"``), as the reference did.
 
 On a host without an energy counter (energy is null) the same rule runs on *time* per token
 (device-seconds / token), and the run record says so (``quantity: time_per_token_s``).
@@ -55,6 +61,7 @@ DEFAULT_NUM_BATCHES = 10
 CONFIDENCE = 0.95
 MAX_CHECKPOINT_S = 1.0
 SEGMENT_WINDOW = "adaptive-segment"  # the meter window reopened at every checkpoint
+STOPPING = ("adaptive", "window-closed")  # stopped_by values that end the load early
 STOPPED_ERROR = "stopped early: adaptive stopping (the estimate was stable)"
 
 
@@ -289,7 +296,11 @@ class AdaptiveStopper:
             self.state = "closed"
             if self.stopped_by == "adaptive":  # poll() already ended the last segment
                 return
-            self.stopped_by = "fixed-count"  # the batch could no longer be filled: drained
+            # the batch can no longer be filled (the fixed-count drain point)
+            if self.rule.method == "adaptive":  # stop the load here: the tail would not be measured
+                self.stopped_by, self.stop_time_s = "window-closed", self.tracker.close_time_s
+            else:
+                self.stopped_by = "fixed-count"
             self._end_segment()
             self.estimate = batch_means(self.segments, self.rule.num_batches, self.rule.confidence)
 
@@ -300,7 +311,7 @@ class AdaptiveStopper:
     def poll(self, now: float | None = None) -> bool:
         """Take a checkpoint when one is due; True once the run should stop (the window is then closed)."""
         with self._lock:
-            if self.stopped_by == "adaptive":
+            if self.stopped_by in STOPPING:
                 return True
             if self.state != "open":
                 return False
@@ -320,7 +331,8 @@ class AdaptiveStopper:
 
     @property
     def stopped(self) -> bool:
-        return self.stopped_by == "adaptive"
+        """True once the load should end (the estimate was stable, or the window closed under ``adaptive``)."""
+        return self.stopped_by in STOPPING
 
     def summary(self) -> dict:
         """What the run record keeps (``WorkloadResult.info["stop"]``)."""

@@ -256,7 +256,7 @@ def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, o
     record["backend_info"] = {k: v for k, v in result.info.items() if k != "stop"}
     if cfg.is_llm:
         stop = result.info.get("stop")
-        stop_time = stop.get("stop_time_s") if stop and stop.get("stopped_by") == "adaptive" else None
+        stop_time = stop.get("stop_time_s") if stop else None  # set when the load was stopped early
         metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs, stop_time_s=stop_time)
         stop_metrics, record["stop"] = _stop_outcome(cfg, stop)
         metrics.update(stop_metrics)
@@ -370,9 +370,12 @@ def summary_line(cfg: Configuration, record: dict) -> str:
         else:
             parts += [fmt("energy_per_output_joules", "J/output"), fmt("batch_latency_s", "s/batch")]
         parts.append("stable" if record.get("is_stable") else f"UNSTABLE ({record.get('unstable_reason')})")
+        rel = m.get("stop_estimate_rel_halfwidth")
+        rel = f", +/-{100 * rel:.1f}%" if isinstance(rel, float) else ""
         if cfg.is_llm and m.get("stopped_by") == "adaptive":
-            rel = m.get("stop_estimate_rel_halfwidth")
-            parts.append("stopped early (adaptive" + (f", +/-{100 * rel:.1f}%)" if isinstance(rel, float) else ")"))
+            parts.append(f"stopped early (estimate stable{rel})")
+        elif cfg.is_llm and m.get("stopped_by") == "window-closed":
+            parts.append(f"stopped at the window's end (tail not drained{rel})")
     else:
         parts.append(f"cause: {record.get('cause')}")
     return "  ".join(parts)

@@ -155,12 +155,19 @@ def test_a_noisy_series_runs_longer_and_fixed_never_stops(fake_nvml):
     assert fixed.estimate is not None and fixed.estimate.rel_halfwidth == pytest.approx(0.0, abs=1e-9)
 
 
-def test_a_drained_window_is_recorded_as_fixed_count(fake_nvml):
-    rule = StopRule(method="adaptive", rel_halfwidth=0.001, min_window_s=1.0, num_batches=2, checkpoint_s=1.0)
+@pytest.mark.parametrize("method", ["adaptive", "fixed"])
+def test_a_window_that_closes_first_stops_an_adaptive_run_there(fake_nvml, method):
+    rule = StopRule(method=method, rel_halfwidth=0.001, min_window_s=1.0, num_batches=2, checkpoint_s=1.0)
     rng = random.Random(5)
-    stopper, tracker, *_ = _drive(rule, fake_nvml, lambda t: 300.0 + rng.gauss(0, 90), num_requests=8)
-    assert tracker.state == "closed" and not stopper.stopped
-    assert stopper.stopped_by == "fixed-count" and stopper.summary()["stop_time_s"] is None
+    stopper, tracker, meter, clock, _ = _drive(rule, fake_nvml, lambda t: 300.0 + rng.gauss(0, 90), num_requests=8)
+    assert tracker.state == "closed" and stopper.estimate is not None
+    assert stopper.segments[-1].end_time_s == meter.windows["steady"].end_time_s
+    if method == "adaptive":  # the load stops at the drain point: the tail is not run
+        assert stopper.stopped and stopper.poll() and stopper.stopped_by == "window-closed"
+        assert stopper.stop_time_s == tracker.close_time_s
+    else:  # fixed: every request is drained
+        assert not stopper.stopped and not stopper.poll() and stopper.stopped_by == "fixed-count"
+        assert stopper.summary()["stop_time_s"] is None
 
 
 # --- post-hoc accounting of an early stop ------------------------------------------------------------
@@ -294,6 +301,15 @@ def test_runner_fixed_run_drains_and_a_backend_without_the_hook_says_so(tmp_path
     assert (m["stop_method"], m["stopped_by"], m["num_stopped_requests"]) == ("fixed", "fixed-count", 0)
     assert record["stop"]["stop_time_s"] is None
 
+    # adaptive with a target it cannot reach: the load stops where the window closes (M - 1 requests left)
+    record, run_dir = _measure(_config(tmp_path, num_requests=40, stop="adaptive", adaptive_rel_halfwidth=1e-6),
+                               tmp_path / "r3")
+    m = record["metrics"]
+    assert (m["stopped_by"], m["num_stopped_requests"], m["num_failed_requests"]) == ("window-closed", 3, 0)
+    assert record["stop"]["stop_time_s"] == m["steady_close_time_s"] == record["backend_info"]["steady_bounds_online"][1]
+    requests = pd.read_parquet(run_dir / "requests.parquet")
+    assert m["avg_output_len"] == pytest.approx(requests["target_output_tokens"].mean())
+
     original = TrivialBackend.run
 
     def no_hook(self, cfg, meter):
@@ -305,3 +321,19 @@ def test_runner_fixed_run_drains_and_a_backend_without_the_hook_says_so(tmp_path
     record, _ = _measure(_config(tmp_path, num_requests=40, stop="adaptive"), tmp_path / "r2")
     assert record["metrics"]["stopped_by"] == "fixed-count"
     assert "stop: adaptive was not honoured" in record["stop"]["note"]
+
+
+# --- the benchmarks' building blocks (benchmarks/) ----------------------------------------------------
+def test_benchmark_metrics_page_reads_as_vllm_gauges():
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+    import overhead
+
+    from harness.telemetry import parse_vllm_metrics
+
+    page = overhead.vllm_like_metrics()
+    assert parse_vllm_metrics(page) == {"num_requests_running": 8.0, "num_requests_waiting": 24.0,
+                                        "kv_cache_usage_fraction": pytest.approx(0.4213)}
+    assert len(page) > 20_000  # histograms and process metrics, like a real vLLM page
