@@ -9,6 +9,8 @@ stop) runs against a real subprocess that can be told to fail:
 ``FAKE_VLLM_FAULTS`` (JSON) with keys
   ``never_healthy_seeds``   /health answers 503 for runs started with these ``--seed`` values;
   ``die_mid_run_seeds``     the process SIGKILLs itself after ``die_after_tokens`` streamed tokens;
+                            with ``die_delay_s`` it first drops every connection and dies that much
+                            later (a crashing engine whose API server exits a moment after);
   ``oom_from_max_num_seqs`` at startup, ``--max-num-seqs`` >= this prints a CUDA out-of-memory
                             error and exits 1 (as vLLM does when the KV cache does not fit);
   ``token_s``               seconds per streamed token (default 0.004).
@@ -27,7 +29,7 @@ MARKER = "fake-vllm-server-for-tests"
 
 SERVER = r'''
 """__MARKER__"""
-import argparse, json, os, signal, sys, threading, time
+import argparse, json, os, signal, socket, sys, threading, time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ap = argparse.ArgumentParser()
@@ -48,6 +50,15 @@ if oom_from is not None and args.max_num_seqs >= int(oom_from):
     sys.exit(1)
 healthy = args.seed not in faults.get("never_healthy_seeds", [])
 die_after = int(faults.get("die_after_tokens", 5)) if args.seed in faults.get("die_mid_run_seeds", []) else None
+die_delay = float(faults.get("die_delay_s", 0))
+dying = threading.Event()
+
+
+def die():
+    if die_delay:
+        dying.set()
+        time.sleep(die_delay)
+    os.kill(os.getpid(), signal.SIGKILL)
 slots = threading.BoundedSemaphore(args.max_num_seqs)
 lock = threading.Lock()
 state = {"running": 0, "waiting": 0, "tokens": 0}
@@ -95,6 +106,9 @@ class Handler(BaseHTTPRequestHandler):
             state["waiting"] -= 1
             state["running"] += 1
         try:
+            if dying.is_set():
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
@@ -103,9 +117,12 @@ class Handler(BaseHTTPRequestHandler):
                     time.sleep(token_s)
                 with lock:
                     state["tokens"] += 1
-                    if die_after is not None and state["tokens"] >= die_after:
+                    if die_after is not None and state["tokens"] >= die_after and not dying.is_set():
                         print(f"fake vllm: simulated crash after {state['tokens']} tokens", flush=True)
-                        os.kill(os.getpid(), signal.SIGKILL)
+                        threading.Thread(target=die, daemon=True).start() if die_delay else die()
+                if dying.is_set():
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
                 choice = {"index": 0, "text": "x", "token_ids": [7], "finish_reason": "length" if i == n - 1 else None}
                 self.wfile.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
                 self.wfile.flush()
