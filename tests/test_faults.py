@@ -213,7 +213,7 @@ def test_server_out_of_memory_never_healthy_and_killed_mid_run(tmp_path, no_nvml
                                         "dropped before the server process exited, the run is 'requests-failed', "
                                         "not 'server-died' (the backend should wait briefly for the process)")
 def test_a_server_that_drops_its_streams_then_dies_is_recorded_as_died(tmp_path, no_nvml, vllm_env, monkeypatch):
-    fake_vllm.use(monkeypatch, tmp_path, {"die_mid_run_seeds": [12], "die_after_tokens": 3, "die_delay_s": 1.0})
+    fake_vllm.use(monkeypatch, tmp_path, {"die_mid_run_seeds": [12], "die_after_tokens": 3, "die_delay_s": 3.0})
     cfg = _study(tmp_path, _vllm_block(12, [2]), name="v")
     counts, _ = _measure(cfg, tmp_path / "results")
     (record,) = _records(tmp_path / "results", "v").values()
