@@ -478,10 +478,14 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
 def _cmd_measure(args) -> int:
     study = load_study(args.config)
     try:
-        measure_study(study, args.results, index=args.index, dry_run=args.dry_run, force=args.force,
-                      progress=not args.no_progress)
+        counts = measure_study(study, args.results, index=args.index, dry_run=args.dry_run, force=args.force,
+                               progress=not args.no_progress)
     except Interrupted as exc:
         return 128 + exc.signum
+    # A single configuration (a Slurm array task) that failed exits 1, so the scheduler's accounting agrees with
+    # the store. A whole sweep exits 0 once every configuration has an outcome: failures are results there.
+    if args.index is not None and counts.get("failed"):
+        return 1
     return 0
 
 

@@ -229,6 +229,12 @@ def parse_vllm_metrics(text: str) -> dict[str, float]:
     """The vLLM gauges we log, summed over label sets (one per engine), from Prometheus text."""
     from prometheus_client.parser import text_string_to_metric_families
 
+    # Keep only the lines of the gauges we log (and their HELP/TYPE lines) before parsing: a vLLM page is
+    # tens of kilobytes of histograms, and parsing all of it costs more than the rest of the sampler.
+    wanted = tuple(VLLM_METRICS)
+    text = "".join(
+        line + "\n" for line in text.splitlines() if line.startswith(wanted) or (line.startswith("#") and any(w in line for w in wanted))
+    )
     out: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -96,3 +96,19 @@ def test_dry_run_lists_and_writes_nothing(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("  measure") == 3 and "3 of 3 configurations to measure (dry run: nothing written)" in out
     assert not results.exists()
+
+
+def test_a_failed_array_task_exits_non_zero_but_a_sweep_does_not(tmp_path, capsys, no_nvml):
+    config = tmp_path / "fail.yaml"
+    config.write_text(
+        "study: failing\nsettings: {idle_power_s: 0, cooldown_s: 0}\nruns:\n"
+        "  - task: cpu-trivial\n    backend: trivial\n    models: [cpu-spin]\n    num_requests: 8\n"
+        "    options: {fail_cause: server-died, fail_from_max_num_seqs: 4}\n"
+        "    grid: {max_num_seqs: [1, 4]}\n"
+    )
+    results = tmp_path / "results"
+    assert main(["measure", str(config), "--results", str(results), "--index", "0", "--no-progress"]) == 0
+    assert main(["measure", str(config), "--results", str(results), "--index", "1", "--no-progress"]) == 1
+    # the whole sweep has an outcome for every configuration: exit 0
+    assert main(["measure", str(config), "--results", str(results), "--force", "--no-progress"]) == 0
+    assert "1 failed" in capsys.readouterr().out
