@@ -86,7 +86,9 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
                     usage = chunk["usage"]
                 for choice in chunk.get("choices") or ():
                     ids = choice.get("token_ids")
-                    count = len(ids) if ids is not None else (1 if choice.get("text") else 0)
+                    # without return_token_ids (older servers), vLLM still sends one chunk per token,
+                    # even when the token's text is empty (an incomplete UTF-8 sequence)
+                    count = len(ids) if ids is not None else 1
                     if count:
                         t = clock()
                         if rec.first_token_time_s is None:

@@ -376,6 +376,12 @@ class VLLMBackend:
         if tracker.state == "open":  # the load ended before the batch drained (failures): close the window
             close_steady()
         windows["run"] = meter.end("run")
+        if any(not r.success for r in records):
+            # a killed server's sockets close before the process is reaped: give it a moment to show as dead
+            try:
+                self.proc.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                pass
         dead = self._dead_reason()
         if aborted or dead:
             log, cause = evidence(self.log_path, "server-died")
