@@ -102,3 +102,9 @@ def test_registry_filters_models_by_task_and_lists_backend_options():
     assert registry.unknown_options("transformers", {}) == []
     with pytest.raises(ConfigError, match="unknown backend"):
         registry.backend_options("tgi")
+
+
+def test_prompt_ids_avoid_special_tokens_wherever_they_sit():
+    assert archs._largest_gap([128000, 128001], 128256) == (0, 127999)
+    assert archs._largest_gap([0, 1, 2], 32000) == (3, 31999)
+    assert archs._largest_gap([], 100) == (0, 99)

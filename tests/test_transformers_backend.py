@@ -122,3 +122,38 @@ def test_out_of_memory_fails_the_run_with_cause_oom(served, monkeypatch):
         backend.run(cfg, FakeMeter())
     assert err.value.cause == "oom" and "max_num_seqs=3" in str(err.value)
     assert "out of memory" in err.value.log_tail
+
+
+def test_real_weights_from_a_local_folder_replace_the_random_ones(served, tmp_path):
+    """The same architecture with weights saved to a folder (as a downloaded checkpoint would be)."""
+    import shutil
+
+    import torch
+
+    from harness.workloads import archs
+    from harness.workloads.transformers_backend import TransformersBackend
+
+    cfg, backend, _, _, _ = served
+    folder = tmp_path / "checkpoint"
+    backend.model.save_pretrained(folder)
+    generated = archs.materialize_llm("tiny-llama")
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(generated / name, folder / name)
+    info = archs.llm_folder("tiny-llama", str(folder))
+    assert not info.dummy and info.regular_ids == (2, 31999) and info.weights.startswith("real weights from")
+
+    real = TransformersBackend()
+    real_cfg = _cfg(num_requests=3, options={"output_length_scale": 0.004, "max_prompt_tokens": 40,
+                                              "weights": str(folder)})
+    real.start(real_cfg, tmp_path / "run")
+    try:
+        name, saved = next(iter(backend.model.state_dict().items()))
+        assert torch.equal(real.model.state_dict()[name], saved)
+        result = real.run(real_cfg, FakeMeter())
+    finally:
+        real.stop()
+    assert result.info["weights"] == f"real weights from {folder}"
+    assert [r.output_tokens for r in result.requests] == [r.target_output_tokens for r in result.requests]
+    with pytest.raises(WorkloadError, match="has no config.json") as err:
+        TransformersBackend().start(_cfg(options={"weights": str(tmp_path)}), tmp_path / "run2")
+    assert err.value.cause == "bad-config"

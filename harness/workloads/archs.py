@@ -370,3 +370,50 @@ def materialize_tokenizer(name: str) -> Path:
 def folder_info(folder: Path) -> dict:
     """The stamp a materialised folder carries (vocabulary layout, tokenizer digest)."""
     return json.loads((Path(folder) / "harness_arch.json").read_text())
+
+
+# --- the folder an LLM backend serves: generated (dummy weights) or a local folder with real weights -------
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    path: Path
+    hf_config: Mapping[str, Any]
+    regular_ids: tuple[int, int]  # prompt token ids are drawn from this range (no special tokens)
+    bos_token_id: int | None
+    dummy: bool  # True: no weights in the folder (vLLM --load-format dummy, transformers random init)
+    weights: str  # what the run records
+    digest: str
+    tokenizer_sha256: str | None
+
+
+def _largest_gap(specials: list[int], vocab: int) -> tuple[int, int]:
+    """The longest run of ids in [0, vocab) that holds no special token."""
+    bounds = [-1, *sorted(i for i in set(specials) if 0 <= i < vocab), vocab]
+    lo, hi = max(zip(bounds, bounds[1:]), key=lambda ab: ab[1] - ab[0])
+    return lo + 1, hi - 1
+
+
+def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
+    """The model folder for architecture ``name``; with ``weights`` (a local Hugging Face model folder, e.g. a
+    downloaded checkpoint), that folder with its own config, tokenizer and real weights instead."""
+    if weights is None:
+        path = materialize_llm(name)
+        stamp = folder_info(path)
+        cfg = get(name).hf_config()
+        return ModelFolder(path, MappingProxyType(cfg), tuple(stamp["regular_token_ids"]), cfg.get("bos_token_id"),
+                           True, "dummy (random; no weights are loaded)", stamp["digest"], stamp["tokenizer_sha256"])
+    path = Path(weights).expanduser()
+    if not (path / "config.json").is_file():
+        raise ConfigError(f"weights folder {path} has no config.json (a local Hugging Face model folder is needed)")
+    from transformers import AutoTokenizer
+
+    cfg = json.loads((path / "config.json").read_text())
+    tok = AutoTokenizer.from_pretrained(str(path))
+    vocab = min(int(cfg.get("vocab_size") or len(tok)), len(tok))
+    tok_file = path / "tokenizer.json"
+    return ModelFolder(
+        path, MappingProxyType(cfg), _largest_gap(list(tok.all_special_ids), vocab), tok.bos_token_id, False,
+        f"real weights from {path}", hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12],
+        hashlib.sha256(tok_file.read_bytes()).hexdigest() if tok_file.is_file() else None,
+    )

@@ -19,7 +19,8 @@ A CUDA out-of-memory error fails the run with cause ``oom``.
 
 Options: ``max_prompt_tokens``, ``output_length_scale`` (as for vLLM),
 ``device`` (``auto`` | ``cpu`` | ``cuda``), ``attn_implementation``
-(default ``sdpa``), ``greedy`` (default true: argmax; false samples).
+(default ``sdpa``), ``greedy`` (default true: argmax; false samples), ``weights`` (a local Hugging
+Face model folder with real weights, loaded instead of random ones; prompts stay synthetic token ids).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import inspect
 import time
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import ConfigError, HarnessError
 from harness.workloads.base import WorkloadError, WorkloadResult
 
 OPTIONS = {
@@ -37,6 +38,7 @@ OPTIONS = {
     "device": "auto",
     "attn_implementation": "sdpa",
     "greedy": True,
+    "weights": None,
 }
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
@@ -101,8 +103,11 @@ class TransformersBackend:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = run_dir / "server.log"
 
-        folder = archs.materialize_llm(cfg.model)
-        stamp = archs.folder_info(folder)
+        try:
+            model_folder = archs.llm_folder(cfg.model, self.options["weights"])
+        except ConfigError as exc:
+            raise WorkloadError(str(exc), cause="bad-config") from None
+        folder = model_folder.path
         try:
             self.plan = lengths.plan_for(cfg)
         except HarnessError as exc:
@@ -110,15 +115,19 @@ class TransformersBackend:
         hf = AutoConfig.from_pretrained(folder)
         self.pad_id = hf.eos_token_id if isinstance(hf.eos_token_id, int) else 0
         self.prompts = lengths.prompt_token_ids(
-            self.plan.prompt_tokens, tuple(stamp["regular_token_ids"]), hf.bos_token_id, int(cfg.seed or 0))
+            self.plan.prompt_tokens, model_folder.regular_ids, model_folder.bos_token_id, int(cfg.seed or 0))
         dtype = getattr(torch, DTYPES[cfg.precision])
         torch.manual_seed(int(cfg.seed or 0))
         t0 = time.time()
-        self._log(f"building {cfg.model} ({hf.architectures}) with random weights on {self.device} in {cfg.precision}")
+        self._log(f"building {cfg.model} ({hf.architectures}) on {self.device} in {cfg.precision}: {model_folder.weights}")
+        attn = self.options["attn_implementation"]
         try:
-            with self.device:
-                model = AutoModelForCausalLM.from_config(hf, dtype=dtype,
-                                                         attn_implementation=self.options["attn_implementation"])
+            if model_folder.dummy:
+                with self.device:
+                    model = AutoModelForCausalLM.from_config(hf, dtype=dtype, attn_implementation=attn)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation=attn)
+                model = model.to(self.device)
         except torch.OutOfMemoryError as exc:
             raise WorkloadError(f"out of memory while building {cfg.model}: {exc}", log_tail=self.log_tail(),
                                 cause="oom") from None
@@ -137,9 +146,9 @@ class TransformersBackend:
             "dtype": cfg.precision,
             "parameters": int(params),
             "architecture": cfg.model,
-            "architecture_digest": stamp["digest"],
-            "tokenizer_sha256": stamp["tokenizer_sha256"],
-            "weights": "random (built from config.json)",
+            "architecture_digest": model_folder.digest,
+            "tokenizer_sha256": model_folder.tokenizer_sha256,
+            "weights": "random (built from config.json)" if model_folder.dummy else model_folder.weights,
             "build_s": round(time.time() - t0, 3),
             "lengths": self.plan.as_info(),
         }

@@ -35,6 +35,8 @@ Options (``options:`` in the config; all optional):
 ``port``                   a fixed port (default: a free one); a busy port is refused
 ``extra_args``             further command-line arguments (list of strings)
 ``trust_remote_code``      off unless set to true
+``weights``                a local Hugging Face model folder with real weights (its config and
+                           tokenizer replace the generated ones; prompts stay synthetic token ids)
 =========================  ==========================================================================
 """
 
@@ -68,6 +70,7 @@ OPTIONS = {
     "port": None,
     "extra_args": [],
     "trust_remote_code": False,
+    "weights": None,
 }
 CPU_DEFAULT_KV_CACHE_GIB = 1
 STOP_GRACE_S = 10.0
@@ -227,15 +230,17 @@ class VLLMBackend:
         on_cpu = is_cpu_build()
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
-        folder = archs.materialize_llm(cfg.model)
-        stamp = archs.folder_info(folder)
-        hf = archs.get(cfg.model).hf_config()
+        try:
+            model = archs.llm_folder(cfg.model, opts["weights"])
+        except ConfigError as exc:
+            raise WorkloadError(str(exc), cause="bad-config") from None
+        folder, hf = model.path, dict(model.hf_config)
         try:
             self.plan = lengths.plan_for(cfg)
         except HarnessError as exc:  # bad length options, or reference lengths unavailable
             raise WorkloadError(str(exc), cause="bad-config") from None
         self.prompts = lengths.prompt_token_ids(
-            self.plan.prompt_tokens, tuple(stamp["regular_token_ids"]), hf.get("bos_token_id"), int(cfg.seed or 0)
+            self.plan.prompt_tokens, model.regular_ids, model.bos_token_id, int(cfg.seed or 0)
         )
         longest = max(p + o for p, o in zip(self.plan.prompt_tokens, self.plan.output_tokens))
         max_model_len = int(opts["max_model_len"] or -(-(longest + 1) // 256) * 256)
@@ -272,7 +277,7 @@ class VLLMBackend:
             "--served-model-name", self.served_name,
             "--host", "127.0.0.1",
             "--port", str(port),
-            "--load-format", "dummy",
+            "--load-format", "dummy" if model.dummy else "auto",
             "--seed", str(int(cfg.seed or 0)),
             "--max-model-len", str(max_model_len),
             "--max-num-seqs", str(int(cfg.max_num_seqs)),
@@ -311,9 +316,9 @@ class VLLMBackend:
             "port": port,
             "model_folder": str(folder),
             "architecture": cfg.model,
-            "architecture_digest": stamp["digest"],
-            "tokenizer_sha256": stamp["tokenizer_sha256"],
-            "weights": "dummy (random, --load-format dummy)",
+            "architecture_digest": model.digest,
+            "tokenizer_sha256": model.tokenizer_sha256,
+            "weights": model.weights,
             "max_model_len": max_model_len,
             "lengths": self.plan.as_info(),
         }
