@@ -74,6 +74,7 @@ OPTIONS = {
 }
 CPU_DEFAULT_KV_CACHE_GIB = 1
 STOP_GRACE_S = 10.0
+DEATH_GRACE_S = 10.0  # how long a server whose streams all failed may take to exit before we call it alive
 LOG_TAIL_LINES = 40
 OOM_PATTERNS = re.compile(
     r"out of memory|OutOfMemoryError|No available memory for the cache blocks|"
@@ -381,10 +382,13 @@ class VLLMBackend:
         if tracker.state == "open":  # the load ended before the batch drained (failures): close the window
             close_steady()
         windows["run"] = meter.end("run")
-        if any(not r.success for r in records):
-            # a killed server's sockets close before the process is reaped: give it a moment to show as dead
+        failures = sum(not r.success for r in records)
+        if failures:
+            # a killed server's sockets close before the process is reaped, and a crashing engine's API server
+            # may drop every stream a few seconds before it exits: wait for it to show as dead (longest when
+            # every request failed, which points at the server rather than at single requests)
             try:
-                self.proc.wait(timeout=3)
+                self.proc.wait(timeout=DEATH_GRACE_S if failures == n else 3)
             except subprocess.TimeoutExpired:
                 pass
         dead = self._dead_reason()
