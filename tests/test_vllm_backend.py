@@ -91,6 +91,12 @@ def test_busy_port_and_unknown_options_are_refused_before_any_server_starts(tmp_
     with pytest.raises(WorkloadError, match="unknown vllm option") as err:
         vllm_backend.VLLMBackend().start(_cfg(options={"max_num_seq": 3}), tmp_path)
     assert err.value.cause == "bad-option"
+    from harness.errors import ConfigError
+
+    for extra in (["--host", "0.0.0.0"], ["--port=80"], ["--trust-remote-code"], "--enforce-eager"):
+        with pytest.raises(ConfigError) as err:  # also a WorkloadError: the runner records cause bad-option
+            vllm_backend.VLLMBackend().start(_cfg(options={"extra_args": extra}), tmp_path)
+        assert isinstance(err.value, WorkloadError) and err.value.cause == "bad-option"
 
 
 # --- load generator against a fake OpenAI-compatible server ----------------------------------------

@@ -88,7 +88,19 @@ PRECISION_ARGS = {
     "fp8": ["--dtype", "bfloat16", "--quantization", "fp8"],
 }
 
+# Flags the harness sets itself; extra_args may not override them (loopback only, this run's own name,
+# remote code only through the explicit trust_remote_code option).
+PROTECTED_ARGS = ("--host", "--port", "--uds", "--model", "--served-model-name", "--load-format",
+                  "--trust-remote-code", "--api-key", "--allowed-origins")
+
 _LIVE_GROUPS: set[int] = set()
+
+
+class BadOption(WorkloadError, ConfigError):
+    """An option the backend refuses: fails the run (cause ``bad-option``) and reads as a config error."""
+
+    def __init__(self, message: str):
+        WorkloadError.__init__(self, message, cause="bad-option")
 
 
 def _kill_live_groups() -> None:  # last resort at interpreter exit: no orphan servers
@@ -221,7 +233,14 @@ class VLLMBackend:
         given = dict(cfg.options or {})
         unknown = sorted(set(given) - set(OPTIONS))
         if unknown:
-            raise WorkloadError(f"unknown vllm option(s) {unknown} (known: {sorted(OPTIONS)})", cause="bad-option")
+            raise BadOption(f"unknown vllm option(s) {unknown} (known: {sorted(OPTIONS)})")
+        extra = given.get("extra_args") or []
+        if not isinstance(extra, list) or not all(isinstance(a, (str, int, float)) for a in extra):
+            raise BadOption(f"options.extra_args must be a list of strings, got {extra!r}")
+        taken = sorted({str(a).split("=", 1)[0] for a in extra} & set(PROTECTED_ARGS))
+        if taken:
+            raise BadOption(f"options.extra_args may not set {', '.join(taken)} (the harness sets them: the server "
+                            f"stays on 127.0.0.1 under this run's own name)")
         return OPTIONS | given
 
     def start(self, cfg, run_dir: Path) -> None:
