@@ -71,7 +71,8 @@ def own_runs(results_dir: str | Path) -> pd.DataFrame:
     frame["length_source_model"] = [_length_source(d) for d in frame["run_dir"]]
     frame["is_llm"] = frame["task"].isin(LLM_TASKS)
     frame["nickname"] = frame["model_id"].astype(str) + " (own)"
-    frame["series"] = frame["nickname"] + ", " + frame["task"].astype(str) + ", " + frame["gpu"].astype(str)
+    frame["series"] = (frame["model_id"].astype(str) + " (own, " + frame["backend"].astype(str) + "), "
+                       + frame["task"].astype(str) + ", " + frame["gpu"].astype(str))
     return frame
 
 
