@@ -157,3 +157,25 @@ def test_real_weights_from_a_local_folder_replace_the_random_ones(served, tmp_pa
     with pytest.raises(WorkloadError, match="has no config.json") as err:
         TransformersBackend().start(_cfg(options={"weights": str(tmp_path)}), tmp_path / "run2")
     assert err.value.cause == "bad-config"
+
+
+def test_adaptive_stopping_ends_the_static_batches_early(served, tmp_path):
+    """With stop: adaptive the load ends at the latest when the steady window closes: no drain tail."""
+    from harness import adaptive
+    from harness.workloads.transformers_backend import TransformersBackend
+
+    cfg = configuration_from_dict(_cfg(num_requests=9).as_dict() | dict(
+        stop="adaptive", adaptive_rel_halfwidth=0.5, adaptive_min_window_s=0.05, adaptive_batches=2))
+    backend = TransformersBackend()
+    backend.start(cfg, tmp_path)
+    try:
+        result = backend.run(cfg, FakeMeter())
+    finally:
+        backend.stop()
+    stop = result.info["stop"]
+    assert stop["method"] == "adaptive" and stop["stopped_by"] in ("adaptive", "window-closed")
+    cut = [r for r in result.requests if adaptive.is_stopped(r)]
+    assert cut and result.info["stopped_requests"] == len(cut)
+    assert all(r.finish_time_s is None and r.output_tokens < r.target_output_tokens for r in cut)
+    done = [r for r in result.requests if r.success]
+    assert done and all(r.finish_time_s <= stop["stop_time_s"] for r in done)

@@ -199,6 +199,36 @@ def test_loadgen_abort_fails_the_open_requests():
     assert all(0 < r.output_tokens < 200 for r in records)
 
 
+def test_loadgen_stops_early_when_the_adaptive_stopper_says_so():
+    from types import SimpleNamespace
+
+    from harness import adaptive
+    from harness.workloads.base import WindowMeasurement
+
+    class Meter:
+        def __init__(self):
+            self.open = {}
+
+        def begin(self, name):
+            self.open[name] = time.time()
+
+        def end(self, name, sync=True):
+            return WindowMeasurement(name, self.open.pop(name), time.time(), {}, {}, {}, "none: test")
+
+    meter = Meter()
+    tracker = SteadyTracker(2, 6, on_open=lambda: meter.begin("steady"), on_close=lambda: meter.end("steady"))
+    rule = SimpleNamespace(stop="adaptive", adaptive_rel_halfwidth=0.5, adaptive_min_window_s=0.2,
+                           adaptive_batches=2, max_num_seqs=2)
+    stopper = adaptive.for_run(rule, meter, tracker)
+    with FakeServer(step_s=0.004) as url:
+        records, aborted = loadgen.run_load(loadgen.LoadSpec(url, "m", [[0]] * 6, [5, 5, 400, 400, 400, 400]),
+                                            tracker, stopper=stopper)
+    assert aborted is None and stopper.stopped
+    cut = adaptive.mark_stopped(records, stopper.stop_time_s)
+    assert 0 < cut < 6 and sum(r.output_tokens for r in records) < 1610
+    assert all(adaptive.is_stopped(r) for r in records if not r.success)
+
+
 # --- a real vLLM CPU server -------------------------------------------------------------------------
 
 

@@ -9,7 +9,8 @@ times, and the server's own token counts from the final usage chunk.
 
 Events feed a steady-state tracker (:class:`harness.steady.SteadyTracker`)
 online, with strictly increasing timestamps so that replaying the records
-afterwards gives the same window. A ``should_abort`` callable (checked every
+afterwards gives the same window; an adaptive stopper (:mod:`harness.adaptive`) may end the load
+early. A ``should_abort`` callable (checked every
 0.25 s) stops the load early, e.g. when the server process has died; the
 requests still open are then recorded as failed with that reason.
 """
@@ -46,7 +47,7 @@ class _Clock:
         return self.last
 
 
-async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: _Clock) -> None:
+async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: _Clock, stopper=None) -> None:
     import aiohttp
 
     n = spec.output_tokens[rid]
@@ -91,6 +92,8 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
                     count = len(ids) if ids is not None else 1
                     if count:
                         t = clock()
+                        if stopper is not None:
+                            stopper.tokens(count)
                         if rec.first_token_time_s is None:
                             rec.first_token_time_s = t
                             tracker.first_token(t)
@@ -118,7 +121,8 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
         tracker.finished(rec.finish_time_s)
 
 
-async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None) -> tuple[list[RequestRecord], str | None]:
+async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None,
+                 stopper=None) -> tuple[list[RequestRecord], str | None]:
     import aiohttp
 
     clock = _Clock()
@@ -135,10 +139,15 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
         tasks = []
         for i in range(n):
             records[i].submit_time_s = clock()
-            tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock)))
+            tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper)))
         pending = set(tasks)
         while pending:
             done, pending = await asyncio.wait(pending, timeout=0.25)
+            if pending and stopper is not None and stopper.poll():  # adaptive stopping: the estimate is stable
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
             if pending and should_abort is not None:
                 abort_reason = should_abort()
                 if abort_reason:
@@ -152,11 +161,17 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
     return records, abort_reason
 
 
-def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None = None) -> tuple[list[RequestRecord], str | None]:
-    """Drive the whole load; returns the records and the abort reason (``None`` when it ran to the end)."""
+def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None = None,
+             stopper=None) -> tuple[list[RequestRecord], str | None]:
+    """Drive the whole load; returns the records and the abort reason (``None`` when it ran to the end).
+
+    ``stopper`` (:class:`harness.adaptive.AdaptiveStopper`) hears every token and is polled every 0.25 s;
+    when it says stop, the open requests are cancelled (the caller marks them with
+    :func:`harness.adaptive.mark_stopped`).
+    """
     if len(spec.prompts) != len(spec.output_tokens):
         raise ValueError("one output length per prompt")
-    return asyncio.run(_drive(spec, tracker, should_abort))
+    return asyncio.run(_drive(spec, tracker, should_abort, stopper))
 
 
 def wait_healthy(base_url: str, timeout_s: float, alive: Callable[[], str | None], interval_s: float = 0.5) -> float:

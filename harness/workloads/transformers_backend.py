@@ -15,7 +15,8 @@ check on batch saturation reports it.
 Each step ends with a device synchronisation, then every running request gets
 that step's token time. The meter's ``"steady"`` window is opened and closed
 online by :class:`harness.steady.SteadyTracker`; ``"run"`` covers the load.
-A CUDA out-of-memory error fails the run with cause ``oom``.
+A CUDA out-of-memory error fails the run with cause ``oom``. With ``stop: adaptive`` the load ends
+when :class:`harness.adaptive.AdaptiveStopper` says so (polled after every step).
 
 Options: ``max_prompt_tokens``, ``output_length_scale`` (as for vLLM),
 ``device`` (``auto`` | ``cpu`` | ``cuda``), ``attn_implementation``
@@ -170,7 +171,8 @@ class TransformersBackend:
         probs = self.torch.softmax(last.float(), dim=-1)
         return self.torch.multinomial(probs, 1).squeeze(-1)
 
-    def _serve_batch(self, rows: list[int], records, tracker, clock) -> None:
+    def _serve_batch(self, rows: list[int], records, tracker, clock, stopper) -> bool:
+        """Serve one static batch; True when the adaptive stopper ended the load during it."""
         torch = self.torch
         from transformers import DynamicCache
 
@@ -195,6 +197,7 @@ class TransformersBackend:
         produced = [0] * len(rows)
 
         def emit(t: float) -> None:
+            stopper.tokens(len(active))
             for j in active:
                 rec = records[rows[j]]
                 produced[j] += 1
@@ -209,9 +212,11 @@ class TransformersBackend:
 
         emit(clock())
         while True:
+            if stopper.poll():
+                return True
             keep = [k for k, j in enumerate(active) if produced[j] < targets[j]]
             if not keep:
-                break
+                return False
             if len(keep) < len(active):
                 index = torch.tensor(keep, device=self.device)
                 cache.batch_select_indices(index)
@@ -227,6 +232,7 @@ class TransformersBackend:
             emit(clock())
 
     def run(self, cfg, meter) -> WorkloadResult:
+        from harness import adaptive
         from harness.steady import SteadyTracker
         from harness.workloads.base import RequestRecord
 
@@ -243,6 +249,7 @@ class TransformersBackend:
             windows["steady"] = meter.end("steady")
 
         tracker = SteadyTracker(m, n, on_open=open_steady, on_close=close_steady)
+        stopper = adaptive.for_run(cfg, meter, tracker)
         clock = _Clock()
         submit = clock()
         records = [RequestRecord(request_id=i, prompt_tokens=len(self.prompts[i]),
@@ -255,7 +262,8 @@ class TransformersBackend:
                 for start in range(0, n, m):
                     rows = list(range(start, min(n, start + m)))
                     self._log(f"batch of {len(rows)} requests (ids {rows[0]}..{rows[-1]})")
-                    self._serve_batch(rows, records, tracker, clock)
+                    if self._serve_batch(rows, records, tracker, clock, stopper):
+                        break
         except torch.OutOfMemoryError as exc:
             self._log(f"out of memory: {exc}")
             if self.device.type == "cuda":
@@ -265,8 +273,10 @@ class TransformersBackend:
         if tracker.state == "open":
             close_steady()
         windows["run"] = meter.end("run")
-        self._log(f"served {n} requests, {sum(r.output_tokens for r in records)} tokens")
-        info = dict(self.info, steady_tracker_state=tracker.state)
+        stopped = adaptive.mark_stopped(records, stopper.stop_time_s) if stopper.stopped else 0
+        self._log(f"served {n - stopped} requests, {sum(r.output_tokens for r in records)} tokens"
+                  + (f"; stopped early ({stopper.stopped_by}): {stopped} requests cut short" if stopped else ""))
+        info = dict(self.info, steady_tracker_state=tracker.state, stopped_requests=stopped, stop=stopper.summary())
         return WorkloadResult(requests=records, windows=windows, server_log=self.log_path, info=info)
 
     def stop(self) -> None:

@@ -377,6 +377,7 @@ class VLLMBackend:
         return how
 
     def run(self, cfg, meter) -> WorkloadResult:
+        from harness import adaptive
         from harness.steady import SteadyTracker
         from harness.workloads import loadgen
 
@@ -392,22 +393,24 @@ class VLLMBackend:
             windows["steady"] = meter.end("steady")
 
         tracker = SteadyTracker(int(cfg.max_num_seqs), n, on_open=open_steady, on_close=close_steady)
+        stopper = adaptive.for_run(cfg, meter, tracker)
         spec = loadgen.LoadSpec(
             base_url=self.base_url, model=self.served_name, prompts=self.prompts,
             output_tokens=list(self.plan.output_tokens), read_timeout_s=float(self.options["read_timeout_s"]),
         )
         meter.begin("run")
-        records, aborted = loadgen.run_load(spec, tracker, should_abort=self._dead_reason)
+        records, aborted = loadgen.run_load(spec, tracker, should_abort=self._dead_reason, stopper=stopper)
         if tracker.state == "open":  # the load ended before the batch drained (failures): close the window
             close_steady()
         windows["run"] = meter.end("run")
-        failures = sum(not r.success for r in records)
+        stopped = adaptive.mark_stopped(records, stopper.stop_time_s) if stopper.stopped else 0
+        failures = sum(not r.success and not adaptive.is_stopped(r) for r in records)
         if failures:
             # a killed server's sockets close before the process is reaped, and a crashing engine's API server
             # may drop every stream a few seconds before it exits: wait for it to show as dead (longest when
             # every request failed, which points at the server rather than at single requests)
             try:
-                self.proc.wait(timeout=DEATH_GRACE_S if failures == n else 3)
+                self.proc.wait(timeout=DEATH_GRACE_S if failures == n - stopped else 3)
             except subprocess.TimeoutExpired:
                 pass
         dead = self._dead_reason()
@@ -418,13 +421,15 @@ class VLLMBackend:
                 f"vLLM server {aborted or dead} during the run ({done} of {n} requests completed)",
                 log_tail=log, cause=cause,
             )
-        failed = [r for r in records if not r.success]
+        failed = [r for r in records if not r.success and not adaptive.is_stopped(r)]
         if failed and len(failed) == n:
             raise WorkloadError(f"all {n} requests failed; first error: {failed[0].error}",
                                 log_tail=tail(self.log_path), cause="requests-failed")
         info = dict(self.info)
         info["steady_tracker_state"] = tracker.state
         info["failed_requests"] = len(failed)
+        info["stopped_requests"] = stopped
+        info["stop"] = stopper.summary()
         if failed:
             info["first_request_error"] = failed[0].error
         return WorkloadResult(requests=records, windows=windows, server_log=self.log_path, info=info)
