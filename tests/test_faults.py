@@ -194,7 +194,7 @@ def test_server_out_of_memory_never_healthy_and_killed_mid_run(tmp_path, no_nvml
     assert unhealthy["status"] == "failed" and unhealthy["cause"] == "unhealthy"
     assert "never became healthy" in unhealthy["message"] and "fake vllm: listening on 127.0.0.1" in unhealthy["log_tail"]
     # "server-died"; "requests-failed" when the client saw every stream drop before the process was
-    # gone (a race in the backend, pinned by the xfail test below)
+    # gone (the backend waits up to 10 s for the process; the test below pins that)
     assert died["status"] == "failed" and died["cause"] in ("server-died", "requests-failed")
     assert "killed by signal 9 during the run" in died["message"] or "all 6 requests failed" in died["message"]
     assert "simulated crash after 5 tokens" in died["log_tail"]
@@ -209,9 +209,6 @@ def test_server_out_of_memory_never_healthy_and_killed_mid_run(tmp_path, no_nvml
     assert not any(fake_vllm.alive(s["pid"]) for s in started)
 
 
-@pytest.mark.xfail(strict=False, reason="vllm_backend.run classifies right after the load: when every stream "
-                                        "dropped before the server process exited, the run is 'requests-failed', "
-                                        "not 'server-died' (the backend should wait briefly for the process)")
 def test_a_server_that_drops_its_streams_then_dies_is_recorded_as_died(tmp_path, no_nvml, vllm_env, monkeypatch):
     fake_vllm.use(monkeypatch, tmp_path, {"die_mid_run_seeds": [12], "die_after_tokens": 3, "die_delay_s": 3.0})
     cfg = _study(tmp_path, _vllm_block(12, [2]), name="v")

@@ -84,9 +84,6 @@ def test_the_vllm_server_listens_on_loopback_only(tmp_path, vllm_env, monkeypatc
     assert all(url.startswith(f"http://127.0.0.1:{info['port']}") for url in info["urls"])
 
 
-@pytest.mark.xfail(strict=False, reason="vllm_backend.py appends options.extra_args after --host 127.0.0.1, so a "
-                                        "config can rebind the server to every interface; the backend (not owned "
-                                        "here) should refuse --host/--port in extra_args")
 def test_extra_args_cannot_move_the_server_off_loopback(tmp_path, vllm_env, monkeypatch):
     try:
         _, bound, sockets = _started(tmp_path, monkeypatch, extra_args=["--host", "0.0.0.0"])
