@@ -421,6 +421,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     from harness.telemetry import measure_idle_power
 
     env = envinfo.capture()
+    print(energy_notice(env), file=out, flush=True)
     idle_power: dict[int, float] = {}
     with _handle_signals():
         try:
@@ -473,6 +474,16 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
             raise
     print(", ".join(f"{n} {k}" for k, n in counts.items()), file=out, flush=True)
     return counts
+
+
+def energy_notice(env: dict) -> str:
+    """One plain line, printed before a sweep, on what this host can and cannot measure."""
+    if env.get("gpu_count", 0) > 0:
+        return (f"energy: GPU energy from NVML's counter through Zeus on {env['gpu_count']} x "
+                f"{env.get('gpu_model') or 'GPU'}; idle power is recorded before the sweep")
+    return (f"energy: this host has no GPU energy counter ({env.get('nvml', 'NVML unavailable')}): time and latent "
+            f"metrics (batch reached, throughput, latencies, KV-cache use) are measured, energy is not "
+            f"(recorded as null with its reason, never as 0 J)")
 
 
 def _cmd_measure(args) -> int:

@@ -112,3 +112,16 @@ def test_a_failed_array_task_exits_non_zero_but_a_sweep_does_not(tmp_path, capsy
     # the whole sweep has an outcome for every configuration: exit 0
     assert main(["measure", str(config), "--results", str(results), "--force", "--no-progress"]) == 0
     assert "1 failed" in capsys.readouterr().out
+
+
+def test_a_sweep_says_plainly_when_the_host_has_no_energy_counter(tmp_path, capsys, no_nvml):
+    assert main(["measure", "configs/trivial-cpu.yaml", "--results", str(tmp_path), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "this host has no GPU energy counter" in out and "energy is not" in out
+
+
+def test_the_energy_notice_names_the_gpus_where_there_are_some():
+    from harness.runner import energy_notice
+
+    line = energy_notice({"gpu_count": 2, "gpu_model": "H100", "nvml": "ok"})
+    assert "2 x H100" in line and "no GPU energy counter" not in line
