@@ -121,13 +121,16 @@ def test_other_failures_do_not_skip_larger_batches(tmp_path, no_nvml):
     assert counts == {"ok": 1, "failed": 2}
 
 
-def test_an_unstable_batch_skips_larger_ones(tmp_path, no_nvml):
+def test_an_unstable_batch_without_an_energy_counter_does_not_skip_larger_ones(tmp_path, no_nvml):
+    # The skip-after-unstable rule is about energy measurements (a GPU host: see the test with a fake GPU
+    # below); on a CPU host the unstable run is flagged and the larger batches are still measured.
     cfg = _config(tmp_path, num_requests=4, grid={"max_num_seqs": [2, 8, 16]})
     counts, _ = _measure(cfg, tmp_path / "results")
     by_batch = {r["config"]["max_num_seqs"]: r for r in _records(tmp_path / "results").values()}
     assert by_batch[2]["is_stable"]
     assert by_batch[8]["status"] == "ok" and by_batch[8]["failed_checks"] == ["no-steady-state"]
-    assert by_batch[16]["status"] == "skipped" and by_batch[16]["cause"].startswith("max_num_seqs=8 was unstable")
+    assert by_batch[16]["status"] == "ok" and not by_batch[16]["is_stable"]
+    assert counts == {"ok": 3}
 
 
 class _Broken:

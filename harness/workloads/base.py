@@ -109,3 +109,30 @@ class Backend(Protocol):
     def run(self, cfg: Any, meter: Meter) -> WorkloadResult: ...
 
     def stop(self) -> None: ...
+
+
+class LoggingBackend:
+    """Shared plumbing of the in-process backends: a run log (``server.log``) and option checking."""
+
+    name = "backend"
+    log_path: Path | None = None
+
+    def _log(self, line: str) -> None:
+        if self.log_path is not None:
+            import time
+
+            with open(self.log_path, "a") as fh:
+                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
+    def log_tail(self, lines: int = 40) -> str:
+        if self.log_path is None or not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+
+    def _merge_options(self, given, defaults: dict) -> dict:
+        """The backend's defaults updated with a config's options; an unknown name is a ``bad-option`` failure."""
+        given = dict(given or {})
+        unknown = sorted(set(given) - set(defaults))
+        if unknown:
+            raise WorkloadError(f"unknown {self.name} option(s) {unknown} (known: {sorted(defaults)})", cause="bad-option")
+        return defaults | given

@@ -26,7 +26,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from harness.workloads.base import IterationRecord, WorkloadError, WorkloadResult
+from harness.workloads.base import IterationRecord, LoggingBackend, WorkloadError, WorkloadResult
 
 OPTIONS = {"device": "auto", "guidance_scale": None, "warmup_steps": 1, "cpu_dtype": "float32"}
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
@@ -110,7 +110,7 @@ def synthetic_prompts(count: int, seed: int) -> list[str]:
     return [" ".join(lines[2 * i: 2 * i + 2]) for i in range(count)]
 
 
-class DiffusersBackend:
+class DiffusersBackend(LoggingBackend):
     name = "diffusers"
     metrics_url = None
 
@@ -121,26 +121,12 @@ class DiffusersBackend:
         self.log_path: Path | None = None
         self.info: dict = {}
 
-    def _log(self, line: str) -> None:
-        if self.log_path is not None:
-            with open(self.log_path, "a") as fh:
-                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-
-    def log_tail(self, lines: int = 40) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-
     def start(self, cfg, run_dir: Path) -> None:
         import torch
 
         from harness.workloads import archs
 
-        given = dict(cfg.options or {})
-        unknown = sorted(set(given) - set(OPTIONS))
-        if unknown:
-            raise WorkloadError(f"unknown diffusers option(s) {unknown} (known: {sorted(OPTIONS)})", cause="bad-option")
-        self.options = OPTIONS | given
+        self.options = self._merge_options(cfg.options, OPTIONS)
         arch = archs.get(cfg.model)
         if arch.task != cfg.task:
             raise WorkloadError(f"architecture {cfg.model} is a {arch.task} pipeline, not {cfg.task}", cause="bad-config")

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
-from harness.workloads.base import WorkloadError, WorkloadResult
+from harness.workloads.base import LoggingBackend, WorkloadError, WorkloadResult
 
 OPTIONS = {
     "max_prompt_tokens": None,
@@ -53,7 +53,7 @@ class _Clock:
         return self.last
 
 
-class TransformersBackend:
+class TransformersBackend(LoggingBackend):
     name = "transformers"
     metrics_url = None
 
@@ -67,27 +67,13 @@ class TransformersBackend:
         self.prompts: list[list[int]] = []
         self.pad_id = 0
 
-    def _log(self, line: str) -> None:
-        if self.log_path is not None:
-            with open(self.log_path, "a") as fh:
-                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-
-    def log_tail(self, lines: int = 40) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
-
     def start(self, cfg, run_dir: Path) -> None:
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
         from harness.workloads import archs, lengths
 
-        given = dict(cfg.options or {})
-        unknown = sorted(set(given) - set(OPTIONS))
-        if unknown:
-            raise WorkloadError(f"unknown transformers option(s) {unknown} (known: {sorted(OPTIONS)})", cause="bad-option")
-        self.options = OPTIONS | given
+        self.options = self._merge_options(cfg.options, OPTIONS)
         if cfg.precision not in DTYPES:
             raise WorkloadError(f"the transformers backend runs {', '.join(DTYPES)}, not {cfg.precision}",
                                 cause="unsupported")

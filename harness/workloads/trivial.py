@@ -29,13 +29,13 @@ from pathlib import Path
 
 from harness import adaptive
 from harness.steady import SteadyTracker
-from harness.workloads.base import RequestRecord, WorkloadError, WorkloadResult
+from harness.workloads.base import LoggingBackend, RequestRecord, WorkloadError, WorkloadResult
 
 OPTIONS = {"step_s": 0.002, "min_output_tokens": 4, "max_output_tokens": 32, "work_rounds": 20,
            "fail_cause": None, "fail_from_max_num_seqs": 1, "fail_after_requests": 0}
 
 
-class TrivialBackend:
+class TrivialBackend(LoggingBackend):
     name = "trivial"
     metrics_url = None
 
@@ -43,16 +43,8 @@ class TrivialBackend:
         self.log_path: Path | None = None
         self.options: dict = {}
 
-    def _log(self, line: str) -> None:
-        if self.log_path is not None:
-            with open(self.log_path, "a") as fh:
-                fh.write(f"{time.strftime('%H:%M:%S')} {line}\n")
-
     def start(self, cfg, run_dir: Path) -> None:
-        unknown = sorted(set(cfg.options) - set(OPTIONS))
-        if unknown:
-            raise WorkloadError(f"unknown trivial option(s) {unknown} (known: {sorted(OPTIONS)})", cause="bad-option")
-        self.options = OPTIONS | dict(cfg.options)
+        self.options = self._merge_options(cfg.options, OPTIONS)
         if cfg.max_output_tokens is not None and "max_output_tokens" not in cfg.options:
             self.options["max_output_tokens"] = cfg.max_output_tokens
         self.log_path = Path(run_dir) / "server.log"
@@ -125,9 +117,7 @@ class TrivialBackend:
                                     "steady_bounds_online": tracker.bounds, "stop": stopper.summary()})
 
     def log_tail(self, lines: int = 20) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
+        return super().log_tail(lines)
 
     def stop(self) -> None:
         self._log("trivial server stopped")
