@@ -30,7 +30,7 @@ def _asset_name(asset) -> str:
 
 
 def _drop_thebe(assets: list) -> None:
-    """Remove sphinx-thebe's assets (Jupyter Book loads it even with thebe off; it points at unpkg.com
+    """Remove sphinx-thebe's assets (Jupyter Book loads it even with thebe off; it points at a public CDN
     and its inline ``const`` config is emitted twice per page, a SyntaxError in the console)."""
     keep, seen = [], set()
     for asset in assets:

@@ -136,3 +136,22 @@ class LoggingBackend:
         if unknown:
             raise WorkloadError(f"unknown {self.name} option(s) {unknown} (known: {sorted(defaults)})", cause="bad-option")
         return defaults | given
+
+    def _release_device(self) -> None:
+        """Drop the model and return its memory (CUDA cache too) before the next run starts."""
+        torch, device = getattr(self, "torch", None), getattr(self, "device", None)
+        if torch is not None and device is not None and device.type == "cuda":
+            torch.cuda.empty_cache()
+        import gc
+
+        gc.collect()
+
+
+def package_version(dist: str) -> str | None:
+    """Installed version of a distribution, or None."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None

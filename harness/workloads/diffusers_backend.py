@@ -26,7 +26,7 @@ import contextlib
 import time
 from pathlib import Path
 
-from harness.workloads.base import IterationRecord, LoggingBackend, WorkloadError, WorkloadResult
+from harness.workloads.base import IterationRecord, LoggingBackend, WorkloadError, WorkloadResult, package_version
 
 OPTIONS = {"device": "auto", "guidance_scale": None, "warmup_steps": 1, "cpu_dtype": "float32"}
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
@@ -163,7 +163,7 @@ class DiffusersBackend(LoggingBackend):
         self.info = {
             "engine": "diffusers",
             "pipeline": arch.spec["pipeline"],
-            "diffusers_version": _version("diffusers"),
+            "diffusers_version": package_version("diffusers"),
             "torch_version": torch.__version__,
             "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
@@ -248,17 +248,4 @@ class DiffusersBackend(LoggingBackend):
 
     def stop(self) -> None:
         self.pipe = None
-        if self.torch is not None and self.device is not None and self.device.type == "cuda":
-            self.torch.cuda.empty_cache()
-        import gc
-
-        gc.collect()
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
+        self._release_device()

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
-from harness.workloads.base import LoggingBackend, WorkloadError, WorkloadResult
+from harness.workloads.base import LoggingBackend, WorkloadError, WorkloadResult, package_version
 
 OPTIONS = {
     "max_prompt_tokens": None,
@@ -126,7 +126,7 @@ class TransformersBackend(LoggingBackend):
         self._sync()
         self.info = {
             "engine": "transformers (static batching)",
-            "transformers_version": _version("transformers"),
+            "transformers_version": package_version("transformers"),
             "torch_version": torch.__version__,
             "device": str(self.device),
             "device_name": torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu",
@@ -267,17 +267,4 @@ class TransformersBackend(LoggingBackend):
 
     def stop(self) -> None:
         self.model = None
-        if self.torch is not None and self.device is not None and self.device.type == "cuda":
-            self.torch.cuda.empty_cache()
-        import gc
-
-        gc.collect()
-
-
-def _version(dist: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
+        self._release_device()
