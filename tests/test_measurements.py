@@ -91,3 +91,18 @@ def test_the_chapter_runs_without_own_results_and_says_so(tmp_path, reference):
                                progress_bar=False, cwd=str(REPO))
     text = json.dumps(json.loads(out.read_text())["cells"])
     assert "No own measurements were found under" in text and '"ename"' not in text
+
+
+def test_the_outcome_table_names_damaged_runs_and_their_file(tmp_path, no_nvml):
+    from harness.cli import main
+
+    results = tmp_path / "results"
+    assert main(["measure", "configs/trivial-cpu.yaml", "--results", str(results), "--no-progress"]) == 0
+    victim = sorted((results / "trivial-cpu").iterdir())[0]
+    with open(victim / "requests.parquet", "ab") as fh:
+        fh.write(b"edited by hand")
+    table = M.status_counts(M.own_runs(results))
+    damaged = table[table["status"] == "corrupt"]
+    assert damaged["runs"].tolist() == [1]
+    assert "damaged" in damaged["causes"].iloc[0] and "requests.parquet" in damaged["causes"].iloc[0]
+    assert table.loc[table["status"] == "ok", "runs"].tolist() == [2]

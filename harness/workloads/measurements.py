@@ -80,9 +80,13 @@ def status_counts(own: pd.DataFrame) -> pd.DataFrame:
     """Runs per study, task and status; failed and skipped ones with their causes."""
     if own.empty:
         return pd.DataFrame(columns=["study", "task", "status", "runs", "causes"])
+    own = own.copy()
+    if "problems" in own:  # a damaged run's cause is the file that fails its checksum
+        damaged = own["status"] == "corrupt"
+        own.loc[damaged, "cause"] = "damaged: " + own.loc[damaged, "problems"].astype(str)
     grouped = own.groupby(["study", "task", "status"], dropna=False)
     out = grouped.size().rename("runs").reset_index()
-    causes = grouped["cause"].agg(lambda s: "; ".join(sorted({str(c) for c in s.dropna()})))
+    causes = grouped["cause"].agg(lambda s: "; ".join(sorted({str(c) for c in s.dropna() if str(c)})))
     return out.merge(causes.rename("causes").reset_index(), on=["study", "task", "status"])
 
 
