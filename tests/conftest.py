@@ -172,3 +172,27 @@ def no_nvml(monkeypatch):
     yield
     monkeypatch.undo()
     reset_device_caches()
+
+
+# --- The vLLM backend against a fake server (test_faults.py, test_safety.py) -----------------------
+
+
+@pytest.fixture
+def vllm_env(tmp_path_factory, monkeypatch):
+    """Reference lengths and a model-folder cache for the vLLM backend; skips without reference data.
+    Afterwards, no fake server may still be running."""
+    import fake_vllm
+    from support import REFERENCE_DIR
+
+    from harness import reference
+    from harness.errors import ReferenceDataError
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness-cache"))
+    if REFERENCE_DIR.is_dir():
+        monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REFERENCE_DIR))
+    try:
+        reference.output_length_distribution("meta-llama/Llama-3.1-8B-Instruct", "lm-arena-chat")
+    except (ReferenceDataError, KeyError) as exc:
+        pytest.skip(f"reference output lengths unavailable: {exc}")
+    yield
+    assert fake_vllm.leftovers() == [], "a server outlived its test"

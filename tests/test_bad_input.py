@@ -23,7 +23,7 @@ from harness.config import load_study
 from harness.runner import measure_study
 
 ROOT = Path(__file__).resolve().parent.parent
-REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
+from support import REFERENCE_DIR as REF
 GOOD = {"study": "bad", "settings": {"idle_power_s": 0},
         "runs": [{"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 8,
                   "max_output_tokens": 4, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1, 2]}}]}

@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from harness.config import configuration_from_dict
-from harness.workloads.base import WindowMeasurement, WorkloadError
-
-
-class FakeMeter:
-    def __init__(self):
-        self.open, self.windows, self.events = {}, {}, []
-
-    def begin(self, name):
-        self.events.append(("begin", name))
-        self.open[name] = time.time()
-
-    def end(self, name, sync=True):
-        self.events.append(("end", name))
-        w = WindowMeasurement(name, self.open.pop(name), time.time(), {}, {}, {}, "none: test meter")
-        self.windows[name] = w
-        return w
+from harness.workloads.base import WorkloadError
+from support import RecordingMeter
 
 
 def _cfg(**over):
@@ -42,7 +26,7 @@ def _run(cfg, run_dir):
     from harness.workloads.diffusers_backend import DiffusersBackend
 
     backend = DiffusersBackend()
-    meter = FakeMeter()
+    meter = RecordingMeter()
     try:
         backend.start(cfg, run_dir)
         result = backend.run(cfg, meter)

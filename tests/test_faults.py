@@ -38,7 +38,6 @@ from harness.runner import Interrupted, StoreWriteError, measure_study
 from harness.workloads.trivial import TrivialBackend
 
 ROOT = Path(__file__).resolve().parent.parent
-REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
 TRIVIAL = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 12,
            "max_output_tokens": 6, "options": {"step_s": 0.001}}
 
@@ -154,21 +153,6 @@ def test_a_backend_that_cannot_be_stopped_is_noted_and_the_sweep_goes_on(tmp_pat
 # --- a real server subprocess: out of memory, never healthy, killed mid-run ---------------------------
 
 
-@pytest.fixture
-def vllm_env(tmp_path_factory, monkeypatch):
-    """Reference lengths and a model-folder cache for the vLLM backend; skips without reference data."""
-    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness-cache"))
-    if "HARNESS_REFERENCE_DIR" not in os.environ and REF.is_dir():
-        monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REF))
-    from harness import reference
-    from harness.errors import ReferenceDataError
-
-    try:
-        reference.output_length_distribution("meta-llama/Llama-3.1-8B-Instruct", "lm-arena-chat")
-    except (ReferenceDataError, KeyError) as exc:
-        pytest.skip(f"reference output lengths unavailable: {exc}")
-    yield
-    assert fake_vllm.leftovers() == [], "a server outlived its run"
 
 
 def _vllm_block(seed: int, grid, **options) -> dict:

@@ -13,7 +13,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "gpu-check"
-REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
+from support import REFERENCE_DIR as REF
 
 
 def _env(tmp_path, reference: str | None):

@@ -14,7 +14,7 @@ from harness.errors import ReferenceDataError
 from harness.workloads import measurements as M
 
 REPO = Path(__file__).resolve().parent.parent
-REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
+from support import REFERENCE_DIR as REF
 
 
 @pytest.fixture()

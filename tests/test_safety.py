@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import ast
 import io
-import os
 from pathlib import Path
 
 import psutil
@@ -26,26 +25,11 @@ from harness.runner import measure_study
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "harness"
-REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
 
 
 # --- servers listen on loopback only -------------------------------------------------------------------
 
 
-@pytest.fixture
-def vllm_env(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness-cache"))
-    if "HARNESS_REFERENCE_DIR" not in os.environ and REF.is_dir():
-        monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REF))
-    from harness import reference
-    from harness.errors import ReferenceDataError
-
-    try:
-        reference.output_length_distribution("meta-llama/Llama-3.1-8B-Instruct", "lm-arena-chat")
-    except (ReferenceDataError, KeyError) as exc:
-        pytest.skip(f"reference output lengths unavailable: {exc}")
-    yield
-    assert fake_vllm.leftovers() == [], "a server outlived its test"
 
 
 def _vllm_cfg(**options):

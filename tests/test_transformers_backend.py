@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import os
-import time
-from pathlib import Path
 
 import pytest
 
 from harness.config import configuration_from_dict
-from harness.workloads.base import WindowMeasurement, WorkloadError
-
-REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
-
-
-class FakeMeter:
-    def __init__(self):
-        self.open, self.windows, self.events = {}, {}, []
-
-    def begin(self, name):
-        self.events.append(("begin", name))
-        self.open[name] = time.time()
-
-    def end(self, name, sync=True):
-        self.events.append(("end", name))
-        w = WindowMeasurement(name, self.open.pop(name), time.time(), {}, {}, {}, "none: test meter")
-        self.windows[name] = w
-        return w
+from harness.workloads.base import WorkloadError
+from support import REFERENCE_DIR as REF, RecordingMeter
 
 
 def _cfg(**over):
@@ -51,7 +33,7 @@ def served(tmp_path_factory):
     backend = TransformersBackend()
     run_dir = tmp_path_factory.mktemp("run")
     backend.start(cfg, run_dir)
-    meter = FakeMeter()
+    meter = RecordingMeter()
     result = backend.run(cfg, meter)
     yield cfg, backend, meter, result, run_dir
     backend.stop()
@@ -119,7 +101,7 @@ def test_out_of_memory_fails_the_run_with_cause_oom(served, monkeypatch):
 
     monkeypatch.setattr(backend, "_forward", boom)
     with pytest.raises(WorkloadError) as err:
-        backend.run(cfg, FakeMeter())
+        backend.run(cfg, RecordingMeter())
     assert err.value.cause == "oom" and "max_num_seqs=3" in str(err.value)
     assert "out of memory" in err.value.log_tail
 
@@ -149,7 +131,7 @@ def test_real_weights_from_a_local_folder_replace_the_random_ones(served, tmp_pa
     try:
         name, saved = next(iter(backend.model.state_dict().items()))
         assert torch.equal(real.model.state_dict()[name], saved)
-        result = real.run(real_cfg, FakeMeter())
+        result = real.run(real_cfg, RecordingMeter())
     finally:
         real.stop()
     assert result.info["weights"] == f"real weights from {folder}"
@@ -169,7 +151,7 @@ def test_adaptive_stopping_ends_the_static_batches_early(served, tmp_path):
     backend = TransformersBackend()
     backend.start(cfg, tmp_path)
     try:
-        result = backend.run(cfg, FakeMeter())
+        result = backend.run(cfg, RecordingMeter())
     finally:
         backend.stop()
     stop = result.info["stop"]

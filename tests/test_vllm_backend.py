@@ -22,7 +22,7 @@ from harness.steady import SteadyTracker, steady_bounds
 from harness.workloads import loadgen, vllm_backend
 from harness.workloads.base import WorkloadError
 
-REF = Path("/work/shared/reference/mlenergy-leaderboard-v3/public/data")
+from support import REFERENCE_DIR as REF
 
 
 def _cfg(**over):
