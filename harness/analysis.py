@@ -396,6 +396,25 @@ def attribute(a: pd.Series, b: pd.Series) -> Attribution:
     return _attribute_llm(a, b, la, lb) if a_llm else _attribute_diffusion(a, b, la, lb)
 
 
+def _factor(name: str, value_a: float, value_b: float, unit: str, meaning: str, inverse: bool = False) -> Factor:
+    """A factor whose ratio is B over A (A over B for quantities that divide the energy)."""
+    ratio = value_a / value_b if inverse else value_b / value_a
+    return Factor(name, ratio, value_a, value_b, unit, meaning)
+
+
+def _power_factor(a, b) -> Factor:
+    return _factor("average power", float(a["avg_power_watts"]), float(b["avg_power_watts"]), "W (all GPUs)",
+                   "GPU count, GPU generation and how busy the GPUs are")
+
+
+def _with_residual(factors: list[Factor], ea: float, eb: float) -> tuple[Factor, ...]:
+    """The factors plus the residual that makes their product equal the energy ratio exactly."""
+    product = float(np.prod([f.ratio for f in factors]))
+    residual = Factor("measurement residual", (eb / ea) / product, None, None, "",
+                      "what the row identities do not explain (1 when energy = power x time holds exactly)")
+    return tuple(factors) + (residual,)
+
+
 def _attribute_llm(a, b, la, lb) -> Attribution:
     cols = ["energy_per_request_joules", "avg_output_len", "avg_power_watts", "output_throughput_tokens_per_sec"]
     for row, label in ((a, la), (b, lb)):
@@ -405,54 +424,18 @@ def _attribute_llm(a, b, la, lb) -> Attribution:
     rate_a = float(a["output_throughput_tokens_per_sec"]) / conc_a
     rate_b = float(b["output_throughput_tokens_per_sec"]) / conc_b
     factors = [
-        Factor(
-            "output length",
-            float(b["avg_output_len"]) / float(a["avg_output_len"]),
-            float(a["avg_output_len"]),
-            float(b["avg_output_len"]),
-            "tokens per response",
-            "more tokens per response (task, reasoning on or off) cost proportionally more",
-        ),
-        Factor(
-            "average power",
-            float(b["avg_power_watts"]) / float(a["avg_power_watts"]),
-            float(a["avg_power_watts"]),
-            float(b["avg_power_watts"]),
-            "W (all GPUs)",
-            "GPU count, GPU generation and how busy the GPUs are",
-        ),
-        Factor(
-            "token rate per running request",
-            rate_a / rate_b,
-            rate_a,
-            rate_b,
-            "tokens/s per request (inverse)",
-            "a slower decode step (bigger model, bigger batch, slower GPU) stretches the time power is drawn",
-        ),
-        Factor(
-            "concurrency reached",
-            conc_a / conc_b,
-            conc_a,
-            conc_b,
-            "requests running (inverse)",
-            "more requests decoding together share the same power draw (memory headroom caps it)",
-        ),
+        _factor("output length", float(a["avg_output_len"]), float(b["avg_output_len"]), "tokens per response",
+                "more tokens per response (task, reasoning on or off) cost proportionally more"),
+        _power_factor(a, b),
+        _factor("token rate per running request", rate_a, rate_b, "tokens/s per request (inverse)",
+                "a slower decode step (bigger model, bigger batch, slower GPU) stretches the time power is drawn",
+                inverse=True),
+        _factor("concurrency reached", conc_a, conc_b, "requests running (inverse)",
+                "more requests decoding together share the same power draw (memory headroom caps it)", inverse=True),
     ]
-    product = float(np.prod([f.ratio for f in factors]))
-    factors.append(
-        Factor(
-            "measurement residual",
-            (eb / ea) / product,
-            None,
-            None,
-            "",
-            "what the row identities do not explain (1 when energy = power x time holds exactly)",
-        )
-    )
     per_token = float(b[ENERGY_PER_TOKEN]) / float(a[ENERGY_PER_TOKEN]) if _number(a.get(ENERGY_PER_TOKEN)) else None
-    return Attribution(
-        "llm", la, lb, "energy_per_request_joules", ea, eb, tuple(factors), per_token, _row_dict(a), _row_dict(b)
-    )
+    return Attribution("llm", la, lb, "energy_per_request_joules", ea, eb, _with_residual(factors, ea, eb),
+                       per_token, _row_dict(a), _row_dict(b))
 
 
 def _attribute_diffusion(a, b, la, lb) -> Attribution:
@@ -473,53 +456,18 @@ def _attribute_diffusion(a, b, la, lb) -> Attribution:
     px_a = float(a["height_pixels"]) * float(a["width_pixels"])
     px_b = float(b["height_pixels"]) * float(b["width_pixels"])
     factors = [
-        Factor(
-            "denoising steps",
-            float(b["inference_steps"]) / float(a["inference_steps"]),
-            float(a["inference_steps"]),
-            float(b["inference_steps"]),
-            "steps",
-            "each step runs the whole denoiser once",
-        ),
-        Factor("pixels per frame", px_b / px_a, px_a, px_b, "pixels", "resolution sets the tokens per step"),
-        Factor("frames", frames(b) / frames(a), frames(a), frames(b), "frames", "a video is many frames of work"),
-        Factor(
-            "batch size",
-            float(a["batch_size"]) / float(b["batch_size"]),
-            float(a["batch_size"]),
-            float(b["batch_size"]),
-            "outputs per batch (inverse)",
-            "outputs generated together share the batch's energy",
-        ),
-        Factor(
-            "average power",
-            float(b["avg_power_watts"]) / float(a["avg_power_watts"]),
-            float(a["avg_power_watts"]),
-            float(b["avg_power_watts"]),
-            "W (all GPUs)",
-            "GPU count, GPU generation and how busy the GPUs are",
-        ),
-        Factor(
-            "batch time per unit of work",
-            tau_b / tau_a,
-            tau_a,
-            tau_b,
-            "s per 1e9 step-pixel-frames",
-            "model size, batch size, parallelism and GPU speed set how fast a batch's work is done",
-        ),
+        _factor("denoising steps", float(a["inference_steps"]), float(b["inference_steps"]), "steps",
+                "each step runs the whole denoiser once"),
+        _factor("pixels per frame", px_a, px_b, "pixels", "resolution sets the tokens per step"),
+        _factor("frames", frames(a), frames(b), "frames", "a video is many frames of work"),
+        _factor("batch size", float(a["batch_size"]), float(b["batch_size"]), "outputs per batch (inverse)",
+                "outputs generated together share the batch's energy", inverse=True),
+        _power_factor(a, b),
+        _factor("batch time per unit of work", tau_a, tau_b, "s per 1e9 step-pixel-frames",
+                "model size, batch size, parallelism and GPU speed set how fast a batch's work is done"),
     ]
-    product = float(np.prod([f.ratio for f in factors]))
-    factors.append(
-        Factor(
-            "measurement residual",
-            (eb / ea) / product,
-            None,
-            None,
-            "",
-            "what the row identities do not explain (1 when energy = power x time holds exactly)",
-        )
-    )
-    return Attribution("diffusion", la, lb, ENERGY_PER_OUTPUT, ea, eb, tuple(factors), None, _row_dict(a), _row_dict(b))
+    return Attribution("diffusion", la, lb, ENERGY_PER_OUTPUT, ea, eb, _with_residual(factors, ea, eb), None,
+                       _row_dict(a), _row_dict(b))
 
 
 # ---------------------------------------------------------------- static power
