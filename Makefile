@@ -72,7 +72,7 @@ measure: setup
 	$(PY) -m harness measure $(CONFIG) --results $(RESULTS)
 
 book: setup
-	$(PY) -m harness.book build
+	$(PY) -m harness.report.book build
 
 # One notebook alone: make notebook NB=overview gpus=[B200] models=qwen
 # Its parameters are the lower-case variables given on the command line (values read as YAML);
@@ -81,7 +81,7 @@ _lc = $(subst A,a,$(subst B,b,$(subst C,c,$(subst D,d,$(subst E,e,$(subst F,f,$(
 NB_PARAMS = $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(call _lc,$(v))),$(v))))
 notebook: setup
 	@test -n "$(NB)" || { echo "usage: make notebook NB=<name> [param=value ...]"; exit 2; }
-	$(PY) -m harness.book notebook $(NB) $(foreach v,$(NB_PARAMS),'$(v)=$(subst ','\'',$($(v)))')
+	$(PY) -m harness.report.book notebook $(NB) $(foreach v,$(NB_PARAMS),'$(v)=$(subst ','\'',$($(v)))')
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -16,7 +16,7 @@ output. Two parts:
    add their prefill (compute-bound, 400 TFLOP/s assumed); the GPU draws the published average power with 3% AR(1) noise (1 s correlation time),
    as a piecewise-constant trace replayed through the fake NVML boundary (tests/conftest.py), so
    energy is read by Zeus' ZeusMonitor from the fake counter. The harness's own code measures it:
-   ZeusMeter, SteadyTracker, harness.adaptive.AdaptiveStopper, harness.steady.llm_metrics.
+   ZeusMeter, SteadyTracker, harness.measuring.adaptive.AdaptiveStopper, harness.measuring.steady.llm_metrics.
    Each seed runs twice on the same sample path: drained (fixed count) and stopped adaptively
    (95% half-width <= 2%, window >= 20 s, one full turnover of the batch). Device-seconds = the
    load from the first request to the last token (fixed) or to the stop (adaptive); server
@@ -66,7 +66,7 @@ GOAL_RATIO, GOAL_DEVIATION = 3.0, 0.02
 
 
 def _published_row(model_id: str, task: str, max_num_seqs: int):
-    from harness import reference
+    from harness.analysis import reference
 
     table = reference.llm_table()
     rows = table[(table["model_id"] == model_id) & (table["task"] == task) & (table["gpu_model"] == "H100")
@@ -107,9 +107,9 @@ def simulate(row, num_requests: int, seed: int, rule, context_cost: bool = True)
     """
     import numpy as np
 
-    from harness import adaptive
-    from harness.energy import ZeusMeter
-    from harness.steady import SteadyTracker, llm_metrics
+    from harness.measuring import adaptive
+    from harness.measuring.energy import ZeusMeter
+    from harness.measuring.steady import SteadyTracker, llm_metrics
     from harness.workloads import archs, lengths
     from harness.workloads.base import RequestRecord
 
@@ -196,7 +196,7 @@ def simulate(row, num_requests: int, seed: int, rule, context_cost: bool = True)
 
 
 def run_simulated(configs, seeds, context_cost: bool = True) -> dict:
-    from harness.adaptive import StopRule
+    from harness.measuring.adaptive import StopRule
 
     out = []
     for model_id, task, m, n in configs:
@@ -251,9 +251,9 @@ def run_cpu_trivial(repeats: int) -> dict:
 
     import yaml
 
-    from harness import store
+    from harness.measuring import store
     from harness.config import load_study
-    from harness.runner import measure_study
+    from harness.measuring.runner import measure_study
 
     block = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 1500,
              "max_output_tokens": 32, "options": {"step_s": 0.002, "work_rounds": 5}, "grid": {"max_num_seqs": [16]}}

@@ -3,18 +3,18 @@
     .venv/bin/python benchmarks/analysis_scale.py [--samples N] [--repeats R]
 
 Setup (not timed): a results store in a temporary folder with synthetic runs written by
-:func:`harness.store.write_run` (run.json with LLM metrics in the store's schema, plus a
-``timeline.parquet`` in the telemetry schema :data:`harness.telemetry.COLUMNS`: 4 GPUs sampled at
+:func:`harness.measuring.store.write_run` (run.json with LLM metrics in the store's schema, plus a
+``timeline.parquet`` in the telemetry schema :data:`harness.measuring.telemetry.COLUMNS`: 4 GPUs sampled at
 10 Hz, a host row per tick, vLLM gauges once a second), ``N`` timeline rows in all (default one
 million). The telemetry values are synthetic; nothing here is a measurement.
 
 Timed, in a fresh Python process each repeat (the median is reported):
 
 1. the table: the published reference rows (checksums verified) plus the store's runs
-   (:func:`harness.findings.load_table` with ``results_dir``);
+   (:func:`harness.analysis.findings.load_table` with ``results_dir``);
 2. every run's ``timeline.parquet`` read and summarised per run and GPU (mean and max power,
    energy from the NVML counter, utilisation, temperature, KV-cache use, telemetry coverage);
-3. every finding (:func:`harness.findings.compute_all`).
+3. every finding (:func:`harness.analysis.findings.compute_all`).
 
 ``total_s`` is the process's wall time from interpreter start to the last finding (imports
 included); ``work_s`` leaves out the interpreter start and the imports. The goal is judged on
@@ -44,7 +44,8 @@ TIMED = r"""
 import json, sys, time
 t_start = time.perf_counter()
 import pandas as pd
-from harness import analysis, findings, telemetry
+from harness.analysis import tables as analysis, findings
+from harness.measuring import telemetry
 t_imports = time.perf_counter()
 results = sys.argv[1]
 table = findings.load_table("reference", results_dir=results)
@@ -90,7 +91,7 @@ def synthetic_timeline(rows: int, start_s: float, seed: int):
     import numpy as np
     import pandas as pd
 
-    from harness.telemetry import COLUMNS
+    from harness.measuring.telemetry import COLUMNS
 
     rng = np.random.default_rng(seed)
     per_tick = GPUS + 1 + 0.1  # nvml rows, host row, a vLLM row every 10 ticks
@@ -118,7 +119,7 @@ def synthetic_timeline(rows: int, start_s: float, seed: int):
 
 
 def make_store(results: Path, samples: int, runs: int) -> int:
-    from harness import store
+    from harness.measuring import store
 
     per_run = samples // runs
     total = 0
@@ -183,7 +184,7 @@ def main(argv=None) -> int:
         "goal": f"<= {GOAL_S:g} s to load the reference data plus one million telemetry samples and compute every finding",
         "command": ".venv/bin/python benchmarks/analysis_scale.py",
         "data": {"timeline_rows": rows, "runs": args.runs, "gpus_per_run": GPUS, "sampler_hz": HZ,
-                 "note": "synthetic telemetry in the store's timeline schema, written by harness.store.write_run"},
+                 "note": "synthetic telemetry in the store's timeline schema, written by harness.measuring.store.write_run"},
         "setup_s": setup_s, "total_s": total, "work_s": work,
         "phases_s": {k: _common.spread([r[k] for r in repeats]) for k in ("imports_s", "table_s", "timelines_s", "findings_s")},
         "repeats": repeats, "benchmark_wall_s": watch(), "host": _common.host_facts(load),

@@ -4,7 +4,7 @@
 
 The book's sources (``_config.yml``, ``_toc.yml``, ``book/`` without ``book/_generated``,
 ``notebooks/``, ``requirements/lock-cpu.txt``) are copied to a temporary folder, so the
-repository is never touched, and ``python -m harness.book build --root TMP`` (what ``make book``
+repository is never touched, and ``python -m harness.report.book build --root TMP`` (what ``make book``
 runs) is timed there, in a fresh process each time, on the reference data:
 
 1. cold: no executed notebooks, no stamps, no ``_build`` (papermill runs every notebook, then
@@ -54,7 +54,7 @@ def build(root: Path) -> dict:
     load = _common.loadavg()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.book", "build", "--root", str(root)], cwd=root, env=env,
+    proc = subprocess.run([sys.executable, "-m", "harness.report.book", "build", "--root", str(root)], cwd=root, env=env,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
     out = proc.stdout + proc.stderr

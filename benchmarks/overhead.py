@@ -11,7 +11,7 @@ monitoring, in interleaved pairs (ABBA order) within one process:
   ZeusMonitor reads a fake NVML energy counter) with the ``run`` and ``steady`` windows, and the
   adaptive-stopping checkpoints (a Zeus window reopened every second, ``tokens``/``poll`` called
   every step), as every LLM run now has;
-* the telemetry sampler (:class:`harness.telemetry.Telemetry`) at 10 Hz against that fake GPU;
+* the telemetry sampler (:class:`harness.measuring.telemetry.Telemetry`) at 10 Hz against that fake GPU;
 * Prometheus scraping once a second of a vLLM-like ``/metrics`` page served by a tiny HTTP
   server in a separate process (as vLLM's server is).
 
@@ -134,10 +134,10 @@ class Monitoring:
         self.url = url
 
     def start(self):
-        from harness.adaptive import AdaptiveStopper, StopRule
-        from harness.energy import ZeusMeter
-        from harness.steady import SteadyTracker
-        from harness.telemetry import Telemetry
+        from harness.measuring.adaptive import AdaptiveStopper, StopRule
+        from harness.measuring.energy import ZeusMeter
+        from harness.measuring.steady import SteadyTracker
+        from harness.measuring.telemetry import Telemetry
 
         self.meter = ZeusMeter([0])
         self.telemetry = Telemetry(10.0, [0], self.url)

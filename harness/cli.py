@@ -18,13 +18,13 @@ from harness.errors import HarnessError
 
 # Modules that contribute commands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "harness.runner",  # measure
-    "harness.store",  # list, show
-    "harness.envinfo",  # env
-    "harness.findings",  # findings, diagnose
-    "harness.slurm",  # submit, status
-    "harness.reference_cli",  # reference
-    "harness.book",  # book build, book notebook
+    "harness.measuring.runner",  # measure
+    "harness.measuring.store",  # list, show
+    "harness.measuring.envinfo",  # env
+    "harness.analysis.findings",  # findings, diagnose
+    "harness.measuring.slurm",  # submit, status
+    "harness.analysis.reference_cli",  # reference
+    "harness.report.book",  # book build, book notebook
 )
 
 

@@ -23,7 +23,7 @@ canonical JSON (sorted keys, ``study`` left out): the same configuration always
 maps to the same run folder, in any study. The stopping keys (:data:`STOP_KEYS`)
 enter the id only for ``stop: adaptive``, so fixed-count runs keep their ids.
 
-LLM blocks may say how a run ends (:mod:`harness.adaptive`)::
+LLM blocks may say how a run ends (:mod:`harness.measuring.adaptive`)::
 
     stop: adaptive                 # fixed (default: drain num_requests, as the reference) | adaptive
     adaptive_rel_halfwidth: 0.02   # stop once the 95% half-width of energy/token is <= 2% of it
@@ -123,7 +123,7 @@ class Configuration:
     length_source: str | None
     max_output_tokens: int | None
     options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    stop: str | None = None  # LLM: "fixed" | "adaptive" (harness.adaptive); None for diffusion
+    stop: str | None = None  # LLM: "fixed" | "adaptive" (harness.measuring.adaptive); None for diffusion
     adaptive_rel_halfwidth: float | None = None  # set only with stop == "adaptive"
     adaptive_min_window_s: float | None = None
     adaptive_batches: int | None = None
@@ -273,7 +273,7 @@ def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[st
 
 def _stop_values(raw: dict, where: str, check: _Checker) -> dict:
     """``stop`` and the ``adaptive_*`` keys of an LLM block, defaults filled in for ``stop: adaptive``."""
-    from harness import adaptive
+    from harness.measuring import adaptive
 
     method = raw.get("stop", "fixed")
     if method not in adaptive.METHODS:
@@ -335,7 +335,7 @@ def _yaml_loader():
 
 
 def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
-    from harness import reference
+    from harness.analysis import reference
     from harness.workloads import registry
 
     where = f"runs[{index}]"

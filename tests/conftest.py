@@ -137,7 +137,7 @@ def reset_device_caches() -> None:
     import zeus.device.gpu as zeus_gpu
     from zeus.device.gpu.nvidia import nvml_is_available
 
-    from harness import envinfo
+    from harness.measuring import envinfo
 
     zeus_gpu._gpus = None
     nvml_is_available.cache_clear()
@@ -184,7 +184,7 @@ def vllm_env(tmp_path_factory, monkeypatch):
     import fake_vllm
     from support import REFERENCE_DIR
 
-    from harness import reference
+    from harness.analysis import reference
     from harness.errors import ReferenceDataError
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness-cache"))

@@ -15,13 +15,13 @@ import pytest
 import yaml
 from conftest import FakeClock, FakeGPU
 
-from harness import adaptive, store
-from harness.adaptive import AdaptiveStopper, Segment, StopRule, batch_means, should_stop, t_quantile
+from harness.measuring import adaptive, store
+from harness.measuring.adaptive import AdaptiveStopper, Segment, StopRule, batch_means, should_stop, t_quantile
 from harness.config import STOP_KEYS, load_study
-from harness.energy import ZeusMeter
+from harness.measuring.energy import ZeusMeter
 from harness.errors import ConfigError
-from harness.runner import measure_study
-from harness.steady import SteadyTracker, llm_metrics, steady_bounds
+from harness.measuring.runner import measure_study
+from harness.measuring.steady import SteadyTracker, llm_metrics, steady_bounds
 from harness.workloads.base import RequestRecord, WindowMeasurement, WorkloadResult
 from harness.workloads.trivial import TrivialBackend
 
@@ -331,7 +331,7 @@ def test_benchmark_metrics_page_reads_as_vllm_gauges():
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import overhead
 
-    from harness.telemetry import parse_vllm_metrics
+    from harness.measuring.telemetry import parse_vllm_metrics
 
     page = overhead.vllm_like_metrics()
     assert parse_vllm_metrics(page) == {"num_requests_running": 8.0, "num_requests_waiting": 24.0,

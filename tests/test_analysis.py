@@ -1,4 +1,4 @@
-"""Properties of harness.analysis on synthetic tables (no reference data needed).
+"""Properties of harness.analysis.tables on synthetic tables (no reference data needed).
 
 Attribution factors must multiply back to the energy ratio for any pair of rows;
 the frontier must be exactly the set of non-dominated configurations.
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness import analysis as an
+from harness.analysis import tables as an
 from harness.errors import HarnessError, SelectorError
 
 positive = st.floats(min_value=1e-3, max_value=1e5, allow_nan=False, allow_infinity=False)

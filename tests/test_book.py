@@ -1,4 +1,4 @@
-"""harness.book: notebook registry, the execution cache, one-notebook reruns, clear failures.
+"""harness.report.book: notebook registry, the execution cache, one-notebook reruns, clear failures.
 
 Most tests replace the papermill call with a recorder (the cache logic is what is
 under test); the last few run tiny notebooks through papermill for real.
@@ -15,7 +15,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from harness import book
+from harness.report import book
 from harness.errors import ConfigError
 
 

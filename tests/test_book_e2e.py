@@ -50,7 +50,7 @@ def built_book(tmp_path_factory) -> Path:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / rel)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.book", "build", "--root", str(root)],
+    proc = subprocess.run([sys.executable, "-m", "harness.report.book", "build", "--root", str(root)],
                           cwd=root, capture_output=True, text=True)
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"

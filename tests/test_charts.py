@@ -1,4 +1,4 @@
-"""harness.charts: offline rendering, tooltips on every mark, units in titles, GPU facets."""
+"""harness.report.charts: offline rendering, tooltips on every mark, units in titles, GPU facets."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from harness import charts
+from harness.report import charts
 from harness.errors import HarnessError
-from harness.sphinx_offline import _drop_thebe, _is_remote
+from harness.report.sphinx_offline import _drop_thebe, _is_remote
 
 
 @pytest.fixture()

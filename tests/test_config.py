@@ -132,7 +132,7 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_length_source_from_the_reference_manifest(tmp_path):
-    from harness import reference
+    from harness.analysis import reference
 
     source = reference.models_with_lengths("lm-arena-chat")[0]
     study = load_study(_write(tmp_path, _llm(length_source=source, max_output_tokens=64)))

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness import reference
+from harness.analysis import reference
 from harness.cli import main
 from harness.errors import ReferenceDataError
 
@@ -75,7 +75,7 @@ def test_the_real_command_line_exits_2():
 
 
 def test_own_runs_join_the_reference_rows(tmp_path, capsys):
-    store = pytest.importorskip("harness.store")
+    store = pytest.importorskip("harness.measuring.store")
     run = tmp_path / "study" / "abc123"
     metrics = {
         "energy_per_token_joules": 2.0, "energy_per_request_joules": 200.0, "energy_per_output_joules": 200.0,
@@ -97,6 +97,6 @@ def test_own_runs_join_the_reference_rows(tmp_path, capsys):
 
 
 def test_registering_the_commands_does_not_import_pandas():
-    code = "import sys, harness.findings; print('pandas' in sys.modules, 'numpy' in sys.modules)"
+    code = "import sys, harness.analysis.findings; print('pandas' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.split() == ["False", "False"]

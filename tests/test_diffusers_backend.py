@@ -36,7 +36,7 @@ def _run(cfg, run_dir):
 
 
 def test_tiny_image_pipeline_runs_timed_iterations_in_their_own_windows(tmp_path):
-    from harness import steady
+    from harness.measuring import steady
 
     cfg = _cfg()
     result, meter = _run(cfg, tmp_path)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from conftest import FakeClock, FakeGPU
 
-from harness.energy import ZeusMeter
+from harness.measuring.energy import ZeusMeter
 from harness.errors import HarnessError
 
 

@@ -31,10 +31,10 @@ import pytest
 import yaml
 
 import fake_vllm
-from harness import runner, store, telemetry
+from harness.measuring import runner, store, telemetry
 from harness.cli import main
 from harness.config import load_study
-from harness.runner import Interrupted, StoreWriteError, measure_study
+from harness.measuring.runner import Interrupted, StoreWriteError, measure_study
 from harness.workloads.trivial import TrivialBackend
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -379,7 +379,7 @@ DAMAGE = {
 
 @pytest.mark.parametrize("kind", DAMAGE)
 def test_damaged_runs_are_flagged_everywhere_and_kept_when_measured_again(measured, tmp_path, no_nvml, capsys, kind):
-    from harness import findings
+    from harness.analysis import findings
 
     cfg, original = measured
     results = tmp_path / "results"

@@ -77,7 +77,7 @@ def test_dry_run_on_a_bare_host_without_the_reference_data(tmp_path):
     env = json.loads((out / "environment.json").read_text())
     assert env["dry_run"] and "packages" in env and "device" in env and env["device"]["cuda_available"] is False
 
-    from harness import store
+    from harness.measuring import store
 
     table = store.collect(out)
     assert len(table) == 5 and (table["status"] == "ok").all() and (table["problems"] == "").all()
@@ -107,8 +107,8 @@ def test_missing_reference_without_prepared_lengths_is_one_clear_line(tmp_path):
 
 def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypatch):
     """The meter reads NVML's energy counter directly (a fake NVML device here) and says so."""
-    import harness.energy
-    from harness import telemetry
+    import harness.measuring.energy
+    from harness.measuring import telemetry
     from harness.workloads import gpucheck
 
     class FakeReader:
@@ -127,12 +127,12 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
         def __init__(self, *a, **k):
             raise ImportError("No module named 'pandas'")
 
-    real = harness.energy.ZeusMeter
+    real = harness.measuring.energy.ZeusMeter
 
     def zeus_meter(indices, monitor_factory=None, **kw):
         return real(indices, monitor_factory=monitor_factory or BrokenZeus, **kw)
 
-    monkeypatch.setattr(harness.energy, "ZeusMeter", zeus_meter)
+    monkeypatch.setattr(harness.measuring.energy, "ZeusMeter", zeus_meter)
     meter = gpucheck.open_check_meter(1)
     assert meter.has_gpu_energy and meter.energy_source.startswith("nvml-energy-counter (read directly; Zeus unavailable")
     meter.begin("w")

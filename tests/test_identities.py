@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import analysis as an
-from harness import reference
+from harness.analysis import tables as an
+from harness.analysis import reference
 from harness.errors import ReferenceDataError
 
 

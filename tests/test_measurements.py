@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import store
+from harness.measuring import store
 from harness.errors import ReferenceDataError
 from harness.workloads import measurements as M
 
@@ -21,7 +21,7 @@ from support import REFERENCE_DIR as REF
 def reference(monkeypatch):
     if "HARNESS_REFERENCE_DIR" not in os.environ and REF.is_dir():
         monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REF))
-    from harness import summary
+    from harness.analysis import summary
 
     try:
         return summary.load("reference")

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from conftest import FakeGPU
 
-from harness import store
+from harness.measuring import store
 from harness.config import load_study
-from harness.runner import measure_study
+from harness.measuring.runner import measure_study
 from harness.workloads import registry
 from harness.workloads.base import WorkloadResult
 from harness.workloads.trivial import TrivialBackend

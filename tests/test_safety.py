@@ -18,10 +18,10 @@ import yaml
 
 import fake_vllm
 from harness import config as config_module
-from harness import store
+from harness.measuring import store
 from harness.config import configuration_from_dict, load_study
 from harness.errors import ConfigError, HarnessError
-from harness.runner import measure_study
+from harness.measuring.runner import measure_study
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "harness"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import slurm
+from harness.measuring import slurm
 from harness.cli import main as cli
 from harness.config import load_study
 
@@ -202,7 +202,7 @@ def cluster():
     patch = pytest.MonkeyPatch()
     try:
         with LocalSlurm(root) as local:
-            patch.setenv("SLURM_CONF", str(local.conf))  # sbatch/squeue called by harness.slurm find it
+            patch.setenv("SLURM_CONF", str(local.conf))  # sbatch/squeue called by harness.measuring.slurm find it
             yield local
     finally:
         patch.undo()

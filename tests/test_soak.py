@@ -24,10 +24,10 @@ import signal
 import pytest
 import yaml
 
-from harness import runner, store, telemetry
+from harness.measuring import runner, store, telemetry
 from harness.cli import main
 from harness.config import load_study
-from harness.runner import Interrupted, measure_study
+from harness.measuring.runner import Interrupted, measure_study
 from harness.workloads.trivial import TrivialBackend
 
 pytestmark = pytest.mark.slow

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from harness.steady import SteadyTracker, diffusion_metrics, llm_metrics, steady_bounds, validity
+from harness.measuring.steady import SteadyTracker, diffusion_metrics, llm_metrics, steady_bounds, validity
 from harness.workloads.base import IterationRecord, RequestRecord, WindowMeasurement
 
 

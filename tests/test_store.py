@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness import store
+from harness.measuring import store
 
 
 def _record(status="ok", **metrics):
@@ -84,7 +84,7 @@ def test_hidden_temporaries_do_not_break_verification(tmp_path):
 
 WRITER = """
 import sys
-from harness.store import atomic_write_bytes
+from harness.measuring.store import atomic_write_bytes
 payloads = [bytes([65 + i]) * (4 << 20) for i in range(2)]
 print("ready", flush=True)
 i = 0

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from conftest import FakeGPU
 
-from harness.telemetry import COLUMNS, Telemetry, coverage_fraction, measure_idle_power, parse_vllm_metrics
+from harness.measuring.telemetry import COLUMNS, Telemetry, coverage_fraction, measure_idle_power, parse_vllm_metrics
 
 METRICS_TEXT = """\
 # HELP vllm:num_requests_running Number of requests in model execution batches.

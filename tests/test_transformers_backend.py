@@ -63,7 +63,7 @@ def test_static_batching_admits_the_next_batch_only_after_the_last_one_drained(s
 
 
 def test_steady_window_and_metrics(served):
-    from harness import steady
+    from harness.measuring import steady
 
     cfg, backend, meter, result, run_dir = served
     assert ("begin", "steady") in meter.events and ("end", "steady") in meter.events
@@ -143,7 +143,7 @@ def test_real_weights_from_a_local_folder_replace_the_random_ones(served, tmp_pa
 
 def test_adaptive_stopping_ends_the_static_batches_early(served, tmp_path):
     """With stop: adaptive the load ends at the latest when the steady window closes: no drain tail."""
-    from harness import adaptive
+    from harness.measuring import adaptive
     from harness.workloads.transformers_backend import TransformersBackend
 
     cfg = configuration_from_dict(_cfg(num_requests=9).as_dict() | dict(

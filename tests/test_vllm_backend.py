@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import configuration_from_dict
-from harness.steady import SteadyTracker, steady_bounds
+from harness.measuring.steady import SteadyTracker, steady_bounds
 from harness.workloads import loadgen, vllm_backend
 from harness.workloads.base import WorkloadError
 
@@ -202,7 +202,7 @@ def test_loadgen_abort_fails_the_open_requests():
 def test_loadgen_stops_early_when_the_adaptive_stopper_says_so():
     from types import SimpleNamespace
 
-    from harness import adaptive
+    from harness.measuring import adaptive
     from harness.workloads.base import WindowMeasurement
 
     class Meter:
@@ -279,7 +279,7 @@ def _kill_server_when_busy(run_dir: Path, stop: threading.Event, killed: list) -
 def test_sweep_measures_a_real_server_and_survives_one_killed_mid_run(tmp_path):
     """Three runs: tiny-llama on vLLM CPU (measured), the same server killed mid-run (failed with its
     cause and log tail), then a trivial run (the sweep went on)."""
-    from harness import runner, store
+    from harness.measuring import runner, store
     from harness.config import load_study
 
     config = tmp_path / "study.yaml"

@@ -7,7 +7,7 @@ the load.
 
 LLM backends open the window ``"steady"`` when ``max_num_seqs`` requests have
 received their first token and close it when the requests still running can no
-longer fill the batch (see :mod:`harness.steady`). Diffusion backends run one
+longer fill the batch (see :mod:`harness.measuring.steady`). Diffusion backends run one
 warm-up call outside any window, then open ``"iter-0"``, ``"iter-1"``, ... around
 each timed generation (device synchronised before each end). Every backend may
 also open ``"run"`` around the whole measured load.
@@ -46,7 +46,7 @@ class WindowMeasurement:
 
 @runtime_checkable
 class Meter(Protocol):
-    """Energy windows, implemented by :mod:`harness.energy` (Zeus) and by fakes in tests."""
+    """Energy windows, implemented by :mod:`harness.measuring.energy` (Zeus) and by fakes in tests."""
 
     def begin(self, name: str) -> None: ...
 

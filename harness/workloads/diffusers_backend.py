@@ -11,7 +11,7 @@ denoising step (outside any window), then ``num_iterations`` full generations
 of ``batch_size`` prompts, each inside its own meter window ``"iter-<i>"``
 with the device synchronised before the window opens and before it closes.
 Energy per image or video is then the mean window energy / batch size
-(:func:`harness.steady.diffusion_metrics`).
+(:func:`harness.measuring.steady.diffusion_metrics`).
 
 Knobs: ``batch_size``, ``inference_steps``, ``height``, ``width`` and
 ``num_frames`` (video) come from the configuration. Options: ``device``

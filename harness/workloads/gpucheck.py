@@ -15,7 +15,7 @@ Lengths need the reference data's published histogram; where that is not
 readable, prepare the drawn lengths first on a host that has it
 (``scripts/gpu-check --prepare FILE``) and pass ``--lengths FILE``.
 
-Output layout (readable by :func:`harness.store.collect`)::
+Output layout (readable by :func:`harness.measuring.store.collect`)::
 
     OUT/environment.json            host, GPU, driver, packages, git commit
     OUT/gpu-check.json              summary: every run's status, key metrics and wall time
@@ -79,7 +79,7 @@ def image_configs(spec: dict, study: str):
 
 
 class NvmlCounterMonitor:
-    """The slice of ``zeus.monitor.ZeusMonitor`` that :class:`harness.energy.ZeusMeter` uses, over NVML."""
+    """The slice of ``zeus.monitor.ZeusMonitor`` that :class:`harness.measuring.energy.ZeusMeter` uses, over NVML."""
 
     class _Gpus:
         def __init__(self, reader, count):
@@ -96,7 +96,7 @@ class NvmlCounterMonitor:
             self.gpu_energy, self.cpu_energy, self.dram_energy = gpu_energy, None, None
 
     def __init__(self, gpu_indices=None):
-        from harness.telemetry import NvmlReader
+        from harness.measuring.telemetry import NvmlReader
 
         everything = NvmlReader(None)
         count = len(everything.handles)
@@ -121,7 +121,7 @@ class NvmlCounterMonitor:
 
 def open_check_meter(num_gpus: int):
     """A meter over GPUs ``0..num_gpus-1``; Zeus if it imports, else NVML's counter (recorded as such)."""
-    from harness.energy import ZeusMeter
+    from harness.measuring.energy import ZeusMeter
 
     indices = list(range(num_gpus))
     meter = ZeusMeter(indices)
@@ -139,7 +139,7 @@ def open_check_meter(num_gpus: int):
 
 class PowerTimeline:
     def __init__(self, gpu_indices: list[int], hz: float = 10.0):
-        from harness.telemetry import NVML_COLUMNS, NvmlReader
+        from harness.measuring.telemetry import NVML_COLUMNS, NvmlReader
 
         self.columns = ("time_s", "gpu_index") + NVML_COLUMNS
         self.reader = NvmlReader(gpu_indices) if gpu_indices else None
@@ -193,7 +193,7 @@ def _window_dict(w) -> dict:
 
 def measure(cfg, out_dir: Path, env: dict, idle_power: dict, on_gpu: bool) -> dict:
     """Measure one configuration into ``out_dir/<study>/<run-id>/`` in the run store's format."""
-    from harness import steady, store
+    from harness.measuring import steady, store
     from harness.workloads import registry
 
     run_dir = store.run_path(out_dir, cfg.study, cfg.run_id)
@@ -297,8 +297,8 @@ def prepare(path: Path, dry_run: bool = False) -> Path:
 
 def run_check(out: Path, dry_run: bool = False, lengths_file: Path | None = None, budget_s: float = BUDGET_S,
               log=print) -> dict:
-    from harness import envinfo, store
-    from harness.telemetry import measure_idle_power
+    from harness.measuring import envinfo, store
+    from harness.measuring.telemetry import measure_idle_power
     from harness.workloads import lengths
 
     t_start = time.monotonic()

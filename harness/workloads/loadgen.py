@@ -7,9 +7,9 @@ length). Per request it records every token's arrival time (each chunk's
 ``token_ids`` says how many tokens it carries), the first-token and finish
 times, and the server's own token counts from the final usage chunk.
 
-Events feed a steady-state tracker (:class:`harness.steady.SteadyTracker`)
+Events feed a steady-state tracker (:class:`harness.measuring.steady.SteadyTracker`)
 online, with strictly increasing timestamps so that replaying the records
-afterwards gives the same window; an adaptive stopper (:mod:`harness.adaptive`) may end the load
+afterwards gives the same window; an adaptive stopper (:mod:`harness.measuring.adaptive`) may end the load
 early. A ``should_abort`` callable (checked every
 0.25 s) stops the load early, e.g. when the server process has died; the
 requests still open are then recorded as failed with that reason.
@@ -165,9 +165,9 @@ def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | N
              stopper=None) -> tuple[list[RequestRecord], str | None]:
     """Drive the whole load; returns the records and the abort reason (``None`` when it ran to the end).
 
-    ``stopper`` (:class:`harness.adaptive.AdaptiveStopper`) hears every token and is polled every 0.25 s;
+    ``stopper`` (:class:`harness.measuring.adaptive.AdaptiveStopper`) hears every token and is polled every 0.25 s;
     when it says stop, the open requests are cancelled (the caller marks them with
-    :func:`harness.adaptive.mark_stopped`).
+    :func:`harness.measuring.adaptive.mark_stopped`).
     """
     if len(spec.prompts) != len(spec.output_tokens):
         raise ValueError("one output length per prompt")

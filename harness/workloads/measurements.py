@@ -46,7 +46,7 @@ def _reference_model(model: str, task: str) -> str | None:
 
 def _length_source(run_dir) -> str | None:
     """The published model whose output-length histogram a run drew from (recorded by the LLM backends)."""
-    from harness import store
+    from harness.measuring import store
 
     record = store.read_record(Path(run_dir)) or {}
     lengths = (record.get("backend_info") or {}).get("lengths") or {}
@@ -55,7 +55,7 @@ def _length_source(run_dir) -> str | None:
 
 def own_runs(results_dir: str | Path) -> pd.DataFrame:
     """Every own run folder below ``results_dir`` (any status), with ``reference_model_id`` and ``is_llm``."""
-    from harness import store
+    from harness.measuring import store
 
     frames = [store.collect(root) for root in result_roots(results_dir)]
     frames = [f for f in frames if len(f)]

@@ -14,9 +14,9 @@ check on batch saturation reports it.
 
 Each step ends with a device synchronisation, then every running request gets
 that step's token time. The meter's ``"steady"`` window is opened and closed
-online by :class:`harness.steady.SteadyTracker`; ``"run"`` covers the load.
+online by :class:`harness.measuring.steady.SteadyTracker`; ``"run"`` covers the load.
 A CUDA out-of-memory error fails the run with cause ``oom``. With ``stop: adaptive`` the load ends
-when :class:`harness.adaptive.AdaptiveStopper` says so (polled after every step).
+when :class:`harness.measuring.adaptive.AdaptiveStopper` says so (polled after every step).
 
 Options: ``max_prompt_tokens``, ``output_length_scale`` (as for vLLM),
 ``device`` (``auto`` | ``cpu`` | ``cuda``), ``attn_implementation``
@@ -218,8 +218,8 @@ class TransformersBackend(LoggingBackend):
             emit(clock())
 
     def run(self, cfg, meter) -> WorkloadResult:
-        from harness import adaptive
-        from harness.steady import SteadyTracker
+        from harness.measuring import adaptive
+        from harness.measuring.steady import SteadyTracker
         from harness.workloads.base import RequestRecord
 
         if self.model is None:

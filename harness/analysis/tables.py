@@ -1,6 +1,6 @@
 """Pure functions over tidy run tables: the diagnosis toolkit.
 
-Every function takes the tidy tables of :mod:`harness.reference` (or the
+Every function takes the tidy tables of :mod:`harness.analysis.reference` (or the
 harness's own runs, which carry the same columns) and returns new DataFrames or
 small immutable records. Nothing here reads files.
 

@@ -36,7 +36,7 @@ class _OnFirstUse:
 
 np = _OnFirstUse("numpy")
 pd = _OnFirstUse("pandas")
-an = _OnFirstUse("harness.analysis")
+an = _OnFirstUse("harness.analysis.tables")
 
 E_TOKEN = "energy_per_token_joules"  # = analysis.ENERGY_PER_TOKEN
 E_RESPONSE = "energy_per_request_joules"
@@ -683,7 +683,7 @@ def published(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _tables(llm: pd.DataFrame | None, diffusion: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The findings are the paper's: computed on published rows only, even from a table with own runs."""
-    from harness import reference
+    from harness.analysis import reference
 
     return (published(reference.llm_table() if llm is None else llm),
             published(reference.diffusion_table() if diffusion is None else diffusion))
@@ -707,16 +707,16 @@ def compute_all(llm: pd.DataFrame | None = None, diffusion: pd.DataFrame | None 
 
 def load_rows(results_dir: str | None = None) -> pd.DataFrame:
     """Reference rows, plus the harness's own runs from ``results_dir`` when given (same columns)."""
-    from harness import reference
+    from harness.analysis import reference
 
     table = reference.all_table()
     if results_dir is None:
         return table
     try:
-        from harness import store
+        from harness.measuring import store
     except ModuleNotFoundError as exc:
-        if exc.name == "harness.store":
-            raise HarnessError("own runs need harness.store, which is not installed in this checkout") from None
+        if exc.name == "harness.measuring.store":
+            raise HarnessError("own runs need harness.measuring.store, which is not installed in this checkout") from None
         raise
     own = store.collect(results_dir)
     if own is None or len(own) == 0:
@@ -791,7 +791,7 @@ def _diagnose_cmd(args) -> int:
 
 def load_table(source: str = "reference", reference_dir: str | None = None, results_dir: str | None = None) -> pd.DataFrame:
     """The table a notebook works on: the published rows, plus own runs (status ok) from ``results_dir``."""
-    from harness import reference, summary
+    from harness.analysis import reference, summary
 
     table = summary.load(source, reference_dir)
     if results_dir:
@@ -814,7 +814,7 @@ def _stack(reference_rows: pd.DataFrame, own: pd.DataFrame) -> pd.DataFrame:
 
 def load_rows_own(results_dir: str) -> pd.DataFrame:
     """The harness's own runs under ``results_dir`` that finished (status ok), in the reference's columns."""
-    from harness import store
+    from harness.measuring import store
 
     own = store.collect(results_dir)
     own = own[own["status"] == "ok"].copy()

@@ -1,14 +1,14 @@
 """Sphinx extension that keeps the book offline.
 
-* Writes the Vega bundle (:func:`harness.charts.vega_bundle`, from vl-convert)
+* Writes the Vega bundle (:func:`harness.report.charts.vega_bundle`, from vl-convert)
   into ``_static`` and loads it on every page that holds an Altair chart
-  rendered by :func:`harness.charts.enable_offline`.
+  rendered by :func:`harness.report.charts.enable_offline`.
 * Warns -- an error under ``-W`` -- when a page would load a script or style
   sheet from another host (a CDN), so a new extension or a page with LaTeX math
   (MathJax comes from a CDN; write math in plain text or Unicode) cannot quietly
   make the book depend on the network.
 
-Enabled from ``_config.yml`` (``sphinx: extra_extensions: [harness.sphinx_offline]``).
+Enabled from ``_config.yml`` (``sphinx: extra_extensions: [harness.report.sphinx_offline]``).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def _drop_thebe(assets: list) -> None:
 
 
 def _page_context(app, pagename, templatename, context, doctree) -> None:
-    from harness import charts
+    from harness.report import charts
 
     for key in ("script_files", "css_files"):
         if isinstance(context.get(key), list):
@@ -69,7 +69,7 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
 
 def _builder_inited(app) -> None:
     if app.builder.format == "html":
-        from harness import charts
+        from harness.report import charts
 
         charts.write_bundle(Path(app.outdir) / "_static")
 

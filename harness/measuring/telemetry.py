@@ -1,6 +1,6 @@
 """Telemetry off the measured thread: an NVML sampler, a vLLM /metrics scraper, idle power.
 
-    from harness.telemetry import Telemetry, measure_idle_power
+    from harness.measuring.telemetry import Telemetry, measure_idle_power
     idle = measure_idle_power(5.0, gpu_indices=[0])      # {0: 68.2} watts; {} without NVML
     tel = Telemetry(hz=10, gpu_indices=[0], metrics_url="http://127.0.0.1:8000/metrics")
     tel.start()
@@ -24,7 +24,7 @@ The timeline is one tidy table with a ``source`` column:
 Every row has ``time_s`` (wall clock, ``time.time()``). A host without NVML
 records ``host`` rows only and ``info["nvml"]`` says why. An error while
 sampling never reaches the run: it is counted in ``info["errors"]`` (first
-messages kept) and the run is flagged by :mod:`harness.steady`.
+messages kept) and the run is flagged by :mod:`harness.measuring.steady`.
 
 :class:`NvmlReader` is the only code here that calls ``pynvml``; tests replace
 ``pynvml``'s functions with a fake device.

@@ -287,9 +287,9 @@ def squeue_tasks(study) -> dict[str, tuple[str, str]]:
 def stored_outcomes(results: Path, study) -> dict[str, tuple[str, str | None]]:
     """run id -> (store state, reason) for configurations whose run folder holds something.
 
-    States are :func:`harness.store.result_state`'s: ok, failed, skipped, incomplete, corrupt.
+    States are :func:`harness.measuring.store.result_state`'s: ok, failed, skipped, incomplete, corrupt.
     """
-    from harness import store
+    from harness.measuring import store
 
     out = {}
     for cfg in study.configurations:

@@ -13,7 +13,7 @@ Every file is written to a temporary name in the same folder, flushed, fsync'ed 
 the target (``os.replace``), so a process killed mid-write leaves the old file or the new one, never
 half of one. :func:`verify` reports missing, truncated, edited or unlisted files.
 
-    from harness import store
+    from harness.measuring import store
     store.write_run(run_dir, record, {"timeline.parquet": frame}, server_log=path)
     store.verify(run_dir)            # [] when intact, else one line per problem
     store.collect("results")         # one tidy row per run, reference column names

