@@ -1,0 +1,104 @@
+"""The paper's figures as data, and the one comparison (the paper's own rounding) behind every 'agrees'."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from support import REFERENCE_DIR
+
+from harness.analysis import findings as F
+from harness.analysis import paper as P
+from harness.errors import ReferenceDataError
+
+
+def _claims_file() -> Path | None:
+    candidates = [os.environ.get("HARNESS_PAPER_CLAIMS"),
+                  Path(__file__).resolve().parents[2] / "shared" / "PAPER-CLAIMS.md",
+                  REFERENCE_DIR.parents[3] / "PAPER-CLAIMS.md" if len(REFERENCE_DIR.parents) > 3 else None]
+    for c in candidates:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def _claims_table(path: Path) -> dict[str, str]:
+    rows = {}
+    for line in path.read_text().splitlines():
+        m = re.match(r"^\|\s*`([a-z0-9-]+)`\s*\|(.*)\|\s*$", line)
+        if m:
+            rows[m.group(1)] = m.group(2)
+    return rows
+
+
+def test_rounding_rule():
+    fig = P.Figure("x", "ratio", "3.56", "x", lambda v: v)
+    assert P.check(fig, 3.557).agrees and P.check(fig, 3.5650).agrees
+    assert not P.check(fig, 3.566).agrees and not P.check(fig, 3.554).agrees
+    assert P.check(fig, 3.557).difference == pytest.approx(-0.003 / 3.56)
+    joules = P.Figure("x", "energy", "4,625", "J", lambda v: v)
+    assert P.check(joules, 4624.57).agrees and not P.check(joules, 4624.4).agrees
+    count = P.Figure("x", "wins", "63", "", lambda v: v)
+    assert P.check(count, 63).agrees and not P.check(count, 62).agrees
+    band = P.Figure("x", "band", "3 to 5", "x", lambda v: v, P.RANGE)
+    assert P.check(band, [2.997, 5.44]).agrees and not P.check(band, [2.4, 5.0]).agrees
+    assert not P.check(band, [3.0, 5.6]).agrees
+    above = P.Figure("x", "video over image", "100", "x", lambda v: v, P.ABOVE)
+    assert P.check(above, 174).agrees and not P.check(above, 99.9).agrees
+    signed = P.Figure("x", "change", "-10.6", "%", lambda v: v)
+    assert P.check(signed, -10.598).agrees and not P.check(signed, -10.7).agrees
+    assert not P.check(fig, None).agrees
+
+
+def test_figures_are_the_ones_in_paper_claims():
+    path = _claims_file()
+    if path is None:
+        pytest.skip("PAPER-CLAIMS.md not found beside the checkout (set HARNESS_PAPER_CLAIMS)")
+    rows = _claims_table(path)
+    abstract = path.read_text().split("Headline figures")[-1]
+    assert set(rows) == set(F.FINDINGS), "PAPER-CLAIMS.md and the findings name the same findings"
+    for fig in P.FIGURES:
+        assert fig.finding in rows, fig
+        numbers = [fig.text] if fig.kind != P.RANGE else fig.text.split(" to ")
+        for n in numbers:
+            # as written in the table: "4,625", "3.56x", "+29.9%", "67.8%", "26.4 kJ", "3 to 5x"
+            where = rows[fig.finding] + (abstract if fig.kind == P.ABOVE else "")  # "more than 100x": the abstract
+            assert re.search(rf"(?<![\d.,]){re.escape(n)}(?!\d|,\d|\.\d)", where), (fig.label, n)
+    every = {f.finding for f in P.FIGURES}
+    assert every == set(rows), "each finding of PAPER-CLAIMS.md has at least one figure in harness"
+    for fig in P.HEADLINES:
+        assert fig.text.split(" to ")[0] in abstract
+
+
+@pytest.fixture(scope="module")
+def found():
+    try:
+        return F.compute_all()
+    except ReferenceDataError as exc:
+        pytest.skip(f"reference data needed: {exc}")
+
+
+def test_agrees_comes_from_the_paper_comparison(found):
+    for f in found:
+        results = P.checks(f)
+        assert results, f.id
+        assert f.agrees == all(c.agrees for c in results)
+        assert [x["agrees"] for x in f.paper["figures"]] == [c.agrees for c in results]
+        assert f.comparison.startswith(P.verdict(results))
+
+
+def test_a_changed_value_differs_and_says_by_how_much(found):
+    moe = next(f for f in found if f.id == "moe-vs-dense")
+    import dataclasses
+
+    changed = dataclasses.replace(moe, values=dict(moe.values, dense_over_moe=3.80), agrees=None, comparison="")
+    judged = P.judge(changed)
+    assert judged.agrees is False
+    assert "3.800x against the paper's 3.56x (+6.7%)" in judged.comparison
+
+
+def test_headlines_recompute(found):
+    results = P.headline_checks(found)
+    assert len(results) == 3 and all(c.computed is not None for c in results)
