@@ -273,8 +273,8 @@ def test_papermill_run_injects_parameters_and_tags_cells(root):
     book.execute(root, config.notebooks["one"], {"x": 21}, "hide-input")
     nb = nbformat.read(root / "book" / "_generated" / "one.ipynb", as_version=4)
     tags = {cell.source.splitlines()[0]: cell.metadata.get("tags", []) for cell in nb.cells if cell.cell_type == "code"}
-    assert "remove-cell" in tags["x = 1"]  # the defaults, replaced by ...
-    assert "hide-input" in tags["# Parameters"]  # ... the injected values, folded
+    assert "remove-cell" in tags["x = 1"]  # the defaults, and ...
+    assert "remove-cell" in tags["# Parameters"]  # ... the injected values: a toggle would show only assignments
     assert tags["y = x * 2"] == ["hide-input"]
     assert "x = 21" in nb.cells[2].source
     assert not (root / "book" / "_generated" / "one.failed.ipynb").exists()

@@ -152,6 +152,21 @@ def _short(model_id: str) -> str:
     return model_id.split("/")[-1]
 
 
+def _task_name(task: str) -> str:
+    from harness.analysis import reference
+
+    return reference.TASK_NAMES.get(task, task)
+
+
+def _nickname(frame: pd.DataFrame, model_id: str) -> str:
+    """The display name the published data give a model (its id's last part when none)."""
+    if "nickname" in frame.columns:
+        names = frame.loc[frame["model_id"] == model_id, "nickname"].dropna()
+        if len(names):
+            return str(names.iloc[0])
+    return _short(model_id)
+
+
 def _stats(values: pd.Series) -> dict:
     values = values.dropna()
     if values.empty:
@@ -314,7 +329,7 @@ def multimodal_overhead(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
         f"{vv['max']:.2f}x (median {vv['median']:.2f}x)."
     )
     top = table.loc[table["video_over_text"].idxmax()]
-    summary += f" The largest video overhead is {_short(top['vision_model_id'])}'s."
+    summary += f" The largest video overhead is {_nickname(llm, top['vision_model_id'])}'s."
     paper = {"source": "the paper's published range of ratios",
              "claim": "image and video inputs raise energy per token over text chat of the same family; the "
                       "framework names CPU-side preprocessing of multimodal inputs as a non-GPU bottleneck"}
@@ -404,17 +419,15 @@ def text_to_video_range(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
 
 
 def batch_size_effect_table(llm: pd.DataFrame) -> pd.DataFrame:
-    """Every LLM series: energy per token at the smallest batch >= 16 over that at the largest batch."""
+    """Every LLM series' batch effect (:data:`harness.analysis.tables.BATCH_EFFECT_DEFINITION`): energy per
+    token at the smallest batch >= 16 over that at the largest batch."""
     rows = []
     keys = an._group_keys(an.SERIES_KEYS, llm)
     for key, group in llm.groupby(keys, sort=True):
-        small = group[group["batch_size"] >= 16]
-        if small.empty or group["batch_size"].nunique() < 2:
+        pair = an.batch_effect_pair(group)
+        if pair is None:
             continue
-        lo = small.loc[small["batch_size"].idxmin()]
-        hi = group.loc[group["batch_size"].idxmax()]
-        if lo.name == hi.name:
-            continue
+        lo, hi = pair
         rows.append(dict(zip(keys, key)) | {
             "small_batch": int(lo["batch_size"]), "large_batch": int(hi["batch_size"]),
             "small_energy_per_token_joules": float(lo[E_TOKEN]), "large_energy_per_token_joules": float(hi[E_TOKEN]),
@@ -427,8 +440,8 @@ def batch_size_effect_table(llm: pd.DataFrame) -> pd.DataFrame:
 def batch_size_effect(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     table = batch_size_effect_table(llm)
     named = {
-        "DeepSeek R1 gpqa 8 x B200": ("deepseek-ai/DeepSeek-R1-0528", "gpqa", "B200", 8),
-        "Qwen3 Coder 30B A3B sourcegraph-fim 1 x B200": ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "sourcegraph-fim", "B200", 1),
+        "DeepSeek R1 on problem solving, 8 x B200": ("deepseek-ai/DeepSeek-R1-0528", "gpqa", "B200", 8),
+        "Qwen3 Coder 30B A3B on code completion, 1 x B200": ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "sourcegraph-fim", "B200", 1),
     }
     idx = table.set_index(list(an.SERIES_KEYS))
     highlighted = {}
@@ -450,8 +463,8 @@ def batch_size_effect(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     in_band = [3 * 0.95 <= r <= 5 * 1.1 for r in ratios]
     agrees = bool(ratios) and all(in_band)
     paper = {"source": "the paper and its abstract", "range_x": [3, 5],
-             "claim": "GPU utilization (batch size) moves energy per token by 3 to 5x (DeepSeek R1 on gpqa, "
-                      "8 x B200; Qwen3 Coder 30B A3B on sourcegraph-fim, 1 x B200)"}
+             "claim": "GPU utilization (batch size) moves energy per token by 3 to 5x (DeepSeek R1 on problem "
+                      "solving, 8 x B200; Qwen3 Coder 30B A3B on code completion, 1 x B200)"}
     comparison = (f"The paper's two series give {', '.join(_x(r) for r in ratios)} against its 3 to 5x "
                   f"({'in' if agrees else 'outside'} that band, allowing for its rounding); "
                   f"{_pct(values['share_between_3_and_5'])} of all series fall within 3 to 5x and "
@@ -480,7 +493,7 @@ def moe_vs_dense(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
               "moe_max_batch": int(s.loc[s["model_id"] == moe, "max_num_seqs"].max())}
     attribution = an.attribute(m, d)
     values["attribution"] = {f.name: f.ratio for f in attribution.factors}
-    summary = (f"On gpqa, 1 x B200, the dense Qwen3 32B's cheapest run costs {values['dense_energy_per_token_joules']:.3f} "
+    summary = (f"On problem solving, 1 x B200, the dense Qwen3 32B's cheapest run costs {values['dense_energy_per_token_joules']:.3f} "
                f"J/token (batch {values['dense_max_num_seqs']}) against {values['moe_energy_per_token_joules']:.3f} "
                f"J/token for the MoE Qwen3 30B A3B Thinking (batch {values['moe_max_num_seqs']}): "
                f"{_x(values['dense_over_moe'])}. The MoE activates {values['moe_active_params_billions']:.0f}B of its "
@@ -522,7 +535,7 @@ def b200_vs_h100(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
                           "share_b200_wins": float((part["gain"] > 0).mean()), "gain": _stats(part["gain"]),
                           "by_target": {str(t): _stats(p["gain"]) | {"b200_wins": int((p["gain"] > 0).sum())}
                                         for t, p in part.groupby("target")}}
-    names = {"llm": "LLM (gpqa, chat; median ITL at 50/100/250 ms)",
+    names = {"llm": "language models (problem solving and chat; median ITL at 50/100/250 ms)",
              "text-to-image": "images (batch time at 10/30/60 s)", "text-to-video": "videos (batch time at 100/500/1,000 s)"}
     parts = []
     for fam, v in values.items():
@@ -630,7 +643,7 @@ def multi_gpu(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
             "min_energy_per_token_1_gpu_joules": float(e["min_energy_per_token_joules_n"]),
             "min_energy_per_token_2_gpus_joules": float(e["min_energy_per_token_joules_m"]),
             "min_energy_ratio": float(e["min_energy_ratio"])}
-        summary += (f" What a second GPU unlocks: gpt-oss 120B on gpqa reaches batch {int(e['max_batch_n'])} on 1 x "
+        summary += (f" What a second GPU unlocks: gpt-oss 120B on problem solving reaches batch {int(e['max_batch_n'])} on 1 x "
                     f"H100 but {int(e['max_batch_m'])} on 2 x H100, and its minimum energy per token falls from "
                     f"{e['min_energy_per_token_joules_n']:.3f} to {e['min_energy_per_token_joules_m']:.3f} J "
                     f"({_x(1 / e['min_energy_ratio'])} lower).")
@@ -640,7 +653,7 @@ def multi_gpu(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
                                 "max_batch_from": int(big["max_batch_n"]), "max_batch_to": int(big["max_batch_m"]),
                                 "min_energy_ratio": float(big["min_energy_ratio"])}
     values["share_more_gpus_lower_min_energy"] = float((unlock["min_energy_ratio"] < 1).mean())
-    summary += (f" The largest such drop is {_short(big['model_id'])} on {big['task']}: {int(big['num_gpus_n'])} to "
+    summary += (f" The largest such drop is {_nickname(llm, big['model_id'])} on {_task_name(big['task']).lower()}: {int(big['num_gpus_n'])} to "
                 f"{int(big['num_gpus_m'])} x {big['gpu_model']} lifts the largest batch from {int(big['max_batch_n'])} "
                 f"to {int(big['max_batch_m'])} and cuts the minimum energy per token {_x(1 / big['min_energy_ratio'])}.")
     shares = [v["share_energy_rises"] for v in values["by_gpu"].values()]

@@ -89,10 +89,13 @@ def _group_keys(keys: Iterable[str], df: pd.DataFrame) -> list[str]:
 
 
 def config_label(row: Mapping) -> str:
-    """Short human label of one configuration, e.g. ``Qwen3-32B gpqa 1 x B200 batch 128``."""
+    """Short human label of one configuration, e.g. ``Qwen3 32B, problem solving (reasoning), 1 x B200, batch 128``."""
     model = str(row.get("nickname") or str(row["model_id"]).split("/")[-1])
     batch = row.get("max_num_seqs") if _row_is_llm(row) else row.get("batch_size")
-    label = f"{model} {row['task']} {int(row['num_gpus'])} x {row['gpu_model']} batch {int(batch)}"
+    from harness.analysis.reference import TASK_NAMES
+
+    task = TASK_NAMES.get(row["task"], row["task"]).lower()
+    label = f"{model}, {task}, {int(row['num_gpus'])} x {row['gpu_model']}, batch {int(batch)}"
     uly, ring = row.get("ulysses_degree"), row.get("ring_degree")
     if _number(uly) and _number(ring) and (uly > 1 or ring > 1):
         label += f" (Ulysses {int(uly)} x Ring {int(ring)})"
@@ -519,6 +522,33 @@ def static_power_share(df: pd.DataFrame, floor_watts_per_gpu: Mapping[str, float
     out["static_energy_per_output_joules"] = out[ENERGY_PER_OUTPUT] * out["static_power_share"]
     out["dynamic_energy_per_output_joules"] = out[ENERGY_PER_OUTPUT] - out["static_energy_per_output_joules"]
     return out
+
+
+def share_bound(floor_source: str) -> str:
+    """"at most " when the floor is an upper bound on static power (no idle reading), else "": one wording of
+    the static share for every chapter."""
+    return "at most " if "upper bound" in str(floor_source) else ""
+
+
+# ---------------------------------------------------------------- the batch effect (one definition)
+
+BATCH_EFFECT_MIN_BATCH = 16
+BATCH_EFFECT_DEFINITION = (
+    "energy per token at a series' smallest batch of at least 16 divided by energy per token "
+    "at its largest batch (a series is one model on one task, GPU model and GPU count)"
+)
+
+
+def batch_effect_pair(series: pd.DataFrame) -> tuple[pd.Series, pd.Series] | None:
+    """The two rows of one series the batch effect compares: its smallest batch of at least
+    :data:`BATCH_EFFECT_MIN_BATCH`, and its largest batch; None when they are the same row or do not exist."""
+    small = series[series["batch_size"] >= BATCH_EFFECT_MIN_BATCH]
+    if small.empty or series["batch_size"].nunique() < 2:
+        return None
+    lo, hi = small.loc[small["batch_size"].idxmin()], series.loc[series["batch_size"].idxmax()]
+    if lo.name == hi.name:
+        return None
+    return lo, hi
 
 
 def smallest_batch_rows(df: pd.DataFrame, by: Iterable[str] = SERIES_KEYS) -> pd.DataFrame:

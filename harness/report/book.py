@@ -320,16 +320,14 @@ def _stderr_cell(nb) -> tuple[int, str] | None:
 
 
 def _tag_cells(nb, code_cells: str | None) -> None:
-    """Readers see the parameters the notebook ran with (folded), not the defaults they replaced."""
-    injected = any("injected-parameters" in c.metadata.get("tags", []) for c in nb.cells)
+    """Parameter cells (the defaults and the values papermill injected) are removed from the page: a reader
+    would find only assignments behind their toggle; the chapter's prose says what it shows (GPU, models)."""
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         tags = list(cell.metadata.get("tags", []))
-        if "parameters" in tags and injected:
+        if "parameters" in tags or "injected-parameters" in tags:
             tags.append("remove-cell")
-        elif "parameters" in tags or "injected-parameters" in tags:
-            tags.append("hide-input")
         elif code_cells and not any(t in VISIBILITY_TAGS for t in tags):
             tags.append(code_cells)
         cell.metadata["tags"] = list(dict.fromkeys(tags))

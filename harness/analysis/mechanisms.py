@@ -1,0 +1,104 @@
+"""Why the energy gaps happen, in the framework's latent metrics, with numbers computed from the data.
+
+* KV-cache bytes per token from an architecture (layers x KV heads x head dim x 2 for keys and values x bytes
+  per value), and the batch the memory left after the weights allows at a given context length;
+* arithmetic intensity: FLOPs per byte read from memory, for LLM decode (grows with the batch) and for one
+  diffusion denoising step (already large at batch 1), against the GPU's ridge point (peak FLOP/s over
+  memory bandwidth): below it a kernel waits on memory, above it on compute;
+* how much decode slows per request as the batch grows (the data's inter-token latency), the evidence that
+  decode is memory-bound at small batch.
+
+GPU figures (memory, bandwidth, dense BF16 peak) are the vendors' published specifications, not measurements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+# Published specifications (NVIDIA data sheets, SXM parts): memory in GB (1e9 bytes), bandwidth in TB/s,
+# dense BF16 tensor throughput in TFLOP/s.
+GPU_SPECS = {
+    "H100": {"memory_gb": 80.0, "bandwidth_tb_per_s": 3.35, "bf16_dense_tflops": 989.0},
+    "B200": {"memory_gb": 180.0, "bandwidth_tb_per_s": 8.0, "bf16_dense_tflops": 2250.0},
+}
+GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default share of GPU memory it may use (weights + KV cache)
+BYTES_PER_VALUE = {"bfloat16": 2, "fp8": 1}
+SPEC_SOURCE = "from the vendor's data sheet: SXM part, dense BF16"
+
+
+def ridge_point_flops_per_byte(gpu: str) -> float:
+    """Peak FLOP/s over memory bandwidth: the arithmetic intensity where a kernel stops waiting on memory."""
+    s = GPU_SPECS[gpu]
+    return s["bf16_dense_tflops"] * 1e12 / (s["bandwidth_tb_per_s"] * 1e12)
+
+
+def kv_bytes_per_token(hf_config: dict, bytes_per_value: int = 2) -> int:
+    """Bytes of KV cache one token of context holds: layers x KV heads x head dim x 2 (K and V) x bytes."""
+    layers = int(hf_config["num_hidden_layers"])
+    heads = int(hf_config.get("num_key_value_heads") or hf_config["num_attention_heads"])
+    head_dim = int(hf_config.get("head_dim") or hf_config["hidden_size"] // hf_config["num_attention_heads"])
+    return layers * heads * head_dim * 2 * bytes_per_value
+
+
+@dataclass(frozen=True)
+class KvBudget:
+    model_id: str
+    gpu: str
+    num_gpus: int
+    kv_bytes_per_token: int
+    weights_bytes: float
+    kv_capacity_bytes: float  # GPU memory vLLM may use, less the weights
+    kv_capacity_tokens: float
+    context_tokens: float
+    batch_allowed: float  # requests whose whole context fits at once
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def kv_budget(model_id: str, hf_config: dict, total_params_billions: float, weight_precision: str, gpu: str,
+              num_gpus: int, context_tokens: float) -> KvBudget:
+    """The batch the KV cache allows: (usable memory - weights) / (KV bytes per token x tokens per request).
+
+    Activations and CUDA graphs also take memory, so this is an upper bound on the batch memory allows."""
+    per_token = kv_bytes_per_token(hf_config, 2)  # vLLM keeps the KV cache in BF16 unless told otherwise
+    weights = total_params_billions * 1e9 * BYTES_PER_VALUE.get(weight_precision, 2)
+    usable = GPU_MEMORY_UTILIZATION * GPU_SPECS[gpu]["memory_gb"] * 1e9 * num_gpus
+    capacity = max(0.0, usable - weights)
+    tokens = capacity / per_token
+    return KvBudget(model_id, gpu, int(num_gpus), per_token, weights, capacity, tokens, float(context_tokens),
+                    tokens / context_tokens if context_tokens else float("nan"))
+
+
+def decode_intensity(batch: float, weight_bytes_per_param: float = 2.0) -> float:
+    """FLOPs per byte of one decode step: 2 FLOPs per parameter per sequence, each weight read once per step
+    (KV reads left out, so this is an upper bound)."""
+    return 2.0 * batch / weight_bytes_per_param
+
+
+def diffusion_tokens_per_image(height_pixels: float, width_pixels: float, vae_factor: int = 8, patch: int = 2) -> float:
+    """Latent tokens a diffusion transformer processes per image per step (8x VAE, 2x2 patches, as in FLUX, SD3)."""
+    return (height_pixels / vae_factor / patch) * (width_pixels / vae_factor / patch)
+
+
+def diffusion_intensity(tokens_per_output: float, batch: float = 1, weight_bytes_per_param: float = 2.0) -> float:
+    """FLOPs per weight byte of one denoising step: every latent token meets every weight (2 FLOPs each)."""
+    return 2.0 * tokens_per_output * batch / weight_bytes_per_param
+
+
+def itl_growth(series: pd.DataFrame) -> pd.DataFrame:
+    """Per series (model, task, GPU model, count): how many times the batch grew from its smallest to its
+    largest run and how many times the median inter-token latency grew with it."""
+    rows = []
+    for key, g in series.groupby(["model_id", "task", "gpu_model", "num_gpus"]):
+        g = g.dropna(subset=["median_itl_ms"])
+        if g["batch_size"].nunique() < 2:
+            continue
+        lo, hi = g.loc[g["batch_size"].idxmin()], g.loc[g["batch_size"].idxmax()]
+        rows.append(dict(zip(["model_id", "task", "gpu_model", "num_gpus"], key))
+                    | {"batch_growth": hi["batch_size"] / lo["batch_size"],
+                       "itl_growth": hi["median_itl_ms"] / lo["median_itl_ms"],
+                       "small_batch": lo["batch_size"], "large_batch": hi["batch_size"]})
+    return pd.DataFrame(rows)
