@@ -106,3 +106,41 @@ def test_the_outcome_table_names_damaged_runs_and_their_file(tmp_path, no_nvml):
     assert damaged["runs"].tolist() == [1]
     assert "damaged" in damaged["causes"].iloc[0] and "requests.parquet" in damaged["causes"].iloc[0]
     assert table.loc[table["status"] == "ok", "runs"].tolist() == [2]
+
+
+def _tiny_sweep(results: Path) -> None:
+    for i, b in enumerate([1, 2, 4, 8]):
+        _write_run(results, "smoke", f"aaaaaaaaaaa{i}", "tiny-qwen3", "lm-arena-chat", None, b,
+                   {"output_throughput_tokens_per_sec": 100.0 * b ** 0.8, "median_itl_ms": 10.0 + b,
+                    "avg_batch_size": float(b)})
+
+
+def test_own_trends_share_a_relative_axis_with_the_full_size_curve(tmp_path, reference):
+    results = tmp_path / "results"
+    _tiny_sweep(results)
+    trends = M.relative_trends(M.own_runs(results), reference, "output_throughput_tokens_per_sec")
+    own = trends[trends["origin"] == "own"].sort_values("batch_size")
+    assert own["relative_output_throughput_tokens_per_sec"].iloc[0] == pytest.approx(1.0)
+    assert own["relative_output_throughput_tokens_per_sec"].iloc[-1] == pytest.approx(8 ** 0.8)
+    pub = trends[trends["origin"] == "published"]
+    assert set(pub["model_id"]) == {"Qwen/Qwen3-8B"}  # tiny-qwen3 is a copy of the Qwen3 8B architecture
+    assert pub.groupby("series")["relative_output_throughput_tokens_per_sec"].first().eq(1.0).all()
+    assert pub["num_gpus"].eq(1).all() and pub["batch_size"].is_unique
+    assert "lm-arena-chat" not in " ".join(trends["series"])  # task names, not ids, in legends
+    assert M.relative_trends(M.own_runs(tmp_path / "none"), reference, "output_throughput_tokens_per_sec").empty
+
+
+def test_the_chapter_reads_with_own_runs(tmp_path, reference):
+    papermill = pytest.importorskip("papermill")
+    results = tmp_path / "results"
+    _tiny_sweep(results)
+    out = tmp_path / "out.ipynb"
+    papermill.execute_notebook(str(REPO / "notebooks" / "your-measurements.ipynb"), str(out),
+                               parameters={"results_dir": str(results)}, kernel_name="python3",
+                               progress_bar=False, cwd=str(REPO))
+    text = json.dumps(json.loads(out.read_text())["cells"])
+    assert '"ename"' not in text
+    assert "There are 4 own runs in 1 study" in text and "studies" not in text.split("There are 4 own runs")[1][:40]
+    assert "What a CPU smoke run can and cannot show" in text
+    assert "Gain from batching in the own runs" in text and "Qwen 3 8B (published)" in text
+    assert "None of them carries energy" in text  # no counter: energy is missing, not 0 J

@@ -306,7 +306,7 @@ def multimodal_overhead(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
             if all(k in mins.index for k in keys):
                 counts.append(n)
         if not counts:
-            have = sorted(b.loc[b["model_id"].isin([vlm, text]), "task"].unique())
+            have = sorted(_task_name(t).lower() for t in b.loc[b["model_id"].isin([vlm, text]), "task"].unique())
             excluded[vlm] = f"no B200 GPU count with text, image and video runs (B200 tasks: {', '.join(have) or 'none'})"
             continue
         n = min(counts, key=lambda k: mins[(text, "lm-arena-chat", k)])

@@ -500,7 +500,7 @@ def estimate_floor_power(df: pd.DataFrame) -> pd.DataFrame:
                 {
                     "gpu_model": gpu,
                     "floor_power_watts_per_gpu": float(per_gpu.min()),
-                    "floor_source": "lowest per-GPU average power of any run (upper bound on static power)",
+                    "floor_source": "lowest per-GPU average power of any run, an upper bound on static power",
                 }
             )
     return pd.DataFrame(rows, columns=["gpu_model", "floor_power_watts_per_gpu", "floor_source"])
@@ -535,7 +535,7 @@ def share_bound(floor_source: str) -> str:
 BATCH_EFFECT_MIN_BATCH = 16
 BATCH_EFFECT_DEFINITION = (
     "energy per token at a series' smallest batch of at least 16 divided by energy per token "
-    "at its largest batch (a series is one model on one task, GPU model and GPU count)"
+    "at its largest batch, a series being one model on one task, GPU model and GPU count"
 )
 
 

@@ -72,7 +72,7 @@ def own_runs(results_dir: str | Path) -> pd.DataFrame:
     frame["is_llm"] = frame["task"].isin(LLM_TASKS)
     frame["nickname"] = frame["model_id"].astype(str) + " (own)"
     frame["series"] = (frame["model_id"].astype(str) + " (own, " + frame["backend"].astype(str) + "), "
-                       + frame["task"].astype(str) + ", " + frame["gpu"].astype(str))
+                       + frame["task"].astype(str).map(_task_name) + ", " + frame["gpu"].astype(str))
     return frame
 
 
@@ -100,8 +100,8 @@ def reference_counterparts(own: pd.DataFrame, reference: pd.DataFrame) -> pd.Dat
     keys["num_gpus"] = keys["num_gpus"].astype(float)
     ref = reference.assign(num_gpus=reference["num_gpus"].astype(float))
     matched = ref.merge(keys, on=["model_id", "task", "gpu_model", "num_gpus"], how="inner")
-    matched["series"] = matched["nickname"].fillna(matched["model_id"]) + " (published), " + matched["task"] + \
-        ", " + matched["gpu"]
+    matched["series"] = matched["nickname"].fillna(matched["model_id"]) + " (published), " + \
+        matched["task"].map(_task_name) + ", " + matched["gpu"]
     return matched
 
 
@@ -160,3 +160,58 @@ def length_ratio(own: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd
             pub.append(a / b if a is not None and b is not None else None)
         out["chat_length_source"], out["gpqa_length_source"], out["published_ratio"] = chat_src, gpqa_src, pub
     return out
+
+
+# A tiny CPU architecture is a scaled-down copy of a full-size one; its trends (how a metric changes with the
+# batch) are compared with the published curve of that full-size architecture's model.
+FULL_SIZE = {"tiny-qwen3": "qwen3-8b", "tiny-llama": "llama-3.1-8b", "tiny-qwen3-moe": "qwen3-30b-a3b",
+             "tiny-sd3": "sd3.5-medium", "tiny-flux": "flux.1-dev", "tiny-wan": "wan2.1-t2v-1.3b"}
+TREND_METRICS = {"llm": "output_throughput_tokens_per_sec", "diffusion": "throughput_outputs_per_sec"}
+
+
+def _task_name(task: str) -> str:
+    from harness.analysis.reference import TASK_NAMES
+
+    return TASK_NAMES.get(task, task).lower()
+
+
+def trend_model(model: str, task: str) -> str | None:
+    """The published model whose curve an own run's trend is compared with: its architecture's, or the
+    full-size architecture's for a tiny one."""
+    return _reference_model(model, task) or (_reference_model(FULL_SIZE[model], task) if model in FULL_SIZE else None)
+
+
+def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Own series and their published counterparts' series, each divided by its value at its own smallest batch.
+
+    A CPU run cannot be compared with a GPU run in absolute terms, but how throughput grows with the batch can
+    be: both are put on one axis, ``relative_<metric>`` (1 at each series' smallest batch). Published series:
+    the counterpart model on the same task, on the GPU model and GPU count with the most batch sizes."""
+    column = f"relative_{metric}"
+    ok = own[(own["status"] == "ok")].dropna(subset=[metric]) if metric in own.columns else own.iloc[0:0]
+    parts = []
+    for series, g in ok.groupby("series"):
+        if g["batch_size"].nunique() < 2:
+            continue
+        base = g.loc[g["batch_size"].idxmin(), metric]
+        if base and base > 0:
+            parts.append(g.assign(**{column: g[metric] / base, "origin": "own"}))
+    keys = {(trend_model(m, t), t) for m, t in zip(ok["model_id"], ok["task"])} - {(None, t) for t in ok["task"]}
+    for model_id, task in sorted(keys, key=str):
+        ref = reference[(reference["model_id"] == model_id) & (reference["task"] == task)].dropna(subset=[metric])
+        if ref.empty or metric not in ref.columns:
+            continue
+        counts = ref.groupby(["gpu_model", "num_gpus"])["batch_size"].nunique().reset_index()
+        counts["one_gpu"] = counts["num_gpus"] == 1  # one GPU first, as a CPU run uses one device
+        best = counts.sort_values(["one_gpu", "batch_size", "gpu_model"], ascending=False).iloc[0]
+        g = ref[(ref["gpu_model"] == best["gpu_model"]) & (ref["num_gpus"] == best["num_gpus"])]
+        # one point per batch size: the parallel layout that got the most out of it
+        g = g.sort_values(metric, ascending=False).drop_duplicates("batch_size").sort_values("batch_size")
+        base = g.iloc[0][metric]
+        if base and base > 0 and len(g) > 1:
+            name = g["nickname"].fillna(g["model_id"]).iloc[0]
+            parts.append(g.assign(**{column: g[metric] / base, "origin": "published",
+                                     "series": f"{name} (published), {_task_name(task)}, {g['gpu'].iloc[0]}"}))
+    if not parts:
+        return pd.DataFrame(columns=["series", "batch_size", metric, column, "origin"])
+    return pd.concat(parts, ignore_index=True)
