@@ -201,6 +201,13 @@ def all_table(root: Path | None = None) -> pd.DataFrame:
     return pd.concat([llm_table(root), diffusion_table(root)], ignore_index=True)
 
 
+def pin(root: Path | None = None) -> dict:
+    """Where the pinned data come from: repository, commit (and its web address) and the data's own date."""
+    return {"repository": REPOSITORY, "commit": COMMIT, "folder": FOLDER,
+            "url": f"https://github.com/{REPOSITORY}/tree/{COMMIT}/{FOLDER}",
+            "data_updated": model_index(root).get("last_updated")}
+
+
 def model_index(root: Path | None = None) -> dict:
     """``index.json``: model metadata (parameters, precision, architecture) and task families."""
     return _read_json("index.json", root)
