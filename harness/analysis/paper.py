@@ -238,7 +238,8 @@ def verdict(results: list[Check]) -> str:
     if not bad:
         rel = [abs(c.difference) for c in results if c.difference is not None]
         tail = f" (largest relative difference {100 * max(rel):.2f}%)" if rel else ""
-        which = "its published figure" if len(results) == 1 else f"all {len(results)} published figures"
+        which = {1: "its published figure", 2: "both published figures"}.get(len(results),
+                                                                            f"all {len(results)} published figures")
         return f"Agrees with the paper on {which} at the paper's rounding{tail}."
     parts = [f"{c.figure.label}: {format_value(c.figure, c.computed)} against the paper's {c.figure.written}"
              + (f" ({100 * c.difference:+.1f}%)" if c.difference is not None else "") for c in bad]
