@@ -377,7 +377,7 @@ def text_to_image_spread(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
              "h100_min_energy_joules": {k: v for k, v in PAPER_H100_MIN_ENERGY_JOULES.items() if k in check}}
     comparison = (f"H100 per-model minima {'match' if ok else 'do not match'} the paper's orders of magnitude within "
                   f"{_pct(ORDER_OF_MAGNITUDE_TOLERANCE)} ("
-                  + ", ".join(f"{_short(m)} {_j(c['computed_joules'])} vs {_j(c['published_joules'])}"
+                  + ", ".join(f"{_nickname(diffusion, m)} {_j(c['computed_joules'])} vs {_j(c['published_joules'])}"
                               for m, c in check.items()) + ").")
     filters = {"task": "text-to-image", "gpu_model": "B200",
                "selection": "per model, the lowest energy per image over GPU counts, batch sizes and parallel degrees"}
@@ -409,7 +409,7 @@ def text_to_video_range(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
              "h100_min_energy_joules": {k: v for k, v in PAPER_H100_MIN_ENERGY_JOULES.items() if k in check}}
     comparison = (f"The dearest video is "
                   f"{_x(values['dearest_video_over_dearest_image'])} even the dearest image (paper: more than 100x); "
-                  f"H100 minima " + ", ".join(f"{_short(m)} {_j(c['computed_joules'])} vs {_j(c['published_joules'])}"
+                  f"H100 minima " + ", ".join(f"{_nickname(diffusion, m)} {_j(c['computed_joules'])} vs {_j(c['published_joules'])}"
                                               for m, c in check.items()) + ".")
     filters = {"task": "text-to-video", "gpu_model": "B200",
                "selection": "per model, the lowest energy per video over GPU counts, batch sizes and parallel degrees"}
