@@ -102,3 +102,11 @@ def test_a_changed_value_differs_and_says_by_how_much(found):
 def test_headlines_recompute(found):
     results = P.headline_checks(found)
     assert len(results) == 3 and all(c.computed is not None for c in results)
+
+
+def test_finding_text_names_no_internals(found):
+    internal = re.compile(r"STUDY\.md|PAPER-CLAIMS|Computed only|_joules|_watts|\bgpqa\b|lm-arena-chat|sourcegraph-fim"
+                          r"|image-chat|video-chat|[a-z]+-[a-z]+-\d|GPU\(s\)")
+    for f in found:
+        for text in (f.summary, f.comparison, f.paper.get("claim", ""), f.paper.get("source", "")):
+            assert not internal.search(text), (f.id, internal.search(text).group(0), text)
