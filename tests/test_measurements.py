@@ -120,11 +120,11 @@ def test_own_trends_share_a_relative_axis_with_the_full_size_curve(tmp_path, ref
     _tiny_sweep(results)
     trends = M.relative_trends(M.own_runs(results), reference, "output_throughput_tokens_per_sec")
     own = trends[trends["origin"] == "own"].sort_values("batch_size")
-    assert own["relative_output_throughput_tokens_per_sec"].iloc[0] == pytest.approx(1.0)
-    assert own["relative_output_throughput_tokens_per_sec"].iloc[-1] == pytest.approx(8 ** 0.8)
+    assert own[M.RELATIVE].iloc[0] == pytest.approx(1.0)
+    assert own[M.RELATIVE].iloc[-1] == pytest.approx(8 ** 0.8)
     pub = trends[trends["origin"] == "published"]
     assert set(pub["model_id"]) == {"Qwen/Qwen3-8B"}  # tiny-qwen3 is a copy of the Qwen3 8B architecture
-    assert pub.groupby("series")["relative_output_throughput_tokens_per_sec"].first().eq(1.0).all()
+    assert pub.groupby("series")[M.RELATIVE].first().eq(1.0).all()
     assert pub["num_gpus"].eq(1).all() and pub["batch_size"].is_unique
     assert "lm-arena-chat" not in " ".join(trends["series"])  # task names, not ids, in legends
     assert M.relative_trends(M.own_runs(tmp_path / "none"), reference, "output_throughput_tokens_per_sec").empty

@@ -167,6 +167,7 @@ def length_ratio(own: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd
 FULL_SIZE = {"tiny-qwen3": "qwen3-8b", "tiny-llama": "llama-3.1-8b", "tiny-qwen3-moe": "qwen3-30b-a3b",
              "tiny-sd3": "sd3.5-medium", "tiny-flux": "flux.1-dev", "tiny-wan": "wan2.1-t2v-1.3b"}
 TREND_METRICS = {"llm": "output_throughput_tokens_per_sec", "diffusion": "throughput_outputs_per_sec"}
+RELATIVE = "relative_to_smallest_batch"  # a ratio: no unit
 
 
 def _task_name(task: str) -> str:
@@ -185,9 +186,9 @@ def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> 
     """Own series and their published counterparts' series, each divided by its value at its own smallest batch.
 
     A CPU run cannot be compared with a GPU run in absolute terms, but how throughput grows with the batch can
-    be: both are put on one axis, ``relative_<metric>`` (1 at each series' smallest batch). Published series:
+    be: both are put on one axis, :data:`RELATIVE` (1 at each series' smallest batch). Published series:
     the counterpart model on the same task, on the GPU model and GPU count with the most batch sizes."""
-    column = f"relative_{metric}"
+    column = RELATIVE
     ok = own[(own["status"] == "ok")].dropna(subset=[metric]) if metric in own.columns else own.iloc[0:0]
     parts = []
     for series, g in ok.groupby("series"):
