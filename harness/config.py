@@ -359,7 +359,7 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
         check.fail(f"{where}.models", f"must be a non-empty list of model names, got {models!r}")
     known = registry.known_models(backend)
     for i, model in enumerate(models):
-        if model not in known:
+        if model not in known and backend not in registry.ANY_MODEL_BACKENDS:
             check.fail(f"{where}.models[{i}]", f"unknown model {model!r} for backend {backend} (known: {', '.join(known) or 'none'})")
     if len(set(models)) != len(models):
         check.fail(f"{where}.models", f"repeats a model: {models}")

@@ -39,6 +39,7 @@ ap.add_argument("--served-model-name", default="model")
 ap.add_argument("--max-num-seqs", type=int, default=256)
 ap.add_argument("--seed", type=int, default=0)
 ap.add_argument("--trust-remote-code", action="store_true")
+ap.add_argument("--api-key", default=None)  # as vLLM: every /v1 request needs "Authorization: Bearer <key>"
 args, rest = ap.parse_known_args()
 faults = json.loads(os.environ.get("FAKE_VLLM_FAULTS") or "{}")
 token_s = float(faults.get("token_s", 0.004))
@@ -78,7 +79,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _refused(self):
+        if args.api_key and self.path.startswith("/v1") and \
+                self.headers.get("Authorization") != f"Bearer {args.api_key}":
+            self._json(401, {"error": "Unauthorized"})
+            return True
+        return False
+
     def do_GET(self):
+        if self._refused():
+            return
         if self.path == "/health":
             self._json(200 if healthy else 503, {})
         elif self.path == "/v1/models":
@@ -98,7 +108,20 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self._refused():
+            return
+        chat = self.path == "/v1/chat/completions"
+        prompt = body["messages"][-1]["content"] if "messages" in body else body.get("prompt")
+        prompt_tokens = len(prompt) if isinstance(prompt, list) else len(str(prompt).split())
+        if self.path == "/tokenize":  # one token per word
+            self._json(200, {"count": prompt_tokens + (3 if "messages" in body else 0), "tokens": []})
+            return
+        if body.get("model") != args.served_model_name:
+            self._json(404, {"error": {"message": f"The model `{body.get('model')}` does not exist."}})
+            return
         n = int(body["max_tokens"])
+        if not body.get("ignore_eos") and faults.get("natural_tokens"):  # the model stops by itself
+            n = min(n, int(faults["natural_tokens"]))
         with lock:
             state["waiting"] += 1
         slots.acquire()
@@ -112,6 +135,9 @@ class Handler(BaseHTTPRequestHandler):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
+            if chat:  # the opening chunk announces the role and carries no token
+                opening = {"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}
+                self.wfile.write(f"data: {json.dumps({'choices': [opening]})}\n\n".encode())
             for i in range(n):
                 if i:
                     time.sleep(token_s)
@@ -124,9 +150,11 @@ class Handler(BaseHTTPRequestHandler):
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 choice = {"index": 0, "text": "x", "token_ids": [7], "finish_reason": "length" if i == n - 1 else None}
+                if chat:  # like an OpenAI server without vLLM's token ids: one chunk per token
+                    choice = {"index": 0, "delta": {"content": "x"}, "finish_reason": choice["finish_reason"]}
                 self.wfile.write(f"data: {json.dumps({'choices': [choice]})}\n\n".encode())
                 self.wfile.flush()
-            usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": n}
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": n}
             self.wfile.write(f"data: {json.dumps({'choices': [], 'usage': usage})}\n\ndata: [DONE]\n\n".encode())
         finally:
             with lock:
@@ -202,3 +230,23 @@ def leftovers() -> list[int]:
 
 
 __all__ = ["MARKER", "install", "use", "servers", "alive", "leftovers"]
+
+
+def start_standalone(folder: Path, port: int, name: str, *, api_key: str | None = None, faults: dict | None = None,
+                     seed: int = 0):
+    """Start the fake as an already-running server (for the endpoint backend, which starts nothing):
+    ``(process, log path)``; the caller stops it by its process group."""
+    import subprocess
+    import sys
+
+    root = install(Path(folder) / "fake-vllm")
+    log = Path(folder) / f"fake-{port}.log"
+    argv = [sys.executable, str(root / "vllm" / "entrypoints" / "openai" / "api_server.py"), "--host", "127.0.0.1",
+            "--port", str(port), "--served-model-name", name, "--seed", str(seed)]
+    if api_key:
+        argv += ["--api-key", api_key]
+    env = dict(os.environ, FAKE_VLLM_FAULTS=json.dumps(faults or {}))
+    env.pop("FAKE_VLLM_PIDS", None)
+    with open(log, "ab") as fh:
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    return proc, log

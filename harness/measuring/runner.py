@@ -186,6 +186,8 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
     store.write_run(run_dir, record)
     on_gpu = env.get("gpu_count", 0) > 0
     gpu_indices = list(range(cfg.num_gpus)) if on_gpu else []
+    chosen = registry.measured_gpus(cfg, env.get("gpu_count", 0))  # the endpoint backend names its own
+    gpu_indices = gpu_indices if chosen is None else chosen
     backend = telemetry = meter = result = timeline = None
     status, cause, message, log_tail, interrupted = "ok", None, None, "", None
     try:
@@ -262,7 +264,8 @@ def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, o
     if cfg.is_llm:
         stop = result.info.get("stop")
         stop_time = stop.get("stop_time_s") if stop else None  # set when the load was stopped early
-        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs, stop_time_s=stop_time)
+        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs, stop_time_s=stop_time,
+                                           load=result.info.get("load"))
         stop_metrics, record["stop"] = _stop_outcome(cfg, stop)
         metrics.update(stop_metrics)
         tables["requests.parquet"] = pd.DataFrame(rows)

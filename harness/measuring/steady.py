@@ -158,7 +158,8 @@ def _sum_energy(values: dict) -> float | None:
     return float(sum(values.values()))
 
 
-def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float | None = None) -> tuple[dict, list[dict]]:
+def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float | None = None,
+                load: dict | None = None) -> tuple[dict, list[dict]]:
     """Run summary and per-request rows for an LLM run.
 
     ``windows`` maps names to WindowMeasurement; the ``"steady"`` one gives the energy. Without it the
@@ -168,10 +169,21 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
     then are counted in ``num_stopped_requests`` (not failed), and ``avg_output_len`` (hence energy
     per request) is the mean *planned* output length of the requests that did not fail: the ones
     that finished are biased toward short outputs.
+
+    ``load``: the arrival pattern and latency targets of the run (``info["load"]`` of the endpoint backend):
+    the steady window is the pattern's (:mod:`harness.workloads.arrivals`), batch saturation is relative to
+    the batch the pattern can fill, and the goodput columns (:mod:`harness.measuring.goodput`) are added.
     """
     from harness.measuring.adaptive import is_stopped
 
-    bounds = steady_bounds(requests, max_num_seqs, stop_time_s)
+    arrival = None
+    if load and load.get("pattern", "all-at-once") != "all-at-once":
+        from harness.workloads.arrivals import Arrival, steady_bounds as arrival_bounds
+
+        arrival = Arrival.from_info(load)
+        bounds = arrival_bounds(requests, arrival, max_num_seqs, stop_time_s)
+    else:
+        bounds = steady_bounds(requests, max_num_seqs, stop_time_s)
     window = windows.get("steady")
     ok = [r for r in requests if r.success]
     stopped = [r for r in requests if is_stopped(r)]
@@ -228,13 +240,19 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
         "avg_power_watts": energy / duration if energy is not None and duration else None,
         "output_throughput_tokens_per_sec": tokens / duration if duration else None,
         "avg_batch_size": avg_batch,
-        "batch_saturation": avg_batch / max_num_seqs if avg_batch is not None else None,
+        "batch_saturation": (avg_batch / (arrival.effective_batch(max_num_seqs) if arrival else max_num_seqs)
+                             if avg_batch is not None else None),
         "median_itl_ms": _percentile(itls, 0.5),
         "p90_itl_ms": _percentile(itls, 0.9),
         "p95_itl_ms": _percentile(itls, 0.95),
         "p99_itl_ms": _percentile(itls, 0.99),
     })
     metrics["energy_per_output_joules"] = metrics["energy_per_request_joules"]
+    if load:
+        from harness.measuring.goodput import goodput_metrics
+
+        metrics["arrival_pattern"] = load.get("pattern", "all-at-once")
+        metrics.update(goodput_metrics(requests, load, start, end, metrics["energy_per_request_joules"]))
     rows = []
     for r in requests:
         rows.append({
@@ -303,7 +321,9 @@ def validity(metrics: dict, *, is_llm: bool, on_gpu: bool, max_num_seqs: int | N
             if on_gpu and duration < MIN_STEADY_S:
                 failed.append(("steady-duration", f"steady state lasted {duration:.1f} s (< {MIN_STEADY_S:g} s)"))
             saturation = metrics.get("batch_saturation")
-            if saturation is not None and saturation < MIN_SATURATION:
+            if metrics.get("arrival_pattern") == "poisson":  # at a rate the batch is what the load makes it
+                notes.append("batch-saturation check not applied to a load at a rate (poisson arrivals)")
+            elif saturation is not None and saturation < MIN_SATURATION:
                 failed.append(("batch-saturation", f"batch saturation {saturation:.2f} (< {MIN_SATURATION})"))
         if not on_gpu:
             notes.append(f"steady-state >= {MIN_STEADY_S:g} s rule not applied on a CPU host")

@@ -26,6 +26,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 import os
 import shutil
 import tempfile
@@ -394,6 +395,30 @@ def _largest_gap(specials: list[int], vocab: int) -> tuple[int, int]:
     return lo + 1, hi - 1
 
 
+HF_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def hub_snapshot(repo_id: str) -> Path:
+    """The local folder of Hugging Face model ``repo_id``: from the local Hugging Face cache, else downloaded
+    (unless ``HF_HUB_OFFLINE`` is set); one-line :class:`ConfigError` when neither works."""
+    import os
+
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception as cached_exc:  # noqa: BLE001 -- not in the cache
+        if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
+            raise ConfigError(f"weights {repo_id!r}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set "
+                              f"({type(cached_exc).__name__})") from None
+    try:
+        return Path(snapshot_download(repo_id))
+    except Exception as exc:  # noqa: BLE001 -- no network, unknown or gated repository
+        first = (str(exc).strip().splitlines() or [""])[0][:160]
+        raise ConfigError(f"weights {repo_id!r}: neither a local folder nor a Hugging Face model that can be "
+                          f"downloaded here ({type(exc).__name__}: {first})") from None
+
+
 def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
     """The model folder for architecture ``name``; with ``weights`` (a local Hugging Face model folder, e.g. a
     downloaded checkpoint), that folder with its own config, tokenizer and real weights instead."""
@@ -404,6 +429,8 @@ def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
         return ModelFolder(path, MappingProxyType(cfg), tuple(stamp["regular_token_ids"]), cfg.get("bos_token_id"),
                            True, "dummy (random; no weights are loaded)", stamp["digest"], stamp["tokenizer_sha256"])
     path = Path(weights).expanduser()
+    if not path.exists() and HF_ID.match(str(weights)):
+        path = hub_snapshot(str(weights))
     if not (path / "config.json").is_file():
         raise ConfigError(f"weights folder {path} has no config.json (a local Hugging Face model folder is needed)")
     from transformers import AutoTokenizer

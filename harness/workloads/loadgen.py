@@ -34,6 +34,12 @@ class LoadSpec:
     output_tokens: list[int]  # forced output length per request
     read_timeout_s: float = 600.0  # longest silence tolerated on one stream
     temperature: float = 1.0
+    # --- set by the endpoint backend (harness.workloads.openai_backend); the defaults are the vLLM backend's ---
+    arrival: object = None  # harness.workloads.arrivals.Arrival; None: every request at once
+    request: Callable[[int], tuple[str, dict]] | None = None  # (path, JSON body) of request i
+    headers: dict | None = None  # e.g. the Authorization header
+    forced: bool = True  # output length forced: a request that generates another count failed
+    prompt_lengths: list[int] | None = None  # prompt tokens per request when prompts are not token ids
 
 
 class _Clock:
@@ -51,7 +57,8 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
     import aiohttp
 
     n = spec.output_tokens[rid]
-    payload = {
+    path, payload = spec.request(rid) if spec.request is not None else ("/v1/completions", None)
+    payload = payload or {
         "model": spec.model,
         "prompt": spec.prompts[rid],
         "max_tokens": n,
@@ -65,7 +72,7 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
     usage = None
     finished = False
     try:
-        async with session.post(f"{spec.base_url}/v1/completions", json=payload) as resp:
+        async with session.post(f"{spec.base_url}{path}", json=payload, headers=spec.headers) as resp:
             if resp.status != 200:
                 body = (await resp.text())[:300].replace("\n", " ")
                 raise RuntimeError(f"HTTP {resp.status}: {body}")
@@ -87,6 +94,9 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
                     usage = chunk["usage"]
                 for choice in chunk.get("choices") or ():
                     ids = choice.get("token_ids")
+                    delta = choice.get("delta") or {}
+                    if ids is None and delta.get("role") and not delta.get("content"):
+                        continue  # a chat stream's opening chunk announces the role: no token yet
                     # without return_token_ids (older servers), vLLM still sends one chunk per token,
                     # even when the token's text is empty (an incomplete UTF-8 sequence)
                     count = len(ids) if ids is not None else 1
@@ -104,7 +114,7 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
         rec.output_tokens = int(usage["completion_tokens"]) if usage else len(rec.token_times_s)
         if usage:
             rec.prompt_tokens = int(usage["prompt_tokens"])
-        if rec.output_tokens != n or len(rec.token_times_s) != n:
+        if spec.forced and (rec.output_tokens != n or len(rec.token_times_s) != n):
             rec.success = False
             rec.error = f"generated {rec.output_tokens} tokens ({len(rec.token_times_s)} streamed), forced {n}"
     except asyncio.CancelledError:
@@ -128,7 +138,8 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
     clock = _Clock()
     n = len(spec.prompts)
     records = [
-        RequestRecord(request_id=i, prompt_tokens=len(spec.prompts[i]), target_output_tokens=spec.output_tokens[i],
+        RequestRecord(request_id=i, prompt_tokens=spec.prompt_lengths[i] if spec.prompt_lengths else len(spec.prompts[i]),
+                      target_output_tokens=spec.output_tokens[i],
                       output_tokens=0, submit_time_s=0.0, first_token_time_s=None, finish_time_s=None)
         for i in range(n)
     ]
@@ -137,7 +148,16 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
     abort_reason: str | None = None
     async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as session:
         tasks = []
+        gate = None
+        if spec.arrival is not None and spec.arrival.pattern != "all-at-once":
+            from harness.workloads.arrivals import Gate
+
+            gate = Gate(spec.arrival, n)
         for i in range(n):
+            if gate is not None:  # sent when the arrival pattern says (harness.workloads.arrivals)
+                one = (lambda i=i: _one(session, spec, i, records[i], tracker, clock, stopper))
+                tasks.append(asyncio.create_task(gate.send(i, records[i], tracker, clock, one)))
+                continue
             records[i].submit_time_s = clock()
             tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper)))
         pending = set(tasks)

@@ -15,7 +15,10 @@ BACKENDS: dict[str, str] = {
     "vllm": "harness.workloads.vllm_backend:VLLMBackend",
     "transformers": "harness.workloads.transformers_backend:TransformersBackend",
     "diffusers": "harness.workloads.diffusers_backend:DiffusersBackend",
+    "openai": "harness.workloads.openai_backend:OpenAIBackend",
 }
+# Backends that measure a server the user runs: ``models`` are the names it serves, any string.
+ANY_MODEL_BACKENDS = ("openai",)
 
 # Tasks each backend can drive.
 BACKEND_TASKS: dict[str, tuple[str, ...]] = {
@@ -23,6 +26,7 @@ BACKEND_TASKS: dict[str, tuple[str, ...]] = {
     "vllm": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
     "transformers": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
     "diffusers": ("text-to-image", "text-to-video"),
+    "openai": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
 }
 
 
@@ -56,6 +60,16 @@ def backend_options(backend: str) -> dict:
 def unknown_options(backend: str, options) -> list[str]:
     """Option names a backend does not know (config validation can refuse them before anything runs)."""
     return sorted(set(options or ()) - set(backend_options(backend)))
+
+
+def measured_gpus(cfg, visible: int) -> list[int] | None:
+    """This host's GPUs a run measures when its backend chooses them (``openai``: its ``gpus`` option), else
+    None (the runner's default: GPUs ``0 .. num_gpus - 1``)."""
+    if cfg.backend != "openai":
+        return None
+    from harness.workloads import openai_backend
+
+    return openai_backend.measured_gpus(cfg, visible)
 
 
 def get_backend(name: str):

@@ -21,7 +21,8 @@ when :class:`harness.measuring.adaptive.AdaptiveStopper` says so (polled after e
 Options: ``max_prompt_tokens``, ``output_length_scale`` (as for vLLM),
 ``device`` (``auto`` | ``cpu`` | ``cuda``), ``attn_implementation``
 (default ``sdpa``), ``greedy`` (default true: argmax; false samples), ``weights`` (a local Hugging
-Face model folder with real weights, loaded instead of random ones; prompts stay synthetic token ids).
+Face model folder with real weights, or a Hugging Face model id from the local cache or the hub, loaded
+instead of random ones; prompts stay synthetic token ids).
 """
 
 from __future__ import annotations

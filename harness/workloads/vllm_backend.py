@@ -35,8 +35,9 @@ Options (``options:`` in the config; all optional):
 ``port``                   a fixed port (default: a free one); a busy port is refused
 ``extra_args``             further command-line arguments (list of strings)
 ``trust_remote_code``      off unless set to true
-``weights``                a local Hugging Face model folder with real weights (its config and
-                           tokenizer replace the generated ones; prompts stay synthetic token ids)
+``weights``                a local Hugging Face model folder with real weights, or a Hugging Face model
+                           id (from the local HF cache, else downloaded): its config and tokenizer
+                           replace the generated ones; prompts stay synthetic token ids
 =========================  ==========================================================================
 """
 
