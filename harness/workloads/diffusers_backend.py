@@ -27,8 +27,12 @@ import time
 from pathlib import Path
 
 from harness.workloads.base import IterationRecord, LoggingBackend, WorkloadError, WorkloadResult, package_version
+from harness.workloads.options import Opt
 
 OPTIONS = {"device": "auto", "guidance_scale": None, "warmup_steps": 1, "cpu_dtype": "float32"}
+OPTION_SPECS = {"device": Opt("choice", choices=("auto", "cpu", "cuda")), "guidance_scale": Opt("number", minimum=0),
+                "warmup_steps": Opt("int", minimum=0),
+                "cpu_dtype": Opt("choice", choices=("bfloat16", "float16", "float32"))}
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 

@@ -57,6 +57,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
 from harness.workloads.base import WorkloadError, WorkloadResult
+from harness.workloads.options import Opt
 
 OPTIONS = {
     "enforce_eager": None,
@@ -71,6 +72,20 @@ OPTIONS = {
     "extra_args": [],
     "trust_remote_code": False,
     "weights": None,
+}
+OPTION_SPECS = {
+    "enforce_eager": Opt("bool"),
+    "kv_cache_gib": Opt("number", above=0),
+    "gpu_memory_utilization": Opt("number", above=0, maximum=1),
+    "max_model_len": Opt("int", minimum=1),
+    "max_prompt_tokens": Opt("int", minimum=1),
+    "output_length_scale": Opt("number", above=0),
+    "startup_timeout_s": Opt("number", above=0),
+    "read_timeout_s": Opt("number", above=0),
+    "port": Opt("int", minimum=1, maximum=65535),
+    "extra_args": Opt("strings"),
+    "trust_remote_code": Opt("bool"),
+    "weights": Opt("string"),
 }
 CPU_DEFAULT_KV_CACHE_GIB = 1
 STOP_GRACE_S = 10.0
@@ -234,6 +249,11 @@ class VLLMBackend:
         unknown = sorted(set(given) - set(OPTIONS))
         if unknown:
             raise BadOption(f"unknown vllm option(s) {unknown} (known: {sorted(OPTIONS)})")
+        from harness.workloads.options import problems
+
+        bad = problems(OPTION_SPECS, given)
+        if bad:
+            raise BadOption("; ".join(f"options.{name}: {why}" for name, why in bad))
         extra = given.get("extra_args") or []
         if not isinstance(extra, list) or not all(isinstance(a, (str, int, float)) for a in extra):
             raise BadOption(f"options.extra_args must be a list of strings, got {extra!r}")
