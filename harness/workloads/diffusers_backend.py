@@ -106,6 +106,21 @@ def component_parameters(pipe) -> dict[str, int]:
     return out
 
 
+def parameter_count(name: str) -> dict[str, int]:
+    """Parameters per component of a named pipeline, built on PyTorch's meta device (no memory, no weights)."""
+    import torch
+
+    from harness.workloads import archs
+
+    out = {}
+    for role, spec in archs.get(name).as_dict()["components"].items():
+        if spec.get("tokenizer") or "Scheduler" in str(spec.get("class")):
+            continue
+        model = build_component(spec, "meta", torch.bfloat16)
+        out[role] = int(sum(p.numel() for p in model.parameters()))
+    return out
+
+
 def synthetic_prompts(count: int, seed: int) -> list[str]:
     """Seeded pseudo-text prompts (the pipelines tokenize them with the trained tokenizer)."""
     from harness.workloads.archs import synthetic_corpus

@@ -191,22 +191,56 @@ def evidence(path: Path | None, default_cause: str) -> tuple[str, str]:
     return short, cause
 
 
-def parallel_args(cfg) -> list[str]:
-    """vLLM's parallel layout for a configuration.
+def parallel_layout(cfg) -> dict:
+    """What vLLM 0.11.1 does with a configuration's GPUs (the knobs say exactly this, nothing else).
 
-    Dense models: ``--tensor-parallel-size tensor_parallel`` (data parallel over the remaining GPUs).
-    Mixture of experts with ``expert_parallel > 1``: experts sharded over ``expert_parallel`` GPUs with
-    attention tensor-parallel over the same GPUs (``--enable-expert-parallel``), as the reference ran.
+    ``tensor_parallel`` GPUs per engine (``--tensor-parallel-size``), ``num_gpus / tensor_parallel`` engines
+    (``--data-parallel-size``). vLLM has no expert-parallel size: ``--enable-expert-parallel`` spreads the
+    experts over all tensor x data parallel GPUs. So ``expert_parallel`` is 1 (experts sharded by tensor
+    parallelism) or ``num_gpus`` (expert parallelism on); anything else is refused by
+    :func:`parallel_problems`.
     """
     num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
-    group = max(tp, ep)
-    args = ["--tensor-parallel-size", str(group)]
-    if ep > 1:
+    dp = num_gpus // tp if tp and num_gpus % tp == 0 else None
+    return {"tensor_parallel_size": tp, "data_parallel_size": dp, "enable_expert_parallel": ep > 1,
+            "expert_parallel_size": (tp * dp if dp else None) if ep > 1 else 1}
+
+
+def parallel_problems(cfg, facts=None) -> list[str]:
+    """Why vLLM 0.11.1 cannot run this layout (one line each); ``facts`` (:class:`archs.LLMFacts`) adds the
+    model's heads and experts."""
+    num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
+    out = []
+    if num_gpus % tp:
+        out.append(f"tensor_parallel={tp} does not divide num_gpus={num_gpus}")
+    if ep > 1 and ep != num_gpus:
+        out.append(f"expert_parallel={ep}: vLLM 0.11.1 spreads experts over all tensor_parallel x data_parallel "
+                   f"GPUs (here {num_gpus}), so expert_parallel must be 1 or {num_gpus}")
+    if facts is None:
+        return out
+    if facts.num_attention_heads % tp:
+        out.append(f"tensor_parallel={tp} does not divide the model's {facts.num_attention_heads} attention heads")
+    kv = facts.num_key_value_heads
+    if kv % tp and tp % kv:
+        out.append(f"tensor_parallel={tp} neither divides nor is a multiple of the model's {kv} key-value heads")
+    if ep > 1 and not facts.num_experts:
+        out.append(f"expert_parallel={ep} on a dense model (no experts)")
+    elif ep > 1 and facts.num_experts % ep:
+        out.append(f"expert_parallel={ep} does not divide the model's {facts.num_experts} experts")
+    return out
+
+
+def parallel_args(cfg) -> list[str]:
+    """vLLM's command-line flags for :func:`parallel_layout`; a layout vLLM cannot run raises ConfigError."""
+    problems = parallel_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    layout = parallel_layout(cfg)
+    args = ["--tensor-parallel-size", str(layout["tensor_parallel_size"])]
+    if layout["data_parallel_size"] > 1:
+        args += ["--data-parallel-size", str(layout["data_parallel_size"])]
+    if layout["enable_expert_parallel"]:
         args.append("--enable-expert-parallel")
-    if num_gpus % group:
-        raise ConfigError(f"parallel group of {group} GPUs does not divide num_gpus={num_gpus}")
-    if num_gpus // group > 1:
-        args += ["--data-parallel-size", str(num_gpus // group)]
     return args
 
 
@@ -360,6 +394,7 @@ class VLLMBackend:
             "tokenizer_sha256": model.tokenizer_sha256,
             "weights": model.weights,
             "max_model_len": max_model_len,
+            "parallel": parallel_layout(cfg),
             "lengths": self.plan.as_info(),
         }
         try:
