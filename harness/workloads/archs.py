@@ -431,6 +431,7 @@ class LLMFacts:
     num_key_value_heads: int
     num_experts: int  # 0 for a dense model
     num_hidden_layers: int
+    expert_parameters: int = 0  # of ``parameters``, those in the experts (sharded by expert parallelism)
 
 
 def llm_facts_from_config(cfg: Mapping[str, Any]) -> LLMFacts:
@@ -461,11 +462,14 @@ def llm_facts_from_config(cfg: Mapping[str, Any]) -> LLMFacts:
         total += vocab * hidden
     step = int(cfg.get("decoder_sparse_step") or 1)
     dense_only = set(cfg.get("mlp_only_layers") or ())
+    in_experts = 0
     for layer in range(layers):
         sparse = experts > 0 and layer not in dense_only and (layer + 1) % step == 0
-        mlp = (hidden * experts + experts * 3 * hidden * int(cfg["moe_intermediate_size"])) if sparse else dense_mlp
+        expert_weights = experts * 3 * hidden * int(cfg["moe_intermediate_size"]) if sparse else 0
+        in_experts += expert_weights
+        mlp = (hidden * experts + expert_weights) if sparse else dense_mlp
         total += attention + mlp + 2 * hidden
-    return LLMFacts(total, heads, kv_heads, experts, layers)
+    return LLMFacts(total, heads, kv_heads, experts, layers, in_experts)
 
 
 def llm_facts(name: str) -> LLMFacts:
