@@ -17,7 +17,9 @@ server that dies (before or during the run) or never becomes healthy raises
 :class:`WorkloadError` with the cause and the log tail.
 
 ``stop`` sends SIGTERM to the process group, SIGKILL after 10 s, and waits
-until no process of the group is left.
+until no process of the group is left. The server runs under :mod:`harness.workloads.reaper`, which
+stops the group as soon as the harness is gone (SIGKILL included); a server that escaped even that is
+found by its token and stopped at the next start (:mod:`harness.workloads.servers`).
 
 Options (``options:`` in the config; all optional):
 
@@ -56,6 +58,7 @@ import uuid
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
+from harness.workloads import servers
 from harness.workloads.base import WorkloadError, WorkloadResult
 from harness.workloads.options import Opt
 
@@ -374,19 +377,26 @@ class VLLMBackend:
 
         self.log_path = run_dir / "server.log"
         self._log_fh = open(self.log_path, "ab")
+        leftovers = servers.stop_leftovers(STOP_GRACE_S)  # a server an earlier, killed sweep left behind
+        for line in leftovers:
+            self._log_fh.write(f"# harness: {line}\n".encode())
         self._log_fh.write(f"# harness: {' '.join(argv)}\n".encode())
         self._log_fh.flush()
         started = time.time()
+        token, env = servers.tag(env)
+        # the reaper is the group leader and the server's parent: it stops the group when the harness dies
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=self._log_fh, stderr=subprocess.STDOUT,
-            env=env, cwd=str(self._tmp), start_new_session=True,
+            servers.guarded(argv, STOP_GRACE_S), stdin=subprocess.DEVNULL, stdout=self._log_fh,
+            stderr=subprocess.STDOUT, env=env, cwd=str(self._tmp), start_new_session=True,
         )
         _LIVE_GROUPS.add(self.proc.pid)
+        self._record = servers.write_record(token, self.proc.pid, argv)
         self.info = {
             "server_argv": argv,
             "vllm_version": vllm_version(),
             "cpu_build": on_cpu,
             "served_model_name": self.served_name,
+            "leftover_servers_stopped": leftovers,
             "port": port,
             "model_folder": str(folder),
             "architecture": cfg.model,
@@ -519,6 +529,9 @@ class VLLMBackend:
             except subprocess.TimeoutExpired:
                 pass
             _LIVE_GROUPS.discard(pgid)
+            if not _group_alive(pgid):
+                servers.remove_record(getattr(self, "_record", None))
+                self._record = None
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None
