@@ -71,7 +71,6 @@ def test_a_sigkilled_sweep_leaves_no_server(tmp_path, no_nvml, vllm_env, monkeyp
     assert proc.returncode == -signal.SIGKILL
     gone = _wait_until(lambda: not any(_alive(p) for p in (server["pid"], server["engine_pid"], reaper)), 30)
     assert gone, f"survivors: {[p for p in (server['pid'], server['engine_pid'], reaper) if _alive(p)]}"
-    assert fake_vllm.leftovers() == []
 
 
 def _tagged_sleeper(token: str) -> subprocess.Popen:
