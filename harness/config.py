@@ -16,7 +16,8 @@ the batch knob (``max_num_seqs`` or ``batch_size``) innermost, so a sweep meets
 the batch sizes of one series in the order listed.
 
 The file is read with PyYAML's safe loader (a tag such as ``!!python/object`` is refused) that also
-refuses a key given twice in one mapping; option names are checked against the backend's ``OPTIONS``.
+refuses a key given twice in one mapping; option names are checked against the backend's ``OPTIONS`` and
+their values against its ``OPTION_SPECS`` (types and ranges, :mod:`harness.workloads.options`).
 
 A Configuration's ``run_id`` is the first 12 hex digits of the sha256 of its
 canonical JSON (sorted keys, ``study`` left out): the same configuration always
@@ -297,18 +298,27 @@ def _stop_values(raw: dict, where: str, check: _Checker) -> dict:
     return out
 
 
-def _backend_options(backend: str) -> tuple[str, ...] | None:
-    """Option names a backend accepts (its module's ``OPTIONS``), or None when it cannot be asked."""
+def _backend_module(backend: str):
     import importlib
 
     from harness.workloads import registry
 
     try:
-        module = importlib.import_module(registry.BACKENDS[backend].partition(":")[0])
+        return importlib.import_module(registry.BACKENDS[backend].partition(":")[0])
     except ImportError:  # a backend not installed here fails at start with its own message
         return None
-    options = getattr(module, "OPTIONS", None)
+
+
+def _backend_options(backend: str) -> tuple[str, ...] | None:
+    """Option names a backend accepts (its module's ``OPTIONS``), or None when it cannot be asked."""
+    options = getattr(_backend_module(backend), "OPTIONS", None)
     return tuple(sorted(options)) if isinstance(options, Mapping) else None
+
+
+def _backend_option_specs(backend: str) -> Mapping:
+    """Types and ranges of a backend's options (its module's ``OPTION_SPECS``, :mod:`harness.workloads.options`)."""
+    specs = getattr(_backend_module(backend), "OPTION_SPECS", None)
+    return specs if isinstance(specs, Mapping) else {}
 
 
 def _yaml_loader():
@@ -394,6 +404,10 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
         for key in options:
             if key not in allowed_options:
                 check.fail(f"{where}.options.{key}", f"unknown {backend} option (allowed: {', '.join(allowed_options)})")
+    from harness.workloads.options import problems as option_problems
+
+    for key, why in option_problems(_backend_option_specs(backend), options):
+        check.fail(f"{where}.options.{key}", why)
 
     stop = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
 

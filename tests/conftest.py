@@ -39,11 +39,16 @@ class FakeGPU:
     BASE_MJ = 987_654_321
 
     def __init__(self, trace, clock=time.time, name="NVIDIA H100 80GB HBM3", power_limit_watts=700.0,
-                 instant_field=True, fail_from_s: float | None = None):
+                 instant_field=True, fail_from_s: float | None = None, uuid: str | None = None,
+                 memory_total_bytes: int = 80 * 2**30, missing=(), migs=()):
         self.times = [float(t) for t, _ in trace]
         self.watts = [float(w) for _, w in trace]
         self.clock, self.name, self.power_limit_watts = clock, name, power_limit_watts
         self.instant_field, self.fail_from_s = instant_field, fail_from_s
+        self.uuid = uuid or f"GPU-{id(self):032x}"
+        self.memory_total_bytes = memory_total_bytes
+        self.missing = set(missing)  # NVML functions this fake driver lacks (NVMLError_FunctionNotFound)
+        self.migs = {m: SimpleNamespace(parent=self, uuid=m, memory_total_bytes=memory_total_bytes // 7) for m in migs}
 
     def set_power(self, watts: float, t: float | None = None) -> None:
         t = self.clock() if t is None else t
@@ -107,6 +112,25 @@ class FakeNVML:
                 raise error(pynvml.NVML_ERROR_INVALID_ARGUMENT)
             return gpus[i]
 
+        def by_uuid(uuid):
+            for gpu in gpus:
+                if uuid == gpu.uuid:
+                    return gpu
+                if uuid in gpu.migs:
+                    return gpu.migs[uuid]
+            raise error(pynvml.NVML_ERROR_NOT_FOUND)
+
+        def unless_missing(name, fn):
+            def call(h, *args):
+                if name in getattr(h, "missing", ()):
+                    raise error(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+                return fn(h, *args)
+            return call
+
+        def memory(h):
+            total = h.memory_total_bytes
+            return SimpleNamespace(used=min(30 * 2**30, total // 2), total=total, free=total - min(30 * 2**30, total // 2))
+
         fakes = {
             "nvmlInit": lambda: None,
             "nvmlShutdown": lambda: None,
@@ -120,10 +144,18 @@ class FakeNVML:
             "nvmlDeviceGetPowerUsage": lambda h: int(h.power_at(h.clock()) * 1000),
             "nvmlDeviceGetEnforcedPowerLimit": lambda h: int(h.power_limit_watts * 1000),
             "nvmlDeviceGetUtilizationRates": utilization,
-            "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(used=30 * 2**30, total=80 * 2**30, free=50 * 2**30),
+            "nvmlDeviceGetMemoryInfo": memory,
             "nvmlDeviceGetClockInfo": lambda h, kind: 1980,
-            "nvmlDeviceGetTemperature": lambda h, sensor: 55,
-            "nvmlDeviceGetCurrentClocksEventReasons": lambda h: 0,
+            "nvmlDeviceGetTemperature": unless_missing("nvmlDeviceGetTemperature", lambda h, sensor: 55),
+            "nvmlDeviceGetTemperatureV": unless_missing("nvmlDeviceGetTemperatureV", lambda h, sensor: 56),
+            "nvmlDeviceGetCurrentClocksEventReasons": unless_missing("nvmlDeviceGetCurrentClocksEventReasons",
+                                                                     lambda h: 0),
+            "nvmlDeviceGetCurrentClocksThrottleReasons": unless_missing("nvmlDeviceGetCurrentClocksThrottleReasons",
+                                                                        lambda h: 0),
+            "nvmlDeviceGetUUID": lambda h: h.uuid,
+            "nvmlDeviceGetHandleByUUID": by_uuid,
+            "nvmlDeviceGetIndex": lambda h: gpus.index(h),
+            "nvmlDeviceGetDeviceHandleFromMigDeviceHandle": lambda m: m.parent,
             "nvmlSystemGetDriverVersion": lambda: "580.65.06",
             "nvmlSystemGetCudaDriverVersion": lambda: 13000,
         }

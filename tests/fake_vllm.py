@@ -13,7 +13,9 @@ stop) runs against a real subprocess that can be told to fail:
                             later (a crashing engine whose API server exits a moment after);
   ``oom_from_max_num_seqs`` at startup, ``--max-num-seqs`` >= this prints a CUDA out-of-memory
                             error and exits 1 (as vLLM does when the KV cache does not fit);
-  ``token_s``               seconds per streamed token (default 0.004).
+  ``token_s``               seconds per streamed token (default 0.004);
+  ``engine_child``          fork a child that just sleeps (vLLM's engine-core process), which outlives
+                            the server unless something stops it.
 
 Every fake server writes its pid and bound address to ``FAKE_VLLM_PIDS`` (a folder) as
 ``<pid>.json``, so a test can check what it bound to and that nothing outlived its run.
@@ -164,11 +166,20 @@ class Handler(BaseHTTPRequestHandler):
 
 server = ThreadingHTTPServer((args.host, args.port), Handler)
 server.daemon_threads = True
+engine = None
+if faults.get("engine_child"):  # like vLLM's engine-core process: a forked child that outlives a killed parent
+    engine = os.fork()
+    if engine == 0:
+        server.socket.close()
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        while True:
+            time.sleep(1)
 pids = os.environ.get("FAKE_VLLM_PIDS")
 if pids:
     host, port = server.server_address[:2]
     with open(os.path.join(pids, f"{os.getpid()}.json"), "w") as fh:
-        json.dump({"pid": os.getpid(), "pgid": os.getpgid(0), "host": host, "port": port, "argv": sys.argv}, fh)
+        json.dump({"pid": os.getpid(), "pgid": os.getpgid(0), "host": host, "port": port, "argv": sys.argv,
+                   "engine_pid": engine, "ppid": os.getppid()}, fh)
 print(f"fake vllm: listening on {args.host}:{args.port}", flush=True)
 server.serve_forever()
 '''

@@ -163,7 +163,7 @@ def _vllm_block(seed: int, grid, **options) -> dict:
 def test_server_out_of_memory_never_healthy_and_killed_mid_run(tmp_path, no_nvml, vllm_env, monkeypatch):
     pids = fake_vllm.use(monkeypatch, tmp_path, {"oom_from_max_num_seqs": 4, "never_healthy_seeds": [11],
                                                  "die_mid_run_seeds": [12], "die_after_tokens": 5, "token_s": 0.01})
-    cfg = _study(tmp_path, _vllm_block(10, [4, 8]), _vllm_block(11, [2], startup_timeout_s=1),
+    cfg = _study(tmp_path, _vllm_block(10, [4, 8]), _vllm_block(11, [2], startup_timeout_s=3),
                  _vllm_block(12, [2]), _vllm_block(13, [2]), name="v")
     results = tmp_path / "results"
     counts, out = _measure(cfg, results)

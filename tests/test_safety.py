@@ -195,11 +195,13 @@ def test_no_source_turns_trust_remote_code_on_by_itself():
 
 
 def test_trust_remote_code_is_off_unless_the_config_says_true(tmp_path, vllm_env, monkeypatch):
-    from harness.workloads.vllm_backend import OPTIONS
+    from harness.workloads.vllm_backend import OPTIONS, BadOption
 
     assert OPTIONS["trust_remote_code"] is False
-    cases = [({}, False), ({"trust_remote_code": "yes"}, False), ({"trust_remote_code": 1}, False),
-             ({"trust_remote_code": True}, True)]
+    for i, value in enumerate(("yes", 1)):  # not a boolean: refused before any server starts
+        with pytest.raises(BadOption, match="trust_remote_code: must be true or false"):
+            _started(tmp_path / f"bad-{i}", monkeypatch, trust_remote_code=value)
+    cases = [({}, False), ({"trust_remote_code": False}, False), ({"trust_remote_code": True}, True)]
     for i, (options, expected) in enumerate(cases):
         info, bound, _ = _started(tmp_path / f"case-{i}", monkeypatch, **options)
         assert ("--trust-remote-code" in info["server_argv"]) is expected, options

@@ -48,10 +48,33 @@ def test_parallel_layouts():
     assert vllm_backend.parallel_args(_cfg()) == ["--tensor-parallel-size", "1"]
     assert vllm_backend.parallel_args(_cfg(num_gpus=4, tensor_parallel=4)) == ["--tensor-parallel-size", "4"]
     # MoE as the reference ran it: experts over both GPUs, attention tensor-parallel over the same GPUs
-    assert vllm_backend.parallel_args(_cfg(num_gpus=2, expert_parallel=2)) == [
+    assert vllm_backend.parallel_args(_cfg(num_gpus=2, tensor_parallel=2, expert_parallel=2)) == [
         "--tensor-parallel-size", "2", "--enable-expert-parallel"]
+    # the knobs say what vLLM does: tensor_parallel is never replaced; experts span tensor x data parallel GPUs
+    assert vllm_backend.parallel_args(_cfg(num_gpus=2, expert_parallel=2)) == [
+        "--tensor-parallel-size", "1", "--data-parallel-size", "2", "--enable-expert-parallel"]
+    assert vllm_backend.parallel_layout(_cfg(num_gpus=4, tensor_parallel=2, expert_parallel=4))[
+        "expert_parallel_size"] == 4
     assert vllm_backend.parallel_args(_cfg(num_gpus=8, tensor_parallel=2)) == [
         "--tensor-parallel-size", "2", "--data-parallel-size", "4"]
+
+
+def test_expert_parallel_layouts_vllm_cannot_run_are_refused():
+    from harness.errors import ConfigError
+    from harness.workloads import archs
+
+    moe = archs.llm_facts("qwen3-30b-a3b")
+    # vLLM 0.11.1 would spread experts over all 4 GPUs, not 2: refused rather than mislabelled
+    with pytest.raises(ConfigError, match="expert_parallel must be 1 or 4"):
+        vllm_backend.parallel_args(_cfg(num_gpus=4, tensor_parallel=2, expert_parallel=2))
+    assert vllm_backend.parallel_problems(_cfg(num_gpus=2, tensor_parallel=2, expert_parallel=2), moe) == []
+    dense = archs.llm_facts("llama-3.1-8b")
+    assert any("dense model" in p for p in vllm_backend.parallel_problems(_cfg(num_gpus=2, expert_parallel=2), dense))
+    odd = vllm_backend.parallel_problems(_cfg(num_gpus=3, tensor_parallel=3), dense)
+    assert any("32 attention heads" in p for p in odd) and any("8 key-value heads" in p for p in odd)
+    small = archs.LLMFacts(parameters=1, num_attention_heads=12, num_key_value_heads=12, num_experts=6,
+                           num_hidden_layers=1)
+    assert any("6 experts" in p for p in vllm_backend.parallel_problems(_cfg(num_gpus=4, expert_parallel=4), small))
 
 
 def test_server_facts_and_causes_from_the_log():

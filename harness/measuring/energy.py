@@ -30,6 +30,8 @@ threads or event loop. Tests fake the hardware at the NVML boundary (a fake
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import threading
 import time
@@ -60,11 +62,55 @@ def nvml_problem() -> str | None:
         pynvml.nvmlInit()
     except pynvml.NVMLError as exc:
         return f"NVML: {exc}"
+    from harness.measuring import gpus
+
     try:
         count = pynvml.nvmlDeviceGetCount()
+        if not count:
+            return "NVML found no devices"
+        empty = gpus.empty_problem()
+        if empty:
+            return empty
+        if not gpus.visible_gpus(pynvml):
+            return f"no GPU of the {count} NVML lists matches {gpus.describe_env()}"
     except pynvml.NVMLError as exc:
         return f"NVML: {exc}"
-    return None if count else "NVML found no devices"
+    return None
+
+
+@contextlib.contextmanager
+def _zeus_visible_devices():
+    """Show Zeus ``CUDA_VISIBLE_DEVICES`` as NVML indices while it builds its GPU list.
+
+    Zeus 0.16 reads the variable with ``int()`` (UUIDs and MIG ids raise) and refuses an empty one; it
+    keeps the GPU list it built, so the variable is restored at once. Yields ``"hidden"`` when no GPU is
+    visible, a note on MIG slices (whose energy is the whole GPU's), or None.
+    """
+    from harness.measuring import gpus
+
+    value, note = os.environ.get(gpus.ENV), None
+    if value is None:
+        yield None
+        return
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        visible = gpus.visible_gpus(pynvml)
+    except Exception:  # no NVML: Zeus finds no GPUs either way
+        visible = []
+    if any(g.mig for g in visible):
+        note = "MIG slice: energy of the whole GPU that holds it"
+    mapped = gpus.nvml_indices_env(visible)
+    with _lock_env:
+        os.environ[gpus.ENV] = mapped or ""  # none visible: Zeus refuses "" and falls back to no GPUs
+        try:
+            yield note if visible else "hidden"
+        finally:
+            os.environ[gpus.ENV] = value
+
+
+_lock_env = threading.Lock()
 
 
 class ZeusMeter:
@@ -83,11 +129,14 @@ class ZeusMeter:
         self.windows: dict[str, WindowMeasurement] = {}
         self.gpu_indices: list[int] = []
         self._monitor = None
+        self.mig_note: str | None = None
         try:
             if monitor_factory is None:
                 from zeus.monitor import ZeusMonitor as monitor_factory
-            probe = monitor_factory(gpu_indices=[])  # zero-GPU monitor: tells how many GPUs and CPUs exist
-            visible = len(probe.gpus)
+            with _zeus_visible_devices() as note:
+                probe = monitor_factory(gpu_indices=[])  # zero-GPU monitor: tells how many GPUs and CPUs exist
+            # CUDA_VISIBLE_DEVICES shows no GPU (e.g. ""): none, even where Zeus built its GPU list earlier
+            visible = 0 if note == "hidden" else len(probe.gpus)
         except Exception as exc:  # Zeus missing or broken: still time the windows
             self.gpu_source = f"none: Zeus unavailable ({type(exc).__name__}: {exc})"
             self.cpu_source = "cpu: not measured (Zeus unavailable)"
@@ -98,11 +147,19 @@ class ZeusMeter:
             wanted = []
         elif any(i < 0 or i >= visible for i in wanted):
             raise HarnessError(f"asked for GPUs {wanted} but only {visible} visible")
-        self._monitor = monitor_factory(gpu_indices=wanted) if wanted else probe
+        if wanted:
+            with _zeus_visible_devices():
+                self._monitor = monitor_factory(gpu_indices=wanted)
+        else:
+            self._monitor = probe
         self.gpu_indices = wanted
+        if wanted and note and note != "hidden":
+            self.mig_note = note
         if wanted:
             old = [i for i in wanted if not self._monitor.gpus.supports_get_total_energy_consumption(i)]
             self.gpu_source = "zeus/nvml-power-integration" if old else "zeus/nvml-energy-counter"
+            if self.mig_note:
+                self.gpu_source += f" ({self.mig_note})"
         elif visible:
             self.gpu_source = "none: no GPU was asked for"
         cpus = list(getattr(self._monitor, "cpu_indices", []) or [])

@@ -13,7 +13,10 @@ For each Configuration of the study (or only configuration ``I``):
    (always), compute metrics and validity flags (:mod:`harness.measuring.steady`) and write the run
    (:mod:`harness.measuring.store`).
 
-Idle power is measured once per sweep before the first run (GPU hosts). A WorkloadError, a
+Before anything starts, :mod:`harness.measuring.preflight` checks every configuration to measure
+against this host (GPUs after ``CUDA_VISIBLE_DEVICES``, weights against their memory, parallelism
+against the model's heads and experts): any problem refuses the sweep, one line per problem, nothing
+written; ``--dry-run`` prints the same verdicts. Idle power is measured once per sweep before the first run (GPU hosts). A WorkloadError, a
 timeout or a crash of the backend fails that run (cause and log tail stored) and the sweep goes
 on. A telemetry sampler that raises does not stop the run: the run is flagged (``telemetry-errors``).
 SIGINT and SIGTERM stop the sweep: the run in progress stays ``incomplete``, finished runs are
@@ -409,11 +412,17 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     planned = plan(study, results_dir, index)
     todo = [(cfg, state) for cfg, state in planned if force or state not in store.DONE_STATUSES]
     counts = {"already done": len(planned) - len(todo)} if len(planned) > len(todo) else {}
+    from harness.measuring import preflight
+
+    host = preflight.host_facts() if todo else None
     if dry_run:
+        verdicts = preflight.check_study(study, host, [cfg for cfg, _ in todo]) if todo else {}
         for cfg, state in planned:
             blocked = blocking_reason(cfg, study, results_dir)
             if state in store.DONE_STATUSES and not force:
                 action = f"done ({state})"
+            elif verdicts.get(cfg.run_id):
+                action = f"refused: {'; '.join(verdicts[cfg.run_id])}"
             elif blocked:
                 action = f"would skip: {blocked}"
             else:
@@ -421,10 +430,19 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
                           "corrupt": "measure again (damaged)"}.get(state, f"measure again (--force; was {state})")
             print(f"{study.configurations.index(cfg):4d}  {cfg.run_id}  {cfg.label():40s}  {action}", file=out)
         print(f"{len(todo)} of {len(planned)} configurations to measure (dry run: nothing written)", file=out)
+        lines = preflight.report_lines(study, verdicts, [cfg for cfg, _ in todo])
+        if lines:
+            refused = sum(bool(v) for v in verdicts.values())
+            print(f"preflight: {refused} of {len(todo)} would be refused on this host ({host.describe()}); "
+                  f"measure stops before starting anything:", file=out)
+            for line in lines:
+                print(f"  {line}", file=out)
+            return counts | {"to measure": len(todo), "refused": refused}
         return counts | {"to measure": len(todo)}
     if not todo:
         print(f"nothing to measure: all {len(planned)} configurations of {study.name} have results in {results_dir}", file=out)
         return counts
+    preflight.refuse_if_any(study, host, [cfg for cfg, _ in todo])  # before anything starts or is written
     from harness.measuring import envinfo
     from harness.measuring.telemetry import measure_idle_power
 

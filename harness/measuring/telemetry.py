@@ -49,6 +49,7 @@ VLLM_METRICS = {
     "vllm:kv_cache_usage_perc": "kv_cache_usage_fraction",
     "vllm:gpu_cache_usage_perc": "kv_cache_usage_fraction",
 }
+MEAN_OVER_ENGINES = ("kv_cache_usage_fraction",)
 MAX_KEPT_ERRORS = 5
 
 
@@ -60,6 +61,7 @@ class NvmlReader:
         self.power_source: dict[int, str] = {}
         self.problem: str | None = None
         self.unsupported: set[tuple[int, str]] = set()
+        self._chosen: dict[tuple[int, str], str] = {}  # (gpu, reading) -> the NVML function that works here
         try:
             import pynvml
 
@@ -122,15 +124,17 @@ class NvmlReader:
     def sample(self, index: int) -> tuple:
         """Values in the order of :data:`NVML_COLUMNS`; a field the GPU does not support reads None."""
         nvml, handle = self.nvml, self.handles[index]
-        reasons = getattr(nvml, "nvmlDeviceGetCurrentClocksEventReasons", None) or \
-            nvml.nvmlDeviceGetCurrentClocksThrottleReasons
         readers = (
             lambda: self.power_watts(index),
             lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
             lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20,
             lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM),
-            lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU),
-            lambda: reasons(handle),
+            lambda: self._first_available(index, "temperature", (
+                ("nvmlDeviceGetTemperature", lambda f: f(handle, nvml.NVML_TEMPERATURE_GPU)),  # deprecated
+                ("nvmlDeviceGetTemperatureV", lambda f: f(handle, nvml.NVML_TEMPERATURE_GPU)))),
+            lambda: self._first_available(index, "reasons", (
+                ("nvmlDeviceGetCurrentClocksEventReasons", lambda f: f(handle)),
+                ("nvmlDeviceGetCurrentClocksThrottleReasons", lambda f: f(handle)))),
             lambda: self.energy_joules(index),
         )
         values = []
@@ -141,24 +145,49 @@ class NvmlReader:
             try:
                 value = read()
             except nvml.NVMLError as exc:
-                if getattr(exc, "value", None) != nvml.NVML_ERROR_NOT_SUPPORTED:
+                if getattr(exc, "value", None) not in self._absent_codes():
                     raise
-                self.unsupported.add((index, column))
+                self.unsupported.add((index, column))  # this GPU or driver lacks it: None from now on
                 value = None
             values.append(None if value is None else float(value))
         return tuple(values)
 
+    def _absent_codes(self) -> tuple:
+        """NVML errors that mean "this driver or GPU has no such reading" (not a fault of the sampler)."""
+        nvml = self.nvml
+        return tuple(getattr(nvml, name) for name in ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
+                     if hasattr(nvml, name))
+
+    def _first_available(self, index: int, what: str, calls):
+        """The first of several NVML functions (in order of preference) this driver has, remembered per GPU.
+
+        A function missing from the Python binding or raising NVMLError_FunctionNotFound (an older driver)
+        moves on to the next; when none is left, the last not-found error propagates (column set to None).
+        """
+        chosen = self._chosen.get((index, what))
+        order = [c for c in calls if chosen is None or c[0] == chosen]
+        error = None
+        for name, call in order:
+            fn = getattr(self.nvml, name, None)
+            if fn is None:
+                continue
+            try:
+                value = call(fn)
+            except self.nvml.NVMLError as exc:
+                if getattr(exc, "value", None) != getattr(self.nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", object()):
+                    raise
+                error = exc
+                continue
+            self._chosen[(index, what)] = name
+            return value
+        raise error if error is not None else self.nvml.NVMLError(self.nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+
 
 def _visible_devices(pynvml) -> list:
-    """NVML handles in CUDA's numbering (CUDA_VISIBLE_DEVICES respected: integers or UUIDs)."""
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if visible is None:
-        return [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-    handles = []
-    for item in filter(None, (v.strip() for v in visible.split(","))):
-        handles.append(pynvml.nvmlDeviceGetHandleByIndex(int(item)) if item.isdigit()
-                       else pynvml.nvmlDeviceGetHandleByUUID(item))
-    return handles
+    """NVML handles in CUDA's numbering (:mod:`harness.measuring.gpus` reads CUDA_VISIBLE_DEVICES)."""
+    from harness.measuring.gpus import visible_gpus
+
+    return [gpu.handle for gpu in visible_gpus(pynvml)]
 
 
 class _Loop(threading.Thread):
@@ -226,7 +255,8 @@ class _HostProbe:
 
 
 def parse_vllm_metrics(text: str) -> dict[str, float]:
-    """The vLLM gauges we log, summed over label sets (one per engine), from Prometheus text."""
+    """The vLLM gauges we log, from Prometheus text: with data parallel vLLM exports one label set per engine;
+    request counts are summed over them, the KV-cache usage fraction is their mean (never above 1)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     # Keep only the lines of the gauges we log (and their HELP/TYPE lines) before parsing: a vLLM page is
@@ -235,12 +265,18 @@ def parse_vllm_metrics(text: str) -> dict[str, float]:
     text = "".join(
         line + "\n" for line in text.splitlines() if line.startswith(wanted) or (line.startswith("#") and any(w in line for w in wanted))
     )
-    out: dict[str, float] = {}
+    by_name: dict[str, list[float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            column = VLLM_METRICS.get(sample.name)
-            if column is not None:
-                out[column] = out.get(column, 0.0) + float(sample.value)
+            if sample.name in VLLM_METRICS:
+                by_name.setdefault(sample.name, []).append(float(sample.value))
+    out: dict[str, float] = {}
+    for name, column in VLLM_METRICS.items():  # the current name before its older alias, never both
+        values = by_name.get(name)
+        if not values or column in out:
+            continue
+        # counts add up over engines; a usage fraction is per engine (each has its own KV cache): the mean
+        out[column] = sum(values) / len(values) if column in MEAN_OVER_ENGINES else sum(values)
     return out
 
 

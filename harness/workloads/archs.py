@@ -444,3 +444,61 @@ def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
         f"real weights from {path}", hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12],
         hashlib.sha256(tok_file.read_bytes()).hexdigest() if tok_file.is_file() else None,
     )
+
+
+# --- Model facts for the preflight (harness.measuring.preflight) -------------------------------------
+
+
+@dataclass(frozen=True)
+class LLMFacts:
+    """What sharding and memory checks need from an LLM's ``config.json``."""
+
+    parameters: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    num_experts: int  # 0 for a dense model
+    num_hidden_layers: int
+    expert_parameters: int = 0  # of ``parameters``, those in the experts (sharded by expert parallelism)
+
+
+def llm_facts_from_config(cfg: Mapping[str, Any]) -> LLMFacts:
+    """Parameter count and head/expert counts of a Llama- or Qwen3-style decoder (dense or mixture of experts).
+
+    Counted the way transformers builds the model: embeddings, per layer the q/k/v/o projections (biases
+    with ``attention_bias``; Qwen3's per-head q/k norms), the MLP (SwiGLU: gate, up, down) or, on sparse
+    layers, the router and ``num_experts`` SwiGLU experts of ``moe_intermediate_size``, two norms per layer,
+    the final norm and the output head unless tied to the embeddings.
+    """
+    hidden, vocab = int(cfg["hidden_size"]), int(cfg["vocab_size"])
+    layers = int(cfg["num_hidden_layers"])
+    heads = int(cfg["num_attention_heads"])
+    kv_heads = int(cfg.get("num_key_value_heads") or heads)
+    head_dim = int(cfg.get("head_dim") or hidden // heads)
+    bias = bool(cfg.get("attention_bias"))
+    attention = hidden * head_dim * (heads + 2 * kv_heads) + heads * head_dim * hidden
+    if bias:
+        attention += head_dim * (heads + 2 * kv_heads) + hidden
+    model_type = str(cfg.get("model_type", ""))
+    if model_type.startswith("qwen3"):
+        attention += 2 * head_dim  # q_norm, k_norm
+    experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0)
+    dense_mlp = 3 * hidden * int(cfg["intermediate_size"]) + (
+        (2 * int(cfg["intermediate_size"]) + hidden) if cfg.get("mlp_bias") else 0)
+    total = vocab * hidden + hidden  # embeddings, final norm
+    if not cfg.get("tie_word_embeddings"):
+        total += vocab * hidden
+    step = int(cfg.get("decoder_sparse_step") or 1)
+    dense_only = set(cfg.get("mlp_only_layers") or ())
+    in_experts = 0
+    for layer in range(layers):
+        sparse = experts > 0 and layer not in dense_only and (layer + 1) % step == 0
+        expert_weights = experts * 3 * hidden * int(cfg["moe_intermediate_size"]) if sparse else 0
+        in_experts += expert_weights
+        mlp = (hidden * experts + expert_weights) if sparse else dense_mlp
+        total += attention + mlp + 2 * hidden
+    return LLMFacts(total, heads, kv_heads, experts, layers, in_experts)
+
+
+def llm_facts(name: str) -> LLMFacts:
+    """:func:`llm_facts_from_config` of a named LLM architecture."""
+    return llm_facts_from_config(get(name).hf_config())

@@ -27,8 +27,12 @@ import time
 from pathlib import Path
 
 from harness.workloads.base import IterationRecord, LoggingBackend, WorkloadError, WorkloadResult, package_version
+from harness.workloads.options import Opt
 
 OPTIONS = {"device": "auto", "guidance_scale": None, "warmup_steps": 1, "cpu_dtype": "float32"}
+OPTION_SPECS = {"device": Opt("choice", choices=("auto", "cpu", "cuda")), "guidance_scale": Opt("number", minimum=0),
+                "warmup_steps": Opt("int", minimum=0),
+                "cpu_dtype": Opt("choice", choices=("bfloat16", "float16", "float32"))}
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
@@ -99,6 +103,21 @@ def component_parameters(pipe) -> dict[str, int]:
     for role, comp in pipe.components.items():
         if isinstance(comp, torch.nn.Module):
             out[role] = int(sum(p.numel() for p in comp.parameters()))
+    return out
+
+
+def parameter_count(name: str) -> dict[str, int]:
+    """Parameters per component of a named pipeline, built on PyTorch's meta device (no memory, no weights)."""
+    import torch
+
+    from harness.workloads import archs
+
+    out = {}
+    for role, spec in archs.get(name).as_dict()["components"].items():
+        if spec.get("tokenizer") or "Scheduler" in str(spec.get("class")):
+            continue
+        model = build_component(spec, "meta", torch.bfloat16)
+        out[role] = int(sum(p.numel() for p in model.parameters()))
     return out
 
 

@@ -33,6 +33,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
 from harness.workloads.base import LoggingBackend, WorkloadError, WorkloadResult, package_version
+from harness.workloads.options import Opt
 
 OPTIONS = {
     "max_prompt_tokens": None,
@@ -41,6 +42,14 @@ OPTIONS = {
     "attn_implementation": "sdpa",
     "greedy": True,
     "weights": None,
+}
+OPTION_SPECS = {
+    "max_prompt_tokens": Opt("int", minimum=1),
+    "output_length_scale": Opt("number", above=0),
+    "device": Opt("choice", choices=("auto", "cpu", "cuda")),
+    "attn_implementation": Opt("string"),
+    "greedy": Opt("bool"),
+    "weights": Opt("string"),
 }
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 

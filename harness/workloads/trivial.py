@@ -30,9 +30,14 @@ from pathlib import Path
 from harness.measuring import adaptive
 from harness.measuring.steady import SteadyTracker
 from harness.workloads.base import LoggingBackend, RequestRecord, WorkloadError, WorkloadResult
+from harness.workloads.options import Opt
 
 OPTIONS = {"step_s": 0.002, "min_output_tokens": 4, "max_output_tokens": 32, "work_rounds": 20,
            "fail_cause": None, "fail_from_max_num_seqs": 1, "fail_after_requests": 0}
+OPTION_SPECS = {"step_s": Opt("number", minimum=0), "min_output_tokens": Opt("int", minimum=1),
+                "max_output_tokens": Opt("int", minimum=1), "work_rounds": Opt("int", minimum=0),
+                "fail_cause": Opt("string"), "fail_from_max_num_seqs": Opt("int", minimum=1),
+                "fail_after_requests": Opt("int", minimum=0)}
 
 
 class TrivialBackend(LoggingBackend):

@@ -17,7 +17,9 @@ server that dies (before or during the run) or never becomes healthy raises
 :class:`WorkloadError` with the cause and the log tail.
 
 ``stop`` sends SIGTERM to the process group, SIGKILL after 10 s, and waits
-until no process of the group is left.
+until no process of the group is left. The server runs under :mod:`harness.workloads.reaper`, which
+stops the group as soon as the harness is gone (SIGKILL included); a server that escaped even that is
+found by its token and stopped at the next start (:mod:`harness.workloads.servers`).
 
 Options (``options:`` in the config; all optional):
 
@@ -57,7 +59,9 @@ import uuid
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
+from harness.workloads import servers
 from harness.workloads.base import WorkloadError, WorkloadResult
+from harness.workloads.options import Opt
 
 OPTIONS = {
     "enforce_eager": None,
@@ -72,6 +76,20 @@ OPTIONS = {
     "extra_args": [],
     "trust_remote_code": False,
     "weights": None,
+}
+OPTION_SPECS = {
+    "enforce_eager": Opt("bool"),
+    "kv_cache_gib": Opt("number", above=0),
+    "gpu_memory_utilization": Opt("number", above=0, maximum=1),
+    "max_model_len": Opt("int", minimum=1),
+    "max_prompt_tokens": Opt("int", minimum=1),
+    "output_length_scale": Opt("number", above=0),
+    "startup_timeout_s": Opt("number", above=0),
+    "read_timeout_s": Opt("number", above=0),
+    "port": Opt("int", minimum=1, maximum=65535),
+    "extra_args": Opt("strings"),
+    "trust_remote_code": Opt("bool"),
+    "weights": Opt("string"),
 }
 CPU_DEFAULT_KV_CACHE_GIB = 1
 STOP_GRACE_S = 10.0
@@ -177,22 +195,56 @@ def evidence(path: Path | None, default_cause: str) -> tuple[str, str]:
     return short, cause
 
 
-def parallel_args(cfg) -> list[str]:
-    """vLLM's parallel layout for a configuration.
+def parallel_layout(cfg) -> dict:
+    """What vLLM 0.11.1 does with a configuration's GPUs (the knobs say exactly this, nothing else).
 
-    Dense models: ``--tensor-parallel-size tensor_parallel`` (data parallel over the remaining GPUs).
-    Mixture of experts with ``expert_parallel > 1``: experts sharded over ``expert_parallel`` GPUs with
-    attention tensor-parallel over the same GPUs (``--enable-expert-parallel``), as the reference ran.
+    ``tensor_parallel`` GPUs per engine (``--tensor-parallel-size``), ``num_gpus / tensor_parallel`` engines
+    (``--data-parallel-size``). vLLM has no expert-parallel size: ``--enable-expert-parallel`` spreads the
+    experts over all tensor x data parallel GPUs. So ``expert_parallel`` is 1 (experts sharded by tensor
+    parallelism) or ``num_gpus`` (expert parallelism on); anything else is refused by
+    :func:`parallel_problems`.
     """
     num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
-    group = max(tp, ep)
-    args = ["--tensor-parallel-size", str(group)]
-    if ep > 1:
+    dp = num_gpus // tp if tp and num_gpus % tp == 0 else None
+    return {"tensor_parallel_size": tp, "data_parallel_size": dp, "enable_expert_parallel": ep > 1,
+            "expert_parallel_size": (tp * dp if dp else None) if ep > 1 else 1}
+
+
+def parallel_problems(cfg, facts=None) -> list[str]:
+    """Why vLLM 0.11.1 cannot run this layout (one line each); ``facts`` (:class:`archs.LLMFacts`) adds the
+    model's heads and experts."""
+    num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
+    out = []
+    if num_gpus % tp:
+        out.append(f"tensor_parallel={tp} does not divide num_gpus={num_gpus}")
+    if ep > 1 and ep != num_gpus:
+        out.append(f"expert_parallel={ep}: vLLM 0.11.1 spreads experts over all tensor_parallel x data_parallel "
+                   f"GPUs (here {num_gpus}), so expert_parallel must be 1 or {num_gpus}")
+    if facts is None:
+        return out
+    if facts.num_attention_heads % tp:
+        out.append(f"tensor_parallel={tp} does not divide the model's {facts.num_attention_heads} attention heads")
+    kv = facts.num_key_value_heads
+    if kv % tp and tp % kv:
+        out.append(f"tensor_parallel={tp} neither divides nor is a multiple of the model's {kv} key-value heads")
+    if ep > 1 and not facts.num_experts:
+        out.append(f"expert_parallel={ep} on a dense model (no experts)")
+    elif ep > 1 and facts.num_experts % ep:
+        out.append(f"expert_parallel={ep} does not divide the model's {facts.num_experts} experts")
+    return out
+
+
+def parallel_args(cfg) -> list[str]:
+    """vLLM's command-line flags for :func:`parallel_layout`; a layout vLLM cannot run raises ConfigError."""
+    problems = parallel_problems(cfg)
+    if problems:
+        raise ConfigError("; ".join(problems))
+    layout = parallel_layout(cfg)
+    args = ["--tensor-parallel-size", str(layout["tensor_parallel_size"])]
+    if layout["data_parallel_size"] > 1:
+        args += ["--data-parallel-size", str(layout["data_parallel_size"])]
+    if layout["enable_expert_parallel"]:
         args.append("--enable-expert-parallel")
-    if num_gpus % group:
-        raise ConfigError(f"parallel group of {group} GPUs does not divide num_gpus={num_gpus}")
-    if num_gpus // group > 1:
-        args += ["--data-parallel-size", str(num_gpus // group)]
     return args
 
 
@@ -235,6 +287,11 @@ class VLLMBackend:
         unknown = sorted(set(given) - set(OPTIONS))
         if unknown:
             raise BadOption(f"unknown vllm option(s) {unknown} (known: {sorted(OPTIONS)})")
+        from harness.workloads.options import problems
+
+        bad = problems(OPTION_SPECS, given)
+        if bad:
+            raise BadOption("; ".join(f"options.{name}: {why}" for name, why in bad))
         extra = given.get("extra_args") or []
         if not isinstance(extra, list) or not all(isinstance(a, (str, int, float)) for a in extra):
             raise BadOption(f"options.extra_args must be a list of strings, got {extra!r}")
@@ -321,19 +378,26 @@ class VLLMBackend:
 
         self.log_path = run_dir / "server.log"
         self._log_fh = open(self.log_path, "ab")
+        leftovers = servers.stop_leftovers(STOP_GRACE_S)  # a server an earlier, killed sweep left behind
+        for line in leftovers:
+            self._log_fh.write(f"# harness: {line}\n".encode())
         self._log_fh.write(f"# harness: {' '.join(argv)}\n".encode())
         self._log_fh.flush()
         started = time.time()
+        token, env = servers.tag(env)
+        # the reaper is the group leader and the server's parent: it stops the group when the harness dies
         self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=self._log_fh, stderr=subprocess.STDOUT,
-            env=env, cwd=str(self._tmp), start_new_session=True,
+            servers.guarded(argv, STOP_GRACE_S), stdin=subprocess.DEVNULL, stdout=self._log_fh,
+            stderr=subprocess.STDOUT, env=env, cwd=str(self._tmp), start_new_session=True,
         )
         _LIVE_GROUPS.add(self.proc.pid)
+        self._record = servers.write_record(token, self.proc.pid, argv)
         self.info = {
             "server_argv": argv,
             "vllm_version": vllm_version(),
             "cpu_build": on_cpu,
             "served_model_name": self.served_name,
+            "leftover_servers_stopped": leftovers,
             "port": port,
             "model_folder": str(folder),
             "architecture": cfg.model,
@@ -341,6 +405,7 @@ class VLLMBackend:
             "tokenizer_sha256": model.tokenizer_sha256,
             "weights": model.weights,
             "max_model_len": max_model_len,
+            "parallel": parallel_layout(cfg),
             "lengths": self.plan.as_info(),
         }
         try:
@@ -465,6 +530,9 @@ class VLLMBackend:
             except subprocess.TimeoutExpired:
                 pass
             _LIVE_GROUPS.discard(pgid)
+            if not _group_alive(pgid):
+                servers.remove_record(getattr(self, "_record", None))
+                self._record = None
         if self._log_fh is not None:
             self._log_fh.close()
             self._log_fh = None

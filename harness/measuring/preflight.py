@@ -1,0 +1,246 @@
+"""Preflight: configurations this host cannot run, found before a sweep starts anything.
+
+    from harness.measuring.preflight import host_facts, check_study
+    host = host_facts()                       # GPUs after CUDA_VISIBLE_DEVICES, their memory (NVML)
+    verdicts = check_study(study, host)       # {run_id: ["needs 1 GPU, ...", ...]}; [] = can run
+
+Checked per configuration, from the architecture configs (:mod:`harness.workloads.archs`) and NVML
+(:mod:`harness.measuring.gpus`, faked in tests), without importing an engine or loading a model:
+
+* **GPUs.** A full-size architecture runs on ``num_gpus`` GPUs; so does anything on a host that shows
+  GPUs. Only the tiny architectures (``tiny-*``, written for a CPU), the trivial workload and an
+  explicit ``device: cpu`` run on the CPU of a host without GPUs. A configuration needing more GPUs
+  than the host shows after ``CUDA_VISIBLE_DEVICES`` is refused.
+* **Weights.** Parameters x bytes per parameter (by precision) must fit: on vLLM the share of one GPU
+  (divided over tensor parallelism; experts over the expert-parallel GPUs) within
+  ``gpu_memory_utilization`` (vLLM's default 0.9) of the smallest GPU used, plus ``kv_cache_gib`` when
+  set; on the in-process backends the whole model on one GPU.
+* **Parallelism.** vLLM's tensor parallelism must divide the attention heads (and divide or be a
+  multiple of the key-value heads), expert parallelism the experts, and the layout must be one vLLM
+  0.11.1 runs (:func:`harness.workloads.vllm_backend.parallel_problems`); the in-process backends run
+  on one device.
+
+The runner refuses a sweep with any problem in scope (:class:`PreflightError`, one line per problem,
+nothing written); ``measure --dry-run`` prints the same verdicts.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from dataclasses import dataclass, field
+
+from harness.errors import ConfigError
+
+BYTES_PER_PARAMETER = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1}
+VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+GB = 1e9
+
+
+class PreflightError(ConfigError):
+    """Configurations this host cannot run (the message has one line per problem)."""
+
+
+@dataclass(frozen=True)
+class Host:
+    """What the preflight needs to know about this machine's GPUs."""
+
+    gpu_count: int = 0
+    gpu_memory_bytes: tuple = ()  # per visible GPU, CUDA's numbering; None where NVML cannot say
+    gpu_names: tuple = ()
+    why_none: str | None = None  # why no GPU is visible (NVML's or CUDA_VISIBLE_DEVICES' reason)
+    visible: str = "CUDA_VISIBLE_DEVICES unset"
+    notes: tuple = field(default=())
+
+    def describe(self) -> str:
+        if not self.gpu_count:
+            return f"no GPU: {self.why_none or 'none found'}; {self.visible}"
+        names = sorted({n for n in self.gpu_names if n})
+        return f"{self.gpu_count} GPU{'s' if self.gpu_count != 1 else ''}{': ' + ', '.join(names) if names else ''}; " \
+               f"{self.visible}"
+
+
+def host_facts() -> Host:
+    """This host's visible GPUs and their memory, through NVML."""
+    from harness.measuring import gpus
+    from harness.measuring.energy import nvml_problem
+
+    visible = gpus.describe_env()
+    problem = nvml_problem()
+    if problem:
+        return Host(why_none=problem, visible=visible)
+    import pynvml
+
+    found = gpus.visible_gpus(pynvml)
+    names = []
+    for gpu in found:
+        try:
+            name = pynvml.nvmlDeviceGetName(gpu.handle)
+            names.append(name.decode() if isinstance(name, bytes) else str(name))
+        except pynvml.NVMLError:
+            names.append(None)
+    return Host(len(found), tuple(gpus.memory_total_bytes(pynvml, g) for g in found), tuple(names),
+                visible=visible)
+
+
+def runs_on_gpu(cfg, host: Host) -> bool:
+    """Whether this configuration runs on GPUs here (see the module docstring)."""
+    from harness.workloads import archs
+
+    if cfg.backend == "trivial":
+        return False
+    device = (cfg.options or {}).get("device")
+    if device == "cpu":
+        return False
+    if device == "cuda" or host.gpu_count:
+        return True
+    try:
+        return not archs.get(cfg.model).is_tiny
+    except ConfigError:
+        return True
+
+
+@functools.lru_cache(maxsize=None)
+def _diffusion_parameters(name: str) -> int:
+    """Parameters of a named pipeline (meta-device build, cached beside the model folders)."""
+    from harness.workloads import archs
+
+    arch = archs.get(name)
+    cache = archs.cache_root() / f"{name}-{arch.digest}-parameters.json"
+    try:
+        return int(json.loads(cache.read_text())["parameters"])
+    except (OSError, ValueError, KeyError):
+        pass
+    from harness.workloads.diffusers_backend import parameter_count
+
+    total = int(sum(parameter_count(name).values()))
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"parameters": total}))
+    except OSError:
+        pass
+    return total
+
+
+def _llm_facts(cfg):
+    from harness.workloads import archs
+
+    weights = (cfg.options or {}).get("weights")
+    if weights:
+        from pathlib import Path
+
+        path = Path(weights).expanduser() / "config.json"
+        try:
+            return archs.llm_facts_from_config(json.loads(path.read_text()))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # the backend says what is wrong with the folder at start
+    return archs.llm_facts(cfg.model)
+
+
+def _gb(n: float) -> str:
+    return f"{n / GB:.1f} GB"
+
+
+def check(cfg, host: Host) -> list[str]:
+    """Why ``cfg`` cannot run on ``host`` (one line per problem), or [] when it can."""
+    from harness.workloads import archs
+
+    problems: list[str] = []
+    num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
+    try:
+        arch = archs.get(cfg.model) if cfg.backend != "trivial" else None
+    except ConfigError as exc:
+        return [str(exc)]
+    facts = _llm_facts(cfg) if arch is not None and arch.kind == "llm" else None
+    on_gpu = runs_on_gpu(cfg, host)
+
+    if cfg.backend == "vllm":
+        from harness.workloads.vllm_backend import parallel_problems
+
+        problems += parallel_problems(cfg, facts)
+    elif cfg.backend != "trivial" and (num_gpus, tp, ep) != (1, 1, 1):
+        problems.append(f"the {cfg.backend} backend runs on one device (num_gpus, tensor_parallel and "
+                        f"expert_parallel must be 1)")
+
+    if on_gpu and num_gpus > host.gpu_count:
+        size = f" ({facts.parameters / 1e9:.2f} B parameters)" if facts is not None and not host.gpu_count else ""
+        problems.append(f"needs {num_gpus} GPU{'s' if num_gpus != 1 else ''}{size}, this host shows "
+                        f"{host.gpu_count or 'none'}")
+        return problems
+    if not on_gpu or cfg.backend == "trivial":
+        return problems
+
+    # weights against the memory of the GPUs this run uses (CUDA's 0..num_gpus-1)
+    memory = [m for m in host.gpu_memory_bytes[:num_gpus] if m]
+    if not memory:
+        return problems
+    smallest = min(memory)
+    width = BYTES_PER_PARAMETER.get(cfg.precision or "bfloat16", 2)
+    if cfg.backend == "vllm" and facts is not None:
+        options = cfg.options or {}
+        experts_over = num_gpus if ep > 1 else tp  # expert parallelism: experts over every GPU
+        share = width * ((facts.parameters - facts.expert_parameters) / tp + facts.expert_parameters / experts_over)
+        utilization = options.get("gpu_memory_utilization") or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+        need = share + float(options.get("kv_cache_gib") or 0) * 2**30
+        budget = smallest * float(utilization)
+        if need > budget:
+            split = f" over tensor_parallel={tp}" if tp > 1 else ""
+            split += f" (experts over {num_gpus} GPUs)" if ep > 1 and facts.num_experts else ""
+            problems.append(
+                f"weights do not fit: {facts.parameters / 1e9:.2f} B parameters x {width} bytes ({cfg.precision})"
+                f"{split} = {_gb(share)} per GPU"
+                + (f" + {options['kv_cache_gib']} GiB KV cache" if options.get("kv_cache_gib") else "")
+                + f", more than {utilization:g} of the smallest GPU's {_gb(smallest)} ({_gb(budget)})")
+    elif arch is not None:
+        if facts is not None:
+            params = facts.parameters
+        elif arch.kind == "diffusion":
+            params = _diffusion_parameters(cfg.model)
+        else:
+            return problems
+        need = params * width
+        if need > smallest:
+            problems.append(f"weights do not fit: {params / 1e9:.2f} B parameters x {width} bytes ({cfg.precision}) = "
+                            f"{_gb(need)}, more than the GPU's {_gb(smallest)}")
+    return problems
+
+
+def check_study(study, host: Host, configurations=None) -> dict[str, list[str]]:
+    """``{run_id: problems}`` for the configurations given (default: all of the study)."""
+    configs = study.configurations if configurations is None else configurations
+    return {cfg.run_id: check(cfg, host) for cfg in configs}
+
+
+def _series(cfg) -> str:
+    """The configuration without its batch knob: identical problems of one series share a line."""
+    gpus = f" x{cfg.num_gpus}gpu" if cfg.num_gpus != 1 else ""
+    layout = f" tp{cfg.tensor_parallel}" if cfg.tensor_parallel != 1 else ""
+    layout += f" ep{cfg.expert_parallel}" if cfg.expert_parallel != 1 else ""
+    return f"{cfg.task}/{cfg.model}{gpus}{layout} {cfg.precision}"
+
+
+def report_lines(study, verdicts: dict[str, list[str]], configurations=None) -> list[str]:
+    """One line per problem: identical problems of one series (batch sizes only differ) are merged."""
+    configs = study.configurations if configurations is None else configurations
+    groups: dict[tuple[str, str], list] = {}
+    for cfg in configs:
+        for problem in verdicts.get(cfg.run_id) or ():
+            groups.setdefault((_series(cfg), problem), []).append(cfg)
+    lines = []
+    for (series, problem), members in groups.items():
+        knob = members[0].batch_knob
+        values = ",".join(str(c.batch_value) for c in members)
+        index = study.configurations.index(members[0])
+        lines.append(f"[{index}] {series} {knob}={values}: {problem}")
+    return lines
+
+
+def refuse_if_any(study, host: Host, configurations) -> None:
+    """Raise :class:`PreflightError` when any configuration in scope cannot run here."""
+    verdicts = check_study(study, host, configurations)
+    lines = report_lines(study, verdicts, configurations)
+    if lines:
+        bad = sum(bool(v) for v in verdicts.values())
+        raise PreflightError(
+            f"preflight: {bad} of {len(verdicts)} configurations of {study.path} cannot run on this host "
+            f"({host.describe()}); nothing was started or written:\n" + "\n".join(f"  {line}" for line in lines))

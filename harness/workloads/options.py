@@ -1,0 +1,93 @@
+"""Types and ranges of backend options, checked with the config before anything starts.
+
+Each backend module holds ``OPTIONS`` (name -> default) and ``OPTION_SPECS`` (name -> :class:`Opt`)::
+
+    OPTION_SPECS = {"port": Opt("int", minimum=1, maximum=65535), "device": Opt("choice", choices=("auto", "cpu"))}
+
+:func:`problem` says, in a few words, why a value does not fit its spec (``None`` when it does);
+:mod:`harness.config` turns that into ``FILE: runs[i].options.NAME: ...``, the same one-line error
+as a bad knob. ``None`` always means "the backend's default". Booleans are never numbers here
+(YAML's ``yes`` is not 1).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KINDS = ("bool", "int", "number", "string", "choice", "strings")
+
+
+@dataclass(frozen=True)
+class Opt:
+    """One option's type and range: ``kind`` in :data:`KINDS`; bounds are inclusive unless ``above`` is set."""
+
+    kind: str
+    minimum: float | None = None
+    maximum: float | None = None
+    above: float | None = None  # exclusive lower bound (``number > above``)
+    choices: tuple = ()
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown option kind {self.kind!r}")
+
+    def describe(self) -> str:
+        if self.kind == "bool":
+            return "true or false"
+        if self.kind == "choice":
+            return "one of " + ", ".join(map(str, self.choices))
+        if self.kind == "string":
+            return "a non-empty string"
+        if self.kind == "strings":
+            return "a list of strings"
+        noun = "an integer" if self.kind == "int" else "a number"
+        bounds = []
+        if self.above is not None:
+            bounds.append(f"> {self.above:g}")
+        if self.minimum is not None:
+            bounds.append(f">= {self.minimum:g}")
+        if self.maximum is not None:
+            bounds.append(f"<= {self.maximum:g}")
+        return f"{noun} {' and '.join(bounds)}".strip()
+
+
+def problem(spec: Opt, value) -> str | None:
+    """Why ``value`` does not fit ``spec``, or None (``None`` itself always fits: the default)."""
+    if value is None:
+        return None
+    wrong = f"must be {spec.describe()}, got {value!r}"
+    if spec.kind == "bool":
+        return None if isinstance(value, bool) else wrong
+    if spec.kind == "string":
+        return None if isinstance(value, str) and value.strip() else wrong
+    if spec.kind == "choice":
+        return None if value in spec.choices and not isinstance(value, bool) else wrong
+    if spec.kind == "strings":
+        ok = isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                                             for v in value)
+        return None if ok else wrong
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return wrong
+    if spec.kind == "int" and not isinstance(value, int):
+        return wrong
+    if value != value:  # NaN
+        return wrong
+    if spec.above is not None and not value > spec.above:
+        return wrong
+    if spec.minimum is not None and value < spec.minimum:
+        return wrong
+    if spec.maximum is not None and value > spec.maximum:
+        return wrong
+    return None
+
+
+def problems(specs: dict, options) -> list[tuple[str, str]]:
+    """``(name, why)`` for each option that does not fit its spec (unknown names are left to the caller)."""
+    out = []
+    for name, value in dict(options or {}).items():
+        spec = specs.get(name)
+        if spec is not None:
+            why = problem(spec, value)
+            if why:
+                out.append((name, why))
+    return out
