@@ -248,7 +248,8 @@ def enable_offline(max_rows: int | None = 20_000) -> None:
 
 # --- chart helpers ------------------------------------------------------------------------------
 def _fmt(column: str) -> str:
-    return ".0f" if column in ("batch_size", "max_num_seqs", "num_gpus") else ".3~g"
+    """Tooltip number format: whole numbers for counts, else 3 significant digits, never 1.21e+3."""
+    return ",.0f" if column in ("batch_size", "max_num_seqs", "num_gpus") else ",.3~r"
 
 
 def tooltips(frame, *value_columns: str, extra: Iterable[str] = ()) -> list[alt.Tooltip]:
@@ -276,19 +277,73 @@ def _scale(log: bool, **kwargs) -> alt.Scale:
     return alt.Scale(type="log", nice=False, padding=12, **kwargs) if log else alt.Scale(zero=False, **kwargs)
 
 
+_MANTISSAS = ((1,), (1, 3), (1, 2, 5), (1, 1.5, 2, 3, 5, 7), tuple(range(1, 10)))
+
+
+def log_ticks(low: float, high: float, min_ticks: int = 3, max_ticks: int = 8) -> list[float]:
+    """Tick values for a log axis over [low, high]: at least ``min_ticks`` of them, all inside the range.
+
+    Powers of ten where the range spans enough decades (every other decade when it
+    spans many), else 1-3, 1-2-5, ... steps within each decade; a range too narrow
+    even for 1..9 steps gets evenly spaced round values.
+    """
+    import math
+
+    if not (low > 0 and high > low and math.isfinite(high)):
+        return []
+    eps = 1e-9 * high
+    first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
+    for mantissas in _MANTISSAS:
+        values = [float(f"{m * 10.0 ** k:.12g}") for k in range(first, last + 1) for m in mantissas]
+        values = [v for v in values if low - eps <= v <= high + eps]
+        if len(values) >= min_ticks:
+            if mantissas == (1,) and len(values) > max_ticks:
+                values = values[:: math.ceil(len(values) / max_ticks)]
+            return values
+    return linear_ticks(low, high, min_ticks)
+
+
+def linear_ticks(low: float, high: float, min_ticks: int = 3) -> list[float]:
+    """Evenly spaced round values inside [low, high], at least ``min_ticks`` of them (for narrow ranges)."""
+    import math
+
+    span = high - low
+    if not span > 0:
+        return [low]
+    step = 10.0 ** math.floor(math.log10(span))
+    for divisor in (1, 2, 5, 10, 20, 50, 100):
+        s = step / divisor
+        start = math.ceil(low / s - 1e-9) * s
+        values = []
+        v = start
+        while v <= high + 1e-9 * abs(high):
+            values.append(float(f"{v:.12g}"))
+            v += s
+        if len(values) >= min_ticks:
+            return values
+    return [low, (low + high) / 2, high]
+
+
+def _tick_format(low: float, high: float) -> str:
+    """SI prefixes (1.5k, 200k) for large values, plain numbers (0.02, 1.5) below one."""
+    return "~s" if low >= 1 and high >= 1000 else "~g"
+
+
 def _axis(frame, column: str, log: bool):
-    """Log axes: ticks and grid at powers of ten only; SI labels (1k, 1M) for large values."""
-    if not log or not len(frame):
+    """Log axes: at least three labelled ticks (:func:`log_ticks`); large linear values with SI labels."""
+    if not len(frame):
         return alt.Undefined
     import math
 
     low, high = float(frame[column].min()), float(frame[column].max())
-    if not (low > 0 and math.isfinite(high)):
+    if not (math.isfinite(low) and math.isfinite(high)):
         return alt.Undefined
-    values = [10.0**k for k in range(math.floor(math.log10(low)), math.ceil(math.log10(high)) + 1)]
-    if len(values) < 3:  # less than two decades: let Vega choose ticks
+    if not log:
+        return alt.Axis(format="~s") if max(abs(low), abs(high)) >= 10_000 else alt.Undefined
+    values = log_ticks(low, high)
+    if not values:
         return alt.Undefined
-    return alt.Axis(values=values, format="~s" if low >= 1 else "~g")
+    return alt.Axis(values=values, format=_tick_format(low, high))
 
 
 def _columns(frame, wanted: Iterable[str | None]) -> list[str]:
@@ -476,11 +531,24 @@ def bars(
     data = _data(frame, cols, [value] if log else [])
     sort = category_sort if category_sort is not None else alt.Undefined
     n_rows = max(1, data[category].nunique())
+    if log and len(data):
+        # a log axis has no zero: bars start at the power of ten below the smallest value
+        import math
+
+        low, high = float(data[value].min()), float(data[value].max())
+        base = 10.0 ** math.floor(math.log10(low) - 1e-9)
+        top = high * 1.15
+        x = alt.X(f"{value}:Q", title=label(value), scale=alt.Scale(type="log", domain=[base, top], nice=False),
+                  axis=alt.Axis(values=log_ticks(base, top), format=_tick_format(base, top)))
+        x2 = alt.datum(base)
+    else:
+        x, x2 = alt.X(f"{value}:Q", title=label(value), axis=_axis(data, value, False)), alt.Undefined
     chart = (
         alt.Chart(data, width=width, height=row_height * n_rows)
         .mark_bar()
         .encode(
-            x=alt.X(f"{value}:Q", title=label(value), scale=alt.Scale(type="log") if log else alt.Undefined),
+            x=x,
+            x2=x2,
             y=alt.Y(f"{category}:N", title=label(category), sort=sort),
             color=_color(color, data, legend=legend) if color else alt.Undefined,
             tooltip=tooltips(data, value, extra=extra_tooltip),
@@ -523,3 +591,97 @@ def save(chart, path: str | Path) -> Path:
 def slug(text: str) -> str:
     """A file-name-safe version of ``text``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-").lower()
+
+
+# --- energy ratio as a product of factors ---------------------------------------------------------
+def change_words(ratio: float, *, same_within: float = 0.005) -> str:
+    """How a quantity moved from A to B, in words: ``"rose 3.2x"``, ``"fell 28x"``, ``"same"``."""
+    import math
+
+    if not (ratio > 0 and math.isfinite(ratio)):
+        return "n/a"
+    if abs(math.log(ratio)) < same_within:
+        return "same"
+    return f"rose {ratio:.3g}x" if ratio > 1 else f"fell {1 / ratio:.3g}x"
+
+
+def energy_effect_words(ratio: float, *, same_within: float = 0.005) -> str:
+    """A factor's effect on the energy ratio: ``"energy x3.2"``, ``"energy ÷28"``, ``"no effect"``."""
+    import math
+
+    if not (ratio > 0 and math.isfinite(ratio)):
+        return "n/a"
+    if abs(math.log(ratio)) < same_within:
+        return "no effect"
+    return f"energy x{ratio:.3g}" if ratio > 1 else f"energy ÷{1 / ratio:.3g}"
+
+
+def factor_chart(att, title: str | None = None, width: int = 300):
+    """The energy ratio B / A of an attribution as a product of factors, read plainly.
+
+    One bar per factor on a log axis around 1 (red raises B's energy, blue lowers it),
+    then the total. Beside each bar, two columns in words: how the quantity itself
+    moved from A to B ("fell 28x": for the token rate, a fall raises the energy) and
+    its effect on the energy ("energy x28"). A factor within 0.5% of 1 is drawn as a
+    tick at 1. Hover for the values and units of A and B.
+    """
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    frame = att.to_frame()
+    frame = frame[(frame["name"] != "measurement residual") | ((frame["ratio"] - 1).abs() > 1e-6)].copy()
+    total = pd.DataFrame([{"name": "= energy ratio B / A", "ratio": att.ratio, "value_a": att.energy_a,
+                           "value_b": att.energy_b, "unit": label(att.energy_column),
+                           "meaning": "the product of the factors above"}])
+    frame = pd.concat([frame, total], ignore_index=True)
+    frame["a"], frame["b"] = att.label_a, att.label_b
+    quantity = []
+    for _, row in frame.iterrows():
+        va, vb = row.get("value_a"), row.get("value_b")
+        known = all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in (va, vb))
+        quantity.append(vb / va if known else row["ratio"])
+    frame["quantity_ratio"] = quantity
+    frame["change"] = [change_words(q) for q in frame["quantity_ratio"]]
+    frame["effect"] = [energy_effect_words(r) for r in frame["ratio"]]
+    frame["flat"] = np.abs(np.log(frame["ratio"].astype(float))) < 0.005
+    frame["direction"] = np.where(frame["name"].str.startswith("="), "total",
+                                  np.where(frame["flat"], "no effect",
+                                           np.where(frame["ratio"] >= 1, "raises B's energy", "lowers B's energy")))
+    lo, hi = float(frame["ratio"].min()), float(frame["ratio"].max())
+    domain = [min(lo, 1 / max(hi, 1.0001), 0.5) / 1.3, max(hi, 1 / min(lo, 0.9999), 2.0) * 1.3]
+    order = frame["name"].tolist()
+    height = 24 * len(frame)
+    y = alt.Y("name:N", sort=order, title=None)
+    tooltip = [alt.Tooltip("name:N", title="Factor"), alt.Tooltip("change:N", title="B against A"),
+               alt.Tooltip("effect:N", title="Effect on energy"),
+               alt.Tooltip("ratio:Q", title="Factor (B / A, energy)", format=",.3~r"),
+               alt.Tooltip("value_a:Q", title="A", format=",.4~r"), alt.Tooltip("value_b:Q", title="B", format=",.4~r"),
+               alt.Tooltip("unit:N", title="Unit"), alt.Tooltip("a:N", title="A (model, task, GPU, batch)"),
+               alt.Tooltip("b:N", title="B (model, task, GPU, batch)"), alt.Tooltip("meaning:N", title="Why")]
+    colors = alt.Color("direction:N", title=None, legend=alt.Legend(orient="bottom"),
+                       scale=alt.Scale(domain=["raises B's energy", "lowers B's energy", "no effect", "total"],
+                                       range=["#d6604d", "#4393c3", "#999999", "#555555"]))
+    x = alt.X("ratio:Q", scale=alt.Scale(type="log", domain=domain, nice=False),
+              title="Factor on the energy (B / A, log scale)",
+              axis=alt.Axis(values=log_ticks(*domain), format="~g", labelOverlap="greedy"))
+    base = alt.Chart(frame, width=width, height=height)
+    bars = base.transform_filter("!datum.flat").mark_bar().encode(y=y, x=x, x2=alt.datum(1), color=colors,
+                                                                   tooltip=tooltip)
+    ticks = base.transform_filter("datum.flat").mark_tick(thickness=3, size=16).encode(y=y, x=x, color=colors,
+                                                                                      tooltip=tooltip)
+    rule = alt.Chart(pd.DataFrame({"one": [1.0]})).mark_rule(color="#333").encode(
+        x=alt.X("one:Q", scale=alt.Scale(type="log", domain=domain, nice=False)),
+        tooltip=[alt.Tooltip("one:Q", title="No change (factor 1)")])
+    plot = alt.layer(bars, ticks, rule)
+
+    def column(field: str, heading: str, w: int):
+        return alt.Chart(frame, width=w, height=height, title=alt.TitleParams(heading, fontSize=11, anchor="start")).mark_text(
+            align="left", fontSize=11).encode(y=alt.Y("name:N", sort=order, axis=None), text=f"{field}:N",
+                                              tooltip=tooltip)
+
+    heading = alt.TitleParams(text=title or "Energy ratio B / A as a product of factors",
+                              subtitle=[f"A = {att.label_a}", f"B = {att.label_b}"])
+    chart = alt.hconcat(plot, column("change", "B against A", 90), column("effect", "Effect on energy", 90), spacing=6)
+    return chart.resolve_scale(color="independent").properties(title=heading)
