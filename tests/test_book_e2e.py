@@ -146,7 +146,7 @@ def finding_ids() -> list[str]:
     return [i for i in findings.FINDINGS if "-" in i]  # one-word ids are ordinary words
 
 
-_UNITLESS = re.compile(r"batch size|^gpus$|count|share|ratio|factor|b / a|/|over|^a$|^b$|steps|frames|rank", re.I)
+_UNITLESS = re.compile(r"batch size|^gpus$|count|share|ratio|factor|b / a|/|over|^a$|^b$|steps|frames|rank|degree|replicas", re.I)
 _NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?%?$", re.I)
 
 
@@ -343,3 +343,50 @@ def test_the_chart_checks_catch_empty_bars_one_tick_axes_and_bad_tooltips(browse
     assert result["problems"] == []
     rows = _hover_tooltip(browser, browser.find_element(By.CSS_SELECTOR, ".joules-chart"))
     assert rows and not tooltip_problems(rows), rows
+
+
+_CHOSEN = """
+var el = arguments[0];
+return Array.from(el.querySelectorAll('svg g.mark-text text')).map(function (t) { return t.textContent; })
+  .filter(function (t) { return /^batch /.test(t); });
+"""
+
+
+def test_a_slider_and_the_gpu_toggle_change_the_chosen_configuration(built_book: Path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _open(browser, built_book / "book" / "_generated" / "llm-chat.html")
+    choosers = [c for c in browser.find_elements(By.CSS_SELECTOR, ".joules-chart")
+                if c.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=range]")]
+    assert choosers, "the chat chapter has no chart with a deadline slider"
+    chart = choosers[0]
+
+    def chosen(differs_from=None):
+        deadline = time.monotonic() + 10
+        while True:
+            now = browser.execute_script(_CHOSEN, chart)
+            if differs_from is None or now != differs_from or time.monotonic() > deadline:
+                return now
+            time.sleep(0.2)
+
+    before = chosen()
+    assert before and all("B200" in t for t in before), before
+    slider = chart.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=range]")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider)
+    slider.send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * 15)  # a deadline of about 15 ms above the fastest
+    after = chosen(differs_from=before)
+    assert after != before, "moving the deadline slider did not change the chosen configurations"
+    assert 0 < len(after) < len(before), (before, after)  # a tight deadline leaves fewer models, some still
+    itl = [float(re.search(r"([\d.,]+) ms$", t).group(1).replace(",", "")) for t in after]
+    limit = float(slider.get_attribute("value"))
+    assert all(v <= limit + 0.5 for v in itl), (limit, after)
+    result = browser.execute_script(CHART_CHECKS, chart)
+    assert not [p for p in result["problems"] if "overlapping" in p or "visible extent" in p], result
+
+    h100 = [r for r in chart.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=radio]")
+            if r.get_attribute("value") == "H100"]
+    assert h100, "no GPU toggle"
+    h100[0].click()
+    on_h100 = chosen(differs_from=after)
+    assert on_h100 and all("H100" in t for t in on_h100), on_h100

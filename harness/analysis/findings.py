@@ -202,7 +202,7 @@ def reasoning_vs_chat(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     )
     comparison = (
         f"{'Matches' if agrees else 'Does not match'} the published values within {_pct(PAPER_TOLERANCE)} "
-        f"(largest relative difference {100 * diffs[worst]:.2f}% on {worst})."
+        f"(largest relative difference {100 * diffs[worst]:.2f}% on {_reader_words(worst)})."
     )
     rows = best[best["task"].isin(["gpqa", "lm-arena-chat"])][
         ["task", "model_id", "num_gpus", "max_num_seqs", "avg_output_len", E_TOKEN, E_RESPONSE]
@@ -362,7 +362,7 @@ def text_to_image_spread(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     paper = {"source": "STUDY.md orders of magnitude (H100 lowest-energy configurations)",
              "claim": "per-model lowest energy per image on H100: SD 3.5 Medium 1.6 kJ, FLUX.1-dev 7.6 kJ",
              "h100_min_energy_joules": {k: v for k, v in PAPER_H100_MIN_ENERGY_JOULES.items() if k in check}}
-    comparison = (f"H100 per-model minima {'match' if ok else 'do not match'} STUDY.md's orders of magnitude within "
+    comparison = (f"H100 per-model minima {'match' if ok else 'do not match'} the paper's orders of magnitude within "
                   f"{_pct(ORDER_OF_MAGNITUDE_TOLERANCE)} ("
                   + ", ".join(f"{_short(m)} {_j(c['computed_joules'])} vs {_j(c['published_joules'])}"
                               for m, c in check.items()) + ").")
@@ -821,6 +821,14 @@ def load_rows_own(results_dir: str) -> pd.DataFrame:
     if "nickname" not in own.columns or own["nickname"].isna().all():
         own["nickname"] = own["model_id"].astype(str).str.split("/").str[-1] + " (own)"
     return own
+
+
+def _reader_words(key: str) -> str:
+    """A value's key as a reader's words: ``chat_mean_energy_per_response_joules`` -> "chat mean energy per response (J)"."""
+    from harness.report import charts
+
+    text = charts.label(key)
+    return text[:1].lower() + text[1:]
 
 
 def factor_chart(att: an.Attribution, title: str | None = None, width: int = 300):

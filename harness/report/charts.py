@@ -76,6 +76,12 @@ _LABELS = {
     "max_num_seqs": "Batch size (max_num_seqs)",
     "avg_output_len": "Mean output length (tokens)",
     "energy_per_output_joules": "Energy per output (J)",
+    "tokens_per_sec_per_watt": "Throughput per watt (tokens/s/W)",
+    # the two sides of a comparison (harness.analysis.tables): energy in J whatever the output
+    "energy_a": "Energy of A (J)",
+    "energy_b": "Energy of B (J)",
+    "config_a": "Configuration A",
+    "config_b": "Configuration B",
 }
 
 
@@ -83,7 +89,7 @@ _LABELS = {
 def unit(column: str) -> str | None:
     """The unit carried by a column name (``energy_per_token_joules`` -> ``J``), or None."""
     for suffix, name in _UNITS:
-        if column.endswith(suffix):
+        if column.endswith(suffix) or column == suffix[1:]:
             return name
     return None
 
@@ -94,8 +100,8 @@ def label(column: str) -> str:
         return _LABELS[column]
     stem, name = column, unit(column)
     if name is not None:
-        suffix = next(s for s, u in _UNITS if column.endswith(s))
-        stem = column[: -len(suffix)]
+        suffix = next(s for s, u in _UNITS if column.endswith(s) or column == s[1:])
+        stem = column[: -len(suffix)] if column.endswith(suffix) else column
     words = [_WORDS.get(w, w) for w in stem.split("_") if w]
     text = " ".join(words)
     text = text[:1].upper() + text[1:]
@@ -461,7 +467,10 @@ def lines(
         order=alt.Order(f"{x}:Q"),
         tooltip=tooltips(data, x, y, extra=[series, *extra_tooltip]),
     )
-    chart = alt.layer(base.mark_line(strokeWidth=1.5, opacity=0.8), base.mark_point())
+    # a series of one point has no line to draw (an empty path): its point alone shows it
+    line = base.transform_joinaggregate(points_in_series="count()", groupby=_columns(data, [series, facet])).transform_filter(
+        "datum.points_in_series >= 2").mark_line(strokeWidth=1.5, opacity=0.8)
+    chart = alt.layer(line, base.mark_point())
     chart = _facet(chart, facet, data)
     return chart.properties(title=title) if title else chart
 
@@ -622,8 +631,8 @@ def factor_chart(att, title: str | None = None, width: int = 300):
     One bar per factor on a log axis around 1 (red raises B's energy, blue lowers it),
     then the total. Beside each bar, two columns in words: how the quantity itself
     moved from A to B ("fell 28x": for the token rate, a fall raises the energy) and
-    its effect on the energy ("energy x28"). A factor within 0.5% of 1 is drawn as a
-    tick at 1. Hover for the values and units of A and B.
+    its effect on the energy ("energy x28"). A factor too close to 1 for a visible bar
+    is drawn as a tick at 1. Hover for the values and units of A and B.
     """
     import math
 
@@ -645,12 +654,14 @@ def factor_chart(att, title: str | None = None, width: int = 300):
     frame["quantity_ratio"] = quantity
     frame["change"] = [change_words(q) for q in frame["quantity_ratio"]]
     frame["effect"] = [energy_effect_words(r) for r in frame["ratio"]]
-    frame["flat"] = np.abs(np.log(frame["ratio"].astype(float))) < 0.005
+    lo, hi = float(frame["ratio"].min()), float(frame["ratio"].max())
+    domain = [min(lo, 1 / max(hi, 1.0001), 0.5) / 1.3, max(hi, 1 / min(lo, 0.9999), 2.0) * 1.3]
+    px_per_log = width / (math.log(domain[1]) - math.log(domain[0]))
+    # a factor whose bar would be under 2 px wide is drawn as a tick at 1
+    frame["flat"] = np.abs(np.log(frame["ratio"].astype(float))) * px_per_log < 2
     frame["direction"] = np.where(frame["name"].str.startswith("="), "total",
                                   np.where(frame["flat"], "no effect",
                                            np.where(frame["ratio"] >= 1, "raises B's energy", "lowers B's energy")))
-    lo, hi = float(frame["ratio"].min()), float(frame["ratio"].max())
-    domain = [min(lo, 1 / max(hi, 1.0001), 0.5) / 1.3, max(hi, 1 / min(lo, 0.9999), 2.0) * 1.3]
     order = frame["name"].tolist()
     height = 24 * len(frame)
     y = alt.Y("name:N", sort=order, title=None)
@@ -685,3 +696,115 @@ def factor_chart(att, title: str | None = None, width: int = 300):
                               subtitle=[f"A = {att.label_a}", f"B = {att.label_b}"])
     chart = alt.hconcat(plot, column("change", "B against A", 90), column("effect", "Effect on energy", 90), spacing=6)
     return chart.resolve_scale(color="independent").properties(title=heading)
+
+
+# --- choices a reader makes: deadline, budget, GPU, highlighted model -----------------------------
+def _param_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", text)
+
+
+def cheapest_under_limits(
+    frame,
+    *,
+    latency: str = "median_itl_ms",
+    energy: str = "energy_per_output_joules",
+    power: str = "avg_power_watts",
+    model: str = "nickname",
+    gpu: str = "gpu_model",
+    deadline: float | None = None,
+    title: str | None = None,
+    width: int = 250,
+    row_height: int = 22,
+    name: str = "choice",
+) -> alt.VConcatChart:
+    """The lowest-energy configuration of each model within limits the reader sets, offline.
+
+    Three controls under the chart, all Vega parameters (no server): a slider for the
+    ``latency`` deadline (e.g. median ITL), a slider for the ``power`` budget, and a
+    GPU toggle. Left: each model's cheapest configuration that meets both limits on
+    the chosen GPU (a model with none disappears), with the configuration written
+    beside its bar. Below: every configuration on that GPU, latency against energy,
+    the deadline drawn as a dashed line and the chosen configurations ringed; those
+    outside the limits are drawn small. Clicking a model in the legend highlights it.
+    """
+    import math
+
+    _require(frame, latency, energy, power, model, gpu, "batch_size")
+    cols = _columns(frame, [model, gpu, latency, energy, power, "batch_size", "num_gpus", "gpu", *CONTEXT_FIELDS])
+    data = _data(frame, cols, [latency, energy, power]).dropna(subset=[model, gpu])
+    if data.empty:
+        from harness.errors import HarnessError
+
+        raise HarnessError(f"no rows with positive {latency}, {energy} and {power} to choose from")
+    where = data["gpu"] if "gpu" in data.columns else data[gpu]
+    data = data.assign(configuration=[
+        f"batch {b:,.0f}, {g}, {t:,.0f} {unit(latency) or ''}".strip()
+        for b, g, t in zip(data["batch_size"], where, data[latency])])
+    gpus = [g for g in GPU_ORDER if g in set(data[gpu])] + sorted(set(data[gpu]) - set(GPU_ORDER))
+    lat_lo, lat_hi = float(data[latency].min()), float(data[latency].max())
+    pow_lo, pow_hi = float(data[power].min()), float(data[power].max())
+    if deadline is None or not lat_lo <= deadline <= lat_hi:
+        deadline = lat_hi
+    p = _param_name(name)
+    deadline_param = alt.param(name=f"{p}_deadline", value=float(math.ceil(deadline)), bind=alt.binding_range(
+        min=math.floor(lat_lo), max=math.ceil(lat_hi), step=1, name=f"{label(latency)} at most "))
+    budget_param = alt.param(name=f"{p}_budget", value=float(math.ceil(pow_hi)), bind=alt.binding_range(
+        min=math.floor(pow_lo), max=math.ceil(pow_hi), step=10, name=f"{label(power)} at most "))
+    gpu_param = alt.param(name=f"{p}_gpu", value=gpus[-1], bind=alt.binding_radio(options=gpus, name="GPU "))
+    highlight = alt.selection_point(name=f"{p}_model", fields=[model], bind="legend")
+    on_gpu = f"datum[{json.dumps(gpu)}] == {p}_gpu"
+    within = (f"datum[{json.dumps(latency)}] <= {p}_deadline && datum[{json.dumps(power)}] <= {p}_budget")
+    e_lo, e_hi = float(data[energy].min()), float(data[energy].max())
+    base_e = 10.0 ** math.floor(math.log10(e_lo) - 1e-9)
+    top_e = e_hi * 1.15
+    e_scale = alt.Scale(type="log", domain=[base_e, top_e], nice=False)
+    e_axis = alt.Axis(values=log_ticks(base_e, top_e), format=_tick_format(base_e, top_e))
+    tips = tooltips(data, energy, latency, power, extra=["configuration"])
+    order = alt.EncodingSortField(energy, op="min", order="ascending")
+    n_models = max(1, data[model].nunique())
+    model_color = alt.Color(f"{model}:N", title=CONTEXT_FIELDS.get(model, label(model)),
+                            scale=alt.Scale(scheme="tableau20") if n_models > 10 else alt.Undefined,
+                            legend=alt.Legend(orient="right", title="Model (click to highlight)"))
+
+    chosen = (alt.Chart(data).transform_filter(on_gpu).transform_filter(within)
+              .transform_window(rank="row_number()", sort=[alt.SortField(energy, order="ascending")], groupby=[model])
+              .transform_filter("datum.rank == 1"))
+    bars_ = chosen.mark_bar().encode(
+        x=alt.X(f"{energy}:Q", title=label(energy), scale=e_scale, axis=e_axis), x2=alt.datum(base_e),
+        y=alt.Y(f"{model}:N", title=None, sort=order),
+        color=model_color,
+        opacity=alt.condition(highlight, alt.value(0.9), alt.value(0.2)),
+        tooltip=tips,
+    ).properties(width=width, height=row_height * n_models,
+                 title=alt.TitleParams("Cheapest configuration within the limits", fontSize=12))
+    text = chosen.mark_text(align="left", fontSize=11).encode(
+        x=alt.value(4), y=alt.Y(f"{model}:N", sort=order, axis=None), text="configuration:N", tooltip=tips,
+    ).properties(width=170, height=row_height * n_models, view=alt.ViewBackground(stroke=None),
+                 title=alt.TitleParams("Chosen configuration", fontSize=12))
+
+    everything = alt.Chart(data).transform_filter(on_gpu)
+    lat_scale = alt.Scale(type="log", nice=False, padding=12)
+    lat_axis = alt.Axis(values=log_ticks(lat_lo, lat_hi), format=_tick_format(lat_lo, lat_hi))
+    e_axis_all = alt.Axis(values=log_ticks(e_lo, e_hi), format=_tick_format(e_lo, e_hi))
+    scatter = everything.mark_point().encode(
+        x=alt.X(f"{latency}:Q", title=label(latency), scale=lat_scale, axis=lat_axis),
+        y=alt.Y(f"{energy}:Q", title=label(energy), scale=alt.Scale(type="log", nice=False, padding=12), axis=e_axis_all),
+        color=model_color,
+        opacity=alt.condition(highlight, alt.value(0.85), alt.value(0.08)),
+        size=alt.condition(within, alt.value(45), alt.value(10)),
+        tooltip=tips,
+    ).add_params(highlight)
+    rings = chosen.mark_point(shape="diamond", size=150, filled=False, color="#222", strokeWidth=1.5).encode(
+        x=alt.X(f"{latency}:Q", scale=lat_scale), y=alt.Y(f"{energy}:Q"), tooltip=tips)
+    import pandas as pd
+
+    rule = (alt.Chart(pd.DataFrame({"_": [0]})).transform_calculate(limit=f"{p}_deadline")
+            .mark_rule(strokeDash=[5, 3], color="#b2182b", strokeWidth=1.5)
+            .encode(x=alt.X("limit:Q", scale=lat_scale),
+                    tooltip=[alt.Tooltip("limit:Q", title=label(latency).replace("(", "deadline ("), format=",.0f")]))
+    frontier = alt.layer(scatter, rings, rule).properties(
+        width=width + 170, height=260, title=alt.TitleParams("Every configuration; the dashed line is the deadline", fontSize=12))
+    chart = alt.vconcat(alt.hconcat(bars_, text, spacing=4), frontier, spacing=24).add_params(
+        deadline_param, budget_param, gpu_param)
+    chart = chart.resolve_scale(color="shared")
+    return chart.properties(title=title) if title else chart
