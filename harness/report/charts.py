@@ -738,7 +738,7 @@ def cheapest_under_limits(
         raise HarnessError(f"no rows with positive {latency}, {energy} and {power} to choose from")
     where = data["gpu"] if "gpu" in data.columns else data[gpu]
     data = data.assign(configuration=[
-        f"batch {b:,.0f}, {g}, {t:,.0f} {unit(latency) or ''}".strip()
+        f"batch {b:,.0f}, {g}, {t:,.3g} {unit(latency) or ''}".strip()
         for b, g, t in zip(data["batch_size"], where, data[latency])])
     gpus = [g for g in GPU_ORDER if g in set(data[gpu])] + sorted(set(data[gpu]) - set(GPU_ORDER))
     lat_lo, lat_hi = float(data[latency].min()), float(data[latency].max())
@@ -746,8 +746,14 @@ def cheapest_under_limits(
     if deadline is None or not lat_lo <= deadline <= lat_hi:
         deadline = lat_hi
     p = _param_name(name)
-    deadline_param = alt.param(name=f"{p}_deadline", value=float(math.ceil(deadline)), bind=alt.binding_range(
-        min=math.floor(lat_lo), max=math.ceil(lat_hi), step=1, name=f"{label(latency)} at most "))
+    step = 10.0 ** math.floor(math.log10((lat_hi - lat_lo) / 100)) if lat_hi > lat_lo else 1.0
+    step = min(step, 1.0)
+
+    def snap(v: float, up: bool) -> float:
+        return float(f"{(math.ceil(v / step) if up else math.floor(v / step)) * step:.12g}")
+
+    deadline_param = alt.param(name=f"{p}_deadline", value=snap(deadline, True), bind=alt.binding_range(
+        min=snap(lat_lo, False), max=snap(lat_hi, True), step=step, name=f"{label(latency)} at most "))
     budget_param = alt.param(name=f"{p}_budget", value=float(math.ceil(pow_hi)), bind=alt.binding_range(
         min=math.floor(pow_lo), max=math.ceil(pow_hi), step=10, name=f"{label(power)} at most "))
     gpu_param = alt.param(name=f"{p}_gpu", value=gpus[-1], bind=alt.binding_radio(options=gpus, name="GPU "))
