@@ -11,7 +11,8 @@ units; the pages' prose names no raw column, internal id or file; equations
 are rendered by the local MathJax; and moving a slider changes the chosen
 configuration. Needs the reference data (HARNESS_REFERENCE_DIR) and Debian's
 chromium + chromium-driver (``make system-deps``). Set BOOK_SCREENSHOT_DIR to
-keep a screenshot of the overview page.
+keep a screenshot of the overview page, and BOOK_BUILT_HTML to check an
+already built ``_build/html`` instead of building one.
 """
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def _source_files(repo: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory) -> Path:
+    prebuilt = os.environ.get("BOOK_BUILT_HTML")
+    if prebuilt:  # check a book built elsewhere (e.g. from an older commit) instead of building one
+        assert (Path(prebuilt) / "index.html").is_file(), f"BOOK_BUILT_HTML={prebuilt} holds no built book"
+        return Path(prebuilt)
     if not os.environ.get("HARNESS_REFERENCE_DIR"):
         pytest.fail("HARNESS_REFERENCE_DIR is not set: the book is built from the reference data")
     root = tmp_path_factory.mktemp("book")
