@@ -831,7 +831,7 @@ def _reader_words(key: str) -> str:
     return text[:1].lower() + text[1:]
 
 
-def factor_chart(att: an.Attribution, title: str | None = None, width: int = 300):
+def factor_chart(att: an.Attribution, title: str | None = None, width: int = 240):
     """Bars of each factor on a log axis around 1, then the total (drawn by :func:`harness.report.charts.factor_chart`)."""
     from harness.report import charts
 

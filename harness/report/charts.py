@@ -625,7 +625,7 @@ def energy_effect_words(ratio: float, *, same_within: float = 0.005) -> str:
     return f"energy x{ratio:.3g}" if ratio > 1 else f"energy ÷{1 / ratio:.3g}"
 
 
-def factor_chart(att, title: str | None = None, width: int = 300):
+def factor_chart(att, title: str | None = None, width: int = 240):
     """The energy ratio B / A of an attribution as a product of factors, read plainly.
 
     One bar per factor on a log axis around 1 (red raises B's energy, blue lowers it),
@@ -660,7 +660,7 @@ def factor_chart(att, title: str | None = None, width: int = 300):
     # a factor whose bar would be under 2 px wide is drawn as a tick at 1
     frame["flat"] = np.abs(np.log(frame["ratio"].astype(float))) * px_per_log < 2
     frame["direction"] = np.where(frame["name"].str.startswith("="), "total",
-                                  np.where(frame["flat"], "no effect",
+                                  np.where(frame["effect"] == "no effect", "no effect",
                                            np.where(frame["ratio"] >= 1, "raises B's energy", "lowers B's energy")))
     order = frame["name"].tolist()
     height = 24 * len(frame)
@@ -671,7 +671,7 @@ def factor_chart(att, title: str | None = None, width: int = 300):
                alt.Tooltip("value_a:Q", title="A", format=",.4~r"), alt.Tooltip("value_b:Q", title="B", format=",.4~r"),
                alt.Tooltip("unit:N", title="Unit"), alt.Tooltip("a:N", title="A (model, task, GPU, batch)"),
                alt.Tooltip("b:N", title="B (model, task, GPU, batch)"), alt.Tooltip("meaning:N", title="Why")]
-    colors = alt.Color("direction:N", title=None, legend=alt.Legend(orient="bottom"),
+    colors = alt.Color("direction:N", title=None, legend=alt.Legend(orient="bottom", columns=2),
                        scale=alt.Scale(domain=["raises B's energy", "lowers B's energy", "no effect", "total"],
                                        range=["#d6604d", "#4393c3", "#999999", "#555555"]))
     x = alt.X("ratio:Q", scale=alt.Scale(type="log", domain=domain, nice=False),
@@ -688,13 +688,14 @@ def factor_chart(att, title: str | None = None, width: int = 300):
     plot = alt.layer(bars, ticks, rule)
 
     def column(field: str, heading: str, w: int):
-        return alt.Chart(frame, width=w, height=height, title=alt.TitleParams(heading, fontSize=11, anchor="start")).mark_text(
-            align="left", fontSize=11).encode(y=alt.Y("name:N", sort=order, axis=None), text=f"{field}:N",
-                                              tooltip=tooltip)
+        return alt.Chart(frame, width=w, height=height, view=alt.ViewBackground(stroke=None),
+                         title=alt.TitleParams(heading, fontSize=11, anchor="start")).mark_text(
+            align="left", fontSize=11).encode(x=alt.value(2), y=alt.Y("name:N", sort=order, axis=None),
+                                              text=f"{field}:N", tooltip=tooltip)
 
     heading = alt.TitleParams(text=title or "Energy ratio B / A as a product of factors",
                               subtitle=[f"A = {att.label_a}", f"B = {att.label_b}"])
-    chart = alt.hconcat(plot, column("change", "B against A", 90), column("effect", "Effect on energy", 90), spacing=6)
+    chart = alt.hconcat(plot, column("change", "B against A", 82), column("effect", "On the energy", 92), spacing=8)
     return chart.resolve_scale(color="independent").properties(title=heading)
 
 
@@ -770,7 +771,8 @@ def cheapest_under_limits(
     n_models = max(1, data[model].nunique())
     model_color = alt.Color(f"{model}:N", title=CONTEXT_FIELDS.get(model, label(model)),
                             scale=alt.Scale(scheme="tableau20") if n_models > 10 else alt.Undefined,
-                            legend=alt.Legend(orient="right", title="Model (click to highlight)"))
+                            legend=alt.Legend(orient="bottom", columns=3, title="Model (click to highlight)",
+                                              symbolLimit=0, labelLimit=200))
 
     chosen = (alt.Chart(data).transform_filter(on_gpu).transform_filter(within)
               .transform_window(rank="row_number()", sort=[alt.SortField(energy, order="ascending")], groupby=[model])
