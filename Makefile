@@ -18,13 +18,14 @@ export PYTHONUNBUFFERED := 1
 CONFIG ?= $(if $(filter 1,$(HAS_GPU)),configs/default.yaml,configs/smoke.yaml)
 RESULTS ?= results
 
-.PHONY: help setup system-deps test test-fast measure book notebook bench lock clean gpu-check
+.PHONY: help setup system-deps test test-fast measure book notebook bench lock clean gpu-check publish
 
 help:
 	@echo "make measure && make book   measure this host with $(CONFIG), then build _build/html"
 	@echo "make test                   run the test suite (sets up .venv and system packages first)"
 	@echo "make notebook NB=overview [param=value ...]   re-execute one notebook with its parameters"
 	@echo "make bench                  performance benchmarks (benchmarks/)"
+	@echo "make publish [REMOTE=origin] build the book and push it to the gh-pages branch of the remote"
 
 # --- setup: a venv from pinned requirements, reused through a stamp file --------------------------
 $(STAMPS)/venv: $(LOCK) requirements/gpu.txt pyproject.toml
@@ -73,6 +74,11 @@ measure: setup
 
 book: setup
 	$(PY) -m harness.report.book build
+
+# The built book on the gh-pages branch of the remote (ghp-import, Jupyter Book's convention).
+REMOTE ?= origin
+publish: book
+	$(PY) -m harness.report.publish --remote $(REMOTE)
 
 # One notebook alone: make notebook NB=overview gpus=[B200] models=qwen
 # Its parameters are the lower-case variables given on the command line (values read as YAML);

@@ -3,9 +3,16 @@
 Asserts that every chart container holds a rendered SVG or canvas, that the
 browser console shows no error, and that no request left the machine (every
 request URL seen by the DevTools network log is file://, data:, blob: or
-localhost). Needs the reference data (HARNESS_REFERENCE_DIR) and Debian's
+localhost). Every chart is also read as a reader would see it
+(``tests/chart_checks.js``): each data mark (bar, point, area, line) has a
+visible extent, each continuous axis has at least 3 labelled ticks, no two
+visible text labels overlap; hovering a mark shows numbers formatted with
+units; the pages' prose names no raw column, internal id or file; equations
+are rendered by the local MathJax; and moving a slider changes the chosen
+configuration. Needs the reference data (HARNESS_REFERENCE_DIR) and Debian's
 chromium + chromium-driver (``make system-deps``). Set BOOK_SCREENSHOT_DIR to
-keep a screenshot of the overview page.
+keep a screenshot of the overview page, and BOOK_BUILT_HTML to check an
+already built ``_build/html`` instead of building one.
 """
 
 from __future__ import annotations
@@ -15,8 +22,10 @@ import os
 import shutil
 import subprocess
 import sys
+import re
 import time
 from pathlib import Path
+from typing import Iterable
 from urllib.parse import urlparse
 
 import pytest
@@ -41,6 +50,10 @@ def _source_files(repo: Path) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory) -> Path:
+    prebuilt = os.environ.get("BOOK_BUILT_HTML")
+    if prebuilt:  # check a book built elsewhere (e.g. from an older commit) instead of building one
+        assert (Path(prebuilt) / "index.html").is_file(), f"BOOK_BUILT_HTML={prebuilt} holds no built book"
+        return Path(prebuilt)
     if not os.environ.get("HARNESS_REFERENCE_DIR"):
         pytest.fail("HARNESS_REFERENCE_DIR is not set: the book is built from the reference data")
     root = tmp_path_factory.mktemp("book")
@@ -110,6 +123,89 @@ return Array.from(document.querySelectorAll('.joules-chart')).map(function (el) 
 """
 
 
+CHART_CHECKS = (Path(__file__).with_name("chart_checks.js")).read_text()
+
+# Page text that betrays the machinery: raw column names (snake_case, e.g. with a unit suffix), file names,
+# internal ids of the findings. Code blocks and inline code are not prose and are left out.
+_SNAKE = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+_FILE = re.compile(r"\b[\w-]+\.(?:md|csv|ipynb|json|parquet|ya?ml|py)\b", re.IGNORECASE)
+_PAGE_TEXT = """
+var main = document.querySelector('main') || document.body;
+var copy = main.cloneNode(true);
+copy.querySelectorAll('pre, code, script, style, .joules-chart, .cell_input, mjx-container, .headerlink, nav').forEach(
+  function (n) { n.remove(); });
+return copy.textContent;
+"""
+
+
+def leaks(text: str, ids: Iterable[str] = ()) -> list[str]:
+    """Raw column names, file names and internal ids found in a page's prose."""
+    found = [m.group(0) for m in _SNAKE.finditer(text)] + [m.group(0) for m in _FILE.finditer(text)]
+    found += [i for i in ids if re.search(rf"(?<![\w-]){re.escape(i)}(?![\w-])", text)]
+    return sorted(set(found))
+
+
+def finding_ids() -> list[str]:
+    from harness.analysis import findings
+
+    return [i for i in findings.FINDINGS if "-" in i]  # one-word ids are ordinary words
+
+
+_UNITLESS = re.compile(r"batch size|^gpus$|count|share|ratio|factor|b / a|/|over|^a$|^b$|steps|frames|rank|degree|replicas", re.I)
+_NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?%?$", re.I)
+
+
+def tooltip_problems(rows: list[list[str]]) -> list[str]:
+    """Numbers in a tooltip: no exponent notation, no unrounded digits, and a unit in the title."""
+    out = []
+    keys = {k.strip().lower() for k, _ in rows}
+    for key, value in rows:
+        value = value.strip()
+        if not _NUMBER.match(value):
+            continue
+        if "e" in value.lower():
+            out.append(f"{key}: {value} (exponent notation)")
+        digits = re.sub(r"[^0-9]", "", value.split(".")[1]) if "." in value else ""
+        if len(digits) > 4:
+            out.append(f"{key}: {value} (unrounded)")
+        if "(" not in key and not value.endswith("%") and not _UNITLESS.search(key) and "unit" not in keys:
+            out.append(f"{key}: {value} (no unit)")
+    return out
+
+
+_TOOLTIP = """
+var t = document.querySelector('#vg-tooltip-element.visible');
+if (!t) return null;
+var rows = Array.from(t.querySelectorAll('tr')).map(function (r) {
+  var c = r.querySelectorAll('td'); return c.length == 2 ? [c[0].textContent.replace(/:$/, ''), c[1].textContent] : null;
+}).filter(Boolean);
+return rows.length ? rows : [['', t.textContent]];
+"""
+
+
+def _hover_tooltip(driver, chart) -> list[list[str]] | None:
+    """Hover the first bar or point of a chart; the tooltip's rows (title, value), or None if none showed."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    marks = chart.find_elements(By.CSS_SELECTOR, "g.role-mark.mark-symbol > path, g.role-mark.mark-rect > path")
+    for mark in marks[:3]:
+        try:
+            driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", mark)
+            ActionChains(driver).move_to_element(mark).perform()
+        except WebDriverException:
+            continue
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            rows = driver.execute_script(_TOOLTIP)
+            if rows:
+                ActionChains(driver).move_by_offset(0, 0).perform()
+                return rows
+            time.sleep(0.1)
+    return None
+
+
 def _open(driver, page: Path, timeout_s: float = 30) -> list[dict]:
     driver.get(page.as_uri())
     deadline = time.monotonic() + timeout_s
@@ -126,6 +222,7 @@ def test_every_page_renders_offline_without_errors(built_book: Path, browser):
     assert pages, "no HTML page was built"
     problems: list[str] = []
     chart_count = {}
+    ids = finding_ids()
     for page in pages:
         rel = page.relative_to(built_book).as_posix()
         browser.get_log("browser")  # drop what an earlier page left
@@ -136,6 +233,18 @@ def test_every_page_renders_offline_without_errors(built_book: Path, browser):
                 problems.append(f"{rel}: chart {chart['id']} holds no SVG or canvas ({chart['text']!r})")
             elif chart["marks"] == 0:
                 problems.append(f"{rel}: chart {chart['id']} drew no marks")
+        from selenium.webdriver.common.by import By
+
+        for element in browser.find_elements(By.CSS_SELECTOR, ".joules-chart"):
+            result = browser.execute_script(CHART_CHECKS, element)
+            if isinstance(result, list):
+                problems.extend(f"{rel}: chart {element.get_attribute('id')}: {p}" for p in result)
+                continue
+            problems.extend(f"{rel}: chart {result['title']!r}: {p}" for p in result["problems"])
+            rows = _hover_tooltip(browser, element)
+            if rows is not None:
+                problems.extend(f"{rel}: chart {result['title']!r}: tooltip {p}" for p in tooltip_problems(rows))
+        problems.extend(f"{rel}: page text names {word!r}" for word in leaks(browser.execute_script(_PAGE_TEXT), ids))
         for entry in browser.get_log("browser"):
             if entry["level"] in ("SEVERE", "ERROR"):
                 problems.append(f"{rel}: console error: {entry['message']}")
@@ -186,3 +295,103 @@ def test_the_checks_see_a_remote_request_and_a_console_error(browser, tmp_path):
     remote = [u for u in _requests(browser) if not _is_local(u)]
     assert remote == ["https://cdn.example.invalid/x.png"]
     assert any("boom" in e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE")
+
+
+def test_equations_render_with_the_local_mathjax(built_book: Path, browser):
+    page = built_book / "book" / "method.html"
+    browser.get_log("browser")
+    _requests(browser)
+    browser.get(page.as_uri())
+    deadline = time.monotonic() + 20
+    count = 0
+    while time.monotonic() < deadline and not count:
+        count = browser.execute_script("return document.querySelectorAll('mjx-container svg').length")
+        time.sleep(0.2)
+    assert count >= 4, f"the method page shows {count} rendered equations"
+    errors = browser.execute_script("return document.querySelectorAll('mjx-container [data-mjx-error], mjx-merror').length")
+    assert errors == 0, "MathJax reported a TeX error"
+    mathjax = [u for u in _requests(browser) if "mathjax" in u.lower()]
+    assert mathjax and all(u.startswith("file://") for u in mathjax), mathjax
+
+
+def test_the_chart_checks_catch_empty_bars_one_tick_axes_and_bad_tooltips(browser, tmp_path):
+    """Bars from zero on a log axis (zero width), a log axis inside one decade (a single labelled tick):
+    the checks report both; the study's own bars() on the same table passes them."""
+    import altair as alt
+    import pandas as pd
+
+    from harness.report import charts
+
+    frame = pd.DataFrame({"nickname": ["a", "b", "c"], "energy_per_output_joules": [2100.0, 3300.0, 5200.0]})
+    naive = alt.Chart(frame).mark_bar().encode(
+        x=alt.X("energy_per_output_joules:Q", scale=alt.Scale(type="log")), y="nickname:N",
+        tooltip=[alt.Tooltip("energy_per_output_joules:Q", title="Energy", format=".3~g")])
+    page = charts.save(naive, tmp_path / "naive.html")
+    browser.get(page.as_uri())
+    time.sleep(1.5)
+    from selenium.webdriver.common.by import By
+
+    result = browser.execute_script(CHART_CHECKS, browser.find_element(By.CSS_SELECTOR, ".joules-chart"))
+    text = " ".join(result["problems"])
+    assert "3 of 3 data marks have no visible extent" in text
+    assert "labelled tick" in text
+    assert tooltip_problems([["Energy", "2.1e+3"]]) and tooltip_problems([["Energy (J)", "337.943437496"]])
+    assert not tooltip_problems([["Energy per output (J)", "2,100"], ["Batch size", "4"]])
+    assert leaks("the chat_mean_energy_per_response_joules column of STUDY.md (moe-vs-dense)", ["moe-vs-dense"]) == [
+        "STUDY.md", "chat_mean_energy_per_response_joules", "moe-vs-dense"]
+
+    fixed = charts.bars(frame, "nickname", "energy_per_output_joules", facet=None, log=True)
+    page = charts.save(fixed, tmp_path / "fixed.html")
+    browser.get(page.as_uri())
+    time.sleep(1.5)
+    result = browser.execute_script(CHART_CHECKS, browser.find_element(By.CSS_SELECTOR, ".joules-chart"))
+    assert result["problems"] == []
+    rows = _hover_tooltip(browser, browser.find_element(By.CSS_SELECTOR, ".joules-chart"))
+    assert rows and not tooltip_problems(rows), rows
+
+
+_CHOSEN = """
+var el = arguments[0];
+return Array.from(el.querySelectorAll('svg g.mark-text text')).map(function (t) { return t.textContent; })
+  .filter(function (t) { return /^batch /.test(t); });
+"""
+
+
+def test_a_slider_and_the_gpu_toggle_change_the_chosen_configuration(built_book: Path, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    _open(browser, built_book / "book" / "_generated" / "llm-chat.html")
+    choosers = [c for c in browser.find_elements(By.CSS_SELECTOR, ".joules-chart")
+                if c.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=range]")]
+    assert choosers, "the chat chapter has no chart with a deadline slider"
+    chart = choosers[0]
+
+    def chosen(differs_from=None):
+        deadline = time.monotonic() + 10
+        while True:
+            now = browser.execute_script(_CHOSEN, chart)
+            if differs_from is None or now != differs_from or time.monotonic() > deadline:
+                return now
+            time.sleep(0.2)
+
+    before = chosen()
+    assert before and all("B200" in t for t in before), before
+    slider = chart.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=range]")[0]
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider)
+    slider.send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * 15)  # a deadline of about 15 ms above the fastest
+    after = chosen(differs_from=before)
+    assert after != before, "moving the deadline slider did not change the chosen configurations"
+    assert 0 < len(after) < len(before), (before, after)  # a tight deadline leaves fewer models, some still
+    itl = [float(re.search(r"([\d.,]+) ms$", t).group(1).replace(",", "")) for t in after]
+    limit = float(slider.get_attribute("value"))
+    assert all(v <= limit + 0.5 for v in itl), (limit, after)
+    result = browser.execute_script(CHART_CHECKS, chart)
+    assert not [p for p in result["problems"] if "overlapping" in p or "visible extent" in p], result
+
+    h100 = [r for r in chart.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=radio]")
+            if r.get_attribute("value") == "H100"]
+    assert h100, "no GPU toggle"
+    h100[0].click()
+    on_h100 = chosen(differs_from=after)
+    assert on_h100 and all("H100" in t for t in on_h100), on_h100

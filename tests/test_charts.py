@@ -218,3 +218,66 @@ def test_many_categories_get_twenty_colours(frame):
     many = pd.concat([frame.assign(nickname=f"M{i}", model_id=f"org/m{i}") for i in range(12)])
     spec = charts.points(many, "median_itl_ms", "energy_per_token_joules").to_dict()
     assert spec["spec"]["encoding"]["color"]["scale"]["scheme"] == "tableau20"
+
+
+# --- axes, bars and factors that read right (issue 12) ---------------------------------------------
+@pytest.mark.parametrize("low, high", [(0.0769, 0.31), (111.2, 471.3), (6.76, 606.0), (0.686, 1.46), (1.02, 1.09),
+                                        (304.8, 9000.0), (0.001, 100.0), (3.9, 321.4)])
+def test_log_ticks_give_at_least_three_inside_the_range(low, high):
+    from harness.report import charts
+
+    values = charts.log_ticks(low, high)
+    assert len(values) >= 3, values
+    assert all(low * (1 - 1e-9) <= v <= high * (1 + 1e-9) for v in values), values
+    assert values == sorted(set(values)) and len(values) <= 9
+
+
+def test_bars_on_a_log_axis_start_from_a_baseline_not_zero():
+    import pandas as pd
+
+    from harness.report import charts
+
+    frame = pd.DataFrame({"nickname": ["a", "b"], "energy_per_output_joules": [338.0, 6679.0]})
+    spec = charts.bars(frame, "nickname", "energy_per_output_joules", facet=None, log=True).to_dict()
+    enc = spec["encoding"]
+    assert enc["x"]["scale"]["type"] == "log" and enc["x2"] == {"datum": 100.0}
+    assert enc["x"]["scale"]["domain"][0] == 100.0 and len(enc["x"]["axis"]["values"]) >= 3
+
+
+def test_factor_words_say_the_direction_plainly():
+    from harness.report import charts
+
+    assert charts.change_words(1 / 28.4) == "fell 28.4x"
+    assert charts.change_words(3.2) == "rose 3.2x"
+    assert charts.change_words(1.001) == "same"
+    assert charts.energy_effect_words(1 / 257) == "energy ÷257"
+    assert charts.energy_effect_words(28.4) == "energy x28.4"
+
+
+def test_tooltips_never_use_exponent_notation():
+    import pandas as pd
+
+    from harness.report import charts
+
+    frame = pd.DataFrame({"avg_power_watts": [1213.4], "batch_size": [4]})
+    formats = {t.to_dict()["field"]: t.to_dict()["format"] for t in charts.tooltips(frame, "avg_power_watts")}
+    assert "e" not in formats["avg_power_watts"] and "r" in formats["avg_power_watts"]
+    assert charts.label("tokens_per_sec_per_watt").endswith("(tokens/s/W)")
+
+
+def test_cheapest_under_limits_has_a_deadline_slider_a_budget_and_a_gpu_toggle():
+    import pandas as pd
+
+    from harness.report import charts
+
+    frame = pd.DataFrame({
+        "nickname": ["m", "m", "m", "n"], "gpu_model": ["B200", "B200", "H100", "B200"], "gpu": ["1 x B200"] * 2 + ["1 x H100", "1 x B200"],
+        "batch_size": [8, 256, 64, 16], "median_itl_ms": [10.0, 40.0, 30.0, 20.0],
+        "energy_per_output_joules": [300.0, 60.0, 90.0, 120.0], "avg_power_watts": [400.0, 900.0, 600.0, 500.0]})
+    spec = charts.cheapest_under_limits(frame, deadline=25, name="t").to_dict()
+    params = {p["name"]: p for p in spec["params"]}
+    assert params["t_deadline"]["value"] == 25 and params["t_deadline"]["bind"]["input"] == "range"
+    assert params["t_budget"]["bind"]["input"] == "range"
+    assert params["t_gpu"]["bind"]["options"] == ["H100", "B200"] and params["t_gpu"]["value"] == "B200"
+    text = json.dumps(spec)
+    assert "t_deadline" in text and "row_number" in text and '"legend"' in text

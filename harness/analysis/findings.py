@@ -841,46 +841,19 @@ def load_rows_own(results_dir: str) -> pd.DataFrame:
     return own
 
 
-def factor_chart(att: an.Attribution, title: str | None = None, width: int = 340):
-    """Bars of each factor on a log axis around 1, then the total ratio; hover for values and units."""
-    import altair as alt
+def _reader_words(key: str) -> str:
+    """A value's key as a reader's words: ``chat_mean_energy_per_response_joules`` -> "chat mean energy per response (J)"."""
+    from harness.report import charts
 
-    frame = att.to_frame()
-    frame = frame[(frame["name"] != "measurement residual") | ((frame["ratio"] - 1).abs() > 1e-6)].copy()
-    total = pd.DataFrame([{"name": "= energy ratio B/A", "ratio": att.ratio, "value_a": att.energy_a,
-                           "value_b": att.energy_b, "unit": att.energy_column, "meaning": "the product of the factors above"}])
-    frame = pd.concat([frame, total], ignore_index=True)
-    frame["a"], frame["b"] = att.label_a, att.label_b
-    frame["direction"] = np.where(frame["name"].str.startswith("="), "total",
-                                  np.where(frame["ratio"] >= 1, "raises B's energy", "lowers B's energy"))
-    frame["times"] = [f"x{r:.3g}" if r >= 1 else f"1/{1 / r:.3g}" for r in frame["ratio"]]
-    lo, hi = float(frame["ratio"].min()), float(frame["ratio"].max())
-    domain = [min(lo, 1 / max(hi, 1.0001), 0.5) / 1.3, max(hi, 1 / min(lo, 0.9999), 2.0) * 1.3]
-    order = frame["name"].tolist()
-    base = alt.Chart(frame, width=width, height=24 * len(frame))
-    bars = base.mark_bar().encode(
-        y=alt.Y("name:N", sort=order, title=None),
-        x=alt.X("ratio:Q", scale=alt.Scale(type="log", domain=domain), title="factor (B / A, log scale)"),
-        x2=alt.datum(1),
-        color=alt.Color("direction:N", title=None, legend=alt.Legend(orient="bottom"),
-                        scale=alt.Scale(domain=["raises B's energy", "lowers B's energy", "total"],
-                                        range=["#d6604d", "#4393c3", "#555555"])),
-        tooltip=[alt.Tooltip("name:N", title="factor"), alt.Tooltip("ratio:Q", title="B / A", format=".3~g"),
-                 alt.Tooltip("value_a:Q", title="A", format=",.4~g"), alt.Tooltip("value_b:Q", title="B", format=",.4~g"),
-                 alt.Tooltip("unit:N", title="unit"), alt.Tooltip("a:N", title="A (model, task, GPU, batch)"),
-                 alt.Tooltip("b:N", title="B (model, task, GPU, batch)"), alt.Tooltip("meaning:N", title="why")],
-    )
-    label_tip = [alt.Tooltip("name:N", title="factor"), alt.Tooltip("ratio:Q", title="B / A", format=".3~g")]
-    up = base.transform_filter("datum.ratio >= 1").mark_text(align="left", dx=4, fontSize=11).encode(
-        y=alt.Y("name:N", sort=order), x=alt.X("ratio:Q"), text="times:N", tooltip=label_tip)
-    down = base.transform_filter("datum.ratio < 1").mark_text(align="right", dx=-4, fontSize=11).encode(
-        y=alt.Y("name:N", sort=order), x=alt.X("ratio:Q"), text="times:N", tooltip=label_tip)
-    rule = alt.Chart(pd.DataFrame({"one": [1.0]})).mark_rule(color="#333").encode(
-        x="one:Q", tooltip=[alt.Tooltip("one:Q", title="no change (factor 1)")])
-    chart = alt.layer(bars, up, down, rule)
-    heading = alt.TitleParams(text=title or "Energy ratio B / A as a product of factors",
-                              subtitle=[f"A = {att.label_a}", f"B = {att.label_b}"])
-    return chart.properties(title=heading)
+    text = charts.label(key)
+    return text[:1].lower() + text[1:]
+
+
+def factor_chart(att: an.Attribution, title: str | None = None, width: int = 240):
+    """Bars of each factor on a log axis around 1, then the total (drawn by :func:`harness.report.charts.factor_chart`)."""
+    from harness.report import charts
+
+    return charts.factor_chart(att, title=title, width=width)
 
 
 # The framework: layers of knobs and properties -> latent metrics -> end metrics. Each edge names the

@@ -3,10 +3,13 @@
 * Writes the Vega bundle (:func:`harness.report.charts.vega_bundle`, from vl-convert)
   into ``_static`` and loads it on every page that holds an Altair chart
   rendered by :func:`harness.report.charts.enable_offline`.
+* Copies MathJax 3 (the single-file ``tex-svg.js`` component, which needs no
+  font files) from the installed ``sphinx-mathjax-offline`` package into
+  ``_static/mathjax`` and points Sphinx's ``mathjax_path`` at it, so ``$...$``
+  and ``$$...$$`` (MyST dollarmath) render without a CDN.
 * Warns -- an error under ``-W`` -- when a page would load a script or style
-  sheet from another host (a CDN), so a new extension or a page with LaTeX math
-  (MathJax comes from a CDN; write math in plain text or Unicode) cannot quietly
-  make the book depend on the network.
+  sheet from another host (a CDN), so a new extension cannot quietly make the
+  book depend on the network.
 
 Enabled from ``_config.yml`` (``sphinx: extra_extensions: [harness.report.sphinx_offline]``).
 """
@@ -67,14 +70,51 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
                 )
 
 
+MATHJAX_DIST = "sphinx-mathjax-offline"
+MATHJAX_FILE = "tex-svg.js"
+MATHJAX_PATH = f"mathjax/{MATHJAX_FILE}"  # relative to _static
+
+
+def mathjax_source() -> Path:
+    """MathJax's ``tex-svg.js`` as installed with the ``sphinx-mathjax-offline`` package (no network)."""
+    from importlib import metadata
+
+    from harness.errors import ConfigError
+
+    try:
+        dist = metadata.distribution(MATHJAX_DIST)
+    except metadata.PackageNotFoundError:
+        raise ConfigError(f"the book's equations need the {MATHJAX_DIST} package (requirements/base.in): "
+                          "it ships MathJax, so that no page loads it from a CDN") from None
+    for entry in dist.files or ():
+        if entry.name == MATHJAX_FILE and "mathjax" in entry.parts:
+            path = Path(dist.locate_file(entry))
+            if path.is_file():
+                return path
+    raise ConfigError(f"the installed {MATHJAX_DIST} package has no {MATHJAX_FILE}: reinstall it")
+
+
+def _config_inited(app, config) -> None:
+    config.mathjax_path = MATHJAX_PATH  # a relative path: served from _static, not a CDN
+
+
 def _builder_inited(app) -> None:
     if app.builder.format == "html":
+        import shutil
+
         from harness.report import charts
 
-        charts.write_bundle(Path(app.outdir) / "_static")
+        static = Path(app.outdir) / "_static"
+        charts.write_bundle(static)
+        target = static / MATHJAX_PATH
+        source = mathjax_source()
+        if not target.is_file() or target.stat().st_size != source.stat().st_size:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(source, target)
 
 
 def setup(app):
+    app.connect("config-inited", _config_inited)
     app.connect("builder-inited", _builder_inited)
     app.connect("html-page-context", _page_context, priority=900)  # after other extensions
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
