@@ -280,10 +280,17 @@ class _Index:
 
 def series_id(frame: pd.DataFrame, kind: str) -> pd.Series:
     keys = [k for k in spec_of(kind).series_keys if k in frame.columns]
-    out = frame[keys[0]].astype(str)
+    out = _key_text(frame[keys[0]])
     for k in keys[1:]:
-        out = out + "|" + frame[k].astype(str)
+        out = out + "|" + _key_text(frame[k])
     return out
+
+
+def _key_text(column: pd.Series) -> pd.Series:
+    """Text of a key column, numbers written without a trailing .0 (own runs and selectors give floats)."""
+    if pd.api.types.is_numeric_dtype(column):
+        return column.map(lambda v: str(int(v)) if pd.notna(v) and float(v).is_integer() else str(v))
+    return column.astype(str)
 
 
 def model_task_id(frame: pd.DataFrame) -> pd.Series:
@@ -334,6 +341,9 @@ class Fit:
             for i, level in enumerate(levels):
                 qlo, qhi = cal.quantiles(name, _stratum(level, interior[i]), coverage, dist[i])
                 lo[i], hi[i] = point[name][i] * math.exp(qlo), point[name][i] * math.exp(qhi)
+            if name == "avg_batch_size":  # never more requests running than the batch knob allows
+                b = _batch(query, self.kind)
+                lo, hi = np.minimum(lo, b), np.minimum(hi, b)
             out[f"{name}_low"], out[f"{name}_high"] = lo, hi
         out["level"] = levels
         return out
@@ -713,4 +723,33 @@ def predict_selector(selector: str, source: str = "reference", coverage: float =
     out["level"] = pred["level"]
     out["interval_coverage"] = coverage
     out["fit"] = source
+    out["explanation"] = explain(out, f)
     return out
+
+
+def explain(predicted: Mapping, f: Fit) -> dict | None:
+    """The prediction against the nearest measured configuration in the fit, in ``diagnose``'s factors."""
+    from harness.analysis.tables import attribute
+
+    rows = f.frame
+    same = rows[(rows["task"] == predicted["task"]) & (rows["gpu_model"] == predicted["gpu_model"])]
+    if same.empty:
+        return None
+    mine = same[same["model_id"] == predicted.get("model_id")]
+    pool = mine if not mine.empty else same
+    batch = spec_of(f.kind).batch
+    gap = (np.log2(pool[batch].astype(float)) - math.log2(float(predicted[batch]))).abs()
+    if mine.empty:
+        gap = gap + 4 * (np.log(pool["activated_params_billions"].astype(float))
+                         - math.log(float(predicted["activated_params_billions"]))).abs()
+    if "num_gpus" in pool.columns:
+        gap = gap + (np.log2(pool["num_gpus"].astype(float)) - math.log2(float(predicted["num_gpus"]))).abs()
+    nearest = pool.loc[gap.idxmin()]
+    row = pd.Series({**nearest.to_dict(), **{k: v for k, v in predicted.items() if not isinstance(v, dict)}})
+    if f.kind == "llm":
+        row["avg_output_len"] = predicted.get("energy_per_request_joules", np.nan) / predicted["energy_per_token_joules"]
+    try:
+        att = attribute(nearest, row)
+    except HarnessError:
+        return None
+    return {"against": att.label_a, "factors": [{"factor": x.name, "ratio": float(x.ratio)} for x in att.factors]}
