@@ -29,7 +29,7 @@ from harness.errors import HarnessError
 
 ITL_TARGETS_MS = (50.0, 100.0, 250.0)
 TOLERANCE = 0.02
-PLANNER_COVERAGE = 0.9
+PLANNER_COVERAGE = 0.6  # chosen by the replay (benchmarks/planner_replay.py); 0.8 measured 33.4% of the LLM grid
 
 
 def _energy_column(kind: str) -> str:
