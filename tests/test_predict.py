@@ -177,3 +177,29 @@ def test_measure_strategy_frontier_without_published_facts_measures_the_grid(tmp
     counts = measure_study(load_study(path), tmp_path / "results", progress=False, out=out, strategy="frontier")
     assert counts.get("ok") == 3
     assert "frontier:" in out.getvalue() and "grid order" in out.getvalue()
+
+
+def test_own_runs_without_model_facts_get_them_from_the_published_index(monkeypatch, tmp_path):
+    from support import REFERENCE_DIR
+
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip("reference data unavailable")
+    monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REFERENCE_DIR))
+    own = _synthetic().drop(columns=["total_params_billions", "activated_params_billions", "weight_precision",
+                                     "architecture", "base_model_id"])
+    ids = {f"org/m{i}": m for i, m in enumerate(["Qwen/Qwen3-8B", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B",
+                                                 "Qwen/Qwen3-30B-A3B-Instruct-2507", "meta-llama/Llama-3.1-70B-Instruct",
+                                                 "google/gemma-3-12b-it", "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+                                                 "openai/gpt-oss-20b"])}
+    own["model_id"] = own["model_id"].map(ids)
+    path = tmp_path / "own.csv"
+    own.to_csv(path, index=False)
+    table = P.load_fit_table(str(path))
+    assert table.loc[table["model_id"] == "Qwen/Qwen3-32B", "total_params_billions"].eq(32).all()
+    out = P.predict_selector("model=Qwen/Qwen3-32B,task=lm-arena-chat,gpu=H100,max_num_seqs=48", str(path))
+    assert out["level"] == "series"
+    assert out["energy_per_token_joules_low"] <= out["energy_per_token_joules"] <= out["energy_per_token_joules_high"]
+    empty = tmp_path / "results"
+    empty.mkdir()
+    with pytest.raises(HarnessError, match="no finished runs"):
+        P.load_fit_table(str(empty))

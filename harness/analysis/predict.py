@@ -596,6 +596,8 @@ def load_fit_table(source: str) -> pd.DataFrame:
 
         table = store.collect(path)
         table = table[table["status"] == "ok"]
+        if table.empty:
+            raise HarnessError(f"--fit {source}: no finished runs in that results folder")
         return with_model_facts(table)
     if path.is_file() and path.suffix == ".csv":
         return with_model_facts(pd.read_csv(path))
@@ -642,6 +644,11 @@ def query_row(selector: str, table: pd.DataFrame) -> pd.DataFrame:
     if model:
         ids = table["model_id"].astype(str)
         hit = ids[(ids == model) | (ids.str.split("/").str[-1] == model)]
+        if hit.empty:  # not in the fit table (own runs): the published model index may still know its facts
+            published = with_model_facts(pd.DataFrame({"model_id": [model]}))
+            if published["total_params_billions"].notna().all():
+                table = pd.concat([table, published], ignore_index=True)
+                hit = pd.Series([model])
         if not hit.empty:
             model = hit.iloc[0]
             known = table[table["model_id"] == model].iloc[0]
@@ -649,8 +656,6 @@ def query_row(selector: str, table: pd.DataFrame) -> pd.DataFrame:
                         "base_model_id"):
                 if col in known.index:
                     row[col] = known[col]
-            if task in known.get("task", task) or True:
-                pass
         elif not {"total_params_billions", "activated_params_billions"} <= set(terms):
             import difflib
 
