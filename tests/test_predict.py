@@ -203,3 +203,54 @@ def test_own_runs_without_model_facts_get_them_from_the_published_index(monkeypa
     empty.mkdir()
     with pytest.raises(HarnessError, match="no finished runs"):
         P.load_fit_table(str(empty))
+
+
+def test_frontier_order_hands_the_runner_only_the_batches_the_planner_picks(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from support import REFERENCE_DIR
+
+    from harness.analysis import reference
+    from harness.measuring import store
+
+    if not REFERENCE_DIR.is_dir():
+        pytest.skip("reference data unavailable")
+    monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REFERENCE_DIR))
+    rows = reference.llm_table()
+    rows = rows[(rows["model_id"] == "Qwen/Qwen3-8B") & (rows["task"] == "lm-arena-chat") & (rows["gpu_model"] == "H100")
+                & (rows["num_gpus"] == 1)].set_index("max_num_seqs")
+
+    class Cfg(SimpleNamespace):
+        is_llm, batch_knob = True, "max_num_seqs"
+
+        @property
+        def batch_value(self):
+            return self.max_num_seqs
+
+        def label(self):
+            return f"{self.model} {self.task} max_num_seqs={self.max_num_seqs}"
+
+        def as_dict(self):
+            return {k: v for k, v in vars(self).items() if k != "run_id"} | {"study": "s"}
+
+    cfgs = [Cfg(model="Qwen/Qwen3-8B", task="lm-arena-chat", num_gpus=1, precision="bfloat16", max_num_seqs=int(b),
+                batch_size=None, inference_steps=None, height=None, width=None, num_frames=None, run_id=f"r{b}")
+            for b in rows.index]
+    measured = []
+
+    def result_state(run_dir):
+        b = int(run_dir.name.removeprefix("r"))
+        row = rows.loc[b]
+        return "ok", {"status": "ok", "metrics": {k: float(row[k]) for k in predict_metrics}}
+
+    predict_metrics = ("energy_per_token_joules", "median_itl_ms", "avg_power_watts", "avg_batch_size",
+                       "output_throughput_tokens_per_sec", "avg_output_len")
+    monkeypatch.setattr(store, "result_state", result_state)
+    out = io.StringIO()
+    for cfg, _ in PL.frontier_order([(c, "missing") for c in cfgs], tmp_path, SimpleNamespace(name="s"), "H100", out=out):
+        measured.append(cfg.max_num_seqs)
+    assert 0 < len(measured) < len(cfgs) and len(set(measured)) == len(measured), out.getvalue()
+    assert "settled after" in out.getvalue()
+    best = rows["energy_per_token_joules"].idxmin()
+    assert min(measured, key=lambda b: rows.loc[b, "energy_per_token_joules"]) == best or \
+        rows.loc[measured, "energy_per_token_joules"].min() <= rows.loc[best, "energy_per_token_joules"] * 1.02
