@@ -27,9 +27,12 @@ BENCHMARKS = (  # (name, script): in this order (the heavy, timing-sensitive one
     ("book_build", "book_build.py"),
     ("analysis_scale", "analysis_scale.py"),
     ("adaptive_stopping", "adaptive_stopping.py"),
+    ("prediction", "prediction.py"),
+    ("planner_replay", "planner_replay.py"),
 )
 TITLES = {"overhead": "1. harness overhead", "adaptive_stopping": "2. adaptive stopping",
-          "book_build": "3. book build", "analysis_scale": "4. analysis at scale"}
+          "book_build": "3. book build", "analysis_scale": "4. analysis at scale",
+          "prediction": "5. prediction", "planner_replay": "6. planner replay"}
 
 
 def run_one(name: str, script: str) -> dict:

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "harness.analysis.findings",  # findings, diagnose
     "harness.measuring.slurm",  # submit, status
     "harness.analysis.reference_cli",  # reference
+    "harness.analysis.predict_cli",  # predict
     "harness.report.book",  # book build, book notebook
 )
 

@@ -403,7 +403,7 @@ def plan(study: Study, results_dir: Path, index: int | None = None) -> list[tupl
 
 
 def measure_study(study: Study, results_dir: Path | str, *, index: int | None = None, dry_run: bool = False,
-                  force: bool = False, progress: bool = True, out=None) -> dict[str, int]:
+                  force: bool = False, progress: bool = True, out=None, strategy: str = "grid") -> dict[str, int]:
     """Measure the configurations that have no result; returns counts by outcome."""
     from tqdm import tqdm
 
@@ -454,7 +454,13 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
             if env.get("gpu_count", 0) > 0 and study.settings.idle_power_s > 0:
                 print(f"measuring idle power for {study.settings.idle_power_s:g} s ...", file=out, flush=True)
                 idle_power = measure_idle_power(study.settings.idle_power_s, hz=study.settings.sampler_hz)
-            bar = tqdm(todo, desc=study.name, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True)
+            order = todo
+            if strategy == "frontier":  # the planner picks each series' next batch from what is measured so far
+                from harness.measuring.planner import frontier_order
+
+                order = frontier_order(todo, results_dir, study, env.get("gpu_model"), out=out)
+            bar = tqdm(order, desc=study.name, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True,
+                       total=len(todo))
             measured = 0
             for cfg, state in bar:
                 run_dir = store.run_path(results_dir, study.name, cfg.run_id)
@@ -516,7 +522,7 @@ def _cmd_measure(args) -> int:
     study = load_study(args.config)
     try:
         counts = measure_study(study, args.results, index=args.index, dry_run=args.dry_run, force=args.force,
-                               progress=not args.no_progress)
+                               progress=not args.no_progress, strategy=getattr(args, "strategy", "grid"))
     except Interrupted as exc:
         return 128 + exc.signum
     # A single configuration (a Slurm array task) that failed exits 1, so the scheduler's accounting agrees with
@@ -538,4 +544,7 @@ def register(sub) -> None:
     p.add_argument("--force", action="store_true",
                    help="measure again even where a result exists (the old folder moves to <study>/.replaced/)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per run still printed)")
+    p.add_argument("--strategy", choices=("grid", "frontier"), default="grid",
+                   help="grid: every configuration; frontier: per series, the batches the energy model's "
+                        "uncertainty points at, until the lowest energy under each ITL target is settled")
     p.set_defaults(func=_cmd_measure)
