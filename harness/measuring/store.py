@@ -347,7 +347,9 @@ def find_run(spec: str, results_dir: Path | str) -> Path:
         return path
     if path.name == RUN_JSON and path.is_file():
         return path.parent
-    matches = [d for d in iter_run_dirs(results_folder(results_dir)) if d.name == spec or d.name.startswith(spec)] if spec else []
+    dirs = list(iter_run_dirs(results_folder(results_dir))) if spec else []
+    matches = [d for d in dirs if d.name == spec]  # an exact id wins over the repeats (<id>-r2) it prefixes
+    matches = matches or [d for d in dirs if d.name.startswith(spec)]
     if not matches:
         raise HarnessError(f"no run {spec!r}: not a folder and no run id under {results_dir}")
     if len(matches) > 1:
