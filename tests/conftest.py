@@ -44,6 +44,14 @@ class FakeGPU:
         self.watts = [float(w) for _, w in trace]
         self.clock, self.name, self.power_limit_watts = clock, name, power_limit_watts
         self.instant_field, self.fail_from_s = instant_field, fail_from_s
+        self.temperatures: list[tuple[float, float]] = []  # [(time_s, celsius)]: steps; 55 C before the first
+
+    def temperature_at(self, t: float) -> float:
+        current = 55.0
+        for since, celsius in self.temperatures:
+            if t >= since:
+                current = celsius
+        return current
 
     def set_power(self, watts: float, t: float | None = None) -> None:
         t = self.clock() if t is None else t
@@ -122,7 +130,7 @@ class FakeNVML:
             "nvmlDeviceGetUtilizationRates": utilization,
             "nvmlDeviceGetMemoryInfo": lambda h: SimpleNamespace(used=30 * 2**30, total=80 * 2**30, free=50 * 2**30),
             "nvmlDeviceGetClockInfo": lambda h, kind: 1980,
-            "nvmlDeviceGetTemperature": lambda h, sensor: 55,
+            "nvmlDeviceGetTemperature": lambda h, sensor: h.temperature_at(h.clock()),
             "nvmlDeviceGetCurrentClocksEventReasons": lambda h: 0,
             "nvmlSystemGetDriverVersion": lambda: "580.65.06",
             "nvmlSystemGetCudaDriverVersion": lambda: 13000,
