@@ -232,3 +232,56 @@ def test_a_repeated_sweep_shows_intervals_and_an_error_budget(tmp_path, no_nvml)
     for needle in ("validation passed", "intervals  bootstrap over requests", "error budget (relative)",
                    "whole_run", "trimmed", f"repeats    2 runs of this configuration", "Student's t"):
         assert needle in text, needle
+
+
+# --- the book: error bars, window sensitivity and TTFT --------------------------------------------------
+def test_the_chapter_draws_error_bars_and_the_window_and_ttft_tables(tmp_path):
+    papermill = pytest.importorskip("papermill")
+    from pathlib import Path
+
+    from test_measurements import _write_run
+
+    from harness.workloads import measurements as M
+
+    results = tmp_path / "results"
+    base = {"output_throughput_whole_run_tokens_per_sec": 90.0, "output_throughput_trimmed_tokens_per_sec": 105.0,
+            "median_itl_ms": 5.0, "avg_batch_size": 4.0, "mean_ttft_ms": 40.0, "median_ttft_ms": 35.0,
+            "p90_ttft_ms": 80.0, "p99_ttft_ms": 99.0}
+    for run_id, rate in (("aaaaaaaaaaaa", 100.0), ("aaaaaaaaaaaa-r2", 110.0), ("aaaaaaaaaaaa-r3", 105.0)):
+        _write_run(results, "smoke", run_id, "tiny-llama", "lm-arena-chat", None, 4,
+                   {**base, "output_throughput_tokens_per_sec": rate})
+    _write_run(results, "smoke", "bbbbbbbbbbbb", "tiny-llama", "lm-arena-chat", None, 8,
+               {**base, "output_throughput_tokens_per_sec": 150.0, "output_throughput_ci_low_tokens_per_sec": 140.0,
+                "output_throughput_ci_high_tokens_per_sec": 160.0})
+    own = M.own_runs(results)
+    bars = M.with_intervals(own[own["status"] == "ok"], "output_throughput_tokens_per_sec").set_index("batch_size")
+    assert bars.loc[4, "output_throughput_tokens_per_sec"] == pytest.approx(105.0) and bars.loc[4, "repeats"] == 3
+    assert bars.loc[8, "output_throughput_tokens_per_sec_low"] == 140.0
+    windows = M.window_sensitivity(own)
+    assert windows.loc[windows["run"] == "bbbbbbbbbbbb", "whole run / steady"].iloc[0] == pytest.approx(0.6)
+    assert M.ttft_table(own)["p99 TTFT (ms)"].tolist() == [99.0] * 4
+    out = tmp_path / "out.ipynb"
+    repo = Path(__file__).resolve().parent.parent
+    papermill.execute_notebook(str(repo / "notebooks" / "your-measurements.ipynb"), str(out),
+                               parameters={"results_dir": str(results), "output_dir": str(tmp_path / "figs")},
+                               kernel_name="python3", progress_bar=False, cwd=str(repo))
+    text = json.dumps(json.loads(out.read_text())["cells"])
+    assert '"ename"' not in text
+    assert "without first and last 10% of requests" in text and "p99 TTFT (ms)" in text
+    assert "output_throughput_tokens_per_sec_low" in text and '\\"rule\\"' in text  # the error bars' layer
+    windows_csv = pd.read_csv(tmp_path / "figs" / "own-window-sensitivity.csv")
+    assert len(windows_csv) == 4
+
+
+def test_lines_with_an_interval_add_an_error_bar_layer():
+    from harness.report import charts
+
+    frame = pd.DataFrame({"batch_size": [1, 2], "y_joules": [1.0, 2.0], "y_lo": [0.9, None], "y_hi": [1.1, None],
+                          "series": ["a", "a"]})
+    spec = charts.lines(frame, x="batch_size", y="y_joules", series="series", facet=None, low="y_lo",
+                        high="y_hi").to_dict()
+    marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
+    assert marks == ["line", "point", "rule"]
+    assert "y" in spec["layer"][2]["encoding"] and spec["layer"][2]["encoding"]["y2"]["field"] == "y_hi"
+    plain = charts.lines(frame, x="batch_size", y="y_joules", series="series", facet=None).to_dict()
+    assert len(plain["layer"]) == 2
