@@ -30,6 +30,14 @@ LLM blocks may say how a run ends (:mod:`harness.measuring.adaptive`)::
     adaptive_rel_halfwidth: 0.02   # stop once the 95% half-width of energy/token is <= 2% of it
     adaptive_min_window_s: 20      # ... and the steady window lasted at least this long
     adaptive_batches: 10           # batches for the batch-means interval (>= 2)
+
+Any block may ask for repeats (``repeats: 3``): every configuration of the block is then measured
+N times. Repeat 1 keeps the plain run id (so results measured before repeats existed, and every
+study with ``repeats: 1``, keep their folders); repeat k >= 2 is the folder ``<run-id>-r<k>``
+beside it, and ``Configuration.repeat`` holds k (``base_run_id`` the shared id). Neither the repeat
+index nor the repeat count enters the hash. A sweep measures every configuration's repeat 1 first,
+then every repeat 2, and so on, so slow drift of the host spreads over all configurations alike.
+:mod:`harness.analysis.repeats` turns the N runs into a mean and a confidence interval.
 """
 
 from __future__ import annotations
@@ -85,7 +93,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 TOP_KEYS = ("study", "description", "settings", "runs")
 STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches")
 BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
-              "max_output_tokens", "options", "grid") + STOP_KEYS
+              "max_output_tokens", "options", "grid", "repeats") + STOP_KEYS
+MAX_REPEATS = 100
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,7 @@ class Configuration:
     adaptive_rel_halfwidth: float | None = None  # set only with stop == "adaptive"
     adaptive_min_window_s: float | None = None
     adaptive_batches: int | None = None
+    repeat: int = 1  # which of the block's ``repeats`` runs this is (1-based); never hashed
 
     @property
     def is_llm(self) -> bool:
@@ -153,18 +163,25 @@ class Configuration:
         return out
 
     @property
-    def run_id(self) -> str:
-        drop = {"study"} | (set() if self.stop == "adaptive" else set(STOP_KEYS))
+    def base_run_id(self) -> str:
+        """The configuration hash, shared by all repeats of one configuration."""
+        drop = {"study", "repeat"} | (set() if self.stop == "adaptive" else set(STOP_KEYS))
         payload = {k: v for k, v in self.as_dict().items() if k not in drop}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+    @property
+    def run_id(self) -> str:
+        """``base_run_id`` for repeat 1, ``<base_run_id>-r<k>`` for repeat k >= 2."""
+        return self.base_run_id if self.repeat == 1 else f"{self.base_run_id}-r{self.repeat}"
 
     def label(self) -> str:
         """Short human-readable description: model and the knobs that vary most."""
         knob = f"{self.batch_knob}={self.batch_value}"
         gpus = f" x{self.num_gpus}gpu" if self.num_gpus != 1 else ""
         stop = " (adaptive stop)" if self.stop == "adaptive" else ""
-        return f"{self.task}/{self.model} {knob}{gpus}{stop}"
+        repeat = f" (repeat {self.repeat})" if self.repeat != 1 else ""
+        return f"{self.task}/{self.model} {knob}{gpus}{stop}{repeat}"
 
 
 @dataclass(frozen=True)
@@ -344,6 +361,14 @@ def _yaml_loader():
     return SafeUniqueKeyLoader
 
 
+def block_repeats(raw, where: str, check: _Checker) -> int:
+    """A block's ``repeats`` (default 1)."""
+    repeats = raw.get("repeats", 1)
+    if isinstance(repeats, bool) or not isinstance(repeats, int) or not 1 <= repeats <= MAX_REPEATS:
+        check.fail(f"{where}.repeats", f"must be an integer from 1 to {MAX_REPEATS}, got {repeats!r}")
+    return repeats
+
+
 def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     from harness.analysis import reference
     from harness.workloads import registry
@@ -471,12 +496,18 @@ def load_study(path: str | Path) -> Study:
         check.fail("runs", "must be a non-empty list of run blocks")
     configurations: list[Configuration] = []
     seen: dict[str, int] = {}
+    counts: list[tuple[Configuration, int]] = []
     for i, block in enumerate(runs):
         for cfg in _block(block, i, name, check):
             if cfg.run_id in seen:
                 check.fail(f"runs[{i}]", f"repeats configuration {cfg.label()} of runs[{seen[cfg.run_id]}]")
             seen[cfg.run_id] = i
             configurations.append(cfg)
+            counts.append((cfg, block_repeats(block, f"runs[{i}]", check)))
+    from dataclasses import replace
+
+    for k in range(2, max((n for _, n in counts), default=1) + 1):  # repeat k of every configuration, in order
+        configurations.extend(replace(cfg, repeat=k) for cfg, n in counts if n >= k)
     return Study(name=name, path=path, description=description, settings=settings,
                  configurations=tuple(configurations))
 

@@ -49,6 +49,14 @@ class FakeGPU:
         self.memory_total_bytes = memory_total_bytes
         self.missing = set(missing)  # NVML functions this fake driver lacks (NVMLError_FunctionNotFound)
         self.migs = {m: SimpleNamespace(parent=self, uuid=m, memory_total_bytes=memory_total_bytes // 7) for m in migs}
+        self.temperatures: list[tuple[float, float]] = []  # [(time_s, celsius)]: steps; 55 C before the first
+
+    def temperature_at(self, t: float) -> float:
+        current = 55.0
+        for since, celsius in self.temperatures:
+            if t >= since:
+                current = celsius
+        return current
 
     def set_power(self, watts: float, t: float | None = None) -> None:
         t = self.clock() if t is None else t
@@ -146,7 +154,7 @@ class FakeNVML:
             "nvmlDeviceGetUtilizationRates": utilization,
             "nvmlDeviceGetMemoryInfo": memory,
             "nvmlDeviceGetClockInfo": lambda h, kind: 1980,
-            "nvmlDeviceGetTemperature": unless_missing("nvmlDeviceGetTemperature", lambda h, sensor: 55),
+            "nvmlDeviceGetTemperature": unless_missing("nvmlDeviceGetTemperature", lambda h, sensor: h.temperature_at(h.clock())),
             "nvmlDeviceGetTemperatureV": unless_missing("nvmlDeviceGetTemperatureV", lambda h, sensor: 56),
             "nvmlDeviceGetCurrentClocksEventReasons": unless_missing("nvmlDeviceGetCurrentClocksEventReasons",
                                                                      lambda h: 0),

@@ -124,6 +124,7 @@ def _series_key(cfg: Configuration) -> tuple:
     d = cfg.as_dict()
     d.pop(cfg.batch_knob)
     d.pop("study")
+    d.pop("repeat", None)  # a smaller batch that failed in any repeat rules this one out
     return tuple(sorted((k, repr(v)) for k, v in d.items()))
 
 
@@ -290,6 +291,35 @@ def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, o
         idle_power_watts=idle, power_limit_watts=limits, coverage=coverage,
         sampler_errors=len(telemetry.errors) if telemetry else 0)
     record.update(metrics=metrics, is_stable=stable, unstable_reason=reason, failed_checks=codes)
+    _assess(cfg, record, result, windows, metrics, timeline, telemetry, on_gpu, gpu_indices, rows)
+
+
+def _assess(cfg, record, result, windows, metrics, timeline, telemetry, on_gpu, gpu_indices, rows):
+    """Intervals, window sensitivity, error budget (:mod:`harness.measuring.fidelity`) and the reference
+    validator's flags (:mod:`harness.measuring.validator`) of a finished run (into ``record``)."""
+    from harness.measuring import fidelity, validator
+    from harness.measuring.telemetry import coverage_fraction
+
+    info = telemetry.info if telemetry else {}
+    hz = info.get("sampler_hz") or 10.0
+    assessed = fidelity.assess(cfg.is_llm, result.requests, rows, windows, metrics, timeline,
+                               store.OUTPUT_UNITS.get(cfg.task), sampler_hz=hz)
+    record["fidelity"] = assessed
+    metrics.update(fidelity.tidy_columns(assessed))
+    run = windows.get("run")
+    run_window = (run.start_time_s, run.end_time_s) if run is not None else None
+    run_coverage = None
+    if run_window and timeline is not None and telemetry is not None:
+        run_coverage = coverage_fraction(timeline, *run_window, hz, info.get("gpu_indices") or [],
+                                         telemetry.metrics_url)
+    cap = cfg.max_output_tokens or ((record.get("backend_info") or {}).get("options") or {}).get("max_output_tokens")
+    flags = validator.validate(
+        metrics, is_llm=cfg.is_llm, on_gpu=on_gpu, max_num_seqs=cfg.max_num_seqs, output_cap=cap,
+        requests=result.requests if cfg.is_llm else (), timeline=timeline, run_window=run_window,
+        run_coverage=run_coverage, power_source=info.get("power_source"),
+        gpu_model=(record.get("environment") or {}).get("gpu_model"),
+        power_limit_watts=(info.get("power_limit_watts") or {}).values(), num_gpus=len(gpu_indices) or 1)
+    record["validation"] = validator.summary(flags)
 
 
 def _stop_outcome(cfg: Configuration, stop: dict | None) -> tuple[dict, dict]:

@@ -21,7 +21,9 @@ Tokens are counted inside the measured window (``start < t <= end``), and
 * energy per token = window GPU energy (summed over GPUs) / output tokens in the window;
 * energy per request = energy per token x that request's output tokens
   (the run's ``energy_per_request_joules`` uses the mean output length);
-* diffusion: energy per image or video = mean iteration energy / batch size.
+* diffusion: energy per image or video = mean iteration energy / batch size;
+* TTFT (``mean_ttft_ms``, ``median_ttft_ms``, ``p90_ttft_ms``, ``p99_ttft_ms``): submit to first
+  token of every request that succeeded, over the whole run (not only the steady window).
 
 :func:`validity` turns the metrics into ``is_stable`` / ``unstable_reason``
 with the reference's checks: steady state at least 20 s (GPU hosts), average
@@ -219,6 +221,8 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
         for a, b in zip(ts, ts[1:]):
             if start is None or start < b <= end:
                 itls.append((b - a) * 1000.0)
+    ttfts = [(r.first_token_time_s - r.submit_time_s) * 1000.0 for r in requests
+             if r.success and r.first_token_time_s is not None and r.submit_time_s is not None]
     busy = 0.0
     if duration:
         for r in requests:
@@ -246,6 +250,11 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
         "p90_itl_ms": _percentile(itls, 0.9),
         "p95_itl_ms": _percentile(itls, 0.95),
         "p99_itl_ms": _percentile(itls, 0.99),
+        # time to first token of every request that succeeded (submit to first token), whole run
+        "mean_ttft_ms": statistics.fmean(ttfts) if ttfts else None,
+        "median_ttft_ms": _percentile(ttfts, 0.5),
+        "p90_ttft_ms": _percentile(ttfts, 0.9),
+        "p99_ttft_ms": _percentile(ttfts, 0.99),
     })
     metrics["energy_per_output_joules"] = metrics["energy_per_request_joules"]
     if load:

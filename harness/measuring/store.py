@@ -242,7 +242,23 @@ METRIC_COLUMNS = (
     "throughput_outputs_per_sec", "steady_duration_s", "steady_output_tokens", "gpu_energy_joules",
     "cpu_energy_joules", "dram_energy_joules", "telemetry_coverage_fraction", "avg_kv_cache_usage_fraction",
     "avg_gpu_utilization_percent", "max_temperature_celsius", "idle_power_watts",
+    # TTFT summaries; bootstrap intervals, window sensitivity and error budget (harness.measuring.fidelity)
+    "mean_ttft_ms", "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
+    "energy_per_token_ci_low_joules", "energy_per_token_ci_high_joules", "output_throughput_ci_low_tokens_per_sec",
+    "output_throughput_ci_high_tokens_per_sec", "energy_per_output_ci_low_joules", "energy_per_output_ci_high_joules",
+    "batch_latency_ci_low_s", "batch_latency_ci_high_s", "energy_per_token_whole_run_joules",
+    "energy_per_token_trimmed_joules", "output_throughput_whole_run_tokens_per_sec",
+    "output_throughput_trimmed_tokens_per_sec", "error_counter_update_fraction", "error_telemetry_coverage_fraction",
+    "error_instant_vs_averaged_power_fraction", "error_steady_vs_whole_run_fraction", "error_bootstrap_fraction",
 )
+# Repeat k >= 2 of a configuration is stored as <run-id>-r<k> (harness.config).
+_REPEAT_RE = re.compile(r"^(?P<base>.+)-r(?P<k>[0-9]+)$")
+
+
+def split_run_id(run_id: str) -> tuple[str, int]:
+    """``(base run id, repeat)``: ``("abc", 1)`` for ``abc``, ``("abc", 3)`` for ``abc-r3``."""
+    match = _REPEAT_RE.match(str(run_id))
+    return (match["base"], int(match["k"])) if match else (str(run_id), 1)
 
 
 def _row(run_dir: Path) -> dict:
@@ -280,6 +296,10 @@ def _row(run_dir: Path) -> dict:
         "energy_source": metrics.get("energy_source"),
         "source": "own", "is_reference": False,
     }
+    row["base_run_id"], row["repeat"] = split_run_id(row["run_id"])
+    validation = record.get("validation") or {} if status == "ok" else {}
+    row["validation_passed"] = validation.get("passed") if validation else None
+    row["validation_flags"] = ";".join((validation.get("errors") or []) + (validation.get("warnings") or []))
     for column in METRIC_COLUMNS:
         row[column] = metrics.get(column)
     return row
@@ -301,7 +321,8 @@ def _columns() -> list[str]:
             "family", "backend", "model_id", "base_model_id", "num_gpus", "tensor_parallel", "expert_parallel",
             "weight_precision", "max_num_seqs", "max_num_batched_tokens", "batch_size", "inference_steps",
             "height_pixels", "width_pixels", "num_frames", "num_requests", "num_iterations", "seed", "gpu_model",
-            "gpu", "output_unit", "energy_source", "source", "is_reference", *METRIC_COLUMNS]
+            "gpu", "output_unit", "energy_source", "source", "is_reference", "base_run_id", "repeat",
+            "validation_passed", "validation_flags", *METRIC_COLUMNS]
 
 
 # --- CLI ------------------------------------------------------------------------------------------
@@ -313,10 +334,21 @@ def _fmt(value, spec: str = ".3g") -> str:
 
 def _cmd_list(args) -> int:
     frame = collect(results_folder(args.results), args.study)
+    if args.flag:
+        wanted = set(args.flag)
+        unknown = wanted - set(_validator_checks()) - {"any"}
+        if unknown:
+            raise HarnessError(f"unknown flag {sorted(unknown)[0]!r} (known: any, {', '.join(_validator_checks())})")
+        flags = frame["validation_flags"].fillna("").str.split(";").apply(lambda xs: {x for x in xs if x})
+        keep = flags.apply(lambda got: bool(got) if "any" in wanted else bool(got & wanted))
+        frame = frame[keep]
+        if frame.empty:
+            print(f"no runs flagged {', '.join(sorted(wanted))} under {args.results}")
+            return 0
     if frame.empty:
         print(f"no runs under {args.results}" + (f"/{args.study}" if args.study else ""))
         return 0
-    header = f"{'study':16s} {'run id':12s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} " \
+    header = f"{'study':16s} {'run id':15s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} " \
              f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note"
     print(header)
     for r in frame.itertuples():
@@ -325,10 +357,13 @@ def _cmd_list(args) -> int:
             note = f"CORRUPT: {r.problems}"
         elif r.status == "ok":
             note = "" if r.is_stable else (r.unstable_reason or "")
+            if r.validation_flags:
+                failed = "FAILS validation" if r.validation_passed is False else "flags"
+                note = (note + "; " if note else "") + f"{failed}: {r.validation_flags.replace(';', ', ')}"
         else:
             note = r.cause or ""
         batch = r.batch_size if r.batch_size == r.batch_size and r.batch_size is not None else None
-        print(f"{str(r.study)[:16]:16s} {str(r.run_id):12s} {r.status:10s} {stable:6s} {str(r.model_id)[:14]:14s} "
+        print(f"{str(r.study)[:16]:16s} {str(r.run_id):15s} {r.status:10s} {stable:6s} {str(r.model_id)[:14]:14s} "
               f"{_fmt(batch, 'g'):>5s} {_fmt(r.energy_per_output_joules):>9s} {_fmt(r.energy_per_token_joules):>9s} "
               f"{_fmt(r.output_throughput_tokens_per_sec if r.output_unit == 'response' else r.throughput_outputs_per_sec):>8s}  {note}")
     counts = frame["status"].value_counts()
@@ -347,7 +382,9 @@ def find_run(spec: str, results_dir: Path | str) -> Path:
         return path
     if path.name == RUN_JSON and path.is_file():
         return path.parent
-    matches = [d for d in iter_run_dirs(results_folder(results_dir)) if d.name == spec or d.name.startswith(spec)] if spec else []
+    dirs = list(iter_run_dirs(results_folder(results_dir))) if spec else []
+    matches = [d for d in dirs if d.name == spec]  # an exact id wins over the repeats (<id>-r2) it prefixes
+    matches = matches or [d for d in dirs if d.name.startswith(spec)]
     if not matches:
         raise HarnessError(f"no run {spec!r}: not a folder and no run id under {results_dir}")
     if len(matches) > 1:
@@ -382,11 +419,85 @@ def _cmd_show(args) -> int:
         for key, value in shown:
             spec = ".3f" if key.endswith("time_s") else ".6g"
             print(f"  {key:34s} {_fmt(value, spec) if isinstance(value, float) else value}")
+    _show_fidelity(run_dir, record)
     if record.get("log_tail"):
         print("log tail")
         for line in str(record["log_tail"]).splitlines()[-20:]:
             print(f"  {line}")
     return 1 if problems and record.get("status") != "incomplete" else 0
+
+
+def _validator_checks() -> tuple[str, ...]:
+    from harness.measuring.validator import CHECKS
+
+    return CHECKS
+
+
+def _interval(ci, spec=".4g") -> str:
+    return f"[{_fmt(ci[0], spec)}, {_fmt(ci[1], spec)}]" if ci else "-"
+
+
+def _show_fidelity(run_dir: Path, record: dict) -> None:
+    """Validation flags, intervals, window sensitivity, error budget and the repeats of this configuration."""
+    validation = record.get("validation")
+    if validation:
+        verdict = "passed" if validation.get("passed") else "FAILED (" + ", ".join(validation.get("errors")) + ")"
+        if validation.get("warnings"):
+            verdict += "; warnings: " + ", ".join(validation["warnings"])
+        print(f"validation {verdict}")
+        for flag in validation.get("checks") or []:
+            print(f"  {flag['status']:4s} {flag['severity']:7s} {flag['check']:18s} {flag['reason']}")
+    fidelity = record.get("fidelity") or {}
+    metrics = record.get("metrics") or {}
+    iv = fidelity.get("intervals") or {}
+    if iv:
+        print(f"intervals  {iv.get('method')}, {iv.get('units')} units" + (f" ({iv['note']})" if iv.get("note") else ""))
+        for key in ("energy_per_token_joules", "output_throughput_tokens_per_sec", "energy_per_output_joules",
+                    "batch_latency_s"):
+            if key in iv:
+                print(f"  {key:34s} {_fmt(metrics.get(key), '.4g'):>10s}  {CONFIDENCE_LABEL} {_interval(iv.get(key))}")
+    ws = fidelity.get("window_sensitivity") or {}
+    if ws:
+        print("windows    " + f"{'window':10s} {'duration s':>10s} {'tokens':>7s} {'J/token':>10s} {'tok/s':>9s}  energy source")
+        for name in ("steady", "whole_run", "trimmed"):
+            w = ws.get(name)
+            if w:
+                print(f"           {name:10s} {_fmt(w.get('duration_s'), '.3f'):>10s} {w.get('output_tokens'):>7d} "
+                      f"{_fmt(w.get('energy_per_token_joules'), '.4g'):>10s} "
+                      f"{_fmt(w.get('output_throughput_tokens_per_sec'), '.4g'):>9s}  {w.get('energy_source')}")
+    budget = (fidelity.get("error_budget") or {}).get("items") or {}
+    if budget:
+        largest = (fidelity.get("error_budget") or {}).get("largest")
+        print("error budget (relative)" + (f"; largest: {largest}" if largest else ""))
+        for name, item in budget.items():
+            rel = item.get("relative")
+            print(f"  {name:26s} {(f'{100 * rel:.2f}%' if rel is not None else '-'):>8s}  {item.get('note')}")
+    _show_repeats(run_dir, record)
+
+
+CONFIDENCE_LABEL = "95% CI"
+
+
+def _show_repeats(run_dir: Path, record: dict) -> None:
+    from harness.analysis import repeats
+
+    base, k = split_run_id(record.get("run_id") or run_dir.name)
+    siblings = [d for d in sorted(run_dir.parent.iterdir()) if d.is_dir() and split_run_id(d.name)[0] == base]
+    if len(siblings) < 2:
+        return
+    rows = []
+    for d in siblings:
+        state, rec = result_state(d)
+        rows.append((d.name, state, (rec or {}).get("metrics") or {}))
+    ok = [m for _, state, m in rows if state == "ok"]
+    print(f"repeats    {len(siblings)} runs of this configuration ({len(ok)} ok; this is repeat {k}): "
+          + ", ".join(f"{name} {state}" for name, state, _ in rows))
+    for key in repeats.METRICS:
+        values = [m.get(key) for m in ok if m.get(key) is not None]
+        t = repeats.t_interval(values)
+        if t:
+            print(f"  {key:34s} mean {_fmt(t[0], '.4g'):>10s}  sd {_fmt(t[1], '.3g'):>9s}  "
+                  f"{CONFIDENCE_LABEL} {_interval(t[2:])}  (n={len(values)}, Student's t)")
 
 
 def register(sub) -> None:
@@ -396,6 +507,9 @@ def register(sub) -> None:
                                    "CORRUPT (exit code 1).")
     p.add_argument("--results", default="results", help="results directory (default: results)")
     p.add_argument("--study", help="only this study")
+    p.add_argument("--flag", action="append", metavar="CHECK",
+                   help="only runs that failed this reference-validator check (repeatable; 'any' for any flag), "
+                        "e.g. steady-duration, temperature, output-length-cap")
     p.set_defaults(func=_cmd_list)
     p = sub.add_parser("show", help="print one run's summary",
                        description="Print a run's status, validity flags, integrity, config and summary metrics.")

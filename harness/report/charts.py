@@ -452,12 +452,17 @@ def lines(
     width: int = 320,
     height: int = 260,
     extra_tooltip: Iterable[str] = (),
+    low: str | None = None,
+    high: str | None = None,
 ) -> alt.Chart:
-    """One line per ``series`` (sorted along ``x``) with a point per row, e.g. energy against batch size."""
+    """One line per ``series`` (sorted along ``x``) with a point per row, e.g. energy against batch size.
+
+    ``low`` / ``high``: columns with an interval on ``y``, drawn as error bars where both are known
+    (rows without one, such as published single runs, get none)."""
     color = color or series
     extra_tooltip = list(extra_tooltip)
-    _require(frame, x, y, series, color, facet, *extra_tooltip)
-    cols = _columns(frame, [x, y, series, color, facet, *CONTEXT_FIELDS, *extra_tooltip])
+    _require(frame, x, y, series, color, facet, low, high, *extra_tooltip)
+    cols = _columns(frame, [x, y, series, color, facet, low, high, *CONTEXT_FIELDS, *extra_tooltip])
     data = _data(frame, cols, [c for c, log in ((x, log_x), (y, log_y)) if log])
     base = alt.Chart(data, width=width, height=height).encode(
         x=alt.X(f"{x}:Q", title=label(x), scale=_scale(log_x), axis=_axis(data, x, log_x)),
@@ -470,7 +475,13 @@ def lines(
     # a series of one point has no line to draw (an empty path): its point alone shows it
     line = base.transform_joinaggregate(points_in_series="count()", groupby=_columns(data, [series, facet])).transform_filter(
         "datum.points_in_series >= 2").mark_line(strokeWidth=1.5, opacity=0.8)
-    chart = alt.layer(line, base.mark_point())
+    layers = [line, base.mark_point()]
+    if low and high and data[[low, high]].notna().all(axis=1).any():
+        known = f"isValid(datum['{low}']) && isValid(datum['{high}'])" + (f" && datum['{low}'] > 0" if log_y else "")
+        layers.append(base.transform_filter(known).mark_rule(strokeWidth=1.5).encode(
+            y=alt.Y(f"{low}:Q", title=label(y), scale=_scale(log_y), axis=_axis(data, y, log_y)),
+            y2=alt.Y2(f"{high}:Q"), tooltip=tooltips(data, x, y, extra=[series, low, high, *extra_tooltip])))
+    chart = alt.layer(*layers)
     chart = _facet(chart, facet, data)
     return chart.properties(title=title) if title else chart
 

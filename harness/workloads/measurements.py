@@ -216,3 +216,47 @@ def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> 
     if not parts:
         return pd.DataFrame(columns=["series", "batch_size", metric, column, "origin"])
     return pd.concat(parts, ignore_index=True)
+
+
+def with_intervals(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One row per own configuration (the mean of its repeats) and every published row, with the interval
+    columns ``<metric>_low`` / ``<metric>_high`` and ``interval_kind`` (:func:`harness.analysis.repeats.with_intervals`)."""
+    from harness.analysis import repeats
+
+    return repeats.with_intervals(frame, metric)
+
+
+WINDOWS = {"steady": "steady state", "whole_run": "whole run", "trimmed": "without first and last 10% of requests"}
+
+
+def window_sensitivity(own: pd.DataFrame) -> pd.DataFrame:
+    """Per own LLM run that finished: energy per token (or output throughput where no energy was measured) under
+    the steady window, the whole run and the run without its first and last 10% of requests, and the ratio of
+    each to the steady figure."""
+    ok = own[(own["status"] == "ok") & own["is_llm"]] if len(own) else own
+    rows = []
+    for r in ok.itertuples():
+        energy = [getattr(r, "energy_per_token_joules"), getattr(r, "energy_per_token_whole_run_joules"),
+                  getattr(r, "energy_per_token_trimmed_joules")]
+        rate = [getattr(r, "output_throughput_tokens_per_sec"), getattr(r, "output_throughput_whole_run_tokens_per_sec"),
+                getattr(r, "output_throughput_trimmed_tokens_per_sec")]
+        measured = energy[0] == energy[0] and energy[0] is not None
+        values = energy if measured else rate
+        unit = "energy per token (J)" if measured else "output throughput (tokens/s)"
+        row = {"run": r.run_id, "series": r.series, "batch": r.batch_size, "figure": unit}
+        for (name, title), value in zip(WINDOWS.items(), values):
+            row[title] = value
+        for title in list(WINDOWS.values())[1:]:
+            row[f"{title} / steady"] = row[title] / values[0] if values[0] and row[title] == row[title] else None
+        rows.append(row)
+    return pd.DataFrame(rows, columns=["run", "series", "batch", "figure", *WINDOWS.values(),
+                                       *(f"{t} / steady" for t in list(WINDOWS.values())[1:])])
+
+
+def ttft_table(own: pd.DataFrame) -> pd.DataFrame:
+    """Time to first token (mean, median, p90, p99, in ms) of every own LLM run that finished."""
+    ok = own[(own["status"] == "ok") & own["is_llm"]] if len(own) else own
+    cols = {"mean_ttft_ms": "mean TTFT (ms)", "median_ttft_ms": "median TTFT (ms)", "p90_ttft_ms": "p90 TTFT (ms)",
+            "p99_ttft_ms": "p99 TTFT (ms)"}
+    out = ok[["run_id", "series", "batch_size", *cols]].rename(columns={"run_id": "run", "batch_size": "batch", **cols})
+    return out.reset_index(drop=True)
