@@ -1,4 +1,4 @@
-"""Run the four benchmarks (``make bench``) and print a table of figure, goal and status.
+"""Run the benchmarks (``make bench``) and print a table of figure, goal and status.
 
     .venv/bin/python benchmarks/run_all.py [--only NAME ...]
 
@@ -27,9 +27,12 @@ BENCHMARKS = (  # (name, script): in this order (the heavy, timing-sensitive one
     ("book_build", "book_build.py"),
     ("analysis_scale", "analysis_scale.py"),
     ("adaptive_stopping", "adaptive_stopping.py"),
+    ("loadgen_client", "loadgen_client.py"),
+    ("server_start", "server_start.py"),
 )
 TITLES = {"overhead": "1. harness overhead", "adaptive_stopping": "2. adaptive stopping",
-          "book_build": "3. book build", "analysis_scale": "4. analysis at scale"}
+          "book_build": "3. book build", "analysis_scale": "4. analysis at scale",
+          "loadgen_client": "5. load generator", "server_start": "6. vLLM server start"}
 
 
 def run_one(name: str, script: str) -> dict:
