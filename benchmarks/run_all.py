@@ -1,4 +1,4 @@
-"""Run the four benchmarks (``make bench``) and print a table of figure, goal and status.
+"""Run the benchmarks (``make bench``) and print a table of figure, goal and status.
 
     .venv/bin/python benchmarks/run_all.py [--only NAME ...]
 
@@ -29,10 +29,13 @@ BENCHMARKS = (  # (name, script): in this order (the heavy, timing-sensitive one
     ("adaptive_stopping", "adaptive_stopping.py"),
     ("prediction", "prediction.py"),
     ("planner_replay", "planner_replay.py"),
+    ("loadgen_client", "loadgen_client.py"),
+    ("server_start", "server_start.py"),
 )
 TITLES = {"overhead": "1. harness overhead", "adaptive_stopping": "2. adaptive stopping",
           "book_build": "3. book build", "analysis_scale": "4. analysis at scale",
-          "prediction": "5. prediction", "planner_replay": "6. planner replay"}
+          "prediction": "5. prediction", "planner_replay": "6. planner replay",
+          "loadgen_client": "7. load generator", "server_start": "8. vLLM server start"}
 
 
 def run_one(name: str, script: str) -> dict:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import threading
 import time
 from types import SimpleNamespace
 
@@ -80,7 +81,28 @@ class FakeGPU:
 
     def counter_mj(self) -> int:
         t = self.clock()
-        return self.BASE_MJ + round(1000 * self.energy_joules_between(self.times[0], t))
+        value = self.BASE_MJ + round(1000 * self.energy_joules_between(self.times[0], t))
+        self.reads.append((threading.get_ident(), t, value))
+        return value
+
+    @property
+    def reads(self) -> list[tuple[int, float, int]]:
+        """Every energy-counter read: ``(thread id, time, counter in mJ)``, in order."""
+        if not hasattr(self, "_reads"):
+            self._reads = []
+        return self._reads
+
+    def reads_within(self, start: float, end: float, thread: int | None = None) -> tuple[tuple, tuple]:
+        """The first and the last counter read of ``thread`` (default: the caller's) inside ``[start, end]``.
+
+        A meter stamps a window's start before its opening read and its end after its closing read, so for
+        a window measured in one thread these are that window's own two reads: the exact expected energy is
+        ``(last - first) / 1000`` J, however long the host stalled between a stamp and its read.
+        """
+        thread = threading.get_ident() if thread is None else thread
+        inside = [r for r in self.reads if r[0] == thread and start <= r[1] <= end]
+        assert inside, f"no counter read by this thread within [{start}, {end}]"
+        return inside[0], inside[-1]
 
 
 class FakeNVML:

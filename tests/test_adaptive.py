@@ -280,14 +280,26 @@ def test_runner_adaptive_run_on_a_fake_gpu_stops_early_with_exact_accounting(tmp
     assert m["num_stopped_requests"] > 0 and m["num_failed_requests"] == 0
     steady = record["windows"]["steady"]
     assert adaptive.SEGMENT_WINDOW not in record["windows"] and "stop" not in record["backend_info"]
-    assert 0 <= steady["end_time_s"] - stop["stop_time_s"] < 0.05
+    # the steady window closes right after the last checkpoint, before the run window does (order, not distance)
+    assert stop["stop_time_s"] <= steady["end_time_s"] <= record["windows"]["run"]["end_time_s"]
     online = record["backend_info"]["steady_bounds_online"]
     assert online == [m["steady_open_time_s"], m["steady_close_time_s"]] and online[1] == stop["stop_time_s"]
-    expected = gpu.energy_joules_between(steady["start_time_s"], steady["end_time_s"])
-    assert m["gpu_energy_joules"] == pytest.approx(expected, rel=1e-3)
+    # exact: the counter difference between the steady window's own two reads (see FakeGPU.reads_within)
+    first, last = gpu.reads_within(steady["start_time_s"], steady["end_time_s"])
+    assert m["gpu_energy_joules"] == pytest.approx((last[2] - first[2]) / 1000.0, abs=1e-9)
     assert m["energy_per_token_joules"] == pytest.approx(m["gpu_energy_joules"] / m["steady_output_tokens"])
-    # the stopper's own estimate is the same ratio over (almost) the same window
-    assert stop["estimate"]["value"] == pytest.approx(m["energy_per_token_joules"], rel=0.02)
+    # the stopper's own estimate: its segments' energy over their tokens, exactly
+    seg = stop["segments"]
+    assert stop["estimate"]["value"] == pytest.approx(sum(seg["gpu_energy_joules"]) / sum(seg["output_tokens"]))
+    # ... and each segment's energy is the counter difference of its own two reads: inside the steady window the
+    # run's thread reads the counter at the window's open, at each segment's open and close, and at its close
+    reads = [r for r in gpu.reads if r[0] == first[0] and first[1] <= r[1] <= last[1]]
+    assert len(reads) == 2 + 2 * len(seg["gpu_energy_joules"])
+    pairs = reads[1:-1]
+    assert seg["gpu_energy_joules"] == pytest.approx([(b[2] - a[2]) / 1000.0 for a, b in zip(pairs[::2], pairs[1::2])],
+                                                     abs=1e-9)
+    # ... and their tokens are the window's (tokens are counted in the thread that closes the segments)
+    assert abs(sum(seg["output_tokens"]) - m["steady_output_tokens"]) <= 4  # max_num_seqs: one step's tokens
     requests = pd.read_parquet(run_dir / "requests.parquet")
     assert (requests["error"] == adaptive.STOPPED_ERROR).sum() == m["num_stopped_requests"]
     assert m["steady_output_tokens"] == requests["steady_output_tokens"].sum()

@@ -71,7 +71,11 @@ def test_sweep_writes_runs_and_measuring_again_measures_nothing(tmp_path, no_nvm
         online = record["backend_info"]["steady_bounds_online"]
         assert online == [m["steady_open_time_s"], m["steady_close_time_s"]]
         steady = record["windows"]["steady"]
-        assert 0 <= steady["start_time_s"] - online[0] < 0.05 and 0 <= steady["end_time_s"] - online[1] < 0.05
+        # the meter's window opens right after the event that opened it online, and closes right after the one
+        # that closed it: no other event comes between (order, not wall-clock distance, is the design)
+        assert online[0] <= steady["start_time_s"] <= steady["end_time_s"] and online[1] <= steady["end_time_s"]
+        assert not any(online[0] < t < steady["start_time_s"] for t in requests["first_token_time_s"])
+        assert not any(online[1] < t < steady["end_time_s"] for t in requests["finish_time_s"])
         assert f"{c.run_id}  cpu-trivial/cpu-spin max_num_seqs={c.max_num_seqs}" in out
     before = {p: p.stat().st_mtime_ns for p in results.rglob("*") if p.is_file()}
     counts, out = _measure(cfg, results)
@@ -172,10 +176,12 @@ def test_records_that_break_the_metrics_fail_the_run_not_the_sweep(tmp_path, no_
 
 
 def test_a_run_over_its_time_limit_fails_with_timeout(tmp_path, no_nvml):
-    cfg = _config(tmp_path, settings={"run_timeout_s": 1}, options={"step_s": 0.05}, grid={"max_num_seqs": [1]})
+    cfg = _config(tmp_path, settings={"run_timeout_s": 1}, options={"step_s": 0.05}, grid={"max_num_seqs": [1]},
+                  num_requests=200)
+    uncut_s = 200 * 4 * 0.05  # the shortest the whole load could take: 200 requests of >= 4 tokens, one at a time
     t0 = time.monotonic()
     counts, _ = _measure(cfg, tmp_path / "results")
-    assert counts == {"failed": 1} and time.monotonic() - t0 < 5
+    assert counts == {"failed": 1} and time.monotonic() - t0 < uncut_s / 2  # cut short, with room for a loaded host
     record = next(iter(_records(tmp_path / "results").values()))
     assert record["cause"] == "timeout" and "run_timeout_s=1" in record["message"]
     assert "trivial server stopped" in (tmp_path / "results" / "t" / record["run_id"] / "server.log").read_text()
@@ -206,17 +212,23 @@ def test_gpu_host_exact_energy_per_token_and_the_20s_rule(tmp_path, fake_nvml, m
     record = by_batch[2]
     m = record["metrics"]
     steady = record["windows"]["steady"]
-    expected = gpu.energy_joules_between(steady["start_time_s"], steady["end_time_s"])
-    assert steady["gpu_energy_joules"] == {"0": pytest.approx(expected, rel=1e-3)}
-    assert m["gpu_energy_joules"] == pytest.approx(300.0 * m["steady_duration_s"], rel=1e-3)
+    # exact: the counter difference between the window's own two reads (which lie inside its stamps; a
+    # loaded host may stall between a stamp and its read, so the stamps alone bound it only from above)
+    first, last = gpu.reads_within(steady["start_time_s"], steady["end_time_s"])
+    assert steady["gpu_energy_joules"] == {"0": pytest.approx((last[2] - first[2]) / 1000.0, abs=1e-9)}
+    assert m["gpu_energy_joules"] == pytest.approx(300.0 * (last[1] - first[1]), abs=2e-3)  # 300 W, mJ rounding
+    assert m["gpu_energy_joules"] <= 300.0 * m["steady_duration_s"] + 2e-3
     assert m["energy_per_token_joules"] == pytest.approx(m["gpu_energy_joules"] / m["steady_output_tokens"])
     assert m["energy_per_request_joules"] == pytest.approx(m["energy_per_token_joules"] * m["avg_output_len"])
     requests = pd.read_parquet(tmp_path / "results" / "t" / record["run_id"] / "requests.parquet")
     assert requests["energy_per_request_joules"].tolist() == pytest.approx(
         (requests["output_tokens"] * m["energy_per_token_joules"]).tolist())
-    assert m["avg_power_watts"] == pytest.approx(300.0, rel=1e-3)
+    assert m["avg_power_watts"] == pytest.approx(m["gpu_energy_joules"] / m["steady_duration_s"])
+    assert m["avg_power_watts"] <= 300.0 + 2e-3 / m["steady_duration_s"]
     assert m["energy_source"].startswith("zeus/nvml-energy-counter")
-    assert record["idle_power_watts"] == {"0": pytest.approx(60.0, rel=0.05)}
+    # counter reads inside the timed span: at most the true 60 W (mJ rounding aside); below it only by the
+    # share of the 0.2 s the host stalled between a stamp and a read (half of it allowed)
+    assert 0.5 * 60.0 <= record["idle_power_watts"]["0"] <= 60.0 + 2e-3 / 0.2
     assert record["environment"]["gpu_model"] == "H100" and record["environment"]["gpu_count"] == 2
     # the run lasted well under 20 s: unstable on a GPU, and larger batches are skipped
     assert not record["is_stable"] and record["failed_checks"] == ["steady-duration"]
@@ -241,20 +253,21 @@ def test_a_sampler_failing_mid_run_flags_the_run(tmp_path, fake_nvml, monkeypatc
 @pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGKILL, -9)])
 def test_interrupted_sweep_resumes_exactly(tmp_path, no_nvml, signum, code):
     # a fast run first, then a slow one that the signal interrupts, then one never started
-    cfg = _config(tmp_path, num_requests=12, options={"step_s": 0.01}, grid={"max_num_seqs": [12, 1, 6]})
+    # the slow run lasts >= 12 x 4 steps of 0.05 s = 2.4 s, however fast the host: room for the signal to land in it
+    cfg = _config(tmp_path, num_requests=12, options={"step_s": 0.05}, grid={"max_num_seqs": [12, 1, 6]})
     results = tmp_path / "results"
     first, second, third = (c.run_id for c in load_study(cfg).configurations)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     proc = subprocess.Popen([sys.executable, "-m", "harness", "measure", str(cfg), "--results", str(results),
                              "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     second_json = results / "t" / second / "run.json"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300  # a fresh interpreter importing pandas and Zeus on a loaded 2-core host
     while not (second_json.exists() and store.read_record(second_json.parent)):
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
         time.sleep(0.01)
     time.sleep(0.1)
     proc.send_signal(signum)
-    output = proc.communicate(timeout=30)[0].decode()
+    output = proc.communicate(timeout=120)[0].decode()
     assert proc.returncode == code, output
     assert store.result_state(results / "t" / first)[0] == "ok"
     state, record = store.result_state(results / "t" / second)

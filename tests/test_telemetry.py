@@ -8,7 +8,7 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import FakeGPU
+from conftest import FakeClock, FakeGPU
 
 from harness.measuring.telemetry import COLUMNS, Telemetry, coverage_fraction, measure_idle_power, parse_vllm_metrics
 
@@ -31,10 +31,20 @@ def test_parse_vllm_metrics_sums_engines():
                                                 "kv_cache_usage_fraction": 0.25}
 
 
-def _run(telemetry, seconds):
+def _run(telemetry, seconds, until=None, timeout_s=60.0):
+    """Sample for ``seconds`` -- and, on a loaded host where the sampler threads get less CPU, longer, until
+    ``until(telemetry)`` holds (the counts a test asserts), at most ``timeout_s``."""
     telemetry.start()
     time.sleep(seconds)
+    deadline = time.monotonic() + timeout_s
+    while until is not None and not until(telemetry) and time.monotonic() < deadline:
+        time.sleep(0.05)
     return telemetry.stop()
+
+
+def _count(telemetry, source, index=None, after=None) -> int:
+    return sum(r[1] == source and (index is None or r[2] == index) and (after is None or r[0] > after)
+               for r in list(telemetry.rows))
 
 
 def test_sampler_records_every_gpu_field(fake_nvml):
@@ -42,7 +52,8 @@ def test_sampler_records_every_gpu_field(fake_nvml):
     gpus = [FakeGPU([(t0 - 1, 80.0), (t0 + 0.2, 400.0)]), FakeGPU([(t0 - 1, 75.0)], instant_field=False)]
     fake_nvml(gpus)
     tel = Telemetry(hz=20, gpu_indices=[0, 1])
-    frame = _run(tel, 0.5)
+    frame = _run(tel, 0.5, until=lambda t: _count(t, "host") >= 5 and min(_count(t, "nvml", i) for i in (0, 1)) >= 4
+                 and _count(t, "nvml", 0, after=t0 + 0.25) >= 1)
     assert list(frame.columns) == list(COLUMNS)
     nvml = frame[frame["source"] == "nvml"]
     for index, gpu in enumerate(gpus):
@@ -74,7 +85,7 @@ def test_a_sampler_that_raises_mid_run_keeps_going(fake_nvml):
     t0 = time.time()
     fake_nvml([FakeGPU([(t0 - 1, 300.0)], fail_from_s=t0 + 0.15)])
     tel = Telemetry(hz=20, gpu_indices=[0])
-    frame = _run(tel, 0.5)  # must not raise
+    frame = _run(tel, 0.5, until=lambda t: len(t.errors) >= 3 and _count(t, "host", after=t0 + 0.3) >= 2)  # no raise
     assert tel.info["error_count"] >= 3 and "GPU is lost" in tel.info["errors"][0]
     late_host = frame[(frame["source"] == "host") & (frame["time_s"] > t0 + 0.3)]
     assert len(late_host) >= 2  # the thread survived the NVML errors
@@ -100,7 +111,7 @@ def test_scraper_reads_vllm_gauges(no_nvml):
     try:
         url = f"http://127.0.0.1:{server.server_port}/metrics"
         tel = Telemetry(hz=10, metrics_url=url, scrape_period_s=0.1)
-        frame = _run(tel, 0.45)
+        frame = _run(tel, 0.45, until=lambda t: _count(t, "vllm") >= 3)
     finally:
         server.shutdown()
     vllm = frame[frame["source"] == "vllm"]
@@ -110,7 +121,7 @@ def test_scraper_reads_vllm_gauges(no_nvml):
 
 def test_scraper_errors_are_recorded_not_raised(no_nvml):
     tel = Telemetry(hz=10, metrics_url="http://127.0.0.1:9/metrics", scrape_period_s=0.1)
-    frame = _run(tel, 0.25)
+    frame = _run(tel, 0.25, until=lambda t: len(t.errors) >= 1)
     assert tel.info["error_count"] >= 1 and tel.info["errors"][0].startswith("vllm-scraper: ")
     assert (frame["source"] == "vllm").sum() == 0
 
@@ -128,10 +139,11 @@ def test_coverage_fraction_counts_expected_samples():
 
 
 def test_idle_power_from_the_energy_counter(fake_nvml):
-    t0 = time.time()
-    fake_nvml([FakeGPU([(t0 - 5, 61.5)]), FakeGPU([(t0 - 5, 72.0)], instant_field=False)])
-    idle = measure_idle_power(0.3, hz=20)
-    assert idle == {0: pytest.approx(61.5, rel=0.05), 1: pytest.approx(72.0, rel=0.05)}
+    clock = FakeClock()  # the GPUs' counters and the timed span on one clock that moves only by the sleeps
+    fake_nvml([FakeGPU([(clock() - 5, 61.5)], clock=clock), FakeGPU([(clock() - 5, 72.0)], clock=clock,
+                                                                    instant_field=False)])
+    idle = measure_idle_power(0.3, hz=20, sleep=clock.advance, clock=clock)
+    assert idle == {0: pytest.approx(61.5, abs=2e-3 / 0.3), 1: pytest.approx(72.0, abs=2e-3 / 0.3)}  # mJ rounding
 
 
 def test_idle_power_without_nvml_is_empty(no_nvml):

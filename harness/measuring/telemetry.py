@@ -375,28 +375,32 @@ def coverage_fraction(frame, start_s: float, end_s: float, hz: float, gpu_indice
 
 
 def measure_idle_power(seconds: float, gpu_indices: list[int] | None = None, hz: float = 10.0,
-                       sleep: Callable[[float], None] = time.sleep) -> dict[int, float]:
+                       sleep: Callable[[float], None] = time.sleep,
+                       clock: Callable[[], float] = time.monotonic) -> dict[int, float]:
     """Average power of each idle GPU over ``seconds`` ({} without NVML).
 
     From NVML's energy counter (energy difference / time) where the GPU has one, else the mean of
-    power samples taken at ``hz``.
+    power samples taken at ``hz``. The counter reads lie inside the timed span (start stamped before
+    the first reads, end after the last), so a stall between a stamp and a read can only lower the
+    figure, never raise it above the true average.
     """
     reader = NvmlReader(gpu_indices)
     if not reader.available or seconds <= 0:
         return {}
-    start = time.monotonic()
+    start = clock()
     first = {i: reader.energy_joules(i) for i in reader.handles}
     samples: dict[int, list[float]] = {i: [] for i in reader.handles}
     while True:
         for index in reader.handles:
             samples[index].append(reader.power_watts(index))
-        if time.monotonic() - start >= seconds:
+        if clock() - start >= seconds:
             break
         sleep(1.0 / hz)
-    elapsed = time.monotonic() - start
+    lasts = {i: reader.energy_joules(i) for i in reader.handles}
+    elapsed = clock() - start
     out = {}
     for index in reader.handles:
-        last = reader.energy_joules(index)
+        last = lasts[index]
         if first[index] is not None and last is not None and elapsed > 0 and last > first[index]:
             out[index] = (last - first[index]) / elapsed
         else:

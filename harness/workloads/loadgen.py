@@ -7,6 +7,21 @@ length). Per request it records every token's arrival time (each chunk's
 ``token_ids`` says how many tokens it carries), the first-token and finish
 times, and the server's own token counts from the final usage chunk.
 
+Timestamps (the rule): a stream is read in whatever pieces the socket delivers
+(``iter_any``), with one clock reading per piece, taken as soon as the read
+returns. Every token whose event ends in that piece gets that time, so tokens
+that reach the client in one read share a timestamp (the client cannot tell
+them apart), and a token is never stamped before the bytes that complete its
+event arrived. The finish time is the next clock reading after the read that
+carries the ``finish_reason``. Events are split on the blank line that ends a
+server-sent event and decoded with ``msgspec`` into only the fields used
+(token ids, finish reason, usage, error), which keeps the client's CPU per
+token far below the engine's (``benchmarks/loadgen_client.py``).
+
+``aiohttp`` is imported with this module, and the HTTP session exists before
+``on_ready`` is called, so a caller that opens its measured window in
+``on_ready`` measures no import or set-up.
+
 Events feed a steady-state tracker (:class:`harness.measuring.steady.SteadyTracker`)
 online, with strictly increasing timestamps so that replaying the records
 afterwards gives the same window; an adaptive stopper (:mod:`harness.measuring.adaptive`) may end the load
@@ -18,10 +33,13 @@ requests still open are then recorded as failed with that reason.
 from __future__ import annotations
 
 import asyncio
-import json
+import itertools
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
+
+import aiohttp
+import msgspec
 
 from harness.workloads.base import RequestRecord
 
@@ -53,9 +71,74 @@ class _Clock:
         return self.last
 
 
-async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: _Clock, stopper=None) -> None:
-    import aiohttp
+class _Delta(msgspec.Struct):
+    role: str | None = None
+    content: str | None = None
 
+
+class _Choice(msgspec.Struct):
+    token_ids: list[int] | None = None
+    finish_reason: str | None = None
+    delta: _Delta | None = None  # chat completions
+
+
+class _Chunk(msgspec.Struct):
+    """The fields of a streamed completion chunk that the load generator uses (others are skipped)."""
+
+    choices: list[_Choice] | None = None
+    usage: dict[str, Any] | None = None
+    error: Any = None
+
+
+_decode_chunk = msgspec.json.Decoder(_Chunk).decode
+DONE = object()  # the ``data: [DONE]`` sentinel
+
+
+class EventSplitter:
+    """Server-sent events from a byte stream read in arbitrary pieces.
+
+    ``feed(piece)`` returns the decoded chunks (:class:`_Chunk`, or :data:`DONE`) of every event that
+    the piece completes; an incomplete event stays buffered for the next piece. An event is the text
+    up to a blank line; only its ``data:`` lines count (comments and other fields are ignored).
+    """
+
+    __slots__ = ("buffer",)
+
+    def __init__(self):
+        self.buffer = b""
+
+    def feed(self, piece: bytes) -> list:
+        if self.buffer:
+            piece = self.buffer + piece
+        if b"\r" in piece:  # CRLF framing is allowed by the SSE format; vLLM sends LF only
+            piece = piece.replace(b"\r\n", b"\n")
+            if piece.endswith(b"\r"):  # a CR whose LF is still in flight
+                self.buffer = piece
+                return []
+        events = piece.split(b"\n\n")
+        self.buffer = events.pop()
+        out = []
+        for event in events:
+            if event.startswith(b"data:"):
+                data = event[5:]
+                if b"\n" in data:  # several lines in one event: join the data lines
+                    data = _data_lines(event)
+            else:
+                data = _data_lines(event)
+                if not data:
+                    continue
+            if data.strip() == b"[DONE]":
+                out.append(DONE)
+            else:
+                out.append(_decode_chunk(data))
+        return out
+
+
+def _data_lines(event: bytes) -> bytes:
+    return b"\n".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
+
+
+async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: _Clock, stopper=None) -> None:
     n = spec.output_tokens[rid]
     path, payload = spec.request(rid) if spec.request is not None else ("/v1/completions", None)
     payload = payload or {
@@ -76,41 +159,43 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
             if resp.status != 200:
                 body = (await resp.text())[:300].replace("\n", " ")
                 raise RuntimeError(f"HTTP {resp.status}: {body}")
-            buffer = b""
-            async for raw in resp.content:
-                buffer += raw
-                if not buffer.endswith(b"\n"):
-                    continue
-                line, buffer = buffer.strip(), b""
-                if not line.startswith(b"data:"):
-                    continue
-                data = line[5:].strip()
-                if data == b"[DONE]":
+            splitter = EventSplitter()
+            times = rec.token_times_s
+            done = False
+            async for piece in resp.content.iter_any():
+                t = clock()  # one reading per read from the socket: the rule in the module docstring
+                count = 0
+                for chunk in splitter.feed(piece):
+                    if chunk is DONE:
+                        done = True
+                        break
+                    if chunk.error:
+                        raise RuntimeError(f"server error: {chunk.error}")
+                    if chunk.usage:
+                        usage = chunk.usage
+                    for choice in chunk.choices or ():
+                        ids = choice.token_ids
+                        delta = choice.delta
+                        if ids is None and delta is not None and delta.role and not delta.content:
+                            if choice.finish_reason is not None:
+                                finished = True
+                            continue  # a chat stream's opening chunk announces the role: no token yet
+                        # without return_token_ids (older servers), vLLM still sends one chunk per token,
+                        # even when the token's text is empty (an incomplete UTF-8 sequence)
+                        count += len(ids) if ids is not None else 1
+                        if choice.finish_reason is not None:
+                            finished = True
+                if count:
+                    if stopper is not None:
+                        stopper.tokens(count)
+                    if rec.first_token_time_s is None:
+                        rec.first_token_time_s = t
+                        tracker.first_token(t)
+                    times.extend(itertools.repeat(t, count))
+                if finished and rec.finish_time_s is None:
+                    rec.finish_time_s = clock()
+                if done:
                     break
-                chunk = json.loads(data)
-                if chunk.get("error"):
-                    raise RuntimeError(f"server error: {chunk['error']}")
-                if chunk.get("usage"):
-                    usage = chunk["usage"]
-                for choice in chunk.get("choices") or ():
-                    ids = choice.get("token_ids")
-                    delta = choice.get("delta") or {}
-                    if ids is None and delta.get("role") and not delta.get("content"):
-                        continue  # a chat stream's opening chunk announces the role: no token yet
-                    # without return_token_ids (older servers), vLLM still sends one chunk per token,
-                    # even when the token's text is empty (an incomplete UTF-8 sequence)
-                    count = len(ids) if ids is not None else 1
-                    if count:
-                        t = clock()
-                        if stopper is not None:
-                            stopper.tokens(count)
-                        if rec.first_token_time_s is None:
-                            rec.first_token_time_s = t
-                            tracker.first_token(t)
-                        rec.token_times_s.extend([t] * count)
-                    if choice.get("finish_reason") is not None and not finished:
-                        finished = True
-                        rec.finish_time_s = clock()
         rec.output_tokens = int(usage["completion_tokens"]) if usage else len(rec.token_times_s)
         if usage:
             rec.prompt_tokens = int(usage["prompt_tokens"])
@@ -132,9 +217,7 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
 
 
 async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None,
-                 stopper=None) -> tuple[list[RequestRecord], str | None]:
-    import aiohttp
-
+                 stopper=None, on_ready: Callable[[], None] | None = None) -> tuple[list[RequestRecord], str | None]:
     clock = _Clock()
     n = len(spec.prompts)
     records = [
@@ -147,12 +230,14 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     abort_reason: str | None = None
     async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as session:
-        tasks = []
         gate = None
         if spec.arrival is not None and spec.arrival.pattern != "all-at-once":
             from harness.workloads.arrivals import Gate
 
             gate = Gate(spec.arrival, n)
+        if on_ready is not None:  # everything is set up: the caller's measured window may open now
+            on_ready()
+        tasks = []
         for i in range(n):
             if gate is not None:  # sent when the arrival pattern says (harness.workloads.arrivals)
                 one = (lambda i=i: _one(session, spec, i, records[i], tracker, clock, stopper))
@@ -182,8 +267,11 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
 
 
 def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None = None,
-             stopper=None) -> tuple[list[RequestRecord], str | None]:
+             stopper=None, on_ready: Callable[[], None] | None = None) -> tuple[list[RequestRecord], str | None]:
     """Drive the whole load; returns the records and the abort reason (``None`` when it ran to the end).
+
+    ``on_ready`` is called once the event loop and the HTTP session are set up, just before the first
+    request is submitted (the vLLM backend opens its ``"run"`` window there).
 
     ``stopper`` (:class:`harness.measuring.adaptive.AdaptiveStopper`) hears every token and is polled every 0.25 s;
     when it says stop, the open requests are cancelled (the caller marks them with
@@ -191,7 +279,7 @@ def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | N
     """
     if len(spec.prompts) != len(spec.output_tokens):
         raise ValueError("one output length per prompt")
-    return asyncio.run(_drive(spec, tracker, should_abort, stopper))
+    return asyncio.run(_drive(spec, tracker, should_abort, stopper, on_ready))
 
 
 def wait_healthy(base_url: str, timeout_s: float, alive: Callable[[], str | None], interval_s: float = 0.5) -> float:

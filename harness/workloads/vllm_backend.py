@@ -115,6 +115,35 @@ PROTECTED_ARGS = ("--host", "--port", "--uds", "--model", "--served-model-name",
 _LIVE_GROUPS: set[int] = set()
 
 
+# vLLM inspects a model class (its interface flags) in a child interpreter that imports torch and vLLM
+# again (``python -m vllm.model_executor.models.registry``), unless ``$VLLM_CACHE_ROOT/modelinfos`` holds
+# the answer for that class, keyed by a hash of the class's source file. Each server gets a fresh cache
+# root (nothing compiled or cached leaks between runs); only these inspection results are carried over,
+# so every start after a class's first skips that child (20-35 s of a 2-core host's CPU).
+def modelinfo_cache() -> Path:
+    """Where the model-class inspection results are kept between servers (beside the model folders)."""
+    from harness.workloads import archs
+
+    return archs.cache_root().parent / "vllm-modelinfos"
+
+
+def _copy_json(src: Path, dst: Path) -> int:
+    """Copy ``src/*.json`` into ``dst`` (each file atomically); returns how many were copied."""
+    if not src.is_dir():
+        return 0
+    copied = 0
+    for path in sorted(src.glob("*.json")):
+        try:
+            dst.mkdir(parents=True, exist_ok=True)
+            part = dst / f".{path.name}.{os.getpid()}.part"
+            shutil.copyfile(path, part)
+            os.replace(part, dst / path.name)
+            copied += 1
+        except OSError:
+            continue  # a cache: a missing entry only costs vLLM's own inspection
+    return copied
+
+
 class BadOption(WorkloadError, ConfigError):
     """An option the backend refuses: fails the run (cause ``bad-option``) and reads as a config error."""
 
@@ -339,6 +368,7 @@ class VLLMBackend:
         self.base_url = f"http://127.0.0.1:{port}"
         self.served_name = f"{cfg.model}-{uuid.uuid4().hex[:10]}"
         self._tmp = Path(tempfile.mkdtemp(prefix="harness-vllm-"))
+        modelinfos = _copy_json(modelinfo_cache(), self._tmp / "cache" / "modelinfos")
         env = dict(os.environ)
         env.update(
             TMPDIR=str(self._tmp),
@@ -407,6 +437,7 @@ class VLLMBackend:
             "max_model_len": max_model_len,
             "parallel": parallel_layout(cfg),
             "lengths": self.plan.as_info(),
+            "modelinfo_cache_entries": modelinfos,
         }
         try:
             from harness.workloads import loadgen
@@ -464,8 +495,9 @@ class VLLMBackend:
             base_url=self.base_url, model=self.served_name, prompts=self.prompts,
             output_tokens=list(self.plan.output_tokens), read_timeout_s=float(self.options["read_timeout_s"]),
         )
-        meter.begin("run")
-        records, aborted = loadgen.run_load(spec, tracker, should_abort=self._dead_reason, stopper=stopper)
+        # the run window opens once the client is set up (event loop, HTTP session), before the first request
+        records, aborted = loadgen.run_load(spec, tracker, should_abort=self._dead_reason, stopper=stopper,
+                                            on_ready=lambda: meter.begin("run"))
         if tracker.state == "open":  # the load ended before the batch drained (failures): close the window
             close_steady()
         windows["run"] = meter.end("run")
@@ -537,6 +569,7 @@ class VLLMBackend:
             self._log_fh.close()
             self._log_fh = None
         if self._tmp is not None:
+            _copy_json(self._tmp / "cache" / "modelinfos", modelinfo_cache())
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
 
