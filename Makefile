@@ -87,7 +87,7 @@ test: setup system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not browser and not slurm and not vllm" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not browser and not slurm and not vllm and not network" $(PYTEST_ARGS)
 
 # --- the main job -------------------------------------------------------------------------------
 measure: setup

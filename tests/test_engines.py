@@ -205,7 +205,8 @@ def test_the_backend_refuses_a_missing_engine_before_starting_anything(tmp_path,
     from harness.workloads import vllm_backend
     from harness.workloads.base import WorkloadError
 
-    cfg = load_study(_study(tmp_path, ", engine: vllm==0.12.0")).configurations[0]
+    cfg = load_study(_study(tmp_path, ", engine: vllm==0.12.0, num_requests: 4, max_output_tokens: 8, "
+                                      "options: {max_prompt_tokens: 32}")).configurations[0]
     backend = vllm_backend.VLLMBackend()
     with pytest.raises(WorkloadError) as err:
         backend.start(cfg, tmp_path / "run")

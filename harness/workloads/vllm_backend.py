@@ -250,11 +250,6 @@ class VLLMBackend:
         from harness.workloads import engines
 
         opts = self.options = self._options(cfg)
-        try:
-            engine = engines.resolve(getattr(cfg, "engine", None))
-        except ConfigError as exc:
-            raise WorkloadError(str(exc), cause="no-engine") from None
-        on_cpu = engine.cpu_build or is_cpu_build()
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -285,6 +280,11 @@ class VLLMBackend:
         elif port_is_busy(int(port)):
             raise WorkloadError(f"port {port} on 127.0.0.1 is already in use; refusing to start", cause="port-busy")
         port = int(port)
+        try:
+            engine = engines.resolve(getattr(cfg, "engine", None))
+        except ConfigError as exc:
+            raise WorkloadError(str(exc), cause="no-engine") from None
+        on_cpu = engine.cpu_build or is_cpu_build()
         self.base_url = f"http://127.0.0.1:{port}"
         self.served_name = f"{cfg.model}-{uuid.uuid4().hex[:10]}"
         self._tmp = Path(tempfile.mkdtemp(prefix="harness-vllm-"))
