@@ -43,8 +43,10 @@ engine_id   = $(subst ==,-,$(1))
 ENGINE_ID  := $(call engine_id,$(ENGINE))
 ENGINE_LOCK := requirements/engines/$(ENGINE_ID).lock
 ENGINE_VENV := $(ENGINES)/$(ENGINE_ID)
-# torch's +cpu wheels come from PyTorch's CPU index; other pins from PyPI.
-CPU_INDEX_ARGS = $(if $(findstring +cpu,$(shell cat $(1) 2>/dev/null)),--extra-index-url $(TORCH_CPU_INDEX) --retries 1)
+# torch's +cpu wheels come from PyTorch's CPU index, other pins from PyPI. An unreachable index is left out
+# (pip would retry it for every package): the +cpu wheel must then come from the host's pip configuration.
+TORCH_CPU_OK = $(eval TORCH_CPU_OK := $(shell $(PYTHON_SYS) -c "import socket, urllib.parse as u; socket.create_connection((u.urlparse('$(TORCH_CPU_INDEX)').hostname, 443), 5)" 2>/dev/null && echo 1))$(TORCH_CPU_OK)
+CPU_INDEX_ARGS = $(if $(findstring +cpu,$(shell cat $(1) 2>/dev/null)),$(if $(TORCH_CPU_OK),--extra-index-url $(TORCH_CPU_INDEX) --retries 1))
 
 $(STAMPS)/venv: $(HARNESS_LOCK) pyproject.toml
 	@mkdir -p $(STAMPS)

@@ -75,14 +75,31 @@ def resolve(args: list[str], target: str, torch_index: str | None = None, pip: l
                *platform_args(target), *args]
         if target == "gpu":
             cmd += ["--index-url", PYPI]
-        elif torch_index:
+        elif torch_index and reachable(torch_index):
             cmd += ["--extra-index-url", torch_index]
+        elif torch_index:  # pip would retry it for every package: leave it out, say so
+            print(f"locks: {torch_index} is unreachable; torch's +cpu wheel must come from this host's pip "
+                  f"configuration (find-links or another index)", file=sys.stderr)
         run = subprocess.run(cmd, capture_output=True, text=True, env=pip_env(target))
         if run.returncode != 0:
             lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("ERROR")] or \
                 (run.stderr + run.stdout).strip().splitlines()[-3:]
             raise ResolveError(" | ".join(lines) or f"pip exited with {run.returncode}")
         return json.loads(report.read_text())
+
+
+def reachable(url: str, timeout_s: float = 5.0) -> bool:
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return True
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 443), timeout=timeout_s).close()
+        return True
+    except OSError:
+        return False
 
 
 class ResolveError(RuntimeError):

@@ -338,8 +338,8 @@ def _install_wheels(wheels: Path, out: Path) -> tuple[list[str], Path | None]:
         return [], None
     site = Path(tempfile.mkdtemp(prefix="gpu-check-site-"))
     atexit.register(shutil.rmtree, site, True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", str(site),
-                    *found], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--target", str(site), *found], check=True)
     sys.path.insert(0, str(site))
     import importlib
 
