@@ -84,7 +84,7 @@ def resolve(args: list[str], target: str, torch_index: str | None = None, pip: l
         if run.returncode != 0:
             lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("ERROR")] or \
                 (run.stderr + run.stdout).strip().splitlines()[-3:]
-            raise ResolveError(" | ".join(lines) or f"pip exited with {run.returncode}")
+            raise ResolveError(" | ".join(lines) or f"pip exited with {run.returncode}", run.stderr + run.stdout)
         return json.loads(report.read_text())
 
 
@@ -104,6 +104,15 @@ def reachable(url: str, timeout_s: float = 5.0) -> bool:
 
 class ResolveError(RuntimeError):
     """pip's resolver refused the requirements."""
+
+    def __init__(self, message: str, output: str = ""):
+        super().__init__(message)
+        self.output = output
+
+
+def blocking_preferences(output: str) -> set[str]:
+    """The preferred pins pip names as part of a conflict (``The user requested (constraint) x==1``)."""
+    return {canon(m) for m in re.findall(r"The user requested \(constraint\) ([A-Za-z0-9_.-]+)==", output)}
 
 
 def pins(report: dict) -> dict[str, str]:
@@ -226,10 +235,22 @@ def main(argv: list[str] | None = None) -> int:
             pip_args = [a for r in args.requirement for a in ("-r", r)] + \
                 [a for c in args.constraint for a in ("-c", c)] + list(args.requirements)
             with tempfile.TemporaryDirectory(prefix="locks-prefer-") as tmp:
-                if args.prefer:
-                    skip = pinned_names(args.requirement, args.requirements)
-                    pip_args += ["-c", str(preference_constraints(args.prefer, skip, Path(tmp) / "prefer.txt"))]
-                report = resolve(pip_args, args.target, args.torch_index)
+                skip = pinned_names(args.requirement, args.requirements)
+                for _ in range(10):  # a preference is no requirement: drop those a conflict names, resolve again
+                    extra = ["-c", str(preference_constraints(args.prefer, skip, Path(tmp) / "prefer.txt"))] \
+                        if args.prefer else []
+                    try:
+                        report = resolve(pip_args + extra, args.target, args.torch_index)
+                        break
+                    except ResolveError as exc:
+                        blocking = blocking_preferences(exc.output) - skip
+                        if not args.prefer or not blocking:
+                            raise
+                        print(f"locks: not keeping {', '.join(sorted(blocking))} (conflict); resolving again",
+                              file=sys.stderr)
+                        skip |= blocking
+                else:
+                    raise ResolveError("preferences kept conflicting after 10 resolves; try UPGRADE=1")
             what = " ".join(args.requirement + args.requirements)
             header = [f"Resolved by pip for linux x86_64, CPython {PYTHON_VERSION} ({args.target} target) from: {what}",
                       f"Regenerate: make lock (scripts/locks.py); installed with --no-deps."]

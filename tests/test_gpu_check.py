@@ -229,7 +229,7 @@ def test_dry_run_with_carried_wheels_on_a_machine_like_the_check_machine(tmp_pat
 
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, "-S", str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans),
-                          "--wheels", str(wheels)], env=env, capture_output=True, text=True, timeout=600)
+                          "--wheels", str(wheels)], env=env, capture_output=True, text=True, timeout=1800)
     assert run.returncode == 0, run.stdout + run.stderr
     summary = json.loads((out / "gpu-check.json").read_text())
     assert [r["status"] for r in summary["runs"]] == ["ok"] * 5

@@ -245,9 +245,7 @@ class VLLMBackend:
         return OPTIONS | given
 
     def start(self, cfg, run_dir: Path) -> None:
-        from harness.workloads import archs, lengths
-
-        from harness.workloads import engines
+        from harness.workloads import archs, engines, lengths
 
         opts = self.options = self._options(cfg)
         run_dir = Path(run_dir)
