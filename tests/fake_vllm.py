@@ -1,7 +1,7 @@
 """A stand-in for ``python -m vllm.entrypoints.openai.api_server``, for fault tests (test_faults, test_safety).
 
-The vLLM backend launches ``sys.executable -m vllm.entrypoints.openai.api_server ...`` with the
-parent's environment. :func:`install` writes a tiny ``vllm`` package into a folder; putting that
+The vLLM backend launches ``<engine python> -m vllm.entrypoints.openai.api_server ...`` with the
+parent's environment; :func:`use` makes the engine's interpreter this one (``HARNESS_ENGINE_PYTHON``). :func:`install` writes a tiny ``vllm`` package into a folder; putting that
 folder first on the child's ``PYTHONPATH`` makes the backend start this fake instead of vLLM, so the
 backend's real code (process group, health wait, /v1/models check, streaming load, /metrics scrape,
 stop) runs against a real subprocess that can be told to fail:
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 MARKER = "fake-vllm-server-for-tests"
@@ -201,6 +202,7 @@ def use(monkeypatch, folder: Path, faults: dict | None = None) -> Path:
     pids = folder / "fake-vllm-pids"
     pids.mkdir(exist_ok=True)
     monkeypatch.setenv("PYTHONPATH", str(root))
+    monkeypatch.setenv("HARNESS_ENGINE_PYTHON", sys.executable)  # this interpreter serves, whatever the engine
     monkeypatch.setenv("FAKE_VLLM_FAULTS", json.dumps(faults or {}))
     monkeypatch.setenv("FAKE_VLLM_PIDS", str(pids))
     return pids

@@ -138,3 +138,102 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
     meter.begin("w")
     window = meter.end("w", sync=False)
     assert window.gpu_energy_joules == {0: 250.0} and window.total_gpu_energy_joules == 250.0
+
+
+# --- carried wheels and the order of the first steps -----------------------------------------------------
+
+
+def test_idle_power_is_read_before_anything_initialises_cuda(tmp_path, monkeypatch):
+    from harness.measuring import envinfo, telemetry
+    from harness.workloads import gpucheck, lengths
+
+    calls = []
+    monkeypatch.setattr(envinfo, "capture", lambda: {"gpu_count": 1, "gpu_model": "NVIDIA H100"})
+    monkeypatch.setattr(telemetry, "measure_idle_power", lambda s, idx=None, **k: calls.append("idle") or {0: 70.0})
+    monkeypatch.setattr(gpucheck, "_device_facts", lambda: calls.append("device facts (CUDA)") or {})
+    monkeypatch.setattr(gpucheck, "check_carried", lambda site, wheels: calls.append("imports") or ({}, []))
+    monkeypatch.setattr(lengths, "plan_for", lambda cfg: None)
+    monkeypatch.setattr(gpucheck, "measure", lambda cfg, out, env, idle, on_gpu: calls.append("run") or
+                        {"status": "ok", "wall_time_s": 0.0, "metrics": {}})
+    summary = gpucheck.run_check(tmp_path / "out", carried=(None, []), log=lambda *a: None)
+    assert calls[:3] == ["idle", "device facts (CUDA)", "imports"] and calls.count("run") == 5
+    assert json.loads((tmp_path / "out" / "environment.json").read_text())["idle_power_before_cuda_init"] is True
+    assert len(summary["runs"]) == 5
+
+
+def test_carried_wheels_inside_the_results_folder_are_refused(tmp_path):
+    out = tmp_path / "out"
+    (out / "wheels").mkdir(parents=True)
+    run = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", str(out), "--wheels", str(out / "wheels")],
+                         env=_env(tmp_path, None), capture_output=True, text=True, timeout=120)
+    assert run.returncode == 2 and "must not lie inside the results folder" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_missing_carried_imports_are_one_line_each(tmp_path, monkeypatch):
+    from harness.workloads import gpucheck
+
+    monkeypatch.setattr(gpucheck, "CARRIED_IMPORTS", {"json": "x", "no_such_module_here": "the image runs"})
+    facts, problems = gpucheck.check_carried(None, ["pytest-1.0-py3-none-any.whl"])
+    assert facts["imports"]["json"] == "ok"
+    assert problems[0].startswith("import no_such_module_here failed (ModuleNotFoundError") and \
+        problems[0].endswith("the image runs need(s) it")
+    assert problems[1].startswith("carried pytest 1.0 is shadowed: Python sees ")
+
+
+# The check machine as closely as PyPI allows on this host: transformers 5.17 with the oldest huggingface_hub
+# it accepts (1.5.0: too old for diffusers 0.42.1), no requests, no diffusers, no Zeus, no scikit-learn. Python
+# 3.11 and torch 2.13 +cpu stand in for its Python 3.12 and torch 2.11 (no CPU torch for 3.12 is reachable here).
+MACHINE_PINS = ("transformers==5.17.0", "huggingface_hub==1.5.0")
+ABSENT_ON_THE_CHECK_MACHINE = ABSENT_ON_A_BARE_HOST + ("diffusers", "huggingface_hub", "transformers", "requests",
+                                                     "zeus", "joblib", "threadpoolctl")
+
+
+@pytest.mark.network
+def test_dry_run_with_carried_wheels_on_a_machine_like_the_check_machine(tmp_path):
+    import socket
+
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError as exc:
+        pytest.skip(f"PyPI unreachable ({exc}): the carried wheels come from PyPI")
+    plans = tmp_path / "plans.json"
+    prep = subprocess.run([sys.executable, str(SCRIPT), "--prepare", str(plans), "--dry-run"],
+                          env=_env(tmp_path, _reference_dir()), capture_output=True, text=True, timeout=120)
+    assert prep.returncode == 0, prep.stderr
+    # the machine: this venv's packages minus what it lacks, plus its own transformers and huggingface_hub
+    farm = _bare_site(tmp_path)
+    for entry in farm.iterdir():
+        if re.split(r"[-.]", entry.name, maxsplit=1)[0] in ABSENT_ON_THE_CHECK_MACHINE:
+            entry.unlink()
+    own = tmp_path / "machine-own"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:", "--target",
+                    str(own), *MACHINE_PINS], check=True, timeout=600)
+    for entry in own.iterdir():
+        (farm / entry.name).symlink_to(entry)
+    env = _env(tmp_path, str(tmp_path / "no-reference-here"))
+    env["PYTHONPATH"] = str(farm)
+    for probe in ("import diffusers", "import requests", "import zeus.monitor"):
+        assert subprocess.run([sys.executable, "-S", "-c", probe], env=env, capture_output=True).returncode != 0
+
+    wheels = tmp_path / "wheels"
+    collect = subprocess.run([sys.executable, str(SCRIPT), "--collect-wheels", str(wheels), "--python-version",
+                              "3.11", "--keep", "transformers==5.17.0"], capture_output=True, text=True, timeout=900)
+    assert collect.returncode == 0, collect.stdout + collect.stderr
+    carried = json.loads((wheels / "carried.json").read_text())["wheels"]
+    names = {w.split("==")[0].lower().replace("_", "-") for w in carried}
+    assert {"diffusers", "zeus", "huggingface-hub", "requests", "scikit-learn", "httpx"} <= names
+    assert not names & {"torch", "transformers", "triton"}
+    hub = next(w for w in carried if w.lower().replace("_", "-").startswith("huggingface-hub=="))
+    assert hub.split("==")[1].startswith("1.") and int(hub.split("==")[1].split(".")[1]) >= 32  # fits both
+
+    out = tmp_path / "out"
+    run = subprocess.run([sys.executable, "-S", str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans),
+                          "--wheels", str(wheels)], env=env, capture_output=True, text=True, timeout=1800)
+    assert run.returncode == 0, run.stdout + run.stderr
+    summary = json.loads((out / "gpu-check.json").read_text())
+    assert [r["status"] for r in summary["runs"]] == ["ok"] * 5
+    facts = json.loads((out / "environment.json").read_text())["carried_wheels"]
+    assert facts["problems"] == [] and set(facts["imports"].values()) == {"ok"}
+    assert not any(p.suffix == ".whl" or p.name.startswith(".site") for p in out.rglob("*"))  # results stay clean
+    assert not Path(facts["site"]).exists()  # the temporary site is gone after the check

@@ -186,7 +186,8 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
     started, t0 = _now(), time.monotonic()
     record = {"run_id": cfg.run_id, "study": study.name, "status": "incomplete",
               "cause": "started; the process stopped before the run finished", "is_stable": False,
-              "unstable_reason": "incomplete", "config": cfg.as_dict(), "environment": env, "started_at": started}
+              "unstable_reason": "incomplete", "config": cfg.as_dict(), "environment": env, "started_at": started,
+              "engine": _engine_info(cfg)}
     store.write_run(run_dir, record)
     on_gpu = env.get("gpu_count", 0) > 0
     gpu_indices = list(range(cfg.num_gpus)) if on_gpu else []
@@ -251,6 +252,22 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
     if interrupted is not None:
         raise interrupted
     return record
+
+
+def _engine_info(cfg: Configuration) -> dict | None:
+    """The serving engine a run uses (name, version, interpreter; :mod:`harness.workloads.engines`), or None."""
+    from harness.config import ENGINE_BACKENDS
+    from harness.workloads import engines
+
+    return engines.describe(cfg.engine) if cfg.backend in ENGINE_BACKENDS else None
+
+
+def engine_problems(configurations) -> list[str]:
+    """One line per serving engine these configurations need that has no usable environment here."""
+    from harness.config import ENGINE_BACKENDS
+    from harness.workloads import engines
+
+    return engines.check(c.engine for c in configurations if c.backend in ENGINE_BACKENDS)
 
 
 def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, on_gpu, gpu_indices, idle_power):
@@ -459,6 +476,8 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
                 action = {"missing": "measure", "incomplete": "measure again (incomplete)",
                           "corrupt": "measure again (damaged)"}.get(state, f"measure again (--force; was {state})")
             print(f"{study.configurations.index(cfg):4d}  {cfg.run_id}  {cfg.label():40s}  {action}", file=out)
+        for problem in engine_problems(c for c, _ in todo):
+            print(f"would refuse: {problem}", file=out)
         print(f"{len(todo)} of {len(planned)} configurations to measure (dry run: nothing written)", file=out)
         lines = preflight.report_lines(study, verdicts, [cfg for cfg, _ in todo])
         if lines:
@@ -472,6 +491,9 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     if not todo:
         print(f"nothing to measure: all {len(planned)} configurations of {study.name} have results in {results_dir}", file=out)
         return counts
+    problems = engine_problems(c for c, _ in todo)
+    if problems:  # before anything is measured or written
+        raise HarnessError("\n".join(problems))
     preflight.refuse_if_any(study, host, [cfg for cfg, _ in todo])  # before anything starts or is written
     from harness.measuring import envinfo
     from harness.measuring.telemetry import measure_idle_power

@@ -5,11 +5,16 @@ batch sizes through the transformers backend, and one image pipeline (SD 3.5
 Medium architecture) at two batch sizes through the diffusers backend, and
 writes the results and an environment capture to the folder given as its
 argument. It is made for a bare GPU host without network: only torch,
-transformers and nvidia-ml-py need to be installed; diffusers (and Pillow) may
-come as carried wheels (``--wheels DIR``), installed into the output folder
-with ``pip --no-index --no-deps``. It needs neither pandas nor Zeus' own
-dependencies: energy comes from Zeus where it imports, else from the same NVML
-energy counter read directly (the run records which).
+transformers and nvidia-ml-py need to be installed. The rest comes as carried
+wheels: ``scripts/gpu-check --collect-wheels DIR`` (on a host with PyPI)
+resolves diffusers, Zeus and everything they import (huggingface_hub >= 1.32,
+requests, scikit-learn, httpx, ...) for the check machine's Python with its own
+transformers kept, and downloads them; ``--wheels DIR`` installs them with
+``pip --no-index --no-deps`` into a temporary folder (never the results folder),
+imports each and checks that the carried versions are the ones Python sees,
+before any run -- one line per problem. Energy comes from Zeus where it
+imports, else from the same NVML energy counter read directly (the run records
+which). Idle power is read before anything initialises CUDA.
 
 Lengths need the reference data's published histogram; where that is not
 readable, prepare the drawn lengths first on a host that has it
@@ -29,12 +34,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 
+from harness.errors import HarnessError
 from harness.workloads.base import WorkloadError
 
 STUDY = "gpu-check"
@@ -258,16 +265,112 @@ def measure(cfg, out_dir: Path, env: dict, idle_power: dict, on_gpu: bool) -> di
 # --- the check ----------------------------------------------------------------------------------------------
 
 
-def _install_wheels(wheels: Path, out: Path) -> list[str]:
-    """Install carried wheels into ``out/.site`` (no index, no dependencies) and put it on sys.path."""
-    found = sorted(str(p) for p in Path(wheels).glob("*.whl"))
+# --- carried wheels: what the check imports beyond the host's torch, transformers and nvidia-ml-py ----------
+
+# The check machine (one GPU): Python 3.12, torch 2.11, transformers 5.17; its huggingface_hub unknown and
+# maybe no requests. diffusers 0.42.1 needs huggingface_hub >= 1.32 and imports requests; zeus.monitor imports
+# scikit-learn and httpx: ``--collect-wheels`` resolves all of it for that machine, ``--wheels`` checks it.
+CHECK_MACHINE = {"python_version": "3.12", "keeps": ("transformers==5.17.0",)}
+CARRY_FROM_LOCK = ("diffusers", "zeus", "nvidia-ml-py")  # pinned as in requirements/lock-gpu.txt
+# what the check imports from the carried wheels, and what fails without it
+CARRIED_IMPORTS = {"diffusers": "the image runs", "huggingface_hub": "diffusers", "requests": "diffusers",
+                   "zeus.monitor": "energy through Zeus (else NVML's counter, read directly)",
+                   "sklearn": "zeus.monitor", "httpx": "zeus.monitor"}
+NOT_CARRIED = re.compile(r"^(torch|torchvision|torchaudio|triton|nvidia-(?!ml-py).*|cuda-.*)$")  # the host's own
+
+
+def _canon(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def carried_requirements(lock: Path, keeps=CHECK_MACHINE["keeps"]) -> list[str]:
+    """The check's own packages at the harness GPU lock's versions, beside what the machine keeps."""
+    pins = {}
+    for line in Path(lock).read_text().splitlines():
+        name, sep, version = line.split("#", 1)[0].strip().partition("==")
+        if sep:
+            pins[_canon(name)] = version
+    return [f"{name}=={pins[name]}" for name in CARRY_FROM_LOCK] + list(keeps)
+
+
+def collect_wheels(dest: Path, python_version: str = CHECK_MACHINE["python_version"],
+                   keeps=CHECK_MACHINE["keeps"], lock: Path | None = None, log=print) -> dict:
+    """On a host with PyPI: resolve the check's packages for the check machine (linux x86_64, its Python,
+    its transformers kept) and download every wheel it lacks into ``dest`` with a manifest."""
+    import tempfile
+
+    lock = lock or Path(__file__).resolve().parents[2] / "requirements" / "lock-gpu.txt"
+    reqs = carried_requirements(lock, keeps)
+    kept = {_canon(re.split(r"[<>=!~ ]", k, maxsplit=1)[0]) for k in keeps}
+    abi = "cp" + python_version.replace(".", "")
+    plat = ["--python-version", python_version, "--implementation", "cp", "--abi", abi, "--only-binary=:all:"]
+    for tag in [f"manylinux_2_{m}_x86_64" for m in range(28, 4, -1)] + ["manylinux2014_x86_64", "manylinux1_x86_64"]:
+        plat += ["--platform", tag]
+    with tempfile.TemporaryDirectory(prefix="gpu-check-resolve-") as tmp:
+        report = Path(tmp) / "report.json"
+        subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
+                        "--report", str(report), *plat, *reqs], check=True)
+        resolved = json.loads(report.read_text())["install"]
+    carry = sorted(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in resolved
+                   if _canon(i["metadata"]["name"]) not in kept and not NOT_CARRIED.match(_canon(i["metadata"]["name"])))
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(dest), *plat, *carry],
+                   check=True)
+    manifest = {"python_version": python_version, "machine_keeps": list(keeps), "requirements": reqs,
+                "wheels": carry}
+    (dest / "carried.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    log(f"collected {len(carry)} wheels for CPython {python_version} into {dest}")
+    return manifest
+
+
+def _install_wheels(wheels: Path, out: Path) -> tuple[list[str], Path | None]:
+    """Install carried wheels (no index, no dependencies) into a folder outside the results and put it first
+    on sys.path. Returns the wheels' names and the folder."""
+    import atexit
+    import shutil
+    import tempfile
+
+    wheels, out = Path(wheels).resolve(), Path(out).resolve()
+    if wheels == out or out in wheels.parents:
+        raise HarnessError(f"carried wheels ({wheels}) must not lie inside the results folder ({out})")
+    found = sorted(str(p) for p in wheels.glob("*.whl"))
     if not found:
-        return []
-    site = out / ".site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--target", str(site),
-                    *found], check=True)
+        return [], None
+    site = Path(tempfile.mkdtemp(prefix="gpu-check-site-"))
+    atexit.register(shutil.rmtree, site, True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
+                    "--target", str(site), *found], check=True)
     sys.path.insert(0, str(site))
-    return [Path(p).name for p in found]
+    import importlib
+
+    importlib.invalidate_caches()
+    return [Path(p).name for p in found], site
+
+
+def check_carried(site: Path | None, wheels: list[str]) -> tuple[dict, list[str]]:
+    """Import what the check needs and compare each carried distribution's version with the one Python
+    sees. Returns ``(facts, problems)``; a problem is one line naming the package and its cause."""
+    import importlib
+    from importlib import metadata
+
+    facts, problems = {"site": str(site) if site else None, "imports": {}, "versions": {}}, []
+    for module, needed_by in CARRIED_IMPORTS.items():
+        try:
+            importlib.import_module(module)
+            facts["imports"][module] = "ok"
+        except Exception as exc:  # noqa: BLE001 -- any failure means: not usable here
+            facts["imports"][module] = f"{type(exc).__name__}: {exc}"
+            problems.append(f"import {module} failed ({type(exc).__name__}: {exc}); {needed_by} need(s) it")
+    for wheel in wheels:
+        dist, version = wheel.split("-")[:2]
+        try:
+            seen = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            seen = None
+        facts["versions"][_canon(dist)] = seen
+        if seen != version:
+            problems.append(f"carried {dist} {version} is shadowed: Python sees {seen}")
+    return facts, problems
 
 
 def _device_facts() -> dict:
@@ -296,7 +399,9 @@ def prepare(path: Path, dry_run: bool = False) -> Path:
 
 
 def run_check(out: Path, dry_run: bool = False, lengths_file: Path | None = None, budget_s: float = BUDGET_S,
-              log=print) -> dict:
+              log=print, carried: tuple[Path | None, list[str]] | None = None) -> dict:
+    """The check; ``carried``: ``(site folder, wheel names)`` from ``--wheels``, checked before any run."""
+    from harness.errors import HarnessError
     from harness.measuring import envinfo, store
     from harness.measuring.telemetry import measure_idle_power
     from harness.workloads import lengths
@@ -310,14 +415,21 @@ def run_check(out: Path, dry_run: bool = False, lengths_file: Path | None = None
     if not dry_run and not on_gpu:
         raise SystemExit("gpu-check: no NVIDIA GPU visible through NVML (use --dry-run on a CPU host)")
     study = f"{STUDY}-dry" if dry_run else STUDY
-    env_doc = dict(env, device=_device_facts(), dry_run=dry_run)
-    store.atomic_write_json(out / "environment.json", store.clean_json(env_doc))
+    # idle power first: nothing has initialised CUDA yet (the device facts and the imports below may)
     idle = measure_idle_power(10.0, [0]) if on_gpu else {}
     if idle:
         log(f"idle power: {', '.join(f'GPU {i}: {w:.1f} W' for i, w in idle.items())}")
+    env_doc = dict(env, device=_device_facts(), dry_run=dry_run, idle_power_before_cuda_init=bool(idle))
+    if carried is not None:
+        facts, problems = check_carried(*carried)
+        env_doc["carried_wheels"] = dict(facts, wheels=carried[1], problems=problems)
+        store.atomic_write_json(out / "environment.json", store.clean_json(env_doc))
+        if problems:
+            raise HarnessError("carried wheels incomplete: " + "; ".join(problems))
+    store.atomic_write_json(out / "environment.json", store.clean_json(env_doc))
     configs = llm_configs(LLM_DRY if dry_run else LLM_REAL, study) + \
         image_configs(IMAGE_DRY if dry_run else IMAGE_REAL, study)
-    from harness.errors import HarnessError, ReferenceDataError
+    from harness.errors import ReferenceDataError
 
     for cfg in configs:
         if cfg.is_llm:
@@ -356,7 +468,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/gpu-check", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", nargs="?", help="folder for results and the environment capture")
     parser.add_argument("--dry-run", action="store_true", help="the same path at tiny sizes on the CPU")
-    parser.add_argument("--wheels", help="folder of carried wheels to install (no index, no dependencies)")
+    parser.add_argument("--wheels", help="folder of carried wheels to install (no index, no dependencies) "
+                                         "and check before any run; never inside the output folder")
+    parser.add_argument("--collect-wheels", metavar="DIR",
+                        help="on a host with PyPI: download the wheels the check machine lacks into DIR")
+    parser.add_argument("--python-version", default=CHECK_MACHINE["python_version"],
+                        help="the check machine's Python, for --collect-wheels (default %(default)s)")
+    parser.add_argument("--keep", action="append", metavar="PIN",
+                        help="a package the check machine has and keeps (default: "
+                             f"{', '.join(CHECK_MACHINE['keeps'])}), for --collect-wheels")
     parser.add_argument("--lengths", help="length plans prepared with --prepare (where the reference data is absent)")
     parser.add_argument("--prepare", metavar="FILE", help="only draw the LLM lengths into FILE (needs the reference)")
     parser.add_argument("--budget-s", type=float, default=BUDGET_S, help="skip runs once this many seconds are spent")
@@ -364,14 +484,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.prepare:
         print(f"wrote {prepare(Path(args.prepare), args.dry_run)}")
         return 0
+    if args.collect_wheels:
+        collect_wheels(Path(args.collect_wheels), args.python_version, tuple(args.keep or CHECK_MACHINE["keeps"]))
+        return 0
     if not args.out:
         parser.error("the output folder is required")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    if args.wheels:
-        print(f"installed carried wheels: {', '.join(_install_wheels(Path(args.wheels), out)) or 'none found'}")
     try:
-        summary = run_check(out, args.dry_run, Path(args.lengths) if args.lengths else None, args.budget_s)
+        carried = None
+        if args.wheels:
+            names, site = _install_wheels(Path(args.wheels), out)
+            print(f"installed carried wheels: {', '.join(names) or 'none found'}")
+            carried = (site, names)
+        summary = run_check(out, args.dry_run, Path(args.lengths) if args.lengths else None, args.budget_s,
+                            carried=carried)
     except Exception as exc:  # noqa: BLE001 -- print one line naming the cause
         from harness.errors import HarnessError
 

