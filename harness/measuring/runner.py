@@ -491,10 +491,10 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     if not todo:
         print(f"nothing to measure: all {len(planned)} configurations of {study.name} have results in {results_dir}", file=out)
         return counts
+    preflight.refuse_if_any(study, host, [cfg for cfg, _ in todo])  # before anything starts or is written
     problems = engine_problems(c for c, _ in todo)
     if problems:  # before anything is measured or written
         raise HarnessError("\n".join(problems))
-    preflight.refuse_if_any(study, host, [cfg for cfg, _ in todo])  # before anything starts or is written
     from harness.measuring import envinfo
     from harness.measuring.telemetry import measure_idle_power
 
