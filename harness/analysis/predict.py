@@ -567,6 +567,13 @@ def validation_table(frame: pd.DataFrame, splits: Iterable[str] = SPLITS, covera
                              "median_abs_rel_error": float(g["abs_rel_error"].median()),
                              "p90_abs_rel_error": float(g["abs_rel_error"].quantile(0.9)),
                              "coverage": float(g["covered"].mean())})
+            if split == "batch":  # between measured batches and beyond the ends of a series
+                for stratum, g in errs.groupby("stratum"):
+                    where = "interior" if stratum.endswith("interior") else "edge"
+                    rows.append({"split": split, "family": f"{kind} {where}", "quantity": energy, "points": len(g),
+                                 "median_abs_rel_error": float(g["abs_rel_error"].median()),
+                                 "p90_abs_rel_error": float(g["abs_rel_error"].quantile(0.9)),
+                                 "coverage": float(g["covered"].mean())})
             rows.append({"split": split, "family": f"all {kind}", "quantity": energy, "points": len(errs),
                          "median_abs_rel_error": float(errs["abs_rel_error"].median()),
                          "p90_abs_rel_error": float(errs["abs_rel_error"].quantile(0.9)),
