@@ -242,6 +242,8 @@ METRIC_COLUMNS = (
     "throughput_outputs_per_sec", "steady_duration_s", "steady_output_tokens", "gpu_energy_joules",
     "cpu_energy_joules", "dram_energy_joules", "telemetry_coverage_fraction", "avg_kv_cache_usage_fraction",
     "avg_gpu_utilization_percent", "max_temperature_celsius", "idle_power_watts",
+    # runs with latency targets (harness.measuring.goodput)
+    "num_good_requests", "slo_attainment_fraction", "goodput_requests_per_sec", "energy_per_good_request_joules",
 )
 
 

@@ -236,7 +236,7 @@ class VLLMBackend:
         if unknown:
             raise BadOption(f"unknown vllm option(s) {unknown} (known: {sorted(OPTIONS)})")
         extra = given.get("extra_args") or []
-        if not isinstance(extra, list) or not all(isinstance(a, (str, int, float)) for a in extra):
+        if not isinstance(extra, (list, tuple)) or not all(isinstance(a, (str, int, float)) for a in extra):
             raise BadOption(f"options.extra_args must be a list of strings, got {extra!r}")
         taken = sorted({str(a).split("=", 1)[0] for a in extra} & set(PROTECTED_ARGS))
         if taken:
