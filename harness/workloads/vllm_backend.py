@@ -37,13 +37,18 @@ Options (``options:`` in the config; all optional):
 ``trust_remote_code``      off unless set to true
 ``weights``                a local Hugging Face model folder with real weights, or a Hugging Face model
                            id (from the local HF cache, else downloaded): its config and tokenizer
-                           replace the generated ones; prompts stay synthetic token ids
+                           replace the generated ones
+``prompts``                real prompts instead of synthetic token ids: a .jsonl/.parquet file or
+                           ``hf:<dataset id>`` (:mod:`harness.workloads.prompts`), tokenized with the
+                           served model's tokenizer; ``prompt_field`` names the column; output lengths
+                           stay the drawn ones
 =========================  ==========================================================================
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import re
 import shutil
@@ -72,6 +77,8 @@ OPTIONS = {
     "extra_args": [],
     "trust_remote_code": False,
     "weights": None,
+    "prompts": None,
+    "prompt_field": None,
 }
 CPU_DEFAULT_KV_CACHE_GIB = 1
 STOP_GRACE_S = 10.0
@@ -263,6 +270,11 @@ class VLLMBackend:
         self.prompts = lengths.prompt_token_ids(
             self.plan.prompt_tokens, model.regular_ids, model.bos_token_id, int(cfg.seed or 0)
         )
+        prompt_info = None
+        if opts["prompts"]:  # real prompts, tokenized by the served model's tokenizer
+            self.prompts, prompt_info = _dataset_prompt_ids(cfg, opts, folder)
+            self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts),
+                                            prompt_source=prompt_info["source"])
         longest = max(p + o for p, o in zip(self.plan.prompt_tokens, self.plan.output_tokens))
         max_model_len = int(opts["max_model_len"] or -(-(longest + 1) // 256) * 256)
         limit = int(hf.get("max_position_embeddings", max_model_len))
@@ -343,6 +355,8 @@ class VLLMBackend:
             "max_model_len": max_model_len,
             "lengths": self.plan.as_info(),
         }
+        if prompt_info is not None:
+            self.info["prompts"] = prompt_info
         try:
             from harness.workloads import loadgen
 
@@ -471,6 +485,25 @@ class VLLMBackend:
         if self._tmp is not None:
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def _dataset_prompt_ids(cfg, opts, folder) -> tuple[list[list[int]], dict]:
+    """Token ids of the run's prompts from a dataset (options ``prompts``/``prompt_field``), by ``folder``'s tokenizer."""
+    from transformers import AutoTokenizer
+
+    from harness.workloads import prompts
+
+    try:
+        chosen = prompts.load(str(opts["prompts"]), int(cfg.num_requests), int(cfg.seed or 0),
+                              prompt_field=opts["prompt_field"])
+    except ConfigError as exc:
+        raise WorkloadError(str(exc), cause="bad-config") from None
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    ids = [list(tok(p.text)["input_ids"]) for p in chosen.prompts]
+    cap = opts.get("max_prompt_tokens")
+    if cap:
+        ids = [x[: int(cap)] for x in ids]
+    return ids, chosen.as_info() | {"prompt_tokens_counted_by": f"tokenizer of {folder}"}
 
 
 def _signal_group(pgid: int, sig: int) -> None:
