@@ -316,14 +316,15 @@ def test_completions_and_chat_at_poisson_and_fixed_concurrency(tmp_path, server,
 def test_the_gpus_named_are_measured_and_energy_per_good_request(tmp_path, server, fake_nvml):
     gpus = [FakeGPU([(time.time() - 10, 50.0)]), FakeGPU([(time.time() - 10, 120.0)])]
     fake_nvml(gpus)
-    url = server(faults={"token_s": 0.002})
+    url = server(faults={"token_s": 0.02})  # a window of a few tenths of a second
     config = _study(tmp_path, [_block(url, n=8, max_num_seqs=2, gpus=[1], ttft_target_ms=60000)])
     counts, (record,) = _measure(config, tmp_path / "results")
     assert counts == {"ok": 1}, record.get("message")
     steady = record["windows"]["steady"]
     assert list(steady["gpu_energy_joules"]) == ["1"]  # GPU 1 only
-    # 120 W on GPU 1 (50 W on GPU 0); the window is tens of ms, so allow the counter-vs-clock read skew
-    assert steady["gpu_energy_joules"]["1"] == pytest.approx(120.0 * steady["duration_s"], rel=0.02)
+    # 120 W on GPU 1 (50 W on GPU 0; both would be 170 W); the counter and the window's clock are read a few
+    # ms apart on a loaded host, a few percent of so short a window
+    assert steady["gpu_energy_joules"]["1"] == pytest.approx(120.0 * steady["duration_s"], rel=0.05)
     m = record["metrics"]
     assert m["energy_per_token_joules"] == pytest.approx(m["gpu_energy_joules"] / m["steady_output_tokens"])
     assert m["slo_attainment_fraction"] == 1.0
