@@ -36,7 +36,8 @@ def vllm_server(tmp_path_factory):
         tensor_parallel=1, expert_parallel=1, precision="float32", max_num_seqs=4, max_num_batched_tokens=8192,
         batch_size=None, inference_steps=None, height=None, width=None, num_frames=None, num_requests=4,
         num_iterations=None, seed=0, length_source=None, max_output_tokens=16,
-        options={"max_model_len": 512, "extra_args": ["--chat-template", str(template)]}))
+        options={"max_model_len": 512, "startup_timeout_s": 1500,  # a loaded 2-core host starts slowly
+                 "extra_args": ["--chat-template", str(template)]}))
     backend = VLLMBackend()
     try:
         backend.start(cfg, folder / "run")

@@ -250,6 +250,8 @@ METRIC_COLUMNS = (
     "energy_per_token_trimmed_joules", "output_throughput_whole_run_tokens_per_sec",
     "output_throughput_trimmed_tokens_per_sec", "error_counter_update_fraction", "error_telemetry_coverage_fraction",
     "error_instant_vs_averaged_power_fraction", "error_steady_vs_whole_run_fraction", "error_bootstrap_fraction",
+    # runs with latency targets (harness.measuring.goodput)
+    "num_good_requests", "slo_attainment_fraction", "goodput_requests_per_sec", "energy_per_good_request_joules",
 )
 # Repeat k >= 2 of a configuration is stored as <run-id>-r<k> (harness.config).
 _REPEAT_RE = re.compile(r"^(?P<base>.+)-r(?P<k>[0-9]+)$")

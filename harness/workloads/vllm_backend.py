@@ -40,13 +40,18 @@ Options (``options:`` in the config; all optional):
 ``trust_remote_code``      off unless set to true
 ``weights``                a local Hugging Face model folder with real weights, or a Hugging Face model
                            id (from the local HF cache, else downloaded): its config and tokenizer
-                           replace the generated ones; prompts stay synthetic token ids
+                           replace the generated ones
+``prompts``                real prompts instead of synthetic token ids: a .jsonl/.parquet file or
+                           ``hf:<dataset id>`` (:mod:`harness.workloads.prompts`), tokenized with the
+                           served model's tokenizer; ``prompt_field`` names the column; output lengths
+                           stay the drawn ones
 =========================  ==========================================================================
 """
 
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import re
 import shutil
@@ -76,6 +81,8 @@ OPTIONS = {
     "extra_args": [],
     "trust_remote_code": False,
     "weights": None,
+    "prompts": None,
+    "prompt_field": None,
 }
 OPTION_SPECS = {
     "enforce_eager": Opt("bool"),
@@ -323,7 +330,7 @@ class VLLMBackend:
         if bad:
             raise BadOption("; ".join(f"options.{name}: {why}" for name, why in bad))
         extra = given.get("extra_args") or []
-        if not isinstance(extra, list) or not all(isinstance(a, (str, int, float)) for a in extra):
+        if not isinstance(extra, (list, tuple)) or not all(isinstance(a, (str, int, float)) for a in extra):
             raise BadOption(f"options.extra_args must be a list of strings, got {extra!r}")
         taken = sorted({str(a).split("=", 1)[0] for a in extra} & set(PROTECTED_ARGS))
         if taken:
@@ -349,6 +356,11 @@ class VLLMBackend:
         self.prompts = lengths.prompt_token_ids(
             self.plan.prompt_tokens, model.regular_ids, model.bos_token_id, int(cfg.seed or 0)
         )
+        prompt_info = None
+        if opts["prompts"]:  # real prompts, tokenized by the served model's tokenizer
+            self.prompts, prompt_info = _dataset_prompt_ids(cfg, opts, folder)
+            self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts),
+                                            prompt_source=prompt_info["source"])
         longest = max(p + o for p, o in zip(self.plan.prompt_tokens, self.plan.output_tokens))
         max_model_len = int(opts["max_model_len"] or -(-(longest + 1) // 256) * 256)
         limit = int(hf.get("max_position_embeddings", max_model_len))
@@ -445,6 +457,8 @@ class VLLMBackend:
             "lengths": self.plan.as_info(),
             "modelinfo_cache_entries": modelinfos,
         }
+        if prompt_info is not None:
+            self.info["prompts"] = prompt_info
         try:
             from harness.workloads import loadgen
 
@@ -578,6 +592,25 @@ class VLLMBackend:
             _copy_json(self._tmp / "cache" / "modelinfos", modelinfo_cache())
             shutil.rmtree(self._tmp, ignore_errors=True)
             self._tmp = None
+
+
+def _dataset_prompt_ids(cfg, opts, folder) -> tuple[list[list[int]], dict]:
+    """Token ids of the run's prompts from a dataset (options ``prompts``/``prompt_field``), by ``folder``'s tokenizer."""
+    from transformers import AutoTokenizer
+
+    from harness.workloads import prompts
+
+    try:
+        chosen = prompts.load(str(opts["prompts"]), int(cfg.num_requests), int(cfg.seed or 0),
+                              prompt_field=opts["prompt_field"])
+    except ConfigError as exc:
+        raise WorkloadError(str(exc), cause="bad-config") from None
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    ids = [list(tok(p.text)["input_ids"]) for p in chosen.prompts]
+    cap = opts.get("max_prompt_tokens")
+    if cap:
+        ids = [x[: int(cap)] for x in ids]
+    return ids, chosen.as_info() | {"prompt_tokens_counted_by": f"tokenizer of {folder}"}
 
 
 def _signal_group(pgid: int, sig: int) -> None:
