@@ -137,23 +137,23 @@ def _slices(start: float, end: float, timeline, step_s: float):
     return np.concatenate([[start], inner, [end]])
 
 
-def _share(quantity, counts):
-    """Per-request shares of each slice's ``quantity`` by tokens; slices without tokens pass theirs on."""
+def _share(quantity, token_slice, token_request, num_requests: int):
+    """Per-request shares of each slice's ``quantity``, split evenly over the tokens that arrived in the slice
+    (``token_slice[k]`` / ``token_request[k]``: slice and request of token k). A slice without tokens passes its
+    quantity on to the next slice that has some (the last ones back to the last such slice)."""
     import numpy as np
 
-    per_slice = counts.sum(axis=0)
-    carried = np.zeros_like(quantity)
-    pending = 0.0
-    last = None
+    per_slice = np.bincount(token_slice, minlength=len(quantity)).astype(float)
+    carried = np.zeros(len(quantity))
+    pending, last = 0.0, None
     for j, q in enumerate(quantity):
         pending += q
         if per_slice[j] > 0:
             carried[j], pending, last = pending, 0.0, j
     if pending and last is not None:
         carried[last] += pending
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(per_slice > 0, counts / np.where(per_slice > 0, per_slice, 1), 0.0)
-    return (frac * carried).sum(axis=1)
+    per_token = carried[token_slice] / per_slice[token_slice]
+    return np.bincount(token_request, weights=per_token, minlength=num_requests)
 
 
 def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: float = 0.1) -> dict:
@@ -169,18 +169,25 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
         out["note"] = "no measured window"
         return out
     edges = _slices(start, end, timeline, step_s)
-    counts = np.zeros((len(requests), len(edges) - 1))
+    times, owner = [], []
     for i, r in enumerate(requests):
         ts = np.asarray(token_times(r), float)
         ts = ts[(ts > start) & (ts <= end)]
-        if len(ts):
-            counts[i] = np.histogram(ts, bins=edges)[0]
-    tokens = counts.sum(axis=1)
+        times.append(ts)
+        owner.append(np.full(len(ts), i))
+    times, owner = np.concatenate(times or [np.array([])]), np.concatenate(owner or [np.array([], int)]).astype(int)
+    # slice j is (edges[j], edges[j + 1]]: tokens are counted in a window as start < t <= end
+    token_slice = np.clip(np.searchsorted(edges, times, side="left") - 1, 0, len(edges) - 2)
+    tokens = np.bincount(owner, minlength=len(requests)).astype(float)
     out["units"] = int((tokens > 0).sum())
     if tokens.sum() <= 0:
         out["note"] = "no output tokens in the window"
         return out
-    seconds = _share(np.diff(edges), counts)
+
+    def share(quantity):
+        return _share(quantity, token_slice, owner, len(requests))
+
+    seconds = share(np.diff(edges))
     ci = bootstrap_ratio(seconds, tokens)
     if ci is not None:
         out["output_throughput_tokens_per_sec"] = [1.0 / ci[1], 1.0 / ci[0]]
@@ -194,7 +201,7 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
     else:
         slice_energy = np.diff(edges) * window_energy_joules / (end - start)
         out["energy_attribution"] = "window energy spread evenly over time (no counter samples in the timeline)"
-    joules = _share(slice_energy, counts)
+    joules = share(slice_energy)
     if joules.sum() > 0:
         joules = joules * (window_energy_joules / joules.sum())  # the shares add up to the window's reading
     out["energy_per_token_joules"] = list(bootstrap_ratio(joules, tokens) or []) or None
