@@ -12,7 +12,9 @@ among the requests by the tokens each received in that slice, so request *i* car
 shares are scaled to the window's own energy). Resampling requests with replacement
 (:data:`BOOTSTRAP_RESAMPLES` times, a fixed seed) gives the percentile interval at
 :data:`CONFIDENCE`. The same with slice durations instead of energy gives an interval on time per
-token, hence on output throughput -- which exists on a CPU host too. Without counter samples but
+token, hence on output throughput -- which exists on a CPU host too (time is known at any resolution, so
+its slices are at least :data:`TIME_SLICES` per window; a window of fewer than :data:`MIN_ENERGY_SLICES`
+sampler ticks gets a note that its energy interval is too narrow). Without counter samples but
 with a window energy, energy is spread over the window in proportion to time (constant power),
 and the source says so. **Diffusion** runs resample their timed iterations' energy per output.
 
@@ -48,6 +50,8 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 TRIM_FRACTION = 0.10
 MIN_RESAMPLE_UNITS = 2
+TIME_SLICES = 200
+MIN_ENERGY_SLICES = 10  # fewer counter slices than this in a window: the energy interval is too narrow
 
 
 # --- the energy timeline ----------------------------------------------------------------------------
@@ -184,10 +188,14 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
         out["note"] = "no output tokens in the window"
         return out
 
-    def share(quantity):
-        return _share(quantity, token_slice, owner, len(requests))
+    def share(quantity, cuts=edges):
+        where = token_slice if cuts is edges else np.clip(np.searchsorted(cuts, times, side="left") - 1, 0, len(cuts) - 2)
+        return _share(quantity, where, owner, len(requests))
 
-    seconds = share(np.diff(edges))
+    # time is known at any resolution: at least TIME_SLICES slices, so a short window still resolves requests
+    fine = edges if len(edges) - 1 >= TIME_SLICES else np.linspace(start, end, TIME_SLICES + 1)
+    seconds = share(np.diff(fine), fine)
+    out["energy_slices"] = len(edges) - 1
     ci = bootstrap_ratio(seconds, tokens)
     if ci is not None:
         out["output_throughput_tokens_per_sec"] = [1.0 / ci[1], 1.0 / ci[0]]
@@ -207,6 +215,9 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
     out["energy_per_token_joules"] = list(bootstrap_ratio(joules, tokens) or []) or None
     if out["energy_per_token_joules"] is None:
         out["note"] = f"fewer than {MIN_RESAMPLE_UNITS} requests with tokens in the window"
+    elif len(edges) - 1 < MIN_ENERGY_SLICES:
+        out["note"] = (f"the window spans only {len(edges) - 1} sampler tick(s): requests in one tick share its "
+                       f"energy alike, so the energy interval is too narrow")
     return out
 
 
