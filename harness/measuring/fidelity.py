@@ -11,10 +11,9 @@ among the requests by the tokens each received in that slice, so request *i* car
 ``E_i`` and tokens ``T_i`` and ``sum(E_i) / sum(T_i)`` is the run's energy per token exactly (the
 shares are scaled to the window's own energy). Resampling requests with replacement
 (:data:`BOOTSTRAP_RESAMPLES` times, a fixed seed) gives the percentile interval at
-:data:`CONFIDENCE`. The same with slice durations instead of energy gives an interval on time per
-token, hence on output throughput -- which exists on a CPU host too (time is known at any resolution, so
-its slices are at least :data:`TIME_SLICES` per window; a window of fewer than :data:`MIN_ENERGY_SLICES`
-sampler ticks gets a note that its energy interval is too narrow). Without counter samples but
+:data:`CONFIDENCE`. The same with time instead of energy gives an interval on time per token, hence on output throughput -- which exists on a CPU host too; time slices span
+:data:`TIME_SLICE_GAPS` median inter-token gaps, so a token carries the time of its decode step. A window
+of fewer than :data:`MIN_ENERGY_SLICES` sampler ticks gets a note that its energy interval is too narrow. Without counter samples but
 with a window energy, energy is spread over the window in proportion to time (constant power),
 and the source says so. **Diffusion** runs resample their timed iterations' energy per output.
 
@@ -50,7 +49,8 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 TRIM_FRACTION = 0.10
 MIN_RESAMPLE_UNITS = 2
-TIME_SLICES = 200
+MAX_TIME_SLICES = 10_000
+TIME_SLICE_GAPS = 4  # time slices span this many median inter-token gaps
 MIN_ENERGY_SLICES = 10  # fewer counter slices than this in a window: the energy interval is too narrow
 
 
@@ -188,13 +188,17 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
         out["note"] = "no output tokens in the window"
         return out
 
-    def share(quantity, cuts=edges):
-        where = token_slice if cuts is edges else np.clip(np.searchsorted(cuts, times, side="left") - 1, 0, len(cuts) - 2)
-        return _share(quantity, where, owner, len(requests))
+    def share(quantity):
+        return _share(quantity, token_slice, owner, len(requests))
 
-    # time is known at any resolution: at least TIME_SLICES slices, so a short window still resolves requests
-    fine = edges if len(edges) - 1 >= TIME_SLICES else np.linspace(start, end, TIME_SLICES + 1)
-    seconds = share(np.diff(fine), fine)
+    # time: slices of a few inter-token gaps (finer than the sampler where the window is short), so a token
+    # carries the time of the decode step it came from and not an idle gap next to it
+    gaps = np.concatenate([np.diff(np.asarray(token_times(r), float)) for r in requests] or [np.array([])])
+    gaps = gaps[gaps > 0]
+    width = max((end - start) / MAX_TIME_SLICES, TIME_SLICE_GAPS * float(np.median(gaps)) if len(gaps) else 0.0)
+    fine = np.linspace(start, end, max(1, int((end - start) / width)) + 1) if width > 0 else edges
+    where = np.clip(np.searchsorted(fine, times, side="left") - 1, 0, len(fine) - 2)
+    seconds = _share(np.diff(fine), where, owner, len(requests))
     out["energy_slices"] = len(edges) - 1
     ci = bootstrap_ratio(seconds, tokens)
     if ci is not None:
