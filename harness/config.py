@@ -166,6 +166,8 @@ class Configuration:
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["options"] = _plain(self.options)
+        if self.repeat == 1:  # repeat 1 is stored exactly as before repeats existed
+            del out["repeat"]
         return out
 
     @property

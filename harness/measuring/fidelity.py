@@ -11,8 +11,9 @@ among the requests by the tokens each received in that slice, so request *i* car
 ``E_i`` and tokens ``T_i`` and ``sum(E_i) / sum(T_i)`` is the run's energy per token exactly (the
 shares are scaled to the window's own energy). Resampling requests with replacement
 (:data:`BOOTSTRAP_RESAMPLES` times, a fixed seed) gives the percentile interval at
-:data:`CONFIDENCE`. The same with slice durations instead of energy gives an interval on time per
-token, hence on output throughput -- which exists on a CPU host too. Without counter samples but
+:data:`CONFIDENCE`. The same with time instead of energy gives an interval on time per token, hence on output throughput -- which exists on a CPU host too; time slices span
+:data:`TIME_SLICE_GAPS` median inter-token gaps, so a token carries the time of its decode step. A window
+of fewer than :data:`MIN_ENERGY_SLICES` sampler ticks gets a note that its energy interval is too narrow. Without counter samples but
 with a window energy, energy is spread over the window in proportion to time (constant power),
 and the source says so. **Diffusion** runs resample their timed iterations' energy per output.
 
@@ -48,6 +49,9 @@ BOOTSTRAP_RESAMPLES = 1000
 BOOTSTRAP_SEED = 0
 TRIM_FRACTION = 0.10
 MIN_RESAMPLE_UNITS = 2
+MAX_TIME_SLICES = 10_000
+TIME_SLICE_GAPS = 4  # time slices span this many median inter-token gaps
+MIN_ENERGY_SLICES = 10  # fewer counter slices than this in a window: the energy interval is too narrow
 
 
 # --- the energy timeline ----------------------------------------------------------------------------
@@ -137,23 +141,23 @@ def _slices(start: float, end: float, timeline, step_s: float):
     return np.concatenate([[start], inner, [end]])
 
 
-def _share(quantity, counts):
-    """Per-request shares of each slice's ``quantity`` by tokens; slices without tokens pass theirs on."""
+def _share(quantity, token_slice, token_request, num_requests: int):
+    """Per-request shares of each slice's ``quantity``, split evenly over the tokens that arrived in the slice
+    (``token_slice[k]`` / ``token_request[k]``: slice and request of token k). A slice without tokens passes its
+    quantity on to the next slice that has some (the last ones back to the last such slice)."""
     import numpy as np
 
-    per_slice = counts.sum(axis=0)
-    carried = np.zeros_like(quantity)
-    pending = 0.0
-    last = None
+    per_slice = np.bincount(token_slice, minlength=len(quantity)).astype(float)
+    carried = np.zeros(len(quantity))
+    pending, last = 0.0, None
     for j, q in enumerate(quantity):
         pending += q
         if per_slice[j] > 0:
             carried[j], pending, last = pending, 0.0, j
     if pending and last is not None:
         carried[last] += pending
-    with np.errstate(invalid="ignore", divide="ignore"):
-        frac = np.where(per_slice > 0, counts / np.where(per_slice > 0, per_slice, 1), 0.0)
-    return (frac * carried).sum(axis=1)
+    per_token = carried[token_slice] / per_slice[token_slice]
+    return np.bincount(token_request, weights=per_token, minlength=num_requests)
 
 
 def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: float = 0.1) -> dict:
@@ -169,18 +173,33 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
         out["note"] = "no measured window"
         return out
     edges = _slices(start, end, timeline, step_s)
-    counts = np.zeros((len(requests), len(edges) - 1))
+    times, owner = [], []
     for i, r in enumerate(requests):
         ts = np.asarray(token_times(r), float)
         ts = ts[(ts > start) & (ts <= end)]
-        if len(ts):
-            counts[i] = np.histogram(ts, bins=edges)[0]
-    tokens = counts.sum(axis=1)
+        times.append(ts)
+        owner.append(np.full(len(ts), i))
+    times, owner = np.concatenate(times or [np.array([])]), np.concatenate(owner or [np.array([], int)]).astype(int)
+    # slice j is (edges[j], edges[j + 1]]: tokens are counted in a window as start < t <= end
+    token_slice = np.clip(np.searchsorted(edges, times, side="left") - 1, 0, len(edges) - 2)
+    tokens = np.bincount(owner, minlength=len(requests)).astype(float)
     out["units"] = int((tokens > 0).sum())
     if tokens.sum() <= 0:
         out["note"] = "no output tokens in the window"
         return out
-    seconds = _share(np.diff(edges), counts)
+
+    def share(quantity):
+        return _share(quantity, token_slice, owner, len(requests))
+
+    # time: slices of a few inter-token gaps (finer than the sampler where the window is short), so a token
+    # carries the time of the decode step it came from and not an idle gap next to it
+    gaps = np.concatenate([np.diff(np.asarray(token_times(r), float)) for r in requests] or [np.array([])])
+    gaps = gaps[gaps > 0]
+    width = max((end - start) / MAX_TIME_SLICES, TIME_SLICE_GAPS * float(np.median(gaps)) if len(gaps) else 0.0)
+    fine = np.linspace(start, end, max(1, int((end - start) / width)) + 1) if width > 0 else edges
+    where = np.clip(np.searchsorted(fine, times, side="left") - 1, 0, len(fine) - 2)
+    seconds = _share(np.diff(fine), where, owner, len(requests))
+    out["energy_slices"] = len(edges) - 1
     ci = bootstrap_ratio(seconds, tokens)
     if ci is not None:
         out["output_throughput_tokens_per_sec"] = [1.0 / ci[1], 1.0 / ci[0]]
@@ -194,12 +213,15 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
     else:
         slice_energy = np.diff(edges) * window_energy_joules / (end - start)
         out["energy_attribution"] = "window energy spread evenly over time (no counter samples in the timeline)"
-    joules = _share(slice_energy, counts)
+    joules = share(slice_energy)
     if joules.sum() > 0:
         joules = joules * (window_energy_joules / joules.sum())  # the shares add up to the window's reading
     out["energy_per_token_joules"] = list(bootstrap_ratio(joules, tokens) or []) or None
     if out["energy_per_token_joules"] is None:
         out["note"] = f"fewer than {MIN_RESAMPLE_UNITS} requests with tokens in the window"
+    elif len(edges) - 1 < MIN_ENERGY_SLICES:
+        out["note"] = (f"the window spans only {len(edges) - 1} sampler tick(s): requests in one tick share its "
+                       f"energy alike, so the energy interval is too narrow")
     return out
 
 

@@ -350,7 +350,8 @@ def _cmd_list(args) -> int:
     if frame.empty:
         print(f"no runs under {args.results}" + (f"/{args.study}" if args.study else ""))
         return 0
-    header = f"{'study':16s} {'run id':15s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} " \
+    width = max([12, *(len(str(r)) for r in frame["run_id"])])  # repeats (<id>-r<k>) are longer
+    header = f"{'study':16s} {'run id':{width}s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} " \
              f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note"
     print(header)
     for r in frame.itertuples():
@@ -365,7 +366,7 @@ def _cmd_list(args) -> int:
         else:
             note = r.cause or ""
         batch = r.batch_size if r.batch_size == r.batch_size and r.batch_size is not None else None
-        print(f"{str(r.study)[:16]:16s} {str(r.run_id):15s} {r.status:10s} {stable:6s} {str(r.model_id)[:14]:14s} "
+        print(f"{str(r.study)[:16]:16s} {str(r.run_id):{width}s} {r.status:10s} {stable:6s} {str(r.model_id)[:14]:14s} "
               f"{_fmt(batch, 'g'):>5s} {_fmt(r.energy_per_output_joules):>9s} {_fmt(r.energy_per_token_joules):>9s} "
               f"{_fmt(r.output_throughput_tokens_per_sec if r.output_unit == 'response' else r.throughput_outputs_per_sec):>8s}  {note}")
     counts = frame["status"].value_counts()
