@@ -34,6 +34,7 @@ def test_intensity_decode_grows_with_batch_diffusion_starts_high():
     assert mech.decode_intensity(16) < ridge < mech.decode_intensity(1024)
     tokens = mech.diffusion_tokens_per_image(1024, 1024)
     assert tokens == 4096 and mech.diffusion_intensity(tokens) > 10 * ridge
+    assert mech.diffusion_tokens_per_video(480, 832, 81) == 21 * 30 * 52  # Wan 2.1: 81 frames -> 21 latent frames
 
 
 def test_itl_growth_per_series():

@@ -83,6 +83,12 @@ def diffusion_tokens_per_image(height_pixels: float, width_pixels: float, vae_fa
     return (height_pixels / vae_factor / patch) * (width_pixels / vae_factor / patch)
 
 
+def diffusion_tokens_per_video(height_pixels: float, width_pixels: float, frames: float, temporal: int = 4) -> float:
+    """Latent tokens per video per step: the autoencoder also keeps one frame in ``temporal`` (plus the first),
+    as in Wan 2.1, HunyuanVideo and CogVideoX."""
+    return ((frames - 1) // temporal + 1) * diffusion_tokens_per_image(height_pixels, width_pixels)
+
+
 def diffusion_intensity(tokens_per_output: float, batch: float = 1, weight_bytes_per_param: float = 2.0) -> float:
     """FLOPs per weight byte of one denoising step: every latent token meets every weight (2 FLOPs each)."""
     return 2.0 * tokens_per_output * batch / weight_bytes_per_param
