@@ -195,3 +195,32 @@ def test_on_ready_runs_once_before_any_request_is_submitted():
         spec = loadgen.LoadSpec(url, "m", [[0]] * 3, [2, 2, 2])
         records, _ = loadgen.run_load(spec, SteadyTracker(1, 3), on_ready=lambda: seen.append(loadgen.time.time()))
     assert len(seen) == 1 and all(seen[0] <= r.submit_time_s for r in records)
+
+
+def test_vllm_model_inspection_results_are_carried_between_servers(tmp_path, vllm_env, monkeypatch):
+    """Each server gets a fresh cache root, seeded with the inspection results earlier servers left."""
+    import fake_vllm
+    from harness.config import configuration_from_dict
+    from harness.workloads import vllm_backend
+
+    cache = vllm_backend.modelinfo_cache()
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "vllm-model_executor-models-llama-LlamaForCausalLM.json").write_text('{"hash": "a"}')
+    fake_vllm.use(monkeypatch, tmp_path)
+    cfg = configuration_from_dict(dict(
+        study="s", task="lm-arena-chat", family="llm-chat", backend="vllm", model="tiny-llama", num_gpus=1,
+        tensor_parallel=1, expert_parallel=1, precision="bfloat16", max_num_seqs=2, max_num_batched_tokens=8192,
+        batch_size=None, inference_steps=None, height=None, width=None, num_frames=None, num_requests=4,
+        num_iterations=None, seed=0, length_source=None, max_output_tokens=8, options={}))
+    backend = vllm_backend.VLLMBackend()
+    try:
+        backend.start(cfg, tmp_path / "run")
+        seeded = backend._tmp / "cache" / "modelinfos"
+        assert backend.info["modelinfo_cache_entries"] >= 1
+        assert (seeded / "vllm-model_executor-models-llama-LlamaForCausalLM.json").read_text() == '{"hash": "a"}'
+        (seeded / "vllm-model_executor-models-qwen3-Qwen3ForCausalLM.json").write_text('{"hash": "b"}')  # vLLM's
+        (seeded.parent / "torch_compile_cache").mkdir()  # anything else in the root stays with the server
+    finally:
+        backend.stop()
+    assert (cache / "vllm-model_executor-models-qwen3-Qwen3ForCausalLM.json").read_text() == '{"hash": "b"}'
+    assert not (cache / "torch_compile_cache").exists() and all(p.suffix == ".json" for p in cache.iterdir())
