@@ -168,14 +168,14 @@ class Configuration:
         out["options"] = _plain(self.options)
         if self.repeat == 1:  # repeat 1 is stored exactly as before repeats existed
             del out["repeat"]
+        if self.engine is None:  # the host's default engine: stored (and hashed) as before the knob existed
+            del out["engine"]
         return out
 
     @property
     def base_run_id(self) -> str:
         """The configuration hash, shared by all repeats of one configuration."""
         drop = {"study", "repeat"} | (set() if self.stop == "adaptive" else set(STOP_KEYS))
-        if self.engine is None:  # the host's default engine: ids stay those of studies written before the knob
-            drop.add("engine")
         payload = {k: v for k, v in self.as_dict().items() if k not in drop}
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:12]
