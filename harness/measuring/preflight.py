@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from harness.errors import ConfigError
 
@@ -50,7 +50,6 @@ class Host:
     gpu_names: tuple = ()
     why_none: str | None = None  # why no GPU is visible (NVML's or CUDA_VISIBLE_DEVICES' reason)
     visible: str = "CUDA_VISIBLE_DEVICES unset"
-    notes: tuple = field(default=())
 
     def describe(self) -> str:
         if not self.gpu_count:

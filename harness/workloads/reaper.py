@@ -6,7 +6,7 @@ dies with this process, whatever kills it), and then watches its own parent: whe
 -- whatever killed it, SIGKILL and the OOM killer included -- or a SIGTERM/SIGINT arrives, it sends
 SIGTERM to every other member of the group (the server and the engine processes it forked), SIGKILL
 after ``--grace`` seconds, and exits. When the server exits by itself, the rest of the group is
-stopped the same way and the reaper exits with the server's status (a signal as that signal), so the
+stopped the same way (with a one-second grace) and the reaper exits with the server's status (a signal as that signal), so the
 harness sees the server's own exit.
 """
 
@@ -21,6 +21,7 @@ import time
 
 PR_SET_PDEATHSIG = 1
 POLL_S = 0.2
+SELF_EXIT_GRACE_S = 1.0
 
 
 def _die_with_parent(sig: int = signal.SIGKILL) -> None:
@@ -102,7 +103,9 @@ def main(argv: list[str]) -> int:
             code = child.wait()
             break
         time.sleep(POLL_S)
-    stop_group(grace, child)  # engine processes the server left behind
+    # engine processes the server left behind: the server is gone, so they get a short grace only (the harness
+    # reads this process's exit as the server's death and must see it within seconds)
+    stop_group(min(grace, SELF_EXIT_GRACE_S), child)
     if code < 0:
         if -code != signal.SIGKILL:
             signal.signal(-code, signal.SIG_DFL)
