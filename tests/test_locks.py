@@ -129,6 +129,19 @@ def pypi():
         pytest.skip(reason)
 
 
+@pytest.fixture(scope="module")
+def checked(pypi, tmp_path_factory):
+    """``check(lock)`` -> ``_check`` of that lock, resolved once per test module."""
+    done = {}
+
+    def check(lock: str):
+        if lock not in done:
+            done[lock] = _check(lock, tmp_path_factory.mktemp("check"))
+        return done[lock]
+
+    return check
+
+
 def _check(lock: str, tmp_path: Path, target: str = "gpu") -> tuple[subprocess.CompletedProcess, dict | None]:
     report = tmp_path / "report.json"
     run = subprocess.run([sys.executable, str(ROOT / "scripts" / "locks.py"), "check", lock, "--target", target,
@@ -158,17 +171,17 @@ def unmet_requirements(report: dict) -> list[str]:
 
 @pytest.mark.network
 @pytest.mark.parametrize("lock", ["requirements/lock-gpu.txt", "requirements/engines/vllm-0.11.1.lock"])
-def test_each_lock_a_gpu_host_installs_resolves_for_its_platform(lock, tmp_path, pypi):
+def test_each_lock_a_gpu_host_installs_resolves_for_its_platform(lock, tmp_path, checked):
     assert lock in {lock_of(args) for _, args in installs(dry_setup(tmp_path, 1))}
-    run, report = _check(lock, tmp_path)
+    run, report = checked(lock)
     assert run.returncode == 0, run.stderr
     assert unmet_requirements(report) == []
     assert len(locks.cuda_stacks(locks.pins(report).items())) == 1  # one CUDA stack, and the lock has one
 
 
 @pytest.mark.network
-def test_the_gpu_harness_gets_diffusers_transformers_and_zeus_together(tmp_path, pypi):
-    run, report = _check("requirements/lock-gpu.txt", tmp_path)
+def test_the_gpu_harness_gets_diffusers_transformers_and_zeus_together(checked):
+    run, report = checked("requirements/lock-gpu.txt")
     assert run.returncode == 0, run.stderr
     have = locks.pins(report)
     assert {"diffusers", "transformers", "zeus", "torch", "huggingface-hub", "requests", "scikit-learn",
