@@ -93,7 +93,7 @@ class _Session:
     def __init__(self, pieces):
         self.pieces = pieces
 
-    def post(self, url, json):
+    def post(self, url, json, headers=None):
         return _Response(self.pieces)
 
 

@@ -261,4 +261,5 @@ def test_every_shipped_config_maps_into_its_results_folder(tmp_path):
         study = load_study(path)
         for cfg in study.configurations:
             run_dir = store.run_path(results, study.name, cfg.run_id).resolve()
-            assert run_dir.parent.parent == results and len(cfg.run_id) == 12, (path, cfg.run_id)
+            assert run_dir.parent.parent == results and len(cfg.base_run_id) == 12, (path, cfg.run_id)
+            assert cfg.run_id == cfg.base_run_id or cfg.run_id == f"{cfg.base_run_id}-r{cfg.repeat}", cfg.run_id

@@ -145,6 +145,8 @@ def check(cfg, host: Host) -> list[str]:
     from harness.workloads import archs
 
     problems: list[str] = []
+    if cfg.backend == "openai":  # drives a server that is already running: nothing is loaded or started here
+        return problems
     num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
     try:
         arch = archs.get(cfg.model) if cfg.backend != "trivial" else None

@@ -58,6 +58,7 @@ from urllib.parse import urlsplit
 
 from harness.errors import ConfigError, HarnessError
 from harness.workloads.base import WorkloadError, WorkloadResult
+from harness.workloads.options import Opt
 
 OPTIONS = {
     "base_url": None,
@@ -85,6 +86,30 @@ OPTIONS = {
 }
 APIS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 OUTPUT_MODES = ("forced", "reference", "natural")
+OPTION_SPECS = {
+    "base_url": Opt("string"),
+    "api": Opt("choice", choices=tuple(APIS)),
+    "api_key_env": Opt("string"),
+    "allow_remote": Opt("bool"),
+    "gpus": Opt("devices"),
+    "prompts": Opt("string"),
+    "prompt_field": Opt("string"),
+    "output_field": Opt("string"),
+    "split": Opt("string"),
+    "tokenizer": Opt("string"),
+    "output_lengths": Opt("choice", choices=OUTPUT_MODES),
+    "output_length_scale": Opt("number", above=0),
+    "arrival": Opt("choice", choices=("all-at-once", "poisson", "concurrency")),  # harness.workloads.arrivals.PATTERNS
+    "rate_per_s": Opt("number", above=0),
+    "burstiness": Opt("number", above=0),
+    "warmup_fraction": Opt("number", minimum=0, maximum=0.99),
+    "concurrency": Opt("int", minimum=1),
+    "ttft_target_ms": Opt("number", above=0),
+    "itl_target_ms": Opt("number", above=0),
+    "temperature": Opt("number", minimum=0),
+    "read_timeout_s": Opt("number", above=0),
+    "connect_timeout_s": Opt("number", above=0),
+}
 NATURAL_MAX_TOKENS = 1024
 ARRIVAL_KEYS = ("arrival", "rate_per_s", "burstiness", "warmup_fraction", "concurrency")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-KINDS = ("bool", "int", "number", "string", "choice", "strings")
+KINDS = ("bool", "int", "number", "string", "choice", "strings", "devices")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class Opt:
             return "a non-empty string"
         if self.kind == "strings":
             return "a list of strings"
+        if self.kind == "devices":
+            return "all or a list of GPU indices (integers >= 0)"
         noun = "an integer" if self.kind == "int" else "a number"
         bounds = []
         if self.above is not None:
@@ -63,8 +65,12 @@ def problem(spec: Opt, value) -> str | None:
     if spec.kind == "choice":
         return None if value in spec.choices and not isinstance(value, bool) else wrong
     if spec.kind == "strings":
-        ok = isinstance(value, list) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
+        ok = isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
                                              for v in value)
+        return None if ok else wrong
+    if spec.kind == "devices":
+        ok = value == "all" or (isinstance(value, (list, tuple)) and len(value) > 0 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
         return None if ok else wrong
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return wrong

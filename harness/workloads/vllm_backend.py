@@ -97,6 +97,8 @@ OPTION_SPECS = {
     "extra_args": Opt("strings"),
     "trust_remote_code": Opt("bool"),
     "weights": Opt("string"),
+    "prompts": Opt("string"),
+    "prompt_field": Opt("string"),
 }
 CPU_DEFAULT_KV_CACHE_GIB = 1
 STOP_GRACE_S = 10.0
