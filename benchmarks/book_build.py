@@ -15,7 +15,11 @@ runs) is timed there, in a fresh process each time, on the reference data:
 
 Caches outside the copy stay as they are (the charts' Vega bundle in the user cache, Python's
 bytecode), as on a developer's machine with the venv present. Other processes share the CPUs;
-the load average is recorded before and after each build.
+the load average is recorded before and after each build. Each build also records its CPU time
+(user + system of the whole process tree: the builder, its kernels, jupyter-book) and each notebook's
+kernel CPU (from the builder's log), and estimates the wall time on an idle host of ``cpus`` cores:
+the notebooks' kernel CPU spread over the cores, plus the rest (the builder's own work, Sphinx) taken
+as serial -- an estimate, printed as one, beside the measured wall time.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import argparse
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 import sys
@@ -53,13 +58,22 @@ def copy_sources(dst: Path) -> None:
 def build(root: Path) -> dict:
     load = _common.loadavg()
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    cpus = _common.host_facts([])["cpus"] or 1
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "harness.report.book", "build", "--root", str(root)], cwd=root, env=env,
                           capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the build and every process it waited for
+    cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out = proc.stdout + proc.stderr
     executed = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\s+(\S+): executed in ([\d.]+) s", out, re.M)}
-    return {"wall_s": seconds, "returncode": proc.returncode, "executed": executed,
+    kernel_cpu = {m.group(1): float(m.group(2))
+                  for m in re.finditer(r"^\s+(\S+): executed in [\d.]+ s \(kernel CPU ([\d.]+) s\)", out, re.M)}
+    kernels = sum(kernel_cpu.values())
+    return {"wall_s": seconds, "cpu_s": round(cpu_s, 2), "kernel_cpu_s": kernel_cpu,
+            "idle_wall_estimate_s": round(kernels / cpus + max(0.0, cpu_s - kernels), 1), "cpus": cpus,
+            "returncode": proc.returncode, "executed": executed,
             "loadavg_before": load, "loadavg_after": _common.loadavg(),
             "log_tail": out.strip().splitlines()[-6:]}
 
@@ -98,7 +112,9 @@ def main(argv=None) -> int:
         only_one = set(changed["executed"]) == {args.notebook}
         ok = cold["wall_s"] <= GOAL_FULL_S and changed["wall_s"] <= GOAL_ONE_S and only_one
         status = _common.status(ok)
-        figure = (f"cold {cold['wall_s']:.1f} s ({len(cold['executed'])} notebooks), one notebook changed "
+        figure = (f"cold {cold['wall_s']:.1f} s ({len(cold['executed'])} notebooks; CPU {cold['cpu_s']:.1f} s, "
+                  f"idle {cold['cpus']}-core estimate {cold['idle_wall_estimate_s']:.0f} s; load "
+                  f"{cold['loadavg_before'][0] if cold['loadavg_before'] else 'n/a'}), one notebook changed "
                   f"{changed['wall_s']:.1f} s ({', '.join(changed['executed']) or 'none'} re-executed), "
                   f"unchanged {unchanged['wall_s']:.1f} s")
     payload = {

@@ -56,7 +56,7 @@ def recorder(monkeypatch):
     """Replaces the papermill run: records (name, params) and writes a stand-in executed notebook."""
     calls: list[tuple[str, dict]] = []
 
-    def fake_execute(root, spec, params, code_cells):
+    def fake_execute(root, spec, params, code_cells, km=None):
         calls.append((spec.name, dict(params)))
         out = root / spec.output
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -170,7 +170,7 @@ def test_force_executes_everything(root, recorder):
 
 
 def test_failed_notebook_is_retried_next_time(root, recorder, monkeypatch):
-    def failing(root_, spec, params, code_cells):
+    def failing(root_, spec, params, code_cells, km=None):
         raise book.NotebookError(f"notebook {spec.name} failed in cell 2 [boom]")
 
     monkeypatch.setattr(book, "execute", failing)
@@ -306,3 +306,24 @@ def test_sphinx_cause_is_the_warning_that_stopped_the_build():
               "RuntimeError: \n")
     assert book._sphinx_cause(output) == "/r/book/intro.md:27:unknown document: 'nowhere'"
     assert book._sphinx_cause("x\n/r/a.md:3: WARNING: duplicate label\nmore") == "/r/a.md:3: WARNING: duplicate label"
+
+
+def test_one_kernel_runs_a_workers_notebooks_each_in_a_clean_namespace(root):
+    """With one worker, the three notebooks share a kernel (one process), but none sees another's
+    variables and each counts its cells from 1; a notebook that fails does not break the next one."""
+    _notebook(root / "notebooks" / "one.ipynb", body="import os\nleak = 'from one'\nprint(os.getpid())")
+    _notebook(root / "notebooks" / "two.ipynb", body="import os\nassert 'leak' not in globals(), leak\nprint(os.getpid())")
+    _notebook(root / "notebooks" / "bad.ipynb", body="raise ValueError('broken on purpose')")
+    _notebook(root / "notebooks" / "after.ipynb", body="assert 'leak' not in globals()\nprint('ok')")
+    _write_config(root, {name: {"source": f"notebooks/{name}.ipynb"} for name in ("one", "two", "bad", "after")})
+    with pytest.raises(book.NotebookError, match=r"^notebook bad \(notebooks/bad.ipynb\) failed in cell 2"):
+        book.execute_all(root, book.load_config(root), jobs=1, log=lambda *_: None)
+    runs = {name: nbformat.read(root / "book" / "_generated" / f"{name}.ipynb", as_version=4) for name in ("one", "two")}
+    pids = {name: nb.cells[-1].outputs[0]["text"].strip() for name, nb in runs.items()}
+    assert pids["one"] == pids["two"]  # the same kernel ...
+    for nb in runs.values():  # ... each notebook numbered from 1, as in a kernel of its own
+        counts = [c.execution_count for c in nb.cells if c.cell_type == "code"]
+        assert counts == list(range(1, len(counts) + 1))
+    after = nbformat.read(root / "book" / "_generated" / "after.ipynb", as_version=4)
+    assert after.cells[-1].outputs[0]["text"].strip() == "ok"
+    assert (root / "book" / "_generated" / "bad.failed.ipynb").is_file()

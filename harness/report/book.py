@@ -9,6 +9,10 @@ data it names (the pinned reference files; folders such as ``results``), the
 ``harness`` package's code and the pinned requirements. The fingerprint of each
 executed notebook is kept in ``book/_generated/.stamps/<name>.json``.
 
+Notebooks are executed by one worker per CPU (``--jobs``, env ``BOOK_JOBS``); each worker keeps one
+kernel for all the notebooks it runs, resetting its namespace between them (:class:`_Kernel`), so a
+cold build starts two kernels, not one per notebook.
+
 ``python -m harness.report.book notebook NAME key=value ...`` executes one notebook
 alone, always, with some parameters overridden (values are read as YAML:
 ``gpus=[B200]``, ``models=qwen``, ``output_dir=null``), then refreshes the HTML.
@@ -20,7 +24,6 @@ executed copy with the traceback is kept as ``book/_generated/<name>.failed.ipyn
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import dataclasses
 import hashlib
 import json
@@ -28,6 +31,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -333,8 +337,10 @@ def _tag_cells(nb, code_cells: str | None) -> None:
         cell.metadata["tags"] = list(dict.fromkeys(tags))
 
 
-def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None) -> float:
-    """Run one notebook with papermill into ``book/_generated``; returns its wall time in seconds."""
+def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None, km=None) -> float:
+    """Run one notebook with papermill into ``book/_generated``; returns its wall time in seconds.
+
+    ``km``: a kernel manager to execute in (see :class:`_Kernel`); None starts and stops a kernel of its own."""
     import nbformat
     import papermill
     from papermill.exceptions import PapermillExecutionError
@@ -356,6 +362,7 @@ def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None
             execution_timeout=spec.timeout_s,
             # the kernel's own log (its TCP notice, the interrupt at shutdown) is not the notebook's output
             extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
+            **({"km": km} if km is not None else {}),
         )
     except PapermillExecutionError as exc:
         running.replace(failed)
@@ -386,6 +393,69 @@ def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None
     return seconds
 
 
+class _Kernel:
+    """A kernel that executes several notebooks one after the other, each in a clean namespace.
+
+    Before every notebook but the first, the kernel's user namespace, history and execution count are
+    reset (``InteractiveShell.reset(new_session=True)``), so a notebook sees none of the previous one's
+    variables; imported modules stay loaded, which is the point (their import is the largest cost of a
+    small notebook). A kernel in which a notebook failed is shut down; the next notebook gets a new one."""
+
+    RESET = "get_ipython().reset(new_session=True)"
+
+    def __init__(self) -> None:
+        self.km = None
+        self.used = False
+
+    def manager(self):
+        if self.km is not None and self.used and not self._reset():
+            self.close()  # a kernel that does not answer or cannot be reset: start afresh
+        if self.km is None:
+            from jupyter_client.manager import AsyncKernelManager
+
+            self.km = AsyncKernelManager(kernel_name=KERNEL)  # papermill starts it (cwd, arguments) on first use
+        self.used = True
+        return self.km
+
+    def _reset(self) -> bool:
+        from jupyter_client import BlockingKernelClient
+
+        if not self.km.has_kernel:
+            return False
+        kc = BlockingKernelClient()
+        kc.load_connection_info(self.km.get_connection_info())
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            reply = kc.execute_interactive(self.RESET, silent=True, store_history=False, timeout=60,
+                                           output_hook=lambda msg: None)
+        except Exception:
+            return False
+        finally:
+            kc.stop_channels()
+        return reply["content"].get("status") == "ok"
+
+    def cpu_s(self) -> float:
+        """CPU seconds (user + system) the kernel process has used so far; 0 before it starts."""
+        try:
+            import psutil
+
+            times = psutil.Process(self.km.provisioner.pid).cpu_times()
+            return times.user + times.system
+        except Exception:  # no kernel yet, or psutil unavailable
+            return 0.0
+
+    def close(self) -> None:
+        km, self.km, self.used = self.km, None, False
+        if km is not None and km.has_kernel:
+            from jupyter_core.utils import run_sync
+
+            try:
+                run_sync(km.shutdown_kernel)(now=True)
+            except Exception:  # already gone
+                pass
+
+
 def default_jobs() -> int:
     env = os.environ.get("BOOK_JOBS")
     if env:
@@ -414,21 +484,43 @@ def execute_all(root: Path, config: BookConfig, *, force: bool = False, jobs: in
     errors: list[str] = []
     if todo:
         workers = min(len(todo), jobs or default_jobs())
-        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(execute, root, spec, params, config.code_cells): (spec, params, digest, parts)
-                       for spec, params, digest, parts in todo}
-            for future in concurrent.futures.as_completed(futures):
-                spec, params, digest, parts = futures[future]
-                try:
-                    seconds = future.result()
-                except HarnessError as exc:
-                    errors.append(str(exc))
-                    status[spec.name] = "failed"
-                    log(f"  {spec.name}: FAILED")
-                    continue
-                _write_stamp(root, spec, digest, parts, params, seconds)
-                status[spec.name] = f"executed in {seconds:.1f} s"
-                log(f"  {spec.name}: executed in {seconds:.1f} s")
+        queue = list(reversed(todo))
+        lock = threading.Lock()
+
+        def work() -> None:
+            # one kernel per worker, kept across its notebooks: starting a kernel and importing pandas,
+            # Altair and harness cost about as much CPU as a chapter's own cells
+            kernel = _Kernel()
+            try:
+                while True:
+                    with lock:
+                        if not queue:
+                            return
+                        spec, params, digest, parts = queue.pop()
+                    try:
+                        km = kernel.manager()
+                        cpu_before = kernel.cpu_s()
+                        seconds = execute(root, spec, params, config.code_cells, km=km)
+                        cpu = kernel.cpu_s() - cpu_before
+                    except HarnessError as exc:
+                        kernel.close()  # the next notebook gets a fresh kernel
+                        with lock:
+                            errors.append(str(exc))
+                            status[spec.name] = "failed"
+                        log(f"  {spec.name}: FAILED")
+                        continue
+                    _write_stamp(root, spec, digest, parts, params, seconds)
+                    with lock:
+                        status[spec.name] = f"executed in {seconds:.1f} s"
+                    log(f"  {spec.name}: executed in {seconds:.1f} s (kernel CPU {cpu:.1f} s)")
+            finally:
+                kernel.close()
+
+        threads = [threading.Thread(target=work, name=f"book-worker-{i}") for i in range(workers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
     if errors:
         raise NotebookError(errors[0] if len(errors) == 1 else f"{len(errors)} notebooks failed; " + "; ".join(errors))
     return status
