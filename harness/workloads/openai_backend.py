@@ -57,7 +57,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from harness.errors import ConfigError, HarnessError
-from harness.workloads.base import WorkloadError, WorkloadResult
+from harness.workloads.base import LoggingBackend, WorkloadError, WorkloadResult
 from harness.workloads.options import Opt
 
 OPTIONS = {
@@ -210,7 +210,7 @@ class _RemoteMeter:
         return window
 
 
-class OpenAIBackend:
+class OpenAIBackend(LoggingBackend):
     """Backend ``openai``: see the module docstring."""
 
     name = "openai"
@@ -222,18 +222,6 @@ class OpenAIBackend:
         self.info: dict = {}
         self.headers: dict = {}
         self.remote_host: str | None = None
-
-    def _log(self, line: str) -> None:
-        if self.log_path is not None:
-            import time
-
-            with open(self.log_path, "a") as fh:
-                fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
-
-    def log_tail(self, lines: int = 40) -> str:
-        if self.log_path is None or not self.log_path.exists():
-            return ""
-        return "\n".join(self.log_path.read_text().splitlines()[-lines:])
 
     # --- lifecycle -------------------------------------------------------------------------------
 
