@@ -59,6 +59,79 @@ def test_parallel_layouts():
         "--tensor-parallel-size", "2", "--data-parallel-size", "4"]
 
 
+def test_engine_layout_puts_one_cpu_rank_inside_the_engine_core(tmp_path, monkeypatch):
+    """One rank on the CPU build: the worker runs in the engine-core process (the GPU layout), with the
+    engine torch's OpenMP runtime preloaded; more ranks, GPUs or ``separate_worker: true`` leave vLLM's own."""
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    gomp = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "torch" / "lib" / "libgomp.so.1"
+    gomp.parent.mkdir(parents=True)
+    gomp.write_bytes(b"")
+    python = str(tmp_path / "venv" / "bin" / "python")
+    info, env = vllm_backend.engine_layout(_cfg(), True, None, python)
+    assert env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "LD_PRELOAD": str(gomp)}
+    assert info == {"worker": "in the engine-core process", "source": "harness default for the CPU build"}
+    info, env = vllm_backend.engine_layout(_cfg(), True, True, python)
+    assert env == {} and info == {"worker": "a process per rank", "source": "option separate_worker"}
+    info, env = vllm_backend.engine_layout(_cfg(num_gpus=2, tensor_parallel=2), True, None, python)
+    assert env == {} and info["worker"] == "a process per rank" and info["source"] == "vLLM's own"
+    info, env = vllm_backend.engine_layout(_cfg(), False, None, python)  # a GPU: vLLM's own uni-process layout
+    assert env == {} and info == {"worker": "in the engine-core process", "source": "vLLM's own"}
+    monkeypatch.setenv("LD_PRELOAD", "/opt/libiomp5.so")  # an OpenMP runtime the user preloads is kept
+    assert vllm_backend.engine_layout(_cfg(), True, None, python)[1] == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    assert vllm_backend.engine_libgomp(str(tmp_path / "elsewhere" / "bin" / "python")) is None
+
+
+def test_the_launcher_is_used_only_where_vllm_freezes_its_start_up_heap(tmp_path):
+    site = tmp_path / "venv" / "lib" / "python3.11" / "site-packages" / "vllm"
+    python = str(tmp_path / "venv" / "bin" / "python")
+    assert vllm_backend.server_command(python) == [python, "-m", "vllm.entrypoints.openai.api_server"]
+    (site / "utils").mkdir(parents=True)
+    (site / "v1" / "engine").mkdir(parents=True)
+    (site / "utils" / "gc_utils.py").write_text("def freeze_gc_heap() -> None:\n    pass\n")
+    (site / "v1" / "engine" / "core.py").write_text("# no call here\n")
+    assert not vllm_backend.engine_freezes_startup_heap(python)
+    (site / "v1" / "engine" / "core.py").write_text("        freeze_gc_heap()\n")
+    assert vllm_backend.server_command(python) == [python, str(vllm_backend.LAUNCHER),
+                                                   "vllm.entrypoints.openai.api_server"]
+
+
+LAUNCHED = """
+import gc, json, multiprocessing, sys
+from launchme_lib import child  # the target lives in a library module, as vLLM's engine core does
+junk = [[i] for i in range(50_000)]  # what an import leaves behind
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=child, args=(q,))
+    p.start()
+    spawned = q.get(timeout=60)
+    p.join(60)
+    print(json.dumps({"argv": sys.argv[1:], "gc_enabled": gc.isenabled(), "frozen": gc.get_freeze_count(),
+                      "spawned_frozen": spawned, "main": __name__}))
+"""
+
+
+def test_launcher_runs_the_module_as_main_with_its_imports_frozen_in_spawned_children_too(tmp_path):
+    """The launcher runs a module as ``-m`` would (same arguments, ``__main__``), with the collector on again
+    afterwards and the import-time objects frozen, in the process it starts and in a spawned child."""
+    import subprocess
+    import sys
+
+    (tmp_path / "launchme.py").write_text(LAUNCHED)
+    (tmp_path / "launchme_lib.py").write_text("import gc\n\ndef child(q):\n    q.put(gc.get_freeze_count())\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    out = subprocess.run([sys.executable, str(vllm_backend.LAUNCHER), "launchme", "--port", "1"], env=env,
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["argv"] == ["--port", "1"] and got["main"] == "__main__" and got["gc_enabled"]
+    assert got["frozen"] >= 50_000 and got["spawned_frozen"] >= 50_000
+    plain = subprocess.run([sys.executable, "-m", "launchme"], env=env, capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path)
+    assert json.loads(plain.stdout.strip().splitlines()[-1])["frozen"] == 0  # the difference is the launcher's
+
+
 def test_expert_parallel_layouts_vllm_cannot_run_are_refused():
     from harness.errors import ConfigError
     from harness.workloads import archs
@@ -342,6 +415,8 @@ def test_sweep_measures_a_real_server_and_survives_one_killed_mid_run(tmp_path):
     assert info["served_model_name"].startswith("tiny-llama-") and info["cpu_build"]
     assert info["steady_tracker_state"] == "closed" and info["failed_requests"] == 0
     assert "--load-format" in info["server_argv"] and "dummy" in info["server_argv"]
+    assert info["engine_layout"]["worker"] == "in the engine-core process"
+    assert "multiproc_executor" not in (ok_dir / "server.log").read_text()  # no worker process was started
     import pandas as pd
 
     rows = pd.read_parquet(ok_dir / "requests.parquet")

