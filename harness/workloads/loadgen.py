@@ -282,6 +282,60 @@ def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | N
     return asyncio.run(_drive(spec, tracker, should_abort, stopper, on_ready))
 
 
+@dataclass
+class MeasuredLoad:
+    """What :func:`measure_load` returns: the records, the meter's windows and the run's stop facts."""
+
+    records: list
+    aborted: str | None
+    windows: dict
+    tracker: object
+    stopper: object
+    stopped: int  # requests ended by adaptive stopping (marked, not failed)
+
+    def failed(self) -> list:
+        """The requests that failed for a reason of their own (not adaptive stopping)."""
+        from harness.measuring import adaptive
+
+        return [r for r in self.records if not r.success and not adaptive.is_stopped(r)]
+
+    def info(self) -> dict:
+        """The facts every serving backend records about its load."""
+        failed = self.failed()
+        out = {"steady_tracker_state": self.tracker.state, "failed_requests": len(failed),
+               "stopped_requests": self.stopped, "stop": self.stopper.summary()}
+        if failed:
+            out["first_request_error"] = failed[0].error
+        return out
+
+
+def measure_load(spec: LoadSpec, cfg, meter, make_tracker: Callable, should_abort=None) -> MeasuredLoad:
+    """Drive ``spec``'s load inside ``meter``'s windows, as every serving backend does.
+
+    ``"run"`` opens once the client is set up (``on_ready``: no import or set-up inside it) and closes after
+    the last stream; ``"steady"`` opens and closes as the tracker that ``make_tracker(on_open, on_close)``
+    returns decides, and is closed with the run if the load ends while it is open (failures). The adaptive
+    stopper of ``cfg`` (:func:`harness.measuring.adaptive.for_run`) hears every token, and the requests it
+    ended are marked as stopped.
+    """
+    from harness.measuring import adaptive
+
+    windows: dict = {}
+
+    def close_steady():
+        windows["steady"] = meter.end("steady")
+
+    tracker = make_tracker(lambda: meter.begin("steady"), close_steady)
+    stopper = adaptive.for_run(cfg, meter, tracker)
+    records, aborted = run_load(spec, tracker, should_abort=should_abort, stopper=stopper,
+                                on_ready=lambda: meter.begin("run"))
+    if tracker.state == "open":  # the load ended before the window's end (failures): close it with the run
+        close_steady()
+    windows["run"] = meter.end("run")
+    stopped = adaptive.mark_stopped(records, stopper.stop_time_s) if stopper.stopped else 0
+    return MeasuredLoad(records, aborted, windows, tracker, stopper, stopped)
+
+
 def wait_healthy(base_url: str, timeout_s: float, alive: Callable[[], str | None], interval_s: float = 0.5) -> float:
     """Poll ``/health`` until it answers 200; returns the seconds waited.
 

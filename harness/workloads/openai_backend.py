@@ -382,56 +382,36 @@ class OpenAIBackend(LoggingBackend):
             return f"stopped accepting connections ({type(exc).__name__}: {exc})"
 
     def run(self, cfg, meter) -> WorkloadResult:
-        from harness.measuring import adaptive
         from harness.workloads import arrivals, loadgen
 
         if self.base_url is None:
             raise WorkloadError("openai backend run() before start()", cause="error")
         if self.remote_host:
             meter = _RemoteMeter(meter, self.remote_host)
-        windows = {}
         n = len(self.texts)
-
-        def open_steady():
-            meter.begin("steady")
-
-        def close_steady():
-            windows["steady"] = meter.end("steady")
-
-        tracker = arrivals.tracker_for(self.arrival, int(cfg.max_num_seqs), n, on_open=open_steady,
-                                       on_close=close_steady)
-        stopper = adaptive.for_run(cfg, meter, tracker)
         spec = loadgen.LoadSpec(
             base_url=self.base_url, model=cfg.model, prompts=self.texts, output_tokens=list(self.output_tokens),
             read_timeout_s=float(self.options["read_timeout_s"]), arrival=self.arrival,
             request=self._request(cfg), headers=self.headers or None,
             forced=self.options["output_lengths"] != "natural", prompt_lengths=list(self.prompt_tokens),
         )
-        meter.begin("run")
-        records, aborted = loadgen.run_load(spec, tracker, should_abort=self._alive, stopper=stopper)
-        if tracker.state == "open":
-            close_steady()
-        windows["run"] = meter.end("run")
-        stopped = adaptive.mark_stopped(records, stopper.stop_time_s) if stopper.stopped else 0
-        failed = [r for r in records if not r.success and not adaptive.is_stopped(r)]
-        dead = aborted or (self._alive() if failed else None)
+        load = loadgen.measure_load(
+            spec, cfg, meter, lambda on_open, on_close: arrivals.tracker_for(
+                self.arrival, int(cfg.max_num_seqs), n, on_open=on_open, on_close=on_close),
+            should_abort=self._alive)
+        records, failed = load.records, load.failed()
+        dead = load.aborted or (self._alive() if failed else None)
         done = sum(r.success for r in records)
         if dead:
             self._log(f"harness: the server {dead} during the run; first error: {failed[0].error}")
             raise WorkloadError(f"the server at {self.base_url} {dead} during the run ({done} of {n} requests "
                                 f"completed)", log_tail=self.log_tail(), cause="server-died")
-        if failed and len(failed) == n - stopped:
+        if failed and len(failed) == n - load.stopped:
             raise WorkloadError(f"all {len(failed)} requests failed; first error: {failed[0].error}",
                                 log_tail=self.log_tail(), cause="requests-failed")
-        info = dict(self.info)
-        info["steady_tracker_state"] = tracker.state
-        info["failed_requests"] = len(failed)
-        info["stopped_requests"] = stopped
-        info["stop"] = stopper.summary()
-        if failed:
-            info["first_request_error"] = failed[0].error
+        info = dict(self.info) | load.info()
         self._log(f"harness: {done} of {n} requests completed")
-        return WorkloadResult(requests=records, windows=windows, server_log=self.log_path, info=info)
+        return WorkloadResult(requests=records, windows=load.windows, server_log=self.log_path, info=info)
 
     def stop(self) -> None:
         """Nothing to stop: the server is not ours."""

@@ -573,63 +573,42 @@ class VLLMBackend:
         return how
 
     def run(self, cfg, meter) -> WorkloadResult:
-        from harness.measuring import adaptive
         from harness.measuring.steady import SteadyTracker
         from harness.workloads import loadgen
 
         if self.proc is None or self.base_url is None:
             raise WorkloadError("vLLM backend run() before start()", cause="error")
-        windows = {}
         n = len(self.prompts)
-
-        def open_steady():
-            meter.begin("steady")
-
-        def close_steady():
-            windows["steady"] = meter.end("steady")
-
-        tracker = SteadyTracker(int(cfg.max_num_seqs), n, on_open=open_steady, on_close=close_steady)
-        stopper = adaptive.for_run(cfg, meter, tracker)
         spec = loadgen.LoadSpec(
             base_url=self.base_url, model=self.served_name, prompts=self.prompts,
             output_tokens=list(self.plan.output_tokens), read_timeout_s=float(self.options["read_timeout_s"]),
         )
-        # the run window opens once the client is set up (event loop, HTTP session), before the first request
-        records, aborted = loadgen.run_load(spec, tracker, should_abort=self._dead_reason, stopper=stopper,
-                                            on_ready=lambda: meter.begin("run"))
-        if tracker.state == "open":  # the load ended before the batch drained (failures): close the window
-            close_steady()
-        windows["run"] = meter.end("run")
-        stopped = adaptive.mark_stopped(records, stopper.stop_time_s) if stopper.stopped else 0
-        failures = sum(not r.success and not adaptive.is_stopped(r) for r in records)
-        if failures:
+        load = loadgen.measure_load(
+            spec, cfg, meter, lambda on_open, on_close: SteadyTracker(int(cfg.max_num_seqs), n, on_open=on_open,
+                                                                      on_close=on_close),
+            should_abort=self._dead_reason)
+        records, failed = load.records, load.failed()
+        if failed:
             # a killed server's sockets close before the process is reaped, and a crashing engine's API server
             # may drop every stream a few seconds before it exits: wait for it to show as dead (longest when
             # every request failed, which points at the server rather than at single requests)
             try:
-                self.proc.wait(timeout=DEATH_GRACE_S if failures == n - stopped else 3)
+                self.proc.wait(timeout=DEATH_GRACE_S if len(failed) == n - load.stopped else 3)
             except subprocess.TimeoutExpired:
                 pass
         dead = self._dead_reason()
-        if aborted or dead:
+        if load.aborted or dead:
             log, cause = evidence(self.log_path, "server-died")
             done = sum(r.success for r in records)
             raise WorkloadError(
-                f"vLLM server {aborted or dead} during the run ({done} of {n} requests completed)",
+                f"vLLM server {load.aborted or dead} during the run ({done} of {n} requests completed)",
                 log_tail=log, cause=cause,
             )
-        failed = [r for r in records if not r.success and not adaptive.is_stopped(r)]
         if failed and len(failed) == n:
             raise WorkloadError(f"all {n} requests failed; first error: {failed[0].error}",
                                 log_tail=tail(self.log_path), cause="requests-failed")
-        info = dict(self.info)
-        info["steady_tracker_state"] = tracker.state
-        info["failed_requests"] = len(failed)
-        info["stopped_requests"] = stopped
-        info["stop"] = stopper.summary()
-        if failed:
-            info["first_request_error"] = failed[0].error
-        return WorkloadResult(requests=records, windows=windows, server_log=self.log_path, info=info)
+        info = dict(self.info) | load.info()
+        return WorkloadResult(requests=records, windows=load.windows, server_log=self.log_path, info=info)
 
     def log_tail(self, lines: int = LOG_TAIL_LINES) -> str:
         return tail(self.log_path, lines)
