@@ -44,22 +44,62 @@ MIN_COVERAGE = 0.75
 BATCH_CODES = ("no-steady-state", "steady-duration", "batch-saturation")
 
 
-class SteadyTracker:
-    """State machine: ``waiting`` -> ``open`` -> ``closed`` (or ``missed`` when it can never open)."""
+class WindowTracker:
+    """An online measurement window: ``waiting`` -> ``open`` -> ``closed`` (or ``missed`` when it can never
+    open), with ``on_open``/``on_close`` called at the transitions (under the tracker's lock, once each).
+    Subclasses decide when; every tracker counts first tokens and finishes (the adaptive stopper reads them)
+    and can be closed early (:meth:`stop_early`)."""
+
+    def __init__(self, can_open: bool, on_open: Callable[[], object] | None = None,
+                 on_close: Callable[[], object] | None = None):
+        self.on_open, self.on_close = on_open, on_close
+        self.first_tokens = 0
+        self.finishes = 0
+        self.state = "waiting" if can_open else "missed"
+        self.open_time_s: float | None = None
+        self.close_time_s: float | None = None
+        self._lock = threading.Lock()
+
+    def _open(self, t: float) -> None:  # with the lock held
+        self.state, self.open_time_s = "open", t
+        if self.on_open:
+            self.on_open()
+
+    def _close(self, t: float) -> None:  # with the lock held
+        self.state, self.close_time_s = "closed", t
+        if self.on_close:
+            self.on_close()
+
+    def first_token(self, t: float) -> None:
+        with self._lock:
+            self.first_tokens += 1
+
+    def finished(self, t: float) -> None:
+        with self._lock:
+            self.finishes += 1
+
+    def stop_early(self, t: float) -> None:
+        """Close an open window at ``t`` before the load ends (adaptive stopping); no-op otherwise."""
+        with self._lock:
+            if self.state == "open":
+                self._close(t)
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        return (self.open_time_s, self.close_time_s) if self.state == "closed" else None
+
+
+class SteadyTracker(WindowTracker):
+    """The reference's steady window: opens when ``max_num_seqs`` requests have their first token, closes when
+    fewer than ``max_num_seqs`` are left unfinished."""
 
     def __init__(self, max_num_seqs: int, num_requests: int, on_open: Callable[[], object] | None = None,
                  on_close: Callable[[], object] | None = None):
         if max_num_seqs < 1 or num_requests < 1:
             raise ValueError("max_num_seqs and num_requests must be positive")
+        super().__init__(num_requests >= max_num_seqs, on_open, on_close)
         self.max_num_seqs, self.num_requests = max_num_seqs, num_requests
         self.close_after = num_requests - max_num_seqs + 1  # finishes that leave fewer than M unfinished
-        self.on_open, self.on_close = on_open, on_close
-        self.first_tokens = 0
-        self.finishes = 0
-        self.state = "waiting" if num_requests >= max_num_seqs else "missed"
-        self.open_time_s: float | None = None
-        self.close_time_s: float | None = None
-        self._lock = threading.Lock()
 
     @classmethod
     def for_meter(cls, meter, max_num_seqs: int, num_requests: int, name: str = "steady") -> "SteadyTracker":
@@ -71,9 +111,7 @@ class SteadyTracker:
         with self._lock:
             self.first_tokens += 1
             if self.state == "waiting" and self.first_tokens >= self.max_num_seqs:
-                self.state, self.open_time_s = "open", t
-                if self.on_open:
-                    self.on_open()
+                self._open(t)
 
     def finished(self, t: float) -> None:
         with self._lock:
@@ -81,25 +119,9 @@ class SteadyTracker:
             if self.finishes < self.close_after:
                 return
             if self.state == "open":
-                self.state, self.close_time_s = "closed", t
-                if self.on_close:
-                    self.on_close()
+                self._close(t)
             elif self.state == "waiting":  # requests ran out before the batch ever filled
                 self.state = "missed"
-
-    def stop_early(self, t: float) -> None:
-        """Close an open window at ``t`` before the batch drains (adaptive stopping); no-op otherwise."""
-        with self._lock:
-            if self.state == "open":
-                self.state, self.close_time_s = "closed", t
-                if self.on_close:
-                    self.on_close()
-
-    @property
-    def bounds(self) -> tuple[float, float] | None:
-        if self.state == "closed":
-            return self.open_time_s, self.close_time_s
-        return None
 
 
 def _events(requests) -> list[tuple[float, int]]:

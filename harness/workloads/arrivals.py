@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import threading
 from dataclasses import asdict, dataclass
 from typing import Callable
 
 from harness.errors import ConfigError
+from harness.measuring.steady import WindowTracker
 
 PATTERNS = ("all-at-once", "poisson", "concurrency")
 DEFAULT_WARMUP_FRACTION = 0.1
@@ -119,54 +119,27 @@ def from_options(opts: dict, seed: int = 0, where: str = "options") -> Arrival:
                    seed=int(seed))
 
 
-class ArrivalTracker:
+class ArrivalTracker(WindowTracker):
     """Steady window of a rate-driven load (poisson): opens at the ``open_at``-th submission and closes at the
-    ``num_requests``-th. Same surface as :class:`~harness.measuring.steady.SteadyTracker` (states, callbacks,
-    ``finishes``, ``stop_early``), so the adaptive stopper chains onto it too."""
+    ``num_requests``-th. A :class:`~harness.measuring.steady.WindowTracker` like the reference's steady window
+    (states, callbacks, ``finishes``, ``stop_early``), so the adaptive stopper chains onto it too."""
 
     def __init__(self, num_requests: int, open_at: int, on_open: Callable[[], object] | None = None,
                  on_close: Callable[[], object] | None = None):
         if num_requests < 1 or not 1 <= open_at <= num_requests:
             raise ValueError("need 1 <= open_at <= num_requests")
-        self.num_requests, self.open_at = num_requests, open_at
-        self.on_open, self.on_close = on_open, on_close
-        self.submissions = self.first_tokens = self.finishes = 0
         # a window that would open and close at the same arrival is empty: it can never open
-        self.state = "waiting" if open_at < num_requests else "missed"
-        self.open_time_s: float | None = None
-        self.close_time_s: float | None = None
-        self._lock = threading.Lock()
+        super().__init__(open_at < num_requests, on_open, on_close)
+        self.num_requests, self.open_at = num_requests, open_at
+        self.submissions = 0
 
     def submitted(self, t: float) -> None:
         with self._lock:
             self.submissions += 1
             if self.state == "waiting" and self.submissions >= self.open_at:
-                self.state, self.open_time_s = "open", t
-                if self.on_open:
-                    self.on_open()
+                self._open(t)
             elif self.state == "open" and self.submissions >= self.num_requests:
-                self.state, self.close_time_s = "closed", t
-                if self.on_close:
-                    self.on_close()
-
-    def first_token(self, t: float) -> None:
-        with self._lock:
-            self.first_tokens += 1
-
-    def finished(self, t: float) -> None:
-        with self._lock:
-            self.finishes += 1
-
-    def stop_early(self, t: float) -> None:
-        with self._lock:
-            if self.state == "open":
-                self.state, self.close_time_s = "closed", t
-                if self.on_close:
-                    self.on_close()
-
-    @property
-    def bounds(self) -> tuple[float, float] | None:
-        return (self.open_time_s, self.close_time_s) if self.state == "closed" else None
+                self._close(t)
 
 
 def tracker_for(arrival: Arrival, max_num_seqs: int, num_requests: int, on_open=None, on_close=None):
