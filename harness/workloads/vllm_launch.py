@@ -8,7 +8,7 @@ standard library.
 
 Why: importing torch and vLLM leaves about 640,000 objects that live as long as the process, and while
 they pile up (and while the server then builds its configuration, tokenizer and model) Python's cyclic
-collector traverses them again and again. On a 2-core host that is 5-7 of the 15-17 CPU-seconds each
+collector traverses them again and again. On a 2-core host that is 3-6 of the 17-21 CPU-seconds each
 server process spends starting (``benchmarks/server_start.py``), and a vLLM server pays it twice: in the
 API server and again in the engine-core process, which the CPU build starts with the spawn method (a
 spawned child first runs its parent's main module, as ``__mp_main__``: this file).
