@@ -178,9 +178,11 @@ if faults.get("engine_child"):  # like vLLM's engine-core process: a forked chil
 pids = os.environ.get("FAKE_VLLM_PIDS")
 if pids:
     host, port = server.server_address[:2]
-    with open(os.path.join(pids, f"{os.getpid()}.json"), "w") as fh:
+    part = os.path.join(pids, f".{os.getpid()}.json.part")  # written whole, then renamed: a reader never
+    with open(part, "w") as fh:                               # sees half a record (it did, on a loaded host)
         json.dump({"pid": os.getpid(), "pgid": os.getpgid(0), "host": host, "port": port, "argv": sys.argv,
                    "engine_pid": engine, "ppid": os.getppid()}, fh)
+    os.replace(part, os.path.join(pids, f"{os.getpid()}.json"))
 print(f"fake vllm: listening on {args.host}:{args.port}", flush=True)
 server.serve_forever()
 '''
