@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
-import re
 import time
 from pathlib import Path
 from typing import Iterable
@@ -48,6 +48,20 @@ def _source_files(repo: Path) -> list[Path]:
     return [Path(p) for p in out.split("\0") if p]
 
 
+# what a package's own docs in an installed venv may hold (huggingface_hub's card template): Sphinx fails on it
+_BROKEN_PAGE = "---\n{{ card_data }}\n---\n\n# not a page of the book\n"
+
+
+def _made_folders() -> list[str]:
+    """The folders ``make`` creates in the checkout (venvs, stamps), from the Makefile's variables."""
+    text = (REPO / "Makefile").read_text()
+    return re.findall(r"^(?:VENV|ENGINES|STAMPS)\s*:=\s*(\S+)", text, flags=re.M)
+
+
+def test_the_folders_make_creates_are_named_in_the_makefile():
+    assert {".venv", ".venv-engines", ".stamps"} <= set(_made_folders())
+
+
 @pytest.fixture(scope="module")
 def built_book(tmp_path_factory) -> Path:
     prebuilt = os.environ.get("BOOK_BUILT_HTML")
@@ -62,6 +76,11 @@ def built_book(tmp_path_factory) -> Path:
         if src.is_file() and not src.is_symlink():
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, root / rel)
+    # a user's checkout after `make measure`: venvs whose packages carry Markdown the book must not read
+    for folder in _made_folders():
+        page = root / folder / "lib" / "site-packages" / "somepkg" / "README.md"
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(_BROKEN_PAGE)
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "harness.report.book", "build", "--root", str(root)],
                           cwd=root, capture_output=True, text=True)
@@ -70,6 +89,7 @@ def built_book(tmp_path_factory) -> Path:
     print(f"full book build from a clean tree: {seconds:.1f} s")
     html = root / "_build" / "html"
     assert (html / "index.html").is_file()
+    assert not [p for folder in _made_folders() for p in (html / folder).rglob("*.html")], "a venv's file became a page"
     return html
 
 

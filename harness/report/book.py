@@ -530,6 +530,12 @@ def execute_all(root: Path, config: BookConfig, *, force: bool = False, jobs: in
 def _sphinx_cause(output: str) -> str:
     """The warning or error that stopped a Sphinx build, from its output."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in output.splitlines()]
+    if "Exception occurred:" in lines:  # Sphinx crashed: its exception, and the file it was reading
+        rest = [x for x in lines[lines.index("Exception occurred:") + 1:] if x]
+        reading = [x for x in lines if x.startswith("reading sources...")]
+        where = f" (reading {reading[-1].rsplit('] ', 1)[-1]})" if reading else ""
+        if rest:
+            return rest[0] + where
     for index, line in enumerate(lines):
         if line.startswith("Warning, treated as error"):
             rest = [x for x in lines[index + 1:] if x]
