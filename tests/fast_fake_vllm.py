@@ -13,6 +13,8 @@ Modes (``Options``):
   step and stream; several per write stand for a client that reads less often than steps happen);
 * ``step_s``: ``0`` streams as fast as the client reads (throughput); ``> 0`` is a paced engine: every
   ``step_s`` each open stream gets ``events_per_write`` tokens, all written at the step's start;
+* ``stall``: ``{prompt key: k}`` -- that stream sends k tokens, then nothing more, its connection left open
+  (a hung engine, for the client's silence timeout);
 * ``record``: keep each stream's write times (``time.time()`` before each write), keyed by the
   request's first prompt token id, for ``GET /writes`` (JSON) -- the client's added latency per event
   is its timestamp minus the server's write time.
@@ -38,6 +40,7 @@ class Options:
     step_s: float = 0.0
     record: bool = False
     model: str = "model"
+    stall: dict | None = None  # prompt key -> tokens after which that stream goes silent (its connection open)
 
 
 def _event(model: str, token: int, finish: bool) -> bytes:
@@ -61,6 +64,7 @@ class Server:
         self._last = _event(options.model, 1234, True)
         self._tick = asyncio.Event()
         self._steps = None
+        self._handlers: set = set()  # connection tasks, cancelled when serve() ends (stalled ones included)
 
     async def _stepper(self):
         period = self.o.step_s
@@ -72,6 +76,7 @@ class Server:
             await asyncio.sleep(max(0.0, next_t - time.monotonic()))
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._handlers.add(asyncio.current_task())
         try:
             while True:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -91,6 +96,7 @@ class Server:
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
+            self._handlers.discard(asyncio.current_task())
             writer.close()
 
     def _json(self, writer, payload, status=200):
@@ -110,6 +116,8 @@ class Server:
             self._steps = asyncio.get_running_loop().create_task(self._stepper())
         sent = 0
         while sent < n:
+            if self.o.stall and key in self.o.stall and sent >= self.o.stall[key]:
+                await asyncio.Event().wait()  # silent until the client gives up (or the server is stopped)
             if paced:
                 await self._tick.wait()
             k = min(per, n - sent)
@@ -140,6 +148,9 @@ async def serve(server: Server, host: str = "127.0.0.1", port: int = 0, ready=No
     finally:
         if server._steps is not None:
             server._steps.cancel()
+        for task in list(server._handlers):
+            task.cancel()
+        await asyncio.gather(*server._handlers, return_exceptions=True)
 
 
 def main(argv=None) -> None:

@@ -197,6 +197,23 @@ def test_on_ready_runs_once_before_any_request_is_submitted():
     assert len(seen) == 1 and all(seen[0] <= r.submit_time_s for r in records)
 
 
+def test_a_silent_stream_fails_alone_with_a_read_timeout_and_the_others_complete():
+    """The client's silence rule: a stream with no data for longer than read_timeout_s fails with a
+    ReadTimeout, whether it went silent mid-stream or before its first byte; the other streams are untouched."""
+    server = fast_fake_vllm.Server(fast_fake_vllm.Options(stall={1: 3, 2: 0}))
+    with _ServerThread(server) as url:
+        spec = loadgen.LoadSpec(url, "m", [[0, 5], [1, 5], [2, 5], [3, 5]], [6, 6, 6, 6], read_timeout_s=0.5)
+        records, aborted = loadgen.run_load(spec, SteadyTracker(1, 4))
+    assert aborted is None
+    assert [r.success for r in records] == [True, False, False, True]
+    for r in records[1:3]:
+        assert r.error == "ReadTimeout: no data for 0.5 s"
+        # not before the timeout: at least 0.5 s after its last data (the check runs every 0.25 s)
+        assert r.finish_time_s - (r.token_times_s[-1] if r.token_times_s else r.submit_time_s) >= 0.5
+    assert len(records[1].token_times_s) == 3 and records[2].token_times_s == []
+    assert [r.output_tokens for r in records] == [6, 3, 0, 6]
+
+
 def test_vllm_model_inspection_results_are_carried_between_servers(tmp_path, vllm_env, monkeypatch):
     """Each server gets a fresh cache root, seeded with the inspection results earlier servers left."""
     import fake_vllm

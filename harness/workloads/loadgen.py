@@ -27,7 +27,10 @@ online, with strictly increasing timestamps so that replaying the records
 afterwards gives the same window; an adaptive stopper (:mod:`harness.measuring.adaptive`) may end the load
 early. A ``should_abort`` callable (checked every
 0.25 s) stops the load early, e.g. when the server process has died; the
-requests still open are then recorded as failed with that reason.
+requests still open are then recorded as failed with that reason. A stream
+silent for longer than ``read_timeout_s`` (counted from its submission, then
+from its latest read; checked every 0.25 s) fails alone, with a ``ReadTimeout``
+error.
 """
 
 from __future__ import annotations
@@ -138,8 +141,11 @@ def _data_lines(event: bytes) -> bytes:
     return b"\n".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
 
 
-async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: _Clock, stopper=None) -> None:
+async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: _Clock, stopper=None,
+               heard: list | None = None) -> None:
     n = spec.output_tokens[rid]
+    if heard is not None:  # the silence watchdog in _drive counts from here, then from every read
+        heard[rid] = time.time()
     path, payload = spec.request(rid) if spec.request is not None else ("/v1/completions", None)
     payload = payload or {
         "model": spec.model,
@@ -164,6 +170,8 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
             done = False
             async for piece in resp.content.iter_any():
                 t = clock()  # one reading per read from the socket: the rule in the module docstring
+                if heard is not None:
+                    heard[rid] = t
                 count = 0
                 for chunk in splitter.feed(piece):
                     if chunk is DONE:
@@ -226,7 +234,10 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
                       output_tokens=0, submit_time_s=0.0, first_token_time_s=None, finish_time_s=None)
         for i in range(n)
     ]
-    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=spec.read_timeout_s)
+    # no per-read timeout in aiohttp (sock_read): it re-arms a timer at every read, about a tenth of the
+    # client's CPU at one event per read; the loop below checks each stream's silence every 0.25 s instead
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=None)
+    heard = [0.0] * n  # the clock reading of each request's submission and latest read (0: not yet sent)
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     abort_reason: str | None = None
     async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as session:
@@ -240,14 +251,15 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
         tasks = []
         for i in range(n):
             if gate is not None:  # sent when the arrival pattern says (harness.workloads.arrivals)
-                one = (lambda i=i: _one(session, spec, i, records[i], tracker, clock, stopper))
+                one = (lambda i=i: _one(session, spec, i, records[i], tracker, clock, stopper, heard))
                 tasks.append(asyncio.create_task(gate.send(i, records[i], tracker, clock, one)))
                 continue
             records[i].submit_time_s = clock()
-            tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper)))
+            tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper, heard)))
         pending = set(tasks)
         while pending:
             done, pending = await asyncio.wait(pending, timeout=0.25)
+            _cancel_silent(tasks, records, heard, spec.read_timeout_s)
             if pending and stopper is not None and stopper.poll():  # adaptive stopping: the estimate is stable
                 for task in pending:
                     task.cancel()
@@ -264,6 +276,15 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
                             rec.error = f"aborted: {abort_reason}"
                     break
     return records, abort_reason
+
+
+def _cancel_silent(tasks: list, records: list, heard: list, read_timeout_s: float) -> None:
+    """Fail the requests sent and not done whose stream has been silent for longer than ``read_timeout_s``."""
+    limit = time.time() - read_timeout_s
+    for i, task in enumerate(tasks):
+        if 0.0 < heard[i] < limit and not task.done() and records[i].error is None:
+            records[i].error = f"ReadTimeout: no data for {read_timeout_s:g} s"
+            task.cancel()
 
 
 def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None = None,
