@@ -13,8 +13,9 @@ the latency it adds per event at the reference's peak rate, and its CPU against 
    generator of the commit before this change runs the same cases in the same run (the ratio).
 2. **Added latency at the reference's peak rate** (22.4k output tokens/s: gpt-oss 120B on 2 x B200,
    batch 2,048), alternating this tree's load generator with that of TIMER_COMMIT (aiohttp's per-read
-   timeout, a timer re-armed at every read, which the client no longer uses). The server is a paced engine: every 2048 / 22,400 s each of 2,048 streams gets one token,
-   and it records when it wrote each token. Per token: client timestamp minus the server's write time
+   timeout, a timer re-armed at every read, which the client no longer uses). The server is a paced
+   engine: every 2048 / 22,400 s each of 2,048 streams gets one token, and it records when it wrote each
+   token. Per token: client timestamp minus the server's write time
    (p50, p99, max), and the same over the run's first and last quarter -- "the client never lags" means
    the added latency does not grow during the run and stays under one step (each step's tokens are read
    before the next step's are written).
@@ -196,6 +197,12 @@ def throughput(quick: bool) -> list[dict]:
     return cases
 
 
+def _worst(rows: list[dict], which: str) -> dict | None:
+    """The peak-rate run of load generator ``which`` with the largest p99 (None: no such run)."""
+    return max((r for r in rows if r["which"] == which), key=lambda r: r["latency_ms"].get("p99", float("inf")),
+               default=None)
+
+
 def peak_latency(quick: bool) -> tuple[dict, list[dict]]:
     """The peak-rate runs, alternating this tree's load generator with TIMER_COMMIT's (1 each with
     ``quick``, else 2): ``(the run of this tree with the larger p99, every run)``."""
@@ -218,8 +225,7 @@ def peak_latency(quick: bool) -> tuple[dict, list[dict]]:
                   f"streams): p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms; "
                   f"client {row['cpu_us_per_token']:.2f} us CPU/token", flush=True)
             rows.append(row)
-    worst = max((r for r in rows if r["which"] == "now"), key=lambda r: r["latency_ms"].get("p99", float("inf")))
-    return worst, rows
+    return _worst(rows, "now"), rows
 
 
 def smoke_cpu() -> dict:
@@ -325,9 +331,8 @@ def main(argv=None) -> int:
               f"({setup['cpu_us_per_token']:.0f} us/request): {max(c['cpu_us_per_token'] for c in now):.1f} us/token "
               f"at worst; added latency at {peak.get('stream_rate_tokens_per_s') or 0:,.0f} tokens/s "
               f"({PEAK_BATCH} streams): p50 {lat.get('p50', float('nan')):.1f} ms, p99 {lat.get('p99', float('nan')):.1f} ms")
-    timer = [r for r in peak_runs if r["which"] == "timer"]
-    if timer:
-        slow = max(timer, key=lambda r: r["latency_ms"].get("p99", float("inf")))
+    slow = _worst(peak_runs, "timer")
+    if slow:
         figure += (f" (with a timer re-armed per read, as before: p50 {slow['latency_ms']['p50']:.1f} ms, p99 "
                    f"{slow['latency_ms']['p99']:.1f} ms; CPU/token {peak['cpu_us_per_token'] / slow['cpu_us_per_token']:.2f}x)")
     if ratios:

@@ -237,7 +237,7 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
     # no per-read timeout in aiohttp (sock_read): it re-arms a timer at every read, about a tenth of the
     # client's CPU at one event per read; the loop below checks each stream's silence every 0.25 s instead
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=None)
-    heard = [0.0] * n  # the clock reading of each request's submission and latest read (0: not yet sent)
+    heard = [0.0] * n  # when each request was sent, then when its stream was last read (0: not yet sent)
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     abort_reason: str | None = None
     async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as session:
