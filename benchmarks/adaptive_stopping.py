@@ -66,7 +66,7 @@ GOAL_RATIO, GOAL_DEVIATION = 3.0, 0.02
 
 
 def _published_row(model_id: str, task: str, max_num_seqs: int):
-    from harness.analysis import reference
+    from harness.published import reference
 
     table = reference.llm_table()
     rows = table[(table["model_id"] == model_id) & (table["task"] == task) & (table["gpu_model"] == "H100")
@@ -252,8 +252,8 @@ def run_cpu_trivial(repeats: int) -> dict:
     import yaml
 
     from harness.measuring import store
-    from harness.config import load_study
-    from harness.measuring.runner import measure_study
+    from harness.orchestration.study import load_study
+    from harness.orchestration.runner import measure_study
 
     block = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 1500,
              "max_output_tokens": 32, "options": {"step_s": 0.002, "work_rounds": 5}, "grid": {"max_num_seqs": [16]}}

@@ -234,7 +234,7 @@ def smoke_cpu() -> dict:
     sys.path.insert(0, str(_common.ROOT))
     import psutil
 
-    from harness.config import load_study
+    from harness.orchestration.study import load_study
     from harness.measuring.steady import SteadyTracker
     from harness.workloads import loadgen
     from harness.workloads.vllm_backend import VLLMBackend

@@ -4,7 +4,7 @@
 
 For each series (a model, task, GPU model and count swept over its batch knob) the energy model is fitted on the
 published data without that series' base model (a model measured for the first time), and the planner
-(harness.measuring.planner) asks a replay backend, which answers from the series' published rows, for the
+(harness.orchestration.planner) asks a replay backend, which answers from the series' published rows, for the
 batches its uncertainty points at, until the lowest-energy configuration under each ITL target (50, 100, 250 ms,
 and none) is settled. Scored against the oracle (the lowest energy among all of the series' rows under each
 target): the share of the grid measured, and the share of series whose chosen configuration is within 2% of
@@ -44,8 +44,8 @@ def main() -> int:
     watch = _common.Stopwatch()
     import pandas as pd
 
-    from harness.analysis import reference
-    from harness.measuring import planner
+    from harness.published import reference
+    from harness.orchestration import planner
 
     parts = {"llm": planner.replay(reference.llm_table(), "llm"),
              "diffusion": planner.replay(reference.diffusion_table(), "diffusion")}

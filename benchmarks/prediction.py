@@ -28,7 +28,8 @@ def main() -> int:
     _common.ensure_reference_env()
     load = _common.loadavg()
     watch = _common.Stopwatch()
-    from harness.analysis import predict, reference
+    from harness.analysis import predict
+    from harness.published import reference
 
     table = predict.validation_table(reference.all_table())
     overall = table[table["family"].str.startswith("all ")]

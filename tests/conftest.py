@@ -246,7 +246,7 @@ def vllm_env(tmp_path_factory, monkeypatch):
     import fake_vllm
     from support import REFERENCE_DIR
 
-    from harness.analysis import reference
+    from harness.published import reference
     from harness.errors import ReferenceDataError
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness-cache"))

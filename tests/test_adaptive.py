@@ -17,10 +17,11 @@ from conftest import FakeClock, FakeGPU
 
 from harness.measuring import adaptive, store
 from harness.measuring.adaptive import AdaptiveStopper, Segment, StopRule, batch_means, should_stop, t_quantile
-from harness.config import STOP_KEYS, load_study
+from harness.config import STOP_KEYS
+from harness.orchestration.study import load_study
 from harness.measuring.energy import ZeusMeter
 from harness.errors import ConfigError
-from harness.measuring.runner import measure_study
+from harness.orchestration.runner import measure_study
 from harness.measuring.steady import SteadyTracker, llm_metrics, steady_bounds
 from harness.workloads.base import RequestRecord, WindowMeasurement, WorkloadResult
 from harness.workloads.trivial import TrivialBackend

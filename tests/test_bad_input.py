@@ -19,8 +19,8 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.config import load_study
-from harness.measuring.runner import measure_study
+from harness.orchestration.study import load_study
+from harness.orchestration.runner import measure_study
 
 ROOT = Path(__file__).resolve().parent.parent
 from support import REFERENCE_DIR as REF

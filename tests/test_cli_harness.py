@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
-from harness.config import load_study
+from harness.orchestration.study import load_study
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "configs" / "trivial-cpu.yaml"
@@ -121,7 +121,7 @@ def test_a_sweep_says_plainly_when_the_host_has_no_energy_counter(tmp_path, caps
 
 
 def test_the_energy_notice_names_the_gpus_where_there_are_some():
-    from harness.measuring.runner import energy_notice
+    from harness.orchestration.runner import energy_notice
 
     line = energy_notice({"gpu_count": 2, "gpu_model": "H100", "nvml": "ok"})
     assert "2 x H100" in line and "no GPU energy counter" not in line

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import load_study
+from harness.orchestration.study import load_study
 from harness.errors import ConfigError
 from harness.workloads import registry
 
@@ -132,7 +132,7 @@ def test_missing_file_and_directory(tmp_path):
 
 
 def test_length_source_from_the_reference_manifest(tmp_path):
-    from harness.analysis import reference
+    from harness.published import reference
 
     source = reference.models_with_lengths("lm-arena-chat")[0]
     study = load_study(_write(tmp_path, _llm(length_source=source, max_output_tokens=64)))

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from harness.analysis import reference
+from harness.published import reference
 from harness.cli import main
 from harness.errors import ReferenceDataError
 

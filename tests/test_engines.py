@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_study
+from harness.orchestration.study import load_study
 from harness.errors import ConfigError, HarnessError
 from harness.workloads import engines
 
@@ -157,7 +157,8 @@ def test_the_server_starts_with_the_engines_interpreter_and_the_run_records_it(t
                                                                                no_nvml, monkeypatch):
     import fake_vllm
 
-    from harness.measuring import runner, store
+    from harness.orchestration import runner
+    from harness.measuring import store
 
     venv = fake_engine_venv(engines_dir, "vllm", "0.12.0")
     fake_vllm.use(monkeypatch, tmp_path)
@@ -180,7 +181,7 @@ def test_the_server_starts_with_the_engines_interpreter_and_the_run_records_it(t
 
 def test_a_sweep_needing_a_missing_engine_is_refused_before_anything_is_written(tmp_path, engines_dir, no_nvml,
                                                                                 capsys):
-    from harness.measuring import runner
+    from harness.orchestration import runner
 
     config = tmp_path / "s.yaml"
     config.write_text("study: eng\nruns:\n  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], "

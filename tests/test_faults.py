@@ -31,10 +31,11 @@ import pytest
 import yaml
 
 import fake_vllm
-from harness.measuring import runner, store, telemetry
+from harness.orchestration import runner
+from harness.measuring import store, telemetry
 from harness.cli import main
-from harness.config import load_study
-from harness.measuring.runner import Interrupted, StoreWriteError, measure_study
+from harness.orchestration.study import load_study
+from harness.orchestration.runner import Interrupted, StoreWriteError, measure_study
 from harness.workloads.trivial import TrivialBackend
 
 ROOT = Path(__file__).resolve().parent.parent

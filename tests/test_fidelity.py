@@ -13,8 +13,8 @@ import yaml
 from conftest import FakeClock, FakeGPU
 from test_validator import sampled
 
-from harness.analysis import repeats
-from harness.config import load_study
+from harness.measuring import repeats
+from harness.orchestration.study import load_study
 from harness.errors import ConfigError
 from harness.measuring import fidelity, steady
 from harness.workloads.base import RequestRecord, WindowMeasurement
@@ -241,7 +241,7 @@ def test_the_chapter_draws_error_bars_and_the_window_and_ttft_tables(tmp_path):
 
     from test_measurements import _write_run
 
-    from harness.workloads import measurements as M
+    from harness.analysis import measurements as M
 
     results = tmp_path / "results"
     base = {"output_throughput_whole_run_tokens_per_sec": 90.0, "output_throughput_trimmed_tokens_per_sec": 105.0,

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from harness.analysis import findings as F
-from harness.analysis import reference
+from harness.published import reference
 from harness.errors import HarnessError, ReferenceDataError
 
 # Published in the paper (STUDY.md): B200, minimum-energy configuration per model.

@@ -109,7 +109,7 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
     """The meter reads NVML's energy counter directly (a fake NVML device here) and says so."""
     import harness.measuring.energy
     from harness.measuring import telemetry
-    from harness.workloads import gpucheck
+    from harness.orchestration import gpucheck
 
     class FakeReader:
         counter = {0: 1000.0}
@@ -145,7 +145,8 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
 
 def test_idle_power_is_read_before_anything_initialises_cuda(tmp_path, monkeypatch):
     from harness.measuring import envinfo, telemetry
-    from harness.workloads import gpucheck, lengths
+    from harness.orchestration import gpucheck
+    from harness.workloads import lengths
 
     calls = []
     monkeypatch.setattr(envinfo, "capture", lambda: {"gpu_count": 1, "gpu_model": "NVIDIA H100"})
@@ -171,7 +172,7 @@ def test_carried_wheels_inside_the_results_folder_are_refused(tmp_path):
 
 
 def test_missing_carried_imports_are_one_line_each(tmp_path, monkeypatch):
-    from harness.workloads import gpucheck
+    from harness.orchestration import gpucheck
 
     monkeypatch.setattr(gpucheck, "CARRIED_IMPORTS", {"json": "x", "no_such_module_here": "the image runs"})
     facts, problems = gpucheck.check_carried(None, ["pytest-1.0-py3-none-any.whl"])

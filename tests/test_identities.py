@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from harness.analysis import tables as an
-from harness.analysis import reference
+from harness.published import reference
 from harness.errors import ReferenceDataError
 
 

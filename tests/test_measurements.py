@@ -1,4 +1,4 @@
-"""Own runs beside the published ones (harness.workloads.measurements) and the chapter that shows them."""
+"""Own runs beside the published ones (harness.analysis.measurements) and the chapter that shows them."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from harness.vocabulary.tasks import TEXT_LLM_TASKS
 from harness.measuring import store
 from harness.errors import ReferenceDataError
-from harness.workloads import measurements as M
+from harness.analysis import measurements as M
 
 REPO = Path(__file__).resolve().parent.parent
 from support import REFERENCE_DIR as REF
@@ -31,7 +32,7 @@ def reference(monkeypatch):
 
 def _write_run(root: Path, study: str, run_id: str, model: str, task: str, gpu_model: str | None, batch: int,
                metrics: dict, status: str = "ok", length_source: str | None = None):
-    llm = task in M.LLM_TASKS
+    llm = task in TEXT_LLM_TASKS
     config = {"study": study, "task": task, "backend": "vllm" if llm else "diffusers", "model": model, "num_gpus": 1,
               "tensor_parallel": 1, "expert_parallel": 1, "precision": "bfloat16",
               "max_num_seqs": batch if llm else None, "batch_size": None if llm else batch}

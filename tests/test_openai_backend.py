@@ -21,7 +21,8 @@ import pytest
 import fake_vllm
 from conftest import FakeGPU
 from harness.errors import ConfigError
-from harness.workloads import arrivals, prompts
+from harness.measuring import arrivals
+from harness.workloads import prompts
 from harness.workloads.base import RequestRecord
 
 SAMPLE = Path(__file__).resolve().parent.parent / "configs" / "prompts" / "own-server-sample.jsonl"
@@ -255,8 +256,8 @@ def _records(results: Path) -> list[dict]:
 
 
 def _measure(config: Path, results: Path) -> dict:
-    from harness.config import load_study
-    from harness.measuring import runner
+    from harness.orchestration.study import load_study
+    from harness.orchestration import runner
 
     study = load_study(config)
     counts = runner.measure_study(study, results, progress=False)
@@ -366,7 +367,7 @@ def test_faults_are_one_line_failures_and_earlier_runs_stay_intact(tmp_path, ser
 
 def test_a_remote_server_is_driven_only_when_allowed_and_its_energy_is_null(tmp_path, server, fake_nvml):
     from harness.workloads import openai_backend, registry
-    from harness.config import load_study
+    from harness.orchestration.study import load_study
 
     fake_nvml([FakeGPU([(time.time() - 10, 80.0)])])
     url = server(faults={"token_s": 0.002})

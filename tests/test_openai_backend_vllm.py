@@ -12,7 +12,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.config import configuration_from_dict, load_study
+from harness.config import configuration_from_dict
+from harness.orchestration.study import load_study
 from support import REFERENCE_DIR as REF
 
 SAMPLE = Path(__file__).resolve().parent.parent / "configs" / "prompts" / "own-server-sample.jsonl"
@@ -48,7 +49,8 @@ def vllm_server(tmp_path_factory):
 
 
 def test_a_running_vllm_server_measured_as_an_endpoint(vllm_server, tmp_path, no_nvml):
-    from harness.measuring import runner, store
+    from harness.orchestration import runner
+    from harness.measuring import store
 
     url, name, model_folder = vllm_server
     rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.config import load_study
+from harness.orchestration.study import load_study
 from harness.errors import ConfigError
 from harness.workloads import registry
 from harness.workloads.options import Opt, problem

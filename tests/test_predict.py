@@ -12,7 +12,7 @@ import yaml
 
 from harness.analysis import predict as P
 from harness.errors import HarnessError, SelectorError
-from harness.measuring import planner as PL
+from harness.orchestration import planner as PL
 
 
 def _synthetic(seed: int = 0) -> pd.DataFrame:
@@ -166,8 +166,8 @@ def test_predict_cli_json_uses_reference_column_names(synthetic, tmp_path, capsy
 
 
 def test_measure_strategy_frontier_without_published_facts_measures_the_grid(tmp_path, no_nvml):
-    from harness.config import load_study
-    from harness.measuring.runner import measure_study
+    from harness.orchestration.study import load_study
+    from harness.orchestration.runner import measure_study
 
     run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 8,
            "max_output_tokens": 4, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1, 2, 4]}}
@@ -210,7 +210,7 @@ def test_frontier_order_hands_the_runner_only_the_batches_the_planner_picks(monk
 
     from support import REFERENCE_DIR
 
-    from harness.analysis import reference
+    from harness.published import reference
     from harness.measuring import store
 
     if not REFERENCE_DIR.is_dir():

@@ -12,10 +12,10 @@ import yaml
 
 from conftest import FakeGPU
 from harness.cli import main
-from harness.config import load_study
-from harness.measuring import preflight
-from harness.measuring.preflight import Host, PreflightError, check
-from harness.measuring.runner import measure_study
+from harness.orchestration.study import load_study
+from harness.orchestration import preflight
+from harness.orchestration.preflight import Host, PreflightError, check
+from harness.orchestration.runner import measure_study
 from harness.workloads import archs
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,4 +1,4 @@
-"""harness.analysis.reference: the published ML.ENERGY Leaderboard v3 data as tidy tables.
+"""harness.published.reference: the published ML.ENERGY Leaderboard v3 data as tidy tables.
 
 Needs HARNESS_REFERENCE_DIR (a local copy of the pinned files); the failure tests
 work on a temporary copy of that folder, never on the original.
@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.analysis import reference
+from harness.published import reference
 from harness.errors import ReferenceDataError
 
 ROWS_PER_TASK = {

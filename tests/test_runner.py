@@ -17,8 +17,8 @@ import yaml
 from conftest import FakeGPU
 
 from harness.measuring import store
-from harness.config import load_study
-from harness.measuring.runner import measure_study
+from harness.orchestration.study import load_study
+from harness.orchestration.runner import measure_study
 from harness.workloads import registry
 from harness.workloads.base import WorkloadResult
 from harness.workloads.trivial import TrivialBackend

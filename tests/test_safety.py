@@ -19,9 +19,10 @@ import yaml
 import fake_vllm
 from harness import config as config_module
 from harness.measuring import store
-from harness.config import configuration_from_dict, load_study
+from harness.config import configuration_from_dict
+from harness.orchestration.study import load_study
 from harness.errors import ConfigError, HarnessError
-from harness.measuring.runner import measure_study
+from harness.orchestration.runner import measure_study
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "harness"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.measuring import slurm
+from harness.orchestration import slurm
 from harness.cli import main as cli
-from harness.config import load_study
+from harness.orchestration.study import load_study
 
 sys.path.insert(0, str(Path(__file__).parent))
 from slurm_cluster import LocalSlurm, missing_binaries  # noqa: E402
@@ -202,7 +202,7 @@ def cluster():
     patch = pytest.MonkeyPatch()
     try:
         with LocalSlurm(root) as local:
-            patch.setenv("SLURM_CONF", str(local.conf))  # sbatch/squeue called by harness.measuring.slurm find it
+            patch.setenv("SLURM_CONF", str(local.conf))  # sbatch/squeue called by harness.orchestration.slurm find it
             yield local
     finally:
         patch.undo()

@@ -24,10 +24,11 @@ import signal
 import pytest
 import yaml
 
-from harness.measuring import runner, store, telemetry
+from harness.orchestration import runner
+from harness.measuring import store, telemetry
 from harness.cli import main
-from harness.config import load_study
-from harness.measuring.runner import Interrupted, measure_study
+from harness.orchestration.study import load_study
+from harness.orchestration.runner import Interrupted, measure_study
 from harness.workloads.trivial import TrivialBackend
 
 pytestmark = pytest.mark.slow

@@ -379,8 +379,9 @@ def _kill_server_when_busy(run_dir: Path, stop: threading.Event, killed: list) -
 def test_sweep_measures_a_real_server_and_survives_one_killed_mid_run(tmp_path):
     """Three runs: tiny-llama on vLLM CPU (measured), the same server killed mid-run (failed with its
     cause and log tail), then a trivial run (the sweep went on)."""
-    from harness.measuring import runner, store
-    from harness.config import load_study
+    from harness.orchestration import runner
+    from harness.measuring import store
+    from harness.orchestration.study import load_study
 
     config = tmp_path / "study.yaml"
     config.write_text(

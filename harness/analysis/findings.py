@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from harness.errors import HarnessError
+from harness.vocabulary.labels import label
 
 
 class _OnFirstUse:
@@ -153,7 +154,7 @@ def _short(model_id: str) -> str:
 
 
 def _task_name(task: str) -> str:
-    from harness.analysis import reference
+    from harness.published import reference
 
     return reference.TASK_NAMES.get(task, task)
 
@@ -697,7 +698,7 @@ def published(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _tables(llm: pd.DataFrame | None, diffusion: pd.DataFrame | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The findings are the paper's: computed on published rows only, even from a table with own runs."""
-    from harness.analysis import reference
+    from harness.published import reference
 
     return (published(reference.llm_table() if llm is None else llm),
             published(reference.diffusion_table() if diffusion is None else diffusion))
@@ -725,7 +726,7 @@ def compute_all(llm: pd.DataFrame | None = None, diffusion: pd.DataFrame | None 
 
 def load_rows(results_dir: str | None = None) -> pd.DataFrame:
     """Reference rows, plus the harness's own runs from ``results_dir`` when given (same columns)."""
-    from harness.analysis import reference
+    from harness.published import reference
 
     table = reference.all_table()
     if results_dir is None:
@@ -809,7 +810,8 @@ def _diagnose_cmd(args) -> int:
 
 def load_table(source: str = "reference", reference_dir: str | None = None, results_dir: str | None = None) -> pd.DataFrame:
     """The table a notebook works on: the published rows, plus own runs (status ok) from ``results_dir``."""
-    from harness.analysis import reference, summary
+    from harness.published import reference
+    from harness.analysis import summary
 
     table = summary.load(source, reference_dir)
     if results_dir:
@@ -843,17 +845,8 @@ def load_rows_own(results_dir: str) -> pd.DataFrame:
 
 def _reader_words(key: str) -> str:
     """A value's key as a reader's words: ``chat_mean_energy_per_response_joules`` -> "chat mean energy per response (J)"."""
-    from harness.report import charts
-
-    text = charts.label(key)
+    text = label(key)
     return text[:1].lower() + text[1:]
-
-
-def factor_chart(att: an.Attribution, title: str | None = None, width: int = 240):
-    """Bars of each factor on a log axis around 1, then the total (drawn by :func:`harness.report.charts.factor_chart`)."""
-    from harness.report import charts
-
-    return charts.factor_chart(att, title=title, width=width)
 
 
 # The framework: layers of knobs and properties -> latent metrics -> end metrics. Each edge names the

@@ -17,15 +17,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-# Published specifications (NVIDIA data sheets, SXM parts): memory in GB (1e9 bytes), bandwidth in TB/s,
-# dense BF16 tensor throughput in TFLOP/s.
-GPU_SPECS = {
-    "H100": {"memory_gb": 80.0, "bandwidth_tb_per_s": 3.35, "bf16_dense_tflops": 989.0},
-    "B200": {"memory_gb": 180.0, "bandwidth_tb_per_s": 8.0, "bf16_dense_tflops": 2250.0},
-}
-GPU_MEMORY_UTILIZATION = 0.9  # vLLM's default share of GPU memory it may use (weights + KV cache)
-BYTES_PER_VALUE = {"bfloat16": 2, "fp8": 1}
-SPEC_SOURCE = "from the vendor's data sheet: SXM part, dense BF16"
+from harness.vocabulary.hardware import GPU_MEMORY_UTILIZATION, GPU_SPECS, SPEC_SOURCE
+from harness.vocabulary.precisions import BYTES_PER_VALUE
+
+__all__ = ["GPU_MEMORY_UTILIZATION", "GPU_SPECS", "SPEC_SOURCE", "BYTES_PER_VALUE", "kv_budget", "KvBudget"]
 
 
 def ridge_point_flops_per_byte(gpu: str) -> float:

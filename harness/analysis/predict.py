@@ -36,8 +36,8 @@ import pandas as pd
 
 from harness.errors import HarnessError, SelectorError
 
-GPU_MEMORY_GB = {"H100": 80.0, "B200": 180.0, "A100": 80.0, "H200": 141.0}
-PRECISION_BYTES = {"bfloat16": 2.0, "float16": 2.0, "fp8": 1.0, "mxfp4": 0.5, "float32": 4.0}
+from harness.vocabulary.hardware import GPU_MEMORY_GB
+from harness.vocabulary.precisions import BYTES_PER_VALUE as PRECISION_BYTES
 LEVELS = ("series", "model", "facts")
 DEFAULT_COVERAGE = 0.8
 
@@ -67,7 +67,7 @@ FACT_COLUMNS = ("task", "gpu_model", "num_gpus", "total_params_billions", "activ
 
 def kind_of(frame: pd.DataFrame | Mapping) -> str:
     task = frame["task"].iloc[0] if isinstance(frame, pd.DataFrame) else frame["task"]
-    from harness.analysis.reference import DIFFUSION_TASKS
+    from harness.published.reference import DIFFUSION_TASKS
 
     return "diffusion" if task in DIFFUSION_TASKS else "llm"
 
@@ -384,7 +384,7 @@ def fit(frame: pd.DataFrame, kind: str | None = None) -> Fit:
 
 def usable_rows(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Rows of ``kind`` with the facts and positive measured time and power (own CPU runs have no power)."""
-    from harness.analysis.reference import DIFFUSION_TASKS
+    from harness.published.reference import DIFFUSION_TASKS
 
     frame = frame[frame["task"].isin(DIFFUSION_TASKS) == (kind == "diffusion")]
     need = list(FACT_COLUMNS) + [spec_of(kind).batch]
@@ -539,7 +539,7 @@ def jackknife_coverage(errs: pd.DataFrame, coverage: float = DEFAULT_COVERAGE) -
 
 
 def family(task: str) -> str:
-    from harness.analysis.reference import OUTPUT_UNIT  # noqa: F401
+    from harness.published.reference import OUTPUT_UNIT  # noqa: F401
 
     return {"lm-arena-chat": "chat", "gpqa": "reasoning", "sourcegraph-fim": "code", "image-chat": "multimodal",
             "video-chat": "multimodal", "text-to-image": "image", "text-to-video": "video"}.get(task, task)
@@ -594,7 +594,7 @@ def load_fit_table(source: str) -> pd.DataFrame:
     from pathlib import Path
 
     if source == "reference":
-        from harness.analysis import reference
+        from harness.published import reference
 
         return reference.all_table()
     path = Path(source)
@@ -613,7 +613,7 @@ def load_fit_table(source: str) -> pd.DataFrame:
 
 def with_model_facts(table: pd.DataFrame) -> pd.DataFrame:
     """Fill missing model facts (parameters, precision, architecture) from the reference's model index."""
-    from harness.analysis import reference
+    from harness.published import reference
 
     try:
         models = reference.model_index()["models"]
@@ -637,7 +637,7 @@ QUERY_ALIASES = {"total": "total_params_billions", "active": "activated_params_b
 
 def query_row(selector: str, table: pd.DataFrame) -> pd.DataFrame:
     """One-row frame of facts from a selector; a known model's facts come from the table."""
-    from harness.analysis.reference import TASKS
+    from harness.published.reference import TASKS
     from harness.analysis.tables import parse_selector
 
     terms = {QUERY_ALIASES.get(k, k): v for k, v in parse_selector(selector).items()}

@@ -25,7 +25,7 @@ def load(source: str = "reference", reference_dir: str | None = None) -> pd.Data
         raise SelectorError(f"unknown data source {source!r} (known: {', '.join(SOURCES)})")
     from pathlib import Path
 
-    from harness.analysis import reference
+    from harness.published import reference
 
     table = reference.all_table(Path(reference_dir) if reference_dir else None)
     table["task_name"] = table["task"].map(reference.TASK_NAMES)

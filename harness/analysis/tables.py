@@ -1,6 +1,6 @@
 """Pure functions over tidy run tables: the diagnosis toolkit.
 
-Every function takes the tidy tables of :mod:`harness.analysis.reference` (or the
+Every function takes the tidy tables of :mod:`harness.published.reference` (or the
 harness's own runs, which carry the same columns) and returns new DataFrames or
 small immutable records. Nothing here reads files.
 
@@ -92,7 +92,7 @@ def config_label(row: Mapping) -> str:
     """Short human label of one configuration, e.g. ``Qwen3 32B, problem solving (reasoning), 1 x B200, batch 128``."""
     model = str(row.get("nickname") or str(row["model_id"]).split("/")[-1])
     batch = row.get("max_num_seqs") if _row_is_llm(row) else row.get("batch_size")
-    from harness.analysis.reference import TASK_NAMES
+    from harness.published.reference import TASK_NAMES
 
     task = TASK_NAMES.get(row["task"], row["task"]).lower()
     label = f"{model}, {task}, {int(row['num_gpus'])} x {row['gpu_model']}, batch {int(batch)}"

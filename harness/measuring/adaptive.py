@@ -41,7 +41,7 @@ part is :class:`AdaptiveStopper`; every LLM backend drives it the same way (this
 
 With ``stop: fixed`` the stopper never asks to stop; it still records the half-width of the
 fixed-count estimate. :func:`harness.measuring.steady.llm_metrics` takes ``stop_time_s`` so that the
-post-hoc window ends where the online one did; :mod:`harness.measuring.runner` does that from
+post-hoc window ends where the online one did; :mod:`harness.orchestration.runner` does that from
 ``result.info["stop"]``.
 """
 
@@ -54,10 +54,9 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-METHODS = ("fixed", "adaptive")
-DEFAULT_REL_HALFWIDTH = 0.02
-DEFAULT_MIN_WINDOW_S = 20.0  # the reference's shortest valid steady state on a GPU
-DEFAULT_NUM_BATCHES = 10
+from harness.config import DEFAULT_MIN_WINDOW_S, DEFAULT_NUM_BATCHES, DEFAULT_REL_HALFWIDTH
+from harness.config import STOP_METHODS as METHODS
+
 CONFIDENCE = 0.95
 MAX_CHECKPOINT_S = 1.0
 SEGMENT_WINDOW = "adaptive-segment"  # the meter window reopened at every checkpoint

@@ -4,7 +4,7 @@
     meter = open_meter(num_gpus=2)         # GPUs 0..1 as CUDA numbers them (CUDA_VISIBLE_DEVICES applies)
     meter.begin("steady")
     ...                                    # the measured region
-    m = meter.end("steady")                # harness.workloads.base.WindowMeasurement
+    m = meter.end("steady")                # harness.measuring.energy.WindowMeasurement
     m.gpu_energy_joules                    # {0: 1234.5, 1: 1220.1}; {} on a host without GPUs
     m.total_gpu_energy_joules              # summed over GPUs; None when there is no counter
     m.energy_source                        # "zeus/nvml-energy-counter; cpu: not measured (...)"
@@ -35,10 +35,34 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from typing import Callable
 
 from harness.errors import HarnessError
-from harness.workloads.base import WindowMeasurement
+
+
+@dataclass(frozen=True)
+class WindowMeasurement:
+    """What one named window measured. Energy is ``None`` when no counter exists: never 0 J."""
+
+    name: str
+    start_time_s: float  # wall clock (time.time()) at begin
+    end_time_s: float
+    gpu_energy_joules: dict[int, float | None]  # per GPU index; empty on a host without GPUs
+    cpu_energy_joules: dict[int, float | None]  # per CPU package through RAPL; empty when unreadable
+    dram_energy_joules: dict[int, float | None]
+    energy_source: str  # e.g. "zeus/nvml-counter", "none: no NVIDIA GPU (ZeusMonitor found no GPUs)"
+
+    @property
+    def duration_s(self) -> float:
+        return self.end_time_s - self.start_time_s
+
+    @property
+    def total_gpu_energy_joules(self) -> float | None:
+        values = list(self.gpu_energy_joules.values())
+        if not values or any(v is None for v in values):
+            return None
+        return float(sum(values))
 
 
 def synchronize_devices() -> None:

@@ -195,14 +195,14 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
     that finished are biased toward short outputs.
 
     ``load``: the arrival pattern and latency targets of the run (``info["load"]`` of the endpoint backend):
-    the steady window is the pattern's (:mod:`harness.workloads.arrivals`), batch saturation is relative to
+    the steady window is the pattern's (:mod:`harness.measuring.arrivals`), batch saturation is relative to
     the batch the pattern can fill, and the goodput columns (:mod:`harness.measuring.goodput`) are added.
     """
     from harness.measuring.adaptive import is_stopped
 
     arrival = None
     if load and load.get("pattern", "all-at-once") != "all-at-once":
-        from harness.workloads.arrivals import Arrival, steady_bounds as arrival_bounds
+        from harness.measuring.arrivals import Arrival, steady_bounds as arrival_bounds
 
         arrival = Arrival.from_info(load)
         bounds = arrival_bounds(requests, arrival, max_num_seqs, stop_time_s)

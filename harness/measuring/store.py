@@ -32,7 +32,9 @@ import re
 import tempfile
 from pathlib import Path
 
+from harness.config import split_run_id
 from harness.errors import HarnessError
+from harness.vocabulary.tasks import OUTPUT_UNIT
 
 RUN_JSON = "run.json"
 CHECKSUMS = "checksums.sha256"
@@ -234,7 +236,6 @@ def iter_run_dirs(results_dir: Path | str, study: str | None = None):
 
 
 # --- the collected table --------------------------------------------------------------------------
-OUTPUT_UNITS = {"text-to-image": "image", "text-to-video": "video"}
 METRIC_COLUMNS = (
     "energy_per_token_joules", "energy_per_request_joules", "energy_per_image_joules", "energy_per_video_joules",
     "energy_per_output_joules", "avg_power_watts", "median_itl_ms", "p90_itl_ms", "p95_itl_ms", "p99_itl_ms",
@@ -254,13 +255,7 @@ METRIC_COLUMNS = (
     "num_good_requests", "slo_attainment_fraction", "goodput_requests_per_sec", "energy_per_good_request_joules",
 )
 # Repeat k >= 2 of a configuration is stored as <run-id>-r<k> (harness.config).
-_REPEAT_RE = re.compile(r"^(?P<base>.+)-r(?P<k>[0-9]+)$")
 
-
-def split_run_id(run_id: str) -> tuple[str, int]:
-    """``(base run id, repeat)``: ``("abc", 1)`` for ``abc``, ``("abc", 3)`` for ``abc-r3``."""
-    match = _REPEAT_RE.match(str(run_id))
-    return (match["base"], int(match["k"])) if match else (str(run_id), 1)
 
 
 def _row(run_dir: Path) -> dict:
@@ -294,7 +289,7 @@ def _row(run_dir: Path) -> dict:
         "width_pixels": cfg.get("width"), "num_frames": cfg.get("num_frames"),
         "num_requests": cfg.get("num_requests"), "num_iterations": cfg.get("num_iterations"), "seed": cfg.get("seed"),
         "gpu_model": gpu_model, "gpu": f"{num_gpus} x {gpu_model}" if gpu_model else None,
-        "output_unit": OUTPUT_UNITS.get(task, "response") if task else None,
+        "output_unit": OUTPUT_UNIT.get(task, "response") if task else None,
         "energy_source": metrics.get("energy_source"),
         "source": "own", "is_reference": False,
     }
@@ -482,7 +477,7 @@ CONFIDENCE_LABEL = "95% CI"
 
 
 def _show_repeats(run_dir: Path, record: dict) -> None:
-    from harness.analysis import repeats
+    from harness.measuring import repeats
 
     base, k = split_run_id(record.get("run_id") or run_dir.name)
     siblings = [d for d in sorted(run_dir.parent.iterdir()) if d.is_dir() and split_run_id(d.name)[0] == base]

@@ -37,12 +37,13 @@ MIN_SAMPLE_FRACTION = 0.75
 MIN_BATCH_FRACTION = 0.80
 MAX_CAPPED_FRACTION = 0.30
 MAX_ENERGY_PER_TOKEN_J = 100.0
+from harness.vocabulary.hardware import REFERENCE_TDP_WATTS
+
 MIN_POWER_W = 70.0
 INSTANT_TDP_FACTOR = 1.7
 AVERAGE_TDP_FACTOR = 1.1
 TEMPERATURE_RANGE_C = (20.0, 95.0)
 MAX_TEMPERATURE_OUT_FRACTION = 0.05
-TDP_WATTS = {"H100": 700.0, "B200": 1000.0}  # the reference's table
 SEVERITY = {"request-success": "error", "steady-duration": "error", "telemetry-samples": "warning",
             "batch-saturation": "warning", "output-length-cap": "warning", "metrics-valid": "error",
             "energy-per-token": "error", "instant-power": "warning", "average-power": "warning",
@@ -55,7 +56,7 @@ def _flag(check: str, status: str, reason: str) -> dict:
 
 
 def tdp_watts(gpu_model: str | None, power_limits) -> tuple[float | None, str]:
-    for name, watts in TDP_WATTS.items():
+    for name, watts in REFERENCE_TDP_WATTS.items():
         if gpu_model and name in str(gpu_model):
             return watts, f"TDP {watts:.0f} W ({name})"
     limits = [p for p in power_limits if p is not None]

@@ -267,7 +267,7 @@ def fingerprint(root: Path, spec: NotebookSpec, params: dict, code: str | None =
     }
     for item in spec.inputs:
         if item == "reference":
-            from harness.analysis import reference
+            from harness.published import reference
 
             parts["input:reference"] = _sha(json.dumps(reference.manifest(), sort_keys=True).encode())
         else:

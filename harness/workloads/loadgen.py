@@ -56,7 +56,7 @@ class LoadSpec:
     read_timeout_s: float = 600.0  # longest silence tolerated on one stream
     temperature: float = 1.0
     # --- set by the endpoint backend (harness.workloads.openai_backend); the defaults are the vLLM backend's ---
-    arrival: object = None  # harness.workloads.arrivals.Arrival; None: every request at once
+    arrival: object = None  # harness.measuring.arrivals.Arrival; None: every request at once
     request: Callable[[int], tuple[str, dict]] | None = None  # (path, JSON body) of request i
     headers: dict | None = None  # e.g. the Authorization header
     forced: bool = True  # output length forced: a request that generates another count failed
@@ -243,14 +243,14 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
     async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as session:
         gate = None
         if spec.arrival is not None and spec.arrival.pattern != "all-at-once":
-            from harness.workloads.arrivals import Gate
+            from harness.measuring.arrivals import Gate
 
             gate = Gate(spec.arrival, n)
         if on_ready is not None:  # everything is set up: the caller's measured window may open now
             on_ready()
         tasks = []
         for i in range(n):
-            if gate is not None:  # sent when the arrival pattern says (harness.workloads.arrivals)
+            if gate is not None:  # sent when the arrival pattern says (harness.measuring.arrivals)
                 one = (lambda i=i: _one(session, spec, i, records[i], tracker, clock, stopper, heard))
                 tasks.append(asyncio.create_task(gate.send(i, records[i], tracker, clock, one)))
                 continue

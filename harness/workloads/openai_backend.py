@@ -3,7 +3,7 @@
 It drives any OpenAI-compatible ``/v1/completions`` or ``/v1/chat/completions`` endpoint with the load
 generator of the vLLM backend (:mod:`harness.workloads.loadgen`: streaming, every token's arrival time,
 TTFT, end-to-end latency, token counts from ``usage``), sends the requests as the arrival pattern says
-(:mod:`harness.workloads.arrivals`), and measures **this host's** GPUs through the runner's meter. It
+(:mod:`harness.measuring.arrivals`), and measures **this host's** GPUs through the runner's meter. It
 starts and stops nothing: the server is the user's.
 
 The config's ``models`` entry is the name the server serves (as ``/v1/models`` lists it). ``max_num_seqs``
@@ -99,7 +99,7 @@ OPTION_SPECS = {
     "tokenizer": Opt("string"),
     "output_lengths": Opt("choice", choices=OUTPUT_MODES),
     "output_length_scale": Opt("number", above=0),
-    "arrival": Opt("choice", choices=("all-at-once", "poisson", "concurrency")),  # harness.workloads.arrivals.PATTERNS
+    "arrival": Opt("choice", choices=("all-at-once", "poisson", "concurrency")),  # harness.measuring.arrivals.PATTERNS
     "rate_per_s": Opt("number", above=0),
     "burstiness": Opt("number", above=0),
     "warmup_fraction": Opt("number", minimum=0, maximum=0.99),
@@ -226,7 +226,8 @@ class OpenAIBackend(LoggingBackend):
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self, cfg, run_dir: Path) -> None:
-        from harness.workloads import arrivals, lengths, prompts
+        from harness.measuring import arrivals
+        from harness.workloads import lengths, prompts
 
         opts = self.options = options_of(cfg)
         self.base_url, host = split_url(opts["base_url"])
@@ -382,7 +383,8 @@ class OpenAIBackend(LoggingBackend):
             return f"stopped accepting connections ({type(exc).__name__}: {exc})"
 
     def run(self, cfg, meter) -> WorkloadResult:
-        from harness.workloads import arrivals, loadgen
+        from harness.measuring import arrivals
+        from harness.workloads import loadgen
 
         if self.base_url is None:
             raise WorkloadError("openai backend run() before start()", cause="error")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 
+from harness.config import Catalogue
 from harness.errors import ConfigError
 
 BACKENDS: dict[str, str] = {
@@ -70,6 +71,23 @@ def measured_gpus(cfg, visible: int) -> list[int] | None:
     from harness.workloads import openai_backend
 
     return openai_backend.measured_gpus(cfg, visible)
+
+
+def backend_module(backend: str):
+    """A backend's module (its ``OPTIONS`` and ``OPTION_SPECS``), or None where it cannot be imported here
+    (a backend not installed on this host fails at start with its own message)."""
+    try:
+        return importlib.import_module(BACKENDS[backend].partition(":")[0])
+    except ImportError:
+        return None
+
+
+def catalogue() -> Catalogue:
+    """What the backends offer a study file, for :func:`harness.config.load_study`."""
+    from harness.workloads.options import problems
+
+    return Catalogue(backend_tasks=BACKEND_TASKS, any_model_backends=ANY_MODEL_BACKENDS,
+                     known_models=known_models, backend_module=backend_module, option_problems=problems)
 
 
 def get_backend(name: str):

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 from harness.errors import HarnessError
+from harness.vocabulary.tasks import OUTPUT_UNIT
 from harness.workloads.base import WorkloadError
 
 STUDY = "gpu-check"
@@ -241,7 +242,7 @@ def measure(cfg, out_dir: Path, env: dict, idle_power: dict, on_gpu: bool) -> di
             metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs)
             (run_dir / "requests.json").write_text(json.dumps(rows) + "\n")
         else:
-            unit = store.OUTPUT_UNITS[cfg.task]
+            unit = OUTPUT_UNIT[cfg.task]
             metrics, rows = steady.diffusion_metrics(result.iterations, windows, unit)
             (run_dir / "iterations.json").write_text(json.dumps(rows) + "\n")
         start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")

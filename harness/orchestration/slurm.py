@@ -475,7 +475,7 @@ def register(sub) -> None:
 
 
 def _cmd_submit(args) -> int:
-    from harness.config import load_study
+    from harness.orchestration.study import load_study
 
     for flag in args.sbatch_arg:
         if not flag.startswith("-") or "\n" in flag:
@@ -514,7 +514,7 @@ def _cmd_submit(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from harness.config import load_study
+    from harness.orchestration.study import load_study
 
     study = load_study(args.config)
     states = task_states(study, Path(args.results), use_queue=not args.no_queue)

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
-LLM_TASKS = ("lm-arena-chat", "gpqa", "sourcegraph-fim")
+from harness.vocabulary.tasks import TEXT_LLM_TASKS
+
 KEY_METRICS = {
     "llm": ["output_throughput_tokens_per_sec", "median_itl_ms", "avg_batch_size", "avg_output_len",
             "energy_per_token_joules", "energy_per_output_joules", "avg_power_watts", "steady_duration_s"],
@@ -69,7 +70,7 @@ def own_runs(results_dir: str | Path) -> pd.DataFrame:
         for m, t in zip(frame["model_id"], frame["task"])
     ]
     frame["length_source_model"] = [_length_source(d) for d in frame["run_dir"]]
-    frame["is_llm"] = frame["task"].isin(LLM_TASKS)
+    frame["is_llm"] = frame["task"].isin(TEXT_LLM_TASKS)
     frame["nickname"] = frame["model_id"].astype(str) + " (own)"
     frame["series"] = (frame["model_id"].astype(str) + " (own, " + frame["backend"].astype(str) + "), "
                        + frame["task"].astype(str).map(_task_name) + ", " + frame["gpu"].astype(str))
@@ -171,7 +172,7 @@ RELATIVE = "relative_to_smallest_batch"  # a ratio: no unit
 
 
 def _task_name(task: str) -> str:
-    from harness.analysis.reference import TASK_NAMES
+    from harness.published.reference import TASK_NAMES
 
     return TASK_NAMES.get(task, task).lower()
 
@@ -220,8 +221,8 @@ def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> 
 
 def with_intervals(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per own configuration (the mean of its repeats) and every published row, with the interval
-    columns ``<metric>_low`` / ``<metric>_high`` and ``interval_kind`` (:func:`harness.analysis.repeats.with_intervals`)."""
-    from harness.analysis import repeats
+    columns ``<metric>_low`` / ``<metric>_high`` and ``interval_kind`` (:func:`harness.measuring.repeats.with_intervals`)."""
+    from harness.measuring import repeats
 
     return repeats.with_intervals(frame, metric)
 

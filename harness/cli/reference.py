@@ -9,7 +9,7 @@ def register(sub) -> None:
 
 
 def _run(args) -> int:
-    from harness.analysis import reference
+    from harness.published import reference
 
     checked = reference.verify_all()
     table = reference.all_table()

@@ -1,6 +1,6 @@
 """Preflight: configurations this host cannot run, found before a sweep starts anything.
 
-    from harness.measuring.preflight import host_facts, check_study
+    from harness.orchestration.preflight import host_facts, check_study
     host = host_facts()                       # GPUs after CUDA_VISIBLE_DEVICES, their memory (NVML)
     verdicts = check_study(study, host)       # {run_id: ["needs 1 GPU, ...", ...]}; [] = can run
 
@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 from harness.errors import ConfigError
 
-BYTES_PER_PARAMETER = {"float32": 4, "bfloat16": 2, "float16": 2, "fp8": 1}
-VLLM_DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
+from harness.vocabulary.hardware import GPU_MEMORY_UTILIZATION as VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
+from harness.vocabulary.precisions import BYTES_PER_VALUE as BYTES_PER_PARAMETER
 GB = 1e9
 
 
@@ -188,7 +188,7 @@ def check(cfg, host: Host) -> list[str]:
             split = f" over tensor_parallel={tp}" if tp > 1 else ""
             split += f" (experts over {num_gpus} GPUs)" if ep > 1 and facts.num_experts else ""
             problems.append(
-                f"weights do not fit: {facts.parameters / 1e9:.2f} B parameters x {width} bytes ({cfg.precision})"
+                f"weights do not fit: {facts.parameters / 1e9:.2f} B parameters x {width:g} bytes ({cfg.precision})"
                 f"{split} = {_gb(share)} per GPU"
                 + (f" + {options['kv_cache_gib']} GiB KV cache" if options.get("kv_cache_gib") else "")
                 + f", more than {utilization:g} of the smallest GPU's {_gb(smallest)} ({_gb(budget)})")
@@ -201,7 +201,7 @@ def check(cfg, host: Host) -> list[str]:
             return problems
         need = params * width
         if need > smallest:
-            problems.append(f"weights do not fit: {params / 1e9:.2f} B parameters x {width} bytes ({cfg.precision}) = "
+            problems.append(f"weights do not fit: {params / 1e9:.2f} B parameters x {width:g} bytes ({cfg.precision}) = "
                             f"{_gb(need)}, more than the GPU's {_gb(smallest)}")
     return problems
 

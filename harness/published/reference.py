@@ -31,6 +31,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import ReferenceDataError
+from harness.vocabulary.tasks import DIFFUSION_TASKS, LLM_TASKS, OUTPUT_UNIT, TASK_NAMES, TASKS
+
 
 REPOSITORY = "ml-energy/leaderboard"
 COMMIT = "0cd52dab897c5d91a45f4d413038f3b8b4251b0f"
@@ -39,19 +41,6 @@ SOURCE = f"mlenergy-leaderboard-v3@{COMMIT[:7]}"
 RAW_URL = f"https://raw.githubusercontent.com/{REPOSITORY}/{COMMIT}/{FOLDER}/{{path}}"
 ENV_VAR = "HARNESS_REFERENCE_DIR"
 
-LLM_TASKS = ("lm-arena-chat", "gpqa", "sourcegraph-fim", "image-chat", "video-chat")
-DIFFUSION_TASKS = ("text-to-image", "text-to-video")
-TASKS = LLM_TASKS + DIFFUSION_TASKS
-TASK_NAMES = {
-    "lm-arena-chat": "Text conversation",
-    "gpqa": "Problem solving (reasoning)",
-    "sourcegraph-fim": "Code completion",
-    "image-chat": "Image chat",
-    "video-chat": "Video chat",
-    "text-to-image": "Text to image",
-    "text-to-video": "Text to video",
-}
-OUTPUT_UNIT = {t: "response" for t in LLM_TASKS} | {"text-to-image": "image", "text-to-video": "video"}
 
 _MANIFEST_PATH = Path(__file__).parent / "data" / "reference_manifest.txt"
 

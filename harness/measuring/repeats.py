@@ -7,7 +7,7 @@ deviation and Student's t interval at :data:`CONFIDENCE`. With one repeat the in
 run's own bootstrap interval (:mod:`harness.measuring.fidelity`), and ``interval_kind`` says which
 it is. Published (reference) rows are single runs without intervals: ``interval_kind`` labels them.
 
-    from harness.analysis import repeats
+    from harness.measuring import repeats
     summary = repeats.summarize(store.collect("results"))      # one row per configuration
     repeats.with_intervals(own, "energy_per_token_joules")     # y, y_low, y_high, interval_kind per row
 """
@@ -18,7 +18,7 @@ import math
 
 import pandas as pd
 
-from harness.measuring.store import split_run_id
+from harness.config import split_run_id
 
 CONFIDENCE = 0.95
 METRICS = ("energy_per_token_joules", "energy_per_output_joules", "output_throughput_tokens_per_sec",

@@ -18,13 +18,13 @@ from harness.errors import HarnessError
 
 # Modules that contribute commands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "harness.measuring.runner",  # measure
+    "harness.orchestration.runner",  # measure
     "harness.measuring.store",  # list, show
     "harness.measuring.envinfo",  # env
     "harness.analysis.findings",  # findings, diagnose
-    "harness.measuring.slurm",  # submit, status
-    "harness.analysis.reference_cli",  # reference
-    "harness.analysis.predict_cli",  # predict
+    "harness.orchestration.slurm",  # submit, status
+    "harness.cli.reference",  # reference
+    "harness.cli.predict",  # predict
     "harness.report.book",  # book build, book notebook
 )
 

@@ -13,7 +13,7 @@ For each Configuration of the study (or only configuration ``I``):
    (always), compute metrics and validity flags (:mod:`harness.measuring.steady`) and write the run
    (:mod:`harness.measuring.store`).
 
-Before anything starts, :mod:`harness.measuring.preflight` checks every configuration to measure
+Before anything starts, :mod:`harness.orchestration.preflight` checks every configuration to measure
 against this host (GPUs after ``CUDA_VISIBLE_DEVICES``, weights against their memory, parallelism
 against the model's heads and experts): any problem refuses the sweep, one line per problem, nothing
 written; ``--dry-run`` prints the same verdicts. Idle power is measured once per sweep before the first run (GPU hosts). A WorkloadError, a
@@ -39,8 +39,10 @@ from pathlib import Path
 
 from harness.measuring import store
 from harness.measuring.adaptive import SEGMENT_WINDOW
-from harness.config import Configuration, Study, load_study
+from harness.config import Configuration, Study
+from harness.orchestration.study import load_study
 from harness.errors import HarnessError
+from harness.vocabulary.tasks import OUTPUT_UNIT
 from harness.measuring.steady import BATCH_CODES
 from harness.workloads.base import WorkloadError
 
@@ -291,7 +293,7 @@ def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, o
         metrics.update(stop_metrics)
         tables["requests.parquet"] = pd.DataFrame(rows)
     else:
-        metrics, rows = steady.diffusion_metrics(result.iterations, windows, store.OUTPUT_UNITS[cfg.task])
+        metrics, rows = steady.diffusion_metrics(result.iterations, windows, OUTPUT_UNIT[cfg.task])
         tables["iterations.parquet"] = pd.DataFrame(rows)
     start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
     coverage = None
@@ -320,7 +322,7 @@ def _assess(cfg, record, result, windows, metrics, timeline, telemetry, on_gpu, 
     info = telemetry.info if telemetry else {}
     hz = info.get("sampler_hz") or 10.0
     assessed = fidelity.assess(cfg.is_llm, result.requests, rows, windows, metrics, timeline,
-                               store.OUTPUT_UNITS.get(cfg.task), sampler_hz=hz)
+                               OUTPUT_UNIT.get(cfg.task), sampler_hz=hz)
     record["fidelity"] = assessed
     metrics.update(fidelity.tidy_columns(assessed))
     run = windows.get("run")
@@ -459,7 +461,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     planned = plan(study, results_dir, index)
     todo = [(cfg, state) for cfg, state in planned if force or state not in store.DONE_STATUSES]
     counts = {"already done": len(planned) - len(todo)} if len(planned) > len(todo) else {}
-    from harness.measuring import preflight
+    from harness.orchestration import preflight
 
     host = preflight.host_facts() if todo else None
     if dry_run:
@@ -508,7 +510,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
                 idle_power = measure_idle_power(study.settings.idle_power_s, hz=study.settings.sampler_hz)
             order = todo
             if strategy == "frontier":  # the planner picks each series' next batch from what is measured so far
-                from harness.measuring.planner import frontier_order
+                from harness.orchestration.planner import frontier_order
 
                 order = frontier_order(todo, results_dir, study, env.get("gpu_model"), out=out)
             bar = tqdm(order, desc=study.name, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True,
