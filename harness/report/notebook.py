@@ -8,7 +8,6 @@ A notebook imports these instead of defining them again::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +41,7 @@ def pct(fraction: float) -> str:
     return f"{100 * fraction:.1f}%"
 
 
-def html_table(rows: Sequence[Sequence[Any]], header: Sequence[str]) -> HTML:
+def html_table(rows: list[tuple[Any, ...]], header: list[str]) -> HTML:
     """``rows`` under ``header`` as an HTML table without an index column (class ``table``)."""
     from IPython.display import HTML
 
