@@ -16,6 +16,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from harness.report import book
+from harness.report.book.html import _sphinx_cause
 from harness.errors import ConfigError
 
 
@@ -304,15 +305,15 @@ def test_sphinx_cause_is_the_warning_that_stopped_the_build():
     output = ("reading sources... [100%] book/reproduce\n\n\x1b[91mWarning, treated as error:\x1b[39;49;00m\n"
               "/r/book/intro.md:27:unknown document: 'nowhere'\nTraceback (most recent call last):\n"
               "RuntimeError: \n")
-    assert book._sphinx_cause(output) == "/r/book/intro.md:27:unknown document: 'nowhere'"
-    assert book._sphinx_cause("x\n/r/a.md:3: WARNING: duplicate label\nmore") == "/r/a.md:3: WARNING: duplicate label"
+    assert _sphinx_cause(output) == "/r/book/intro.md:27:unknown document: 'nowhere'"
+    assert _sphinx_cause("x\n/r/a.md:3: WARNING: duplicate label\nmore") == "/r/a.md:3: WARNING: duplicate label"
     # Sphinx itself crashed (a venv's package docs with template front matter, read as a page): the
     # exception and the file it was reading, not jupyter-book's empty RuntimeError
     crash = ("reading sources... [  9%] \x1b[35m.venv-x/lib/pkg/README\x1b[39;49;00m\n\n\x1b[91mException occurred:"
              "\x1b[39;49;00m\nyaml.constructor.ConstructorError: while constructing a mapping\n  in line 3\n"
              "Traceback (most recent call last):\nRuntimeError: \n")
-    assert book._sphinx_cause(crash) == ("yaml.constructor.ConstructorError: while constructing a mapping "
-                                         "(reading .venv-x/lib/pkg/README)")
+    assert _sphinx_cause(crash) == ("yaml.constructor.ConstructorError: while constructing a mapping "
+                                    "(reading .venv-x/lib/pkg/README)")
 
 
 def test_one_kernel_runs_a_workers_notebooks_each_in_a_clean_namespace(root):

@@ -103,3 +103,77 @@ def itl_growth(series: pd.DataFrame) -> pd.DataFrame:
                        "itl_growth": hi["median_itl_ms"] / lo["median_itl_ms"],
                        "small_batch": lo["batch_size"], "large_batch": hi["batch_size"]})
     return pd.DataFrame(rows)
+
+
+# --- the KV cache against the largest batch that ran ----------------------------------------------
+# Appended during the restructure (#20); its typing import joins the header's imports once they settle.
+from typing import TYPE_CHECKING  # noqa: E402
+
+if TYPE_CHECKING:
+    from harness.workloads.archs import Arch
+
+
+@dataclass(frozen=True)
+class BatchCap:
+    """One task's largest batch that ran on one GPU, against the batch the KV cache allows."""
+
+    task: str
+    budget: KvBudget  # at the mean output length (tokens) of the task's runs on one GPU
+    batch_size: float  # the largest batch setting that ran (max_num_seqs, requests)
+    avg_batch_size: float  # requests running on average at that setting
+    limit: str  # what caps the batch: "batch setting", "memory" or "beyond estimate"
+
+
+@dataclass(frozen=True)
+class ModelBatchCaps:
+    """One architecture's published model (by its reasoning run's nickname) and its caps, reasoning first."""
+
+    nickname: str
+    caps: tuple[BatchCap, ...]
+
+
+def batch_limit(avg_batch_size: float, batch_allowed: float) -> str:
+    """What caps a batch that kept ``avg_batch_size`` requests running when memory allows ``batch_allowed``
+    whole contexts (both in requests): ``"batch setting"`` below that, ``"memory"`` up to twice it (a decoding
+    request holds half its answer on average) with 10% slack, ``"beyond estimate"`` above (vLLM preempts and
+    recomputes requests when the cache is full)."""
+    if avg_batch_size < batch_allowed:
+        return "batch setting"
+    if avg_batch_size <= 2 * batch_allowed * 1.1:
+        return "memory"
+    return "beyond estimate"
+
+
+def kv_batch_caps(published: pd.DataFrame, archs: dict[str, Arch], gpu: str,
+                  tasks: tuple[str, ...] = ("gpqa", "lm-arena-chat")) -> list[ModelBatchCaps]:
+    """For each full-size LLM architecture with a published run on ``tasks[0]``: on each task, its model's
+    largest batch that ran on one ``gpu`` against the KV-cache budget (:func:`kv_budget`) at the mean output
+    length of those runs, and what capped it (:func:`batch_limit`).
+
+    ``published``: published rows (``model_id``, ``nickname``, ``task``, ``num_gpus``, ``batch_size``,
+    ``avg_batch_size``, ``avg_output_len`` in tokens, ``total_params_billions``, ``weight_precision``);
+    ``archs``: the architecture files by name (``harness.workloads.archs.all_archs()``); each task's model is
+    the architecture's reference model for it, else its model for ``tasks[0]``. Empty when ``gpu`` has no
+    specification."""
+    out: list[ModelBatchCaps] = []
+    for arch in archs.values():
+        if arch.kind != "llm" or arch.is_tiny or not arch.reference_model(tasks[0]) or gpu not in GPU_SPECS:
+            continue
+        first_model = arch.reference_model(tasks[0])
+        runs = {t: published[(published["model_id"] == (arch.reference_model(t) or first_model))
+                             & (published["task"] == t) & (published["num_gpus"] == 1)] for t in tasks}
+        if runs[tasks[0]].empty:
+            continue
+        caps = []
+        for task in tasks:
+            rows = runs[task]
+            if rows.empty:
+                continue
+            top = rows.loc[rows["batch_size"].idxmax()]
+            budget = kv_budget(top["model_id"], arch.hf_config(), top["total_params_billions"],
+                               top["weight_precision"], gpu, 1, rows["avg_output_len"].mean())
+            running = float(top["avg_batch_size"])
+            caps.append(BatchCap(task, budget, float(top["batch_size"]), running,
+                                 batch_limit(running, budget.batch_allowed)))
+        out.append(ModelBatchCaps(runs[tasks[0]]["nickname"].iloc[0], tuple(caps)))
+    return out

@@ -25,7 +25,7 @@ COMMAND_MODULES = (
     "harness.orchestration.slurm",  # submit, status
     "harness.cli.reference",  # reference
     "harness.cli.predict",  # predict
-    "harness.report.book",  # book build, book notebook
+    "harness.cli.book",  # book build, book notebook
 )
 
 

@@ -1,19 +1,22 @@
-"""What every chapter notebook shares: writing its figures and tables, and the sentences it repeats.
+"""What every chapter notebook shares: writing its figures and tables, showing a table, and the sentences it repeats.
 
 A notebook imports these instead of defining them again::
 
-    from harness.report.notebook import own_note, pct, save
+    from harness.report.notebook import html_table, own_note, pct, save
     save(chart, "chat-batch", output_dir)      # an SVG (chart) or CSV (table) in output_dir; nothing when it is empty
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from harness.report import charts
+
+if TYPE_CHECKING:
+    from IPython.display import HTML
 
 
 def save(chart: Any, name: str, output_dir: str | Path | None) -> None:
@@ -36,3 +39,10 @@ def own_note(frame: pd.DataFrame, results_dir: str | Path) -> str:
 def pct(fraction: float) -> str:
     """A fraction as a percentage with one decimal: ``0.1234`` -> ``"12.3%"``."""
     return f"{100 * fraction:.1f}%"
+
+
+def html_table(rows: list[tuple[Any, ...]], header: list[str]) -> HTML:
+    """``rows`` under ``header`` as an HTML table without an index column (class ``table``)."""
+    from IPython.display import HTML
+
+    return HTML(pd.DataFrame(rows, columns=header).to_html(index=False, border=0, classes="table"))
