@@ -72,7 +72,7 @@ class SeriesPlanner:
             resid = P.targets(rows, self.kind) - base[done]
             Ls = self._L[done]
             for i in range(len(self.grid)):
-                corr[i] = P._interp(Ls, resid, self._L[i])
+                corr[i] = P.residual_at(Ls, resid, self._L[i])
                 dist[i] = float(np.min(np.abs(Ls - self._L[i])))
                 interior[i] = Ls.min() < self._L[i] < Ls.max()
             level = "series"
@@ -82,7 +82,7 @@ class SeriesPlanner:
         for name in (_energy_column(self.kind), _time_column(self.kind)):
             lo, hi = np.empty(len(self.grid)), np.empty(len(self.grid))
             for i in range(len(self.grid)):
-                qlo, qhi = cal.quantiles(name, P._stratum(level, interior[i]), self.coverage, dist[i])
+                qlo, qhi = cal.quantiles(name, P.stratum(level, interior[i]), self.coverage, dist[i])
                 lo[i], hi[i] = point[name][i] * math.exp(qlo), point[name][i] * math.exp(qhi)
             out[name], out[f"{name}_low"], out[f"{name}_high"] = point[name], lo, hi
         out["measured"] = out[self.batch].isin(list(self.measured))
@@ -182,7 +182,7 @@ def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: fl
     full = P.fit(table, kind)
     frame = full.frame
     X, Y = full.design.matrix(frame), P.targets(frame, kind)
-    normal = P._Normal(X, Y)
+    normal = P.NormalEquations(X, Y)
     full.calibrated()
     base_model = (frame["base_model_id"] if "base_model_id" in frame else frame["model_id"]).astype(str).to_numpy()
     rows = []
@@ -247,7 +247,7 @@ def frontier_order(todo: list, results_dir, study, gpu_model: str | None, out=No
         facts = P.with_model_facts(facts)
         kind = "llm" if items[0][0].is_llm else "diffusion"
         try:
-            model = P._cached_fit("reference", kind)
+            model = P.cached_fit("reference", kind)
             if gpu_model not in model.design.gpus or items[0][0].task not in model.design.tasks:
                 raise HarnessError(f"no published {kind} data for {gpu_model or 'this host'} on {items[0][0].task}")
             if facts[["total_params_billions", "activated_params_billions"]].isna().any(axis=None):
