@@ -8,8 +8,9 @@ quantities follow from them through the framework's identities (:func:`derive`).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -183,7 +183,9 @@ class Fit:
     def calibrated(self) -> Calibration:
         """The fit's calibration, made on first use from cross-validated errors (see :func:`.calibration.calibrate`)."""
         if self.calibration is None:
-            from .calibration import calibrate  # calibrating refits the model: the cycle closes here
+            from .calibration import (
+                calibrate,  # calibrating refits the model: the cycle closes here
+            )
 
             self.calibration = calibrate(self)
         return self.calibration

@@ -4,7 +4,8 @@ prediction with intervals, and the prediction explained against the nearest meas
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,7 +115,7 @@ def predict_selector(selector: str, source: str = "reference", coverage: float =
     if str(query.at[0, "task"]) not in f.design.tasks:
         raise SelectorError(f"task {query.at[0, 'task']!r} is not in the fit (known: {', '.join(f.design.tasks)})")
     pred = f.predict(query, coverage).iloc[0]
-    out = {k: (v.item() if hasattr(v, "item") else v) for k, v in query.iloc[0].items()}
+    out: dict[str, Any] = {str(k): (v.item() if hasattr(v, "item") else v) for k, v in query.iloc[0].items()}
     for name in OUTPUTS[kind]:
         if name in pred.index and np.isfinite(pred[name]):
             out[name] = float(pred[name])

@@ -48,7 +48,7 @@ def with_model_facts(table: pd.DataFrame) -> pd.DataFrame:
         models = {}
     table = table.copy()
     for col in ("total_params_billions", "activated_params_billions", "weight_precision", "architecture"):
-        facts = table["model_id"].map(lambda m: (models.get(str(m)) or {}).get(col))
+        facts = table["model_id"].map(lambda m, col=col: (models.get(str(m)) or {}).get(col))
         table[col] = table[col].where(table[col].notna(), facts) if col in table.columns else facts
     if "base_model_id" not in table.columns:
         table["base_model_id"] = table["model_id"]

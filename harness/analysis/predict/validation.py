@@ -6,7 +6,7 @@ precisions of a base model; predicted from its facts alone), and H100 to B200 (a
 
 from __future__ import annotations
 
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pandas as pd
