@@ -128,6 +128,42 @@ def test_planner_drops_a_failed_batch_and_goes_on(synthetic):
     assert 256 not in planner.measured and chosen[math.inf] is not None
 
 
+def test_replay_series_measures_part_of_the_grid_and_counts_the_targets_it_settles(synthetic):
+    f = P.fit(synthetic[synthetic["model_id"] != "org/m1"], "llm")
+    rows = synthetic[(synthetic["model_id"] == "org/m1") & (synthetic["gpu_model"] == "H100")]
+    result = PL.replay_series(f, rows, "llm")
+    assert 0 < len(result.order) < len(rows) and len(set(result.order)) == len(result.order)
+    assert set(result.chosen) == set(result.optimum) == set(PL.ITL_TARGETS_MS) | {math.inf}
+    assert {b for b in result.chosen.values() if b is not None} <= set(result.order)
+    made_up = PL.ReplayedSeries("llm", order=[8, 16], chosen={50.0: 16, 100.0: 16, math.inf: 8, 10.0: None},
+                                optimum={50.0: (16, 1.0), 100.0: (32, 0.9), math.inf: (8, 0.5), 10.0: (None, math.inf)},
+                                rows={8: {"energy_per_token_joules": 0.5}, 16: {"energy_per_token_joules": 1.0}})
+    assert made_up.targets_within(0.02) == 3  # at 100 ms the choice is 11% above the optimum
+    assert made_up.targets_within(0.2) == 4
+
+
+def test_best_under_targets_keeps_to_the_latency_and_the_power_budget():
+    predicted = pd.DataFrame({"max_num_seqs": [8, 64, 256], "median_itl_ms": [10.0, 30.0, 80.0],
+                              "avg_power_watts": [400.0, 700.0, 900.0],
+                              "energy_per_request_joules": [900.0, 300.0, 150.0]})
+    predicted["energy_per_request_joules_low"] = predicted["energy_per_request_joules"] * 0.8
+    predicted["energy_per_request_joules_high"] = predicted["energy_per_request_joules"] * 1.25
+    measured = pd.DataFrame({"max_num_seqs": [8, 64, 256], "median_itl_ms": [12.0, 28.0, 60.0],
+                             "avg_power_watts": [420.0, 650.0, 950.0],
+                             "energy_per_request_joules": [950.0, 320.0, 140.0]})
+    best = P.best_under_targets(predicted, measured, [5, 11, 50, 100], power_budget_watts=800)
+    # 5 ms: nothing meets it; 11 ms: batch 8 predicted, nothing measured; 50 and 100 ms: batch 256 is too slow at
+    # 50 ms and draws more than 800 W
+    assert best["predicted_max_num_seqs"].tolist()[1:] == [8, 64, 64] and pd.isna(best["predicted_max_num_seqs"][0])
+    assert best["measured_max_num_seqs"].isna().tolist() == [True, True, False, False]
+    assert best["measured_max_num_seqs"].tolist()[2:] == [64, 64]
+    assert P.best_under_targets(predicted, measured, [100], 1000)["predicted_max_num_seqs"].tolist() == [256]
+    shown = P.choices_table(best)
+    assert shown["Predicted best batch"].tolist() == ["none", "8", "64", "64"]
+    assert shown.loc[2, "Predicted energy per response (J)"] == "300 (240 to 375)"
+    assert pd.isna(shown.loc[1, "Measured best batch"]) and shown.loc[2, "Measured energy per response (J)"] == "320"
+
+
 def test_unknown_model_gpu_task_and_bad_selectors_are_one_line_errors(synthetic, tmp_path):
     table = tmp_path / "fit.csv"
     synthetic.to_csv(table, index=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 UNITS = {"energy_per_token_joules": "J/token", "energy_per_request_joules": "J/response",
@@ -12,7 +13,7 @@ LEVEL_TEXT = {"series": "measured batches of this series in the fit", "model": "
               "model in the fit", "facts": "the model's facts alone (the fit never saw it)"}
 
 
-def _cmd_predict(args) -> int:
+def _cmd_predict(args: argparse.Namespace) -> int:
     from harness.analysis import predict
 
     source = args.fit or "reference"
@@ -33,7 +34,8 @@ def _cmd_predict(args) -> int:
     return 0
 
 
-def register(sub) -> None:
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``predict`` command to the command line's sub-commands."""
     p = sub.add_parser("predict", help="predict energy, power, latency and throughput of a configuration",
                        description="Predict a configuration's energy per token (per image or video for diffusion), "
                                    "average power, median ITL and throughput, each with an interval, from the "

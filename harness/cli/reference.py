@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 
-def register(sub) -> None:
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the ``reference`` command to the command line's sub-commands."""
     p = sub.add_parser("reference", help="verify the pinned reference data and count its configurations")
     p.set_defaults(func=_run)
 
 
-def _run(args) -> int:
+def _run(args: argparse.Namespace) -> int:
     from harness.published import reference
 
     checked = reference.verify_all()

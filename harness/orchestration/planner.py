@@ -18,14 +18,19 @@ oracle (``benchmarks/planner_replay.py``); :func:`frontier_order` drives real ru
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import pandas as pd
 
 from harness.analysis import predict as P
 from harness.errors import HarnessError
+
+if TYPE_CHECKING:
+    from harness.config import Configuration, Study
 
 ITL_TARGETS_MS = (50.0, 100.0, 250.0)
 TOLERANCE = 0.02
@@ -72,7 +77,7 @@ class SeriesPlanner:
             resid = P.targets(rows, self.kind) - base[done]
             Ls = self._L[done]
             for i in range(len(self.grid)):
-                corr[i] = P._interp(Ls, resid, self._L[i])
+                corr[i] = P.residual_at(Ls, resid, self._L[i])
                 dist[i] = float(np.min(np.abs(Ls - self._L[i])))
                 interior[i] = Ls.min() < self._L[i] < Ls.max()
             level = "series"
@@ -82,7 +87,7 @@ class SeriesPlanner:
         for name in (_energy_column(self.kind), _time_column(self.kind)):
             lo, hi = np.empty(len(self.grid)), np.empty(len(self.grid))
             for i in range(len(self.grid)):
-                qlo, qhi = cal.quantiles(name, P._stratum(level, interior[i]), self.coverage, dist[i])
+                qlo, qhi = cal.quantiles(name, P.stratum(level, interior[i]), self.coverage, dist[i])
                 lo[i], hi[i] = point[name][i] * math.exp(qlo), point[name][i] * math.exp(qhi)
             out[name], out[f"{name}_low"], out[f"{name}_high"] = point[name], lo, hi
         out["measured"] = out[self.batch].isin(list(self.measured))
@@ -162,14 +167,51 @@ class ReplayBackend:
 
 
 def oracle(rows: pd.DataFrame, kind: str, targets: Iterable[float] = ITL_TARGETS_MS) -> dict[float, tuple[int | None, float]]:
-    """True lowest-energy configuration (batch, energy) per target, from all of a series' rows."""
+    """True lowest-energy configuration (batch, energy) per target, from all of a series' rows.
+
+    Targets are median ITLs in ms (``inf``: no target; diffusion has only that one); the energy is J per token
+    (LLM) or per output (diffusion)."""
     e, t, batch = _energy_column(kind), _time_column(kind), P.spec_of(kind).batch
-    out = {}
+    out: dict[float, tuple[int | None, float]] = {}
     for target in (tuple(targets) if kind == "llm" else ()) + (math.inf,):
         ok = rows if (kind != "llm" or math.isinf(target)) else rows[rows[t] <= target]
         ok = ok[np.isfinite(ok[e])]
         out[target] = (None, math.inf) if ok.empty else (int(ok.loc[ok[e].idxmin(), batch]), float(ok[e].min()))
     return out
+
+
+@dataclass
+class ReplayedSeries:
+    """One series planned against its published rows (:func:`replay_series`): what was measured and chosen, and
+    the oracle's answer."""
+
+    kind: str
+    order: list[int]  # batches in the order the planner measured them
+    chosen: dict[float, int | None]  # per target (median ITL in ms; inf: none), the chosen batch or None
+    optimum: dict[float, tuple[int | None, float]]  # per target, the oracle's batch and energy (see :func:`oracle`)
+    rows: dict[int, dict]  # the series' published rows by batch
+
+    def targets_within(self, tolerance: float = TOLERANCE) -> int:
+        """How many targets the choice settled: its energy within ``tolerance`` (a fraction) of the optimum's, or
+        nothing chosen where nothing meets the target."""
+        e = _energy_column(self.kind)
+        settled = 0
+        for target, (best_batch, best_energy) in self.optimum.items():
+            b = self.chosen[target]
+            if b is None:
+                settled += best_batch is None
+            else:
+                settled += self.rows[b][e] <= best_energy * (1 + tolerance)
+        return settled
+
+
+def replay_series(model: P.Fit, rows: pd.DataFrame, kind: str, tolerance: float = TOLERANCE,
+                  coverage: float = PLANNER_COVERAGE) -> ReplayedSeries:
+    """Plan one series with ``model``, answering each measurement from the series' published ``rows``."""
+    planner = SeriesPlanner(model, rows, tolerance=tolerance, coverage=coverage)
+    backend = ReplayBackend(rows, kind)
+    chosen = planner.run(backend)
+    return ReplayedSeries(kind, list(backend.calls), chosen, oracle(rows, kind), backend.rows)
 
 
 def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: float = TOLERANCE,
@@ -182,7 +224,7 @@ def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: fl
     full = P.fit(table, kind)
     frame = full.frame
     X, Y = full.design.matrix(frame), P.targets(frame, kind)
-    normal = P._Normal(X, Y)
+    normal = P.NormalEquations(X, Y)
     full.calibrated()
     base_model = (frame["base_model_id"] if "base_model_id" in frame else frame["model_id"]).astype(str).to_numpy()
     rows = []
@@ -196,13 +238,10 @@ def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: fl
         sub = P.Fit(kind, frame[keep], full.design, beta, Y[keep] - X[keep] @ beta, full.series[keep],
                     full.model_task[keep], full.L[keep], calibration=full.calibration)
         series_rows = frame[mask]
-        planner = SeriesPlanner(sub, series_rows, tolerance=tolerance, coverage=coverage)
-        backend = ReplayBackend(series_rows, kind)
-        chosen = planner.run(backend)
-        truth = oracle(series_rows, kind)
-        for target, (true_b, true_e) in truth.items():
-            b = chosen.get(target)
-            got_e = planner.measured[b][e] if b is not None else math.inf
+        result = replay_series(sub, series_rows, kind, tolerance=tolerance, coverage=coverage)
+        for target, (true_b, true_e) in result.optimum.items():
+            b = result.chosen.get(target)
+            got_e = result.rows[b][e] if b is not None else math.inf
             if true_b is None:
                 ok = b is None
                 gap = 0.0 if ok else math.nan
@@ -210,7 +249,7 @@ def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: fl
                 gap = got_e / true_e - 1 if b is not None else math.inf
                 ok = b is not None and gap <= tolerance
             rows.append({"series": sid, "task": series_rows["task"].iloc[0], "target_ms": target,
-                         "grid": len(series_rows), "measured": len(backend.calls), "chosen": b, "optimum": true_b,
+                         "grid": len(series_rows), "measured": len(result.order), "chosen": b, "optimum": true_b,
                          "energy_gap": gap, "within_tolerance": ok})
     return pd.DataFrame(rows)
 
@@ -218,7 +257,7 @@ def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: fl
 # ---------------------------------------------------------------- real runs through the runner
 
 
-def _facts_row(cfg, gpu_model: str) -> dict:
+def _facts_row(cfg: Configuration, gpu_model: str) -> dict:
     row = {"model_id": cfg.model, "task": cfg.task, "gpu_model": gpu_model, "num_gpus": cfg.num_gpus,
            "weight_precision": cfg.precision, "max_num_seqs": cfg.max_num_seqs, "batch_size": cfg.batch_size,
            "inference_steps": cfg.inference_steps, "height_pixels": cfg.height, "width_pixels": cfg.width,
@@ -226,7 +265,8 @@ def _facts_row(cfg, gpu_model: str) -> dict:
     return row
 
 
-def frontier_order(todo: list, results_dir, study, gpu_model: str | None, out=None) -> Iterator:
+def frontier_order(todo: list[tuple[Configuration, str]], results_dir: Path | str, study: Study,
+                   gpu_model: str | None, out: TextIO | None = None) -> Iterator[tuple[Configuration, str]]:
     """Yield ``(cfg, state)`` of ``todo`` in the planner's order, series by series, skipping settled batches.
 
     After each yield the runner has measured the configuration; its record is read back from the store. Where
@@ -247,7 +287,7 @@ def frontier_order(todo: list, results_dir, study, gpu_model: str | None, out=No
         facts = P.with_model_facts(facts)
         kind = "llm" if items[0][0].is_llm else "diffusion"
         try:
-            model = P._cached_fit("reference", kind)
+            model = P.cached_fit("reference", kind)
             if gpu_model not in model.design.gpus or items[0][0].task not in model.design.tasks:
                 raise HarnessError(f"no published {kind} data for {gpu_model or 'this host'} on {items[0][0].task}")
             if facts[["total_params_billions", "activated_params_billions"]].isna().any(axis=None):
@@ -279,7 +319,7 @@ def frontier_order(todo: list, results_dir, study, gpu_model: str | None, out=No
                 cfgs.pop(b)
 
 
-def _series(cfg) -> tuple:
+def _series(cfg: Configuration) -> tuple:
     d = cfg.as_dict()
     d.pop(cfg.batch_knob)
     d.pop("study", None)
