@@ -423,7 +423,7 @@ def batch_size_effect_table(llm: pd.DataFrame) -> pd.DataFrame:
     """Every LLM series' batch effect (:data:`harness.analysis.tables.BATCH_EFFECT_DEFINITION`): energy per
     token at the smallest batch >= 16 over that at the largest batch."""
     rows = []
-    keys = an._group_keys(an.SERIES_KEYS, llm)
+    keys = an.columns.group_keys(an.SERIES_KEYS, llm)
     for key, group in llm.groupby(keys, sort=True):
         pair = an.batch_effect_pair(group)
         if pair is None:
@@ -752,11 +752,11 @@ def format_attribution(att: an.Attribution) -> str:
     frame = att.to_frame()
     lines = [att.explain(), "", f"{'factor':34} {'B/A':>9} {'A':>12} {'B':>12}  unit"]
     for _, f in frame.iterrows():
-        va = "" if f["value_a"] is None or pd.isna(f["value_a"]) else an._fmt(f["value_a"])
-        vb = "" if f["value_b"] is None or pd.isna(f["value_b"]) else an._fmt(f["value_b"])
+        va = "" if f["value_a"] is None or pd.isna(f["value_a"]) else an.format_number(f["value_a"])
+        vb = "" if f["value_b"] is None or pd.isna(f["value_b"]) else an.format_number(f["value_b"])
         lines.append(f"{f['name']:34} {f['ratio']:>9.4g} {va:>12} {vb:>12}  {f['unit']}")
-    lines.append(f"{'product = energy ratio':34} {att.product:>9.4g} {an._fmt(att.energy_a):>12} "
-                 f"{an._fmt(att.energy_b):>12}  {att.energy_column}")
+    lines.append(f"{'product = energy ratio':34} {att.product:>9.4g} {an.format_number(att.energy_a):>12} "
+                 f"{an.format_number(att.energy_b):>12}  {att.energy_column}")
     return "\n".join(lines)
 
 
