@@ -18,7 +18,13 @@ small immutable records. Nothing here reads files. One module per concern:
 
 from __future__ import annotations
 
-from harness.analysis.tables.attribution import Attribution, Factor, attribute, diagnose, format_number
+from harness.analysis.tables.attribution import (
+    Attribution,
+    Factor,
+    attribute,
+    diagnose,
+    format_number,
+)
 from harness.analysis.tables.choice import (
     BATCH_EFFECT_DEFINITION,
     BATCH_EFFECT_MIN_BATCH,
@@ -41,7 +47,12 @@ from harness.analysis.tables.columns import (
     is_llm,
     time_column,
 )
-from harness.analysis.tables.frontiers import frontier, frontier_points, min_energy_configs, pareto_mask
+from harness.analysis.tables.frontiers import (
+    frontier,
+    frontier_points,
+    min_energy_configs,
+    pareto_mask,
+)
 from harness.analysis.tables.identities import check_identities, identity_errors
 from harness.analysis.tables.power import (
     best_under_power_budget,
@@ -50,10 +61,14 @@ from harness.analysis.tables.power import (
     static_power_share,
     throughput_per_watt,
 )
-from harness.analysis.tables.selectors import DISTINGUISHING, SELECTOR_ALIASES, parse_selector, select_row
+from harness.analysis.tables.selectors import (
+    DISTINGUISHING,
+    SELECTOR_ALIASES,
+    parse_selector,
+    select_row,
+)
 
 __all__ = [
-    "Attribution",
     "BATCH_EFFECT_DEFINITION",
     "BATCH_EFFECT_MIN_BATCH",
     "CONFIG_KEYS",
@@ -61,10 +76,11 @@ __all__ = [
     "DISTINGUISHING",
     "ENERGY_PER_OUTPUT",
     "ENERGY_PER_TOKEN",
-    "Factor",
     "LLM_TIME",
     "SELECTOR_ALIASES",
     "SERIES_KEYS",
+    "Attribution",
+    "Factor",
     "attribute",
     "batch_effect_pair",
     "best_under_latency",

@@ -73,7 +73,7 @@ def group_keys(keys: Iterable[str], df: pd.DataFrame) -> list[str]:
     return out
 
 
-def config_label(row: Mapping) -> str:
+def config_label(row: Mapping[str, Any] | pd.Series) -> str:
     """Short human label of one configuration, e.g. ``Qwen3 32B, problem solving (reasoning), 1 x B200, batch 128``."""
     model = str(row.get("nickname") or str(row["model_id"]).split("/")[-1])
     batch = row.get("max_num_seqs") if row_is_llm(row) else row.get("batch_size")
@@ -85,7 +85,7 @@ def config_label(row: Mapping) -> str:
     return label
 
 
-def row_is_llm(row: Mapping) -> bool:
+def row_is_llm(row: Mapping[str, Any] | pd.Series) -> bool:
     """Whether one row is an LLM row (its output unit is a response)."""
     unit = row.get("output_unit")
     if isinstance(unit, str):

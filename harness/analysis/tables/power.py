@@ -8,7 +8,13 @@ from typing import Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from harness.analysis.tables.columns import ENERGY_PER_OUTPUT, group_keys, is_llm, split_kinds, table_kind
+from harness.analysis.tables.columns import (
+    ENERGY_PER_OUTPUT,
+    group_keys,
+    is_llm,
+    split_kinds,
+    table_kind,
+)
 
 
 def estimate_floor_power(df: pd.DataFrame) -> pd.DataFrame:

@@ -10,7 +10,6 @@ import pandas as pd
 
 from harness.errors import SelectorError
 
-
 SELECTOR_ALIASES = {
     "model": "model_id",
     "gpu": "gpu_model",
