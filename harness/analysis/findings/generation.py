@@ -51,8 +51,8 @@ def text_to_image_spread(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     table = diffusion_minima(diffusion, "text-to-image", "B200")
     lo, hi = table.iloc[0], table.iloc[-1]
     values: dict[str, Any] = {"models": int(len(table)), "min_energy_per_image_joules": float(lo[E_OUTPUT]),
-              "min_model": lo["model_id"], "max_energy_per_image_joules": float(hi[E_OUTPUT]),
-              "max_model": hi["model_id"], "spread": float(hi[E_OUTPUT] / lo[E_OUTPUT])}
+                            "min_model": lo["model_id"], "max_energy_per_image_joules": float(hi[E_OUTPUT]),
+                            "max_model": hi["model_id"], "spread": float(hi[E_OUTPUT] / lo[E_OUTPUT])}
     check, within = _h100_check(diffusion, "text-to-image")
     values["h100_check"] = check
     summary = (f"On B200 the lowest energy per image ranges from {energy_text(values['min_energy_per_image_joules'])} "
@@ -75,8 +75,8 @@ def text_to_video_range(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     images = diffusion_minima(diffusion, "text-to-image", "B200")
     lo, hi = table.iloc[0], table.iloc[-1]
     values: dict[str, Any] = {"models": int(len(table)), "min_energy_per_video_joules": float(lo[E_OUTPUT]),
-              "min_model": lo["model_id"], "max_energy_per_video_joules": float(hi[E_OUTPUT]),
-              "max_model": hi["model_id"], "range": float(hi[E_OUTPUT] / lo[E_OUTPUT])}
+                            "min_model": lo["model_id"], "max_energy_per_video_joules": float(hi[E_OUTPUT]),
+                            "max_model": hi["model_id"], "range": float(hi[E_OUTPUT] / lo[E_OUTPUT])}
     if len(images):
         values["dearest_video_over_dearest_image"] = float(hi[E_OUTPUT] / images[E_OUTPUT].max())
         values["dearest_video_over_cheapest_image"] = float(hi[E_OUTPUT] / images[E_OUTPUT].min())

@@ -105,7 +105,7 @@ def fp8_vs_bf16(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
                        "energy_ratio": stats(part["energy_ratio"]), "itl_ratio": stats(part["itl_ratio"])}
     outside = table[table["band"].isna()]
     values: dict[str, Any] = {"pairs": int(len(table)), "bands": bands, "pairs_outside_bands": int(len(outside)),
-              "models": sorted(table["base_model_id"].unique())}
+                            "models": sorted(table["base_model_id"].unique())}
     summary = "FP8 against BF16 at the same model, task, GPU, GPU count and batch: " + "; ".join(
         f"batch {name}: FP8 uses less energy per token in {b['fp8_wins']} of {b['pairs']} pairs, median ratio "
         f"{b['energy_ratio']['median']:.2f} (range {b['energy_ratio']['min']:.2f} to {b['energy_ratio']['max']:.2f}), "

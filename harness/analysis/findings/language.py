@@ -180,7 +180,7 @@ def multimodal_overhead(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
         })
     table = pd.DataFrame(rows)
     values: dict[str, Any] = {"pairs": int(len(table)), "image_over_text": stats(table["image_over_text"]),
-              "video_over_text": stats(table["video_over_text"]), "excluded": excluded}
+                            "video_over_text": stats(table["video_over_text"]), "excluded": excluded}
     iv, vv = values["image_over_text"], values["video_over_text"]
     summary = (
         f"Over {len(table)} vision-language/text pairs on B200, image chat costs {iv['min']:.2f}x to {iv['max']:.2f}x "
@@ -209,13 +209,15 @@ def moe_vs_dense(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     if not {dense, moe} <= set(best.index):
         raise HarnessError("moe-vs-dense needs Qwen3 32B and Qwen3 30B A3B Thinking on gpqa, 1 x B200")
     d, m = best.loc[dense], best.loc[moe]
-    values: dict[str, Any] = {"dense_energy_per_token_joules": float(d[E_TOKEN]), "dense_max_num_seqs": int(d["max_num_seqs"]),
-              "moe_energy_per_token_joules": float(m[E_TOKEN]), "moe_max_num_seqs": int(m["max_num_seqs"]),
-              "dense_over_moe": float(d[E_TOKEN] / m[E_TOKEN]),
-              "dense_active_params_billions": float(d["activated_params_billions"]),
-              "moe_active_params_billions": float(m["activated_params_billions"]),
-              "dense_max_batch": int(s.loc[s["model_id"] == dense, "max_num_seqs"].max()),
-              "moe_max_batch": int(s.loc[s["model_id"] == moe, "max_num_seqs"].max())}
+    values: dict[str, Any] = {"dense_energy_per_token_joules": float(d[E_TOKEN]),
+                            "dense_max_num_seqs": int(d["max_num_seqs"]),
+                            "moe_energy_per_token_joules": float(m[E_TOKEN]),
+                            "moe_max_num_seqs": int(m["max_num_seqs"]),
+                            "dense_over_moe": float(d[E_TOKEN] / m[E_TOKEN]),
+                            "dense_active_params_billions": float(d["activated_params_billions"]),
+                            "moe_active_params_billions": float(m["activated_params_billions"]),
+                            "dense_max_batch": int(s.loc[s["model_id"] == dense, "max_num_seqs"].max()),
+                            "moe_max_batch": int(s.loc[s["model_id"] == moe, "max_num_seqs"].max())}
     attribution = attribute(m, d)
     values["attribution"] = {f.name: f.ratio for f in attribution.factors}
     summary = (f"On problem solving, 1 x B200, the dense Qwen3 32B's cheapest run costs "

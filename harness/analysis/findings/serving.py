@@ -56,8 +56,8 @@ def batch_size_effect(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
             highlighted[name] = {"small_batch": int(r["small_batch"]), "large_batch": int(r["large_batch"]),
                                  "ratio": float(r["ratio"])}
     values: dict[str, Any] = {"series": int(len(table)), "highlighted": highlighted, "all_series": stats(table["ratio"]),
-              "share_between_3_and_5": float(table["ratio"].between(3, 5).mean()),
-              "share_at_least_3": float((table["ratio"] >= 3).mean())}
+                            "share_between_3_and_5": float(table["ratio"].between(3, 5).mean()),
+                            "share_at_least_3": float((table["ratio"] >= 3).mean())}
     st = values["all_series"]
     summary = ("Going from the smallest batch of at least 16 to the largest batch cuts energy per token by "
                + " and ".join(f"{ratio_text(v['ratio'])} for {k} (batch {v['small_batch']} to {v['large_batch']})"
