@@ -97,6 +97,6 @@ def test_own_runs_join_the_reference_rows(tmp_path, capsys):
 
 
 def test_registering_the_commands_does_not_import_pandas():
-    code = "import sys, harness.analysis.findings; print('pandas' in sys.modules, 'numpy' in sys.modules)"
+    code = "import sys, harness.cli.findings; print('pandas' in sys.modules, 'numpy' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.split() == ["False", "False"]

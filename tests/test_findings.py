@@ -98,6 +98,28 @@ def test_values_are_sane(found):
     assert oss["max_batch_2_gpus"] > oss["max_batch_1_gpu"] and oss["min_energy_ratio"] < 1
 
 
+def test_only_the_paper_comparison_sets_agrees(tables):
+    llm, diffusion = tables
+    for finding_id, fn in F.FINDINGS.items():
+        raw = fn(llm, diffusion)
+        assert raw.id == finding_id and raw.agrees is None, finding_id
+        assert "figures" not in raw.paper, finding_id
+    judged = F.compute("moe-vs-dense", llm, diffusion)
+    assert judged.agrees is True and judged.paper["figures"]
+
+
+def test_framework_graph_is_data_and_its_chart_is_drawn_by_the_report_layer(found):
+    from harness.report import framework
+
+    nodes, edges = F.framework_graph(list(found.values()))
+    assert set(edges["source"]) | set(edges["target"]) <= set(nodes["id"])
+    shown = edges[edges["finding"] == "moe-vs-dense"]
+    assert len(shown) and (shown["evidence"] == found["moe-vs-dense"].summary).all()
+    assert F.framework_chart is framework.framework_chart
+    with pytest.raises(AttributeError):
+        F.no_such_name
+
+
 def test_findings_cli_json_and_one_id(capsys):
     from harness.cli import main
 

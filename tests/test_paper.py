@@ -110,3 +110,26 @@ def test_finding_text_names_no_internals(found):
     for f in found:
         for text in (f.summary, f.comparison, f.paper.get("claim", ""), f.paper.get("source", "")):
             assert not internal.search(text), (f.id, internal.search(text).group(0), text)
+
+
+def test_the_paper_is_defined_once_and_names_the_findings():
+    assert P.FINDING_IDS == tuple(F.FINDINGS), "the command line lists the ids from paper; compute runs FINDINGS"
+    assert set(P.CLAIMS) == {fig.finding for fig in P.FIGURES}
+    reasoning = P.CLAIMS["reasoning-vs-chat"]
+    # the numbers beside the claim are the published figures themselves, as the paper writes them
+    assert reasoning["reasoning_mean_energy_per_response_joules"] == 4625
+    assert isinstance(reasoning["chat_mean_output_tokens"], int) and reasoning["chat_mean_output_tokens"] == 717
+    assert P.CLAIMS["batch-size-effect"]["range_x"] == [3, 5]
+    mine = P.claim("batch-size-effect")
+    mine["range_x"].append(9)
+    assert P.CLAIMS["batch-size-effect"]["range_x"] == [3, 5], "claim() hands out a copy"
+
+
+def test_order_of_magnitude_check_within_five_percent():
+    close, ok = P.order_of_magnitude_check({"tencent/HunyuanVideo": 1.2e6, "some/other-model": 1.0})
+    assert ok and set(close) == {"tencent/HunyuanVideo"}
+    assert close["tencent/HunyuanVideo"]["published_joules"] == 1.16e6
+    assert close["tencent/HunyuanVideo"]["rel_diff"] == pytest.approx(0.04 / 1.16)
+    far, ok = P.order_of_magnitude_check({"tencent/HunyuanVideo": 1.3e6, "zai-org/CogVideoX-2b": 28e3})
+    assert not ok and far["zai-org/CogVideoX-2b"]["rel_diff"] == 0
+    assert P.order_of_magnitude_check({}) == ({}, True)

@@ -9,17 +9,27 @@ measurements. Each :class:`Figure` keeps the number as the paper writes it (``"4
     1.155 MJ to 1.165 MJ, and a count such as 63 (of 72) must match exactly. "3 to 5x" holds when every
     value it covers rounds into 3 to 5; "more than 100x" when the value exceeds 100.
 
-:func:`check` is that rule; :func:`judge` applies it to a :class:`~harness.analysis.findings.Finding`,
-and both the findings' ``agrees`` field and ``python -m harness findings`` come from it.
+:func:`check` is that rule; :func:`judge` applies it to a :class:`~harness.analysis.findings.record.Finding`,
+and both the findings' ``agrees`` field and ``python -m harness findings`` come from it (a finding never sets
+``agrees`` itself).
+
+The paper's words for each finding (:data:`CLAIMS`), its H100 orders of magnitude
+(:data:`H100_MIN_ENERGY_JOULES`, compared by :func:`order_of_magnitude_check`) and the findings' ids in the book's
+order (:data:`FINDING_IDS`) live here too: what the paper says is defined once, in this module, which imports no
+pandas (the command line reads the ids from it).
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Mapping
+
+if TYPE_CHECKING:
+    from harness.analysis.findings.record import Finding
 
 ARXIV_ID = "2601.22076"
 PAPER_URL = f"https://arxiv.org/abs/{ARXIV_ID}"
@@ -59,6 +69,7 @@ class Figure:
 
     @property
     def written(self) -> str:
+        """The figure as the paper writes it, with its unit: "3.56x", "4,625 J", "more than 100x"."""
         text = {ABOVE: f"more than {self.text}"}.get(self.kind, self.text)
         if self.unit in ("x", "%"):
             return f"{text}{self.unit}"
@@ -73,6 +84,7 @@ class Check:
     difference: float | None  # (computed - published) / published, None for ranges and lower bounds
 
     def as_dict(self) -> dict:
+        """The check as plain data (``computed`` in the figure's written unit)."""
         return {"label": self.figure.label, "paper": self.figure.written, "unit": self.figure.unit,
                 "computed": self.computed, "computed_text": format_value(self.figure, self.computed),
                 "agrees": self.agrees, "relative_difference": self.difference, "kind": self.figure.kind}
@@ -88,7 +100,7 @@ def _half_unit(text: str) -> float:
     return 0.5 * 10.0 ** exponent
 
 
-def check(figure: Figure, computed) -> Check:
+def check(figure: Figure, computed: Any) -> Check:
     """The comparison: does a recomputed value agree with the paper's figure, at the paper's rounding?"""
     lo, hi = figure.bounds()
     eps = 1e-9 * max(1.0, abs(lo), abs(hi) if math.isfinite(hi) else 0.0)
@@ -105,7 +117,7 @@ def check(figure: Figure, computed) -> Check:
     return Check(figure, value, lo - eps <= value <= hi + eps, diff)
 
 
-def format_value(figure: Figure, value) -> str:
+def format_value(figure: Figure, value: Any) -> str:
     """Our value at one more digit than the paper wrote (enough to see which way it rounds)."""
     if value is None:
         return "not computed"
@@ -208,23 +220,137 @@ HEADLINES: tuple[Figure, ...] = (
 )
 
 
+def _figure(finding_id: str, label: str) -> Figure:
+    return next(f for f in FIGURES if f.finding == finding_id and f.label == label)
+
+
+def _published(finding_id: str, label: str) -> int | float:
+    """One published figure's number as the paper writes it, in its written unit (an int where it has no decimals)."""
+    value = _number(_figure(finding_id, label).text)
+    return int(value) if value.is_integer() else value
+
+
+# ------------------------------------------------------------------ what the paper says, finding by finding
+
+# Lowest energy per image and per video per model on H100 (J): the orders of magnitude the paper quotes.
+H100_MIN_ENERGY_JOULES: dict[str, float] = {
+    "stabilityai/stable-diffusion-3.5-medium": 1.6e3,
+    "black-forest-labs/FLUX.1-dev": 7.6e3,
+    "zai-org/CogVideoX-2b": 28e3,
+    "Wan-AI/Wan2.1-T2V-14B-Diffusers": 288e3,
+    "tencent/HunyuanVideo": 1.16e6,
+}
+ORDER_OF_MAGNITUDE_TOLERANCE = 0.05  # relative; those figures carry two or three significant digits
+
+_REASONING = "reasoning-vs-chat"
+
+# Each finding's ``paper`` field before :func:`judge` adds its figures: where the paper says it ("source"), what it
+# says in words ("claim") and, for some, the published numbers beside them. In the order the book presents them.
+CLAIMS: dict[str, dict[str, Any]] = {
+    _REASONING: {
+        "reasoning_models": 12,  # models averaged, as the paper counts them
+        "chat_models": 16,
+        "reasoning_mean_output_tokens": _published(_REASONING, "reasoning: mean output tokens per response"),
+        "chat_mean_output_tokens": _published(_REASONING, "chat: mean output tokens per response"),
+        "reasoning_mean_energy_per_response_joules": _published(_REASONING, "reasoning: mean energy per response"),
+        "chat_mean_energy_per_response_joules": _published(_REASONING, "chat: mean energy per response"),
+        "source": "the paper's published values",
+        "claim": "about 10x the output tokens and about 25x the energy per response",
+    },
+    "qwen3-32b-b200": {
+        "source": "the paper's explanation of reasoning against chat",
+        "claim": "long reasoning outputs stress memory, cap the batch size and raise energy per token; "
+                 "energy per response multiplies the two",
+    },
+    "multimodal-overhead": {
+        "source": "the paper's published range of ratios",
+        "claim": "image and video inputs raise energy per token over text chat of the same family; the "
+                 "framework names CPU-side preprocessing of multimodal inputs as a non-GPU bottleneck",
+    },
+    "text-to-image-spread": {
+        "source": "the paper's B200 minima (and its H100 orders of magnitude)",
+        "claim": "lowest energy per image per model on B200: 338 J (SANA 1.5 1.6B) to 6,679 J (FLUX.1 dev), "
+                 "about 20x; on H100 SD 3.5 Medium 1.6 kJ and FLUX.1 dev 7.6 kJ",
+    },
+    "text-to-video-range": {
+        "source": "the paper's abstract and its B200 and H100 minima",
+        "claim": "video generation sometimes consumes more than 100x the energy of an image",
+    },
+    "batch-size-effect": {
+        "source": "the paper and its abstract",
+        "range_x": [int(_number(n)) for n in
+                    _figure("batch-size-effect", "the two series, as the abstract puts it").text.split(" to ")],
+        "claim": "GPU utilization (batch size) moves energy per token by 3 to 5x (DeepSeek R1 on problem "
+                 "solving, 8 x B200; Qwen3 Coder 30B A3B on code completion, 1 x B200)",
+    },
+    "moe-vs-dense": {
+        "source": "the paper's published ratio",
+        "claim": "Qwen3 32B uses 3.56x the energy per token of Qwen3 30B A3B Thinking; more compute per output "
+                 "costs energy: an MoE model that activates few parameters per token should use less energy per "
+                 "token than a dense model of similar total size",
+    },
+    "b200-vs-h100": {
+        "source": "the paper's published counts and medians",
+        "claim": "B200 uses less energy in 63 of 72 LLM comparisons (median reduction 34.7%), 18 of 21 "
+                 "text-to-image (median 14.9%) and 11 of 14 text-to-video",
+    },
+    "fp8-vs-bf16": {
+        "source": "the paper's published medians per batch band",
+        "claim": "at batch 8-16 FP8 uses more energy per token (median +29.9%); at batch 65-256 less "
+                 "(median -10.6%)",
+    },
+    "multi-gpu": {
+        "source": "the paper's published counts and the gpt-oss 120B example",
+        "claim": "more GPUs at the same batch raise energy per token in 37 of 37 B200 pairs and 39 of 42 H100 "
+                 "pairs; gpt-oss 120B on GPQA: 2 x H100 lowers the minimum energy per token by 67.8% against "
+                 "1 x H100, by unlocking larger batches",
+    },
+}
+# The findings' ids, in the order the book and ``python -m harness findings`` present them.
+FINDING_IDS: tuple[str, ...] = tuple(CLAIMS)
+
+
+def claim(finding_id: str) -> dict[str, Any]:
+    """What the paper says for one finding (a fresh copy of its :data:`CLAIMS` entry, for a finding's ``paper``)."""
+    return copy.deepcopy(CLAIMS[finding_id])
+
+
+def order_of_magnitude_check(minima_joules: Mapping[str, float]) -> tuple[dict[str, dict[str, float]], bool]:
+    """Per-model minimum energy (J, keyed by model id) against the paper's H100 orders of magnitude.
+
+    Returns, for every model of :data:`H100_MIN_ENERGY_JOULES` that ``minima_joules`` holds, its
+    ``published_joules``, ``computed_joules`` and ``rel_diff`` (a fraction), and whether every such model is
+    within :data:`ORDER_OF_MAGNITUDE_TOLERANCE`.
+    """
+    out, ok = {}, True
+    for model, published in H100_MIN_ENERGY_JOULES.items():
+        if model in minima_joules:
+            rel = abs(minima_joules[model] - published) / published
+            out[model] = {"published_joules": published, "computed_joules": float(minima_joules[model]),
+                          "rel_diff": float(rel)}
+            ok = ok and rel <= ORDER_OF_MAGNITUDE_TOLERANCE
+    return out, ok
+
+
 def figures_of(finding_id: str) -> tuple[Figure, ...]:
+    """The published figures of one finding, in :data:`FIGURES` order."""
     return tuple(f for f in FIGURES if f.finding == finding_id)
 
 
-def _safe(fn: Callable[[dict], Any], values: dict):
+def _safe(fn: Callable[[dict], Any], values: dict) -> Any:
     try:
         return fn(values)
     except (KeyError, TypeError, IndexError):
         return None
 
 
-def checks(finding) -> list[Check]:
+def checks(finding: Finding) -> list[Check]:
     """Every published figure of one finding, checked against its recomputed values."""
     return [check(fig, _safe(fig.value, finding.values)) for fig in figures_of(finding.id)]
 
 
-def headline_checks(found: list) -> list[Check]:
+def headline_checks(found: list[Finding]) -> list[Check]:
+    """The abstract's headline figures (:data:`HEADLINES`), each checked against the finding that recomputes it."""
     by_id = {f.id: f for f in found}
     return [check(fig, _safe(fig.value, by_id[fig.finding].values) if fig.finding in by_id else None)
             for fig in HEADLINES]
@@ -246,7 +372,7 @@ def verdict(results: list[Check]) -> str:
     return f"Differs from the paper on {len(bad)} of {len(results)} published figures: " + "; ".join(parts) + "."
 
 
-def judge(finding):
+def judge(finding: Finding) -> Finding:
     """The finding with ``agrees`` and ``comparison`` set from the paper's figures (the one comparison)."""
     results = checks(finding)
     if not results:

@@ -21,7 +21,7 @@ COMMAND_MODULES = (
     "harness.orchestration.runner",  # measure
     "harness.measuring.store",  # list, show
     "harness.measuring.envinfo",  # env
-    "harness.analysis.findings",  # findings, diagnose
+    "harness.cli.findings",  # findings, diagnose
     "harness.orchestration.slurm",  # submit, status
     "harness.cli.reference",  # reference
     "harness.cli.predict",  # predict
