@@ -23,8 +23,7 @@ The tables a notebook works on come from :mod:`harness.analysis.loading` (re-exp
 
 from __future__ import annotations
 
-import importlib
-from typing import Any, Callable
+from typing import Callable
 
 import pandas as pd
 
@@ -108,15 +107,6 @@ def compute_all(llm: pd.DataFrame | None = None, diffusion: pd.DataFrame | None 
     against the paper's figures."""
     llm, diffusion = _tables(llm, diffusion)
     return [paper.judge(fn(llm, diffusion)) for fn in FINDINGS.values()]
-
-
-def __getattr__(name: str) -> Any:
-    """``framework_chart`` is drawn by the report layer (:func:`harness.report.framework.framework_chart`); this
-    name forwards to it for the notebooks that still call ``findings.framework_chart``. Analysis itself never
-    imports the report layer: the forward resolves only when a caller asks for the name."""
-    if name == "framework_chart":
-        return importlib.import_module("harness.report.framework").framework_chart
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [
