@@ -8,8 +8,9 @@ import time
 import pytest
 
 from conftest import FakeClock, FakeGPU
-from harness.measuring import gpus, telemetry
-from harness.measuring.energy import ZeusMeter, nvml_problem
+from harness.measuring import device, telemetry
+from harness.measuring.device import nvml_problem
+from harness.measuring.energy import ZeusMeter
 
 UUIDS = ("GPU-aaaaaaaa-1111-2222-3333-444444444444", "GPU-bbbbbbbb-1111-2222-3333-444444444444")
 
@@ -34,12 +35,10 @@ def _two(fake_nvml, clock=time.time, **kw):
     ("", []),
 ])
 def test_visible_devices_map_to_nvml_indices(fake_nvml, monkeypatch, value, expect):
-    import pynvml
-
     _two(fake_nvml)
     if value is not None:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
-    found = gpus.visible_gpus(pynvml)
+    found = device.visible_gpus()
     assert [g.nvml_index for g in found] == expect
     assert [g.cuda_index for g in found] == list(range(len(expect)))
 
@@ -83,8 +82,6 @@ def test_empty_cuda_visible_devices_means_no_gpu(fake_nvml, monkeypatch):
 
 
 def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
-    import pynvml
-
     gpu = FakeGPU([(time.time() - 10, 90.0)], missing=("nvmlDeviceGetCurrentClocksEventReasons",
                                                        "nvmlDeviceGetCurrentClocksThrottleReasons",
                                                        "nvmlDeviceGetTemperature"))
@@ -99,7 +96,9 @@ def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
     gpu.missing.add("nvmlDeviceGetTemperatureV")
     fresh = telemetry.NvmlReader([0])
     assert dict(zip(telemetry.NVML_COLUMNS, fresh.sample(0)))["temperature_celsius"] is None
-    assert pynvml.NVML_ERROR_FUNCTION_NOT_FOUND in fresh._absent_codes()
+    assert (0, "temperature_celsius") in fresh.unsupported  # function-not-found on every call: no such reading
+    with pytest.raises(device.ReadingUnsupported):
+        fresh.handles[0].temperature_celsius()
 
 
 def test_a_real_sampler_error_still_counts(fake_nvml):

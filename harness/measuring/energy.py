@@ -24,8 +24,9 @@ in vLLM runs the GPU work happens in the server process, and synchronising
 from the client would create a CUDA context on every GPU.
 
 The meter is thread-safe: a backend may open and close windows from its own
-threads or event loop. Tests fake the hardware at the NVML boundary (a fake
-``pynvml`` device that replays a power trace) and ZeusMonitor runs unchanged.
+threads or event loop. Which GPUs are visible comes from :mod:`harness.measuring.device`; the
+energy counters are read by Zeus. Tests fake the hardware at the NVML boundary (a fake ``pynvml``
+device that replays a power trace) and ZeusMonitor runs unchanged.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from harness.errors import HarnessError
+from harness.measuring import device
+from harness.measuring.device import nvml_problem
 
 
 @dataclass(frozen=True)
@@ -76,62 +79,31 @@ def synchronize_devices() -> None:
             cuda.synchronize(device)
 
 
-def nvml_problem() -> str | None:
-    """Why NVML cannot be used on this host, or None when it can."""
-    try:
-        import pynvml
-    except ImportError:
-        return "nvidia-ml-py is not installed"
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        return f"NVML: {exc}"
-    from harness.measuring import gpus
-
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        if not count:
-            return "NVML found no devices"
-        empty = gpus.empty_problem()
-        if empty:
-            return empty
-        if not gpus.visible_gpus(pynvml):
-            return f"no GPU of the {count} NVML lists matches {gpus.describe_env()}"
-    except pynvml.NVMLError as exc:
-        return f"NVML: {exc}"
-    return None
-
-
 @contextlib.contextmanager
-def _zeus_visible_devices():
+def _zeus_visible_devices() -> Iterator[str | None]:
     """Show Zeus ``CUDA_VISIBLE_DEVICES`` as NVML indices while it builds its GPU list.
 
     Zeus 0.16 reads the variable with ``int()`` (UUIDs and MIG ids raise) and refuses an empty one; it
     keeps the GPU list it built, so the variable is restored at once. Yields ``"hidden"`` when no GPU is
     visible, a note on MIG slices (whose energy is the whole GPU's), or None.
     """
-    from harness.measuring import gpus
-
-    value, note = os.environ.get(gpus.ENV), None
+    value, note = os.environ.get(device.ENV), None
     if value is None:
         yield None
         return
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        visible = gpus.visible_gpus(pynvml)
+        visible = device.visible_gpus()
     except Exception:  # no NVML: Zeus finds no GPUs either way
         visible = []
     if any(g.mig for g in visible):
         note = "MIG slice: energy of the whole GPU that holds it"
-    mapped = gpus.nvml_indices_env(visible)
+    mapped = device.nvml_indices_env(visible)
     with _lock_env:
-        os.environ[gpus.ENV] = mapped or ""  # none visible: Zeus refuses "" and falls back to no GPUs
+        os.environ[device.ENV] = mapped or ""  # none visible: Zeus refuses "" and falls back to no GPUs
         try:
             yield note if visible else "hidden"
         finally:
-            os.environ[gpus.ENV] = value
+            os.environ[device.ENV] = value
 
 
 _lock_env = threading.Lock()
