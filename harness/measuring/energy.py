@@ -58,10 +58,12 @@ class WindowMeasurement:
 
     @property
     def duration_s(self) -> float:
+        """The window's length in seconds."""
         return self.end_time_s - self.start_time_s
 
     @property
     def total_gpu_energy_joules(self) -> float | None:
+        """GPU energy in joules summed over the GPUs; None when any GPU (or every GPU) has no reading."""
         values = list(self.gpu_energy_joules.values())
         if not values or any(v is None for v in values):
             return None
@@ -163,13 +165,16 @@ class ZeusMeter:
 
     @property
     def energy_source(self) -> str:
+        """Where GPU and CPU energy come from, e.g. ``"zeus/nvml-energy-counter; cpu: zeus/rapl"``."""
         return f"{self.gpu_source}; {self.cpu_source}"
 
     @property
     def has_gpu_energy(self) -> bool:
+        """Whether the windows measure GPU energy (False: times only, energy None)."""
         return bool(self.gpu_indices)
 
     def begin(self, name: str) -> None:
+        """Open window ``name`` (after synchronising this process' GPU work); it must not be open already."""
         with self._lock:
             if name in self._open:
                 raise ValueError(f"energy window {name!r} is already open")
@@ -180,6 +185,8 @@ class ZeusMeter:
             self._open[name] = start
 
     def end(self, name: str, sync: bool = True) -> WindowMeasurement:
+        """Close window ``name`` and return what it measured (``sync``: synchronise this process' GPU work
+        first); a counter that fails to read leaves the window's energy None, never 0 J."""
         with self._lock:
             if name not in self._open:
                 raise ValueError(f"energy window {name!r} is not open")
@@ -207,6 +214,7 @@ class ZeusMeter:
             return window
 
     def open_windows(self) -> list[str]:
+        """Names of the windows open now."""
         with self._lock:
             return list(self._open)
 
@@ -224,7 +232,7 @@ class ZeusMeter:
             return names
 
 
-def _joules(value) -> float | None:
+def _joules(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 

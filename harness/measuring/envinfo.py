@@ -126,6 +126,7 @@ def capture() -> dict:
 
 
 def format_capture(info: dict) -> str:
+    """The capture as an aligned table, one ``key value`` line per field."""
     lines = []
     for key, value in info.items():
         if isinstance(value, dict):

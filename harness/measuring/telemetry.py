@@ -34,9 +34,13 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 from harness.measuring.device import GPU, NvmlUnavailable, ReadingUnsupported, visible_gpus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NVML_COLUMNS = ("power_watts", "gpu_utilization_percent", "memory_used_mib", "sm_clock_mhz",
                 "temperature_celsius", "throttle_reasons", "energy_counter_joules")
@@ -89,6 +93,7 @@ class NvmlReader:
 
     @property
     def available(self) -> bool:
+        """Whether any GPU is sampled (False: host samples only, ``problem`` says why)."""
         return bool(self.handles)
 
     def power_watts(self, index: int) -> float:
@@ -242,6 +247,7 @@ class Telemetry:
         self.info: dict = {}
 
     def start(self, metrics_url: str | None = None) -> None:
+        """Start sampling (and scraping ``metrics_url``, when given here or at construction); fills :attr:`info`."""
         if metrics_url is not None:
             self.metrics_url = metrics_url
         self.reader = NvmlReader(self.gpu_indices)
@@ -280,8 +286,8 @@ class Telemetry:
         values = tuple(gauges.get(c) for c in VLLM_COLUMNS)
         self.rows.append((now, "vllm", None) + (None,) * (len(NVML_COLUMNS) + len(HOST_COLUMNS)) + values)
 
-    def stop(self):
-        """Stop the threads; returns the timeline DataFrame (columns :data:`COLUMNS`)."""
+    def stop(self) -> pd.DataFrame:
+        """Stop the threads; returns the timeline DataFrame (columns :data:`COLUMNS`, units in their names)."""
         import pandas as pd
 
         for thread in self._threads:
@@ -300,7 +306,8 @@ class Telemetry:
         return frame
 
 
-def coverage_fraction(frame, start_s: float, end_s: float, hz: float, gpu_indices, metrics_url: str | None,
+def coverage_fraction(frame: pd.DataFrame, start_s: float, end_s: float, hz: float,
+                      gpu_indices: Iterable[int] | None, metrics_url: str | None,
                       min_expected: int = 10) -> float | None:
     """Worst share of expected samples present in ``[start_s, end_s]`` over the streams that should exist.
 
