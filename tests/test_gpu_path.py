@@ -81,6 +81,32 @@ def test_empty_cuda_visible_devices_means_no_gpu(fake_nvml, monkeypatch):
     assert not telemetry.NvmlReader(None).available
 
 
+def test_the_device_layer_reads_a_gpu_in_the_units_its_names_say(fake_nvml):
+    clock = FakeClock(1_000.0)
+    gpu = FakeGPU([(990.0, 250.0)], clock=clock, power_limit_watts=700.0, memory_total_bytes=80 * 2**30,
+                  uuid=UUIDS[0])
+    fake_nvml([gpu])
+    (only,) = device.visible_gpus()
+    assert (only.cuda_index, only.nvml_index, only.mig) == (0, 0, False)
+    assert (only.name(), only.uuid()) == ("NVIDIA H100 80GB HBM3", UUIDS[0])
+    assert only.power_usage_watts() == 250.0 and only.instant_power_watts() == 250.0
+    assert only.power_limit_watts() == 700.0 and only.memory_total_bytes() == 80 * 2**30
+    assert only.memory_used_bytes() == 30 * 2**30 and only.utilization_percent() == 95.0
+    before = only.energy_millijoules()
+    clock.advance(2.0)
+    assert only.energy_millijoules() - before == 500_000  # 250 W for 2 s = 500 J
+    gpu.set_power(40.0)
+    assert only.power_usage_watts() == 40.0 and only.utilization_percent() == 0.0
+    assert (device.driver_version(), device.cuda_driver_version()) == ("580.65.06", "13.0")
+
+
+def test_without_nvml_the_device_layer_says_why(no_nvml):
+    assert nvml_problem().startswith("NVML: ")
+    with pytest.raises(device.NvmlUnavailable, match="^NVML: "):
+        device.visible_gpus()
+    assert not telemetry.NvmlReader(None).available and telemetry.NvmlReader(None).problem.startswith("NVML: ")
+
+
 def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
     gpu = FakeGPU([(time.time() - 10, 90.0)], missing=("nvmlDeviceGetCurrentClocksEventReasons",
                                                        "nvmlDeviceGetCurrentClocksThrottleReasons",
