@@ -11,8 +11,10 @@ import pytest
 
 
 # --- Fake NVML (harness energy/telemetry/runner tests) ----------------------------------------------
-# The hardware boundary is NVML: these fakes replace pynvml's functions, so Zeus' ZeusMonitor, the
-# telemetry sampler and the environment capture all run their real code against a replayed trace.
+# The hardware boundary is NVML: these fakes replace pynvml's functions (with pynvml's signatures), so
+# Zeus' ZeusMonitor and the harness' device layer (harness.measuring.device, the only harness module that
+# calls NVML; the telemetry sampler, the environment capture and preflight read through it) all run their
+# real code against a replayed trace.
 
 
 class FakeClock:

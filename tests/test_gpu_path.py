@@ -8,8 +8,9 @@ import time
 import pytest
 
 from conftest import FakeClock, FakeGPU
-from harness.measuring import gpus, telemetry
-from harness.measuring.energy import ZeusMeter, nvml_problem
+from harness.measuring import device, telemetry
+from harness.measuring.device import nvml_problem
+from harness.measuring.energy import ZeusMeter
 
 UUIDS = ("GPU-aaaaaaaa-1111-2222-3333-444444444444", "GPU-bbbbbbbb-1111-2222-3333-444444444444")
 
@@ -34,12 +35,10 @@ def _two(fake_nvml, clock=time.time, **kw):
     ("", []),
 ])
 def test_visible_devices_map_to_nvml_indices(fake_nvml, monkeypatch, value, expect):
-    import pynvml
-
     _two(fake_nvml)
     if value is not None:
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
-    found = gpus.visible_gpus(pynvml)
+    found = device.visible_gpus()
     assert [g.nvml_index for g in found] == expect
     assert [g.cuda_index for g in found] == list(range(len(expect)))
 
@@ -82,9 +81,33 @@ def test_empty_cuda_visible_devices_means_no_gpu(fake_nvml, monkeypatch):
     assert not telemetry.NvmlReader(None).available
 
 
-def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
-    import pynvml
+def test_the_device_layer_reads_a_gpu_in_the_units_its_names_say(fake_nvml):
+    clock = FakeClock(1_000.0)
+    gpu = FakeGPU([(990.0, 250.0)], clock=clock, power_limit_watts=700.0, memory_total_bytes=80 * 2**30,
+                  uuid=UUIDS[0])
+    fake_nvml([gpu])
+    (only,) = device.visible_gpus()
+    assert (only.cuda_index, only.nvml_index, only.mig) == (0, 0, False)
+    assert (only.name(), only.uuid()) == ("NVIDIA H100 80GB HBM3", UUIDS[0])
+    assert only.power_usage_watts() == 250.0 and only.instant_power_watts() == 250.0
+    assert only.power_limit_watts() == 700.0 and only.memory_total_bytes() == 80 * 2**30
+    assert only.memory_used_bytes() == 30 * 2**30 and only.utilization_percent() == 95.0
+    before = only.energy_millijoules()
+    clock.advance(2.0)
+    assert only.energy_millijoules() - before == 500_000  # 250 W for 2 s = 500 J
+    gpu.set_power(40.0)
+    assert only.power_usage_watts() == 40.0 and only.utilization_percent() == 0.0
+    assert (device.driver_version(), device.cuda_driver_version()) == ("580.65.06", "13.0")
 
+
+def test_without_nvml_the_device_layer_says_why(no_nvml):
+    assert nvml_problem().startswith("NVML: ")
+    with pytest.raises(device.NvmlUnavailable, match="^NVML: "):
+        device.visible_gpus()
+    assert not telemetry.NvmlReader(None).available and telemetry.NvmlReader(None).problem.startswith("NVML: ")
+
+
+def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
     gpu = FakeGPU([(time.time() - 10, 90.0)], missing=("nvmlDeviceGetCurrentClocksEventReasons",
                                                        "nvmlDeviceGetCurrentClocksThrottleReasons",
                                                        "nvmlDeviceGetTemperature"))
@@ -99,7 +122,9 @@ def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
     gpu.missing.add("nvmlDeviceGetTemperatureV")
     fresh = telemetry.NvmlReader([0])
     assert dict(zip(telemetry.NVML_COLUMNS, fresh.sample(0)))["temperature_celsius"] is None
-    assert pynvml.NVML_ERROR_FUNCTION_NOT_FOUND in fresh._absent_codes()
+    assert (0, "temperature_celsius") in fresh.unsupported  # function-not-found on every call: no such reading
+    with pytest.raises(device.ReadingUnsupported):
+        fresh.handles[0].temperature_celsius()
 
 
 def test_a_real_sampler_error_still_counts(fake_nvml):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from harness.measuring import arrivals
+from harness.measuring.arrivals import Arrival
 from harness.measuring.steady import SteadyTracker, diffusion_metrics, llm_metrics, steady_bounds, validity
 from harness.workloads.base import IterationRecord, RequestRecord, WindowMeasurement
 
@@ -67,6 +71,25 @@ def test_post_hoc_bounds_match_an_independent_definition_and_the_online_tracker(
     for t, kind in events:
         (online.finished if kind else online.first_token)(t)
     assert online.bounds == expected
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 6), st.integers(1, 6), st.floats(0.0, 0.9),
+       st.lists(st.tuples(st.integers(1, 50), st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=12))
+def test_every_arrival_pattern_replays_its_own_window(m, concurrency, warmup, spans):
+    """All-at-once is the steady window; fixed concurrency is the steady window at min(C, M); a rate opens at the
+    ceil(warmup x N)-th submission and closes at the last one (independent definitions, one replay)."""
+    requests = [_request(i, [float(s + a)], finish=float(s + a + b)) for i, (s, a, b) in enumerate(spans)]
+    for r, (s, _, _) in zip(requests, spans):
+        r.submit_time_s = float(s)
+    n = len(requests)
+    assert arrivals.steady_bounds(requests, Arrival(), m) == steady_bounds(requests, m)
+    conc = Arrival("concurrency", concurrency=concurrency)
+    assert arrivals.steady_bounds(requests, conc, m) == steady_bounds(requests, min(concurrency, m))
+    sends = sorted(r.submit_time_s for r in requests)
+    open_at = max(1, math.ceil(warmup * n))
+    expected = (sends[open_at - 1], sends[-1]) if open_at < n else None
+    assert arrivals.steady_bounds(requests, Arrival("poisson", rate_per_s=1.0, warmup_fraction=warmup), m) == expected
 
 
 def _llm_trace():

@@ -29,7 +29,7 @@ The estimator (:func:`batch_means`, :func:`should_stop`, :func:`t_quantile`) is 
 part is :class:`AdaptiveStopper`; every LLM backend drives it the same way (this is the hook)::
 
     from harness.measuring import adaptive
-    from harness.measuring.steady import SteadyTracker
+    from harness.measuring.windows import SteadyTracker
 
     tracker = SteadyTracker(cfg.max_num_seqs, n, on_open=..., on_close=...)  # as before
     stopper = adaptive.for_run(cfg, meter, tracker)   # after the tracker, before the load starts
@@ -51,11 +51,13 @@ import math
 import statistics
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Protocol
 
 from harness.config import DEFAULT_MIN_WINDOW_S, DEFAULT_NUM_BATCHES, DEFAULT_REL_HALFWIDTH
 from harness.config import STOP_METHODS as METHODS
+from harness.measuring.windows import Meter, WindowTracker
 
 CONFIDENCE = 0.95
 MAX_CHECKPOINT_S = 1.0
@@ -113,6 +115,7 @@ class Segment:
 
     @property
     def duration_s(self) -> float:
+        """The segment's length in seconds."""
         return self.end_time_s - self.start_time_s
 
 
@@ -130,6 +133,7 @@ class Estimate:
     confidence: float
 
     def as_dict(self) -> dict:
+        """The estimate as a JSON-ready dict (units as in the field names)."""
         return {"quantity": self.quantity, "value": self.value, "halfwidth": self.halfwidth,
                 "rel_halfwidth": self.rel_halfwidth, "num_batches": self.num_batches, "window_s": self.window_s,
                 "output_tokens": self.output_tokens, "confidence": self.confidence}
@@ -201,12 +205,13 @@ class StopRule:
 
     @property
     def period_s(self) -> float:
+        """Seconds between checkpoints: ``checkpoint_s``, else ``min_window_s / (2 * num_batches)`` (1 ms .. 1 s)."""
         if self.checkpoint_s is not None:
             return float(self.checkpoint_s)
         return min(MAX_CHECKPOINT_S, max(1e-3, self.min_window_s / (2 * self.num_batches)))
 
     @classmethod
-    def from_config(cls, cfg) -> "StopRule":
+    def from_config(cls, cfg: object) -> StopRule:
         """The rule of a Configuration (``stop`` and ``adaptive_*``; fixed where the config says nothing)."""
         method = getattr(cfg, "stop", None) or "fixed"
         rel = getattr(cfg, "adaptive_rel_halfwidth", None)
@@ -219,6 +224,7 @@ class StopRule:
                    min_finishes=int(getattr(cfg, "max_num_seqs", None) or 0))
 
     def as_dict(self) -> dict:
+        """The rule as a JSON-ready dict (``checkpoint_s`` resolved to :attr:`period_s`)."""
         return {"method": self.method, "rel_halfwidth": self.rel_halfwidth, "min_window_s": self.min_window_s,
                 "num_batches": self.num_batches, "confidence": self.confidence, "checkpoint_s": self.period_s,
                 "min_finishes_in_window": self.min_finishes}
@@ -233,6 +239,16 @@ def should_stop(estimate: Estimate | None, rule: StopRule, finishes_in_window: i
 
 
 # --- online -------------------------------------------------------------------------------------------
+class StoppableRequest(Protocol):
+    """The fields of a request record :func:`mark_stopped` rewrites (:class:`harness.workloads.base.RequestRecord`)."""
+
+    finish_time_s: float | None
+    success: bool
+    error: str | None
+    output_tokens: int
+    token_times_s: list[float]
+
+
 class AdaptiveStopper:
     """Checkpoints the steady window through ``meter`` and decides when the run may stop.
 
@@ -241,7 +257,7 @@ class AdaptiveStopper:
     Thread-safe: ``tokens`` may come from any thread.
     """
 
-    def __init__(self, rule: StopRule, meter, tracker, clock: Callable[[], float] = time.time):
+    def __init__(self, rule: StopRule, meter: Meter, tracker: WindowTracker, clock: Callable[[], float] = time.time):
         self.rule, self.meter, self.tracker, self.clock = rule, meter, tracker, clock
         self.period_s = rule.period_s
         self.segments: list[Segment] = []
@@ -255,12 +271,12 @@ class AdaptiveStopper:
         self._finishes_at_open = 0
         prev_open, prev_close = tracker.on_open, tracker.on_close
 
-        def on_open():
+        def on_open() -> None:
             if prev_open:
                 prev_open()
             self._open()
 
-        def on_close():
+        def on_close() -> None:
             if prev_close:
                 prev_close()
             self._close()
@@ -305,6 +321,7 @@ class AdaptiveStopper:
 
     @property
     def finishes_in_window(self) -> int:
+        """Requests that finished since the steady window opened (0 before it opens)."""
         return self.tracker.finishes - self._finishes_at_open if self.state != "waiting" else 0
 
     def poll(self, now: float | None = None) -> bool:
@@ -353,12 +370,13 @@ class AdaptiveStopper:
             }
 
 
-def for_run(cfg, meter, tracker, clock: Callable[[], float] = time.time) -> AdaptiveStopper:
+def for_run(cfg: object, meter: Meter, tracker: WindowTracker,
+            clock: Callable[[], float] = time.time) -> AdaptiveStopper:
     """The stopper of an LLM run: its rule comes from the configuration (``stop``, ``adaptive_*``)."""
     return AdaptiveStopper(StopRule.from_config(cfg), meter, tracker, clock=clock)
 
 
-def mark_stopped(records, stop_time_s: float | None) -> int:
+def mark_stopped(records: Iterable[StoppableRequest], stop_time_s: float | None) -> int:
     """Mark the requests that had not finished at ``stop_time_s`` as stopped (not failed); returns how many.
 
     Their ``finish_time_s`` becomes None and ``error`` :data:`STOPPED_ERROR`; tokens that arrived are kept.
@@ -376,12 +394,13 @@ def mark_stopped(records, stop_time_s: float | None) -> int:
     return count
 
 
-def is_stopped(record) -> bool:
+def is_stopped(record: object) -> bool:
     """A request cut short by adaptive stopping (not a failure)."""
     return getattr(record, "error", None) == STOPPED_ERROR
 
 
-def segments_from_summary(summary: dict) -> list[Segment]:
+def segments_from_summary(summary: dict | None) -> list[Segment]:
+    """The segments a :meth:`AdaptiveStopper.summary` recorded (``[]`` without any)."""
     seg = (summary or {}).get("segments") or {}
     return [Segment(a, b, e, int(n)) for a, b, e, n in zip(seg.get("start_time_s", ()), seg.get("end_time_s", ()),
                                                            seg.get("gpu_energy_joules", ()), seg.get("output_tokens", ()))]

@@ -6,7 +6,7 @@ Three patterns, as ``vllm bench serve`` offers them:
     every request is submitted at time 0; the server admits ``max_num_seqs`` of them.
     *Steady window*: opens when M = ``max_num_seqs`` requests have received their first token and closes at
     the (N - M + 1)-th finish, when the requests still unfinished can no longer fill the batch
-    (:class:`harness.measuring.steady.SteadyTracker`).
+    (:class:`harness.measuring.windows.SteadyTracker`).
 
 ``poisson`` at ``rate_per_s`` requests per second, optionally ``burstiness`` (gamma)
     inter-arrival gaps are gamma-distributed with shape ``burstiness`` and mean ``1 / rate_per_s``
@@ -24,8 +24,9 @@ Three patterns, as ``vllm bench serve`` offers them:
     first token, closes when fewer than M requests are left unfinished.
 
 Online, the load generator asks a :class:`Gate` before it sends each request (:meth:`Gate.send`), and the
-tracker of the pattern (:func:`tracker_for`) hears every submission, first token and finish; after the
-run, :func:`steady_bounds` replays the same events through the same tracker, so the post-hoc window equals
+tracker of the pattern (:func:`tracker_for`; the trackers live in :mod:`harness.measuring.windows`) hears
+every submission, first token and finish; after the run, :func:`steady_bounds` replays the same events
+through the same tracker (:func:`harness.measuring.windows.replay_bounds`), so the post-hoc window equals
 the online one.
 """
 
@@ -33,11 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import Protocol
 
 from harness.errors import ConfigError
-from harness.measuring.steady import WindowTracker
+from harness.measuring.windows import ArrivalTracker, RequestEvents, SteadyTracker, WindowTracker, replay_bounds
 
 PATTERNS = ("all-at-once", "poisson", "concurrency")
 DEFAULT_WARMUP_FRACTION = 0.1
@@ -71,10 +73,12 @@ class Arrival:
         return int(max_num_seqs)
 
     def as_info(self) -> dict:
+        """The pattern as a JSON-ready dict (what ``info["load"]`` of a run records)."""
         return asdict(self)
 
     @classmethod
-    def from_info(cls, info: dict | None) -> "Arrival":
+    def from_info(cls, info: dict | None) -> Arrival:
+        """The pattern recorded by :meth:`as_info` (unknown keys ignored; none: all-at-once)."""
         info = dict(info or {})
         known = {k: info[k] for k in cls.__dataclass_fields__ if k in info}
         return cls(**known)
@@ -87,7 +91,7 @@ def from_options(opts: dict, seed: int = 0, where: str = "options") -> Arrival:
     if pattern not in PATTERNS:
         raise ConfigError(f"{where}.arrival must be one of {', '.join(PATTERNS)}, got {pattern!r}")
 
-    def number(key, default=None, minimum=0.0, strict=True):
+    def number(key: str, default: float | None = None, minimum: float = 0.0, strict: bool = True) -> float | None:
         value = opts.get(key, default)
         if value is None:
             return None
@@ -119,69 +123,40 @@ def from_options(opts: dict, seed: int = 0, where: str = "options") -> Arrival:
                    seed=int(seed))
 
 
-class ArrivalTracker(WindowTracker):
-    """Steady window of a rate-driven load (poisson): opens at the ``open_at``-th submission and closes at the
-    ``num_requests``-th. A :class:`~harness.measuring.steady.WindowTracker` like the reference's steady window
-    (states, callbacks, ``finishes``, ``stop_early``), so the adaptive stopper chains onto it too."""
-
-    def __init__(self, num_requests: int, open_at: int, on_open: Callable[[], object] | None = None,
-                 on_close: Callable[[], object] | None = None):
-        if num_requests < 1 or not 1 <= open_at <= num_requests:
-            raise ValueError("need 1 <= open_at <= num_requests")
-        # a window that would open and close at the same arrival is empty: it can never open
-        super().__init__(open_at < num_requests, on_open, on_close)
-        self.num_requests, self.open_at = num_requests, open_at
-        self.submissions = 0
-
-    def submitted(self, t: float) -> None:
-        with self._lock:
-            self.submissions += 1
-            if self.state == "waiting" and self.submissions >= self.open_at:
-                self._open(t)
-            elif self.state == "open" and self.submissions >= self.num_requests:
-                self._close(t)
-
-
-def tracker_for(arrival: Arrival, max_num_seqs: int, num_requests: int, on_open=None, on_close=None):
+def tracker_for(arrival: Arrival, max_num_seqs: int, num_requests: int, on_open: Callable[[], object] | None = None,
+                on_close: Callable[[], object] | None = None) -> WindowTracker:
     """The steady-window tracker of ``arrival`` (see the module docstring)."""
-    from harness.measuring.steady import SteadyTracker
-
     if arrival.pattern == "poisson":
         open_at = max(1, math.ceil(arrival.warmup_fraction * num_requests))
         return ArrivalTracker(num_requests, open_at, on_open, on_close)
     return SteadyTracker(arrival.effective_batch(max_num_seqs), num_requests, on_open=on_open, on_close=on_close)
 
 
-def steady_bounds(requests, arrival: Arrival, max_num_seqs: int,
+def steady_bounds(requests: Sequence[RequestEvents], arrival: Arrival, max_num_seqs: int,
                   stop_time_s: float | None = None) -> tuple[float, float] | None:
-    """Replay of the online window: submissions, first tokens and finishes, in time order (at equal times
-    submissions first, then first tokens, then finishes)."""
+    """Times (seconds) at which ``arrival``'s steady window opened and closed, or None if it never did: the
+    online window replayed (:func:`harness.measuring.windows.replay_bounds`) through the pattern's tracker
+    from the requests' submissions, first tokens and finishes."""
     if not requests:
         return None
-    tracker = tracker_for(arrival, max_num_seqs, len(requests))
-    events = []
-    for r in requests:
-        if arrival.pattern == "poisson" and r.submit_time_s:
-            events.append((r.submit_time_s, 0))
-        if r.first_token_time_s is not None:
-            events.append((r.first_token_time_s, 1))
-        if r.finish_time_s is not None:
-            events.append((r.finish_time_s, 2))
-    feed = {0: getattr(tracker, "submitted", None), 1: tracker.first_token, 2: tracker.finished}
-    for t, kind in sorted(events):
-        if stop_time_s is not None and t > stop_time_s:
-            break
-        if feed[kind] is not None:
-            feed[kind](t)
-    if stop_time_s is not None:
-        tracker.stop_early(stop_time_s)
-    return tracker.bounds
+    return replay_bounds(tracker_for(arrival, max_num_seqs, len(requests)), requests, stop_time_s)
+
+
+class SentRequest(Protocol):
+    """The fields of a request record the :class:`Gate` stamps (:class:`harness.workloads.base.RequestRecord`)."""
+
+    submit_time_s: float  # wall clock seconds (``clock()``) when it was sent
+    success: bool
+    error: str | None
 
 
 class Gate:
     """Holds each request back until its pattern lets it go (used by :mod:`harness.workloads.loadgen`)."""
 
-    def __init__(self, arrival: Arrival, num_requests: int, sleep=asyncio.sleep, monotonic=None):
+    def __init__(self, arrival: Arrival, num_requests: int,
+                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+                 monotonic: Callable[[], float] | None = None):
+        """``sleep`` (seconds) and ``monotonic`` (a clock in seconds) are the event loop's unless a test fakes them."""
         import time
 
         self.arrival = arrival
@@ -193,7 +168,8 @@ class Gate:
         if self._order:
             self._order[0].set()
 
-    async def send(self, index: int, rec, tracker, clock, request: Callable[[], "asyncio.Future"]) -> None:
+    async def send(self, index: int, rec: SentRequest, tracker: WindowTracker, clock: Callable[[], float],
+                   request: Callable[[], Awaitable[object]]) -> None:
         """Wait for request ``index``'s turn, stamp its submission (and tell the tracker), then run
         ``request()``; a request cancelled before it was sent is recorded as failed, never sent."""
         if self._t0 is None:

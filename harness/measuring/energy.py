@@ -24,8 +24,9 @@ in vLLM runs the GPU work happens in the server process, and synchronising
 from the client would create a CUDA context on every GPU.
 
 The meter is thread-safe: a backend may open and close windows from its own
-threads or event loop. Tests fake the hardware at the NVML boundary (a fake
-``pynvml`` device that replays a power trace) and ZeusMonitor runs unchanged.
+threads or event loop. Which GPUs are visible comes from :mod:`harness.measuring.device`; the
+energy counters are read by Zeus. Tests fake the hardware at the NVML boundary (a fake ``pynvml``
+device that replays a power trace) and ZeusMonitor runs unchanged.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from harness.errors import HarnessError
+from harness.measuring import device
+from harness.measuring.device import nvml_problem
 
 
 @dataclass(frozen=True)
@@ -55,10 +58,12 @@ class WindowMeasurement:
 
     @property
     def duration_s(self) -> float:
+        """The window's length in seconds."""
         return self.end_time_s - self.start_time_s
 
     @property
     def total_gpu_energy_joules(self) -> float | None:
+        """GPU energy in joules summed over the GPUs; None when any GPU (or every GPU) has no reading."""
         values = list(self.gpu_energy_joules.values())
         if not values or any(v is None for v in values):
             return None
@@ -76,62 +81,31 @@ def synchronize_devices() -> None:
             cuda.synchronize(device)
 
 
-def nvml_problem() -> str | None:
-    """Why NVML cannot be used on this host, or None when it can."""
-    try:
-        import pynvml
-    except ImportError:
-        return "nvidia-ml-py is not installed"
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        return f"NVML: {exc}"
-    from harness.measuring import gpus
-
-    try:
-        count = pynvml.nvmlDeviceGetCount()
-        if not count:
-            return "NVML found no devices"
-        empty = gpus.empty_problem()
-        if empty:
-            return empty
-        if not gpus.visible_gpus(pynvml):
-            return f"no GPU of the {count} NVML lists matches {gpus.describe_env()}"
-    except pynvml.NVMLError as exc:
-        return f"NVML: {exc}"
-    return None
-
-
 @contextlib.contextmanager
-def _zeus_visible_devices():
+def _zeus_visible_devices() -> Iterator[str | None]:
     """Show Zeus ``CUDA_VISIBLE_DEVICES`` as NVML indices while it builds its GPU list.
 
     Zeus 0.16 reads the variable with ``int()`` (UUIDs and MIG ids raise) and refuses an empty one; it
     keeps the GPU list it built, so the variable is restored at once. Yields ``"hidden"`` when no GPU is
     visible, a note on MIG slices (whose energy is the whole GPU's), or None.
     """
-    from harness.measuring import gpus
-
-    value, note = os.environ.get(gpus.ENV), None
+    value, note = os.environ.get(device.ENV), None
     if value is None:
         yield None
         return
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        visible = gpus.visible_gpus(pynvml)
+        visible = device.visible_gpus()
     except Exception:  # no NVML: Zeus finds no GPUs either way
         visible = []
     if any(g.mig for g in visible):
         note = "MIG slice: energy of the whole GPU that holds it"
-    mapped = gpus.nvml_indices_env(visible)
+    mapped = device.nvml_indices_env(visible)
     with _lock_env:
-        os.environ[gpus.ENV] = mapped or ""  # none visible: Zeus refuses "" and falls back to no GPUs
+        os.environ[device.ENV] = mapped or ""  # none visible: Zeus refuses "" and falls back to no GPUs
         try:
             yield note if visible else "hidden"
         finally:
-            os.environ[gpus.ENV] = value
+            os.environ[device.ENV] = value
 
 
 _lock_env = threading.Lock()
@@ -191,13 +165,16 @@ class ZeusMeter:
 
     @property
     def energy_source(self) -> str:
+        """Where GPU and CPU energy come from, e.g. ``"zeus/nvml-energy-counter; cpu: zeus/rapl"``."""
         return f"{self.gpu_source}; {self.cpu_source}"
 
     @property
     def has_gpu_energy(self) -> bool:
+        """Whether the windows measure GPU energy (False: times only, energy None)."""
         return bool(self.gpu_indices)
 
     def begin(self, name: str) -> None:
+        """Open window ``name`` (after synchronising this process' GPU work); it must not be open already."""
         with self._lock:
             if name in self._open:
                 raise ValueError(f"energy window {name!r} is already open")
@@ -208,6 +185,8 @@ class ZeusMeter:
             self._open[name] = start
 
     def end(self, name: str, sync: bool = True) -> WindowMeasurement:
+        """Close window ``name`` and return what it measured (``sync``: synchronise this process' GPU work
+        first); a counter that fails to read leaves the window's energy None, never 0 J."""
         with self._lock:
             if name not in self._open:
                 raise ValueError(f"energy window {name!r} is not open")
@@ -235,6 +214,7 @@ class ZeusMeter:
             return window
 
     def open_windows(self) -> list[str]:
+        """Names of the windows open now."""
         with self._lock:
             return list(self._open)
 
@@ -252,7 +232,7 @@ class ZeusMeter:
             return names
 
 
-def _joules(value) -> float | None:
+def _joules(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 

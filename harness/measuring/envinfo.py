@@ -60,40 +60,28 @@ def _git() -> dict:
 
 
 def _gpus() -> dict:
+    from harness.measuring import device
+
     try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        from harness.measuring.telemetry import _visible_devices
-
-        handles = _visible_devices(pynvml)
-        names = [_text(pynvml.nvmlDeviceGetName(h)) for h in handles]
-        limits = []
-        for h in handles:
-            try:
-                limits.append(pynvml.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0)
-            except pynvml.NVMLError:
-                limits.append(None)
-        cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+        visible = device.visible_gpus()
+        names = [gpu.name() for gpu in visible]
+        limits = [gpu.power_limit_watts() for gpu in visible]
+        cuda = device.cuda_driver_version()
         return {
             "nvml": "ok",
-            "gpu_count": len(handles),
+            "gpu_count": len(visible),
             "gpu_names": names,
             "gpu_model": short_gpu_model(names[0]) if names else None,
             "power_limit_watts": limits,
-            "driver_version": _text(pynvml.nvmlSystemGetDriverVersion()),
-            "cuda_driver_version": f"{cuda // 1000}.{cuda % 1000 // 10}",
+            "driver_version": device.driver_version(),
+            "cuda_driver_version": cuda,
         }
-    except ImportError:
-        problem = "nvidia-ml-py is not installed"
-    except Exception as exc:  # NVMLError: no driver or library on this host
+    except device.NvmlUnavailable as exc:  # no nvidia-ml-py, no driver or library on this host
+        problem = str(exc)
+    except Exception as exc:  # NVMLError while reading
         problem = f"NVML: {exc}"
     return {"nvml": f"unavailable ({problem})", "gpu_count": 0, "gpu_names": [], "gpu_model": None,
             "power_limit_watts": [], "driver_version": None, "cuda_driver_version": None}
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def _cpu_model() -> str:
@@ -138,6 +126,7 @@ def capture() -> dict:
 
 
 def format_capture(info: dict) -> str:
+    """The capture as an aligned table, one ``key value`` line per field."""
     lines = []
     for key, value in info.items():
         if isinstance(value, dict):

@@ -43,6 +43,17 @@ from __future__ import annotations
 
 import math
 import statistics
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+from harness.measuring.steady import token_times
+from harness.measuring.windows import Request
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+    from harness.measuring.energy import WindowMeasurement
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 1000
@@ -55,15 +66,15 @@ MIN_ENERGY_SLICES = 10  # fewer counter slices than this in a window: the energy
 
 
 # --- the energy timeline ----------------------------------------------------------------------------
-def _nvml(timeline):
+def _nvml(timeline: pd.DataFrame | None) -> pd.DataFrame | None:
     if timeline is None or not len(timeline) or "source" not in timeline:
         return None
     nvml = timeline[timeline["source"] == "nvml"]
     return nvml if len(nvml) else None
 
 
-def counter_curves(timeline) -> dict:
-    """``{gpu_index: (times, cumulative joules)}`` from NVML's energy counter samples ({} without them)."""
+def counter_curves(timeline: pd.DataFrame | None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    """``{gpu_index: (times in seconds, cumulative joules)}`` from NVML's energy counter samples ({} without them)."""
     nvml = _nvml(timeline)
     if nvml is None or "energy_counter_joules" not in nvml:
         return {}
@@ -75,9 +86,10 @@ def counter_curves(timeline) -> dict:
     return out
 
 
-def counter_energy(curves: dict, edges):
-    """Cumulative GPU energy (summed over GPUs) at each of ``edges``, or None if an edge lies outside
-    the sampled span of some GPU."""
+def counter_energy(curves: Mapping[int, tuple[np.ndarray, np.ndarray]], edges: Sequence[float] | np.ndarray,
+                   ) -> np.ndarray | None:
+    """Cumulative GPU energy in joules (summed over GPUs) at each of ``edges`` (seconds), or None if an edge lies
+    outside the sampled span of some GPU."""
     import numpy as np
 
     if not curves:
@@ -91,14 +103,14 @@ def counter_energy(curves: dict, edges):
     return total
 
 
-def energy_between(timeline, start: float, end: float) -> float | None:
-    """GPU energy over ``[start, end]`` from the timeline's counter samples, or None."""
+def energy_between(timeline: pd.DataFrame | None, start: float, end: float) -> float | None:
+    """GPU energy in joules over ``[start, end]`` (seconds) from the timeline's counter samples, or None."""
     cum = counter_energy(counter_curves(timeline), [start, end])
     return None if cum is None else float(cum[1] - cum[0])
 
 
 # --- bootstrap ----------------------------------------------------------------------------------------
-def _percentile_interval(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+def _percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
     import numpy as np
 
     tail = (1 - confidence) / 2 * 100
@@ -106,9 +118,10 @@ def _percentile_interval(values, confidence: float = CONFIDENCE) -> tuple[float,
     return float(lo), float(hi)
 
 
-def bootstrap_ratio(numerators, denominators, resamples: int = BOOTSTRAP_RESAMPLES,
-                    seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
-    """Percentile interval of ``sum(num) / sum(den)`` over units resampled with replacement."""
+def bootstrap_ratio(numerators: Sequence[float] | np.ndarray, denominators: Sequence[float] | np.ndarray,
+                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+    """Percentile interval of ``sum(num) / sum(den)`` over units resampled with replacement (in the units of
+    the ratio), or None with fewer than :data:`MIN_RESAMPLE_UNITS` units or no denominator."""
     import numpy as np
 
     num, den = np.asarray(numerators, float), np.asarray(denominators, float)
@@ -121,11 +134,13 @@ def bootstrap_ratio(numerators, denominators, resamples: int = BOOTSTRAP_RESAMPL
     return _percentile_interval(ratios) if len(ratios) else None
 
 
-def bootstrap_mean(values, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED):
+def bootstrap_mean(values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
+                   seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+    """Percentile interval of the mean of ``values`` (in their unit) over values resampled with replacement."""
     return bootstrap_ratio(values, [1.0] * len(values), resamples, seed)
 
 
-def _slices(start: float, end: float, timeline, step_s: float):
+def _slices(start: float, end: float, timeline: pd.DataFrame | None, step_s: float) -> np.ndarray:
     """Slice edges of ``[start, end]``: the sampler's GPU ticks inside it, else a regular grid."""
     import numpy as np
 
@@ -141,7 +156,7 @@ def _slices(start: float, end: float, timeline, step_s: float):
     return np.concatenate([[start], inner, [end]])
 
 
-def _share(quantity, token_slice, token_request, num_requests: int):
+def _share(quantity: np.ndarray, token_slice: np.ndarray, token_request: np.ndarray, num_requests: int) -> np.ndarray:
     """Per-request shares of each slice's ``quantity``, split evenly over the tokens that arrived in the slice
     (``token_slice[k]`` / ``token_request[k]``: slice and request of token k). A slice without tokens passes its
     quantity on to the next slice that has some (the last ones back to the last such slice)."""
@@ -160,11 +175,11 @@ def _share(quantity, token_slice, token_request, num_requests: int):
     return np.bincount(token_request, weights=per_token, minlength=num_requests)
 
 
-def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: float = 0.1) -> dict:
-    """Bootstrap intervals over requests on energy per token and throughput in ``[start, end]``."""
+def llm_intervals(requests: Sequence[Request], start: float | None, end: float | None,
+                  window_energy_joules: float | None, timeline: pd.DataFrame | None, step_s: float = 0.1) -> dict:
+    """Bootstrap intervals over requests on energy per token (joules) and output throughput (tokens per second)
+    in ``[start, end]`` (seconds); ``step_s``: the slice width where the timeline has no sampler ticks."""
     import numpy as np
-
-    from harness.measuring.steady import token_times
 
     out = {"method": f"bootstrap over requests ({BOOTSTRAP_RESAMPLES} resamples, {CONFIDENCE:.0%} percentile)",
            "units": 0, "energy_per_token_joules": None, "output_throughput_tokens_per_sec": None,
@@ -188,7 +203,7 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
         out["note"] = "no output tokens in the window"
         return out
 
-    def share(quantity):
+    def share(quantity: np.ndarray) -> np.ndarray:
         return _share(quantity, token_slice, owner, len(requests))
 
     # time: slices of a few inter-token gaps (finer than the sampler where the window is short), so a token
@@ -226,6 +241,7 @@ def llm_intervals(requests, start, end, window_energy_joules, timeline, step_s: 
 
 
 def diffusion_intervals(iteration_rows: list[dict], output_unit: str) -> dict:
+    """Bootstrap intervals over timed iterations on energy per output (joules) and batch latency (seconds)."""
     key = f"energy_per_{output_unit}_joules"
     values = [r.get(key) for r in iteration_rows]
     latencies = [r.get("duration_s") for r in iteration_rows if r.get("duration_s") is not None]
@@ -243,7 +259,9 @@ def diffusion_intervals(iteration_rows: list[dict], output_unit: str) -> dict:
 
 
 # --- window sensitivity -----------------------------------------------------------------------------
-def trimmed_bounds(requests, fraction: float = TRIM_FRACTION) -> tuple[float, float] | None:
+def trimmed_bounds(requests: Sequence[Request], fraction: float = TRIM_FRACTION) -> tuple[float, float] | None:
+    """The trimmed window in seconds: from the first token of the first request not among the first ``fraction``
+    to start, to the finish of the last request not among the last ``fraction`` to finish; None if empty."""
     firsts = sorted(r.first_token_time_s for r in requests if r.first_token_time_s is not None)
     finishes = sorted(r.finish_time_s for r in requests if r.finish_time_s is not None)
     if not firsts or not finishes:
@@ -254,9 +272,8 @@ def trimmed_bounds(requests, fraction: float = TRIM_FRACTION) -> tuple[float, fl
     return (start, end) if end > start else None
 
 
-def _window_figures(requests, start, end, energy, source) -> dict:
-    from harness.measuring.steady import token_times
-
+def _window_figures(requests: Sequence[Request], start: float, end: float, energy: float | None,
+                    source: str) -> dict:
     tokens = sum(1 for r in requests for t in token_times(r) if start < t <= end)
     duration = end - start
     return {"start_time_s": start, "end_time_s": end, "duration_s": duration, "output_tokens": tokens,
@@ -265,7 +282,10 @@ def _window_figures(requests, start, end, energy, source) -> dict:
             "output_throughput_tokens_per_sec": tokens / duration if duration > 0 else None}
 
 
-def window_sensitivity(requests, windows: dict, metrics: dict, timeline) -> dict:
+def window_sensitivity(requests: Sequence[Request], windows: Mapping[str, WindowMeasurement], metrics: dict,
+                       timeline: pd.DataFrame | None) -> dict:
+    """Energy per token (joules) and throughput (tokens per second) under the ``steady``, ``whole_run`` and
+    ``trimmed`` windows (the module docstring says how each is bounded and measured)."""
     out = {}
     start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
     if start is not None and end is not None and end > start:
@@ -293,8 +313,8 @@ def window_sensitivity(requests, windows: dict, metrics: dict, timeline) -> dict
 
 
 # --- error budget -------------------------------------------------------------------------------------
-def counter_update_period_s(timeline) -> tuple[float | None, bool]:
-    """(median gap between changes of the energy counter, whether it is only an upper bound)."""
+def counter_update_period_s(timeline: pd.DataFrame | None) -> tuple[float | None, bool]:
+    """(median gap in seconds between changes of the energy counter, whether it is only an upper bound)."""
     gaps, bound = [], False
     for times, joules in counter_curves(timeline).values():
         changed = times[1:][joules[1:] != joules[:-1]]
@@ -305,13 +325,16 @@ def counter_update_period_s(timeline) -> tuple[float | None, bool]:
     return (statistics.median(gaps) if gaps else None), bound
 
 
-def _rel(a, b):
+def _rel(a: float | None, b: float | None) -> float | None:
     if a is None or b is None or not b:
         return None
     return abs(a - b) / abs(b)
 
 
-def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline, is_llm: bool) -> dict:
+def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline: pd.DataFrame | None,
+                 is_llm: bool) -> dict:
+    """``{"items", "largest"}``: each error source's size relative to the estimate (a fraction), with how it
+    was obtained (the module docstring lists them), and the largest one."""
     items = {}
     duration = metrics.get("steady_duration_s") if is_llm else None
     if not is_llm:  # every timed iteration is its own energy window
@@ -365,8 +388,9 @@ def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline, is
     return {"items": items, "largest": largest}
 
 
-def assess(is_llm: bool, requests, iteration_rows, windows: dict, metrics: dict, timeline, output_unit: str | None,
-           sampler_hz: float = 10.0) -> dict:
+def assess(is_llm: bool, requests: Sequence[Request], iteration_rows: list[dict],
+           windows: Mapping[str, WindowMeasurement], metrics: dict, timeline: pd.DataFrame | None,
+           output_unit: str | None, sampler_hz: float = 10.0) -> dict:
     """``{"intervals", "window_sensitivity", "error_budget"}`` for one finished run, and the tidy columns."""
     if is_llm:
         intervals = llm_intervals(requests, metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s"),

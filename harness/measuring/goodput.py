@@ -15,8 +15,14 @@ serve`` compares TPOT), a request *met its targets* when it succeeded and stayed
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 
-def met_targets(r, ttft_target_ms: float | None, itl_target_ms: float | None) -> bool:
+from harness.measuring.windows import Request
+
+
+def met_targets(r: Request, ttft_target_ms: float | None, itl_target_ms: float | None) -> bool:
+    """Whether request ``r`` succeeded within its targets: time to first token (ms, from its submission) and
+    mean gap between consecutive tokens (ms); a target of None is not checked."""
     if not r.success or r.first_token_time_s is None:
         return False
     if ttft_target_ms is not None and (r.first_token_time_s - r.submit_time_s) * 1000.0 > ttft_target_ms:
@@ -28,9 +34,10 @@ def met_targets(r, ttft_target_ms: float | None, itl_target_ms: float | None) ->
     return True
 
 
-def goodput_metrics(requests, load: dict | None, start: float | None, end: float | None,
+def goodput_metrics(requests: Sequence[Request], load: dict | None, start: float | None, end: float | None,
                     energy_per_request_joules: float | None) -> dict:
-    """The goodput columns of an LLM run (empty when no target is set)."""
+    """The goodput columns of an LLM run (empty when no target is set); ``start``/``end`` bound the steady
+    window in seconds, ``load`` holds ``ttft_target_ms`` and ``itl_target_ms``."""
     load = load or {}
     ttft, itl = load.get("ttft_target_ms"), load.get("itl_target_ms")
     if ttft is None and itl is None:

@@ -5,7 +5,8 @@ M = ``max_num_seqs``. The steady state opens when M requests have received
 their first token and closes when the requests still unfinished can no longer
 fill the batch: at the (N - M + 1)-th finish, when only M - 1 remain.
 
-Online, a backend feeds events to a :class:`SteadyTracker`, which opens and
+Online, a backend feeds events to a :class:`~harness.measuring.windows.SteadyTracker`
+(the window trackers live in :mod:`harness.measuring.windows`), which opens and
 closes the meter's ``"steady"`` window at those moments::
 
     tracker = SteadyTracker.for_meter(meter, cfg.max_num_seqs, num_requests)
@@ -13,7 +14,9 @@ closes the meter's ``"steady"`` window at those moments::
     ...  tracker.finished(t)      # when a request finishes, succeeded or failed
 
 After the run, :func:`steady_bounds` replays the same events through the same
-state machine, so the post-hoc bounds equal the online ones. A run stopped early
+state machine (:func:`harness.measuring.windows.replay_bounds`), so the post-hoc
+bounds equal the online ones; a load at a rate or at a fixed concurrency has its
+own window (:mod:`harness.measuring.arrivals`). A run stopped early
 by adaptive stopping (:mod:`harness.measuring.adaptive`) closes the window with
 ``tracker.stop_early(t)``; the replay is then given ``stop_time_s=t``.
 Tokens are counted inside the measured window (``start < t <= end``), and
@@ -34,8 +37,17 @@ and its power limit, and at least 75% of the expected telemetry samples.
 from __future__ import annotations
 
 import statistics
-import threading
-from typing import Callable, Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+from harness.measuring.adaptive import is_stopped
+from harness.measuring.arrivals import Arrival
+from harness.measuring.arrivals import steady_bounds as arrival_bounds
+from harness.measuring.goodput import goodput_metrics
+from harness.measuring.windows import Request, RequestEvents, SteadyTracker, replay_bounds
+
+if TYPE_CHECKING:
+    from harness.measuring.energy import WindowMeasurement
 
 MIN_STEADY_S = 20.0
 MIN_SATURATION = 0.85
@@ -44,117 +56,41 @@ MIN_COVERAGE = 0.75
 BATCH_CODES = ("no-steady-state", "steady-duration", "batch-saturation")
 
 
-class WindowTracker:
-    """An online measurement window: ``waiting`` -> ``open`` -> ``closed`` (or ``missed`` when it can never
-    open), with ``on_open``/``on_close`` called at the transitions (under the tracker's lock, once each).
-    Subclasses decide when; every tracker counts first tokens and finishes (the adaptive stopper reads them)
-    and can be closed early (:meth:`stop_early`)."""
-
-    def __init__(self, can_open: bool, on_open: Callable[[], object] | None = None,
-                 on_close: Callable[[], object] | None = None):
-        self.on_open, self.on_close = on_open, on_close
-        self.first_tokens = 0
-        self.finishes = 0
-        self.state = "waiting" if can_open else "missed"
-        self.open_time_s: float | None = None
-        self.close_time_s: float | None = None
-        self._lock = threading.Lock()
-
-    def _open(self, t: float) -> None:  # with the lock held
-        self.state, self.open_time_s = "open", t
-        if self.on_open:
-            self.on_open()
-
-    def _close(self, t: float) -> None:  # with the lock held
-        self.state, self.close_time_s = "closed", t
-        if self.on_close:
-            self.on_close()
-
-    def first_token(self, t: float) -> None:
-        with self._lock:
-            self.first_tokens += 1
-
-    def finished(self, t: float) -> None:
-        with self._lock:
-            self.finishes += 1
-
-    def stop_early(self, t: float) -> None:
-        """Close an open window at ``t`` before the load ends (adaptive stopping); no-op otherwise."""
-        with self._lock:
-            if self.state == "open":
-                self._close(t)
-
-    @property
-    def bounds(self) -> tuple[float, float] | None:
-        return (self.open_time_s, self.close_time_s) if self.state == "closed" else None
-
-
-class SteadyTracker(WindowTracker):
-    """The reference's steady window: opens when ``max_num_seqs`` requests have their first token, closes when
-    fewer than ``max_num_seqs`` are left unfinished."""
-
-    def __init__(self, max_num_seqs: int, num_requests: int, on_open: Callable[[], object] | None = None,
-                 on_close: Callable[[], object] | None = None):
-        if max_num_seqs < 1 or num_requests < 1:
-            raise ValueError("max_num_seqs and num_requests must be positive")
-        super().__init__(num_requests >= max_num_seqs, on_open, on_close)
-        self.max_num_seqs, self.num_requests = max_num_seqs, num_requests
-        self.close_after = num_requests - max_num_seqs + 1  # finishes that leave fewer than M unfinished
-
-    @classmethod
-    def for_meter(cls, meter, max_num_seqs: int, num_requests: int, name: str = "steady") -> "SteadyTracker":
-        """A tracker that opens and closes ``meter``'s window ``name``."""
-        return cls(max_num_seqs, num_requests, on_open=lambda: meter.begin(name),
-                   on_close=lambda: meter.end(name))
-
-    def first_token(self, t: float) -> None:
-        with self._lock:
-            self.first_tokens += 1
-            if self.state == "waiting" and self.first_tokens >= self.max_num_seqs:
-                self._open(t)
-
-    def finished(self, t: float) -> None:
-        with self._lock:
-            self.finishes += 1
-            if self.finishes < self.close_after:
-                return
-            if self.state == "open":
-                self._close(t)
-            elif self.state == "waiting":  # requests ran out before the batch ever filled
-                self.state = "missed"
-
-
-def _events(requests) -> list[tuple[float, int]]:
-    """(time, kind) with kind 0 = first token, 1 = finish; first tokens first at equal times."""
-    events = []
-    for r in requests:
-        if r.first_token_time_s is not None:
-            events.append((r.first_token_time_s, 0))
-        if r.finish_time_s is not None:
-            events.append((r.finish_time_s, 1))
-    return sorted(events)
-
-
-def steady_bounds(requests, max_num_seqs: int, stop_time_s: float | None = None) -> tuple[float, float] | None:
-    """Event times at which the steady state opened and closed, or None if it never did.
+def steady_bounds(requests: Sequence[RequestEvents], max_num_seqs: int,
+                  stop_time_s: float | None = None) -> tuple[float, float] | None:
+    """Times (seconds) at which the steady state opened and closed, or None if it never did: the requests'
+    events replayed through a :class:`SteadyTracker` (:func:`harness.measuring.windows.replay_bounds`).
 
     ``stop_time_s``: the run was stopped early then (adaptive stopping); later events are ignored
     and a window still open closes at that time.
     """
     if not requests:
         return None
-    tracker = SteadyTracker(max_num_seqs, len(requests))
-    for t, kind in _events(requests):
-        if stop_time_s is not None and t > stop_time_s:
-            break
-        (tracker.finished if kind else tracker.first_token)(t)
-    if stop_time_s is not None:
-        tracker.stop_early(stop_time_s)
-    return tracker.bounds
+    return replay_bounds(SteadyTracker(max_num_seqs, len(requests)), requests, stop_time_s)
 
 
-def token_times(r) -> list[float]:
-    """Arrival time of every output token; spread evenly from first token to finish if not recorded."""
+class Iteration(Protocol):
+    """One timed diffusion generation as the measuring code reads it
+    (:class:`harness.workloads.base.IterationRecord`)."""
+
+    @property
+    def index(self) -> int: ...
+
+    @property
+    def start_time_s(self) -> float: ...
+
+    @property
+    def end_time_s(self) -> float: ...
+
+    @property
+    def batch_size(self) -> int: ...
+
+    @property
+    def outputs(self) -> int: ...  # images or videos produced
+
+
+def token_times(r: Request) -> list[float]:
+    """Arrival time (seconds) of every output token; spread evenly from first token to finish if not recorded."""
     if r.token_times_s:
         return list(r.token_times_s)
     n = r.output_tokens
@@ -176,15 +112,16 @@ def _percentile(values: list[float], q: float) -> float | None:
     return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
 
-def _sum_energy(values: dict) -> float | None:
+def _sum_energy(values: Mapping[int, float | None]) -> float | None:
     if not values or any(v is None for v in values.values()):
         return None
     return float(sum(values.values()))
 
 
-def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float | None = None,
-                load: dict | None = None) -> tuple[dict, list[dict]]:
-    """Run summary and per-request rows for an LLM run.
+def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasurement], max_num_seqs: int,
+                stop_time_s: float | None = None, load: dict | None = None) -> tuple[dict, list[dict]]:
+    """Run summary and per-request rows for an LLM run (times in seconds, energy in joules, the column names
+    say the rest: ``energy_per_token_joules``, ``avg_power_watts``, ``median_itl_ms``, ...).
 
     ``windows`` maps names to WindowMeasurement; the ``"steady"`` one gives the energy. Without it the
     event bounds are used for times and tokens, and energy is null.
@@ -198,12 +135,8 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
     the steady window is the pattern's (:mod:`harness.measuring.arrivals`), batch saturation is relative to
     the batch the pattern can fill, and the goodput columns (:mod:`harness.measuring.goodput`) are added.
     """
-    from harness.measuring.adaptive import is_stopped
-
     arrival = None
     if load and load.get("pattern", "all-at-once") != "all-at-once":
-        from harness.measuring.arrivals import Arrival, steady_bounds as arrival_bounds
-
         arrival = Arrival.from_info(load)
         bounds = arrival_bounds(requests, arrival, max_num_seqs, stop_time_s)
     else:
@@ -280,8 +213,6 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
     })
     metrics["energy_per_output_joules"] = metrics["energy_per_request_joules"]
     if load:
-        from harness.measuring.goodput import goodput_metrics
-
         metrics["arrival_pattern"] = load.get("pattern", "all-at-once")
         metrics.update(goodput_metrics(requests, load, start, end, metrics["energy_per_request_joules"]))
     rows = []
@@ -298,8 +229,10 @@ def llm_metrics(requests, windows: dict, max_num_seqs: int, stop_time_s: float |
     return metrics, rows
 
 
-def diffusion_metrics(iterations, windows: dict, output_unit: str) -> tuple[dict, list[dict]]:
-    """Run summary and per-iteration rows; window ``iter-<index>`` measures iteration ``index``."""
+def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, WindowMeasurement],
+                      output_unit: str) -> tuple[dict, list[dict]]:
+    """Run summary and per-iteration rows; window ``iter-<index>`` measures iteration ``index``
+    (``batch_latency_s`` in seconds, energy in joules, ``energy_per_<output_unit>_joules`` per image or video)."""
     rows, energies, durations = [], [], []
     source = "none: no iteration window was measured"
     for it in sorted(iterations, key=lambda i: i.index):

@@ -26,16 +26,21 @@ records ``host`` rows only and ``info["nvml"]`` says why. An error while
 sampling never reaches the run: it is counted in ``info["errors"]`` (first
 messages kept) and the run is flagged by :mod:`harness.measuring.steady`.
 
-:class:`NvmlReader` is the only code here that calls ``pynvml``; tests replace
-``pynvml``'s functions with a fake device.
+:class:`NvmlReader` reads the GPUs through :mod:`harness.measuring.device` (the only module that
+calls NVML); tests replace ``pynvml``'s functions with a fake device.
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
+
+from harness.measuring.device import GPU, NvmlUnavailable, ReadingUnsupported, visible_gpus
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 NVML_COLUMNS = ("power_watts", "gpu_utilization_percent", "memory_used_mib", "sm_clock_mhz",
                 "temperature_celsius", "throttle_reasons", "energy_counter_joules")
@@ -54,24 +59,23 @@ MAX_KEPT_ERRORS = 5
 
 
 class NvmlReader:
-    """Reads one GPU's instantaneous state through NVML. ``available`` is False (with ``problem``) without NVML."""
+    """Reads the visible GPUs' instantaneous state through :mod:`harness.measuring.device`.
+
+    ``gpu_indices`` are CUDA device numbers (None: every visible GPU). ``available`` is False (with
+    ``problem``) without NVML. ``handles`` maps each sampled CUDA index to its :class:`~harness.measuring.device.GPU`.
+    """
 
     def __init__(self, gpu_indices: list[int] | None = None):
-        self.handles: dict[int, object] = {}
+        self.handles: dict[int, GPU] = {}
         self.power_source: dict[int, str] = {}
         self.problem: str | None = None
-        self.unsupported: set[tuple[int, str]] = set()
-        self._chosen: dict[tuple[int, str], str] = {}  # (gpu, reading) -> the NVML function that works here
+        self.unsupported: set[tuple[int, str]] = set()  # (gpu, column) this GPU or driver lacks: None from now on
         try:
-            import pynvml
-
-            self.nvml = pynvml
-            pynvml.nvmlInit()
-            physical = _visible_devices(pynvml)
-        except ImportError:
-            self.problem = "nvidia-ml-py is not installed"
+            physical = visible_gpus()
+        except NvmlUnavailable as exc:  # no nvidia-ml-py, no driver, no library
+            self.problem = str(exc)
             return
-        except Exception as exc:  # NVMLError: no driver, no library
+        except Exception as exc:  # noqa: BLE001 -- whatever the library raised, the sampler runs host-only
             self.problem = f"NVML: {exc}"
             return
         indices = list(range(len(physical))) if gpu_indices is None else list(gpu_indices)
@@ -80,61 +84,49 @@ class NvmlReader:
             self.problem = f"GPUs {missing} not visible ({len(physical)} visible)"
             return
         for index in indices:
-            handle = physical[index]
-            self.handles[index] = handle
-            self.power_source[index] = ("nvml/power-instant-field" if self._instant_power_mw(handle) is not None
+            gpu = physical[index]
+            self.handles[index] = gpu
+            self.power_source[index] = ("nvml/power-instant-field" if gpu.instant_power_watts() is not None
                                         else "nvml/power-usage (1 s average on Ampere and newer)")
         if not self.handles:
             self.problem = "NVML found no devices"
 
     @property
     def available(self) -> bool:
+        """Whether any GPU is sampled (False: host samples only, ``problem`` says why)."""
         return bool(self.handles)
 
-    def _instant_power_mw(self, handle) -> float | None:
-        nvml = self.nvml
-        try:
-            value = nvml.nvmlDeviceGetFieldValues(handle, [nvml.NVML_FI_DEV_POWER_INSTANT])[0]
-        except Exception:
-            return None
-        if value.nvmlReturn != nvml.NVML_SUCCESS:
-            return None
-        return float(value.value.uiVal)
-
     def power_watts(self, index: int) -> float:
-        handle = self.handles[index]
+        """GPU ``index``'s power draw in watts: instantaneous where the driver has it, else its 1 s average."""
+        gpu = self.handles[index]
         if self.power_source[index].startswith("nvml/power-instant"):
-            milliwatts = self._instant_power_mw(handle)
-            if milliwatts is not None:
-                return milliwatts / 1000.0
-        return self.nvml.nvmlDeviceGetPowerUsage(handle) / 1000.0
+            watts = gpu.instant_power_watts()
+            if watts is not None:
+                return watts
+        return gpu.power_usage_watts()
 
     def energy_joules(self, index: int) -> float | None:
-        try:
-            return self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handles[index]) / 1000.0
-        except self.nvml.NVMLError:  # pre-Volta GPUs have no counter
-            return None
+        """GPU ``index``'s cumulative energy counter in joules, or None where it has none (pre-Volta)."""
+        millijoules = self.handles[index].energy_millijoules()
+        return None if millijoules is None else millijoules / 1000.0
 
     def power_limit_watts(self, index: int) -> float | None:
-        try:
-            return self.nvml.nvmlDeviceGetEnforcedPowerLimit(self.handles[index]) / 1000.0
-        except self.nvml.NVMLError:
-            return None
+        """GPU ``index``'s enforced power limit in watts, or None when it cannot be read."""
+        return self.handles[index].power_limit_watts()
 
     def sample(self, index: int) -> tuple:
-        """Values in the order of :data:`NVML_COLUMNS`; a field the GPU does not support reads None."""
-        nvml, handle = self.nvml, self.handles[index]
+        """Values in the order of :data:`NVML_COLUMNS`; a field the GPU does not support reads None.
+
+        A device fault (not a missing reading) raises the device's own error.
+        """
+        gpu = self.handles[index]
         readers = (
             lambda: self.power_watts(index),
-            lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu,
-            lambda: nvml.nvmlDeviceGetMemoryInfo(handle).used / 2**20,
-            lambda: nvml.nvmlDeviceGetClockInfo(handle, nvml.NVML_CLOCK_SM),
-            lambda: self._first_available(index, "temperature", (
-                ("nvmlDeviceGetTemperature", lambda f: f(handle, nvml.NVML_TEMPERATURE_GPU)),  # deprecated
-                ("nvmlDeviceGetTemperatureV", lambda f: f(handle, nvml.NVML_TEMPERATURE_GPU)))),
-            lambda: self._first_available(index, "reasons", (
-                ("nvmlDeviceGetCurrentClocksEventReasons", lambda f: f(handle)),
-                ("nvmlDeviceGetCurrentClocksThrottleReasons", lambda f: f(handle)))),
+            gpu.utilization_percent,
+            lambda: gpu.memory_used_bytes() / 2**20,
+            gpu.sm_clock_mhz,
+            gpu.temperature_celsius,
+            gpu.throttle_reasons,
             lambda: self.energy_joules(index),
         )
         values = []
@@ -144,50 +136,11 @@ class NvmlReader:
                 continue
             try:
                 value = read()
-            except nvml.NVMLError as exc:
-                if getattr(exc, "value", None) not in self._absent_codes():
-                    raise
-                self.unsupported.add((index, column))  # this GPU or driver lacks it: None from now on
+            except ReadingUnsupported:
+                self.unsupported.add((index, column))
                 value = None
             values.append(None if value is None else float(value))
         return tuple(values)
-
-    def _absent_codes(self) -> tuple:
-        """NVML errors that mean "this driver or GPU has no such reading" (not a fault of the sampler)."""
-        nvml = self.nvml
-        return tuple(getattr(nvml, name) for name in ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
-                     if hasattr(nvml, name))
-
-    def _first_available(self, index: int, what: str, calls):
-        """The first of several NVML functions (in order of preference) this driver has, remembered per GPU.
-
-        A function missing from the Python binding or raising NVMLError_FunctionNotFound (an older driver)
-        moves on to the next; when none is left, the last not-found error propagates (column set to None).
-        """
-        chosen = self._chosen.get((index, what))
-        order = [c for c in calls if chosen is None or c[0] == chosen]
-        error = None
-        for name, call in order:
-            fn = getattr(self.nvml, name, None)
-            if fn is None:
-                continue
-            try:
-                value = call(fn)
-            except self.nvml.NVMLError as exc:
-                if getattr(exc, "value", None) != getattr(self.nvml, "NVML_ERROR_FUNCTION_NOT_FOUND", object()):
-                    raise
-                error = exc
-                continue
-            self._chosen[(index, what)] = name
-            return value
-        raise error if error is not None else self.nvml.NVMLError(self.nvml.NVML_ERROR_FUNCTION_NOT_FOUND)
-
-
-def _visible_devices(pynvml) -> list:
-    """NVML handles in CUDA's numbering (:mod:`harness.measuring.gpus` reads CUDA_VISIBLE_DEVICES)."""
-    from harness.measuring.gpus import visible_gpus
-
-    return [gpu.handle for gpu in visible_gpus(pynvml)]
 
 
 class _Loop(threading.Thread):
@@ -294,6 +247,7 @@ class Telemetry:
         self.info: dict = {}
 
     def start(self, metrics_url: str | None = None) -> None:
+        """Start sampling (and scraping ``metrics_url``, when given here or at construction); fills :attr:`info`."""
         if metrics_url is not None:
             self.metrics_url = metrics_url
         self.reader = NvmlReader(self.gpu_indices)
@@ -332,8 +286,8 @@ class Telemetry:
         values = tuple(gauges.get(c) for c in VLLM_COLUMNS)
         self.rows.append((now, "vllm", None) + (None,) * (len(NVML_COLUMNS) + len(HOST_COLUMNS)) + values)
 
-    def stop(self):
-        """Stop the threads; returns the timeline DataFrame (columns :data:`COLUMNS`)."""
+    def stop(self) -> pd.DataFrame:
+        """Stop the threads; returns the timeline DataFrame (columns :data:`COLUMNS`, units in their names)."""
         import pandas as pd
 
         for thread in self._threads:
@@ -352,7 +306,8 @@ class Telemetry:
         return frame
 
 
-def coverage_fraction(frame, start_s: float, end_s: float, hz: float, gpu_indices, metrics_url: str | None,
+def coverage_fraction(frame: pd.DataFrame, start_s: float, end_s: float, hz: float,
+                      gpu_indices: Iterable[int] | None, metrics_url: str | None,
                       min_expected: int = 10) -> float | None:
     """Worst share of expected samples present in ``[start_s, end_s]`` over the streams that should exist.
 

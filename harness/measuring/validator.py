@@ -32,13 +32,20 @@ These flags sit beside ``is_stable``, which keeps the published data's stability
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+from harness.measuring.windows import Request
+from harness.vocabulary.hardware import REFERENCE_TDP_WATTS
+
+if TYPE_CHECKING:
+    import pandas as pd
+
 MIN_STEADY_S = 30.0
 MIN_SAMPLE_FRACTION = 0.75
 MIN_BATCH_FRACTION = 0.80
 MAX_CAPPED_FRACTION = 0.30
 MAX_ENERGY_PER_TOKEN_J = 100.0
-from harness.vocabulary.hardware import REFERENCE_TDP_WATTS
-
 MIN_POWER_W = 70.0
 INSTANT_TDP_FACTOR = 1.7
 AVERAGE_TDP_FACTOR = 1.1
@@ -55,7 +62,9 @@ def _flag(check: str, status: str, reason: str) -> dict:
     return {"check": check, "severity": SEVERITY[check], "status": status, "reason": reason}
 
 
-def tdp_watts(gpu_model: str | None, power_limits) -> tuple[float | None, str]:
+def tdp_watts(gpu_model: str | None, power_limits: Iterable[float | None]) -> tuple[float | None, str]:
+    """The GPU's TDP in watts and where it came from: the reference's table, else the lowest power limit
+    (watts) read through NVML, else None; the text says which."""
     for name, watts in REFERENCE_TDP_WATTS.items():
         if gpu_model and name in str(gpu_model):
             return watts, f"TDP {watts:.0f} W ({name})"
@@ -83,10 +92,17 @@ def _power_flag(check, values, lo, hi, what, basis) -> dict:
 
 
 def validate(metrics: dict, *, is_llm: bool, on_gpu: bool, max_num_seqs: int | None = None,
-             output_cap: int | None = None, requests=(), timeline=None, run_window=None,
-             run_coverage: float | None = None, power_source: dict | None = None, gpu_model: str | None = None,
-             power_limit_watts=(), num_gpus: int = 1) -> list[dict]:
-    """One flag per check of :data:`CHECKS` (in that order)."""
+             output_cap: int | None = None, requests: Sequence[Request] = (), timeline: pd.DataFrame | None = None,
+             run_window: tuple[float, float] | None = None, run_coverage: float | None = None,
+             power_source: dict | None = None, gpu_model: str | None = None,
+             power_limit_watts: Iterable[float | None] = (), num_gpus: int = 1) -> list[dict]:
+    """One flag per check of :data:`CHECKS` (in that order).
+
+    ``timeline``: the telemetry frame (:mod:`harness.measuring.telemetry`); ``run_window``: the whole load's
+    ``(start, end)`` in seconds (else the steady window of ``metrics``); ``run_coverage``: the share (0..1) of
+    expected telemetry samples over it; ``power_source``: each GPU's power reading (``info["power_source"]``);
+    ``power_limit_watts``: each GPU's enforced limit in watts (the TDP where the table has none).
+    """
     flags = []
     cpu = "not applied on a CPU host (no energy counter)"
     if is_llm:

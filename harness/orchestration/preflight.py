@@ -5,7 +5,7 @@
     verdicts = check_study(study, host)       # {run_id: ["needs 1 GPU, ...", ...]}; [] = can run
 
 Checked per configuration, from the architecture configs (:mod:`harness.workloads.archs`) and NVML
-(:mod:`harness.measuring.gpus`, faked in tests), without importing an engine or loading a model:
+(:mod:`harness.measuring.device`, faked in tests), without importing an engine or loading a model:
 
 * **GPUs.** A full-size architecture runs on ``num_gpus`` GPUs; so does anything on a host that shows
   GPUs. Only the tiny architectures (``tiny-*``, written for a CPU), the trivial workload and an
@@ -61,25 +61,22 @@ class Host:
 
 def host_facts() -> Host:
     """This host's visible GPUs and their memory, through NVML."""
-    from harness.measuring import gpus
-    from harness.measuring.energy import nvml_problem
+    from harness.measuring import device
 
-    visible = gpus.describe_env()
-    problem = nvml_problem()
+    visible = device.describe_env()
+    problem = device.nvml_problem()
     if problem:
         return Host(why_none=problem, visible=visible)
-    import pynvml
-
-    found = gpus.visible_gpus(pynvml)
+    found = device.visible_gpus()
     names = []
     for gpu in found:
         try:
-            name = pynvml.nvmlDeviceGetName(gpu.handle)
-            names.append(name.decode() if isinstance(name, bytes) else str(name))
-        except pynvml.NVMLError:
+            names.append(gpu.name())
+        except Exception as exc:
+            if not device.is_fault(exc):
+                raise
             names.append(None)
-    return Host(len(found), tuple(gpus.memory_total_bytes(pynvml, g) for g in found), tuple(names),
-                visible=visible)
+    return Host(len(found), tuple(g.memory_total_bytes() for g in found), tuple(names), visible=visible)
 
 
 def runs_on_gpu(cfg, host: Host) -> bool:

@@ -58,7 +58,7 @@ class Engine:
 
 def default_spec() -> str:
     """The host's default engine: vLLM where NVML sees an NVIDIA GPU, vLLM's CPU build elsewhere."""
-    from harness.measuring.energy import nvml_problem
+    from harness.measuring.device import nvml_problem
 
     return DEFAULT_GPU_ENGINE if nvml_problem() is None else DEFAULT_CPU_ENGINE
 
