@@ -36,7 +36,8 @@ from .calibration import CALIBRATION_SPLIT, Calibration, calibrate
 from .deployment import best_under_targets, choices_table, fit_without_base_model, predict_series, published_series
 from .features import (DIFFUSION, FACT_COLUMNS, LLM, OUTPUTS, Design, KindSpec, base_features, batch_values, derive,
                        kind_of, make_design, model_task_id, observed, series_id, spec_of, targets)
-from .model import (DEFAULT_COVERAGE, LEVELS, Fit, NormalEquations, ResidualIndex, fit, residual_at, ridge, stratum,
+from .calibration import fit
+from .model import (DEFAULT_COVERAGE, LEVELS, Fit, NormalEquations, ResidualIndex, residual_at, ridge, stratum,
                     usable_rows)
 from .selectors import QUERY_ALIASES, QUERY_NUMBERS, explain, predict_selector, query_row
 from .sources import cached_fit, load_fit_table, with_model_facts

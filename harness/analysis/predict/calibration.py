@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 
+from . import model
 from .model import Fit
 from .validation import held_out_errors
 
@@ -52,3 +54,10 @@ def calibrate(f: Fit) -> Calibration:
             if CALIBRATION_SPLIT.get(stratum) == split:
                 samples[(q, stratum)] = g["log_error"].to_numpy()
     return Calibration(samples)
+
+
+def fit(frame: pd.DataFrame, kind: str | None = None) -> Fit:
+    """Fit the model of one kind (:func:`.model.fit`), its intervals calibrated on first use (:func:`calibrate`)."""
+    out = model.fit(frame, kind)
+    out.calibrator = calibrate
+    return out

@@ -17,7 +17,8 @@ import pandas as pd
 from harness.errors import HarnessError
 
 from .features import OUTPUTS
-from .model import DEFAULT_COVERAGE, Fit, fit
+from .calibration import fit
+from .model import DEFAULT_COVERAGE, Fit
 
 
 def published_series(table: pd.DataFrame, model_id: str, task: str, gpu_model: str, num_gpus: int) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Callable, Protocol
 
 import numpy as np
 import pandas as pd
@@ -22,8 +22,14 @@ from harness.vocabulary.tasks import DIFFUSION_TASKS
 from .features import (FACT_COLUMNS, Design, base_features, batch_values, derive, kind_of, make_design,
                        model_task_id, series_id, spec_of, targets)
 
-if TYPE_CHECKING:
-    from .calibration import Calibration
+
+
+class Calibration(Protocol):
+    """What a fit's intervals need from its calibration (:class:`.calibration.Calibration` is the one made here)."""
+
+    def quantiles(self, quantity: str, stratum: str, coverage: float, distance: float = ...) -> tuple[float, float]:
+        """Low and high log errors bounding a ``coverage`` interval in ``stratum``."""
+        ...
 
 LEVELS = ("series", "model", "facts")
 DEFAULT_COVERAGE = 0.8
@@ -142,6 +148,7 @@ class Fit:
     output_len: dict[str, float] = field(default_factory=dict)  # mean output length (tokens) per model|task
     task_output_len: dict[str, float] = field(default_factory=dict)  # median output length (tokens) per task
     calibration: Calibration | None = None
+    calibrator: Callable[[Fit], Calibration] | None = field(default=None, repr=False, compare=False)
 
     @functools.cached_property
     def index(self) -> ResidualIndex:
@@ -181,18 +188,18 @@ class Fit:
         return out
 
     def calibrated(self) -> Calibration:
-        """The fit's calibration, made on first use from cross-validated errors (see :func:`.calibration.calibrate`)."""
+        """The fit's calibration, made on first use by its calibrator (:func:`.calibration.calibrate`, which refits
+        the model on cross-validated splits; :func:`.calibration.fit` attaches it)."""
         if self.calibration is None:
-            from .calibration import (
-                calibrate,  # calibrating refits the model: the cycle closes here
-            )
-
-            self.calibration = calibrate(self)
+            if self.calibrator is None:
+                raise HarnessError("this fit has no calibration: fit it with harness.analysis.predict.fit")
+            self.calibration = self.calibrator(self)
         return self.calibration
 
 
 def fit(frame: pd.DataFrame, kind: str | None = None) -> Fit:
-    """Fit the model of one kind to a tidy table with the reference's columns."""
+    """Fit the model of one kind to a tidy table with the reference's columns (point predictions; the intervals
+    need the calibrated fit of :func:`.calibration.fit`)."""
     kind = kind or kind_of(frame)
     frame = usable_rows(frame, kind)
     if len(frame) < 8:

@@ -14,7 +14,8 @@ from harness.errors import HarnessError, SelectorError
 from harness.vocabulary.tasks import DIFFUSION_TASKS, TASKS
 
 from .features import OUTPUTS, kind_of, spec_of
-from .model import DEFAULT_COVERAGE, Fit, fit
+from .calibration import fit
+from .model import DEFAULT_COVERAGE, Fit
 from .sources import cached_fit, load_fit_table, with_model_facts
 
 QUERY_NUMBERS = ("num_gpus", "max_num_seqs", "batch_size", "total_params_billions", "activated_params_billions",

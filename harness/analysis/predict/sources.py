@@ -9,7 +9,8 @@ import pandas as pd
 
 from harness.errors import HarnessError
 
-from .model import Fit, fit
+from .calibration import fit
+from .model import Fit
 
 
 @functools.lru_cache(maxsize=4)
