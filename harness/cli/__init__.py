@@ -19,7 +19,7 @@ from harness.errors import HarnessError
 # Modules that contribute commands, in the order they appear in --help.
 COMMAND_MODULES = (
     "harness.orchestration.runner",  # measure
-    "harness.measuring.store",  # list, show
+    "harness.cli.runs",  # list, show
     "harness.measuring.envinfo",  # env
     "harness.analysis.findings",  # findings, diagnose
     "harness.orchestration.slurm",  # submit, status
