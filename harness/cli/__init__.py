@@ -20,7 +20,7 @@ from harness.errors import HarnessError
 COMMAND_MODULES = (
     "harness.orchestration.runner",  # measure
     "harness.cli.runs",  # list, show
-    "harness.measuring.envinfo",  # env
+    "harness.cli.env",  # env
     "harness.analysis.findings",  # findings, diagnose
     "harness.orchestration.slurm",  # submit, status
     "harness.cli.reference",  # reference
