@@ -22,7 +22,7 @@ COMMAND_MODULES = (
     "harness.cli.runs",  # list, show
     "harness.cli.env",  # env
     "harness.analysis.findings",  # findings, diagnose
-    "harness.orchestration.slurm",  # submit, status
+    "harness.cli.slurm",  # submit, status
     "harness.cli.reference",  # reference
     "harness.cli.predict",  # predict
     "harness.report.book",  # book build, book notebook
