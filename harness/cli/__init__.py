@@ -18,7 +18,7 @@ from harness.errors import HarnessError
 
 # Modules that contribute commands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "harness.orchestration.runner",  # measure
+    "harness.cli.measure",  # measure
     "harness.cli.runs",  # list, show
     "harness.cli.env",  # env
     "harness.analysis.findings",  # findings, diagnose
