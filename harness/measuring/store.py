@@ -34,6 +34,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from harness.config import split_run_id
 from harness.errors import HarnessError
@@ -265,7 +266,7 @@ class StudyResults:
         self._done.pop(run_id, None)
 
 
-def iter_run_dirs(results_dir: Path | str, study: str | None = None):
+def iter_run_dirs(results_dir: Path | str, study: str | None = None) -> Iterator[Path]:
     """Run folders (holding run.json or checksums) under ``results_dir``, or only ``study``'s, sorted by name."""
     root = Path(results_dir)
     if not root.is_dir():

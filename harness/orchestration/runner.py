@@ -84,7 +84,7 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
     return run.record
 
 
-def engine_problems(configurations) -> list[str]:
+def engine_problems(configurations: Iterable[Configuration]) -> list[str]:
     """One line per serving engine these configurations need that has no usable environment here."""
     from harness.config import ENGINE_BACKENDS
     from harness.workloads import engines
