@@ -297,9 +297,9 @@ def test_interrupt_at_any_phase_then_resume_measures_each_configuration_once(tmp
             fire(record["run_id"], "save")
         return write_run(run_dir, record, *args, **kwargs)
 
-    def blocking_(cfg, study, results_dir):
+    def blocking_(cfg, *args, **kwargs):
         fire(cfg.run_id, "between")
-        return blocking(cfg, study, results_dir)
+        return blocking(cfg, *args, **kwargs)
 
     monkeypatch.setattr(TrivialBackend, "start", start_)
     monkeypatch.setattr(TrivialBackend, "run", run_)

@@ -109,7 +109,6 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
     """The meter reads NVML's energy counter directly (a fake NVML device here) and says so."""
     import harness.measuring.energy
     from harness.measuring import telemetry
-    from harness.orchestration import gpucheck
 
     class FakeReader:
         counter = {0: 1000.0}
@@ -133,7 +132,7 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
         return real(indices, monitor_factory=monitor_factory or BrokenZeus, **kw)
 
     monkeypatch.setattr(harness.measuring.energy, "ZeusMeter", zeus_meter)
-    meter = gpucheck.open_check_meter(1)
+    meter = harness.measuring.energy.open_meter_with_nvml_fallback([0])
     assert meter.has_gpu_energy and meter.energy_source.startswith("nvml-energy-counter (read directly; Zeus unavailable")
     meter.begin("w")
     window = meter.end("w", sync=False)
@@ -145,14 +144,14 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
 
 def test_idle_power_is_read_before_anything_initialises_cuda(tmp_path, monkeypatch):
     from harness.measuring import envinfo, telemetry
-    from harness.orchestration import gpucheck
+    from harness.orchestration import gpucheck, wheels
     from harness.workloads import lengths
 
     calls = []
     monkeypatch.setattr(envinfo, "capture", lambda: {"gpu_count": 1, "gpu_model": "NVIDIA H100"})
     monkeypatch.setattr(telemetry, "measure_idle_power", lambda s, idx=None, **k: calls.append("idle") or {0: 70.0})
     monkeypatch.setattr(gpucheck, "_device_facts", lambda: calls.append("device facts (CUDA)") or {})
-    monkeypatch.setattr(gpucheck, "check_carried", lambda site, wheels: calls.append("imports") or ({}, []))
+    monkeypatch.setattr(wheels, "check_carried", lambda site, wheels: calls.append("imports") or ({}, []))
     monkeypatch.setattr(lengths, "plan_for", lambda cfg: None)
     monkeypatch.setattr(gpucheck, "measure", lambda cfg, out, env, idle, on_gpu: calls.append("run") or
                         {"status": "ok", "wall_time_s": 0.0, "metrics": {}})
@@ -172,10 +171,10 @@ def test_carried_wheels_inside_the_results_folder_are_refused(tmp_path):
 
 
 def test_missing_carried_imports_are_one_line_each(tmp_path, monkeypatch):
-    from harness.orchestration import gpucheck
+    from harness.orchestration import wheels
 
-    monkeypatch.setattr(gpucheck, "CARRIED_IMPORTS", {"json": "x", "no_such_module_here": "the image runs"})
-    facts, problems = gpucheck.check_carried(None, ["pytest-1.0-py3-none-any.whl"])
+    monkeypatch.setattr(wheels, "CARRIED_IMPORTS", {"json": "x", "no_such_module_here": "the image runs"})
+    facts, problems = wheels.check_carried(None, ["pytest-1.0-py3-none-any.whl"])
     assert facts["imports"]["json"] == "ok"
     assert problems[0].startswith("import no_such_module_here failed (ModuleNotFoundError") and \
         problems[0].endswith("the image runs need(s) it")

@@ -119,6 +119,25 @@ def test_oom_fails_the_run_and_skips_larger_batches(tmp_path, no_nvml):
     assert _measure(cfg, results)[0] == {"already done": 3}
 
 
+def test_a_sweep_verifies_each_finished_run_a_bounded_number_of_times(tmp_path, no_nvml, monkeypatch):
+    """The skip rule looks at every smaller batch of a series before each run: through the sweep's index of
+    the results folder a run's files are hashed once after it is written, not once per larger batch."""
+    batches = [1, 2, 3, 4, 5, 6, 7, 8]
+    cfg = _config(tmp_path, num_requests=4, grid={"max_num_seqs": batches})
+    results = tmp_path / "results"
+    reads = []
+    verify = store.verify
+    monkeypatch.setattr(store, "verify", lambda run_dir: reads.append(Path(run_dir).name) or verify(run_dir))
+    counts, _ = _measure(cfg, results)
+    assert counts == {"ok": len(batches)}
+    smallest = load_study(cfg).configurations[0].run_id
+    assert reads.count(smallest) == 1  # asked about by the seven larger batches, verified once
+    assert max(reads.count(r) for r in set(reads)) == 1
+    reads.clear()
+    assert _measure(cfg, results)[0] == {"already done": len(batches)}
+    assert sorted(reads) == sorted(c.run_id for c in load_study(cfg).configurations)  # the plan: once each
+
+
 def test_other_failures_do_not_skip_larger_batches(tmp_path, no_nvml):
     cfg = _config(tmp_path, options={"step_s": 0.001, "fail_cause": "server-died", "fail_from_max_num_seqs": 4})
     counts, _ = _measure(cfg, tmp_path / "results")

@@ -138,6 +138,27 @@ def test_incomplete_runs_are_not_results(tmp_path):
     assert store.result_state(run_dir)[0] == "incomplete"
 
 
+def test_study_results_reads_a_finished_run_once_and_anything_else_every_time(tmp_path, monkeypatch):
+    reads = []
+    verify = store.verify
+    monkeypatch.setattr(store, "verify", lambda run_dir: reads.append(Path(run_dir).name) or verify(run_dir))
+    index = store.StudyResults(tmp_path, "s")
+    assert index.path("abc123abc123") == store.run_path(tmp_path, "s", "abc123abc123")
+    assert index.state("abc123abc123") == ("missing", None)
+    _write(tmp_path / "s" / "abc123abc123")  # another process writes it: a missing run is looked at again
+    assert [index.state("abc123abc123")[0] for _ in range(3)] == ["ok"] * 3
+    assert reads == ["abc123abc123"]  # verified once, then known
+    store.write_run(tmp_path / "s" / "abc123abc123", _record(status="failed"))
+    assert index.state("abc123abc123")[0] == "ok"  # still the state read before ...
+    index.forget("abc123abc123")  # ... until the writer says so
+    assert index.state("abc123abc123")[0] == "failed" and len(reads) == 2
+    store.write_run(tmp_path / "s" / "abc999abc999", _record(status="incomplete"))
+    assert [index.state("abc999abc999")[0] for _ in range(2)] == ["incomplete"] * 2
+    index.note("abc999abc999", "incomplete", None)  # not a result: nothing kept
+    (tmp_path / "s" / "abc999abc999" / "run.json").write_text('{"status": "ok"}')
+    assert index.state("abc999abc999")[0] == "corrupt"  # read again: an unfinished run may change under us
+
+
 def test_find_run(tmp_path):
     _write(tmp_path / "s" / "abc123abc123")
     _write(tmp_path / "t" / "abc999abc999")

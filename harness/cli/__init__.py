@@ -18,11 +18,11 @@ from harness.errors import HarnessError
 
 # Modules that contribute commands, in the order they appear in --help.
 COMMAND_MODULES = (
-    "harness.orchestration.runner",  # measure
-    "harness.measuring.store",  # list, show
-    "harness.measuring.envinfo",  # env
+    "harness.cli.measure",  # measure
+    "harness.cli.runs",  # list, show
+    "harness.cli.env",  # env
     "harness.cli.findings",  # findings, diagnose
-    "harness.orchestration.slurm",  # submit, status
+    "harness.cli.slurm",  # submit, status
     "harness.cli.reference",  # reference
     "harness.cli.predict",  # predict
     "harness.cli.book",  # book build, book notebook

@@ -239,3 +239,59 @@ def _joules(value: float | None) -> float | None:
 def open_meter(num_gpus: int | None = None, clock: Callable[[], float] = time.time) -> ZeusMeter:
     """A meter over GPUs ``0..num_gpus-1`` (all visible GPUs when ``None``)."""
     return ZeusMeter(None if num_gpus is None else list(range(num_gpus)), clock=clock)
+
+
+class NvmlCounterMonitor:
+    """The slice of ``zeus.monitor.ZeusMonitor`` that :class:`ZeusMeter` uses, over NVML's energy counter
+    read directly (:class:`harness.measuring.telemetry.NvmlReader`): energy in J, no CPU or DRAM energy."""
+
+    class _Gpus:
+        def __init__(self, reader, count: int):
+            self.reader, self.count = reader, count
+
+        def __len__(self) -> int:
+            return self.count
+
+        def supports_get_total_energy_consumption(self, index: int) -> bool:
+            return self.reader.energy_joules(index) is not None
+
+    class _Measurement:
+        def __init__(self, gpu_energy: dict[int, float | None]):
+            self.gpu_energy, self.cpu_energy, self.dram_energy = gpu_energy, None, None
+
+    def __init__(self, gpu_indices: list[int] | None = None):
+        from harness.measuring.telemetry import NvmlReader
+
+        everything = NvmlReader(None)
+        count = len(everything.handles)
+        self.reader = everything if gpu_indices is None else NvmlReader(list(gpu_indices))
+        self.gpus = self._Gpus(everything, count)
+        self.cpu_indices: list[int] = []
+        self._open: dict[str, dict[int, float | None]] = {}
+
+    def begin_window(self, name: str, sync_execution: bool = False) -> None:
+        self._open[name] = {i: self.reader.energy_joules(i) for i in self.reader.handles}
+
+    def end_window(self, name: str, sync_execution: bool = False, cancel: bool = False):
+        start = self._open.pop(name)
+        if cancel:
+            return None
+        out = {}
+        for i, before in start.items():
+            after = self.reader.energy_joules(i)
+            out[i] = None if before is None or after is None else after - before
+        return self._Measurement(out)
+
+
+def open_meter_with_nvml_fallback(gpu_indices: list[int]) -> ZeusMeter:
+    """A meter over ``gpu_indices`` (CUDA numbering): Zeus where it imports, else NVML's energy counter read
+    directly, for a bare GPU host without Zeus' dependencies (the GPU check). ``energy_source`` says which."""
+    indices = list(gpu_indices)
+    meter = ZeusMeter(indices)
+    if indices and not meter.has_gpu_energy and meter.gpu_source.startswith("none: Zeus unavailable"):
+        reason = meter.gpu_source
+        meter = ZeusMeter(indices, monitor_factory=NvmlCounterMonitor)
+        if meter.has_gpu_energy:
+            meter.gpu_source = f"nvml-energy-counter (read directly; {reason.removeprefix('none: ')})"
+            meter.cpu_source = "cpu: not measured (Zeus unavailable)"
+    return meter

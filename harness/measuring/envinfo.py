@@ -1,4 +1,4 @@
-"""Environment capture: what a run.json records about the host, and ``python -m harness env``.
+"""Environment capture: what a run.json records about the host (``python -m harness env`` prints it).
 
     from harness.measuring.envinfo import capture
     env = capture()            # a JSON-serialisable dict, cached per process
@@ -12,7 +12,6 @@ from the driver (NVML) and from torch's build tag.
 from __future__ import annotations
 
 import functools
-import json
 import os
 import platform
 import socket
@@ -123,31 +122,3 @@ def capture() -> dict:
         "env": {name: os.environ.get(name) for name in ENV_VARS if os.environ.get(name) is not None},
     }
     return info
-
-
-def format_capture(info: dict) -> str:
-    """The capture as an aligned table, one ``key value`` line per field."""
-    lines = []
-    for key, value in info.items():
-        if isinstance(value, dict):
-            inner = ", ".join(f"{k}={v}" for k, v in value.items()) or "(none)"
-            lines.append(f"{key:20s} {inner}")
-        elif isinstance(value, list):
-            lines.append(f"{key:20s} {', '.join(map(str, value)) or '(none)'}")
-        else:
-            lines.append(f"{key:20s} {value}")
-    return "\n".join(lines)
-
-
-def _cmd_env(args) -> int:
-    info = capture()
-    print(json.dumps(info, indent=2) if args.json else format_capture(info))
-    return 0
-
-
-def register(sub) -> None:
-    parser = sub.add_parser("env", help="print the environment capture stored with every run",
-                            description="Print this host's environment capture: GPUs, driver, CUDA, NVML, "
-                                        "package versions, git commit, host, CPU, Slurm variables.")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    parser.set_defaults(func=_cmd_env)

@@ -18,7 +18,10 @@ half of one. :func:`verify` reports missing, truncated, edited or unlisted files
     store.verify(run_dir)            # [] when intact, else one line per problem
     store.collect("results")         # one tidy row per run, reference column names
 
-CLI: ``python -m harness list`` and ``python -m harness show RUN``.
+    index = store.StudyResults("results", "my-study")
+    index.state(run_id)              # result_state, each finished result read and verified once
+
+The command line over the store (``python -m harness list`` and ``show``) is :mod:`harness.cli.runs`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 from harness.config import split_run_id
 from harness.errors import HarnessError
@@ -221,7 +225,49 @@ def result_state(run_dir: Path) -> tuple[str, dict | None]:
     return record.get("status", "corrupt"), record
 
 
-def iter_run_dirs(results_dir: Path | str, study: str | None = None):
+class StudyResults:
+    """An index of one study's run folders under a results folder, read once per sweep.
+
+    :func:`result_state` re-hashes every file of a run; a sweep asks for the same runs again and again (its
+    plan, then the smaller batches of each series before every run), which grew with the square of a
+    series' length. Here each folder is read the first time it is asked for and a finished result (ok,
+    failed, skipped: :data:`DONE_STATUSES`, checksums intact) is kept. Anything else (missing, incomplete,
+    damaged) is read again at the next question: another process (a parallel sweep, a Slurm array task) may
+    be writing it. A process that writes a run calls :meth:`forget` so its next question reads the new files.
+    """
+
+    def __init__(self, results_dir: Path | str, study: str):
+        self.results_dir, self.study = Path(results_dir), study
+        self._done: dict[str, tuple[str, dict | None]] = {}
+
+    def path(self, run_id: str) -> Path:
+        """The run's folder, ``<results>/<study>/<run-id>`` (:func:`run_path`)."""
+        return run_path(self.results_dir, self.study, run_id)
+
+    def state(self, run_id: str) -> tuple[str, dict | None]:
+        """:func:`result_state` of the run: ``("missing" | "corrupt" | status, record)``."""
+        known = self._done.get(run_id)
+        if known is not None:
+            return known
+        state, record = result_state(self.path(run_id))
+        if state in DONE_STATUSES:
+            self._done[run_id] = (state, record)
+        return state, record
+
+    def note(self, run_id: str, state: str, record: dict | None) -> None:
+        """Keep a state this process has just read from disk itself (a finished result only)."""
+        if state in DONE_STATUSES:
+            self._done[run_id] = (state, record)
+        else:
+            self._done.pop(run_id, None)
+
+    def forget(self, run_id: str) -> None:
+        """Drop what is known of a run (its folder was just written, moved or cleared)."""
+        self._done.pop(run_id, None)
+
+
+def iter_run_dirs(results_dir: Path | str, study: str | None = None) -> Iterator[Path]:
+    """Run folders (holding run.json or checksums) under ``results_dir``, or only ``study``'s, sorted by name."""
     root = Path(results_dir)
     if not root.is_dir():
         return
@@ -233,6 +279,23 @@ def iter_run_dirs(results_dir: Path | str, study: str | None = None):
             if run_dir.is_dir() and not run_dir.name.startswith(".") and (
                     (run_dir / RUN_JSON).exists() or (run_dir / CHECKSUMS).exists()):
                 yield run_dir
+
+
+def find_run(spec: str, results_dir: Path | str) -> Path:
+    """A run folder from a path or a run id (searched in every study under ``results_dir``)."""
+    path = Path(spec)
+    if path.is_dir():
+        return path
+    if path.name == RUN_JSON and path.is_file():
+        return path.parent
+    dirs = list(iter_run_dirs(results_folder(results_dir))) if spec else []
+    matches = [d for d in dirs if d.name == spec]  # an exact id wins over the repeats (<id>-r2) it prefixes
+    matches = matches or [d for d in dirs if d.name.startswith(spec)]
+    if not matches:
+        raise HarnessError(f"no run {spec!r}: not a folder and no run id under {results_dir}")
+    if len(matches) > 1:
+        raise HarnessError(f"run id {spec!r} is ambiguous: {', '.join(str(m) for m in matches[:5])}; give a path")
+    return matches[0]
 
 
 # --- the collected table --------------------------------------------------------------------------
@@ -320,198 +383,3 @@ def _columns() -> list[str]:
             "height_pixels", "width_pixels", "num_frames", "num_requests", "num_iterations", "seed", "gpu_model",
             "gpu", "output_unit", "energy_source", "source", "is_reference", "base_run_id", "repeat",
             "validation_passed", "validation_flags", *METRIC_COLUMNS]
-
-
-# --- CLI ------------------------------------------------------------------------------------------
-def _fmt(value, spec: str = ".3g") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return format(value, spec)
-
-
-def _cmd_list(args) -> int:
-    frame = collect(results_folder(args.results), args.study)
-    if args.flag:
-        wanted = set(args.flag)
-        unknown = wanted - set(_validator_checks()) - {"any"}
-        if unknown:
-            raise HarnessError(f"unknown flag {sorted(unknown)[0]!r} (known: any, {', '.join(_validator_checks())})")
-        flags = frame["validation_flags"].fillna("").str.split(";").apply(lambda xs: {x for x in xs if x})
-        keep = flags.apply(lambda got: bool(got) if "any" in wanted else bool(got & wanted))
-        frame = frame[keep]
-        if frame.empty:
-            print(f"no runs flagged {', '.join(sorted(wanted))} under {args.results}")
-            return 0
-    if frame.empty:
-        print(f"no runs under {args.results}" + (f"/{args.study}" if args.study else ""))
-        return 0
-    width = max([12, *(len(str(r)) for r in frame["run_id"])])  # repeats (<id>-r<k>) are longer
-    header = f"{'study':16s} {'run id':{width}s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} " \
-             f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note"
-    print(header)
-    for r in frame.itertuples():
-        stable = "yes" if r.is_stable else ("no" if r.status == "ok" else "-")
-        if r.status == "corrupt":
-            note = f"CORRUPT: {r.problems}"
-        elif r.status == "ok":
-            note = "" if r.is_stable else (r.unstable_reason or "")
-            if r.validation_flags:
-                failed = "FAILS validation" if r.validation_passed is False else "flags"
-                note = (note + "; " if note else "") + f"{failed}: {r.validation_flags.replace(';', ', ')}"
-        else:
-            note = r.cause or ""
-        batch = r.batch_size if r.batch_size == r.batch_size and r.batch_size is not None else None
-        print(f"{str(r.study)[:16]:16s} {str(r.run_id):{width}s} {r.status:10s} {stable:6s} {str(r.model_id)[:14]:14s} "
-              f"{_fmt(batch, 'g'):>5s} {_fmt(r.energy_per_output_joules):>9s} {_fmt(r.energy_per_token_joules):>9s} "
-              f"{_fmt(r.output_throughput_tokens_per_sec if r.output_unit == 'response' else r.throughput_outputs_per_sec):>8s}  {note}")
-    counts = frame["status"].value_counts()
-    print(", ".join(f"{n} {s}" for s, n in counts.items()))
-    corrupt = int(counts.get("corrupt", 0))
-    if corrupt:
-        print(f"warning: {corrupt} run folder(s) fail their checksums; they are left out of findings", flush=True)
-        return 1
-    return 0
-
-
-def find_run(spec: str, results_dir: Path | str) -> Path:
-    """A run folder from a path or a run id (searched in every study under ``results_dir``)."""
-    path = Path(spec)
-    if path.is_dir():
-        return path
-    if path.name == RUN_JSON and path.is_file():
-        return path.parent
-    dirs = list(iter_run_dirs(results_folder(results_dir))) if spec else []
-    matches = [d for d in dirs if d.name == spec]  # an exact id wins over the repeats (<id>-r2) it prefixes
-    matches = matches or [d for d in dirs if d.name.startswith(spec)]
-    if not matches:
-        raise HarnessError(f"no run {spec!r}: not a folder and no run id under {results_dir}")
-    if len(matches) > 1:
-        raise HarnessError(f"run id {spec!r} is ambiguous: {', '.join(str(m) for m in matches[:5])}; give a path")
-    return matches[0]
-
-
-def _cmd_show(args) -> int:
-    run_dir = find_run(args.run, args.results)
-    record = read_record(run_dir)
-    problems = verify(run_dir)
-    if record is None:
-        raise HarnessError(f"{run_dir}: run.json is missing or unreadable ({'; '.join(problems) or 'no file'})")
-    if args.json:
-        print(json.dumps(record, indent=2))
-        return 1 if problems and record.get("status") != "incomplete" else 0
-    cfg, metrics = record.get("config") or {}, record.get("metrics") or {}
-    env = record.get("environment") or {}
-    print(f"run        {run_dir}")
-    print(f"status     {record.get('status')}" + (f" (cause: {record.get('cause')})" if record.get("cause") else ""))
-    if record.get("message"):
-        print(f"message    {record['message']}")
-    print(f"stable     {record.get('is_stable')}" + (f" -- {record['unstable_reason']}" if record.get("unstable_reason") else ""))
-    print(f"integrity  {'ok' if not problems else 'CORRUPT: ' + '; '.join(problems)}")
-    print(f"host       {env.get('host')}  gpu: {env.get('gpu_count')} x {env.get('gpu_model') or 'none'}  "
-          f"git: {str((env.get('git') or {}).get('commit'))[:10]}")
-    print(f"timing     {record.get('started_at')} .. {record.get('finished_at')}  wall {_fmt(record.get('wall_time_s'), '.1f')} s")
-    print("config     " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v is not None and v != {}))
-    shown = [(k, v) for k, v in metrics.items() if v is not None]
-    if shown:
-        print("metrics")
-        for key, value in shown:
-            spec = ".3f" if key.endswith("time_s") else ".6g"
-            print(f"  {key:34s} {_fmt(value, spec) if isinstance(value, float) else value}")
-    _show_fidelity(run_dir, record)
-    if record.get("log_tail"):
-        print("log tail")
-        for line in str(record["log_tail"]).splitlines()[-20:]:
-            print(f"  {line}")
-    return 1 if problems and record.get("status") != "incomplete" else 0
-
-
-def _validator_checks() -> tuple[str, ...]:
-    from harness.measuring.validator import CHECKS
-
-    return CHECKS
-
-
-def _interval(ci, spec=".4g") -> str:
-    return f"[{_fmt(ci[0], spec)}, {_fmt(ci[1], spec)}]" if ci else "-"
-
-
-def _show_fidelity(run_dir: Path, record: dict) -> None:
-    """Validation flags, intervals, window sensitivity, error budget and the repeats of this configuration."""
-    validation = record.get("validation")
-    if validation:
-        verdict = "passed" if validation.get("passed") else "FAILED (" + ", ".join(validation.get("errors")) + ")"
-        if validation.get("warnings"):
-            verdict += "; warnings: " + ", ".join(validation["warnings"])
-        print(f"validation {verdict}")
-        for flag in validation.get("checks") or []:
-            print(f"  {flag['status']:4s} {flag['severity']:7s} {flag['check']:18s} {flag['reason']}")
-    fidelity = record.get("fidelity") or {}
-    metrics = record.get("metrics") or {}
-    iv = fidelity.get("intervals") or {}
-    if iv:
-        print(f"intervals  {iv.get('method')}, {iv.get('units')} units" + (f" ({iv['note']})" if iv.get("note") else ""))
-        for key in ("energy_per_token_joules", "output_throughput_tokens_per_sec", "energy_per_output_joules",
-                    "batch_latency_s"):
-            if key in iv:
-                print(f"  {key:34s} {_fmt(metrics.get(key), '.4g'):>10s}  {CONFIDENCE_LABEL} {_interval(iv.get(key))}")
-    ws = fidelity.get("window_sensitivity") or {}
-    if ws:
-        print("windows    " + f"{'window':10s} {'duration s':>10s} {'tokens':>7s} {'J/token':>10s} {'tok/s':>9s}  energy source")
-        for name in ("steady", "whole_run", "trimmed"):
-            w = ws.get(name)
-            if w:
-                print(f"           {name:10s} {_fmt(w.get('duration_s'), '.3f'):>10s} {w.get('output_tokens'):>7d} "
-                      f"{_fmt(w.get('energy_per_token_joules'), '.4g'):>10s} "
-                      f"{_fmt(w.get('output_throughput_tokens_per_sec'), '.4g'):>9s}  {w.get('energy_source')}")
-    budget = (fidelity.get("error_budget") or {}).get("items") or {}
-    if budget:
-        largest = (fidelity.get("error_budget") or {}).get("largest")
-        print("error budget (relative)" + (f"; largest: {largest}" if largest else ""))
-        for name, item in budget.items():
-            rel = item.get("relative")
-            print(f"  {name:26s} {(f'{100 * rel:.2f}%' if rel is not None else '-'):>8s}  {item.get('note')}")
-    _show_repeats(run_dir, record)
-
-
-CONFIDENCE_LABEL = "95% CI"
-
-
-def _show_repeats(run_dir: Path, record: dict) -> None:
-    from harness.measuring import repeats
-
-    base, k = split_run_id(record.get("run_id") or run_dir.name)
-    siblings = [d for d in sorted(run_dir.parent.iterdir()) if d.is_dir() and split_run_id(d.name)[0] == base]
-    if len(siblings) < 2:
-        return
-    rows = []
-    for d in siblings:
-        state, rec = result_state(d)
-        rows.append((d.name, state, (rec or {}).get("metrics") or {}))
-    ok = [m for _, state, m in rows if state == "ok"]
-    print(f"repeats    {len(siblings)} runs of this configuration ({len(ok)} ok; this is repeat {k}): "
-          + ", ".join(f"{name} {state}" for name, state, _ in rows))
-    for key in repeats.METRICS:
-        values = [m.get(key) for m in ok if m.get(key) is not None]
-        t = repeats.t_interval(values)
-        if t:
-            print(f"  {key:34s} mean {_fmt(t[0], '.4g'):>10s}  sd {_fmt(t[1], '.3g'):>9s}  "
-                  f"{CONFIDENCE_LABEL} {_interval(t[2:])}  (n={len(values)}, Student's t)")
-
-
-def register(sub) -> None:
-    p = sub.add_parser("list", help="table of measured runs with status and key figures",
-                       description="List run folders under the results directory with their status, stability "
-                                   "and key figures. Folders whose files fail their checksums are flagged "
-                                   "CORRUPT (exit code 1).")
-    p.add_argument("--results", default="results", help="results directory (default: results)")
-    p.add_argument("--study", help="only this study")
-    p.add_argument("--flag", action="append", metavar="CHECK",
-                   help="only runs that failed this reference-validator check (repeatable; 'any' for any flag), "
-                        "e.g. steady-duration, temperature, output-length-cap")
-    p.set_defaults(func=_cmd_list)
-    p = sub.add_parser("show", help="print one run's summary",
-                       description="Print a run's status, validity flags, integrity, config and summary metrics.")
-    p.add_argument("run", metavar="RUN", help="a run id (or its prefix) or a run folder path")
-    p.add_argument("--results", default="results", help="results directory searched for run ids (default: results)")
-    p.add_argument("--json", action="store_true", help="print run.json as stored")
-    p.set_defaults(func=_cmd_show)

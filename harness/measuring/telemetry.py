@@ -251,7 +251,10 @@ class Telemetry:
         if metrics_url is not None:
             self.metrics_url = metrics_url
         self.reader = NvmlReader(self.gpu_indices)
-        self.host = _HostProbe()
+        try:
+            self.host: _HostProbe | None = _HostProbe()
+        except ImportError:  # psutil absent (a bare GPU host running the GPU check): no host rows
+            self.host = None
         self.info = {
             "sampler_hz": self.hz,
             "nvml": "ok" if self.reader.available else f"unavailable: {self.reader.problem}; host samples only",
@@ -273,8 +276,9 @@ class Telemetry:
     def _tick(self, now: float) -> None:
         blank_nvml = (None,) * len(NVML_COLUMNS)
         blank_vllm = (None,) * len(VLLM_COLUMNS)
-        cpu, rss = self.host.sample()
-        self.rows.append((now, "host", None) + blank_nvml + (cpu, rss) + blank_vllm)
+        if self.host is not None:
+            cpu, rss = self.host.sample()
+            self.rows.append((now, "host", None) + blank_nvml + (cpu, rss) + blank_vllm)
         for index in self.reader.handles:
             values = self.reader.sample(index)
             self.rows.append((now, "nvml", index) + values + (None, None) + blank_vllm)
@@ -290,6 +294,15 @@ class Telemetry:
         """Stop the threads; returns the timeline DataFrame (columns :data:`COLUMNS`, units in their names)."""
         import pandas as pd
 
+        rows = self.stop_rows()
+        frame = pd.DataFrame(rows, columns=list(COLUMNS))
+        frame["gpu_index"] = frame["gpu_index"].astype("Int64")
+        for column in COLUMNS[3:]:
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+        return frame
+
+    def stop_rows(self) -> list[tuple]:
+        """Stop the threads; returns the samples as tuples in the order of :data:`COLUMNS` (no pandas needed)."""
         for thread in self._threads:
             thread.stop_event.set()
         for thread in self._threads:
@@ -299,11 +312,7 @@ class Telemetry:
         self.info["stopped_at_s"] = self.clock()
         self.info["error_count"] = len(self.errors)
         self.info["errors"] = self.errors[:MAX_KEPT_ERRORS]
-        frame = pd.DataFrame(self.rows, columns=list(COLUMNS))
-        frame["gpu_index"] = frame["gpu_index"].astype("Int64")
-        for column in COLUMNS[3:]:
-            frame[column] = pd.to_numeric(frame[column]).astype("float64")
-        return frame
+        return self.rows
 
 
 def coverage_fraction(frame: pd.DataFrame, start_s: float, end_s: float, hz: float,

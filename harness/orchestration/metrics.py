@@ -1,0 +1,130 @@
+"""A finished sweep run's figures: metrics, per-request or per-iteration rows, validity flags, intervals.
+
+:func:`summarize` fills ``run.record`` (``windows``, ``backend_info``, ``metrics``, ``stop``,
+``is_stable``, ``failed_checks``, ``fidelity``, ``validation``) and ``run.tables`` (requests.parquet or
+iterations.parquet) from :mod:`harness.measuring.steady`, :mod:`harness.measuring.fidelity` and
+:mod:`harness.measuring.validator`. Units are in the names: seconds, joules, watts, percent, fractions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from harness.config import Configuration
+from harness.orchestration import execute, records
+from harness.orchestration.execute import Run
+from harness.vocabulary.tasks import OUTPUT_UNIT
+
+
+def summarize(run: Run) -> None:
+    """Metrics, per-request or per-iteration rows and validity flags of a finished run (into ``run``)."""
+    import pandas as pd
+
+    from harness.measuring import steady
+    from harness.measuring.telemetry import coverage_fraction
+
+    cfg, result, record, timeline, telemetry = run.cfg, run.result, run.record, run.timeline, run.telemetry
+    windows = records.measured_windows(run.meter, result)
+    record["windows"] = records.window_dicts(windows)
+    record["backend_info"] = {k: v for k, v in result.info.items() if k != "stop"}
+    if cfg.is_llm:
+        stop = result.info.get("stop")
+        stop_time = stop.get("stop_time_s") if stop else None  # set when the load was stopped early
+        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs, stop_time_s=stop_time,
+                                           load=result.info.get("load"))
+        stop_metrics, record["stop"] = stop_outcome(cfg, stop)
+        metrics.update(stop_metrics)
+        run.tables["requests.parquet"] = pd.DataFrame(rows)
+    else:
+        metrics, rows = steady.diffusion_metrics(result.iterations, windows, OUTPUT_UNIT[cfg.task])
+        run.tables["iterations.parquet"] = pd.DataFrame(rows)
+    start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
+    coverage = None
+    if start is not None and end is not None and timeline is not None:
+        coverage = coverage_fraction(timeline, start, end, telemetry.hz, telemetry.info["gpu_indices"],
+                                     telemetry.metrics_url)
+    metrics.update(timeline_metrics(timeline, start, end))
+    metrics["telemetry_coverage_fraction"] = coverage
+    idle = run.idle_watts
+    metrics["idle_power_watts"] = sum(idle) / len(idle) if idle else None
+    execute.validity(run, metrics, coverage)
+    _assess(run, windows, metrics, rows)
+
+
+def timeline_metrics(frame: Any, start: float | None, end: float | None) -> dict:
+    """Means over the telemetry timeline (a DataFrame) between ``start`` and ``end`` (s): GPU utilisation
+    (%), the hottest temperature (°C), summed sampled GPU power (W), KV-cache use (fraction), requests
+    running and the process tree's CPU use (%). {} without samples."""
+    if frame is None or not len(frame) or start is None:
+        return {}
+    inside = frame[(frame["time_s"] >= start) & (frame["time_s"] <= end)]
+    nvml = inside[inside["source"] == "nvml"]
+    vllm = inside[inside["source"] == "vllm"]
+    host = inside[inside["source"] == "host"]
+
+    def mean(series):
+        series = series.dropna()
+        return float(series.mean()) if len(series) else None
+
+    return {
+        "avg_gpu_utilization_percent": mean(nvml["gpu_utilization_percent"]),
+        "max_temperature_celsius": float(nvml["temperature_celsius"].max()) if nvml["temperature_celsius"].notna().any() else None,
+        "avg_sampled_power_watts": mean(nvml.groupby("time_s")["power_watts"].sum()) if len(nvml) else None,
+        "avg_kv_cache_usage_fraction": mean(vllm["kv_cache_usage_fraction"]),
+        "avg_num_requests_running": mean(vllm["num_requests_running"]),
+        "avg_process_cpu_percent": mean(host["process_cpu_percent"]),
+    }
+
+
+def _assess(run: Run, windows: dict, metrics: dict, rows: list[dict]) -> None:
+    """Intervals, window sensitivity, error budget (:mod:`harness.measuring.fidelity`) and the reference
+    validator's flags (:mod:`harness.measuring.validator`) of a finished run (into ``run.record``)."""
+    from harness.measuring import fidelity, validator
+    from harness.measuring.telemetry import coverage_fraction
+
+    cfg, result, record, timeline, telemetry = run.cfg, run.result, run.record, run.timeline, run.telemetry
+    info = telemetry.info if telemetry else {}
+    hz = info.get("sampler_hz") or 10.0
+    assessed = fidelity.assess(cfg.is_llm, result.requests, rows, windows, metrics, timeline,
+                               OUTPUT_UNIT.get(cfg.task), sampler_hz=hz)
+    record["fidelity"] = assessed
+    metrics.update(fidelity.tidy_columns(assessed))
+    whole = windows.get("run")
+    run_window = (whole.start_time_s, whole.end_time_s) if whole is not None else None
+    run_coverage = None
+    if run_window and timeline is not None and telemetry is not None:
+        run_coverage = coverage_fraction(timeline, *run_window, hz, info.get("gpu_indices") or [],
+                                         telemetry.metrics_url)
+    cap = cfg.max_output_tokens or ((record.get("backend_info") or {}).get("options") or {}).get("max_output_tokens")
+    flags = validator.validate(
+        metrics, is_llm=cfg.is_llm, on_gpu=run.on_gpu, max_num_seqs=cfg.max_num_seqs, output_cap=cap,
+        requests=result.requests if cfg.is_llm else (), timeline=timeline, run_window=run_window,
+        run_coverage=run_coverage, power_source=info.get("power_source"),
+        gpu_model=(record.get("environment") or {}).get("gpu_model"),
+        power_limit_watts=(info.get("power_limit_watts") or {}).values(), num_gpus=len(run.gpu_indices) or 1)
+    record["validation"] = validator.summary(flags)
+
+
+def stop_outcome(cfg: Configuration, stop: dict | None) -> tuple[dict, dict]:
+    """(metrics, record["stop"]) of an LLM run: how it ended and the estimate's half-width.
+
+    ``stop`` is the backend's ``adaptive.AdaptiveStopper.summary()`` (``result.info["stop"]``), or None
+    from a backend without the adaptive-stopping hook (then the run drained every request).
+    """
+    method = cfg.stop or "fixed"
+    if not stop:
+        note = f"backend {cfg.backend} reports no stopping estimate"
+        if method == "adaptive":
+            note += "; stop: adaptive was not honoured (every request drained)"
+        stop = {"method": method, "stopped_by": "fixed-count", "estimate": None, "note": note}
+    est = stop.get("estimate") or {}
+    quantity = est.get("quantity")
+    metrics = {
+        "stop_method": method,
+        "stopped_by": stop.get("stopped_by"),
+        "stop_estimate_quantity": quantity,
+        "stop_estimate_rel_halfwidth": est.get("rel_halfwidth"),
+        "energy_per_token_halfwidth_joules": est.get("halfwidth") if quantity == "energy_per_token_joules" else None,
+        "time_per_token_halfwidth_s": est.get("halfwidth") if quantity == "time_per_token_s" else None,
+    }
+    return metrics, stop
