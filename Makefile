@@ -153,7 +153,8 @@ else
 	$(LOCKPY) scripts/locks.py lock --target cpu --torch-index $(TORCH_CPU_INDEX) --out $(LOCK) $(call prefer,$(LOCK)) \
 	  -r requirements/base.in -r requirements/cpu.in -r requirements/dev.in
 	$(LOCKPY) scripts/locks.py lock --target gpu --out requirements/lock-gpu.txt \
-	  $(call prefer,requirements/lock-gpu.txt $(LOCK)) -r requirements/base.in -r requirements/gpu.in -r requirements/dev.in
+	  $(call prefer,requirements/lock-gpu.txt $(LOCK)) \
+	  -r requirements/base.in -r requirements/gpu.in -r requirements/dev.in
 	$(call lock_engine,$(ENGINE_GPU))
 	$(call lock_engine,$(ENGINE_CPU))
 endif
