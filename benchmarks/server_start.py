@@ -62,19 +62,19 @@ def one_start(kind: str) -> dict:
     import psutil
 
     from harness.orchestration.study import load_study
-    from harness.workloads import vllm_backend
+    from harness.workloads import vllm_backend, vllm_server
 
     study = load_study(_common.ROOT / "configs" / "smoke.yaml")
     cfg = next(c for c in study.configurations if c.backend == "vllm" and c.task == "lm-arena-chat"
                and c.max_num_seqs == 8)
     if kind in ("before", "cache"):
         cfg = dataclasses.replace(cfg, options={**cfg.options, "separate_worker": True})
-    original, command = vllm_backend.modelinfo_cache, vllm_backend.server_command
+    original, command = vllm_server.modelinfo_cache, vllm_backend.server_command
     if kind != "now":
         vllm_backend.server_command = lambda python: [python, "-m", vllm_backend.SERVER_MODULE]
     if kind == "before":
         empty = Path(tempfile.mkdtemp(prefix="bench-modelinfos-"))
-        vllm_backend.modelinfo_cache = lambda: empty
+        vllm_server.modelinfo_cache = lambda: empty
     backend = vllm_backend.VLLMBackend()
     seen: dict[int, dict] = {}
     stop = threading.Event()
@@ -110,7 +110,7 @@ def one_start(kind: str) -> dict:
         stop.set()
         thread.join()
         backend.stop()
-        vllm_backend.modelinfo_cache, vllm_backend.server_command = original, command
+        vllm_server.modelinfo_cache, vllm_backend.server_command = original, command
     spawned = sorted((v for v in seen.values() if v["role"] == "spawned"), key=lambda v: v["appeared_s"])
     for name, entry in zip(("engine core", "worker"), spawned):
         entry["role"] = name
@@ -130,9 +130,9 @@ def main(argv=None) -> int:
     _common.ensure_reference_env()
     sys.path.insert(0, str(_common.ROOT))
     load_before = _common.loadavg()
-    from harness.workloads import vllm_backend
+    from harness.workloads import vllm_server
 
-    if not any(vllm_backend.modelinfo_cache().glob("*.json")):
+    if not any(vllm_server.modelinfo_cache().glob("*.json")):
         one_start("now")  # so that the other starts find the inspection results of an earlier server
     rows = []
     for _ in range(args.starts):

@@ -218,9 +218,9 @@ def test_vllm_model_inspection_results_are_carried_between_servers(tmp_path, vll
     """Each server gets a fresh cache root, seeded with the inspection results earlier servers left."""
     import fake_vllm
     from harness.config import configuration_from_dict
-    from harness.workloads import vllm_backend
+    from harness.workloads import vllm_backend, vllm_server
 
-    cache = vllm_backend.modelinfo_cache()
+    cache = vllm_server.modelinfo_cache()
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "vllm-model_executor-models-llama-LlamaForCausalLM.json").write_text('{"hash": "a"}')
     fake_vllm.use(monkeypatch, tmp_path)

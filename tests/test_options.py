@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 from pathlib import Path
 
 import pytest
@@ -93,3 +94,66 @@ def test_spec_bounds():
     assert problem(Opt("number", above=0, maximum=1), 0) is not None
     assert problem(Opt("number", minimum=0), float("nan")) is not None
     assert problem(Opt("int", minimum=1), None) is None  # None: the backend's default
+
+
+def test_a_default_outside_its_own_range_is_refused_when_the_table_is_built():
+    with pytest.raises(ValueError, match="default does not fit"):
+        Opt("int", minimum=1, default=0)
+    with pytest.raises(ValueError, match="default does not fit"):
+        Opt("choice", choices=("a", "b"), default="c")
+    assert Opt("int", minimum=1, default=3).default == 3
+
+
+@pytest.mark.parametrize("backend", sorted(registry.BACKENDS))
+def test_every_backend_checks_its_options_at_start_from_its_one_table(backend):
+    """Unknown names and values outside their type and range: a one-line BadOption (a ConfigError and a
+    WorkloadError with cause bad-option), the same check as the study reader's."""
+    from types import SimpleNamespace
+
+    from harness.workloads.base import BadOption
+    from harness.workloads.options import defaults
+
+    cls = registry.backend_class(backend)
+    assert registry.backend_options(backend) == defaults(cls.option_table) == _module(backend).OPTIONS
+    with pytest.raises(BadOption, match=rf"^unknown {backend} option\(s\) \['no_such_option'\]") as err:
+        cls().resolve_options(SimpleNamespace(options={"no_such_option": 1}))
+    assert err.value.cause == "bad-option" and isinstance(err.value, ConfigError)
+    name = next(n for n, opt in cls.option_table.items() if opt.kind in ("int", "number", "bool"))
+    with pytest.raises(BadOption, match=rf"^options\.{name}: must be "):
+        cls().resolve_options(SimpleNamespace(options={name: "not-a-value"}))
+
+
+def test_the_catalogue_comes_from_the_backend_classes():
+    catalogue = registry.catalogue()
+    assert catalogue.backend_tasks == {
+        "trivial": ("cpu-trivial",),
+        "vllm": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
+        "transformers": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
+        "diffusers": ("text-to-image", "text-to-video"),
+        "openai": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
+    }
+    assert catalogue.any_model_backends == ("openai",)
+    assert registry.known_models("trivial", "cpu-trivial") == ("cpu-spin",)
+
+
+def test_backends_say_which_layouts_they_cannot_run():
+    from harness.config import configuration_from_dict
+
+    cfg = load_study(ROOT / "configs" / "smoke.yaml").configurations[0]
+    wide = configuration_from_dict(cfg.as_dict() | {"num_gpus": 2, "tensor_parallel": 3})
+    assert registry.backend_class("vllm").preflight_problems(wide) == ["tensor_parallel=3 does not divide num_gpus=2"]
+    assert registry.backend_class("transformers").preflight_problems(wide) == [
+        "the transformers backend runs on one device (num_gpus, tensor_parallel and expert_parallel must be 1)"]
+    assert registry.backend_class("trivial").preflight_problems(wide) == []
+    assert registry.backend_class("transformers").preflight_problems(cfg) == []
+
+
+def test_the_stamp_clock_never_repeats_or_goes_back(monkeypatch):
+    from harness.workloads import base
+
+    now = itertools.chain([10.0, 10.0, 9.5, 12.0], itertools.repeat(20.0))  # the wall clock steps back once
+    monkeypatch.setattr(base.time, "time", lambda: next(now))
+    clock = base.StampClock()
+    stamps = [clock() for _ in range(4)]
+    assert stamps == [10.0, pytest.approx(10.000001), pytest.approx(10.000002), 12.0]
+    assert all(b > a for a, b in zip(stamps, stamps[1:]))

@@ -19,7 +19,7 @@ import pytest
 
 from harness.config import configuration_from_dict
 from harness.measuring.steady import SteadyTracker, steady_bounds
-from harness.workloads import loadgen, vllm_backend
+from harness.workloads import loadgen, vllm_backend, vllm_layout, vllm_logs, vllm_server
 from harness.workloads.base import WorkloadError
 
 from support import REFERENCE_DIR as REF
@@ -45,17 +45,17 @@ def _env(tmp_path_factory, monkeypatch):
 
 
 def test_parallel_layouts():
-    assert vllm_backend.parallel_args(_cfg()) == ["--tensor-parallel-size", "1"]
-    assert vllm_backend.parallel_args(_cfg(num_gpus=4, tensor_parallel=4)) == ["--tensor-parallel-size", "4"]
+    assert vllm_layout.parallel_args(_cfg()) == ["--tensor-parallel-size", "1"]
+    assert vllm_layout.parallel_args(_cfg(num_gpus=4, tensor_parallel=4)) == ["--tensor-parallel-size", "4"]
     # MoE as the reference ran it: experts over both GPUs, attention tensor-parallel over the same GPUs
-    assert vllm_backend.parallel_args(_cfg(num_gpus=2, tensor_parallel=2, expert_parallel=2)) == [
+    assert vllm_layout.parallel_args(_cfg(num_gpus=2, tensor_parallel=2, expert_parallel=2)) == [
         "--tensor-parallel-size", "2", "--enable-expert-parallel"]
     # the knobs say what vLLM does: tensor_parallel is never replaced; experts span tensor x data parallel GPUs
-    assert vllm_backend.parallel_args(_cfg(num_gpus=2, expert_parallel=2)) == [
+    assert vllm_layout.parallel_args(_cfg(num_gpus=2, expert_parallel=2)) == [
         "--tensor-parallel-size", "1", "--data-parallel-size", "2", "--enable-expert-parallel"]
-    assert vllm_backend.parallel_layout(_cfg(num_gpus=4, tensor_parallel=2, expert_parallel=4))[
+    assert vllm_layout.parallel_layout(_cfg(num_gpus=4, tensor_parallel=2, expert_parallel=4))[
         "expert_parallel_size"] == 4
-    assert vllm_backend.parallel_args(_cfg(num_gpus=8, tensor_parallel=2)) == [
+    assert vllm_layout.parallel_args(_cfg(num_gpus=8, tensor_parallel=2)) == [
         "--tensor-parallel-size", "2", "--data-parallel-size", "4"]
 
 
@@ -67,18 +67,18 @@ def test_engine_layout_puts_one_cpu_rank_inside_the_engine_core(tmp_path, monkey
     gomp.parent.mkdir(parents=True)
     gomp.write_bytes(b"")
     python = str(tmp_path / "venv" / "bin" / "python")
-    info, env = vllm_backend.engine_layout(_cfg(), True, None, python)
+    info, env = vllm_layout.engine_layout(_cfg(), True, None, python)
     assert env == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0", "LD_PRELOAD": str(gomp)}
     assert info == {"worker": "in the engine-core process", "source": "harness default for the CPU build"}
-    info, env = vllm_backend.engine_layout(_cfg(), True, True, python)
+    info, env = vllm_layout.engine_layout(_cfg(), True, True, python)
     assert env == {} and info == {"worker": "a process per rank", "source": "option separate_worker"}
-    info, env = vllm_backend.engine_layout(_cfg(num_gpus=2, tensor_parallel=2), True, None, python)
+    info, env = vllm_layout.engine_layout(_cfg(num_gpus=2, tensor_parallel=2), True, None, python)
     assert env == {} and info["worker"] == "a process per rank" and info["source"] == "vLLM's own"
-    info, env = vllm_backend.engine_layout(_cfg(), False, None, python)  # a GPU: vLLM's own uni-process layout
+    info, env = vllm_layout.engine_layout(_cfg(), False, None, python)  # a GPU: vLLM's own uni-process layout
     assert env == {} and info == {"worker": "in the engine-core process", "source": "vLLM's own"}
     monkeypatch.setenv("LD_PRELOAD", "/opt/libiomp5.so")  # an OpenMP runtime the user preloads is kept
-    assert vllm_backend.engine_layout(_cfg(), True, None, python)[1] == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    assert vllm_backend.engine_libgomp(str(tmp_path / "elsewhere" / "bin" / "python")) is None
+    assert vllm_layout.engine_layout(_cfg(), True, None, python)[1] == {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+    assert vllm_layout.engine_libgomp(str(tmp_path / "elsewhere" / "bin" / "python")) is None
 
 
 def test_the_launcher_is_used_only_where_vllm_freezes_its_start_up_heap(tmp_path):
@@ -139,25 +139,25 @@ def test_expert_parallel_layouts_vllm_cannot_run_are_refused():
     moe = archs.llm_facts("qwen3-30b-a3b")
     # vLLM 0.11.1 would spread experts over all 4 GPUs, not 2: refused rather than mislabelled
     with pytest.raises(ConfigError, match="expert_parallel must be 1 or 4"):
-        vllm_backend.parallel_args(_cfg(num_gpus=4, tensor_parallel=2, expert_parallel=2))
-    assert vllm_backend.parallel_problems(_cfg(num_gpus=2, tensor_parallel=2, expert_parallel=2), moe) == []
+        vllm_layout.parallel_args(_cfg(num_gpus=4, tensor_parallel=2, expert_parallel=2))
+    assert vllm_layout.parallel_problems(_cfg(num_gpus=2, tensor_parallel=2, expert_parallel=2), moe) == []
     dense = archs.llm_facts("llama-3.1-8b")
-    assert any("dense model" in p for p in vllm_backend.parallel_problems(_cfg(num_gpus=2, expert_parallel=2), dense))
-    odd = vllm_backend.parallel_problems(_cfg(num_gpus=3, tensor_parallel=3), dense)
+    assert any("dense model" in p for p in vllm_layout.parallel_problems(_cfg(num_gpus=2, expert_parallel=2), dense))
+    odd = vllm_layout.parallel_problems(_cfg(num_gpus=3, tensor_parallel=3), dense)
     assert any("32 attention heads" in p for p in odd) and any("8 key-value heads" in p for p in odd)
     small = archs.LLMFacts(parameters=1, num_attention_heads=12, num_key_value_heads=12, num_experts=6,
                            num_hidden_layers=1)
-    assert any("6 experts" in p for p in vllm_backend.parallel_problems(_cfg(num_gpus=4, expert_parallel=4), small))
+    assert any("6 experts" in p for p in vllm_layout.parallel_problems(_cfg(num_gpus=4, expert_parallel=4), small))
 
 
 def test_server_facts_and_causes_from_the_log():
     log = ("INFO [kv_cache_utils.py:2327] CPU KV cache size: 131,072 tokens, Maximum concurrency for 2,048 tokens "
            "per request: 64.00x\nINFO [core.py:402] init engine (profile, create kv cache, warmup model) took 2.94 s")
-    assert vllm_backend.parse_server_facts(log) == {
+    assert vllm_logs.parse_server_facts(log) == {
         "kv_cache_size_tokens": 131072, "kv_cache_max_concurrency": 64.0, "engine_init_s": 2.94}
-    assert vllm_backend.classify("torch.OutOfMemoryError: CUDA out of memory.", "server-died") == "oom"
-    assert vllm_backend.classify("ValueError: ... is larger than the available KV cache memory", "x") == "oom"
-    assert vllm_backend.classify("Segmentation fault", "server-died") == "server-died"
+    assert vllm_logs.classify("torch.OutOfMemoryError: CUDA out of memory.", "server-died") == "oom"
+    assert vllm_logs.classify("ValueError: ... is larger than the available KV cache memory", "x") == "oom"
+    assert vllm_logs.classify("Segmentation fault", "server-died") == "server-died"
 
 
 def test_root_cause_of_a_failed_start_survives_a_long_traceback(tmp_path):
@@ -166,12 +166,12 @@ def test_root_cause_of_a_failed_start_survives_a_long_traceback(tmp_path):
         "(EngineCore pid=1) ERROR [core.py:1510] ValueError: No available memory for the cache blocks. Try more."]
     lines += [f'  File "x.py", line {i}, in f' for i in range(80)] + ["RuntimeError: Engine core initialization failed."]
     log.write_text("\n".join(lines) + "\n")
-    text, cause = vllm_backend.evidence(log, "server-died")
+    text, cause = vllm_logs.evidence(log, "server-died")
     assert cause == "oom"
     assert text.startswith("[root cause, earlier in server.log] (EngineCore pid=1) ERROR")
     assert text.rstrip().endswith("RuntimeError: Engine core initialization failed.")
     log.write_text("INFO a\nRuntimeError: Engine core initialization failed.\n")
-    assert vllm_backend.evidence(log, "server-died") == (
+    assert vllm_logs.evidence(log, "server-died") == (
         "INFO a\nRuntimeError: Engine core initialization failed.", "server-died")
 
 
@@ -205,7 +205,7 @@ class FakeServer:
     def __init__(self, step_s=0.004, short=False):
         self.step_s, self.short = step_s, short
         self.sent: dict[int, int] = {}  # tokens written, by the request's first prompt token
-        self.port = vllm_backend.free_port()
+        self.port = vllm_server.free_port()
         self.ready = threading.Event()
         self.thread = threading.Thread(target=self._serve, daemon=True)
 

@@ -17,8 +17,8 @@ Checked per configuration, from the architecture configs (:mod:`harness.workload
   set; on the in-process backends the whole model on one GPU.
 * **Parallelism.** vLLM's tensor parallelism must divide the attention heads (and divide or be a
   multiple of the key-value heads), expert parallelism the experts, and the layout must be one vLLM
-  0.11.1 runs (:func:`harness.workloads.vllm_backend.parallel_problems`); the in-process backends run
-  on one device.
+  0.11.1 runs (:func:`harness.workloads.vllm_layout.parallel_problems`); the in-process backends run
+  on one device. Each backend says this itself (:meth:`harness.workloads.base.Backend.preflight_problems`).
 
 The runner refuses a sweep with any problem in scope (:class:`PreflightError`, one line per problem,
 nothing written); ``measure --dry-run`` prints the same verdicts.
@@ -97,9 +97,10 @@ def runs_on_gpu(cfg, host: Host) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _diffusion_parameters(name: str) -> int:
-    """Parameters of a named pipeline (meta-device build, cached beside the model folders)."""
-    from harness.workloads import archs
+def _model_parameters(backend: str, name: str) -> int | None:
+    """Parameters of a named model that its architecture's facts do not give (a diffusion pipeline: the backend
+    counts them, :meth:`harness.workloads.base.Backend.model_parameters`; cached beside the model folders)."""
+    from harness.workloads import archs, registry
 
     arch = archs.get(name)
     cache = archs.cache_root() / f"{name}-{arch.digest}-parameters.json"
@@ -107,9 +108,9 @@ def _diffusion_parameters(name: str) -> int:
         return int(json.loads(cache.read_text())["parameters"])
     except (OSError, ValueError, KeyError):
         pass
-    from harness.workloads.diffusers_backend import parameter_count
-
-    total = int(sum(parameter_count(name).values()))
+    total = registry.backend_class(backend).model_parameters(name)
+    if total is None:
+        return None
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps({"parameters": total}))
@@ -152,13 +153,9 @@ def check(cfg, host: Host) -> list[str]:
     facts = _llm_facts(cfg) if arch is not None and arch.kind == "llm" else None
     on_gpu = runs_on_gpu(cfg, host)
 
-    if cfg.backend == "vllm":
-        from harness.workloads.vllm_backend import parallel_problems
+    from harness.workloads import registry
 
-        problems += parallel_problems(cfg, facts)
-    elif cfg.backend != "trivial" and (num_gpus, tp, ep) != (1, 1, 1):
-        problems.append(f"the {cfg.backend} backend runs on one device (num_gpus, tensor_parallel and "
-                        f"expert_parallel must be 1)")
+    problems += registry.backend_class(cfg.backend).preflight_problems(cfg, facts)
 
     if on_gpu and num_gpus > host.gpu_count:
         size = f" ({facts.parameters / 1e9:.2f} B parameters)" if facts is not None and not host.gpu_count else ""
@@ -193,7 +190,9 @@ def check(cfg, host: Host) -> list[str]:
         if facts is not None:
             params = facts.parameters
         elif arch.kind == "diffusion":
-            params = _diffusion_parameters(cfg.model)
+            params = _model_parameters(cfg.backend, cfg.model)
+            if params is None:
+                return problems
         else:
             return problems
         need = params * width

@@ -79,10 +79,12 @@ class Arch:
 
     @property
     def backends(self) -> tuple[str, ...]:
+        """The backends that build this architecture (LLM or diffusion ones)."""
         return LLM_BACKENDS if self.kind == "llm" else DIFFUSION_BACKENDS
 
     @property
     def is_tiny(self) -> bool:
+        """True for the tiny architectures written for a CPU (``tiny-*``)."""
         return self.name.startswith("tiny-")
 
     def hf_config(self) -> dict:
@@ -100,6 +102,7 @@ class Arch:
         return self.spec.get("length_sources", {}).get(task) or self.reference_model(task)
 
     def as_dict(self) -> dict:
+        """The whole architecture file as fresh, mutable dicts and lists."""
         return _thaw(self.spec)
 
 
@@ -139,6 +142,7 @@ def _load_all() -> dict[str, Arch]:
 
 
 def all_archs() -> dict[str, Arch]:
+    """Every architecture file, by name."""
     return dict(_load_all())
 
 
@@ -149,6 +153,7 @@ def names(backend: str | None = None) -> tuple[str, ...]:
 
 
 def get(name: str) -> Arch:
+    """The architecture ``name``; an unknown name is a one-line ConfigError listing the known ones."""
     archs = _load_all()
     if name not in archs:
         raise ConfigError(f"unknown architecture {name!r} (known: {', '.join(sorted(archs))})")

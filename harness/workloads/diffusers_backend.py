@@ -14,30 +14,43 @@ Energy per image or video is then the mean window energy / batch size
 (:func:`harness.measuring.steady.diffusion_metrics`).
 
 Knobs: ``batch_size``, ``inference_steps``, ``height``, ``width`` and
-``num_frames`` (video) come from the configuration. Options: ``device``
-(``auto`` | ``cpu`` | ``cuda``), ``guidance_scale`` (default: the
-architecture's), ``warmup_steps`` (1), ``cpu_dtype`` (``float32``: CPU kernels
-for half precision are slow or missing; the dtype used is recorded).
+``num_frames`` (video) come from the configuration. Options: :data:`OPTION_TABLE` (``device``,
+``guidance_scale``, ``warmup_steps``, ``cpu_dtype``), with their types, defaults and meanings.
 """
 
 from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from harness.workloads.base import IterationRecord, LoggingBackend, WorkloadError, WorkloadResult, package_version
-from harness.workloads.options import Opt
+from typing import TYPE_CHECKING, Any
 
-OPTIONS = {"device": "auto", "guidance_scale": None, "warmup_steps": 1, "cpu_dtype": "float32"}
-OPTION_SPECS = {"device": Opt("choice", choices=("auto", "cpu", "cuda")), "guidance_scale": Opt("number", minimum=0),
-                "warmup_steps": Opt("int", minimum=0),
-                "cpu_dtype": Opt("choice", choices=("bfloat16", "float16", "float32"))}
+from harness.config import Configuration
+from harness.workloads.base import (IterationRecord, LoggingBackend, Meter, WorkloadError, WorkloadResult,
+                                    one_device_problems, package_version)
+from harness.workloads.options import Opt, defaults
+
+if TYPE_CHECKING:
+    from harness.workloads.archs import LLMFacts
+
+OPTION_TABLE = {
+    "device": Opt("choice", choices=("auto", "cpu", "cuda"), default="auto",
+                  doc="where the pipeline runs (auto: CUDA when torch sees it, else the CPU)"),
+    "guidance_scale": Opt("number", minimum=0, doc="classifier-free guidance scale (default: the architecture's)"),
+    "warmup_steps": Opt("int", minimum=0, default=1, doc="denoising steps of the warm-up call (outside any window)"),
+    "cpu_dtype": Opt("choice", choices=("bfloat16", "float16", "float32"), default="float32",
+                     doc="dtype on the CPU (CPU kernels for half precision are slow or missing; the dtype used is "
+                         "recorded)"),
+}
+OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
+OPTION_SPECS = OPTION_TABLE
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
 @contextlib.contextmanager
-def _default_dtype(torch, dtype):
+def _default_dtype(torch: Any, dtype: Any) -> Iterator[None]:
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -46,8 +59,9 @@ def _default_dtype(torch, dtype):
         torch.set_default_dtype(previous)
 
 
-def build_component(spec: dict, device, dtype, tokenizer_folder: Path | None = None):
-    """One pipeline component from its spec (random weights; schedulers and tokenizers need no weights)."""
+def build_component(spec: dict, device: Any, dtype: Any, tokenizer_folder: Path | None = None) -> Any:
+    """One pipeline component from its spec (random weights; schedulers and tokenizers need no weights), on
+    ``device`` (a torch device or its name; ``"meta"`` allocates nothing) in ``dtype`` (a torch dtype)."""
     import torch
 
     if spec.get("tokenizer"):
@@ -75,8 +89,9 @@ def build_component(spec: dict, device, dtype, tokenizer_folder: Path | None = N
     return model.to(device=device, dtype=dtype).eval()
 
 
-def build_pipeline(name: str, device="cpu", dtype=None):
-    """The named architecture's diffusers pipeline with random weights on ``device``."""
+def build_pipeline(name: str, device: Any = "cpu", dtype: Any = None) -> Any:
+    """The named architecture's diffusers pipeline with random weights on ``device`` in ``dtype`` (a torch
+    dtype; default float32)."""
     import diffusers
     import torch
 
@@ -96,7 +111,8 @@ def build_pipeline(name: str, device="cpu", dtype=None):
     return pipe
 
 
-def component_parameters(pipe) -> dict[str, int]:
+def component_parameters(pipe: Any) -> dict[str, int]:
+    """Parameters (a count) of each torch module of a built pipeline, by component role."""
     import torch
 
     out = {}
@@ -130,22 +146,37 @@ def synthetic_prompts(count: int, seed: int) -> list[str]:
 
 
 class DiffusersBackend(LoggingBackend):
+    """Backend ``diffusers``: see the module docstring."""
+
     name = "diffusers"
+    tasks = ("text-to-image", "text-to-video")
+    option_table = OPTION_TABLE
     metrics_url = None
 
-    def __init__(self):
-        self.pipe = None
-        self.torch = None
-        self.device = None
+    def __init__(self) -> None:
+        self.pipe: Any = None  # the diffusers pipeline once started
+        self.torch: Any = None  # the torch module once started
+        self.device: Any = None  # a torch.device once started
         self.log_path: Path | None = None
         self.info: dict = {}
 
-    def start(self, cfg, run_dir: Path) -> None:
+    @classmethod
+    def preflight_problems(cls, cfg: Configuration, facts: LLMFacts | None = None) -> list[str]:
+        """One device only (sequence parallelism is not implemented)."""
+        return one_device_problems(cls.name, cfg)
+
+    @classmethod
+    def model_parameters(cls, model: str) -> int | None:
+        """All parameters of the named pipeline (:func:`parameter_count`, a meta-device build)."""
+        return int(sum(parameter_count(model).values()))
+
+    def start(self, cfg: Configuration, run_dir: Path) -> None:
+        """Build the pipeline with random weights on the device and draw the prompts (not measured)."""
         import torch
 
         from harness.workloads import archs
 
-        self.options = self._merge_options(cfg.options, OPTIONS)
+        self.options = self.resolve_options(cfg)
         arch = archs.get(cfg.model)
         if arch.task != cfg.task:
             raise WorkloadError(f"architecture {cfg.model} is a {arch.task} pipeline, not {cfg.task}", cause="bad-config")
@@ -205,7 +236,7 @@ class DiffusersBackend(LoggingBackend):
         if self.device is not None and self.device.type == "cuda":
             self.torch.cuda.synchronize(self.device)
 
-    def _call(self, cfg, steps: int, seed: int):
+    def _call(self, cfg: Configuration, steps: int, seed: int) -> Any:
         kwargs = dict(
             prompt=list(self.prompts),
             height=int(cfg.height),
@@ -222,7 +253,8 @@ class DiffusersBackend(LoggingBackend):
             out = self.pipe(**kwargs)
         return out.frames if cfg.task == "text-to-video" else out.images
 
-    def run(self, cfg, meter) -> WorkloadResult:
+    def run(self, cfg: Configuration, meter: Meter) -> WorkloadResult:
+        """One warm-up call outside any window, then ``num_iterations`` generations in windows ``iter-<i>``."""
         torch = self.torch
         if self.pipe is None:
             raise WorkloadError("diffusers backend run() before start()", cause="error")
@@ -266,5 +298,6 @@ class DiffusersBackend(LoggingBackend):
         return WorkloadResult(iterations=iterations, windows=windows, server_log=self.log_path, info=dict(self.info))
 
     def stop(self) -> None:
+        """Drop the pipeline and return its device memory."""
         self.pipe = None
         self._release_device()

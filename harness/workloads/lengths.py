@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from harness.config import Configuration
 from harness.errors import ConfigError
 
 
@@ -38,6 +39,7 @@ class PromptModel:
     note: str
 
     def describe(self) -> str:
+        """The model in words, as a run records it."""
         return (
             f"assumed log-normal (median {self.median_tokens:g} tokens, sigma {self.sigma:g}) clipped to "
             f"[{self.min_tokens}, {self.max_tokens}]: {self.note}"
@@ -67,6 +69,7 @@ class Histogram:
 
     @property
     def probabilities(self) -> np.ndarray:
+        """Each bin's share of the counts (sums to 1)."""
         counts = np.asarray(self.counts, dtype=float)
         return counts / counts.sum()
 
@@ -101,6 +104,7 @@ def draw_from_histogram(hist: Histogram, n: int, rng: np.random.Generator) -> np
 
 
 def draw_prompt_lengths(model: PromptModel, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` prompt lengths in tokens from the log-normal ``model``, rounded and clipped to its bounds."""
     raw = np.exp(math.log(model.median_tokens) + model.sigma * rng.standard_normal(n))
     return np.clip(np.rint(raw), model.min_tokens, model.max_tokens).astype(np.int64)
 
@@ -241,7 +245,7 @@ def plan(
     )
 
 
-def plan_for(cfg) -> LengthPlan:
+def plan_for(cfg: Configuration) -> LengthPlan:
     """The length plan of a :class:`harness.config.Configuration` (LLM tasks)."""
     options = dict(cfg.options or {})
     return plan(

@@ -39,39 +39,36 @@ import asyncio
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import aiohttp
 import msgspec
 
-from harness.workloads.base import RequestRecord
+from harness.config import Configuration
+from harness.workloads.base import Meter, RequestRecord, StampClock, WindowMeasurement
+
+if TYPE_CHECKING:
+    from harness.measuring.adaptive import AdaptiveStopper
+    from harness.measuring.arrivals import Arrival
+    from harness.measuring.steady import WindowTracker
 
 
 @dataclass
 class LoadSpec:
+    """The load to drive: one request per prompt, each with its output length in tokens."""
+
     base_url: str  # e.g. http://127.0.0.1:8000
     model: str  # served model name
-    prompts: list[list[int]]  # token ids per request
+    prompts: list[list[int]] | list[str]  # token ids per request (texts from the endpoint backend)
     output_tokens: list[int]  # forced output length per request
     read_timeout_s: float = 600.0  # longest silence tolerated on one stream
     temperature: float = 1.0
     # --- set by the endpoint backend (harness.workloads.openai_backend); the defaults are the vLLM backend's ---
-    arrival: object = None  # harness.measuring.arrivals.Arrival; None: every request at once
+    arrival: Arrival | None = None  # None: every request at once
     request: Callable[[int], tuple[str, dict]] | None = None  # (path, JSON body) of request i
     headers: dict | None = None  # e.g. the Authorization header
     forced: bool = True  # output length forced: a request that generates another count failed
     prompt_lengths: list[int] | None = None  # prompt tokens per request when prompts are not token ids
-
-
-class _Clock:
-    """Wall-clock stamps that never repeat or go backwards (event order = time order)."""
-
-    def __init__(self):
-        self.last = 0.0
-
-    def __call__(self) -> float:
-        self.last = max(time.time(), self.last + 1e-6)
-        return self.last
 
 
 class _Delta(msgspec.Struct):
@@ -107,10 +104,11 @@ class EventSplitter:
 
     __slots__ = ("buffer",)
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.buffer = b""
 
     def feed(self, piece: bytes) -> list:
+        """The chunks (or :data:`DONE`) of every event that ``piece`` completes."""
         if self.buffer:
             piece = self.buffer + piece
         if b"\r" in piece:  # CRLF framing is allowed by the SSE format; vLLM sends LF only
@@ -141,7 +139,7 @@ def _data_lines(event: bytes) -> bytes:
     return b"\n".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
 
 
-async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: _Clock, stopper=None,
+async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: StampClock, stopper=None,
                heard: list | None = None) -> None:
     n = spec.output_tokens[rid]
     if heard is not None:  # the silence watchdog in _drive counts from here, then from every read
@@ -226,7 +224,7 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
 
 async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None,
                  stopper=None, on_ready: Callable[[], None] | None = None) -> tuple[list[RequestRecord], str | None]:
-    clock = _Clock()
+    clock = StampClock()
     n = len(spec.prompts)
     records = [
         RequestRecord(request_id=i, prompt_tokens=spec.prompt_lengths[i] if spec.prompt_lengths else len(spec.prompts[i]),
@@ -287,8 +285,9 @@ def _cancel_silent(tasks: list, records: list, heard: list, read_timeout_s: floa
             task.cancel()
 
 
-def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None = None,
-             stopper=None, on_ready: Callable[[], None] | None = None) -> tuple[list[RequestRecord], str | None]:
+def run_load(spec: LoadSpec, tracker: WindowTracker, should_abort: Callable[[], str | None] | None = None,
+             stopper: AdaptiveStopper | None = None,
+             on_ready: Callable[[], None] | None = None) -> tuple[list[RequestRecord], str | None]:
     """Drive the whole load; returns the records and the abort reason (``None`` when it ran to the end).
 
     ``on_ready`` is called once the event loop and the HTTP session are set up, just before the first
@@ -307,14 +306,14 @@ def run_load(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | N
 class MeasuredLoad:
     """What :func:`measure_load` returns: the records, the meter's windows and the run's stop facts."""
 
-    records: list
+    records: list[RequestRecord]
     aborted: str | None
-    windows: dict
-    tracker: object
-    stopper: object
+    windows: dict[str, WindowMeasurement]
+    tracker: WindowTracker
+    stopper: AdaptiveStopper
     stopped: int  # requests ended by adaptive stopping (marked, not failed)
 
-    def failed(self) -> list:
+    def failed(self) -> list[RequestRecord]:
         """The requests that failed for a reason of their own (not adaptive stopping)."""
         from harness.measuring import adaptive
 
@@ -330,7 +329,9 @@ class MeasuredLoad:
         return out
 
 
-def measure_load(spec: LoadSpec, cfg, meter, make_tracker: Callable, should_abort=None) -> MeasuredLoad:
+def measure_load(spec: LoadSpec, cfg: Configuration, meter: Meter,
+                 make_tracker: Callable[[Callable[[], None], Callable[[], None]], WindowTracker],
+                 should_abort: Callable[[], str | None] | None = None) -> MeasuredLoad:
     """Drive ``spec``'s load inside ``meter``'s windows, as every serving backend does.
 
     ``"run"`` opens once the client is set up (``on_ready``: no import or set-up inside it) and closes after
@@ -382,6 +383,7 @@ def wait_healthy(base_url: str, timeout_s: float, alive: Callable[[], str | None
 
 
 def served_models(base_url: str) -> list[str]:
+    """The model names ``base_url/v1/models`` lists (waits up to 5 s; an HTTP error raises)."""
     import httpx
 
     with httpx.Client(timeout=5.0, trust_env=False) as client:

@@ -17,35 +17,8 @@ that variable and is never written anywhere; the server must answer and serve th
 names the key's variable. A server that stops answering mid-run fails the run with the cause
 ``server-died``; runs measured before it are untouched.
 
-Options (``options:`` in the config):
-
-=====================  ===================================================================================
-``base_url``           the server, e.g. ``http://127.0.0.1:8000`` (required; ``/v1`` at the end is dropped)
-``api``                ``completions`` (default) or ``chat``
-``api_key_env``        name of the environment variable that holds the API key (sent as a Bearer token)
-``allow_remote``       true to allow a host that is not loopback (its energy is not measured)
-``gpus``               this host's GPUs to measure: a list of indices, or ``all`` (default: all visible)
-``prompts``            a JSONL/Parquet file or ``hf:<dataset id>`` (:mod:`harness.workloads.prompts`; required)
-``prompt_field``       the prompt's column (default: the first of prompt, text, question, instruction)
-``output_field``       a column with reference output lengths in tokens (default: output_tokens if present)
-``split``              the split of a Hugging Face dataset (default train)
-``tokenizer``          a model folder whose tokenizer counts the prompts (default: the server's /tokenize,
-                       else an estimate of 4 characters per token, recorded as such)
-``output_lengths``     ``forced`` (default: drawn from the published histogram of the task, as the other
-                       LLM backends), ``reference`` (forced to each row's reference length), or
-                       ``natural`` (the model stops; capped at ``max_output_tokens``, default 1024)
-``output_length_scale`` factor on drawn output lengths (forced)
-``arrival``            ``all-at-once`` (default), ``poisson`` or ``concurrency`` (see arrivals)
-``rate_per_s``         poisson: requests per second
-``burstiness``         poisson: gamma shape (1 = Poisson)
-``warmup_fraction``    poisson: share of arrivals before the steady window opens (default 0.1)
-``concurrency``        concurrency: requests kept in flight
-``ttft_target_ms``     time-to-first-token target of goodput (optional)
-``itl_target_ms``      mean inter-token latency target of goodput (optional)
-``temperature``        sampling temperature (default 1.0)
-``read_timeout_s``     longest silence on one stream (default 600)
-``connect_timeout_s``  how long the first check may wait for the server (default 10)
-=====================  ===================================================================================
+Options (``options:`` in the config): :data:`OPTION_TABLE`, with their types, defaults and meanings;
+``base_url`` and ``prompts`` are required.
 """
 
 from __future__ import annotations
@@ -53,72 +26,65 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
+from harness.config import Configuration
 from harness.errors import ConfigError, HarnessError
-from harness.workloads.base import LoggingBackend, WorkloadError, WorkloadResult
-from harness.workloads.options import Opt
+from harness.measuring.energy import WindowMeasurement
+from harness.workloads.base import (
+    BadOption,
+    LoggingBackend,
+    Meter,
+    WorkloadError,
+    WorkloadResult,
+)
+from harness.workloads.options import Opt, defaults
 
-OPTIONS = {
-    "base_url": None,
-    "api": "completions",
-    "api_key_env": None,
-    "allow_remote": False,
-    "gpus": "all",
-    "prompts": None,
-    "prompt_field": None,
-    "output_field": None,
-    "split": "train",
-    "tokenizer": None,
-    "output_lengths": "forced",
-    "output_length_scale": 1.0,
-    "arrival": "all-at-once",
-    "rate_per_s": None,
-    "burstiness": None,
-    "warmup_fraction": None,
-    "concurrency": None,
-    "ttft_target_ms": None,
-    "itl_target_ms": None,
-    "temperature": 1.0,
-    "read_timeout_s": 600.0,
-    "connect_timeout_s": 10.0,
-}
 APIS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 OUTPUT_MODES = ("forced", "reference", "natural")
-OPTION_SPECS = {
-    "base_url": Opt("string"),
-    "api": Opt("choice", choices=tuple(APIS)),
-    "api_key_env": Opt("string"),
-    "allow_remote": Opt("bool"),
-    "gpus": Opt("devices"),
-    "prompts": Opt("string"),
-    "prompt_field": Opt("string"),
-    "output_field": Opt("string"),
-    "split": Opt("string"),
-    "tokenizer": Opt("string"),
-    "output_lengths": Opt("choice", choices=OUTPUT_MODES),
-    "output_length_scale": Opt("number", above=0),
-    "arrival": Opt("choice", choices=("all-at-once", "poisson", "concurrency")),  # harness.measuring.arrivals.PATTERNS
-    "rate_per_s": Opt("number", above=0),
-    "burstiness": Opt("number", above=0),
-    "warmup_fraction": Opt("number", minimum=0, maximum=0.99),
-    "concurrency": Opt("int", minimum=1),
-    "ttft_target_ms": Opt("number", above=0),
-    "itl_target_ms": Opt("number", above=0),
-    "temperature": Opt("number", minimum=0),
-    "read_timeout_s": Opt("number", above=0),
-    "connect_timeout_s": Opt("number", above=0),
+OPTION_TABLE = {
+    "base_url": Opt("string", doc="the server, e.g. http://127.0.0.1:8000 (required; /v1 at the end is dropped)"),
+    "api": Opt("choice", choices=tuple(APIS), default="completions", doc="the OpenAI API the load uses"),
+    "api_key_env": Opt("string", doc="name of the environment variable that holds the API key (sent as a Bearer "
+                                     "token; never written anywhere)"),
+    "allow_remote": Opt("bool", default=False,
+                        doc="true to allow a host that is not loopback (its energy is not measured)"),
+    "gpus": Opt("devices", default="all", doc="this host's GPUs to measure: a list of indices, or all (the visible "
+                                              "ones)"),
+    "prompts": Opt("string", doc="a JSONL/Parquet file or hf:<dataset id> (harness.workloads.prompts; required)"),
+    "prompt_field": Opt("string", doc="the prompt's column (default: the first of prompt, text, question, "
+                                      "instruction)"),
+    "output_field": Opt("string", doc="a column with reference output lengths in tokens (default: output_tokens "
+                                      "if present)"),
+    "split": Opt("string", default="train", doc="the split of a Hugging Face dataset"),
+    "tokenizer": Opt("string", doc="a model folder whose tokenizer counts the prompts (default: the server's "
+                                   "/tokenize, else an estimate of 4 characters per token, recorded as such)"),
+    "output_lengths": Opt("choice", choices=OUTPUT_MODES, default="forced",
+                          doc="forced (drawn from the published histogram of the task, as the other LLM backends), "
+                              "reference (forced to each row's reference length) or natural (the model stops; "
+                              "capped at max_output_tokens, default 1024)"),
+    "output_length_scale": Opt("number", above=0, default=1.0, doc="factor on drawn output lengths (forced)"),
+    "arrival": Opt("choice", choices=("all-at-once", "poisson", "concurrency"),  # harness.measuring.arrivals.PATTERNS
+                   default="all-at-once", doc="how requests are sent (harness.measuring.arrivals)"),
+    "rate_per_s": Opt("number", above=0, doc="poisson: requests per second"),
+    "burstiness": Opt("number", above=0, doc="poisson: gamma shape (1 = Poisson)"),
+    "warmup_fraction": Opt("number", minimum=0, maximum=0.99,
+                           doc="poisson: share of arrivals before the steady window opens (default 0.1)"),
+    "concurrency": Opt("int", minimum=1, doc="concurrency: requests kept in flight"),
+    "ttft_target_ms": Opt("number", above=0, doc="time-to-first-token target of goodput, in milliseconds"),
+    "itl_target_ms": Opt("number", above=0, doc="mean inter-token latency target of goodput, in milliseconds"),
+    "temperature": Opt("number", minimum=0, default=1.0, doc="sampling temperature"),
+    "read_timeout_s": Opt("number", above=0, default=600.0, doc="longest silence on one stream, in seconds"),
+    "connect_timeout_s": Opt("number", above=0, default=10.0,
+                             doc="how long the first check may wait for the server, in seconds"),
 }
+OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
+OPTION_SPECS = OPTION_TABLE
 NATURAL_MAX_TOKENS = 1024
 ARRIVAL_KEYS = ("arrival", "rate_per_s", "burstiness", "warmup_fraction", "concurrency")
-
-
-class BadOption(WorkloadError, ConfigError):
-    """An option the backend refuses: fails the run (cause ``bad-option``) and reads as a config error."""
-
-    def __init__(self, message: str, cause: str = "bad-option"):
-        WorkloadError.__init__(self, message, cause=cause)
 
 
 def is_loopback(host: str) -> bool:
@@ -137,31 +103,6 @@ def is_loopback(host: str) -> bool:
     return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
 
 
-def options_of(cfg) -> dict:
-    """The backend's options with defaults, checked (one-line :class:`BadOption` for a bad one)."""
-    given = dict(cfg.options or {})
-    unknown = sorted(set(given) - set(OPTIONS))
-    if unknown:
-        raise BadOption(f"unknown openai option(s) {unknown} (known: {sorted(OPTIONS)})")
-    opts = OPTIONS | given
-    if not opts["base_url"] or not isinstance(opts["base_url"], str):
-        raise BadOption("options.base_url is required for backend openai (e.g. http://127.0.0.1:8000)")
-    if opts["api"] not in APIS:
-        raise BadOption(f"options.api must be one of {', '.join(APIS)}, got {opts['api']!r}")
-    if opts["output_lengths"] not in OUTPUT_MODES:
-        raise BadOption(f"options.output_lengths must be one of {', '.join(OUTPUT_MODES)}, got {opts['output_lengths']!r}")
-    if not opts["prompts"] or not isinstance(opts["prompts"], str):
-        raise BadOption("options.prompts is required for backend openai: a .jsonl or .parquet file of prompts, "
-                        "or hf:<dataset id>")
-    for key in ("ttft_target_ms", "itl_target_ms"):
-        value = opts[key]
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0):
-            raise BadOption(f"options.{key} must be a positive number of milliseconds, got {value!r}")
-    if opts["allow_remote"] not in (True, False):
-        raise BadOption(f"options.allow_remote must be true or false, got {opts['allow_remote']!r}")
-    return opts
-
-
 def split_url(base_url: str) -> tuple[str, str]:
     """``(base_url without a trailing /v1 or /, host)``; a URL that is not http(s) is refused."""
     parts = urlsplit(base_url)
@@ -173,33 +114,16 @@ def split_url(base_url: str) -> tuple[str, str]:
     return url, parts.hostname
 
 
-def measured_gpus(cfg, visible: int) -> list[int] | None:
-    """This host's GPUs the run measures: the ``gpus`` option (default all visible); none for a remote host."""
-    opts = dict(cfg.options or {})
-    try:
-        _, host = split_url(str(opts.get("base_url") or ""))
-    except BadOption:
-        return None  # start() reports it
-    if not is_loopback(host):
-        return []
-    gpus = opts.get("gpus", "all")
-    if gpus in (None, "all"):
-        return list(range(visible))
-    if not isinstance(gpus, (list, tuple)) or not all(isinstance(g, int) and not isinstance(g, bool) for g in gpus):
-        return None  # start() reports it
-    return [int(g) for g in gpus] if visible else []  # an index that is not visible: the meter says so
-
-
 class _RemoteMeter:
     """The runner's meter, with every window's energy null and the reason saying why (a remote server)."""
 
-    def __init__(self, meter, host: str):
+    def __init__(self, meter: Meter, host: str):
         self.meter, self.reason = meter, f"none: the server runs on the remote host {host}; its energy is not measured"
 
     def begin(self, name: str) -> None:
         self.meter.begin(name)
 
-    def end(self, name: str, sync: bool = True):
+    def end(self, name: str, sync: bool = True) -> WindowMeasurement:
         from dataclasses import replace
 
         window = self.meter.end(name, sync=sync)
@@ -214,8 +138,11 @@ class OpenAIBackend(LoggingBackend):
     """Backend ``openai``: see the module docstring."""
 
     name = "openai"
+    tasks = ("lm-arena-chat", "gpqa", "sourcegraph-fim")
+    option_table = OPTION_TABLE
+    any_model = True  # the names the user's server serves
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.metrics_url: str | None = None
         self.base_url: str | None = None
         self.log_path: Path | None = None
@@ -223,18 +150,44 @@ class OpenAIBackend(LoggingBackend):
         self.headers: dict = {}
         self.remote_host: str | None = None
 
+    # --- the offer -------------------------------------------------------------------------------
+
+    @classmethod
+    def measured_gpus(cls, cfg: Configuration, visible: int) -> list[int] | None:
+        """This host's GPUs the run measures: the ``gpus`` option (default all ``visible``); none for a remote
+        host; None (the runner's default) where the options are wrong (``start`` reports them)."""
+        opts = dict(cfg.options or {})
+        try:
+            _, host = split_url(str(opts.get("base_url") or ""))
+        except BadOption:
+            return None  # start() reports it
+        if not is_loopback(host):
+            return []
+        gpus = opts.get("gpus", "all")
+        if gpus in (None, "all"):
+            return list(range(visible))
+        if not isinstance(gpus, (list, tuple)) or not all(isinstance(g, int) and not isinstance(g, bool) for g in gpus):
+            return None  # start() reports it
+        return [int(g) for g in gpus] if visible else []  # an index that is not visible: the meter says so
+
+    def check_options(self, opts: Mapping[str, Any]) -> None:
+        """``base_url`` and ``prompts`` are required."""
+        if not opts["base_url"]:
+            raise BadOption("options.base_url is required for backend openai (e.g. http://127.0.0.1:8000)")
+        if not opts["prompts"]:
+            raise BadOption("options.prompts is required for backend openai: a .jsonl or .parquet file of prompts, "
+                            "or hf:<dataset id>")
+
     # --- lifecycle -------------------------------------------------------------------------------
 
-    def start(self, cfg, run_dir: Path) -> None:
+    def start(self, cfg: Configuration, run_dir: Path) -> None:
+        """Check the options and the server (it must answer and serve the model), load the prompts and plan
+        the output lengths; nothing is started."""
         from harness.measuring import arrivals
         from harness.workloads import lengths, prompts
 
-        opts = self.options = options_of(cfg)
+        opts = self.options = self.resolve_options(cfg)
         self.base_url, host = split_url(opts["base_url"])
-        gpus = opts["gpus"]
-        if not (gpus in ("all", None) or (isinstance(gpus, (list, tuple)) and gpus and
-                                          all(isinstance(g, int) and not isinstance(g, bool) and g >= 0 for g in gpus))):
-            raise BadOption(f"options.gpus must be 'all' or a list of GPU indices, got {gpus!r}")
         if not is_loopback(host):
             if opts["allow_remote"] is not True:
                 raise BadOption(f"options.base_url {opts['base_url']!r} is not on this host (loopback); the harness "
@@ -316,7 +269,7 @@ class OpenAIBackend(LoggingBackend):
         self._log(f"harness: {len(self.texts)} prompts from {chosen.source}; lengths counted by {counted_by}; "
                   f"output lengths {mode}; arrival {self.arrival.pattern}")
 
-    def _check_server(self, cfg, timeout_s: float) -> list[str]:
+    def _check_server(self, cfg: Configuration, timeout_s: float) -> list[str]:
         import httpx
 
         try:
@@ -353,7 +306,7 @@ class OpenAIBackend(LoggingBackend):
         text = resp.text.lstrip() if resp.status_code == 200 else ""
         return f"{self.base_url}/metrics" if text and not text.startswith(("{", "<")) else None
 
-    def _request(self, cfg):
+    def _request(self, cfg: Configuration) -> Callable[[int], tuple[str, dict]]:
         opts = self.options
         path = APIS[opts["api"]]
         forced = opts["output_lengths"] != "natural"
@@ -382,7 +335,8 @@ class OpenAIBackend(LoggingBackend):
         except OSError as exc:
             return f"stopped accepting connections ({type(exc).__name__}: {exc})"
 
-    def run(self, cfg, meter) -> WorkloadResult:
+    def run(self, cfg: Configuration, meter: Meter) -> WorkloadResult:
+        """Send the requests as the arrival pattern says and measure this host's GPUs through ``meter``."""
         from harness.measuring import arrivals
         from harness.workloads import loadgen
 

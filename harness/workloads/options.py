@@ -1,37 +1,49 @@
-"""Types and ranges of backend options, checked with the config before anything starts.
+"""Backend options: one table per backend (name -> :class:`Opt`: type, default, range, meaning).
 
-Each backend module holds ``OPTIONS`` (name -> default) and ``OPTION_SPECS`` (name -> :class:`Opt`)::
+Each backend declares its table once, as its class's ``option_table`` (:class:`harness.workloads.base.Backend`)::
 
-    OPTION_SPECS = {"port": Opt("int", minimum=1, maximum=65535), "device": Opt("choice", choices=("auto", "cpu"))}
+    OPTION_TABLE = {"port": Opt("int", minimum=1, maximum=65535, doc="a fixed port"),
+                    "device": Opt("choice", default="auto", choices=("auto", "cpu"), doc="where the model runs")}
 
-:func:`problem` says, in a few words, why a value does not fit its spec (``None`` when it does);
-:mod:`harness.config` turns that into ``FILE: runs[i].options.NAME: ...``, the same one-line error
-as a bad knob. ``None`` always means "the backend's default". Booleans are never numbers here
-(YAML's ``yes`` is not 1).
+The defaults (:func:`defaults`) and the checks (:func:`problem`, :func:`problems`) both derive from it. The
+study reader checks a config's options with :func:`problems` before anything starts
+(``FILE: runs[i].options.NAME: ...``, the same one-line error as a bad knob), and
+:meth:`harness.workloads.base.Backend.resolve_options` checks them again at start with the same function.
+``None`` always means "the backend's default". Booleans are never numbers here (YAML's ``yes`` is not 1).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 KINDS = ("bool", "int", "number", "string", "choice", "strings", "devices")
 
 
 @dataclass(frozen=True)
 class Opt:
-    """One option's type and range: ``kind`` in :data:`KINDS`; bounds are inclusive unless ``above`` is set."""
+    """One option: ``kind`` in :data:`KINDS`, its ``default`` (``None``: the backend decides), its range
+    (bounds inclusive; ``above`` an exclusive lower bound, ``number > above``; ``choices`` for a choice)
+    and ``doc``, what it does (with its unit)."""
 
     kind: str
     minimum: float | None = None
     maximum: float | None = None
-    above: float | None = None  # exclusive lower bound (``number > above``)
+    above: float | None = None
     choices: tuple = ()
+    default: Any = None
+    doc: str = ""
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"unknown option kind {self.kind!r}")
+        why = problem(self, self.default)
+        if why:
+            raise ValueError(f"an option's default does not fit its own type and range: {why}")
 
     def describe(self) -> str:
+        """The values this option takes, in words (the end of a ``must be ...`` error)."""
         if self.kind == "bool":
             return "true or false"
         if self.kind == "choice":
@@ -53,7 +65,15 @@ class Opt:
         return f"{noun} {' and '.join(bounds)}".strip()
 
 
-def problem(spec: Opt, value) -> str | None:
+OptionTable = Mapping[str, Opt]
+
+
+def defaults(table: OptionTable) -> dict[str, Any]:
+    """Every option of ``table`` with its default (a fresh dict; list defaults are shared, never mutated)."""
+    return {name: opt.default for name, opt in table.items()}
+
+
+def problem(spec: Opt, value: Any) -> str | None:
     """Why ``value`` does not fit ``spec``, or None (``None`` itself always fits: the default)."""
     if value is None:
         return None
@@ -87,13 +107,19 @@ def problem(spec: Opt, value) -> str | None:
     return None
 
 
-def problems(specs: dict, options) -> list[tuple[str, str]]:
-    """``(name, why)`` for each option that does not fit its spec (unknown names are left to the caller)."""
+def problems(table: Mapping, options: Mapping | None) -> list[tuple[str, str]]:
+    """``(name, why)`` for each option that does not fit its spec in ``table`` (unknown names are left to the
+    caller)."""
     out = []
     for name, value in dict(options or {}).items():
-        spec = specs.get(name)
+        spec = table.get(name)
         if spec is not None:
             why = problem(spec, value)
             if why:
                 out.append((name, why))
     return out
+
+
+def unknown(table: OptionTable, options: Mapping | None) -> list[str]:
+    """The names in ``options`` that ``table`` does not know, sorted."""
+    return sorted(set(options or ()) - set(table))

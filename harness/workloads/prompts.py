@@ -49,6 +49,7 @@ class PromptSet:
     rows: int  # rows in the source
 
     def as_info(self) -> dict:
+        """What a run records about its prompts: the source, its rows, the rows used."""
         return {"source": self.source, "rows_in_source": self.rows, "rows_used": [p.row for p in self.prompts]}
 
 
@@ -148,6 +149,7 @@ def load(source: str, num_requests: int, seed: int = 0, *, prompt_field: str | N
 
 
 def messages(text: str) -> list[dict]:
+    """A chat request's messages for one prompt (a single user turn)."""
     return [{"role": "user", "content": text}]
 
 

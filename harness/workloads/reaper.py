@@ -74,6 +74,7 @@ def stop_group(grace_s: float, child: subprocess.Popen | None = None) -> None:
 
 
 def main(argv: list[str]) -> int:
+    """``[--grace SECONDS] OWNER_PID -- COMMAND...`` (see the module docstring); the server's exit status."""
     grace = 10.0
     if argv[:1] == ["--grace"]:
         grace, argv = float(argv[1]), argv[2:]

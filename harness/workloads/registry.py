@@ -1,15 +1,21 @@
-"""Which backends and model architectures exist. Config validation asks here.
+"""Which backends exist and what they offer. Config validation asks here.
 
-Backends are imported lazily (torch, vLLM and diffusers are heavy): the map
-holds ``module:Class`` strings.
+Backends are imported lazily (torch, vLLM and diffusers are heavy, though no backend module imports them at
+module level): the map holds ``module:Class`` strings. Everything else -- the tasks each backend drives, its
+options, the models it builds, the GPUs it measures -- is declared by the backend class
+(:class:`harness.workloads.base.Backend`) and read from it here.
 """
 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from types import ModuleType
+from typing import Any
 
-from harness.config import Catalogue
+from harness.config import Catalogue, Configuration
 from harness.errors import ConfigError
+from harness.workloads.base import Backend
 
 BACKENDS: dict[str, str] = {
     "trivial": "harness.workloads.trivial:TrivialBackend",
@@ -18,17 +24,24 @@ BACKENDS: dict[str, str] = {
     "diffusers": "harness.workloads.diffusers_backend:DiffusersBackend",
     "openai": "harness.workloads.openai_backend:OpenAIBackend",
 }
-# Backends that measure a server the user runs: ``models`` are the names it serves, any string.
-ANY_MODEL_BACKENDS = ("openai",)
 
-# Tasks each backend can drive.
-BACKEND_TASKS: dict[str, tuple[str, ...]] = {
-    "trivial": ("cpu-trivial",),
-    "vllm": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
-    "transformers": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
-    "diffusers": ("text-to-image", "text-to-video"),
-    "openai": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
-}
+
+def backend_class(name: str) -> type[Backend]:
+    """The class of backend ``name`` (its module imported; cheap: heavy packages load at start)."""
+    if name not in BACKENDS:
+        raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
+    module_name, _, cls_name = BACKENDS[name].partition(":")
+    return getattr(importlib.import_module(module_name), cls_name)
+
+
+def backend_tasks() -> dict[str, tuple[str, ...]]:
+    """The tasks each backend drives, in :data:`BACKENDS` order."""
+    return {name: backend_class(name).tasks for name in BACKENDS}
+
+
+def any_model_backends() -> tuple[str, ...]:
+    """Backends that measure a server the user runs: their ``models`` are the names it serves, any string."""
+    return tuple(name for name in BACKENDS if backend_class(name).any_model)
 
 
 def known_models(backend: str, task: str | None = None) -> tuple[str, ...]:
@@ -37,45 +50,29 @@ def known_models(backend: str, task: str | None = None) -> tuple[str, ...]:
     With ``task``, only those that can serve it (a diffusion pipeline makes either images or videos;
     every LLM architecture serves every LLM task).
     """
-    if backend == "trivial":
-        return ("cpu-spin",)
-    try:
-        from harness.workloads import archs
-    except ModuleNotFoundError:
-        return ()
-    names = archs.names(backend)
-    if task is not None:
-        names = tuple(n for n in names if archs.get(n).task in (None, task))
-    return tuple(names)
+    return backend_class(backend).known_models(task)
 
 
-def backend_options(backend: str) -> dict:
-    """The ``options:`` a backend accepts, with their defaults (the backend modules import no heavy packages
-    at module level, so this is cheap)."""
-    if backend not in BACKENDS:
-        raise ConfigError(f"unknown backend {backend!r} (known: {', '.join(sorted(BACKENDS))})")
-    module = importlib.import_module(BACKENDS[backend].partition(":")[0])
-    return dict(getattr(module, "OPTIONS", {}))
+def backend_options(backend: str) -> dict[str, Any]:
+    """The ``options:`` a backend accepts, with their defaults."""
+    return backend_class(backend).option_defaults()
 
 
-def unknown_options(backend: str, options) -> list[str]:
+def unknown_options(backend: str, options: Mapping[str, Any] | None) -> list[str]:
     """Option names a backend does not know (config validation can refuse them before anything runs)."""
     return sorted(set(options or ()) - set(backend_options(backend)))
 
 
-def measured_gpus(cfg, visible: int) -> list[int] | None:
-    """This host's GPUs a run measures when its backend chooses them (``openai``: its ``gpus`` option), else
-    None (the runner's default: GPUs ``0 .. num_gpus - 1``)."""
-    if cfg.backend != "openai":
-        return None
-    from harness.workloads import openai_backend
-
-    return openai_backend.measured_gpus(cfg, visible)
+def measured_gpus(cfg: Configuration, visible: int) -> list[int] | None:
+    """This host's GPUs (of ``visible``) a run measures when its backend chooses them (``openai``: its ``gpus``
+    option), else None (the runner's default: GPUs ``0 .. num_gpus - 1``)."""
+    return backend_class(cfg.backend).measured_gpus(cfg, visible)
 
 
-def backend_module(backend: str):
-    """A backend's module (its ``OPTIONS`` and ``OPTION_SPECS``), or None where it cannot be imported here
-    (a backend not installed on this host fails at start with its own message)."""
+def backend_module(backend: str) -> ModuleType | None:
+    """A backend's module (its ``OPTIONS`` and ``OPTION_SPECS``, views of its option table, for
+    :func:`harness.config.load_study`), or None where it cannot be imported here (a backend not installed on
+    this host fails at start with its own message)."""
     try:
         return importlib.import_module(BACKENDS[backend].partition(":")[0])
     except ImportError:
@@ -86,14 +83,10 @@ def catalogue() -> Catalogue:
     """What the backends offer a study file, for :func:`harness.config.load_study`."""
     from harness.workloads.options import problems
 
-    return Catalogue(backend_tasks=BACKEND_TASKS, any_model_backends=ANY_MODEL_BACKENDS,
+    return Catalogue(backend_tasks=backend_tasks(), any_model_backends=any_model_backends(),
                      known_models=known_models, backend_module=backend_module, option_problems=problems)
 
 
-def get_backend(name: str):
+def get_backend(name: str) -> Backend:
     """A fresh backend instance for ``name``."""
-    if name not in BACKENDS:
-        raise ConfigError(f"unknown backend {name!r} (known: {', '.join(sorted(BACKENDS))})")
-    module_name, _, cls_name = BACKENDS[name].partition(":")
-    module = importlib.import_module(module_name)
-    return getattr(module, cls_name)()
+    return backend_class(name)()

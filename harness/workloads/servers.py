@@ -31,6 +31,7 @@ REAPER = Path(__file__).resolve().parent / "reaper.py"
 
 
 def records_dir() -> Path:
+    """Where the started servers' records are kept (the model cache's ``.servers`` folder)."""
     from harness.workloads.archs import cache_root
 
     return cache_root() / ".servers"
@@ -43,6 +44,7 @@ def guarded(argv: list[str], grace_s: float = 10.0) -> list[str]:
 
 
 def tag(env: dict) -> tuple[str, dict]:
+    """A fresh token and ``env`` with it set (``HARNESS_SERVER_TOKEN``): every process of the server carries it."""
     token = uuid.uuid4().hex
     return token, dict(env, **{TOKEN_ENV: token})
 
@@ -58,6 +60,8 @@ def start_ticks(pid: int) -> int | None:
 
 
 def write_record(token: str, pid: int, argv: list[str]) -> Path | None:
+    """Record a started server (its token, its pid, the harness that owns it); the record's path, or None where
+    the cache cannot be written."""
     folder = records_dir()
     record = {"token": token, "pid": pid, "owner_pid": os.getpid(), "owner_start_ticks": start_ticks(os.getpid()),
               "argv": [str(a) for a in argv], "started_at": time.time()}
@@ -73,6 +77,7 @@ def write_record(token: str, pid: int, argv: list[str]) -> Path | None:
 
 
 def remove_record(path: Path | None) -> None:
+    """Remove a server's record (after a clean stop); a missing one is fine."""
     if path is not None:
         try:
             path.unlink()

@@ -18,11 +18,8 @@ online by :class:`harness.measuring.steady.SteadyTracker`; ``"run"`` covers the 
 A CUDA out-of-memory error fails the run with cause ``oom``. With ``stop: adaptive`` the load ends
 when :class:`harness.measuring.adaptive.AdaptiveStopper` says so (polled after every step).
 
-Options: ``max_prompt_tokens``, ``output_length_scale`` (as for vLLM),
-``device`` (``auto`` | ``cpu`` | ``cuda``), ``attn_implementation``
-(default ``sdpa``), ``greedy`` (default true: argmax; false samples), ``weights`` (a local Hugging
-Face model folder with real weights, or a Hugging Face model id from the local cache or the hub, loaded
-instead of random ones; prompts stay synthetic token ids).
+Options: :data:`OPTION_TABLE` (``max_prompt_tokens``, ``output_length_scale``, ``device``,
+``attn_implementation``, ``greedy``, ``weights``), with their types, defaults and meanings.
 """
 
 from __future__ import annotations
@@ -31,65 +28,71 @@ import inspect
 import time
 from pathlib import Path
 
-from harness.errors import ConfigError, HarnessError
-from harness.workloads.base import LoggingBackend, WorkloadError, WorkloadResult, package_version
-from harness.workloads.options import Opt
+from typing import TYPE_CHECKING, Any
 
-OPTIONS = {
-    "max_prompt_tokens": None,
-    "output_length_scale": 1.0,
-    "device": "auto",
-    "attn_implementation": "sdpa",
-    "greedy": True,
-    "weights": None,
+from harness.config import Configuration
+from harness.errors import ConfigError, HarnessError
+from harness.workloads.base import (LoggingBackend, Meter, StampClock, WorkloadError, WorkloadResult,
+                                    one_device_problems, package_version)
+from harness.workloads.options import Opt, defaults
+
+if TYPE_CHECKING:
+    from harness.workloads.archs import LLMFacts
+
+OPTION_TABLE = {
+    "max_prompt_tokens": Opt("int", minimum=1, doc="cap on drawn prompt lengths, in tokens"),
+    "output_length_scale": Opt("number", above=0, default=1.0,
+                               doc="factor on drawn output lengths (before max_output_tokens)"),
+    "device": Opt("choice", choices=("auto", "cpu", "cuda"), default="auto",
+                  doc="where the model runs (auto: CUDA when torch sees it, else the CPU)"),
+    "attn_implementation": Opt("string", default="sdpa", doc="transformers' attention implementation"),
+    "greedy": Opt("bool", default=True, doc="true: argmax; false: sample"),
+    "weights": Opt("string", doc="a local Hugging Face model folder with real weights, or a Hugging Face model id "
+                                 "from the local cache or the hub, loaded instead of random ones (prompts stay "
+                                 "synthetic token ids)"),
 }
-OPTION_SPECS = {
-    "max_prompt_tokens": Opt("int", minimum=1),
-    "output_length_scale": Opt("number", above=0),
-    "device": Opt("choice", choices=("auto", "cpu", "cuda")),
-    "attn_implementation": Opt("string"),
-    "greedy": Opt("bool"),
-    "weights": Opt("string"),
-}
+OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
+OPTION_SPECS = OPTION_TABLE
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
-class _Clock:
-    def __init__(self):
-        self.last = 0.0
-
-    def __call__(self) -> float:
-        self.last = max(time.time(), self.last + 1e-6)
-        return self.last
-
-
 class TransformersBackend(LoggingBackend):
+    """Backend ``transformers``: see the module docstring."""
+
     name = "transformers"
+    tasks = ("lm-arena-chat", "gpqa", "sourcegraph-fim")
+    option_table = OPTION_TABLE
     metrics_url = None
 
-    def __init__(self):
-        self.model = None
-        self.torch = None
-        self.device = None
+    def __init__(self) -> None:
+        self.model: Any = None  # the torch model once started
+        self.torch: Any = None  # the torch module once started
+        self.device: Any = None  # a torch.device once started
         self.log_path: Path | None = None
         self.info: dict = {}
-        self.plan = None
+        self.plan: Any = None  # harness.workloads.lengths.LengthPlan once started
         self.prompts: list[list[int]] = []
         self.pad_id = 0
 
-    def start(self, cfg, run_dir: Path) -> None:
+    @classmethod
+    def preflight_problems(cls, cfg: Configuration, facts: LLMFacts | None = None) -> list[str]:
+        """One device only."""
+        return one_device_problems(cls.name, cfg)
+
+    def start(self, cfg: Configuration, run_dir: Path) -> None:
+        """Build the model on the device and draw the requests' lengths and prompts (not measured)."""
         import torch
         from transformers import AutoConfig, AutoModelForCausalLM
 
         from harness.workloads import archs, lengths
 
-        self.options = self._merge_options(cfg.options, OPTIONS)
+        self.options = self.resolve_options(cfg)
         if cfg.precision not in DTYPES:
             raise WorkloadError(f"the transformers backend runs {', '.join(DTYPES)}, not {cfg.precision}",
                                 cause="unsupported")
-        if int(cfg.num_gpus or 1) != 1 or int(cfg.tensor_parallel or 1) != 1 or int(cfg.expert_parallel or 1) != 1:
-            raise WorkloadError("the transformers backend runs on one device (num_gpus, tensor_parallel and "
-                                "expert_parallel must be 1)", cause="unsupported")
+        layout = self.preflight_problems(cfg)
+        if layout:
+            raise WorkloadError(layout[0], cause="unsupported")
         want = self.options["device"]
         if want == "auto":
             want = "cuda" if torch.cuda.is_available() else "cpu"
@@ -227,7 +230,8 @@ class TransformersBackend(LoggingBackend):
             self._sync()
             emit(clock())
 
-    def run(self, cfg, meter) -> WorkloadResult:
+    def run(self, cfg: Configuration, meter: Meter) -> WorkloadResult:
+        """Serve every request in static batches of ``max_num_seqs``, one synchronised step per token."""
         from harness.measuring import adaptive
         from harness.measuring.steady import SteadyTracker
         from harness.workloads.base import RequestRecord
@@ -246,7 +250,7 @@ class TransformersBackend(LoggingBackend):
 
         tracker = SteadyTracker(m, n, on_open=open_steady, on_close=close_steady)
         stopper = adaptive.for_run(cfg, meter, tracker)
-        clock = _Clock()
+        clock = StampClock()
         submit = clock()
         records = [RequestRecord(request_id=i, prompt_tokens=len(self.prompts[i]),
                                  target_output_tokens=self.plan.output_tokens[i], output_tokens=0,
@@ -276,5 +280,6 @@ class TransformersBackend(LoggingBackend):
         return WorkloadResult(requests=records, windows=windows, server_log=self.log_path, info=info)
 
     def stop(self) -> None:
+        """Drop the model and return its device memory."""
         self.model = None
         self._release_device()

@@ -10,14 +10,8 @@ exactly as the LLM backends do; ``"run"`` covers the whole load. The run honours
 ``stop: adaptive`` through :class:`harness.measuring.adaptive.AdaptiveStopper` (polled after
 every step): requests still open when it stops are recorded as stopped.
 
-Options (``options:`` in the config):
-
-* ``step_s`` (0.002): time per decode step, so tokens arrive at 1 / step_s per request;
-* ``min_output_tokens`` (4), ``max_output_tokens`` (32, or the block's ``max_output_tokens``);
-* ``work_rounds`` (20): sha256 rounds per token (the CPU work);
-* fault injection for tests: ``fail_cause`` (e.g. ``"oom"``) makes runs with
-  ``max_num_seqs >= fail_from_max_num_seqs`` (default 1) raise WorkloadError
-  after ``fail_after_requests`` (default 0) requests have finished.
+Options (``options:`` in the config): :data:`OPTION_TABLE`, with their types, defaults and meanings; the
+fault injection options are for tests.
 """
 
 from __future__ import annotations
@@ -27,35 +21,56 @@ import random
 import time
 from pathlib import Path
 
+from harness.config import Configuration
 from harness.measuring import adaptive
 from harness.measuring.steady import SteadyTracker
-from harness.workloads.base import LoggingBackend, RequestRecord, WorkloadError, WorkloadResult
-from harness.workloads.options import Opt
+from harness.workloads.base import LoggingBackend, Meter, RequestRecord, StampClock, WorkloadError, WorkloadResult
+from harness.workloads.options import Opt, defaults
 
-OPTIONS = {"step_s": 0.002, "min_output_tokens": 4, "max_output_tokens": 32, "work_rounds": 20,
-           "fail_cause": None, "fail_from_max_num_seqs": 1, "fail_after_requests": 0}
-OPTION_SPECS = {"step_s": Opt("number", minimum=0), "min_output_tokens": Opt("int", minimum=1),
-                "max_output_tokens": Opt("int", minimum=1), "work_rounds": Opt("int", minimum=0),
-                "fail_cause": Opt("string"), "fail_from_max_num_seqs": Opt("int", minimum=1),
-                "fail_after_requests": Opt("int", minimum=0)}
+OPTION_TABLE = {
+    "step_s": Opt("number", minimum=0, default=0.002,
+                  doc="seconds per decode step, so tokens arrive at 1 / step_s per request"),
+    "min_output_tokens": Opt("int", minimum=1, default=4, doc="shortest drawn output, in tokens"),
+    "max_output_tokens": Opt("int", minimum=1, default=32,
+                             doc="longest drawn output, in tokens (default: the block's max_output_tokens, else 32)"),
+    "work_rounds": Opt("int", minimum=0, default=20, doc="sha256 rounds per token (the CPU work)"),
+    "fail_cause": Opt("string", doc="fault injection: runs with max_num_seqs >= fail_from_max_num_seqs raise "
+                                    "WorkloadError with this cause (e.g. oom)"),
+    "fail_from_max_num_seqs": Opt("int", minimum=1, default=1, doc="fault injection: the smallest batch that fails"),
+    "fail_after_requests": Opt("int", minimum=0, default=0,
+                               doc="fault injection: requests finished before the failure"),
+}
+OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
+OPTION_SPECS = OPTION_TABLE
 
 
 class TrivialBackend(LoggingBackend):
+    """Backend ``trivial``: see the module docstring."""
+
     name = "trivial"
+    tasks = ("cpu-trivial",)
+    option_table = OPTION_TABLE
     metrics_url = None
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.log_path: Path | None = None
         self.options: dict = {}
 
-    def start(self, cfg, run_dir: Path) -> None:
-        self.options = self._merge_options(cfg.options, OPTIONS)
+    @classmethod
+    def known_models(cls, task: str | None = None) -> tuple[str, ...]:
+        """The one model the trivial workload knows, for any task."""
+        return ("cpu-spin",)
+
+    def start(self, cfg: Configuration, run_dir: Path) -> None:
+        """Check the options and open the run log; nothing else to build."""
+        self.options = self.resolve_options(cfg)
         if cfg.max_output_tokens is not None and "max_output_tokens" not in cfg.options:
             self.options["max_output_tokens"] = cfg.max_output_tokens
         self.log_path = Path(run_dir) / "server.log"
         self._log(f"trivial server up: model={cfg.model} max_num_seqs={cfg.max_num_seqs} options={self.options}")
 
-    def run(self, cfg, meter) -> WorkloadResult:
+    def run(self, cfg: Configuration, meter: Meter) -> WorkloadResult:
+        """Serve the fake requests, one token per running request per ``step_s`` seconds."""
         opt = self.options
         rng = random.Random(cfg.seed)
         n, m = cfg.num_requests, cfg.max_num_seqs
@@ -68,11 +83,7 @@ class TrivialBackend(LoggingBackend):
         tracker = SteadyTracker.for_meter(meter, m, n)
         stopper = adaptive.for_run(cfg, meter, tracker)
         digest = hashlib.sha256(cfg.model.encode())
-        last = [0.0]
-
-        def stamp() -> float:  # strictly increasing, so online and post-hoc event order agree
-            last[0] = max(time.time(), last[0] + 1e-6)
-            return last[0]
+        stamp = StampClock()  # strictly increasing, so online and post-hoc event order agree
 
         waiting = list(range(n))[::-1]
         running: list[int] = []
@@ -122,7 +133,9 @@ class TrivialBackend(LoggingBackend):
                                     "steady_bounds_online": tracker.bounds, "stop": stopper.summary()})
 
     def log_tail(self, lines: int = 20) -> str:
+        """The last ``lines`` lines of the run log."""
         return super().log_tail(lines)
 
     def stop(self) -> None:
+        """Log the stop; nothing to release."""
         self._log("trivial server stopped")
