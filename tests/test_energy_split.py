@@ -1,0 +1,77 @@
+"""Static against dynamic energy per run and per request, and a run's whole split (harness.analysis.energy_split)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+from phase_sim import SimulatedLoad, simulate
+
+from harness.analysis import energy_split, phases
+from harness.analysis.engine_steps import EngineLimits
+
+
+def test_a_cpu_host_gets_reasons_never_zero_joules():
+    host_only = pd.DataFrame({"time_s": [0.0, 0.1], "source": "host", "gpu_index": pd.array([None, None], "Int64"),
+                              "energy_counter_joules": [None, None], "power_watts": [None, None]})
+    requests = pd.DataFrame({"request_id": [0], "prompt_tokens": [10], "output_tokens": [3], "submit_time_s": [0.0],
+                             "first_token_time_s": [0.05], "finish_time_s": [0.09], "token_times_s": [[0.05, 0.07, 0.09]]})
+    section = energy_split.split_run(energy_split.RunEnergyInputs(
+        {"avg_power_watts": None, "steady_start_time_s": 0.0, "steady_end_time_s": 0.1}, {}, host_only, requests))
+    columns = energy_split.tidy_columns(section)
+    assert all(columns[c] is None for c in energy_split.COLUMNS)
+    assert columns[energy_split.REASON_COLUMN] == section["phases"]["reason"]
+    assert section["static_dynamic"]["reason"] == energy_split.NO_ENERGY
+    assert "CPU-only" in section["phases"]["reason"]
+    assert "requests" not in section  # no idle power: no per-request static share
+
+
+def test_static_dynamic_split_of_a_run():
+    out = energy_split.static_dynamic(avg_power_watts=400.0, static_power_watts=100.0, energy_per_token_joules=0.2,
+                                      energy_per_output_joules=50.0)
+    assert out["static_energy_fraction"] == pytest.approx(0.25)
+    assert out["static_energy_per_token_joules"] == pytest.approx(0.05)
+    assert out["dynamic_energy_per_token_joules"] == pytest.approx(0.15)
+    assert out["static_energy_per_output_joules"] == pytest.approx(12.5)
+    missing = energy_split.static_dynamic(avg_power_watts=400.0, static_power_watts=None)
+    assert missing["static_energy_fraction"] is None and missing["reason"] == energy_split.NO_IDLE
+
+
+def test_static_power_is_shared_among_the_requests_running():
+    # A runs [0, 4], B runs [2, 6]: alone 2 s each, together 2 s; idle 100 W
+    requests = pd.DataFrame({"request_id": [0, 1, 2], "first_token_time_s": [0.0, 2.0, None],
+                             "finish_time_s": [4.0, 6.0, None], "prompt_tokens": [10, 20, 5],
+                             "output_tokens": [5, 9, 0], "token_times_s": [[], [], []]})
+    static = energy_split.static_per_request(requests, 100.0)
+    assert static[:2] == pytest.approx([200 + 100, 100 + 200])
+    assert math.isnan(static[2])
+    est = phases.PhaseEstimate(prefill_joules_per_token=1.0, decode_joules_per_token=10.0)
+    frame = energy_split.request_split(requests, 100.0, est)
+    assert frame["prefill_energy_joules"].tolist()[:2] == pytest.approx([10.0, 20.0])
+    assert frame["decode_energy_joules"].tolist()[:2] == pytest.approx([40.0, 80.0])
+    assert frame["static_energy_fraction"].tolist()[0] == pytest.approx(300 / 350)
+    summary = energy_split.request_summary(frame)
+    assert summary["requests"] == 2
+    assert summary["static_energy_fraction_median"] == pytest.approx((300 / 350 + 300 / 400) / 2)
+
+
+def test_the_whole_split_of_a_simulated_run(fake_nvml):
+    run = simulate(SimulatedLoad(num_requests=200, seed=5), fake_nvml)
+    load = run.load
+    metrics = dict(run.metrics, avg_power_watts=400.0, energy_per_token_joules=0.2, energy_per_output_joules=50.0)
+    section = energy_split.split_run(energy_split.RunEnergyInputs(
+        metrics, {"0": 70.0}, run.timeline, run.requests, engine=EngineLimits(load.max_num_seqs,
+                                                                             load.max_num_batched_tokens)),
+        resamples=50)
+    columns = energy_split.tidy_columns(section)
+    assert columns["static_power_watts"] == 70.0
+    assert columns["static_energy_fraction"] == pytest.approx(70 / 400)
+    assert columns["prefill_energy_per_prompt_token_joules"] == pytest.approx(0.02, rel=0.05)
+    assert columns["decode_energy_per_output_token_joules"] == pytest.approx(0.12, rel=0.1)
+    assert 0 < columns["request_static_energy_fraction_median"] < 1
+    assert columns[energy_split.REASON_COLUMN] is None
+    diffusion = energy_split.split_run(energy_split.RunEnergyInputs({"avg_power_watts": 300.0}, {"0": 60.0},
+                                                                    is_llm=False))
+    assert diffusion["phases"]["reason"] == energy_split.NOT_LLM
+    assert diffusion["static_dynamic"]["static_energy_fraction"] == pytest.approx(0.2)
