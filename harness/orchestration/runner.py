@@ -311,6 +311,27 @@ def _summarize(cfg, study, record, tables, result, meter, telemetry, timeline, o
         sampler_errors=len(telemetry.errors) if telemetry else 0)
     record.update(metrics=metrics, is_stable=stable, unstable_reason=reason, failed_checks=codes)
     _assess(cfg, record, result, windows, metrics, timeline, telemetry, on_gpu, gpu_indices, rows)
+    _split_energy(cfg, record, timeline, tables.get("requests.parquet"),
+                  {str(i): idle_power[i] for i in gpu_indices if i in idle_power})
+
+
+def _split_energy(cfg: Configuration, record: dict, timeline, requests, idle_power_watts: dict[str, float]) -> None:
+    """Static against dynamic energy and the phase split of a finished run (:mod:`harness.analysis.energy_split`)
+    into ``record["energy_split"]`` and its tidy columns into the metrics. A failure of the estimator is recorded
+    as the split's reason; it never fails the run."""
+    from harness.analysis import energy_split
+    from harness.analysis.engine_steps import EngineLimits
+
+    metrics = record["metrics"]
+    # The replay of the engine's schedule needs its limits: the vLLM backend starts the server with these.
+    engine = EngineLimits(cfg.max_num_seqs, cfg.max_num_batched_tokens) if cfg.backend == "vllm" else EngineLimits()
+    try:
+        section = energy_split.split_run(energy_split.RunEnergyInputs(metrics, idle_power_watts, timeline, requests,
+                                                                      cfg.is_llm, engine))
+    except Exception as exc:  # noqa: BLE001 -- a broken estimate must not lose a measured run
+        section = {"phases": {"reason": f"the energy split failed: {type(exc).__name__}: {exc}"}}
+    record["energy_split"] = section
+    metrics.update(energy_split.tidy_columns(section))
 
 
 def _assess(cfg, record, result, windows, metrics, timeline, telemetry, on_gpu, gpu_indices, rows):
