@@ -75,3 +75,44 @@ def test_the_whole_split_of_a_simulated_run(fake_nvml):
                                                                     is_llm=False))
     assert diffusion["phases"]["reason"] == energy_split.NOT_LLM
     assert diffusion["static_dynamic"]["static_energy_fraction"] == pytest.approx(0.2)
+
+
+def _own(**columns):
+    base = {"status": "ok", "is_llm": True, "run_id": "r", "series": "m (own), chat, 1 x H100", "model_id": "m",
+            "task": "lm-arena-chat", "gpu_model": "H100", "num_gpus": 1, "source": "own"}
+    n = max(len(v) for v in columns.values())
+    return pd.DataFrame({**{k: [v] * n for k, v in base.items()}, **columns})
+
+
+def test_batch_effect_split_shows_the_static_part_of_the_drop():
+    # batch 16: 0.5 J/token, 40% static (0.2 J); batch 256: 0.1 J/token, 10% static (0.01 J)
+    rows = _own(batch_size=[16, 64, 256], energy_per_token_joules=[0.5, 0.2, 0.1],
+                static_energy_fraction=[0.4, 0.2, 0.1])
+    out = energy_split.batch_effect_split(rows).iloc[0]
+    assert (out["small_batch"], out["large_batch"]) == (16, 256)
+    assert out["batch_effect"] == pytest.approx(5.0)
+    assert out["small_static_energy_per_token_joules"] == pytest.approx(0.2)
+    assert out["large_dynamic_energy_per_token_joules"] == pytest.approx(0.09)
+    assert out["static_share_of_drop"] == pytest.approx((0.2 - 0.01) / 0.4)
+    # no batch of 16 or more (a CPU smoke sweep): the smallest against the largest
+    small = energy_split.batch_effect_split(_own(batch_size=[1, 8], energy_per_token_joules=[1.0, 0.5],
+                                                 static_energy_fraction=[0.5, 0.2]))
+    assert small.iloc[0]["static_share_of_drop"] == pytest.approx((0.5 - 0.1) / 0.5)
+    assert energy_split.batch_effect_split(_own(batch_size=[8], energy_per_token_joules=[1.0],
+                                                static_energy_fraction=[None])).empty
+
+
+def test_per_token_components_and_the_split_table():
+    rows = _own(batch_size=[8, 64], run_id=["a", "b"], energy_per_token_joules=[0.5, 0.2],
+                static_energy_per_token_joules=[0.2, 0.05], dynamic_energy_per_token_joules=[0.3, 0.15],
+                prefill_energy_fraction=[0.1, None], decode_energy_fraction=[0.5, None],
+                static_energy_fraction=[0.4, 0.25], phase_split_reason=[None, "only 5 sampler ticks"])
+    parts = energy_split.per_token_components(rows)
+    a = parts[parts["run_id"] == "a"].set_index("component")["energy_per_token_joules"]
+    assert a.to_dict() == pytest.approx({"static": 0.2, "prefill": 0.05, "decode": 0.25})
+    b = parts[parts["run_id"] == "b"].set_index("component")["energy_per_token_joules"]
+    assert b.to_dict() == pytest.approx({"static": 0.05, "dynamic": 0.15})
+    assert parts["series"].str.endswith((": static", ": prefill", ": decode", ": dynamic")).all()
+    table = energy_split.split_table(rows)
+    assert list(table["batch"]) == [8, 64] and table["why not split"].tolist()[1] == "only 5 sampler ticks"
+    assert energy_split.per_token_components(rows.iloc[0:0]).empty

@@ -245,3 +245,96 @@ def tidy_columns(section: Mapping[str, Any] | None) -> dict[str, Any]:
     out["request_static_energy_fraction_median"] = (section.get("requests") or {}).get("static_energy_fraction_median")
     out[REASON_COLUMN] = ph.get("reason") or sd.get("reason")
     return out
+
+
+# --- tables for the book ------------------------------------------------------------------------------
+SPLIT_TABLE_COLUMNS = {
+    "series": "series", "batch_size": "batch", "energy_per_token_joules": "J per token",
+    "static_energy_fraction": "static share", "prefill_energy_per_prompt_token_joules": "prefill J per prompt token",
+    "prefill_energy_per_prompt_token_ci_low_joules": "prefill 95% CI low",
+    "prefill_energy_per_prompt_token_ci_high_joules": "prefill 95% CI high",
+    "decode_energy_per_output_token_joules": "decode J per output token",
+    "decode_energy_per_output_token_ci_low_joules": "decode 95% CI low",
+    "decode_energy_per_output_token_ci_high_joules": "decode 95% CI high",
+    "prefill_energy_fraction": "prefill share", "decode_energy_fraction": "decode share",
+    "unexplained_energy_fraction": "unexplained share",
+    "request_static_energy_fraction_median": "median static share per request",
+    REASON_COLUMN: "why not split",
+}
+
+
+def split_table(own: pd.DataFrame) -> pd.DataFrame:
+    """One row per own language-model run that finished: its static share, phase coefficients with their 95%
+    intervals, phase shares and the median static share of its requests (columns named for a reader; J, shares
+    0..1), or why it could not be split."""
+    columns = [c for c in SPLIT_TABLE_COLUMNS if c in own.columns]
+    if own.empty or "status" not in own.columns:
+        return pd.DataFrame(columns=list(SPLIT_TABLE_COLUMNS.values()))
+    llm = own[(own["status"] == "ok") & own.get("is_llm", pd.Series(True, own.index)).astype(bool)]
+    return llm[columns].sort_values(["series", "batch_size"]).rename(columns=SPLIT_TABLE_COLUMNS).reset_index(drop=True)
+
+
+COMPONENT = "component"
+COMPONENT_JOULES = "energy_per_token_joules"
+
+
+def per_token_components(own: pd.DataFrame) -> pd.DataFrame:
+    """Energy per output token of each own language-model run split into its parts, one row per part (long
+    format: ``series``, ``batch_size``, :data:`COMPONENT`, :data:`COMPONENT_JOULES` in J per token).
+
+    Parts: static (idle power over the steady window, per token) and, where the phase estimator ran, prefill
+    and decode (their shares of the ticks' energy times energy per token); where it did not, the dynamic rest.
+    The unexplained rest (a percent or so) is not drawn."""
+    rows = []
+    need = {"status", "energy_per_token_joules", "static_energy_per_token_joules"}
+    if own.empty or not need <= set(own.columns):
+        return pd.DataFrame(columns=["series", "batch_size", COMPONENT, COMPONENT_JOULES])
+    ok = own[(own["status"] == "ok")].dropna(subset=["energy_per_token_joules", "static_energy_per_token_joules"])
+    for r in ok.itertuples():
+        base = {"series": r.series, "batch_size": r.batch_size, "run_id": r.run_id}
+        rows.append(base | {COMPONENT: "static", COMPONENT_JOULES: r.static_energy_per_token_joules})
+        prefill = _number(getattr(r, "prefill_energy_fraction", None))
+        decode = _number(getattr(r, "decode_energy_fraction", None))
+        energy = _number(r.energy_per_token_joules) or 0.0
+        if prefill is not None and decode is not None:
+            rows.append(base | {COMPONENT: "prefill", COMPONENT_JOULES: energy * prefill})
+            rows.append(base | {COMPONENT: "decode", COMPONENT_JOULES: energy * decode})
+        else:
+            rows.append(base | {COMPONENT: "dynamic", COMPONENT_JOULES: r.dynamic_energy_per_token_joules})
+    frame = pd.DataFrame(rows, columns=["series", "batch_size", "run_id", COMPONENT, COMPONENT_JOULES])
+    frame["series"] = frame["series"].astype(str) + ": " + frame[COMPONENT]
+    return frame
+
+
+def batch_effect_split(rows: pd.DataFrame, fraction: str = "static_energy_fraction") -> pd.DataFrame:
+    """How much of each series' batch effect is static power: per series (model, task, GPU model, GPU count), the
+    energy per token at the two batches the batch effect compares (``harness.analysis.tables.batch_effect_pair``;
+    the smallest and largest batch where no batch reaches 16), split by the static share in column ``fraction``
+    (0..1), and ``static_share_of_drop``: the part of the drop in J per token that is static joules."""
+    from harness.analysis.tables import SERIES_KEYS, batch_effect_pair
+    from harness.analysis.tables.columns import group_keys
+
+    out = []
+    known = rows.dropna(subset=["energy_per_token_joules", fraction]) if fraction in rows.columns else rows.iloc[0:0]
+    keys = group_keys(SERIES_KEYS, known)
+    for key, group in known.groupby(keys, sort=True):
+        pair = batch_effect_pair(group)
+        if pair is None and group["batch_size"].nunique() >= 2:
+            ordered = group.sort_values("batch_size")
+            pair = ordered.iloc[0], ordered.iloc[-1]
+        if pair is None:
+            continue
+        small, large = pair
+        e_small, e_large = float(small["energy_per_token_joules"]), float(large["energy_per_token_joules"])
+        s_small, s_large = e_small * float(small[fraction]), e_large * float(large[fraction])
+        drop = e_small - e_large
+        out.append(dict(zip(keys, key if isinstance(key, tuple) else (key,))) | {
+            "small_batch": small["batch_size"], "large_batch": large["batch_size"],
+            "batch_effect": e_small / e_large if e_large > 0 else None,
+            "small_static_fraction": float(small[fraction]), "large_static_fraction": float(large[fraction]),
+            "small_static_energy_per_token_joules": s_small, "large_static_energy_per_token_joules": s_large,
+            "small_dynamic_energy_per_token_joules": e_small - s_small,
+            "large_dynamic_energy_per_token_joules": e_large - s_large,
+            "static_share_of_drop": (s_small - s_large) / drop if drop > 0 else None,
+        })
+    return pd.DataFrame(out)

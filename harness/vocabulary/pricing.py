@@ -6,7 +6,8 @@ the book's chapters that use them) and are never fetched at run time:
 * ``grid_intensity_grams_per_kwh`` -- grams of CO2-equivalent emitted per kWh drawn from the grid. Default
   436 g/kWh: the world average carbon intensity of electricity generation in 2022, from Ember's *Global
   Electricity Review 2023* (April 2023). A region's own figure (from its grid operator, Ember's yearly data or
-  electricityMaps) can differ several times over: from under 100 g/kWh (France, Sweden) to over 700 (India).
+  electricityMaps) can differ several times over: in 2023 from under 100 g/kWh (France, Finland) to over 700
+  (India) in Ember's yearly data.
 * ``price_per_kwh`` -- the price of one kWh in ``currency``. Default 0.0806 USD/kWh: the average retail
   price of electricity to industrial customers in the United States in 2023, 8.06 cents/kWh (U.S. Energy
   Information Administration, *Electric Power Annual 2023*).
