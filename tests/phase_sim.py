@@ -111,7 +111,8 @@ def schedule(load: SimulatedLoad, t0: float, rng: np.random.Generator):
                 chunks[r] = take
                 budget -= take
         prefill_tokens = sum(chunks.values())
-        dt = load.step_base_s + load.step_per_sequence_s * len(decoding) + load.step_per_prefill_token_s * prefill_tokens
+        dt = (load.step_base_s + load.step_per_sequence_s * len(decoding)
+              + load.step_per_prefill_token_s * prefill_tokens)
         t_end = t + dt
         for r in decoding:
             times[r].append(t_end)

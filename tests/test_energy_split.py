@@ -16,7 +16,8 @@ def test_a_cpu_host_gets_reasons_never_zero_joules():
     host_only = pd.DataFrame({"time_s": [0.0, 0.1], "source": "host", "gpu_index": pd.array([None, None], "Int64"),
                               "energy_counter_joules": [None, None], "power_watts": [None, None]})
     requests = pd.DataFrame({"request_id": [0], "prompt_tokens": [10], "output_tokens": [3], "submit_time_s": [0.0],
-                             "first_token_time_s": [0.05], "finish_time_s": [0.09], "token_times_s": [[0.05, 0.07, 0.09]]})
+                             "first_token_time_s": [0.05], "finish_time_s": [0.09],
+                             "token_times_s": [[0.05, 0.07, 0.09]]})
     section = energy_split.split_run(energy_split.RunEnergyInputs(
         {"avg_power_watts": None, "steady_start_time_s": 0.0, "steady_end_time_s": 0.1}, {}, host_only, requests))
     columns = energy_split.tidy_columns(section)

@@ -135,7 +135,8 @@ def test_a_cpu_host_gets_a_reason_never_zero_joules():
     host_only = pd.DataFrame({"time_s": [0.0, 0.1], "source": "host", "gpu_index": pd.array([None, None], "Int64"),
                               "energy_counter_joules": [None, None], "power_watts": [None, None]})
     requests = pd.DataFrame({"request_id": [0], "prompt_tokens": [10], "output_tokens": [3], "submit_time_s": [0.0],
-                             "first_token_time_s": [0.05], "finish_time_s": [0.09], "token_times_s": [[0.05, 0.07, 0.09]]})
+                             "first_token_time_s": [0.05], "finish_time_s": [0.09],
+                             "token_times_s": [[0.05, 0.07, 0.09]]})
     est = phases.estimate(phases.PhaseInputs(host_only, requests, 0.0, 0.1, None))
     assert not est.available and "no NVML" in est.reason and "CPU-only" in est.reason
     assert est.prefill_joules_per_token is None and est.static_energy_joules is None and est.share("static") is None

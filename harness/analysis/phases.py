@@ -21,9 +21,10 @@ The method
    counter falls back to the trapezoid of its sampled power, and the ticks are then fitted in groups of
    :data:`POWER_BIN_TICKS` (instantaneous samples blur which tick a burst of power belongs to).
 2. **The engine's steps.** The engine emits every running request's next token at the end of each step, so
-   the arrivals mark the steps (arrivals closer than :data:`~harness.analysis.engine_steps.STEP_TOLERANCE` x the median inter-token gap are one
-   step; a step runs from the previous step's end to its own). A decoded token (every output token after a
-   request's first) is the work of its step. A prompt is the work of the steps of its prefill, the last of
+   the arrivals mark the steps (arrivals closer than
+   :data:`~harness.analysis.engine_steps.STEP_TOLERANCE` x the median inter-token gap are one step; a step
+   runs from the previous step's end to its own). A decoded token (every output token after a request's
+   first) is the work of its step. A prompt is the work of the steps of its prefill, the last of
    which emits its first token: the prefills are replayed as the engine schedules them (first come, first
    served; admitted while fewer than ``max_num_seqs`` run; each step's token budget ``max_num_batched_tokens``
    less its decoded tokens shared among the admitted prompts, oldest first), and whatever the replay has not

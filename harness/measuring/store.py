@@ -335,8 +335,8 @@ def _columns() -> list[str]:
             "family", "backend", "model_id", "base_model_id", "num_gpus", "tensor_parallel", "expert_parallel",
             "weight_precision", "max_num_seqs", "max_num_batched_tokens", "batch_size", "inference_steps",
             "height_pixels", "width_pixels", "num_frames", "num_requests", "num_iterations", "seed", "gpu_model",
-            "gpu", "output_unit", "energy_source", "phase_split_reason", "source", "is_reference", "base_run_id", "repeat",
-            "validation_passed", "validation_flags", *METRIC_COLUMNS]
+            "gpu", "output_unit", "energy_source", "phase_split_reason", "source", "is_reference", "base_run_id",
+            "repeat", "validation_passed", "validation_flags", *METRIC_COLUMNS]
 
 
 # --- CLI ------------------------------------------------------------------------------------------
