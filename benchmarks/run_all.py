@@ -31,11 +31,13 @@ BENCHMARKS = (  # (name, script): in this order (the heavy, timing-sensitive one
     ("planner_replay", "planner_replay.py"),
     ("loadgen_client", "loadgen_client.py"),
     ("server_start", "server_start.py"),
+    ("phase_estimator", "phase_estimator.py"),
 )
 TITLES = {"overhead": "1. harness overhead", "adaptive_stopping": "2. adaptive stopping",
           "book_build": "3. book build", "analysis_scale": "4. analysis at scale",
           "prediction": "5. prediction", "planner_replay": "6. planner replay",
-          "loadgen_client": "7. load generator", "server_start": "8. vLLM server start"}
+          "loadgen_client": "7. load generator", "server_start": "8. vLLM server start",
+          "phase_estimator": "9. phase estimator"}
 
 
 def run_one(name: str, script: str) -> dict:

@@ -14,6 +14,8 @@ from pathlib import Path
 from harness.config import split_run_id
 from harness.errors import HarnessError
 from harness.measuring import store
+from harness.vocabulary.pricing import DEFAULT_PRICING, TOKENS_PER_MILLION, PricingAssumptions, price_energy
+from harness.vocabulary.tasks import OUTPUT_UNIT
 
 CONFIDENCE_LABEL = "95% CI"
 
@@ -98,13 +100,14 @@ def _cmd_show(args: argparse.Namespace) -> int:
           f"git: {str((env.get('git') or {}).get('commit'))[:10]}")
     print(f"timing     {record.get('started_at')} .. {record.get('finished_at')}  wall {_fmt(record.get('wall_time_s'), '.1f')} s")
     print("config     " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v is not None and v != {}))
-    shown = [(k, v) for k, v in metrics.items() if v is not None]
+    shown = [(k, v) for k, v in metrics.items() if v is not None and k not in SPLIT_SHOWN_APART]
     if shown:
         print("metrics")
         for key, value in shown:
             spec = ".3f" if key.endswith("time_s") else ".6g"
             print(f"  {key:34s} {_fmt(value, spec) if isinstance(value, float) else value}")
     _show_fidelity(run_dir, record)
+    _show_energy_split(record, _pricing(args))
     if record.get("log_tail"):
         print("log tail")
         for line in str(record["log_tail"]).splitlines()[-20:]:
@@ -177,6 +180,75 @@ def _show_repeats(run_dir: Path, record: dict) -> None:
                   f"{CONFIDENCE_LABEL} {_interval(t[2:])}  (n={len(values)}, Student's t)")
 
 
+SPLIT_SHOWN_APART = frozenset(store.ENERGY_SPLIT_COLUMNS) | {"phase_split_reason"}  # printed by _show_energy_split
+
+
+def _pricing(args) -> PricingAssumptions:
+    """The pricing assumptions of ``show``: the cited defaults, with the values given on the command line."""
+    return DEFAULT_PRICING.with_values(getattr(args, "grid_intensity", None), getattr(args, "electricity_price", None),
+                                       getattr(args, "currency", None), getattr(args, "pue", None))
+
+
+def _share(value) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _show_energy_split(record: dict, pricing: PricingAssumptions) -> None:
+    """Static against dynamic energy, the phase split (run.json's ``energy_split``, written by
+    :mod:`harness.analysis.energy_split`) and the run's energy priced under ``pricing`` (J, W, kWh, g, money)."""
+    split, metrics = record.get("energy_split"), record.get("metrics") or {}
+    if split is None:
+        if record.get("status") == "ok":
+            print("split      not in run.json (the run was measured before the energy split existed)")
+    else:
+        sd, ph, req = split.get("static_dynamic") or {}, split.get("phases") or {}, split.get("requests") or {}
+        if sd.get("static_energy_fraction") is not None:
+            per = ("token", "J/token") if sd.get("static_energy_per_token_joules") is not None else ("output", "J/output")
+            line = f"static     idle {_fmt(sd.get('static_power_watts'), '.4g')} W: {_share(sd['static_energy_fraction'])}" \
+                   f" of the GPU energy"
+            if sd.get(f"static_energy_per_{per[0]}_joules") is not None:
+                line += (f"; {_fmt(sd[f'static_energy_per_{per[0]}_joules'], '.4g')} {per[1]} static, "
+                         f"{_fmt(sd[f'dynamic_energy_per_{per[0]}_joules'], '.4g')} {per[1]} dynamic")
+            print(line)
+        elif sd:
+            print(f"static     not split: {sd.get('reason')}")
+        if ph.get("reason"):
+            print(f"phases     not estimated: {ph['reason']}")
+        elif ph:
+            shares = ph.get("shares") or {}
+            print(f"phases     prefill {_fmt(ph.get('prefill_joules_per_token'), '.4g')} J per prompt token "
+                  f"{_interval(ph.get('prefill_interval'))}, decode {_fmt(ph.get('decode_joules_per_token'), '.4g')} "
+                  f"J per output token {_interval(ph.get('decode_interval'))} ({CONFIDENCE_LABEL})")
+            print(f"           of {_fmt(ph.get('energy_joules'), '.4g')} J: static {_share(shares.get('static'))}, "
+                  f"prefill {_share(shares.get('prefill'))}, decode {_share(shares.get('decode'))}, unexplained "
+                  f"{_share(shares.get('residual'))} ({ph.get('ticks')} ticks; {ph.get('energy_source')})")
+            for note in ph.get("notes") or []:
+                print(f"           note: {note}")
+        if req.get("static_energy_fraction_median") is not None:
+            print(f"requests   static share per request: median {_share(req['static_energy_fraction_median'])} "
+                  f"(10th to 90th percentile {_share(req['static_energy_fraction_p10'])} to "
+                  f"{_share(req['static_energy_fraction_p90'])}) over {req.get('requests')} requests")
+    _show_priced(record, metrics, pricing)
+
+
+def _show_priced(record: dict, metrics: dict, pricing: PricingAssumptions) -> None:
+    task = (record.get("config") or {}).get("task")
+    unit = OUTPUT_UNIT.get(task, "output") if task else "output"
+    rows = [("per million output tokens", price_energy(
+                None if metrics.get("energy_per_token_joules") is None
+                else metrics["energy_per_token_joules"] * TOKENS_PER_MILLION, pricing)),
+            (f"per {unit}", price_energy(metrics.get("energy_per_output_joules"), pricing))]
+    rows = [(what, p) for what, p in rows if p is not None]
+    if not rows:
+        if record.get("status") == "ok":
+            print(f"priced     nothing: no GPU energy was measured ({metrics.get('energy_source') or 'no energy source'})")
+        return
+    print(f"priced     GPU energy; {pricing.describe()}")
+    for what, p in rows:
+        print(f"  {what:26s} {p.kwh_it:.4g} kWh at the GPUs, {p.kwh_facility:.4g} kWh at the meter, "
+              f"{p.grams_co2e:.4g} g CO2e, {p.cost:.4g} {p.currency}")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``list`` and ``show`` to the command line."""
     p = sub.add_parser("list", help="table of measured runs with status and key figures",
@@ -194,4 +266,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", metavar="RUN", help="a run id (or its prefix) or a run folder path")
     p.add_argument("--results", default="results", help="results directory searched for run ids (default: results)")
     p.add_argument("--json", action="store_true", help="print run.json as stored")
+    p.add_argument("--grid-intensity", type=float, metavar="G",
+                   help=f"grams of CO2e per kWh of the grid (default {DEFAULT_PRICING.grid_intensity_grams_per_kwh:g}, "
+                        "the 2022 world average, Ember)")
+    p.add_argument("--electricity-price", type=float, metavar="P",
+                   help=f"price of one kWh (default {DEFAULT_PRICING.price_per_kwh:g} USD, US industrial 2023, EIA)")
+    p.add_argument("--currency", metavar="CODE", help="currency of --electricity-price (default USD)")
+    p.add_argument("--pue", type=float, metavar="X",
+                   help=f"facility energy over IT energy (default {DEFAULT_PRICING.pue:g}, Uptime Institute 2023)")
     p.set_defaults(func=_cmd_show)

@@ -299,6 +299,15 @@ def find_run(spec: str, results_dir: Path | str) -> Path:
 
 
 # --- the collected table --------------------------------------------------------------------------
+ENERGY_SPLIT_COLUMNS = (
+    "static_power_watts", "static_energy_fraction", "static_energy_per_token_joules",
+    "dynamic_energy_per_token_joules", "static_energy_per_output_joules", "dynamic_energy_per_output_joules",
+    "prefill_energy_per_prompt_token_joules", "prefill_energy_per_prompt_token_ci_low_joules",
+    "prefill_energy_per_prompt_token_ci_high_joules", "decode_energy_per_output_token_joules",
+    "decode_energy_per_output_token_ci_low_joules", "decode_energy_per_output_token_ci_high_joules",
+    "prefill_energy_fraction", "decode_energy_fraction", "unexplained_energy_fraction",
+    "request_static_energy_fraction_median",
+)
 METRIC_COLUMNS = (
     "energy_per_token_joules", "energy_per_request_joules", "energy_per_image_joules", "energy_per_video_joules",
     "energy_per_output_joules", "avg_power_watts", "median_itl_ms", "p90_itl_ms", "p95_itl_ms", "p99_itl_ms",
@@ -316,6 +325,8 @@ METRIC_COLUMNS = (
     "error_instant_vs_averaged_power_fraction", "error_steady_vs_whole_run_fraction", "error_bootstrap_fraction",
     # runs with latency targets (harness.measuring.goodput)
     "num_good_requests", "slo_attainment_fraction", "goodput_requests_per_sec", "energy_per_good_request_joules",
+    # static against dynamic, prefill against decode (harness.analysis.energy_split, run.json's "energy_split")
+    *ENERGY_SPLIT_COLUMNS,
 )
 # Repeat k >= 2 of a configuration is stored as <run-id>-r<k> (harness.config).
 
@@ -353,7 +364,7 @@ def _row(run_dir: Path) -> dict:
         "num_requests": cfg.get("num_requests"), "num_iterations": cfg.get("num_iterations"), "seed": cfg.get("seed"),
         "gpu_model": gpu_model, "gpu": f"{num_gpus} x {gpu_model}" if gpu_model else None,
         "output_unit": OUTPUT_UNIT.get(task, "response") if task else None,
-        "energy_source": metrics.get("energy_source"),
+        "energy_source": metrics.get("energy_source"), "phase_split_reason": metrics.get("phase_split_reason"),
         "source": "own", "is_reference": False,
     }
     row["base_run_id"], row["repeat"] = split_run_id(row["run_id"])
@@ -381,5 +392,5 @@ def _columns() -> list[str]:
             "family", "backend", "model_id", "base_model_id", "num_gpus", "tensor_parallel", "expert_parallel",
             "weight_precision", "max_num_seqs", "max_num_batched_tokens", "batch_size", "inference_steps",
             "height_pixels", "width_pixels", "num_frames", "num_requests", "num_iterations", "seed", "gpu_model",
-            "gpu", "output_unit", "energy_source", "source", "is_reference", "base_run_id", "repeat",
-            "validation_passed", "validation_flags", *METRIC_COLUMNS]
+            "gpu", "output_unit", "energy_source", "phase_split_reason", "source", "is_reference", "base_run_id",
+            "repeat", "validation_passed", "validation_flags", *METRIC_COLUMNS]

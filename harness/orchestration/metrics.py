@@ -49,6 +49,29 @@ def summarize(run: Run) -> None:
     metrics["idle_power_watts"] = sum(idle) / len(idle) if idle else None
     execute.validity(run, metrics, coverage)
     _assess(run, windows, metrics, rows)
+    split_energy(run)
+
+
+def split_energy(run: Run) -> None:
+    """Static against dynamic energy and the phase split of a finished run (:mod:`harness.analysis.energy_split`)
+    into ``run.record["energy_split"]`` and its tidy columns into the metrics. A failure of the estimator is
+    recorded as the split's reason; it never fails the run."""
+    from harness.analysis import energy_split
+    from harness.analysis.engine_steps import EngineLimits
+
+    cfg, record = run.cfg, run.record
+    metrics = record["metrics"]
+    # The replay of the engine's schedule needs its limits: the vLLM backend starts the server with these.
+    engine = EngineLimits(cfg.max_num_seqs, cfg.max_num_batched_tokens) if cfg.backend == "vllm" else EngineLimits()
+    idle = run.start.idle_power_watts
+    idle_power_watts = {str(i): idle[i] for i in run.gpu_indices if i in idle}
+    try:
+        section = energy_split.split_run(energy_split.RunEnergyInputs(
+            metrics, idle_power_watts, run.timeline, run.tables.get("requests.parquet"), cfg.is_llm, engine))
+    except Exception as exc:  # noqa: BLE001 -- a broken estimate must not lose a measured run
+        section = {"phases": {"reason": f"the energy split failed: {type(exc).__name__}: {exc}"}}
+    record["energy_split"] = section
+    metrics.update(energy_split.tidy_columns(section))
 
 
 def timeline_metrics(frame: Any, start: float | None, end: float | None) -> dict:

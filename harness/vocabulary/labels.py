@@ -20,8 +20,14 @@ _UNITS = (
     ("_percent", "%"),
     ("_bytes", "B"),
     ("_gib", "GiB"),
+    ("_kwh", "kWh"),
+    ("_grams_co2e", "g CO2e"),
+    ("_usd", "USD"),
+    ("_eur", "EUR"),
+    ("_gbp", "GBP"),
 )
-_WORDS = {"itl": "ITL", "ttft": "TTFT", "gpu": "GPU", "gpus": "GPUs", "p90": "P90", "p95": "P95", "p99": "P99"}
+_WORDS = {"itl": "ITL", "ttft": "TTFT", "gpu": "GPU", "gpus": "GPUs", "p90": "P90", "p95": "P95", "p99": "P99",
+          "it": "IT"}
 _LABELS = {
     "nickname": "Model",
     "model_id": "Model",

@@ -172,7 +172,9 @@ def attribute(a: pd.Series, b: pd.Series) -> Attribution:
 
     LLM (energy per response): output length, average power, token rate of one
     running request (inverse), concurrency reached (inverse), and a measurement
-    residual that is 1 when the row identities hold.
+    residual that is 1 when the row identities hold. Where both rows carry the phase
+    estimator's prefill share (own runs on a GPU), average power is two factors: the
+    power outside prefill and the prefill phase (their product is the power ratio).
     Diffusion (energy per image/video): denoising steps, pixels, frames, batch
     size (inverse), average power, the batch's time per unit of work, and the residual.
     """
@@ -194,6 +196,25 @@ def _power_factor(a: pd.Series, b: pd.Series) -> Factor:
                    "GPU count, GPU generation and how busy the GPUs are")
 
 
+PREFILL_FRACTION = "prefill_energy_fraction"  # the phase estimator's share (harness.analysis.energy_split)
+
+
+def _power_factors(a: pd.Series, b: pd.Series) -> list[Factor]:
+    """The average-power factor; split in two where both rows carry the phase estimator's prefill share ``f``
+    (own runs on a GPU): the average power outside prefill ``P (1 - f)`` and the prefill phase ``1 / (1 - f)``,
+    whose product is the power ratio exactly."""
+    fa, fb = a.get(PREFILL_FRACTION), b.get(PREFILL_FRACTION)
+    if not (is_number(fa) and is_number(fb) and 0 <= fa < 1 and 0 <= fb < 1):
+        return [_power_factor(a, b)]
+    pa, pb = float(a["avg_power_watts"]), float(b["avg_power_watts"])
+    return [
+        _factor("average power outside prefill", pa * (1 - fa), pb * (1 - fb), "W (all GPUs)",
+                "GPU count, GPU generation and how busy decoding keeps the GPUs"),
+        Factor("prefill phase", (1 - fa) / (1 - fb), float(fa), float(fb), "share of the energy in prefill",
+               "prompt tokens per output token and their cost (the phase estimator's prefill share)"),
+    ]
+
+
 def _with_residual(factors: list[Factor], ea: float, eb: float) -> tuple[Factor, ...]:
     """The factors plus the residual that makes their product equal the energy ratio exactly."""
     product = float(np.prod([f.ratio for f in factors]))
@@ -213,7 +234,7 @@ def _attribute_llm(a: pd.Series, b: pd.Series, la: str, lb: str) -> Attribution:
     factors = [
         _factor("output length", float(a["avg_output_len"]), float(b["avg_output_len"]), "tokens per response",
                 "more tokens per response (task, reasoning on or off) cost proportionally more"),
-        _power_factor(a, b),
+        *_power_factors(a, b),
         _factor("token rate per running request", rate_a, rate_b, "tokens/s per request (inverse)",
                 "a slower decode step (bigger model, bigger batch, slower GPU) stretches the time power is drawn",
                 inverse=True),
