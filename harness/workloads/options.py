@@ -12,6 +12,7 @@ as a bad knob. ``None`` always means "the backend's default". Booleans are never
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 KINDS = ("bool", "int", "number", "string", "choice", "strings", "devices")
@@ -26,6 +27,7 @@ class Opt:
     maximum: float | None = None
     above: float | None = None  # exclusive lower bound (``number > above``)
     choices: tuple = ()
+    check: Callable[[object], str | None] | None = None  # a further rule on a value of the right type: why not
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -55,6 +57,13 @@ class Opt:
 
 def problem(spec: Opt, value) -> str | None:
     """Why ``value`` does not fit ``spec``, or None (``None`` itself always fits: the default)."""
+    why = _kind_problem(spec, value)
+    if why is None and value is not None and spec.check is not None:
+        why = spec.check(value)
+    return why
+
+
+def _kind_problem(spec: Opt, value) -> str | None:
     if value is None:
         return None
     wrong = f"must be {spec.describe()}, got {value!r}"

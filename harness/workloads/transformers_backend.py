@@ -20,7 +20,8 @@ when :class:`harness.measuring.adaptive.AdaptiveStopper` says so (polled after e
 
 Options: ``max_prompt_tokens``, ``output_length_scale`` (as for vLLM),
 ``device`` (``auto`` | ``cpu`` | ``cuda``), ``attn_implementation``
-(default ``sdpa``), ``greedy`` (default true: argmax; false samples), ``weights`` (a local Hugging
+(default ``sdpa``; transformers' built-in kernels only: ``eager``, ``sdpa``, ``flex_attention``,
+``flash_attention_2``, ``flash_attention_3``), ``greedy`` (default true: argmax; false samples), ``weights`` (a local Hugging
 Face model folder with real weights, or a Hugging Face model id from the local cache or the hub, loaded
 instead of random ones; prompts stay synthetic token ids).
 """
@@ -47,7 +48,9 @@ OPTION_SPECS = {
     "max_prompt_tokens": Opt("int", minimum=1),
     "output_length_scale": Opt("number", above=0),
     "device": Opt("choice", choices=("auto", "cpu", "cuda")),
-    "attn_implementation": Opt("string"),
+    # transformers' built-in kernels only: any other string may name a hub repository of kernels, code it downloads
+    "attn_implementation": Opt("choice", choices=("eager", "sdpa", "flex_attention", "flash_attention_2",
+                                                  "flash_attention_3")),
     "greedy": Opt("bool"),
     "weights": Opt("string"),
 }

@@ -40,7 +40,8 @@ Options (``options:`` in the config; all optional):
 ``startup_timeout_s``      seconds to wait for ``/health`` (default 600)
 ``read_timeout_s``         longest silence on one stream (default 600)
 ``port``                   a fixed port (default: a free one); a busy port is refused
-``extra_args``             further command-line arguments (list of strings)
+``extra_args``             further command-line arguments (list of strings): only the flags of
+                           :data:`harness.workloads.engine_args.ALLOWED_FLAGS`, written in full
 ``trust_remote_code``      off unless set to true
 ``weights``                a local Hugging Face model folder with real weights, or a Hugging Face model
                            id (from the local HF cache, else downloaded): its config and tokenizer
@@ -68,7 +69,7 @@ import uuid
 from pathlib import Path
 
 from harness.errors import ConfigError, HarnessError
-from harness.workloads import servers
+from harness.workloads import engine_args, servers
 from harness.workloads.base import WorkloadError, WorkloadResult
 from harness.workloads.options import Opt
 
@@ -100,7 +101,7 @@ OPTION_SPECS = {
     "startup_timeout_s": Opt("number", above=0),
     "read_timeout_s": Opt("number", above=0),
     "port": Opt("int", minimum=1, maximum=65535),
-    "extra_args": Opt("strings"),
+    "extra_args": Opt("strings", check=engine_args.refusal),  # an allowlist (harness.workloads.engine_args)
     "trust_remote_code": Opt("bool"),
     "weights": Opt("string"),
     "prompts": Opt("string"),
@@ -123,11 +124,6 @@ PRECISION_ARGS = {
     "float32": ["--dtype", "float32"],
     "fp8": ["--dtype", "bfloat16", "--quantization", "fp8"],
 }
-
-# Flags the harness sets itself; extra_args may not override them (loopback only, this run's own name,
-# remote code only through the explicit trust_remote_code option).
-PROTECTED_ARGS = ("--host", "--port", "--uds", "--model", "--served-model-name", "--load-format",
-                  "--trust-remote-code", "--api-key", "--allowed-origins")
 
 _LIVE_GROUPS: set[int] = set()
 
@@ -408,10 +404,6 @@ class VLLMBackend:
         extra = given.get("extra_args") or []
         if not isinstance(extra, (list, tuple)) or not all(isinstance(a, (str, int, float)) for a in extra):
             raise BadOption(f"options.extra_args must be a list of strings, got {extra!r}")
-        taken = sorted({str(a).split("=", 1)[0] for a in extra} & set(PROTECTED_ARGS))
-        if taken:
-            raise BadOption(f"options.extra_args may not set {', '.join(taken)} (the harness sets them: the server "
-                            f"stays on 127.0.0.1 under this run's own name)")
         return OPTIONS | given
 
     def start(self, cfg, run_dir: Path) -> None:
