@@ -125,10 +125,13 @@ def run_module(name: str, max_children: int, survivors_only: bool = False) -> fl
         if not names:
             return 0.0
     start = time.perf_counter()
-    proc = subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *names], cwd=ROOT,
-                          env=_env(), capture_output=True, text=True)
+    log = ROOT / "mutants" / f"run-{name}.log"  # mutmut's progress, to follow a long run
+    log.parent.mkdir(exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *names], cwd=ROOT,
+                              env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        tail = log.read_text(errors="replace").replace("\r", "\n").strip().splitlines()[-5:]
         raise SystemExit(f"mutmut run for {name} failed ({proc.returncode}): " + " | ".join(tail))
     return time.perf_counter() - start
 
