@@ -18,7 +18,7 @@ export PYTHONUNBUFFERED := 1
 CONFIG ?= $(if $(filter 1,$(HAS_GPU)),configs/default.yaml,configs/smoke.yaml)
 RESULTS ?= results
 
-.PHONY: help setup engine system-deps lint test test-fast measure book notebook bench lock clean gpu-check publish
+.PHONY: help setup engine system-deps lint test test-fast measure book notebook bench mutation lock clean gpu-check publish
 
 help:
 	@echo "make measure && make book   measure this host with $(CONFIG), then build _build/html"
@@ -26,6 +26,7 @@ help:
 	@echo "make lint                   ruff (lint, format), mypy and the layers contract; make test runs it first"
 	@echo "make notebook NB=overview [param=value ...]   re-execute one notebook with its parameters"
 	@echo "make bench                  performance benchmarks (benchmarks/)"
+	@echo "make mutation               mutation score of the core modules (benchmarks/results/mutation.json)"
 	@echo "make publish [REMOTE=origin] build the book and push it to the gh-pages branch of the remote"
 
 # --- setup: the harness venv and the serving engine's own venv, each from its lock (stamps) ----------
@@ -125,6 +126,12 @@ notebook: setup
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# Mutation score of the windows, energy, validator, fidelity, findings and factors (mutmut 3.8.1, configured in
+# pyproject.toml; hours on a small host): make mutation [MUTATION_ARGS="--module validator --max-children 2"]
+mutation: setup
+	@test -x $(VENV)/bin/mutmut || { echo "mutmut is not installed: $(PIP) install mutmut==3.8.1" >&2; exit 2; }
+	$(PY) benchmarks/mutation.py $(MUTATION_ARGS)
 
 gpu-check:
 	scripts/gpu-check $(OUT_DIR)

@@ -86,7 +86,7 @@ GRID_DEFAULTS: dict[str, list] = {
 DEFAULT_NUM_REQUESTS = {"lm-arena-chat": 1024, "gpqa": 198, "sourcegraph-fim": 1024, "cpu-trivial": 32}
 DEFAULT_NUM_ITERATIONS = {"text-to-image": 4, "text-to-video": 2}
 
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # a results folder: fullmatch ($ alone allows a final newline)
 TOP_KEYS = ("study", "description", "settings", "runs")
 STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches")
 BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
@@ -304,7 +304,7 @@ def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[st
 
 def parse_engine_spec(text) -> tuple[str, str]:
     """``"vllm==0.11.1"`` -> ``("vllm", "0.11.1")``; anything else raises a one-line :class:`ConfigError`."""
-    m = ENGINE_SPEC_RE.match(text.strip()) if isinstance(text, str) else None
+    m = ENGINE_SPEC_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if not m:
         raise ConfigError(f"engine must read <name>==<version> (e.g. {DEFAULT_GPU_ENGINE} or "
                           f"{DEFAULT_CPU_ENGINE}), got {text!r}")
@@ -523,7 +523,7 @@ def load_study(path: str | Path, catalogue: Catalogue) -> Study:
         if key not in raw:
             check.fail(key, "is required")
     name = raw["study"]
-    if not isinstance(name, str) or not NAME_RE.match(name):
+    if not isinstance(name, str) or not NAME_RE.fullmatch(name):
         check.fail("study", f"must match {NAME_RE.pattern} (it names a results folder), got {name!r}")
     description = raw.get("description") or ""
     if not isinstance(description, str):
@@ -555,7 +555,7 @@ REPEAT_RUN_ID_RE = re.compile(r"^(?P<base>.+)-r(?P<k>[0-9]+)$")
 
 def split_run_id(run_id: str) -> tuple[str, int]:
     """``(base run id, repeat)``: ``("abc", 1)`` for ``abc``, ``("abc", 3)`` for ``abc-r3``."""
-    match = REPEAT_RUN_ID_RE.match(str(run_id))
+    match = REPEAT_RUN_ID_RE.fullmatch(str(run_id))
     return (match["base"], int(match["k"])) if match else (str(run_id), 1)
 
 

@@ -63,6 +63,7 @@ CONFIGS = [
     ("study-name-absolute", _changed(top={"study": "/tmp/outside"}), "study: must match"),
     ("study-name-nested", _changed(top={"study": "a/b"}), "study: must match"),
     ("study-name-not-a-string", _changed(top={"study": 7}), "study: must match"),
+    ("study-name-trailing-newline", _changed(top={"study": "ok\n"}), "study: must match"),
     ("settings-sampler-too-slow", _changed(top={"settings": {"sampler_hz": 1}}), "settings.sampler_hz: must be a number >= 10, got 1"),
     ("settings-wrong-type", _changed(top={"settings": {"cooldown_s": "long"}}), "settings.cooldown_s: must be a number >= 0, got 'long'"),
     ("unknown-block-key", _changed(block={"model": "cpu-spin"}), "runs[0].model: unknown key"),
@@ -96,6 +97,14 @@ CONFIGS = [
     ("vllm-length-source-unknown", {"study": "v", "runs": [{"task": "lm-arena-chat", "backend": "vllm", "models": ["tiny-llama"],
                                                             "length_source": "Nobody/Model"}]},
      "runs[0].length_source: no published output lengths for 'Nobody/Model'"),
+    ("vllm-extra-args-abbreviated-host", {"study": "v", "runs": [{"task": "lm-arena-chat", "backend": "vllm",
+                                                                  "models": ["tiny-llama"],
+                                                                  "options": {"extra_args": ["--hos", "0.0.0.0"]}}]},
+     "runs[0].options.extra_args: --hos: abbreviates --host"),
+    ("vllm-extra-args-path-flag", {"study": "v", "runs": [{"task": "lm-arena-chat", "backend": "vllm",
+                                                           "models": ["tiny-llama"],
+                                                           "options": {"extra_args": ["--download-dir=/tmp"]}}]},
+     "runs[0].options.extra_args: --download-dir=/tmp: refused"),
 ]
 
 
@@ -221,13 +230,13 @@ def test_bad_call(workdir, monkeypatch, capsys, argv, expected, env):
     _assert_one_line_error(code, out, err, expected)
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_unreadable_config(workdir, monkeypatch, capsys, tmp_path):
-    config = tmp_path / "secret.yaml"
-    config.write_text(yaml.safe_dump(GOOD))
-    config.chmod(0)
+    # a symlink to itself: opening it fails (ELOOP) for root too, which reads files whatever their mode
+    config = tmp_path / "loop.yaml"
+    config.symlink_to(config.name)
     code, out, err = _run(["measure", str(config), "--results", "results"], workdir, monkeypatch, capsys)
     _assert_one_line_error(code, out, err, f"{config}: cannot be read (")
+    assert "Too many levels of symbolic links" in err
 
 
 def test_debug_shows_the_traceback(workdir, monkeypatch, capsys):

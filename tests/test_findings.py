@@ -54,7 +54,7 @@ def test_every_finding_computes_and_serialises(found):
     for f in found.values():
         payload = json.loads(json.dumps(f.as_dict()))
         assert payload["id"] == f.id and payload["values"] and payload["filters"] and payload["summary"]
-        assert f.agrees in (True, False, None)
+        assert f.agrees is True and payload["agrees"] is True, (f.id, f.comparison)  # every finding agrees
         assert "nan" not in f.summary.lower()
 
 

@@ -323,9 +323,12 @@ def test_the_gpus_named_are_measured_and_energy_per_good_request(tmp_path, serve
     assert counts == {"ok": 1}, record.get("message")
     steady = record["windows"]["steady"]
     assert list(steady["gpu_energy_joules"]) == ["1"]  # GPU 1 only
-    # 120 W on GPU 1 (50 W on GPU 0; both would be 170 W); the counter and the window's clock are read a few
-    # ms apart on a loaded host, a few percent of so short a window
-    assert steady["gpu_energy_joules"]["1"] == pytest.approx(120.0 * steady["duration_s"], rel=0.05)
+    # exact: GPU 1's counter difference between the window's own two reads, 120 W over the time between them
+    # (50 W on GPU 0: both would be 170 W); no tolerance on the real clock (see FakeGPU.reads_within)
+    first, last = gpus[1].reads_within(steady["start_time_s"], steady["end_time_s"])
+    assert steady["gpu_energy_joules"]["1"] == pytest.approx((last[2] - first[2]) / 1000.0, abs=1e-9)
+    assert steady["gpu_energy_joules"]["1"] == pytest.approx(120.0 * (last[1] - first[1]), abs=2e-3)  # mJ rounding
+    assert not [r for r in gpus[0].reads if steady["start_time_s"] <= r[1] <= steady["end_time_s"]]  # GPU 0 unread
     m = record["metrics"]
     assert m["energy_per_token_joules"] == pytest.approx(m["gpu_energy_joules"] / m["steady_output_tokens"])
     assert m["slo_attainment_fraction"] == 1.0

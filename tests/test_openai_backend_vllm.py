@@ -30,15 +30,15 @@ def vllm_server(tmp_path_factory):
     if "HARNESS_REFERENCE_DIR" not in os.environ and REF.is_dir():
         mp.setenv("HARNESS_REFERENCE_DIR", str(REF))
     folder = tmp_path_factory.mktemp("vllm-server")
-    template = folder / "chat.jinja"
-    template.write_text("{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:")
+    # inline: a template file names a path, which extra_args refuses (harness.workloads.engine_args)
+    template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
     cfg = configuration_from_dict(dict(
         study="t", task="lm-arena-chat", family="llm-chat", backend="vllm", model="tiny-llama", num_gpus=1,
         tensor_parallel=1, expert_parallel=1, precision="float32", max_num_seqs=4, max_num_batched_tokens=8192,
         batch_size=None, inference_steps=None, height=None, width=None, num_frames=None, num_requests=4,
         num_iterations=None, seed=0, length_source=None, max_output_tokens=16,
         options={"max_model_len": 512, "startup_timeout_s": 1500,  # a loaded 2-core host starts slowly
-                 "extra_args": ["--chat-template", str(template)]}))
+                 "extra_args": ["--chat-template", template]}))
     backend = VLLMBackend()
     try:
         backend.start(cfg, folder / "run")

@@ -221,9 +221,21 @@ def _loaded_gpu(monkeypatch, gpu, busy_watts=300.0, idle_watts=60.0):
 
 
 def test_gpu_host_exact_energy_per_token_and_the_20s_rule(tmp_path, fake_nvml, monkeypatch):
+    from harness.measuring import telemetry
+
     gpu = FakeGPU([(time.time() - 10, 60.0)])
     fake_nvml([gpu, FakeGPU([(time.time() - 10, 61.0)])])
     _loaded_gpu(monkeypatch, gpu)
+    idle_stamps: list[float] = []  # the idle measurement's clock, on the fake GPU's clock (time.time)
+
+    def idle_power(seconds, *args, measure=telemetry.measure_idle_power, **kwargs):
+        def clock():
+            idle_stamps.append(time.time())
+            return idle_stamps[-1]
+
+        return measure(seconds, *args, clock=clock, **kwargs)
+
+    monkeypatch.setattr(telemetry, "measure_idle_power", idle_power)
     cfg = _config(tmp_path, settings={"idle_power_s": 0.2}, grid={"max_num_seqs": [2, 4]})
     counts, out = _measure(cfg, tmp_path / "results")
     assert counts == {"ok": 1, "skipped": 1}
@@ -245,9 +257,14 @@ def test_gpu_host_exact_energy_per_token_and_the_20s_rule(tmp_path, fake_nvml, m
     assert m["avg_power_watts"] == pytest.approx(m["gpu_energy_joules"] / m["steady_duration_s"])
     assert m["avg_power_watts"] <= 300.0 + 2e-3 / m["steady_duration_s"]
     assert m["energy_source"].startswith("zeus/nvml-energy-counter")
-    # counter reads inside the timed span: at most the true 60 W (mJ rounding aside); below it only by the
-    # share of the 0.2 s the host stalled between a stamp and a read (half of it allowed)
-    assert 0.5 * 60.0 <= record["idle_power_watts"]["0"] <= 60.0 + 2e-3 / 0.2
+    # exact: the counter difference between the idle span's own two reads over the span's stamps (at most the
+    # true 60 W: the reads lie inside the stamps; below it by whatever the host stalled, which is not a tolerance)
+    assert idle_stamps, "the runner no longer measures idle power through telemetry.measure_idle_power"
+    first, last = gpu.reads_within(idle_stamps[0], idle_stamps[-1])
+    elapsed = idle_stamps[-1] - idle_stamps[0]
+    assert elapsed >= 0.2 and record["idle_power_watts"]["0"] == pytest.approx((last[2] - first[2]) / 1000.0 / elapsed,
+                                                                               rel=1e-9)
+    assert record["idle_power_watts"]["0"] <= 60.0 + 2e-3 / elapsed
     assert record["environment"]["gpu_model"] == "H100" and record["environment"]["gpu_count"] == 2
     # the run lasted well under 20 s: unstable on a GPU, and larger batches are skipped
     assert not record["is_stable"] and record["failed_checks"] == ["steady-duration"]

@@ -118,7 +118,8 @@ def test_more_than_100_joules_per_token_is_an_error(ept, status):
     assert (f["status"], f["severity"]) == (status, "error")
 
 
-@pytest.mark.parametrize("spike_watts, status", [(1191.0, "fail"), (1189.0, "pass"), (60.0, "fail")])
+@pytest.mark.parametrize("spike_watts, status", [(1191.0, "fail"), (1190.0, "pass"), (1189.0, "pass"), (60.0, "fail"),
+                                                  (69.0, "fail"), (70.0, "pass")])
 def test_instant_power_outside_70_w_to_1_7_tdp_warns(fake_nvml, spike_watts, status):
     clock = FakeClock()
     start = clock()
@@ -131,7 +132,8 @@ def test_instant_power_outside_70_w_to_1_7_tdp_warns(fake_nvml, spike_watts, sta
     assert "TDP 700 W (H100)" in f["reason"]
 
 
-@pytest.mark.parametrize("watts, status", [(771.0, "fail"), (769.0, "pass")])
+@pytest.mark.parametrize("watts, status", [(771.0, "fail"), (769.0, "pass"), (70.0, "pass"), (69.0, "fail"),
+                                           (30.0, "fail")])
 def test_averaged_power_outside_70_w_to_1_1_tdp_warns(fake_nvml, watts, status):
     clock = FakeClock()
     gpu = FakeGPU([(clock() - 5, watts)], clock=clock, instant_field=False)  # NVML's 1 s average only
@@ -142,6 +144,19 @@ def test_averaged_power_outside_70_w_to_1_1_tdp_warns(fake_nvml, watts, status):
     f = flag(flags, "average-power")
     assert (f["status"], f["severity"]) == (status, "warning"), f["reason"]
     assert flag(flags, "instant-power")["status"] == "skip"
+
+
+@pytest.mark.parametrize("counter_watts, status", [(69.0, "fail"), (70.0, "pass"), (771.0, "fail"), (769.0, "pass")])
+def test_the_counters_average_over_the_window_is_an_averaged_reading(fake_nvml, counter_watts, status):
+    """NVML's own averages read 300 W; the energy counter's average over the window is judged on the same bounds."""
+    clock = FakeClock()
+    gpu = FakeGPU([(clock() - 5, 300.0)], clock=clock, instant_field=False)
+    fake_nvml([gpu])
+    frame, source, window = sampled([gpu], clock, 3.0)
+    flags = run_checks({"avg_power_watts": 2 * counter_watts}, timeline=frame, run_window=window, power_source=source,
+                       gpu_model="H100", num_gpus=2)  # the counter's average is over both GPUs: per GPU, halved
+    f = flag(flags, "average-power")
+    assert (f["status"], f["severity"]) == (status, "warning"), f["reason"]
 
 
 def test_unknown_tdp_falls_back_to_the_power_limit(fake_nvml):
@@ -168,6 +183,48 @@ def test_five_percent_of_temperatures_outside_20_to_95_c_is_an_error(fake_nvml, 
     assert (f["status"], f["severity"]) == (status, "error"), f["reason"]
     assert f"{hot_samples} of 21 readings" in f["reason"]
     assert validator.summary(flags)["passed"] is (status == "pass")
+
+
+@pytest.mark.parametrize("celsius, status", [(19.0, "fail"), (20.0, "pass"), (95.0, "pass"), (96.0, "fail"),
+                                             (-5.0, "fail")])
+def test_temperatures_outside_20_to_95_c_on_either_side_are_an_error(fake_nvml, celsius, status):
+    clock = FakeClock()
+    start = clock()
+    gpu = FakeGPU([(start - 5, 300.0)], clock=clock)
+    gpu.temperatures = [(start - 1, celsius)]  # every reading
+    fake_nvml([gpu])
+    frame, source, window = sampled([gpu], clock, 2.0)
+    flags = run_checks(timeline=frame, run_window=window, power_source=source, gpu_model="H100")
+    f = flag(flags, "temperature")
+    assert (f["status"], f["severity"]) == (status, "error"), f["reason"]
+    assert f"{21 if status == 'fail' else 0} of 21 readings" in f["reason"]
+    assert validator.summary(flags)["passed"] is (status == "pass")
+
+
+@pytest.mark.parametrize("cold_samples, status", [(1, "fail"), (0, "pass")])
+def test_exactly_five_percent_of_temperatures_outside_fails(fake_nvml, cold_samples, status):
+    clock = FakeClock()
+    start = clock()
+    gpu = FakeGPU([(start - 5, 300.0)], clock=clock)
+    # 20 samples at 10 Hz over 1.9 s; the first ``cold_samples`` read 19 C: 1/20 = 5% fails (>= 5%)
+    gpu.temperatures = [(start - 1, 19.0 if cold_samples else 55.0), (start + 0.05, 55.0)]
+    fake_nvml([gpu])
+    frame, source, window = sampled([gpu], clock, 1.9)
+    f = flag(run_checks(timeline=frame, run_window=window, power_source=source, gpu_model="H100"), "temperature")
+    assert (f["status"], f["reason"].split(" readings")[0]) == (status, f"{cold_samples} of 20"), f["reason"]
+
+
+@pytest.mark.parametrize("change, status", [({"num_failed_requests": 1}, "fail"), ({"num_failed_requests": 0}, "pass")])
+def test_one_failed_request_fails(change, status):
+    assert flag(run_checks(change), "request-success")["status"] == status
+
+
+@pytest.mark.parametrize("change", [{"output_throughput_tokens_per_sec": -1.0}, {"gpu_energy_joules": -5.0},
+                                    {"energy_per_token_joules": 0.0}, {"output_throughput_tokens_per_sec": None}])
+def test_negative_or_missing_metrics_are_an_error_and_tiny_positive_ones_pass(change):
+    assert flag(run_checks(change), "metrics-valid")["status"] == "fail"
+    tiny = {k: 1e-9 for k in change}
+    assert flag(run_checks(tiny), "metrics-valid")["status"] == "pass"
 
 
 def test_cpu_host_skips_the_energy_and_hardware_checks():

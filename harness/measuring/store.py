@@ -38,6 +38,7 @@ from typing import Iterator
 
 from harness.config import split_run_id
 from harness.errors import HarnessError
+from harness.measuring import paths
 from harness.vocabulary.tasks import OUTPUT_UNIT
 
 RUN_JSON = "run.json"
@@ -118,22 +119,24 @@ def clean_json(value):
 
 # --- run folders ----------------------------------------------------------------------------------
 def results_folder(results_dir: Path | str) -> Path:
-    """``results_dir`` as a Path; a HarnessError when it exists but is not a folder."""
+    """``results_dir`` as a Path, resolved once (:func:`harness.measuring.paths.results_root`: run folders are
+    proven inside it); a HarnessError when it exists but is not a folder."""
     path = Path(results_dir)
     if path.exists() and not path.is_dir():
         raise HarnessError(f"results folder {path} is a file, not a folder")
-    return path
+    return paths.results_root(path)
 
 
 _COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def run_path(results_dir: Path | str, study: str, run_id: str) -> Path:
-    """``<results>/<study>/<run-id>``; both names must be plain folder names (nothing escapes ``results_dir``)."""
+    """``<results>/<study>/<run-id>``; both names must be plain folder names, and the folder, what it holds and
+    its study's ``.replaced`` folder must resolve inside ``results_dir`` (:func:`harness.measuring.paths.prove_run_folder`)."""
     for what, name in (("study name", study), ("run id", run_id)):
-        if not isinstance(name, str) or not _COMPONENT_RE.match(name) or ".." in name:
+        if not isinstance(name, str) or not _COMPONENT_RE.fullmatch(name) or ".." in name:
             raise HarnessError(f"{what} {name!r} is not a plain folder name; refusing to write outside {results_dir}")
-    return Path(results_dir) / study / run_id
+    return paths.prove_run_folder(results_dir, Path(results_dir) / study / run_id)
 
 
 def _sha256(path: Path) -> str:
@@ -157,6 +160,8 @@ def write_checksums(run_dir: Path) -> None:
 def write_run(run_dir: Path, record: dict, tables: dict | None = None, server_log: Path | None = None) -> None:
     """Write a run's tables, server log and run.json atomically, then its checksums (the commit point)."""
     run_dir = Path(run_dir)
+    names = [name for name, frame in (tables or {}).items() if frame is not None]
+    paths.prove_files(run_dir, [*names, *(["server.log"] if server_log is not None else []), RUN_JSON, CHECKSUMS])
     run_dir.mkdir(parents=True, exist_ok=True)
     checksums = run_dir / CHECKSUMS
     if checksums.exists():  # the folder is being rewritten: it is not complete until the new checksums exist

@@ -434,7 +434,7 @@ def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
         return ModelFolder(path, MappingProxyType(cfg), tuple(stamp["regular_token_ids"]), cfg.get("bos_token_id"),
                            True, "dummy (random; no weights are loaded)", stamp["digest"], stamp["tokenizer_sha256"])
     path = Path(weights).expanduser()
-    if not path.exists() and HF_ID.match(str(weights)):
+    if not path.exists() and HF_ID.fullmatch(str(weights)):
         path = hub_snapshot(str(weights))
     if not (path / "config.json").is_file():
         raise ConfigError(f"weights folder {path} has no config.json (a local Hugging Face model folder is needed)")

@@ -15,6 +15,7 @@ study reader checks a config's options with :func:`problems` before anything sta
 from __future__ import annotations
 
 from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,7 @@ class Opt:
     choices: tuple = ()
     default: Any = None
     doc: str = ""
+    check: Callable[[object], str | None] | None = None  # a further rule on a value of the right type: why not
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -75,6 +77,13 @@ def defaults(table: OptionTable) -> dict[str, Any]:
 
 def problem(spec: Opt, value: Any) -> str | None:
     """Why ``value`` does not fit ``spec``, or None (``None`` itself always fits: the default)."""
+    why = _kind_problem(spec, value)
+    if why is None and value is not None and spec.check is not None:
+        why = spec.check(value)
+    return why
+
+
+def _kind_problem(spec: Opt, value) -> str | None:
     if value is None:
         return None
     wrong = f"must be {spec.describe()}, got {value!r}"

@@ -45,7 +45,10 @@ OPTION_TABLE = {
                                doc="factor on drawn output lengths (before max_output_tokens)"),
     "device": Opt("choice", choices=("auto", "cpu", "cuda"), default="auto",
                   doc="where the model runs (auto: CUDA when torch sees it, else the CPU)"),
-    "attn_implementation": Opt("string", default="sdpa", doc="transformers' attention implementation"),
+    # transformers' built-in kernels only: any other string may name a hub repository of kernels, code it downloads
+    "attn_implementation": Opt("choice", choices=("eager", "sdpa", "flex_attention", "flash_attention_2",
+                                                  "flash_attention_3"), default="sdpa",
+                               doc="transformers' attention implementation (its built-in kernels only)"),
     "greedy": Opt("bool", default=True, doc="true: argmax; false: sample"),
     "weights": Opt("string", doc="a local Hugging Face model folder with real weights, or a Hugging Face model id "
                                  "from the local cache or the hub, loaded instead of random ones (prompts stay "

@@ -44,7 +44,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from harness.config import Configuration
 from harness.errors import ConfigError, HarnessError
-from harness.workloads import vllm_server
+from harness.workloads import engine_args, vllm_server
 from harness.workloads.base import (
     Backend,
     BadOption,
@@ -89,7 +89,8 @@ OPTION_TABLE = {
     "startup_timeout_s": Opt("number", above=0, default=600.0, doc="seconds to wait for /health"),
     "read_timeout_s": Opt("number", above=0, default=600.0, doc="longest silence on one stream, in seconds"),
     "port": Opt("int", minimum=1, maximum=65535, doc="a fixed port (default: a free one); a busy port is refused"),
-    "extra_args": Opt("strings", default=[], doc="further command-line arguments (not the flags in PROTECTED_ARGS)"),
+    "extra_args": Opt("strings", default=[], check=engine_args.refusal,
+                      doc="further command-line arguments: only the flags of engine_args.ALLOWED_FLAGS, in full"),
     "trust_remote_code": Opt("bool", default=False, doc="off unless set to true"),
     "weights": Opt("string", doc="a local Hugging Face model folder with real weights, or a Hugging Face model id "
                                  "(from the local HF cache, else downloaded): its config and tokenizer replace the "
@@ -110,11 +111,6 @@ PRECISION_ARGS = {
     "float32": ["--dtype", "float32"],
     "fp8": ["--dtype", "bfloat16", "--quantization", "fp8"],
 }
-
-# Flags the harness sets itself; extra_args may not override them (loopback only, this run's own name,
-# remote code only through the explicit trust_remote_code option).
-PROTECTED_ARGS = ("--host", "--port", "--uds", "--model", "--served-model-name", "--load-format",
-                  "--trust-remote-code", "--api-key", "--allowed-origins")
 
 
 def vllm_version() -> str | None:
@@ -254,13 +250,6 @@ class VLLMBackend(Backend):
     def preflight_problems(cls, cfg: Configuration, facts: LLMFacts | None = None) -> list[str]:
         """The layouts vLLM 0.11.1 cannot run (:func:`harness.workloads.vllm_layout.parallel_problems`)."""
         return parallel_problems(cfg, facts)
-
-    def check_options(self, opts: Mapping[str, Any]) -> None:
-        """``extra_args`` may not set the flags the harness sets itself (:data:`PROTECTED_ARGS`)."""
-        taken = sorted({str(a).split("=", 1)[0] for a in opts["extra_args"] or []} & set(PROTECTED_ARGS))
-        if taken:
-            raise BadOption(f"options.extra_args may not set {', '.join(taken)} (the harness sets them: the server "
-                            f"stays on 127.0.0.1 under this run's own name)")
 
     _options = Backend.resolve_options  # its name before the contract (tests call it)
 

@@ -1,0 +1,209 @@
+"""Mutation score of the core measuring and analysis code (``make mutation``): mutmut, one module at a time.
+
+    .venv/bin/python benchmarks/mutation.py [--module NAME ...] [--max-children N] [--survivors] [--report-only]
+
+For each module below, ``mutmut run`` (configuration: ``[tool.mutmut]`` of pyproject.toml) makes small changes
+to the code, one at a time (a ``<`` for a ``<=``, a constant off by one, a string changed, a call's argument
+dropped), and runs the tests of the selection that cover the changed function; a change that no test notices
+*survives*. The score of a module is killed / (total - equivalent): an *equivalent* mutant changes nothing a
+caller can see, and :data:`EQUIVALENT` says why for each one counted so. Results go to
+``benchmarks/results/mutation.json``: killed and total per module, and every survivor with its change.
+``--report-only`` rewrites that file from the last runs (``mutants/``) without running anything.
+
+The scope, as issue 25 names it: the windows (steady.py, arrivals.py), energy.py, validator.py, fidelity.py,
+the findings' computations (the ten findings, their tables and the compute entry points of findings.py; not
+its command line, table loaders, chart or wording helpers) and the factor attribution of tables.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import fnmatch
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _common  # noqa: E402
+
+ROOT = _common.ROOT
+MUTMUT = Path(sys.executable).with_name("mutmut")
+GOAL = 0.80
+
+FINDING_FUNCTIONS = ("_stats", "reasoning_vs_chat", "qwen3_32b_b200", "multimodal_overhead", "_diffusion_minima",
+                     "_h100_check", "text_to_image_spread", "text_to_video_range", "batch_size_effect_table",
+                     "batch_size_effect", "moe_vs_dense", "b200_vs_h100_table", "b200_vs_h100", "fp8_vs_bf16_table",
+                     "fp8_vs_bf16", "multi_gpu_tables", "multi_gpu", "published", "_tables", "compute", "compute_all")
+ATTRIBUTION = ("xǁAttributionǁ*", "xǁFactorǁ*", "x__fmt", "x__times", "x__row_dict", "x__require", "x_attribute",
+               "x__factor", "x__power_factor", "x__with_residual", "x__attribute_llm", "x__attribute_diffusion")
+
+# name -> (source file, mutant name patterns, what is in scope)
+MODULES: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "energy": ("harness/measuring/energy.py", ("harness.measuring.energy.*",), "the whole module"),
+    "validator": ("harness/measuring/validator.py", ("harness.measuring.validator.*",), "the whole module"),
+    "arrivals": ("harness/measuring/arrivals.py", ("harness.measuring.arrivals.*",), "the whole module"),
+    "steady": ("harness/measuring/steady.py", ("harness.measuring.steady.*",), "the whole module"),
+    "fidelity": ("harness/measuring/fidelity.py", ("harness.measuring.fidelity.*",), "the whole module"),
+    "factors": ("harness/analysis/tables.py", tuple(f"harness.analysis.tables.{p}__mutmut_*" for p in ATTRIBUTION),
+                "the factor attribution (Factor, Attribution, attribute and its helpers)"),
+    "findings": ("harness/analysis/findings.py",
+                 tuple(f"harness.analysis.findings.x_{f}__mutmut_*" for f in FINDING_FUNCTIONS),
+                 "the ten findings, their tables, _stats, published/_tables and compute/compute_all"),
+}
+
+# mutmut's exit codes of a mutant's test run, read as outcomes
+KILLED = {1, 3, 24, -24, 36, 37, 152, 255}  # a test failed, pytest broke, or the tests ran out of time
+OUTCOME = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", None: "not checked"}
+
+# Mutants that change nothing a caller can see, and why (counted out of the score's denominator).
+EQUIVALENT: dict[str, str] = {}
+
+
+def outcome(code) -> str:
+    if code in KILLED:
+        return "killed"
+    return OUTCOME.get(code, "suspicious")
+
+
+def _matches(name: str, patterns: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def results_of(source: str, patterns: tuple[str, ...]) -> dict[str, object]:
+    """Mutant name -> mutmut's exit code, for the mutants of ``source`` in scope (from ``mutants/<source>.meta``)."""
+    meta = ROOT / "mutants" / f"{source}.meta"
+    if not meta.exists():
+        return {}
+    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+    return {name: code for name, code in codes.items() if _matches(name, patterns)}
+
+
+def _blocks(source: str) -> dict[str, list[str]]:
+    """Every function of mutmut's copy of ``source`` (``mutants/<source>``) by name: its lines after the ``def``."""
+    lines = (ROOT / "mutants" / source).read_text().splitlines()
+    out, i = {}, 0
+    while i < len(lines):
+        m = re.match(r"^(\s*)def (x\S*?__mutmut_\w+)\(", lines[i])
+        if not m:
+            i += 1
+            continue
+        indent, j = len(m.group(1)), i + 1
+        while j < len(lines) and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent):
+            j += 1
+        out[m.group(2)] = lines[i + 1:j]
+        i = j
+    return out
+
+
+def change_of(name: str, blocks: dict[str, list[str]]) -> str:
+    """The mutant's change as ``- old`` / ``+ new`` lines, against the function as written."""
+    function = name.rsplit(".", 1)[-1]
+    original = blocks.get(re.sub(r"__mutmut_\d+$", "__mutmut_orig", function), [])
+    mutated = blocks.get(function, [])
+    return "\n".join(line.rstrip() for line in difflib.ndiff(original, mutated) if line[:2] in ("- ", "+ "))
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env.pop("PYTHONPATH", None)  # mutmut imports the mutated copy under mutants/
+    env.setdefault("HARNESS_REFERENCE_DIR", _common.REFERENCE_DIR)
+    return env
+
+
+def run_module(name: str, max_children: int, survivors_only: bool = False) -> float:
+    """``mutmut run`` over the module's mutants (or only those that survived or were not checked last time)."""
+    source, patterns, _ = MODULES[name]
+    names = list(patterns)
+    if survivors_only:
+        names = sorted(n for n, c in results_of(source, patterns).items() if outcome(c) != "killed")
+        if not names:
+            return 0.0
+    start = time.perf_counter()
+    log = ROOT / "mutants" / f"run-{name}.log"  # mutmut's progress, to follow a long run
+    log.parent.mkdir(exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *names], cwd=ROOT,
+                              env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        tail = log.read_text(errors="replace").replace("\r", "\n").strip().splitlines()[-5:]
+        raise SystemExit(f"mutmut run for {name} failed ({proc.returncode}): " + " | ".join(tail))
+    return time.perf_counter() - start
+
+
+def summarise(name: str, seconds: float | None) -> dict:
+    source, patterns, scope = MODULES[name]
+    codes = results_of(source, patterns)
+    counts: dict[str, int] = {}
+    for code in codes.values():
+        counts[outcome(code)] = counts.get(outcome(code), 0) + 1
+    survivors = sorted((n for n, c in codes.items() if outcome(c) in ("survived", "no tests", "suspicious")),
+                       key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[1])))
+    blocks = _blocks(source) if survivors else {}
+    equivalent = [n for n in survivors if n in EQUIVALENT]
+    total, killed = len(codes), counts.get("killed", 0)
+    checked = total - counts.get("not checked", 0) - counts.get("skipped", 0)
+    denominator = checked - len(equivalent)
+    score = killed / denominator if denominator else None
+    return {
+        "source": source, "scope": scope, "total": total, "checked": checked, "killed": killed,
+        "survived": counts.get("survived", 0), "no_tests": counts.get("no tests", 0),
+        "equivalent": len(equivalent), "not_checked": counts.get("not checked", 0),
+        "score": score, "met": score is not None and score >= GOAL and checked == total,
+        "seconds": seconds,
+        "survivors": [{"mutant": n, "outcome": outcome(codes[n]), "change": change_of(n, blocks),
+                       **({"equivalent": EQUIVALENT[n]} if n in EQUIVALENT else {})} for n in survivors],
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--module", nargs="*", choices=list(MODULES), help="only these (default: all, in order)")
+    parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the result file from the last runs")
+    parser.add_argument("--survivors", action="store_true",
+                        help="test again only the mutants that were not killed last time (after adding tests)")
+    args = parser.parse_args(argv)
+    if not MUTMUT.exists():
+        raise SystemExit(f"mutmut is not installed in this venv ({MUTMUT}): .venv/bin/pip install mutmut==3.8.1")
+    load_before = _common.loadavg()
+    out_path = _common.RESULTS / "mutation.json"
+    previous = json.loads(out_path.read_text()).get("modules", {}) if out_path.exists() else {}
+    modules = {}
+    for name in MODULES:
+        seconds = previous.get(name, {}).get("seconds")
+        if not args.report_only and (not args.module or name in args.module):
+            print(f"== {name}: mutmut run over {MODULES[name][0]} ({MODULES[name][2]})", flush=True)
+            spent = run_module(name, args.max_children, args.survivors)
+            seconds = spent + (seconds or 0.0) if args.survivors else spent
+        modules[name] = summarise(name, seconds)
+        m = modules[name]
+        score = "-" if m["score"] is None else f"{100 * m['score']:.1f}%"
+        print(f"{name:10s} {m['killed']:5d} killed of {m['checked']:5d} checked ({m['total']} in scope; "
+              f"{m['equivalent']} equivalent) = {score}", flush=True)
+    met = all(m["met"] for m in modules.values())
+    figure = "; ".join(f"{n} {m['killed']}/{m['checked'] - m['equivalent']}"
+                       + (f" = {100 * m['score']:.1f}%" if m["score"] is not None else "") for n, m in modules.items())
+    result = {
+        "benchmark": "mutation",
+        "figure": f"mutants killed (killed / checked - equivalent): {figure}",
+        "status": "PASS" if met else "MISSED",
+        "goal": f">= {GOAL:.0%} of the mutants of every module killed, each survivor listed (equivalent ones say why)",
+        "command": "make mutation  (.venv/bin/python benchmarks/mutation.py [--module NAME ...])",
+        "tool": "mutmut 3.8.1, [tool.mutmut] of pyproject.toml; tests: its pytest_add_cli_args_test_selection",
+        "host": _common.host_facts(load_before),
+        "modules": modules,
+    }
+    _common.RESULTS.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+    print(f"{result['status']}: {result['figure']} -> {out_path.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
