@@ -78,7 +78,9 @@ def node_metrics(windows: Iterable[WindowMeasurement], gpu_energy_joules: float 
     note = cpu_note(windows)
     if cpu is not None and dram is None:
         note += "; dram: not measured (a package has no readable DRAM domain)"
-    node = gpu_energy_joules + cpu + dram if None not in (gpu_energy_joules, cpu, dram) else None
+    node = None
+    if gpu_energy_joules is not None and cpu is not None and dram is not None:
+        node = gpu_energy_joules + cpu + dram
 
     def per(energy: float | None, amount: float | None) -> float | None:
         return energy / amount if energy is not None and amount else None
