@@ -216,8 +216,8 @@ def gpu_settings_problems(cfg, host: Host) -> list[str]:
     wanted = gpu_settings.Wanted.of(cfg)
     if not wanted:
         return []
-    if not host.gpu_count or not runs_on_gpu(cfg, host):
-        why = f" ({host.why_none})" if not host.gpu_count and host.why_none else ""
+    if not host.gpu_count:  # the runner measures (and sets) GPUs 0..num_gpus-1 wherever the host shows GPUs
+        why = f" ({host.why_none})" if host.why_none else ""
         return [f"{wanted.describe()} needs a GPU; this run uses none{why}"]
     chosen = registry.measured_gpus(cfg, host.gpu_count)
     indices = list(range(int(cfg.num_gpus or 1))) if chosen is None else chosen
