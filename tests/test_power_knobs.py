@@ -113,8 +113,8 @@ def test_preflight_refuses_a_cap_outside_the_allowed_range(gpu_host, tmp_path):
     assert low == [f"power_limit_watts=150 is outside GPU {i}'s allowed range 200..700 W" for i in (0, 1)]
     assert ok == []
     clock = _study(tmp_path, grid={"sm_clock_mhz": [3000]}).configurations[0]
-    assert check(clock, preflight.host_facts()) == ["sm_clock_mhz=3000 is outside GPU 0's supported SM clocks "
-                                                    "345..1980 MHz"]
+    expected = "sm_clock_mhz=3000 is outside GPU 0's supported SM clocks 345..1980 MHz"
+    assert check(clock, preflight.host_facts()) == [expected]
 
 
 def test_preflight_refuses_without_permission(gpu_host, tmp_path):
@@ -140,10 +140,9 @@ def test_measure_refuses_before_anything_one_line_each(gpu_host, tmp_path):
         measure_study(study, results, progress=False, out=io.StringIO())
     head, *lines = str(err.value).splitlines()
     assert head.startswith("preflight: 6 of 6 configurations") and "nothing was started or written" in head
-    range_line = "  [0] lm-arena-chat/llama-3.1-8b bfloat16 max_num_seqs=8,16: power_limit_watts=150 is outside " \
-                 "GPU 0's allowed range 200..700 W"
-    permission = "  [0] lm-arena-chat/llama-3.1-8b bfloat16 max_num_seqs=8,16: GPU 0: this process may not set " \
-                 "the power limit or clocks (NVML_ERROR_NO_PERMISSION; needs root)"
+    series = "  [0] lm-arena-chat/llama-3.1-8b bfloat16 max_num_seqs=8,16"
+    range_line = f"{series}: power_limit_watts=150 is outside GPU 0's allowed range 200..700 W"
+    permission = f"{series}: GPU 0: this process may not set the power limit or clocks (NVML_ERROR_NO_PERMISSION; needs root)"
     assert lines == [range_line, permission]  # one line per problem, the caps and batches of a series merged
     assert not results.exists()
     assert all(g["limit_mw"] == 700_000 for g in settings.read()["gpus"])

@@ -52,7 +52,7 @@ def frontier(points: pd.DataFrame, time: str = "median_itl_ms", energy: str = "e
              by: tuple[str, ...] = SERIES_KEYS) -> pd.DataFrame:
     """The points of ``points`` on their group's time-energy frontier: none other in the group is at least as
     fast and at least as frugal, and strictly better in one (``time`` in its column's unit, ``energy`` in J)."""
-    keep = []
+    keep: list = []
     for _, group in points.groupby(list(by), dropna=False, sort=False):
         ordered = group.sort_values([time, energy])
         best = float("inf")
