@@ -38,6 +38,17 @@ LLM blocks may say how a run ends (:mod:`harness.measuring.adaptive`)::
     adaptive_min_window_s: 20      # ... and the steady window lasted at least this long
     adaptive_batches: 10           # batches for the batch-means interval (>= 2)
 
+Any grid may set the GPUs' power cap and lock their SM clock for its runs (:mod:`harness.measuring.gpu_settings`
+sets them before a run and restores them after; preflight refuses values the GPU does not allow or a process
+that may not set them)::
+
+    grid:
+      power_limit_watts: [null, 300, 500]   # null: the host's limit as it is (the default)
+      sm_clock_mhz: [1410]                  # locked min = max; default null: not locked
+
+Left at null, neither knob enters the run id (nor run.json's config), so configurations without them keep
+their ids.
+
 Any block may ask for repeats (``repeats: 3``): every configuration of the block is then measured
 N times. Repeat 1 keeps the plain run id (so results measured before repeats existed, and every
 study with ``repeats: 1``, keep their folders); repeat k >= 2 is the folder ``<run-id>-r<k>``
@@ -66,9 +77,12 @@ from harness.vocabulary.tasks import DIFFUSION_TASKS, FAMILIES, NOT_RUNNABLE, RE
 LLM_KNOBS = ("max_num_seqs", "max_num_batched_tokens")
 DIFFUSION_KNOBS = ("batch_size", "inference_steps", "height", "width", "num_frames")
 SHARED_KNOBS = ("num_gpus", "tensor_parallel", "expert_parallel", "precision")
+# GPU settings a run may change (harness.measuring.gpu_settings); None (the default) leaves the host's as they are.
+GPU_SETTING_KNOBS = ("power_limit_watts", "sm_clock_mhz")
 # Expansion order: the batch knob last, so it varies fastest.
-GRID_ORDER = ("num_gpus", "tensor_parallel", "expert_parallel", "precision", "max_num_batched_tokens",
-              "inference_steps", "height", "width", "num_frames", "max_num_seqs", "batch_size")
+GRID_ORDER = ("num_gpus", "tensor_parallel", "expert_parallel", "precision", *GPU_SETTING_KNOBS,
+              "max_num_batched_tokens", "inference_steps", "height", "width", "num_frames", "max_num_seqs",
+              "batch_size")
 GRID_DEFAULTS: dict[str, list] = {
     "max_num_seqs": [1, 4, 8],
     "max_num_batched_tokens": [8192],
@@ -81,6 +95,8 @@ GRID_DEFAULTS: dict[str, list] = {
     "height": [1024],
     "width": [1024],
     "num_frames": [1],
+    "power_limit_watts": [None],
+    "sm_clock_mhz": [None],
 }
 # Requests per LLM run and timed iterations per diffusion run when a block does not say (the reference's).
 DEFAULT_NUM_REQUESTS = {"lm-arena-chat": 1024, "gpqa": 198, "sourcegraph-fim": 1024, "cpu-trivial": 32}
@@ -147,6 +163,8 @@ class Configuration:
     adaptive_batches: int | None = None
     repeat: int = 1  # which of the block's ``repeats`` runs this is (1-based); never hashed
     engine: str | None = None  # vllm backend: "vllm==0.11.1"; None = the host's default (harness.workloads.engines)
+    power_limit_watts: float | None = None  # GPU power cap set before the run, W; None = the host's as it is
+    sm_clock_mhz: int | None = None  # SM clock locked (min = max) for the run, MHz; None = not locked
 
     @property
     def is_llm(self) -> bool:
@@ -173,6 +191,9 @@ class Configuration:
             del out["repeat"]
         if self.engine is None:  # the host's default engine: stored (and hashed) as before the knob existed
             del out["engine"]
+        for knob in GPU_SETTING_KNOBS:  # the host's settings: stored (and hashed) as before the knobs existed
+            if out[knob] is None:
+                del out[knob]
         return out
 
     @property
@@ -194,7 +215,9 @@ class Configuration:
         gpus = f" x{self.num_gpus}gpu" if self.num_gpus != 1 else ""
         stop = " (adaptive stop)" if self.stop == "adaptive" else ""
         repeat = f" (repeat {self.repeat})" if self.repeat != 1 else ""
-        return f"{self.task}/{self.model} {knob}{gpus}{stop}{repeat}"
+        cap = f" @{self.power_limit_watts:g}W" if self.power_limit_watts is not None else ""
+        cap += f" @{self.sm_clock_mhz}MHz" if self.sm_clock_mhz is not None else ""
+        return f"{self.task}/{self.model} {knob}{gpus}{cap}{stop}{repeat}"
 
 
 @dataclass(frozen=True)
@@ -279,9 +302,9 @@ def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[st
         if key in other:
             kind = "an LLM" if llm else "a diffusion"
             check.fail(f"{where}.grid.{key}", f"does not apply to {kind} task ({task}); allowed: {', '.join(SHARED_KNOBS + own)}")
-    check.keys(grid, f"{where}.grid", SHARED_KNOBS + own)
+    check.keys(grid, f"{where}.grid", SHARED_KNOBS + GPU_SETTING_KNOBS + own)
     values = {}
-    for knob in SHARED_KNOBS + own:
+    for knob in SHARED_KNOBS + GPU_SETTING_KNOBS + own:
         items = grid.get(knob, GRID_DEFAULTS[knob])
         path = f"{where}.grid.{knob}"
         if not isinstance(items, list):
@@ -292,14 +315,28 @@ def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[st
             if knob == "precision":
                 if item not in PRECISIONS:
                     check.fail(f"{path}[{i}]", f"unknown precision {item!r} (allowed: {', '.join(PRECISIONS)})")
+            elif knob in GPU_SETTING_KNOBS:
+                _gpu_setting(item, f"{path}[{i}]", knob, check)
             else:
                 check.positive_int(item, f"{path}[{i}]")
+        if knob in GPU_SETTING_KNOBS:  # 300.0 W and 300 W are one configuration (one run id)
+            items = [int(v) if isinstance(v, float) and v.is_integer() else v for v in items]
         if len(set(items)) != len(items):
             check.fail(path, f"repeats a value: {items}")
         values[knob] = items
     if task == "text-to-image" and values["num_frames"] != [1]:
         check.fail(f"{where}.grid.num_frames", "must be [1] for text-to-image")
     return values
+
+
+def _gpu_setting(item, where: str, knob: str, check: _Checker) -> None:
+    """A GPU setting in a grid: ``null`` (the host's as it is) or a positive number of watts / whole MHz."""
+    if item is None:
+        return
+    if knob == "sm_clock_mhz":
+        check.positive_int(item, where)
+    elif isinstance(item, bool) or not isinstance(item, (int, float)) or not item > 0:
+        check.fail(where, f"must be a positive number of watts or null (the host's limit), got {item!r}")
 
 
 def parse_engine_spec(text) -> tuple[str, str]:

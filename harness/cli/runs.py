@@ -108,6 +108,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
             print(f"  {key:34s} {_fmt(value, spec) if isinstance(value, float) else value}")
     _show_fidelity(run_dir, record)
     _show_energy_split(record, _pricing(args))
+    _show_node_and_gpu_settings(record)
     if record.get("log_tail"):
         print("log tail")
         for line in str(record["log_tail"]).splitlines()[-20:]:
@@ -247,6 +248,30 @@ def _show_priced(record: dict, metrics: dict, pricing: PricingAssumptions) -> No
     for what, p in rows:
         print(f"  {what:26s} {p.kwh_it:.4g} kWh at the GPUs, {p.kwh_facility:.4g} kWh at the meter, "
               f"{p.grams_co2e:.4g} g CO2e, {p.cost:.4g} {p.currency}")
+def _show_node_and_gpu_settings(record: dict) -> None:
+    """CPU package and DRAM energy beside the GPU's (or why they are null), and the power cap or locked clock
+    the run was measured under, each GPU's original and whether it was restored."""
+    from harness.measuring import node
+
+    for line in node.show_lines(record.get("metrics") or {}):
+        print(line)
+    settings = record.get("gpu_settings")
+    if not settings:
+        return
+    asked = ", ".join(f"{k}={settings[k]:g}" for k in ("power_limit_watts", "sm_clock_mhz") if settings.get(k) is not None)
+    restored = {True: "restored after the run", False: "NOT restored: " + "; ".join(
+        settings.get("restore_problems") or ["see the state file"]) + f" ({settings.get('state_file')})"}
+    print(f"gpu        {asked}; {restored.get(settings.get('restored'), 'restore not recorded')}")
+    for index, gpu in sorted((settings.get("gpus") or {}).items()):
+        parts = []
+        if "power_limit_watts" in gpu:
+            parts.append(f"power limit {_fmt(gpu.get('power_limit_watts'), 'g')} W (enforced "
+                         f"{_fmt(gpu.get('enforced_power_limit_watts'), 'g')} W; original "
+                         f"{_fmt(gpu.get('original_power_limit_watts'), 'g')} W)")
+        if gpu.get("sm_clock_locked_mhz"):
+            low, high = gpu["sm_clock_locked_mhz"]
+            parts.append(f"SM clock locked {low}..{high} MHz (unlocked after)")
+        print(f"  GPU {index} {gpu.get('uuid')}: {'; '.join(parts)}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

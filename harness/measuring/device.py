@@ -10,7 +10,10 @@ As in Zeus' device layer, the rest of the harness sees one small interface, :cla
 implementation per vendor (:class:`NvidiaGPU`, over ``pynvml`` from nvidia-ml-py) and a factory,
 :func:`visible_gpus`. Every reading is a typed method whose docstring states its unit. A reading this GPU
 or driver does not have raises :class:`ReadingUnsupported`; any other fault of the device raises NVML's
-own error unchanged (:func:`is_fault` tells one). Nothing else in the harness imports ``pynvml``; tests
+own error unchanged (:func:`is_fault` tells one). The settings a run may change (the power limit, locked
+SM clocks) have setters beside the readings, the same NVML calls Zeus' GPU API makes; a refusal of the
+driver raises :class:`SettingRefused` with its reason (``no-permission`` for NVML_ERROR_NO_PERMISSION).
+:mod:`harness.measuring.gpu_settings` keeps the original values on disk and restores them. Nothing else in the harness imports ``pynvml``; tests
 replace ``pynvml``'s functions with a fake device (``tests/conftest.py``), which this module and Zeus
 then call as they would the real library.
 
@@ -45,6 +48,15 @@ class NvmlUnavailable(HarnessError):
 
 class ReadingUnsupported(HarnessError):
     """This GPU or its driver has no such reading (NVML's not-supported or function-not-found)."""
+
+
+class SettingRefused(HarnessError):
+    """The driver refused to change a GPU setting; ``reason`` is ``"no-permission"`` (NVML_ERROR_NO_PERMISSION:
+    the process may not set it), ``"not-supported"`` or ``"invalid-argument"`` (a value out of range)."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
 
 
 class GPU(abc.ABC):
@@ -108,6 +120,38 @@ class GPU(abc.ABC):
     @abc.abstractmethod
     def throttle_reasons(self) -> int:
         """The current clock-event (throttle) reasons, the driver's bitmask."""
+
+    # settings a run may change (harness.measuring.gpu_settings keeps the originals on disk)
+
+    @abc.abstractmethod
+    def power_limit_range_watts(self) -> tuple[float, float]:
+        """The lowest and the highest power limit in watts this GPU accepts (the driver's constraints)."""
+
+    @abc.abstractmethod
+    def power_management_limit_watts(self) -> float:
+        """The power limit in watts set on this GPU now (what :meth:`set_power_limit_watts` changes; the
+        enforced limit, :meth:`power_limit_watts`, may be lower where another limit applies)."""
+
+    @abc.abstractmethod
+    def default_power_limit_watts(self) -> float:
+        """The power limit in watts this GPU has out of the box."""
+
+    @abc.abstractmethod
+    def set_power_limit_watts(self, watts: float) -> None:
+        """Set the power limit, in watts (whole milliwatts). Raises :class:`SettingRefused` where the driver
+        refuses (no permission, not supported, out of range)."""
+
+    @abc.abstractmethod
+    def supported_sm_clocks_mhz(self) -> list[int]:
+        """The SM (graphics) clocks in MHz this GPU can be locked to at its highest memory clock, ascending."""
+
+    @abc.abstractmethod
+    def lock_sm_clocks_mhz(self, low_mhz: int, high_mhz: int) -> None:
+        """Lock the SM clock between ``low_mhz`` and ``high_mhz`` (MHz). Raises :class:`SettingRefused`."""
+
+    @abc.abstractmethod
+    def reset_sm_clocks(self) -> None:
+        """Unlock the SM clock (the driver's own clock management again). Raises :class:`SettingRefused`."""
 
 
 # --- NVIDIA, through NVML ---------------------------------------------------------------------------
@@ -223,6 +267,57 @@ class NvidiaGPU(GPU):
             "reasons", ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"))))
 
 
+    # settings: NVML's setters need root (or the admin's leave); their refusals become SettingRefused
+
+    def _setting(self, what: str, call: Callable[[], Any]) -> Any:
+        """``call()``, with NVML's refusals raised as :class:`SettingRefused` naming ``what`` and why."""
+        nvml = self._nvml
+        try:
+            return call()
+        except nvml.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            reasons = {getattr(nvml, "NVML_ERROR_NO_PERMISSION", None): "no-permission",
+                       getattr(nvml, "NVML_ERROR_INVALID_ARGUMENT", None): "invalid-argument"}
+            reason = reasons.get(code) or ("not-supported" if code in _absent_codes(nvml) else None)
+            if reason is None:
+                raise
+            why = {"no-permission": "this process may not (NVML_ERROR_NO_PERMISSION; setting it needs root)",
+                   "invalid-argument": f"the driver refused the value ({exc})",
+                   "not-supported": f"not supported on this GPU ({exc})"}[reason]
+            raise SettingRefused(f"GPU {self.cuda_index} ({self.entry or self.nvml_index}): cannot {what}: {why}",
+                                 reason) from exc
+
+    def power_limit_range_watts(self) -> tuple[float, float]:
+        low, high = self._reading(lambda: self._nvml.nvmlDeviceGetPowerManagementLimitConstraints(self._handle))
+        return low / 1000.0, high / 1000.0
+
+    def power_management_limit_watts(self) -> float:
+        return self._reading(lambda: self._nvml.nvmlDeviceGetPowerManagementLimit(self._handle)) / 1000.0
+
+    def default_power_limit_watts(self) -> float:
+        return self._reading(lambda: self._nvml.nvmlDeviceGetPowerManagementDefaultLimit(self._handle)) / 1000.0
+
+    def set_power_limit_watts(self, watts: float) -> None:
+        milliwatts = round(watts * 1000)
+        self._setting(f"set the power limit to {watts:g} W",
+                      lambda: self._nvml.nvmlDeviceSetPowerManagementLimit(self._handle, milliwatts))
+
+    def supported_sm_clocks_mhz(self) -> list[int]:
+        nvml = self._nvml
+        memory = self._reading(lambda: nvml.nvmlDeviceGetSupportedMemoryClocks(self._handle))
+        if not memory:
+            return []
+        clocks = self._reading(lambda: nvml.nvmlDeviceGetSupportedGraphicsClocks(self._handle, max(memory)))
+        return sorted(int(c) for c in clocks)
+
+    def lock_sm_clocks_mhz(self, low_mhz: int, high_mhz: int) -> None:
+        self._setting(f"lock the SM clock to {low_mhz}..{high_mhz} MHz",
+                      lambda: self._nvml.nvmlDeviceSetGpuLockedClocks(self._handle, int(low_mhz), int(high_mhz)))
+
+    def reset_sm_clocks(self) -> None:
+        self._setting("unlock the SM clock", lambda: self._nvml.nvmlDeviceResetGpuLockedClocks(self._handle))
+
+
 # --- the factory: which GPUs this process sees --------------------------------------------------------
 
 
@@ -307,6 +402,20 @@ def visible_gpus() -> list[GPU]:
         return list(_visible(pynvml))
     except pynvml.NVMLError as exc:
         raise NvmlUnavailable(f"NVML: {exc}") from exc
+
+
+def gpu_by_uuid(uuid: str) -> GPU | None:
+    """The GPU with this UUID among all NVML lists, whatever ``CUDA_VISIBLE_DEVICES`` shows (None when this
+    host has no such GPU; ``cuda_index`` is then its NVML index). Raises :class:`NvmlUnavailable` without NVML."""
+    def find(nvml: Any) -> GPU | None:
+        try:
+            handle = nvml.nvmlDeviceGetHandleByUUID(uuid)
+            index = _nvml_index(nvml, handle)
+        except nvml.NVMLError:
+            return None
+        return NvidiaGPU(nvml, index, index, handle, uuid)
+
+    return _system(find)
 
 
 def nvml_problem() -> str | None:

@@ -12,7 +12,9 @@
 
 GPU energy is the difference of NVML's energy counter read by ``ZeusMonitor``
 at the window's ends (Zeus integrates power itself only on pre-Volta GPUs);
-CPU package and DRAM energy come from RAPL when Zeus can read it. On a host
+CPU package and DRAM energy come from RAPL when Zeus can read it (where it cannot,
+``energy_source`` says why, :func:`rapl_problem`; :mod:`harness.measuring.node` puts them beside
+GPU energy). On a host
 without a GPU the window still has times, but ``gpu_energy_joules`` is empty,
 the totals are ``None`` and ``energy_source`` says why: never 0 J.
 
@@ -161,7 +163,7 @@ class ZeusMeter:
         elif visible:
             self.gpu_source = "none: no GPU was asked for"
         cpus = list(getattr(self._monitor, "cpu_indices", []) or [])
-        self.cpu_source = "cpu: zeus/rapl" if cpus else "cpu: not measured (RAPL not readable)"
+        self.cpu_source = "cpu: zeus/rapl" if cpus else f"cpu: not measured ({rapl_problem() or 'RAPL not readable'})"
 
     @property
     def energy_source(self) -> str:
@@ -230,6 +232,38 @@ class ZeusMeter:
                     except Exception:
                         pass
             return names
+
+
+def rapl_problem() -> str | None:
+    """Why Zeus reads no CPU package or DRAM energy (RAPL) on this host, or None when it can.
+
+    Zeus reads ``<RAPL_DIR>/intel-rapl:<package>/energy_uj`` (and the ``dram`` sub-zone beside it) with
+    ``RAPL_DIR = /sys/class/powercap/intel-rapl`` (``/zeus_sys/...`` in a container); one package it cannot
+    read leaves every package unmeasured, so the reason names the first such package and the file.
+    """
+    import glob
+
+    try:
+        from zeus.device.cpu import rapl
+    except Exception as exc:  # noqa: BLE001 -- Zeus missing or broken
+        return f"Zeus unavailable ({type(exc).__name__}: {exc})"
+    if not rapl.rapl_is_available():
+        return f"no RAPL on this host: {rapl.RAPL_DIR} does not exist"
+    folder = rapl.RAPL_DIR if os.path.exists(rapl.RAPL_DIR) else rapl.CONTAINER_RAPL_DIR
+    packages = sorted(int(p.rsplit(":", 1)[1]) for p in glob.glob(f"{folder}/intel-rapl:*")
+                      if p.rsplit(":", 1)[1].isdigit())
+    if not packages:
+        return f"no CPU package under {folder}"
+    for index in packages:
+        try:
+            rapl.RAPLCPU(index, folder)
+        except Exception as exc:  # noqa: BLE001 -- each of Zeus' reasons, named
+            cause = exc.__cause__ if exc.__cause__ is not None else exc
+            if isinstance(cause, PermissionError):
+                return (f"RAPL package {index} cannot be read: permission denied on {cause.filename} "
+                        f"(RAPL needs root or read access to energy_uj)")
+            return f"RAPL package {index} cannot be read ({type(exc).__name__}: {exc})"
+    return None
 
 
 def _joules(value: float | None) -> float | None:

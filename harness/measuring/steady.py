@@ -44,6 +44,7 @@ from harness.measuring.adaptive import is_stopped
 from harness.measuring.arrivals import Arrival
 from harness.measuring.arrivals import steady_bounds as arrival_bounds
 from harness.measuring.goodput import goodput_metrics
+from harness.measuring.node import node_metrics
 from harness.measuring.windows import Request, RequestEvents, SteadyTracker, replay_bounds
 
 if TYPE_CHECKING:
@@ -110,12 +111,6 @@ def _percentile(values: list[float], q: float) -> float | None:
     lo = int(pos)
     hi = min(lo + 1, len(values) - 1)
     return values[lo] + (values[hi] - values[lo]) * (pos - lo)
-
-
-def _sum_energy(values: Mapping[int, float | None]) -> float | None:
-    if not values or any(v is None for v in values.values()):
-        return None
-    return float(sum(values.values()))
 
 
 def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasurement], max_num_seqs: int,
@@ -192,8 +187,6 @@ def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasure
         "steady_duration_s": duration,
         "steady_output_tokens": tokens,
         "gpu_energy_joules": energy,
-        "cpu_energy_joules": _sum_energy(window.cpu_energy_joules) if window else None,
-        "dram_energy_joules": _sum_energy(window.dram_energy_joules) if window else None,
         "energy_per_token_joules": ept,
         "energy_per_request_joules": ept * avg_len if ept is not None and avg_len is not None else None,
         "avg_power_watts": energy / duration if energy is not None and duration else None,
@@ -212,6 +205,8 @@ def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasure
         "p99_ttft_ms": _percentile(ttfts, 0.99),
     })
     metrics["energy_per_output_joules"] = metrics["energy_per_request_joules"]
+    metrics.update(node_metrics([window] if window else [], energy, duration, tokens=tokens,
+                                outputs=tokens / avg_len if avg_len else None))  # CPU and DRAM beside the GPU
     if load:
         metrics["arrival_pattern"] = load.get("pattern", "all-at-once")
         metrics.update(goodput_metrics(requests, load, start, end, metrics["energy_per_request_joules"]))
@@ -233,7 +228,7 @@ def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, Win
                       output_unit: str) -> tuple[dict, list[dict]]:
     """Run summary and per-iteration rows; window ``iter-<index>`` measures iteration ``index``
     (``batch_latency_s`` in seconds, energy in joules, ``energy_per_<output_unit>_joules`` per image or video)."""
-    rows, energies, durations = [], [], []
+    rows, energies, durations, measured = [], [], [], []
     source = "none: no iteration window was measured"
     for it in sorted(iterations, key=lambda i: i.index):
         window = windows.get(f"iter-{it.index}")
@@ -241,6 +236,7 @@ def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, Win
         duration = window.duration_s if window else it.end_time_s - it.start_time_s
         if window:
             source = window.energy_source
+            measured.append(window)
         energies.append(energy)
         durations.append(duration)
         rows.append({"index": it.index, "start_time_s": it.start_time_s, "end_time_s": it.end_time_s,
@@ -264,6 +260,9 @@ def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, Win
         "steady_start_time_s": min((it.start_time_s for it in iterations), default=None),
         "steady_end_time_s": max((it.end_time_s for it in iterations), default=None),
     }
+    every = len(measured) == len(iterations)  # CPU and DRAM beside the GPU, over the same iterations
+    metrics.update(node_metrics(measured if every else [], metrics["gpu_energy_joules"], sum(durations),
+                                outputs=sum(it.batch_size for it in iterations)))
     return metrics, rows
 
 

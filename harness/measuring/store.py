@@ -36,7 +36,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-from harness.config import split_run_id
+from harness.config import GPU_SETTING_KNOBS, split_run_id
 from harness.errors import HarnessError
 from harness.measuring import paths
 from harness.vocabulary.tasks import OUTPUT_UNIT
@@ -320,6 +320,9 @@ METRIC_COLUMNS = (
     "throughput_outputs_per_sec", "steady_duration_s", "steady_output_tokens", "gpu_energy_joules",
     "cpu_energy_joules", "dram_energy_joules", "telemetry_coverage_fraction", "avg_kv_cache_usage_fraction",
     "avg_gpu_utilization_percent", "max_temperature_celsius", "idle_power_watts",
+    # the whole node where RAPL can be read: CPU packages and DRAM beside the GPUs (harness.measuring.node)
+    "avg_cpu_power_watts", "avg_dram_power_watts", "node_energy_joules", "node_energy_per_token_joules",
+    "node_energy_per_output_joules", "gpu_share_of_node_fraction",
     # TTFT summaries; bootstrap intervals, window sensitivity and error budget (harness.measuring.fidelity)
     "mean_ttft_ms", "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
     "energy_per_token_ci_low_joules", "energy_per_token_ci_high_joules", "output_throughput_ci_low_tokens_per_sec",
@@ -378,6 +381,9 @@ def _row(run_dir: Path) -> dict:
     row["validation_flags"] = ";".join((validation.get("errors") or []) + (validation.get("warnings") or []))
     for column in METRIC_COLUMNS:
         row[column] = metrics.get(column)
+    row["node_energy_note"] = metrics.get("node_energy_note")  # where CPU and DRAM energy came from, or why null
+    for knob in GPU_SETTING_KNOBS:  # the power cap and locked clock the run asked for (null: the host's)
+        row[knob] = cfg.get(knob)
     return row
 
 
@@ -387,7 +393,7 @@ def collect(results_dir: Path | str, study: str | None = None):
 
     rows = [_row(d) for d in iter_run_dirs(results_dir, study)]
     frame = pd.DataFrame(rows, columns=_columns())
-    for column in METRIC_COLUMNS:
+    for column in (*METRIC_COLUMNS, *GPU_SETTING_KNOBS):
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
     return frame
 
@@ -398,4 +404,4 @@ def _columns() -> list[str]:
             "weight_precision", "max_num_seqs", "max_num_batched_tokens", "batch_size", "inference_steps",
             "height_pixels", "width_pixels", "num_frames", "num_requests", "num_iterations", "seed", "gpu_model",
             "gpu", "output_unit", "energy_source", "phase_split_reason", "source", "is_reference", "base_run_id",
-            "repeat", "validation_passed", "validation_flags", *METRIC_COLUMNS]
+            "repeat", "validation_passed", "validation_flags", *METRIC_COLUMNS, "node_energy_note", *GPU_SETTING_KNOBS]

@@ -23,7 +23,7 @@ from typing import Any, Callable
 
 from harness.config import Configuration
 from harness.measuring import store
-from harness.orchestration import records
+from harness.orchestration import gpu_knobs, records
 from harness.orchestration.signals import Interrupted, signals_deferred, time_limit
 from harness.workloads.base import WorkloadError
 
@@ -78,6 +78,7 @@ class Run:
     message: str | None = None
     log_tail: str | None = ""
     interrupted: Interrupted | None = None
+    held: Any = None  # harness.measuring.gpu_settings.Held: the power cap / locked clock set for this run
     tables: dict[str, Any] = field(default_factory=dict)  # file name -> DataFrame, written with the run
 
     @property
@@ -128,6 +129,7 @@ def execute(run: Run, instruments: Instruments) -> None:
                     raise WorkloadError(f"needs {cfg.num_gpus} GPUs, this host has {env['gpu_count']}",
                                         cause="insufficient-gpus")
                 run.meter = instruments.open_meter(run.gpu_indices)
+                run.held = gpu_knobs.set_for_run(run)  # power cap, locked clock (originals kept on disk)
                 run.backend = registry.get_backend(cfg.backend)
                 run.backend.start(cfg, run.run_dir)
                 run.telemetry = Telemetry(instruments.sampler_hz, run.gpu_indices,
@@ -163,6 +165,7 @@ def _stop_pieces(run: Run, instruments: Instruments) -> None:
             run.backend.stop()
         except Exception as exc:
             run.record["stop_error"] = f"{type(exc).__name__}: {exc}"
+    gpu_knobs.restore_after_run(run)  # the GPUs as they were, once nothing runs on them
 
 
 def conclude(run: Run) -> None:

@@ -15,6 +15,10 @@ Checked per configuration, from the architecture configs (:mod:`harness.workload
   (divided over tensor parallelism; experts over the expert-parallel GPUs) within
   ``gpu_memory_utilization`` (vLLM's default 0.9) of the smallest GPU used, plus ``kv_cache_gib`` when
   set; on the in-process backends the whole model on one GPU.
+* **GPU settings.** A power cap (``power_limit_watts``) must lie within each GPU's allowed range (NVML's
+  constraints), a locked SM clock (``sm_clock_mhz``) within its supported clocks, on whole GPUs (not MIG
+  slices), and this process must be allowed to set them (NVML_ERROR_NO_PERMISSION refuses):
+  :func:`harness.measuring.gpu_settings.problems`, one line each.
 * **Parallelism.** vLLM's tensor parallelism must divide the attention heads (and divide or be a
   multiple of the key-value heads), expert parallelism the experts, and the layout must be one vLLM
   0.11.1 runs (:func:`harness.workloads.vllm_layout.parallel_problems`); the in-process backends run
@@ -142,7 +146,7 @@ def check(cfg, host: Host) -> list[str]:
     """Why ``cfg`` cannot run on ``host`` (one line per problem), or [] when it can."""
     from harness.workloads import archs
 
-    problems: list[str] = []
+    problems: list[str] = gpu_settings_problems(cfg, host)
     if cfg.backend == "openai":  # drives a server that is already running: nothing is loaded or started here
         return problems
     num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
@@ -202,6 +206,27 @@ def check(cfg, host: Host) -> list[str]:
     return problems
 
 
+def gpu_settings_problems(cfg, host: Host) -> list[str]:
+    """Why the power cap or locked clock ``cfg`` asks for cannot be set on the GPUs it runs on (one line each);
+    [] when it asks for none or they can be set. Reads NVML only for a configuration that asks."""
+    from harness.measuring import device, gpu_settings
+    from harness.workloads import registry
+
+    wanted = gpu_settings.Wanted.of(cfg)
+    if not wanted:
+        return []
+    if not host.gpu_count:  # the runner measures (and sets) GPUs 0..num_gpus-1 wherever the host shows GPUs
+        why = f" ({host.why_none})" if host.why_none else ""
+        return [f"{wanted.describe()} needs a GPU; this run uses none{why}"]
+    chosen = registry.measured_gpus(cfg, host.gpu_count)
+    indices = list(range(int(cfg.num_gpus or 1))) if chosen is None else chosen
+    try:
+        visible = device.visible_gpus()
+    except device.NvmlUnavailable as exc:
+        return [f"{wanted.describe()} cannot be set: {exc}"]
+    return gpu_settings.problems([visible[i] for i in indices if i < len(visible)], wanted)
+
+
 def check_study(study, host: Host, configurations=None) -> dict[str, list[str]]:
     """``{run_id: problems}`` for the configurations given (default: all of the study)."""
     configs = study.configurations if configurations is None else configurations
@@ -226,7 +251,7 @@ def report_lines(study, verdicts: dict[str, list[str]], configurations=None) -> 
     lines = []
     for (series, problem), members in groups.items():
         knob = members[0].batch_knob
-        values = ",".join(str(c.batch_value) for c in members)
+        values = ",".join(dict.fromkeys(str(c.batch_value) for c in members))  # once each (GPU settings may differ)
         index = study.configurations.index(members[0])
         lines.append(f"[{index}] {series} {knob}={values}: {problem}")
     return lines

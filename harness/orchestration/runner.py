@@ -19,7 +19,9 @@ against the model's heads and experts): any problem refuses the sweep, one line 
 written; ``--dry-run`` prints the same verdicts. Idle power is measured once per sweep before the first run (GPU hosts). A WorkloadError, a
 timeout or a crash of the backend fails that run (cause and log tail stored) and the sweep goes
 on. A telemetry sampler that raises does not stop the run: the run is flagged (``telemetry-errors``).
-SIGINT and SIGTERM stop the sweep: the run in progress stays ``incomplete``, finished runs are
+A configuration with a power cap or a locked SM clock (``power_limit_watts``, ``sm_clock_mhz``) has them set
+before its run and restored after it; what a harness killed in between left set is restored when the next
+``measure`` starts (:mod:`~harness.orchestration.gpu_knobs`). SIGINT and SIGTERM stop the sweep: the run in progress stays ``incomplete``, finished runs are
 untouched, and the next ``measure`` resumes with exactly the runs that are not done. A results
 folder that cannot be written (disk full) stops the sweep with :class:`StoreWriteError`, one line
 naming the folder and the cause; runs already written stay intact.
@@ -42,7 +44,7 @@ from typing import Iterable, TextIO
 from harness.config import Configuration, Study
 from harness.errors import HarnessError
 from harness.measuring import store
-from harness.orchestration import console, execute, folders, metrics
+from harness.orchestration import console, execute, folders, gpu_knobs, metrics
 from harness.orchestration.console import energy_notice, summary_line  # the runner's public names
 from harness.orchestration.execute import Instruments, RunStart
 from harness.orchestration.folders import StoreWriteError
@@ -147,6 +149,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     host = preflight.host_facts() if todo else None
     if dry_run:
         return _dry_run(sweep, planned, todo, host)
+    gpu_knobs.restore_at_start(results_dir, out)  # what a harness killed mid-run left set on this host's GPUs
     if not todo:
         print(console.nothing_to_measure(study, len(planned), results_dir), file=out)
         return sweep.counts
