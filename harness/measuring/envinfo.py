@@ -67,7 +67,7 @@ def torch_cuda() -> str | None:
     module = importlib.util.module_from_spec(version_spec)
     try:
         version_spec.loader.exec_module(module)
-    except Exception:  # a broken install: record nothing rather than fail the capture
+    except Exception:  # noqa: BLE001 -- a broken install: record nothing rather than fail the capture
         return None
     cuda = getattr(module, "cuda", None)
     return str(cuda) if cuda else None

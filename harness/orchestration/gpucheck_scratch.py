@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
 
 # Environment variable -> sub-folder of the scratch folder. Each is read by a library the check may import:
 # set before the first import (huggingface_hub reads HF_HOME at import time).
