@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# The interpreter the venvs are made from: CPython 3.11, which every lock is resolved for (scripts/host-check
+# refuses another in one line before anything is installed).
 PYTHON_SYS ?= $(shell command -v python3.11 || command -v python3)
 VENV       := .venv
 PY         := $(VENV)/bin/python
