@@ -4,6 +4,8 @@
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
+# The interpreter the venvs are made from: CPython 3.11, which every lock is resolved for (scripts/host-check
+# refuses another in one line before anything is installed).
 PYTHON_SYS ?= $(shell command -v python3.11 || command -v python3)
 VENV       := .venv
 PY         := $(VENV)/bin/python
@@ -18,7 +20,7 @@ export PYTHONUNBUFFERED := 1
 CONFIG ?= $(if $(filter 1,$(HAS_GPU)),configs/default.yaml,configs/smoke.yaml)
 RESULTS ?= results
 
-.PHONY: help setup engine system-deps lint test test-fast measure book notebook bench mutation lock clean gpu-check publish
+.PHONY: help setup host-check engine system-deps lint test test-fast measure book notebook bench mutation lock clean gpu-check publish
 
 help:
 	@echo "make measure && make book   measure this host with $(CONFIG), then build _build/html"
@@ -51,7 +53,15 @@ ENGINE_VENV := $(ENGINES)/$(ENGINE_ID)
 TORCH_CPU_OK = $(eval TORCH_CPU_OK := $(shell $(PYTHON_SYS) -c "import socket, urllib.parse as u; socket.create_connection((u.urlparse('$(TORCH_CPU_INDEX)').hostname, 443), 5)" 2>/dev/null && echo 1))$(TORCH_CPU_OK)
 CPU_INDEX_ARGS = $(if $(findstring +cpu,$(shell cat $(1) 2>/dev/null)),$(if $(TORCH_CPU_OK),--extra-index-url $(TORCH_CPU_INDEX) --retries 1))
 
-$(STAMPS)/venv: $(HARNESS_LOCK) pyproject.toml
+# Before anything is installed, the host is checked (scripts/host-check, one line when something lacks): the
+# interpreter must be CPython 3.11, the Python every lock is resolved for (another version is refused, not
+# locked for); a GPU host also needs what Triton compiles vLLM's kernels with at run time, a C compiler and
+# Python.h, which are installed with apt-get where the user is root, like the system packages below.
+HOST_PYTHON = $(if $(wildcard $(PY)),$(PY),$(PYTHON_SYS))
+host-check:
+	@scripts/host-check $(if $(filter 1,$(HAS_GPU)),--gpu) $(HOST_PYTHON)
+
+$(STAMPS)/venv: $(HARNESS_LOCK) pyproject.toml | host-check
 	@mkdir -p $(STAMPS)
 	test -x $(PY) || $(PYTHON_SYS) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
@@ -59,7 +69,7 @@ $(STAMPS)/venv: $(HARNESS_LOCK) pyproject.toml
 	$(PIP) install -q --no-deps --no-build-isolation -e .
 	@echo "$(HARNESS_LOCK)" > $@
 
-$(ENGINES)/%/.stamp: requirements/engines/%.lock
+$(ENGINES)/%/.stamp: requirements/engines/%.lock | host-check
 	@mkdir -p $(ENGINES)
 	test -x $(ENGINES)/$*/bin/python || $(PYTHON_SYS) -m venv $(ENGINES)/$*
 	$(ENGINES)/$*/bin/python -m pip install -q --upgrade pip

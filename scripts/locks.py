@@ -16,6 +16,12 @@ folder holding a ``+cpu`` torch, is left out, so what a GPU host would get is wh
 ``check`` fails (exit 1, one line per problem) when pip's resolver refuses the lock for that platform,
 when the resolve would install something the lock does not pin or at another version, when a package
 appears twice, or when packages of two CUDA major versions meet (``nvidia-*-cu12`` beside ``*-cu13``).
+
+Both hosts run one harness stack: the GPU harness lock pins what the CPU lock (the one the tests run) pins, at
+the same versions; only torch and its CUDA libraries (``nvidia-*``, ``triton``, ...) differ::
+
+    python scripts/locks.py same requirements/lock-gpu.txt requirements/lock-cpu.txt   # offline, one line each
+    python scripts/locks.py lock --target gpu --same-as requirements/lock-cpu.txt ...    # resolves to the same
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ PYPI = "https://pypi.org/simple"
 CPU_ENGINE_DROP = ("torchvision", "torchaudio", "torchcodec")
 CUDA_NAME_RE = re.compile(r"(?:[-_]cu|cuda)(\d{2})(?:x|\b|$)")
 CUDA_VERSIONED = ("cuda-bindings", "cuda-python", "cuda-toolkit")  # the CUDA major is their version's major
+# What may differ between the GPU and the CPU harness lock: torch itself and what only its CUDA build pulls in.
+TORCH_BUILD = ("torch", "triton")
 
 
 def canon(name: str) -> str:
@@ -175,6 +183,34 @@ def problems(lock: Path, report: dict | None, drop: tuple[str, ...] = ()) -> lis
     return out
 
 
+def torch_build(name: str) -> bool:
+    """Whether a package is torch or one of the libraries its CUDA build brings (may differ between hosts)."""
+    return name in TORCH_BUILD or name in CUDA_VERSIONED or name.startswith("nvidia-") or bool(CUDA_NAME_RE.search(name))
+
+
+def same_stack(lock: Path, other: Path) -> list[str]:
+    """Where ``lock`` does not run ``other``'s stack, one line each: a package both pin at different versions,
+    or one pinned by only one of them, torch and its CUDA libraries aside."""
+    mine, theirs = dict(read_lock(lock)), dict(read_lock(other))
+    out = []
+    for name in sorted(set(mine) | set(theirs)):
+        if torch_build(name):
+            continue
+        if name not in theirs:
+            out.append(f"{lock.name}: pins {name}=={mine[name]}, which {other.name} does not")
+        elif name not in mine:
+            out.append(f"{lock.name}: does not pin {name}, which {other.name} pins at {theirs[name]}")
+        elif mine[name] != theirs[name]:
+            out.append(f"{lock.name}: pins {name}=={mine[name]}, {other.name} {theirs[name]}")
+    return out
+
+
+def same_constraints(other: Path, path: Path) -> Path:
+    """``other``'s pins (torch and its CUDA libraries aside) as hard constraints of a resolve."""
+    path.write_text("".join(f"{n}=={v}\n" for n, v in read_lock(other) if not torch_build(n)))
+    return path
+
+
 def pinned_names(files: list[str], extra: list[str]) -> set[str]:
     """Canonical names of the packages requirement files (and extra requirements) pin with ``==``: their
     own pins win over an earlier lock's."""
@@ -220,6 +256,8 @@ def main(argv: list[str] | None = None) -> int:
     lock.add_argument("--drop", action="append", default=[], help="leave this package out of the lock")
     lock.add_argument("--prefer", action="append", default=[],
                       help="keep this earlier lock's versions where the requirements allow (constraints)")
+    lock.add_argument("--same-as", type=Path,
+                      help="pin what this lock pins at its versions (torch and its CUDA libraries aside)")
     check = sub.add_parser("check", help="resolve a lock again and check it")
     check.add_argument("lock", type=Path)
     check.add_argument("--drop", action="append", default=[], help="a package the lock leaves out on purpose")
@@ -228,7 +266,21 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--target", choices=("gpu", "cpu"), required=True)
         p.add_argument("--torch-index", help="extra index for torch's +cpu wheels (cpu target)")
         p.add_argument("requirements", nargs="*", help="further requirements (e.g. vllm==0.12.0)")
+    same = sub.add_parser("same", help="check that a lock runs another's stack (torch and CUDA libraries aside)")
+    same.add_argument("lock", type=Path)
+    same.add_argument("other", type=Path)
     args = parser.parse_args(argv)
+    if args.cmd == "same":
+        try:
+            found = same_stack(args.lock, args.other)
+        except (ValueError, OSError) as exc:
+            print(f"locks: {exc}", file=sys.stderr)
+            return 1
+        for line in found:
+            print(line, file=sys.stderr)
+        if not found:
+            print(f"{args.lock}: the same stack as {args.other} (torch and its CUDA libraries aside)")
+        return 1 if found else 0
     drop = tuple(canon(d) for d in args.drop)
     try:
         if args.cmd == "lock":
@@ -236,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
                 [a for c in args.constraint for a in ("-c", c)] + list(args.requirements)
             with tempfile.TemporaryDirectory(prefix="locks-prefer-") as tmp:
                 skip = pinned_names(args.requirement, args.requirements)
+                if args.same_as:
+                    pip_args += ["-c", str(same_constraints(args.same_as, Path(tmp) / "same.txt"))]
+                    skip |= {n for n, _ in read_lock(args.same_as)}
                 for _ in range(10):  # a preference is no requirement: drop those a conflict names, resolve again
                     extra = ["-c", str(preference_constraints(args.prefer, skip, Path(tmp) / "prefer.txt"))] \
                         if args.prefer else []
@@ -259,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             if drop:
                 header.append(f"Left out on purpose: {', '.join(drop)} (see book/guide/setup.md).")
             write_lock(report, args.out, header, drop)
-            found = problems(args.out, None)
+            found = problems(args.out, None) + (same_stack(args.out, args.same_as) if args.same_as else [])
             print(f"wrote {args.out} ({len(pins(report)) - len(set(drop) & set(pins(report)))} packages)")
         else:
             pinned = [f"{n}=={v}" for n, v in read_lock(args.lock)]

@@ -25,6 +25,15 @@ def _env(tmp_path, reference: str | None):
     return env
 
 
+# Where libraries write caches unless told otherwise (the check points each into its scratch folder).
+CACHE_VARIABLES = ("HARNESS_CACHE_DIR", "XDG_CACHE_HOME", "HF_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR",
+                   "TRITON_HOME", "TORCH_HOME", "CUDA_CACHE_PATH", "MPLCONFIGDIR", "PIP_CACHE_DIR", "PYTHONPYCACHEPREFIX")
+
+
+def _tree(path: Path) -> list[str]:
+    return sorted(str(p.relative_to(path)) for p in path.rglob("*"))
+
+
 def _reference_dir() -> str:
     ref = os.environ.get("HARNESS_REFERENCE_DIR") or (str(REF) if REF.is_dir() else None)
     if not ref:
@@ -55,7 +64,9 @@ def _bare_site(tmp_path) -> Path:
 
 def test_dry_run_on_a_bare_host_without_the_reference_data(tmp_path):
     """Lengths are prepared where the reference exists; the check then runs where neither the reference nor
-    pandas, Zeus' dependencies or vLLM are importable (as on a bare GPU box)."""
+    pandas, Zeus' dependencies or vLLM are importable (as on a bare GPU box), with a read-only HOME, a TMPDIR of
+    its own and no cache variable set: afterwards both are as empty as before (generated models, Hugging Face,
+    Inductor, Triton and pip caches went to the check's scratch folder, which is gone)."""
     plans = tmp_path / "plans.json"
     prep = subprocess.run([sys.executable, str(SCRIPT), "--prepare", str(plans), "--dry-run"],
                           env=_env(tmp_path, _reference_dir()), capture_output=True, text=True, timeout=120)
@@ -67,9 +78,21 @@ def test_dry_run_on_a_bare_host_without_the_reference_data(tmp_path):
     env["PYTHONPATH"] = str(_bare_site(tmp_path))
     probe = subprocess.run([sys.executable, "-S", "-c", "import pandas"], env=env, capture_output=True, text=True)
     assert probe.returncode != 0 and "No module named 'pandas'" in probe.stderr
-    run = subprocess.run([sys.executable, "-S", str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans)],
-                         env=env, capture_output=True, text=True, timeout=300)
+    home, tmpdir = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    tmpdir.mkdir()
+    for name in CACHE_VARIABLES:
+        env.pop(name, None)
+    env.update(HOME=str(home), TMPDIR=str(tmpdir))
+    home.chmod(0o555)  # read-only (root writes anyway: the emptiness below is what is checked)
+    try:
+        run = subprocess.run([sys.executable, "-S", str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans)],
+                             env=env, capture_output=True, text=True, timeout=300, check=False)
+    finally:
+        home.chmod(0o755)
     assert run.returncode == 0, run.stdout + run.stderr
+    assert _tree(home) == [] and _tree(tmpdir) == []  # nothing left outside the output folder
+    assert not any(p.name in ("models", "huggingface") for p in out.rglob("*"))
     summary = json.loads((out / "gpu-check.json").read_text())
     assert summary["dry_run"] and [r["status"] for r in summary["runs"]] == ["ok"] * 5
     labels = [r["label"] for r in summary["runs"]]
@@ -237,3 +260,52 @@ def test_dry_run_with_carried_wheels_on_a_machine_like_the_check_machine(tmp_pat
     assert facts["problems"] == [] and set(facts["imports"].values()) == {"ok"}
     assert not any(p.suffix == ".whl" or p.name.startswith(".site") for p in out.rglob("*"))  # results stay clean
     assert not Path(facts["site"]).exists()  # the temporary site is gone after the check
+
+
+# --- nothing left behind -------------------------------------------------------------------------------------
+
+
+def test_the_scratch_space_points_every_cache_into_itself_and_removes_itself(tmp_path, monkeypatch):
+    import tempfile
+
+    from harness.orchestration.gpucheck_scratch import SCRATCH_DIRS, scratch_space
+    from harness.workloads import archs
+
+    monkeypatch.setenv("HF_HOME", "/somewhere/else")
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    with pytest.raises(RuntimeError), scratch_space(parent=tmp_path) as scratch:
+        assert {os.environ[name] for name in SCRATCH_DIRS} == {str(scratch.root / d) for d in SCRATCH_DIRS.values()}
+        assert archs.cache_root() == scratch.root / "harness" / "models"
+        assert Path(tempfile.mkdtemp()).parent == scratch.root / "tmp"
+        (scratch.root / "harness" / "models" / "x").mkdir(parents=True)
+        raise RuntimeError("the check failed")
+    assert _tree(tmp_path) == []
+    assert os.environ["HF_HOME"] == "/somewhere/else" and "TRITON_CACHE_DIR" not in os.environ
+    assert Path(tempfile.gettempdir()).parent != scratch.root
+
+
+def test_collect_wheels_resolves_with_a_target_pip_23_accepts_and_keeps_nothing(tmp_path, monkeypatch):
+    """pip before 23.1 refuses ``--platform`` without ``--target``, even with ``--dry-run``: the resolve names a
+    target inside a temporary folder, which is gone afterwards."""
+    from harness.orchestration import wheels
+
+    calls = []
+
+    def fake_run(cmd, check=False, **kw):
+        calls.append(cmd)
+        if "--report" in cmd:
+            assert "--target" in cmd, "pip 23 refuses platform options without --target"
+            target = Path(cmd[cmd.index("--target") + 1])
+            assert target.parent.exists() and not target.exists()  # named, not made: a dry run writes nothing
+            Path(cmd[cmd.index("--report") + 1]).write_text(json.dumps({"install": [
+                {"metadata": {"name": n, "version": v}} for n, v in
+                [("diffusers", "0.42.1"), ("transformers", "5.17.0"), ("torch", "2.9.0"), ("requests", "2.32.5")]]}))
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(wheels.subprocess, "run", fake_run)
+    manifest = wheels.collect_wheels(tmp_path / "wheels", "3.12", ("transformers==5.17.0",), log=lambda *a: None)
+    assert manifest["wheels"] == ["diffusers==0.42.1", "requests==2.32.5"]
+    resolve_cmd, download_cmd = calls
+    assert not Path(resolve_cmd[resolve_cmd.index("--target") + 1]).parent.exists()
+    assert download_cmd[3] == "download" and download_cmd[-2:] == ["diffusers==0.42.1", "requests==2.32.5"]
+    assert _tree(tmp_path) == ["wheels", "wheels/carried.json"]

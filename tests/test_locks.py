@@ -147,6 +147,32 @@ def test_the_committed_locks_pin_each_package_once_on_one_cuda_stack():
         assert len(locks.cuda_stacks(locks.read_lock(lock))) <= 1
 
 
+def test_both_hosts_run_one_harness_stack_only_torch_and_its_cuda_libraries_differ():
+    gpu, cpu = ROOT / "requirements" / "lock-gpu.txt", ROOT / "requirements" / "lock-cpu.txt"
+    assert locks.same_stack(gpu, cpu) == []
+    have = dict(locks.read_lock(gpu))
+    assert {n: have[n] for n in ("transformers", "diffusers", "numpy", "zeus")} == \
+        {n: dict(locks.read_lock(cpu))[n] for n in ("transformers", "diffusers", "numpy", "zeus")}
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "locks.py"), "same", str(gpu), str(cpu)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+
+
+def test_a_gpu_lock_that_drifts_from_the_cpu_stack_is_refused_one_line_each(tmp_path):
+    cpu, gpu = tmp_path / "lock-cpu.txt", tmp_path / "lock-gpu.txt"
+    cpu.write_text("numpy==2.3.5\ntorch==2.13.0+cpu\ntransformers==5.19.0\nzeus==0.16.0\n")
+    gpu.write_text("numpy==2.4.6\nnvidia-cublas-cu12==12.8.4.1\ntorch==2.9.0\ntransformers==5.19.0\ntriton==3.5.0\n"
+                   "six==1.17.0\n")
+    assert locks.same_stack(gpu, cpu) == ["lock-gpu.txt: pins numpy==2.4.6, lock-cpu.txt 2.3.5",
+                                          "lock-gpu.txt: pins six==1.17.0, which lock-cpu.txt does not",
+                                          "lock-gpu.txt: does not pin zeus, which lock-cpu.txt pins at 0.16.0"]
+    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "locks.py"), "same", str(gpu), str(cpu)],
+                         capture_output=True, text=True, timeout=60, check=False)
+    assert run.returncode == 1 and run.stderr.count("\n") == 3
+    constraints = locks.same_constraints(cpu, tmp_path / "c.txt").read_text().split()
+    assert constraints == ["numpy==2.3.5", "transformers==5.19.0", "zeus==0.16.0"]  # torch left to the target
+
+
 # --- the resolver (network) ----------------------------------------------------------------------------
 
 

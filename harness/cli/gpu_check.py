@@ -2,7 +2,9 @@
 
 What the check measures and writes is :mod:`harness.orchestration.gpucheck`; the carried wheels are
 :mod:`harness.orchestration.wheels`. Exit 0 when every run is ok, 1 when one is not, 2 with one line
-naming the cause when the check cannot run.
+naming the cause when the check cannot run. The check writes its results under the output folder and
+everything else (generated models, caches, the carried wheels' site, temporary files) in a scratch folder
+it removes (:mod:`harness.orchestration.gpucheck_scratch`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.orchestration import gpucheck, wheels
+from harness.orchestration.gpucheck_scratch import scratch_space
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,16 +52,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if not args.out:
         parser.error("the output folder is required")
-    out = Path(args.out)
+    out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        carried = None
-        if args.wheels:
-            names, site = wheels.install_wheels(Path(args.wheels), out)
-            print(f"installed carried wheels: {', '.join(names) or 'none found'}")
-            carried = (site, names)
-        summary = gpucheck.run_check(out, args.dry_run, Path(args.lengths) if args.lengths else None, args.budget_s,
-                                     carried=carried)
+        with scratch_space():
+            carried = None
+            if args.wheels:
+                names, site = wheels.install_wheels(Path(args.wheels), out)
+                print(f"installed carried wheels: {', '.join(names) or 'none found'}")
+                carried = (site, names)
+            summary = gpucheck.run_check(out, args.dry_run, Path(args.lengths) if args.lengths else None,
+                                         args.budget_s, carried=carried)
     except HarnessError as exc:  # one line naming the cause
         print(f"gpu-check: {exc}", file=sys.stderr)
         return 2

@@ -6,12 +6,15 @@
 
 Nothing heavy is imported: package versions come from the installed
 metadata, GPU facts from NVML (absent: ``nvml`` says why), the CUDA version
-from the driver (NVML) and from torch's build tag.
+from the driver (NVML) and from torch's own ``torch.version.cuda`` (read
+from ``torch/version.py`` without importing torch; PyPI's CUDA wheel has no
+``+cu128`` tag to read it from).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 import os
 import platform
 import socket
@@ -42,6 +45,32 @@ def _versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def torch_cuda() -> str | None:
+    """The CUDA version torch was built for (``torch.version.cuda``, e.g. ``"12.8"``); None for a CPU build or
+    where torch is not installed. An imported torch is asked directly; otherwise its small ``version`` module
+    is executed on its own, so torch itself is not imported."""
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "version"):
+        return getattr(torch.version, "cuda", None)
+    try:
+        spec = importlib.util.find_spec("torch")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    version_spec = importlib.util.spec_from_file_location("_harness_torch_version", path)
+    if version_spec is None or version_spec.loader is None or not path.is_file():
+        return None
+    module = importlib.util.module_from_spec(version_spec)
+    try:
+        version_spec.loader.exec_module(module)
+    except Exception:  # noqa: BLE001 -- a broken install: record nothing rather than fail the capture
+        return None
+    cuda = getattr(module, "cuda", None)
+    return str(cuda) if cuda else None
 
 
 def _git() -> dict:
@@ -106,8 +135,6 @@ def _memory_gib() -> float | None:
 def capture() -> dict:
     """The environment of this host and checkout (cached: call once per sweep)."""
     packages = _versions()
-    torch_version = packages.get("torch") or ""
-    tag = torch_version.partition("+")[2]
     info = {
         "host": socket.gethostname(),
         "platform": platform.platform(),
@@ -116,7 +143,7 @@ def capture() -> dict:
         "cpu_count": os.cpu_count(),
         "memory_gib": _memory_gib(),
         **_gpus(),
-        "torch_cuda": (f"{tag[2:-1]}.{tag[-1]}" if tag.startswith("cu") and len(tag) > 3 else tag or None),
+        "torch_cuda": torch_cuda(),
         "packages": packages,
         "git": _git(),
         "env": {name: os.environ.get(name) for name in ENV_VARS if os.environ.get(name) is not None},

@@ -3,8 +3,9 @@
 ``scripts/gpu-check --collect-wheels DIR`` (on a host with PyPI) resolves diffusers, Zeus and everything
 they import for the check machine's Python, with its own transformers kept, and downloads them
 (:func:`collect_wheels`); ``--wheels DIR`` installs them with ``pip --no-index --no-deps`` into a temporary
-folder, never the results folder (:func:`install_wheels`), and :func:`check_carried` imports each and checks
-that the carried versions are the ones Python sees, before any run -- one line per problem.
+folder (inside the check's scratch folder), never the results folder (:func:`install_wheels`), and
+:func:`check_carried` imports each and checks that the carried versions are the ones Python sees, before any
+run -- one line per problem.
 """
 
 from __future__ import annotations
@@ -60,8 +61,9 @@ def collect_wheels(dest: Path, python_version: str = CHECK_MACHINE["python_versi
         plat += ["--platform", tag]
     with tempfile.TemporaryDirectory(prefix="gpu-check-resolve-") as tmp:
         report = Path(tmp) / "report.json"
+        # --target: pip before 23.1 refuses platform options without it, even for a dry run (nothing is written)
         subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                        "--report", str(report), *plat, *reqs], check=True)
+                        "--target", str(Path(tmp) / "target"), "--report", str(report), *plat, *reqs], check=True)
         resolved = json.loads(report.read_text())["install"]
     carry = sorted(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in resolved
                    if _canon(i["metadata"]["name"]) not in kept and not NOT_CARRIED.match(_canon(i["metadata"]["name"])))
@@ -91,7 +93,7 @@ def install_wheels(wheels: Path, out: Path) -> tuple[list[str], Path | None]:
     site = Path(tempfile.mkdtemp(prefix="gpu-check-site-"))
     atexit.register(shutil.rmtree, site, True)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                    "--target", str(site), *found], check=True)
+                    "--no-cache-dir", "--disable-pip-version-check", "--target", str(site), *found], check=True)
     sys.path.insert(0, str(site))
     import importlib
 
