@@ -241,3 +241,45 @@ def refuse_if_any(study, host: Host, configurations) -> None:
         raise PreflightError(
             f"preflight: {bad} of {len(verdicts)} configurations of {study.path} cannot run on this host "
             f"({host.describe()}); nothing was started or written:\n" + "\n".join(f"  {line}" for line in lines))
+
+
+def _draws_reference_lengths(cfg) -> bool:
+    """True where a run draws its output lengths from the published histograms (the vLLM and transformers
+    backends; the openai backend with ``output_lengths: forced``, its default)."""
+    if not cfg.is_llm:
+        return False
+    if cfg.backend == "openai":
+        return (cfg.options or {}).get("output_lengths") in (None, "forced")
+    return cfg.backend in ("vllm", "transformers")
+
+
+def reference_problems(configurations) -> list[str]:
+    """One line per set of published data these configurations draw from that cannot be read here (missing, not
+    downloadable, damaged), with the line that says how to provide it; [] when all can be read. Reads (and, once,
+    downloads) only the files the configurations need."""
+    from harness.errors import HarnessError
+    from harness.workloads import lengths
+
+    problems: list[str] = []
+    seen: set = set()
+    for cfg in configurations:
+        key = (cfg.task, cfg.length_source, cfg.model)
+        if key in seen or not _draws_reference_lengths(cfg):
+            continue
+        seen.add(key)
+        try:
+            lengths.plan_for(cfg)
+        except HarnessError as exc:
+            cause, message = lengths.reference_failure(exc)
+            if cause == lengths.REFERENCE_UNAVAILABLE and message not in problems:
+                problems.append(message)
+    return problems
+
+
+def refuse_without_reference(configurations) -> None:
+    """Raise :class:`PreflightError` when the published data the configurations draw lengths from cannot be read
+    here: one line each, saying how to provide it; nothing started or written."""
+    problems = reference_problems(configurations)
+    if problems:
+        more = f" (and {len(problems) - 1} more reference file(s))" if len(problems) > 1 else ""
+        raise PreflightError(f"preflight: nothing was started or written: {problems[0]}{more}")

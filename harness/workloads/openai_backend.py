@@ -227,8 +227,9 @@ class OpenAIBackend(LoggingBackend):
         if mode == "forced":
             try:
                 plan = lengths.plan_for(cfg)
-            except HarnessError as exc:
-                raise BadOption(str(exc), cause="bad-config") from None
+            except HarnessError as exc:  # bad length options, or the published lengths unreadable here
+                cause, message = lengths.reference_failure(exc)
+                raise BadOption(message, cause=cause) from None
             self.output_tokens = list(plan.output_tokens)
             plan_info = plan.as_info()
             output_source = plan.output_source

@@ -331,8 +331,9 @@ class VLLMBackend(Backend):
 
         try:
             self.plan = lengths.plan_for(cfg)
-        except HarnessError as exc:  # bad length options, or reference lengths unavailable
-            raise WorkloadError(str(exc), cause="bad-config") from None
+        except HarnessError as exc:  # bad length options, or the published lengths unreadable here
+            cause, message = lengths.reference_failure(exc)
+            raise WorkloadError(message, cause=cause) from None
         self.prompts = lengths.prompt_token_ids(
             self.plan.prompt_tokens, model.regular_ids, model.bos_token_id, int(cfg.seed or 0)
         )
