@@ -60,5 +60,5 @@ def test_required_is_part_of_the_table():
     table = {"url": Opt("string", required=True, doc="the server"), "n": Opt("int", minimum=1)}
     assert problems(table, {"n": 2}) == [("url", "is required: the server")]
     assert problems(table, {"url": "x"}) == []
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="required option has no default"):
         Opt("string", required=True, default="x")
