@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 import yaml
-from conftest import FakeGPU
 
+from conftest import FakeGPU
 from harness.cli import main
 from harness.orchestration import preflight
 from harness.workloads import archs
