@@ -495,7 +495,7 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
             if key not in allowed_options:
                 check.fail(f"{where}.options.{key}", f"unknown {backend} option (allowed: {', '.join(allowed_options)})")
     for key, why in catalogue.option_problems(_backend_option_specs(catalogue, backend), options):
-        check.fail(f"{where}.options.{key}", why)
+        check.fail(f"{where}.options.{key}" if key else f"{where}.options", why)  # "": options that need one another
 
     stop = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
     engine = raw.get("engine")

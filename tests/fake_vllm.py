@@ -45,6 +45,14 @@ ap.add_argument("--trust-remote-code", action="store_true")
 ap.add_argument("--api-key", default=None)  # as vLLM: every /v1 request needs "Authorization: Bearer <key>"
 args, rest = ap.parse_known_args()
 faults = json.loads(os.environ.get("FAKE_VLLM_FAULTS") or "{}")
+cache_root = os.environ.get("VLLM_CACHE_ROOT")
+if cache_root:  # as vLLM: what it compiled, under $VLLM_CACHE_ROOT/torch_compile_cache/<hash>/
+    compiled = os.path.join(cache_root, "torch_compile_cache", "fakehash", "rank_0_0")
+    os.makedirs(compiled, exist_ok=True)
+    found = os.path.exists(os.path.join(compiled, "graph.py"))
+    with open(os.path.join(compiled, "graph.py"), "a") as fh:
+        fh.write(f"# compiled by pid {os.getpid()}\n")
+    print(f"fake vllm: compile cache {'hit' if found else 'miss'} in {compiled}", flush=True)
 token_s = float(faults.get("token_s", 0.004))
 print(f"fake vllm: pid={os.getpid()} host={args.host} port={args.port} max_num_seqs={args.max_num_seqs} "
       f"seed={args.seed} trust_remote_code={args.trust_remote_code}", flush=True)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+from harness.orchestration.outcome import SETUP_EXIT_STATUS
 from harness.orchestration.runner import Interrupted, measure_study
 from harness.orchestration.study import load_study
 
 
 def _cmd_measure(args: argparse.Namespace) -> int:
-    """Measure; exit 128 + the signal's number when interrupted, 1 for a failed single configuration."""
+    """Measure; exit 128 + the signal's number when interrupted, 1 when a run failed for a reason of setup
+    (:mod:`harness.orchestration.outcome`) or a single configuration failed."""
     study = load_study(args.config)
     try:
         counts = measure_study(study, args.results, index=args.index, dry_run=args.dry_run, force=args.force,
@@ -17,9 +19,13 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     except Interrupted as exc:
         return 128 + exc.signum
     # A single configuration (a Slurm array task) that failed exits 1, so the scheduler's accounting agrees with
-    # the store. A whole sweep exits 0 once every configuration has an outcome: failures are results there.
+    # the store. A whole sweep exits 0 once every configuration has a measured outcome (out of memory, unstable,
+    # skipped after those: results of the method), and 1 when a run failed for a reason of setup, so that
+    # `make measure && make book` stops there.
     if args.index is not None and counts.get("failed"):
         return 1
+    if getattr(counts, "setup_failures", 0):
+        return SETUP_EXIT_STATUS
     return 0
 
 

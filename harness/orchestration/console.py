@@ -62,7 +62,8 @@ def print_dry_run(study: Study, planned: list[tuple[Configuration, str]], force:
             action = f"would skip: {reason}"
         else:
             action = {"missing": "measure", "incomplete": "measure again (incomplete)",
-                      "corrupt": "measure again (damaged)"}.get(state, f"measure again (--force; was {state})")
+                      "corrupt": "measure again (damaged)",
+                      "setup-failed": "measure again (failed for a reason of setup)"}.get(state, f"measure again (--force; was {state})")
         print(f"{study.configurations.index(cfg):4d}  {cfg.run_id}  {cfg.label():40s}  {action}", file=out)
 
 

@@ -11,7 +11,9 @@ Checked per configuration, from the architecture configs (:mod:`harness.workload
   GPUs. Only the tiny architectures (``tiny-*``, written for a CPU), the trivial workload and an
   explicit ``device: cpu`` run on the CPU of a host without GPUs. A configuration needing more GPUs
   than the host shows after ``CUDA_VISIBLE_DEVICES`` is refused.
-* **Weights.** Parameters x bytes per parameter (by precision) must fit: on vLLM the share of one GPU
+* **Weights.** Parameters x bytes per parameter (by precision; on vLLM the peak while loading, so online
+  FP8 counts BF16's 2 bytes: vLLM 0.11.1 loads the checkpoint in BF16 and quantizes it after loading) must fit:
+  on vLLM the share of one GPU
   (divided over tensor parallelism; experts over the expert-parallel GPUs) within
   ``gpu_memory_utilization`` (vLLM's default 0.9) of the smallest GPU used, plus ``kv_cache_gib`` when
   set; on the in-process backends the whole model on one GPU.
@@ -142,6 +144,23 @@ def _gb(n: float) -> str:
     return f"{n / GB:.1f} GB"
 
 
+# vLLM 0.11.1's online FP8 (``--quantization fp8`` over a BF16 checkpoint, as the harness starts it) loads the
+# weights in BF16 and quantizes them after ``load_weights``: the peak while loading is the BF16 size.
+LOADED_AS = {"fp8": "bfloat16"}
+
+
+def load_width_bytes(precision: str | None) -> float:
+    """Bytes per parameter on the GPU while vLLM loads the weights (the peak): BF16 for online FP8."""
+    loaded = LOADED_AS.get(precision or "bfloat16", precision or "bfloat16")
+    return BYTES_PER_PARAMETER.get(loaded, 2)
+
+
+def load_width_note(precision: str | None) -> str:
+    """What a refusal says about the loading width: why FP8 counts as BF16 ("" for the others)."""
+    loaded = LOADED_AS.get(precision or "")
+    return f", loaded as {loaded} and quantized after loading" if loaded else ""
+
+
 def check(cfg, host: Host) -> list[str]:
     """Why ``cfg`` cannot run on ``host`` (one line per problem), or [] when it can."""
     from harness.workloads import archs
@@ -177,6 +196,8 @@ def check(cfg, host: Host) -> list[str]:
     width = BYTES_PER_PARAMETER.get(cfg.precision or "bfloat16", 2)
     if cfg.backend == "vllm" and facts is not None:
         options = cfg.options or {}
+        loading = load_width_note(cfg.precision)
+        width = load_width_bytes(cfg.precision)  # the peak while loading, not the quantized size
         experts_over = num_gpus if ep > 1 else tp  # expert parallelism: experts over every GPU
         share = width * ((facts.parameters - facts.expert_parameters) / tp + facts.expert_parameters / experts_over)
         utilization = options.get("gpu_memory_utilization") or VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
@@ -186,8 +207,8 @@ def check(cfg, host: Host) -> list[str]:
             split = f" over tensor_parallel={tp}" if tp > 1 else ""
             split += f" (experts over {num_gpus} GPUs)" if ep > 1 and facts.num_experts else ""
             problems.append(
-                f"weights do not fit: {facts.parameters / 1e9:.2f} B parameters x {width:g} bytes ({cfg.precision})"
-                f"{split} = {_gb(share)} per GPU"
+                f"weights do not fit: {facts.parameters / 1e9:.2f} B parameters x {width:g} bytes ({cfg.precision}"
+                f"{loading}){split} = {_gb(share)} per GPU"
                 + (f" + {options['kv_cache_gib']} GiB KV cache" if options.get("kv_cache_gib") else "")
                 + f", more than {utilization:g} of the smallest GPU's {_gb(smallest)} ({_gb(budget)})")
     elif arch is not None:
@@ -266,3 +287,45 @@ def refuse_if_any(study, host: Host, configurations) -> None:
         raise PreflightError(
             f"preflight: {bad} of {len(verdicts)} configurations of {study.path} cannot run on this host "
             f"({host.describe()}); nothing was started or written:\n" + "\n".join(f"  {line}" for line in lines))
+
+
+def _draws_reference_lengths(cfg) -> bool:
+    """True where a run draws its output lengths from the published histograms (the vLLM and transformers
+    backends; the openai backend with ``output_lengths: forced``, its default)."""
+    if not cfg.is_llm:
+        return False
+    if cfg.backend == "openai":
+        return (cfg.options or {}).get("output_lengths") in (None, "forced")
+    return cfg.backend in ("vllm", "transformers")
+
+
+def reference_problems(configurations) -> list[str]:
+    """One line per set of published data these configurations draw from that cannot be read here (missing, not
+    downloadable, damaged), with the line that says how to provide it; [] when all can be read. Reads (and, once,
+    downloads) only the files the configurations need."""
+    from harness.errors import HarnessError
+    from harness.workloads import lengths
+
+    problems: list[str] = []
+    seen: set = set()
+    for cfg in configurations:
+        key = (cfg.task, cfg.length_source, cfg.model)
+        if key in seen or not _draws_reference_lengths(cfg):
+            continue
+        seen.add(key)
+        try:
+            lengths.plan_for(cfg)
+        except HarnessError as exc:
+            cause, message = lengths.reference_failure(exc)
+            if cause == lengths.REFERENCE_UNAVAILABLE and message not in problems:
+                problems.append(message)
+    return problems
+
+
+def refuse_without_reference(configurations) -> None:
+    """Raise :class:`PreflightError` when the published data the configurations draw lengths from cannot be read
+    here: one line each, saying how to provide it; nothing started or written."""
+    problems = reference_problems(configurations)
+    if problems:
+        more = f" (and {len(problems) - 1} more reference file(s))" if len(problems) > 1 else ""
+        raise PreflightError(f"preflight: nothing was started or written: {problems[0]}{more}")

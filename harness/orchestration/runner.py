@@ -44,7 +44,7 @@ from typing import Iterable, TextIO
 from harness.config import Configuration, Study
 from harness.errors import HarnessError
 from harness.measuring import store
-from harness.orchestration import console, execute, folders, gpu_knobs, metrics
+from harness.orchestration import console, execute, folders, gpu_knobs, metrics, outcome
 from harness.orchestration.console import energy_notice, summary_line  # the runner's public names
 from harness.orchestration.execute import Instruments, RunStart
 from harness.orchestration.folders import StoreWriteError
@@ -96,7 +96,8 @@ def engine_problems(configurations: Iterable[Configuration]) -> list[str]:
 
 def plan(study: Study, results_dir: Path, index: int | None = None,
          results: store.StudyResults | None = None) -> list[tuple[Configuration, str]]:
-    """(configuration, state) for the configurations in scope; state is the stored result's state.
+    """(configuration, state) for the configurations in scope; state is the stored result's state, ``setup-failed``
+    for a failed run whose cause was setup (:mod:`harness.orchestration.outcome`: it is measured again).
 
     ``results``: the sweep's index of the study's run folders (read now without it).
     """
@@ -106,7 +107,7 @@ def plan(study: Study, results_dir: Path, index: int | None = None,
         if not 0 <= index < len(configs):
             raise HarnessError(f"--index {index} is out of range: {study.path} has {len(configs)} configurations (0..{len(configs) - 1})")
         configs = [configs[index]]
-    return [(cfg, results.state(cfg.run_id)[0]) for cfg in configs]
+    return [(cfg, outcome.retry_state(*results.state(cfg.run_id))) for cfg in configs]
 
 
 @dataclass
@@ -126,15 +127,31 @@ class Sweep:
     idle_power: dict[int, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     measured: int = 0
+    tally: outcome.Outcome = field(default_factory=outcome.Outcome)  # runs by status and cause
 
     def count(self, outcome: str) -> None:
         self.counts[outcome] = self.counts.get(outcome, 0) + 1
 
 
+class SweepCounts(dict):
+    """Counts by outcome (a dict, as before), with the sweep's :class:`harness.orchestration.outcome.Outcome`:
+    its runs by status and cause, and how many failed for a reason of setup."""
+
+    def __init__(self, counts: dict[str, int], result: outcome.Outcome | None = None) -> None:
+        super().__init__(counts)
+        self.outcome = result if result is not None else outcome.Outcome()
+
+    @property
+    def setup_failures(self) -> int:
+        """Runs of this sweep that failed for a reason of setup (the command then exits non-zero)."""
+        return self.outcome.setup_failures
+
+
 def measure_study(study: Study, results_dir: Path | str, *, index: int | None = None, dry_run: bool = False,
                   force: bool = False, progress: bool = True, out: TextIO | None = None,
-                  strategy: str = "grid") -> dict[str, int]:
-    """Measure the configurations that have no result; returns counts by outcome."""
+                  strategy: str = "grid") -> SweepCounts:
+    """Measure the configurations that have no result (or failed for a reason of setup); returns counts by
+    outcome, with the runs by status and cause (``SweepCounts.outcome``)."""
     from tqdm import tqdm
 
     from harness.orchestration import preflight
@@ -144,16 +161,17 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     sweep = Sweep(study=study, results_dir=results_dir, results=store.StudyResults(results_dir, study.name),
                   force=force, out=out)
     planned = plan(study, results_dir, index, sweep.results)
-    todo = [(cfg, state) for cfg, state in planned if force or state not in store.DONE_STATUSES]
+    todo = [(cfg, state) for cfg, state in planned if force or state not in store.DONE_STATUSES]  # setup-failed too
     sweep.counts = {"already done": len(planned) - len(todo)} if len(planned) > len(todo) else {}
     host = preflight.host_facts() if todo else None
     if dry_run:
-        return _dry_run(sweep, planned, todo, host)
+        return SweepCounts(_dry_run(sweep, planned, todo, host))
     gpu_knobs.restore_at_start(results_dir, out)  # what a harness killed mid-run left set on this host's GPUs
     if not todo:
         print(console.nothing_to_measure(study, len(planned), results_dir), file=out)
-        return sweep.counts
+        return SweepCounts(sweep.counts)
     preflight.refuse_if_any(study, host, [cfg for cfg, _ in todo])  # before anything starts or is written
+    preflight.refuse_without_reference([cfg for cfg, _ in todo])  # the published lengths the runs draw from
     problems = engine_problems(c for c, _ in todo)
     if problems:  # before anything is measured or written
         raise HarnessError("\n".join(problems))
@@ -179,6 +197,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
                 if record is None:
                     continue
                 sweep.count(record["status"])
+                sweep.tally.add(record)
                 tqdm.write(summary_line(cfg, record), file=out)
                 out.flush()
             bar.close()
@@ -187,7 +206,13 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
             print(f"interrupted by {exc}: finished runs are kept; run the same command again to resume", file=out, flush=True)
             raise
     print(", ".join(f"{n} {k}" for k, n in sweep.counts.items()), file=out, flush=True)
-    return sweep.counts
+    for line in sweep.tally.lines():
+        print(f"  {line}", file=out)
+    verdict = sweep.tally.verdict()
+    if verdict:
+        print(verdict, file=out)
+    out.flush()
+    return SweepCounts(sweep.counts, sweep.tally)
 
 
 def _dry_run(sweep: Sweep, planned: list[tuple[Configuration, str]], todo: list[tuple[Configuration, str]],
@@ -200,7 +225,7 @@ def _dry_run(sweep: Sweep, planned: list[tuple[Configuration, str]], todo: list[
     verdicts = preflight.check_study(study, host, cfgs) if todo else {}
     console.print_dry_run(study, planned, sweep.force, verdicts,
                           lambda cfg: blocking_reason(cfg, study, sweep.results_dir, sweep.results), out)
-    for problem in engine_problems(cfgs):
+    for problem in engine_problems(cfgs) + preflight.reference_problems(cfgs):
         print(f"would refuse: {problem}", file=out)
     print(f"{len(todo)} of {len(planned)} configurations to measure (dry run: nothing written)", file=out)
     lines = preflight.report_lines(study, verdicts, cfgs)
@@ -231,6 +256,7 @@ def _measure_configuration(sweep: Sweep, cfg: Configuration) -> dict | None:
             # parallel sweep, a Slurm task) may have finished it since the plan was made.
             state, record = store.result_state(run_dir)
             sweep.results.note(cfg.run_id, state, record)
+            state = outcome.retry_state(state, record)  # a run that failed for a reason of setup is measured again
             if state in store.DONE_STATUSES and not sweep.force:
                 sweep.count("already done")
                 return None
@@ -238,6 +264,8 @@ def _measure_configuration(sweep: Sweep, cfg: Configuration) -> dict | None:
             try:
                 if state in store.DONE_STATUSES:
                     folders.move_aside(run_dir, "forced")
+                elif state == outcome.SETUP_FAILED:  # kept as evidence of what was fixed
+                    folders.move_aside(run_dir, outcome.SETUP_FAILED)
                 elif state == "corrupt":  # a damaged result is kept as evidence, then measured again
                     kept = folders.move_aside(run_dir, "damaged")
                     tqdm.write(f"damaged     {cfg.run_id}  files moved to {kept}; measuring again", file=out)

@@ -245,6 +245,33 @@ def plan(
     )
 
 
+REFERENCE_UNAVAILABLE = "reference-unavailable"  # the cause of a run whose published lengths cannot be read
+
+
+def how_to_provide_reference() -> str:
+    """The line that says how to make the published data readable here."""
+    from harness.published import reference
+
+    return (f"provide the published data: set {reference.ENV_VAR} to a copy of {reference.REPOSITORY}@"
+            f"{reference.COMMIT[:7]}/{reference.FOLDER}, or let `python -m harness reference` download the pinned "
+            f"copy (needs the network once)")
+
+
+def reference_failure(exc: Exception) -> tuple[str, str]:
+    """``(cause, message)`` of a run whose length plan raised ``exc``: the published data unreadable here (missing,
+    not downloadable, damaged) is ``reference-unavailable`` with :func:`how_to_provide_reference`; anything else
+    (no published lengths for that model and task, bad length options) is ``bad-config``."""
+    from harness.errors import ReferenceDataError
+    from harness.published import reference
+
+    message = str(exc)
+    unreadable = isinstance(exc, ReferenceDataError) and (
+        message.startswith(("reference file", reference.ENV_VAR)))
+    if not unreadable:
+        return "bad-config", message
+    return REFERENCE_UNAVAILABLE, f"{message}; {how_to_provide_reference()}"
+
+
 def plan_for(cfg: Configuration) -> LengthPlan:
     """The length plan of a :class:`harness.config.Configuration` (LLM tasks)."""
     options = dict(cfg.options or {})

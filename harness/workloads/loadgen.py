@@ -13,7 +13,14 @@ returns. Every token whose event ends in that piece gets that time, so tokens
 that reach the client in one read share a timestamp (the client cannot tell
 them apart), and a token is never stamped before the bytes that complete its
 event arrived. The finish time is the next clock reading after the read that
-carries the ``finish_reason``. Events are split on the blank line that ends a
+carries the ``finish_reason``. A request sent all at once is stamped submitted when it leaves: when aiohttp
+has written its headers to the connection (its ``on_request_headers_sent`` signal). Stamped when the tasks
+were created, or even just before ``session.post`` (as ``vllm bench serve`` does), the requests of a burst
+carry the set-up of the others that the event loop runs before theirs go out (32 at once on loopback: a median
+TTFT about 20 ms late). TTFT then runs from the request leaving to the read that brings the first token:
+the server's accepting and parsing the request is in it, the client's building the body and opening its
+connection is not. A request the arrival gate releases is stamped by the gate, just before it is sent
+(:mod:`harness.measuring.arrivals`). Events are split on the blank line that ends a
 server-sent event and decoded with ``msgspec`` into only the fields used
 (token ids, finish reason, usage, error), which keeps the client's CPU per
 token far below the engine's (``benchmarks/loadgen_client.py``).
@@ -140,7 +147,10 @@ def _data_lines(event: bytes) -> bytes:
 
 
 async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: StampClock, stopper=None,
-               heard: list | None = None) -> None:
+               heard: list | None = None, stamp: bool = False) -> None:
+    """Send request ``rid`` and read its stream into ``rec``; with ``stamp``, its submission time is the moment its
+    headers were written to the connection (:func:`_headers_sent`; else the arrival gate took it just before
+    calling this)."""
     n = spec.output_tokens[rid]
     if heard is not None:  # the silence watchdog in _drive counts from here, then from every read
         heard[rid] = time.time()
@@ -159,7 +169,11 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
     usage = None
     finished = False
     try:
-        async with session.post(f"{spec.base_url}{path}", json=payload, headers=spec.headers) as resp:
+        traced: dict[str, Any] = {}
+        if stamp:  # now, should it never leave (no connection); replaced when its headers are written
+            rec.submit_time_s = clock()
+            traced["trace_request_ctx"] = {"stamp": lambda: setattr(rec, "submit_time_s", clock())}
+        async with session.post(f"{spec.base_url}{path}", json=payload, headers=spec.headers, **traced) as resp:
             if resp.status != 200:
                 body = (await resp.text())[:300].replace("\n", " ")
                 raise RuntimeError(f"HTTP {resp.status}: {body}")
@@ -238,7 +252,10 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
     heard = [0.0] * n  # when each request was sent, then when its stream was last read (0: not yet sent)
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     abort_reason: str | None = None
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False) as session:
+    trace = aiohttp.TraceConfig()
+    trace.on_request_headers_sent.append(_headers_sent)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False,
+                                     trace_configs=[trace]) as session:
         gate = None
         if spec.arrival is not None and spec.arrival.pattern != "all-at-once":
             from harness.measuring.arrivals import Gate
@@ -252,8 +269,8 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
                 one = (lambda i=i: _one(session, spec, i, records[i], tracker, clock, stopper, heard))
                 tasks.append(asyncio.create_task(gate.send(i, records[i], tracker, clock, one)))
                 continue
-            records[i].submit_time_s = clock()
-            tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper, heard)))
+            tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper, heard,
+                                                  stamp=True)))
         pending = set(tasks)
         while pending:
             done, pending = await asyncio.wait(pending, timeout=0.25)
@@ -274,6 +291,14 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
                             rec.error = f"aborted: {abort_reason}"
                     break
     return records, abort_reason
+
+
+async def _headers_sent(session, context, params) -> None:
+    """aiohttp's signal that a request's headers were written to its connection: the request has left (its
+    submission time, where the request asked for it)."""
+    ctx = context.trace_request_ctx
+    if ctx:
+        ctx["stamp"]()
 
 
 def _cancel_silent(tasks: list, records: list, heard: list, read_timeout_s: float) -> None:

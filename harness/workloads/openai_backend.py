@@ -46,7 +46,7 @@ from harness.workloads.options import Opt, defaults
 APIS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 OUTPUT_MODES = ("forced", "reference", "natural")
 OPTION_TABLE = {
-    "base_url": Opt("string", doc="the server, e.g. http://127.0.0.1:8000 (required; /v1 at the end is dropped)"),
+    "base_url": Opt("string", required=True, doc="the server, e.g. http://127.0.0.1:8000 (/v1 at the end is dropped)"),
     "api": Opt("choice", choices=tuple(APIS), default="completions", doc="the OpenAI API the load uses"),
     "api_key_env": Opt("string", doc="name of the environment variable that holds the API key (sent as a Bearer "
                                      "token; never written anywhere)"),
@@ -54,7 +54,7 @@ OPTION_TABLE = {
                         doc="true to allow a host that is not loopback (its energy is not measured)"),
     "gpus": Opt("devices", default="all", doc="this host's GPUs to measure: a list of indices, or all (the visible "
                                               "ones)"),
-    "prompts": Opt("string", doc="a JSONL/Parquet file or hf:<dataset id> (harness.workloads.prompts; required)"),
+    "prompts": Opt("string", required=True, doc="a JSONL/Parquet file or hf:<dataset id> (harness.workloads.prompts)"),
     "prompt_field": Opt("string", doc="the prompt's column (default: the first of prompt, text, question, "
                                       "instruction)"),
     "output_field": Opt("string", doc="a column with reference output lengths in tokens (default: output_tokens "
@@ -171,12 +171,20 @@ class OpenAIBackend(LoggingBackend):
         return [int(g) for g in gpus] if visible else []  # an index that is not visible: the meter says so
 
     def check_options(self, opts: Mapping[str, Any]) -> None:
-        """``base_url`` and ``prompts`` are required."""
+        """``base_url`` and ``prompts`` are required, the URL must be http(s) with a host, and the arrival options
+        must describe one pattern (checked when the config is read, and again at start)."""
+        from harness.measuring import arrivals
+
         if not opts["base_url"]:
             raise BadOption("options.base_url is required for backend openai (e.g. http://127.0.0.1:8000)")
         if not opts["prompts"]:
             raise BadOption("options.prompts is required for backend openai: a .jsonl or .parquet file of prompts, "
                             "or hf:<dataset id>")
+        split_url(str(opts["base_url"]))
+        try:
+            arrivals.from_options({k: opts[k] for k in ARRIVAL_KEYS if opts.get(k) is not None}, 0)
+        except ConfigError as exc:
+            raise BadOption(str(exc)) from None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -227,8 +235,9 @@ class OpenAIBackend(LoggingBackend):
         if mode == "forced":
             try:
                 plan = lengths.plan_for(cfg)
-            except HarnessError as exc:
-                raise BadOption(str(exc), cause="bad-config") from None
+            except HarnessError as exc:  # bad length options, or the published lengths unreadable here
+                cause, message = lengths.reference_failure(exc)
+                raise BadOption(message, cause=cause) from None
             self.output_tokens = list(plan.output_tokens)
             plan_info = plan.as_info()
             output_source = plan.output_source

@@ -9,7 +9,8 @@ The defaults (:func:`defaults`) and the checks (:func:`problem`, :func:`problems
 study reader checks a config's options with :func:`problems` before anything starts
 (``FILE: runs[i].options.NAME: ...``, the same one-line error as a bad knob), and
 :meth:`harness.workloads.base.Backend.resolve_options` checks them again at start with the same function.
-``None`` always means "the backend's default". Booleans are never numbers here (YAML's ``yes`` is not 1).
+``None`` always means "the backend's default"; a ``required`` option must be given (no default). Booleans are
+never numbers here (YAML's ``yes`` is not 1).
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ KINDS = ("bool", "int", "number", "string", "choice", "strings", "devices")
 @dataclass(frozen=True)
 class Opt:
     """One option: ``kind`` in :data:`KINDS`, its ``default`` (``None``: the backend decides), its range
-    (bounds inclusive; ``above`` an exclusive lower bound, ``number > above``; ``choices`` for a choice)
-    and ``doc``, what it does (with its unit)."""
+    (bounds inclusive; ``above`` an exclusive lower bound, ``number > above``; ``choices`` for a choice),
+    ``doc``, what it does (with its unit), and ``required``: a config must give it (no default)."""
 
     kind: str
     minimum: float | None = None
@@ -36,6 +37,7 @@ class Opt:
     default: Any = None
     doc: str = ""
     check: Callable[[object], str | None] | None = None  # a further rule on a value of the right type: why not
+    required: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -43,6 +45,8 @@ class Opt:
         why = problem(self, self.default)
         if why:
             raise ValueError(f"an option's default does not fit its own type and range: {why}")
+        if self.required and self.default is not None:
+            raise ValueError("a required option has no default")
 
     def describe(self) -> str:
         """The values this option takes, in words (the end of a ``must be ...`` error)."""
@@ -117,15 +121,19 @@ def _kind_problem(spec: Opt, value) -> str | None:
 
 
 def problems(table: Mapping, options: Mapping | None) -> list[tuple[str, str]]:
-    """``(name, why)`` for each option that does not fit its spec in ``table`` (unknown names are left to the
-    caller)."""
+    """``(name, why)`` for each option that does not fit its spec in ``table``, then each required one that is
+    missing (unknown names are left to the caller)."""
+    given = dict(options or {})
     out = []
-    for name, value in dict(options or {}).items():
+    for name, value in given.items():
         spec = table.get(name)
         if spec is not None:
             why = problem(spec, value)
             if why:
                 out.append((name, why))
+    for name, spec in table.items():
+        if getattr(spec, "required", False) and given.get(name) is None:
+            out.append((name, f"is required: {spec.doc}" if spec.doc else "is required"))
     return out
 
 

@@ -79,12 +79,31 @@ def backend_module(backend: str) -> ModuleType | None:
         return None
 
 
+def option_problems(specs: Mapping, options: Mapping | None) -> list[tuple[str, str]]:
+    """``(name, why)`` for each option that does not fit ``specs`` (a backend's option table: types, ranges,
+    required ones), then, where each fits, what the backend's own :meth:`Backend.check_options` refuses (options
+    that need one another), as ``("", why)``: the study reader refuses them all before anything runs."""
+    from harness.workloads.base import BadOption
+    from harness.workloads.options import defaults, problems
+
+    found = problems(specs, options)
+    if found:
+        return found
+    for name in BACKENDS:
+        cls = backend_class(name)
+        if cls.option_table is specs:
+            try:
+                cls.check_options(cls.__new__(cls), defaults(specs) | dict(options or {}))  # no state is needed
+            except BadOption as exc:
+                return [("", str(exc))]
+            break
+    return []
+
+
 def catalogue() -> Catalogue:
     """What the backends offer a study file, for :func:`harness.config.load_study`."""
-    from harness.workloads.options import problems
-
     return Catalogue(backend_tasks=backend_tasks(), any_model_backends=any_model_backends(),
-                     known_models=known_models, backend_module=backend_module, option_problems=problems)
+                     known_models=known_models, backend_module=backend_module, option_problems=option_problems)
 
 
 def get_backend(name: str) -> Backend:

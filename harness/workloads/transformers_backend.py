@@ -113,8 +113,9 @@ class TransformersBackend(LoggingBackend):
         folder = model_folder.path
         try:
             self.plan = lengths.plan_for(cfg)
-        except HarnessError as exc:
-            raise WorkloadError(str(exc), cause="bad-config") from None
+        except HarnessError as exc:  # bad length options, or the published lengths unreadable here
+            cause, message = lengths.reference_failure(exc)
+            raise WorkloadError(message, cause=cause) from None
         hf = AutoConfig.from_pretrained(folder)
         self.pad_id = hf.eos_token_id if isinstance(hf.eos_token_id, int) else 0
         self.prompts = lengths.prompt_token_ids(

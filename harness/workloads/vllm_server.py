@@ -4,7 +4,7 @@ The server runs bound to 127.0.0.1 in its own process group, led by :mod:`harnes
 stops the group as soon as the harness is gone (SIGKILL included); a server that escaped even that is found
 by its token and stopped at the next start (:mod:`harness.workloads.servers`). Each server gets fresh
 private folders (``TMPDIR``, ``VLLM_RPC_BASE_PATH``, ``VLLM_CACHE_ROOT``; :func:`make_scratch`), removed
-after it stops. :func:`wait_ready` waits for ``/health`` and checks that ``/v1/models`` lists this run's
+after it stops; only what it compiled is kept, per engine and model (:func:`compile_cache`). :func:`wait_ready` waits for ``/health`` and checks that ``/v1/models`` lists this run's
 unique served-model name, so a stale server on the same port is never measured. :func:`stop` sends SIGTERM
 to the process group, SIGKILL after :data:`STOP_GRACE_S` seconds, and waits until no process of the group
 is left.
@@ -13,6 +13,8 @@ is left.
 from __future__ import annotations
 
 import atexit
+import hashlib
+import json
 import os
 import shutil
 import signal
@@ -20,9 +22,10 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from harness.workloads import servers
 from harness.workloads.base import WorkloadError
@@ -127,6 +130,53 @@ def scratch_env(tmp: Path) -> dict[str, str]:
         HF_HUB_OFFLINE="1",
     )
     return env
+
+
+# vLLM compiles the model (torch.compile's Inductor and Triton kernels, then CUDA graphs) at every start,
+# minutes on a GPU, and keeps what it compiled under ``$VLLM_CACHE_ROOT/torch_compile_cache/<its hash>``.
+# The cache root is private to each server, so its ``torch_compile_cache`` is a link into a folder kept
+# between servers (beside the model folders), one per engine and model: the engine's version and
+# interpreter, the architecture's digest, the weights, the precision, the GPU layout and the build (a
+# compile cache is never shared across those). vLLM's own hash then picks the entry within it. Compiling
+# happens while the server starts, outside every measured window.
+@dataclass(frozen=True)
+class CompileCache:
+    """The compile cache of one engine and model: its ``path``, its ``key`` (a digest of what it is kept for)
+    and ``hit``: the folder existed and held files before this start (a miss compiles and fills it)."""
+
+    path: Path
+    key: str
+    hit: bool
+
+    def as_info(self) -> dict[str, Any]:
+        """As run.json records it (``backend_info.compile_cache``)."""
+        return {"path": str(self.path), "key": self.key, "state": "hit" if self.hit else "miss"}
+
+
+def compile_cache_root() -> Path:
+    """Where the compile caches are kept between servers (beside the model folders)."""
+    from harness.workloads import archs
+
+    return archs.cache_root().parent / "vllm-compile"
+
+
+def compile_cache(facts: Mapping[str, Any]) -> CompileCache:
+    """The compile cache for these facts (engine, model, precision, layout; JSON values), created if new."""
+    key = hashlib.sha256(json.dumps(dict(facts), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    path = compile_cache_root() / key
+    hit = path.is_dir() and any(p.is_file() for p in path.rglob("*"))
+    path.mkdir(parents=True, exist_ok=True)
+    return CompileCache(path=path, key=key, hit=hit)
+
+
+def link_compile_cache(tmp: Path, cache: CompileCache) -> dict[str, str]:
+    """Make the server's ``$VLLM_CACHE_ROOT/torch_compile_cache`` (``tmp/cache``) the kept ``cache``; returns
+    the environment that sends Triton's kernels compiled outside torch.compile there too."""
+    root = tmp / "cache"
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "torch_compile_cache").symlink_to(cache.path, target_is_directory=True)
+    (cache.path / "triton").mkdir(exist_ok=True)
+    return {"TRITON_CACHE_DIR": str(cache.path / "triton")}
 
 
 def remove_scratch(tmp: Path) -> None:
