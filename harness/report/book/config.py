@@ -169,3 +169,26 @@ def parse_overrides(pairs: Iterable[str]) -> dict:
         except yaml.YAMLError:
             out[key] = value
     return out
+
+
+def chapter_titles(root: Path, config: BookConfig | None = None) -> dict[str, str]:
+    """Each registered notebook's title: the text of its first Markdown ``# `` heading (its name when none)."""
+    import json
+
+    config = config or load_config(root)
+    titles: dict[str, str] = {}
+    for name, spec in config.notebooks.items():
+        titles[name] = name
+        try:
+            cells = json.loads((root / spec.source).read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        for cell in cells:
+            if cell.get("cell_type") != "markdown":
+                continue
+            heading = next((line[2:].strip() for line in "".join(cell.get("source", "")).splitlines()
+                            if line.startswith("# ")), None)
+            if heading:
+                titles[name] = heading
+                break
+    return titles
