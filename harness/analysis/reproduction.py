@@ -60,7 +60,10 @@ CHOICE_WORDS: dict[str, str] = {
     "pairing": "pairs", "pairs": "pairs", "batch_size": "batch sizes", "excluded": "left out", "bands": "batch bands",
     "targets": "latency targets", "gain": "gain", "gpu_count": "GPU count", "not_paired": "not paired",
 }
-_COLUMN_WORDS = {"model_id": "model", "task": "task", "gpu_model": "GPU model", "num_gpus": "GPU count"}
+_COLUMN_WORDS = {"model_id": "model", "task": "task", "gpu_model": "GPU model", "num_gpus": "GPU count",
+                 "bfloat16": "BF16", "fp8": "FP8", "llm_median_itl_ms": "language models, median ITL (ms)",
+                 "text-to-image_batch_latency_s": "images, batch time (s)",
+                 "text-to-video_batch_latency_s": "videos, batch time (s)"}
 
 
 def _words(value: Any, names: Mapping[str, str]) -> str:
@@ -151,14 +154,14 @@ def prose_against_data(found: Iterable[F.Finding], llm: pd.DataFrame) -> list[St
         img = by.get("text-to-image-spread")
         cheap_pair = ""
         if img is not None:
-            cheap_pair = (f", the cheapest video {_x(v['min_energy_per_video_joules'] / img.values['min_energy_per_image_joules'])} "
-                          "the cheapest image")
+            cheap = v["min_energy_per_video_joules"] / img.values["min_energy_per_image_joules"]
+            cheap_pair = f"{_x(cheap)} the cheapest image but "
         out.append(Statement(
             "text-to-video-range", "abstract",
             "video generation sometimes consumes more than 100x the energy of images (the companion post: one to "
             "two orders of magnitude more)",
             f"on B200 the dearest video costs {_x(v['dearest_video_over_dearest_image'])} the dearest image and "
-            f"{_x(v['dearest_video_over_cheapest_image'])} the cheapest{cheap_pair}; the cheapest video only "
+            f"{_x(v['dearest_video_over_cheapest_image'])} the cheapest; the cheapest video costs {cheap_pair}only "
             f"{_x(v['cheapest_video_over_dearest_image'])} the dearest image",
             "holds under a condition"))
     if "batch-size-effect" in by:

@@ -147,9 +147,9 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
     if "moe-vs-dense" in by:
         v = by["moe-vs-dense"].values
         same = moe_same_batch(llm) if llm is not None else {}
-        split = (f" = {_x(same['at_largest_common'])} at the same batch {same['largest_common']} ({_x(same['min'])} "
-                 f"to {_x(same['max'])} over the batches both ran) x {_x(same['batch_gain'])} from the batch "
-                 f"{same['moe_best_batch']} the MoE's smaller weights leave room for") if same else ""
+        split = (f" = {_x(same['at_largest_common'])} at the same batch {same['largest_common']} x "
+                 f"{_x(same['batch_gain'])} from the larger batch ({same['moe_best_batch']}) the MoE's smaller weights "
+                 f"leave room for; at the batches both ran, {_x(same['min'])} to {_x(same['max'])}") if same else ""
         rows.append(Takeaway(
             "Mixture of experts instead of dense", "algorithm",
             f"dense {_x(v['dense_over_moe'])} the energy per token of the MoE{split}",

@@ -125,6 +125,14 @@ SPLIT_NAMES = {"batch": "Between measured batches", "gpu-count": "Another GPU co
                "model": "Unseen model (facts only)", "transfer": "H100 to B200"}
 FAMILY_NAMES = {"chat": "Chat", "reasoning": "Reasoning", "code": "Code", "multimodal": "Image and video chat",
                 "image": "Text to image", "video": "Text to video"}
+# One colour per task family on the prediction page (its two charts and its error bars use the same).
+FAMILY_COLORS = {"Chat": "#4c78a8", "Reasoning": "#f58518", "Code": "#e45756", "Image and video chat": "#72b7b2",
+                 "Text to image": "#54a24b", "Text to video": "#b279a2"}
+
+
+def family_scale() -> alt.Scale:
+    """The fixed colour of each task family (:data:`FAMILY_COLORS`)."""
+    return alt.Scale(domain=list(FAMILY_COLORS), range=list(FAMILY_COLORS.values()))
 
 
 def predicted_vs_measured_chart(points: pd.DataFrame, kind: str = "llm", columns: int = 2,
@@ -152,7 +160,8 @@ def predicted_vs_measured_chart(points: pd.DataFrame, kind: str = "llm", columns
     families = [f for f in FAMILY_NAMES.values() if f in set(data["family_name"])]
     dots = alt.Chart().mark_point(filled=True, size=14, opacity=0.45).encode(
         x=alt.X("predicted:Q", scale=scale, axis=axis), y=alt.Y("measured:Q", scale=scale, axis=y_axis),
-        color=alt.Color("family_name:N", title="Tasks", sort=families, legend=alt.Legend(orient="bottom")),
+        color=alt.Color("family_name:N", title="Tasks", scale=family_scale(),
+                        legend=alt.Legend(orient="bottom", values=families)),
         tooltip=[alt.Tooltip("family_name:N", title="Tasks"), alt.Tooltip("split_name:N", title="Held out"),
                  alt.Tooltip("measured:Q", title=f"Measured ({unit})", format=".3~r"),
                  alt.Tooltip("predicted:Q", title=f"Predicted ({unit})", format=".3~r"),

@@ -1,13 +1,14 @@
 """The table of every notebook's parameters, generated from ``book/notebooks.yml`` for the *reproduce* page.
 
-Each row: the chapter, the parameter, the value the book runs it with (``book/notebooks.yml``), the notebook's
-default (its cell tagged ``parameters``) and what it sets (the comment beside it there). The builder writes the
+Under each chapter, a row per parameter: the value the book runs it with (``book/notebooks.yml``), and what it
+sets (the comment beside it in the notebook's cell tagged ``parameters``) with the notebook's default. The builder writes the
 table to ``book/_generated/notebook-parameters.md`` before Jupyter Book runs; ``book/reproduce.md`` includes it,
 so the page never lists a parameter a notebook does not have.
 """
 
 from __future__ import annotations
 
+import html
 import json
 from pathlib import Path
 
@@ -16,26 +17,29 @@ from harness.report.book.config import GENERATED, BookConfig, declared_parameter
 PARAMETERS_PAGE = GENERATED / "notebook-parameters.md"
 
 
-def _cell(text: str) -> str:
-    """Text safe inside a Markdown table cell."""
-    return str(text).replace("|", "\\|").replace("\n", " ").strip()
-
-
-def _value(value: object) -> str:
-    return f"`{json.dumps(value)}`" if not isinstance(value, str) else f"`{value}`"
+def _code(value: object) -> str:
+    """A value as inline code; a long one may wrap anywhere (a long path would widen the table past the page)."""
+    text = str(value if isinstance(value, str) else json.dumps(value))
+    style = ' style="word-break: break-all"' if len(text) > 24 else ""
+    return f'<code class="docutils literal"{style}>{html.escape(text)}</code>'
 
 
 def parameters_markdown(root: Path, config: BookConfig) -> str:
-    """The parameters of every registered notebook as one Markdown table, in the registry's order."""
-    lines = ["| Chapter | Parameter | In the book | Default | What it sets |", "|---|---|---|---|---|"]
+    """The parameters of every registered notebook as one table (raw HTML in the Markdown page, so that each chapter
+    heads its own rows and long values wrap), in the registry's order. Chapter links are relative to ``book/``."""
+    rows = ['<table class="table joules-parameters">',
+            "<thead><tr><th>Parameter</th><th>In the book</th><th>What it sets (the notebook's default)</th></tr>"
+            "</thead>", "<tbody>"]
     for name, spec in config.notebooks.items():
-        declared = declared_parameters(root, spec)
-        for index, (param, info) in enumerate(declared.items()):
-            chapter = f"{{doc}}`{name} </{spec.output.with_suffix('').as_posix()}>`" if index == 0 else ""
-            book = _value(spec.parameters[param]) if param in spec.parameters else "(default)"
-            lines.append(f"| {chapter} | `{param}` | {book} | `{_cell(info.get('default', ''))}` | "
-                         f"{_cell(info.get('help', ''))} |")
-    return "\n".join(lines) + "\n"
+        href = spec.output.relative_to("book").with_suffix(".html").as_posix()
+        rows.append(f'<tr><th colspan="3"><a href="{href}">{html.escape(name)}</a> '
+                    f"<small>({html.escape(spec.source.as_posix())})</small></th></tr>")
+        for param, info in declared_parameters(root, spec).items():
+            book = _code(spec.parameters[param]) if param in spec.parameters else "the default"
+            rows.append(f"<tr><td>{_code(param)}</td><td>{book}</td><td>{html.escape(info.get('help', ''))} "
+                        f"({_code(info.get('default', ''))})</td></tr>")
+    rows += ["</tbody>", "</table>"]
+    return "\n".join(rows) + "\n"
 
 
 def write_parameters_page(root: Path, config: BookConfig) -> Path:
