@@ -15,9 +15,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from harness.errors import ConfigError
 from harness.report import book
 from harness.report.book.html import _sphinx_cause
-from harness.errors import ConfigError
 
 
 def _notebook(path: Path, params: str = "x = 1\nlabel = 'a'", body: str = "y = x * 2") -> Path:
@@ -335,3 +335,150 @@ def test_one_kernel_runs_a_workers_notebooks_each_in_a_clean_namespace(root):
     after = nbformat.read(root / "book" / "_generated" / "after.ipynb", as_version=4)
     assert after.cells[-1].outputs[0]["text"].strip() == "ok"
     assert (root / "book" / "_generated" / "bad.failed.ipynb").is_file()
+
+
+# --- the reproduce page's parameter table -----------------------------------------------------------------
+def test_parameter_table_lists_every_declared_parameter_with_the_books_value(root):
+    import html
+    import re
+
+    table = book.parameters_markdown(root, book.load_config(root))
+    assert table.startswith('<table class="table joules-parameters">') and table.rstrip().endswith("</table>")
+    chapters = re.findall(r'<th colspan="3"><a href="([^"]+)">(\w+)</a>', table)
+    assert chapters == [("_generated/one.html", "one"), ("_generated/two.html", "two")]
+    rows = [html.unescape(re.sub(r"<[^>]+>", "", r)) for r in re.findall(r"<tr><td>.*?</tr>", table)]
+    assert rows == ["x2 (1)", "labelthe default ('a')", "x3 (1)", "labelthe default ('a')"]
+    _notebook(root / "notebooks" / "one.ipynb", params="x = 1  # a <b>bold</b> knob")
+    assert "a &lt;b&gt;bold&lt;/b&gt; knob" in book.parameters_markdown(root, book.load_config(root))
+
+
+def test_parameter_table_of_the_repository_covers_every_notebook():
+    repo = Path(__file__).resolve().parents[1]
+    config = book.load_config(repo)
+    table = book.parameters_markdown(repo, config)
+    for name, spec in config.notebooks.items():
+        assert f'<a href="_generated/{name}.html">{name}</a>' in table
+        for param in book.declared_parameters(repo, spec):
+            assert f'<td><code class="docutils literal">{param}</code></td>' in table
+    assert "{include} _generated/notebook-parameters.md" in (repo / "book" / "reproduce.md").read_text()
+
+
+def test_parameter_page_is_rewritten_only_when_it_changes(root):
+    config = book.load_config(root)
+    path = book.write_parameters_page(root, config)
+    stamp = path.stat().st_mtime_ns
+    os.utime(path, ns=(stamp - 10**9, stamp - 10**9))
+    book.write_parameters_page(root, config)
+    assert path.stat().st_mtime_ns == stamp - 10**9  # same text: not touched, Sphinx rebuilds nothing
+    _notebook(root / "notebooks" / "one.ipynb", params="x = 1\nlabel = 'a'\nextra = 3  # a new knob")
+    book.write_parameters_page(root, config)
+    assert ">extra</code>" in path.read_text() and "a new knob" in path.read_text()
+
+
+def test_chapter_titles_come_from_the_first_heading(root):
+    assert book.chapter_titles(root) == {"one": "Tiny", "two": "Tiny"}
+
+
+# --- repeated paragraphs --------------------------------------------------------------------------------------
+def _page(path: Path, *paragraphs: str, table: str = "") -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = "".join(f"<p>{p}</p>" for p in paragraphs)
+    path.write_text(f'<html><nav><p>{"menu " * 20}</p></nav><article class="bd-article" role="main">{body}{table}'
+                    "</article></html>")
+
+
+def test_repeated_paragraphs_are_found_across_pages(tmp_path):
+    long = "The batch effect is the energy per token at a small batch over that at the largest batch of a series."
+    _page(tmp_path / "a.html", long, "Short text.", table=f"<table><tr><td><p>{long} in a cell</p></td></tr></table>")
+    _page(tmp_path / "b" / "c.html", f"<em>{long.split()[0]}</em> " + " ".join(long.split()[1:]), "Other words.")
+    _page(tmp_path / "d.html", "Another long paragraph of more than twelve words, which appears only once here.")
+    _page(tmp_path / "_static" / "e.html", long)
+    found = book.repeated_paragraphs(tmp_path)
+    assert found == {long: ["a.html", "b/c.html"]}  # tags and whitespace ignored; menus, tables, _static not read
+    _page(tmp_path / "b" / "c.html", "Other words.")
+    assert book.repeated_paragraphs(tmp_path) == {}
+
+
+# --- the book's pages: order, citations, glossary terms --------------------------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_the_framework_comes_before_the_task_chapters():
+    docs = book.toc_documents(REPO)
+    assert docs.index("book/_generated/framework") < docs.index("book/_generated/llm-chat")
+    assert docs.index("book/_generated/findings") < docs.index("book/_generated/framework")
+    assert {"book/glossary", "book/references", "book/reproduce"} <= set(docs)
+
+
+def _book_texts() -> dict[str, str]:
+    import json as _json
+
+    texts = {p.name: p.read_text() for p in (REPO / "book").glob("*.md")}
+    for nb in (REPO / "notebooks").glob("*.ipynb"):
+        cells = _json.loads(nb.read_text())["cells"]
+        texts[nb.name] = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return texts
+
+
+def test_every_citation_is_in_the_bibliography_and_every_entry_cited():
+    import re
+
+    bib = (REPO / "book" / "references.bib").read_text()
+    keys = set(re.findall(r"^@\w+\{([^,]+),", bib, re.MULTILINE))
+    cited = {key.strip() for text in _book_texts().values()
+             for group in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text) for key in group.split(",")}
+    assert cited <= keys, cited - keys
+    assert keys <= cited, keys - cited  # a reference nobody cites would only pad the list
+    for required in ("kwon2023vllm", "you2023zeus", "chung2025mlenergy", "chung2026joules", "jacobs2023ulysses",
+                     "liu2023ring", "niu2025tokenpowerbench", "aienergyscore2025", "mlenergyleaderboard"):
+        assert required in keys
+    assert "bibtex_bibfiles" in (REPO / "_config.yml").read_text()
+
+
+def test_every_term_used_is_in_the_glossary():
+    import re
+
+    glossary = (REPO / "book" / "glossary.md").read_text()
+    block = glossary.split("```{glossary}")[1].split("```")[0]
+    terms = {line.strip().lower() for line in block.splitlines() if line and not line.startswith(" ")}
+    used = {t.lower() for text in _book_texts().values() for t in re.findall(r"\{term\}`([^`<]+)`", text)}
+    assert used and used <= terms, used - terms
+
+
+# --- publishing: the GitHub Actions workflow runs the Makefile targets CI runs ------------------------------
+def _make_prerequisites(makefile: str, target: str) -> list[str]:
+    import re
+
+    match = re.search(rf"^{re.escape(target)}:([^\n=]*)$", makefile, re.MULTILINE)
+    assert match, f"no target {target} in the Makefile"
+    return match.group(1).split()
+
+
+def test_the_pages_workflow_runs_the_makefile_targets_ci_runs():
+    import re
+
+    import yaml
+
+    workflow = yaml.safe_load((REPO / ".github" / "workflows" / "book.yml").read_text())
+    makefile = (REPO / "Makefile").read_text()
+    trigger = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as True
+    assert trigger["push"]["branches"] == ["main"]
+    assert workflow["permissions"] == {"contents": "read", "pages": "write", "id-token": "write"}
+    build = workflow["jobs"]["build"]["steps"]
+    commands = [step["run"].strip() for step in build if "run" in step]
+    assert commands == ["make setup", "make book"], commands  # the Makefile installs and builds, nothing else
+    for command in commands:
+        _make_prerequisites(makefile, command.split()[1])  # each is a target of the Makefile
+    # CI runs `make test` (.ci/run), which builds `make setup` first: the same environments the book is built in
+    ci = (REPO / ".ci" / "run").read_text()
+    assert re.search(r"^make test\b", ci, re.MULTILINE)
+    assert "setup" in _make_prerequisites(makefile, "test") and "setup" in _make_prerequisites(makefile, "book")
+    text = (REPO / ".github" / "workflows" / "book.yml").read_text()
+    assert "pip install" not in text and "HARNESS_REFERENCE_DIR" not in text  # the pinned download, checksummed
+    uses = [step.get("uses", "") for job in workflow["jobs"].values() for step in job["steps"]]
+    assert any(u.startswith("actions/upload-pages-artifact@") for u in uses)
+    assert any(u.startswith("actions/deploy-pages@") for u in uses)
+    upload = next(step for step in build if step.get("uses", "").startswith("actions/upload-pages-artifact@"))
+    assert upload["with"]["path"] == "_build/html"
+    assert workflow["jobs"]["deploy"]["needs"] == "build"
+    assert "nvidia" not in text.lower() and "gpu" not in workflow["jobs"]["build"]["runs-on"]

@@ -120,10 +120,14 @@ def family(task: str) -> str:
     return VALIDATION_FAMILIES.get(task, task)
 
 
-def validation_table(frame: pd.DataFrame, splits: Iterable[str] = SPLITS, coverage: float = DEFAULT_COVERAGE
-                     ) -> pd.DataFrame:
-    """Median and p90 absolute relative error of energy per token/output and interval coverage per split and family."""
-    rows = []
+def held_out_energy(frame: pd.DataFrame, splits: Iterable[str] = SPLITS, coverage: float = DEFAULT_COVERAGE
+                    ) -> pd.DataFrame:
+    """Every held-out prediction of energy per token (LLM) or per output (diffusion), one row per point and split.
+
+    Columns: ``kind``, ``split``, ``group``, ``row`` (the index of the published row), ``task``, ``family``,
+    ``stratum``, ``quantity``, ``actual`` and ``predicted`` (J per token or per output), ``covered`` (inside its
+    interval of ``coverage``) and ``abs_rel_error`` (a fraction)."""
+    parts = []
     for kind in ("llm", "diffusion"):
         sub = usable_rows(frame, kind)
         if len(sub) < 8:
@@ -137,20 +141,36 @@ def validation_table(frame: pd.DataFrame, splits: Iterable[str] = SPLITS, covera
             errs["covered"] = jackknife_coverage(errs, coverage)
             errs["abs_rel_error"] = (errs["predicted"] / errs["actual"] - 1).abs()
             errs["family"] = errs["task"].map(family)
-            for fam, g in errs.groupby("family"):
-                rows.append({"split": split, "family": fam, "quantity": energy, "points": len(g),
-                             "median_abs_rel_error": float(g["abs_rel_error"].median()),
-                             "p90_abs_rel_error": float(g["abs_rel_error"].quantile(0.9)),
-                             "coverage": float(g["covered"].mean())})
-            if split == "batch":  # between measured batches and beyond the ends of a series
-                for stratum_, g in errs.groupby("stratum"):
-                    where = "interior" if stratum_.endswith("interior") else "edge"
-                    rows.append({"split": split, "family": f"{kind} {where}", "quantity": energy, "points": len(g),
-                                 "median_abs_rel_error": float(g["abs_rel_error"].median()),
-                                 "p90_abs_rel_error": float(g["abs_rel_error"].quantile(0.9)),
-                                 "coverage": float(g["covered"].mean())})
-            rows.append({"split": split, "family": f"all {kind}", "quantity": energy, "points": len(errs),
-                         "median_abs_rel_error": float(errs["abs_rel_error"].median()),
-                         "p90_abs_rel_error": float(errs["abs_rel_error"].quantile(0.9)),
-                         "coverage": float(errs["covered"].mean())})
+            errs["kind"] = kind
+            parts.append(errs)
+    if not parts:
+        return pd.DataFrame(columns=["kind", "split", "group", "row", "task", "family", "stratum", "quantity",
+                                     "actual", "predicted", "covered", "abs_rel_error"])
+    return pd.concat(parts, ignore_index=True)
+
+
+def _summary(g: pd.DataFrame) -> dict:
+    return {"points": len(g), "median_abs_rel_error": float(g["abs_rel_error"].median()),
+            "p90_abs_rel_error": float(g["abs_rel_error"].quantile(0.9)), "coverage": float(g["covered"].mean())}
+
+
+def summarize_validation(points: pd.DataFrame) -> pd.DataFrame:
+    """The validation table from :func:`held_out_energy`'s points: per split, the families, the batch split's
+    interior and edge points, and all points of each kind."""
+    rows = []
+    for (kind, split), errs in points.groupby(["kind", "split"], sort=False):
+        energy = errs["quantity"].iloc[0]
+        for fam, g in errs.groupby("family"):
+            rows.append({"split": split, "family": fam, "quantity": energy} | _summary(g))
+        if split == "batch":  # between measured batches and beyond the ends of a series
+            for stratum_, g in errs.groupby("stratum"):
+                where = "interior" if stratum_.endswith("interior") else "edge"
+                rows.append({"split": split, "family": f"{kind} {where}", "quantity": energy} | _summary(g))
+        rows.append({"split": split, "family": f"all {kind}", "quantity": energy} | _summary(errs))
     return pd.DataFrame(rows)
+
+
+def validation_table(frame: pd.DataFrame, splits: Iterable[str] = SPLITS, coverage: float = DEFAULT_COVERAGE
+                     ) -> pd.DataFrame:
+    """Median and p90 absolute relative error of energy per token/output and interval coverage per split and family."""
+    return summarize_validation(held_out_energy(frame, splits, coverage))

@@ -19,8 +19,9 @@ Failures are reported as one line naming the notebook and the cell; the executed
 is kept as ``book/_generated/<name>.failed.ipynb``.
 
 The package, one concern a module: :mod:`.config` (the registry, the toc, parameters), :mod:`.cache`
-(fingerprints and stamps), :mod:`.execution` (papermill, kernels), :mod:`.html` (Jupyter Book); this module
-builds from them. The command line is :mod:`harness.cli.book`.
+(fingerprints and stamps), :mod:`.execution` (papermill, kernels), :mod:`.html` (Jupyter Book),
+:mod:`.parameters` (the reproduce page's table of every notebook's parameters); this module builds from them.
+The command line is :mod:`harness.cli.book`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from harness.report.book.config import (
     VISIBILITY_TAGS,
     BookConfig,
     NotebookSpec,
+    chapter_titles,
     check_parameters,
     check_toc,
     declared_parameters,
@@ -62,13 +64,15 @@ from harness.report.book.execution import (
     default_jobs,
     execute,
 )
-from harness.report.book.html import jupyter_book
+from harness.report.book.html import jupyter_book, repeated_paragraphs
+from harness.report.book.parameters import PARAMETERS_PAGE, parameters_markdown, write_parameters_page
 
 __all__ = [
-    "BUILD", "CONFIG", "GENERATED", "KERNEL", "STAMPS", "TOC", "VISIBILITY_TAGS", "BookConfig", "NotebookError",
-    "NotebookSpec", "build", "check_parameters", "check_toc", "code_fingerprint", "declared_parameters",
-    "default_jobs", "execute", "execute_all", "fingerprint", "is_current", "jupyter_book", "load_config",
-    "notebook_fingerprint", "parse_overrides", "run_one", "toc_documents",
+    "BUILD", "CONFIG", "GENERATED", "KERNEL", "PARAMETERS_PAGE", "STAMPS", "TOC", "VISIBILITY_TAGS", "BookConfig",
+    "NotebookError", "NotebookSpec", "build", "chapter_titles", "check_parameters", "check_toc", "code_fingerprint",
+    "declared_parameters", "default_jobs", "execute", "execute_all", "fingerprint", "is_current", "jupyter_book",
+    "load_config", "notebook_fingerprint", "parameters_markdown", "parse_overrides", "repeated_paragraphs", "run_one",
+    "toc_documents", "write_parameters_page",
 ]
 
 
@@ -149,8 +153,13 @@ def build(root: Path, *, force: bool = False, jobs: int | None = None, html: boo
     notebooks_s = time.perf_counter() - start
     index = None
     if html:
+        write_parameters_page(root, config)  # the reproduce page's table of every notebook's parameters
         log("book: jupyter-book build . -W")
         index = jupyter_book(root, log=log)
+        repeats = repeated_paragraphs(index.parent)
+        if repeats:  # said, not fatal: a chapter's prose is its author's to change
+            log(f"book: {len(repeats)} paragraph(s) appear more than once, e.g. on "
+                f"{', '.join(sorted(set(next(iter(repeats.values())))))}")
     total = time.perf_counter() - start
     log(f"book: done in {total:.1f} s (notebooks {notebooks_s:.1f} s)" + (f" -> {index.relative_to(root)}" if index else ""))
     return {"status": status, "seconds": total, "notebooks_s": notebooks_s, "index": index}
@@ -173,6 +182,7 @@ def run_one(root: Path, name: str, overrides: dict, *, html: bool = True,
     log(f"notebook {name}: executed in {seconds:.1f} s -> {spec.output}")
     if html:
         check_toc(root, config)
+        write_parameters_page(root, config)
         jupyter_book(root, log=log)
         log(f"notebook {name}: page {BUILD / 'html' / spec.output.with_suffix('.html')}")
     return root / spec.output

@@ -132,14 +132,31 @@ def check_toc(root: Path, config: BookConfig) -> None:
         raise ConfigError(f"{CONFIG} registers {', '.join(unlisted)} but {TOC} has no entry {prefix}<name> for it")
 
 
+_DECLARED: dict[tuple[str, int, int], dict[str, dict]] = {}  # (path, mtime_ns, size) -> declared parameters
+
+
 def declared_parameters(root: Path, spec: NotebookSpec) -> dict[str, dict]:
-    """Parameters declared in the notebook's cell tagged ``parameters`` (name -> papermill's description)."""
+    """Parameters declared in the notebook's cell tagged ``parameters`` (name -> papermill's description).
+
+    Kept per file version (path, modification time, size): a build reads them twice (to check the registry, then
+    for the reproduce page's table), and papermill takes about 0.1 s a notebook."""
     import papermill
 
+    path = root / spec.source
     try:
-        return dict(papermill.inspect_notebook(str(root / spec.source)))
+        st = path.stat()
+        key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    except OSError:
+        key = None
+    if key is not None and key in _DECLARED:
+        return {name: dict(info) for name, info in _DECLARED[key].items()}
+    try:
+        declared = dict(papermill.inspect_notebook(str(path)))
     except Exception as exc:  # papermill raises bare exceptions for unreadable notebooks
         raise ConfigError(f"notebook {spec.name} ({spec.source}) cannot be read: {exc}") from None
+    if key is not None:
+        _DECLARED[key] = {name: dict(info) for name, info in declared.items()}
+    return declared
 
 
 def check_parameters(root: Path, spec: NotebookSpec, params: dict) -> None:
@@ -169,3 +186,26 @@ def parse_overrides(pairs: Iterable[str]) -> dict:
         except yaml.YAMLError:
             out[key] = value
     return out
+
+
+def chapter_titles(root: Path, config: BookConfig | None = None) -> dict[str, str]:
+    """Each registered notebook's title: the text of its first Markdown ``# `` heading (its name when none)."""
+    import json
+
+    config = config or load_config(root)
+    titles: dict[str, str] = {}
+    for name, spec in config.notebooks.items():
+        titles[name] = name
+        try:
+            cells = json.loads((root / spec.source).read_text(encoding="utf-8")).get("cells", [])
+        except (OSError, ValueError):
+            continue
+        for cell in cells:
+            if cell.get("cell_type") != "markdown":
+                continue
+            heading = next((line[2:].strip() for line in "".join(cell.get("source", "")).splitlines()
+                            if line.startswith("# ")), None)
+            if heading:
+                titles[name] = heading
+                break
+    return titles

@@ -45,3 +45,25 @@ def jupyter_book(root: Path, log: Callable[[str], Any] = print) -> Path:
         (root / BUILD / ".doctrees" / "environment.pickle").unlink(missing_ok=True)
         raise HarnessError(f"jupyter-book build failed (warnings are errors): {_sphinx_cause(proc.stdout + proc.stderr)}")
     return root / BUILD / "html" / "index.html"
+
+
+def repeated_paragraphs(html_dir: Path, min_words: int = 12) -> dict[str, list[str]]:
+    """Paragraphs of at least ``min_words`` words that the built book shows more than once (on one page or
+    several): their text -> the pages (relative paths, once per occurrence). Navigation, footers, tables and chart
+    code are left out: only ``<p>`` elements of the pages' main article, outside tables, are read."""
+    import html as html_lib
+
+    seen: dict[str, list[str]] = {}
+    for page in sorted(Path(html_dir).rglob("*.html")):
+        if "_static" in page.parts or "_sources" in page.parts:
+            continue
+        text = page.read_text(encoding="utf-8", errors="replace")
+        main = re.search(r'<article class="bd-article"[^>]*>(.*?)</article>', text, re.DOTALL)
+        if not main:
+            continue
+        body = re.sub(r"<table\b.*?</table>", " ", main.group(1), flags=re.DOTALL)  # table cells are not paragraphs
+        for para in re.findall(r"<p\b[^>]*>(.*?)</p>", body, re.DOTALL):
+            words = " ".join(html_lib.unescape(re.sub(r"<[^>]+>", " ", para)).split())
+            if len(words.split()) >= min_words:
+                seen.setdefault(words, []).append(page.relative_to(html_dir).as_posix())
+    return {words: pages for words, pages in seen.items() if len(pages) > 1}

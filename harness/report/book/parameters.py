@@ -1,0 +1,55 @@
+"""The table of every notebook's parameters, generated from ``book/notebooks.yml`` for the *reproduce* page.
+
+Under each chapter, a row per parameter: the value the book runs it with (``book/notebooks.yml``), and what it
+sets (the comment beside it in the notebook's cell tagged ``parameters``) with the notebook's default. The builder writes the
+table to ``book/_generated/notebook-parameters.md`` before Jupyter Book runs; ``book/reproduce.md`` includes it,
+so the page never lists a parameter a notebook does not have.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from harness.report.book.config import GENERATED, BookConfig, declared_parameters
+
+PARAMETERS_PAGE = GENERATED / "notebook-parameters.md"
+
+
+def _code(value: object) -> str:
+    """A value as inline code; a long one may wrap anywhere (a long path would widen the table past the page)."""
+    text = str(value if isinstance(value, str) else json.dumps(value))
+    style = ' style="word-break: break-all"' if len(text) > 24 else ""
+    return f'<code class="docutils literal"{style}>{html.escape(text)}</code>'
+
+
+def parameters_markdown(root: Path, config: BookConfig) -> str:
+    """The parameters of every registered notebook as one table (raw HTML in the Markdown page, so that each chapter
+    heads its own rows and long values wrap), in the registry's order. Chapter links are relative to ``book/``."""
+    rows = ['<table class="table joules-parameters">',
+            "<thead><tr><th>Parameter</th><th>In the book</th><th>What it sets (the notebook's default)</th></tr>"
+            "</thead>", "<tbody>"]
+    for name, spec in config.notebooks.items():
+        href = spec.output.relative_to("book").with_suffix(".html").as_posix()
+        rows.append(f'<tr><th colspan="3"><a href="{href}">{html.escape(name)}</a> '
+                    f"<small>({html.escape(spec.source.as_posix())})</small></th></tr>")
+        for param, info in declared_parameters(root, spec).items():
+            book = _code(spec.parameters[param]) if param in spec.parameters else "the default"
+            rows.append(f"<tr><td>{_code(param)}</td><td>{book}</td><td>{html.escape(info.get('help', ''))} "
+                        f"({_code(info.get('default', ''))})</td></tr>")
+    rows += ["</tbody>", "</table>"]
+    return "\n".join(rows) + "\n"
+
+
+def write_parameters_page(root: Path, config: BookConfig) -> Path:
+    """Write :data:`PARAMETERS_PAGE` (only when its text changes, so Sphinx rebuilds nothing for an unchanged
+    table); returns its path."""
+    path = root / PARAMETERS_PAGE
+    text = parameters_markdown(root, config)
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.part")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    return path
