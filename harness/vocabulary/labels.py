@@ -51,7 +51,7 @@ _LABELS = {
     "activated_params_billions": "Active parameters (billion)",
     "total_params_billions": "Parameters (billion)",
     "avg_power_watts": "Average power (W)",
-    "avg_batch_size": "Requests running, mean",
+    "avg_batch_size": "Requests running (mean)",
     "batch_latency_s": "Time per batch (s)",
     "output_throughput_tokens_per_sec": "Output throughput (tokens/s)",
 }

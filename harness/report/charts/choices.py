@@ -140,7 +140,8 @@ def cheapest_under_limits(
         y=y_models, color=model_color, opacity=alt.condition(highlight, alt.value(0.95), alt.value(0.2)),
         tooltip=tips)
     frame_rows = per_model.mark_point(opacity=0).encode(y=y_models, x=alt.X(f"{energy}:Q", scale=e_scale))
-    bars_ = alt.layer(frame_rows, dots).properties(
+    # the legend binds the selection of the first view that draws it: these dots
+    bars_ = alt.layer(dots.add_params(highlight), frame_rows).properties(
         width=width, height=row_height * n_models,
         title=alt.TitleParams("Cheapest configuration within the limits", fontSize=12))
     text = per_model.mark_text(align="left", fontSize=11).encode(
@@ -202,7 +203,7 @@ def cheapest_under_limits(
 
     frontier = scatter(latency, lat_scale, lat_axis, f"{p}_deadline",
                        label(latency).replace("(", "deadline (") if "(" in label(latency) else "Deadline",
-                       "Every configuration against the deadline (dashed)").add_params(highlight)
+                       "Every configuration against the deadline (dashed)")
     power_panel = scatter(power, pow_scale, pow_axis, f"{p}_budget",
                           label(power).replace("(", "budget (") if "(" in label(power) else "Power budget",
                           "... and against the power budget (dashed)")

@@ -375,12 +375,18 @@ def _count(value: Any) -> int | None:
     return int(found.group(1)) if found else None
 
 
+def _style_order(value: Any) -> tuple:
+    """GPU counts ascending, H100 before B200, then by name."""
+    gpu = GPU_ORDER.index(value) if value in GPU_ORDER else len(GPU_ORDER)
+    return (_count(value) or 0, gpu, str(value))
+
+
 def dash_encoding(column: str | None, frame: pd.DataFrame, *, legend: str = "right") -> Any:
     """Line dashes by GPU count (``num_gpus``, or ``gpu`` such as ``2 x B200``) or by precision: the same dash
     for the same count or precision in every chart."""
     if not column:
         return alt.Undefined
-    values = sorted(dict.fromkeys(frame[column].dropna().tolist()), key=lambda v: (_count(v) or 0, str(v)))
+    values = sorted(dict.fromkeys(frame[column].dropna().tolist()), key=_style_order)
     dashes = [palette.GPU_COUNT_DASHES.get(_count(v) or 0) or palette.PRECISION_DASHES.get(str(v).lower())
               or [3, 1 + 2 * i] for i, v in enumerate(values)]
     kind = "O" if is_number(frame, column) else "N"
@@ -392,10 +398,9 @@ def shape_encoding(column: str | None, frame: pd.DataFrame, *, legend: str = "ri
     """Point shapes by GPU count or precision (circle: 1 GPU or BF16), fixed across the book."""
     if not column:
         return alt.Undefined
-    values = sorted(dict.fromkeys(frame[column].dropna().tolist()), key=lambda v: (_count(v) or 0, str(v)))
+    values = sorted(dict.fromkeys(frame[column].dropna().tolist()), key=_style_order)
     spare = ["cross", "triangle-down", "wedge", "stroke"]
     shapes = [palette.GPU_COUNT_SHAPES.get(_count(v) or 0) or palette.PRECISION_SHAPES.get(str(v).lower())
               or spare[i % len(spare)] for i, v in enumerate(values)]
-    kind = "O" if is_number(frame, column) else "N"
-    return alt.Shape(f"{column}:{kind}", title=CONTEXT_FIELDS.get(column, label(column)),
+    return alt.Shape(f"{column}:N", title=CONTEXT_FIELDS.get(column, label(column)),
                      scale=alt.Scale(domain=values, range=shapes), legend=legend_for(len(values), legend))

@@ -29,6 +29,7 @@ _LLM_RATE, _LLM_CONCURRENCY = "token rate per running request", "concurrency rea
 _DIFF_BATCH, _DIFF_TIME = "batch size", "batch time per unit of work"
 THROUGHPUT = "throughput"
 WORK_RATE = "work done per second"
+_WORK_TERMS = ("denoising steps", "pixels per frame", "frames")
 
 
 @dataclass(frozen=True)
@@ -167,7 +168,8 @@ def factor_chart(att: Attribution, title: str | None = None, width: int = 360, c
     around 1 (red raises B's energy, blue lowers it), then the total. Beside each bar, two columns in words: how
     the quantity itself moved from A to B ("rose 8x": for a throughput, a rise lowers the energy) and its
     effect on the energy ("energy ÷8"). A factor too close to 1 for a visible bar is drawn as a tick at 1.
-    Hover for the values and units of A and B.
+    Work terms the two share exactly (the same steps, pixels or frames) are left out. Hover for the values and
+    units of A and B.
     """
     import numpy as np
     import pandas as pd
@@ -177,6 +179,10 @@ def factor_chart(att: Attribution, title: str | None = None, width: int = 360, c
         att, latents = causal_chain(att)
     frame = att.to_frame()
     frame = frame[(frame["name"] != "measurement residual") | ((frame["ratio"] - 1).abs() > 1e-6)].copy()
+    # a work term the two configurations share exactly (the same steps, pixels or frames) says nothing: left out
+    same = (frame["name"].isin(_WORK_TERMS) & ((frame["ratio"] - 1).abs() < 1e-9)
+            & (frame["value_a"] == frame["value_b"]))
+    frame = frame[~same].copy()
     total = pd.DataFrame([{"name": "= energy ratio B / A", "ratio": att.ratio, "value_a": att.energy_a,
                            "value_b": att.energy_b, "unit": label(att.energy_column),
                            "meaning": "the product of the factors above"}])
@@ -229,7 +235,7 @@ def factor_chart(att: Attribution, title: str | None = None, width: int = 360, c
     ticks = factors_only.transform_filter("datum.flat").mark_tick(thickness=3, size=16).encode(
         y=y, x=x, color=colors, tooltip=tooltip)
     latent_marks = base.transform_filter("datum.latent").mark_text(
-        text="latent metric: acts through the factors below", align="left", dx=6, fontStyle="italic",
+        text="latent metric: acts through the rows below", align="left", dx=6, fontStyle="italic",
         color="#555", fontSize=11).encode(y=y, x=alt.datum(1.0, scale=alt.Scale(type="log", domain=domain, nice=False)),
                                           tooltip=tooltip)
     rule = factors_only.transform_aggregate(rows="count()").transform_calculate(one="1").mark_rule(color="#333").encode(

@@ -76,24 +76,26 @@ def mean_from_bins(frame, group: str = "group"):
 
 def histogram(frame, *, group: str = "group", value_title: str = "Value", share_title: str = "Share",
               log_x: bool = True, title: str | None = None, width: int | None = None, height: int = 150,
-              means: Mapping[str, float] | None = None, unit: str = "") -> alt.FacetChart:
+              means: Mapping[str, float] | None = None, unit: str = "", min_share: float = 0.005) -> alt.FacetChart:
     """Bars of each group's shares on the common bins of ``frame`` (from :func:`rebin_frame`), y from zero.
 
     One panel per group, stacked, the same x axis (log by default) and the same y axis, so that shares compare
     bin by bin; each group in its fixed colour (:mod:`harness.vocabulary.palette`: a task keeps its colour);
-    ``means``: group -> value, drawn as a dashed rule and named in its tooltip."""
+    ``means``: group -> value, drawn as a dashed rule and named in its tooltip. Bins holding less than
+    ``min_share`` of their group (too short to see) are left out; say so where the chart is shown."""
     import pandas as pd
 
-    data = frame[frame["share"] > 0].copy() if log_x else frame.copy()
+    data = frame[frame["share"] >= min_share].copy()
     width = width or enc.plot_width(1)
-    low, high = float(data["bin_from"].min()), float(data["bin_to"].max())
+    shown = frame[frame["share"] > 0]  # the axis spans every bin with a response, drawn or too short to draw
+    low, high = float(shown["bin_from"].min()), float(shown["bin_to"].max())
     if log_x:
         domain, ticks = enc.log_domain(low, high, max_ticks=max(3, width // 55))
         x_scale = alt.Scale(type="log", domain=domain, nice=False)
         x_axis = alt.Axis(values=ticks, format=enc.tick_format(*domain), labelOverlap=False)
     else:
         x_scale = alt.Scale(domain=[min(0.0, low), high], nice=False)
-        x_axis = alt.Axis(values=enc.linear_ticks(min(0.0, low), high, 3), format="~s", labelOverlap="greedy")
+        x_axis = alt.Axis(values=enc.linear_ticks(min(0.0, low), high, 3), format=",.0f", labelOverlap="greedy")
     tooltip = [alt.Tooltip(f"{group}:N", title="Group" if group == "group" else group.replace("_", " ").capitalize()),
                alt.Tooltip("bin_from:Q", title=f"From{f' ({unit})' if unit else ''}", format=",.0f"),
                alt.Tooltip("bin_to:Q", title=f"To{f' ({unit})' if unit else ''}", format=",.0f"),
@@ -101,7 +103,7 @@ def histogram(frame, *, group: str = "group", value_title: str = "Value", share_
     color = alt.Color(f"{group}:N", title=None, scale=enc.color_scale(data[group].tolist()), legend=None)
     bars = alt.Chart().mark_bar(stroke="white", strokeWidth=0.5).encode(
         x=alt.X("bin_from:Q", title=value_title, scale=x_scale, axis=x_axis), x2="bin_to:Q",
-        y=alt.Y("share:Q", title=share_title, scale=alt.Scale(zero=True, domainMin=0), axis=alt.Axis(format="%")),
+        y=alt.Y("share:Q", title=share_title, scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format="%")),
         y2=alt.datum(0), color=color, tooltip=tooltip)
     layers = [bars]
     if means:

@@ -83,15 +83,17 @@ def points(
         tooltip=enc.tooltips(data, x, y, extra=extra_tooltip),
     )
     if pick is not alt.Undefined:
-        dots = dots.add_params(pick)
+        dots = dots.add_params(pick)  # on the first layer: a legend binds only a selection of the first layer
     if interactive:
         dots = dots.interactive()
     layers: list[Any] = _reference_rule(data, reference_y, "y", y_scale)
-    if detail:
-        layers.append(alt.Chart(data).mark_line(strokeWidth=1, color="#bbb").encode(
+    if detail:  # a thin line through each detail's points (one point alone has no line to draw)
+        in_detail = enc.present_columns(data, [detail, facet])
+        layers.append(alt.Chart(data).transform_joinaggregate(points_in_detail="count()", groupby=in_detail)
+                      .transform_filter("datum.points_in_detail >= 2").mark_line(strokeWidth=1, color="#bbb").encode(
             x=xe, y=ye, detail=f"{detail}:N", order=alt.Order(f"{x}:Q"),
             opacity=enc.highlight_opacity(pick, on=0.8, off=0.1)))
-    chart = alt.layer(*layers, dots).properties(width=width, height=height) if layers else dots.properties(
+    chart = alt.layer(dots, *layers).properties(width=width, height=height) if layers else dots.properties(
         width=width, height=height)
     chart = enc.facet_by(chart, facet, data, label_limit=width)
     return _with_title(chart, title)
@@ -157,8 +159,8 @@ def lines(
         opacity=enc.highlight_opacity(pick, on=0.9, off=0.08),
         shape=enc.shape_encoding(style, data, legend=legend) if style else alt.Undefined)
     if pick is not alt.Undefined:
-        dots = dots.add_params(pick)
-    layers: list[Any] = [*_reference_rule(data, reference_y, "y", y_scale), line, dots]
+        line = line.add_params(pick)  # on the first layer: a legend binds only a selection of the first layer
+    layers: list[Any] = [line, dots, *_reference_rule(data, reference_y, "y", y_scale)]
     if low and high and data[[low, high]].notna().all(axis=1).any():
         known = f"isValid(datum['{low}']) && isValid(datum['{high}'])" + (f" && datum['{low}'] > 0" if log_y else "")
         layers.append(base.transform_filter(known).mark_rule(strokeWidth=1.5).encode(
@@ -218,7 +220,7 @@ def strip(
     )
     if pick is not alt.Undefined:
         dots = dots.add_params(pick)
-    layers = [*_reference_rule(data, reference, "x", x_scale, reference_title), dots]
+    layers = [dots, *_reference_rule(data, reference, "x", x_scale, reference_title)]
     chart = alt.layer(*layers).properties(width=width, height=row_height * n_rows) if len(layers) > 1 else \
         dots.properties(width=width, height=row_height * n_rows)
     chart = enc.facet_by(chart, facet, data, label_limit=width)
