@@ -399,13 +399,24 @@ def test_a_slider_and_the_gpu_toggle_change_the_chosen_configuration(built_book:
     assert before and all("B200" in t for t in before), before
     slider = chart.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=range]")[0]
     browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", slider)
-    slider.send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * 15)  # a deadline of about 15 ms above the fastest
+    # the ITL slider moves over log10 of the deadline (values span decades): 30 steps of 0.01 from the fastest
+    assert slider.get_attribute("name").endswith("_log"), "the ITL deadline slider is not on a log scale"
+    slider.send_keys(Keys.HOME, *[Keys.ARROW_RIGHT] * 30)  # a deadline of about twice the fastest ITL
     after = chosen(differs_from=before)
     assert after != before, "moving the deadline slider did not change the chosen configurations"
     assert 0 < len(after) < len(before), (before, after)  # a tight deadline leaves fewer models, some still
     itl = [float(re.search(r"([\d.,]+) ms$", t).group(1).replace(",", "")) for t in after]
-    limit = float(slider.get_attribute("value"))
-    assert all(v <= limit + 0.5 for v in itl), (limit, after)
+    limit = 10 ** float(slider.get_attribute("value"))
+    assert all(v <= limit * 1.01 for v in itl), (limit, after)
+    # the models the deadline removes stay listed, saying why
+    removed = browser.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('svg g.mark-text text')).map(function (t) "
+        "{ return t.textContent; }).filter(function (t) { return /^nothing within the limits/.test(t); });", chart)
+    assert len(removed) == len(before) - len(after), (removed, before, after)
+    shown = browser.execute_script(
+        "return Array.from(arguments[0].querySelectorAll('svg g.mark-text text')).map(function (t) "
+        "{ return t.textContent; }).filter(function (t) { return /^Deadline: /.test(t); });", chart)
+    assert shown and f"{limit:.3g}".rstrip("0").rstrip(".")[:2] in shown[0], (shown, limit)
     result = browser.execute_script(CHART_CHECKS, chart)
     assert not [p for p in result["problems"] if "overlapping" in p or "visible extent" in p], result
 
@@ -415,3 +426,143 @@ def test_a_slider_and_the_gpu_toggle_change_the_chosen_configuration(built_book:
     h100[0].click()
     on_h100 = chosen(differs_from=after)
     assert on_h100 and all("H100" in t for t in on_h100), on_h100
+
+
+# --- one visual system across the book (issue 24) ------------------------------------------------------------
+_LEGENDS = """
+var out = [];
+arguments[0].querySelectorAll('svg g.role-legend').forEach(function (lg) {
+  var aria = lg.getAttribute('aria-label') || '';
+  if (!/color/.test(aria)) return;
+  var symbols = lg.querySelectorAll('g.role-legend-symbol > path');
+  var labels = lg.querySelectorAll('g.role-legend-label > text');
+  var entries = [];
+  for (var i = 0; i < Math.min(symbols.length, labels.length); i++) {
+    var p = symbols[i];
+    var fill = p.getAttribute('fill'), stroke = p.getAttribute('stroke');
+    var colour = (fill && fill !== 'transparent' && fill !== 'none') ? fill : stroke;
+    entries.push([labels[i].textContent.trim(), (colour || '').toLowerCase()]);
+  }
+  out.push({title: aria.slice(0, 80), entries: entries});
+});
+return out;
+"""
+
+
+def legend_colours(legends_by_page: dict[str, list[dict]]) -> dict[str, dict[str, list[str]]]:
+    """Label -> colour -> the pages (and legends) that draw it, over every colour legend of the book."""
+    seen: dict[str, dict[str, list[str]]] = {}
+    for page, legends in legends_by_page.items():
+        for legend in legends:
+            colours = {c for _, c in legend["entries"]}
+            if len(colours) < 2:  # one colour for every entry: not a colour legend of categories
+                continue
+            for label, colour in legend["entries"]:
+                seen.setdefault(label, {}).setdefault(colour, []).append(f"{page} ({legend['title']})")
+    return seen
+
+
+def test_a_model_task_or_gpu_has_one_colour_across_the_book(built_book: Path, browser):
+    pages = sorted(p for p in built_book.rglob("*.html") if "_static" not in p.relative_to(built_book).parts)
+    by_page = {}
+    for page in pages:
+        _open(browser, page)
+        from selenium.webdriver.common.by import By
+
+        legends = []
+        for element in browser.find_elements(By.CSS_SELECTOR, ".joules-chart"):
+            legends += browser.execute_script(_LEGENDS, element)
+        by_page[page.relative_to(built_book).as_posix()] = legends
+    seen = legend_colours(by_page)
+    assert len(seen) >= 40, f"too few legend entries found ({len(seen)}): the legend reader is broken"
+    clashes = {label: where for label, where in seen.items() if len(where) > 1}
+    assert not clashes, "\n".join(f"{label}: " + "; ".join(f"{c} on {w[0]}" for c, w in where.items())
+                                  for label, where in clashes.items())
+
+
+def test_the_colour_check_sees_a_clash():
+    legends = {"a.html": [{"title": "Model", "entries": [["FLUX.1 Dev", "#a79725"], ["SANA 1.5 1.6B", "#52b2fe"]]}],
+               "b.html": [{"title": "Model", "entries": [["FLUX.1 Dev", "#1f77b4"], ["SANA 1.5 1.6B", "#52b2fe"]]}],
+               "c.html": [{"title": "GPUs", "entries": [["1", "#888"], ["2", "#888"]]}]}
+    seen = legend_colours(legends)
+    assert set(seen["FLUX.1 Dev"]) == {"#a79725", "#1f77b4"} and len(seen["SANA 1.5 1.6B"]) == 1
+    assert "1" not in seen  # a legend of one colour (dashes, shapes) is not about colour
+
+
+_MARK_OPACITY = """
+return Array.from(arguments[0].querySelectorAll('svg g.role-mark path')).filter(function (p) {
+  return !p.closest('g.role-legend') && !p.closest('g.role-axis');
+}).map(function (p) { return p.getAttribute('opacity') || getComputedStyle(p).opacity; });
+"""
+# the pages whose charts come from the shared chart functions (each binds a selection to its colour legend)
+_HIGHLIGHT_PAGES = ("llm-chat", "llm-reasoning", "text-to-image", "text-to-video", "hardware-precision")
+
+
+def test_a_click_on_a_legend_entry_highlights_its_series(built_book: Path, browser):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    problems, clicked = [], 0
+    for name in _HIGHLIGHT_PAGES:
+        _open(browser, built_book / "book" / "_generated" / f"{name}.html")
+        for chart in browser.find_elements(By.CSS_SELECTOR, ".joules-chart"):
+            legends = [lg for lg in chart.find_elements(By.CSS_SELECTOR, "svg g.role-legend")
+                       if "color" in (lg.get_attribute("aria-label") or "")
+                       and len(lg.find_elements(By.CSS_SELECTOR, "g.role-legend-label > text")) >= 2]
+            if not legends or "direction" in (legends[0].get_attribute("aria-label") or ""):
+                continue
+            title = legends[0].get_attribute("aria-label")[:60]
+            if "raises B" in (legends[0].text or ""):  # a factor chart: its colours are directions, not series
+                continue
+            before = browser.execute_script(_MARK_OPACITY, chart)
+            label = legends[0].find_elements(By.CSS_SELECTOR, "g.role-legend-label > text")[0]
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", label)
+            ActionChains(browser).move_to_element(label).click().perform()
+            deadline = time.monotonic() + 3
+            after = before
+            while time.monotonic() < deadline and after == before:
+                time.sleep(0.2)
+                after = browser.execute_script(_MARK_OPACITY, chart)
+            clicked += 1
+            if after == before:
+                problems.append(f"{name}: clicking the legend of {title!r} changed no mark")
+            ActionChains(browser).move_to_element(label).click().perform()  # click again: back to all
+    assert clicked >= 10, f"only {clicked} charts with a colour legend were clicked"
+    assert not problems, "\n".join(problems)
+
+
+_PARAGRAPHS = """
+var main = document.querySelector('main') || document.body;
+return Array.from(main.querySelectorAll('p')).filter(function (p) {
+  return !p.closest('pre, code, .joules-chart, nav, .cell_input, table, .admonition');
+}).map(function (p) { return p.textContent.replace(/\\s+/g, ' ').trim(); });
+"""
+
+
+def repeated_paragraphs(by_page: dict[str, list[str]], min_chars: int = 80) -> dict[str, list[str]]:
+    """Paragraphs of at least ``min_chars`` that appear more than once in the book: text -> where."""
+    where: dict[str, list[str]] = {}
+    for page, paragraphs in by_page.items():
+        for text in paragraphs:
+            if len(text) >= min_chars:
+                where.setdefault(text, []).append(page)
+    return {text: pages for text, pages in where.items() if len(pages) > 1}
+
+
+def test_no_paragraph_is_repeated_across_the_book(built_book: Path, browser):
+    # index.html is the root chapter's copy (the book opens on it): not a page of its own
+    pages = sorted(p for p in built_book.rglob("*.html") if "_static" not in p.relative_to(built_book).parts
+                   and p.relative_to(built_book).as_posix() not in ("index.html", "search.html", "genindex.html"))
+    by_page = {}
+    for page in pages:
+        browser.get(page.as_uri())
+        by_page[page.relative_to(built_book).as_posix()] = browser.execute_script(_PARAGRAPHS)
+    assert sum(len(v) for v in by_page.values()) > 100, "too few paragraphs read: the reader is broken"
+    repeated = repeated_paragraphs(by_page)
+    assert not repeated, "\n".join(f"{', '.join(pages)}: {text[:160]}" for text, pages in repeated.items())
+
+
+def test_the_repetition_check_sees_a_repeat():
+    text = "The batch effect is the energy per token at the smallest batch over that at the largest, per series."
+    assert repeated_paragraphs({"a.html": [text, "short"], "b.html": [text]}) == {text: ["a.html", "b.html"]}
+    assert repeated_paragraphs({"a.html": [text], "b.html": [text + " Another sentence."]}) == {}

@@ -57,13 +57,17 @@ def _tooltip_titles(unit) -> list[str]:
 @pytest.mark.parametrize("column, expected", [
     ("energy_per_token_joules", "Energy per token (J)"),
     ("median_itl_ms", "Median ITL (ms)"),
-    ("avg_power_watts", "Avg power (W)"),
-    ("batch_latency_s", "Batch latency (s)"),
+    ("avg_power_watts", "Average power (W)"),
+    ("batch_latency_s", "Time per batch (s)"),
     ("output_throughput_tokens_per_sec", "Output throughput (tokens/s)"),
-    ("total_params_billions", "Total params (billion)"),
+    ("total_params_billions", "Parameters (billion)"),
+    ("p90_itl_ms", "P90 ITL (ms)"),
     ("energy_per_output_joules", "Energy per output (J)"),
     ("nickname", "Model"),
-    ("weight_precision", "Weight precision"),
+    ("weight_precision", "Precision"),
+    ("giga_step_pixel_frames", "Work per video (billion step-pixel-frames)"),
+    ("energy_saved_by_b200_percent", "Energy B200 saves against H100 (%)"),
+    ("fp8_over_bf16_energy_per_token", "FP8 / BF16, energy per token"),
 ])
 def test_label_puts_the_unit_in_parentheses(column, expected):
     assert charts.label(column) == expected
@@ -212,15 +216,121 @@ def test_thebe_assets_and_duplicate_inline_scripts_are_dropped():
     ]
 
 
-def test_many_categories_get_twenty_colours(frame):
-    few = charts.points(frame, "median_itl_ms", "energy_per_token_joules").to_dict()
-    assert "scale" not in few["spec"]["encoding"]["color"]
-    many = pd.concat([frame.assign(nickname=f"M{i}", model_id=f"org/m{i}") for i in range(12)])
-    spec = charts.points(many, "median_itl_ms", "energy_per_token_joules").to_dict()
-    assert spec["spec"]["encoding"]["color"]["scale"]["scheme"] == "tableau20"
+def test_a_model_has_the_same_colour_in_every_chart(frame):
+    from harness.vocabulary import palette
+
+    def colours(spec):
+        scale = spec["spec"]["encoding"]["color"]["scale"]
+        return dict(zip(scale["domain"], scale["range"]))
+
+    published = frame.assign(nickname=frame["nickname"].map({"A 8B": "Qwen 3 8B", "B 70B": "Llama 3.1 70B Instruct"}))
+    both = colours(charts.points(published, "median_itl_ms", "energy_per_token_joules").to_dict())
+    one = colours(charts.points(published[published["nickname"] == "Qwen 3 8B"], "median_itl_ms",
+                                "energy_per_token_joules").to_dict())
+    many = pd.concat([published] + [frame.assign(nickname=f"M{i}", model_id=f"org/m{i}") for i in range(12)])
+    crowd = colours(charts.points(many, "median_itl_ms", "energy_per_token_joules").to_dict())
+    assert both["Qwen 3 8B"] == one["Qwen 3 8B"] == crowd["Qwen 3 8B"] == palette.MODEL_COLOURS["Qwen 3 8B"]
+    assert both["Llama 3.1 70B Instruct"] == palette.MODEL_COLOURS["Llama 3.1 70B Instruct"]
+    assert crowd["M3"] == palette.colour("M3")  # an unknown name: a stable colour of its own
+    # an own run of a published model takes the model's colour; tasks and GPU generations have theirs
+    assert palette.colour("Qwen3-8B (own)") == palette.MODEL_COLOURS["Qwen 3 8B"]
+    assert palette.colour("Text conversation") == palette.colour("lm-arena-chat")
+    assert palette.colour("H100") != palette.colour("B200")
+
+
+def test_the_palette_tells_apart_the_models_of_one_task():
+    import itertools
+    import math
+
+    from harness.vocabulary import palette
+
+    def lab(hex_colour):
+        rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+        x = (0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.95047
+        y = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+        z = (0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]) / 1.08883
+        f = [t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in (x, y, z)]
+        return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+    assert len(palette.MODEL_COLOURS) == 46 and len(set(palette.MODEL_COLOURS.values())) == 46
+    chat = [n for n in palette.MODEL_COLOURS if not any(w in n for w in ("VL", "Omni", "Coder", "Thinking", "OSS",
+                                                                          "R1", "FLUX", "SANA", "Diffusion", "DiT",
+                                                                          "PixArt", "Cog", "Wan", "Hunyuan"))]
+    closest = min(math.dist(lab(palette.MODEL_COLOURS[a]), lab(palette.MODEL_COLOURS[b]))
+                  for a, b in itertools.combinations(chat, 2))
+    assert len(chat) >= 16 and closest > 12, closest
+
+
+def test_a_click_on_the_legend_highlights_a_series(frame):
+    for chart in (charts.points(frame, "median_itl_ms", "energy_per_token_joules"),
+                  charts.lines(frame, "batch_size", "energy_per_token_joules"),
+                  charts.strip(frame, "task_name", "energy_per_output_joules", color="nickname"),
+                  charts.bars(frame, "nickname", "energy_per_output_joules", color="nickname", log=True)):
+        spec = chart.to_dict()
+        text = json.dumps(spec)
+        params = [p for unit in _units(spec) for p in unit.get("params", [])] + spec.get("params", [])
+        legend = [p for p in params if p.get("bind") == "legend"]
+        assert legend and legend[0]["select"]["fields"] == ["nickname"], params
+        assert f'"param": "{legend[0]["name"]}"' in text  # the marks' opacity follows the selection
+        # Vega-Lite binds a legend only to a selection of the first layer (a later one is silently ignored)
+        inner = spec.get("spec", spec)
+        if "layer" in inner:
+            first = inner["layer"][0]
+            views = legend[0].get("views")  # Altair may lift a faceted chart's selection to the top, naming its view
+            assert (views == [first.get("name")] if views else
+                    any(p.get("bind") == "legend" for p in first.get("params", []))), (legend[0], first)
+
+
+def test_several_series_of_one_model_differ_by_dash_and_shape(frame):
+    spec = charts.lines(frame, "batch_size", "energy_per_token_joules", series="gpu", color="nickname",
+                        style="num_gpus").to_dict()
+    layers = spec["spec"]["layer"]
+    dash = next(u["encoding"]["strokeDash"] for u in layers if "strokeDash" in u["encoding"])
+    shape = next(u["encoding"]["shape"] for u in layers if "shape" in u["encoding"])
+    assert dash["scale"]["range"] == [[1, 0]] and shape["scale"]["range"] == ["circle"]  # one GPU: solid, circle
+    many = pd.concat([frame, frame.assign(num_gpus=8, gpu="8 x B200")])
+    spec = charts.lines(many, "batch_size", "energy_per_token_joules", series="gpu", color="nickname",
+                        style="num_gpus", facet="nickname", facet_columns=4).to_dict()
+    assert spec["columns"] == 4 and spec["facet"]["field"] == "nickname"
+    dash = next(u["encoding"]["strokeDash"] for u in spec["spec"]["layer"] if "strokeDash" in u["encoding"])
+    assert dash["scale"]["domain"] == [1, 8] and dash["scale"]["range"][1] == [8, 3, 2, 3]
+
+
+def test_tooltips_and_legends_show_task_names_and_precisions_not_ids(frame):
+    frame = frame.assign(weight_precision="fp8")
+    chart = charts.points(frame, "median_itl_ms", "energy_per_token_joules", color="task")
+    values = chart.data
+    assert set(values["task"]) == {"Text conversation"} and set(values["weight_precision"]) == {"FP8"}
+
+
+def test_charts_fill_the_page_width(frame):
+    single = charts.points(frame, "median_itl_ms", "energy_per_token_joules", facet=None).to_dict()
+    faceted = charts.points(frame, "median_itl_ms", "energy_per_token_joules").to_dict()
+    assert single["width"] >= 500 and faceted["spec"]["width"] >= 250
+    assert single["width"] + 64 <= charts.PAGE_WIDTH_PX
 
 
 # --- axes, bars and factors that read right (issue 12) ---------------------------------------------
+@pytest.mark.parametrize("low, high", [(0.0769, 0.31), (111.2, 471.3), (6.76, 606.0), (0.686, 1.46), (1.02, 1.09),
+                                        (304.8, 9000.0), (0.001, 100.0), (3.9, 321.4), (338.0, 26071.0), (1, 4096),
+                                        (18.0, 1.5e6)])
+@pytest.mark.parametrize("max_ticks", [4, 9])
+def test_log_axes_bracket_the_data_with_labelled_ticks(low, high, max_ticks):
+    domain, ticks = charts.log_domain(low, high, max_ticks=max_ticks)
+    assert ticks[0] == domain[0] <= low * (1 + 1e-9) and ticks[-1] == domain[1] >= high * (1 - 1e-9), (domain, ticks)
+    assert 3 <= len(ticks) <= max(max_ticks, 3) + 1 and ticks == sorted(set(ticks)), ticks
+    assert domain[1] / domain[0] <= 10 * high / low  # no more than a decade of empty axis beyond the data
+
+
+def test_an_image_chart_axis_reaches_below_its_cheapest_point():
+    frame = pd.DataFrame({"nickname": ["a", "b"], "energy_per_output_joules": [340.0, 12000.0], "gpu_model": "B200"})
+    spec = charts.points(frame, "energy_per_output_joules", "energy_per_output_joules", color=None, facet=None,
+                         log_x=True).to_dict()
+    x = spec["encoding"]["x"]
+    assert x["scale"]["domain"][0] <= 340 and x["axis"]["values"][0] <= 340 and x["axis"]["values"][-1] >= 12000
+
+
 @pytest.mark.parametrize("low, high", [(0.0769, 0.31), (111.2, 471.3), (6.76, 606.0), (0.686, 1.46), (1.02, 1.09),
                                         (304.8, 9000.0), (0.001, 100.0), (3.9, 321.4)])
 def test_log_ticks_give_at_least_three_inside_the_range(low, high):
@@ -232,16 +342,24 @@ def test_log_ticks_give_at_least_three_inside_the_range(low, high):
     assert values == sorted(set(values)) and len(values) <= 9
 
 
-def test_bars_on_a_log_axis_start_from_a_baseline_not_zero():
-    import pandas as pd
-
-    from harness.report import charts
-
+def test_no_bars_on_a_log_axis_but_dots():
     frame = pd.DataFrame({"nickname": ["a", "b"], "energy_per_output_joules": [338.0, 6679.0]})
     spec = charts.bars(frame, "nickname", "energy_per_output_joules", facet=None, log=True).to_dict()
     enc = spec["encoding"]
-    assert enc["x"]["scale"]["type"] == "log" and enc["x2"] == {"datum": 100.0}
-    assert enc["x"]["scale"]["domain"][0] == 100.0 and len(enc["x"]["axis"]["values"]) >= 3
+    assert spec["mark"]["type"] == "point" and "x2" not in enc
+    assert enc["x"]["scale"]["type"] == "log" and enc["x"]["scale"]["domain"][0] <= 338.0
+    assert len(enc["x"]["axis"]["values"]) >= 3
+    linear = charts.bars(frame, "nickname", "energy_per_output_joules", facet=None).to_dict()
+    assert linear["mark"]["type"] == "bar"
+
+
+def test_ratio_charts_draw_a_line_at_one(frame):
+    frame = frame.assign(fp8_over_bf16_energy_per_token=[0.8, 1.2, 0.9] * 4)
+    spec = charts.strip(frame, "nickname", "fp8_over_bf16_energy_per_token", color="nickname", facet=None,
+                        reference=1.0).to_dict()
+    rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
+    assert rule["transform"][-1] == {"calculate": "1.0", "as": "reference"}
+    assert spec["layer"][0]["encoding"]["x"]["title"] == "FP8 / BF16, energy per token"
 
 
 def test_factor_words_say_the_direction_plainly():

@@ -7,6 +7,10 @@
   font files) from the installed ``sphinx-mathjax-offline`` package into
   ``_static/mathjax`` and points Sphinx's ``mathjax_path`` at it, so ``$...$``
   and ``$$...$$`` (MyST dollarmath) render without a CDN.
+* Writes the charts' style sheet (:data:`CHART_CSS`): a chart too wide for a narrow window scrolls, and a
+  slider over the log of a value hides its raw log read-out (the chart states the value). (A cell that holds
+  a chart spans the text column and the margin, as the theme's full-width cells do: the chart's own script
+  marks it, see :mod:`harness.report.charts.offline`.)
 * Warns -- an error under ``-W`` -- when a page would load a script or style
   sheet from another host (a CDN), so a new extension cannot quietly make the
   book depend on the network.
@@ -70,6 +74,16 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
                 )
 
 
+CHART_CSS_FILE = "joules-charts.css"
+CHART_CSS = """/* harness.report.sphinx_offline: the charts' room on the page */
+div.joules-chart { overflow-x: auto; }
+/* a slider over log10 of a value (its parameter ends in _log): the chart states the value, not its log */
+.vega-bind input[type="range"][name$="_log"] + span { display: none; }
+.vega-bind { margin: 2px 0; }
+.vega-bind-name { display: inline-block; min-width: 16em; }
+"""
+
+
 MATHJAX_DIST = "sphinx-mathjax-offline"
 MATHJAX_FILE = "tex-svg.js"
 MATHJAX_PATH = f"mathjax/{MATHJAX_FILE}"  # relative to _static
@@ -106,6 +120,10 @@ def _builder_inited(app) -> None:
 
         static = Path(app.outdir) / "_static"
         charts.write_bundle(static)
+        css = static / CHART_CSS_FILE
+        if not css.is_file() or css.read_text(encoding="utf-8") != CHART_CSS:
+            css.parent.mkdir(parents=True, exist_ok=True)
+            css.write_text(CHART_CSS, encoding="utf-8")
         target = static / MATHJAX_PATH
         source = mathjax_source()
         if not target.is_file() or target.stat().st_size != source.stat().st_size:
@@ -114,6 +132,7 @@ def _builder_inited(app) -> None:
 
 
 def setup(app):
+    app.add_css_file(CHART_CSS_FILE)
     app.connect("config-inited", _config_inited)
     app.connect("builder-inited", _builder_inited)
     app.connect("html-page-context", _page_context, priority=900)  # after other extensions

@@ -43,7 +43,35 @@ _LABELS = {
     "energy_b": "Energy of B (J)",
     "config_a": "Configuration A",
     "config_b": "Configuration B",
+    # columns the chapters derive for a chart
+    "task_name": "Task",
+    "giga_step_pixel_frames": "Work per video (billion step-pixel-frames)",
+    "energy_saved_by_b200_percent": "Energy B200 saves against H100 (%)",
+    "fp8_over_bf16_energy_per_token": "FP8 / BF16, energy per token",
+    "fp8_over_bf16_itl": "FP8 / BF16, median ITL",
+    "static_power_share": "Floor share of power",
+    "largest_batch_size": "Largest batch size reached",
+    "share_of_responses": "Share of responses",
+    "weight_precision": "Precision",
+    "family": "Kind of work",
+    "activated_params_billions": "Active parameters (billion)",
+    "total_params_billions": "Parameters (billion)",
+    "avg_power_watts": "Average power (W)",
+    "avg_batch_size": "Requests running (mean)",
+    "batch_latency_s": "Time per batch (s)",
+    "output_throughput_tokens_per_sec": "Output throughput (tokens/s)",
 }
+
+# What a reader sees for a column's values (internal spellings -> words), where they differ.
+_VALUE_NAMES: dict[str, dict[str, str]] = {
+    "weight_precision": {"bfloat16": "BF16", "float16": "FP16", "float32": "FP32", "fp8": "FP8", "mxfp4": "MXFP4"},
+    "family": {"llm": "Language models", "text-to-image": "Text to image", "text-to-video": "Text to video"},
+}
+
+
+def value_names(column: str) -> dict[str, str]:
+    """Internal value -> reader's word for ``column`` (``weight_precision``: ``fp8`` -> ``FP8``); empty if none."""
+    return _VALUE_NAMES.get(column, {})
 
 
 

@@ -6,9 +6,11 @@ names so that ``charts.X`` reads the same everywhere:
 
 * :mod:`.offline` -- the offline renderer and theme (:func:`enable_offline`, :func:`html_fragment`, the Vega
   bundle) and static export (:func:`save` to ``.svg``, ``.png``, ``.json`` or offline ``.html``);
-* :mod:`.encoding` -- tooltips, scales and axes (:func:`log_ticks`), colours, GPU facets;
+* :mod:`.encoding` -- tooltips, scales and axes (:func:`log_domain`), the book's colours
+  (:mod:`harness.vocabulary.palette`), legend highlighting, GPU facets, the page's width;
 * :mod:`.kinds` -- :func:`points`, :func:`lines`, :func:`strip`, :func:`bars`;
-* :mod:`.factors` -- an energy ratio as a product of factors (:func:`factor_chart`);
+* :mod:`.factors` -- an energy ratio as a causal chain of factors (:func:`factor_chart`, :func:`chain_words`);
+* :mod:`.histograms` -- shares of two or more distributions on common bins (:func:`histogram`);
 * :mod:`.choices` -- the cheapest configuration within a deadline and a power budget the reader sets.
 """
 
@@ -18,14 +20,27 @@ from harness.report.charts.choices import cheapest_under_limits
 from harness.report.charts.encoding import (
     CONTEXT_FIELDS,
     GPU_ORDER,
+    PAGE_WIDTH_PX,
+    color_scale,
     linear_ticks,
+    log_domain,
     log_ticks,
     tooltips,
 )
 from harness.report.charts.factors import (
+    Latent,
+    causal_chain,
+    chain_words,
     change_words,
     energy_effect_words,
     factor_chart,
+)
+from harness.report.charts.histograms import (
+    histogram,
+    linear_edges,
+    mean_from_bins,
+    rebin,
+    rebin_frame,
 )
 from harness.report.charts.kinds import bars, lines, points, strip
 from harness.report.charts.offline import (
@@ -46,21 +61,32 @@ __all__ = [
     "CHART_CLASS",
     "CONTEXT_FIELDS",
     "GPU_ORDER",
+    "PAGE_WIDTH_PX",
     "RENDERER",
     "THEME",
+    "Latent",
     "bars",
     "bundle_filename",
+    "causal_chain",
+    "chain_words",
     "change_words",
     "cheapest_under_limits",
+    "color_scale",
     "enable_offline",
     "energy_effect_words",
     "factor_chart",
+    "histogram",
     "html_fragment",
     "label",
+    "linear_edges",
     "linear_ticks",
     "lines",
+    "log_domain",
     "log_ticks",
+    "mean_from_bins",
     "points",
+    "rebin",
+    "rebin_frame",
     "save",
     "slug",
     "strip",

@@ -103,6 +103,10 @@ _EMBED_OPTIONS = {
 
 _SCRIPT = """(function () {
   var el = document.getElementById(%(id)s);
+  // a chart spans the text column and the margin (the book theme's full-width cell, which hides the page's
+  // table of contents while it is on screen); set now, before the theme looks for full-width cells
+  var cell = el.closest ? el.closest("div.cell") : null;
+  if (cell) { cell.classList.add("full-width", "tag_full-width"); }
   var spec = %(spec)s;
   function fail(msg) { el.textContent = msg; el.classList.add("joules-chart-error"); console.error(msg); }
   function draw() {
