@@ -8,7 +8,7 @@ import pytest
 from harness.measuring import steady
 from harness.measuring.adaptive import STOPPED_ERROR
 from harness.measuring.energy import WindowMeasurement
-from harness.measuring.steady import SteadyTracker, WindowTracker
+from harness.measuring.windows import SteadyTracker, WindowTracker
 from harness.workloads.base import IterationRecord, RequestRecord
 
 
@@ -138,17 +138,22 @@ def test_llm_metrics_by_hand():
     # tokens in (2, 6]: r0 one (3.0), r1 three (3.0, 4.5, 5.0), r2 two (3.5, 6.0): 6 tokens, 90 J over 4 s
     # ITLs ending inside: 1000, 1500, 1500, 500, 2500 ms; TTFTs 1000, 1500, 3500 ms
     # busy time in the window: r0 2->3 (1.0), r1 2->5 (3.0), r2 3.5->6 (2.5): 6.5 s / 4 s = 1.625 running
-    assert metrics == {
+    expected = {
         "num_requests": 4, "num_failed_requests": 1, "num_stopped_requests": 0, "total_output_tokens": 9,
         "avg_output_len": 3.0, "steady_open_time_s": 1.5, "steady_close_time_s": 6.0, "energy_source": "zeus/test",
         "steady_start_time_s": 2.0, "steady_end_time_s": 6.0, "steady_duration_s": 4.0, "steady_output_tokens": 6,
-        "gpu_energy_joules": 90.0, "cpu_energy_joules": 4.0, "dram_energy_joules": 2.0,
+        "gpu_energy_joules": 90.0, "cpu_energy_joules": 4.0, "dram_energy_joules": None,  # package 1 has no DRAM
         "energy_per_token_joules": 15.0, "energy_per_request_joules": 45.0, "avg_power_watts": 22.5,
         "output_throughput_tokens_per_sec": 1.5, "avg_batch_size": 1.625, "batch_saturation": 0.8125,
         "median_itl_ms": 1500.0, "p90_itl_ms": pytest.approx(2100.0), "p95_itl_ms": pytest.approx(2300.0),
         "p99_itl_ms": pytest.approx(2460.0), "mean_ttft_ms": 2000.0, "median_ttft_ms": 1500.0,
         "p90_ttft_ms": pytest.approx(3100.0), "p99_ttft_ms": pytest.approx(3460.0), "energy_per_output_joules": 45.0,
+        "avg_cpu_power_watts": 1.0, "avg_dram_power_watts": None,  # 4 J of CPU over 4 s; DRAM not whole
+        "node_energy_joules": None, "node_energy_per_token_joules": None, "node_energy_per_output_joules": None,
+        "gpu_share_of_node_fraction": None,  # node energy needs GPU, CPU and DRAM all measured
     }
+    assert {k: metrics[k] for k in expected} == expected
+    assert set(metrics) - set(expected) == {"node_energy_note"}
     assert [(r["request_id"], r["steady_output_tokens"], r["energy_per_request_joules"]) for r in rows] == [
         (0, 1, 45.0), (1, 3, 60.0), (2, 2, 30.0), (3, 0, 0.0)]
     assert rows[0] == {"request_id": 0, "prompt_tokens": 10, "target_output_tokens": 3, "output_tokens": 3,
@@ -232,16 +237,24 @@ def test_a_poisson_load_uses_its_own_window_saturation_and_goodput():
     assert plain["batch_saturation"] == pytest.approx(plain["avg_batch_size"] / 2)
 
 
+# CPU package, DRAM and node energy beside GPU energy (harness.measuring.node): none of them measured here
+NODE_KEYS = {"cpu_energy_joules", "dram_energy_joules", "avg_cpu_power_watts", "avg_dram_power_watts",
+             "node_energy_joules", "node_energy_per_image_joules", "node_energy_per_video_joules",
+             "node_energy_per_output_joules", "node_energy_per_token_joules", "gpu_share_of_node_fraction",
+             "node_energy_note"}
+
+
 def test_diffusion_metrics_by_hand():
     its = [IterationRecord(1, 10.0, 12.0, 4, 4), IterationRecord(0, 5.0, 9.0, 4, 4)]
     windows = {"iter-0": WindowMeasurement("iter-0", 5.0, 8.0, {0: 100.0}, {}, {}, "zeus/a"),
                "iter-1": WindowMeasurement("iter-1", 10.0, 12.0, {0: 60.0, 1: 60.0}, {}, {}, "zeus/b")}
     metrics, rows = steady.diffusion_metrics(its, windows, "image")
     # iteration 0: 100 J over 3 s (the window), iteration 1: 120 J over 2 s; 4 images each
-    assert metrics == {"num_iterations": 2, "batch_size": 4, "batch_latency_s": 2.5, "gpu_energy_joules": 220.0,
+    assert {k: metrics[k] for k in metrics if k not in NODE_KEYS} == {"num_iterations": 2, "batch_size": 4, "batch_latency_s": 2.5, "gpu_energy_joules": 220.0,
                        "avg_power_watts": 44.0, "throughput_outputs_per_sec": 1.6, "energy_per_image_joules": 27.5,
                        "energy_per_output_joules": 27.5, "energy_source": "zeus/b", "steady_start_time_s": 5.0,
                        "steady_end_time_s": 12.0}
+    assert all(metrics[k] is None for k in NODE_KEYS - {"node_energy_note"} if k in metrics)
     assert rows == [
         {"index": 0, "start_time_s": 5.0, "end_time_s": 9.0, "batch_size": 4, "outputs": 4, "duration_s": 3.0,
          "energy_joules": 100.0, "energy_per_image_joules": 25.0},
@@ -258,7 +271,7 @@ def test_diffusion_metrics_without_energy():
     assert metrics["batch_latency_s"] == 2.5 and metrics["throughput_outputs_per_sec"] == 0.8
     assert rows[0]["duration_s"] == 4.0 and rows[0]["energy_per_video_joules"] is None
     empty, _ = steady.diffusion_metrics([], {}, "image")
-    assert empty == {"num_iterations": 0, "batch_size": None, "batch_latency_s": None, "gpu_energy_joules": None,
+    assert {k: empty[k] for k in empty if k not in NODE_KEYS} == {"num_iterations": 0, "batch_size": None, "batch_latency_s": None, "gpu_energy_joules": None,
                      "avg_power_watts": None, "throughput_outputs_per_sec": None, "energy_per_image_joules": None,
                      "energy_per_output_joules": None, "energy_source": "none: no iteration window was measured",
                      "steady_start_time_s": None, "steady_end_time_s": None}
