@@ -7,7 +7,7 @@ the same colour on every page.
   of its BF16 model. A model the table does not name (an own run, a new model) gets a colour of
   :data:`FALLBACK_COLOURS` chosen by a stable hash of its name, so it too keeps one colour everywhere.
 * :data:`TASK_COLOURS` -- by task id and by the task's human name (:data:`~harness.vocabulary.tasks.TASK_NAMES`).
-* :data:`GPU_COLOURS` -- by GPU generation.
+* :data:`GPU_COLOURS` -- by GPU generation; :data:`OUTPUT_UNIT_COLOURS` -- a response, an image, a video.
 * :data:`GPU_COUNT_DASHES`, :data:`PRECISION_DASHES`, :data:`GPU_COUNT_SHAPES`, :data:`PRECISION_SHAPES` -- what
   tells the series of one model apart: a line's dash pattern, a point's shape.
 """
@@ -95,6 +95,9 @@ FAMILY_COLOURS: dict[str, str] = {
     "text-to-video": "#72b7b2", "Text to video": "#72b7b2",
 }
 
+# What one output is (a response, an image, a video): the colours of the kinds of work they stand for.
+OUTPUT_UNIT_COLOURS: dict[str, str] = {"response": "#4c78a8", "image": "#f58518", "video": "#72b7b2"}
+
 GPU_COLOURS: dict[str, str] = {"H100": "#e6550d", "B200": "#3182bd", "H200": "#17becf", "A100": "#7f7f7f"}
 
 # Several GPUs, or another precision, of one model: the dash of its line and the shape of its points.
@@ -111,7 +114,7 @@ FALLBACK_COLOURS: tuple[str, ...] = (
     "#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#7f7f7f",
 )
 
-_TABLES = (MODEL_COLOURS, TASK_COLOURS, GPU_COLOURS, FAMILY_COLOURS)
+_TABLES = (MODEL_COLOURS, TASK_COLOURS, GPU_COLOURS, FAMILY_COLOURS, OUTPUT_UNIT_COLOURS)
 
 
 def _key(name: str) -> str:
@@ -140,5 +143,23 @@ def colour(name: str) -> str:
 
 
 def colours(names: Iterable[str]) -> list[str]:
-    """The colours of ``names``, in order (see :func:`colour`)."""
-    return [colour(str(n)) for n in names]
+    """The colours of ``names``, in order, for one chart (see :func:`colour`).
+
+    Names the tables know keep their fixed colours. Two unknown names whose hashes pick the same fallback colour
+    would look alike in this chart: the later one takes the next fallback colour not yet used here."""
+    names = [str(n) for n in names]
+    out = [known_colour(n) for n in names]
+    used = {c for c in out if c is not None}
+    for i, name in enumerate(names):
+        if out[i] is not None:
+            continue
+        start = zlib.crc32(name.encode("utf-8")) % len(FALLBACK_COLOURS)
+        for step in range(len(FALLBACK_COLOURS)):
+            candidate = FALLBACK_COLOURS[(start + step) % len(FALLBACK_COLOURS)]
+            if candidate not in used:
+                break
+        else:
+            candidate = FALLBACK_COLOURS[start]
+        out[i] = candidate
+        used.add(candidate)
+    return [c for c in out if c is not None]

@@ -68,7 +68,7 @@ def causal_chain(att: Attribution) -> tuple[Attribution, tuple[Latent, ...]]:
 
     if att.kind == "llm":
         rate, running = first, second
-        latent = Latent("requests running (mean)", v(running.value_a), v(running.value_b), "requests",
+        latent = Latent("requests running", v(running.value_a), v(running.value_b), "requests (mean)",
                         "the batch the knob and memory allowed")
         merged = Factor(THROUGHPUT, rate.ratio * running.ratio, v(rate.value_a) * v(running.value_a),
                         v(rate.value_b) * v(running.value_b), "tokens/s, all requests (inverse)",
@@ -128,7 +128,7 @@ def chain_words(att: Attribution, unit: str | None = None) -> str:
     """The chain in one paragraph, numbers only (how to read it is explained once, in the chat chapter):
 
     "B uses 18.5 J per response against 99.1 J for A: 5.37 times less. Knob to latent metric: requests running
-    (mean) rose 128x (15.9 -> 2,043). Then output length fell 1.03x (409 -> 396), energy ÷1.03; ..." ``unit``:
+    rose 128x (15.9 -> 2,043). Then output length fell 1.03x (409 -> 396), energy ÷1.03; ..." ``unit``:
     the output's name (default from the rows)."""
     chained, latents = causal_chain(att)
     if unit is None:
