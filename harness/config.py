@@ -166,6 +166,14 @@ class Configuration:
     def batch_value(self) -> int:
         return getattr(self, self.batch_knob)
 
+    def knob(self, name: str) -> int:
+        """Integer knob ``name`` (``num_requests``, ``max_num_seqs``, ``batch_size``, ``height``, ...), which
+        validation sets for every task it applies to; unset (not this task's knob) is a :class:`ConfigError`."""
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(f"{name} is not set for task {self.task} (run {self.run_id})")
+        return int(value)
+
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["options"] = _plain(self.options)
@@ -460,7 +468,7 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     for key, why in catalogue.option_problems(_backend_option_specs(catalogue, backend), options):
         check.fail(f"{where}.options.{key}", why)
 
-    stop = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
+    stop: dict[str, Any] = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
     engine = raw.get("engine")
     if engine is not None:
         if backend not in ENGINE_BACKENDS:
@@ -481,7 +489,7 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     out = []
     for model in models:
         for combo in itertools.product(*(grid[k] for k in order)):
-            knobs = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS) | dict(zip(order, combo))
+            knobs: dict[str, Any] = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS) | dict(zip(order, combo))
             out.append(Configuration(
                 study=study, task=task, family=FAMILIES[task], backend=backend, model=model,
                 num_requests=num_requests, num_iterations=num_iterations, seed=seed,
