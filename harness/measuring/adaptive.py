@@ -160,7 +160,9 @@ def batch_means(segments: Sequence[Segment], num_batches: int = DEFAULT_NUM_BATC
     quantity = quantity_of(segments)
 
     def amount(s: Segment) -> float:
-        return s.gpu_energy_joules if quantity == "energy_per_token_joules" else s.duration_s
+        if quantity == "energy_per_token_joules" and s.gpu_energy_joules is not None:  # then every one has energy
+            return s.gpu_energy_joules
+        return s.duration_s
 
     values = []
     base, extra = divmod(n, num_batches)  # the first `extra` batches hold one segment more
@@ -332,7 +334,7 @@ class AdaptiveStopper:
             if self.state != "open":
                 return False
             now = self.clock() if now is None else now
-            if now - self._seg_start < self.period_s:
+            if self._seg_start is None or now - self._seg_start < self.period_s:  # open: a segment is running
                 return False
             self._end_segment()
             self.estimate = batch_means(self.segments, self.rule.num_batches, self.rule.confidence)

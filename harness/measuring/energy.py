@@ -37,7 +37,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from harness.errors import HarnessError
 from harness.measuring import device
@@ -67,7 +67,7 @@ class WindowMeasurement:
         values = list(self.gpu_energy_joules.values())
         if not values or any(v is None for v in values):
             return None
-        return float(sum(values))
+        return float(sum(v for v in values if v is not None))  # none is None here
 
 
 def synchronize_devices() -> None:
@@ -120,17 +120,19 @@ class ZeusMeter:
     """
 
     def __init__(self, gpu_indices: list[int] | None = None, clock: Callable[[], float] = time.time,
-                 monitor_factory: Callable[..., object] | None = None):
+                 monitor_factory: Callable[..., Any] | None = None):
         self.clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, float] = {}
         self.windows: dict[str, WindowMeasurement] = {}
         self.gpu_indices: list[int] = []
-        self._monitor = None
+        self._monitor: Any = None  # a zeus.monitor.ZeusMonitor (untyped), or None
         self.mig_note: str | None = None
         try:
             if monitor_factory is None:
-                from zeus.monitor import ZeusMonitor as monitor_factory
+                from zeus.monitor import ZeusMonitor
+
+                monitor_factory = ZeusMonitor
             with _zeus_visible_devices() as note:
                 probe = monitor_factory(gpu_indices=[])  # zero-GPU monitor: tells how many GPUs and CPUs exist
             # CUDA_VISIBLE_DEVICES shows no GPU (e.g. ""): none, even where Zeus built its GPU list earlier

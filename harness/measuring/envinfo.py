@@ -35,7 +35,7 @@ def short_gpu_model(name: str | None) -> str | None:
 def _versions() -> dict[str, str | None]:
     from importlib import metadata
 
-    out = {}
+    out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)

@@ -35,7 +35,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from harness.measuring.device import GPU, NvmlUnavailable, ReadingUnsupported, visible_gpus
 
@@ -129,7 +129,7 @@ class NvmlReader:
             gpu.throttle_reasons,
             lambda: self.energy_joules(index),
         )
-        values = []
+        values: list[float | None] = []
         for column, read in zip(NVML_COLUMNS, readers):
             if (index, column) in self.unsupported:
                 values.append(None)
@@ -174,7 +174,7 @@ class _HostProbe:
 
         self.psutil = psutil
         self.me = psutil.Process()
-        self.children: dict[int, object] = {}
+        self.children: dict[int, Any] = {}  # psutil.Process (untyped) by pid
         self.refreshed = 0.0
         self.me.cpu_percent(None)
 
@@ -284,7 +284,7 @@ class Telemetry:
             self.rows.append((now, "nvml", index) + values + (None, None) + blank_vllm)
 
     def _scrape(self, now: float) -> None:
-        response = self._http.get(self.metrics_url)
+        response = self._http.get(cast(str, self.metrics_url))  # the scraper runs only with a URL
         response.raise_for_status()
         gauges = parse_vllm_metrics(response.text)
         values = tuple(gauges.get(c) for c in VLLM_COLUMNS)
@@ -364,9 +364,9 @@ def measure_idle_power(seconds: float, gpu_indices: list[int] | None = None, hz:
     elapsed = clock() - start
     out = {}
     for index in reader.handles:
-        last = lasts[index]
-        if first[index] is not None and last is not None and elapsed > 0 and last > first[index]:
-            out[index] = (last - first[index]) / elapsed
+        begin, last = first[index], lasts[index]
+        if begin is not None and last is not None and elapsed > 0 and last > begin:
+            out[index] = (last - begin) / elapsed
         else:
             out[index] = sum(samples[index]) / len(samples[index])
     return out
