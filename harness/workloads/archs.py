@@ -33,7 +33,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from harness.errors import ConfigError
 
@@ -272,7 +272,8 @@ def build_tokenizer(
     if regular_ids != list(range(regular_ids[0], regular_ids[-1] + 1)):
         raise ConfigError(f"special token ids {sorted(specials)} split the trained tokens; put them at the ends")
 
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["model"]["merges"]]
+    merges = cast(list[tuple[str, str]],  # a BPE merge is a pair of tokens
+                  [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["model"]["merges"]])
     final = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     final.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     final.decoder = decoders.ByteLevel()

@@ -250,7 +250,7 @@ def plan_for(cfg: Configuration) -> LengthPlan:
     options = dict(cfg.options or {})
     return plan(
         cfg.task,
-        int(cfg.num_requests),
+        cfg.knob("num_requests"),
         int(cfg.seed or 0),
         length_source=cfg.length_source,
         model=cfg.model,

@@ -50,7 +50,7 @@ from harness.workloads.base import Meter, RequestRecord, StampClock, WindowMeasu
 if TYPE_CHECKING:
     from harness.measuring.adaptive import AdaptiveStopper
     from harness.measuring.arrivals import Arrival
-    from harness.measuring.steady import WindowTracker
+    from harness.measuring.windows import WindowTracker
 
 
 @dataclass

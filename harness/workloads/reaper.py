@@ -33,7 +33,7 @@ def _die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 def group_members(pgid: int, exclude: int | None = None) -> list[int]:
     """Live (non-zombie) processes of process group ``pgid`` (from /proc)."""
-    out = []
+    out: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:

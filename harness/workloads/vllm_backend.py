@@ -189,7 +189,7 @@ def server_args(cfg: Configuration, opts: Mapping[str, Any], spec: ServerSpec) -
         "--load-format", "dummy" if spec.dummy_weights else "auto",
         "--seed", str(int(cfg.seed or 0)),
         "--max-model-len", str(spec.max_model_len),
-        "--max-num-seqs", str(int(cfg.max_num_seqs)),
+        "--max-num-seqs", str(cfg.knob("max_num_seqs")),
         "--max-num-batched-tokens", str(int(cfg.max_num_batched_tokens or 8192)),
         "--generation-config", "vllm",
         *PRECISION_ARGS[cfg.precision or "bfloat16"],
@@ -380,7 +380,7 @@ class VLLMBackend(Backend):
             output_tokens=list(self.plan.output_tokens), read_timeout_s=float(self.options["read_timeout_s"]),
         )
         load = loadgen.measure_load(
-            spec, cfg, meter, lambda on_open, on_close: SteadyTracker(int(cfg.max_num_seqs), n, on_open=on_open,
+            spec, cfg, meter, lambda on_open, on_close: SteadyTracker(cfg.knob("max_num_seqs"), n, on_open=on_open,
                                                                       on_close=on_close),
             should_abort=self._dead_reason)
         records, failed = load.records, load.failed()
@@ -435,7 +435,7 @@ def _dataset_prompt_ids(cfg: Configuration, opts: Mapping[str, Any], folder: Pat
     from harness.workloads import prompts
 
     try:
-        chosen = prompts.load(str(opts["prompts"]), int(cfg.num_requests), int(cfg.seed or 0),
+        chosen = prompts.load(str(opts["prompts"]), cfg.knob("num_requests"), int(cfg.seed or 0),
                               prompt_field=opts["prompt_field"])
     except ConfigError as exc:
         raise WorkloadError(str(exc), cause="bad-config") from None
