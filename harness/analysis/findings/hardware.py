@@ -98,7 +98,7 @@ def fp8_vs_bf16(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     """FP8 against BF16 weights per batch band (:data:`FP8_BANDS`): how often FP8 uses less energy per token,
     and the median ratios of energy per token and of median ITL."""
     table = fp8_vs_bf16_table(llm)
-    bands = {}
+    bands: dict[str, dict[str, Any]] = {}
     for _, _, name in FP8_BANDS:
         part = table[table["band"] == name]
         bands[name] = {"pairs": int(len(part)), "fp8_wins": int((part["energy_ratio"] < 1).sum()),

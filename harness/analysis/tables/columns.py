@@ -76,10 +76,11 @@ def group_keys(keys: Iterable[str], df: pd.DataFrame) -> list[str]:
 def config_label(row: Mapping[str, Any] | pd.Series) -> str:
     """Short human label of one configuration, e.g. ``Qwen3 32B, problem solving (reasoning), 1 x B200, batch 128``."""
     model = str(row.get("nickname") or str(row["model_id"]).split("/")[-1])
-    batch = row.get("max_num_seqs") if row_is_llm(row) else row.get("batch_size")
+    batch: Any = row.get("max_num_seqs") if row_is_llm(row) else row.get("batch_size")  # cells: Any
     task = TASK_NAMES.get(row["task"], row["task"]).lower()
     label = f"{model}, {task}, {int(row['num_gpus'])} x {row['gpu_model']}, batch {int(batch)}"
-    uly, ring = row.get("ulysses_degree"), row.get("ring_degree")
+    uly: Any = row.get("ulysses_degree")
+    ring: Any = row.get("ring_degree")
     if is_number(uly) and is_number(ring) and (uly > 1 or ring > 1):
         label += f" (Ulysses {int(uly)} x Ring {int(ring)})"
     return label
