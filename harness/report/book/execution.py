@@ -11,9 +11,13 @@ import os
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.report.book.config import KERNEL, VISIBILITY_TAGS, NotebookSpec
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import AsyncKernelManager
 
 
 class NotebookError(HarnessError):
@@ -21,7 +25,7 @@ class NotebookError(HarnessError):
 
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: object) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(text)).strip()
     return text.splitlines()[0] if text else ""
 
@@ -129,7 +133,7 @@ class ReusedKernel:
     RESET = "get_ipython().reset(new_session=True)"
 
     def __init__(self) -> None:
-        self.km = None
+        self.km: AsyncKernelManager | None = None
         self.used = False
 
     def manager(self):
@@ -145,7 +149,7 @@ class ReusedKernel:
     def _reset(self) -> bool:
         from jupyter_client import BlockingKernelClient
 
-        if not self.km.has_kernel:
+        if self.km is None or not self.km.has_kernel:  # manager() asks only with a kernel manager
             return False
         kc = BlockingKernelClient()
         kc.load_connection_info(self.km.get_connection_info())
@@ -164,8 +168,12 @@ class ReusedKernel:
         """CPU seconds (user + system) the kernel process has used so far; 0 before it starts."""
         try:
             import psutil
+            from jupyter_client.provisioning import LocalProvisioner
 
-            times = psutil.Process(self.km.provisioner.pid).cpu_times()
+            provisioner = self.km.provisioner if self.km is not None else None
+            if not isinstance(provisioner, LocalProvisioner):  # no kernel yet (the kernel is a local process)
+                return 0.0
+            times = psutil.Process(provisioner.pid).cpu_times()
             return times.user + times.system
         except Exception:  # no kernel yet, or psutil unavailable
             return 0.0

@@ -8,7 +8,7 @@ get at least three labelled ticks; ``facet_by(chart, "gpu_model", ...)`` puts H1
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import altair as alt
 
@@ -18,6 +18,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 GPU_ORDER = ("H100", "B200")
+# Where a colour legend may sit (Vega-Lite's legend ``orient`` values).
+LegendOrient = Literal["none", "left", "right", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right"]
 
 # Fields shown in every tooltip when the table has them: column -> title.
 CONTEXT_FIELDS = {
@@ -170,7 +172,7 @@ def facet_by(chart: Any, facet: str | None, frame: pd.DataFrame, columns: int | 
     return chart.facet(spec, **kwargs) if columns else chart.facet(column=spec)
 
 
-def color_encoding(column: str | None, frame: pd.DataFrame, *, legend: str = "right", sort: Any = None) -> Any:
+def color_encoding(column: str | None, frame: pd.DataFrame, *, legend: LegendOrient = "right", sort: Any = None) -> Any:
     """Colour by ``column``: a quantitative scale for measured numbers, categories otherwise (20 colours past 10)."""
     if not column:
         return alt.Undefined

@@ -25,7 +25,7 @@ def points(
     y: str,
     *,
     color: str | None = "nickname",
-    legend: str = "right",
+    legend: enc.LegendOrient = "right",
     shape: str | None = None,
     facet: str | None = "gpu_model",
     log_x: bool = False,
@@ -65,7 +65,7 @@ def lines(
     *,
     series: str = "nickname",
     color: str | None = None,
-    legend: str = "right",
+    legend: enc.LegendOrient = "right",
     facet: str | None = "gpu_model",
     log_x: bool = True,
     log_y: bool = True,
@@ -95,7 +95,7 @@ def lines(
     )
     # a series of one point has no line to draw (an empty path): its point alone shows it
     in_series = enc.present_columns(data, [series, facet])
-    line = base.transform_joinaggregate(points_in_series="count()", groupby=in_series).transform_filter(
+    line = base.transform_joinaggregate(points_in_series="count()", groupby=list(in_series)).transform_filter(
         "datum.points_in_series >= 2").mark_line(strokeWidth=1.5, opacity=0.8)
     layers = [line, base.mark_point()]
     if low and high and data[[low, high]].notna().all(axis=1).any():
@@ -114,7 +114,7 @@ def strip(
     value: str,
     *,
     color: str | None = None,
-    legend: str = "right",
+    legend: enc.LegendOrient = "right",
     facet: str | None = "gpu_model",
     log: bool = True,
     category_sort: Sequence[str] | None = None,
@@ -157,7 +157,7 @@ def bars(
     value: str,
     *,
     color: str | None = None,
-    legend: str = "right",
+    legend: enc.LegendOrient = "right",
     facet: str | None = "gpu_model",
     log: bool = False,
     category_sort: Sequence[str] | str | None = "-x",
@@ -173,6 +173,7 @@ def bars(
     data = enc.chart_data(frame, cols, [value] if log else [])
     sort = category_sort if category_sort is not None else alt.Undefined
     n_rows = max(1, data[category].nunique())
+    x2: object  # a datum at the axis' base (log) or alt.Undefined
     if log and len(data):
         # a log axis has no zero: bars start at the power of ten below the smallest value
         import math
