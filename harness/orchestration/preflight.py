@@ -68,7 +68,7 @@ def host_facts() -> Host:
     if problem:
         return Host(why_none=problem, visible=visible)
     found = device.visible_gpus()
-    names = []
+    names: list[str | None] = []
     for gpu in found:
         try:
             names.append(gpu.name())

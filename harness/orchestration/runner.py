@@ -147,7 +147,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     host = preflight.host_facts() if todo else None
     if dry_run:
         return _dry_run(sweep, planned, todo, host)
-    if not todo:
+    if not todo or host is None:  # host is None exactly when there is nothing to do
         print(console.nothing_to_measure(study, len(planned), results_dir), file=out)
         return sweep.counts
     preflight.refuse_if_any(study, host, [cfg for cfg, _ in todo])  # before anything starts or is written

@@ -291,12 +291,13 @@ def stored_outcomes(results: Path, study) -> dict[str, tuple[str, str | None]]:
     """
     from harness.measuring import store
 
-    out = {}
+    out: dict[str, tuple[str, str | None]] = {}
     for cfg in study.configurations:
         state, record = store.result_state(store.run_path(results, study.name, cfg.run_id))
         if state == "missing":
             continue
         record = record or {}
+        reason: str | None
         if state == "corrupt":
             problems = store.verify(store.run_path(results, study.name, cfg.run_id))
             reason = "stored result is damaged: " + ("; ".join(problems) or "run.json unreadable")
@@ -381,7 +382,7 @@ def submit(study, results: Path, options: SubmitOptions, retry_failed: bool = Fa
     if states is None:
         states = task_states(study, results, use_queue=not dry_run)
     plans = plan_arrays(study, select_for_submit(states, retry_failed), no_gpu=options.no_gpu)
-    out = []
+    out: list[Submission] = []
     if not plans:
         return out
     if not dry_run and shutil.which("sbatch") is None:
