@@ -122,7 +122,7 @@ def client_case(args) -> dict:
         quarter = (t_end - t_start) / 4
         lat, first, last, in_window = [], [], [], 0
         for r in records:
-            for got_t, sent_t in zip(r.token_times_s, sent[r.request_id]):
+            for got_t, sent_t in zip(r.token_times_s, sent[r.request_id], strict=False):
                 if not t_start <= sent_t <= t_end:
                     continue
                 d = (got_t - sent_t) * 1000.0

@@ -489,7 +489,7 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     out = []
     for model in models:
         for combo in itertools.product(*(grid[k] for k in order)):
-            knobs: dict[str, Any] = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS) | dict(zip(order, combo))
+            knobs: dict[str, Any] = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS) | dict(zip(order, combo, strict=False))
             out.append(Configuration(
                 study=study, task=task, family=FAMILIES[task], backend=backend, model=model,
                 num_requests=num_requests, num_iterations=num_iterations, seed=seed,

@@ -38,7 +38,8 @@ def test_t_quantile_matches_scipy():
 
 
 def _segments(energies, tokens, t0=100.0, dt=1.0):
-    return [Segment(t0 + i * dt, t0 + (i + 1) * dt, e, n) for i, (e, n) in enumerate(zip(energies, tokens))]
+    return [Segment(t0 + i * dt, t0 + (i + 1) * dt, e, n)
+            for i, (e, n) in enumerate(zip(energies, tokens, strict=False))]
 
 
 def test_batch_means_on_a_known_series():
@@ -297,8 +298,8 @@ def test_runner_adaptive_run_on_a_fake_gpu_stops_early_with_exact_accounting(tmp
     reads = [r for r in gpu.reads if r[0] == first[0] and first[1] <= r[1] <= last[1]]
     assert len(reads) == 2 + 2 * len(seg["gpu_energy_joules"])
     pairs = reads[1:-1]
-    assert seg["gpu_energy_joules"] == pytest.approx([(b[2] - a[2]) / 1000.0 for a, b in zip(pairs[::2], pairs[1::2])],
-                                                     abs=1e-9)
+    assert seg["gpu_energy_joules"] == pytest.approx(
+        [(b[2] - a[2]) / 1000.0 for a, b in zip(pairs[::2], pairs[1::2], strict=False)], abs=1e-9)
     # ... and their tokens are the window's (tokens are counted in the thread that closes the segments)
     assert abs(sum(seg["output_tokens"]) - m["steady_output_tokens"]) <= 4  # max_num_seqs: one step's tokens
     requests = pd.read_parquet(run_dir / "requests.parquet")

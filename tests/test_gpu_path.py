@@ -114,14 +114,14 @@ def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
     fake_nvml([gpu])
     reader = telemetry.NvmlReader([0])
     for _ in range(3):  # every tick: the row stays, only the missing readings are None
-        row = dict(zip(telemetry.NVML_COLUMNS, reader.sample(0)))
+        row = dict(zip(telemetry.NVML_COLUMNS, reader.sample(0), strict=False))
         assert row["power_watts"] == pytest.approx(90.0) and row["throttle_reasons"] is None
         assert row["temperature_celsius"] == 56.0  # the deprecated call is missing: nvmlDeviceGetTemperatureV
     assert (0, "throttle_reasons") in reader.unsupported
 
     gpu.missing.add("nvmlDeviceGetTemperatureV")
     fresh = telemetry.NvmlReader([0])
-    assert dict(zip(telemetry.NVML_COLUMNS, fresh.sample(0)))["temperature_celsius"] is None
+    assert dict(zip(telemetry.NVML_COLUMNS, fresh.sample(0), strict=False))["temperature_celsius"] is None
     assert (0, "temperature_celsius") in fresh.unsupported  # function-not-found on every call: no such reading
     with pytest.raises(device.ReadingUnsupported):
         fresh.handles[0].temperature_celsius()

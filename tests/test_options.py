@@ -156,4 +156,4 @@ def test_the_stamp_clock_never_repeats_or_goes_back(monkeypatch):
     clock = base.StampClock()
     stamps = [clock() for _ in range(4)]
     assert stamps == [10.0, pytest.approx(10.000001), pytest.approx(10.000002), 12.0]
-    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert all(b > a for a, b in itertools.pairwise(stamps))

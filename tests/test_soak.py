@@ -87,7 +87,7 @@ def test_soak_fifty_configurations_with_random_faults(tmp_path, no_nvml, monkeyp
     phases, signums = list(PHASES) * 2, [signal.SIGINT, signal.SIGTERM] * 4  # every phase and signal, shuffled
     rng.shuffle(phases)
     rng.shuffle(signums)
-    for rid, phase, signum in zip(chosen[9:], phases, signums):
+    for rid, phase, signum in zip(chosen[9:], phases, signums, strict=False):
         faults[rid] = ("interrupt", phase, signum)
     for rid, fault in faults.items():
         if fault[0] == "crash":

@@ -80,7 +80,7 @@ def test_every_arrival_pattern_replays_its_own_window(m, concurrency, warmup, sp
     """All-at-once is the steady window; fixed concurrency is the steady window at min(C, M); a rate opens at the
     ceil(warmup x N)-th submission and closes at the last one (independent definitions, one replay)."""
     requests = [_request(i, [float(s + a)], finish=float(s + a + b)) for i, (s, a, b) in enumerate(spans)]
-    for r, (s, _, _) in zip(requests, spans):
+    for r, (s, _, _) in zip(requests, spans, strict=False):
         r.submit_time_s = float(s)
     n = len(requests)
     assert arrivals.steady_bounds(requests, Arrival(), m) == steady_bounds(requests, m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -57,7 +58,7 @@ def test_static_batching_admits_the_next_batch_only_after_the_last_one_drained(s
     _, _, _, result, _ = served
     reqs = result.requests
     batches = [reqs[0:3], reqs[3:6], reqs[6:7]]
-    for earlier, later in zip(batches, batches[1:]):
+    for earlier, later in itertools.pairwise(batches):
         assert max(r.finish_time_s for r in earlier) < min(r.first_token_time_s for r in later)
         assert len({r.first_token_time_s for r in later}) == 1  # prefilled together
 

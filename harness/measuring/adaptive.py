@@ -404,8 +404,9 @@ def is_stopped(record: object) -> bool:
 def segments_from_summary(summary: dict | None) -> list[Segment]:
     """The segments a :meth:`AdaptiveStopper.summary` recorded (``[]`` without any)."""
     seg = (summary or {}).get("segments") or {}
-    return [Segment(a, b, e, int(n)) for a, b, e, n in zip(seg.get("start_time_s", ()), seg.get("end_time_s", ()),
-                                                           seg.get("gpu_energy_joules", ()), seg.get("output_tokens", ()))]
+    columns = (seg.get("start_time_s", ()), seg.get("end_time_s", ()), seg.get("gpu_energy_joules", ()),
+               seg.get("output_tokens", ()))
+    return [Segment(a, b, e, int(n)) for a, b, e, n in zip(*columns, strict=False)]
 
 
 __all__ = ["AdaptiveStopper", "Estimate", "Segment", "StopRule", "batch_means", "for_run", "is_stopped",

@@ -36,6 +36,7 @@ and its power limit, and at least 75% of the expected telemetry samples.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -176,7 +177,7 @@ def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasure
     ept = energy / tokens if energy is not None and tokens > 0 else None
     itls = []
     for ts in times.values():
-        for a, b in zip(ts, ts[1:]):
+        for a, b in itertools.pairwise(ts):
             if start is None or end is None or start < b <= end:
                 itls.append((b - a) * 1000.0)
     ttfts = [(r.first_token_time_s - r.submit_time_s) * 1000.0 for r in requests
@@ -254,7 +255,8 @@ def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, Win
     joules = [e for e in energies if e is not None]  # all the energies where known
     batch = iterations[0].batch_size if iterations else None
     latency = statistics.fmean(durations) if durations else None
-    per_output = statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations))) if known else None
+    per_output = (statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), strict=False))
+                  if known else None)
     metrics = {
         "num_iterations": len(iterations),
         "batch_size": batch,

@@ -130,7 +130,7 @@ class NvmlReader:
             lambda: self.energy_joules(index),
         )
         values: list[float | None] = []
-        for column, read in zip(NVML_COLUMNS, readers):
+        for column, read in zip(NVML_COLUMNS, readers, strict=False):
             if (index, column) in self.unsupported:
                 values.append(None)
                 continue

@@ -76,7 +76,7 @@ def llm_configs(spec: dict, study: str) -> list[Configuration]:
     from harness.config import configuration_from_dict
 
     out = []
-    for batch, per in zip(spec["batches"], spec["requests_per_batch"]):
+    for batch, per in zip(spec["batches"], spec["requests_per_batch"], strict=False):
         out.append(configuration_from_dict(dict(
             study=study, task=spec["task"], family="llm-chat", backend="transformers", model=spec["model"],
             num_gpus=1, tensor_parallel=1, expert_parallel=1, precision=spec["precision"], max_num_seqs=batch,

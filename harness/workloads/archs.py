@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import re
 import os
@@ -397,7 +398,7 @@ class ModelFolder:
 def _largest_gap(specials: list[int], vocab: int) -> tuple[int, int]:
     """The longest run of ids in [0, vocab) that holds no special token."""
     bounds = [-1, *sorted(i for i in set(specials) if 0 <= i < vocab), vocab]
-    lo, hi = max(zip(bounds, bounds[1:]), key=lambda ab: ab[1] - ab[0])
+    lo, hi = max(itertools.pairwise(bounds), key=lambda ab: ab[1] - ab[0])
     return lo + 1, hi - 1
 
 

@@ -214,7 +214,7 @@ def context_length(opts: Mapping[str, Any], prompt_tokens: tuple[int, ...], outp
                    hf_config: Mapping[str, Any]) -> int:
     """The server's context length in tokens: the option, else the longest request rounded up to 256, at most
     the model's ``max_position_embeddings``; a request longer than that is a ``bad-config`` failure."""
-    longest = max(p + o for p, o in zip(prompt_tokens, output_tokens))
+    longest = max(p + o for p, o in zip(prompt_tokens, output_tokens, strict=False))
     max_model_len = int(opts["max_model_len"] or -(-(longest + 1) // 256) * 256)
     limit = int(hf_config.get("max_position_embeddings", max_model_len))
     if max_model_len > limit:

@@ -31,7 +31,7 @@ def batch_size_effect_table(llm: pd.DataFrame) -> pd.DataFrame:
         if pair is None:
             continue
         lo, hi = pair
-        rows.append(dict(zip(keys, key)) | {
+        rows.append(dict(zip(keys, key, strict=False)) | {
             "small_batch": int(lo["batch_size"]), "large_batch": int(hi["batch_size"]),
             "small_energy_per_token_joules": float(lo[E_TOKEN]), "large_energy_per_token_joules": float(hi[E_TOKEN]),
             "small_avg_power_watts": float(lo["avg_power_watts"]), "large_avg_power_watts": float(hi["avg_power_watts"]),

@@ -166,7 +166,7 @@ class Fit:
         """Mean output length (tokens) per query row: its model and task's in the fit, else the task's median."""
         mt = model_task_id(query)
         return np.array([self.output_len.get(k, self.task_output_len.get(t, np.nan))
-                         for k, t in zip(mt, query["task"].astype(str))])
+                         for k, t in zip(mt, query["task"].astype(str), strict=False)])
 
     def predict(self, query: pd.DataFrame, coverage: float = DEFAULT_COVERAGE) -> pd.DataFrame:
         """Point predictions, intervals (``<name>_low`` / ``<name>_high``) and the level of each query row."""

@@ -85,7 +85,7 @@ def held_out_errors(frame: pd.DataFrame, kind: str, split: str) -> pd.DataFrame:
         return pd.DataFrame(columns=["split", "group", "row", "task", "quantity", "level", "stratum", "distance",
                                      "actual", "predicted", "log_error"])
     cat = {k: np.concatenate(v) for k, v in parts.items()}
-    strata = np.array([stratum(lv, it) for lv, it in zip(cat["level"], cat["interior"])])
+    strata = np.array([stratum(lv, it) for lv, it in zip(cat["level"], cat["interior"], strict=False)])
     frames = []
     for name, chunks in preds.items():
         predicted = np.concatenate(chunks)

@@ -52,7 +52,7 @@ def cheapest_under_limits(
     where = data["gpu"] if "gpu" in data.columns else data[gpu]
     data = data.assign(configuration=[
         f"batch {b:,.0f}, {g}, {t:,.3g} {unit(latency) or ''}".strip()
-        for b, g, t in zip(data["batch_size"], where, data[latency])])
+        for b, g, t in zip(data["batch_size"], where, data[latency], strict=False)])
     gpus = [g for g in enc.GPU_ORDER if g in set(data[gpu])] + sorted(set(data[gpu]) - set(enc.GPU_ORDER))
     lat_lo, lat_hi = float(data[latency].min()), float(data[latency].max())
     pow_lo, pow_hi = float(data[power].min()), float(data[power].max())
