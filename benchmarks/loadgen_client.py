@@ -112,7 +112,7 @@ def client_case(args) -> dict:
     if args.latency:
         import urllib.request
 
-        with urllib.request.urlopen(f"{args.url}/writes", timeout=60) as resp:
+        with urllib.request.urlopen(f"{args.url}/writes", timeout=60) as resp:  # noqa: S310  # the local server
             writes = json.loads(resp.read())
         # the part of the run where every stream is open (the peak rate holds only there): from the last
         # stream's first write to the first stream's last write; split into quarters to see any drift

@@ -516,7 +516,7 @@ def load_study(path: str | Path, catalogue: Catalogue) -> Study:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc})") from None
     try:
-        raw = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader: no Python objects from tags
+        raw = yaml.load(text, Loader=_yaml_loader())  # noqa: S506  # a SafeLoader: no Python objects from tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""

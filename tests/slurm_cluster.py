@@ -172,7 +172,7 @@ class LocalSlurm:
         return self
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        out = open(self.root / "logs" / f"{name}.stdout", "wb")
+        out = open(self.root / "logs" / f"{name}.stdout", "wb")  # noqa: SIM115  # closed in stop() (_log_files)
         self._log_files.append(out)
         self.procs[name] = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,

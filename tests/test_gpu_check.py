@@ -8,12 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from support import REFERENCE_DIR as REF
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "gpu-check"
-from support import REFERENCE_DIR as REF
 
 
 def _env(tmp_path, reference: str | None):
@@ -111,7 +112,7 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
     from harness.measuring import telemetry
 
     class FakeReader:
-        counter = {0: 1000.0}
+        counter: ClassVar[dict[int, float]] = {0: 1000.0}
 
         def __init__(self, indices=None):
             self.handles = {0: "gpu0"} if indices is None or 0 in indices else {}

@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -106,7 +107,7 @@ def test_gate_sends_at_the_poisson_offsets_and_keeps_the_concurrency():
         recs = [RequestRecord(i, 1, 1, 0, 0.0, None, None) for i in range(n)]
 
         class Tracker:
-            sent = []
+            sent: ClassVar[list[float]] = []
 
             def submitted(self, t):
                 self.sent.append(t)

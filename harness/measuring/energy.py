@@ -95,7 +95,7 @@ def _zeus_visible_devices() -> Iterator[str | None]:
         return
     try:
         visible = device.visible_gpus()
-    except Exception:  # no NVML: Zeus finds no GPUs either way
+    except Exception:  # noqa: BLE001  # no NVML: Zeus finds no GPUs either way
         visible = []
     if any(g.mig for g in visible):
         note = "MIG slice: energy of the whole GPU that holds it"
@@ -137,7 +137,7 @@ class ZeusMeter:
                 probe = monitor_factory(gpu_indices=[])  # zero-GPU monitor: tells how many GPUs and CPUs exist
             # CUDA_VISIBLE_DEVICES shows no GPU (e.g. ""): none, even where Zeus built its GPU list earlier
             visible = 0 if note == "hidden" else len(probe.gpus)
-        except Exception as exc:  # Zeus missing or broken: still time the windows
+        except Exception as exc:  # noqa: BLE001  # Zeus missing or broken: still time the windows
             self.gpu_source = f"none: Zeus unavailable ({type(exc).__name__}: {exc})"
             self.cpu_source = "cpu: not measured (Zeus unavailable)"
             return
@@ -201,7 +201,7 @@ class ZeusMeter:
             dram: dict[int, float | None] = {}
             try:
                 measured = self._monitor.end_window(name, sync_execution=False) if self._monitor else None
-            except Exception as exc:  # a counter read failed: keep the window, lose its energy
+            except Exception as exc:  # noqa: BLE001  # a counter read failed: keep the window, lose its energy
                 measured = None
                 gpu = dict.fromkeys(self.gpu_indices)
                 source = f"none: Zeus failed at window end ({type(exc).__name__}: {exc})"
@@ -229,7 +229,7 @@ class ZeusMeter:
                 if self._monitor is not None:
                     try:
                         self._monitor.end_window(name, sync_execution=False, cancel=True)
-                    except Exception:
+                    except Exception:  # noqa: BLE001, S110  # a cancelled window: nothing to keep
                         pass
             return names
 

@@ -156,7 +156,7 @@ class _Loop(threading.Thread):
         while True:
             try:
                 self.tick(self.clock())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  # recorded in errors, the loop goes on (the class docstring)
                 self.errors.append(f"{self.name}: {type(exc).__name__}: {exc}")
             deadline += self.period_s
             now = time.monotonic()

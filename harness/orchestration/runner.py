@@ -74,7 +74,7 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
         if run.status == "ok":
             try:
                 metrics.summarize(run)
-            except Exception as exc:  # bad records from a backend: keep the evidence, fail the run
+            except Exception as exc:  # noqa: BLE001  # bad records from a backend: keep the evidence, fail the run
                 execute.fail_in_metrics(run, exc)
         execute.mark_unstable_unless_ok(run)
         server_log = getattr(run.result, "server_log", None) if run.result is not None else None

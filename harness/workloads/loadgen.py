@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -249,7 +250,9 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
         tasks = []
         for i in range(n):
             if gate is not None:  # sent when the arrival pattern says (harness.measuring.arrivals)
-                one = (lambda i=i: _one(session, spec, i, records[i], tracker, clock, stopper, heard))
+                def one(i: int = i) -> Awaitable[None]:
+                    return _one(session, spec, i, records[i], tracker, clock, stopper, heard)
+
                 tasks.append(asyncio.create_task(gate.send(i, records[i], tracker, clock, one)))
                 continue
             records[i].submit_time_s = clock()

@@ -357,7 +357,7 @@ class VLLMBackend(Backend):
         """Step 4: start the server in ``cwd``, its output in ``run_dir/server.log``: ``(leftover servers stopped
         first, the start time in wall-clock seconds)``."""
         self.log_path = run_dir / "server.log"
-        self._log_fh = open(self.log_path, "ab")
+        self._log_fh = open(self.log_path, "ab")  # noqa: SIM115  # open while the server runs; stop() closes it
         leftovers = vllm_server.stop_leftovers(self._log_fh)
         started = time.time()
         self.proc, self._record = vllm_server.launch(argv, env, cwd, self._log_fh)

@@ -19,7 +19,7 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.vocabulary.tasks import LLM_TASKS, TASK_NAMES
 
-ENERGY_PER_TOKEN = "energy_per_token_joules"
+ENERGY_PER_TOKEN = "energy_per_token_joules"  # noqa: S105  # a column name, not a password
 ENERGY_PER_OUTPUT = "energy_per_output_joules"
 LLM_TIME = "median_itl_ms"
 DIFFUSION_TIME = "batch_latency_s"

@@ -138,7 +138,7 @@ def declared_parameters(root: Path, spec: NotebookSpec) -> dict[str, dict]:
 
     try:
         return dict(papermill.inspect_notebook(str(root / spec.source)))
-    except Exception as exc:  # papermill raises bare exceptions for unreadable notebooks
+    except Exception as exc:  # noqa: BLE001  # papermill raises bare exceptions for unreadable notebooks
         raise ConfigError(f"notebook {spec.name} ({spec.source}) cannot be read: {exc}") from None
 
 

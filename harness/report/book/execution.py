@@ -100,7 +100,7 @@ def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None
             f"notebook {spec.name} ({spec.source}) failed in {where}: "
             f"{exc.ename}: {_first_line(exc.evalue)} -- traceback in {spec.failed_output}"
         ) from None
-    except Exception as exc:  # kernel died, timeout, unreadable notebook
+    except Exception as exc:  # noqa: BLE001  # kernel died, timeout, unreadable notebook
         if running.exists():
             running.replace(failed)
         raise NotebookError(f"notebook {spec.name} ({spec.source}) did not run: {type(exc).__name__}: {_first_line(exc)}") from None
@@ -158,7 +158,7 @@ class ReusedKernel:
             kc.wait_for_ready(timeout=60)
             reply = kc.execute_interactive(self.RESET, silent=True, store_history=False, timeout=60,
                                            output_hook=lambda msg: None)
-        except Exception:
+        except Exception:  # noqa: BLE001  # a kernel that does not answer: the caller starts a new one
             return False
         finally:
             kc.stop_channels()
@@ -175,7 +175,7 @@ class ReusedKernel:
                 return 0.0
             times = psutil.Process(provisioner.pid).cpu_times()
             return times.user + times.system
-        except Exception:  # no kernel yet, or psutil unavailable
+        except Exception:  # noqa: BLE001  # no kernel yet, or psutil unavailable
             return 0.0
 
     def close(self) -> None:
@@ -185,7 +185,7 @@ class ReusedKernel:
 
             try:
                 run_sync(km.shutdown_kernel)(now=True)
-            except Exception:  # already gone
+            except Exception:  # noqa: BLE001, S110  # already gone
                 pass
 
 
