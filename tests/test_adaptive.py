@@ -33,7 +33,7 @@ def test_t_quantile_matches_scipy():
     for df in (1, 2, 3, 4, 5, 9, 10, 19, 29, 60):
         for confidence in (0.9, 0.95, 0.99):
             assert t_quantile(confidence, df) == pytest.approx(stats.t.ppf((1 + confidence) / 2, df), rel=1e-9)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="integer df >= 1"):
         t_quantile(0.95, 0)
 
 
@@ -61,7 +61,7 @@ def test_uneven_batches_and_what_is_not_computable():
     assert est.halfwidth == 0.0 and est.value == pytest.approx(10.0)
     assert batch_means(segs[:2], num_batches=3) is None  # fewer segments than batches
     assert batch_means(_segments([1, 1, 1], [5, 0, 5]), num_batches=3) is None  # a batch without tokens
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_batches must be at least 2"):
         batch_means(segs, num_batches=1)
 
 
@@ -90,7 +90,7 @@ def test_stop_rule_needs_every_condition():
     assert not should_stop(good.__class__(**{**good.as_dict(), "rel_halfwidth": 0.03}), rule, 4)
     assert not should_stop(None, rule, 4)
     assert not should_stop(good, StopRule(method="fixed"), 100)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown stop method 'sometimes'"):
         StopRule(method="sometimes")
     assert StopRule(min_window_s=20.0, num_batches=10).period_s == 1.0
     assert StopRule(min_window_s=0.4, num_batches=10).period_s == pytest.approx(0.02)

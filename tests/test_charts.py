@@ -33,7 +33,6 @@ def frame() -> pd.DataFrame:
 @pytest.fixture(autouse=True)
 def offline():
     charts.enable_offline()
-    yield
 
 
 def _units(spec):

@@ -63,7 +63,7 @@ def test_any_read_boundaries_give_the_same_events(cuts, crlf):
 def test_multiline_data_is_joined_and_a_bad_event_is_a_value_error():
     chunks, _ = _feed_all([b'data: {"choices":\ndata: [{"token_ids": [9]}]}\n\n'])
     assert _summary(chunks) == [([[9]], None)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="JSON is malformed"):
         loadgen.EventSplitter().feed(b"data: {not json\n\n")
 
 

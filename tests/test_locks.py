@@ -80,8 +80,8 @@ def test_an_engine_without_a_lock_is_refused_by_make_in_one_line(tmp_path):
     run = subprocess.run(["make", "engine", "ENGINE=vllm==0.0.1", f"ENGINES={tmp_path}/engines"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and not (tmp_path / "engines").exists()
-    assert "no lock for engine vllm-0.0.1 (requirements/engines/vllm-0.0.1.lock); make it with: " \
-           "make lock ENGINE=vllm==0.0.1" in run.stderr
+    assert ("no lock for engine vllm-0.0.1 (requirements/engines/vllm-0.0.1.lock); make it with: "
+            "make lock ENGINE=vllm==0.0.1") in run.stderr
 
 
 def test_make_test_runs_the_lint_step_before_pytest(tmp_path):

@@ -99,9 +99,9 @@ def test_weights_that_cannot_fit(fake_nvml, tmp_path):
     study = _llm("llama-3.1-8b", tmp_path, grid={"precision": ["bfloat16", "fp8"]})
     bf16, fp8 = (check(c, host) for c in study.configurations)
     params = archs.llm_facts("llama-3.1-8b").parameters
-    assert bf16 == [f"weights do not fit: {params / 1e9:.2f} B parameters x 2 bytes (bfloat16) = "
-                    f"{params * 2 / 1e9:.1f} GB per GPU, more than 0.9 of the smallest GPU's "
-                    f"{16 * GIB / 1e9:.1f} GB ({0.9 * 16 * GIB / 1e9:.1f} GB)"]
+    assert bf16 == [(f"weights do not fit: {params / 1e9:.2f} B parameters x 2 bytes (bfloat16) = "
+                     f"{params * 2 / 1e9:.1f} GB per GPU, more than 0.9 of the smallest GPU's "
+                     f"{16 * GIB / 1e9:.1f} GB ({0.9 * 16 * GIB / 1e9:.1f} GB)")]
     assert fp8 == []
     roomy = _llm("llama-3.1-8b", tmp_path, options={"gpu_memory_utilization": 0.99})
     assert check(roomy.configurations[0], host) == []  # 16.06 GB < 0.99 x 17.18 GB

@@ -189,9 +189,9 @@ def test_no_source_turns_trust_remote_code_on_by_itself():
             if value is not None and not (isinstance(value, ast.Constant) and value.value is False):
                 problems.append(f"{where}:{node.lineno}: {name}(trust_remote_code={ast.unparse(value)})")
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and node.value == "--trust-remote-code":
-                if where != Path("harness/workloads/vllm_backend.py"):
-                    problems.append(f"{where}:{node.lineno}: passes --trust-remote-code")
+            if (isinstance(node, ast.Constant) and node.value == "--trust-remote-code"
+                    and where != Path("harness/workloads/vllm_backend.py")):
+                problems.append(f"{where}:{node.lineno}: passes --trust-remote-code")
     assert problems == []
 
 

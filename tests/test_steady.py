@@ -23,7 +23,7 @@ def _request(rid, tokens, finish=None):
 
 
 def _window(name, start, end, joules):
-    gpu = {i: j for i, j in enumerate(joules)} if joules is not None else {}
+    gpu = dict(enumerate(joules)) if joules is not None else {}
     return WindowMeasurement(name=name, start_time_s=start, end_time_s=end, gpu_energy_joules=gpu,
                              cpu_energy_joules={}, dram_energy_joules={}, energy_source="fake")
 

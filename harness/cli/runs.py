@@ -49,8 +49,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"no runs under {args.results}" + (f"/{args.study}" if args.study else ""))
         return 0
     width = max([12, *(len(str(r)) for r in frame["run_id"])])  # repeats (<id>-r<k>) are longer
-    header = f"{'study':16s} {'run id':{width}s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} " \
-             f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note"
+    header = (f"{'study':16s} {'run id':{width}s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} "
+              f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note")
     print(header)
     for r in frame.itertuples():
         stable = "yes" if r.is_stable else ("no" if r.status == "ok" else "-")

@@ -199,8 +199,8 @@ def render_script(study, plan: ArrayPlan, results: Path, options: SubmitOptions,
         "export PYTHONUNBUFFERED=1",
         f"cd {q(str(Path(options.workdir).resolve()))}",
         "",
-        'echo "task $SLURM_ARRAY_TASK_ID of array job $SLURM_ARRAY_JOB_ID on ${SLURMD_NODENAME:-$(hostname)};'
-        ' GPUs: ${CUDA_VISIBLE_DEVICES:-none}"',
+        ('echo "task $SLURM_ARRAY_TASK_ID of array job $SLURM_ARRAY_JOB_ID on ${SLURMD_NODENAME:-$(hostname)};'
+         ' GPUs: ${CUDA_VISIBLE_DEVICES:-none}"'),
     ]
     command = 'exec "$PYTHON" -m harness measure "$CONFIG" --index "$SLURM_ARRAY_TASK_ID" --results "$RESULTS"'
     if force:

@@ -234,7 +234,7 @@ def build_tokenizer(
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    specials = {i: text for i, text in roles.values()}
+    specials = dict(roles.values())
 
     if any(i < 0 or i >= vocab_size for i in specials):
         raise ConfigError(f"special token ids {sorted(specials)} fall outside a vocabulary of {vocab_size}")
