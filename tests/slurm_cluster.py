@@ -22,6 +22,7 @@ twice::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -243,10 +244,8 @@ class LocalSlurm:
             except OSError:
                 continue
             if marker in environ.split(b"\0"):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def __enter__(self) -> "LocalSlurm":
         return self.start()

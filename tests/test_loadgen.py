@@ -5,6 +5,7 @@ fast fake server (tests/fast_fake_vllm.py) in every write mode."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import threading
@@ -156,10 +157,8 @@ class _ServerThread:
         self.loop = asyncio.new_event_loop()
         self.task = self.loop.create_task(
             fast_fake_vllm.serve(self.server, ready=lambda port: (setattr(self, "port", port), self.ready.set())))
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             self.loop.run_until_complete(self.task)
-        except asyncio.CancelledError:
-            pass
 
     def __enter__(self):
         self.thread.start()

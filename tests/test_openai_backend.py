@@ -7,6 +7,7 @@ message; the runs measured before it stay intact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -232,10 +233,8 @@ def server(tmp_path, vllm_env):
 
     yield start
     for proc in started:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(10)
 
 

@@ -227,10 +227,8 @@ class ZeusMeter:
             for name in names:
                 self._open.pop(name)
                 if self._monitor is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # a cancelled window: nothing to keep
                         self._monitor.end_window(name, sync_execution=False, cancel=True)
-                    except Exception:  # noqa: BLE001, S110  # a cancelled window: nothing to keep
-                        pass
             return names
 
 

@@ -32,6 +32,7 @@ calls NVML); tests replace ``pynvml``'s functions with a fake device.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -189,10 +190,8 @@ class _HostProbe:
             for pid, proc in current.items():
                 if pid not in self.children:
                     self.children[pid] = proc
-                    try:
+                    with contextlib.suppress(self.psutil.Error):
                         proc.cpu_percent(None)
-                    except self.psutil.Error:
-                        pass
             for pid in list(self.children):
                 if pid not in current:
                     del self.children[pid]

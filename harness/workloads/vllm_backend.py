@@ -34,6 +34,7 @@ meanings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import time
@@ -388,10 +389,8 @@ class VLLMBackend(Backend):
             # a killed server's sockets close before the process is reaped, and a crashing engine's API server
             # may drop every stream a few seconds before it exits: wait for it to show as dead (longest when
             # every request failed, which points at the server rather than at single requests)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=DEATH_GRACE_S if len(failed) == n - load.stopped else 3)
-            except subprocess.TimeoutExpired:
-                pass
         dead = self._dead_reason()
         if load.aborted or dead:
             log, cause = evidence(self.log_path, "server-died")

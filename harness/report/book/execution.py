@@ -7,6 +7,7 @@ stderr).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
@@ -183,10 +184,8 @@ class ReusedKernel:
         if km is not None and km.has_kernel:
             from jupyter_core.utils import run_sync
 
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 run_sync(km.shutdown_kernel)(now=True)
-            except Exception:  # noqa: BLE001, S110  # already gone
-                pass
 
 
 def default_jobs() -> int:

@@ -9,6 +9,7 @@ a chart. :func:`save` writes a chart to ``.svg``, ``.png``, ``.json`` or offline
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import html
@@ -86,10 +87,8 @@ def write_bundle(directory: str | Path) -> Path:
         text = None
     if text is None:
         text = vega_bundle()
-        try:
+        with contextlib.suppress(OSError):  # a read-only home only costs the next build a second or two
             _write_atomic(cached, text)
-        except OSError:
-            pass  # a read-only home only costs the next build a second or two
     _write_atomic(path, text)
     return path
 
