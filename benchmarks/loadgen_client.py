@@ -247,7 +247,7 @@ def smoke_cpu() -> dict:
     backend.start(cfg, run_dir)
     try:
         root = psutil.Process(backend.proc.pid)
-        procs = [root] + root.children(recursive=True)
+        procs = [root, *root.children(recursive=True)]
 
         def server_cpu() -> dict:
             out = {}

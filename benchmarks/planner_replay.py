@@ -29,7 +29,7 @@ GOAL_SERIES = 0.90
 def summarize(res) -> dict:
     per = res.drop_duplicates("series")
     series_ok = res.groupby("series")["within_tolerance"].all()
-    return {"series": int(len(per)), "grid_configurations": int(per["grid"].sum()),
+    return {"series": len(per), "grid_configurations": int(per["grid"].sum()),
             "measured_configurations": int(per["measured"].sum()),
             "measured_fraction": float(per["measured"].sum() / per["grid"].sum()),
             "median_series_measured_fraction": float((per["measured"] / per["grid"]).median()),

@@ -86,7 +86,7 @@ def one_start(kind: str) -> dict:
             if proc is not None:
                 try:
                     root = psutil.Process(proc.pid)
-                    members = [root] + root.children(recursive=True)
+                    members = [root, *root.children(recursive=True)]
                 except psutil.Error:
                     members = []
                 for p in members:

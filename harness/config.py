@@ -90,7 +90,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
 TOP_KEYS = ("study", "description", "settings", "runs")
 STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches")
 BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
-              "max_output_tokens", "options", "grid", "repeats", "engine") + STOP_KEYS
+              "max_output_tokens", "options", "grid", "repeats", "engine", *STOP_KEYS)
 MAX_REPEATS = 100
 # How an LLM run ends (``stop``) and the adaptive stopper's defaults (:mod:`harness.measuring.adaptive`).
 STOP_METHODS = ("fixed", "adaptive")
@@ -436,7 +436,7 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
         check.fail(f"{where}.models", f"repeats a model: {models}")
 
     llm = task in REQUEST_TASKS
-    llm_only = ("num_requests", "length_source", "max_output_tokens") + STOP_KEYS
+    llm_only = ("num_requests", "length_source", "max_output_tokens", *STOP_KEYS)
     for key in llm_only if not llm else ("num_iterations",):
         if key in raw:
             kind = "a diffusion" if llm is False else "an LLM"

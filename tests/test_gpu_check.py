@@ -186,8 +186,8 @@ def test_missing_carried_imports_are_one_line_each(tmp_path, monkeypatch):
 # it accepts (1.5.0: too old for diffusers 0.42.1), no requests, no diffusers, no Zeus, no scikit-learn. Python
 # 3.11 and torch 2.13 +cpu stand in for its Python 3.12 and torch 2.11 (no CPU torch for 3.12 is reachable here).
 MACHINE_PINS = ("transformers==5.17.0", "huggingface_hub==1.5.0")
-ABSENT_ON_THE_CHECK_MACHINE = ABSENT_ON_A_BARE_HOST + ("diffusers", "huggingface_hub", "transformers", "requests",
-                                                     "zeus", "joblib", "threadpoolctl")
+ABSENT_ON_THE_CHECK_MACHINE = (*ABSENT_ON_A_BARE_HOST, "diffusers", "huggingface_hub", "transformers", "requests",
+                               "zeus", "joblib", "threadpoolctl")
 
 
 @pytest.mark.network

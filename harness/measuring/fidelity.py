@@ -151,7 +151,7 @@ def _slices(start: float, end: float, timeline: pd.DataFrame | None, step_s: flo
         t = nvml.loc[nvml["gpu_index"] == first, "time_s"].to_numpy(float)
         inner = np.sort(t[(t > start) & (t < end)])
     if len(inner) == 0:
-        n = max(1, int(math.ceil((end - start) / step_s)))
+        n = max(1, math.ceil((end - start) / step_s))
         inner = np.linspace(start, end, n + 1)[1:-1]
     return np.concatenate([[start], inner, [end]])
 

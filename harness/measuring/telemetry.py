@@ -47,7 +47,7 @@ NVML_COLUMNS = ("power_watts", "gpu_utilization_percent", "memory_used_mib", "sm
                 "temperature_celsius", "throttle_reasons", "energy_counter_joules")
 HOST_COLUMNS = ("process_cpu_percent", "process_rss_mib")
 VLLM_COLUMNS = ("num_requests_running", "num_requests_waiting", "kv_cache_usage_fraction")
-COLUMNS = ("time_s", "source", "gpu_index") + NVML_COLUMNS + HOST_COLUMNS + VLLM_COLUMNS
+COLUMNS = ("time_s", "source", "gpu_index", *NVML_COLUMNS, *HOST_COLUMNS, *VLLM_COLUMNS)
 # vLLM metric names (older releases call KV-cache usage gpu_cache_usage_perc; both are fractions 0..1).
 VLLM_METRICS = {
     "vllm:num_requests_running": "num_requests_running",
@@ -277,10 +277,10 @@ class Telemetry:
         blank_vllm = (None,) * len(VLLM_COLUMNS)
         if self.host is not None:
             cpu, rss = self.host.sample()
-            self.rows.append((now, "host", None) + blank_nvml + (cpu, rss) + blank_vllm)
+            self.rows.append((now, "host", None, *blank_nvml, cpu, rss, *blank_vllm))
         for index in self.reader.handles:
             values = self.reader.sample(index)
-            self.rows.append((now, "nvml", index) + values + (None, None) + blank_vllm)
+            self.rows.append((now, "nvml", index, *values, None, None, *blank_vllm))
 
     def _scrape(self, now: float) -> None:
         response = self._http.get(cast(str, self.metrics_url))  # the scraper runs only with a URL

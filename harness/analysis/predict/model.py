@@ -219,7 +219,7 @@ def fit(frame: pd.DataFrame, kind: str | None = None) -> Fit:
 def usable_rows(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Rows of ``kind`` with the facts and positive measured time and power (own CPU runs have no power)."""
     frame = frame[frame["task"].isin(DIFFUSION_TASKS) == (kind == "diffusion")]
-    need = list(FACT_COLUMNS) + [spec_of(kind).batch]
+    need = [*FACT_COLUMNS, spec_of(kind).batch]
     need += (["avg_batch_size", "median_itl_ms", "output_throughput_tokens_per_sec", "avg_power_watts"]
              if kind == "llm" else ["batch_latency_s", "avg_power_watts"])
     missing = [c for c in need if c not in frame.columns]

@@ -24,7 +24,7 @@ ENERGY_PER_OUTPUT = "energy_per_output_joules"
 LLM_TIME = "median_itl_ms"
 DIFFUSION_TIME = "batch_latency_s"
 SERIES_KEYS = ("model_id", "task", "gpu_model", "num_gpus")
-CONFIG_KEYS = SERIES_KEYS + ("max_num_seqs", "batch_size", "ulysses_degree", "ring_degree")
+CONFIG_KEYS = (*SERIES_KEYS, "max_num_seqs", "batch_size", "ulysses_degree", "ring_degree")
 
 
 def is_llm(df: pd.DataFrame) -> pd.Series:
@@ -69,7 +69,7 @@ def group_keys(keys: Iterable[str], df: pd.DataFrame) -> list[str]:
     """Grouping columns present in ``df``; published rows and own runs never share a group."""
     out = present_columns(keys, df)
     if "source" in df.columns and "source" not in out and df["source"].nunique(dropna=False) > 1:
-        out = ["source"] + out
+        out = ["source", *out]
     return out
 
 
