@@ -112,7 +112,7 @@ def client_case(args) -> dict:
     if args.latency:
         import urllib.request
 
-        with urllib.request.urlopen(f"{args.url}/writes", timeout=60) as resp:
+        with urllib.request.urlopen(f"{args.url}/writes", timeout=60) as resp:  # noqa: S310  # the local server
             writes = json.loads(resp.read())
         # the part of the run where every stream is open (the peak rate holds only there): from the last
         # stream's first write to the first stream's last write; split into quarters to see any drift
@@ -122,7 +122,7 @@ def client_case(args) -> dict:
         quarter = (t_end - t_start) / 4
         lat, first, last, in_window = [], [], [], 0
         for r in records:
-            for got_t, sent_t in zip(r.token_times_s, sent[r.request_id]):
+            for got_t, sent_t in zip(r.token_times_s, sent[r.request_id], strict=False):
                 if not t_start <= sent_t <= t_end:
                     continue
                 d = (got_t - sent_t) * 1000.0
@@ -247,7 +247,7 @@ def smoke_cpu() -> dict:
     backend.start(cfg, run_dir)
     try:
         root = psutil.Process(backend.proc.pid)
-        procs = [root] + root.children(recursive=True)
+        procs = [root, *root.children(recursive=True)]
 
         def server_cpu() -> dict:
             out = {}

@@ -29,7 +29,7 @@ GOAL_SERIES = 0.90
 def summarize(res) -> dict:
     per = res.drop_duplicates("series")
     series_ok = res.groupby("series")["within_tolerance"].all()
-    return {"series": int(len(per)), "grid_configurations": int(per["grid"].sum()),
+    return {"series": len(per), "grid_configurations": int(per["grid"].sum()),
             "measured_configurations": int(per["measured"].sum()),
             "measured_fraction": float(per["measured"].sum() / per["grid"].sum()),
             "median_series_measured_fraction": float((per["measured"] / per["grid"]).median()),
@@ -58,11 +58,11 @@ def main() -> int:
         checks.append({"check": f"{k}: series within 2% under every target", "value": s["series_within_tolerance_fraction"],
                        "goal": ">= 90%", "met": s["series_within_tolerance_fraction"] >= GOAL_SERIES})
     ok = all(c["met"] for c in checks if c["check"].startswith("all:"))
-    a, l, d = summary["all"], summary["llm"], summary["diffusion"]
-    figure = (f"{a['measured_fraction']:.1%} of the grid measured ({l['measured_fraction']:.1%} LLM, "
+    a, llm, d = summary["all"], summary["llm"], summary["diffusion"]
+    figure = (f"{a['measured_fraction']:.1%} of the grid measured ({llm['measured_fraction']:.1%} LLM, "
               f"{d['measured_fraction']:.1%} diffusion); {a['series_within_tolerance_fraction']:.1%} of "
               f"{a['series']} series within 2% of the optimum under every target "
-              f"({l['series_within_tolerance_fraction']:.1%} LLM, {d['series_within_tolerance_fraction']:.1%} diffusion)")
+              f"({llm['series_within_tolerance_fraction']:.1%} LLM, {d['series_within_tolerance_fraction']:.1%} diffusion)")
     payload = {
         "benchmark": NAME, "figure": figure, "status": _common.status(ok),
         "goal": "<= 1/3 of the grid measured and >= 90% of series within 2% of the optimum's energy per ITL target",

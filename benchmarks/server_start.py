@@ -86,7 +86,7 @@ def one_start(kind: str) -> dict:
             if proc is not None:
                 try:
                     root = psutil.Process(proc.pid)
-                    members = [root] + root.children(recursive=True)
+                    members = [root, *root.children(recursive=True)]
                 except psutil.Error:
                     members = []
                 for p in members:
@@ -112,7 +112,7 @@ def one_start(kind: str) -> dict:
         backend.stop()
         vllm_server.modelinfo_cache, vllm_backend.server_command = original, command
     spawned = sorted((v for v in seen.values() if v["role"] == "spawned"), key=lambda v: v["appeared_s"])
-    for name, entry in zip(("engine core", "worker"), spawned):
+    for name, entry in zip(("engine core", "worker"), spawned, strict=False):
         entry["role"] = name
     procs = sorted(seen.values(), key=lambda v: v["appeared_s"])
     heavy = [p for p in procs if p["role"] not in ("resource tracker",) and p.get("cpu_s", 0) > 0.5]
@@ -145,9 +145,11 @@ def main(argv=None) -> int:
     by = {k: [r for r in rows if r["kind"] == k] for k in KINDS}
     cpu = {k: _common.spread([r["cpu_s"] for r in v]) for k, v in by.items()}
     heavy = {k: v[0]["heavy_processes"] for k, v in by.items()}
-    ratios = {f"{k}_over_before_cpu": _common.spread([a["cpu_s"] / b["cpu_s"] for a, b in zip(by[k], by["before"])])
+    ratios = {f"{k}_over_before_cpu": _common.spread([a["cpu_s"] / b["cpu_s"]
+                                                      for a, b in zip(by[k], by["before"], strict=False)])
               for k in ("cache", "layout", "now")}
-    wall = {f"{k}_over_before_wall": _common.spread([a["ready_s"] / b["ready_s"] for a, b in zip(by[k], by["before"])])
+    wall = {f"{k}_over_before_wall": _common.spread([a["ready_s"] / b["ready_s"]
+                                                     for a, b in zip(by[k], by["before"], strict=False)])
             for k in ("cache", "layout", "now")}
     now = ratios["now_over_before_cpu"]["median"]
     figure = (f"a start now takes {now:.2f}x the CPU of one before (median {cpu['now']['median']:.0f} vs "

@@ -106,7 +106,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # a results folder: fullmatch (
 TOP_KEYS = ("study", "description", "settings", "runs")
 STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches")
 BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
-              "max_output_tokens", "options", "grid", "repeats", "engine") + STOP_KEYS
+              "max_output_tokens", "options", "grid", "repeats", "engine", *STOP_KEYS)
 MAX_REPEATS = 100
 # How an LLM run ends (``stop``) and the adaptive stopper's defaults (:mod:`harness.measuring.adaptive`).
 STOP_METHODS = ("fixed", "adaptive")
@@ -183,6 +183,14 @@ class Configuration:
     @property
     def batch_value(self) -> int:
         return getattr(self, self.batch_knob)
+
+    def knob(self, name: str) -> int:
+        """Integer knob ``name`` (``num_requests``, ``max_num_seqs``, ``batch_size``, ``height``, ...), which
+        validation sets for every task it applies to; unset (not this task's knob) is a :class:`ConfigError`."""
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(f"{name} is not set for task {self.task} (run {self.run_id})")
+        return int(value)
 
     def as_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in fields(self)}
@@ -465,7 +473,7 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
         check.fail(f"{where}.models", f"repeats a model: {models}")
 
     llm = task in REQUEST_TASKS
-    llm_only = ("num_requests", "length_source", "max_output_tokens") + STOP_KEYS
+    llm_only = ("num_requests", "length_source", "max_output_tokens", *STOP_KEYS)
     for key in llm_only if not llm else ("num_iterations",):
         if key in raw:
             kind = "a diffusion" if llm is False else "an LLM"
@@ -497,7 +505,7 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     for key, why in catalogue.option_problems(_backend_option_specs(catalogue, backend), options):
         check.fail(f"{where}.options.{key}" if key else f"{where}.options", why)  # "": options that need one another
 
-    stop = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
+    stop: dict[str, Any] = _stop_values(raw, where, check) if llm else dict.fromkeys(STOP_KEYS)
     engine = raw.get("engine")
     if engine is not None:
         if backend not in ENGINE_BACKENDS:
@@ -518,7 +526,7 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     out = []
     for model in models:
         for combo in itertools.product(*(grid[k] for k in order)):
-            knobs = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS) | dict(zip(order, combo))
+            knobs: dict[str, Any] = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS) | dict(zip(order, combo, strict=False))
             out.append(Configuration(
                 study=study, task=task, family=FAMILIES[task], backend=backend, model=model,
                 num_requests=num_requests, num_iterations=num_iterations, seed=seed,
@@ -545,7 +553,7 @@ def load_study(path: str | Path, catalogue: Catalogue) -> Study:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc})") from None
     try:
-        raw = yaml.load(text, Loader=_yaml_loader())  # a SafeLoader: no Python objects from tags
+        raw = yaml.load(text, Loader=_yaml_loader())  # noqa: S506  # a SafeLoader: no Python objects from tags
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f"line {mark.line + 1}: " if mark is not None else ""

@@ -74,7 +74,7 @@ class FakeGPU:
     def energy_joules_between(self, a: float, b: float) -> float:
         """Exact integral of the trace over [a, b] (the expected value in tests)."""
         total = 0.0
-        points = self.times + [float("inf")]
+        points = [*self.times, float("inf")]
         for i, watts in enumerate(self.watts):
             lo, hi = max(a, points[i]), min(b, points[i + 1])
             if hi > lo:

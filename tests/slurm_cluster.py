@@ -22,6 +22,7 @@ twice::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -172,7 +173,7 @@ class LocalSlurm:
         return self
 
     def _spawn(self, name: str, argv: list[str]) -> None:
-        out = open(self.root / "logs" / f"{name}.stdout", "wb")
+        out = open(self.root / "logs" / f"{name}.stdout", "wb")  # noqa: SIM115  # closed in stop() (_log_files)
         self._log_files.append(out)
         self.procs[name] = subprocess.Popen(
             argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -243,10 +244,8 @@ class LocalSlurm:
             except OSError:
                 continue
             if marker in environ.split(b"\0"):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
 
     def __enter__(self) -> "LocalSlurm":
         return self.start()

@@ -33,12 +33,13 @@ def test_t_quantile_matches_scipy():
     for df in (1, 2, 3, 4, 5, 9, 10, 19, 29, 60):
         for confidence in (0.9, 0.95, 0.99):
             assert t_quantile(confidence, df) == pytest.approx(stats.t.ppf((1 + confidence) / 2, df), rel=1e-9)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="integer df >= 1"):
         t_quantile(0.95, 0)
 
 
 def _segments(energies, tokens, t0=100.0, dt=1.0):
-    return [Segment(t0 + i * dt, t0 + (i + 1) * dt, e, n) for i, (e, n) in enumerate(zip(energies, tokens))]
+    return [Segment(t0 + i * dt, t0 + (i + 1) * dt, e, n)
+            for i, (e, n) in enumerate(zip(energies, tokens, strict=False))]
 
 
 def test_batch_means_on_a_known_series():
@@ -60,7 +61,7 @@ def test_uneven_batches_and_what_is_not_computable():
     assert est.halfwidth == 0.0 and est.value == pytest.approx(10.0)
     assert batch_means(segs[:2], num_batches=3) is None  # fewer segments than batches
     assert batch_means(_segments([1, 1, 1], [5, 0, 5]), num_batches=3) is None  # a batch without tokens
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_batches must be at least 2"):
         batch_means(segs, num_batches=1)
 
 
@@ -89,7 +90,7 @@ def test_stop_rule_needs_every_condition():
     assert not should_stop(good.__class__(**{**good.as_dict(), "rel_halfwidth": 0.03}), rule, 4)
     assert not should_stop(None, rule, 4)
     assert not should_stop(good, StopRule(method="fixed"), 100)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown stop method 'sometimes'"):
         StopRule(method="sometimes")
     assert StopRule(min_window_s=20.0, num_batches=10).period_s == 1.0
     assert StopRule(min_window_s=0.4, num_batches=10).period_s == pytest.approx(0.02)
@@ -160,7 +161,7 @@ def test_a_noisy_series_runs_longer_and_fixed_never_stops(fake_nvml):
 def test_a_window_that_closes_first_stops_an_adaptive_run_there(fake_nvml, method):
     rule = StopRule(method=method, rel_halfwidth=0.001, min_window_s=1.0, num_batches=2, checkpoint_s=1.0)
     rng = random.Random(5)
-    stopper, tracker, meter, clock, _ = _drive(rule, fake_nvml, lambda t: 300.0 + rng.gauss(0, 90), num_requests=8)
+    stopper, tracker, meter, _clock, _ = _drive(rule, fake_nvml, lambda t: 300.0 + rng.gauss(0, 90), num_requests=8)
     assert tracker.state == "closed" and stopper.estimate is not None
     assert stopper.segments[-1].end_time_s == meter.windows["steady"].end_time_s
     if method == "adaptive":  # the load stops at the drain point: the tail is not run
@@ -188,7 +189,7 @@ def test_early_stop_accounting():
     assert steady_bounds(requests, 2, stop_time_s=4.5) == (1.0, 4.5)
     assert steady_bounds(requests, 2) is None  # without the stop time the window never closed
     steady = WindowMeasurement("steady", 1.0, 4.5, {0: 70.0}, {}, {}, "fake")
-    metrics, rows = llm_metrics(requests, {"steady": steady}, 2, stop_time_s=4.5)
+    metrics, _rows = llm_metrics(requests, {"steady": steady}, 2, stop_time_s=4.5)
     assert metrics["num_stopped_requests"] == 2 and metrics["num_failed_requests"] == 0
     # tokens in (1.0, 4.5]: r0 1.5, 2.5; r1 2.0, 3.0, 4.0; r2 2.6, 3.6; r3 3.7 -> 8
     assert metrics["steady_output_tokens"] == 8 and metrics["energy_per_token_joules"] == pytest.approx(70.0 / 8)
@@ -297,8 +298,8 @@ def test_runner_adaptive_run_on_a_fake_gpu_stops_early_with_exact_accounting(tmp
     reads = [r for r in gpu.reads if r[0] == first[0] and first[1] <= r[1] <= last[1]]
     assert len(reads) == 2 + 2 * len(seg["gpu_energy_joules"])
     pairs = reads[1:-1]
-    assert seg["gpu_energy_joules"] == pytest.approx([(b[2] - a[2]) / 1000.0 for a, b in zip(pairs[::2], pairs[1::2])],
-                                                     abs=1e-9)
+    assert seg["gpu_energy_joules"] == pytest.approx(
+        [(b[2] - a[2]) / 1000.0 for a, b in zip(pairs[::2], pairs[1::2], strict=False)], abs=1e-9)
     # ... and their tokens are the window's (tokens are counted in the thread that closes the segments)
     assert abs(sum(seg["output_tokens"]) - m["steady_output_tokens"]) <= 4  # max_num_seqs: one step's tokens
     requests = pd.read_parquet(run_dir / "requests.parquet")

@@ -122,7 +122,9 @@ def test_frontier_is_exactly_the_non_dominated_set(pts, rnd):
     # the frontier does not depend on row order (as a set of points)
     shuffled = frame.sample(frac=1.0, random_state=rnd.randint(0, 10_000))
     again = an.frontier(shuffled)
-    key = lambda f: sorted(map(tuple, f.loc[f["on_frontier"], ["median_itl_ms", "energy_per_token_joules"]].to_numpy()))
+    def key(f):
+        return sorted(map(tuple, f.loc[f["on_frontier"], ["median_itl_ms", "energy_per_token_joules"]].to_numpy()))
+
     assert key(again) == key(marked)
 
 

@@ -21,9 +21,9 @@ import yaml
 from harness.cli import main
 from harness.orchestration.study import load_study
 from harness.orchestration.runner import measure_study
+from support import REFERENCE_DIR as REF
 
 ROOT = Path(__file__).resolve().parent.parent
-from support import REFERENCE_DIR as REF
 GOOD = {"study": "bad", "settings": {"idle_power_s": 0},
         "runs": [{"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 8,
                   "max_output_tokens": 4, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1, 2]}}]}

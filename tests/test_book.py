@@ -210,7 +210,7 @@ def test_override_run_then_book_build_restores_book_parameters(root, recorder):
 def test_override_of_an_unknown_parameter_or_notebook_is_refused(root, recorder):
     with pytest.raises(ConfigError, match=r"notebook one has no parameter gpu \(its parameters: x, label\)"):
         book.run_one(root, "one", {"gpu": "B200"}, html=False, log=lambda *_: None)
-    with pytest.raises(ConfigError, match="no notebook named 'three'.*known: one, two"):
+    with pytest.raises(ConfigError, match=r"no notebook named 'three'.*known: one, two"):
         book.run_one(root, "three", {}, html=False, log=lambda *_: None)
     assert recorder == []
 
@@ -252,10 +252,10 @@ def test_toc_and_registry_must_agree(root):
     book.check_toc(root, config)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/_generated/one\n"
                                    "- file: book/_generated/three\n")
-    with pytest.raises(ConfigError, match="lists book/_generated/three but book/notebooks.yml registers no"):
+    with pytest.raises(ConfigError, match=r"lists book/_generated/three but book/notebooks.yml registers no"):
         book.check_toc(root, config)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/_generated/one\n")
-    with pytest.raises(ConfigError, match="registers two but _toc.yml has no entry"):
+    with pytest.raises(ConfigError, match=r"registers two but _toc.yml has no entry"):
         book.check_toc(root, config)
 
 

@@ -33,7 +33,6 @@ def frame() -> pd.DataFrame:
 @pytest.fixture(autouse=True)
 def offline():
     charts.enable_offline()
-    yield
 
 
 def _units(spec):
@@ -181,7 +180,7 @@ def test_save_formats(frame, tmp_path):
     page = charts.save(chart, tmp_path / "c.html").read_text()
     assert "window.vegaEmbed" in page and not re.search(r"<script[^>]+src=", page)
     assert charts.save(chart, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
-    with pytest.raises(ValueError, match="c.pdf"):
+    with pytest.raises(ValueError, match=r"c.pdf"):
         charts.save(chart, tmp_path / "c.pdf")
 
 

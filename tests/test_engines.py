@@ -145,7 +145,7 @@ def test_a_bad_engine_in_a_study_is_refused_in_one_line(tmp_path, extra, words):
 
 
 def test_an_engine_on_a_backend_without_a_server_is_refused(tmp_path):
-    with pytest.raises(ConfigError, match="runs\\[0\\].engine: only applies to backend vllm, not trivial"):
+    with pytest.raises(ConfigError, match=r"runs\[0\].engine: only applies to backend vllm, not trivial"):
         load_study(_study(tmp_path, ", engine: vllm==0.11.1", backend="trivial", task="cpu-trivial",
                           model="cpu-spin"))
 

@@ -365,12 +365,17 @@ def _truncate(name, keep=0.5):
     return damage
 
 
+def _append_to_log(run_dir: Path) -> None:
+    with open(run_dir / "server.log", "a") as fh:
+        fh.write("edited\n")
+
+
 DAMAGE = {
     "requests-truncated": (_truncate("requests.parquet"), "requests.parquet was altered or truncated"),
     "timeline-truncated-to-zero": (_truncate("timeline.parquet", 0), "timeline.parquet was altered or truncated"),
     "run-json-metric-edited": (_edit_metric, "run.json was altered or truncated"),
     "run-json-truncated": (_truncate("run.json"), "run.json was altered or truncated"),
-    "server-log-appended": (lambda d: open(d / "server.log", "a").write("edited\n"), "server.log was altered"),
+    "server-log-appended": (_append_to_log, "server.log was altered"),
     "timeline-deleted": (lambda d: (d / "timeline.parquet").unlink(), "timeline.parquet is missing"),
     "checksums-deleted": (lambda d: (d / "checksums.sha256").unlink(), "no checksums.sha256"),
     "checksums-garbled": (lambda d: (d / "checksums.sha256").write_text("not a checksum line\n"), "malformed line"),
@@ -554,7 +559,7 @@ def test_a_real_full_filesystem(tmp_path, no_nvml, capsys):
                 while True:
                     fh.write(b"\0" * 65536)
             except OSError as exc:
-                assert exc.errno == errno.ENOSPC
+                assert exc.errno == errno.ENOSPC  # noqa: PT017  # filling the disk: the error that stops the loop
         capsys.readouterr()
         assert main(["measure", str(cfg), "--results", str(results), "--no-progress"]) == 2
         err = capsys.readouterr().err

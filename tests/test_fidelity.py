@@ -184,7 +184,7 @@ def test_bad_repeats_is_one_config_error(tmp_path, bad):
 
 
 def test_t_interval_of_known_values():
-    mean, sd, lo, hi = repeats.t_interval([1.0, 2.0, 3.0])
+    mean, sd, _lo, hi = repeats.t_interval([1.0, 2.0, 3.0])
     assert (mean, sd) == (2.0, 1.0)
     assert hi - mean == pytest.approx(4.302652729911275 / math.sqrt(3))
     assert repeats.t_interval([1.0]) is None

@@ -8,12 +8,13 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
+from support import REFERENCE_DIR as REF
 
 REPO = Path(__file__).resolve().parent.parent
 SCRIPT = REPO / "scripts" / "gpu-check"
-from support import REFERENCE_DIR as REF
 
 
 def _env(tmp_path, reference: str | None):
@@ -134,7 +135,7 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
     from harness.measuring import telemetry
 
     class FakeReader:
-        counter = {0: 1000.0}
+        counter: ClassVar[dict[int, float]] = {0: 1000.0}
 
         def __init__(self, indices=None):
             self.handles = {0: "gpu0"} if indices is None or 0 in indices else {}
@@ -208,8 +209,8 @@ def test_missing_carried_imports_are_one_line_each(tmp_path, monkeypatch):
 # it accepts (1.5.0: too old for diffusers 0.42.1), no requests, no diffusers, no Zeus, no scikit-learn. Python
 # 3.11 and torch 2.13 +cpu stand in for its Python 3.12 and torch 2.11 (no CPU torch for 3.12 is reachable here).
 MACHINE_PINS = ("transformers==5.17.0", "huggingface_hub==1.5.0")
-ABSENT_ON_THE_CHECK_MACHINE = ABSENT_ON_A_BARE_HOST + ("diffusers", "huggingface_hub", "transformers", "requests",
-                                                     "zeus", "joblib", "threadpoolctl")
+ABSENT_ON_THE_CHECK_MACHINE = (*ABSENT_ON_A_BARE_HOST, "diffusers", "huggingface_hub", "transformers", "requests",
+                               "zeus", "joblib", "threadpoolctl")
 
 
 @pytest.mark.network

@@ -45,7 +45,7 @@ def test_visible_devices_map_to_nvml_indices(fake_nvml, monkeypatch, value, expe
 
 def test_zeus_gets_nvml_indices_for_uuids_and_measures_the_right_gpu(fake_nvml, monkeypatch):
     clock = FakeClock(time.time())
-    first, second = _two(fake_nvml, clock=clock)
+    _first, _second = _two(fake_nvml, clock=clock)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", UUIDS[1])  # Zeus 0.16 alone: int("GPU-...") raises
     meter = ZeusMeter([0], clock=clock)
     assert meter.gpu_source == "zeus/nvml-energy-counter" and meter.gpu_indices == [0]
@@ -102,7 +102,7 @@ def test_the_device_layer_reads_a_gpu_in_the_units_its_names_say(fake_nvml):
 
 def test_without_nvml_the_device_layer_says_why(no_nvml):
     assert nvml_problem().startswith("NVML: ")
-    with pytest.raises(device.NvmlUnavailable, match="^NVML: "):
+    with pytest.raises(device.NvmlUnavailable, match=r"^NVML: "):
         device.visible_gpus()
     assert not telemetry.NvmlReader(None).available and telemetry.NvmlReader(None).problem.startswith("NVML: ")
 
@@ -114,14 +114,14 @@ def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
     fake_nvml([gpu])
     reader = telemetry.NvmlReader([0])
     for _ in range(3):  # every tick: the row stays, only the missing readings are None
-        row = dict(zip(telemetry.NVML_COLUMNS, reader.sample(0)))
+        row = dict(zip(telemetry.NVML_COLUMNS, reader.sample(0), strict=False))
         assert row["power_watts"] == pytest.approx(90.0) and row["throttle_reasons"] is None
         assert row["temperature_celsius"] == 56.0  # the deprecated call is missing: nvmlDeviceGetTemperatureV
     assert (0, "throttle_reasons") in reader.unsupported
 
     gpu.missing.add("nvmlDeviceGetTemperatureV")
     fresh = telemetry.NvmlReader([0])
-    assert dict(zip(telemetry.NVML_COLUMNS, fresh.sample(0)))["temperature_celsius"] is None
+    assert dict(zip(telemetry.NVML_COLUMNS, fresh.sample(0), strict=False))["temperature_celsius"] is None
     assert (0, "temperature_celsius") in fresh.unsupported  # function-not-found on every call: no such reading
     with pytest.raises(device.ReadingUnsupported):
         fresh.handles[0].temperature_celsius()

@@ -5,6 +5,8 @@ fast fake server (tests/fast_fake_vllm.py) in every write mode."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import threading
 
@@ -53,7 +55,7 @@ def test_events_split_at_blank_lines_and_only_data_lines_count():
 def test_any_read_boundaries_give_the_same_events(cuts, crlf):
     stream = STREAM.replace(b"\n", b"\r\n") if crlf else STREAM
     bounds = sorted({min(c, len(stream)) for c in cuts} | {0, len(stream)})
-    pieces = [stream[a:b] for a, b in zip(bounds, bounds[1:])]
+    pieces = [stream[a:b] for a, b in itertools.pairwise(bounds)]
     whole, _ = _feed_all([stream])
     split, rest = _feed_all(pieces)
     assert _summary(split) == _summary(whole) and rest == b""
@@ -62,7 +64,7 @@ def test_any_read_boundaries_give_the_same_events(cuts, crlf):
 def test_multiline_data_is_joined_and_a_bad_event_is_a_value_error():
     chunks, _ = _feed_all([b'data: {"choices":\ndata: [{"token_ids": [9]}]}\n\n'])
     assert _summary(chunks) == [([[9]], None)]
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="JSON is malformed"):
         loadgen.EventSplitter().feed(b"data: {not json\n\n")
 
 
@@ -155,10 +157,8 @@ class _ServerThread:
         self.loop = asyncio.new_event_loop()
         self.task = self.loop.create_task(
             fast_fake_vllm.serve(self.server, ready=lambda port: (setattr(self, "port", port), self.ready.set())))
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             self.loop.run_until_complete(self.task)
-        except asyncio.CancelledError:
-            pass
 
     def __enter__(self):
         self.thread.start()
@@ -185,7 +185,8 @@ def test_a_whole_load_against_the_fast_fake_server(per_write, step_s):
         assert r.token_times_s == sorted(r.token_times_s) and r.finish_time_s > r.token_times_s[-1]
         written = server.writes[r.request_id]  # the server's time before each token's write
         assert len(written) == len(r.token_times_s)
-        assert all(got >= sent for got, sent in zip(r.token_times_s, written))  # never stamped before it was sent
+        # never stamped before it was sent
+        assert all(got >= sent for got, sent in zip(r.token_times_s, written, strict=False))
     assert steady_bounds(records, 4) == (tracker.open_time_s, tracker.close_time_s)
 
 

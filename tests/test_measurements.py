@@ -13,9 +13,9 @@ from harness.vocabulary.tasks import TEXT_LLM_TASKS
 from harness.measuring import store
 from harness.errors import ReferenceDataError
 from harness.analysis import measurements as M
+from support import REFERENCE_DIR as REF
 
 REPO = Path(__file__).resolve().parent.parent
-from support import REFERENCE_DIR as REF
 
 
 @pytest.fixture()

@@ -7,12 +7,14 @@ message; the runs measured before it stay intact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
 import socket
 import time
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -106,7 +108,7 @@ def test_gate_sends_at_the_poisson_offsets_and_keeps_the_concurrency():
         recs = [RequestRecord(i, 1, 1, 0, 0.0, None, None) for i in range(n)]
 
         class Tracker:
-            sent = []
+            sent: ClassVar[list[float]] = []
 
             def submitted(self, t):
                 self.sent.append(t)
@@ -231,10 +233,8 @@ def server(tmp_path, vllm_env):
 
     yield start
     for proc in started:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         proc.wait(10)
 
 
@@ -295,7 +295,7 @@ def test_completions_and_chat_at_poisson_and_fixed_concurrency(tmp_path, server,
     # the requests were sent at the seeded Poisson offsets, in order
     offsets = arrivals.Arrival.from_info(info["load"]).offsets_s(12)
     sent = (req["submit_time_s"] - req["submit_time_s"].min()).tolist()
-    assert all(b >= a - 0.05 for a, b in zip(offsets, sent)) and sent == sorted(sent)
+    assert all(b >= a - 0.05 for a, b in zip(offsets, sent, strict=False)) and sent == sorted(sent)
     m = poisson["metrics"]
     assert m["arrival_pattern"] == "poisson"
     open_at = sorted(req["submit_time_s"])[1]  # ceil(0.1 x 12) = the 2nd arrival

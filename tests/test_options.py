@@ -85,7 +85,7 @@ def test_vllm_backend_refuses_a_bad_option_itself(tmp_path):
 
     cfg = load_study(ROOT / "configs" / "smoke.yaml").configurations[0]
     data = cfg.as_dict() | {"options": {"max_prompt_tokens": "many"}}
-    with pytest.raises(BadOption, match="options.max_prompt_tokens: must be an integer"):
+    with pytest.raises(BadOption, match=r"options.max_prompt_tokens: must be an integer"):
         VLLMBackend()._options(configuration_from_dict(data))
 
 
@@ -156,4 +156,4 @@ def test_the_stamp_clock_never_repeats_or_goes_back(monkeypatch):
     clock = base.StampClock()
     stamps = [clock() for _ in range(4)]
     assert stamps == [10.0, pytest.approx(10.000001), pytest.approx(10.000002), 12.0]
-    assert all(b > a for a, b in zip(stamps, stamps[1:]))
+    assert all(b > a for a, b in itertools.pairwise(stamps))

@@ -179,7 +179,7 @@ def test_unknown_model_gpu_task_and_bad_selectors_are_one_line_errors(synthetic,
         with pytest.raises(SelectorError, match=message) as info:
             P.predict_selector(selector, str(table))
         assert "\n" not in str(info.value)
-    with pytest.raises(HarnessError, match="not 'reference', a results folder or a .csv"):
+    with pytest.raises(HarnessError, match=r"not 'reference', a results folder or a .csv"):
         P.predict_selector("model=org/m1,task=lm-arena-chat,gpu=H100,max_num_seqs=8", str(tmp_path / "none.txt"))
 
 

@@ -106,7 +106,7 @@ def test_oom_fails_the_run_and_skips_larger_batches(tmp_path, no_nvml):
     cfg = _config(tmp_path, options={"step_s": 0.001, "fail_cause": "oom", "fail_from_max_num_seqs": 4,
                                      "fail_after_requests": 2})
     results = tmp_path / "results"
-    counts, out = _measure(cfg, results)
+    counts, _out = _measure(cfg, results)
     assert counts == {"ok": 1, "failed": 1, "skipped": 1}
     by_batch = {r["config"]["max_num_seqs"]: r for r in _records(results).values()}
     assert by_batch[1]["status"] == "ok"
@@ -237,7 +237,7 @@ def test_gpu_host_exact_energy_per_token_and_the_20s_rule(tmp_path, fake_nvml, m
 
     monkeypatch.setattr(telemetry, "measure_idle_power", idle_power)
     cfg = _config(tmp_path, settings={"idle_power_s": 0.2}, grid={"max_num_seqs": [2, 4]})
-    counts, out = _measure(cfg, tmp_path / "results")
+    counts, _out = _measure(cfg, tmp_path / "results")
     assert counts == {"ok": 1, "skipped": 1}
     by_batch = {r["config"]["max_num_seqs"]: r for r in _records(tmp_path / "results").values()}
     record = by_batch[2]

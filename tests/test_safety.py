@@ -252,7 +252,7 @@ def test_a_study_built_in_python_with_an_escaping_name_writes_nothing(tmp_path, 
          "grid": {"max_num_seqs": [1]}}]}))
     study = dataclasses.replace(load_study(path), name="../escaped")
     results = tmp_path / "cfg" / "results"
-    with pytest.raises(HarnessError, match="study name '../escaped' is not a plain folder name"):
+    with pytest.raises(HarnessError, match=r"study name '../escaped' is not a plain folder name"):
         measure_study(study, results, progress=False, out=io.StringIO())
     assert not (tmp_path / "cfg" / "escaped").exists() and not results.exists()
 

@@ -87,7 +87,7 @@ def test_soak_fifty_configurations_with_random_faults(tmp_path, no_nvml, monkeyp
     phases, signums = list(PHASES) * 2, [signal.SIGINT, signal.SIGTERM] * 4  # every phase and signal, shuffled
     rng.shuffle(phases)
     rng.shuffle(signums)
-    for rid, phase, signum in zip(chosen[9:], phases, signums):
+    for rid, phase, signum in zip(chosen[9:], phases, signums, strict=False):
         faults[rid] = ("interrupt", phase, signum)
     for rid, fault in faults.items():
         if fault[0] == "crash":
@@ -158,7 +158,7 @@ def test_soak_fifty_configurations_with_random_faults(tmp_path, no_nvml, monkeyp
             break
         except Interrupted as exc:
             victim = fired[-1]
-            assert exc.signum == faults[victim][2]
+            assert exc.signum == faults[victim][2]  # noqa: PT017  # the sweep goes on after each interrupt
             interrupted_states[victim] = store.result_state(store.run_path(results, "soak", victim))
     interrupts = [rid for rid, f in faults.items() if f[0] == "interrupt"]
     assert sorted(fired) == sorted(interrupts) and sweeps == len(interrupts) + 1
@@ -208,7 +208,7 @@ def test_soak_fifty_configurations_with_random_faults(tmp_path, no_nvml, monkeyp
 
     outcome = collections.Counter(status for status, _ in expected.values())
     assert outcome["skipped"] >= 1 and outcome["failed"] >= 5 and outcome["ok"] >= 30
-    assert [p for p in results.rglob("*.tmp")] == [] and not (results / "soak" / ".replaced").exists()
+    assert list(results.rglob("*.tmp")) == [] and not (results / "soak" / ".replaced").exists()
     table = store.collect(results)
     assert len(table) == 50 and dict(table["status"].value_counts()) == dict(outcome)
     assert table.loc[table["status"] != "ok", list(store.METRIC_COLUMNS)].isna().all().all()

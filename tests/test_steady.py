@@ -23,7 +23,7 @@ def _request(rid, tokens, finish=None):
 
 
 def _window(name, start, end, joules):
-    gpu = {i: j for i, j in enumerate(joules)} if joules is not None else {}
+    gpu = dict(enumerate(joules)) if joules is not None else {}
     return WindowMeasurement(name=name, start_time_s=start, end_time_s=end, gpu_energy_joules=gpu,
                              cpu_energy_joules={}, dram_energy_joules={}, energy_source="fake")
 
@@ -80,7 +80,7 @@ def test_every_arrival_pattern_replays_its_own_window(m, concurrency, warmup, sp
     """All-at-once is the steady window; fixed concurrency is the steady window at min(C, M); a rate opens at the
     ceil(warmup x N)-th submission and closes at the last one (independent definitions, one replay)."""
     requests = [_request(i, [float(s + a)], finish=float(s + a + b)) for i, (s, a, b) in enumerate(spans)]
-    for r, (s, _, _) in zip(requests, spans):
+    for r, (s, _, _) in zip(requests, spans, strict=False):
         r.submit_time_s = float(s)
     n = len(requests)
     assert arrivals.steady_bounds(requests, Arrival(), m) == steady_bounds(requests, m)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 
 import pytest
@@ -41,7 +42,7 @@ def served(tmp_path_factory):
 
 
 def test_every_request_gets_its_forced_length_and_token_times(served):
-    cfg, backend, _, result, _ = served
+    _cfg, backend, _, result, _ = served
     reqs = result.requests
     assert len(reqs) == 7 and all(r.success for r in reqs)
     assert [r.target_output_tokens for r in reqs] == list(backend.plan.output_tokens)
@@ -57,7 +58,7 @@ def test_static_batching_admits_the_next_batch_only_after_the_last_one_drained(s
     _, _, _, result, _ = served
     reqs = result.requests
     batches = [reqs[0:3], reqs[3:6], reqs[6:7]]
-    for earlier, later in zip(batches, batches[1:]):
+    for earlier, later in itertools.pairwise(batches):
         assert max(r.finish_time_s for r in earlier) < min(r.first_token_time_s for r in later)
         assert len({r.first_token_time_s for r in later}) == 1  # prefilled together
 
@@ -65,11 +66,11 @@ def test_static_batching_admits_the_next_batch_only_after_the_last_one_drained(s
 def test_steady_window_and_metrics(served):
     from harness.measuring import steady
 
-    cfg, backend, meter, result, run_dir = served
+    cfg, _backend, meter, result, run_dir = served
     assert ("begin", "steady") in meter.events and ("end", "steady") in meter.events
     assert meter.events[0] == ("begin", "run") and meter.events[-1] == ("end", "run")
     assert result.info["steady_tracker_state"] == "closed" and result.info["weights"].startswith("random")
-    metrics, rows = steady.llm_metrics(result.requests, result.windows, cfg.max_num_seqs)
+    metrics, _rows = steady.llm_metrics(result.requests, result.windows, cfg.max_num_seqs)
     assert metrics["steady_output_tokens"] > 0 and metrics["median_itl_ms"] > 0
     assert metrics["energy_per_token_joules"] is None  # no counter: never 0 J
     assert 0 < metrics["batch_saturation"] <= 1
@@ -115,7 +116,7 @@ def test_real_weights_from_a_local_folder_replace_the_random_ones(served, tmp_pa
     from harness.workloads import archs
     from harness.workloads.transformers_backend import TransformersBackend
 
-    cfg, backend, _, _, _ = served
+    _cfg, backend, _, _, _ = served
     folder = tmp_path / "checkpoint"
     backend.model.save_pretrained(folder)
     generated = archs.materialize_llm("tiny-llama")
@@ -136,7 +137,7 @@ def test_real_weights_from_a_local_folder_replace_the_random_ones(served, tmp_pa
         real.stop()
     assert result.info["weights"] == f"real weights from {folder}"
     assert [r.output_tokens for r in result.requests] == [r.target_output_tokens for r in result.requests]
-    with pytest.raises(WorkloadError, match="has no config.json") as err:
+    with pytest.raises(WorkloadError, match=r"has no config.json") as err:
         TransformersBackend().start(_cfg(options={"weights": str(tmp_path)}), tmp_path / "run2")
     assert err.value.cause == "bad-config"
 

@@ -23,7 +23,7 @@ def sampled(gpus, clock, seconds: float, hz: float = 10.0):
     tel.reader, tel.host, tel.rows, tel._threads = NvmlReader(tel.gpu_indices), _HostProbe(), [], []
     tel.info = {"power_source": {str(i): s for i, s in tel.reader.power_source.items()}}
     start = last = clock()
-    for _ in range(int(round(seconds * hz)) + 1):
+    for _ in range(round(seconds * hz) + 1):
         last = clock()
         tel._tick(last)
         clock.advance(1.0 / hz)

@@ -67,7 +67,7 @@ def own_runs(results_dir: str | Path) -> pd.DataFrame:
     frame = frame.copy()
     frame["reference_model_id"] = [
         _reference_model(m, t) if isinstance(m, str) and isinstance(t, str) else None
-        for m, t in zip(frame["model_id"], frame["task"])
+        for m, t in zip(frame["model_id"], frame["task"], strict=False)
     ]
     frame["length_source_model"] = [_length_source(d) for d in frame["run_dir"]]
     frame["is_llm"] = frame["task"].isin(TEXT_LLM_TASKS)
@@ -192,13 +192,14 @@ def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> 
     column = RELATIVE
     ok = own[(own["status"] == "ok")].dropna(subset=[metric]) if metric in own.columns else own.iloc[0:0]
     parts = []
-    for series, g in ok.groupby("series"):
+    for _series, g in ok.groupby("series"):
         if g["batch_size"].nunique() < 2:
             continue
         base = g.loc[g["batch_size"].idxmin(), metric]
         if base and base > 0:
             parts.append(g.assign(**{column: g[metric] / base, "origin": "own"}))
-    keys = {(trend_model(m, t), t) for m, t in zip(ok["model_id"], ok["task"])} - {(None, t) for t in ok["task"]}
+    keys = ({(trend_model(m, t), t) for m, t in zip(ok["model_id"], ok["task"], strict=False)}
+            - {(None, t) for t in ok["task"]})
     for model_id, task in sorted(keys, key=str):
         ref = reference[(reference["model_id"] == model_id) & (reference["task"] == task)].dropna(subset=[metric])
         if ref.empty or metric not in ref.columns:
@@ -245,7 +246,7 @@ def window_sensitivity(own: pd.DataFrame) -> pd.DataFrame:
         values = energy if measured else rate
         unit = "energy per token (J)" if measured else "output throughput (tokens/s)"
         row = {"run": r.run_id, "series": r.series, "batch": r.batch_size, "figure": unit}
-        for (name, title), value in zip(WINDOWS.items(), values):
+        for (_name, title), value in zip(WINDOWS.items(), values, strict=False):
             row[title] = value
         for title in list(WINDOWS.values())[1:]:
             row[f"{title} / steady"] = row[title] / values[0] if values[0] and row[title] == row[title] else None

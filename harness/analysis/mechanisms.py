@@ -98,7 +98,7 @@ def itl_growth(series: pd.DataFrame) -> pd.DataFrame:
         if g["batch_size"].nunique() < 2:
             continue
         lo, hi = g.loc[g["batch_size"].idxmin()], g.loc[g["batch_size"].idxmax()]
-        rows.append(dict(zip(["model_id", "task", "gpu_model", "num_gpus"], key))
+        rows.append(dict(zip(["model_id", "task", "gpu_model", "num_gpus"], key, strict=False))
                     | {"batch_growth": hi["batch_size"] / lo["batch_size"],
                        "itl_growth": hi["median_itl_ms"] / lo["median_itl_ms"],
                        "small_batch": lo["batch_size"], "large_batch": hi["batch_size"]})

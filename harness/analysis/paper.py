@@ -94,10 +94,17 @@ def _number(text: str) -> float:
     return float(text.replace(",", "").replace("+", ""))
 
 
+def _exponent(text: str) -> int:
+    """The power of ten of the last digit written: "3.56" -> -2, "4,625" -> 0; a figure is a finite number."""
+    exponent = Decimal(text.replace(",", "").replace("+", "")).as_tuple().exponent
+    if not isinstance(exponent, int):  # "n", "N", "F": NaN, sNaN, infinity
+        raise ValueError(f"not a finite number: {text!r}")
+    return exponent
+
+
 def _half_unit(text: str) -> float:
     """Half a unit of the last digit written: "3.56" -> 0.005, "4,625" -> 0.5, "63" -> 0.5."""
-    exponent = Decimal(text.replace(",", "").replace("+", "")).as_tuple().exponent
-    return 0.5 * 10.0 ** exponent
+    return 0.5 * 10.0 ** _exponent(text)
 
 
 def check(figure: Figure, computed: Any) -> Check:
@@ -123,7 +130,7 @@ def format_value(figure: Figure, value: Any) -> str:
         return "not computed"
     if isinstance(value, (list, tuple)):
         return ", ".join(format_value(dataclasses.replace(figure, kind=ROUNDED, text="1.0"), v) for v in value)
-    exponent = Decimal(figure.text.split(" to ")[0].replace(",", "").replace("+", "")).as_tuple().exponent
+    exponent = _exponent(figure.text.split(" to ")[0])
     digits = max(0, -exponent + 1) if figure.unit != "" else 0
     text = f"{value:,.{digits}f}"
     if figure.unit in ("x", "%"):

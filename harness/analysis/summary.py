@@ -93,7 +93,7 @@ def coverage(frame: pd.DataFrame, task_order: Iterable[str] | None = None, gpu_o
     tasks += sorted(set(frame["task"]) - set(tasks))
 
     def counts(part: pd.DataFrame) -> tuple[int, int]:
-        return int(part["model_id"].nunique()), int(len(part))
+        return int(part["model_id"].nunique()), len(part)
 
     rows = {}
     for task in [*tasks, None]:

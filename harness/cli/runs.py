@@ -51,8 +51,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"no runs under {args.results}" + (f"/{args.study}" if args.study else ""))
         return 0
     width = max([12, *(len(str(r)) for r in frame["run_id"])])  # repeats (<id>-r<k>) are longer
-    header = f"{'study':16s} {'run id':{width}s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} " \
-             f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note"
+    header = (f"{'study':16s} {'run id':{width}s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} "
+              f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note")
     print(header)
     for r in frame.itertuples():
         stable = "yes" if r.is_stable else ("no" if r.status == "ok" else "-")
@@ -239,13 +239,13 @@ def _show_priced(record: dict, metrics: dict, pricing: PricingAssumptions) -> No
                 None if metrics.get("energy_per_token_joules") is None
                 else metrics["energy_per_token_joules"] * TOKENS_PER_MILLION, pricing)),
             (f"per {unit}", price_energy(metrics.get("energy_per_output_joules"), pricing))]
-    rows = [(what, p) for what, p in rows if p is not None]
-    if not rows:
+    priced = [(what, p) for what, p in rows if p is not None]
+    if not priced:
         if record.get("status") == "ok":
             print(f"priced     nothing: no GPU energy was measured ({metrics.get('energy_source') or 'no energy source'})")
         return
     print(f"priced     GPU energy; {pricing.describe()}")
-    for what, p in rows:
+    for what, p in priced:
         print(f"  {what:26s} {p.kwh_it:.4g} kWh at the GPUs, {p.kwh_facility:.4g} kWh at the meter, "
               f"{p.grams_co2e:.4g} g CO2e, {p.cost:.4g} {p.currency}")
 def _show_node_and_gpu_settings(record: dict) -> None:

@@ -160,7 +160,9 @@ def batch_means(segments: Sequence[Segment], num_batches: int = DEFAULT_NUM_BATC
     quantity = quantity_of(segments)
 
     def amount(s: Segment) -> float:
-        return s.gpu_energy_joules if quantity == "energy_per_token_joules" else s.duration_s
+        if quantity == "energy_per_token_joules" and s.gpu_energy_joules is not None:  # then every one has energy
+            return s.gpu_energy_joules
+        return s.duration_s
 
     values = []
     base, extra = divmod(n, num_batches)  # the first `extra` batches hold one segment more
@@ -332,7 +334,7 @@ class AdaptiveStopper:
             if self.state != "open":
                 return False
             now = self.clock() if now is None else now
-            if now - self._seg_start < self.period_s:
+            if self._seg_start is None or now - self._seg_start < self.period_s:  # open: a segment is running
                 return False
             self._end_segment()
             self.estimate = batch_means(self.segments, self.rule.num_batches, self.rule.confidence)
@@ -402,8 +404,9 @@ def is_stopped(record: object) -> bool:
 def segments_from_summary(summary: dict | None) -> list[Segment]:
     """The segments a :meth:`AdaptiveStopper.summary` recorded (``[]`` without any)."""
     seg = (summary or {}).get("segments") or {}
-    return [Segment(a, b, e, int(n)) for a, b, e, n in zip(seg.get("start_time_s", ()), seg.get("end_time_s", ()),
-                                                           seg.get("gpu_energy_joules", ()), seg.get("output_tokens", ()))]
+    columns = (seg.get("start_time_s", ()), seg.get("end_time_s", ()), seg.get("gpu_energy_joules", ()),
+               seg.get("output_tokens", ()))
+    return [Segment(a, b, e, int(n)) for a, b, e, n in zip(*columns, strict=False)]
 
 
 __all__ = ["AdaptiveStopper", "Estimate", "Segment", "StopRule", "batch_means", "for_run", "is_stopped",

@@ -60,6 +60,8 @@ class Arrival:
         """Send time of each request in seconds after the load starts (poisson), else None."""
         if self.pattern != "poisson":
             return None
+        if self.rate_per_s is None:
+            raise ConfigError("arrival: poisson needs rate_per_s")
         import numpy as np
 
         rng = np.random.default_rng([self.seed, 7919])
@@ -68,7 +70,7 @@ class Arrival:
 
     def effective_batch(self, max_num_seqs: int) -> int:
         """The batch the steady window waits for (all-at-once and concurrency)."""
-        if self.pattern == "concurrency":
+        if self.pattern == "concurrency" and self.concurrency is not None:  # from_options requires it here
             return max(1, min(int(self.concurrency), int(max_num_seqs)))
         return int(max_num_seqs)
 
@@ -118,8 +120,10 @@ def from_options(opts: dict, seed: int = 0, where: str = "options") -> Arrival:
                 raise ConfigError(f"{where}.{key} only applies with arrival: poisson")
     if pattern != "concurrency" and conc is not None:
         raise ConfigError(f"{where}.concurrency only applies with arrival: concurrency")
-    return Arrival(pattern=pattern, rate_per_s=rate, burstiness=burst if pattern == "poisson" else 1.0,
-                   concurrency=conc, warmup_fraction=warm if pattern == "poisson" else DEFAULT_WARMUP_FRACTION,
+    return Arrival(pattern=pattern, rate_per_s=rate,
+                   burstiness=burst if pattern == "poisson" and burst is not None else 1.0,
+                   concurrency=conc,
+                   warmup_fraction=warm if pattern == "poisson" and warm is not None else DEFAULT_WARMUP_FRACTION,
                    seed=int(seed))
 
 
@@ -162,7 +166,8 @@ class Gate:
         self.arrival = arrival
         self.offsets = arrival.offsets_s(num_requests)
         self._sleep, self._monotonic = sleep, monotonic or time.monotonic
-        self._slots = asyncio.Semaphore(int(arrival.concurrency)) if arrival.pattern == "concurrency" else None
+        self._slots = (asyncio.Semaphore(int(arrival.concurrency))
+                       if arrival.pattern == "concurrency" and arrival.concurrency is not None else None)
         self._t0: float | None = None
         self._order: list[asyncio.Event] = [asyncio.Event() for _ in range(num_requests)] if self._slots else []
         if self._order:
@@ -197,5 +202,5 @@ class Gate:
         try:
             await request()
         finally:
-            if acquired:
+            if acquired and self._slots is not None:  # acquired: there are slots
                 self._slots.release()

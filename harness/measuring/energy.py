@@ -39,7 +39,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 from harness.errors import HarnessError
 from harness.measuring import device
@@ -69,7 +69,7 @@ class WindowMeasurement:
         values = list(self.gpu_energy_joules.values())
         if not values or any(v is None for v in values):
             return None
-        return float(sum(values))
+        return float(sum(v for v in values if v is not None))  # none is None here
 
 
 def synchronize_devices() -> None:
@@ -97,7 +97,7 @@ def _zeus_visible_devices() -> Iterator[str | None]:
         return
     try:
         visible = device.visible_gpus()
-    except Exception:  # no NVML: Zeus finds no GPUs either way
+    except Exception:  # noqa: BLE001  # no NVML: Zeus finds no GPUs either way
         visible = []
     if any(g.mig for g in visible):
         note = "MIG slice: energy of the whole GPU that holds it"
@@ -122,22 +122,24 @@ class ZeusMeter:
     """
 
     def __init__(self, gpu_indices: list[int] | None = None, clock: Callable[[], float] = time.time,
-                 monitor_factory: Callable[..., object] | None = None):
+                 monitor_factory: Callable[..., Any] | None = None):
         self.clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, float] = {}
         self.windows: dict[str, WindowMeasurement] = {}
         self.gpu_indices: list[int] = []
-        self._monitor = None
+        self._monitor: Any = None  # a zeus.monitor.ZeusMonitor (untyped), or None
         self.mig_note: str | None = None
         try:
             if monitor_factory is None:
-                from zeus.monitor import ZeusMonitor as monitor_factory
+                from zeus.monitor import ZeusMonitor
+
+                monitor_factory = ZeusMonitor
             with _zeus_visible_devices() as note:
                 probe = monitor_factory(gpu_indices=[])  # zero-GPU monitor: tells how many GPUs and CPUs exist
             # CUDA_VISIBLE_DEVICES shows no GPU (e.g. ""): none, even where Zeus built its GPU list earlier
             visible = 0 if note == "hidden" else len(probe.gpus)
-        except Exception as exc:  # Zeus missing or broken: still time the windows
+        except Exception as exc:  # noqa: BLE001  # Zeus missing or broken: still time the windows
             self.gpu_source = f"none: Zeus unavailable ({type(exc).__name__}: {exc})"
             self.cpu_source = "cpu: not measured (Zeus unavailable)"
             return
@@ -201,7 +203,7 @@ class ZeusMeter:
             dram: dict[int, float | None] = {}
             try:
                 measured = self._monitor.end_window(name, sync_execution=False) if self._monitor else None
-            except Exception as exc:  # a counter read failed: keep the window, lose its energy
+            except Exception as exc:  # noqa: BLE001  # a counter read failed: keep the window, lose its energy
                 measured = None
                 gpu = dict.fromkeys(self.gpu_indices)
                 source = f"none: Zeus failed at window end ({type(exc).__name__}: {exc})"
@@ -227,10 +229,8 @@ class ZeusMeter:
             for name in names:
                 self._open.pop(name)
                 if self._monitor is not None:
-                    try:
+                    with contextlib.suppress(Exception):  # a cancelled window: nothing to keep
                         self._monitor.end_window(name, sync_execution=False, cancel=True)
-                    except Exception:
-                        pass
             return names
 
 

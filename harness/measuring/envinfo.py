@@ -38,7 +38,7 @@ def short_gpu_model(name: str | None) -> str | None:
 def _versions() -> dict[str, str | None]:
     from importlib import metadata
 
-    out = {}
+    out: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             out[name] = metadata.version(name)
@@ -106,7 +106,7 @@ def _gpus() -> dict:
         }
     except device.NvmlUnavailable as exc:  # no nvidia-ml-py, no driver or library on this host
         problem = str(exc)
-    except Exception as exc:  # NVMLError while reading
+    except Exception as exc:  # noqa: BLE001  # NVMLError while reading
         problem = f"NVML: {exc}"
     return {"nvml": f"unavailable ({problem})", "gpu_count": 0, "gpu_names": [], "gpu_model": None,
             "power_limit_watts": [], "driver_version": None, "cuda_driver_version": None}

@@ -44,7 +44,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.measuring.steady import token_times
 from harness.measuring.windows import Request
@@ -151,7 +151,7 @@ def _slices(start: float, end: float, timeline: pd.DataFrame | None, step_s: flo
         t = nvml.loc[nvml["gpu_index"] == first, "time_s"].to_numpy(float)
         inner = np.sort(t[(t > start) & (t < end)])
     if len(inner) == 0:
-        n = max(1, int(math.ceil((end - start) / step_s)))
+        n = max(1, math.ceil((end - start) / step_s))
         inner = np.linspace(start, end, n + 1)[1:-1]
     return np.concatenate([[start], inner, [end]])
 
@@ -240,13 +240,14 @@ def llm_intervals(requests: Sequence[Request], start: float | None, end: float |
     return out
 
 
-def diffusion_intervals(iteration_rows: list[dict], output_unit: str) -> dict:
+def diffusion_intervals(iteration_rows: list[dict], output_unit: str | None) -> dict:
     """Bootstrap intervals over timed iterations on energy per output (joules) and batch latency (seconds)."""
     key = f"energy_per_{output_unit}_joules"
     values = [r.get(key) for r in iteration_rows]
-    latencies = [r.get("duration_s") for r in iteration_rows if r.get("duration_s") is not None]
-    out = {"method": f"bootstrap over iterations ({BOOTSTRAP_RESAMPLES} resamples, {CONFIDENCE:.0%} percentile)",
-           "units": len(iteration_rows), "energy_per_output_joules": None, "batch_latency_s": None, "note": None}
+    latencies = [d for d in (r.get("duration_s") for r in iteration_rows) if d is not None]
+    out: dict[str, Any] = {
+        "method": f"bootstrap over iterations ({BOOTSTRAP_RESAMPLES} resamples, {CONFIDENCE:.0%} percentile)",
+        "units": len(iteration_rows), "energy_per_output_joules": None, "batch_latency_s": None, "note": None}
     ci = bootstrap_mean(latencies) if len(latencies) >= MIN_RESAMPLE_UNITS else None
     out["batch_latency_s"] = list(ci) if ci else None
     if not values or any(v is None for v in values):
@@ -254,7 +255,8 @@ def diffusion_intervals(iteration_rows: list[dict], output_unit: str) -> dict:
     elif len(values) < MIN_RESAMPLE_UNITS:
         out["note"] = f"fewer than {MIN_RESAMPLE_UNITS} timed iterations"
     else:
-        out["energy_per_output_joules"] = list(bootstrap_mean(values))
+        energy_ci = bootstrap_mean([v for v in values if v is not None])  # none is None, enough units: an interval
+        out["energy_per_output_joules"] = list(energy_ci) if energy_ci else None
     return out
 
 
@@ -335,7 +337,7 @@ def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline: pd
                  is_llm: bool) -> dict:
     """``{"items", "largest"}``: each error source's size relative to the estimate (a fraction), with how it
     was obtained (the module docstring lists them), and the largest one."""
-    items = {}
+    items: dict[str, dict[str, Any]] = {}
     duration = metrics.get("steady_duration_s") if is_llm else None
     if not is_llm:  # every timed iteration is its own energy window
         duration = metrics.get("batch_latency_s")
@@ -362,7 +364,7 @@ def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline: pd
     if is_llm:
         steady, whole = sensitivity.get("steady") or {}, sensitivity.get("whole_run") or {}
         rel = _rel(whole.get("energy_per_token_joules"), steady.get("energy_per_token_joules"))
-        quantity = "energy_per_token_joules"
+        quantity: str | None = "energy_per_token_joules"
         if rel is None:
             rel = _rel(whole.get("output_throughput_tokens_per_sec"), steady.get("output_throughput_tokens_per_sec"))
             quantity = "output_throughput_tokens_per_sec" if rel is not None else None
@@ -384,7 +386,7 @@ def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline: pd
     items["bootstrap"] = {"relative": half, "quantity": what if half is not None else None,
                           "note": "half-width of the bootstrap interval" if half is not None else "no interval"}
     known = {k: v["relative"] for k, v in items.items() if v.get("relative") is not None}
-    largest = max(known, key=known.get) if known else None
+    largest = max(known, key=lambda k: known[k]) if known else None
     return {"items": items, "largest": largest}
 
 

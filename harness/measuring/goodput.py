@@ -44,7 +44,8 @@ def goodput_metrics(requests: Sequence[Request], load: dict | None, start: float
         return {}
     good = [r for r in requests if met_targets(r, ttft, itl)]
     ok = [r for r in requests if r.success]
-    in_window = [r for r in good if start is not None and r.finish_time_s is not None and start < r.finish_time_s <= end]
+    in_window = [r for r in good if start is not None and end is not None and r.finish_time_s is not None
+                 and start < r.finish_time_s <= end]
     duration = (end - start) if start is not None and end is not None else None
     attainment_ok = len(good) / len(ok) if ok else None
     return {

@@ -36,6 +36,7 @@ and its power limit, and at least 75% of the expected telemetry samples.
 
 from __future__ import annotations
 
+import itertools
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -154,6 +155,8 @@ def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasure
         "steady_close_time_s": bounds[1] if bounds else None,
         "energy_source": window.energy_source if window else "none: no steady-state window was measured",
     }
+    start: float | None
+    end: float | None
     if window is not None:
         start, end = window.start_time_s, window.end_time_s
     elif bounds is not None:
@@ -161,20 +164,21 @@ def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasure
     else:
         start = end = None
     times = {r.request_id: token_times(r) for r in requests}
-    in_window = {rid: sum(1 for t in ts if start < t <= end) if start is not None else 0 for rid, ts in times.items()}
+    in_window = {rid: sum(1 for t in ts if start < t <= end) if start is not None and end is not None else 0
+                 for rid, ts in times.items()}
     tokens = sum(in_window.values())
-    duration = (end - start) if start is not None else None
+    duration = (end - start) if start is not None and end is not None else None
     energy = window.total_gpu_energy_joules if window is not None else None
     ept = energy / tokens if energy is not None and tokens > 0 else None
     itls = []
     for ts in times.values():
-        for a, b in zip(ts, ts[1:]):
-            if start is None or start < b <= end:
+        for a, b in itertools.pairwise(ts):
+            if start is None or end is None or start < b <= end:
                 itls.append((b - a) * 1000.0)
     ttfts = [(r.first_token_time_s - r.submit_time_s) * 1000.0 for r in requests
              if r.success and r.first_token_time_s is not None and r.submit_time_s is not None]
     busy = 0.0
-    if duration:
+    if duration and start is not None and end is not None:  # a duration has both bounds
         for r in requests:
             if r.first_token_time_s is None:
                 continue
@@ -244,16 +248,19 @@ def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, Win
                      "energy_joules": energy,
                      f"energy_per_{output_unit}_joules": energy / it.batch_size if energy is not None else None})
     known = bool(energies) and all(e is not None for e in energies)
+    joules = [e for e in energies if e is not None]  # all the energies where known
     batch = iterations[0].batch_size if iterations else None
     latency = statistics.fmean(durations) if durations else None
-    per_output = statistics.fmean(e / b for e, b in zip(energies, (i.batch_size for i in iterations))) if known else None
+    per_output = (statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), strict=False))
+                  if known else None)
+    gpu_joules = sum(joules) if known else None
     metrics = {
         "num_iterations": len(iterations),
         "batch_size": batch,
         "batch_latency_s": latency,
-        "gpu_energy_joules": sum(energies) if known else None,
-        "avg_power_watts": sum(energies) / sum(durations) if known and sum(durations) > 0 else None,
-        "throughput_outputs_per_sec": batch / latency if latency else None,
+        "gpu_energy_joules": gpu_joules,
+        "avg_power_watts": sum(joules) / sum(durations) if known and sum(durations) > 0 else None,
+        "throughput_outputs_per_sec": batch / latency if latency and batch is not None else None,
         f"energy_per_{output_unit}_joules": per_output,
         "energy_per_output_joules": per_output,
         "energy_source": source,
@@ -261,7 +268,7 @@ def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, Win
         "steady_end_time_s": max((it.end_time_s for it in iterations), default=None),
     }
     every = len(measured) == len(iterations)  # CPU and DRAM beside the GPU, over the same iterations
-    metrics.update(node_metrics(measured if every else [], metrics["gpu_energy_joules"], sum(durations),
+    metrics.update(node_metrics(measured if every else [], gpu_joules, sum(durations),
                                 outputs=sum(it.batch_size for it in iterations)))
     return metrics, rows
 

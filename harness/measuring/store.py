@@ -26,6 +26,7 @@ The command line over the store (``python -m harness list`` and ``show``) is :mo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -75,10 +76,8 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
     _fsync_dir(path.parent)
 

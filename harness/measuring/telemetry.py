@@ -32,10 +32,11 @@ calls NVML); tests replace ``pynvml``'s functions with a fake device.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from harness.measuring.device import GPU, NvmlUnavailable, ReadingUnsupported, visible_gpus
 
@@ -46,7 +47,7 @@ NVML_COLUMNS = ("power_watts", "gpu_utilization_percent", "memory_used_mib", "sm
                 "temperature_celsius", "throttle_reasons", "energy_counter_joules")
 HOST_COLUMNS = ("process_cpu_percent", "process_rss_mib")
 VLLM_COLUMNS = ("num_requests_running", "num_requests_waiting", "kv_cache_usage_fraction")
-COLUMNS = ("time_s", "source", "gpu_index") + NVML_COLUMNS + HOST_COLUMNS + VLLM_COLUMNS
+COLUMNS = ("time_s", "source", "gpu_index", *NVML_COLUMNS, *HOST_COLUMNS, *VLLM_COLUMNS)
 # vLLM metric names (older releases call KV-cache usage gpu_cache_usage_perc; both are fractions 0..1).
 VLLM_METRICS = {
     "vllm:num_requests_running": "num_requests_running",
@@ -129,8 +130,8 @@ class NvmlReader:
             gpu.throttle_reasons,
             lambda: self.energy_joules(index),
         )
-        values = []
-        for column, read in zip(NVML_COLUMNS, readers):
+        values: list[float | None] = []
+        for column, read in zip(NVML_COLUMNS, readers, strict=False):
             if (index, column) in self.unsupported:
                 values.append(None)
                 continue
@@ -156,7 +157,7 @@ class _Loop(threading.Thread):
         while True:
             try:
                 self.tick(self.clock())
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  # recorded in errors, the loop goes on (the class docstring)
                 self.errors.append(f"{self.name}: {type(exc).__name__}: {exc}")
             deadline += self.period_s
             now = time.monotonic()
@@ -174,7 +175,7 @@ class _HostProbe:
 
         self.psutil = psutil
         self.me = psutil.Process()
-        self.children: dict[int, object] = {}
+        self.children: dict[int, Any] = {}  # psutil.Process (untyped) by pid
         self.refreshed = 0.0
         self.me.cpu_percent(None)
 
@@ -189,10 +190,8 @@ class _HostProbe:
             for pid, proc in current.items():
                 if pid not in self.children:
                     self.children[pid] = proc
-                    try:
+                    with contextlib.suppress(self.psutil.Error):
                         proc.cpu_percent(None)
-                    except self.psutil.Error:
-                        pass
             for pid in list(self.children):
                 if pid not in current:
                     del self.children[pid]
@@ -278,13 +277,13 @@ class Telemetry:
         blank_vllm = (None,) * len(VLLM_COLUMNS)
         if self.host is not None:
             cpu, rss = self.host.sample()
-            self.rows.append((now, "host", None) + blank_nvml + (cpu, rss) + blank_vllm)
+            self.rows.append((now, "host", None, *blank_nvml, cpu, rss, *blank_vllm))
         for index in self.reader.handles:
             values = self.reader.sample(index)
-            self.rows.append((now, "nvml", index) + values + (None, None) + blank_vllm)
+            self.rows.append((now, "nvml", index, *values, None, None, *blank_vllm))
 
     def _scrape(self, now: float) -> None:
-        response = self._http.get(self.metrics_url)
+        response = self._http.get(cast(str, self.metrics_url))  # the scraper runs only with a URL
         response.raise_for_status()
         gauges = parse_vllm_metrics(response.text)
         values = tuple(gauges.get(c) for c in VLLM_COLUMNS)
@@ -364,9 +363,9 @@ def measure_idle_power(seconds: float, gpu_indices: list[int] | None = None, hz:
     elapsed = clock() - start
     out = {}
     for index in reader.handles:
-        last = lasts[index]
-        if first[index] is not None and last is not None and elapsed > 0 and last > first[index]:
-            out[index] = (last - first[index]) / elapsed
+        begin, last = first[index], lasts[index]
+        if begin is not None and last is not None and elapsed > 0 and last > begin:
+            out[index] = (last - begin) / elapsed
         else:
             out[index] = sum(samples[index]) / len(samples[index])
     return out

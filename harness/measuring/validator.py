@@ -181,9 +181,9 @@ def validate(metrics: dict, *, is_llm: bool, on_gpu: bool, max_num_seqs: int | N
         return flags
     tdp, basis = tdp_watts(gpu_model, power_limit_watts)
     source = power_source or {}
-    instant = [float(v) for g, v in zip(readings["gpu_index"], readings["power_watts"])
+    instant = [float(v) for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=False)
                if v == v and str(source.get(str(int(g)), source.get(int(g), ""))).startswith("nvml/power-instant")]
-    averaged = [float(v) for g, v in zip(readings["gpu_index"], readings["power_watts"])
+    averaged = [float(v) for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=False)
                 if v == v and not str(source.get(str(int(g)), source.get(int(g), ""))).startswith("nvml/power-instant")]
     counter_avg = metrics.get("avg_power_watts")
     if counter_avg is not None and is_llm:

@@ -143,7 +143,7 @@ def execute(run: Run, instruments: Instruments) -> None:
         run.status, run.cause, run.interrupted = "incomplete", f"interrupted by {exc}", exc
     except WorkloadError as exc:
         run.status, run.cause, run.message, run.log_tail = "failed", exc.cause, str(exc), exc.log_tail
-    except Exception as exc:  # a backend bug or a broken host must not end the sweep
+    except Exception as exc:  # noqa: BLE001  # a backend bug or a broken host must not end the sweep
         run.status, run.cause, run.message = "failed", f"crash: {type(exc).__name__}", str(exc)
         run.log_tail = traceback.format_exc(limit=8)
     finally:
@@ -157,13 +157,13 @@ def _stop_pieces(run: Run, instruments: Instruments) -> None:
     if telemetry is not None:
         try:
             run.timeline = instruments.read_timeline(telemetry)
-        except Exception as exc:  # a broken sampler must not leave the server running
+        except Exception as exc:  # noqa: BLE001  # a broken sampler must not leave the server running
             telemetry.errors.append(f"stop: {type(exc).__name__}: {exc}")
             telemetry.info.update(error_count=len(telemetry.errors), errors=telemetry.errors[:5])
     if run.backend is not None:
         try:
             run.backend.stop()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  # recorded as stop_error: the run's record is still written
             run.record["stop_error"] = f"{type(exc).__name__}: {exc}"
     gpu_knobs.restore_after_run(run)  # the GPUs as they were, once nothing runs on them
 

@@ -76,7 +76,7 @@ def llm_configs(spec: dict, study: str) -> list[Configuration]:
     from harness.config import configuration_from_dict
 
     out = []
-    for batch, per in zip(spec["batches"], spec["requests_per_batch"]):
+    for batch, per in zip(spec["batches"], spec["requests_per_batch"], strict=False):
         out.append(configuration_from_dict(dict(
             study=study, task=spec["task"], family="llm-chat", backend="transformers", model=spec["model"],
             num_gpus=1, tensor_parallel=1, expert_parallel=1, precision=spec["precision"], max_num_seqs=batch,
@@ -159,7 +159,7 @@ def _summarize(run: Run) -> None:
     record["windows"] = records.window_dicts(windows)
     record["backend_info"] = result.info
     if cfg.is_llm:
-        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs)
+        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.knob("max_num_seqs"))
         (run.run_dir / "requests.json").write_text(json.dumps(rows) + "\n")
     else:
         metrics, rows = steady.diffusion_metrics(result.iterations, windows, OUTPUT_UNIT[cfg.task])
@@ -267,7 +267,7 @@ def run_check(out: Path, dry_run: bool = False, lengths_file: Path | None = None
                      **{k: m.get(k) for k in SUMMARY_METRICS if k in m}}
         summary["runs"].append(entry)
         log(f"{entry['status']:8s} {entry['label']:45s} " + (
-            f"{entry.get('wall_time_s', 0):7.1f} s" if "wall_time_s" in entry else entry.get("cause", "")))
+            f"{entry.get('wall_time_s', 0):7.1f} s" if "wall_time_s" in entry else str(entry.get("cause", ""))))
     summary["total_wall_time_s"] = round(time.monotonic() - t_start, 2)
     store.atomic_write_json(out / "gpu-check.json", store.clean_json(summary))
     log(f"gpu-check finished in {summary['total_wall_time_s']} s; results in {out}")

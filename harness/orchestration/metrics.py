@@ -30,7 +30,7 @@ def summarize(run: Run) -> None:
     if cfg.is_llm:
         stop = result.info.get("stop")
         stop_time = stop.get("stop_time_s") if stop else None  # set when the load was stopped early
-        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.max_num_seqs, stop_time_s=stop_time,
+        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.knob("max_num_seqs"), stop_time_s=stop_time,
                                            load=result.info.get("load"))
         stop_metrics, record["stop"] = stop_outcome(cfg, stop)
         metrics.update(stop_metrics)

@@ -31,7 +31,7 @@ SETUP_FAILED = "setup-failed"  # the state of a stored run that failed for a rea
 
 def is_setup_failure(record: dict | None) -> bool:
     """True for a run record that failed for a reason of setup (:data:`SETUP_CAUSES`)."""
-    return bool(record) and record.get("status") == "failed" and record.get("cause") in SETUP_CAUSES
+    return record is not None and record.get("status") == "failed" and record.get("cause") in SETUP_CAUSES
 
 
 def retry_state(state: str, record: dict | None) -> str:

@@ -281,7 +281,7 @@ def frontier_order(todo: list[tuple[Configuration, str]], results_dir: Path | st
     series: dict[tuple, list] = {}
     for cfg, state in todo:
         series.setdefault(_series(cfg), []).append((cfg, state))
-    for key, items in series.items():
+    for _key, items in series.items():
         cfgs = {cfg.batch_value: (cfg, state) for cfg, state in items}
         facts = pd.DataFrame([_facts_row(c, gpu_model or "CPU") for c, _ in items])
         facts = P.with_model_facts(facts)

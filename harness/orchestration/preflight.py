@@ -61,8 +61,8 @@ class Host:
         if not self.gpu_count:
             return f"no GPU: {self.why_none or 'none found'}; {self.visible}"
         names = sorted({n for n in self.gpu_names if n})
-        return f"{self.gpu_count} GPU{'s' if self.gpu_count != 1 else ''}{': ' + ', '.join(names) if names else ''}; " \
-               f"{self.visible}"
+        return (f"{self.gpu_count} GPU{'s' if self.gpu_count != 1 else ''}{': ' + ', '.join(names) if names else ''}; "
+                f"{self.visible}")
 
 
 def host_facts() -> Host:
@@ -74,7 +74,7 @@ def host_facts() -> Host:
     if problem:
         return Host(why_none=problem, visible=visible)
     found = device.visible_gpus()
-    names = []
+    names: list[str | None] = []
     for gpu in found:
         try:
             names.append(gpu.name())

@@ -76,7 +76,7 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
         if run.status == "ok":
             try:
                 metrics.summarize(run)
-            except Exception as exc:  # bad records from a backend: keep the evidence, fail the run
+            except Exception as exc:  # noqa: BLE001  # bad records from a backend: keep the evidence, fail the run
                 execute.fail_in_metrics(run, exc)
         execute.mark_unstable_unless_ok(run)
         server_log = getattr(run.result, "server_log", None) if run.result is not None else None
@@ -170,6 +170,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     if not todo:
         print(console.nothing_to_measure(study, len(planned), results_dir), file=out)
         return SweepCounts(sweep.counts)
+    assert host is not None  # read above whenever something is to be measured
     preflight.refuse_if_any(study, host, [cfg for cfg, _ in todo])  # before anything starts or is written
     preflight.refuse_without_reference([cfg for cfg, _ in todo])  # the published lengths the runs draw from
     problems = engine_problems(c for c, _ in todo)

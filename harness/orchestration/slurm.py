@@ -199,8 +199,8 @@ def render_script(study, plan: ArrayPlan, results: Path, options: SubmitOptions,
         "export PYTHONUNBUFFERED=1",
         f"cd {q(str(Path(options.workdir).resolve()))}",
         "",
-        'echo "task $SLURM_ARRAY_TASK_ID of array job $SLURM_ARRAY_JOB_ID on ${SLURMD_NODENAME:-$(hostname)};'
-        ' GPUs: ${CUDA_VISIBLE_DEVICES:-none}"',
+        ('echo "task $SLURM_ARRAY_TASK_ID of array job $SLURM_ARRAY_JOB_ID on ${SLURMD_NODENAME:-$(hostname)};'
+         ' GPUs: ${CUDA_VISIBLE_DEVICES:-none}"'),
     ]
     command = 'exec "$PYTHON" -m harness measure "$CONFIG" --index "$SLURM_ARRAY_TASK_ID" --results "$RESULTS"'
     if force:
@@ -291,12 +291,13 @@ def stored_outcomes(results: Path, study) -> dict[str, tuple[str, str | None]]:
     """
     from harness.measuring import store
 
-    out = {}
+    out: dict[str, tuple[str, str | None]] = {}
     for cfg in study.configurations:
         state, record = store.result_state(store.run_path(results, study.name, cfg.run_id))
         if state == "missing":
             continue
         record = record or {}
+        reason: str | None
         if state == "corrupt":
             problems = store.verify(store.run_path(results, study.name, cfg.run_id))
             reason = "stored result is damaged: " + ("; ".join(problems) or "run.json unreadable")
@@ -381,7 +382,7 @@ def submit(study, results: Path, options: SubmitOptions, retry_failed: bool = Fa
     if states is None:
         states = task_states(study, results, use_queue=not dry_run)
     plans = plan_arrays(study, select_for_submit(states, retry_failed), no_gpu=options.no_gpu)
-    out = []
+    out: list[Submission] = []
     if not plans:
         return out
     if not dry_run and shutil.which("sbatch") is None:

@@ -15,14 +15,22 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, TypedDict
 
 from harness.errors import HarnessError
+
+
+class CheckMachine(TypedDict):
+    """The GPU check machine: its Python (``"3.12"``) and the requirements it keeps of its own."""
+
+    python_version: str
+    keeps: tuple[str, ...]
+
 
 # The check machine (one GPU): Python 3.12, torch 2.11, transformers 5.17; its huggingface_hub unknown and
 # maybe no requests. diffusers 0.42.1 needs huggingface_hub >= 1.32 and imports requests; zeus.monitor imports
 # scikit-learn and httpx: ``--collect-wheels`` resolves all of it for that machine, ``--wheels`` checks it.
-CHECK_MACHINE = {"python_version": "3.12", "keeps": ("transformers==5.17.0",)}
+CHECK_MACHINE: CheckMachine = {"python_version": "3.12", "keeps": ("transformers==5.17.0",)}
 CARRY_FROM_LOCK = ("diffusers", "zeus", "nvidia-ml-py")  # pinned as in requirements/lock-gpu.txt
 # what the check imports from the carried wheels, and what fails without it
 CARRIED_IMPORTS = {"diffusers": "the image runs", "huggingface_hub": "diffusers", "requests": "diffusers",

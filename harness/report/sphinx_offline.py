@@ -102,7 +102,7 @@ def mathjax_source() -> Path:
                           "it ships MathJax, so that no page loads it from a CDN") from None
     for entry in dist.files or ():
         if entry.name == MATHJAX_FILE and "mathjax" in entry.parts:
-            path = Path(dist.locate_file(entry))
+            path = Path(str(dist.locate_file(entry)))  # a path-like (importlib.metadata.SimplePath)
             if path.is_file():
                 return path
     raise ConfigError(f"the installed {MATHJAX_DIST} package has no {MATHJAX_FILE}: reinstall it")

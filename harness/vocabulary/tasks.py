@@ -12,7 +12,7 @@ TEXT_LLM_TASKS: tuple[str, ...] = ("lm-arena-chat", "gpqa", "sourcegraph-fim")
 # The harness's own CPU check task (a spin loop, no model): request-driven like an LLM task.
 CPU_TRIVIAL = "cpu-trivial"
 # Tasks driven by requests with the ``max_num_seqs`` knob (a study's LLM blocks).
-REQUEST_TASKS: tuple[str, ...] = TEXT_LLM_TASKS + (CPU_TRIVIAL,)
+REQUEST_TASKS: tuple[str, ...] = (*TEXT_LLM_TASKS, CPU_TRIVIAL)
 # Reference tasks a study cannot run yet.
 NOT_RUNNABLE: tuple[str, ...] = ("image-chat", "video-chat")
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import json
 import re
 import os
@@ -33,7 +34,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Mapping, cast
 
 from harness.errors import ConfigError
 
@@ -233,7 +234,7 @@ def build_tokenizer(
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
-    specials = {i: text for i, text in roles.values()}
+    specials = dict(roles.values())
 
     if any(i < 0 or i >= vocab_size for i in specials):
         raise ConfigError(f"special token ids {sorted(specials)} fall outside a vocabulary of {vocab_size}")
@@ -272,7 +273,8 @@ def build_tokenizer(
     if regular_ids != list(range(regular_ids[0], regular_ids[-1] + 1)):
         raise ConfigError(f"special token ids {sorted(specials)} split the trained tokens; put them at the ends")
 
-    merges = [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["model"]["merges"]]
+    merges = cast(list[tuple[str, str]],  # a BPE merge is a pair of tokens
+                  [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["model"]["merges"]])
     final = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     final.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     final.decoder = decoders.ByteLevel()
@@ -396,7 +398,7 @@ class ModelFolder:
 def _largest_gap(specials: list[int], vocab: int) -> tuple[int, int]:
     """The longest run of ids in [0, vocab) that holds no special token."""
     bounds = [-1, *sorted(i for i in set(specials) if 0 <= i < vocab), vocab]
-    lo, hi = max(zip(bounds, bounds[1:]), key=lambda ab: ab[1] - ab[0])
+    lo, hi = max(itertools.pairwise(bounds), key=lambda ab: ab[1] - ab[0])
     return lo + 1, hi - 1
 
 

@@ -200,7 +200,7 @@ class Backend(ABC):
         self.check_options(opts)
         return opts
 
-    def check_options(self, opts: Mapping[str, Any]) -> None:
+    def check_options(self, opts: Mapping[str, Any]) -> None:  # noqa: B027  # a hook: optional, no-op by default
         """Checks beyond each option's type and range (options that need one another, required ones): raise
         :class:`BadOption`. Nothing by default."""
 

@@ -208,7 +208,7 @@ class DiffusersBackend(LoggingBackend):
         defaults = arch.spec.get("defaults", {})
         guidance = self.options["guidance_scale"]
         self.guidance = float(guidance if guidance is not None else defaults.get("guidance_scale", 1.0))
-        self.prompts = synthetic_prompts(int(cfg.batch_size), int(cfg.seed or 0))
+        self.prompts = synthetic_prompts(cfg.knob("batch_size"), int(cfg.seed or 0))
         params = component_parameters(self.pipe)
         self.info = {
             "engine": "diffusers",
@@ -239,8 +239,8 @@ class DiffusersBackend(LoggingBackend):
     def _call(self, cfg: Configuration, steps: int, seed: int) -> Any:
         kwargs = dict(
             prompt=list(self.prompts),
-            height=int(cfg.height),
-            width=int(cfg.width),
+            height=cfg.knob("height"),
+            width=cfg.knob("width"),
             num_inference_steps=int(steps),
             guidance_scale=self.guidance,
             generator=self.torch.Generator(device=self.device).manual_seed(seed),
@@ -258,7 +258,7 @@ class DiffusersBackend(LoggingBackend):
         torch = self.torch
         if self.pipe is None:
             raise WorkloadError("diffusers backend run() before start()", cause="error")
-        batch = int(cfg.batch_size)
+        batch = cfg.knob("batch_size")
         iterations, windows = [], {}
         try:
             t0 = time.time()
@@ -267,12 +267,12 @@ class DiffusersBackend(LoggingBackend):
             self.info["warmup_s"] = round(time.time() - t0, 4)
             self._log(f"warm-up ({self.options['warmup_steps']} step) took {self.info['warmup_s']} s")
             meter.begin("run")
-            for i in range(int(cfg.num_iterations)):
+            for i in range(cfg.knob("num_iterations")):
                 self._sync()
                 name = f"iter-{i}"
                 meter.begin(name)
                 start = time.time()
-                out = self._call(cfg, int(cfg.inference_steps), int(cfg.seed or 0) + 1 + i)
+                out = self._call(cfg, cfg.knob("inference_steps"), int(cfg.seed or 0) + 1 + i)
                 self._sync()
                 end = time.time()
                 windows[name] = meter.end(name)

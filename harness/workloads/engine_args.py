@@ -148,12 +148,14 @@ def _template_refusal(token: str, value: str) -> str | None:
     return None
 
 
-def refusal(extra_args: Sequence) -> str | None:
+def refusal(extra_args: object) -> str | None:
     """Why ``extra_args`` may not be passed to vLLM, in one line naming the first argument refused; None if all pass.
 
     ``extra_args`` is the ``options.extra_args`` list of a vLLM configuration (strings; numbers are read as
     their text). See the module docstring for the rule.
     """
+    if not isinstance(extra_args, (list, tuple)):
+        return f"must be a list of strings, got {extra_args!r}"
     tokens = [str(a) for a in extra_args]
     i = 0
     while i < len(tokens):
@@ -162,8 +164,8 @@ def refusal(extra_args: Sequence) -> str | None:
             return (f"{token!r}: a value that no flag takes (vLLM would read it as the model to serve); "
                     f"give each value right after its flag")
         flag, why = _flag_refusal(token)
-        if why:
-            return why
+        if why or flag is None:
+            return why or f"{token}: not a flag vLLM knows"
         takes = ALLOWED_FLAGS[flag]
         inline = token.split("=", 1)[1] if "=" in token else None
         if takes == SWITCH:
@@ -172,7 +174,7 @@ def refusal(extra_args: Sequence) -> str | None:
             i += 1
             continue
         if inline is None:
-            values = []
+            values: list[str] = []
             j = i + 1
             while j < len(tokens) and not _is_flag(tokens[j]) and (takes == VALUES or not values):
                 values.append(tokens[j])

@@ -96,7 +96,7 @@ def draw_from_histogram(hist: Histogram, n: int, rng: np.random.Generator) -> np
     edges = np.asarray(hist.edges)
     lo = np.ceil(edges[:-1]).astype(np.int64)
     hi = np.ceil(edges[1:]).astype(np.int64) - 1  # integers k with lo_edge <= k < hi_edge
-    hi[-1] = int(math.floor(edges[-1]))  # the last bin includes its upper edge
+    hi[-1] = math.floor(edges[-1])  # the last bin includes its upper edge
     hi = np.maximum(hi, lo)  # a bin narrower than one integer holds its lower edge
     u = rng.random(n)
     out = lo[bins] + np.floor(u * (hi[bins] - lo[bins] + 1)).astype(np.int64)
@@ -277,7 +277,7 @@ def plan_for(cfg: Configuration) -> LengthPlan:
     options = dict(cfg.options or {})
     return plan(
         cfg.task,
-        int(cfg.num_requests),
+        cfg.knob("num_requests"),
         int(cfg.seed or 0),
         length_source=cfg.length_source,
         model=cfg.model,

@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -57,7 +58,7 @@ from harness.workloads.base import Meter, RequestRecord, StampClock, WindowMeasu
 if TYPE_CHECKING:
     from harness.measuring.adaptive import AdaptiveStopper
     from harness.measuring.arrivals import Arrival
-    from harness.measuring.steady import WindowTracker
+    from harness.measuring.windows import WindowTracker
 
 
 @dataclass
@@ -266,14 +267,16 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
         tasks = []
         for i in range(n):
             if gate is not None:  # sent when the arrival pattern says (harness.measuring.arrivals)
-                one = (lambda i=i: _one(session, spec, i, records[i], tracker, clock, stopper, heard))
+                def one(i: int = i) -> Awaitable[None]:
+                    return _one(session, spec, i, records[i], tracker, clock, stopper, heard)
+
                 tasks.append(asyncio.create_task(gate.send(i, records[i], tracker, clock, one)))
                 continue
             tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper, heard,
                                                   stamp=True)))
         pending = set(tasks)
         while pending:
-            done, pending = await asyncio.wait(pending, timeout=0.25)
+            _done, pending = await asyncio.wait(pending, timeout=0.25)
             _cancel_silent(tasks, records, heard, spec.read_timeout_s)
             if pending and stopper is not None and stopper.poll():  # adaptive stopping: the estimate is stable
                 for task in pending:

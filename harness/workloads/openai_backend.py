@@ -100,7 +100,7 @@ def is_loopback(host: str) -> bool:
         addrs = {info[4][0] for info in socket.getaddrinfo(host, None)}
     except OSError:
         return False
-    return bool(addrs) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addrs)
+    return bool(addrs) and all(ipaddress.ip_address(str(a).split("%")[0]).is_loopback for a in addrs)
 
 
 def split_url(base_url: str) -> tuple[str, str]:
@@ -220,7 +220,7 @@ class OpenAIBackend(LoggingBackend):
         served = self._check_server(cfg, float(opts["connect_timeout_s"]))
 
         try:
-            chosen = prompts.load(opts["prompts"], int(cfg.num_requests), int(cfg.seed or 0),
+            chosen = prompts.load(opts["prompts"], cfg.knob("num_requests"), int(cfg.seed or 0),
                                   prompt_field=opts["prompt_field"], output_field=opts["output_field"],
                                   split=str(opts["split"]))
         except ConfigError as exc:
@@ -247,8 +247,8 @@ class OpenAIBackend(LoggingBackend):
                 raise BadOption(f"output_lengths: reference, but row {missing[0]} of the prompts has no reference "
                                 f"output length (set output_field)", cause="bad-config")
             cap = cfg.max_output_tokens
-            self.output_tokens = [min(p.reference_output_tokens, cap) if cap else p.reference_output_tokens
-                                  for p in chosen.prompts]
+            refs = [p.reference_output_tokens for p in chosen.prompts if p.reference_output_tokens is not None]  # all
+            self.output_tokens = [min(t, cap) if cap else t for t in refs]
             output_source = f"reference output lengths of the prompts ({chosen.source})"
         else:
             cap = int(cfg.max_output_tokens or NATURAL_MAX_TOKENS)
@@ -336,6 +336,8 @@ class OpenAIBackend(LoggingBackend):
 
     def _alive(self) -> str | None:
         """Why the server is gone (it no longer accepts connections), or None."""
+        if self.base_url is None:  # start() sets it before any request
+            return "no server was started"
         parts = urlsplit(self.base_url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
@@ -362,7 +364,7 @@ class OpenAIBackend(LoggingBackend):
         )
         load = loadgen.measure_load(
             spec, cfg, meter, lambda on_open, on_close: arrivals.tracker_for(
-                self.arrival, int(cfg.max_num_seqs), n, on_open=on_open, on_close=on_close),
+                self.arrival, cfg.knob("max_num_seqs"), n, on_open=on_open, on_close=on_close),
             should_abort=self._alive)
         records, failed = load.records, load.failed()
         dead = load.aborted or (self._alive() if failed else None)

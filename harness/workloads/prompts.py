@@ -141,7 +141,7 @@ def load(source: str, num_requests: int, seed: int = 0, *, prompt_field: str | N
     if not usable:
         raise ConfigError(f"prompts {source}: no row has a text prompt in {field!r}")
     rng = np.random.default_rng([int(seed), 11])
-    chosen = []
+    chosen: list[Prompt] = []
     while len(chosen) < num_requests:
         chosen.extend(usable[k] for k in rng.permutation(len(usable)))
     note = f"{described}, field {field!r}" + (f", reference output lengths from {out_field!r}" if out_field else "")
@@ -174,9 +174,9 @@ def count_tokens(texts: list[str], *, api: str = "completions", tokenizer: str |
             counts = [len(tok(t)["input_ids"]) for t in texts]
         return counts, f"tokenizer of {tokenizer}"
     if base_url is not None:
-        counts = _server_counts(texts, api, base_url, model, headers)
-        if counts is not None:
-            return counts, f"the server's /tokenize ({base_url})"
+        served = _server_counts(texts, api, base_url, model, headers)
+        if served is not None:
+            return served, f"the server's /tokenize ({base_url})"
     return ([max(1, math.ceil(len(t) / CHARS_PER_TOKEN)) for t in texts],
             f"estimate: {CHARS_PER_TOKEN:g} characters per token (no tokenizer reachable)")
 

@@ -12,6 +12,7 @@ harness sees the server's own exit.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -25,15 +26,13 @@ SELF_EXIT_GRACE_S = 1.0
 
 
 def _die_with_parent(sig: int = signal.SIGKILL) -> None:
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: the reaper's own watch still applies
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the reaper's own watch still applies
-        pass
 
 
 def group_members(pgid: int, exclude: int | None = None) -> list[int]:
     """Live (non-zombie) processes of process group ``pgid`` (from /proc)."""
-    out = []
+    out: list[int] = []
     try:
         entries = os.listdir("/proc")
     except OSError:
@@ -60,10 +59,8 @@ def stop_group(grace_s: float, child: subprocess.Popen | None = None) -> None:
         if not members:
             return
         for pid in members:
-            try:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, sig)
-            except (ProcessLookupError, PermissionError):
-                pass
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if child is not None:
@@ -96,10 +93,8 @@ def main(argv: list[str]) -> int:
             why = "harness gone" if os.getppid() != owner else f"signal {stopping[0]}"
             print(f"# reaper: {why}; stopping the server's process group", file=sys.stderr, flush=True)
             if stopping:  # usually the whole group got the signal: give the server a moment on its own first
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     child.wait(timeout=2.0)
-                except subprocess.TimeoutExpired:
-                    pass
             stop_group(grace, child)
             code = child.wait()
             break

@@ -18,6 +18,7 @@ results folder).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,7 +27,7 @@ import time
 import uuid
 from pathlib import Path
 
-TOKEN_ENV = "HARNESS_SERVER_TOKEN"
+TOKEN_ENV = "HARNESS_SERVER_TOKEN"  # noqa: S105  # the variable that carries the token, not a token
 REAPER = Path(__file__).resolve().parent / "reaper.py"
 
 
@@ -79,10 +80,8 @@ def write_record(token: str, pid: int, argv: list[str]) -> Path | None:
 def remove_record(path: Path | None) -> None:
     """Remove a server's record (after a clean stop); a missing one is fine."""
     if path is not None:
-        try:
+        with contextlib.suppress(OSError):
             path.unlink()
-        except OSError:
-            pass
 
 
 def tagged_processes(token: str) -> list[int]:
@@ -128,10 +127,8 @@ def stop_leftovers(grace_s: float = 10.0) -> list[str]:
         if pids:
             for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
                 for pid in tagged_processes(token):
-                    try:
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(pid, sig)
-                    except (ProcessLookupError, PermissionError):
-                        pass
                 deadline = time.monotonic() + wait
                 while tagged_processes(token) and time.monotonic() < deadline:
                     time.sleep(0.1)

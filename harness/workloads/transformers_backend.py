@@ -243,7 +243,7 @@ class TransformersBackend(LoggingBackend):
         if self.model is None:
             raise WorkloadError("transformers backend run() before start()", cause="error")
         torch = self.torch
-        n, m = len(self.prompts), int(cfg.max_num_seqs)
+        n, m = len(self.prompts), cfg.knob("max_num_seqs")
         windows: dict = {}
 
         def open_steady():

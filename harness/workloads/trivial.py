@@ -73,7 +73,7 @@ class TrivialBackend(LoggingBackend):
         """Serve the fake requests, one token per running request per ``step_s`` seconds."""
         opt = self.options
         rng = random.Random(cfg.seed)
-        n, m = cfg.num_requests, cfg.max_num_seqs
+        n, m = cfg.knob("num_requests"), cfg.knob("max_num_seqs")
         lo, hi = int(opt["min_output_tokens"]), max(int(opt["min_output_tokens"]), int(opt["max_output_tokens"]))
         submit = time.time()
         requests = [RequestRecord(request_id=i, prompt_tokens=rng.randint(8, 64), target_output_tokens=rng.randint(lo, hi),

@@ -35,6 +35,7 @@ meanings.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import subprocess
 import time
@@ -186,7 +187,7 @@ def server_args(cfg: Configuration, opts: Mapping[str, Any], spec: ServerSpec) -
         "--load-format", "dummy" if spec.dummy_weights else "auto",
         "--seed", str(int(cfg.seed or 0)),
         "--max-model-len", str(spec.max_model_len),
-        "--max-num-seqs", str(int(cfg.max_num_seqs)),
+        "--max-num-seqs", str(cfg.knob("max_num_seqs")),
         "--max-num-batched-tokens", str(int(cfg.max_num_batched_tokens or 8192)),
         "--generation-config", "vllm",
         *PRECISION_ARGS[cfg.precision or "bfloat16"],
@@ -211,7 +212,7 @@ def context_length(opts: Mapping[str, Any], prompt_tokens: tuple[int, ...], outp
                    hf_config: Mapping[str, Any]) -> int:
     """The server's context length in tokens: the option, else the longest request rounded up to 256, at most
     the model's ``max_position_embeddings``; a request longer than that is a ``bad-config`` failure."""
-    longest = max(p + o for p, o in zip(prompt_tokens, output_tokens))
+    longest = max(p + o for p, o in zip(prompt_tokens, output_tokens, strict=False))
     max_model_len = int(opts["max_model_len"] or -(-(longest + 1) // 256) * 256)
     limit = int(hf_config.get("max_position_embeddings", max_model_len))
     if max_model_len > limit:
@@ -350,7 +351,7 @@ class VLLMBackend(Backend):
         """Step 4: start the server in ``cwd``, its output in ``run_dir/server.log``: ``(leftover servers stopped
         first, the start time in wall-clock seconds)``."""
         self.log_path = run_dir / "server.log"
-        self._log_fh = open(self.log_path, "ab")
+        self._log_fh = open(self.log_path, "ab")  # noqa: SIM115  # open while the server runs; stop() closes it
         leftovers = vllm_server.stop_leftovers(self._log_fh)
         started = time.time()
         self.proc, self._record = vllm_server.launch(argv, env, cwd, self._log_fh)
@@ -373,7 +374,7 @@ class VLLMBackend(Backend):
             output_tokens=list(self.plan.output_tokens), read_timeout_s=float(self.options["read_timeout_s"]),
         )
         load = loadgen.measure_load(
-            spec, cfg, meter, lambda on_open, on_close: SteadyTracker(int(cfg.max_num_seqs), n, on_open=on_open,
+            spec, cfg, meter, lambda on_open, on_close: SteadyTracker(cfg.knob("max_num_seqs"), n, on_open=on_open,
                                                                       on_close=on_close),
             should_abort=self._dead_reason)
         records, failed = load.records, load.failed()
@@ -381,10 +382,8 @@ class VLLMBackend(Backend):
             # a killed server's sockets close before the process is reaped, and a crashing engine's API server
             # may drop every stream a few seconds before it exits: wait for it to show as dead (longest when
             # every request failed, which points at the server rather than at single requests)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(timeout=DEATH_GRACE_S if len(failed) == n - load.stopped else 3)
-            except subprocess.TimeoutExpired:
-                pass
         dead = self._dead_reason()
         if load.aborted or dead:
             log, cause = evidence(self.log_path, "server-died")
@@ -439,7 +438,7 @@ def _dataset_prompt_ids(cfg: Configuration, opts: Mapping[str, Any], folder: Pat
     from harness.workloads import prompts
 
     try:
-        chosen = prompts.load(str(opts["prompts"]), int(cfg.num_requests), int(cfg.seed or 0),
+        chosen = prompts.load(str(opts["prompts"]), cfg.knob("num_requests"), int(cfg.seed or 0),
                               prompt_field=opts["prompt_field"])
     except ConfigError as exc:
         raise WorkloadError(str(exc), cause="bad-config") from None

@@ -107,7 +107,7 @@ def engine_layout(cfg: Configuration, on_cpu: bool, separate_worker: bool | None
         gomp = engine_libgomp(python)
         preload = [p for p in os.environ.get("LD_PRELOAD", "").split(":") if p]
         if gomp and not any("libgomp" in p or "libiomp" in p for p in preload):
-            env["LD_PRELOAD"] = ":".join(preload + [gomp])
+            env["LD_PRELOAD"] = ":".join([*preload, gomp])
     if not (on_cpu and one_rank):
         source = "vLLM's own"
     else:

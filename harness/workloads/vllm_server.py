@@ -13,6 +13,7 @@ is left.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import json
 import os
@@ -40,10 +41,8 @@ _LIVE_GROUPS: set[int] = set()
 
 def _kill_live_groups() -> None:  # last resort at interpreter exit: no orphan servers
     for pgid in list(_LIVE_GROUPS):
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
 
 
 atexit.register(_kill_live_groups)
@@ -257,10 +256,8 @@ def stop(proc: subprocess.Popen, log: IO[bytes] | None) -> bool:
     until none of it is left. True when the group is gone."""
     pgid = proc.pid  # start_new_session: the group id is the leader's pid
     _signal_group(pgid, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=STOP_GRACE_S)
-    except subprocess.TimeoutExpired:
-        pass
     deadline = time.monotonic() + STOP_GRACE_S
     while _group_alive(pgid) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -272,19 +269,15 @@ def stop(proc: subprocess.Popen, log: IO[bytes] | None) -> bool:
             if not _group_alive(pgid):
                 break
             time.sleep(0.1)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        pass
     _LIVE_GROUPS.discard(pgid)
     return not _group_alive(pgid)
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _group_alive(pgid: int) -> bool:

@@ -50,7 +50,7 @@ def text_to_image_spread(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     cheapest; the H100 minima against the paper's orders of magnitude."""
     table = diffusion_minima(diffusion, "text-to-image", "B200")
     lo, hi = table.iloc[0], table.iloc[-1]
-    values: dict[str, Any] = {"models": int(len(table)), "min_energy_per_image_joules": float(lo[E_OUTPUT]),
+    values: dict[str, Any] = {"models": len(table), "min_energy_per_image_joules": float(lo[E_OUTPUT]),
                             "min_model": lo["model_id"], "max_energy_per_image_joules": float(hi[E_OUTPUT]),
                             "max_model": hi["model_id"], "spread": float(hi[E_OUTPUT] / lo[E_OUTPUT])}
     check, within = _h100_check(diffusion, "text-to-image")
@@ -74,7 +74,7 @@ def text_to_video_range(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     table = diffusion_minima(diffusion, "text-to-video", "B200")
     images = diffusion_minima(diffusion, "text-to-image", "B200")
     lo, hi = table.iloc[0], table.iloc[-1]
-    values: dict[str, Any] = {"models": int(len(table)), "min_energy_per_video_joules": float(lo[E_OUTPUT]),
+    values: dict[str, Any] = {"models": len(table), "min_energy_per_video_joules": float(lo[E_OUTPUT]),
                             "min_model": lo["model_id"], "max_energy_per_video_joules": float(hi[E_OUTPUT]),
                             "max_model": hi["model_id"], "range": float(hi[E_OUTPUT] / lo[E_OUTPUT])}
     if len(images):

@@ -47,7 +47,7 @@ def b200_vs_h100(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     table = b200_vs_h100_table(llm, diffusion)
     values: dict[str, Any] = {}
     for family, part in table.groupby("family", sort=False):
-        values[family] = {"comparisons": int(len(part)), "b200_wins": int((part["gain"] > 0).sum()),
+        values[family] = {"comparisons": len(part), "b200_wins": int((part["gain"] > 0).sum()),
                           "share_b200_wins": float((part["gain"] > 0).mean()), "gain": stats(part["gain"]),
                           "by_target": {str(t): stats(p["gain"]) | {"b200_wins": int((p["gain"] > 0).sum())}
                                         for t, p in part.groupby("target")}}
@@ -83,7 +83,7 @@ def fp8_vs_bf16_table(llm: pd.DataFrame) -> pd.DataFrame:
     keys = ["base_model_id", "task", "gpu_model", "num_gpus", "batch_size"]
     s = llm[~llm["base_model_id"].str.contains("Qwen3-Coder-480B")]
     fp8, bf16 = s[s["weight_precision"] == "fp8"], s[s["weight_precision"] == "bfloat16"]
-    cols = keys + [E_TOKEN, "median_itl_ms", "avg_power_watts"]
+    cols = [*keys, E_TOKEN, "median_itl_ms", "avg_power_watts"]
     pairs = fp8[cols].merge(bf16[cols], on=keys, suffixes=("_fp8", "_bf16"))
     pairs = pairs[pairs["batch_size"] >= 16].copy()
     pairs["energy_ratio"] = pairs[f"{E_TOKEN}_fp8"] / pairs[f"{E_TOKEN}_bf16"]
@@ -98,13 +98,13 @@ def fp8_vs_bf16(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     """FP8 against BF16 weights per batch band (:data:`FP8_BANDS`): how often FP8 uses less energy per token,
     and the median ratios of energy per token and of median ITL."""
     table = fp8_vs_bf16_table(llm)
-    bands = {}
+    bands: dict[str, dict[str, Any]] = {}
     for _, _, name in FP8_BANDS:
         part = table[table["band"] == name]
-        bands[name] = {"pairs": int(len(part)), "fp8_wins": int((part["energy_ratio"] < 1).sum()),
+        bands[name] = {"pairs": len(part), "fp8_wins": int((part["energy_ratio"] < 1).sum()),
                        "energy_ratio": stats(part["energy_ratio"]), "itl_ratio": stats(part["itl_ratio"])}
     outside = table[table["band"].isna()]
-    values: dict[str, Any] = {"pairs": int(len(table)), "bands": bands, "pairs_outside_bands": int(len(outside)),
+    values: dict[str, Any] = {"pairs": len(table), "bands": bands, "pairs_outside_bands": len(outside),
                             "models": sorted(table["base_model_id"].unique())}
     summary = "FP8 against BF16 at the same model, task, GPU, GPU count and batch: " + "; ".join(
         f"batch {name}: FP8 uses less energy per token in {b['fp8_wins']} of {b['pairs']} pairs, median ratio "

@@ -47,8 +47,8 @@ def reasoning_vs_chat(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     best = min_energy_configs(llm[llm["gpu_model"] == "B200"], by=("model_id", "task"))
     r, c = best[best["task"] == "gpqa"], best[best["task"] == "lm-arena-chat"]
     values: dict[str, Any] = {
-        "reasoning_models": int(len(r)),
-        "chat_models": int(len(c)),
+        "reasoning_models": len(r),
+        "chat_models": len(c),
         "reasoning_mean_output_tokens": float(r["avg_output_len"].mean()),
         "chat_mean_output_tokens": float(c["avg_output_len"].mean()),
         "reasoning_mean_energy_per_response_joules": float(r[E_RESPONSE].mean()),
@@ -179,7 +179,7 @@ def multimodal_overhead(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
             "video_over_text": float(mins[(vlm, "video-chat", n)] / t),
         })
     table = pd.DataFrame(rows)
-    values: dict[str, Any] = {"pairs": int(len(table)), "image_over_text": stats(table["image_over_text"]),
+    values: dict[str, Any] = {"pairs": len(table), "image_over_text": stats(table["image_over_text"]),
                             "video_over_text": stats(table["video_over_text"]), "excluded": excluded}
     iv, vv = values["image_over_text"], values["video_over_text"]
     summary = (

@@ -31,7 +31,7 @@ def batch_size_effect_table(llm: pd.DataFrame) -> pd.DataFrame:
         if pair is None:
             continue
         lo, hi = pair
-        rows.append(dict(zip(keys, key)) | {
+        rows.append(dict(zip(keys, key, strict=False)) | {
             "small_batch": int(lo["batch_size"]), "large_batch": int(hi["batch_size"]),
             "small_energy_per_token_joules": float(lo[E_TOKEN]), "large_energy_per_token_joules": float(hi[E_TOKEN]),
             "small_avg_power_watts": float(lo["avg_power_watts"]), "large_avg_power_watts": float(hi["avg_power_watts"]),
@@ -55,7 +55,7 @@ def batch_size_effect(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
             r = idx.loc[key]
             highlighted[name] = {"small_batch": int(r["small_batch"]), "large_batch": int(r["large_batch"]),
                                  "ratio": float(r["ratio"])}
-    values: dict[str, Any] = {"series": int(len(table)), "highlighted": highlighted, "all_series": stats(table["ratio"]),
+    values: dict[str, Any] = {"series": len(table), "highlighted": highlighted, "all_series": stats(table["ratio"]),
                             "share_between_3_and_5": float(table["ratio"].between(3, 5).mean()),
                             "share_at_least_3": float((table["ratio"] >= 3).mean())}
     st = values["all_series"]
@@ -82,7 +82,7 @@ def multi_gpu_tables(llm: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(same-batch pairs of GPU counts, per-count capabilities: largest batch and minimum energy per token in J)."""
     s = llm[llm["task"].isin(["gpqa", "lm-arena-chat", "sourcegraph-fim"])]
     k = ["model_id", "task", "gpu_model", "batch_size"]
-    cols = k + ["num_gpus", E_TOKEN]
+    cols = [*k, "num_gpus", E_TOKEN]
     p = s[cols].merge(s[cols], on=k, suffixes=("_n", "_m"))
     p = p[p["num_gpus_n"] < p["num_gpus_m"]].copy()
     p["energy_ratio"] = p[f"{E_TOKEN}_m"] / p[f"{E_TOKEN}_n"]
@@ -100,7 +100,7 @@ def multi_gpu(llm: pd.DataFrame, diffusion: pd.DataFrame) -> Finding:
     """More GPUs at the same batch (share of pairs where energy per token rises) and what a larger count unlocks
     (largest batch, minimum energy per token in J), with the paper's gpt-oss 120B example."""
     pairs, unlock = multi_gpu_tables(llm)
-    values: dict[str, Any] = {"by_gpu": {g: {"pairs": int(len(p)), "energy_rises": int(p["rises"].sum()),
+    values: dict[str, Any] = {"by_gpu": {g: {"pairs": len(p), "energy_rises": int(p["rises"].sum()),
                              "share_energy_rises": float(p["rises"].mean())}
                          for g, p in pairs.groupby("gpu_model")}}
     ex = unlock[(unlock["model_id"] == "openai/gpt-oss-120b") & (unlock["task"] == "gpqa")

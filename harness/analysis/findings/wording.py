@@ -62,5 +62,5 @@ def stats(values: pd.Series) -> dict:
     values = values.dropna()
     if values.empty:
         return {"n": 0, "median": None, "min": None, "max": None}
-    return {"n": int(len(values)), "median": float(values.median()), "min": float(values.min()),
+    return {"n": len(values), "median": float(values.median()), "min": float(values.min()),
             "max": float(values.max())}

@@ -166,7 +166,7 @@ class Fit:
         """Mean output length (tokens) per query row: its model and task's in the fit, else the task's median."""
         mt = model_task_id(query)
         return np.array([self.output_len.get(k, self.task_output_len.get(t, np.nan))
-                         for k, t in zip(mt, query["task"].astype(str))])
+                         for k, t in zip(mt, query["task"].astype(str), strict=False)])
 
     def predict(self, query: pd.DataFrame, coverage: float = DEFAULT_COVERAGE) -> pd.DataFrame:
         """Point predictions, intervals (``<name>_low`` / ``<name>_high``) and the level of each query row."""
@@ -219,7 +219,7 @@ def fit(frame: pd.DataFrame, kind: str | None = None) -> Fit:
 def usable_rows(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Rows of ``kind`` with the facts and positive measured time and power (own CPU runs have no power)."""
     frame = frame[frame["task"].isin(DIFFUSION_TASKS) == (kind == "diffusion")]
-    need = list(FACT_COLUMNS) + [spec_of(kind).batch]
+    need = [*FACT_COLUMNS, spec_of(kind).batch]
     need += (["avg_batch_size", "median_itl_ms", "output_throughput_tokens_per_sec", "avg_power_watts"]
              if kind == "llm" else ["batch_latency_s", "avg_power_watts"])
     missing = [c for c in need if c not in frame.columns]

@@ -78,17 +78,17 @@ def held_out_errors(frame: pd.DataFrame, kind: str, split: str) -> pd.DataFrame:
         pred = derive(X[pos] @ beta + corr, b[pos], kind, None if lengths is None else lengths[pos])
         for name, values in pred.items():
             preds.setdefault(name, []).append(values)
-        for key, values in (("group", [group] * len(pos)), ("pos", pos), ("level", levels), ("interior", interior),
+        for key, column in (("group", [group] * len(pos)), ("pos", pos), ("level", levels), ("interior", interior),
                             ("distance", dist)):
-            parts[key].append(np.asarray(values))
+            parts[key].append(np.asarray(column))
     if not parts["pos"]:
         return pd.DataFrame(columns=["split", "group", "row", "task", "quantity", "level", "stratum", "distance",
                                      "actual", "predicted", "log_error"])
     cat = {k: np.concatenate(v) for k, v in parts.items()}
-    strata = np.array([stratum(lv, it) for lv, it in zip(cat["level"], cat["interior"])])
+    strata = np.array([stratum(lv, it) for lv, it in zip(cat["level"], cat["interior"], strict=False)])
     frames = []
-    for name, values in preds.items():
-        predicted = np.concatenate(values)
+    for name, chunks in preds.items():
+        predicted = np.concatenate(chunks)
         a = actual[name][cat["pos"]]
         ok = np.isfinite(a) & (a > 0) & np.isfinite(predicted) & (predicted > 0)
         frames.append(pd.DataFrame({
@@ -103,7 +103,7 @@ def jackknife_coverage(errs: pd.DataFrame, coverage: float = DEFAULT_COVERAGE) -
     """Whether each held-out error falls in the interval made from the other groups' errors (same quantity, stratum)."""
     a = (1 - coverage) / 2
     inside = pd.Series(False, index=errs.index)
-    for (q, stratum_), g in errs.groupby(["quantity", "stratum"]):
+    for (_quantity, _stratum), g in errs.groupby(["quantity", "stratum"]):
         values, groups = g["log_error"].to_numpy(), g["group"].to_numpy()
         for grp in np.unique(groups):
             mine = groups == grp

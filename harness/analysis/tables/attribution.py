@@ -153,7 +153,8 @@ def _times(r: float) -> str:
 
 
 def _row_dict(row: pd.Series) -> dict:
-    keys = [k for k in CONFIG_KEYS + ("weight_precision", "source", "output_unit") if k in row.index and is_number(row[k])]
+    keys = [k for k in (*CONFIG_KEYS, "weight_precision", "source", "output_unit")
+            if k in row.index and is_number(row[k])]
     out = {}
     for k in keys:
         v = row[k]
@@ -220,13 +221,13 @@ def _with_residual(factors: list[Factor], ea: float, eb: float) -> tuple[Factor,
     product = float(np.prod([f.ratio for f in factors]))
     residual = Factor("measurement residual", (eb / ea) / product, None, None, "",
                       "what the row identities do not explain (1 when energy = power x time holds exactly)")
-    return tuple(factors) + (residual,)
+    return (*factors, residual)
 
 
 def _attribute_llm(a: pd.Series, b: pd.Series, la: str, lb: str) -> Attribution:
     cols = ["energy_per_request_joules", "avg_output_len", "avg_power_watts", "output_throughput_tokens_per_sec"]
     for row, label in ((a, la), (b, lb)):
-        _require(row, cols + ["avg_batch_size"], label)
+        _require(row, [*cols, "avg_batch_size"], label)
     ea, eb = float(a["energy_per_request_joules"]), float(b["energy_per_request_joules"])
     conc_a, conc_b = float(a["avg_batch_size"]), float(b["avg_batch_size"])
     rate_a = float(a["output_throughput_tokens_per_sec"]) / conc_a
@@ -249,7 +250,7 @@ def _attribute_llm(a: pd.Series, b: pd.Series, la: str, lb: str) -> Attribution:
 def _attribute_diffusion(a: pd.Series, b: pd.Series, la: str, lb: str) -> Attribution:
     cols = [ENERGY_PER_OUTPUT, "avg_power_watts", DIFFUSION_TIME, "batch_size", "inference_steps", "height_pixels"]
     for row, label in ((a, la), (b, lb)):
-        _require(row, cols + ["width_pixels"], label)
+        _require(row, [*cols, "width_pixels"], label)
 
     def frames(row: pd.Series) -> float:
         value = row.get("num_frames")

@@ -111,7 +111,7 @@ def compare_at_latency(
                     continue
                 ra, rb = qa.loc[qa[e].idxmin()], qb.loc[qb[e].idxmin()]
                 key = key if isinstance(key, tuple) else (key,)
-                row = dict(zip(keys, key))
+                row = dict(zip(keys, key, strict=False))
                 row.update(
                     {
                         "target": target,

@@ -19,12 +19,12 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.vocabulary.tasks import LLM_TASKS, TASK_NAMES
 
-ENERGY_PER_TOKEN = "energy_per_token_joules"
+ENERGY_PER_TOKEN = "energy_per_token_joules"  # noqa: S105  # a column name, not a password
 ENERGY_PER_OUTPUT = "energy_per_output_joules"
 LLM_TIME = "median_itl_ms"
 DIFFUSION_TIME = "batch_latency_s"
 SERIES_KEYS = ("model_id", "task", "gpu_model", "num_gpus")
-CONFIG_KEYS = SERIES_KEYS + ("max_num_seqs", "batch_size", "ulysses_degree", "ring_degree")
+CONFIG_KEYS = (*SERIES_KEYS, "max_num_seqs", "batch_size", "ulysses_degree", "ring_degree")
 
 
 def is_llm(df: pd.DataFrame) -> pd.Series:
@@ -69,17 +69,18 @@ def group_keys(keys: Iterable[str], df: pd.DataFrame) -> list[str]:
     """Grouping columns present in ``df``; published rows and own runs never share a group."""
     out = present_columns(keys, df)
     if "source" in df.columns and "source" not in out and df["source"].nunique(dropna=False) > 1:
-        out = ["source"] + out
+        out = ["source", *out]
     return out
 
 
 def config_label(row: Mapping[str, Any] | pd.Series) -> str:
     """Short human label of one configuration, e.g. ``Qwen3 32B, problem solving (reasoning), 1 x B200, batch 128``."""
     model = str(row.get("nickname") or str(row["model_id"]).split("/")[-1])
-    batch = row.get("max_num_seqs") if row_is_llm(row) else row.get("batch_size")
+    batch: Any = row.get("max_num_seqs") if row_is_llm(row) else row.get("batch_size")  # cells: Any
     task = TASK_NAMES.get(row["task"], row["task"]).lower()
     label = f"{model}, {task}, {int(row['num_gpus'])} x {row['gpu_model']}, batch {int(batch)}"
-    uly, ring = row.get("ulysses_degree"), row.get("ring_degree")
+    uly: Any = row.get("ulysses_degree")
+    ring: Any = row.get("ring_degree")
     if is_number(uly) and is_number(ring) and (uly > 1 or ring > 1):
         label += f" (Ulysses {int(uly)} x Ring {int(ring)})"
     return label

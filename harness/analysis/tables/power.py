@@ -56,7 +56,7 @@ def static_power_share(df: pd.DataFrame, floor_watts_per_gpu: Mapping[str, float
     """
     if floor_watts_per_gpu is None:
         est = estimate_floor_power(df)
-        floor_watts_per_gpu = dict(zip(est["gpu_model"], est["floor_power_watts_per_gpu"]))
+        floor_watts_per_gpu = dict(zip(est["gpu_model"], est["floor_power_watts_per_gpu"], strict=False))
     out = df.copy()
     floor = out["gpu_model"].map(floor_watts_per_gpu).astype(float)
     out["static_power_watts"] = floor * out["num_gpus"]

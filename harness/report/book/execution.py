@@ -7,13 +7,18 @@ stderr).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.errors import HarnessError
 from harness.report.book.config import KERNEL, VISIBILITY_TAGS, NotebookSpec
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import AsyncKernelManager
 
 
 class NotebookError(HarnessError):
@@ -21,7 +26,7 @@ class NotebookError(HarnessError):
 
 
 
-def _first_line(text: str) -> str:
+def _first_line(text: object) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(text)).strip()
     return text.splitlines()[0] if text else ""
 
@@ -96,7 +101,7 @@ def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None
             f"notebook {spec.name} ({spec.source}) failed in {where}: "
             f"{exc.ename}: {_first_line(exc.evalue)} -- traceback in {spec.failed_output}"
         ) from None
-    except Exception as exc:  # kernel died, timeout, unreadable notebook
+    except Exception as exc:  # noqa: BLE001  # kernel died, timeout, unreadable notebook
         if running.exists():
             running.replace(failed)
         raise NotebookError(f"notebook {spec.name} ({spec.source}) did not run: {type(exc).__name__}: {_first_line(exc)}") from None
@@ -129,7 +134,7 @@ class ReusedKernel:
     RESET = "get_ipython().reset(new_session=True)"
 
     def __init__(self) -> None:
-        self.km = None
+        self.km: AsyncKernelManager | None = None
         self.used = False
 
     def manager(self):
@@ -145,7 +150,7 @@ class ReusedKernel:
     def _reset(self) -> bool:
         from jupyter_client import BlockingKernelClient
 
-        if not self.km.has_kernel:
+        if self.km is None or not self.km.has_kernel:  # manager() asks only with a kernel manager
             return False
         kc = BlockingKernelClient()
         kc.load_connection_info(self.km.get_connection_info())
@@ -154,7 +159,7 @@ class ReusedKernel:
             kc.wait_for_ready(timeout=60)
             reply = kc.execute_interactive(self.RESET, silent=True, store_history=False, timeout=60,
                                            output_hook=lambda msg: None)
-        except Exception:
+        except Exception:  # noqa: BLE001  # a kernel that does not answer: the caller starts a new one
             return False
         finally:
             kc.stop_channels()
@@ -164,10 +169,14 @@ class ReusedKernel:
         """CPU seconds (user + system) the kernel process has used so far; 0 before it starts."""
         try:
             import psutil
+            from jupyter_client.provisioning import LocalProvisioner
 
-            times = psutil.Process(self.km.provisioner.pid).cpu_times()
+            provisioner = self.km.provisioner if self.km is not None else None
+            if not isinstance(provisioner, LocalProvisioner):  # no kernel yet (the kernel is a local process)
+                return 0.0
+            times = psutil.Process(provisioner.pid).cpu_times()
             return times.user + times.system
-        except Exception:  # no kernel yet, or psutil unavailable
+        except Exception:  # noqa: BLE001  # no kernel yet, or psutil unavailable
             return 0.0
 
     def close(self) -> None:
@@ -175,10 +184,8 @@ class ReusedKernel:
         if km is not None and km.has_kernel:
             from jupyter_core.utils import run_sync
 
-            try:
+            with contextlib.suppress(Exception):  # already gone
                 run_sync(km.shutdown_kernel)(now=True)
-            except Exception:  # already gone
-                pass
 
 
 def default_jobs() -> int:

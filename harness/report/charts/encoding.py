@@ -11,7 +11,7 @@ H100 and B200 side by side. Sizes follow the page (:data:`PAGE_WIDTH_PX`).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import altair as alt
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 GPU_ORDER = ("H100", "B200")
+# Where a colour legend may sit (Vega-Lite's legend ``orient`` values).
+LegendOrient = Literal["none", "left", "right", "top", "bottom", "top-left", "top-right", "bottom-left", "bottom-right"]
 
 # The width a chart may take on a book page, in CSS pixels (axes, legend and panels included): the text column
 # and the margin beside it (the book's style sheet widens a cell that holds a chart to it).

@@ -227,7 +227,7 @@ def factor_chart(att: Attribution, title: str | None = None, width: int = 360, c
                                        range=["#d6604d", "#4393c3", "#999999", "#555555"]))
     x = alt.X("ratio:Q", scale=alt.Scale(type="log", domain=domain, nice=False),
               title="Factor on the energy (B / A, log scale)",
-              axis=alt.Axis(values=enc.log_ticks(*domain), format="~g", labelOverlap="greedy"))
+              axis=alt.Axis(values=enc.log_ticks(domain[0], domain[1]), format="~g", labelOverlap="greedy"))
     base = alt.Chart(frame, width=width, height=height)
     factors_only = base.transform_filter("!datum.latent")
     bars = factors_only.transform_filter("!datum.flat").mark_bar().encode(y=y, x=x, x2=alt.datum(1), color=colors,

@@ -46,7 +46,7 @@ def points(
     y: str,
     *,
     color: str | None = "nickname",
-    legend: str = "right",
+    legend: enc.LegendOrient = "right",
     shape: str | None = None,
     facet: str | None = "gpu_model",
     log_x: bool = False,
@@ -89,7 +89,7 @@ def points(
     layers: list[Any] = _reference_rule(data, reference_y, "y", y_scale)
     if detail:  # a thin line through each detail's points (one point alone has no line to draw)
         in_detail = enc.present_columns(data, [detail, facet])
-        layers.append(alt.Chart(data).transform_joinaggregate(points_in_detail="count()", groupby=in_detail)
+        layers.append(alt.Chart(data).transform_joinaggregate(points_in_detail="count()", groupby=list[Any](in_detail))
                       .transform_filter("datum.points_in_detail >= 2").mark_line(strokeWidth=1, color="#bbb").encode(
             x=xe, y=ye, detail=f"{detail}:N", order=alt.Order(f"{x}:Q"),
             opacity=enc.highlight_opacity(pick, on=0.8, off=0.1)))
@@ -106,7 +106,7 @@ def lines(
     *,
     series: str = "nickname",
     color: str | None = None,
-    legend: str = "right",
+    legend: enc.LegendOrient = "right",
     facet: str | None = "gpu_model",
     log_x: bool = True,
     log_y: bool = True,
@@ -151,7 +151,7 @@ def lines(
     )
     # a series of one point has no line to draw (an empty path): its point alone shows it
     in_series = enc.present_columns(data, [series, facet])
-    line = base.transform_joinaggregate(points_in_series="count()", groupby=in_series).transform_filter(
+    line = base.transform_joinaggregate(points_in_series="count()", groupby=list[Any](in_series)).transform_filter(
         "datum.points_in_series >= 2").mark_line(strokeWidth=1.8).encode(
         opacity=enc.highlight_opacity(pick, on=0.85, off=0.08),
         strokeDash=enc.dash_encoding(style, data, legend=legend) if style else alt.Undefined)
@@ -178,7 +178,7 @@ def strip(
     value: str,
     *,
     color: str | None = None,
-    legend: str = "right",
+    legend: enc.LegendOrient = "right",
     facet: str | None = "gpu_model",
     log: bool = True,
     category_sort: Sequence[str] | None = None,
@@ -233,7 +233,7 @@ def bars(
     value: str,
     *,
     color: str | None = None,
-    legend: str = "right",
+    legend: enc.LegendOrient = "right",
     facet: str | None = "gpu_model",
     log: bool = False,
     category_sort: Sequence[str] | str | None = "-x",

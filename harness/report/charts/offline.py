@@ -9,6 +9,7 @@ a chart. :func:`save` writes a chart to ``.svg``, ``.png``, ``.json`` or offline
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import html
@@ -38,7 +39,8 @@ def bundle_filename() -> str:
     import vl_convert as vlc
 
     version = _vl_version() or "latest"
-    return f"vega-offline-{vlc.__version__}-vl{version.lstrip('v')}.js"
+    vl_convert_version = vlc.__version__  # type: ignore[attr-defined]  # vl-convert's stub leaves it out
+    return f"vega-offline-{vl_convert_version}-vl{version.lstrip('v')}.js"
 
 
 @functools.lru_cache(maxsize=1)
@@ -51,7 +53,7 @@ def vega_bundle() -> str:
     """
     import vl_convert as vlc
 
-    body = vlc.javascript_bundle(vl_version=_vl_version())
+    body = vlc.javascript_bundle(vl_version=_vl_version())  # type: ignore[call-arg]  # the stub omits snippet's default
     return "/* Vega, Vega-Lite, Vega-Embed: bundled by vl-convert */\n(function () {\n" + body + "\n})();\n"
 
 
@@ -85,10 +87,8 @@ def write_bundle(directory: str | Path) -> Path:
         text = None
     if text is None:
         text = vega_bundle()
-        try:
+        with contextlib.suppress(OSError):  # a read-only home only costs the next build a second or two
             _write_atomic(cached, text)
-        except OSError:
-            pass  # a read-only home only costs the next build a second or two
     _write_atomic(path, text)
     return path
 
@@ -141,7 +141,7 @@ def _render(spec: dict, **metadata: Any) -> dict:
     return {"text/html": html_fragment(spec), "text/plain": text}
 
 
-def _theme() -> dict:
+def _theme() -> alt.theme.ThemeConfig:
     return {
         "config": {
             "font": "system-ui, -apple-system, 'Segoe UI', Roboto, sans-serif",
