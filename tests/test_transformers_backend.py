@@ -42,7 +42,7 @@ def served(tmp_path_factory):
 
 
 def test_every_request_gets_its_forced_length_and_token_times(served):
-    _cfg, backend, _, result, _ = served
+    _, backend, _, result, _ = served
     reqs = result.requests
     assert len(reqs) == 7 and all(r.success for r in reqs)
     assert [r.target_output_tokens for r in reqs] == list(backend.plan.output_tokens)
@@ -116,7 +116,7 @@ def test_real_weights_from_a_local_folder_replace_the_random_ones(served, tmp_pa
     from harness.workloads import archs
     from harness.workloads.transformers_backend import TransformersBackend
 
-    _cfg, backend, _, _, _ = served
+    _, backend, _, _, _ = served
     folder = tmp_path / "checkpoint"
     backend.model.save_pretrained(folder)
     generated = archs.materialize_llm("tiny-llama")
