@@ -107,3 +107,22 @@ def test_measure_without_the_published_data_refuses_before_any_run(tmp_path, no_
     lines = err.strip().splitlines()
     assert len(lines) == 1 and "HARNESS_REFERENCE_DIR" in lines[0] and "nothing was started or written" in lines[0]
     assert not results.exists() or not any(results.rglob("run.json"))
+
+
+def test_a_fresh_clone_without_the_data_or_the_network_refuses_measure(tmp_path, no_nvml, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
+
+    monkeypatch.delenv("HARNESS_REFERENCE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # nothing cached
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    results = tmp_path / "results"
+    rc, _, err = _measure(_llm_config(tmp_path), results, capsys)
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "could not be downloaded" in lines[0]
+    assert "HARNESS_REFERENCE_DIR" in lines[0] and "python -m harness reference" in lines[0]
+    assert not results.exists()

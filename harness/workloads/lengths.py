@@ -269,6 +269,8 @@ def reference_failure(exc: Exception) -> tuple[str, str]:
         message.startswith(("reference file", reference.ENV_VAR)))
     if not unreadable:
         return "bad-config", message
+    if reference.ENV_VAR in message:  # it says where a copy goes already: add the other way
+        return REFERENCE_UNAVAILABLE, f"{message}, or let `python -m harness reference` download the pinned copy"
     return REFERENCE_UNAVAILABLE, f"{message}; {how_to_provide_reference()}"
 
 
