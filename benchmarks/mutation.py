@@ -64,6 +64,8 @@ OUTCOME = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", None: "n
 # Mutants that change nothing a caller can see, and why (counted out of the score's denominator): name ->
 # (the mutated line as mutmut writes it, why it is equivalent). A mutant counts as equivalent only while its change
 # is still that line (mutmut numbers a function's mutants in order: an edit to the function renumbers them).
+_DEFAULT_SOURCE = ("a GPU missing from the power sources reads the default source; any default that does not start with "
+                   "nvml/power-instant sorts its readings the same way")
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_52": (
         'if wanted and note and note != "XXhiddenXX":',
@@ -74,6 +76,28 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_76": (
         'cpus = list(getattr(self._monitor, "cpu_indices", None) or [])',
         "a missing attribute gives None instead of [], and `or []` makes both []"),
+    "harness.measuring.validator.x__readings__mutmut_1": (
+        "if timeline is None or not len(timeline) and start is None:",
+        "with no start the window is (None, end): pandas compares no time with None, the rows are empty, and the "
+        "function still returns None"),
+    "harness.measuring.validator.x_validate__mutmut_419": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',
+        _DEFAULT_SOURCE),
+    "harness.measuring.validator.x_validate__mutmut_421": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")]',
+        _DEFAULT_SOURCE),
+    "harness.measuring.validator.x_validate__mutmut_423": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")]',
+        _DEFAULT_SOURCE),
+    "harness.measuring.validator.x_validate__mutmut_448": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',
+        _DEFAULT_SOURCE),
+    "harness.measuring.validator.x_validate__mutmut_450": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")]',
+        _DEFAULT_SOURCE),
+    "harness.measuring.validator.x_validate__mutmut_452": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")]',
+        _DEFAULT_SOURCE),
 }
 
 
