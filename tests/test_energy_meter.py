@@ -130,7 +130,28 @@ def test_without_zeus_windows_still_have_times(no_nvml):
     clock.advance(3.0)
     window = meter.end("w", sync=False)
     assert (window.duration_s, window.gpu_energy_joules, window.total_gpu_energy_joules) == (3.0, {}, None)
+    assert window.energy_source == meter.energy_source  # nothing was asked of a monitor that does not exist
     assert meter.close() == []
+
+
+def test_a_gpu_zeus_reports_no_energy_for_is_none_and_a_monitor_without_cpus_says_so():
+    class Partial(Monitor):
+        def end_window(self, name, sync_execution=True, cancel=False):
+            return SimpleNamespace(gpu_energy={0: 7}, cpu_energy=None, dram_energy=None)
+
+    meter = ZeusMeter([0, 1], clock=FakeClock(), monitor_factory=lambda gpu_indices: Partial(gpu_indices))
+    meter.begin("w")
+    window = meter.end("w")
+    assert window.gpu_energy_joules == {0: 7.0, 1: None} and window.total_gpu_energy_joules is None
+    assert (window.cpu_energy_joules, window.dram_energy_joules) == ({}, {})
+
+    class NoCPUs(Monitor):
+        def __init__(self, gpu_indices):
+            super().__init__(gpu_indices)
+            del self.cpu_indices
+
+    assert ZeusMeter([0], monitor_factory=NoCPUs).energy_source == \
+        "zeus/nvml-energy-counter; cpu: not measured (RAPL not readable)"
 
 
 def test_no_gpu_says_why(no_nvml):
@@ -162,6 +183,8 @@ def test_a_hidden_gpu_list_and_a_mig_slice(fake_nvml, monkeypatch):
     import os
 
     assert os.environ[gpus.ENV] == "MIG-aaaa"  # shown to Zeus as NVML indices only while it builds its list
+    none_asked = ZeusMeter([], monitor_factory=factory([], count=1))
+    assert none_asked.mig_note is None and none_asked.energy_source.startswith("none: no GPU was asked for; ")
 
 
 def test_open_meter_asks_for_the_first_gpus(monkeypatch):

@@ -180,3 +180,11 @@ def test_a_diffusion_run_gets_the_checks_that_apply():
 ])
 def test_tdp(gpu_model, limits, expected):
     assert validator.tdp_watts(gpu_model, limits) == expected
+
+
+def test_a_timeline_without_nvml_rows_in_the_window_has_no_samples():
+    timeline = pd.concat([frame([300.0] * 3, [60.0] * 3, t0=50.0), frame([300.0] * 3, [60.0] * 3, source="host")])
+    flags = flags_of(GOOD, is_llm=True, on_gpu=True, timeline=timeline, run_window=(100.0, 101.0), gpu_model="H100")
+    assert flags[-3:] == [("instant-power", "warning", "skip", "no NVML samples in the run"),
+                          ("average-power", "warning", "skip", "no NVML samples in the run"),
+                          ("temperature", "error", "skip", "no NVML samples in the run")]
