@@ -8,11 +8,12 @@ so the page never lists a parameter a notebook does not have.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 from pathlib import Path
 
-from harness.report.book.config import GENERATED, BookConfig, declared_parameters
+from harness.report.book.config import CONFIG, GENERATED, BookConfig, declared_parameters
 
 PARAMETERS_PAGE = GENERATED / "notebook-parameters.md"
 
@@ -42,11 +43,30 @@ def parameters_markdown(root: Path, config: BookConfig) -> str:
     return "\n".join(rows) + "\n"
 
 
+def _sources_key(root: Path, config: BookConfig) -> str:
+    """A hash of what the table is made from: the registry's text and each notebook's path, size and time."""
+    digest = hashlib.sha256((root / CONFIG).read_bytes() if (root / CONFIG).is_file() else b"")
+    for spec in config.notebooks.values():
+        try:
+            st = (root / spec.source).stat()
+            digest.update(f"{spec.name}\0{spec.source}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            digest.update(f"{spec.name}\0missing\n".encode())
+    return digest.hexdigest()
+
+
 def write_parameters_page(root: Path, config: BookConfig) -> Path:
     """Write :data:`PARAMETERS_PAGE` (only when its text changes, so Sphinx rebuilds nothing for an unchanged
-    table); returns its path."""
+    table); returns its path. Its first line records a hash of the registry and the notebooks it was made from:
+    while they are unchanged, no notebook is read again."""
     path = root / PARAMETERS_PAGE
-    text = parameters_markdown(root, config)
+    stamp = f"<!-- made from book/notebooks.yml and the notebooks: {_sources_key(root, config)} -->\n"
+    try:
+        if path.read_text(encoding="utf-8").startswith(stamp):
+            return path
+    except OSError:
+        pass
+    text = stamp + parameters_markdown(root, config)
     if not path.is_file() or path.read_text(encoding="utf-8") != text:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.part")
