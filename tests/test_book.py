@@ -375,6 +375,23 @@ def test_parameter_page_is_rewritten_only_when_it_changes(root):
     assert ">extra</code>" in path.read_text() and "a new knob" in path.read_text()
 
 
+def test_cached_notebooks_and_an_unchanged_table_read_no_notebook(root, recorder, monkeypatch):
+    config = book.load_config(root)
+    _run(root)
+    book.write_parameters_page(root, config)
+
+    def unread(*args, **kwargs):
+        raise AssertionError("a notebook's parameters were read again")
+
+    monkeypatch.setattr(book, "check_parameters", unread)
+    monkeypatch.setattr("harness.report.book.parameters.declared_parameters", unread)
+    assert set(_run(root).values()) == {"cached"}  # checked when they were executed: their fingerprint holds
+    book.write_parameters_page(root, config)  # registry and notebooks unchanged: the table stands
+    os.utime(root / "notebooks" / "two.ipynb")  # a notebook saved again: its table rows are read again
+    with pytest.raises(AssertionError, match="read again"):
+        book.write_parameters_page(root, config)
+
+
 def test_chapter_titles_come_from_the_first_heading(root):
     assert book.chapter_titles(root) == {"one": "Tiny", "two": "Tiny"}
 

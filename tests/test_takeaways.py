@@ -244,7 +244,7 @@ def test_a_cpu_run_has_no_power_and_says_why(tmp_path):
     assert run is not None and not run.has_power and run.energy_source == "no energy counter"
     assert set(run.frame["metric"]) == {"num_requests_running", "kv_cache_usage_fraction"}
     assert (run.steady_start_s, run.steady_end_s) == (2.0, 7.0)
-    assert "tiny-qwen3" in run.label and "1 x CPU" in run.label
+    assert run.label == "tiny-qwen3 on text conversation, batch 8, 1 x CPU"
     assert TL.run_timeline(tmp_path / "nowhere") is None
 
 

@@ -180,7 +180,7 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
             per_gpu = "; median " + ", ".join(f"{_x(r['median'])} on {r['gpu_model']} ({r['series']} series)"
                                               for _, r in overall.iterrows())
         rows.append(Takeaway(
-            "Batch size (vLLM max_num_seqs)", "software",
+            "Batch size (the most requests vLLM runs at once)", "software",
             f"median {_x(st['median'])} less energy per token from a small to the largest batch "
             f"(range {_x(st['min'])} to {_x(st['max'])}; the paper's two series "
             + " and ".join(_x(h["ratio"]) for h in v["highlighted"].values()) + ")" + per_gpu,

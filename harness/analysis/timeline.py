@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.vocabulary.tasks import TEXT_LLM_TASKS
+from harness.vocabulary.tasks import TASK_NAMES, TEXT_LLM_TASKS
 
 # Timeline columns drawn, with the panel title each gets (unit in the title).
 METRICS: dict[str, str] = {
@@ -73,7 +73,8 @@ def _label(record: dict) -> str:
     hardware = env.get("gpu_model") or "CPU"
     count = cfg.get("num_gpus") or 1
     batch = cfg.get("max_num_seqs") or cfg.get("batch_size")
-    return f"{cfg.get('model')} on {cfg.get('task')}, batch {batch}, {count} x {hardware}"
+    task = TASK_NAMES.get(str(cfg.get("task")), cfg.get("task"))
+    return f"{cfg.get('model')} on {str(task).lower()}, batch {batch}, {count} x {hardware}"
 
 
 def run_timeline(run_dir: str | Path) -> RunTimeline | None:

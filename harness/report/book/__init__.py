@@ -85,11 +85,12 @@ def execute_all(root: Path, config: BookConfig, *, force: bool = False, jobs: in
     status: dict[str, str] = {}
     for name in names:
         spec = config.notebooks[name]
-        check_parameters(root, spec, spec.parameters)
         digest, parts = fingerprint(root, spec, spec.parameters, code)
         if not force and is_current(root, spec, digest):
+            # its source and parameters are those checked when it was executed (both are in the fingerprint)
             status[name] = "cached"
         else:
+            check_parameters(root, spec, spec.parameters)  # every notebook to run, before any runs
             todo.append((spec, spec.parameters, digest, parts))
     errors: list[str] = []
     if todo:
