@@ -44,6 +44,8 @@ def summarize(run: Run) -> None:
         coverage = coverage_fraction(timeline, start, end, telemetry.hz, telemetry.info["gpu_indices"],
                                      telemetry.metrics_url)
     metrics.update(timeline_metrics(timeline, start, end))
+    metrics.update(server_cpu_metrics(timeline, start, end, metrics.get("steady_output_tokens"),
+                                      metrics.get("avg_output_len")))
     metrics["telemetry_coverage_fraction"] = coverage
     idle = run.idle_watts
     metrics["idle_power_watts"] = sum(idle) / len(idle) if idle else None
@@ -97,6 +99,38 @@ def timeline_metrics(frame: Any, start: float | None, end: float | None) -> dict
         "avg_num_requests_running": mean(vllm["num_requests_running"]),
         "avg_process_cpu_percent": mean(host["process_cpu_percent"]),
     }
+
+
+SERVER_CPU_COLUMNS = ("server_cpu_time_s", "server_cpu_cores", "cpu_time_per_output_token_ms",
+                      "cpu_time_per_request_s")
+
+
+def server_cpu_metrics(frame: Any, start: float | None, end: float | None, tokens: int | None,
+                       avg_output_len: float | None) -> dict:
+    """The serving process tree's CPU time over the steady window ``[start, end]`` (s), from the timeline's
+    cumulative ``server_cpu_time_s`` (interpolated at the window's ends): its seconds, the CPU cores it kept
+    busy on average, milliseconds per output token (over the window's ``tokens``) and seconds per request (per
+    token times ``avg_output_len``, as energy per request is). Every value None without such samples (a
+    backend without a server process)."""
+    out: dict = dict.fromkeys(SERVER_CPU_COLUMNS)
+    if frame is None or not len(frame) or start is None or end is None or end <= start:
+        return out
+    if "server_cpu_time_s" not in frame.columns:
+        return out
+    host = frame[(frame["source"] == "host") & frame["server_cpu_time_s"].notna()].sort_values("time_s")
+    if len(host) < 2 or host["time_s"].iloc[0] > start or host["time_s"].iloc[-1] < end:
+        return out  # the samples must span the window: no extrapolation
+    import numpy as np
+
+    times, seconds = host["time_s"].to_numpy(float), host["server_cpu_time_s"].to_numpy(float)
+    used = float(np.interp(end, times, seconds) - np.interp(start, times, seconds))
+    out["server_cpu_time_s"] = used
+    out["server_cpu_cores"] = used / (end - start)
+    if tokens:
+        per_token = used / tokens
+        out["cpu_time_per_output_token_ms"] = per_token * 1000.0
+        out["cpu_time_per_request_s"] = per_token * avg_output_len if avg_output_len is not None else None
+    return out
 
 
 def _assess(run: Run, windows: dict, metrics: dict, rows: list[dict]) -> None:

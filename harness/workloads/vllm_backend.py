@@ -264,6 +264,11 @@ class VLLMBackend(Backend):
 
     _options = Backend.resolve_options  # its name before the contract (tests call it)
 
+    @property
+    def server_pid(self) -> int | None:
+        """The server's process id while it runs (the root of the process tree whose CPU time is sampled)."""
+        return self.proc.pid if self.proc is not None else None
+
     # --- lifecycle -------------------------------------------------------------------------------
 
     def start(self, cfg: Configuration, run_dir: Path) -> None:
