@@ -95,7 +95,6 @@ def test_no_figures_without_samples_spanning_the_window(frame, start, end):
 def test_a_vllm_run_records_its_servers_cpu_time_in_run_json_and_the_table(tmp_path, no_nvml, vllm_env,
                                                                             monkeypatch):
     import fake_vllm
-
     from harness.measuring import store
     from harness.orchestration import runner
     from harness.orchestration.study import load_study

@@ -45,6 +45,7 @@ from typing import IO, TYPE_CHECKING, Any
 from harness.config import Configuration
 from harness.errors import ConfigError, HarnessError
 from harness.workloads import vllm_server
+from harness.workloads.archs import text_config
 from harness.workloads.base import (
     Backend,
     BadOption,
@@ -216,7 +217,7 @@ def context_length(opts: Mapping[str, Any], prompt_tokens: tuple[int, ...], outp
     the model's ``max_position_embeddings``; a request longer than that is a ``bad-config`` failure."""
     longest = max(p + o for p, o in zip(prompt_tokens, output_tokens))
     max_model_len = int(opts["max_model_len"] or -(-(longest + 1) // 256) * 256)
-    limit = int(hf_config.get("max_position_embeddings", max_model_len))
+    limit = int(text_config(hf_config).get("max_position_embeddings", max_model_len))
     if max_model_len > limit:
         max_model_len = limit
     if longest > max_model_len:
@@ -338,15 +339,33 @@ class VLLMBackend(Backend):
             self.plan = lengths.plan_for(cfg)
         except HarnessError as exc:  # bad length options, or reference lengths unavailable
             raise WorkloadError(str(exc), cause="bad-config") from None
-        self.prompts = lengths.prompt_token_ids(
-            self.plan.prompt_tokens, model.regular_ids, model.bos_token_id, int(cfg.seed or 0)
+        fim = cfg.task == "sourcegraph-fim"
+        self.prompts = lengths.prompt_token_ids(  # a FIM prompt opens with its prefix token, not BOS
+            self.plan.prompt_tokens, model.regular_ids, None if fim else model.bos_token_id, int(cfg.seed or 0)
         )
+        if fim and not opts["prompts"]:
+            return self._fim_prompts(cfg, model)
         if not opts["prompts"]:
             return None
         self.prompts, prompt_info = _dataset_prompt_ids(cfg, opts, model.path)
         self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts),
                                         prompt_source=prompt_info["source"])
         return prompt_info
+
+    def _fim_prompts(self, cfg: Configuration, model: ModelFolder) -> dict:
+        """The drawn prompts as fill-in-the-middle prompts (:mod:`harness.workloads.fim`), of the same lengths;
+        returns the prompts' facts for run.json."""
+        from harness.workloads import fim
+
+        try:
+            ids = fim.fim_token_ids(model.path)
+        except ConfigError as exc:
+            raise WorkloadError(str(exc), cause="bad-config") from None
+        self.prompts = fim.fim_prompt_ids(self.prompts, ids, int(cfg.seed or 0))
+        self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts))
+        return {"source": "fill-in-the-middle: random code token ids around the cursor",
+                "shape": "".join(fim.FIM_TOKENS[:1]) + "prefix" + fim.FIM_TOKENS[1] + "suffix" + fim.FIM_TOKENS[2],
+                "fim_token_ids": list(ids), "prefix_share": list(fim.PREFIX_SHARE)}
 
     @staticmethod
     def _engine(cfg: Configuration) -> Engine:
