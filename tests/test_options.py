@@ -127,7 +127,7 @@ def test_the_catalogue_comes_from_the_backend_classes():
     catalogue = registry.catalogue()
     assert catalogue.backend_tasks == {
         "trivial": ("cpu-trivial",),
-        "vllm": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
+        "vllm": ("lm-arena-chat", "gpqa", "sourcegraph-fim", "image-chat", "video-chat"),
         "transformers": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
         "diffusers": ("text-to-image", "text-to-video"),
         "openai": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
