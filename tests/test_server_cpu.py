@@ -121,3 +121,15 @@ def test_a_vllm_run_records_its_servers_cpu_time_in_run_json_and_the_table(tmp_p
     assert len(host) > 2 and host.is_monotonic_increasing
     table = store.collect(tmp_path / "results", "cpu")
     assert table["cpu_time_per_request_s"].iloc[0] == pytest.approx(metrics["cpu_time_per_request_s"])
+
+
+def test_the_engine_waits_on_input_while_a_sent_request_has_not_reached_it():
+    from harness.orchestration.metrics import input_wait_fraction
+
+    frame = pd.DataFrame({"time_s": [1.0, 2.0, 3.0, 4.0, 9.0], "source": ["vllm"] * 5,
+                          "num_requests_running": [0, 0, 2, 0, 0], "num_requests_waiting": [0, 1, 0, 0, 0]})
+    requests = [SimpleNamespace(submit_time_s=0.5, first_token_time_s=3.5),
+                SimpleNamespace(submit_time_s=3.8, first_token_time_s=None)]
+    # t=1: idle, request 0 in flight -> waited; t=2: one waiting; t=3: running; t=4: idle, request 1 in flight
+    assert input_wait_fraction(frame, 0.0, 5.0, requests) == pytest.approx(2 / 4)
+    assert input_wait_fraction(frame, 5.0, 6.0, requests) is None

@@ -317,6 +317,7 @@ METRIC_COLUMNS = (
     "avg_gpu_utilization_percent", "max_temperature_celsius", "idle_power_watts",
     # the serving process tree's CPU time in the steady window (vLLM runs; harness.orchestration.metrics)
     "server_cpu_time_s", "server_cpu_cores", "cpu_time_per_output_token_ms", "cpu_time_per_request_s",
+    "input_wait_fraction",
     # TTFT summaries; bootstrap intervals, window sensitivity and error budget (harness.measuring.fidelity)
     "mean_ttft_ms", "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
     "energy_per_token_ci_low_joules", "energy_per_token_ci_high_joules", "output_throughput_ci_low_tokens_per_sec",

@@ -46,6 +46,8 @@ def summarize(run: Run) -> None:
     metrics.update(timeline_metrics(timeline, start, end))
     metrics.update(server_cpu_metrics(timeline, start, end, metrics.get("steady_output_tokens"),
                                       metrics.get("avg_output_len")))
+    if cfg.is_llm:
+        metrics["input_wait_fraction"] = input_wait_fraction(timeline, start, end, result.requests)
     metrics["telemetry_coverage_fraction"] = coverage
     idle = run.idle_watts
     metrics["idle_power_watts"] = sum(idle) / len(idle) if idle else None
@@ -131,6 +133,29 @@ def server_cpu_metrics(frame: Any, start: float | None, end: float | None, token
         out["cpu_time_per_output_token_ms"] = per_token * 1000.0
         out["cpu_time_per_request_s"] = per_token * avg_output_len if avg_output_len is not None else None
     return out
+
+
+def input_wait_fraction(frame: Any, start: float | None, end: float | None, requests: Any) -> float | None:
+    """Share of the steady window ``[start, end]`` (s) the engine waited on its input: the share of vLLM's
+    /metrics scrapes (1 Hz) in the window at which the engine held no request (none running, none waiting)
+    while some request had been sent and had no first token yet -- it was still in the API server, being
+    tokenized and its images or frames preprocessed. vLLM 0.32 exports no preprocessing time of its own
+    (its multimodal gauges count cache queries and hits only), hence this reading of the timeline. None
+    without scrapes in the window."""
+    if frame is None or not len(frame) or start is None or end is None:
+        return None
+    vllm = frame[(frame["source"] == "vllm") & (frame["time_s"] >= start) & (frame["time_s"] <= end)]
+    if not len(vllm):
+        return None
+    spans = [(r.submit_time_s, r.first_token_time_s if r.first_token_time_s is not None else end)
+             for r in requests if r.submit_time_s is not None]
+    waited = 0
+    for t, running, queued in zip(vllm["time_s"], vllm["num_requests_running"], vllm["num_requests_waiting"],
+                                  strict=True):
+        idle = (running or 0) + (queued or 0) == 0
+        if idle and any(sent <= t < first for sent, first in spans):
+            waited += 1
+    return waited / len(vllm)
 
 
 def _assess(run: Run, windows: dict, metrics: dict, rows: list[dict]) -> None:
