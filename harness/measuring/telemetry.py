@@ -38,7 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.measuring.device import GPU, NvmlUnavailable, ReadingUnsupported, visible_gpus
 
@@ -181,7 +181,7 @@ class ProcessTreeCpu:
                  clock: Callable[[], float] = time.monotonic):
         self.root_pid, self.refresh_s, self.clock = root_pid, refresh_s, clock
         self.processes = processes or _psutil_tree
-        self.live: dict[int, object] = {}
+        self.live: dict[int, Any] = {}
         self.last_s: dict[int, float] = {}  # pid -> its last CPU time reading (seconds)
         self.refreshed: float | None = None
 
