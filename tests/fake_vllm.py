@@ -15,7 +15,9 @@ stop) runs against a real subprocess that can be told to fail:
                             error and exits 1 (as vLLM does when the KV cache does not fit);
   ``token_s``               seconds per streamed token (default 0.004);
   ``engine_child``          fork a child that just sleeps (vLLM's engine-core process), which outlives
-                            the server unless something stops it.
+                            the server unless something stops it;
+  ``record_bodies``         append every POST's path and JSON body to ``bodies.jsonl`` in ``FAKE_VLLM_PIDS``
+                            (the request shapes a test checks).
 
 Every fake server writes its pid and bound address to ``FAKE_VLLM_PIDS`` (a folder) as
 ``<pid>.json``, so a test can check what it bound to and that nothing outlived its run.
@@ -119,6 +121,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if faults.get("record_bodies") and os.environ.get("FAKE_VLLM_PIDS"):
+            with lock, open(os.path.join(os.environ["FAKE_VLLM_PIDS"], "bodies.jsonl"), "a") as fh:
+                fh.write(json.dumps({"path": self.path, "body": body}) + "\n")
         if self._refused():
             return
         chat = self.path == "/v1/chat/completions"

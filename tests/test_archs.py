@@ -54,7 +54,7 @@ def test_tiny_llama_streams_cleanly_on_cpu_shape():
     cfg = archs.get("tiny-llama").hf_config()
     assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["head_dim"]) == (512, 8, 64)
     for name in archs.names("vllm"):
-        head_dim = archs.get(name).hf_config()["head_dim"]
+        head_dim = archs.text_config(archs.get(name).hf_config())["head_dim"]
         assert head_dim in (32, 64, 80, 96, 112, 128, 256)  # what vLLM's CPU attention supports
 
 

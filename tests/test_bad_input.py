@@ -81,7 +81,7 @@ CONFIGS = [
      "runs[0].grid.batch_size[0]: must be a positive integer, got 0"),
     ("diffusion-knob-on-llm", _changed(grid={"batch_size": [2]}), "runs[0].grid.batch_size: does not apply to an LLM task (cpu-trivial)"),
     ("unknown-task", _changed(block={"task": "chat"}), "runs[0].task: unknown task 'chat' (allowed: lm-arena-chat"),
-    ("task-not-runnable", _changed(block={"task": "video-chat"}), "runs[0].task: video-chat is not runnable yet"),
+    ("multimodal-task-on-trivial", _changed(block={"task": "video-chat"}), "runs[0].backend: backend trivial cannot run task video-chat"),
     ("unknown-backend", _changed(block={"backend": "tgi"}), "runs[0].backend: unknown backend 'tgi'"),
     ("backend-cannot-run-task", _changed(block={"task": "gpqa"}), "runs[0].backend: backend trivial cannot run task gpqa"),
     ("unknown-model", _changed(block={"models": ["gpt-5"]}), "runs[0].models[0]: unknown model 'gpt-5' for backend trivial (known: cpu-spin)"),

@@ -88,7 +88,7 @@ BAD = [
     ({"study": "s", "settings": {"wait": 1}, "runs": [LLM]}, "settings.wait: unknown key"),
     (_llm(colour="red"), "runs[0].colour: unknown key"),
     (_llm(task="chat"), "runs[0].task: unknown task 'chat' (allowed: lm-arena-chat"),
-    (_llm(task="image-chat"), "runs[0].task: image-chat is not runnable yet"),
+    (_llm(task="image-chat", backend="transformers"), "runs[0].backend: backend transformers cannot run task image-chat"),
     (_llm(backend="tgi"), "runs[0].backend: unknown backend 'tgi' (allowed: trivial, vllm"),
     (_llm(backend="diffusers"), "runs[0].backend: backend diffusers cannot run task lm-arena-chat (it runs: text-to-image"),
     (_llm(models=["gpt-5"]), "runs[0].models[0]: unknown model 'gpt-5' for backend vllm (known: tiny-llama, tiny-qwen3)"),

@@ -61,7 +61,7 @@ def test_bad_vllm_option_in_smoke_config_is_refused_in_one_line(tmp_path, name, 
 
 
 def test_smoke_options_pass():
-    assert len(load_study(ROOT / "configs" / "smoke.yaml").configurations) == 11
+    assert len(load_study(ROOT / "configs" / "smoke.yaml").configurations) == 12
 
 
 @pytest.mark.parametrize("backend, task, model, options, expect", [
@@ -127,7 +127,7 @@ def test_the_catalogue_comes_from_the_backend_classes():
     catalogue = registry.catalogue()
     assert catalogue.backend_tasks == {
         "trivial": ("cpu-trivial",),
-        "vllm": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
+        "vllm": ("lm-arena-chat", "gpqa", "sourcegraph-fim", "image-chat", "video-chat"),
         "transformers": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
         "diffusers": ("text-to-image", "text-to-video"),
         "openai": ("lm-arena-chat", "gpqa", "sourcegraph-fim"),

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.vocabulary.tasks import TEXT_LLM_TASKS
+from harness.vocabulary.tasks import LLM_TASKS
 
 KEY_METRICS = {
     "llm": ["output_throughput_tokens_per_sec", "median_itl_ms", "avg_batch_size", "avg_output_len",
@@ -70,7 +70,7 @@ def own_runs(results_dir: str | Path) -> pd.DataFrame:
         for m, t in zip(frame["model_id"], frame["task"], strict=False)
     ]
     frame["length_source_model"] = [_length_source(d) for d in frame["run_dir"]]
-    frame["is_llm"] = frame["task"].isin(TEXT_LLM_TASKS)
+    frame["is_llm"] = frame["task"].isin(LLM_TASKS)
     frame["nickname"] = frame["model_id"].astype(str) + " (own)"
     frame["series"] = (frame["model_id"].astype(str) + " (own, " + frame["backend"].astype(str) + "), "
                        + frame["task"].astype(str).map(_task_name) + ", " + frame["gpu"].astype(str))

@@ -322,6 +322,9 @@ METRIC_COLUMNS = (
     # the whole node where RAPL can be read: CPU packages and DRAM beside the GPUs (harness.measuring.node)
     "avg_cpu_power_watts", "avg_dram_power_watts", "node_energy_joules", "node_energy_per_token_joules",
     "node_energy_per_output_joules", "gpu_share_of_node_fraction",
+    # the serving process tree's CPU time in the steady window (vLLM runs; harness.orchestration.metrics)
+    "server_cpu_time_s", "server_cpu_cores", "cpu_time_per_output_token_ms", "cpu_time_per_request_s",
+    "input_wait_fraction",
     # TTFT summaries; bootstrap intervals, window sensitivity and error budget (harness.measuring.fidelity)
     "mean_ttft_ms", "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
     "energy_per_token_ci_low_joules", "energy_per_token_ci_high_joules", "output_throughput_ci_low_tokens_per_sec",

@@ -17,7 +17,10 @@ The timeline is one tidy table with a ``source`` column:
   ``temperature_celsius``, ``throttle_reasons`` (NVML's clock-event bitmask)
   and ``energy_counter_joules`` (NVML's cumulative counter);
 * ``host`` (one row per tick): ``process_cpu_percent`` and ``process_rss_mib``
-  of this process and its children (a vLLM server is a child);
+  of this process and its children (a vLLM server is a child), and, given a
+  ``server_pid``, ``server_cpu_time_s``: the cumulative CPU time (user + system,
+  seconds) of the server's process tree (the root and every descendant seen; a
+  process that exits keeps its last reading, so the sum never falls);
 * ``vllm`` (one row per second): ``num_requests_running``,
   ``num_requests_waiting``, ``kv_cache_usage_fraction``.
 
@@ -45,7 +48,7 @@ if TYPE_CHECKING:
 
 NVML_COLUMNS = ("power_watts", "gpu_utilization_percent", "memory_used_mib", "sm_clock_mhz",
                 "temperature_celsius", "throttle_reasons", "energy_counter_joules")
-HOST_COLUMNS = ("process_cpu_percent", "process_rss_mib")
+HOST_COLUMNS = ("process_cpu_percent", "process_rss_mib", "server_cpu_time_s")
 VLLM_COLUMNS = ("num_requests_running", "num_requests_waiting", "kv_cache_usage_fraction")
 COLUMNS = ("time_s", "source", "gpu_index", *NVML_COLUMNS, *HOST_COLUMNS, *VLLM_COLUMNS)
 # vLLM metric names (older releases call KV-cache usage gpu_cache_usage_perc; both are fractions 0..1).
@@ -167,10 +170,54 @@ class _Loop(threading.Thread):
                 return
 
 
-class _HostProbe:
-    """CPU% and RSS of this process and its children (children refreshed once a second)."""
+class ProcessTreeCpu:
+    """Cumulative CPU time (user + system, seconds) of the process tree rooted at ``root_pid``.
 
-    def __init__(self):
+    ``processes(root_pid)`` lists the tree's live processes as objects with ``pid`` and ``cpu_times()``
+    (psutil's by default; tests hand in a fake tree). Each process's last reading is kept after it exits,
+    so :meth:`seconds` never falls; descendants are re-listed at most every ``refresh_s``.
+    """
+
+    def __init__(self, root_pid: int, processes: Callable[[int], list] | None = None, refresh_s: float = 1.0,
+                 clock: Callable[[], float] = time.monotonic):
+        self.root_pid, self.refresh_s, self.clock = root_pid, refresh_s, clock
+        self.processes = processes or _psutil_tree
+        self.live: dict[int, Any] = {}
+        self.last_s: dict[int, float] = {}  # pid -> its last CPU time reading (seconds)
+        self.refreshed: float | None = None
+
+    def seconds(self) -> float:
+        """The tree's CPU time so far in seconds (every process seen, exited ones at their last reading)."""
+        now = self.clock()
+        if self.refreshed is None or now - self.refreshed >= self.refresh_s:
+            self.refreshed = now
+            try:
+                self.live = {p.pid: p for p in self.processes(self.root_pid)}
+            except Exception:  # noqa: BLE001 -- the root is gone: keep the readings we have
+                self.live = {}
+        for pid, proc in list(self.live.items()):
+            try:
+                times = proc.cpu_times()
+            except Exception:  # noqa: BLE001 -- exited between listing and reading: its last reading stays
+                del self.live[pid]
+                continue
+            self.last_s[pid] = max(self.last_s.get(pid, 0.0), float(times.user) + float(times.system))
+        return sum(self.last_s.values())
+
+
+def _psutil_tree(root_pid: int) -> list:
+    """The live processes of the tree rooted at ``root_pid`` (psutil objects, the root first)."""
+    import psutil
+
+    root = psutil.Process(root_pid)
+    return [root, *root.children(recursive=True)]
+
+
+class _HostProbe:
+    """CPU% and RSS of this process and its children (children refreshed once a second), and the CPU time of
+    the server's process tree when ``server_pid`` is given."""
+
+    def __init__(self, server_pid: int | None = None):
         import psutil
 
         self.psutil = psutil
@@ -178,8 +225,9 @@ class _HostProbe:
         self.children: dict[int, Any] = {}  # psutil.Process (untyped) by pid
         self.refreshed = 0.0
         self.me.cpu_percent(None)
+        self.server = ProcessTreeCpu(server_pid) if server_pid else None
 
-    def sample(self) -> tuple[float, float]:
+    def sample(self) -> tuple[float, float, float | None]:
         now = time.monotonic()
         if now - self.refreshed >= 1.0:
             self.refreshed = now
@@ -203,7 +251,7 @@ class _HostProbe:
                 rss += proc.memory_info().rss
             except self.psutil.Error:
                 pass
-        return cpu, rss / 2**20
+        return cpu, rss / 2**20, (self.server.seconds() if self.server is not None else None)
 
 
 def parse_vllm_metrics(text: str) -> dict[str, float]:
@@ -233,11 +281,14 @@ def parse_vllm_metrics(text: str) -> dict[str, float]:
 
 
 class Telemetry:
-    """NVML (or host-only) samples at ``hz`` and, given ``metrics_url``, vLLM gauges once a second."""
+    """NVML (or host-only) samples at ``hz`` and, given ``metrics_url``, vLLM gauges once a second; given
+    ``server_pid``, the CPU time of that server's process tree in the host rows."""
 
     def __init__(self, hz: float = 10.0, gpu_indices: list[int] | None = None, metrics_url: str | None = None,
-                 clock: Callable[[], float] = time.time, scrape_period_s: float = 1.0):
+                 clock: Callable[[], float] = time.time, scrape_period_s: float = 1.0,
+                 server_pid: int | None = None):
         self.hz, self.metrics_url, self.clock = float(hz), metrics_url, clock
+        self.server_pid = server_pid
         self.scrape_period_s = scrape_period_s
         self.gpu_indices = gpu_indices
         self.rows: list[tuple] = []
@@ -251,7 +302,7 @@ class Telemetry:
             self.metrics_url = metrics_url
         self.reader = NvmlReader(self.gpu_indices)
         try:
-            self.host: _HostProbe | None = _HostProbe()
+            self.host: _HostProbe | None = _HostProbe(self.server_pid)
         except ImportError:  # psutil absent (a bare GPU host running the GPU check): no host rows
             self.host = None
         self.info = {
@@ -261,6 +312,7 @@ class Telemetry:
             "power_source": {str(i): s for i, s in self.reader.power_source.items()},
             "power_limit_watts": {str(i): self.reader.power_limit_watts(i) for i in self.reader.handles},
             "metrics_url": self.metrics_url,
+            "server_pid": self.server_pid,
         }
         self._threads = [_Loop("nvml-sampler", 1.0 / self.hz, self._tick, self.errors, self.clock)]
         if self.metrics_url:
@@ -276,11 +328,10 @@ class Telemetry:
         blank_nvml = (None,) * len(NVML_COLUMNS)
         blank_vllm = (None,) * len(VLLM_COLUMNS)
         if self.host is not None:
-            cpu, rss = self.host.sample()
-            self.rows.append((now, "host", None, *blank_nvml, cpu, rss, *blank_vllm))
+            self.rows.append((now, "host", None) + blank_nvml + self.host.sample() + blank_vllm)
         for index in self.reader.handles:
             values = self.reader.sample(index)
-            self.rows.append((now, "nvml", index, *values, None, None, *blank_vllm))
+            self.rows.append((now, "nvml", index) + values + (None,) * len(HOST_COLUMNS) + blank_vllm)
 
     def _scrape(self, now: float) -> None:
         response = self._http.get(cast(str, self.metrics_url))  # the scraper runs only with a URL

@@ -133,7 +133,8 @@ def execute(run: Run, instruments: Instruments) -> None:
                 run.backend = registry.get_backend(cfg.backend)
                 run.backend.start(cfg, run.run_dir)
                 run.telemetry = Telemetry(instruments.sampler_hz, run.gpu_indices,
-                                          getattr(run.backend, "metrics_url", None))
+                                          getattr(run.backend, "metrics_url", None),
+                                          server_pid=getattr(run.backend, "server_pid", None))
                 run.telemetry.start()
                 run.result = run.backend.run(cfg, run.meter)
         finally:

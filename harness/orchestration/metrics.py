@@ -44,6 +44,10 @@ def summarize(run: Run) -> None:
         coverage = coverage_fraction(timeline, start, end, telemetry.hz, telemetry.info["gpu_indices"],
                                      telemetry.metrics_url)
     metrics.update(timeline_metrics(timeline, start, end))
+    metrics.update(server_cpu_metrics(timeline, start, end, metrics.get("steady_output_tokens"),
+                                      metrics.get("avg_output_len")))
+    if cfg.is_llm:
+        metrics["input_wait_fraction"] = input_wait_fraction(timeline, start, end, result.requests)
     metrics["telemetry_coverage_fraction"] = coverage
     idle = run.idle_watts
     metrics["idle_power_watts"] = sum(idle) / len(idle) if idle else None
@@ -97,6 +101,61 @@ def timeline_metrics(frame: Any, start: float | None, end: float | None) -> dict
         "avg_num_requests_running": mean(vllm["num_requests_running"]),
         "avg_process_cpu_percent": mean(host["process_cpu_percent"]),
     }
+
+
+SERVER_CPU_COLUMNS = ("server_cpu_time_s", "server_cpu_cores", "cpu_time_per_output_token_ms",
+                      "cpu_time_per_request_s")
+
+
+def server_cpu_metrics(frame: Any, start: float | None, end: float | None, tokens: int | None,
+                       avg_output_len: float | None) -> dict:
+    """The serving process tree's CPU time over the steady window ``[start, end]`` (s), from the timeline's
+    cumulative ``server_cpu_time_s`` (interpolated at the window's ends): its seconds, the CPU cores it kept
+    busy on average, milliseconds per output token (over the window's ``tokens``) and seconds per request (per
+    token times ``avg_output_len``, as energy per request is). Every value None without such samples (a
+    backend without a server process)."""
+    out: dict = dict.fromkeys(SERVER_CPU_COLUMNS)
+    if frame is None or not len(frame) or start is None or end is None or end <= start:
+        return out
+    if "server_cpu_time_s" not in frame.columns:
+        return out
+    host = frame[(frame["source"] == "host") & frame["server_cpu_time_s"].notna()].sort_values("time_s")
+    if len(host) < 2 or host["time_s"].iloc[0] > start or host["time_s"].iloc[-1] < end:
+        return out  # the samples must span the window: no extrapolation
+    import numpy as np
+
+    times, seconds = host["time_s"].to_numpy(float), host["server_cpu_time_s"].to_numpy(float)
+    used = float(np.interp(end, times, seconds) - np.interp(start, times, seconds))
+    out["server_cpu_time_s"] = used
+    out["server_cpu_cores"] = used / (end - start)
+    if tokens:
+        per_token = used / tokens
+        out["cpu_time_per_output_token_ms"] = per_token * 1000.0
+        out["cpu_time_per_request_s"] = per_token * avg_output_len if avg_output_len is not None else None
+    return out
+
+
+def input_wait_fraction(frame: Any, start: float | None, end: float | None, requests: Any) -> float | None:
+    """Share of the steady window ``[start, end]`` (s) the engine waited on its input: the share of vLLM's
+    /metrics scrapes (1 Hz) in the window at which the engine held no request (none running, none waiting)
+    while some request had been sent and had no first token yet -- it was still in the API server, being
+    tokenized and its images or frames preprocessed. vLLM 0.32 exports no preprocessing time of its own
+    (its multimodal gauges count cache queries and hits only), hence this reading of the timeline. None
+    without scrapes in the window."""
+    if frame is None or not len(frame) or start is None or end is None:
+        return None
+    vllm = frame[(frame["source"] == "vllm") & (frame["time_s"] >= start) & (frame["time_s"] <= end)]
+    if not len(vllm):
+        return None
+    spans = [(r.submit_time_s, r.first_token_time_s if r.first_token_time_s is not None else end)
+             for r in requests if r.submit_time_s is not None]
+    waited = 0
+    for t, running, queued in zip(vllm["time_s"], vllm["num_requests_running"], vllm["num_requests_waiting"],
+                                  strict=True):
+        idle = (running or 0) + (queued or 0) == 0
+        if idle and any(sent <= t < first for sent, first in spans):
+            waited += 1
+    return waited / len(vllm)
 
 
 def _assess(run: Run, windows: dict, metrics: dict, rows: list[dict]) -> None:

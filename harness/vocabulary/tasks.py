@@ -11,16 +11,20 @@ TASKS: tuple[str, ...] = LLM_TASKS + DIFFUSION_TASKS
 TEXT_LLM_TASKS: tuple[str, ...] = ("lm-arena-chat", "gpqa", "sourcegraph-fim")
 # The harness's own CPU check task (a spin loop, no model): request-driven like an LLM task.
 CPU_TRIVIAL = "cpu-trivial"
+# Language-model tasks whose prompts carry images or a clip's frames (the vLLM backend's chat requests).
+MULTIMODAL_LLM_TASKS: tuple[str, ...] = ("image-chat", "video-chat")
 # Tasks driven by requests with the ``max_num_seqs`` knob (a study's LLM blocks).
-REQUEST_TASKS: tuple[str, ...] = (*TEXT_LLM_TASKS, CPU_TRIVIAL)
+REQUEST_TASKS: tuple[str, ...] = TEXT_LLM_TASKS + MULTIMODAL_LLM_TASKS + (CPU_TRIVIAL,)
 # Reference tasks a study cannot run yet.
-NOT_RUNNABLE: tuple[str, ...] = ("image-chat", "video-chat")
+NOT_RUNNABLE: tuple[str, ...] = ()
 
 # A runnable task's family (the folder-and-chapter name of its kind of work).
 FAMILIES: dict[str, str] = {
     "lm-arena-chat": "llm-chat",
     "gpqa": "llm-reasoning",
     "sourcegraph-fim": "llm-code",
+    "image-chat": "llm-image-chat",
+    "video-chat": "llm-video-chat",
     "text-to-image": "text-to-image",
     "text-to-video": "text-to-video",
     CPU_TRIVIAL: CPU_TRIVIAL,

@@ -44,6 +44,7 @@ CACHE_ENV = "HARNESS_CACHE_DIR"
 TOKENIZER_RECIPE = "bpe-synthetic-v2"
 MAX_TRAINED_TOKENS = 8192
 LLM_BACKENDS = ("vllm", "transformers")
+TOKEN_ROLES = ("bos_token", "eos_token", "pad_token")  # roles a tokenizer config names; other specials are plain
 DIFFUSION_BACKENDS = ("diffusers",)
 
 
@@ -107,6 +108,12 @@ class Arch:
         return _thaw(self.spec)
 
 
+def text_config(hf_config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The language model's part of an LLM's ``config.json``: its ``text_config`` for a vision-language model
+    (Qwen3-VL and its kin), else the config itself."""
+    return hf_config.get("text_config") or hf_config
+
+
 def _check(name: str, spec: dict, path: Path) -> None:
     if spec.get("name") != name:
         raise ConfigError(f"architecture file {path} names itself {spec.get('name')!r}, expected {name!r}")
@@ -115,7 +122,7 @@ def _check(name: str, spec: dict, path: Path) -> None:
         cfg = spec.get("hf_config", {})
         if not cfg.get("architectures"):
             raise ConfigError(f"architecture file {path}: hf_config needs an 'architectures' entry")
-        if spec.get("tokenizer", {}).get("vocab_size") != cfg.get("vocab_size"):
+        if spec.get("tokenizer", {}).get("vocab_size") != text_config(cfg).get("vocab_size"):
             raise ConfigError(f"architecture file {path}: tokenizer.vocab_size must equal hf_config.vocab_size")
     elif kind == "diffusion":
         if spec.get("task") not in ("text-to-image", "text-to-video"):
@@ -211,11 +218,13 @@ def _layout_specials(arch: Arch) -> dict[str, tuple[int, str]]:
     """Special tokens by role: ``{"bos_token": (id, text), ...}``."""
     tok = arch.spec.get("tokenizer", {})
     if arch.kind == "llm":
-        cfg = arch.spec["hf_config"]
-        return {
+        cfg = text_config(arch.spec["hf_config"])
+        roles = {
             "bos_token": (int(cfg["bos_token_id"]), tok["bos_token"]),
             "eos_token": (int(cfg["eos_token_id"]), tok["eos_token"]),
         }
+        # further special tokens by text: a code model's FIM tokens, a vision model's image and video tokens
+        return roles | {text: (int(i), text) for text, i in tok.get("special_tokens", {}).items()}
     return {"bos_token": (0, "<|bos|>"), "eos_token": (1, "<|eos|>"), "pad_token": (2, "<|pad|>")}
 
 
@@ -286,7 +295,7 @@ def build_tokenizer(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     final.save(str(out_dir / "tokenizer.json"))
-    names_by_role = {role: text for role, (_, text) in roles.items()}
+    names_by_role = {role: text for role, (_, text) in roles.items() if role in TOKEN_ROLES}
     names_by_role.setdefault("pad_token", names_by_role["eos_token"])
     (out_dir / "tokenizer_config.json").write_text(
         json.dumps(
@@ -355,8 +364,12 @@ def materialize_llm(name: str) -> Path:
         cfg = arch.hf_config()
         cfg.setdefault("transformers_version", _transformers_version())  # else transformers 5 warns about a regex
         (folder / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-        max_len = int(cfg.get("max_position_embeddings", 4096))
-        return build_tokenizer(int(cfg["vocab_size"]), _layout_specials(arch), folder, max_len)
+        for file_name, content in _thaw(arch.spec.get("files", {})).items():  # processor configs, a chat template
+            text = content if isinstance(content, str) else json.dumps(content, indent=2) + "\n"
+            (folder / file_name).write_text(text)
+        llm = text_config(cfg)  # a vision-language config holds its language model's numbers in a sub-config
+        max_len = int(llm.get("max_position_embeddings", 4096))
+        return build_tokenizer(int(llm["vocab_size"]), _layout_specials(arch), folder, max_len)
 
     return _materialize(arch, fill)
 
@@ -476,6 +489,7 @@ def llm_facts_from_config(cfg: Mapping[str, Any]) -> LLMFacts:
     layers, the router and ``num_experts`` SwiGLU experts of ``moe_intermediate_size``, two norms per layer,
     the final norm and the output head unless tied to the embeddings.
     """
+    cfg = text_config(cfg)  # a vision-language model: its language model (the vision tower is not counted)
     hidden, vocab = int(cfg["hidden_size"]), int(cfg["vocab_size"])
     layers = int(cfg["num_hidden_layers"])
     heads = int(cfg["num_attention_heads"])

@@ -51,6 +51,9 @@ PROMPT_MODELS: dict[str, PromptModel] = {
     "lm-arena-chat": PromptModel(80, 1.2, 8, 2048, "short human chat prompts with a long tail"),
     "gpqa": PromptModel(250, 0.4, 64, 1024, "one multiple-choice science question with instructions"),
     "sourcegraph-fim": PromptModel(1500, 0.6, 128, 8192, "code prefix and suffix around the gap"),
+    # the text beside the images or the clip (the media's own tokens come on top)
+    "image-chat": PromptModel(20, 1.0, 2, 512, "a short question about the image(s)"),
+    "video-chat": PromptModel(30, 0.5, 8, 256, "a question about the clip"),
 }
 
 # Fallback histogram source per task when neither the config nor the architecture names one.
@@ -58,6 +61,8 @@ DEFAULT_LENGTH_SOURCES = {
     "lm-arena-chat": "meta-llama/Llama-3.1-8B-Instruct",
     "gpqa": "Qwen/Qwen3-8B",
     "sourcegraph-fim": "Qwen/Qwen3-Coder-30B-A3B-Instruct",
+    "image-chat": "Qwen/Qwen3-VL-8B-Instruct",
+    "video-chat": "Qwen/Qwen3-VL-8B-Instruct",
 }
 
 

@@ -47,6 +47,7 @@ from typing import IO, TYPE_CHECKING, Any
 from harness.config import Configuration
 from harness.errors import ConfigError, HarnessError
 from harness.workloads import engine_args, vllm_server
+from harness.workloads.archs import text_config
 from harness.workloads.base import (
     Backend,
     BadOption,
@@ -101,10 +102,18 @@ OPTION_TABLE = {
                                  "hf:<dataset id> (harness.workloads.prompts), tokenized with the served model's "
                                  "tokenizer; output lengths stay the drawn ones"),
     "prompt_field": Opt("string", doc="the column of the prompts (with prompts)"),
+    # image-chat and video-chat (harness.workloads.multimodal; None: its DEFAULT_SHAPES)
+    "images_per_request": Opt("int", minimum=1, doc="image-chat: images per request (default 1)"),
+    "image_size": Opt("string", doc="image-chat: WIDTHxHEIGHT of each image in pixels (default 1024x768)"),
+    "video_frames": Opt("int", minimum=1, doc="video-chat: frames of each request's clip (default 16)"),
+    "frame_size": Opt("string", doc="video-chat: WIDTHxHEIGHT of each frame in pixels (default 640x360)"),
 }
 OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
 OPTION_SPECS = OPTION_TABLE
 CPU_DEFAULT_KV_CACHE_GIB = 1
+MEDIA_OPTIONS = ("images_per_request", "image_size", "video_frames", "frame_size")
+# Context room for a multimodal request's media tokens on top of its text (capped by the model's context).
+MEDIA_CONTEXT_TOKENS = 16384
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 LAUNCHER = Path(__file__).with_name("vllm_launch.py")  # SERVER_MODULE as -m runs it, its imports frozen
 PRECISION_ARGS = {
@@ -214,7 +223,7 @@ def context_length(opts: Mapping[str, Any], prompt_tokens: tuple[int, ...], outp
     the model's ``max_position_embeddings``; a request longer than that is a ``bad-config`` failure."""
     longest = max(p + o for p, o in zip(prompt_tokens, output_tokens, strict=False))
     max_model_len = int(opts["max_model_len"] or -(-(longest + 1) // 256) * 256)
-    limit = int(hf_config.get("max_position_embeddings", max_model_len))
+    limit = int(text_config(hf_config).get("max_position_embeddings", max_model_len))
     if max_model_len > limit:
         max_model_len = limit
     if longest > max_model_len:
@@ -229,7 +238,7 @@ class VLLMBackend(Backend):
     """Backend ``vllm``: see the module docstring."""
 
     name = "vllm"
-    tasks = ("lm-arena-chat", "gpqa", "sourcegraph-fim")
+    tasks = ("lm-arena-chat", "gpqa", "sourcegraph-fim", "image-chat", "video-chat")
     option_table = OPTION_TABLE
 
     def __init__(self) -> None:
@@ -245,6 +254,7 @@ class VLLMBackend(Backend):
         self.plan: Any = None  # harness.workloads.lengths.LengthPlan once started
         self.prompts: list[list[int]] = []
         self.options: dict[str, Any] = {}
+        self.media: Any = None  # image and video chat: (MediaShape, texts, data URLs per request)
 
     # --- the offer and the options ----------------------------------------------------------------
 
@@ -254,6 +264,11 @@ class VLLMBackend(Backend):
         return parallel_problems(cfg, facts)
 
     _options = Backend.resolve_options  # its name before the contract (tests call it)
+
+    @property
+    def server_pid(self) -> int | None:
+        """The server's process id while it runs (the root of the process tree whose CPU time is sampled)."""
+        return self.proc.pid if self.proc is not None else None
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -265,7 +280,14 @@ class VLLMBackend(Backend):
         run_dir.mkdir(parents=True, exist_ok=True)
         model = self._model_folder(cfg, opts)
         prompt_info = self._plan_requests(cfg, opts, model)
-        max_model_len = context_length(opts, self.plan.prompt_tokens, self.plan.output_tokens, model.hf_config)
+        media_info = self._plan_media(cfg, opts, model)
+        extra = 0
+        if self.media is not None:  # room for the media's tokens, within the model's context
+            longest = max(p + o for p, o in zip(self.plan.prompt_tokens, self.plan.output_tokens, strict=True))
+            room = int(text_config(model.hf_config).get("max_position_embeddings", longest)) - longest
+            extra = max(0, min(MEDIA_CONTEXT_TOKENS, room))
+        max_model_len = context_length(opts, tuple(p + extra for p in self.plan.prompt_tokens),
+                                       self.plan.output_tokens, model.hf_config)
         port = vllm_server.choose_port(opts["port"])
         engine = self._engine(cfg)
         on_cpu = engine.cpu_build or is_cpu_build()
@@ -277,6 +299,10 @@ class VLLMBackend(Backend):
         env = vllm_server.scratch_env(self._tmp) | layout_env | vllm_server.link_compile_cache(self._tmp, compiled)
         argv = server_args(cfg, opts, ServerSpec(engine.python, model.path, model.dummy, self.served_name, port,
                                                  max_model_len, on_cpu))
+        if self.media is not None:
+            from harness.workloads import multimodal
+
+            argv += multimodal.server_args(self.media[0])
         leftovers, started = self._launch(argv, env, run_dir, self._tmp)
         self.info = {
             "server_argv": argv,
@@ -300,6 +326,8 @@ class VLLMBackend(Backend):
         }
         if prompt_info is not None:
             self.info["prompts"] = prompt_info
+        if media_info is not None:
+            self.info["media"] = media_info
         waited = vllm_server.wait_ready(self.base_url, self.served_name, float(opts["startup_timeout_s"]),
                                         self._dead_reason, self.log_path)
         self.info["startup_s"] = round(time.time() - started, 3)
@@ -327,15 +355,60 @@ class VLLMBackend(Backend):
         except HarnessError as exc:  # bad length options, or the published lengths unreadable here
             cause, message = lengths.reference_failure(exc)
             raise WorkloadError(message, cause=cause) from None
-        self.prompts = lengths.prompt_token_ids(
-            self.plan.prompt_tokens, model.regular_ids, model.bos_token_id, int(cfg.seed or 0)
+        fim = cfg.task == "sourcegraph-fim"
+        self.prompts = lengths.prompt_token_ids(  # a FIM prompt opens with its prefix token, not BOS
+            self.plan.prompt_tokens, model.regular_ids, None if fim else model.bos_token_id, int(cfg.seed or 0)
         )
+        if fim and not opts["prompts"]:
+            return self._fim_prompts(cfg, model)
         if not opts["prompts"]:
             return None
         self.prompts, prompt_info = _dataset_prompt_ids(cfg, opts, model.path)
         self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts),
                                         prompt_source=prompt_info["source"])
         return prompt_info
+
+    def _fim_prompts(self, cfg: Configuration, model: ModelFolder) -> dict:
+        """The drawn prompts as fill-in-the-middle prompts (:mod:`harness.workloads.fim`), of the same lengths;
+        returns the prompts' facts for run.json."""
+        from harness.workloads import fim
+
+        try:
+            ids = fim.fim_token_ids(model.path)
+        except ConfigError as exc:
+            raise WorkloadError(str(exc), cause="bad-config") from None
+        self.prompts = fim.fim_prompt_ids(self.prompts, ids, int(cfg.seed or 0))
+        self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts))
+        return {"source": "fill-in-the-middle: random code token ids around the cursor",
+                "shape": "".join(fim.FIM_TOKENS[:1]) + "prefix" + fim.FIM_TOKENS[1] + "suffix" + fim.FIM_TOKENS[2],
+                "fim_token_ids": list(ids), "prefix_share": list(fim.PREFIX_SHARE)}
+
+    def _plan_media(self, cfg: Configuration, opts: Mapping[str, Any], model: ModelFolder) -> dict | None:
+        """Image and video chat: each request's question as text (its drawn prompt ids decoded by the served
+        model's tokenizer) and its synthetic media (:mod:`harness.workloads.multimodal`) into ``self.media``;
+        returns the media's facts for run.json (None for a text task)."""
+        from transformers import AutoTokenizer
+
+        from harness.workloads import multimodal
+
+        if cfg.task not in multimodal.MULTIMODAL_TASKS:
+            return None
+        try:
+            shape = multimodal.media_shape(cfg.task, opts)
+        except ConfigError as exc:
+            raise WorkloadError(str(exc), cause="bad-config") from None
+        tok = AutoTokenizer.from_pretrained(str(model.path))
+        texts = [tok.decode(ids[1:] if ids and ids[0] == model.bos_token_id else ids) for ids in self.prompts]
+        urls = multimodal.media_for_requests(shape, len(texts), int(cfg.seed or 0))
+        self.media = (shape, texts, urls)
+        return shape.as_info() | {
+            "sent_as": "image_url parts (base64 JPEG data URLs) in one user message, then the question's text",
+            "video_sent_as": "its frames, in order" if shape.as_frames_of_a_clip else None,
+            "distinct_media_sets": len({id(u) for u in urls}),
+            "shape_source": "options" if any(opts.get(k) is not None for k in MEDIA_OPTIONS) else
+                            "harness.workloads.multimodal.DEFAULT_SHAPES (assumed: the reference publishes none)",
+            "prompt_tokens_are": "the question's text only (the media's tokens come on top)",
+        }
 
     @staticmethod
     def _engine(cfg: Configuration) -> Engine:
@@ -373,6 +446,13 @@ class VLLMBackend(Backend):
             base_url=self.base_url, model=self.served_name, prompts=self.prompts,
             output_tokens=list(self.plan.output_tokens), read_timeout_s=float(self.options["read_timeout_s"]),
         )
+        if self.media is not None:  # image and video chat: the chat endpoint, media and question per request
+            from harness.workloads import multimodal
+
+            _, texts, urls = self.media
+            load_spec = multimodal.ChatLoad(self.served_name, texts, urls, spec.output_tokens, spec.temperature)
+            spec = dataclasses.replace(spec, request=multimodal.chat_request(load_spec),
+                                       prompt_lengths=list(self.plan.prompt_tokens))
         load = loadgen.measure_load(
             spec, cfg, meter, lambda on_open, on_close: SteadyTracker(cfg.knob("max_num_seqs"), n, on_open=on_open,
                                                                       on_close=on_close),
