@@ -40,12 +40,18 @@ OPTION_TABLE = {
                   doc="where the pipeline runs (auto: CUDA when torch sees it, else the CPU)"),
     "guidance_scale": Opt("number", minimum=0, doc="classifier-free guidance scale (default: the architecture's)"),
     "warmup_steps": Opt("int", minimum=0, default=1, doc="denoising steps of the warm-up call (outside any window)"),
+    "attention_backend": Opt("choice", choices=("native", "flash", "_flash_3", "_native_cudnn", "sage"),
+                             default="native",
+                             doc="diffusers' attention backend (native: torch SDPA; ring_degree > 1 needs one that "
+                                 "returns the log-sum-exp: flash, _flash_3, _native_cudnn or sage)"),
     "cpu_dtype": Opt("choice", choices=("bfloat16", "float16", "float32"), default="float32",
                      doc="dtype on the CPU (CPU kernels for half precision are slow or missing; the dtype used is "
                          "recorded)"),
 }
 OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
 OPTION_SPECS = OPTION_TABLE
+# Attention backends that return the log-sum-exp ring attention merges with (diffusers' attention_dispatch).
+RING_ATTENTION_BACKENDS = ("flash", "_flash_3", "_native_cudnn", "sage")
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
@@ -137,6 +143,26 @@ def parameter_count(name: str) -> dict[str, int]:
     return out
 
 
+def context_parallel_plan(name: str) -> bool | str:
+    """True where the architecture's transformer class has diffusers' context-parallel plan (``_cp_plan``: FLUX,
+    Wan), else the reason it cannot be split, one line."""
+    from harness.workloads import archs
+
+    try:
+        arch = archs.get(name)
+    except Exception as exc:  # an unknown architecture: the study reader names it already
+        return str(exc).splitlines()[0]
+    cls_name = (arch.spec.get("components", {}).get("transformer") or {}).get("class")
+    if not cls_name:
+        return f"{name} has no transformer component"
+    import diffusers
+
+    cls = getattr(diffusers, cls_name, None)
+    if cls is None or getattr(cls, "_cp_plan", None) is None:
+        return f"its transformer {cls_name} has no context-parallel plan in diffusers {package_version('diffusers')}"
+    return True
+
+
 def synthetic_prompts(count: int, seed: int) -> list[str]:
     """Seeded pseudo-text prompts (the pipelines tokenize them with the trained tokenizer)."""
     from harness.workloads.archs import synthetic_corpus
@@ -162,8 +188,21 @@ class DiffusersBackend(LoggingBackend):
 
     @classmethod
     def preflight_problems(cls, cfg: Configuration, facts: LLMFacts | None = None) -> list[str]:
-        """One device only (sequence parallelism is not implemented)."""
-        return one_device_problems(cls.name, cfg)
+        """One device, or several through diffusers' context parallelism (``ulysses_degree``/``ring_degree``):
+        refused where the transformer has no context-parallel plan or ring attention meets an attention
+        backend that returns no log-sum-exp (native SDPA). One line each."""
+        if not cfg.context_parallel:
+            return one_device_problems(cls.name, cfg)
+        problems = []
+        plan = context_parallel_plan(cfg.model)
+        if plan is not True:
+            problems.append(f"{cfg.model} cannot run context-parallel (ulysses_degree/ring_degree): {plan}")
+        backend = dict(cfg.options).get("attention_backend", OPTION_TABLE["attention_backend"].default)
+        if int(cfg.ring_degree or 1) > 1 and backend not in RING_ATTENTION_BACKENDS:
+            problems.append(f"ring_degree={cfg.ring_degree} needs an attention backend returning the log-sum-exp "
+                            f"({', '.join(RING_ATTENTION_BACKENDS)}); attention_backend={backend} does not: "
+                            "use ulysses_degree alone or set options.attention_backend")
+        return problems
 
     @classmethod
     def model_parameters(cls, model: str) -> int | None:
