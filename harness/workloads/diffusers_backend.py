@@ -185,6 +185,8 @@ class DiffusersBackend(LoggingBackend):
         self.device: Any = None  # a torch.device once started
         self.log_path: Path | None = None
         self.info: dict = {}
+        self.group: Any = None  # the worker processes of a context-parallel run (diffusers_parallel.WorkerGroup)
+        self.outputs_dir: Path | None = None  # context-parallel runs: rank 0 saves each iteration's output here
 
     @classmethod
     def preflight_problems(cls, cfg: Configuration, facts: LLMFacts | None = None) -> list[str]:
@@ -216,6 +218,9 @@ class DiffusersBackend(LoggingBackend):
         from harness.workloads import archs
 
         self.options = self.resolve_options(cfg)
+        if cfg.context_parallel:
+            self._start_group(cfg, Path(run_dir))
+            return
         arch = archs.get(cfg.model)
         if arch.task != cfg.task:
             raise WorkloadError(f"architecture {cfg.model} is a {arch.task} pipeline, not {cfg.task}", cause="bad-config")
@@ -271,6 +276,44 @@ class DiffusersBackend(LoggingBackend):
         }
         self._log(f"built {self.info['total_parameters'] / 1e6:.2f} M parameters in {self.info['build_s']} s")
 
+    def _start_group(self, cfg: Configuration, run_dir: Path) -> None:
+        """Context parallelism: one worker process per device (:mod:`harness.workloads.diffusers_parallel`)."""
+        from harness.workloads.diffusers_parallel import WorkerGroup
+
+        problems = self.preflight_problems(cfg)
+        if problems:
+            raise WorkloadError(problems[0], cause="unsupported")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = run_dir / "server.log"
+        self._log(f"starting {cfg.num_gpus} context-parallel workers (ulysses_degree={cfg.ulysses_degree}, "
+                  f"ring_degree={cfg.ring_degree})")
+        t0 = time.time()
+        self.group = WorkerGroup(cfg, run_dir, self.outputs_dir)
+        self.info = dict(self.group.start())
+        self.info["group_start_s"] = round(time.time() - t0, 3)
+        self._log(f"workers built and warmed up in {self.info['group_start_s']} s")
+
+    def _run_group(self, cfg: Configuration, meter: Meter) -> WorkloadResult:
+        """The windows of a context-parallel run: the parent holds the meter over all devices, the workers
+        generate together and report each iteration's times."""
+        batch = int(cfg.batch_size)
+        iterations, windows = [], {}
+        meter.begin("run")
+        for i in range(int(cfg.num_iterations)):
+            name = f"iter-{i}"
+            meter.begin(name)
+            reply = self.group.iterate(i, int(cfg.inference_steps), int(cfg.seed or 0) + 1 + i)
+            windows[name] = meter.end(name)
+            if reply.produced != batch:
+                raise WorkloadError(f"iteration {i} produced {reply.produced} outputs for a batch of {batch}",
+                                    log_tail=self.group.log_tail(), cause="error")
+            iterations.append(IterationRecord(index=i, start_time_s=reply.start_time_s, end_time_s=reply.end_time_s,
+                                              batch_size=batch, outputs=reply.produced))
+            self._log(f"{name}: {batch} x {reply.shape} in {reply.end_time_s - reply.start_time_s:.4f} s "
+                      f"over {cfg.num_gpus} processes")
+        windows["run"] = meter.end("run")
+        return WorkloadResult(iterations=iterations, windows=windows, server_log=self.log_path, info=dict(self.info))
+
     def _sync(self) -> None:
         if self.device is not None and self.device.type == "cuda":
             self.torch.cuda.synchronize(self.device)
@@ -294,6 +337,8 @@ class DiffusersBackend(LoggingBackend):
 
     def run(self, cfg: Configuration, meter: Meter) -> WorkloadResult:
         """One warm-up call outside any window, then ``num_iterations`` generations in windows ``iter-<i>``."""
+        if self.group is not None:
+            return self._run_group(cfg, meter)
         torch = self.torch
         if self.pipe is None:
             raise WorkloadError("diffusers backend run() before start()", cause="error")
@@ -337,6 +382,9 @@ class DiffusersBackend(LoggingBackend):
         return WorkloadResult(iterations=iterations, windows=windows, server_log=self.log_path, info=dict(self.info))
 
     def stop(self) -> None:
-        """Drop the pipeline and return its device memory."""
+        """Drop the pipeline and return its device memory; stop a context-parallel run's workers (their group)."""
+        if self.group is not None:
+            self.group.stop()
+            self.group = None
         self.pipe = None
         self._release_device()
