@@ -34,6 +34,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
+@pytest.mark.slow  # two pipeline builds in two processes plus the one-process run: about 2.5 min on 2 loaded cores
 def test_two_process_ulysses_matches_the_one_process_run(tmp_path):
     import torch
 

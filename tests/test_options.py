@@ -61,7 +61,7 @@ def test_bad_vllm_option_in_smoke_config_is_refused_in_one_line(tmp_path, name, 
 
 
 def test_smoke_options_pass():
-    assert len(load_study(ROOT / "configs" / "smoke.yaml").configurations) == 11
+    assert len(load_study(ROOT / "configs" / "smoke.yaml").configurations) == 12
 
 
 @pytest.mark.parametrize("backend, task, model, options, expect", [
