@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import Configuration
+from harness.errors import ConfigError
 from harness.workloads.base import (IterationRecord, LoggingBackend, Meter, WorkloadError, WorkloadResult,
                                     one_device_problems, package_version)
 from harness.workloads.options import Opt, defaults
@@ -150,7 +151,7 @@ def context_parallel_plan(name: str) -> bool | str:
 
     try:
         arch = archs.get(name)
-    except Exception as exc:  # an unknown architecture: the study reader names it already
+    except ConfigError as exc:  # an unknown architecture: the study reader names it already
         return str(exc).splitlines()[0]
     cls_name = (arch.spec.get("components", {}).get("transformer") or {}).get("class")
     if not cls_name:

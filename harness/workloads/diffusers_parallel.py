@@ -21,6 +21,7 @@ the device mesh (ZeroDivisionError); the worker makes it return 1 on CPU hosts o
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -72,7 +73,7 @@ class WorkerGroup:
             args = [sys.executable, "-m", "harness.workloads.diffusers_parallel", str(rank), payload, str(self.run_dir)]
             if self.outputs_dir is not None and rank == 0:
                 args.append(str(self.outputs_dir))
-            log = open(self.run_dir / f"server-rank{rank}.log", "ab")
+            log = open(self.run_dir / f"server-rank{rank}.log", "ab")  # noqa: SIM115 (the child keeps it; closed below)
             group = {"process_group": 0 if rank == 0 else self.pgid}  # rank 0 leads a group of its own
             proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
                                     env=env | {"RANK": str(rank), "LOCAL_RANK": str(rank)}, **group)
@@ -98,7 +99,8 @@ class WorkerGroup:
 
     def _send(self, message: dict) -> None:
         for proc in self.procs:
-            assert proc.stdin is not None
+            if proc.stdin is None:
+                raise WorkloadError("context-parallel worker without a stdin pipe", cause="error")
             proc.stdin.write((json.dumps(message) + "\n").encode())
             proc.stdin.flush()
 
@@ -116,10 +118,8 @@ class WorkerGroup:
 
     def stop(self) -> None:
         """Ask the workers to quit, then stop what is left through the group: SIGTERM, SIGKILL after a grace."""
-        try:
+        with contextlib.suppress(OSError, ValueError, WorkloadError):  # a worker gone already: the group stops it
             self._send({"op": "quit"})
-        except (OSError, ValueError):
-            pass
         deadline = time.monotonic() + STOP_GRACE_S
         for sig in (signal.SIGTERM, signal.SIGKILL):
             while time.monotonic() < deadline and any(p.poll() is None for p in self.procs):
@@ -203,7 +203,7 @@ def worker_main(argv: list[str]) -> int:
             say({"start": start, "end": end, "produced": int(images.shape[0]), "shape": list(images.shape[1:])})
         dist.destroy_process_group()
         return 0
-    except Exception as exc:  # reported to the parent, one line
+    except Exception as exc:  # noqa: BLE001 (any failure is reported to the parent, one line)
         cause = getattr(exc, "cause", "error")
         say({"error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}", "cause": cause})
         import traceback
