@@ -49,6 +49,17 @@ that may not set them)::
 Left at null, neither knob enters the run id (nor run.json's config), so configurations without them keep
 their ids.
 
+Diffusion grids may split one generation's sequence over devices with diffusers' context parallelism
+(:mod:`harness.workloads.diffusers_parallel`; one process per device)::
+
+    grid:
+      num_gpus: [2, 4]
+      ulysses_degree: [2, 4]   # all-to-all (Ulysses) degree; default null: not split
+      ring_degree: [1]         # ring-attention degree; default null: not split
+
+Where either is set, ulysses_degree x ring_degree (null counts 1) must equal num_gpus: the grid keeps the
+combinations that do (and refuses a num_gpus none fits). Left at null, neither enters the run id.
+
 Any block may ask for repeats (``repeats: 3``): every configuration of the block is then measured
 N times. Repeat 1 keeps the plain run id (so results measured before repeats existed, and every
 study with ``repeats: 1``, keep their folders); repeat k >= 2 is the folder ``<run-id>-r<k>``
@@ -79,8 +90,13 @@ DIFFUSION_KNOBS = ("batch_size", "inference_steps", "height", "width", "num_fram
 SHARED_KNOBS = ("num_gpus", "tensor_parallel", "expert_parallel", "precision")
 # GPU settings a run may change (harness.measuring.gpu_settings); None (the default) leaves the host's as they are.
 GPU_SETTING_KNOBS = ("power_limit_watts", "sm_clock_mhz")
+# Diffusion across devices (diffusers' context parallelism): None (the default) = not split; stays out of the run id.
+CONTEXT_PARALLEL_KNOBS = ("ulysses_degree", "ring_degree")
+# Knobs whose default (None) is left out of as_dict() and so of the hash: ids from before the knobs existed hold.
+UNHASHED_DEFAULT_KNOBS = GPU_SETTING_KNOBS + CONTEXT_PARALLEL_KNOBS
 # Expansion order: the batch knob last, so it varies fastest.
-GRID_ORDER = ("num_gpus", "tensor_parallel", "expert_parallel", "precision", *GPU_SETTING_KNOBS,
+GRID_ORDER = ("num_gpus", "tensor_parallel", "expert_parallel", *CONTEXT_PARALLEL_KNOBS, "precision",
+              *GPU_SETTING_KNOBS,
               "max_num_batched_tokens", "inference_steps", "height", "width", "num_frames", "max_num_seqs",
               "batch_size")
 GRID_DEFAULTS: dict[str, list] = {
@@ -97,6 +113,8 @@ GRID_DEFAULTS: dict[str, list] = {
     "num_frames": [1],
     "power_limit_watts": [None],
     "sm_clock_mhz": [None],
+    "ulysses_degree": [None],
+    "ring_degree": [None],
 }
 # Requests per LLM run and timed iterations per diffusion run when a block does not say (the reference's).
 DEFAULT_NUM_REQUESTS = {"lm-arena-chat": 1024, "gpqa": 198, "sourcegraph-fim": 1024, "cpu-trivial": 32}
@@ -165,6 +183,13 @@ class Configuration:
     engine: str | None = None  # vllm backend: "vllm==0.11.1"; None = the host's default (harness.workloads.engines)
     power_limit_watts: float | None = None  # GPU power cap set before the run, W; None = the host's as it is
     sm_clock_mhz: int | None = None  # SM clock locked (min = max) for the run, MHz; None = not locked
+    ulysses_degree: int | None = None  # diffusion: Ulysses (all-to-all) context-parallel degree; None = not split
+    ring_degree: int | None = None  # diffusion: ring-attention context-parallel degree; None = not split
+
+    @property
+    def context_parallel(self) -> bool:
+        """True where the run splits one generation's sequence over devices (either degree set)."""
+        return self.ulysses_degree is not None or self.ring_degree is not None
 
     @property
     def is_llm(self) -> bool:
@@ -199,7 +224,7 @@ class Configuration:
             del out["repeat"]
         if self.engine is None:  # the host's default engine: stored (and hashed) as before the knob existed
             del out["engine"]
-        for knob in GPU_SETTING_KNOBS:  # the host's settings: stored (and hashed) as before the knobs existed
+        for knob in UNHASHED_DEFAULT_KNOBS:  # knobs at their default: stored (and hashed) as before they existed
             if out[knob] is None:
                 del out[knob]
         return out
@@ -225,6 +250,8 @@ class Configuration:
         repeat = f" (repeat {self.repeat})" if self.repeat != 1 else ""
         cap = f" @{self.power_limit_watts:g}W" if self.power_limit_watts is not None else ""
         cap += f" @{self.sm_clock_mhz}MHz" if self.sm_clock_mhz is not None else ""
+        cap += f" ulysses={self.ulysses_degree}" if self.ulysses_degree is not None else ""
+        cap += f" ring={self.ring_degree}" if self.ring_degree is not None else ""
         return f"{self.task}/{self.model} {knob}{gpus}{cap}{stop}{repeat}"
 
 
@@ -303,7 +330,8 @@ def _settings(raw, check: _Checker) -> Settings:
 def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[str, list]:
     grid = block.get("grid") or {}
     llm = task in REQUEST_TASKS
-    own, other = (LLM_KNOBS, DIFFUSION_KNOBS) if llm else (DIFFUSION_KNOBS, LLM_KNOBS)
+    own, other = (LLM_KNOBS, DIFFUSION_KNOBS + CONTEXT_PARALLEL_KNOBS) if llm else \
+        (DIFFUSION_KNOBS + CONTEXT_PARALLEL_KNOBS, LLM_KNOBS)
     if not isinstance(grid, dict):
         check.fail(f"{where}.grid", f"must be a mapping, got {type(grid).__name__}")
     for key in grid:
@@ -325,6 +353,9 @@ def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[st
                     check.fail(f"{path}[{i}]", f"unknown precision {item!r} (allowed: {', '.join(PRECISIONS)})")
             elif knob in GPU_SETTING_KNOBS:
                 _gpu_setting(item, f"{path}[{i}]", knob, check)
+            elif knob in CONTEXT_PARALLEL_KNOBS:
+                if item is not None:
+                    check.positive_int(item, f"{path}[{i}]")
             else:
                 check.positive_int(item, f"{path}[{i}]")
         if knob in GPU_SETTING_KNOBS:  # 300.0 W and 300 W are one configuration (one run id)
@@ -335,6 +366,19 @@ def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[st
     if task == "text-to-image" and values["num_frames"] != [1]:
         check.fail(f"{where}.grid.num_frames", "must be [1] for text-to-image")
     return values
+
+
+def _context_parallel_fits(knobs: dict, where: str, check: _Checker) -> bool:
+    """Whether a grid combination's degrees fit its ``num_gpus``: with either degree set, ulysses_degree x
+    ring_degree (unset = 1) must equal num_gpus (combinations that do not are left out of the grid). Context
+    parallelism with tensor_parallel or expert_parallel above 1 is a one-line error (one process per device)."""
+    ulysses, ring = knobs.get("ulysses_degree"), knobs.get("ring_degree")
+    if ulysses is None and ring is None:
+        return True
+    if knobs["tensor_parallel"] != 1 or knobs["expert_parallel"] != 1:
+        check.fail(f"{where}.grid", "context parallelism (ulysses_degree, ring_degree) runs with tensor_parallel "
+                                    "and expert_parallel at 1")
+    return (ulysses or 1) * (ring or 1) == knobs["num_gpus"]
 
 
 def _gpu_setting(item, where: str, knob: str, check: _Checker) -> None:
@@ -526,13 +570,20 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     out = []
     for model in models:
         for combo in itertools.product(*(grid[k] for k in order)):
-            knobs: dict[str, Any] = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS) | dict(zip(order, combo, strict=False))
+            knobs: dict[str, Any] = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS + CONTEXT_PARALLEL_KNOBS) | dict(
+                zip(order, combo, strict=False))
+            if not _context_parallel_fits(knobs, where, check):
+                continue
             out.append(Configuration(
                 study=study, task=task, family=FAMILIES[task], backend=backend, model=model,
                 num_requests=num_requests, num_iterations=num_iterations, seed=seed,
                 length_source=length_source, max_output_tokens=max_output_tokens,
                 options=_frozen(options), engine=engine, **stop, **knobs,
             ))
+    for num_gpus in grid["num_gpus"]:
+        if models and not any(c.num_gpus == num_gpus for c in out):
+            check.fail(f"{where}.grid", f"no ulysses_degree x ring_degree in {grid['ulysses_degree']} x "
+                                        f"{grid['ring_degree']} (null counts 1) equals num_gpus={num_gpus}")
     return out
 
 

@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # configs/smoke.yaml's run ids before the knobs existed: adding them changed none
 SMOKE_IDS = ["1f3a17cad93f", "7db00bd122b9", "b24751b0c10d", "4996ee7aa456", "f37ad794496f", "71a9427f3457",
-             "96b51faf8647", "e98b7e965fc3", "60f25bbe5e55", "71763abff405", "3b0e9502b4cc"]
+             "96b51faf8647", "e98b7e965fc3", "60f25bbe5e55", "71763abff405", "3b0e9502b4cc",
+             "39c21403c552"]  # the last: the two-process Ulysses block (a new configuration, new id)
 
 
 def _study(tmp_path, grid=None, backend="vllm", model="llama-3.1-8b", task="lm-arena-chat"):

@@ -4,6 +4,7 @@ nothing written; --dry-run prints the same verdicts. GPUs come from the NVML fak
 from __future__ import annotations
 
 import io
+import re
 import time
 from pathlib import Path
 
@@ -48,9 +49,9 @@ def test_default_config_on_a_host_without_gpu_is_refused_in_one_line_per_series(
     n = len(study.configurations)
     assert head.startswith(f"error: preflight: {n} of {n} configurations") and "nothing was started or written" in head
     assert "no GPU" in head and "CUDA_VISIBLE_DEVICES unset" in head
-    series = {(c.task, c.model) for c in study.configurations}
+    series = {(c.task, c.model, c.num_gpus, c.ulysses_degree, c.ring_degree) for c in study.configurations}
     assert len(lines) == len(series)  # one line per problem: the batch sizes of a series share it
-    assert all("needs 1 GPU" in line and "this host shows none" in line for line in lines)
+    assert all(re.search(r"needs [1248] GPUs?\b", line) and "this host shows none" in line for line in lines)
     llama = next(line for line in lines if "llama-3.1-8b" in line)
     assert "8.03 B parameters" in llama and "max_num_seqs=8,16,32,64,128,256" in llama
 
@@ -65,7 +66,8 @@ def test_dry_run_prints_the_same_verdicts(tmp_path, no_nvml):
         measure_study(study, tmp_path / "results", progress=False, out=io.StringIO())
     for line in str(err.value).splitlines()[1:]:
         assert line in text
-    assert text.count("refused: needs 1 GPU") == len(study.configurations)
+    assert text.count("refused: needs 1 GPU") == sum(c.num_gpus == 1 for c in study.configurations)
+    assert text.count("refused: needs ") == len(study.configurations)  # the multi-GPU ones: "needs 2 GPUs", ...
 
 
 @pytest.mark.parametrize("config", ["smoke.yaml", "trivial-cpu.yaml"])
@@ -75,9 +77,9 @@ def test_cpu_configs_pass_on_a_host_without_gpu(no_nvml, config):
 
 
 def test_cuda_visible_devices_empty_refuses_gpu_configs_on_a_gpu_host(fake_nvml, monkeypatch):
-    fake_nvml([FakeGPU([(time.time(), 60.0)])])
+    fake_nvml([FakeGPU([(time.time(), 60.0)]) for _ in range(8)])  # the multi-GPU diffusion blocks use up to 8
     study = load_study(ROOT / "configs" / "default.yaml")
-    assert not any(preflight.check_study(study, preflight.host_facts()).values())  # 1 x 80 GiB: all fit
+    assert not any(preflight.check_study(study, preflight.host_facts()).values())  # 8 x 80 GiB: all fit
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     host = preflight.host_facts()
     assert host.gpu_count == 0 and 'CUDA_VISIBLE_DEVICES=""' in host.describe()

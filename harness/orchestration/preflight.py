@@ -259,6 +259,8 @@ def _series(cfg) -> str:
     gpus = f" x{cfg.num_gpus}gpu" if cfg.num_gpus != 1 else ""
     layout = f" tp{cfg.tensor_parallel}" if cfg.tensor_parallel != 1 else ""
     layout += f" ep{cfg.expert_parallel}" if cfg.expert_parallel != 1 else ""
+    layout += f" ulysses{cfg.ulysses_degree}" if getattr(cfg, "ulysses_degree", None) is not None else ""
+    layout += f" ring{cfg.ring_degree}" if getattr(cfg, "ring_degree", None) is not None else ""
     return f"{cfg.task}/{cfg.model}{gpus}{layout} {cfg.precision}"
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.config import Configuration
+from harness.errors import ConfigError
 from harness.workloads.base import (IterationRecord, LoggingBackend, Meter, WorkloadError, WorkloadResult,
                                     one_device_problems, package_version)
 from harness.workloads.options import Opt, defaults
@@ -40,12 +41,18 @@ OPTION_TABLE = {
                   doc="where the pipeline runs (auto: CUDA when torch sees it, else the CPU)"),
     "guidance_scale": Opt("number", minimum=0, doc="classifier-free guidance scale (default: the architecture's)"),
     "warmup_steps": Opt("int", minimum=0, default=1, doc="denoising steps of the warm-up call (outside any window)"),
+    "attention_backend": Opt("choice", choices=("native", "flash", "_flash_3", "_native_cudnn", "sage"),
+                             default="native",
+                             doc="diffusers' attention backend (native: torch SDPA; ring_degree > 1 needs one that "
+                                 "returns the log-sum-exp: flash, _flash_3, _native_cudnn or sage)"),
     "cpu_dtype": Opt("choice", choices=("bfloat16", "float16", "float32"), default="float32",
                      doc="dtype on the CPU (CPU kernels for half precision are slow or missing; the dtype used is "
                          "recorded)"),
 }
 OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
 OPTION_SPECS = OPTION_TABLE
+# Attention backends that return the log-sum-exp ring attention merges with (diffusers' attention_dispatch).
+RING_ATTENTION_BACKENDS = ("flash", "_flash_3", "_native_cudnn", "sage")
 DTYPES = {"bfloat16": "bfloat16", "float16": "float16", "float32": "float32"}
 
 
@@ -137,6 +144,26 @@ def parameter_count(name: str) -> dict[str, int]:
     return out
 
 
+def context_parallel_plan(name: str) -> bool | str:
+    """True where the architecture's transformer class has diffusers' context-parallel plan (``_cp_plan``: FLUX,
+    Wan), else the reason it cannot be split, one line."""
+    from harness.workloads import archs
+
+    try:
+        arch = archs.get(name)
+    except ConfigError as exc:  # an unknown architecture: the study reader names it already
+        return str(exc).splitlines()[0]
+    cls_name = (arch.spec.get("components", {}).get("transformer") or {}).get("class")
+    if not cls_name:
+        return f"{name} has no transformer component"
+    import diffusers
+
+    cls = getattr(diffusers, cls_name, None)
+    if cls is None or getattr(cls, "_cp_plan", None) is None:
+        return f"its transformer {cls_name} has no context-parallel plan in diffusers {package_version('diffusers')}"
+    return True
+
+
 def synthetic_prompts(count: int, seed: int) -> list[str]:
     """Seeded pseudo-text prompts (the pipelines tokenize them with the trained tokenizer)."""
     from harness.workloads.archs import synthetic_corpus
@@ -159,11 +186,26 @@ class DiffusersBackend(LoggingBackend):
         self.device: Any = None  # a torch.device once started
         self.log_path: Path | None = None
         self.info: dict = {}
+        self.group: Any = None  # the worker processes of a context-parallel run (diffusers_parallel.WorkerGroup)
+        self.outputs_dir: Path | None = None  # context-parallel runs: rank 0 saves each iteration's output here
 
     @classmethod
     def preflight_problems(cls, cfg: Configuration, facts: LLMFacts | None = None) -> list[str]:
-        """One device only (sequence parallelism is not implemented)."""
-        return one_device_problems(cls.name, cfg)
+        """One device, or several through diffusers' context parallelism (``ulysses_degree``/``ring_degree``):
+        refused where the transformer has no context-parallel plan or ring attention meets an attention
+        backend that returns no log-sum-exp (native SDPA). One line each."""
+        if not cfg.context_parallel:
+            return one_device_problems(cls.name, cfg)
+        problems = []
+        plan = context_parallel_plan(cfg.model)
+        if plan is not True:
+            problems.append(f"{cfg.model} cannot run context-parallel (ulysses_degree/ring_degree): {plan}")
+        backend = dict(cfg.options).get("attention_backend", OPTION_TABLE["attention_backend"].default)
+        if int(cfg.ring_degree or 1) > 1 and backend not in RING_ATTENTION_BACKENDS:
+            problems.append(f"ring_degree={cfg.ring_degree} needs an attention backend returning the log-sum-exp "
+                            f"({', '.join(RING_ATTENTION_BACKENDS)}); attention_backend={backend} does not: "
+                            "use ulysses_degree alone or set options.attention_backend")
+        return problems
 
     @classmethod
     def model_parameters(cls, model: str) -> int | None:
@@ -177,6 +219,9 @@ class DiffusersBackend(LoggingBackend):
         from harness.workloads import archs
 
         self.options = self.resolve_options(cfg)
+        if cfg.context_parallel:
+            self._start_group(cfg, Path(run_dir))
+            return
         arch = archs.get(cfg.model)
         if arch.task != cfg.task:
             raise WorkloadError(f"architecture {cfg.model} is a {arch.task} pipeline, not {cfg.task}", cause="bad-config")
@@ -232,6 +277,44 @@ class DiffusersBackend(LoggingBackend):
         }
         self._log(f"built {self.info['total_parameters'] / 1e6:.2f} M parameters in {self.info['build_s']} s")
 
+    def _start_group(self, cfg: Configuration, run_dir: Path) -> None:
+        """Context parallelism: one worker process per device (:mod:`harness.workloads.diffusers_parallel`)."""
+        from harness.workloads.diffusers_parallel import WorkerGroup
+
+        problems = self.preflight_problems(cfg)
+        if problems:
+            raise WorkloadError(problems[0], cause="unsupported")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = run_dir / "server.log"
+        self._log(f"starting {cfg.num_gpus} context-parallel workers (ulysses_degree={cfg.ulysses_degree}, "
+                  f"ring_degree={cfg.ring_degree})")
+        t0 = time.time()
+        self.group = WorkerGroup(cfg, run_dir, self.outputs_dir)
+        self.info = dict(self.group.start())
+        self.info["group_start_s"] = round(time.time() - t0, 3)
+        self._log(f"workers built and warmed up in {self.info['group_start_s']} s")
+
+    def _run_group(self, cfg: Configuration, meter: Meter) -> WorkloadResult:
+        """The windows of a context-parallel run: the parent holds the meter over all devices, the workers
+        generate together and report each iteration's times."""
+        batch = cfg.knob("batch_size")
+        iterations, windows = [], {}
+        meter.begin("run")
+        for i in range(cfg.knob("num_iterations")):
+            name = f"iter-{i}"
+            meter.begin(name)
+            reply = self.group.iterate(i, cfg.knob("inference_steps"), int(cfg.seed or 0) + 1 + i)
+            windows[name] = meter.end(name)
+            if reply.produced != batch:
+                raise WorkloadError(f"iteration {i} produced {reply.produced} outputs for a batch of {batch}",
+                                    log_tail=self.group.log_tail(), cause="error")
+            iterations.append(IterationRecord(index=i, start_time_s=reply.start_time_s, end_time_s=reply.end_time_s,
+                                              batch_size=batch, outputs=reply.produced))
+            self._log(f"{name}: {batch} x {reply.shape} in {reply.end_time_s - reply.start_time_s:.4f} s "
+                      f"over {cfg.num_gpus} processes")
+        windows["run"] = meter.end("run")
+        return WorkloadResult(iterations=iterations, windows=windows, server_log=self.log_path, info=dict(self.info))
+
     def _sync(self) -> None:
         if self.device is not None and self.device.type == "cuda":
             self.torch.cuda.synchronize(self.device)
@@ -255,6 +338,8 @@ class DiffusersBackend(LoggingBackend):
 
     def run(self, cfg: Configuration, meter: Meter) -> WorkloadResult:
         """One warm-up call outside any window, then ``num_iterations`` generations in windows ``iter-<i>``."""
+        if self.group is not None:
+            return self._run_group(cfg, meter)
         torch = self.torch
         if self.pipe is None:
             raise WorkloadError("diffusers backend run() before start()", cause="error")
@@ -298,6 +383,9 @@ class DiffusersBackend(LoggingBackend):
         return WorkloadResult(iterations=iterations, windows=windows, server_log=self.log_path, info=dict(self.info))
 
     def stop(self) -> None:
-        """Drop the pipeline and return its device memory."""
+        """Drop the pipeline and return its device memory; stop a context-parallel run's workers (their group)."""
+        if self.group is not None:
+            self.group.stop()
+            self.group = None
         self.pipe = None
         self._release_device()
