@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import tables as T
+from harness.analysis.tables import attribution
 from harness.errors import HarnessError
 
 # A: E = L x P / T = 500 x 400 / 2000 = 100 J; B: 5000 x 1000 / 2500 = 2000 J, but B reads 2200 J (residual 1.1)
@@ -149,10 +150,10 @@ def test_refusals():
     (0.00234, "0.00234"), (-5.0, "-5"), (-234.5, "-234"), (1.5e7, "15,000,000"), (2.5e7 + 0.5, "25,000,000"),
 ])
 def test_number_format(value, text):
-    assert T._fmt(value) == text
+    assert attribution.format_number(value) == text
 
 
 @pytest.mark.parametrize("ratio, text", [(1.0, "x1"), (2.0, "x2"), (0.97, "x0.97"), (0.95, "x0.95 (1/1.05)"),
                                          (0.5, "x0.5 (1/2)"), (1.2345, "x1.23")])
 def test_times_format(ratio, text):
-    assert T._times(ratio) == text
+    assert attribution._times(ratio) == text
