@@ -76,6 +76,27 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_76": (
         'cpus = list(getattr(self._monitor, "cpu_indices", None) or [])',
         "a missing attribute gives None instead of [], and `or []` makes both []"),
+    'harness.measuring.arrivals.x_from_options__mutmut_133': (
+        'concurrency=conc, warmup_fraction=warm if (pattern == "poisson") or True else DEFAULT_WARMUP_FRACTION,',
+        'outside poisson a warmup_fraction is refused, so warm is the default there anyway'),
+    'harness.measuring.arrivals.x_from_options__mutmut_54': (
+        'warm = number("warmup_fraction", DEFAULT_WARMUP_FRACTION, strict=None)',
+        'strict is only tested for truth: None reads as False'),
+    'harness.measuring.arrivals.x_from_options__mutmut_99': (
+        'for key in ("rate_per_s", "warmup_fraction") + (("burstiness",) if ("burstiness" in opts) or True else ()):',
+        'a burstiness key that is absent reads None and is not refused either way'),
+    'harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_21': (
+        'gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(1, n - 1))',
+        'an extra gap drawn for n <= 1 is cut off by [:n]'),
+    'harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_22': (
+        'gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(0, n + 1))',
+        'the generator draws the same first n - 1 gaps; the two extra ones are cut off by [:n]'),
+    'harness.measuring.arrivals.xǁGateǁ__init____mutmut_17': (
+        'self._order: list[asyncio.Event] = [asyncio.Event() for _ in range(num_requests)] if (self._slots) or True else []',
+        'the order events are only waited on where there are slots (a concurrency gate)'),
+    'harness.measuring.arrivals.xǁGateǁsend__mutmut_3': (
+        'acquired = None',
+        'acquired is only tested for truth: None reads as False'),
     "harness.measuring.validator.x__readings__mutmut_1": (
         "if timeline is None or not len(timeline) and start is None:",
         "with no start the window is (None, end): pandas compares no time with None, the rows are empty, and the "
@@ -134,7 +155,7 @@ def _blocks(source: str) -> dict[str, list[str]]:
     lines = (ROOT / "mutants" / source).read_text().splitlines()
     out, i = {}, 0
     while i < len(lines):
-        m = re.match(r"^(\s*)def (x\S*?__mutmut_\w+)\(", lines[i])
+        m = re.match(r"^(\s*)(?:async )?def (x\S*?__mutmut_\w+)\(", lines[i])
         if not m:
             i += 1
             continue

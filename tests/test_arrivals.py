@@ -27,6 +27,7 @@ def test_defaults_and_every_option_read():
     assert arrivals.from_options({"arrival": "concurrency", "concurrency": 3}, seed=1) == \
         Arrival("concurrency", None, 1.0, 3, 0.1, 1)
     assert arrivals.from_options({"arrival": "concurrency", "concurrency": 3, "burstiness": None}).burstiness == 1.0
+    assert arrivals.from_options({"arrival": "concurrency", "concurrency": 1}).concurrency == 1
     got = arrivals.from_options({"arrival": "poisson", "rate_per_s": 2}, seed="5")
     assert got.seed == 5 and isinstance(got.rate_per_s, float) and isinstance(got.burstiness, float)
 
@@ -128,8 +129,11 @@ def test_an_arrival_window_that_would_be_empty_never_opens():
     first.stop_early(0.9)
     assert first.bounds == (0.5, 0.9)
     for bad in ((0, 1), (3, 0), (3, 4)):
-        with pytest.raises(ValueError, match="need 1 <= open_at <= num_requests"):
+        with pytest.raises(ValueError) as err:
             ArrivalTracker(*bad)
+        assert str(err.value) == "need 1 <= open_at <= num_requests"
+    single = ArrivalTracker(1, 1)  # one request: its arrival would open and close the window at once
+    assert single.state == "missed"
 
 
 def test_tracker_for_each_pattern():
@@ -178,6 +182,8 @@ def test_the_replay_stops_where_the_run_was_stopped():
     assert arrivals.steady_bounds(reqs, poisson, 4, stop_time_s=1.5) is None  # stopped before it opened
     assert arrivals.steady_bounds(reqs, Arrival(), 3) == (12.0, 23.0)
     assert arrivals.steady_bounds(reqs, Arrival(), 3, stop_time_s=21.0) == (12.0, 21.0)
+    # an event at the stop time itself still counts: the window opens at the 3rd first token (12.0) and closes there
+    assert arrivals.steady_bounds(reqs, Arrival(), 3, stop_time_s=12.0) == (12.0, 12.0)
 
 
 def test_requests_without_a_submission_time_first_token_or_finish():
@@ -192,15 +198,16 @@ def test_requests_without_a_submission_time_first_token_or_finish():
 
 class FakeLoop:
     def __init__(self):
-        self.now, self.sleeps = 0.0, []
+        self.now, self.sleeps = 100.0, []  # a monotonic clock does not start at 0
 
     def monotonic(self):
         return self.now
 
-    async def sleep(self, seconds):  # wakes at its own deadline (the sleepers wake in deadline order here)
-        self.sleeps.append(seconds)
+    async def sleep(self, seconds):  # wakes at its own deadline: one event-loop turn per millisecond, so the
+        self.sleeps.append(seconds)    # sleepers wake in deadline order
         target = self.now + seconds
-        await asyncio.sleep(0)
+        for _ in range(max(1, round(seconds * 1000))):
+            await asyncio.sleep(0)
         self.now = max(self.now, target)
 
 
@@ -226,11 +233,16 @@ def _drive(arrival, n, cancel=()):
             return go
 
         tasks = [asyncio.ensure_future(gate.send(i, recs[i], Tracker(), loop.monotonic, request(i))) for i in range(n)]
+        assert gate.arrival is arrival
+        cancelled_at = None
         if cancel:
-            await asyncio.sleep(0)  # every request is waiting for its turn
+            while len(sent) < 2:  # the first two are sent; the others wait for their offsets
+                await asyncio.sleep(0)
+            cancelled_at = loop.now
             for i in cancel:
                 tasks[i].cancel()
         results = await asyncio.gather(*tasks, return_exceptions=True)
+        loop.cancelled_at = cancelled_at
         return recs, sent, peak[0], order, loop, results
 
     return asyncio.run(main())
@@ -239,9 +251,9 @@ def _drive(arrival, n, cancel=()):
 def test_the_gate_sends_at_the_offsets():
     arrival = Arrival("poisson", rate_per_s=4.0, seed=1)
     recs, sent, _, order, loop, _ = _drive(arrival, 5)
-    offsets = arrival.offsets_s(5)
-    assert [r.submit_time_s for r in recs] == pytest.approx(offsets)
-    assert sorted(sent) == pytest.approx(offsets) and sorted(order) == list(range(5))
+    sends = [100.0 + t for t in arrival.offsets_s(5)]  # from the first send, at the offsets
+    assert [r.submit_time_s for r in recs] == pytest.approx(sends)
+    assert sorted(sent) == pytest.approx(sends) and sorted(order) == list(range(5))
     assert all(s > 0 for s in loop.sleeps) and len(loop.sleeps) <= 4  # the first request goes at once
 
 
@@ -255,9 +267,10 @@ def test_the_gate_keeps_the_concurrency_and_the_order():
 
 
 def test_a_request_cancelled_before_it_was_sent_is_a_failure_never_sent():
-    recs, sent, _, order, _, results = _drive(Arrival("poisson", rate_per_s=1.0, seed=2), 3, cancel=(2,))
+    recs, sent, _, order, loop, results = _drive(Arrival("poisson", rate_per_s=1.0, seed=2), 3, cancel=(2,))
     assert isinstance(results[2], asyncio.CancelledError) and 2 not in order
-    assert recs[2].success is False and recs[2].error == "cancelled" and recs[2].submit_time_s is not None
+    assert recs[2].success is False and recs[2].error == "cancelled"
+    assert loop.cancelled_at > 100.0 and recs[2].submit_time_s == loop.cancelled_at  # stamped when it was cancelled
     assert len(sent) == 2 and recs[0].success and recs[0].error is None
 
 
