@@ -37,9 +37,16 @@ def loadavg() -> list[float]:
 
 def git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "") if out.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         return None
@@ -50,9 +57,15 @@ def host_facts(load_before: list[float]) -> dict:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count()
-    return {"cpus": cpus, "loadavg_1_5_15_before": load_before, "loadavg_1_5_15_after": loadavg(),
-            "python": platform.python_version(), "platform": platform.platform(), "git_commit": git_commit(),
-            "note": "other processes share these CPUs; the load average says how busy the host was"}
+    return {
+        "cpus": cpus,
+        "loadavg_1_5_15_before": load_before,
+        "loadavg_1_5_15_after": loadavg(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "git_commit": git_commit(),
+        "note": "other processes share these CPUs; the load average says how busy the host was",
+    }
 
 
 def spread(values: list[float]) -> dict:
@@ -68,8 +81,16 @@ def spread(values: list[float]) -> dict:
         hi = min(lo + 1, n - 1)
         return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
-    return {"n": n, "median": statistics.median(values), "q25": q(0.25), "q75": q(0.75), "min": values[0],
-            "max": values[-1], "mean": statistics.fmean(values), "stdev": statistics.stdev(values) if n > 1 else 0.0}
+    return {
+        "n": n,
+        "median": statistics.median(values),
+        "q25": q(0.25),
+        "q75": q(0.75),
+        "min": values[0],
+        "max": values[-1],
+        "mean": statistics.fmean(values),
+        "stdev": statistics.stdev(values) if n > 1 else 0.0,
+    }
 
 
 def write_result(name: str, payload: dict) -> Path:

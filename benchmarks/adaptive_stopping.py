@@ -23,7 +23,7 @@ output. Two parts:
    start-up, the same for both, is left out.
 2. ``cpu_trivial`` (supplementary, real time): the same comparison through ``harness measure`` on
    the trivial CPU backend; with no energy counter the quantity is time per token.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "adaptive_stopping"
 CONFIGS = (  # (model_id, task, max_num_seqs, num_requests): published 1 x H100 rows; the reference's N
@@ -49,17 +49,20 @@ SEEDS = (0, 1, 2)
 MODEL = {  # the simulation's assumptions (recorded with the results)
     "power": "published avg_power_watts x (1 + 0.03 x AR(1) noise), 1 s correlation time, a new value every 0.1 s",
     "step_time": "published median_itl_ms x (W + kv x S) / (W + kv x M x C_ref) x (1 + 0.02 x N(0,1)) + prefill; "
-                 "W = total parameters x 2 bytes, kv = KV-cache bytes per token (architecture in harness/archs), "
-                 "S = context tokens (prompt + generated) of all running requests, C_ref = the stationary mean context "
-                 "(mean prompt + E[L^2] / (2 E[L]) of the drawn output lengths L); prefill = 2 x active parameters x "
-                 "prompt tokens / 400 TFLOP/s for the requests admitted in the step",
+    "W = total parameters x 2 bytes, kv = KV-cache bytes per token (architecture in harness/archs), "
+    "S = context tokens (prompt + generated) of all running requests, C_ref = the stationary mean context "
+    "(mean prompt + E[L^2] / (2 E[L]) of the drawn output lengths L); prefill = 2 x active parameters x "
+    "prompt tokens / 400 TFLOP/s for the requests admitted in the step",
     "lengths": "harness.workloads.lengths.plan(task, N, seed, length_source=model): published output-length "
-               "histogram of the model on the task; the task's assumed log-normal prompt lengths",
+    "histogram of the model on the task; the task's assumed log-normal prompt lengths",
     "scheduler": "all N requests submitted at once; at most max_num_seqs run; a finished slot is refilled in the "
-                 "same step; the new request's first token comes at the end of that step",
+    "same step; the new request's first token comes at the end of that step",
 }
-ARCHS = {"meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b", "Qwen/Qwen3-8B": "qwen3-8b",
-         "Qwen/Qwen3-Coder-30B-A3B-Instruct": "qwen3-30b-a3b"}
+ARCHS = {
+    "meta-llama/Llama-3.1-8B-Instruct": "llama-3.1-8b",
+    "Qwen/Qwen3-8B": "qwen3-8b",
+    "Qwen/Qwen3-Coder-30B-A3B-Instruct": "qwen3-30b-a3b",
+}
 POWER_NOISE, POWER_TAU_S, POWER_DT_S = 0.03, 1.0, 0.1
 STEP_JITTER, PREFILL_FLOPS = 0.02, 400e12
 GOAL_RATIO, GOAL_DEVIATION = 3.0, 0.02
@@ -69,10 +72,17 @@ def _published_row(model_id: str, task: str, max_num_seqs: int):
     from harness.published import reference
 
     table = reference.llm_table()
-    rows = table[(table["model_id"] == model_id) & (table["task"] == task) & (table["gpu_model"] == "H100")
-                 & (table["num_gpus"] == 1) & (table["max_num_seqs"] == max_num_seqs)]
+    rows = table[
+        (table["model_id"] == model_id)
+        & (table["task"] == task)
+        & (table["gpu_model"] == "H100")
+        & (table["num_gpus"] == 1)
+        & (table["max_num_seqs"] == max_num_seqs)
+    ]
     if len(rows) != 1:
-        raise SystemExit(f"expected one published row for {model_id} {task} max_num_seqs={max_num_seqs}, got {len(rows)}")
+        raise SystemExit(
+            f"expected one published row for {model_id} {task} max_num_seqs={max_num_seqs}, got {len(rows)}"
+        )
     return rows.iloc[0]
 
 
@@ -126,7 +136,7 @@ def simulate(row, num_requests: int, seed: int, rule, context_cost: bool = True)
     kv_bytes *= 1 if context_cost else 0
     weight_bytes = float(row["total_params_billions"]) * 1e9 * 2
     lens = np.asarray(targets, dtype=float)
-    ref_context = float(np.mean(prompts)) + float(np.mean(lens ** 2) / (2 * np.mean(lens)))
+    ref_context = float(np.mean(prompts)) + float(np.mean(lens**2) / (2 * np.mean(lens)))
     scale = itl_s / (weight_bytes + kv_bytes * m * ref_context)  # seconds per byte read in a decode step
     prefill_per_token_s = 2 * float(row["activated_params_billions"]) * 1e9 / PREFILL_FLOPS
     rng = np.random.default_rng([seed, 7])
@@ -134,9 +144,18 @@ def simulate(row, num_requests: int, seed: int, rule, context_cost: bool = True)
     gpu = _trace_gpu_class()(clock, watts)
     with _common.fake_nvml([gpu]):
         meter = ZeusMeter([0], clock=clock)
-        requests = [RequestRecord(request_id=i, prompt_tokens=prompts[i], target_output_tokens=targets[i],
-                                  output_tokens=0, submit_time_s=clock(), first_token_time_s=None, finish_time_s=None)
-                    for i in range(num_requests)]
+        requests = [
+            RequestRecord(
+                request_id=i,
+                prompt_tokens=prompts[i],
+                target_output_tokens=targets[i],
+                output_tokens=0,
+                submit_time_s=clock(),
+                first_token_time_s=None,
+                finish_time_s=None,
+            )
+            for i in range(num_requests)
+        ]
         tracker = SteadyTracker.for_meter(meter, m, num_requests)
         stopper = adaptive.AdaptiveStopper(rule, meter, tracker, clock=clock)
         meter.begin("run")
@@ -206,30 +225,52 @@ def run_simulated(configs, seeds, context_cost: bool = True) -> dict:
             fixed = simulate(row, n, seed, StopRule(method="fixed", min_finishes=m), context_cost)
             ada = simulate(row, n, seed, StopRule(method="adaptive", min_finishes=m), context_cost)
             deviation = ada["energy_per_token_joules"] / fixed["energy_per_token_joules"] - 1
-            pairs.append({"seed": seed, "fixed": fixed, "adaptive": ada,
-                          "device_seconds_ratio": fixed["device_seconds"] / ada["device_seconds"],
-                          "estimate_deviation": deviation})
-            print(f"  {model_id.split('/')[-1]:28s} {task:16s} M={m:<4d} seed {seed}: fixed {fixed['device_seconds']:7.1f} s "
-                  f"{fixed['energy_per_token_joules']:.5f} J/tok | adaptive {ada['device_seconds']:6.1f} s "
-                  f"{ada['energy_per_token_joules']:.5f} J/tok (+/-{100 * (ada['rel_halfwidth'] or float('nan')):.2f}%, "
-                  f"{ada['stopped_by']}) | {fixed['device_seconds'] / ada['device_seconds']:.2f}x, {100 * deviation:+.2f}%",
-                  flush=True)
+            pairs.append(
+                {
+                    "seed": seed,
+                    "fixed": fixed,
+                    "adaptive": ada,
+                    "device_seconds_ratio": fixed["device_seconds"] / ada["device_seconds"],
+                    "estimate_deviation": deviation,
+                }
+            )
+            print(
+                f"  {model_id.split('/')[-1]:28s} {task:16s} M={m:<4d} seed {seed}: fixed {fixed['device_seconds']:7.1f} s "  # noqa: E501
+                f"{fixed['energy_per_token_joules']:.5f} J/tok | adaptive {ada['device_seconds']:6.1f} s "
+                f"{ada['energy_per_token_joules']:.5f} J/tok (+/-{100 * (ada['rel_halfwidth'] or float('nan')):.2f}%, "
+                f"{ada['stopped_by']}) | {fixed['device_seconds'] / ada['device_seconds']:.2f}x, {100 * deviation:+.2f}%",  # noqa: E501
+                flush=True,
+            )
         ratios = [p["device_seconds_ratio"] for p in pairs]
-        out.append({"model_id": model_id, "task": task, "gpu": "1 x H100", "max_num_seqs": m, "num_requests": n,
-                     "published_median_itl_ms": float(row["median_itl_ms"]),
-                     "published_avg_power_watts": float(row["avg_power_watts"]),
-                     "published_energy_per_token_joules": float(row["energy_per_token_joules"]),
-                     "device_seconds_ratio": _common.spread(ratios),
-                     "max_abs_estimate_deviation": max(abs(p["estimate_deviation"]) for p in pairs),
-                     "runs": pairs})
+        out.append(
+            {
+                "model_id": model_id,
+                "task": task,
+                "gpu": "1 x H100",
+                "max_num_seqs": m,
+                "num_requests": n,
+                "published_median_itl_ms": float(row["median_itl_ms"]),
+                "published_avg_power_watts": float(row["avg_power_watts"]),
+                "published_energy_per_token_joules": float(row["energy_per_token_joules"]),
+                "device_seconds_ratio": _common.spread(ratios),
+                "max_abs_estimate_deviation": max(abs(p["estimate_deviation"]) for p in pairs),
+                "runs": pairs,
+            }
+        )
     every = [p for c in out for p in c["runs"]]
     total_fixed = sum(p["fixed"]["device_seconds"] for p in every)
     total_adaptive = sum(p["adaptive"]["device_seconds"] for p in every)
     return {
-        "label": "SIMULATED power trace and step times (anchored on published 1 x H100 rows), replayed through fake NVML",
+        "label": "SIMULATED power trace and step times (anchored on published 1 x H100 rows), replayed through fake NVML",  # noqa: E501
         "model": MODEL,
-        "rule": {"rel_halfwidth": 0.02, "confidence": 0.95, "min_window_s": 20.0, "num_batches": 10,
-                 "min_finishes_in_window": "max_num_seqs", "checkpoint_s": 1.0},
+        "rule": {
+            "rel_halfwidth": 0.02,
+            "confidence": 0.95,
+            "min_window_s": 20.0,
+            "num_batches": 10,
+            "min_finishes_in_window": "max_num_seqs",
+            "checkpoint_s": 1.0,
+        },
         "configurations": out,
         "total_device_seconds_fixed": total_fixed,
         "total_device_seconds_adaptive": total_adaptive,
@@ -240,8 +281,9 @@ def run_simulated(configs, seeds, context_cost: bool = True) -> dict:
         "runs_stopped_adaptively": sum(p["adaptive"]["stopped_by"] == "adaptive" for p in every),
         "runs_stopped_at_window_close": sum(p["adaptive"]["stopped_by"] == "window-closed" for p in every),
         "runs": len(every),
-        "fixed_count_rel_halfwidth": _common.spread([p["fixed"]["rel_halfwidth"] for p in every
-                                                     if p["fixed"]["rel_halfwidth"] is not None]),
+        "fixed_count_rel_halfwidth": _common.spread(
+            [p["fixed"]["rel_halfwidth"] for p in every if p["fixed"]["rel_halfwidth"] is not None]
+        ),
     }
 
 
@@ -252,37 +294,57 @@ def run_cpu_trivial(repeats: int) -> dict:
     import yaml
 
     from harness.measuring import store
-    from harness.orchestration.study import load_study
     from harness.orchestration.runner import measure_study
+    from harness.orchestration.study import load_study
 
-    block = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 1500,
-             "max_output_tokens": 32, "options": {"step_s": 0.002, "work_rounds": 5}, "grid": {"max_num_seqs": [16]}}
+    block = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": 1500,
+        "max_output_tokens": 32,
+        "options": {"step_s": 0.002, "work_rounds": 5},
+        "grid": {"max_num_seqs": [16]},
+    }
     pairs = []
     with tempfile.TemporaryDirectory(prefix="bench-adaptive-") as tmp:
         for i in range(repeats):
             row = {}
-            for method in (("fixed", "adaptive") if i % 2 == 0 else ("adaptive", "fixed")):
+            for method in ("fixed", "adaptive") if i % 2 == 0 else ("adaptive", "fixed"):
                 extra = {"stop": "adaptive", "adaptive_min_window_s": 1.0} if method == "adaptive" else {}
                 path = Path(tmp) / f"{method}-{i}.yaml"
-                path.write_text(yaml.safe_dump({"study": f"s{i}{method[0]}", "settings": {"idle_power_s": 0},
-                                                "runs": [{**block, "seed": i, **extra}]}))
+                path.write_text(
+                    yaml.safe_dump(
+                        {
+                            "study": f"s{i}{method[0]}",
+                            "settings": {"idle_power_s": 0},
+                            "runs": [{**block, "seed": i, **extra}],
+                        }
+                    )
+                )
                 study = load_study(path)
                 measure_study(study, Path(tmp) / "results", progress=False, out=io.StringIO())
                 run_dir = store.run_path(Path(tmp) / "results", study.name, study.configurations[0].run_id)
                 record = json.loads((run_dir / "run.json").read_text())
                 mt = record["metrics"]
-                row[method] = {"device_seconds": record["windows"]["run"]["duration_s"],
-                               "time_per_token_s": mt["steady_duration_s"] / mt["steady_output_tokens"],
-                               "stopped_by": mt["stopped_by"], "rel_halfwidth": mt["stop_estimate_rel_halfwidth"]}
+                row[method] = {
+                    "device_seconds": record["windows"]["run"]["duration_s"],
+                    "time_per_token_s": mt["steady_duration_s"] / mt["steady_output_tokens"],
+                    "stopped_by": mt["stopped_by"],
+                    "rel_halfwidth": mt["stop_estimate_rel_halfwidth"],
+                }
             row["device_seconds_ratio"] = row["fixed"]["device_seconds"] / row["adaptive"]["device_seconds"]
             row["estimate_deviation"] = row["adaptive"]["time_per_token_s"] / row["fixed"]["time_per_token_s"] - 1
             pairs.append(row)
-    return {"label": "REAL time on this CPU (trivial backend through harness measure); quantity: time per token "
-                     "(no energy counter here), not energy; a stationary toy load, so its ratio is set by the "
-                     "chosen num_requests and adaptive_min_window_s",
-            "config": block | {"adaptive_min_window_s": 1.0}, "runs": pairs,
-            "device_seconds_ratio": _common.spread([p["device_seconds_ratio"] for p in pairs]),
-            "abs_estimate_deviation": _common.spread([abs(p["estimate_deviation"]) for p in pairs])}
+    return {
+        "label": "REAL time on this CPU (trivial backend through harness measure); quantity: time per token "
+        "(no energy counter here), not energy; a stationary toy load, so its ratio is set by the "
+        "chosen num_requests and adaptive_min_window_s",
+        "config": block | {"adaptive_min_window_s": 1.0},
+        "runs": pairs,
+        "device_seconds_ratio": _common.spread([p["device_seconds_ratio"] for p in pairs]),
+        "abs_estimate_deviation": _common.spread([abs(p["estimate_deviation"]) for p in pairs]),
+    }
 
 
 def main(argv=None) -> int:
@@ -300,22 +362,32 @@ def main(argv=None) -> int:
     flat["label"] = "SENSITIVITY (not judged): as 'simulated' but a decode step costs the same at any context"
     print("cpu-trivial runs (real time; time per token):", flush=True)
     cpu = run_cpu_trivial(1 if args.quick else 3)
-    print(f"  trivial backend: {cpu['device_seconds_ratio']['median']:.2f}x fewer device-seconds (median), time per "
-          f"token within {100 * cpu['abs_estimate_deviation']['max']:.2f}% (max)", flush=True)
+    print(
+        f"  trivial backend: {cpu['device_seconds_ratio']['median']:.2f}x fewer device-seconds (median), time per "
+        f"token within {100 * cpu['abs_estimate_deviation']['max']:.2f}% (max)",
+        flush=True,
+    )
     ratio, deviation = sim["device_seconds_ratio_total"], sim["max_abs_estimate_deviation"]
     ok = ratio >= GOAL_RATIO and deviation <= GOAL_DEVIATION
-    figure = (f"{ratio:.1f}x fewer device-seconds in all (simulated, {sim['runs']} paired runs; median "
-              f"{sim['device_seconds_ratio_per_run']['median']:.1f}x per run; {sim['runs_stopped_adaptively']} stopped "
-              f"on a stable estimate, {sim['runs_stopped_at_window_close']} at the window's end), estimate within "
-              f"{100 * deviation:.2f}% of fixed-count (max)")
+    figure = (
+        f"{ratio:.1f}x fewer device-seconds in all (simulated, {sim['runs']} paired runs; median "
+        f"{sim['device_seconds_ratio_per_run']['median']:.1f}x per run; {sim['runs_stopped_adaptively']} stopped "
+        f"on a stable estimate, {sim['runs_stopped_at_window_close']} at the window's end), estimate within "
+        f"{100 * deviation:.2f}% of fixed-count (max)"
+    )
     payload = {
-        "benchmark": NAME, "figure": figure, "status": _common.status(ok),
+        "benchmark": NAME,
+        "figure": figure,
+        "status": _common.status(ok),
         "goal": f">= {GOAL_RATIO:g}x fewer device-seconds with the estimate within {100 * GOAL_DEVIATION:g}% of the "
-                "fixed-count method (every paired run)",
+        "fixed-count method (every paired run)",
         "command": ".venv/bin/python benchmarks/adaptive_stopping.py" + (" --quick" if args.quick else ""),
         "energy": "SIMULATED (no energy counter on this host): power trace replayed through the fake NVML boundary",
-        "simulated": sim, "sensitivity_no_context_cost": flat, "cpu_trivial": cpu,
-        "benchmark_wall_s": watch(), "host": _common.host_facts(load),
+        "simulated": sim,
+        "sensitivity_no_context_cost": flat,
+        "cpu_trivial": cpu,
+        "benchmark_wall_s": watch(),
+        "host": _common.host_facts(load),
     }
     path = _common.write_result(NAME if not args.quick else f"{NAME}-quick", payload)
     print(f"{NAME}: {figure} -> {payload['status']}  ({path.relative_to(_common.ROOT)})")

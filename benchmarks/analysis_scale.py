@@ -33,7 +33,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "analysis_scale"
 GOAL_S = 3.0
@@ -100,16 +100,44 @@ def synthetic_timeline(rows: int, start_s: float, seed: int):
     parts = []
     for gpu in range(GPUS):
         power = 450 + 60 * rng.standard_normal(ticks)
-        parts.append(pd.DataFrame({
-            "time_s": t, "source": "nvml", "gpu_index": gpu, "power_watts": power,
-            "gpu_utilization_percent": np.clip(90 + 5 * rng.standard_normal(ticks), 0, 100),
-            "memory_used_mib": 60000.0, "sm_clock_mhz": 1980.0, "temperature_celsius": 55 + 5 * rng.random(ticks),
-            "throttle_reasons": 0.0, "energy_counter_joules": 1e6 + np.cumsum(power / HZ)}))
-    parts.append(pd.DataFrame({"time_s": t, "source": "host", "process_cpu_percent": 30 + 10 * rng.random(ticks),
-                               "process_rss_mib": 2048.0}))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "time_s": t,
+                    "source": "nvml",
+                    "gpu_index": gpu,
+                    "power_watts": power,
+                    "gpu_utilization_percent": np.clip(90 + 5 * rng.standard_normal(ticks), 0, 100),
+                    "memory_used_mib": 60000.0,
+                    "sm_clock_mhz": 1980.0,
+                    "temperature_celsius": 55 + 5 * rng.random(ticks),
+                    "throttle_reasons": 0.0,
+                    "energy_counter_joules": 1e6 + np.cumsum(power / HZ),
+                }
+            )
+        )
+    parts.append(
+        pd.DataFrame(
+            {
+                "time_s": t,
+                "source": "host",
+                "process_cpu_percent": 30 + 10 * rng.random(ticks),
+                "process_rss_mib": 2048.0,
+            }
+        )
+    )
     sec = t[::10]
-    parts.append(pd.DataFrame({"time_s": sec, "source": "vllm", "num_requests_running": 64.0,
-                               "num_requests_waiting": 100.0, "kv_cache_usage_fraction": 0.5 + 0.1 * rng.random(len(sec))}))
+    parts.append(
+        pd.DataFrame(
+            {
+                "time_s": sec,
+                "source": "vllm",
+                "num_requests_running": 64.0,
+                "num_requests_waiting": 100.0,
+                "kv_cache_usage_fraction": 0.5 + 0.1 * rng.random(len(sec)),
+            }
+        )
+    )
     frame = pd.concat(parts, ignore_index=True).sort_values(["time_s", "source"], kind="stable", ignore_index=True)
     frame = frame.reindex(columns=list(COLUMNS))
     frame["gpu_index"] = frame["gpu_index"].astype("Int64")
@@ -130,18 +158,43 @@ def make_store(results: Path, samples: int, runs: int) -> int:
         batch = 2 ** (i % 8 + 3)
         end = float(frame["time_s"].max())
         record = {
-            "run_id": f"{i:012x}", "study": "scale", "status": "ok", "cause": None, "is_stable": True,
-            "unstable_reason": "", "started_at": "2026-01-01T00:00:00+00:00",
-            "config": {"study": "scale", "task": "lm-arena-chat", "family": "llm-chat", "backend": "vllm",
-                       "model": "llama-3.1-8b", "num_gpus": GPUS, "tensor_parallel": GPUS, "expert_parallel": 1,
-                       "precision": "bfloat16", "max_num_seqs": batch, "max_num_batched_tokens": 8192,
-                       "num_requests": 1024, "seed": 0, "stop": "fixed"},
+            "run_id": f"{i:012x}",
+            "study": "scale",
+            "status": "ok",
+            "cause": None,
+            "is_stable": True,
+            "unstable_reason": "",
+            "started_at": "2026-01-01T00:00:00+00:00",
+            "config": {
+                "study": "scale",
+                "task": "lm-arena-chat",
+                "family": "llm-chat",
+                "backend": "vllm",
+                "model": "llama-3.1-8b",
+                "num_gpus": GPUS,
+                "tensor_parallel": GPUS,
+                "expert_parallel": 1,
+                "precision": "bfloat16",
+                "max_num_seqs": batch,
+                "max_num_batched_tokens": 8192,
+                "num_requests": 1024,
+                "seed": 0,
+                "stop": "fixed",
+            },
             "environment": {"gpu_model": "H100", "gpu_count": GPUS},
-            "metrics": {"energy_per_token_joules": 0.5 / batch ** 0.5, "avg_power_watts": 450.0 * GPUS,
-                        "output_throughput_tokens_per_sec": 900.0 * batch ** 0.5, "median_itl_ms": 8 + batch / 20,
-                        "avg_batch_size": batch * 0.97, "avg_output_len": 400.0, "energy_per_request_joules": 200.0 / batch ** 0.5,
-                        "steady_start_time_s": start, "steady_end_time_s": end, "steady_duration_s": end - start,
-                        "energy_source": "synthetic (benchmark data, not a measurement)"},
+            "metrics": {
+                "energy_per_token_joules": 0.5 / batch**0.5,
+                "avg_power_watts": 450.0 * GPUS,
+                "output_throughput_tokens_per_sec": 900.0 * batch**0.5,
+                "median_itl_ms": 8 + batch / 20,
+                "avg_batch_size": batch * 0.97,
+                "avg_output_len": 400.0,
+                "energy_per_request_joules": 200.0 / batch**0.5,
+                "steady_start_time_s": start,
+                "steady_end_time_s": end,
+                "steady_duration_s": end - start,
+                "energy_source": "synthetic (benchmark data, not a measurement)",
+            },
         }
         store.write_run(results / "scale" / record["run_id"], record, {"timeline.parquet": frame})
     return total
@@ -164,8 +217,9 @@ def main(argv=None) -> int:
         repeats = []
         for _ in range(args.repeats):
             t = time.perf_counter()
-            proc = subprocess.run([sys.executable, "-c", TIMED, str(results)], capture_output=True, text=True,
-                                  env=dict(os.environ))
+            proc = subprocess.run(
+                [sys.executable, "-c", TIMED, str(results)], capture_output=True, text=True, env=dict(os.environ)
+            )
             total = time.perf_counter() - t
             if proc.returncode != 0:
                 raise SystemExit(f"analysis run failed: {proc.stderr.strip().splitlines()[-1]}")
@@ -176,18 +230,33 @@ def main(argv=None) -> int:
     work = _common.spread([r["work_s"] for r in repeats])
     last = repeats[-1]
     ok = total["median"] <= GOAL_S and last["timeline_rows"] >= args.samples
-    figure = (f"{total['median']:.2f} s in a fresh process ({work['median']:.2f} s after imports) for "
-              f"{last['reference_rows']} reference rows + {last['timeline_rows']:,} telemetry samples + "
-              f"{len(last['findings'])} findings")
+    figure = (
+        f"{total['median']:.2f} s in a fresh process ({work['median']:.2f} s after imports) for "
+        f"{last['reference_rows']} reference rows + {last['timeline_rows']:,} telemetry samples + "
+        f"{len(last['findings'])} findings"
+    )
     payload = {
-        "benchmark": NAME, "figure": figure, "status": _common.status(ok),
-        "goal": f"<= {GOAL_S:g} s to load the reference data plus one million telemetry samples and compute every finding",
+        "benchmark": NAME,
+        "figure": figure,
+        "status": _common.status(ok),
+        "goal": f"<= {GOAL_S:g} s to load the reference data plus one million telemetry samples and compute every finding",  # noqa: E501
         "command": ".venv/bin/python benchmarks/analysis_scale.py",
-        "data": {"timeline_rows": rows, "runs": args.runs, "gpus_per_run": GPUS, "sampler_hz": HZ,
-                 "note": "synthetic telemetry in the store's timeline schema, written by harness.measuring.store.write_run"},
-        "setup_s": setup_s, "total_s": total, "work_s": work,
-        "phases_s": {k: _common.spread([r[k] for r in repeats]) for k in ("imports_s", "table_s", "timelines_s", "findings_s")},
-        "repeats": repeats, "benchmark_wall_s": watch(), "host": _common.host_facts(load),
+        "data": {
+            "timeline_rows": rows,
+            "runs": args.runs,
+            "gpus_per_run": GPUS,
+            "sampler_hz": HZ,
+            "note": "synthetic telemetry in the store's timeline schema, written by harness.measuring.store.write_run",
+        },
+        "setup_s": setup_s,
+        "total_s": total,
+        "work_s": work,
+        "phases_s": {
+            k: _common.spread([r[k] for r in repeats]) for k in ("imports_s", "table_s", "timelines_s", "findings_s")
+        },
+        "repeats": repeats,
+        "benchmark_wall_s": watch(),
+        "host": _common.host_facts(load),
     }
     path = _common.write_result(NAME, payload)
     print(f"{NAME}: {figure} -> {payload['status']}  ({path.relative_to(_common.ROOT)})")

@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "book_build"
 GOAL_FULL_S, GOAL_ONE_S = 60.0, 15.0
@@ -50,7 +50,9 @@ def copy_sources(dst: Path) -> None:
         target = dst / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         if src.is_dir():
-            shutil.copytree(src, target, ignore=shutil.ignore_patterns("_generated", ".ipynb_checkpoints", "__pycache__"))
+            shutil.copytree(
+                src, target, ignore=shutil.ignore_patterns("_generated", ".ipynb_checkpoints", "__pycache__")
+            )
         else:
             shutil.copy2(src, target)
 
@@ -61,21 +63,35 @@ def build(root: Path) -> dict:
     cpus = _common.host_facts([])["cpus"] or 1
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.report.book", "build", "--root", str(root)], cwd=root, env=env,
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.report.book", "build", "--root", str(root)],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)  # the build and every process it waited for
     cpu_s = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     out = proc.stdout + proc.stderr
     executed = {m.group(1): float(m.group(2)) for m in re.finditer(r"^\s+(\S+): executed in ([\d.]+) s", out, re.M)}
-    kernel_cpu = {m.group(1): float(m.group(2))
-                  for m in re.finditer(r"^\s+(\S+): executed in [\d.]+ s \(kernel CPU ([\d.]+) s\)", out, re.M)}
+    kernel_cpu = {
+        m.group(1): float(m.group(2))
+        for m in re.finditer(r"^\s+(\S+): executed in [\d.]+ s \(kernel CPU ([\d.]+) s\)", out, re.M)
+    }
     kernels = sum(kernel_cpu.values())
-    return {"wall_s": seconds, "cpu_s": round(cpu_s, 2), "kernel_cpu_s": kernel_cpu,
-            "idle_wall_estimate_s": round(kernels / cpus + max(0.0, cpu_s - kernels), 1), "cpus": cpus,
-            "returncode": proc.returncode, "executed": executed,
-            "loadavg_before": load, "loadavg_after": _common.loadavg(),
-            "log_tail": out.strip().splitlines()[-6:]}
+    return {
+        "wall_s": seconds,
+        "cpu_s": round(cpu_s, 2),
+        "kernel_cpu_s": kernel_cpu,
+        "idle_wall_estimate_s": round(kernels / cpus + max(0.0, cpu_s - kernels), 1),
+        "cpus": cpus,
+        "returncode": proc.returncode,
+        "executed": executed,
+        "loadavg_before": load,
+        "loadavg_after": _common.loadavg(),
+        "log_tail": out.strip().splitlines()[-6:],
+    }
 
 
 def touch_notebook(path: Path) -> None:
@@ -104,29 +120,40 @@ def main(argv=None) -> int:
         if cold["returncode"] == 0:
             touch_notebook(root / "notebooks" / f"{args.notebook}.ipynb")
             changed = build(root)
-    failed = [name for name, phase in (("cold", cold), ("unchanged", unchanged), ("one notebook changed", changed))
-              if phase is None or phase["returncode"] != 0]
+    failed = [
+        name
+        for name, phase in (("cold", cold), ("unchanged", unchanged), ("one notebook changed", changed))
+        if phase is None or phase["returncode"] != 0
+    ]
     if failed:
         status, figure = "ERROR", f"book build failed ({', '.join(failed)}): {' | '.join(cold['log_tail'][-2:])}"
     else:
         only_one = set(changed["executed"]) == {args.notebook}
         ok = cold["wall_s"] <= GOAL_FULL_S and changed["wall_s"] <= GOAL_ONE_S and only_one
         status = _common.status(ok)
-        figure = (f"cold {cold['wall_s']:.1f} s ({len(cold['executed'])} notebooks; CPU {cold['cpu_s']:.1f} s, "
-                  f"idle {cold['cpus']}-core estimate {cold['idle_wall_estimate_s']:.0f} s; load "
-                  f"{cold['loadavg_before'][0] if cold['loadavg_before'] else 'n/a'}), one notebook changed "
-                  f"{changed['wall_s']:.1f} s ({', '.join(changed['executed']) or 'none'} re-executed), "
-                  f"unchanged {unchanged['wall_s']:.1f} s")
+        figure = (
+            f"cold {cold['wall_s']:.1f} s ({len(cold['executed'])} notebooks; CPU {cold['cpu_s']:.1f} s, "
+            f"idle {cold['cpus']}-core estimate {cold['idle_wall_estimate_s']:.0f} s; load "
+            f"{cold['loadavg_before'][0] if cold['loadavg_before'] else 'n/a'}), one notebook changed "
+            f"{changed['wall_s']:.1f} s ({', '.join(changed['executed']) or 'none'} re-executed), "
+            f"unchanged {unchanged['wall_s']:.1f} s"
+        )
     payload = {
-        "benchmark": NAME, "figure": figure, "status": status,
+        "benchmark": NAME,
+        "figure": figure,
+        "status": status,
         "goal": f"full build <= {GOAL_FULL_S:g} s and, after one notebook changes, <= {GOAL_ONE_S:g} s with only "
-                "that notebook re-executed (2 cores, venv present)",
-        "command": ".venv/bin/python benchmarks/book_build.py" + (f" --notebook {args.notebook}"
-                                                                  if args.notebook != "llm-chat" else ""),
-        "notebooks_registered": registered, "changed_notebook": args.notebook,
+        "that notebook re-executed (2 cores, venv present)",
+        "command": ".venv/bin/python benchmarks/book_build.py"
+        + (f" --notebook {args.notebook}" if args.notebook != "llm-chat" else ""),
+        "notebooks_registered": registered,
+        "changed_notebook": args.notebook,
         "book_jobs": os.environ.get("BOOK_JOBS") or "default (one per CPU)",
-        "cold": cold, "unchanged": unchanged, "one_notebook_changed": changed,
-        "benchmark_wall_s": watch(), "host": _common.host_facts(load),
+        "cold": cold,
+        "unchanged": unchanged,
+        "one_notebook_changed": changed,
+        "benchmark_wall_s": watch(),
+        "host": _common.host_facts(load),
     }
     path = _common.write_result(NAME, payload)
     print(f"{NAME}: {figure} -> {status}  ({path.relative_to(_common.ROOT)})")

@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "loadgen_client"
 GOAL_CPU_US_PER_TOKEN = 10.0
@@ -77,8 +77,13 @@ def _load_module(which: str):
     import importlib.util
 
     name = f"loadgen_{which}"
-    text = subprocess.run(["git", "show", f"{COMMITS[which]}:harness/workloads/loadgen.py"], cwd=_common.ROOT,
-                          capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        ["git", "show", f"{COMMITS[which]}:harness/workloads/loadgen.py"],
+        cwd=_common.ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     path = Path(tempfile.mkdtemp()) / f"{name}.py"
     path.write_text(text)
     spec = importlib.util.spec_from_file_location(name, path)
@@ -94,6 +99,7 @@ def client_case(args) -> dict:
         os.sched_setaffinity(0, {args.cpu})
     sys.path.insert(0, str(_common.ROOT))
     import aiohttp  # noqa: F401 -- imported before the timed part, as in a run
+
     from harness.measuring.steady import SteadyTracker
 
     loadgen = _load_module(args.which)
@@ -105,10 +111,19 @@ def client_case(args) -> dict:
     r1, w1 = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
     got = sum(len(r.token_times_s) for r in records)
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
-    out = {"which": args.which, "streams": n, "tokens_per_stream": tokens, "tokens": got,
-           "failed": sum(not r.success for r in records), "aborted": aborted, "cpu_s": cpu, "wall_s": w1 - w0,
-           "cpu_us_per_token": 1e6 * cpu / got if got else None,
-           "tokens_per_cpu_s": got / cpu if cpu else None, "tokens_per_wall_s": got / (w1 - w0)}
+    out = {
+        "which": args.which,
+        "streams": n,
+        "tokens_per_stream": tokens,
+        "tokens": got,
+        "failed": sum(not r.success for r in records),
+        "aborted": aborted,
+        "cpu_s": cpu,
+        "wall_s": w1 - w0,
+        "cpu_us_per_token": 1e6 * cpu / got if got else None,
+        "tokens_per_cpu_s": got / cpu if cpu else None,
+        "tokens_per_wall_s": got / (w1 - w0),
+    }
     if args.latency:
         import urllib.request
 
@@ -146,19 +161,42 @@ def _pcts(values: list[float]) -> dict:
         return {"n": 0}
     values = sorted(values)
     pick = lambda p: values[min(len(values) - 1, int(p * (len(values) - 1) + 0.5))]  # noqa: E731
-    return {"n": len(values), "p50": pick(0.5), "p90": pick(0.9), "p99": pick(0.99), "max": values[-1],
-            "min": values[0]}
+    return {
+        "n": len(values),
+        "p50": pick(0.5),
+        "p90": pick(0.9),
+        "p99": pick(0.99),
+        "max": values[-1],
+        "min": values[0],
+    }
 
 
 def run_client(url: str, which: str, streams: int, tokens: int, cpu: int | None, latency: bool = False) -> dict:
-    argv = [sys.executable, __file__, "--client", "--url", url, "--which", which, "--streams", str(streams),
-            "--tokens", str(tokens)]
+    argv = [
+        sys.executable,
+        __file__,
+        "--client",
+        "--url",
+        url,
+        "--which",
+        which,
+        "--streams",
+        str(streams),
+        "--tokens",
+        str(tokens),
+    ]
     if cpu is not None:
         argv += ["--cpu", str(cpu)]
     if latency:
         argv.append("--latency")
-    proc = subprocess.run(argv, capture_output=True, text=True, cwd=_common.ROOT, timeout=1200,
-                          env=dict(os.environ, PYTHONPATH=str(_common.ROOT)))
+    proc = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        cwd=_common.ROOT,
+        timeout=1200,
+        env=dict(os.environ, PYTHONPATH=str(_common.ROOT)),
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"client failed: {proc.stderr.strip().splitlines()[-1:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -169,9 +207,10 @@ def throughput(quick: bool) -> list[dict]:
     client_cpu, server_cpu = (cpus[0], cpus[1]) if len(cpus) > 1 else (None, None)
     lengths = {256: 256, 4096: 64} if quick else {256: 1024, 4096: 256}  # output tokens per stream
     cases = []
-    for per_write, streams, which, tokens in ([(8, 4096, w, 1) for w in ("now", "before")] +  # request set-up alone
-                                             [(p, s, w, lengths[s]) for p in (1, 8) for s in (256, 4096)
-                                              for w in ("now", "before")]):
+    for per_write, streams, which, tokens in (
+        [(8, 4096, w, 1) for w in ("now", "before")]  # request set-up alone
+        + [(p, s, w, lengths[s]) for p in (1, 8) for s in (256, 4096) for w in ("now", "before")]
+    ):
         server, url = start_server(per_write, cpu=server_cpu)
         try:
             row = run_client(url, which, streams, tokens, client_cpu)
@@ -181,26 +220,33 @@ def throughput(quick: bool) -> list[dict]:
         row["events_per_write"] = per_write
         setup = next((c for c in cases if c["which"] == which and c["tokens_per_stream"] == 1), None)
         if setup and tokens > 1:  # CPU per streamed token once each request's set-up is taken out
-            row["cpu_us_per_streamed_token"] = (1e6 * (row["cpu_s"] - setup["cpu_s"] * streams / setup["streams"])
-                                                / (row["tokens"] - streams))
+            row["cpu_us_per_streamed_token"] = (
+                1e6 * (row["cpu_s"] - setup["cpu_s"] * streams / setup["streams"]) / (row["tokens"] - streams)
+            )
         if tokens == 1:
             row["cpu_us_per_request_setup"] = row["cpu_us_per_token"]
-            print(f"  {which:6s} {streams:5d} requests of one token: {row['cpu_us_per_token']:.0f} us CPU per request",
-                  flush=True)
+            print(
+                f"  {which:6s} {streams:5d} requests of one token: {row['cpu_us_per_token']:.0f} us CPU per request",
+                flush=True,
+            )
             cases.append(row)
             continue
-        print(f"  {which:6s} {streams:5d} streams x {tokens} tokens, {per_write} event(s)/write: "
-              f"{row['cpu_us_per_token']:.2f} us CPU/token ({row.get('cpu_us_per_streamed_token', float('nan')):.2f} "
-              f"without request set-up), {row['tokens_per_cpu_s']:,.0f} tokens/CPU-s, "
-              f"{row['tokens_per_wall_s']:,.0f} tokens/wall-s", flush=True)
+        print(
+            f"  {which:6s} {streams:5d} streams x {tokens} tokens, {per_write} event(s)/write: "
+            f"{row['cpu_us_per_token']:.2f} us CPU/token ({row.get('cpu_us_per_streamed_token', float('nan')):.2f} "
+            f"without request set-up), {row['tokens_per_cpu_s']:,.0f} tokens/CPU-s, "
+            f"{row['tokens_per_wall_s']:,.0f} tokens/wall-s",
+            flush=True,
+        )
         cases.append(row)
     return cases
 
 
 def _worst(rows: list[dict], which: str) -> dict | None:
     """The peak-rate run of load generator ``which`` with the largest p99 (None: no such run)."""
-    return max((r for r in rows if r["which"] == which), key=lambda r: r["latency_ms"].get("p99", float("inf")),
-               default=None)
+    return max(
+        (r for r in rows if r["which"] == which), key=lambda r: r["latency_ms"].get("p99", float("inf")), default=None
+    )
 
 
 def peak_latency(quick: bool) -> tuple[dict, list[dict]]:
@@ -221,9 +267,12 @@ def peak_latency(quick: bool) -> tuple[dict, list[dict]]:
                 server.wait()
             row["step_s"] = step_s
             lat = row["latency_ms"]
-            print(f"  {which:6s} added latency at {row['stream_rate_tokens_per_s']:,.0f} tokens/s ({PEAK_BATCH} "
-                  f"streams): p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms; "
-                  f"client {row['cpu_us_per_token']:.2f} us CPU/token", flush=True)
+            print(
+                f"  {which:6s} added latency at {row['stream_rate_tokens_per_s']:,.0f} tokens/s ({PEAK_BATCH} "
+                f"streams): p50 {lat['p50']:.2f} ms, p99 {lat['p99']:.2f} ms, max {lat['max']:.2f} ms; "
+                f"client {row['cpu_us_per_token']:.2f} us CPU/token",
+                flush=True,
+            )
             rows.append(row)
     return _worst(rows, "now"), rows
 
@@ -234,14 +283,15 @@ def smoke_cpu() -> dict:
     sys.path.insert(0, str(_common.ROOT))
     import psutil
 
-    from harness.orchestration.study import load_study
     from harness.measuring.steady import SteadyTracker
+    from harness.orchestration.study import load_study
     from harness.workloads import loadgen
     from harness.workloads.vllm_backend import VLLMBackend
 
     study = load_study(_common.ROOT / "configs" / "smoke.yaml")
-    cfg = next(c for c in study.configurations if c.backend == "vllm" and c.task == "lm-arena-chat"
-               and c.max_num_seqs == 8)
+    cfg = next(
+        c for c in study.configurations if c.backend == "vllm" and c.task == "lm-arena-chat" and c.max_num_seqs == 8
+    )
     backend = VLLMBackend()
     run_dir = Path(tempfile.mkdtemp(prefix="bench-loadgen-smoke-"))
     backend.start(cfg, run_dir)
@@ -259,8 +309,9 @@ def smoke_cpu() -> dict:
                     pass
             return out
 
-        spec = loadgen.LoadSpec(backend.base_url, backend.served_name, backend.prompts,
-                                list(backend.plan.output_tokens))
+        spec = loadgen.LoadSpec(
+            backend.base_url, backend.served_name, backend.prompts, list(backend.plan.output_tokens)
+        )
         tracker = SteadyTracker(int(cfg.max_num_seqs), len(spec.prompts))
         s0, r0, w0 = server_cpu(), resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
         records, aborted = loadgen.run_load(spec, tracker)
@@ -270,13 +321,24 @@ def smoke_cpu() -> dict:
     client = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     engine = sum(s1.get(pid, s0[pid]) - s0[pid] for pid in s0)
     tokens = sum(len(r.token_times_s) for r in records)
-    out = {"config": cfg.label(), "requests": len(records), "failed": sum(not r.success for r in records),
-           "aborted": aborted, "tokens": tokens, "wall_s": w1 - w0, "client_cpu_s": client,
-           "server_cpu_s": engine, "server_processes": len(procs),
-           "client_over_server_cpu": client / engine if engine else None,
-           "client_cpu_us_per_token": 1e6 * client / tokens if tokens else None}
-    print(f"  smoke run {out['config']}: client {client:.3f} CPU-s, server {engine:.2f} CPU-s "
-          f"({len(procs)} processes): ratio {out['client_over_server_cpu']:.4f}", flush=True)
+    out = {
+        "config": cfg.label(),
+        "requests": len(records),
+        "failed": sum(not r.success for r in records),
+        "aborted": aborted,
+        "tokens": tokens,
+        "wall_s": w1 - w0,
+        "client_cpu_s": client,
+        "server_cpu_s": engine,
+        "server_processes": len(procs),
+        "client_over_server_cpu": client / engine if engine else None,
+        "client_cpu_us_per_token": 1e6 * client / tokens if tokens else None,
+    }
+    print(
+        f"  smoke run {out['config']}: client {client:.3f} CPU-s, server {engine:.2f} CPU-s "
+        f"({len(procs)} processes): ratio {out['client_over_server_cpu']:.4f}",
+        flush=True,
+    )
     return out
 
 
@@ -317,41 +379,66 @@ def main(argv=None) -> int:
     ok = worst_cpu <= GOAL_CPU_US_PER_TOKEN and worst_rate >= GOAL_TOKENS_PER_S_ONE_CORE
     lat = peak["latency_ms"]
     first_q, last_q = peak["latency_ms_first_quarter"], peak["latency_ms_last_quarter"]
-    no_lag = (lat.get("n", 0) > 0 and last_q.get("p99", 0) <= 2 * max(first_q.get("p99", 0), 1.0)
-              and lat["p99"] < 1000 * peak["step_s"])
+    no_lag = (
+        lat.get("n", 0) > 0
+        and last_q.get("p99", 0) <= 2 * max(first_q.get("p99", 0), 1.0)
+        and lat["p99"] < 1000 * peak["step_s"]
+    )
     ratios = {}
     for c in now:
-        before = next((b for b in cases if b["which"] == "before" and b["streams"] == c["streams"]
-                       and b["events_per_write"] == c["events_per_write"] and b["tokens_per_stream"] > 1), None)
+        before = next(
+            (
+                b
+                for b in cases
+                if b["which"] == "before"
+                and b["streams"] == c["streams"]
+                and b["events_per_write"] == c["events_per_write"]
+                and b["tokens_per_stream"] > 1
+            ),
+            None,
+        )
         if before:
             ratios[f"{c['streams']}x{c['events_per_write']}"] = before["cpu_us_per_token"] / c["cpu_us_per_token"]
     setup = next((c for c in cases if c["which"] == "now" and c["tokens_per_stream"] == 1), None)
-    figure = (f"{worst_cpu:.1f} us CPU per streamed token at 8 events/write (one core: {worst_rate / 1000:.0f}k "
-              f"tokens/s), {stream_cpu(one):.1f} us at 1 event/write; whole runs with request set-up "
-              f"({setup['cpu_us_per_token']:.0f} us/request): {max(c['cpu_us_per_token'] for c in now):.1f} us/token "
-              f"at worst; added latency at {peak.get('stream_rate_tokens_per_s') or 0:,.0f} tokens/s "
-              f"({PEAK_BATCH} streams): p50 {lat.get('p50', float('nan')):.1f} ms, p99 {lat.get('p99', float('nan')):.1f} ms")
+    figure = (
+        f"{worst_cpu:.1f} us CPU per streamed token at 8 events/write (one core: {worst_rate / 1000:.0f}k "
+        f"tokens/s), {stream_cpu(one):.1f} us at 1 event/write; whole runs with request set-up "
+        f"({setup['cpu_us_per_token']:.0f} us/request): {max(c['cpu_us_per_token'] for c in now):.1f} us/token "
+        f"at worst; added latency at {peak.get('stream_rate_tokens_per_s') or 0:,.0f} tokens/s "
+        f"({PEAK_BATCH} streams): p50 {lat.get('p50', float('nan')):.1f} ms, p99 {lat.get('p99', float('nan')):.1f} ms"
+    )
     slow = _worst(peak_runs, "timer")
     if slow:
-        figure += (f" (with a timer re-armed per read, as before: p50 {slow['latency_ms']['p50']:.1f} ms, p99 "
-                   f"{slow['latency_ms']['p99']:.1f} ms; CPU/token {peak['cpu_us_per_token'] / slow['cpu_us_per_token']:.2f}x)")
+        figure += (
+            f" (with a timer re-armed per read, as before: p50 {slow['latency_ms']['p50']:.1f} ms, p99 "
+            f"{slow['latency_ms']['p99']:.1f} ms; CPU/token {peak['cpu_us_per_token'] / slow['cpu_us_per_token']:.2f}x)"
+        )
     if ratios:
         figure += f"; {min(ratios.values()):.1f}-{max(ratios.values()):.1f}x less CPU/token than before"
     if smoke and smoke.get("client_over_server_cpu") is not None:
         figure += f"; smoke run: client CPU = {100 * smoke['client_over_server_cpu']:.2f}% of the server's"
     payload = {
-        "benchmark": NAME, "figure": figure,
-        "goal": (f"<= {GOAL_CPU_US_PER_TOKEN:g} us CPU per token and >= {GOAL_TOKENS_PER_S_ONE_CORE:,} tokens/s on "
-                 f"one core (256-4,096 streams, several events per write); added latency at "
-                 f"{PEAK_TOKENS_PER_S:,} tokens/s under one step and not growing"),
+        "benchmark": NAME,
+        "figure": figure,
+        "goal": (
+            f"<= {GOAL_CPU_US_PER_TOKEN:g} us CPU per token and >= {GOAL_TOKENS_PER_S_ONE_CORE:,} tokens/s on "
+            f"one core (256-4,096 streams, several events per write); added latency at "
+            f"{PEAK_TOKENS_PER_S:,} tokens/s under one step and not growing"
+        ),
         "status": _common.status(ok and no_lag),
-        "goal_cpu_and_rate_met": ok, "client_never_lags": no_lag,
+        "goal_cpu_and_rate_met": ok,
+        "client_never_lags": no_lag,
         "command": ".venv/bin/python benchmarks/loadgen_client.py" + (" --quick" if args.quick else ""),
         "host": _common.host_facts(load_before),
-        "throughput_cases": cases, "cpu_ratio_before_over_now": ratios, "peak_rate": peak, "peak_rate_runs": peak_runs,
+        "throughput_cases": cases,
+        "cpu_ratio_before_over_now": ratios,
+        "peak_rate": peak,
+        "peak_rate_runs": peak_runs,
         "smoke_run": smoke,
-        "timestamp_rule": ("one clock reading per read from the socket; every token whose event ends in that read "
-                           "gets it (tokens read together share a timestamp)"),
+        "timestamp_rule": (
+            "one clock reading per read from the socket; every token whose event ends in that read "
+            "gets it (tokens read together share a timestamp)"
+        ),
     }
     path = _common.write_result(NAME, payload)
     print(f"{payload['status']}: {figure}\n-> {path}")

@@ -36,12 +36,43 @@ ROOT = _common.ROOT
 MUTMUT = Path(sys.executable).with_name("mutmut")
 GOAL = 0.80
 
-FINDING_FUNCTIONS = ("_stats", "reasoning_vs_chat", "qwen3_32b_b200", "multimodal_overhead", "_diffusion_minima",
-                     "_h100_check", "text_to_image_spread", "text_to_video_range", "batch_size_effect_table",
-                     "batch_size_effect", "moe_vs_dense", "b200_vs_h100_table", "b200_vs_h100", "fp8_vs_bf16_table",
-                     "fp8_vs_bf16", "multi_gpu_tables", "multi_gpu", "published", "_tables", "compute", "compute_all")
-ATTRIBUTION = ("xǁAttributionǁ*", "xǁFactorǁ*", "x__fmt", "x__times", "x__row_dict", "x__require", "x_attribute",
-               "x__factor", "x__power_factor", "x__with_residual", "x__attribute_llm", "x__attribute_diffusion")
+FINDING_FUNCTIONS = (
+    "_stats",
+    "reasoning_vs_chat",
+    "qwen3_32b_b200",
+    "multimodal_overhead",
+    "_diffusion_minima",
+    "_h100_check",
+    "text_to_image_spread",
+    "text_to_video_range",
+    "batch_size_effect_table",
+    "batch_size_effect",
+    "moe_vs_dense",
+    "b200_vs_h100_table",
+    "b200_vs_h100",
+    "fp8_vs_bf16_table",
+    "fp8_vs_bf16",
+    "multi_gpu_tables",
+    "multi_gpu",
+    "published",
+    "_tables",
+    "compute",
+    "compute_all",
+)
+ATTRIBUTION = (
+    "xǁAttributionǁ*",
+    "xǁFactorǁ*",
+    "x__fmt",
+    "x__times",
+    "x__row_dict",
+    "x__require",
+    "x_attribute",
+    "x__factor",
+    "x__power_factor",
+    "x__with_residual",
+    "x__attribute_llm",
+    "x__attribute_diffusion",
+)
 
 # name -> (source file, mutant name patterns, what is in scope)
 MODULES: dict[str, tuple[str, tuple[str, ...], str]] = {
@@ -50,11 +81,16 @@ MODULES: dict[str, tuple[str, tuple[str, ...], str]] = {
     "arrivals": ("harness/measuring/arrivals.py", ("harness.measuring.arrivals.*",), "the whole module"),
     "steady": ("harness/measuring/steady.py", ("harness.measuring.steady.*",), "the whole module"),
     "fidelity": ("harness/measuring/fidelity.py", ("harness.measuring.fidelity.*",), "the whole module"),
-    "factors": ("harness/analysis/tables.py", tuple(f"harness.analysis.tables.{p}__mutmut_*" for p in ATTRIBUTION),
-                "the factor attribution (Factor, Attribution, attribute and its helpers)"),
-    "findings": ("harness/analysis/findings.py",
-                 tuple(f"harness.analysis.findings.x_{f}__mutmut_*" for f in FINDING_FUNCTIONS),
-                 "the ten findings, their tables, _stats, published/_tables and compute/compute_all"),
+    "factors": (
+        "harness/analysis/tables.py",
+        tuple(f"harness.analysis.tables.{p}__mutmut_*" for p in ATTRIBUTION),
+        "the factor attribution (Factor, Attribution, attribute and its helpers)",
+    ),
+    "findings": (
+        "harness/analysis/findings.py",
+        tuple(f"harness.analysis.findings.x_{f}__mutmut_*" for f in FINDING_FUNCTIONS),
+        "the ten findings, their tables, _stats, published/_tables and compute/compute_all",
+    ),
 }
 
 # mutmut's exit codes of a mutant's test run, read as outcomes
@@ -64,61 +100,80 @@ OUTCOME = {0: "survived", 5: "no tests", 33: "no tests", 34: "skipped", None: "n
 # Mutants that change nothing a caller can see, and why (counted out of the score's denominator): name ->
 # (the mutated line as mutmut writes it, why it is equivalent). A mutant counts as equivalent only while its change
 # is still that line (mutmut numbers a function's mutants in order: an edit to the function renumbers them).
-_DEFAULT_SOURCE = ("a GPU missing from the power sources reads the default source; any default that does not start with "
-                   "nvml/power-instant sorts its readings the same way")
+_DEFAULT_SOURCE = (
+    "a GPU missing from the power sources reads the default source; any default that does not start with "
+    "nvml/power-instant sorts its readings the same way"
+)
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_52": (
         'if wanted and note and note != "XXhiddenXX":',
-        'note == "hidden" only when no GPU is visible, and then wanted is [] and the test is False either way'),
+        'note == "hidden" only when no GPU is visible, and then wanted is [] and the test is False either way',
+    ),
     "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_53": (
         'if wanted and note and note != "HIDDEN":',
-        'note == "hidden" only when no GPU is visible, and then wanted is [] and the test is False either way'),
+        'note == "hidden" only when no GPU is visible, and then wanted is [] and the test is False either way',
+    ),
     "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_76": (
         'cpus = list(getattr(self._monitor, "cpu_indices", None) or [])',
-        "a missing attribute gives None instead of [], and `or []` makes both []"),
-    'harness.measuring.arrivals.x_from_options__mutmut_133': (
+        "a missing attribute gives None instead of [], and `or []` makes both []",
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_133": (
         'concurrency=conc, warmup_fraction=warm if (pattern == "poisson") or True else DEFAULT_WARMUP_FRACTION,',
-        'outside poisson a warmup_fraction is refused, so warm is the default there anyway'),
-    'harness.measuring.arrivals.x_from_options__mutmut_54': (
+        "outside poisson a warmup_fraction is refused, so warm is the default there anyway",
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_54": (
         'warm = number("warmup_fraction", DEFAULT_WARMUP_FRACTION, strict=None)',
-        'strict is only tested for truth: None reads as False'),
-    'harness.measuring.arrivals.x_from_options__mutmut_99': (
+        "strict is only tested for truth: None reads as False",
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_99": (
         'for key in ("rate_per_s", "warmup_fraction") + (("burstiness",) if ("burstiness" in opts) or True else ()):',
-        'a burstiness key that is absent reads None and is not refused either way'),
-    'harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_21': (
-        'gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(1, n - 1))',
-        'an extra gap drawn for n <= 1 is cut off by [:n]'),
-    'harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_22': (
-        'gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(0, n + 1))',
-        'the generator draws the same first n - 1 gaps; the two extra ones are cut off by [:n]'),
-    'harness.measuring.arrivals.xǁGateǁ__init____mutmut_17': (
-        'self._order: list[asyncio.Event] = [asyncio.Event() for _ in range(num_requests)] if (self._slots) or True else []',
-        'the order events are only waited on where there are slots (a concurrency gate)'),
-    'harness.measuring.arrivals.xǁGateǁsend__mutmut_3': (
-        'acquired = None',
-        'acquired is only tested for truth: None reads as False'),
+        "a burstiness key that is absent reads None and is not refused either way",
+    ),
+    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_21": (
+        "gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(1, n - 1))",
+        "an extra gap drawn for n <= 1 is cut off by [:n]",
+    ),
+    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_22": (
+        "gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(0, n + 1))",
+        "the generator draws the same first n - 1 gaps; the two extra ones are cut off by [:n]",
+    ),
+    "harness.measuring.arrivals.xǁGateǁ__init____mutmut_17": (
+        "self._order: list[asyncio.Event] = [asyncio.Event() for _ in range(num_requests)] if (self._slots) or True else []",  # noqa: E501
+        "the order events are only waited on where there are slots (a concurrency gate)",
+    ),
+    "harness.measuring.arrivals.xǁGateǁsend__mutmut_3": (
+        "acquired = None",
+        "acquired is only tested for truth: None reads as False",
+    ),
     "harness.measuring.validator.x__readings__mutmut_1": (
         "if timeline is None or not len(timeline) and start is None:",
-        "with no start the window is (None, end): pandas compares no time with None, the rows are empty, and the "
-        "function still returns None"),
+        "with no start the window is (None, end): pandas compares no time with None, the rows are empty, and the "  # noqa: ISC004
+        "function still returns None",
+    ),
     "harness.measuring.validator.x_validate__mutmut_419": (
         'if v == v and str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',
-        _DEFAULT_SOURCE),
+        _DEFAULT_SOURCE,
+    ),
     "harness.measuring.validator.x_validate__mutmut_421": (
         'if v == v and str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")]',
-        _DEFAULT_SOURCE),
+        _DEFAULT_SOURCE,
+    ),
     "harness.measuring.validator.x_validate__mutmut_423": (
         'if v == v and str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")]',
-        _DEFAULT_SOURCE),
+        _DEFAULT_SOURCE,
+    ),
     "harness.measuring.validator.x_validate__mutmut_448": (
         'if v == v and not str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',
-        _DEFAULT_SOURCE),
+        _DEFAULT_SOURCE,
+    ),
     "harness.measuring.validator.x_validate__mutmut_450": (
         'if v == v and not str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")]',
-        _DEFAULT_SOURCE),
+        _DEFAULT_SOURCE,
+    ),
     "harness.measuring.validator.x_validate__mutmut_452": (
         'if v == v and not str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")]',
-        _DEFAULT_SOURCE),
+        _DEFAULT_SOURCE,
+    ),
 }
 
 
@@ -162,7 +217,7 @@ def _blocks(source: str) -> dict[str, list[str]]:
         indent, j = len(m.group(1)), i + 1
         while j < len(lines) and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent):
             j += 1
-        out[m.group(2)] = lines[i + 1:j]
+        out[m.group(2)] = lines[i + 1 : j]
         i = j
     return out
 
@@ -194,8 +249,14 @@ def run_module(name: str, max_children: int, survivors_only: bool = False) -> fl
     log = ROOT / "mutants" / f"run-{name}.log"  # mutmut's progress, to follow a long run
     log.parent.mkdir(exist_ok=True)
     with open(log, "w") as out:
-        proc = subprocess.run([str(MUTMUT), "run", "--max-children", str(max_children), *names], cwd=ROOT,
-                              env=_env(), stdout=out, stderr=subprocess.STDOUT, text=True)
+        proc = subprocess.run(
+            [str(MUTMUT), "run", "--max-children", str(max_children), *names],
+            cwd=ROOT,
+            env=_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
     if proc.returncode != 0:
         tail = log.read_text(errors="replace").replace("\r", "\n").strip().splitlines()[-5:]
         raise SystemExit(f"mutmut run for {name} failed ({proc.returncode}): " + " | ".join(tail))
@@ -208,8 +269,10 @@ def summarise(name: str, seconds: float | None) -> dict:
     counts: dict[str, int] = {}
     for code in codes.values():
         counts[outcome(code)] = counts.get(outcome(code), 0) + 1
-    survivors = sorted((n for n, c in codes.items() if outcome(c) in ("survived", "no tests", "suspicious")),
-                       key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[1])))
+    survivors = sorted(
+        (n for n, c in codes.items() if outcome(c) in ("survived", "no tests", "suspicious")),
+        key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[1])),
+    )
     blocks = _blocks(source) if survivors else {}
     changes = {n: change_of(n, blocks) for n in survivors}
     reasons = {n: equivalent_reason(n, changes[n]) for n in survivors}
@@ -219,13 +282,27 @@ def summarise(name: str, seconds: float | None) -> dict:
     denominator = checked - len(equivalent)
     score = killed / denominator if denominator else None
     return {
-        "source": source, "scope": scope, "total": total, "checked": checked, "killed": killed,
-        "survived": counts.get("survived", 0), "no_tests": counts.get("no tests", 0),
-        "equivalent": len(equivalent), "not_checked": counts.get("not checked", 0),
-        "score": score, "met": score is not None and score >= GOAL and checked == total,
+        "source": source,
+        "scope": scope,
+        "total": total,
+        "checked": checked,
+        "killed": killed,
+        "survived": counts.get("survived", 0),
+        "no_tests": counts.get("no tests", 0),
+        "equivalent": len(equivalent),
+        "not_checked": counts.get("not checked", 0),
+        "score": score,
+        "met": score is not None and score >= GOAL and checked == total,
         "seconds": seconds,
-        "survivors": [{"mutant": n, "outcome": outcome(codes[n]), "change": changes[n],
-                       **({"equivalent": reasons[n]} if reasons[n] else {})} for n in survivors],
+        "survivors": [
+            {
+                "mutant": n,
+                "outcome": outcome(codes[n]),
+                "change": changes[n],
+                **({"equivalent": reasons[n]} if reasons[n] else {}),
+            }
+            for n in survivors
+        ],
     }
 
 
@@ -234,8 +311,11 @@ def main(argv=None) -> int:
     parser.add_argument("--module", nargs="*", choices=list(MODULES), help="only these (default: all, in order)")
     parser.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     parser.add_argument("--report-only", action="store_true", help="rewrite the result file from the last runs")
-    parser.add_argument("--survivors", action="store_true",
-                        help="test again only the mutants that were not killed last time (after adding tests)")
+    parser.add_argument(
+        "--survivors",
+        action="store_true",
+        help="test again only the mutants that were not killed last time (after adding tests)",
+    )
     args = parser.parse_args(argv)
     if not MUTMUT.exists():
         raise SystemExit(f"mutmut is not installed in this venv ({MUTMUT}): .venv/bin/pip install mutmut==3.8.1")
@@ -252,11 +332,17 @@ def main(argv=None) -> int:
         modules[name] = summarise(name, seconds)
         m = modules[name]
         score = "-" if m["score"] is None else f"{100 * m['score']:.1f}%"
-        print(f"{name:10s} {m['killed']:5d} killed of {m['checked']:5d} checked ({m['total']} in scope; "
-              f"{m['equivalent']} equivalent) = {score}", flush=True)
+        print(
+            f"{name:10s} {m['killed']:5d} killed of {m['checked']:5d} checked ({m['total']} in scope; "
+            f"{m['equivalent']} equivalent) = {score}",
+            flush=True,
+        )
     met = all(m["met"] for m in modules.values())
-    figure = "; ".join(f"{n} {m['killed']}/{m['checked'] - m['equivalent']}"
-                       + (f" = {100 * m['score']:.1f}%" if m["score"] is not None else "") for n, m in modules.items())
+    figure = "; ".join(
+        f"{n} {m['killed']}/{m['checked'] - m['equivalent']}"
+        + (f" = {100 * m['score']:.1f}%" if m["score"] is not None else "")
+        for n, m in modules.items()
+    )
     result = {
         "benchmark": "mutation",
         "figure": f"mutants killed (killed / checked - equivalent): {figure}",

@@ -35,7 +35,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "overhead"
 GOAL_WALL_RATIO = 1.01
@@ -73,31 +73,80 @@ def vllm_like_metrics(model: str = "llama-3.1-8b") -> str:
         lines.append(f"# TYPE {name} {kind}")
         lines.extend(samples)
 
-    for name, value in (("vllm:num_requests_running", 8), ("vllm:num_requests_waiting", 24),
-                        ("vllm:kv_cache_usage_perc", 0.4213)):
+    for name, value in (
+        ("vllm:num_requests_running", 8),
+        ("vllm:num_requests_waiting", 24),
+        ("vllm:kv_cache_usage_perc", 0.4213),
+    ):
         family(name, "gauge", "engine gauge", [f"{name}{{{labels}}} {value}"])
-    for name in ("vllm:num_preemptions", "vllm:prompt_tokens", "vllm:generation_tokens", "vllm:prefix_cache_queries",
-                 "vllm:prefix_cache_hits"):
-        family(f"{name}_total", "counter", "engine counter", [f"{name}_total{{{labels}}} 123456.0",
-                                                               f"{name}_created{{{labels}}} 1.7e9"])
-    family("vllm:request_success_total", "counter", "finished requests",
-           [f'vllm:request_success_total{{{labels},finished_reason="{r}"}} 100.0' for r in ("stop", "length", "abort")])
-    latency = [0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0, 40.0,
-               80.0, 160.0, 640.0, 2560.0]
+    for name in (
+        "vllm:num_preemptions",
+        "vllm:prompt_tokens",
+        "vllm:generation_tokens",
+        "vllm:prefix_cache_queries",
+        "vllm:prefix_cache_hits",
+    ):
+        family(
+            f"{name}_total",
+            "counter",
+            "engine counter",
+            [f"{name}_total{{{labels}}} 123456.0", f"{name}_created{{{labels}}} 1.7e9"],
+        )
+    family(
+        "vllm:request_success_total",
+        "counter",
+        "finished requests",
+        [f'vllm:request_success_total{{{labels},finished_reason="{r}"}} 100.0' for r in ("stop", "length", "abort")],
+    )
+    latency = [
+        0.001,
+        0.005,
+        0.01,
+        0.02,
+        0.04,
+        0.06,
+        0.08,
+        0.1,
+        0.25,
+        0.5,
+        0.75,
+        1.0,
+        2.5,
+        5.0,
+        7.5,
+        10.0,
+        20.0,
+        40.0,
+        80.0,
+        160.0,
+        640.0,
+        2560.0,
+    ]
     tokens = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000]
     histograms = {
-        "vllm:time_to_first_token_seconds": latency, "vllm:inter_token_latency_seconds": latency,
-        "vllm:time_per_output_token_seconds": latency, "vllm:e2e_request_latency_seconds": latency,
-        "vllm:request_queue_time_seconds": latency, "vllm:request_inference_time_seconds": latency,
-        "vllm:request_prefill_time_seconds": latency, "vllm:request_decode_time_seconds": latency,
-        "vllm:request_prompt_tokens": tokens, "vllm:request_generation_tokens": tokens,
-        "vllm:iteration_tokens_total": tokens, "vllm:request_params_max_tokens": tokens,
-        "vllm:request_max_num_generation_tokens": tokens, "vllm:request_params_n": [1, 2, 5, 10, 20],
+        "vllm:time_to_first_token_seconds": latency,
+        "vllm:inter_token_latency_seconds": latency,
+        "vllm:time_per_output_token_seconds": latency,
+        "vllm:e2e_request_latency_seconds": latency,
+        "vllm:request_queue_time_seconds": latency,
+        "vllm:request_inference_time_seconds": latency,
+        "vllm:request_prefill_time_seconds": latency,
+        "vllm:request_decode_time_seconds": latency,
+        "vllm:request_prompt_tokens": tokens,
+        "vllm:request_generation_tokens": tokens,
+        "vllm:iteration_tokens_total": tokens,
+        "vllm:request_params_max_tokens": tokens,
+        "vllm:request_max_num_generation_tokens": tokens,
+        "vllm:request_params_n": [1, 2, 5, 10, 20],
     }
     for name, buckets in histograms.items():
         samples = [f'{name}_bucket{{{labels},le="{float(b)}"}} {10 * i}' for i, b in enumerate(buckets)]
-        samples += [f'{name}_bucket{{{labels},le="+Inf"}} {10 * len(buckets)}', f"{name}_count{{{labels}}} {10 * len(buckets)}",
-                    f"{name}_sum{{{labels}}} 1234.5", f"{name}_created{{{labels}}} 1.7e9"]
+        samples += [
+            f'{name}_bucket{{{labels},le="+Inf"}} {10 * len(buckets)}',
+            f"{name}_count{{{labels}}} {10 * len(buckets)}",
+            f"{name}_sum{{{labels}}} 1234.5",
+            f"{name}_created{{{labels}}} 1.7e9",
+        ]
         family(name, "histogram", "engine histogram", samples)
     for handler in ("/v1/completions", "/metrics", "/health", "/v1/models"):
         for method in ("GET", "POST"):
@@ -105,11 +154,21 @@ def vllm_like_metrics(model: str = "llama-3.1-8b") -> str:
                 lines.append(f'http_requests_total{{handler="{handler}",method="{method}",status="{status}"}} 42.0')
     for gen in range(3):
         lines.append(f'python_gc_objects_collected_total{{generation="{gen}"}} 1234.0')
-    for name in ("process_virtual_memory_bytes", "process_resident_memory_bytes", "process_start_time_seconds",
-                 "process_cpu_seconds_total", "process_open_fds", "process_max_fds"):
+    for name in (
+        "process_virtual_memory_bytes",
+        "process_resident_memory_bytes",
+        "process_start_time_seconds",
+        "process_cpu_seconds_total",
+        "process_open_fds",
+        "process_max_fds",
+    ):
         lines.append(f"{name} 12345.0")
-    family("vllm:cache_config_info", "gauge", "cache config", [
-        f'vllm:cache_config_info{{block_size="16",cache_dtype="auto",enable_prefix_caching="True",{labels}}} 1.0'])
+    family(
+        "vllm:cache_config_info",
+        "gauge",
+        "cache config",
+        [f'vllm:cache_config_info{{block_size="16",cache_dtype="auto",enable_prefix_caching="True",{labels}}} 1.0'],
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -191,12 +250,14 @@ def one_pair(chunks: int, url: str, order: str) -> dict:
             t3 = time.perf_counter()
             inside = frame[(frame["time_s"] >= wall0) & (frame["time_s"] <= wall1)]
             out.update(
-                monitored_s=t2 - t1, start_stop_ms=1000 * ((t1 - t0) + (t3 - t2)),
+                monitored_s=t2 - t1,
+                start_stop_ms=1000 * ((t1 - t0) + (t3 - t2)),
                 sampler_core_fraction=(cpu1["nvml-sampler"] - cpu0["nvml-sampler"]) / (t2 - t1),
                 scraper_core_fraction=(cpu1["vllm-scraper"] - cpu0["vllm-scraper"]) / (t2 - t1),
                 nvml_samples_per_s=int((inside["source"] == "nvml").sum()) / (wall1 - wall0),
                 scrapes_per_s=int((inside["source"] == "vllm").sum()) / (wall1 - wall0),
-                telemetry_errors=len(mon.telemetry.errors), checkpoints=len(mon.stopper.segments),
+                telemetry_errors=len(mon.telemetry.errors),
+                checkpoints=len(mon.stopper.segments),
             )
     out["wall_ratio"] = out["monitored_s"] / out["baseline_s"]
     out["main_thread_cpu_ratio"] = out["monitored_cpu_s"] / out["baseline_cpu_s"]
@@ -235,35 +296,49 @@ def main(argv=None) -> int:
     scraper = _common.spread([p["scraper_core_fraction"] for p in pairs])
     both = _common.spread([p["sampler_core_fraction"] + p["scraper_core_fraction"] for p in pairs])
     ok = fastest <= GOAL_WALL_RATIO and both["median"] <= GOAL_SAMPLER_CORE
-    figure = (f"{100 * (fastest - 1):+.2f}% wall time (fastest of {len(pairs)} each; median pair ratio "
-              f"{100 * (ratio['median'] - 1):+.2f}%, IQR {100 * (ratio['q25'] - 1):+.2f}..{100 * (ratio['q75'] - 1):+.2f}%), "
-              f"sampler+scraper {100 * both['median']:.2f}% of one core")
+    figure = (
+        f"{100 * (fastest - 1):+.2f}% wall time (fastest of {len(pairs)} each; median pair ratio "
+        f"{100 * (ratio['median'] - 1):+.2f}%, IQR {100 * (ratio['q25'] - 1):+.2f}..{100 * (ratio['q75'] - 1):+.2f}%), "
+        f"sampler+scraper {100 * both['median']:.2f}% of one core"
+    )
     payload = {
-        "benchmark": NAME, "figure": figure, "status": _common.status(ok),
+        "benchmark": NAME,
+        "figure": figure,
+        "status": _common.status(ok),
         "goal": f"<= {100 * (GOAL_WALL_RATIO - 1):g}% more wall time and <= {100 * GOAL_SAMPLER_CORE:g}% of one core "
-                "for the sampler (judged on sampler + scraper threads together)",
+        "for the sampler (judged on sampler + scraper threads together)",
         "judged_on": "wall: the fastest monitored repetition / the fastest baseline repetition (other processes on "
-                     "this shared host only ever add time; the per-pair median and spread are reported too); "
-                     "CPU: median over repetitions of the sampler and scraper threads' CPU time per wall second",
+        "this shared host only ever add time; the per-pair median and spread are reported too); "
+        "CPU: median over repetitions of the sampler and scraper threads' CPU time per wall second",
         "wall_ratio_fastest": fastest,
         "command": ".venv/bin/python benchmarks/overhead.py",
-        "workload": {"kind": "pure-Python sha256 chain in the main thread (GIL held: worst case)",
-                     "chunks": chunks, "sha256_rounds_per_chunk": ROUNDS, "tokens_per_chunk": BATCH,
-                     "chunk_ms": 1000 * statistics.median(p["baseline_s"] for p in pairs) / chunks,
-                     "seconds_per_repetition": args.seconds},
-        "monitoring": {"zeus": "ZeusMeter over a fake NVML GPU: run + steady windows, 1 s adaptive-stopping checkpoints",
-                       "sampler_hz": 10, "scrape_period_s": 1.0,
-                       "metrics_page_bytes": len(vllm_like_metrics().encode()),
-                       "metrics_server": "separate process (http.server), vLLM-like text"},
+        "workload": {
+            "kind": "pure-Python sha256 chain in the main thread (GIL held: worst case)",
+            "chunks": chunks,
+            "sha256_rounds_per_chunk": ROUNDS,
+            "tokens_per_chunk": BATCH,
+            "chunk_ms": 1000 * statistics.median(p["baseline_s"] for p in pairs) / chunks,
+            "seconds_per_repetition": args.seconds,
+        },
+        "monitoring": {
+            "zeus": "ZeusMeter over a fake NVML GPU: run + steady windows, 1 s adaptive-stopping checkpoints",
+            "sampler_hz": 10,
+            "scrape_period_s": 1.0,
+            "metrics_page_bytes": len(vllm_like_metrics().encode()),
+            "metrics_server": "separate process (http.server), vLLM-like text",
+        },
         "wall_ratio": ratio,
         "main_thread_cpu_ratio": _common.spread([p["main_thread_cpu_ratio"] for p in pairs]),
-        "sampler_core_fraction": sampler, "scraper_core_fraction": scraper,
+        "sampler_core_fraction": sampler,
+        "scraper_core_fraction": scraper,
         "sampler_plus_scraper_core_fraction": both,
         "start_stop_ms": _common.spread([p["start_stop_ms"] for p in pairs]),
         "nvml_samples_per_s": _common.spread([p["nvml_samples_per_s"] for p in pairs]),
         "scrapes_per_s": _common.spread([p["scrapes_per_s"] for p in pairs]),
         "telemetry_errors": sum(p["telemetry_errors"] for p in pairs),
-        "pairs": pairs, "benchmark_wall_s": watch(), "host": _common.host_facts(load),
+        "pairs": pairs,
+        "benchmark_wall_s": watch(),
+        "host": _common.host_facts(load),
     }
     path = _common.write_result(NAME, payload)
     print(f"{NAME}: {figure} -> {payload['status']}  ({path.relative_to(_common.ROOT)})")

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "prediction"
 GOALS = {"batch_median": 0.05, "model_median": 0.20, "coverage": 0.75}
@@ -37,23 +37,36 @@ def main() -> int:
     for kind in ("llm", "diffusion"):
         rows = overall[overall["family"] == f"all {kind}"].set_index("split")
         checks.append((f"{kind} interpolation median", rows.at["batch", "median_abs_rel_error"], GOALS["batch_median"]))
-        checks.append((f"{kind} leave-one-model-out median", rows.at["model", "median_abs_rel_error"],
-                       GOALS["model_median"]))
+        checks.append(
+            (f"{kind} leave-one-model-out median", rows.at["model", "median_abs_rel_error"], GOALS["model_median"])
+        )
     coverage_min = float(overall["coverage"].min())
     verdicts = [{"check": name, "value": float(v), "goal": f"<= {g:.0%}", "met": bool(v <= g)} for name, v, g in checks]
-    verdicts.append({"check": "lowest 80% interval coverage over splits", "value": coverage_min,
-                     "goal": f">= {GOALS['coverage']:.0%}", "met": coverage_min >= GOALS["coverage"]})
+    verdicts.append(
+        {
+            "check": "lowest 80% interval coverage over splits",
+            "value": coverage_min,
+            "goal": f">= {GOALS['coverage']:.0%}",
+            "met": coverage_min >= GOALS["coverage"],
+        }
+    )
     ok = all(v["met"] for v in verdicts)
     by = {v["check"]: v["value"] for v in verdicts}
-    figure = (f"interpolation median {by['llm interpolation median']:.1%} (LLM) / "
-              f"{by['diffusion interpolation median']:.1%} (diffusion); leave-one-model-out median "
-              f"{by['llm leave-one-model-out median']:.1%} / {by['diffusion leave-one-model-out median']:.1%}; "
-              f"80% interval coverage >= {coverage_min:.1%} in every split")
+    figure = (
+        f"interpolation median {by['llm interpolation median']:.1%} (LLM) / "
+        f"{by['diffusion interpolation median']:.1%} (diffusion); leave-one-model-out median "
+        f"{by['llm leave-one-model-out median']:.1%} / {by['diffusion leave-one-model-out median']:.1%}; "
+        f"80% interval coverage >= {coverage_min:.1%} in every split"
+    )
     payload = {
-        "benchmark": NAME, "figure": figure, "status": _common.status(ok),
+        "benchmark": NAME,
+        "figure": figure,
+        "status": _common.status(ok),
         "goal": "interpolation median <= 5%, leave-one-model-out median <= 20%, 80% intervals cover >= 75%",
         "command": ".venv/bin/python benchmarks/prediction.py",
-        "checks": verdicts, "table": table.to_dict(orient="records"), "benchmark_wall_s": watch(),
+        "checks": verdicts,
+        "table": table.to_dict(orient="records"),
+        "benchmark_wall_s": watch(),
         "host": _common.host_facts(load),
     }
     path = _common.write_result(NAME, payload)

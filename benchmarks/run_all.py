@@ -33,26 +33,38 @@ BENCHMARKS = (  # (name, script): in this order (the heavy, timing-sensitive one
     ("server_start", "server_start.py"),
     ("phase_estimator", "phase_estimator.py"),
 )
-TITLES = {"overhead": "1. harness overhead", "adaptive_stopping": "2. adaptive stopping",
-          "book_build": "3. book build", "analysis_scale": "4. analysis at scale",
-          "prediction": "5. prediction", "planner_replay": "6. planner replay",
-          "loadgen_client": "7. load generator", "server_start": "8. vLLM server start",
-          "phase_estimator": "9. phase estimator"}
+TITLES = {
+    "overhead": "1. harness overhead",
+    "adaptive_stopping": "2. adaptive stopping",
+    "book_build": "3. book build",
+    "analysis_scale": "4. analysis at scale",
+    "prediction": "5. prediction",
+    "planner_replay": "6. planner replay",
+    "loadgen_client": "7. load generator",
+    "server_start": "8. vLLM server start",
+    "phase_estimator": "9. phase estimator",
+}
 
 
 def run_one(name: str, script: str) -> dict:
     path = _common.RESULTS / f"{name}.json"
     before = path.stat().st_mtime_ns if path.exists() else None
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(HERE / script)], cwd=_common.ROOT, capture_output=True, text=True,
-                          env=dict(os.environ))
+    proc = subprocess.run(
+        [sys.executable, str(HERE / script)], cwd=_common.ROOT, capture_output=True, text=True, env=dict(os.environ)
+    )
     seconds = time.perf_counter() - start
     sys.stdout.write(proc.stdout)
     fresh = path.exists() and path.stat().st_mtime_ns != before
     if proc.returncode != 0 or not fresh:
         last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        return {"benchmark": name, "status": "ERROR", "figure": f"exit {proc.returncode}: {last}", "goal": "-",
-                "seconds": seconds}
+        return {
+            "benchmark": name,
+            "status": "ERROR",
+            "figure": f"exit {proc.returncode}: {last}",
+            "goal": "-",
+            "seconds": seconds,
+        }
     result = json.loads(path.read_text())
     result["seconds"] = seconds
     return result

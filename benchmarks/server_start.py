@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 NAME = "server_start"
 
@@ -65,8 +65,9 @@ def one_start(kind: str) -> dict:
     from harness.workloads import vllm_backend, vllm_server
 
     study = load_study(_common.ROOT / "configs" / "smoke.yaml")
-    cfg = next(c for c in study.configurations if c.backend == "vllm" and c.task == "lm-arena-chat"
-               and c.max_num_seqs == 8)
+    cfg = next(
+        c for c in study.configurations if c.backend == "vllm" and c.task == "lm-arena-chat" and c.max_num_seqs == 8
+    )
     if kind in ("before", "cache"):
         cfg = dataclasses.replace(cfg, options={**cfg.options, "separate_worker": True})
     original, command = vllm_server.modelinfo_cache, vllm_backend.server_command
@@ -91,8 +92,9 @@ def one_start(kind: str) -> dict:
                     members = []
                 for p in members:
                     try:
-                        entry = seen.setdefault(p.pid, {"appeared_s": round(time.time() - t0, 2),
-                                                        "role": _role(" ".join(p.cmdline()))})
+                        entry = seen.setdefault(
+                            p.pid, {"appeared_s": round(time.time() - t0, 2), "role": _role(" ".join(p.cmdline()))}
+                        )
                         times = p.cpu_times()
                         entry["cpu_s"] = round(times.user + times.system, 2)  # children are sampled themselves
                         entry["peak_rss_mib"] = max(entry.get("peak_rss_mib", 0), p.memory_info().rss >> 20)
@@ -116,11 +118,17 @@ def one_start(kind: str) -> dict:
         entry["role"] = name
     procs = sorted(seen.values(), key=lambda v: v["appeared_s"])
     heavy = [p for p in procs if p["role"] not in ("resource tracker",) and p.get("cpu_s", 0) > 0.5]
-    return {"kind": kind, "ready_s": round(ready_s, 2), "loadavg_1min_at_start": load[:1],
-            "modelinfo_cache_entries": backend.info.get("modelinfo_cache_entries"),
-            "engine_layout": backend.info.get("engine_layout"),
-            "engine_init_s": backend.info.get("engine_init_s"), "processes": procs,
-            "heavy_processes": len(heavy), "cpu_s": round(sum(p.get("cpu_s", 0) for p in procs), 2)}
+    return {
+        "kind": kind,
+        "ready_s": round(ready_s, 2),
+        "loadavg_1min_at_start": load[:1],
+        "modelinfo_cache_entries": backend.info.get("modelinfo_cache_entries"),
+        "engine_layout": backend.info.get("engine_layout"),
+        "engine_init_s": backend.info.get("engine_init_s"),
+        "processes": procs,
+        "heavy_processes": len(heavy),
+        "cpu_s": round(sum(p.get("cpu_s", 0) for p in procs), 2),
+    }
 
 
 def main(argv=None) -> int:
@@ -139,30 +147,48 @@ def main(argv=None) -> int:
         for kind in KINDS:
             row = one_start(kind)
             roles = ", ".join(f"{p['role']} {p.get('cpu_s', 0):.1f} s" for p in row["processes"] if p.get("cpu_s"))
-            print(f"  {kind}: ready after {row['ready_s']:.1f} s (load {row['loadavg_1min_at_start']}), "
-                  f"{row['cpu_s']:.1f} CPU-s: {roles}", flush=True)
+            print(
+                f"  {kind}: ready after {row['ready_s']:.1f} s (load {row['loadavg_1min_at_start']}), "
+                f"{row['cpu_s']:.1f} CPU-s: {roles}",
+                flush=True,
+            )
             rows.append(row)
     by = {k: [r for r in rows if r["kind"] == k] for k in KINDS}
     cpu = {k: _common.spread([r["cpu_s"] for r in v]) for k, v in by.items()}
     heavy = {k: v[0]["heavy_processes"] for k, v in by.items()}
-    ratios = {f"{k}_over_before_cpu": _common.spread([a["cpu_s"] / b["cpu_s"]
-                                                      for a, b in zip(by[k], by["before"], strict=False)])
-              for k in ("cache", "layout", "now")}
-    wall = {f"{k}_over_before_wall": _common.spread([a["ready_s"] / b["ready_s"]
-                                                     for a, b in zip(by[k], by["before"], strict=False)])
-            for k in ("cache", "layout", "now")}
+    ratios = {
+        f"{k}_over_before_cpu": _common.spread(
+            [a["cpu_s"] / b["cpu_s"] for a, b in zip(by[k], by["before"], strict=False)]
+        )
+        for k in ("cache", "layout", "now")
+    }
+    wall = {
+        f"{k}_over_before_wall": _common.spread(
+            [a["ready_s"] / b["ready_s"] for a, b in zip(by[k], by["before"], strict=False)]
+        )
+        for k in ("cache", "layout", "now")
+    }
     now = ratios["now_over_before_cpu"]["median"]
-    figure = (f"a start now takes {now:.2f}x the CPU of one before (median {cpu['now']['median']:.0f} vs "
-              f"{cpu['before']['median']:.0f} CPU-s; {heavy['now']} vs {heavy['before']} heavy processes); the "
-              f"inspection cache alone: {ratios['cache_over_before_cpu']['median']:.2f}x, with the worker in the "
-              f"engine core: {ratios['layout_over_before_cpu']['median']:.2f}x; wall "
-              f"{wall['now_over_before_wall']['median']:.2f}x on this host")
-    payload = {"benchmark": NAME, "figure": figure,
-               "goal": "fewer CPU-seconds per vLLM server start without changing what is measured",
-               "status": _common.status(now < 1.0),
-               "command": ".venv/bin/python benchmarks/server_start.py" + (f" --starts {args.starts}" if args.starts != 1 else ""),
-               "host": _common.host_facts(load_before), "cpu_s_per_start": cpu, **ratios, **wall,
-               "starts": rows}
+    figure = (
+        f"a start now takes {now:.2f}x the CPU of one before (median {cpu['now']['median']:.0f} vs "
+        f"{cpu['before']['median']:.0f} CPU-s; {heavy['now']} vs {heavy['before']} heavy processes); the "
+        f"inspection cache alone: {ratios['cache_over_before_cpu']['median']:.2f}x, with the worker in the "
+        f"engine core: {ratios['layout_over_before_cpu']['median']:.2f}x; wall "
+        f"{wall['now_over_before_wall']['median']:.2f}x on this host"
+    )
+    payload = {
+        "benchmark": NAME,
+        "figure": figure,
+        "goal": "fewer CPU-seconds per vLLM server start without changing what is measured",
+        "status": _common.status(now < 1.0),
+        "command": ".venv/bin/python benchmarks/server_start.py"
+        + (f" --starts {args.starts}" if args.starts != 1 else ""),
+        "host": _common.host_facts(load_before),
+        "cpu_s_per_start": cpu,
+        **ratios,
+        **wall,
+        "starts": rows,
+    }
     path = _common.write_result(NAME, payload)
     print(f"{payload['status']}: {figure}\n-> {path}")
     return 0

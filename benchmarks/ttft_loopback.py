@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-SERVER = r'''
+SERVER = r"""
 import asyncio, json, sys, time
 from aiohttp import web
 
@@ -57,13 +57,14 @@ app = web.Application()
 app.router.add_post("/v1/completions", completions)
 app.router.add_get("/timings", timings)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *a: print("ready", flush=True))
-'''
+"""
 
 
 def start_server(port: int, ttft_s: float, itl_s: float) -> subprocess.Popen:
     """The fake server in its own process; returns once it listens."""
-    proc = subprocess.Popen([sys.executable, "-c", SERVER, str(port), str(ttft_s), str(itl_s)],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(port), str(ttft_s), str(itl_s)], stdout=subprocess.PIPE, text=True
+    )
     if proc.stdout is None or "ready" not in proc.stdout.readline():
         proc.kill()
         raise SystemExit("the fake server did not start")
@@ -84,11 +85,23 @@ def harness_client(port: int, n: int, tokens: int) -> list[dict]:
     from harness.workloads import loadgen
 
     def build(i: int) -> tuple[str, dict]:
-        return "/v1/completions", {"model": "m", "prompt": "hello", "max_tokens": tokens, "stream": True,
-                                   "stream_options": {"include_usage": True}, "user": f"h{i}"}
+        return "/v1/completions", {
+            "model": "m",
+            "prompt": "hello",
+            "max_tokens": tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "user": f"h{i}",
+        }
 
-    spec = loadgen.LoadSpec(base_url=f"http://127.0.0.1:{port}", model="m", prompts=["hello"] * n,
-                            output_tokens=[tokens] * n, request=build, prompt_lengths=[1] * n)
+    spec = loadgen.LoadSpec(
+        base_url=f"http://127.0.0.1:{port}",
+        model="m",
+        prompts=["hello"] * n,
+        output_tokens=[tokens] * n,
+        request=build,
+        prompt_lengths=[1] * n,
+    )
     records, _ = loadgen.run_load(spec, SteadyTracker(n, n))
     return [{"id": f"h{r.request_id}", "submit": r.submit_time_s, "first": r.first_token_time_s} for r in records]
 
@@ -98,8 +111,14 @@ def plain_client(port: int, n: int, tokens: int) -> list[dict]:
     import aiohttp
 
     async def one(session, i: int, out: list) -> None:
-        body = {"model": "m", "prompt": "hello", "max_tokens": tokens, "stream": True,
-                "stream_options": {"include_usage": True}, "user": f"p{i}"}
+        body = {
+            "model": "m",
+            "prompt": "hello",
+            "max_tokens": tokens,
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "user": f"p{i}",
+        }
         submit = time.time()
         first = None
         async with session.post(f"http://127.0.0.1:{port}/v1/completions", json=body) as resp:
@@ -122,8 +141,12 @@ def summarize(name: str, client: list[dict], server: dict[str, dict]) -> dict[st
     ttft = [1e3 * (c["first"] - c["submit"]) for c in client]
     read = [1e3 * (c["first"] - server[c["id"]]["first_sent"]) for c in client]
     send = [1e3 * (server[c["id"]]["arrived"] - c["submit"]) for c in client]
-    out = {"ttft_ms": statistics.median(ttft), "read_delay_ms": statistics.median(read),
-           "send_delay_ms": statistics.median(send), "send_delay_max_ms": max(send)}
+    out = {
+        "ttft_ms": statistics.median(ttft),
+        "read_delay_ms": statistics.median(read),
+        "send_delay_ms": statistics.median(send),
+        "send_delay_max_ms": max(send),
+    }
     print(f"{name:8s} " + "  ".join(f"{k} {v:7.2f}" for k, v in out.items()), flush=True)
     return out
 

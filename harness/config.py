@@ -75,15 +75,15 @@ import hashlib
 import itertools
 import json
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from harness.errors import ConfigError
 from harness.vocabulary.precisions import PRECISIONS
 from harness.vocabulary.tasks import DIFFUSION_TASKS, FAMILIES, NOT_RUNNABLE, REQUEST_TASKS
-
 
 LLM_KNOBS = ("max_num_seqs", "max_num_batched_tokens")
 DIFFUSION_KNOBS = ("batch_size", "inference_steps", "height", "width", "num_frames")
@@ -95,10 +95,21 @@ CONTEXT_PARALLEL_KNOBS = ("ulysses_degree", "ring_degree")
 # Knobs whose default (None) is left out of as_dict() and so of the hash: ids from before the knobs existed hold.
 UNHASHED_DEFAULT_KNOBS = GPU_SETTING_KNOBS + CONTEXT_PARALLEL_KNOBS
 # Expansion order: the batch knob last, so it varies fastest.
-GRID_ORDER = ("num_gpus", "tensor_parallel", "expert_parallel", *CONTEXT_PARALLEL_KNOBS, "precision",
-              *GPU_SETTING_KNOBS,
-              "max_num_batched_tokens", "inference_steps", "height", "width", "num_frames", "max_num_seqs",
-              "batch_size")
+GRID_ORDER = (
+    "num_gpus",
+    "tensor_parallel",
+    "expert_parallel",
+    *CONTEXT_PARALLEL_KNOBS,
+    "precision",
+    *GPU_SETTING_KNOBS,
+    "max_num_batched_tokens",
+    "inference_steps",
+    "height",
+    "width",
+    "num_frames",
+    "max_num_seqs",
+    "batch_size",
+)
 GRID_DEFAULTS: dict[str, list] = {
     "max_num_seqs": [1, 4, 8],
     "max_num_batched_tokens": [8192],
@@ -123,8 +134,21 @@ DEFAULT_NUM_ITERATIONS = {"text-to-image": 4, "text-to-video": 2}
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # a results folder: fullmatch ($ alone allows a final newline)
 TOP_KEYS = ("study", "description", "settings", "runs")
 STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches")
-BLOCK_KEYS = ("task", "backend", "models", "num_requests", "num_iterations", "seed", "length_source",
-              "max_output_tokens", "options", "grid", "repeats", "engine", *STOP_KEYS)
+BLOCK_KEYS = (
+    "task",
+    "backend",
+    "models",
+    "num_requests",
+    "num_iterations",
+    "seed",
+    "length_source",
+    "max_output_tokens",
+    "options",
+    "grid",
+    "repeats",
+    "engine",
+    *STOP_KEYS,
+)
 MAX_REPEATS = 100
 # How an LLM run ends (``stop``) and the adaptive stopper's defaults (:mod:`harness.measuring.adaptive`).
 STOP_METHODS = ("fixed", "adaptive")
@@ -330,14 +354,20 @@ def _settings(raw, check: _Checker) -> Settings:
 def _grid_values(block: dict, where: str, task: str, check: _Checker) -> dict[str, list]:
     grid = block.get("grid") or {}
     llm = task in REQUEST_TASKS
-    own, other = (LLM_KNOBS, DIFFUSION_KNOBS + CONTEXT_PARALLEL_KNOBS) if llm else \
-        (DIFFUSION_KNOBS + CONTEXT_PARALLEL_KNOBS, LLM_KNOBS)
+    own, other = (
+        (LLM_KNOBS, DIFFUSION_KNOBS + CONTEXT_PARALLEL_KNOBS)
+        if llm
+        else (DIFFUSION_KNOBS + CONTEXT_PARALLEL_KNOBS, LLM_KNOBS)
+    )
     if not isinstance(grid, dict):
         check.fail(f"{where}.grid", f"must be a mapping, got {type(grid).__name__}")
     for key in grid:
         if key in other:
             kind = "an LLM" if llm else "a diffusion"
-            check.fail(f"{where}.grid.{key}", f"does not apply to {kind} task ({task}); allowed: {', '.join(SHARED_KNOBS + own)}")
+            check.fail(
+                f"{where}.grid.{key}",
+                f"does not apply to {kind} task ({task}); allowed: {', '.join(SHARED_KNOBS + own)}",
+            )
     check.keys(grid, f"{where}.grid", SHARED_KNOBS + GPU_SETTING_KNOBS + own)
     values = {}
     for knob in SHARED_KNOBS + GPU_SETTING_KNOBS + own:
@@ -376,8 +406,10 @@ def _context_parallel_fits(knobs: dict, where: str, check: _Checker) -> bool:
     if ulysses is None and ring is None:
         return True
     if knobs["tensor_parallel"] != 1 or knobs["expert_parallel"] != 1:
-        check.fail(f"{where}.grid", "context parallelism (ulysses_degree, ring_degree) runs with tensor_parallel "
-                                    "and expert_parallel at 1")
+        check.fail(
+            f"{where}.grid",
+            "context parallelism (ulysses_degree, ring_degree) runs with tensor_parallel and expert_parallel at 1",
+        )
     return (ulysses or 1) * (ring or 1) == knobs["num_gpus"]
 
 
@@ -395,8 +427,9 @@ def parse_engine_spec(text) -> tuple[str, str]:
     """``"vllm==0.11.1"`` -> ``("vllm", "0.11.1")``; anything else raises a one-line :class:`ConfigError`."""
     m = ENGINE_SPEC_RE.fullmatch(text.strip()) if isinstance(text, str) else None
     if not m:
-        raise ConfigError(f"engine must read <name>==<version> (e.g. {DEFAULT_GPU_ENGINE} or "
-                          f"{DEFAULT_CPU_ENGINE}), got {text!r}")
+        raise ConfigError(
+            f"engine must read <name>==<version> (e.g. {DEFAULT_GPU_ENGINE} or {DEFAULT_CPU_ENGINE}), got {text!r}"
+        )
     name = m["name"].lower().replace("_", "-")
     if name not in ENGINE_DISTRIBUTIONS:
         raise ConfigError(f"unknown engine {name!r} (known: {', '.join(ENGINE_DISTRIBUTIONS)})")
@@ -435,8 +468,7 @@ def _stop_values(raw: dict, where: str, check: _Checker) -> dict:
     rel = raw.get("adaptive_rel_halfwidth", DEFAULT_REL_HALFWIDTH)
     if isinstance(rel, bool) or not isinstance(rel, (int, float)) or not 0 < rel < 1:
         check.fail(f"{where}.adaptive_rel_halfwidth", f"must be a number between 0 and 1 (exclusive), got {rel!r}")
-    window = check.number(raw.get("adaptive_min_window_s", DEFAULT_MIN_WINDOW_S),
-                          f"{where}.adaptive_min_window_s", 0)
+    window = check.number(raw.get("adaptive_min_window_s", DEFAULT_MIN_WINDOW_S), f"{where}.adaptive_min_window_s", 0)
     batches = raw.get("adaptive_batches", DEFAULT_NUM_BATCHES)
     if isinstance(batches, bool) or not isinstance(batches, int) or batches < 2:
         check.fail(f"{where}.adaptive_batches", f"must be an integer >= 2, got {batches!r}")
@@ -512,7 +544,10 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     known = catalogue.known_models(backend)
     for i, model in enumerate(models):
         if model not in known and backend not in catalogue.any_model_backends:
-            check.fail(f"{where}.models[{i}]", f"unknown model {model!r} for backend {backend} (known: {', '.join(known) or 'none'})")
+            check.fail(
+                f"{where}.models[{i}]",
+                f"unknown model {model!r} for backend {backend} (known: {', '.join(known) or 'none'})",
+            )
     if len(set(models)) != len(models):
         check.fail(f"{where}.models", f"repeats a model: {models}")
 
@@ -522,8 +557,16 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
         if key in raw:
             kind = "a diffusion" if llm is False else "an LLM"
             check.fail(f"{where}.{key}", f"does not apply to {kind} task ({task})")
-    num_requests = check.positive_int(raw.get("num_requests", DEFAULT_NUM_REQUESTS.get(task)), f"{where}.num_requests") if llm else None
-    num_iterations = None if llm else check.positive_int(raw.get("num_iterations", DEFAULT_NUM_ITERATIONS[task]), f"{where}.num_iterations")
+    num_requests = (
+        check.positive_int(raw.get("num_requests", DEFAULT_NUM_REQUESTS.get(task)), f"{where}.num_requests")
+        if llm
+        else None
+    )
+    num_iterations = (
+        None
+        if llm
+        else check.positive_int(raw.get("num_iterations", DEFAULT_NUM_ITERATIONS[task]), f"{where}.num_iterations")
+    )
     seed = raw.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         check.fail(f"{where}.seed", f"must be an integer >= 0, got {seed!r}")
@@ -537,7 +580,10 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
             check.fail(f"{where}.length_source", "does not apply to cpu-trivial")
         choices = reference.models_with_lengths(task)
         if length_source not in choices:
-            check.fail(f"{where}.length_source", f"no published output lengths for {length_source!r} on {task} (e.g. {', '.join(choices[:3])})")
+            check.fail(
+                f"{where}.length_source",
+                f"no published output lengths for {length_source!r} on {task} (e.g. {', '.join(choices[:3])})",
+            )
     options = raw.get("options") or {}
     if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
         check.fail(f"{where}.options", "must be a mapping with string keys")
@@ -545,7 +591,9 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     if allowed_options is not None:
         for key in options:
             if key not in allowed_options:
-                check.fail(f"{where}.options.{key}", f"unknown {backend} option (allowed: {', '.join(allowed_options)})")
+                check.fail(
+                    f"{where}.options.{key}", f"unknown {backend} option (allowed: {', '.join(allowed_options)})"
+                )
     for key, why in catalogue.option_problems(_backend_option_specs(catalogue, backend), options):
         check.fail(f"{where}.options.{key}" if key else f"{where}.options", why)  # "": options that need one another
 
@@ -571,19 +619,35 @@ def _block(raw, index: int, study: str, check: _Checker, catalogue: Catalogue) -
     for model in models:
         for combo in itertools.product(*(grid[k] for k in order)):
             knobs: dict[str, Any] = dict.fromkeys(LLM_KNOBS + DIFFUSION_KNOBS + CONTEXT_PARALLEL_KNOBS) | dict(
-                zip(order, combo, strict=False))
+                zip(order, combo, strict=False)
+            )
             if not _context_parallel_fits(knobs, where, check):
                 continue
-            out.append(Configuration(
-                study=study, task=task, family=FAMILIES[task], backend=backend, model=model,
-                num_requests=num_requests, num_iterations=num_iterations, seed=seed,
-                length_source=length_source, max_output_tokens=max_output_tokens,
-                options=_frozen(options), engine=engine, **stop, **knobs,
-            ))
+            out.append(
+                Configuration(
+                    study=study,
+                    task=task,
+                    family=FAMILIES[task],
+                    backend=backend,
+                    model=model,
+                    num_requests=num_requests,
+                    num_iterations=num_iterations,
+                    seed=seed,
+                    length_source=length_source,
+                    max_output_tokens=max_output_tokens,
+                    options=_frozen(options),
+                    engine=engine,
+                    **stop,
+                    **knobs,
+                )
+            )
     for num_gpus in grid["num_gpus"]:
         if models and not any(c.num_gpus == num_gpus for c in out):
-            check.fail(f"{where}.grid", f"no ulysses_degree x ring_degree in {grid['ulysses_degree']} x "
-                                        f"{grid['ring_degree']} (null counts 1) equals num_gpus={num_gpus}")
+            check.fail(
+                f"{where}.grid",
+                f"no ulysses_degree x ring_degree in {grid['ulysses_degree']} x "
+                f"{grid['ring_degree']} (null counts 1) equals num_gpus={num_gpus}",
+            )
     return out
 
 
@@ -642,8 +706,7 @@ def load_study(path: str | Path, catalogue: Catalogue) -> Study:
 
     for k in range(2, max((n for _, n in counts), default=1) + 1):  # repeat k of every configuration, in order
         configurations.extend(replace(cfg, repeat=k) for cfg, n in counts if n >= k)
-    return Study(name=name, path=path, description=description, settings=settings,
-                 configurations=tuple(configurations))
+    return Study(name=name, path=path, description=description, settings=settings, configurations=tuple(configurations))
 
 
 REPEAT_RUN_ID_RE = re.compile(r"^(?P<base>.+)-r(?P<k>[0-9]+)$")
@@ -663,4 +726,13 @@ def configuration_from_dict(data: Mapping[str, Any]) -> Configuration:
     return Configuration(**values)
 
 
-__all__ = ["Catalogue", "Configuration", "Settings", "Study", "load_study", "configuration_from_dict", "parse_engine_spec", "split_run_id"]
+__all__ = [
+    "Catalogue",
+    "Configuration",
+    "Settings",
+    "Study",
+    "configuration_from_dict",
+    "load_study",
+    "parse_engine_spec",
+    "split_run_id",
+]

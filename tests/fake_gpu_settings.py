@@ -18,9 +18,16 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
-H100 = {"name": "NVIDIA H100 80GB HBM3", "limit_mw": 700_000, "default_mw": 700_000, "min_mw": 200_000,
-        "max_mw": 700_000, "locked": None, "memory_clocks": [2619, 1593],
-        "graphics_clocks": list(range(345, 1981, 15))}
+H100 = {
+    "name": "NVIDIA H100 80GB HBM3",
+    "limit_mw": 700_000,
+    "default_mw": 700_000,
+    "min_mw": 200_000,
+    "max_mw": 700_000,
+    "locked": None,
+    "memory_clocks": [2619, 1593],
+    "graphics_clocks": list(range(345, 1981, 15)),
+}
 
 
 class FakeSettings:
@@ -28,8 +35,9 @@ class FakeSettings:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, path: Path | str, count: int = 1, root: bool = True, uuids: list[str] | None = None,
-               **overrides) -> FakeSettings:
+    def create(
+        cls, path: Path | str, count: int = 1, root: bool = True, uuids: list[str] | None = None, **overrides
+    ) -> FakeSettings:
         gpus = [dict(H100, uuid=(uuids or [])[i] if uuids else f"GPU-fake-{i:04d}", **overrides) for i in range(count)]
         fake = cls(path)
         fake.write({"root": root, "gpus": gpus, "calls": []})
@@ -82,6 +90,7 @@ class FakeSettings:
                 change(gpu, *args)
                 state["calls"].append([name, gpu["uuid"], *args])
                 self.write(state)
+
             return call
 
         def set_limit(gpu, milliwatts):
@@ -120,6 +129,7 @@ class FakeSettings:
             "nvmlDeviceResetGpuLockedClocks": setter("reset_clocks", unlock),
         }
         if devices:
+
             def handles():
                 return [SimpleNamespace(uuid=g["uuid"], index=i) for i, g in enumerate(self.read()["gpus"])]
 
@@ -138,16 +148,18 @@ class FakeSettings:
             def memory(handle):
                 return SimpleNamespace(total=80 * 2**30, used=0, free=80 * 2**30)
 
-            fakes.update({
-                "nvmlInit": lambda: None,
-                "nvmlShutdown": lambda: None,
-                "nvmlDeviceGetCount": lambda: len(self.read()["gpus"]),
-                "nvmlDeviceGetHandleByIndex": by_index,
-                "nvmlDeviceGetHandleByUUID": by_uuid,
-                "nvmlDeviceGetIndex": lambda h: h.index,
-                "nvmlDeviceGetUUID": uuid_of,
-                "nvmlDeviceGetName": lambda h: find(self.read(), h)["name"],
-                "nvmlDeviceGetMemoryInfo": memory,
-            })
+            fakes.update(
+                {
+                    "nvmlInit": lambda: None,
+                    "nvmlShutdown": lambda: None,
+                    "nvmlDeviceGetCount": lambda: len(self.read()["gpus"]),
+                    "nvmlDeviceGetHandleByIndex": by_index,
+                    "nvmlDeviceGetHandleByUUID": by_uuid,
+                    "nvmlDeviceGetIndex": lambda h: h.index,
+                    "nvmlDeviceGetUUID": uuid_of,
+                    "nvmlDeviceGetName": lambda h: find(self.read(), h)["name"],
+                    "nvmlDeviceGetMemoryInfo": memory,
+                }
+            )
         for name, fn in fakes.items():
             setattr(pynvml, name, fn)

@@ -21,7 +21,7 @@ stop) runs against a real subprocess that can be told to fail:
 
 Every fake server writes its pid and bound address to ``FAKE_VLLM_PIDS`` (a folder) as
 ``<pid>.json``, so a test can check what it bound to and that nothing outlived its run.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -257,11 +257,12 @@ def leftovers() -> list[int]:
     return out
 
 
-__all__ = ["MARKER", "install", "use", "servers", "alive", "leftovers"]
+__all__ = ["MARKER", "alive", "install", "leftovers", "servers", "use"]
 
 
-def start_standalone(folder: Path, port: int, name: str, *, api_key: str | None = None, faults: dict | None = None,
-                     seed: int = 0):
+def start_standalone(
+    folder: Path, port: int, name: str, *, api_key: str | None = None, faults: dict | None = None, seed: int = 0
+):
     """Start the fake as an already-running server (for the endpoint backend, which starts nothing):
     ``(process, log path)``; the caller stops it by its process group."""
     import subprocess
@@ -269,8 +270,18 @@ def start_standalone(folder: Path, port: int, name: str, *, api_key: str | None 
 
     root = install(Path(folder) / "fake-vllm")
     log = Path(folder) / f"fake-{port}.log"
-    argv = [sys.executable, str(root / "vllm" / "entrypoints" / "openai" / "api_server.py"), "--host", "127.0.0.1",
-            "--port", str(port), "--served-model-name", name, "--seed", str(seed)]
+    argv = [
+        sys.executable,
+        str(root / "vllm" / "entrypoints" / "openai" / "api_server.py"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--served-model-name",
+        name,
+        "--seed",
+        str(seed),
+    ]
     if api_key:
         argv += ["--api-key", api_key]
     env = dict(os.environ, FAKE_VLLM_FAULTS=json.dumps(faults or {}))

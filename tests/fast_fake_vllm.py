@@ -44,10 +44,24 @@ class Options:
 
 
 def _event(model: str, token: int, finish: bool) -> bytes:
-    chunk = {"id": "cmpl-8f1c2a9d4b7e4e0f9a3c5d6b7e8f9a0b", "object": "text_completion", "created": 1764547200,
-             "model": model, "choices": [{"index": 0, "text": " tok", "logprobs": None,
-                                          "finish_reason": "length" if finish else None, "stop_reason": None,
-                                          "token_ids": [token], "prompt_token_ids": None}], "usage": None}
+    chunk = {
+        "id": "cmpl-8f1c2a9d4b7e4e0f9a3c5d6b7e8f9a0b",
+        "object": "text_completion",
+        "created": 1764547200,
+        "model": model,
+        "choices": [
+            {
+                "index": 0,
+                "text": " tok",
+                "logprobs": None,
+                "finish_reason": "length" if finish else None,
+                "stop_reason": None,
+                "token_ids": [token],
+                "prompt_token_ids": None,
+            }
+        ],
+        "usage": None,
+    }
     return b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
 
 
@@ -101,15 +115,18 @@ class Server:
 
     def _json(self, writer, payload, status=200):
         body = json.dumps(payload).encode()
-        writer.write(b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
-                     % (status, len(body), body))
+        writer.write(
+            b"HTTP/1.1 %d X\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n%s"
+            % (status, len(body), body)
+        )
 
     async def _stream(self, body: dict, writer: asyncio.StreamWriter) -> None:
         n, per = int(body["max_tokens"]), self.o.events_per_write
         key = int(body["prompt"][0]) if body.get("prompt") else -1
         times = self.writes.setdefault(key, []) if self.o.record else None
-        writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n"
-                     b"transfer-encoding: chunked\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\ntransfer-encoding: chunked\r\n\r\n"
+        )
         full = _chunked(self._plain * per)
         paced = self.o.step_s > 0
         if paced and self._steps is None:
@@ -132,8 +149,14 @@ class Server:
             self.tokens_sent += k
             await writer.drain()
         usage = {"prompt_tokens": len(body.get("prompt") or ()), "total_tokens": n, "completion_tokens": n}
-        tail = {"id": "cmpl-8f1c2a9d4b7e4e0f9a3c5d6b7e8f9a0b", "object": "text_completion", "created": 1764547200,
-                "model": self.o.model, "choices": [], "usage": usage}
+        tail = {
+            "id": "cmpl-8f1c2a9d4b7e4e0f9a3c5d6b7e8f9a0b",
+            "object": "text_completion",
+            "created": 1764547200,
+            "model": self.o.model,
+            "choices": [],
+            "usage": usage,
+        }
         writer.write(_chunked(b"data: " + json.dumps(tail).encode() + b"\n\ndata: [DONE]\n\n") + b"0\r\n\r\n")
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
 from conftest import FakeClock, FakeGPU
 
 IDLE_S = 5.0  # idle before and after the run (measure_idle_power reads the first part)
@@ -71,7 +72,7 @@ class TraceGPU(FakeGPU):
 
     def __init__(self, trace, clock, **kwargs):
         super().__init__(trace, clock=clock, **kwargs)
-        spans = np.diff(np.asarray(self.times + [self.times[-1]]))
+        spans = np.diff(np.asarray([*self.times, self.times[-1]]))
         self._cumulative = np.concatenate([[0.0], np.cumsum(np.asarray(self.watts) * spans)])
 
     def energy_joules_between(self, a: float, b: float) -> float:
@@ -111,8 +112,9 @@ def schedule(load: SimulatedLoad, t0: float, rng: np.random.Generator):
                 chunks[r] = take
                 budget -= take
         prefill_tokens = sum(chunks.values())
-        dt = (load.step_base_s + load.step_per_sequence_s * len(decoding)
-              + load.step_per_prefill_token_s * prefill_tokens)
+        dt = (
+            load.step_base_s + load.step_per_sequence_s * len(decoding) + load.step_per_prefill_token_s * prefill_tokens
+        )
         t_end = t + dt
         for r in decoding:
             times[r].append(t_end)
@@ -123,9 +125,19 @@ def schedule(load: SimulatedLoad, t0: float, rng: np.random.Generator):
         steps.append((t, t_end, prefill_tokens, len(decoding)))
         running = [r for r in running if len(times[r]) < outputs[r]]
         t = t_end
-    requests = [RequestRecord(request_id=i, prompt_tokens=int(prompts[i]), target_output_tokens=int(outputs[i]),
-                              output_tokens=int(outputs[i]), submit_time_s=t0, first_token_time_s=times[i][0],
-                              finish_time_s=times[i][-1], token_times_s=times[i]) for i in range(load.num_requests)]
+    requests = [
+        RequestRecord(
+            request_id=i,
+            prompt_tokens=int(prompts[i]),
+            target_output_tokens=int(outputs[i]),
+            output_tokens=int(outputs[i]),
+            submit_time_s=t0,
+            first_token_time_s=times[i][0],
+            finish_time_s=times[i][-1],
+            token_times_s=times[i],
+        )
+        for i in range(load.num_requests)
+    ]
     return requests, steps
 
 
@@ -133,7 +145,7 @@ def power_traces(load: SimulatedLoad, steps, rng: np.random.Generator, t_start: 
     """One piecewise-constant trace per GPU: idle, the run's steps, idle again."""
     traces: list[list[tuple]] = [[(t_start, load.idle_power_watts)] for _ in range(load.num_gpus)]
     for a, b, prefill, decoded in steps:
-        dynamic = (load.prefill_joules_per_token * prefill + load.decode_joules_per_token * decoded)
+        dynamic = load.prefill_joules_per_token * prefill + load.decode_joules_per_token * decoded
         dynamic *= max(0.0, 1.0 + load.noise_fraction * rng.standard_normal())
         shares = rng.dirichlet(np.full(load.num_gpus, 50.0)) if load.num_gpus > 1 else [1.0]
         for g in range(load.num_gpus):
@@ -166,8 +178,9 @@ def simulate(load: SimulatedLoad, install) -> SimulatedRun:
         for gpu in gpus:
             gpu.counter_mj = _no_counter
     install(gpus)
-    idle = measure_idle_power(IDLE_S - 1.0, gpu_indices=list(range(load.num_gpus)), hz=load.sampler_hz,
-                              sleep=clock.advance, clock=clock)
+    idle = measure_idle_power(
+        IDLE_S - 1.0, gpu_indices=list(range(load.num_gpus)), hz=load.sampler_hz, sleep=clock.advance, clock=clock
+    )
     reader = NvmlReader(list(range(load.num_gpus)))
     assert reader.available, reader.problem
     run_end = steps[-1][1]
@@ -180,15 +193,22 @@ def simulate(load: SimulatedLoad, install) -> SimulatedRun:
             break
         clock.t = tick
         for g in range(load.num_gpus):
-            rows.append((tick, "nvml", g) + reader.sample(g) + blank)
+            rows.append((tick, "nvml", g, *reader.sample(g), *blank))
         k += 1
     timeline = pd.DataFrame(rows, columns=list(COLUMNS))
     timeline["gpu_index"] = timeline["gpu_index"].astype("Int64")
     for column in COLUMNS[3:]:
         timeline[column] = pd.to_numeric(timeline[column]).astype("float64")
     metrics, request_rows = steady.llm_metrics(requests, {}, load.max_num_seqs)
-    return SimulatedRun(load, timeline, pd.DataFrame(request_rows), metrics["steady_start_time_s"],
-                        metrics["steady_end_time_s"], idle, metrics)
+    return SimulatedRun(
+        load,
+        timeline,
+        pd.DataFrame(request_rows),
+        metrics["steady_start_time_s"],
+        metrics["steady_end_time_s"],
+        idle,
+        metrics,
+    )
 
 
 def _no_counter():

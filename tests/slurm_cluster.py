@@ -130,9 +130,7 @@ class LocalSlurm:
             "MailProg": "/bin/true",
             "ReturnToService": 2,
             "MinJobAge": 300,
-            "NodeName": (
-                f"localhost CPUs={self.cpus} Gres=gpu:{self.gpus} State=UNKNOWN"
-            ),
+            "NodeName": (f"localhost CPUs={self.cpus} Gres=gpu:{self.gpus} State=UNKNOWN"),
             "PartitionName": f"{self.partition} Nodes=localhost Default=YES MaxTime=INFINITE State=UP",
         }
         text = "# Written by tests/slurm_cluster.py for one test session.\n"
@@ -140,12 +138,13 @@ class LocalSlurm:
         self.conf.write_text(text)
         last = self.gpus - 1
         (r / "gres.conf").write_text(
-            f"NodeName=localhost Name=gpu File={r / 'dev'}/gpu[0-{last}]\n" if self.gpus > 1
+            f"NodeName=localhost Name=gpu File={r / 'dev'}/gpu[0-{last}]\n"
+            if self.gpus > 1
             else f"NodeName=localhost Name=gpu File={r / 'dev'}/gpu0\n"
         )
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def start(self, timeout_s: float = 30.0) -> "LocalSlurm":
+    def start(self, timeout_s: float = 30.0) -> LocalSlurm:
         missing = missing_binaries()
         if missing:
             raise SlurmStartError(f"not installed: {', '.join(missing)} (run `make system-deps`)")
@@ -153,14 +152,19 @@ class LocalSlurm:
         r = self.root
         try:
             # --force: run even if a folder above the socket is private (a test-only munged).
-            self._spawn("munged", [
-                _binary("munged"), "--foreground", "--force",
-                f"--key-file={r / 'munge' / 'munge.key'}",
-                f"--socket={self.munge_socket}",
-                f"--pid-file={r / 'munge' / 'munged.pid'}",
-                f"--log-file={r / 'logs' / 'munged.log'}",
-                f"--seed-file={r / 'munge' / 'munged.seed'}",
-            ])
+            self._spawn(
+                "munged",
+                [
+                    _binary("munged"),
+                    "--foreground",
+                    "--force",
+                    f"--key-file={r / 'munge' / 'munge.key'}",
+                    f"--socket={self.munge_socket}",
+                    f"--pid-file={r / 'munge' / 'munged.pid'}",
+                    f"--log-file={r / 'logs' / 'munged.log'}",
+                    f"--seed-file={r / 'munge' / 'munged.seed'}",
+                ],
+            )
             self._wait(lambda: self.munge_socket.exists(), timeout_s, "munged socket")
             # -i: ignore state from an earlier run; -D: foreground, so the PID is ours.
             self._spawn("slurmctld", [_binary("slurmctld"), "-D", "-i"])
@@ -176,8 +180,14 @@ class LocalSlurm:
         out = open(self.root / "logs" / f"{name}.stdout", "wb")  # noqa: SIM115  # closed in stop() (_log_files)
         self._log_files.append(out)
         self.procs[name] = subprocess.Popen(
-            argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            env=self.env, cwd=self.root, start_new_session=True, preexec_fn=_die_with_parent,
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            cwd=self.root,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
 
     def _wait(self, ready, timeout_s: float, what: str) -> None:
@@ -186,8 +196,7 @@ class LocalSlurm:
             for name, proc in self.procs.items():
                 if proc.poll() is not None:
                     raise SlurmStartError(
-                        f"{name} exited with code {proc.returncode} while waiting for {what}:\n"
-                        + self.logs_tail()
+                        f"{name} exited with code {proc.returncode} while waiting for {what}:\n" + self.logs_tail()
                     )
             if ready():
                 return
@@ -195,8 +204,7 @@ class LocalSlurm:
         raise SlurmStartError(f"timed out after {timeout_s:.0f} s waiting for {what}:\n" + self.logs_tail())
 
     def _run(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess:
-        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=20,
-                              check=check)
+        return subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=20, check=check)
 
     def _controller_up(self) -> bool:
         return self._run("scontrol", "ping").stdout.count("UP") > 0
@@ -247,7 +255,7 @@ class LocalSlurm:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(entry.name), signal.SIGKILL)
 
-    def __enter__(self) -> "LocalSlurm":
+    def __enter__(self) -> LocalSlurm:
         return self.start()
 
     def __exit__(self, *exc) -> None:

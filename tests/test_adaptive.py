@@ -13,16 +13,16 @@ import time
 import pandas as pd
 import pytest
 import yaml
-from conftest import FakeClock, FakeGPU
 
+from conftest import FakeClock, FakeGPU
+from harness.config import STOP_KEYS
+from harness.errors import ConfigError
 from harness.measuring import adaptive, store
 from harness.measuring.adaptive import AdaptiveStopper, Segment, StopRule, batch_means, should_stop, t_quantile
-from harness.config import STOP_KEYS
-from harness.orchestration.study import load_study
 from harness.measuring.energy import ZeusMeter
-from harness.errors import ConfigError
-from harness.orchestration.runner import measure_study
 from harness.measuring.steady import SteadyTracker, llm_metrics, steady_bounds
+from harness.orchestration.runner import measure_study
+from harness.orchestration.study import load_study
 from harness.workloads.base import RequestRecord, WindowMeasurement, WorkloadResult
 from harness.workloads.trivial import TrivialBackend
 
@@ -38,8 +38,9 @@ def test_t_quantile_matches_scipy():
 
 
 def _segments(energies, tokens, t0=100.0, dt=1.0):
-    return [Segment(t0 + i * dt, t0 + (i + 1) * dt, e, n)
-            for i, (e, n) in enumerate(zip(energies, tokens, strict=False))]
+    return [
+        Segment(t0 + i * dt, t0 + (i + 1) * dt, e, n) for i, (e, n) in enumerate(zip(energies, tokens, strict=False))
+    ]
 
 
 def test_batch_means_on_a_known_series():
@@ -123,8 +124,9 @@ def _drive(rule, fake_nvml, watts, tokens_per_s=100, max_num_seqs=2, num_request
 
 def test_stopper_stops_once_stable_and_closes_the_window_there(fake_nvml):
     rng = random.Random(3)
-    rule = StopRule(method="adaptive", rel_halfwidth=0.02, min_window_s=10.0, num_batches=5, checkpoint_s=1.0,
-                    min_finishes=2)
+    rule = StopRule(
+        method="adaptive", rel_halfwidth=0.02, min_window_s=10.0, num_batches=5, checkpoint_s=1.0, min_finishes=2
+    )
     stopper, tracker, meter, clock, gpu = _drive(rule, fake_nvml, lambda t: 300.0 + rng.gauss(0, 30))
     assert stopper.stopped and stopper.stopped_by == "adaptive" and tracker.state == "closed"
     steady = meter.windows["steady"]
@@ -136,8 +138,9 @@ def test_stopper_stops_once_stable_and_closes_the_window_there(fake_nvml):
     assert segs[0].start_time_s == steady.start_time_s and segs[-1].end_time_s == steady.end_time_s
     assert sum(s.gpu_energy_joules for s in segs) == pytest.approx(steady.total_gpu_energy_joules, rel=1e-6)
     assert sum(s.output_tokens for s in segs) == est.output_tokens
-    assert est.value == pytest.approx(gpu.energy_joules_between(steady.start_time_s, steady.end_time_s) / est.output_tokens,
-                                      rel=1e-3)
+    assert est.value == pytest.approx(
+        gpu.energy_joules_between(steady.start_time_s, steady.end_time_s) / est.output_tokens, rel=1e-3
+    )
     assert clock() - 1000.0 < 60.0  # it did stop before the load ran out
     summary = stopper.summary()
     assert summary["stopped_by"] == "adaptive" and summary["estimate"]["rel_halfwidth"] == est.rel_halfwidth
@@ -174,15 +177,26 @@ def test_a_window_that_closes_first_stops_an_adaptive_run_there(fake_nvml, metho
 
 # --- post-hoc accounting of an early stop ------------------------------------------------------------
 def _request(rid, tokens, finish, target=None):
-    return RequestRecord(request_id=rid, prompt_tokens=10, target_output_tokens=target or len(tokens),
-                         output_tokens=len(tokens), submit_time_s=0.0, first_token_time_s=tokens[0] if tokens else None,
-                         finish_time_s=finish, token_times_s=list(tokens))
+    return RequestRecord(
+        request_id=rid,
+        prompt_tokens=10,
+        target_output_tokens=target or len(tokens),
+        output_tokens=len(tokens),
+        submit_time_s=0.0,
+        first_token_time_s=tokens[0] if tokens else None,
+        finish_time_s=finish,
+        token_times_s=list(tokens),
+    )
 
 
 def test_early_stop_accounting():
     # 4 requests, M = 2: steady opens at t=1 (second first token); stopped at t=4.5 before any drain
-    requests = [_request(0, [0.5, 1.5, 2.5], 2.5), _request(1, [1.0, 2.0, 3.0, 4.0, 5.0], 5.0, target=9),
-                _request(2, [2.6, 3.6], 3.6), _request(3, [3.7, 4.7], 4.7, target=20)]
+    requests = [
+        _request(0, [0.5, 1.5, 2.5], 2.5),
+        _request(1, [1.0, 2.0, 3.0, 4.0, 5.0], 5.0, target=9),
+        _request(2, [2.6, 3.6], 3.6),
+        _request(3, [3.7, 4.7], 4.7, target=20),
+    ]
     assert adaptive.mark_stopped(requests, 4.5) == 2
     assert [r.error == adaptive.STOPPED_ERROR for r in requests] == [False, True, False, True]
     assert requests[1].finish_time_s is None and requests[1].output_tokens == 5
@@ -199,8 +213,13 @@ def test_early_stop_accounting():
 
 # --- config ------------------------------------------------------------------------------------------
 def _write(tmp_path, **block):
-    run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 8,
-           "grid": {"max_num_seqs": [2]}}
+    run = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": 8,
+        "grid": {"max_num_seqs": [2]},
+    }
     run.update(block)
     run = {k: v for k, v in run.items() if v is not None}
     path = tmp_path / "s.yaml"
@@ -217,7 +236,12 @@ def test_config_stop_keys_and_run_ids(tmp_path):
     assert fixed.run_id == old_id
     assert load_study(_write(tmp_path, stop="fixed")).configurations[0].run_id == old_id
     ada = load_study(_write(tmp_path, stop="adaptive")).configurations[0]
-    assert (ada.stop, ada.adaptive_rel_halfwidth, ada.adaptive_min_window_s, ada.adaptive_batches) == ("adaptive", 0.02, 20.0, 10)
+    assert (ada.stop, ada.adaptive_rel_halfwidth, ada.adaptive_min_window_s, ada.adaptive_batches) == (
+        "adaptive",
+        0.02,
+        20.0,
+        10,
+    )
     assert ada.run_id != old_id and "(adaptive stop)" in ada.label()
     tighter = load_study(_write(tmp_path, stop="adaptive", adaptive_rel_halfwidth=0.01)).configurations[0]
     assert tighter.run_id != ada.run_id
@@ -225,16 +249,29 @@ def test_config_stop_keys_and_run_ids(tmp_path):
     assert (rule.method, rule.rel_halfwidth, rule.min_finishes) == ("adaptive", 0.01, 2)
 
 
-@pytest.mark.parametrize("block, where, text", [
-    ({"stop": "sometimes"}, "runs[0].stop", "must be one of fixed, adaptive"),
-    ({"adaptive_rel_halfwidth": 0.05}, "runs[0].adaptive_rel_halfwidth", "only applies with stop: adaptive"),
-    ({"stop": "adaptive", "adaptive_rel_halfwidth": 0}, "runs[0].adaptive_rel_halfwidth", "between 0 and 1"),
-    ({"stop": "adaptive", "adaptive_rel_halfwidth": "2%"}, "runs[0].adaptive_rel_halfwidth", "between 0 and 1"),
-    ({"stop": "adaptive", "adaptive_min_window_s": -1}, "runs[0].adaptive_min_window_s", "must be a number >= 0"),
-    ({"stop": "adaptive", "adaptive_batches": 1}, "runs[0].adaptive_batches", "integer >= 2"),
-    ({"task": "text-to-image", "backend": "diffusers", "models": ["tiny-sd3"], "num_requests": None,
-      "grid": {"batch_size": [1]}, "stop": "adaptive"}, "runs[0].stop", "does not apply to a diffusion task"),
-])
+@pytest.mark.parametrize(
+    "block, where, text",
+    [
+        ({"stop": "sometimes"}, "runs[0].stop", "must be one of fixed, adaptive"),
+        ({"adaptive_rel_halfwidth": 0.05}, "runs[0].adaptive_rel_halfwidth", "only applies with stop: adaptive"),
+        ({"stop": "adaptive", "adaptive_rel_halfwidth": 0}, "runs[0].adaptive_rel_halfwidth", "between 0 and 1"),
+        ({"stop": "adaptive", "adaptive_rel_halfwidth": "2%"}, "runs[0].adaptive_rel_halfwidth", "between 0 and 1"),
+        ({"stop": "adaptive", "adaptive_min_window_s": -1}, "runs[0].adaptive_min_window_s", "must be a number >= 0"),
+        ({"stop": "adaptive", "adaptive_batches": 1}, "runs[0].adaptive_batches", "integer >= 2"),
+        (
+            {
+                "task": "text-to-image",
+                "backend": "diffusers",
+                "models": ["tiny-sd3"],
+                "num_requests": None,
+                "grid": {"batch_size": [1]},
+                "stop": "adaptive",
+            },
+            "runs[0].stop",
+            "does not apply to a diffusion task",
+        ),
+    ],
+)
 def test_bad_stop_keys_name_the_field(tmp_path, block, where, text):
     path = _write(tmp_path, **block)  # a key given as None is left out
     with pytest.raises(ConfigError) as err:
@@ -244,8 +281,15 @@ def test_bad_stop_keys_name_the_field(tmp_path, block, where, text):
 
 # --- the runner path (trivial backend) ---------------------------------------------------------------
 def _config(tmp_path, **block):
-    run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 600,
-           "max_output_tokens": 24, "options": {"step_s": 0.001, "work_rounds": 2}, "grid": {"max_num_seqs": [4]}}
+    run = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": 600,
+        "max_output_tokens": 24,
+        "options": {"step_s": 0.001, "work_rounds": 2},
+        "grid": {"max_num_seqs": [4]},
+    }
     run.update(block)
     path = tmp_path / "a.yaml"
     path.write_text(yaml.safe_dump({"study": "a", "settings": {"idle_power_s": 0}, "runs": [run]}))
@@ -272,8 +316,9 @@ def test_runner_adaptive_run_on_a_fake_gpu_stops_early_with_exact_accounting(tmp
             gpu.set_power(60.0)
 
     monkeypatch.setattr(TrivialBackend, "run", run)
-    record, run_dir = _measure(_config(tmp_path, stop="adaptive", adaptive_min_window_s=0.3, adaptive_rel_halfwidth=0.05),
-                               tmp_path / "r")
+    record, run_dir = _measure(
+        _config(tmp_path, stop="adaptive", adaptive_min_window_s=0.3, adaptive_rel_halfwidth=0.05), tmp_path / "r"
+    )
     m, stop = record["metrics"], record["stop"]
     assert m["stop_method"] == "adaptive" and m["stopped_by"] == "adaptive" == stop["stopped_by"]
     assert m["stop_estimate_quantity"] == "energy_per_token_joules"
@@ -299,7 +344,8 @@ def test_runner_adaptive_run_on_a_fake_gpu_stops_early_with_exact_accounting(tmp
     assert len(reads) == 2 + 2 * len(seg["gpu_energy_joules"])
     pairs = reads[1:-1]
     assert seg["gpu_energy_joules"] == pytest.approx(
-        [(b[2] - a[2]) / 1000.0 for a, b in zip(pairs[::2], pairs[1::2], strict=False)], abs=1e-9)
+        [(b[2] - a[2]) / 1000.0 for a, b in zip(pairs[::2], pairs[1::2], strict=False)], abs=1e-9
+    )
     # ... and their tokens are the window's (tokens are counted in the thread that closes the segments)
     assert abs(sum(seg["output_tokens"]) - m["steady_output_tokens"]) <= 4  # max_num_seqs: one step's tokens
     requests = pd.read_parquet(run_dir / "requests.parquet")
@@ -316,11 +362,14 @@ def test_runner_fixed_run_drains_and_a_backend_without_the_hook_says_so(tmp_path
     assert record["stop"]["stop_time_s"] is None
 
     # adaptive with a target it cannot reach: the load stops where the window closes (M - 1 requests left)
-    record, run_dir = _measure(_config(tmp_path, num_requests=40, stop="adaptive", adaptive_rel_halfwidth=1e-6),
-                               tmp_path / "r3")
+    record, run_dir = _measure(
+        _config(tmp_path, num_requests=40, stop="adaptive", adaptive_rel_halfwidth=1e-6), tmp_path / "r3"
+    )
     m = record["metrics"]
     assert (m["stopped_by"], m["num_stopped_requests"], m["num_failed_requests"]) == ("window-closed", 3, 0)
-    assert record["stop"]["stop_time_s"] == m["steady_close_time_s"] == record["backend_info"]["steady_bounds_online"][1]
+    assert (
+        record["stop"]["stop_time_s"] == m["steady_close_time_s"] == record["backend_info"]["steady_bounds_online"][1]
+    )
     requests = pd.read_parquet(run_dir / "requests.parquet")
     assert m["avg_output_len"] == pytest.approx(requests["target_output_tokens"].mean())
 
@@ -344,10 +393,12 @@ def test_benchmark_metrics_page_reads_as_vllm_gauges():
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
     import overhead
-
     from harness.measuring.telemetry import parse_vllm_metrics
 
     page = overhead.vllm_like_metrics()
-    assert parse_vllm_metrics(page) == {"num_requests_running": 8.0, "num_requests_waiting": 24.0,
-                                        "kv_cache_usage_fraction": pytest.approx(0.4213)}
+    assert parse_vllm_metrics(page) == {
+        "num_requests_running": 8.0,
+        "num_requests_waiting": 24.0,
+        "kv_cache_usage_fraction": pytest.approx(0.4213),
+    }
     assert len(page) > 20_000  # histograms and process metrics, like a real vLLM page

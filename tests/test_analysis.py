@@ -25,30 +25,56 @@ def llm_row(length, power, throughput, concurrency, residual=1.0, **extra) -> pd
     """A consistent LLM row (energy = power / throughput x length), times an optional residual."""
     ept = power / throughput
     row = {
-        "task": "gpqa", "output_unit": "response", "model_id": "org/model", "nickname": "Model",
-        "gpu_model": "B200", "num_gpus": 1, "max_num_seqs": 8, "batch_size": 8,
-        "avg_output_len": length, "avg_power_watts": power, "output_throughput_tokens_per_sec": throughput,
-        "avg_batch_size": concurrency, "energy_per_token_joules": ept,
-        "energy_per_request_joules": ept * length * residual, "median_itl_ms": 1000 * concurrency / throughput,
+        "task": "gpqa",
+        "output_unit": "response",
+        "model_id": "org/model",
+        "nickname": "Model",
+        "gpu_model": "B200",
+        "num_gpus": 1,
+        "max_num_seqs": 8,
+        "batch_size": 8,
+        "avg_output_len": length,
+        "avg_power_watts": power,
+        "output_throughput_tokens_per_sec": throughput,
+        "avg_batch_size": concurrency,
+        "energy_per_token_joules": ept,
+        "energy_per_request_joules": ept * length * residual,
+        "median_itl_ms": 1000 * concurrency / throughput,
     }
     row.update(extra)
     return pd.Series(row)
 
 
 def diffusion_row(steps, height, width, frames, batch, power, latency, residual=1.0) -> pd.Series:
-    return pd.Series({
-        "task": "text-to-video" if frames > 1 else "text-to-image", "output_unit": "video" if frames > 1 else "image",
-        "model_id": "org/diffuser", "nickname": "Diffuser", "gpu_model": "H100", "num_gpus": 1,
-        "batch_size": batch, "inference_steps": steps, "height_pixels": height, "width_pixels": width,
-        "num_frames": frames, "avg_power_watts": power, "batch_latency_s": latency,
-        "energy_per_output_joules": power * latency / batch * residual,
-        "throughput_outputs_per_sec": batch / latency, "ulysses_degree": 1, "ring_degree": 1,
-    })
+    return pd.Series(
+        {
+            "task": "text-to-video" if frames > 1 else "text-to-image",
+            "output_unit": "video" if frames > 1 else "image",
+            "model_id": "org/diffuser",
+            "nickname": "Diffuser",
+            "gpu_model": "H100",
+            "num_gpus": 1,
+            "batch_size": batch,
+            "inference_steps": steps,
+            "height_pixels": height,
+            "width_pixels": width,
+            "num_frames": frames,
+            "avg_power_watts": power,
+            "batch_latency_s": latency,
+            "energy_per_output_joules": power * latency / batch * residual,
+            "throughput_outputs_per_sec": batch / latency,
+            "ulysses_degree": 1,
+            "ring_degree": 1,
+        }
+    )
 
 
 @FAST
-@given(st.tuples(positive, positive, positive, positive), st.tuples(positive, positive, positive, positive),
-       st.floats(min_value=0.5, max_value=2.0))
+@given(
+    st.tuples(positive, positive, positive, positive),
+    st.tuples(positive, positive, positive, positive),
+    st.floats(min_value=0.5, max_value=2.0),
+)
 def test_llm_factors_multiply_back_to_the_ratio(a, b, residual):
     ra, rb = llm_row(*a), llm_row(*b, residual=residual)
     att = an.attribute(ra, rb)
@@ -65,11 +91,27 @@ def test_llm_factors_multiply_back_to_the_ratio(a, b, residual):
 
 
 @FAST
-@given(st.tuples(st.integers(1, 100), st.integers(64, 2048), st.integers(64, 2048), st.integers(1, 200),
-                 st.integers(1, 32), positive, positive),
-       st.tuples(st.integers(1, 100), st.integers(64, 2048), st.integers(64, 2048), st.integers(1, 200),
-                 st.integers(1, 32), positive, positive),
-       st.floats(min_value=0.5, max_value=2.0))
+@given(
+    st.tuples(
+        st.integers(1, 100),
+        st.integers(64, 2048),
+        st.integers(64, 2048),
+        st.integers(1, 200),
+        st.integers(1, 32),
+        positive,
+        positive,
+    ),
+    st.tuples(
+        st.integers(1, 100),
+        st.integers(64, 2048),
+        st.integers(64, 2048),
+        st.integers(1, 200),
+        st.integers(1, 32),
+        positive,
+        positive,
+    ),
+    st.floats(min_value=0.5, max_value=2.0),
+)
 def test_diffusion_factors_multiply_back_to_the_ratio(a, b, residual):
     ra, rb = diffusion_row(*a), diffusion_row(*b, residual=residual)
     att = an.attribute(ra, rb)
@@ -105,15 +147,30 @@ points = st.lists(st.tuples(st.floats(1, 1000), st.floats(0.01, 100)), min_size=
 @given(points, st.randoms(use_true_random=False))
 def test_frontier_is_exactly_the_non_dominated_set(pts, rnd):
     frame = pd.DataFrame(
-        [{"task": "gpqa", "output_unit": "response", "model_id": "m", "gpu_model": "H100", "num_gpus": 1,
-          "median_itl_ms": t, "energy_per_token_joules": e} for t, e in pts])
+        [
+            {
+                "task": "gpqa",
+                "output_unit": "response",
+                "model_id": "m",
+                "gpu_model": "H100",
+                "num_gpus": 1,
+                "median_itl_ms": t,
+                "energy_per_token_joules": e,
+            }
+            for t, e in pts
+        ]
+    )
     marked = an.frontier(frame)
     on = marked[marked["on_frontier"]]
     times, energies = marked["median_itl_ms"].to_numpy(), marked["energy_per_token_joules"].to_numpy()
     for i in range(len(marked)):
-        dominated = ((times <= times[i]) & (energies <= energies[i]) & ((times < times[i]) | (energies < energies[i]))).any()
+        dominated = (
+            (times <= times[i]) & (energies <= energies[i]) & ((times < times[i]) | (energies < energies[i]))
+        ).any()
         duplicate_before = any(
-            times[j] == times[i] and energies[j] == energies[i] and marked["on_frontier"].iloc[j] for j in range(len(marked)) if j != i
+            times[j] == times[i] and energies[j] == energies[i] and marked["on_frontier"].iloc[j]
+            for j in range(len(marked))
+            if j != i
         )
         assert marked["on_frontier"].iloc[i] == (not dominated and not duplicate_before)
     # along the frontier, slower means cheaper
@@ -122,6 +179,7 @@ def test_frontier_is_exactly_the_non_dominated_set(pts, rnd):
     # the frontier does not depend on row order (as a set of points)
     shuffled = frame.sample(frac=1.0, random_state=rnd.randint(0, 10_000))
     again = an.frontier(shuffled)
+
     def key(f):
         return sorted(map(tuple, f.loc[f["on_frontier"], ["median_itl_ms", "energy_per_token_joules"]].to_numpy()))
 
@@ -137,8 +195,22 @@ def _grid(seed: int = 0) -> pd.DataFrame:
                 for batch in (8, 16, 64, 256):
                     power = float(rng.uniform(300, 700)) * n
                     thr = float(rng.uniform(100, 5000))
-                    rows.append(dict(llm_row(500, power, thr, batch * 0.95, model_id=model, gpu_model=gpu, num_gpus=n,
-                                             max_num_seqs=batch, batch_size=batch, nickname=model)))
+                    rows.append(
+                        dict(
+                            llm_row(
+                                500,
+                                power,
+                                thr,
+                                batch * 0.95,
+                                model_id=model,
+                                gpu_model=gpu,
+                                num_gpus=n,
+                                max_num_seqs=batch,
+                                batch_size=batch,
+                                nickname=model,
+                            )
+                        )
+                    )
     return pd.DataFrame(rows)
 
 
@@ -147,8 +219,11 @@ def test_min_energy_configs_one_per_series_and_minimal():
     best = an.min_energy_configs(frame)
     assert len(best) == frame.groupby(list(an.SERIES_KEYS)).ngroups
     for _, row in best.iterrows():
-        group = frame[(frame["model_id"] == row["model_id"]) & (frame["gpu_model"] == row["gpu_model"])
-                      & (frame["num_gpus"] == row["num_gpus"])]
+        group = frame[
+            (frame["model_id"] == row["model_id"])
+            & (frame["gpu_model"] == row["gpu_model"])
+            & (frame["num_gpus"] == row["num_gpus"])
+        ]
         assert row["energy_per_token_joules"] == group["energy_per_token_joules"].min()
 
 
@@ -158,8 +233,11 @@ def test_best_under_latency_and_compare_at_latency():
     best = an.best_under_latency(frame, target)
     assert (best["median_itl_ms"] <= target).all()
     for _, row in best.iterrows():
-        ok = frame[(frame["model_id"] == row["model_id"]) & (frame["gpu_model"] == row["gpu_model"])
-                   & (frame["median_itl_ms"] <= target)]
+        ok = frame[
+            (frame["model_id"] == row["model_id"])
+            & (frame["gpu_model"] == row["gpu_model"])
+            & (frame["median_itl_ms"] <= target)
+        ]
         assert row["energy_per_token_joules"] == ok["energy_per_token_joules"].min()
     cmp = an.compare_at_latency(frame, "gpu_model", "H100", "B200", [target], by=("model_id", "task"))
     for _, row in cmp.iterrows():
@@ -174,8 +252,11 @@ def test_power_budget_respects_the_budget():
     assert (best["avg_power_watts"] <= budget).all()
     assert (best["replicas_in_budget"] * best["avg_power_watts"] <= budget + 1e-9).all()
     for _, row in best.iterrows():  # no configuration of the group serves more within the budget
-        group = frame[(frame["model_id"] == row["model_id"]) & (frame["gpu_model"] == row["gpu_model"])
-                      & (frame["avg_power_watts"] <= budget)]
+        group = frame[
+            (frame["model_id"] == row["model_id"])
+            & (frame["gpu_model"] == row["gpu_model"])
+            & (frame["avg_power_watts"] <= budget)
+        ]
         served = (budget // group["avg_power_watts"]) * group["output_throughput_tokens_per_sec"]
         assert row["throughput_in_budget"] == pytest.approx(served.max())
     assert an.best_under_power_budget(frame, 1.0).empty
@@ -197,8 +278,10 @@ def test_static_share_uses_measured_idle_power_when_present():
     frame["idle_power_watts"] = 100.0  # per GPU, as the runner records it
     measured = an.static_power_share(frame)
     assert np.allclose(measured["static_power_watts"], 100.0 * frame["num_gpus"])
-    assert np.allclose(measured["static_energy_per_output_joules"] + measured["dynamic_energy_per_output_joules"],
-                       frame["energy_per_output_joules"])
+    assert np.allclose(
+        measured["static_energy_per_output_joules"] + measured["dynamic_energy_per_output_joules"],
+        frame["energy_per_output_joules"],
+    )
 
 
 def test_identity_check_flags_a_broken_row():
@@ -207,7 +290,9 @@ def test_identity_check_flags_a_broken_row():
     frame.loc[3, "energy_per_token_joules"] *= 1.01
     bad = an.check_identities(frame)
     assert set(bad["identity"]) == {
-        "energy_per_token = avg_power / output_throughput", "energy_per_request = energy_per_token x avg_output_len"}
+        "energy_per_token = avg_power / output_throughput",
+        "energy_per_request = energy_per_token x avg_output_len",
+    }
     assert (bad["batch_size"] == frame.loc[3, "batch_size"]).all()
 
 

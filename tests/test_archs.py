@@ -10,7 +10,7 @@ from harness.errors import ConfigError
 from harness.workloads import archs, registry
 
 
-@pytest.fixture()
+@pytest.fixture
 def cache(tmp_path, monkeypatch):
     monkeypatch.setenv(archs.CACHE_ENV, str(tmp_path))
     return tmp_path
@@ -39,13 +39,9 @@ def test_real_size_configs_have_the_published_shape():
     llama = archs.get("llama-3.1-8b")
     assert llama.reference_model("lm-arena-chat") == "meta-llama/Llama-3.1-8B-Instruct"
     cfg = AutoConfig.for_model(**{k: v for k, v in llama.hf_config().items() if k != "architectures"})
-    params = (
-        2 * cfg.vocab_size * cfg.hidden_size
-        + cfg.num_hidden_layers
-        * (
-            cfg.hidden_size * cfg.head_dim * (cfg.num_attention_heads * 2 + cfg.num_key_value_heads * 2)
-            + 3 * cfg.hidden_size * cfg.intermediate_size
-        )
+    params = 2 * cfg.vocab_size * cfg.hidden_size + cfg.num_hidden_layers * (
+        cfg.hidden_size * cfg.head_dim * (cfg.num_attention_heads * 2 + cfg.num_key_value_heads * 2)
+        + 3 * cfg.hidden_size * cfg.intermediate_size
     )
     assert 7.9e9 < params < 8.1e9  # Llama 3.1 8B has 8.03 B parameters
 

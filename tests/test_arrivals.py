@@ -15,46 +15,61 @@ from harness.measuring.arrivals import Arrival, ArrivalTracker
 from harness.measuring.steady import SteadyTracker
 from harness.workloads.base import RequestRecord
 
-
 # --- options ------------------------------------------------------------------------------------------
+
 
 def test_defaults_and_every_option_read():
     assert arrivals.from_options({}) == Arrival("all-at-once", None, 1.0, None, 0.1, 0)
     assert arrivals.from_options({"arrival": None}, seed=4) == Arrival(seed=4)
-    assert arrivals.from_options({"arrival": "poisson", "rate_per_s": 2, "burstiness": 0.5, "warmup_fraction": 0},
-                                 seed=7) == Arrival("poisson", 2.0, 0.5, None, 0.0, 7)
-    assert arrivals.from_options({"arrival": "poisson", "rate_per_s": 2.5}) == Arrival("poisson", 2.5, 1.0, None, 0.1, 0)
-    assert arrivals.from_options({"arrival": "concurrency", "concurrency": 3}, seed=1) == \
-        Arrival("concurrency", None, 1.0, 3, 0.1, 1)
+    assert arrivals.from_options(
+        {"arrival": "poisson", "rate_per_s": 2, "burstiness": 0.5, "warmup_fraction": 0}, seed=7
+    ) == Arrival("poisson", 2.0, 0.5, None, 0.0, 7)
+    assert arrivals.from_options({"arrival": "poisson", "rate_per_s": 2.5}) == Arrival(
+        "poisson", 2.5, 1.0, None, 0.1, 0
+    )
+    assert arrivals.from_options({"arrival": "concurrency", "concurrency": 3}, seed=1) == Arrival(
+        "concurrency", None, 1.0, 3, 0.1, 1
+    )
     assert arrivals.from_options({"arrival": "concurrency", "concurrency": 3, "burstiness": None}).burstiness == 1.0
     assert arrivals.from_options({"arrival": "concurrency", "concurrency": 1}).concurrency == 1
     got = arrivals.from_options({"arrival": "poisson", "rate_per_s": 2}, seed="5")
     assert got.seed == 5 and isinstance(got.rate_per_s, float) and isinstance(got.burstiness, float)
 
 
-@pytest.mark.parametrize("opts, message", [
-    ({"arrival": "trickle"}, "o.arrival must be one of all-at-once, poisson, concurrency, got 'trickle'"),
-    ({"arrival": "poisson"}, "o.rate_per_s is required with arrival: poisson"),
-    ({"arrival": "poisson", "rate_per_s": 0}, "o.rate_per_s must be a number > 0, got 0"),
-    ({"arrival": "poisson", "rate_per_s": -1.5}, "o.rate_per_s must be a number > 0, got -1.5"),
-    ({"arrival": "poisson", "rate_per_s": True}, "o.rate_per_s must be a number > 0, got True"),
-    ({"arrival": "poisson", "rate_per_s": "2"}, "o.rate_per_s must be a number > 0, got '2'"),
-    ({"arrival": "poisson", "rate_per_s": float("inf")}, "o.rate_per_s must be a number > 0, got inf"),
-    ({"arrival": "poisson", "rate_per_s": 1, "burstiness": 0}, "o.burstiness must be a number > 0, got 0"),
-    ({"arrival": "poisson", "rate_per_s": 1, "warmup_fraction": -0.1},
-     "o.warmup_fraction must be a number >= 0, got -0.1"),
-    ({"arrival": "poisson", "rate_per_s": 1, "warmup_fraction": 1.0}, "o.warmup_fraction must be below 1, got 1"),
-    ({"arrival": "poisson", "rate_per_s": 1, "warmup_fraction": 1.5}, "o.warmup_fraction must be below 1, got 1.5"),
-    ({"arrival": "concurrency"}, "o.concurrency is required with arrival: concurrency"),
-    ({"arrival": "concurrency", "concurrency": 0}, "o.concurrency must be a positive integer, got 0"),
-    ({"arrival": "concurrency", "concurrency": 2.0}, "o.concurrency must be a positive integer, got 2.0"),
-    ({"arrival": "concurrency", "concurrency": True}, "o.concurrency must be a positive integer, got True"),
-    ({"rate_per_s": 2}, "o.rate_per_s only applies with arrival: poisson"),
-    ({"warmup_fraction": 0.2}, "o.warmup_fraction only applies with arrival: poisson"),
-    ({"arrival": "concurrency", "concurrency": 2, "burstiness": 2}, "o.burstiness only applies with arrival: poisson"),
-    ({"arrival": "poisson", "rate_per_s": 2, "concurrency": 2}, "o.concurrency only applies with arrival: concurrency"),
-    ({"concurrency": 2}, "o.concurrency only applies with arrival: concurrency"),
-])
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        ({"arrival": "trickle"}, "o.arrival must be one of all-at-once, poisson, concurrency, got 'trickle'"),
+        ({"arrival": "poisson"}, "o.rate_per_s is required with arrival: poisson"),
+        ({"arrival": "poisson", "rate_per_s": 0}, "o.rate_per_s must be a number > 0, got 0"),
+        ({"arrival": "poisson", "rate_per_s": -1.5}, "o.rate_per_s must be a number > 0, got -1.5"),
+        ({"arrival": "poisson", "rate_per_s": True}, "o.rate_per_s must be a number > 0, got True"),
+        ({"arrival": "poisson", "rate_per_s": "2"}, "o.rate_per_s must be a number > 0, got '2'"),
+        ({"arrival": "poisson", "rate_per_s": float("inf")}, "o.rate_per_s must be a number > 0, got inf"),
+        ({"arrival": "poisson", "rate_per_s": 1, "burstiness": 0}, "o.burstiness must be a number > 0, got 0"),
+        (
+            {"arrival": "poisson", "rate_per_s": 1, "warmup_fraction": -0.1},
+            "o.warmup_fraction must be a number >= 0, got -0.1",
+        ),
+        ({"arrival": "poisson", "rate_per_s": 1, "warmup_fraction": 1.0}, "o.warmup_fraction must be below 1, got 1"),
+        ({"arrival": "poisson", "rate_per_s": 1, "warmup_fraction": 1.5}, "o.warmup_fraction must be below 1, got 1.5"),
+        ({"arrival": "concurrency"}, "o.concurrency is required with arrival: concurrency"),
+        ({"arrival": "concurrency", "concurrency": 0}, "o.concurrency must be a positive integer, got 0"),
+        ({"arrival": "concurrency", "concurrency": 2.0}, "o.concurrency must be a positive integer, got 2.0"),
+        ({"arrival": "concurrency", "concurrency": True}, "o.concurrency must be a positive integer, got True"),
+        ({"rate_per_s": 2}, "o.rate_per_s only applies with arrival: poisson"),
+        ({"warmup_fraction": 0.2}, "o.warmup_fraction only applies with arrival: poisson"),
+        (
+            {"arrival": "concurrency", "concurrency": 2, "burstiness": 2},
+            "o.burstiness only applies with arrival: poisson",
+        ),
+        (
+            {"arrival": "poisson", "rate_per_s": 2, "concurrency": 2},
+            "o.concurrency only applies with arrival: concurrency",
+        ),
+        ({"concurrency": 2}, "o.concurrency only applies with arrival: concurrency"),
+    ],
+)
 def test_bad_options_are_one_line_errors(opts, message):
     with pytest.raises(ConfigError) as err:
         arrivals.from_options(opts, where="o")
@@ -69,13 +84,16 @@ def test_a_warmup_fraction_of_zero_is_allowed_and_the_default_where_is_options()
 
 # --- offsets and batches ------------------------------------------------------------------------------
 
+
 def test_poisson_offsets_are_cumulative_gamma_gaps_from_the_seed():
     arrival = Arrival("poisson", rate_per_s=4.0, burstiness=2.0, seed=3)
     rng = np.random.default_rng([3, 7919])
     gaps = rng.gamma(2.0, 1.0 / (4.0 * 2.0), size=4)
     assert arrival.offsets_s(5) == pytest.approx([0.0, *np.cumsum(gaps)], rel=1e-12)
     assert arrival.offsets_s(1) == [0.0] and arrival.offsets_s(0) == []
-    assert Arrival("poisson", rate_per_s=1.0, seed=3).offsets_s(3) != Arrival("poisson", rate_per_s=1.0, seed=4).offsets_s(3)
+    assert Arrival("poisson", rate_per_s=1.0, seed=3).offsets_s(3) != Arrival(
+        "poisson", rate_per_s=1.0, seed=4
+    ).offsets_s(3)
     assert Arrival().offsets_s(5) is None and Arrival("concurrency", concurrency=2).offsets_s(5) is None
 
 
@@ -88,15 +106,23 @@ def test_effective_batch():
 
 def test_info_round_trip():
     arrival = Arrival("poisson", 2.0, 0.5, None, 0.2, 9)
-    assert arrival.as_info() == {"pattern": "poisson", "rate_per_s": 2.0, "burstiness": 0.5, "concurrency": None,
-                                 "warmup_fraction": 0.2, "seed": 9}
+    assert arrival.as_info() == {
+        "pattern": "poisson",
+        "rate_per_s": 2.0,
+        "burstiness": 0.5,
+        "concurrency": None,
+        "warmup_fraction": 0.2,
+        "seed": 9,
+    }
     assert Arrival.from_info(arrival.as_info()) == arrival
     assert Arrival.from_info({**arrival.as_info(), "extra": 1}) == arrival
-    assert Arrival.from_info(None) == Arrival() and Arrival.from_info({"pattern": "concurrency", "concurrency": 2}) == \
-        Arrival("concurrency", concurrency=2)
+    assert Arrival.from_info(None) == Arrival() and Arrival.from_info(
+        {"pattern": "concurrency", "concurrency": 2}
+    ) == Arrival("concurrency", concurrency=2)
 
 
 # --- trackers -----------------------------------------------------------------------------------------
+
 
 def test_the_arrival_tracker_opens_at_the_kth_submission_and_closes_at_the_last():
     log = []
@@ -129,7 +155,7 @@ def test_an_arrival_window_that_would_be_empty_never_opens():
     first.stop_early(0.9)
     assert first.bounds == (0.5, 0.9)
     for bad in ((0, 1), (3, 0), (3, 4)):
-        with pytest.raises(ValueError) as err:
+        with pytest.raises(ValueError) as err:  # noqa: PT011
             ArrivalTracker(*bad)
         assert str(err.value) == "need 1 <= open_at <= num_requests"
     single = ArrivalTracker(1, 1)  # one request: its arrival would open and close the window at once
@@ -146,8 +172,11 @@ def test_tracker_for_each_pattern():
     default = arrivals.tracker_for(Arrival(), 4, 6)
     assert isinstance(default, SteadyTracker) and (default.max_num_seqs, default.close_after) == (4, 3)
     log = []
-    for tracker in (arrivals.tracker_for(Arrival("poisson", rate_per_s=1.0), 1, 2, on_open=lambda: log.append(1),
-                                         on_close=lambda: log.append(2)),):
+    for tracker in (
+        arrivals.tracker_for(
+            Arrival("poisson", rate_per_s=1.0), 1, 2, on_open=lambda: log.append(1), on_close=lambda: log.append(2)
+        ),
+    ):
         tracker.submitted(0.0)
         tracker.submitted(1.0)
     assert log == [1, 2]
@@ -196,6 +225,7 @@ def test_requests_without_a_submission_time_first_token_or_finish():
 
 # --- the gate -----------------------------------------------------------------------------------------
 
+
 class FakeLoop:
     def __init__(self):
         self.now, self.sleeps = 100.0, []  # a monotonic clock does not start at 0
@@ -204,7 +234,7 @@ class FakeLoop:
         return self.now
 
     async def sleep(self, seconds):  # wakes at its own deadline: one event-loop turn per millisecond, so the
-        self.sleeps.append(seconds)    # sleepers wake in deadline order
+        self.sleeps.append(seconds)  # sleepers wake in deadline order
         target = self.now + seconds
         for _ in range(max(1, round(seconds * 1000))):
             await asyncio.sleep(0)
@@ -230,6 +260,7 @@ def _drive(arrival, n, cancel=()):
                 for _ in range(3):
                     await asyncio.sleep(0)
                 running[0] -= 1
+
             return go
 
         tasks = [asyncio.ensure_future(gate.send(i, recs[i], Tracker(), loop.monotonic, request(i))) for i in range(n)]
@@ -258,7 +289,7 @@ def test_the_gate_sends_at_the_offsets():
 
 
 def test_the_gate_keeps_the_concurrency_and_the_order():
-    recs, sent, peak, order, _, _ = _drive(Arrival("concurrency", concurrency=2), 7)
+    _recs, sent, peak, order, _, _ = _drive(Arrival("concurrency", concurrency=2), 7)
     assert peak == 2 and order == list(range(7)) and len(sent) == 7
     _, _, peak1, order1, _, _ = _drive(Arrival("concurrency", concurrency=1), 4)
     assert peak1 == 1 and order1 == [0, 1, 2, 3]

@@ -19,14 +19,26 @@ import pytest
 import yaml
 
 from harness.cli import main
-from harness.orchestration.study import load_study
 from harness.orchestration.runner import measure_study
+from harness.orchestration.study import load_study
 from support import REFERENCE_DIR as REF
 
 ROOT = Path(__file__).resolve().parent.parent
-GOOD = {"study": "bad", "settings": {"idle_power_s": 0},
-        "runs": [{"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 8,
-                  "max_output_tokens": 4, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1, 2]}}]}
+GOOD = {
+    "study": "bad",
+    "settings": {"idle_power_s": 0},
+    "runs": [
+        {
+            "task": "cpu-trivial",
+            "backend": "trivial",
+            "models": ["cpu-spin"],
+            "num_requests": 8,
+            "max_output_tokens": 4,
+            "options": {"step_s": 0.001},
+            "grid": {"max_num_seqs": [1, 2]},
+        }
+    ],
+}
 CHAT = "model=Qwen/Qwen3-32B,task=lm-arena-chat,gpu=B200,num_gpus=1,max_num_seqs=8"
 REASONING = "model=Qwen/Qwen3-32B,task=gpqa,gpu=B200,num_gpus=1,max_num_seqs=128"
 
@@ -50,8 +62,11 @@ CONFIGS = [
     ("yaml-unclosed-bracket", "study: s\nruns: [\n", "YAML syntax error: line 3"),
     ("yaml-tab-indentation", "study: s\nruns:\n\t- task: cpu-trivial\n", "YAML syntax error: line 3"),
     ("yaml-bad-mapping", "study: s\n  runs: x\n", "YAML syntax error: line 2"),
-    ("yaml-python-object-tag", "!!python/object/apply:os.system ['touch pwned']\n",
-     "YAML error: line 1: could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
+    (
+        "yaml-python-object-tag",
+        "!!python/object/apply:os.system ['touch pwned']\n",
+        "YAML error: line 1: could not determine a constructor for the tag 'tag:yaml.org,2002:python/object/apply:os.system'",  # noqa: E501
+    ),
     ("yaml-duplicate-key", "study: a\nstudy: b\nruns: []\n", "YAML error: line 2: duplicate key 'study'"),
     ("empty-file", "", "top level: must be a mapping with keys study and runs"),
     ("top-level-list", "- study\n- runs\n", "top level: must be a mapping"),
@@ -64,47 +79,149 @@ CONFIGS = [
     ("study-name-nested", _changed(top={"study": "a/b"}), "study: must match"),
     ("study-name-not-a-string", _changed(top={"study": 7}), "study: must match"),
     ("study-name-trailing-newline", _changed(top={"study": "ok\n"}), "study: must match"),
-    ("settings-sampler-too-slow", _changed(top={"settings": {"sampler_hz": 1}}), "settings.sampler_hz: must be a number >= 10, got 1"),
-    ("settings-wrong-type", _changed(top={"settings": {"cooldown_s": "long"}}), "settings.cooldown_s: must be a number >= 0, got 'long'"),
+    (
+        "settings-sampler-too-slow",
+        _changed(top={"settings": {"sampler_hz": 1}}),
+        "settings.sampler_hz: must be a number >= 10, got 1",
+    ),
+    (
+        "settings-wrong-type",
+        _changed(top={"settings": {"cooldown_s": "long"}}),
+        "settings.cooldown_s: must be a number >= 0, got 'long'",
+    ),
     ("unknown-block-key", _changed(block={"model": "cpu-spin"}), "runs[0].model: unknown key"),
-    ("num-requests-string", _changed(block={"num_requests": "8"}), "runs[0].num_requests: must be a positive integer, got '8'"),
-    ("num-requests-bool", _changed(block={"num_requests": True}), "runs[0].num_requests: must be a positive integer, got True"),
-    ("num-requests-zero", _changed(block={"num_requests": 0}), "runs[0].num_requests: must be a positive integer, got 0"),
+    (
+        "num-requests-string",
+        _changed(block={"num_requests": "8"}),
+        "runs[0].num_requests: must be a positive integer, got '8'",
+    ),
+    (
+        "num-requests-bool",
+        _changed(block={"num_requests": True}),
+        "runs[0].num_requests: must be a positive integer, got True",
+    ),
+    (
+        "num-requests-zero",
+        _changed(block={"num_requests": 0}),
+        "runs[0].num_requests: must be a positive integer, got 0",
+    ),
     ("seed-negative", _changed(block={"seed": -1}), "runs[0].seed: must be an integer >= 0, got -1"),
-    ("batch-zero", _changed(grid={"max_num_seqs": [0]}), "runs[0].grid.max_num_seqs[0]: must be a positive integer, got 0"),
-    ("batch-negative", _changed(grid={"max_num_seqs": [1, -4]}), "runs[0].grid.max_num_seqs[1]: must be a positive integer, got -4"),
-    ("batch-float", _changed(grid={"max_num_seqs": [1.5]}), "runs[0].grid.max_num_seqs[0]: must be a positive integer, got 1.5"),
+    (
+        "batch-zero",
+        _changed(grid={"max_num_seqs": [0]}),
+        "runs[0].grid.max_num_seqs[0]: must be a positive integer, got 0",
+    ),
+    (
+        "batch-negative",
+        _changed(grid={"max_num_seqs": [1, -4]}),
+        "runs[0].grid.max_num_seqs[1]: must be a positive integer, got -4",
+    ),
+    (
+        "batch-float",
+        _changed(grid={"max_num_seqs": [1.5]}),
+        "runs[0].grid.max_num_seqs[0]: must be a positive integer, got 1.5",
+    ),
     ("batch-not-a-list", _changed(grid={"max_num_seqs": 4}), "runs[0].grid.max_num_seqs: must be a list, got int"),
     ("batch-empty-list", _changed(grid={"max_num_seqs": []}), "runs[0].grid.max_num_seqs: must not be empty"),
-    ("diffusion-batch-zero", {"study": "d", "runs": [{"task": "text-to-image", "backend": "diffusers", "models": ["tiny-sd3"],
-                                                      "grid": {"batch_size": [0]}}]},
-     "runs[0].grid.batch_size[0]: must be a positive integer, got 0"),
-    ("diffusion-knob-on-llm", _changed(grid={"batch_size": [2]}), "runs[0].grid.batch_size: does not apply to an LLM task (cpu-trivial)"),
+    (
+        "diffusion-batch-zero",
+        {
+            "study": "d",
+            "runs": [
+                {"task": "text-to-image", "backend": "diffusers", "models": ["tiny-sd3"], "grid": {"batch_size": [0]}}
+            ],
+        },
+        "runs[0].grid.batch_size[0]: must be a positive integer, got 0",
+    ),
+    (
+        "diffusion-knob-on-llm",
+        _changed(grid={"batch_size": [2]}),
+        "runs[0].grid.batch_size: does not apply to an LLM task (cpu-trivial)",
+    ),
     ("unknown-task", _changed(block={"task": "chat"}), "runs[0].task: unknown task 'chat' (allowed: lm-arena-chat"),
-    ("multimodal-task-on-trivial", _changed(block={"task": "video-chat"}), "runs[0].backend: backend trivial cannot run task video-chat"),
+    (
+        "multimodal-task-on-trivial",
+        _changed(block={"task": "video-chat"}),
+        "runs[0].backend: backend trivial cannot run task video-chat",
+    ),
     ("unknown-backend", _changed(block={"backend": "tgi"}), "runs[0].backend: unknown backend 'tgi'"),
-    ("backend-cannot-run-task", _changed(block={"task": "gpqa"}), "runs[0].backend: backend trivial cannot run task gpqa"),
-    ("unknown-model", _changed(block={"models": ["gpt-5"]}), "runs[0].models[0]: unknown model 'gpt-5' for backend trivial (known: cpu-spin)"),
+    (
+        "backend-cannot-run-task",
+        _changed(block={"task": "gpqa"}),
+        "runs[0].backend: backend trivial cannot run task gpqa",
+    ),
+    (
+        "unknown-model",
+        _changed(block={"models": ["gpt-5"]}),
+        "runs[0].models[0]: unknown model 'gpt-5' for backend trivial (known: cpu-spin)",
+    ),
     ("models-not-a-list", _changed(block={"models": "cpu-spin"}), "runs[0].models: must be a non-empty list"),
-    ("unknown-backend-option", _changed(block={"options": {"stepsize": 0.1}}), "runs[0].options.stepsize: unknown trivial option (allowed: "),
+    (
+        "unknown-backend-option",
+        _changed(block={"options": {"stepsize": 0.1}}),
+        "runs[0].options.stepsize: unknown trivial option (allowed: ",
+    ),
     ("options-not-a-mapping", _changed(block={"options": ["step_s"]}), "runs[0].options: must be a mapping"),
-    ("precision-unknown", _changed(grid={"precision": ["int3"]}), "runs[0].grid.precision[0]: unknown precision 'int3'"),
-    ("tp-does-not-divide-gpus", _changed(grid={"num_gpus": [4], "tensor_parallel": [3]}),
-     "runs[0].grid.tensor_parallel: tensor_parallel=3 does not divide num_gpus=4"),
-    ("ep-does-not-divide-gpus", _changed(grid={"num_gpus": [1], "expert_parallel": [2]}),
-     "runs[0].grid.expert_parallel: expert_parallel=2 does not divide num_gpus=1"),
-    ("repeated-configuration", _changed(top={"runs": GOOD["runs"] * 2}), "runs[1]: repeats configuration cpu-trivial/cpu-spin"),
-    ("vllm-length-source-unknown", {"study": "v", "runs": [{"task": "lm-arena-chat", "backend": "vllm", "models": ["tiny-llama"],
-                                                            "length_source": "Nobody/Model"}]},
-     "runs[0].length_source: no published output lengths for 'Nobody/Model'"),
-    ("vllm-extra-args-abbreviated-host", {"study": "v", "runs": [{"task": "lm-arena-chat", "backend": "vllm",
-                                                                  "models": ["tiny-llama"],
-                                                                  "options": {"extra_args": ["--hos", "0.0.0.0"]}}]},
-     "runs[0].options.extra_args: --hos: abbreviates --host"),
-    ("vllm-extra-args-path-flag", {"study": "v", "runs": [{"task": "lm-arena-chat", "backend": "vllm",
-                                                           "models": ["tiny-llama"],
-                                                           "options": {"extra_args": ["--download-dir=/tmp"]}}]},
-     "runs[0].options.extra_args: --download-dir=/tmp: refused"),
+    (
+        "precision-unknown",
+        _changed(grid={"precision": ["int3"]}),
+        "runs[0].grid.precision[0]: unknown precision 'int3'",
+    ),
+    (
+        "tp-does-not-divide-gpus",
+        _changed(grid={"num_gpus": [4], "tensor_parallel": [3]}),
+        "runs[0].grid.tensor_parallel: tensor_parallel=3 does not divide num_gpus=4",
+    ),
+    (
+        "ep-does-not-divide-gpus",
+        _changed(grid={"num_gpus": [1], "expert_parallel": [2]}),
+        "runs[0].grid.expert_parallel: expert_parallel=2 does not divide num_gpus=1",
+    ),
+    (
+        "repeated-configuration",
+        _changed(top={"runs": GOOD["runs"] * 2}),
+        "runs[1]: repeats configuration cpu-trivial/cpu-spin",
+    ),
+    (
+        "vllm-length-source-unknown",
+        {
+            "study": "v",
+            "runs": [
+                {"task": "lm-arena-chat", "backend": "vllm", "models": ["tiny-llama"], "length_source": "Nobody/Model"}
+            ],
+        },
+        "runs[0].length_source: no published output lengths for 'Nobody/Model'",
+    ),
+    (
+        "vllm-extra-args-abbreviated-host",
+        {
+            "study": "v",
+            "runs": [
+                {
+                    "task": "lm-arena-chat",
+                    "backend": "vllm",
+                    "models": ["tiny-llama"],
+                    "options": {"extra_args": ["--hos", "0.0.0.0"]},
+                }
+            ],
+        },
+        "runs[0].options.extra_args: --hos: abbreviates --host",
+    ),
+    (
+        "vllm-extra-args-path-flag",
+        {
+            "study": "v",
+            "runs": [
+                {
+                    "task": "lm-arena-chat",
+                    "backend": "vllm",
+                    "models": ["tiny-llama"],
+                    "options": {"extra_args": ["--download-dir=/tmp"]},
+                }
+            ],
+        },
+        "runs[0].options.extra_args: --download-dir=/tmp: refused",
+    ),
 ]
 
 
@@ -114,37 +231,134 @@ def _good(ctx):
 
 # (case id, argv built from the working folder, expected text in the error, environment changes)
 CALLS = [
-    ("config-missing", lambda c: ["measure", "nope.yaml", "--results", "results"], "nope.yaml: no such config file", {}),
-    ("config-is-a-directory", lambda c: ["measure", "notes", "--results", "results"], "notes: is a directory, expected a YAML study config", {}),
-    ("config-not-utf8", lambda c: ["measure", "binary.yaml", "--results", "results"], "binary.yaml: cannot be read (", {}),
-    ("config-under-a-file", lambda c: ["measure", "file.txt/study.yaml", "--results", "results"], "file.txt/study.yaml: cannot be read (", {}),
-    ("results-is-a-file", lambda c: ["measure", "good.yaml", "--results", "file.txt"], "results folder file.txt is a file, not a folder", {}),
-    ("index-out-of-range", lambda c: ["measure", "good.yaml", "--results", "results", "--index", "2"],
-     "--index 2 is out of range: good.yaml has 2 configurations (0..1)", {}),
-    ("index-negative", lambda c: ["measure", "good.yaml", "--results", "results", "--index", "-1"], "--index -1 is out of range", {}),
-    ("index-not-a-number", lambda c: ["measure", "good.yaml", "--index", "two"],
-     "python -m harness measure: argument --index: invalid int value: 'two' (see python -m harness measure --help)", {}),
+    (
+        "config-missing",
+        lambda c: ["measure", "nope.yaml", "--results", "results"],
+        "nope.yaml: no such config file",
+        {},
+    ),
+    (
+        "config-is-a-directory",
+        lambda c: ["measure", "notes", "--results", "results"],
+        "notes: is a directory, expected a YAML study config",
+        {},
+    ),
+    (
+        "config-not-utf8",
+        lambda c: ["measure", "binary.yaml", "--results", "results"],
+        "binary.yaml: cannot be read (",
+        {},
+    ),
+    (
+        "config-under-a-file",
+        lambda c: ["measure", "file.txt/study.yaml", "--results", "results"],
+        "file.txt/study.yaml: cannot be read (",
+        {},
+    ),
+    (
+        "results-is-a-file",
+        lambda c: ["measure", "good.yaml", "--results", "file.txt"],
+        "results folder file.txt is a file, not a folder",
+        {},
+    ),
+    (
+        "index-out-of-range",
+        lambda c: ["measure", "good.yaml", "--results", "results", "--index", "2"],
+        "--index 2 is out of range: good.yaml has 2 configurations (0..1)",
+        {},
+    ),
+    (
+        "index-negative",
+        lambda c: ["measure", "good.yaml", "--results", "results", "--index", "-1"],
+        "--index -1 is out of range",
+        {},
+    ),
+    (
+        "index-not-a-number",
+        lambda c: ["measure", "good.yaml", "--index", "two"],
+        "python -m harness measure: argument --index: invalid int value: 'two' (see python -m harness measure --help)",
+        {},
+    ),
     ("unknown-option", lambda c: ["measure", "good.yaml", "--frobnicate"], "unrecognized arguments: --frobnicate", {}),
     ("config-argument-missing", lambda c: ["measure"], "the following arguments are required: CONFIG", {}),
     ("unknown-command", lambda c: ["mesure", "good.yaml"], "argument COMMAND: invalid choice: 'mesure'", {}),
     ("no-command", lambda c: [], "the following arguments are required: COMMAND", {}),
-    ("show-unknown-run", lambda c: ["show", "feedface", "--results", "results"], "no run 'feedface': not a folder and no run id under results", {}),
-    ("show-a-folder-that-is-no-run", lambda c: ["show", "notes", "--results", "results"], "notes: run.json is missing or unreadable", {}),
-    ("list-results-is-a-file", lambda c: ["list", "--results", "file.txt"], "results folder file.txt is a file, not a folder", {}),
-    ("status-bad-config", lambda c: ["status", "bad.yaml", "--results", "results", "--no-queue"], "bad.yaml: runs[0].grid.max_num_seqs[0]: must be a positive integer", {}),
-    ("submit-bad-config", lambda c: ["submit", "bad.yaml", "--results", "results"], "bad.yaml: runs[0].grid.max_num_seqs[0]: must be a positive integer", {}),
+    (
+        "show-unknown-run",
+        lambda c: ["show", "feedface", "--results", "results"],
+        "no run 'feedface': not a folder and no run id under results",
+        {},
+    ),
+    (
+        "show-a-folder-that-is-no-run",
+        lambda c: ["show", "notes", "--results", "results"],
+        "notes: run.json is missing or unreadable",
+        {},
+    ),
+    (
+        "list-results-is-a-file",
+        lambda c: ["list", "--results", "file.txt"],
+        "results folder file.txt is a file, not a folder",
+        {},
+    ),
+    (
+        "status-bad-config",
+        lambda c: ["status", "bad.yaml", "--results", "results", "--no-queue"],
+        "bad.yaml: runs[0].grid.max_num_seqs[0]: must be a positive integer",
+        {},
+    ),
+    (
+        "submit-bad-config",
+        lambda c: ["submit", "bad.yaml", "--results", "results"],
+        "bad.yaml: runs[0].grid.max_num_seqs[0]: must be a positive integer",
+        {},
+    ),
     ("findings-unknown-id", lambda c: ["findings", "--id", "nope"], "unknown finding 'nope'", {}),
-    ("diagnose-unknown-selector-key", lambda c: ["diagnose", "flavour=mint", REASONING], "selector 'flavour=mint': unknown key flavour", {"ref": "good"}),
-    ("diagnose-selector-not-key-value", lambda c: ["diagnose", "Qwen3-32B", REASONING], "selector term 'Qwen3-32B' is not key=value", {"ref": "good"}),
-    ("diagnose-selector-matches-several", lambda c: ["diagnose", "model=Qwen/Qwen3-32B,task=gpqa", CHAT],
-     "selector 'model=Qwen/Qwen3-32B,task=gpqa' matches 9 rows; narrow it", {"ref": "good"}),
-    ("diagnose-selector-matches-none", lambda c: ["diagnose", CHAT.replace("B200", "A100"), REASONING], "matches no row", {"ref": "good"}),
-    ("diagnose-results-missing", lambda c: ["diagnose", CHAT, REASONING, "--results", "nowhere"], "no runs found under nowhere", {"ref": "good"}),
+    (
+        "diagnose-unknown-selector-key",
+        lambda c: ["diagnose", "flavour=mint", REASONING],
+        "selector 'flavour=mint': unknown key flavour",
+        {"ref": "good"},
+    ),
+    (
+        "diagnose-selector-not-key-value",
+        lambda c: ["diagnose", "Qwen3-32B", REASONING],
+        "selector term 'Qwen3-32B' is not key=value",
+        {"ref": "good"},
+    ),
+    (
+        "diagnose-selector-matches-several",
+        lambda c: ["diagnose", "model=Qwen/Qwen3-32B,task=gpqa", CHAT],
+        "selector 'model=Qwen/Qwen3-32B,task=gpqa' matches 9 rows; narrow it",
+        {"ref": "good"},
+    ),
+    (
+        "diagnose-selector-matches-none",
+        lambda c: ["diagnose", CHAT.replace("B200", "A100"), REASONING],
+        "matches no row",
+        {"ref": "good"},
+    ),
+    (
+        "diagnose-results-missing",
+        lambda c: ["diagnose", CHAT, REASONING, "--results", "nowhere"],
+        "no runs found under nowhere",
+        {"ref": "good"},
+    ),
     ("reference-folder-missing", lambda c: ["reference"], "HARNESS_REFERENCE_DIR=", {"ref": "nowhere"}),
-    ("reference-file-missing", lambda c: ["reference"], "reference file tasks/text-to-video.json is missing from", {"ref": "missing"}),
+    (
+        "reference-file-missing",
+        lambda c: ["reference"],
+        "reference file tasks/text-to-video.json is missing from",
+        {"ref": "missing"},
+    ),
     ("reference-file-altered", lambda c: ["reference"], "tasks/gpqa.json", {"ref": "altered"}),
     ("diagnose-reference-file-altered", lambda c: ["diagnose", CHAT, REASONING], "tasks/gpqa.json", {"ref": "altered"}),
-    ("findings-reference-file-missing", lambda c: ["findings", "--id", "text-to-video-range"], "tasks/text-to-video.json is missing from", {"ref": "missing"}),
+    (
+        "findings-reference-file-missing",
+        lambda c: ["findings", "--id", "text-to-video-range"],
+        "tasks/text-to-video.json is missing from",
+        {"ref": "missing"},
+    ),
 ]
 
 
@@ -247,22 +461,41 @@ def test_debug_shows_the_traceback(workdir, monkeypatch, capsys):
         main(["--debug", "measure", "bad.yaml", "--results", "results"])
 
 
-@pytest.mark.parametrize("argv, expected", [
-    (["measure", "bad.yaml", "--results", "results"], "bad.yaml: runs[0].grid.max_num_seqs[0]: must be a positive integer, got 0"),
-    (["measure", "good.yaml", "--index", "x"], "argument --index: invalid int value: 'x'"),
-    (["show", "feedface", "--results", "results"], "no run 'feedface'"),
-], ids=["bad-config", "usage", "unknown-run"])
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (
+            ["measure", "bad.yaml", "--results", "results"],
+            "bad.yaml: runs[0].grid.max_num_seqs[0]: must be a positive integer, got 0",
+        ),
+        (["measure", "good.yaml", "--index", "x"], "argument --index: invalid int value: 'x'"),
+        (["show", "feedface", "--results", "results"], "no run 'feedface'"),
+    ],
+    ids=["bad-config", "usage", "unknown-run"],
+)
 def test_real_subprocess(workdir, argv, expected):
     before = _snapshot(workdir)
-    proc = subprocess.run([sys.executable, "-m", "harness", *argv], cwd=workdir, capture_output=True, text=True,
-                          env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", *argv],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=120,
+    )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and proc.stderr.count("\n") == 1 and expected in proc.stderr
     assert _snapshot(workdir) == before
 
 
 def test_real_subprocess_debug_prints_the_traceback(workdir):
-    proc = subprocess.run([sys.executable, "-m", "harness", "--debug", "measure", "bad.yaml"], cwd=workdir,
-                          capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)), timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "--debug", "measure", "bad.yaml"],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        timeout=120,
+    )
     assert proc.returncode != 0 and "Traceback (most recent call last)" in proc.stderr
     assert "harness.errors.ConfigError: bad.yaml: runs[0].grid.max_num_seqs[0]" in proc.stderr

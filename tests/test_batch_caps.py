@@ -18,20 +18,31 @@ def test_batch_limit_reads_the_running_batch_against_the_kv_budget():
 
 
 def _row(model_id: str, task: str, batch: int, running: float, output_len: float, num_gpus: int = 1) -> dict:
-    return {"model_id": model_id, "nickname": model_id.split("/")[-1], "task": task, "num_gpus": num_gpus,
-            "batch_size": batch, "avg_batch_size": running, "avg_output_len": output_len,
-            "total_params_billions": 30.5, "weight_precision": "bfloat16"}
+    return {
+        "model_id": model_id,
+        "nickname": model_id.split("/")[-1],
+        "task": task,
+        "num_gpus": num_gpus,
+        "batch_size": batch,
+        "avg_batch_size": running,
+        "avg_output_len": output_len,
+        "total_params_billions": 30.5,
+        "weight_precision": "bfloat16",
+    }
 
 
 def test_kv_batch_caps_checks_each_tasks_largest_one_gpu_batch():
     arch = archs.get("qwen3-30b-a3b")  # reference models: a Thinking model on gpqa, an Instruct one on chat
     thinking, instruct = arch.reference_model("gpqa"), arch.reference_model("lm-arena-chat")
-    published = pd.DataFrame([
-        _row(thinking, "gpqa", 64, 60.0, 7000.0), _row(thinking, "gpqa", 256, 250.0, 9000.0),
-        _row(thinking, "gpqa", 1024, 900.0, 8000.0, num_gpus=2),  # more than one GPU: not counted
-        _row(instruct, "lm-arena-chat", 512, 500.0, 800.0),
-        _row(thinking, "lm-arena-chat", 4096, 4000.0, 800.0),  # not the architecture's chat model
-    ])
+    published = pd.DataFrame(
+        [
+            _row(thinking, "gpqa", 64, 60.0, 7000.0),
+            _row(thinking, "gpqa", 256, 250.0, 9000.0),
+            _row(thinking, "gpqa", 1024, 900.0, 8000.0, num_gpus=2),  # more than one GPU: not counted
+            _row(instruct, "lm-arena-chat", 512, 500.0, 800.0),
+            _row(thinking, "lm-arena-chat", 4096, 4000.0, 800.0),  # not the architecture's chat model
+        ]
+    )
     found = mech.kv_batch_caps(published, {arch.name: arch, "tiny-qwen3-moe": archs.get("tiny-qwen3-moe")}, "B200")
     assert [f.nickname for f in found] == [thinking.split("/")[-1]]  # the tiny architecture is left out
     gpqa, chat = found[0].caps

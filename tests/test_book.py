@@ -35,24 +35,30 @@ def _write_config(root: Path, entries: dict, code_cells: str | None = "hide-inpu
 
     (root / "book").mkdir(parents=True, exist_ok=True)
     (root / "book" / "notebooks.yml").write_text(yaml.safe_dump({"code_cells": code_cells, "notebooks": entries}))
-    toc = {"format": "jb-book", "root": "book/intro",
-           "chapters": [{"file": f"book/_generated/{name}"} for name in entries]}
+    toc = {
+        "format": "jb-book",
+        "root": "book/intro",
+        "chapters": [{"file": f"book/_generated/{name}"} for name in entries],
+    }
     (root / "_toc.yml").write_text(yaml.safe_dump(toc))
 
 
-@pytest.fixture()
+@pytest.fixture
 def root(tmp_path) -> Path:
     _notebook(tmp_path / "notebooks" / "one.ipynb")
     _notebook(tmp_path / "notebooks" / "two.ipynb")
     (tmp_path / "results").mkdir()
-    _write_config(tmp_path, {
-        "one": {"source": "notebooks/one.ipynb", "parameters": {"x": 2}},
-        "two": {"source": "notebooks/two.ipynb", "parameters": {"x": 3}, "inputs": ["reference", "results"]},
-    })
+    _write_config(
+        tmp_path,
+        {
+            "one": {"source": "notebooks/one.ipynb", "parameters": {"x": 2}},
+            "two": {"source": "notebooks/two.ipynb", "parameters": {"x": 3}, "inputs": ["reference", "results"]},
+        },
+    )
     return tmp_path
 
 
-@pytest.fixture()
+@pytest.fixture
 def recorder(monkeypatch):
     """Replaces the papermill run: records (name, params) and writes a stand-in executed notebook."""
     calls: list[tuple[str, dict]] = []
@@ -126,10 +132,13 @@ def test_saving_a_notebook_after_an_interactive_run_executes_nothing(root, recor
 def test_changed_parameters_reexecute_only_that_notebook(root, recorder):
     _run(root)
     _executed(recorder)
-    _write_config(root, {
-        "one": {"source": "notebooks/one.ipynb", "parameters": {"x": 2}},
-        "two": {"source": "notebooks/two.ipynb", "parameters": {"x": 4}, "inputs": ["reference", "results"]},
-    })
+    _write_config(
+        root,
+        {
+            "one": {"source": "notebooks/one.ipynb", "parameters": {"x": 2}},
+            "two": {"source": "notebooks/two.ipynb", "parameters": {"x": 4}, "inputs": ["reference", "results"]},
+        },
+    )
     _run(root)
     assert recorder == [("two", {"x": 4})]
 
@@ -217,7 +226,12 @@ def test_override_of_an_unknown_parameter_or_notebook_is_refused(root, recorder)
 
 def test_parse_overrides_reads_yaml_values():
     assert book.parse_overrides(["gpus=[B200, H100]", "x=8", "models=qwen", "out=null", "f=0.5", "s="]) == {
-        "gpus": ["B200", "H100"], "x": 8, "models": "qwen", "out": None, "f": 0.5, "s": "",
+        "gpus": ["B200", "H100"],
+        "x": 8,
+        "models": "qwen",
+        "out": None,
+        "f": 0.5,
+        "s": "",
     }
     with pytest.raises(ConfigError, match="name=value"):
         book.parse_overrides(["gpus"])
@@ -226,14 +240,17 @@ def test_parse_overrides_reads_yaml_values():
 
 
 # --- configuration errors ---------------------------------------------------------------------------
-@pytest.mark.parametrize("entries, message", [
-    ({"one": {"parameters": {}}}, "notebook 'one' needs a 'source'"),
-    ({"one": {"source": "notebooks/none.ipynb"}}, "source notebooks/none.ipynb does not exist"),
-    ({"One Two": {"source": "notebooks/one.ipynb"}}, "names are lower-case"),
-    ({"one": {"source": "notebooks/one.ipynb", "params": {}}}, "unknown key"),
-    ({"one": {"source": "notebooks/one.ipynb", "inputs": "results"}}, "inputs must be a list"),
-    ({"one": {"source": "notebooks/one.ipynb", "timeout_s": -1}}, "timeout_s"),
-])
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ({"one": {"parameters": {}}}, "notebook 'one' needs a 'source'"),
+        ({"one": {"source": "notebooks/none.ipynb"}}, "source notebooks/none.ipynb does not exist"),
+        ({"One Two": {"source": "notebooks/one.ipynb"}}, "names are lower-case"),
+        ({"one": {"source": "notebooks/one.ipynb", "params": {}}}, "unknown key"),
+        ({"one": {"source": "notebooks/one.ipynb", "inputs": "results"}}, "inputs must be a list"),
+        ({"one": {"source": "notebooks/one.ipynb", "timeout_s": -1}}, "timeout_s"),
+    ],
+)
 def test_config_errors_name_the_entry(root, entries, message):
     _write_config(root, entries)
     with pytest.raises(ConfigError, match=message):
@@ -250,8 +267,9 @@ def test_unknown_book_parameter_is_refused_before_anything_runs(root, recorder):
 def test_toc_and_registry_must_agree(root):
     config = book.load_config(root)
     book.check_toc(root, config)
-    (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/_generated/one\n"
-                                   "- file: book/_generated/three\n")
+    (root / "_toc.yml").write_text(
+        "format: jb-book\nroot: book/intro\nchapters:\n- file: book/_generated/one\n- file: book/_generated/three\n"
+    )
     with pytest.raises(ConfigError, match=r"lists book/_generated/three but book/notebooks.yml registers no"):
         book.check_toc(root, config)
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n- file: book/_generated/one\n")
@@ -302,31 +320,40 @@ def test_stderr_output_fails_the_notebook(root):
 
 
 def test_sphinx_cause_is_the_warning_that_stopped_the_build():
-    output = ("reading sources... [100%] book/reproduce\n\n\x1b[91mWarning, treated as error:\x1b[39;49;00m\n"
-              "/r/book/intro.md:27:unknown document: 'nowhere'\nTraceback (most recent call last):\n"
-              "RuntimeError: \n")
+    output = (
+        "reading sources... [100%] book/reproduce\n\n\x1b[91mWarning, treated as error:\x1b[39;49;00m\n"
+        "/r/book/intro.md:27:unknown document: 'nowhere'\nTraceback (most recent call last):\n"
+        "RuntimeError: \n"
+    )
     assert _sphinx_cause(output) == "/r/book/intro.md:27:unknown document: 'nowhere'"
     assert _sphinx_cause("x\n/r/a.md:3: WARNING: duplicate label\nmore") == "/r/a.md:3: WARNING: duplicate label"
     # Sphinx itself crashed (a venv's package docs with template front matter, read as a page): the
     # exception and the file it was reading, not jupyter-book's empty RuntimeError
-    crash = ("reading sources... [  9%] \x1b[35m.venv-x/lib/pkg/README\x1b[39;49;00m\n\n\x1b[91mException occurred:"
-             "\x1b[39;49;00m\nyaml.constructor.ConstructorError: while constructing a mapping\n  in line 3\n"
-             "Traceback (most recent call last):\nRuntimeError: \n")
-    assert _sphinx_cause(crash) == ("yaml.constructor.ConstructorError: while constructing a mapping "
-                                    "(reading .venv-x/lib/pkg/README)")
+    crash = (
+        "reading sources... [  9%] \x1b[35m.venv-x/lib/pkg/README\x1b[39;49;00m\n\n\x1b[91mException occurred:"
+        "\x1b[39;49;00m\nyaml.constructor.ConstructorError: while constructing a mapping\n  in line 3\n"
+        "Traceback (most recent call last):\nRuntimeError: \n"
+    )
+    assert _sphinx_cause(crash) == (
+        "yaml.constructor.ConstructorError: while constructing a mapping (reading .venv-x/lib/pkg/README)"
+    )
 
 
 def test_one_kernel_runs_a_workers_notebooks_each_in_a_clean_namespace(root):
     """With one worker, the three notebooks share a kernel (one process), but none sees another's
     variables and each counts its cells from 1; a notebook that fails does not break the next one."""
     _notebook(root / "notebooks" / "one.ipynb", body="import os\nleak = 'from one'\nprint(os.getpid())")
-    _notebook(root / "notebooks" / "two.ipynb", body="import os\nassert 'leak' not in globals(), leak\nprint(os.getpid())")
+    _notebook(
+        root / "notebooks" / "two.ipynb", body="import os\nassert 'leak' not in globals(), leak\nprint(os.getpid())"
+    )
     _notebook(root / "notebooks" / "bad.ipynb", body="raise ValueError('broken on purpose')")
     _notebook(root / "notebooks" / "after.ipynb", body="assert 'leak' not in globals()\nprint('ok')")
     _write_config(root, {name: {"source": f"notebooks/{name}.ipynb"} for name in ("one", "two", "bad", "after")})
     with pytest.raises(book.NotebookError, match=r"^notebook bad \(notebooks/bad.ipynb\) failed in cell 2"):
         book.execute_all(root, book.load_config(root), jobs=1, log=lambda *_: None)
-    runs = {name: nbformat.read(root / "book" / "_generated" / f"{name}.ipynb", as_version=4) for name in ("one", "two")}
+    runs = {
+        name: nbformat.read(root / "book" / "_generated" / f"{name}.ipynb", as_version=4) for name in ("one", "two")
+    }
     pids = {name: nb.cells[-1].outputs[0]["text"].strip() for name, nb in runs.items()}
     assert pids["one"] == pids["two"]  # the same kernel ...
     for nb in runs.values():  # ... each notebook numbered from 1, as in a kernel of its own
@@ -359,7 +386,7 @@ def test_parameter_table_of_the_repository_covers_every_notebook():
     for name, spec in config.notebooks.items():
         assert f'<a href="_generated/{name}.html">{name}</a>' in table
         for param in book.declared_parameters(repo, spec):
-            assert f'<td><code class="docutils literal"' in table and f'>{param}</code></td>' in table
+            assert '<td><code class="docutils literal"' in table and f">{param}</code></td>" in table
     assert "{include} _generated/notebook-parameters.md" in (repo / "book" / "reproduce.md").read_text()
 
 
@@ -400,8 +427,9 @@ def test_chapter_titles_come_from_the_first_heading(root):
 def _page(path: Path, *paragraphs: str, table: str = "") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     body = "".join(f"<p>{p}</p>" for p in paragraphs)
-    path.write_text(f'<html><nav><p>{"menu " * 20}</p></nav><article class="bd-article" role="main">{body}{table}'
-                    "</article></html>")
+    path.write_text(
+        f'<html><nav><p>{"menu " * 20}</p></nav><article class="bd-article" role="main">{body}{table}</article></html>'
+    )
 
 
 def test_repeated_paragraphs_are_found_across_pages(tmp_path):
@@ -442,12 +470,25 @@ def test_every_citation_is_in_the_bibliography_and_every_entry_cited():
 
     bib = (REPO / "book" / "references.bib").read_text()
     keys = set(re.findall(r"^@\w+\{([^,]+),", bib, re.MULTILINE))
-    cited = {key.strip() for text in _book_texts().values()
-             for group in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text) for key in group.split(",")}
+    cited = {
+        key.strip()
+        for text in _book_texts().values()
+        for group in re.findall(r"\{cite(?::[a-z]+)?\}`([^`]+)`", text)
+        for key in group.split(",")
+    }
     assert cited <= keys, cited - keys
     assert keys <= cited, keys - cited  # a reference nobody cites would only pad the list
-    for required in ("kwon2023vllm", "you2023zeus", "chung2025mlenergy", "chung2026joules", "jacobs2023ulysses",
-                     "liu2023ring", "niu2025tokenpowerbench", "aienergyscore2025", "mlenergyleaderboard"):
+    for required in (
+        "kwon2023vllm",
+        "you2023zeus",
+        "chung2025mlenergy",
+        "chung2026joules",
+        "jacobs2023ulysses",
+        "liu2023ring",
+        "niu2025tokenpowerbench",
+        "aienergyscore2025",
+        "mlenergyleaderboard",
+    ):
         assert required in keys
     assert "bibtex_bibfiles" in (REPO / "_config.yml").read_text()
 

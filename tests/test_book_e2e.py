@@ -24,8 +24,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 from urllib.parse import urlparse
 
 import pytest
@@ -43,7 +43,9 @@ def _source_files(repo: Path) -> list[Path]:
     """The files a fresh clone would have: tracked plus untracked-but-not-ignored."""
     out = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=repo, capture_output=True, check=True,
+        cwd=repo,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     return [Path(p) for p in out.split("\0") if p]
 
@@ -82,8 +84,12 @@ def built_book(tmp_path_factory) -> Path:
         page.parent.mkdir(parents=True, exist_ok=True)
         page.write_text(_BROKEN_PAGE)
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "harness.report.book", "build", "--root", str(root)],
-                          cwd=root, capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness.report.book", "build", "--root", str(root)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - start
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     print(f"full book build from a clean tree: {seconds:.1f} s")
@@ -104,12 +110,22 @@ def browser(tmp_path_factory):
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for flag in (
-        "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--disable-default-apps", "--disable-extensions", "--disable-dev-shm-usage",
-        "--allow-file-access-from-files", "--window-size=1280,1600",
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-default-apps",
+        "--disable-extensions",
+        "--disable-dev-shm-usage",
+        "--allow-file-access-from-files",
+        "--window-size=1280,1600",
         # anything that still tried to reach another host would fail here (and show in the logs)
-        "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=<-loopback>",
+        "--proxy-server=http://127.0.0.1:9",
+        "--proxy-bypass-list=<-loopback>",
         f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}",
     ):
         options.add_argument(flag)
@@ -140,7 +156,7 @@ _CHART_STATE = """
 return Array.from(document.querySelectorAll('.joules-chart')).map(function (el) {
   return {id: el.id, drawn: !!el.querySelector('svg, canvas'), marks: el.querySelectorAll('svg .mark-symbol path, svg .mark-rect path, svg .mark-line path, svg path').length, text: el.textContent.slice(0, 200)};
 });
-"""
+"""  # noqa: E501
 
 
 CHART_CHECKS = (Path(__file__).with_name("chart_checks.js")).read_text()
@@ -171,7 +187,9 @@ def finding_ids() -> list[str]:
     return [i for i in findings.FINDINGS if "-" in i]  # one-word ids are ordinary words
 
 
-_UNITLESS = re.compile(r"batch size|^gpus$|count|share|ratio|factor|b / a|/|over|^a$|^b$|steps|frames|rank|degree|replicas", re.I)
+_UNITLESS = re.compile(
+    r"batch size|^gpus$|count|share|ratio|factor|b / a|/|over|^a$|^b$|steps|frames|rank|degree|replicas", re.I
+)
 _NUMBER = re.compile(r"^[-+]?[\d,]*\.?\d+(?:e[-+]?\d+)?%?$", re.I)
 
 
@@ -200,7 +218,7 @@ var rows = Array.from(t.querySelectorAll('tr')).map(function (r) {
   var c = r.querySelectorAll('td'); return c.length == 2 ? [c[0].textContent.replace(/:$/, ''), c[1].textContent] : null;
 }).filter(Boolean);
 return rows.length ? rows : [['', t.textContent]];
-"""
+"""  # noqa: E501
 
 
 def _hover_tooltip(driver, chart) -> list[list[str]] | None:
@@ -306,8 +324,9 @@ def test_overview_chart_has_tooltips_and_both_gpus(built_book: Path, browser, tm
 def test_the_checks_see_a_remote_request_and_a_console_error(browser, tmp_path):
     """The guards above can fail: a page that reaches for another host and logs an error is caught."""
     page = tmp_path / "bad.html"
-    page.write_text("<html><body><img src='https://cdn.example.invalid/x.png'>"
-                    "<script>console.error('boom')</script></body></html>")
+    page.write_text(
+        "<html><body><img src='https://cdn.example.invalid/x.png'><script>console.error('boom')</script></body></html>"
+    )
     browser.get_log("browser")
     _requests(browser)
     browser.get(page.as_uri())
@@ -328,7 +347,9 @@ def test_equations_render_with_the_local_mathjax(built_book: Path, browser):
         count = browser.execute_script("return document.querySelectorAll('mjx-container svg').length")
         time.sleep(0.2)
     assert count >= 4, f"the method page shows {count} rendered equations"
-    errors = browser.execute_script("return document.querySelectorAll('mjx-container [data-mjx-error], mjx-merror').length")
+    errors = browser.execute_script(
+        "return document.querySelectorAll('mjx-container [data-mjx-error], mjx-merror').length"
+    )
     assert errors == 0, "MathJax reported a TeX error"
     mathjax = [u for u in _requests(browser) if "mathjax" in u.lower()]
     assert mathjax and all(u.startswith("file://") for u in mathjax), mathjax
@@ -343,9 +364,15 @@ def test_the_chart_checks_catch_empty_bars_one_tick_axes_and_bad_tooltips(browse
     from harness.report import charts
 
     frame = pd.DataFrame({"nickname": ["a", "b", "c"], "energy_per_output_joules": [2100.0, 3300.0, 5200.0]})
-    naive = alt.Chart(frame).mark_bar().encode(
-        x=alt.X("energy_per_output_joules:Q", scale=alt.Scale(type="log")), y="nickname:N",
-        tooltip=[alt.Tooltip("energy_per_output_joules:Q", title="Energy", format=".3~g")])
+    naive = (
+        alt.Chart(frame)
+        .mark_bar()
+        .encode(
+            x=alt.X("energy_per_output_joules:Q", scale=alt.Scale(type="log")),
+            y="nickname:N",
+            tooltip=[alt.Tooltip("energy_per_output_joules:Q", title="Energy", format=".3~g")],
+        )
+    )
     page = charts.save(naive, tmp_path / "naive.html")
     browser.get(page.as_uri())
     time.sleep(1.5)
@@ -358,7 +385,10 @@ def test_the_chart_checks_catch_empty_bars_one_tick_axes_and_bad_tooltips(browse
     assert tooltip_problems([["Energy", "2.1e+3"]]) and tooltip_problems([["Energy (J)", "337.943437496"]])
     assert not tooltip_problems([["Energy per output (J)", "2,100"], ["Batch size", "4"]])
     assert leaks("the chat_mean_energy_per_response_joules column of STUDY.md (moe-vs-dense)", ["moe-vs-dense"]) == [
-        "STUDY.md", "chat_mean_energy_per_response_joules", "moe-vs-dense"]
+        "STUDY.md",
+        "chat_mean_energy_per_response_joules",
+        "moe-vs-dense",
+    ]
 
     fixed = charts.bars(frame, "nickname", "energy_per_output_joules", facet=None, log=True)
     page = charts.save(fixed, tmp_path / "fixed.html")
@@ -382,8 +412,11 @@ def test_a_slider_and_the_gpu_toggle_change_the_chosen_configuration(built_book:
     from selenium.webdriver.common.keys import Keys
 
     _open(browser, built_book / "book" / "_generated" / "llm-chat.html")
-    choosers = [c for c in browser.find_elements(By.CSS_SELECTOR, ".joules-chart")
-                if c.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=range]")]
+    choosers = [
+        c
+        for c in browser.find_elements(By.CSS_SELECTOR, ".joules-chart")
+        if c.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=range]")
+    ]
     assert choosers, "the chat chapter has no chart with a deadline slider"
     chart = choosers[0]
 
@@ -411,17 +444,24 @@ def test_a_slider_and_the_gpu_toggle_change_the_chosen_configuration(built_book:
     # the models the deadline removes stay listed, saying why
     removed = browser.execute_script(
         "return Array.from(arguments[0].querySelectorAll('svg g.mark-text text')).map(function (t) "
-        "{ return t.textContent; }).filter(function (t) { return /^nothing within the limits/.test(t); });", chart)
+        "{ return t.textContent; }).filter(function (t) { return /^nothing within the limits/.test(t); });",
+        chart,
+    )
     assert len(removed) == len(before) - len(after), (removed, before, after)
     shown = browser.execute_script(
         "return Array.from(arguments[0].querySelectorAll('svg g.mark-text text')).map(function (t) "
-        "{ return t.textContent; }).filter(function (t) { return /^Deadline: /.test(t); });", chart)
+        "{ return t.textContent; }).filter(function (t) { return /^Deadline: /.test(t); });",
+        chart,
+    )
     assert shown and f"{limit:.3g}".rstrip("0").rstrip(".")[:2] in shown[0], (shown, limit)
     result = browser.execute_script(CHART_CHECKS, chart)
     assert not [p for p in result["problems"] if "overlapping" in p or "visible extent" in p], result
 
-    h100 = [r for r in chart.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=radio]")
-            if r.get_attribute("value") == "H100"]
+    h100 = [
+        r
+        for r in chart.find_elements(By.CSS_SELECTOR, ".vega-bindings input[type=radio]")
+        if r.get_attribute("value") == "H100"
+    ]
     assert h100, "no GPU toggle"
     h100[0].click()
     on_h100 = chosen(differs_from=after)
@@ -476,14 +516,17 @@ def test_a_model_task_or_gpu_has_one_colour_across_the_book(built_book: Path, br
     seen = legend_colours(by_page)
     assert len(seen) >= 40, f"too few legend entries found ({len(seen)}): the legend reader is broken"
     clashes = {label: where for label, where in seen.items() if len(where) > 1}
-    assert not clashes, "\n".join(f"{label}: " + "; ".join(f"{c} on {w[0]}" for c, w in where.items())
-                                  for label, where in clashes.items())
+    assert not clashes, "\n".join(
+        f"{label}: " + "; ".join(f"{c} on {w[0]}" for c, w in where.items()) for label, where in clashes.items()
+    )
 
 
 def test_the_colour_check_sees_a_clash():
-    legends = {"a.html": [{"title": "Model", "entries": [["FLUX.1 Dev", "#a79725"], ["SANA 1.5 1.6B", "#52b2fe"]]}],
-               "b.html": [{"title": "Model", "entries": [["FLUX.1 Dev", "#1f77b4"], ["SANA 1.5 1.6B", "#52b2fe"]]}],
-               "c.html": [{"title": "GPUs", "entries": [["1", "#888"], ["2", "#888"]]}]}
+    legends = {
+        "a.html": [{"title": "Model", "entries": [["FLUX.1 Dev", "#a79725"], ["SANA 1.5 1.6B", "#52b2fe"]]}],
+        "b.html": [{"title": "Model", "entries": [["FLUX.1 Dev", "#1f77b4"], ["SANA 1.5 1.6B", "#52b2fe"]]}],
+        "c.html": [{"title": "GPUs", "entries": [["1", "#888"], ["2", "#888"]]}],
+    }
     seen = legend_colours(legends)
     assert set(seen["FLUX.1 Dev"]) == {"#a79725", "#1f77b4"} and len(seen["SANA 1.5 1.6B"]) == 1
     assert "1" not in seen  # a legend of one colour (dashes, shapes) is not about colour
@@ -506,9 +549,12 @@ def test_a_click_on_a_legend_entry_highlights_its_series(built_book: Path, brows
     for name in _HIGHLIGHT_PAGES:
         _open(browser, built_book / "book" / "_generated" / f"{name}.html")
         for chart in browser.find_elements(By.CSS_SELECTOR, ".joules-chart"):
-            legends = [lg for lg in chart.find_elements(By.CSS_SELECTOR, "svg g.role-legend")
-                       if "color" in (lg.get_attribute("aria-label") or "")
-                       and len(lg.find_elements(By.CSS_SELECTOR, "g.role-legend-label > text")) >= 2]
+            legends = [
+                lg
+                for lg in chart.find_elements(By.CSS_SELECTOR, "svg g.role-legend")
+                if "color" in (lg.get_attribute("aria-label") or "")
+                and len(lg.find_elements(By.CSS_SELECTOR, "g.role-legend-label > text")) >= 2
+            ]
             if not legends or "direction" in (legends[0].get_attribute("aria-label") or ""):
                 continue
             title = legends[0].get_attribute("aria-label")[:60]
@@ -551,8 +597,12 @@ def repeated_paragraphs(by_page: dict[str, list[str]], min_chars: int = 80) -> d
 
 def test_no_paragraph_is_repeated_across_the_book(built_book: Path, browser):
     # index.html is the root chapter's copy (the book opens on it): not a page of its own
-    pages = sorted(p for p in built_book.rglob("*.html") if "_static" not in p.relative_to(built_book).parts
-                   and p.relative_to(built_book).as_posix() not in ("index.html", "search.html", "genindex.html"))
+    pages = sorted(
+        p
+        for p in built_book.rglob("*.html")
+        if "_static" not in p.relative_to(built_book).parts
+        and p.relative_to(built_book).as_posix() not in ("index.html", "search.html", "genindex.html")
+    )
     by_page = {}
     for page in pages:
         browser.get(page.as_uri())

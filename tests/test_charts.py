@@ -9,24 +9,35 @@ import altair as alt
 import pandas as pd
 import pytest
 
-from harness.report import charts
 from harness.errors import HarnessError
+from harness.report import charts
 from harness.report.sphinx_offline import _drop_thebe, _is_remote
 
 
-@pytest.fixture()
+@pytest.fixture
 def frame() -> pd.DataFrame:
     rows = []
     for gpu in ("B200", "H100"):
         for model, nickname in (("org/a-8b", "A 8B"), ("org/b-70b", "B 70B")):
             for batch in (8, 64, 512):
-                rows.append({
-                    "model_id": model, "nickname": nickname, "gpu_model": gpu, "num_gpus": 1,
-                    "gpu": f"1 x {gpu}", "batch_size": batch, "weight_precision": "bfloat16",
-                    "task": "lm-arena-chat", "task_name": "Text conversation", "output_unit": "response",
-                    "energy_per_token_joules": 1.0 / batch, "median_itl_ms": 5.0 + batch / 10,
-                    "energy_per_output_joules": 500.0 / batch, "unused_column": "x",
-                })
+                rows.append(
+                    {
+                        "model_id": model,
+                        "nickname": nickname,
+                        "gpu_model": gpu,
+                        "num_gpus": 1,
+                        "gpu": f"1 x {gpu}",
+                        "batch_size": batch,
+                        "weight_precision": "bfloat16",
+                        "task": "lm-arena-chat",
+                        "task_name": "Text conversation",
+                        "output_unit": "response",
+                        "energy_per_token_joules": 1.0 / batch,
+                        "median_itl_ms": 5.0 + batch / 10,
+                        "energy_per_output_joules": 500.0 / batch,
+                        "unused_column": "x",
+                    }
+                )
     return pd.DataFrame(rows)
 
 
@@ -53,21 +64,24 @@ def _tooltip_titles(unit) -> list[str]:
 
 
 # --- units and labels -------------------------------------------------------------------------------
-@pytest.mark.parametrize("column, expected", [
-    ("energy_per_token_joules", "Energy per token (J)"),
-    ("median_itl_ms", "Median ITL (ms)"),
-    ("avg_power_watts", "Average power (W)"),
-    ("batch_latency_s", "Time per batch (s)"),
-    ("output_throughput_tokens_per_sec", "Output throughput (tokens/s)"),
-    ("total_params_billions", "Parameters (billion)"),
-    ("p90_itl_ms", "P90 ITL (ms)"),
-    ("energy_per_output_joules", "Energy per output (J)"),
-    ("nickname", "Model"),
-    ("weight_precision", "Precision"),
-    ("giga_step_pixel_frames", "Work per video (billion step-pixel-frames)"),
-    ("energy_saved_by_b200_percent", "Energy B200 saves against H100 (%)"),
-    ("fp8_over_bf16_energy_per_token", "FP8 / BF16, energy per token"),
-])
+@pytest.mark.parametrize(
+    "column, expected",
+    [
+        ("energy_per_token_joules", "Energy per token (J)"),
+        ("median_itl_ms", "Median ITL (ms)"),
+        ("avg_power_watts", "Average power (W)"),
+        ("batch_latency_s", "Time per batch (s)"),
+        ("output_throughput_tokens_per_sec", "Output throughput (tokens/s)"),
+        ("total_params_billions", "Parameters (billion)"),
+        ("p90_itl_ms", "P90 ITL (ms)"),
+        ("energy_per_output_joules", "Energy per output (J)"),
+        ("nickname", "Model"),
+        ("weight_precision", "Precision"),
+        ("giga_step_pixel_frames", "Work per video (billion step-pixel-frames)"),
+        ("energy_saved_by_b200_percent", "Energy B200 saves against H100 (%)"),
+        ("fp8_over_bf16_energy_per_token", "FP8 / BF16, energy per token"),
+    ],
+)
 def test_label_puts_the_unit_in_parentheses(column, expected):
     assert charts.label(column) == expected
 
@@ -117,12 +131,15 @@ def test_vega_bundle_is_wrapped_and_defines_vega_embed(tmp_path, monkeypatch):
 
 
 # --- helpers ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("make", [
-    lambda f: charts.points(f, "median_itl_ms", "energy_per_token_joules"),
-    lambda f: charts.lines(f, "batch_size", "energy_per_token_joules"),
-    lambda f: charts.strip(f, "task_name", "energy_per_output_joules", color="output_unit"),
-    lambda f: charts.bars(f, "nickname", "energy_per_output_joules"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda f: charts.points(f, "median_itl_ms", "energy_per_token_joules"),
+        lambda f: charts.lines(f, "batch_size", "energy_per_token_joules"),
+        lambda f: charts.strip(f, "task_name", "energy_per_output_joules", color="output_unit"),
+        lambda f: charts.bars(f, "nickname", "energy_per_output_joules"),
+    ],
+)
 def test_every_mark_has_a_tooltip_with_model_gpu_batch_and_value_with_unit(frame, make):
     spec = make(frame).to_dict()
     units = list(_units(spec))
@@ -185,12 +202,15 @@ def test_save_formats(frame, tmp_path):
 
 
 # --- the Sphinx extension's guards ------------------------------------------------------------------
-@pytest.mark.parametrize("url, remote", [
-    ("https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js", True),
-    ("//unpkg.com/thebe", True),
-    ("_static/vega-offline.js", False),
-    ("file:///tmp/x.js", False),
-])
+@pytest.mark.parametrize(
+    "url, remote",
+    [
+        ("https://cdn.jsdelivr.net/npm/mathjax@3/es5/tex-mml-chtml.js", True),
+        ("//unpkg.com/thebe", True),
+        ("_static/vega-offline.js", False),
+        ("file:///tmp/x.js", False),
+    ],
+)
 def test_remote_asset_detection(url, remote):
     assert _is_remote(url) is remote
 
@@ -211,7 +231,8 @@ def test_thebe_assets_and_duplicate_inline_scripts_are_dropped():
     ]
     _drop_thebe(assets)
     assert [(a.filename, a.attributes.get("body", "")) for a in assets] == [
-        ("_static/doctools.js", ""), ("None", "var x = 1;"),
+        ("_static/doctools.js", ""),
+        ("None", "var x = 1;"),
     ]
 
 
@@ -220,12 +241,15 @@ def test_a_model_has_the_same_colour_in_every_chart(frame):
 
     def colours(spec):
         scale = spec["spec"]["encoding"]["color"]["scale"]
-        return dict(zip(scale["domain"], scale["range"]))
+        return dict(zip(scale["domain"], scale["range"], strict=False))
 
     published = frame.assign(nickname=frame["nickname"].map({"A 8B": "Qwen 3 8B", "B 70B": "Llama 3.1 70B Instruct"}))
     both = colours(charts.points(published, "median_itl_ms", "energy_per_token_joules").to_dict())
-    one = colours(charts.points(published[published["nickname"] == "Qwen 3 8B"], "median_itl_ms",
-                                "energy_per_token_joules").to_dict())
+    one = colours(
+        charts.points(
+            published[published["nickname"] == "Qwen 3 8B"], "median_itl_ms", "energy_per_token_joules"
+        ).to_dict()
+    )
     many = pd.concat([published] + [frame.assign(nickname=f"M{i}", model_id=f"org/m{i}") for i in range(12)])
     crowd = colours(charts.points(many, "median_itl_ms", "energy_per_token_joules").to_dict())
     assert both["Qwen 3 8B"] == one["Qwen 3 8B"] == crowd["Qwen 3 8B"] == palette.MODEL_COLOURS["Qwen 3 8B"]
@@ -244,7 +268,7 @@ def test_the_palette_tells_apart_the_models_of_one_task():
     from harness.vocabulary import palette
 
     def lab(hex_colour):
-        rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        rgb = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
         lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
         x = (0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.95047
         y = 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
@@ -253,19 +277,43 @@ def test_the_palette_tells_apart_the_models_of_one_task():
         return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
 
     assert len(palette.MODEL_COLOURS) == 46 and len(set(palette.MODEL_COLOURS.values())) == 46
-    chat = [n for n in palette.MODEL_COLOURS if not any(w in n for w in ("VL", "Omni", "Coder", "Thinking", "OSS",
-                                                                          "R1", "FLUX", "SANA", "Diffusion", "DiT",
-                                                                          "PixArt", "Cog", "Wan", "Hunyuan"))]
-    closest = min(math.dist(lab(palette.MODEL_COLOURS[a]), lab(palette.MODEL_COLOURS[b]))
-                  for a, b in itertools.combinations(chat, 2))
+    chat = [
+        n
+        for n in palette.MODEL_COLOURS
+        if not any(
+            w in n
+            for w in (
+                "VL",
+                "Omni",
+                "Coder",
+                "Thinking",
+                "OSS",
+                "R1",
+                "FLUX",
+                "SANA",
+                "Diffusion",
+                "DiT",
+                "PixArt",
+                "Cog",
+                "Wan",
+                "Hunyuan",
+            )
+        )
+    ]
+    closest = min(
+        math.dist(lab(palette.MODEL_COLOURS[a]), lab(palette.MODEL_COLOURS[b]))
+        for a, b in itertools.combinations(chat, 2)
+    )
     assert len(chat) >= 16 and closest > 12, closest
 
 
 def test_a_click_on_the_legend_highlights_a_series(frame):
-    for chart in (charts.points(frame, "median_itl_ms", "energy_per_token_joules"),
-                  charts.lines(frame, "batch_size", "energy_per_token_joules"),
-                  charts.strip(frame, "task_name", "energy_per_output_joules", color="nickname"),
-                  charts.bars(frame, "nickname", "energy_per_output_joules", color="nickname", log=True)):
+    for chart in (
+        charts.points(frame, "median_itl_ms", "energy_per_token_joules"),
+        charts.lines(frame, "batch_size", "energy_per_token_joules"),
+        charts.strip(frame, "task_name", "energy_per_output_joules", color="nickname"),
+        charts.bars(frame, "nickname", "energy_per_output_joules", color="nickname", log=True),
+    ):
         spec = chart.to_dict()
         text = json.dumps(spec)
         params = [p for unit in _units(spec) for p in unit.get("params", [])] + spec.get("params", [])
@@ -277,20 +325,32 @@ def test_a_click_on_the_legend_highlights_a_series(frame):
         if "layer" in inner:
             first = inner["layer"][0]
             views = legend[0].get("views")  # Altair may lift a faceted chart's selection to the top, naming its view
-            assert (views == [first.get("name")] if views else
-                    any(p.get("bind") == "legend" for p in first.get("params", []))), (legend[0], first)
+            assert (
+                views == [first.get("name")]
+                if views
+                else any(p.get("bind") == "legend" for p in first.get("params", []))
+            ), (legend[0], first)
 
 
 def test_several_series_of_one_model_differ_by_dash_and_shape(frame):
-    spec = charts.lines(frame, "batch_size", "energy_per_token_joules", series="gpu", color="nickname",
-                        style="num_gpus").to_dict()
+    spec = charts.lines(
+        frame, "batch_size", "energy_per_token_joules", series="gpu", color="nickname", style="num_gpus"
+    ).to_dict()
     layers = spec["spec"]["layer"]
     dash = next(u["encoding"]["strokeDash"] for u in layers if "strokeDash" in u["encoding"])
     shape = next(u["encoding"]["shape"] for u in layers if "shape" in u["encoding"])
     assert dash["scale"]["range"] == [[1, 0]] and shape["scale"]["range"] == ["circle"]  # one GPU: solid, circle
     many = pd.concat([frame, frame.assign(num_gpus=8, gpu="8 x B200")])
-    spec = charts.lines(many, "batch_size", "energy_per_token_joules", series="gpu", color="nickname",
-                        style="num_gpus", facet="nickname", facet_columns=4).to_dict()
+    spec = charts.lines(
+        many,
+        "batch_size",
+        "energy_per_token_joules",
+        series="gpu",
+        color="nickname",
+        style="num_gpus",
+        facet="nickname",
+        facet_columns=4,
+    ).to_dict()
     assert spec["columns"] == 4 and spec["facet"]["field"] == "nickname"
     dash = next(u["encoding"]["strokeDash"] for u in spec["spec"]["layer"] if "strokeDash" in u["encoding"])
     assert dash["scale"]["domain"] == [1, 8] and dash["scale"]["range"][1] == [8, 3, 2, 3]
@@ -311,9 +371,22 @@ def test_charts_fill_the_page_width(frame):
 
 
 # --- axes, bars and factors that read right (issue 12) ---------------------------------------------
-@pytest.mark.parametrize("low, high", [(0.0769, 0.31), (111.2, 471.3), (6.76, 606.0), (0.686, 1.46), (1.02, 1.09),
-                                        (304.8, 9000.0), (0.001, 100.0), (3.9, 321.4), (338.0, 26071.0), (1, 4096),
-                                        (18.0, 1.5e6)])
+@pytest.mark.parametrize(
+    "low, high",
+    [
+        (0.0769, 0.31),
+        (111.2, 471.3),
+        (6.76, 606.0),
+        (0.686, 1.46),
+        (1.02, 1.09),
+        (304.8, 9000.0),
+        (0.001, 100.0),
+        (3.9, 321.4),
+        (338.0, 26071.0),
+        (1, 4096),
+        (18.0, 1.5e6),
+    ],
+)
 @pytest.mark.parametrize("max_ticks", [4, 9])
 def test_log_axes_bracket_the_data_with_labelled_ticks(low, high, max_ticks):
     domain, ticks = charts.log_domain(low, high, max_ticks=max_ticks)
@@ -324,14 +397,26 @@ def test_log_axes_bracket_the_data_with_labelled_ticks(low, high, max_ticks):
 
 def test_an_image_chart_axis_reaches_below_its_cheapest_point():
     frame = pd.DataFrame({"nickname": ["a", "b"], "energy_per_output_joules": [340.0, 12000.0], "gpu_model": "B200"})
-    spec = charts.points(frame, "energy_per_output_joules", "energy_per_output_joules", color=None, facet=None,
-                         log_x=True).to_dict()
+    spec = charts.points(
+        frame, "energy_per_output_joules", "energy_per_output_joules", color=None, facet=None, log_x=True
+    ).to_dict()
     x = spec["encoding"]["x"]
     assert x["scale"]["domain"][0] <= 340 and x["axis"]["values"][0] <= 340 and x["axis"]["values"][-1] >= 12000
 
 
-@pytest.mark.parametrize("low, high", [(0.0769, 0.31), (111.2, 471.3), (6.76, 606.0), (0.686, 1.46), (1.02, 1.09),
-                                        (304.8, 9000.0), (0.001, 100.0), (3.9, 321.4)])
+@pytest.mark.parametrize(
+    "low, high",
+    [
+        (0.0769, 0.31),
+        (111.2, 471.3),
+        (6.76, 606.0),
+        (0.686, 1.46),
+        (1.02, 1.09),
+        (304.8, 9000.0),
+        (0.001, 100.0),
+        (3.9, 321.4),
+    ],
+)
 def test_log_ticks_give_at_least_three_inside_the_range(low, high):
     from harness.report import charts
 
@@ -354,8 +439,9 @@ def test_no_bars_on_a_log_axis_but_dots():
 
 def test_ratio_charts_draw_a_line_at_one(frame):
     frame = frame.assign(fp8_over_bf16_energy_per_token=[0.8, 1.2, 0.9] * 4)
-    spec = charts.strip(frame, "nickname", "fp8_over_bf16_energy_per_token", color="nickname", facet=None,
-                        reference=1.0).to_dict()
+    spec = charts.strip(
+        frame, "nickname", "fp8_over_bf16_energy_per_token", color="nickname", facet=None, reference=1.0
+    ).to_dict()
     rule = next(layer for layer in spec["layer"] if layer["mark"]["type"] == "rule")
     assert rule["transform"][-1] == {"calculate": "1.0", "as": "reference"}
     assert spec["layer"][0]["encoding"]["x"]["title"] == "FP8 / BF16, energy per token"
@@ -387,10 +473,17 @@ def test_cheapest_under_limits_has_a_deadline_slider_a_budget_and_a_gpu_toggle()
 
     from harness.report import charts
 
-    frame = pd.DataFrame({
-        "nickname": ["m", "m", "m", "n"], "gpu_model": ["B200", "B200", "H100", "B200"], "gpu": ["1 x B200"] * 2 + ["1 x H100", "1 x B200"],
-        "batch_size": [8, 256, 64, 16], "median_itl_ms": [10.0, 40.0, 30.0, 20.0],
-        "energy_per_output_joules": [300.0, 60.0, 90.0, 120.0], "avg_power_watts": [400.0, 900.0, 600.0, 500.0]})
+    frame = pd.DataFrame(
+        {
+            "nickname": ["m", "m", "m", "n"],
+            "gpu_model": ["B200", "B200", "H100", "B200"],
+            "gpu": ["1 x B200"] * 2 + ["1 x H100", "1 x B200"],
+            "batch_size": [8, 256, 64, 16],
+            "median_itl_ms": [10.0, 40.0, 30.0, 20.0],
+            "energy_per_output_joules": [300.0, 60.0, 90.0, 120.0],
+            "avg_power_watts": [400.0, 900.0, 600.0, 500.0],
+        }
+    )
     spec = charts.cheapest_under_limits(frame, deadline=25, name="t").to_dict()
     params = {p["name"]: p for p in spec["params"]}
     assert params["t_deadline"]["value"] == 25 and params["t_deadline"]["bind"]["input"] == "range"

@@ -78,7 +78,9 @@ def test_list_flags_corrupt_runs(measured, tmp_path, capsys):
 
 def test_errors_are_one_line_and_write_nothing(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
-    bad.write_text("study: s\nruns: [{task: cpu-trivial, backend: trivial, models: [cpu-spin], grid: {max_num_seqs: [0]}}]\n")
+    bad.write_text(
+        "study: s\nruns: [{task: cpu-trivial, backend: trivial, models: [cpu-spin], grid: {max_num_seqs: [0]}}]\n"
+    )
     results = tmp_path / "results"
     assert main(["measure", str(bad), "--results", str(results)]) == 2
     err = capsys.readouterr().err

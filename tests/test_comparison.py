@@ -28,9 +28,16 @@ def test_comparison_table_has_one_row_per_published_figure(monkeypatch):
     finding = SimpleNamespace(id="f", title="A finding", values={"ratio": 3.52})
     monkeypatch.setattr(P, "figures_of", lambda finding_id: (figure,) if finding_id == "f" else ())
     table = comparison.comparison_table([finding])
-    assert table.to_dict("records") == [{"finding": "A finding", "figure": "ratio", "paper": "3.5x",
-                                         "recomputed": P.format_value(figure, 3.52), "agrees": True,
-                                         "relative_difference": P.check(figure, 3.52).difference}]
+    assert table.to_dict("records") == [
+        {
+            "finding": "A finding",
+            "figure": "ratio",
+            "paper": "3.5x",
+            "recomputed": P.format_value(figure, 3.52),
+            "agrees": True,
+            "relative_difference": P.check(figure, 3.52).difference,
+        }
+    ]
 
 
 def test_html_table_has_no_index_column():

@@ -12,11 +12,30 @@ from harness.workloads import vllm_backend, vllm_server
 
 
 def _cfg(**over):
-    base = dict(study="s", task="lm-arena-chat", family="llm-chat", backend="vllm", model="tiny-llama", num_gpus=1,
-                tensor_parallel=1, expert_parallel=1, precision="bfloat16", max_num_seqs=2,
-                max_num_batched_tokens=8192, batch_size=None, inference_steps=None, height=None, width=None,
-                num_frames=None, num_requests=4, num_iterations=None, seed=0, length_source=None,
-                max_output_tokens=8, options={})
+    base = dict(
+        study="s",
+        task="lm-arena-chat",
+        family="llm-chat",
+        backend="vllm",
+        model="tiny-llama",
+        num_gpus=1,
+        tensor_parallel=1,
+        expert_parallel=1,
+        precision="bfloat16",
+        max_num_seqs=2,
+        max_num_batched_tokens=8192,
+        batch_size=None,
+        inference_steps=None,
+        height=None,
+        width=None,
+        num_frames=None,
+        num_requests=4,
+        num_iterations=None,
+        seed=0,
+        length_source=None,
+        max_output_tokens=8,
+        options={},
+    )
     return configuration_from_dict(base | over)
 
 
@@ -48,8 +67,14 @@ def test_a_second_start_of_the_same_configuration_finds_the_compile_cache(tmp_pa
 
 def test_the_key_separates_engines_models_and_layouts(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
-    facts = {"engine": "vllm==0.11.1", "python": "/x/python", "model": "tiny-llama", "digest": "d1",
-             "precision": "bfloat16", "tensor_parallel": 1}
+    facts = {
+        "engine": "vllm==0.11.1",
+        "python": "/x/python",
+        "model": "tiny-llama",
+        "digest": "d1",
+        "precision": "bfloat16",
+        "tensor_parallel": 1,
+    }
     first = vllm_server.compile_cache(facts)
     assert not first.hit and first.path.is_dir()
     assert not vllm_server.compile_cache(facts).hit  # an empty folder is no cache

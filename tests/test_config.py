@@ -9,13 +9,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.orchestration.study import load_study
 from harness.errors import ConfigError
+from harness.orchestration.study import load_study
 from harness.workloads import registry
 
 ROOT = Path(__file__).resolve().parent.parent
-MODELS = {"trivial": ("cpu-spin",), "vllm": ("tiny-llama", "tiny-qwen3"), "transformers": ("tiny-llama",),
-          "diffusers": ("tiny-sd3", "tiny-wan")}
+MODELS = {
+    "trivial": ("cpu-spin",),
+    "vllm": ("tiny-llama", "tiny-qwen3"),
+    "transformers": ("tiny-llama",),
+    "diffusers": ("tiny-sd3", "tiny-wan"),
+}
 
 
 @pytest.fixture(autouse=True)
@@ -23,10 +27,19 @@ def _models(monkeypatch):
     monkeypatch.setattr(registry, "known_models", lambda backend: MODELS.get(backend, ()))
 
 
-LLM = {"task": "lm-arena-chat", "backend": "vllm", "models": ["tiny-llama"], "num_requests": 8,
-       "grid": {"max_num_seqs": [4, 8], "num_gpus": [1, 2], "tensor_parallel": [1]}}
-IMAGE = {"task": "text-to-image", "backend": "diffusers", "models": ["tiny-sd3"],
-         "grid": {"batch_size": [1, 2], "inference_steps": [4], "height": [64], "width": [64]}}
+LLM = {
+    "task": "lm-arena-chat",
+    "backend": "vllm",
+    "models": ["tiny-llama"],
+    "num_requests": 8,
+    "grid": {"max_num_seqs": [4, 8], "num_gpus": [1, 2], "tensor_parallel": [1]},
+}
+IMAGE = {
+    "task": "text-to-image",
+    "backend": "diffusers",
+    "models": ["tiny-sd3"],
+    "grid": {"batch_size": [1, 2], "inference_steps": [4], "height": [64], "width": [64]},
+}
 
 
 def _write(tmp_path, doc, name="study.yaml") -> Path:
@@ -41,7 +54,13 @@ def test_trivial_config_expands_in_order_with_stable_ids():
     assert [c.max_num_seqs for c in study.configurations] == [1, 4, 8]
     cfg = study.configurations[0]
     assert (cfg.task, cfg.family, cfg.backend, cfg.model, cfg.is_llm, cfg.is_diffusion) == (
-        "cpu-trivial", "cpu-trivial", "trivial", "cpu-spin", True, False)
+        "cpu-trivial",
+        "cpu-trivial",
+        "trivial",
+        "cpu-spin",
+        True,
+        False,
+    )
     assert cfg.batch_size is None and cfg.num_iterations is None and cfg.num_requests == 32
     ids = [c.run_id for c in study.configurations]
     assert len(set(ids)) == 3 and all(len(i) == 12 and int(i, 16) >= 0 for i in ids)
@@ -56,8 +75,14 @@ def test_trivial_config_expands_in_order_with_stable_ids():
 def test_grid_order_defaults_and_study_independent_ids(tmp_path):
     llm = load_study(_write(tmp_path, {"study": "a", "runs": [LLM, IMAGE]}))
     knobs = [(c.task, c.num_gpus, c.max_num_seqs, c.batch_size) for c in llm.configurations]
-    assert knobs == [("lm-arena-chat", 1, 4, None), ("lm-arena-chat", 1, 8, None), ("lm-arena-chat", 2, 4, None),
-                     ("lm-arena-chat", 2, 8, None), ("text-to-image", 1, None, 1), ("text-to-image", 1, None, 2)]
+    assert knobs == [
+        ("lm-arena-chat", 1, 4, None),
+        ("lm-arena-chat", 1, 8, None),
+        ("lm-arena-chat", 2, 4, None),
+        ("lm-arena-chat", 2, 8, None),
+        ("text-to-image", 1, None, 1),
+        ("text-to-image", 1, None, 2),
+    ]
     first = llm.configurations[0]
     assert first.max_num_batched_tokens == 8192 and first.precision == "bfloat16" and first.height is None
     image = llm.configurations[-1]
@@ -88,10 +113,19 @@ BAD = [
     ({"study": "s", "settings": {"wait": 1}, "runs": [LLM]}, "settings.wait: unknown key"),
     (_llm(colour="red"), "runs[0].colour: unknown key"),
     (_llm(task="chat"), "runs[0].task: unknown task 'chat' (allowed: lm-arena-chat"),
-    (_llm(task="image-chat", backend="transformers"), "runs[0].backend: backend transformers cannot run task image-chat"),
+    (
+        _llm(task="image-chat", backend="transformers"),
+        "runs[0].backend: backend transformers cannot run task image-chat",
+    ),
     (_llm(backend="tgi"), "runs[0].backend: unknown backend 'tgi' (allowed: trivial, vllm"),
-    (_llm(backend="diffusers"), "runs[0].backend: backend diffusers cannot run task lm-arena-chat (it runs: text-to-image"),
-    (_llm(models=["gpt-5"]), "runs[0].models[0]: unknown model 'gpt-5' for backend vllm (known: tiny-llama, tiny-qwen3)"),
+    (
+        _llm(backend="diffusers"),
+        "runs[0].backend: backend diffusers cannot run task lm-arena-chat (it runs: text-to-image",
+    ),
+    (
+        _llm(models=["gpt-5"]),
+        "runs[0].models[0]: unknown model 'gpt-5' for backend vllm (known: tiny-llama, tiny-qwen3)",
+    ),
     (_llm(models="tiny-llama"), "runs[0].models: must be a non-empty list"),
     (_llm(num_requests=0), "runs[0].num_requests: must be a positive integer, got 0"),
     (_llm(num_requests="8"), "runs[0].num_requests: must be a positive integer, got '8'"),
@@ -101,16 +135,31 @@ BAD = [
     (_llm(grid={"max_num_seqs": [8, -1]}), "runs[0].grid.max_num_seqs[1]: must be a positive integer, got -1"),
     (_llm(grid={"max_num_seqs": [8, 8]}), "runs[0].grid.max_num_seqs: repeats a value"),
     (_llm(grid={"precision": ["int3"]}), "runs[0].grid.precision[0]: unknown precision 'int3' (allowed: bfloat16"),
-    (_llm(grid={"num_gpus": [2], "tensor_parallel": [4]}), "runs[0].grid.tensor_parallel: tensor_parallel=4 does not divide num_gpus=2"),
-    (_llm(grid={"num_gpus": [4], "expert_parallel": [3]}), "runs[0].grid.expert_parallel: expert_parallel=3 does not divide num_gpus=4"),
+    (
+        _llm(grid={"num_gpus": [2], "tensor_parallel": [4]}),
+        "runs[0].grid.tensor_parallel: tensor_parallel=4 does not divide num_gpus=2",
+    ),
+    (
+        _llm(grid={"num_gpus": [4], "expert_parallel": [3]}),
+        "runs[0].grid.expert_parallel: expert_parallel=3 does not divide num_gpus=4",
+    ),
     (_llm(grid={"batch_size": [2]}), "runs[0].grid.batch_size: does not apply to an LLM task (lm-arena-chat)"),
     (_llm(num_iterations=2), "runs[0].num_iterations: does not apply to an LLM task"),
     (_llm(length_source="Nobody/Model"), "runs[0].length_source: no published output lengths for 'Nobody/Model'"),
     (_llm(options=["enforce_eager"]), "runs[0].options: must be a mapping"),
-    ({"study": "s", "runs": [IMAGE | {"grid": {"max_num_seqs": [8]}}]}, "runs[0].grid.max_num_seqs: does not apply to a diffusion task"),
+    (
+        {"study": "s", "runs": [IMAGE | {"grid": {"max_num_seqs": [8]}}]},
+        "runs[0].grid.max_num_seqs: does not apply to a diffusion task",
+    ),
     ({"study": "s", "runs": [IMAGE | {"num_requests": 8}]}, "runs[0].num_requests: does not apply to a diffusion task"),
-    ({"study": "s", "runs": [IMAGE | {"grid": {"num_frames": [9]}}]}, "runs[0].grid.num_frames: must be [1] for text-to-image"),
-    ({"study": "s", "runs": [LLM, LLM]}, "runs[1]: repeats configuration lm-arena-chat/tiny-llama max_num_seqs=4 of runs[0]"),
+    (
+        {"study": "s", "runs": [IMAGE | {"grid": {"num_frames": [9]}}]},
+        "runs[0].grid.num_frames: must be [1] for text-to-image",
+    ),
+    (
+        {"study": "s", "runs": [LLM, LLM]},
+        "runs[1]: repeats configuration lm-arena-chat/tiny-llama max_num_seqs=4 of runs[0]",
+    ),
     ("- just\n- a list\n", "top level: must be a mapping"),
 ]
 

@@ -17,8 +17,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _study(tmp_path, grid=None, model="tiny-flux", options=None):
-    block = {"task": "text-to-image", "backend": "diffusers", "models": [model], "num_iterations": 1,
-             "grid": {"batch_size": [1], "height": [64], "width": [64], **(grid or {})}}
+    block = {
+        "task": "text-to-image",
+        "backend": "diffusers",
+        "models": [model],
+        "num_iterations": 1,
+        "grid": {"batch_size": [1], "height": [64], "width": [64], **(grid or {})},
+    }
     if options:
         block["options"] = options
     path = tmp_path / "s.yaml"
@@ -46,11 +51,14 @@ def test_degrees_expand_enter_the_id_and_round_trip(tmp_path):
     assert len({c.run_id for c in study.configurations}) == 2
 
 
-@pytest.mark.parametrize("grid, words", [
-    ({"num_gpus": [4], "ulysses_degree": [2]}, "equals num_gpus=4"),
-    ({"num_gpus": [2], "ulysses_degree": [0]}, "positive integer"),
-    ({"num_gpus": [2], "tensor_parallel": [2], "ulysses_degree": [2]}, "tensor_parallel"),
-])
+@pytest.mark.parametrize(
+    "grid, words",
+    [
+        ({"num_gpus": [4], "ulysses_degree": [2]}, "equals num_gpus=4"),
+        ({"num_gpus": [2], "ulysses_degree": [0]}, "positive integer"),
+        ({"num_gpus": [2], "tensor_parallel": [2], "ulysses_degree": [2]}, "tensor_parallel"),
+    ],
+)
 def test_bad_degrees_are_one_line_config_errors(tmp_path, grid, words):
     with pytest.raises(ConfigError, match=words) as info:
         _study(tmp_path, grid=grid)
@@ -58,8 +66,13 @@ def test_bad_degrees_are_one_line_config_errors(tmp_path, grid, words):
 
 
 def test_llm_blocks_do_not_take_the_knobs(tmp_path):
-    block = {"task": "lm-arena-chat", "backend": "vllm", "models": ["llama-3.1-8b"], "num_requests": 8,
-             "grid": {"max_num_seqs": [8], "ulysses_degree": [1]}}
+    block = {
+        "task": "lm-arena-chat",
+        "backend": "vllm",
+        "models": ["llama-3.1-8b"],
+        "num_requests": 8,
+        "grid": {"max_num_seqs": [8], "ulysses_degree": [1]},
+    }
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"study": "cp", "runs": [block]}))
     with pytest.raises(ConfigError, match="does not apply to an LLM task"):

@@ -10,9 +10,9 @@ import sys
 
 import pytest
 
-from harness.published import reference
 from harness.cli import main
 from harness.errors import ReferenceDataError
+from harness.published import reference
 
 CHAT = "model=Qwen/Qwen3-32B,task=lm-arena-chat,gpu=B200,num_gpus=1,max_num_seqs=8"
 REASONING = "model=Qwen/Qwen3-32B,task=gpqa,gpu=B200,num_gpus=1,max_num_seqs=128"
@@ -68,8 +68,13 @@ def test_bad_selectors_exit_2_with_one_line(capsys, selector, message):
 
 
 def test_the_real_command_line_exits_2():
-    proc = subprocess.run([sys.executable, "-m", "harness", "diagnose", "model=nope", REASONING],
-                          capture_output=True, text=True, env=dict(os.environ), timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "diagnose", "model=nope", REASONING],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=60,
+    )
     assert proc.returncode == 2
     assert "matches no row" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -78,14 +83,31 @@ def test_own_runs_join_the_reference_rows(tmp_path, capsys):
     store = pytest.importorskip("harness.measuring.store")
     run = tmp_path / "study" / "abc123"
     metrics = {
-        "energy_per_token_joules": 2.0, "energy_per_request_joules": 200.0, "energy_per_output_joules": 200.0,
-        "avg_output_len": 100.0, "avg_power_watts": 100.0, "output_throughput_tokens_per_sec": 50.0,
-        "avg_batch_size": 4.0, "median_itl_ms": 80.0, "energy_source": "fake counter",
+        "energy_per_token_joules": 2.0,
+        "energy_per_request_joules": 200.0,
+        "energy_per_output_joules": 200.0,
+        "avg_output_len": 100.0,
+        "avg_power_watts": 100.0,
+        "output_throughput_tokens_per_sec": 50.0,
+        "avg_batch_size": 4.0,
+        "median_itl_ms": 80.0,
+        "energy_source": "fake counter",
     }
-    record = {"study": "study", "run_id": "abc123", "status": "ok", "is_stable": True,
-              "config": {"task": "lm-arena-chat", "model": "Qwen/Qwen3-32B", "num_gpus": 1, "max_num_seqs": 4,
-                         "precision": "bfloat16"},
-              "environment": {"gpu_model": "CPU"}, "metrics": metrics}
+    record = {
+        "study": "study",
+        "run_id": "abc123",
+        "status": "ok",
+        "is_stable": True,
+        "config": {
+            "task": "lm-arena-chat",
+            "model": "Qwen/Qwen3-32B",
+            "num_gpus": 1,
+            "max_num_seqs": 4,
+            "precision": "bfloat16",
+        },
+        "environment": {"gpu_model": "CPU"},
+        "metrics": metrics,
+    }
     store.write_run(run, record)
     assert main(["diagnose", CHAT, "run=abc123", "--results", str(tmp_path), "--json"]) == 0
     payload = json.loads(capsys.readouterr().out)

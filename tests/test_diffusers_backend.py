@@ -10,10 +10,30 @@ from support import RecordingMeter
 
 
 def _cfg(**over):
-    base = dict(study="t", task="text-to-image", family="text-to-image", backend="diffusers", model="tiny-sd3",
-                num_gpus=1, tensor_parallel=1, expert_parallel=1, precision="bfloat16", max_num_seqs=None,
-                max_num_batched_tokens=None, batch_size=2, inference_steps=3, height=64, width=64, num_frames=1,
-                num_requests=None, num_iterations=2, seed=0, length_source=None, max_output_tokens=None, options={})
+    base = dict(
+        study="t",
+        task="text-to-image",
+        family="text-to-image",
+        backend="diffusers",
+        model="tiny-sd3",
+        num_gpus=1,
+        tensor_parallel=1,
+        expert_parallel=1,
+        precision="bfloat16",
+        max_num_seqs=None,
+        max_num_batched_tokens=None,
+        batch_size=2,
+        inference_steps=3,
+        height=64,
+        width=64,
+        num_frames=1,
+        num_requests=None,
+        num_iterations=2,
+        seed=0,
+        length_source=None,
+        max_output_tokens=None,
+        options={},
+    )
     return configuration_from_dict(base | over)
 
 
@@ -43,8 +63,14 @@ def test_tiny_image_pipeline_runs_timed_iterations_in_their_own_windows(tmp_path
     assert [it.index for it in result.iterations] == [0, 1]
     assert all(it.batch_size == 2 and it.outputs == 2 for it in result.iterations)
     # warm-up first, outside every window; then one window per iteration, nested in "run"
-    assert meter.events == [("begin", "run"), ("begin", "iter-0"), ("end", "iter-0"), ("begin", "iter-1"),
-                            ("end", "iter-1"), ("end", "run")]
+    assert meter.events == [
+        ("begin", "run"),
+        ("begin", "iter-0"),
+        ("end", "iter-0"),
+        ("begin", "iter-1"),
+        ("end", "iter-1"),
+        ("end", "run"),
+    ]
     assert result.info["warmup_s"] > 0 and result.info["pipeline"] == "StableDiffusion3Pipeline"
     assert result.info["dtype"] == "float32" and result.info["precision_requested"] == "bfloat16"
     for it in result.iterations:
@@ -57,8 +83,17 @@ def test_tiny_image_pipeline_runs_timed_iterations_in_their_own_windows(tmp_path
 
 
 def test_tiny_video_pipeline_makes_videos_of_the_asked_frames(tmp_path):
-    cfg = _cfg(task="text-to-video", family="text-to-video", model="tiny-wan", batch_size=1, height=32, width=32,
-               num_frames=5, num_iterations=1, inference_steps=2)
+    cfg = _cfg(
+        task="text-to-video",
+        family="text-to-video",
+        model="tiny-wan",
+        batch_size=1,
+        height=32,
+        width=32,
+        num_frames=5,
+        num_iterations=1,
+        inference_steps=2,
+    )
     result, _ = _run(cfg, tmp_path)
     assert result.iterations[0].outputs == 1
     assert "(5, 3, 32, 32)" in (tmp_path / "server.log").read_text()

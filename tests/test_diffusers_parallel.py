@@ -13,11 +13,30 @@ from support import RecordingMeter
 
 
 def _cfg(**over):
-    base = dict(study="t", task="text-to-image", family="text-to-image", backend="diffusers", model="tiny-flux",
-                num_gpus=1, tensor_parallel=1, expert_parallel=1, precision="bfloat16", max_num_seqs=None,
-                max_num_batched_tokens=None, batch_size=1, inference_steps=2, height=64, width=64, num_frames=1,
-                num_requests=None, num_iterations=2, seed=0, length_source=None, max_output_tokens=None,
-                options={"device": "cpu"})
+    base = dict(
+        study="t",
+        task="text-to-image",
+        family="text-to-image",
+        backend="diffusers",
+        model="tiny-flux",
+        num_gpus=1,
+        tensor_parallel=1,
+        expert_parallel=1,
+        precision="bfloat16",
+        max_num_seqs=None,
+        max_num_batched_tokens=None,
+        batch_size=1,
+        inference_steps=2,
+        height=64,
+        width=64,
+        num_frames=1,
+        num_requests=None,
+        num_iterations=2,
+        seed=0,
+        length_source=None,
+        max_output_tokens=None,
+        options={"device": "cpu"},
+    )
     return configuration_from_dict(base | over)
 
 

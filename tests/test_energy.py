@@ -5,16 +5,18 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from conftest import FakeClock, FakeGPU
 
-from harness.measuring.energy import ZeusMeter
+from conftest import FakeClock, FakeGPU
 from harness.errors import HarnessError
+from harness.measuring.energy import ZeusMeter
 
 
 def test_window_energy_is_the_trace_integral_per_gpu(fake_nvml):
     clock = FakeClock(1000.0)
-    gpus = [FakeGPU([(990.0, 70.0), (1001.0, 450.0), (1003.5, 620.0)], clock=clock),
-            FakeGPU([(990.0, 65.0), (1002.0, 300.0)], clock=clock)]
+    gpus = [
+        FakeGPU([(990.0, 70.0), (1001.0, 450.0), (1003.5, 620.0)], clock=clock),
+        FakeGPU([(990.0, 65.0), (1002.0, 300.0)], clock=clock),
+    ]
     fake_nvml(gpus)
     meter = ZeusMeter([0, 1], clock=clock)
     assert meter.energy_source.startswith("zeus/nvml-energy-counter")
@@ -78,8 +80,11 @@ class _FakeZeus:
             return None
         if self.fail_at_end:
             raise RuntimeError("NVML_ERROR_GPU_IS_LOST")
-        return SimpleNamespace(gpu_energy={i: 100.0 * (i + 1) for i in self.gpu_indices},
-                               cpu_energy={0: 30.0, 1: 31.0}, dram_energy={0: 4.0, 1: 5.0})
+        return SimpleNamespace(
+            gpu_energy={i: 100.0 * (i + 1) for i in self.gpu_indices},
+            cpu_energy={0: 30.0, 1: 31.0},
+            dram_energy={0: 4.0, 1: 5.0},
+        )
 
 
 def _factory(**kwargs):

@@ -7,8 +7,8 @@ import sys
 from types import SimpleNamespace
 
 import pytest
-from conftest import FakeClock, FakeGPU
 
+from conftest import FakeClock, FakeGPU
 from harness.errors import HarnessError
 from harness.measuring import device as gpus
 from harness.measuring import energy
@@ -42,8 +42,9 @@ class Monitor:
         self.calls.append(("end", name, sync_execution, cancel))
         if self.fail_end:
             raise RuntimeError("counter read failed")
-        return SimpleNamespace(gpu_energy={i: 10.0 * (i + 1) for i in self.gpu_indices}, cpu_energy={"0": 4, 1: 5.5},
-                               dram_energy={0: 1})
+        return SimpleNamespace(
+            gpu_energy={i: 10.0 * (i + 1) for i in self.gpu_indices}, cpu_energy={"0": 4, 1: 5.5}, dram_energy={0: 1}
+        )
 
 
 def factory(log, **kw):
@@ -67,8 +68,9 @@ def test_windows_ask_zeus_without_its_synchronisation_and_read_every_counter():
     clock.advance(2.5)
     window = meter.end("steady")
     assert log[2:] == [("begin", "steady", False), ("end", "steady", False, False)]
-    assert window == WindowMeasurement("steady", 50.0, 52.5, {1: 20.0, 0: 10.0}, {0: 4.0, 1: 5.5}, {0: 1.0},
-                                       "zeus/nvml-energy-counter; cpu: zeus/rapl")
+    assert window == WindowMeasurement(
+        "steady", 50.0, 52.5, {1: 20.0, 0: 10.0}, {0: 4.0, 1: 5.5}, {0: 1.0}, "zeus/nvml-energy-counter; cpu: zeus/rapl"
+    )
     assert all(isinstance(v, float) for v in window.cpu_energy_joules.values())
     assert meter.windows == {"steady": window} and window.duration_s == 2.5 and window.total_gpu_energy_joules == 30.0
     assert meter.open_windows() == []
@@ -123,8 +125,9 @@ def test_without_zeus_windows_still_have_times(no_nvml):
 
     clock = FakeClock(5.0)
     meter = ZeusMeter([0], clock=clock, monitor_factory=broken)
-    assert meter.energy_source == ("none: Zeus unavailable (ImportError: no module named zeus); "
-                                   "cpu: not measured (Zeus unavailable)")
+    assert meter.energy_source == (
+        "none: Zeus unavailable (ImportError: no module named zeus); cpu: not measured (Zeus unavailable)"
+    )
     assert meter.gpu_indices == [] and meter._monitor is None and meter.mig_note is None
     meter.begin("w")
     clock.advance(3.0)
@@ -150,8 +153,10 @@ def test_a_gpu_zeus_reports_no_energy_for_is_none_and_a_monitor_without_cpus_say
             super().__init__(gpu_indices)
             del self.cpu_indices
 
-    assert ZeusMeter([0], monitor_factory=NoCPUs).energy_source == \
-        "zeus/nvml-energy-counter; cpu: not measured (RAPL not readable)"
+    assert (
+        ZeusMeter([0], monitor_factory=NoCPUs).energy_source
+        == "zeus/nvml-energy-counter; cpu: not measured (RAPL not readable)"
+    )
 
 
 def test_no_gpu_says_why(no_nvml):
@@ -178,8 +183,10 @@ def test_a_hidden_gpu_list_and_a_mig_slice(fake_nvml, monkeypatch):
     log = []
     mig = ZeusMeter(None, monitor_factory=factory(log, count=1))
     assert mig.mig_note == "MIG slice: energy of the whole GPU that holds it"
-    assert mig.energy_source == ("zeus/nvml-energy-counter (MIG slice: energy of the whole GPU that holds it); "
-                                 "cpu: not measured (RAPL not readable)")
+    assert mig.energy_source == (
+        "zeus/nvml-energy-counter (MIG slice: energy of the whole GPU that holds it); "
+        "cpu: not measured (RAPL not readable)"
+    )
     import os
 
     assert os.environ[gpus.ENV] == "MIG-aaaa"  # shown to Zeus as NVML indices only while it builds its list
@@ -205,8 +212,12 @@ def test_devices_are_synchronised_only_where_this_process_uses_cuda(monkeypatch)
     calls = []
 
     def cuda(available, initialised, count=2):
-        return SimpleNamespace(is_available=lambda: available, is_initialized=lambda: initialised,
-                               device_count=lambda: count, synchronize=calls.append)
+        return SimpleNamespace(
+            is_available=lambda: available,
+            is_initialized=lambda: initialised,
+            device_count=lambda: count,
+            synchronize=calls.append,
+        )
 
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     energy.synchronize_devices()  # no torch imported: nothing to wait for
@@ -240,8 +251,9 @@ def _pynvml(count=2, init_error=None, count_error=None):
             raise NVMLError(count_error)
         return count
 
-    return SimpleNamespace(NVMLError=NVMLError, nvmlInit=init, nvmlDeviceGetCount=get_count,
-                           nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}")
+    return SimpleNamespace(
+        NVMLError=NVMLError, nvmlInit=init, nvmlDeviceGetCount=get_count, nvmlDeviceGetHandleByIndex=lambda i: f"gpu{i}"
+    )
 
 
 def test_why_nvml_cannot_be_used(monkeypatch):

@@ -8,8 +8,8 @@ import time
 
 import pytest
 import yaml
-from conftest import FakeGPU
 
+from conftest import FakeGPU
 from harness.analysis import energy_split
 from harness.cli import main
 from harness.measuring import store
@@ -20,8 +20,15 @@ from harness.workloads.trivial import TrivialBackend
 
 
 def _study(tmp_path, settings: dict, **run) -> object:
-    block = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 16,
-             "max_output_tokens": 8, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [4]}}
+    block = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": 16,
+        "max_output_tokens": 8,
+        "options": {"step_s": 0.001},
+        "grid": {"max_num_seqs": [4]},
+    }
     block.update(run)
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"study": "s", "settings": {"idle_power_s": 0, **settings}, "runs": [block]}))
@@ -64,8 +71,13 @@ def test_a_gpu_run_is_split_and_priced(tmp_path, fake_nvml, monkeypatch, capsys)
 
     monkeypatch.setattr(TrivialBackend, "run", loaded)
     # about 2.5 s of steady state at 20 Hz: enough ticks for the estimator
-    study = _study(tmp_path, {"idle_power_s": 0.2, "sampler_hz": 20}, num_requests=24, max_output_tokens=32,
-                   options={"step_s": 0.02, "min_output_tokens": 16})
+    study = _study(
+        tmp_path,
+        {"idle_power_s": 0.2, "sampler_hz": 20},
+        num_requests=24,
+        max_output_tokens=32,
+        options={"step_s": 0.02, "min_output_tokens": 16},
+    )
     results = tmp_path / "results"
     assert measure_study(study, results, progress=False, out=io.StringIO()) == {"ok": 1}
     run_dir, record = _only_run(results)
@@ -74,7 +86,8 @@ def test_a_gpu_run_is_split_and_priced(tmp_path, fake_nvml, monkeypatch, capsys)
     assert split["static_dynamic"]["static_energy_fraction"] == pytest.approx(idle / m["avg_power_watts"])
     assert m["static_energy_fraction"] == split["static_dynamic"]["static_energy_fraction"]
     assert m["static_energy_per_token_joules"] + m["dynamic_energy_per_token_joules"] == pytest.approx(
-        m["energy_per_token_joules"])
+        m["energy_per_token_joules"]
+    )
     phases = split["phases"]
     assert phases["reason"] is None, phases["reason"]
     assert any("limits are unknown" in note for note in phases["notes"])  # not a vLLM run: no replay
@@ -102,10 +115,21 @@ def test_the_store_lists_every_column_of_the_split():
 def _llm_row(**values):
     import pandas as pd
 
-    row = {"model_id": "m", "task": "lm-arena-chat", "gpu_model": "H100", "num_gpus": 1, "max_num_seqs": 8,
-           "batch_size": 8, "energy_per_request_joules": 100.0, "energy_per_token_joules": 0.5, "avg_output_len": 200.0,
-           "avg_power_watts": 400.0, "output_throughput_tokens_per_sec": 800.0, "avg_batch_size": 8.0,
-           "output_unit": "response"}
+    row = {
+        "model_id": "m",
+        "task": "lm-arena-chat",
+        "gpu_model": "H100",
+        "num_gpus": 1,
+        "max_num_seqs": 8,
+        "batch_size": 8,
+        "energy_per_request_joules": 100.0,
+        "energy_per_token_joules": 0.5,
+        "avg_output_len": 200.0,
+        "avg_power_watts": 400.0,
+        "output_throughput_tokens_per_sec": 800.0,
+        "avg_batch_size": 8.0,
+        "output_unit": "response",
+    }
     row.update(values)
     return pd.Series(row)
 
@@ -116,9 +140,16 @@ def test_diagnose_splits_the_power_factor_by_the_prefill_phase():
     from harness.analysis.tables.attribution import attribute
 
     a = _llm_row(prefill_energy_fraction=0.2)
-    b = _llm_row(max_num_seqs=64, batch_size=64, energy_per_request_joules=40.0, energy_per_token_joules=0.2,
-                 avg_power_watts=600.0, output_throughput_tokens_per_sec=3000.0, avg_batch_size=60.0,
-                 prefill_energy_fraction=0.4)
+    b = _llm_row(
+        max_num_seqs=64,
+        batch_size=64,
+        energy_per_request_joules=40.0,
+        energy_per_token_joules=0.2,
+        avg_power_watts=600.0,
+        output_throughput_tokens_per_sec=3000.0,
+        avg_batch_size=60.0,
+        prefill_energy_fraction=0.4,
+    )
     att = attribute(a, b)
     names = [f.name for f in att.factors]
     assert "average power" not in names and names[1:3] == ["average power outside prefill", "prefill phase"]

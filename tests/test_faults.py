@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import time
@@ -31,16 +30,22 @@ import pytest
 import yaml
 
 import fake_vllm
-from harness.orchestration import runner
-from harness.measuring import store, telemetry
 from harness.cli import main
+from harness.measuring import store, telemetry
+from harness.orchestration import runner
+from harness.orchestration.runner import measure_study
 from harness.orchestration.study import load_study
-from harness.orchestration.runner import Interrupted, StoreWriteError, measure_study
 from harness.workloads.trivial import TrivialBackend
 
 ROOT = Path(__file__).resolve().parent.parent
-TRIVIAL = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 12,
-           "max_output_tokens": 6, "options": {"step_s": 0.001}}
+TRIVIAL = {
+    "task": "cpu-trivial",
+    "backend": "trivial",
+    "models": ["cpu-spin"],
+    "num_requests": 12,
+    "max_output_tokens": 6,
+    "options": {"step_s": 0.001},
+}
 
 
 def _study(tmp_path, *blocks, name="f", settings=None) -> Path:
@@ -66,7 +71,9 @@ def _records(results, study="f") -> dict[str, dict]:
 
 def _files(root: Path) -> dict[str, bytes]:
     """Every file's bytes under ``root`` (lock files aside)."""
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"}
+    return {
+        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != ".lock"
+    }
 
 
 def _temporaries(root: Path) -> list[str]:
@@ -97,10 +104,13 @@ def calls(monkeypatch):
 
 
 @pytest.mark.parametrize("cause", ["oom", "server-died", "unhealthy"])
-def test_a_failing_run_is_recorded_with_cause_and_log_tail_and_the_sweep_goes_on(tmp_path, no_nvml, calls, cause,
-                                                                                   capsys):
-    faulty = _block(options={"step_s": 0.001, "fail_cause": cause, "fail_from_max_num_seqs": 2,
-                             "fail_after_requests": 1}, grid={"max_num_seqs": [1, 2, 4, 8]})
+def test_a_failing_run_is_recorded_with_cause_and_log_tail_and_the_sweep_goes_on(
+    tmp_path, no_nvml, calls, cause, capsys
+):
+    faulty = _block(
+        options={"step_s": 0.001, "fail_cause": cause, "fail_from_max_num_seqs": 2, "fail_after_requests": 1},
+        grid={"max_num_seqs": [1, 2, 4, 8]},
+    )
     other_gpus = _block(grid={"max_num_seqs": [1, 2, 4, 8], "num_gpus": [2]})  # same model and task, 2 GPUs
     cfg = _study(tmp_path, faulty, other_gpus)
     results = tmp_path / "results"
@@ -154,18 +164,39 @@ def test_a_backend_that_cannot_be_stopped_is_noted_and_the_sweep_goes_on(tmp_pat
 # --- a real server subprocess: out of memory, never healthy, killed mid-run ---------------------------
 
 
-
-
 def _vllm_block(seed: int, grid, **options) -> dict:
-    return {"task": "lm-arena-chat", "backend": "vllm", "models": ["tiny-llama"], "num_requests": 6, "seed": seed,
-            "max_output_tokens": 24, "options": options, "grid": {"max_num_seqs": grid}}
+    return {
+        "task": "lm-arena-chat",
+        "backend": "vllm",
+        "models": ["tiny-llama"],
+        "num_requests": 6,
+        "seed": seed,
+        "max_output_tokens": 24,
+        "options": options,
+        "grid": {"max_num_seqs": grid},
+    }
 
 
 def test_server_out_of_memory_never_healthy_and_killed_mid_run(tmp_path, no_nvml, vllm_env, monkeypatch):
-    pids = fake_vllm.use(monkeypatch, tmp_path, {"oom_from_max_num_seqs": 4, "never_healthy_seeds": [11],
-                                                 "die_mid_run_seeds": [12], "die_after_tokens": 5, "token_s": 0.01})
-    cfg = _study(tmp_path, _vllm_block(10, [4, 8]), _vllm_block(11, [2], startup_timeout_s=3),
-                 _vllm_block(12, [2]), _vllm_block(13, [2]), name="v")
+    pids = fake_vllm.use(
+        monkeypatch,
+        tmp_path,
+        {
+            "oom_from_max_num_seqs": 4,
+            "never_healthy_seeds": [11],
+            "die_mid_run_seeds": [12],
+            "die_after_tokens": 5,
+            "token_s": 0.01,
+        },
+    )
+    cfg = _study(
+        tmp_path,
+        _vllm_block(10, [4, 8]),
+        _vllm_block(11, [2], startup_timeout_s=3),
+        _vllm_block(12, [2]),
+        _vllm_block(13, [2]),
+        name="v",
+    )
     results = tmp_path / "results"
     counts, out = _measure(cfg, results)
     study = load_study(cfg)
@@ -175,9 +206,13 @@ def test_server_out_of_memory_never_healthy_and_killed_mid_run(tmp_path, no_nvml
     assert oom["status"] == "failed" and oom["cause"] == "oom"
     assert "exited with code 1 before becoming healthy" in oom["message"]
     assert "CUDA out of memory" in oom["log_tail"] and "max_num_seqs=4" in oom["log_tail"]
-    assert larger["status"] == "skipped" and larger["cause"] == f"max_num_seqs=4 ran out of memory (run {oom['run_id']})"
+    assert (
+        larger["status"] == "skipped" and larger["cause"] == f"max_num_seqs=4 ran out of memory (run {oom['run_id']})"
+    )
     assert unhealthy["status"] == "failed" and unhealthy["cause"] == "unhealthy"
-    assert "never became healthy" in unhealthy["message"] and "fake vllm: listening on 127.0.0.1" in unhealthy["log_tail"]
+    assert (
+        "never became healthy" in unhealthy["message"] and "fake vllm: listening on 127.0.0.1" in unhealthy["log_tail"]
+    )
     # "server-died"; "requests-failed" when the client saw every stream drop before the process was
     # gone (the backend waits up to 10 s for the process; the test below pins that)
     assert died["status"] == "failed" and died["cause"] in ("server-died", "requests-failed")
@@ -204,8 +239,9 @@ def test_a_server_that_drops_its_streams_then_dies_is_recorded_as_died(tmp_path,
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
-def test_a_signal_during_a_server_run_stops_the_server_and_the_sweep_resumes(tmp_path, no_nvml, vllm_env,
-                                                                              monkeypatch, signum):
+def test_a_signal_during_a_server_run_stops_the_server_and_the_sweep_resumes(
+    tmp_path, no_nvml, vllm_env, monkeypatch, signum
+):
     import httpx
 
     pids = fake_vllm.use(monkeypatch, tmp_path, {"token_s": 0.05})
@@ -213,8 +249,13 @@ def test_a_signal_during_a_server_run_stops_the_server_and_the_sweep_resumes(tmp
     first, victim = (c.run_id for c in load_study(cfg).configurations)
     results = tmp_path / "results"
     env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'fake-vllm'}{os.pathsep}{ROOT}")
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "measure", str(cfg), "--results", str(results),
-                             "--no-progress"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "measure", str(cfg), "--results", str(results), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 60
         running = 0.0
@@ -257,8 +298,9 @@ PHASES = ["start", "run", "stop", "save", "between"]
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 @pytest.mark.parametrize("phase", PHASES)
-def test_interrupt_at_any_phase_then_resume_measures_each_configuration_once(tmp_path, no_nvml, calls, monkeypatch,
-                                                                              capsys, phase, signum):
+def test_interrupt_at_any_phase_then_resume_measures_each_configuration_once(
+    tmp_path, no_nvml, calls, monkeypatch, capsys, phase, signum
+):
     cfg = _study(tmp_path, _block(grid={"max_num_seqs": [1, 2, 4]}))
     first, victim, third = (c.run_id for c in load_study(cfg).configurations)
     results = tmp_path / "results"
@@ -329,7 +371,8 @@ def test_interrupt_at_any_phase_then_resume_measures_each_configuration_once(tmp
     assert main(["measure", str(cfg), "--results", str(results), "--no-progress"]) == 0
     assert (results / "f" / first / "run.json").read_bytes() == kept
     assert {d.name: store.result_state(d)[0] for d in store.iter_run_dirs(results)} == dict.fromkeys(
-        [first, victim, third], "ok")
+        [first, victim, third], "ok"
+    )
     # every configuration was measured to completion exactly once over both sweeps
     assert calls["completed"] == collections.Counter({first: 1, victim: 1, third: 1})
     assert calls["start"][first] == 1 and calls["start"][third] == 1
@@ -362,6 +405,7 @@ def _truncate(name, keep=0.5):
         path = run_dir / name
         with open(path, "r+b") as fh:
             fh.truncate(int(path.stat().st_size * keep))
+
     return damage
 
 
@@ -415,11 +459,16 @@ def test_damaged_runs_are_flagged_everywhere_and_kept_when_measured_again(measur
     code = main(["show", damaged, "--results", str(results)])
     shown = capsys.readouterr()
     assert code in (1, 2) and "Traceback" not in shown.err
-    assert "integrity  CORRUPT" in shown.out if code == 1 else f"{run_dir}: run.json is missing or unreadable" in shown.err
+    assert (
+        "integrity  CORRUPT" in shown.out if code == 1 else f"{run_dir}: run.json is missing or unreadable" in shown.err
+    )
 
     # measuring again moves the damaged files aside (never deleted) and measures that configuration only
-    before = {c.run_id: (results / "f" / c.run_id / "run.json").read_bytes() for c in study.configurations
-              if c.run_id != damaged}
+    before = {
+        c.run_id: (results / "f" / c.run_id / "run.json").read_bytes()
+        for c in study.configurations
+        if c.run_id != damaged
+    }
     counts, out = _measure(cfg, results)
     assert counts == {"already done": 2, "ok": 1} and f"damaged     {damaged}  files moved to" in out
     assert all((results / "f" / rid / "run.json").read_bytes() == data for rid, data in before.items())
@@ -498,7 +547,7 @@ def _enospc_at(monkeypatch, run_dir: Path, name: str, occurrence: int):
     def fsync(fd):
         path = Path(os.readlink(f"/proc/self/fd/{fd}"))
         if str(path.parent) == folder and path.name.startswith(".") and path.name.endswith(".tmp"):
-            target = path.name[1:-len(".tmp")].rsplit(".", 1)[0]  # atomic writes go through .<name>.<random>.tmp
+            target = path.name[1 : -len(".tmp")].rsplit(".", 1)[0]  # atomic writes go through .<name>.<random>.tmp
             seen[target] += 1
             if target == name and seen[target] == occurrence:
                 raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -510,13 +559,19 @@ def _enospc_at(monkeypatch, run_dir: Path, name: str, occurrence: int):
 
 # The disk fills while the second run is written: its "incomplete" marker when it starts, or one of the
 # files written when it ends (timeline, requests, run.json, then the checksum list, the commit point).
-FULL_AT = {"marker": ("run.json", 1), "timeline": ("timeline.parquet", 1), "requests": ("requests.parquet", 1),
-           "run-json": ("run.json", 2), "checksums": ("checksums.sha256", 2)}
+FULL_AT = {
+    "marker": ("run.json", 1),
+    "timeline": ("timeline.parquet", 1),
+    "requests": ("requests.parquet", 1),
+    "run-json": ("run.json", 2),
+    "checksums": ("checksums.sha256", 2),
+}
 
 
 @pytest.mark.parametrize("where", FULL_AT)
-def test_disk_full_while_writing_is_one_clear_error_and_earlier_runs_are_intact(tmp_path, no_nvml, monkeypatch,
-                                                                                capsys, where):
+def test_disk_full_while_writing_is_one_clear_error_and_earlier_runs_are_intact(
+    tmp_path, no_nvml, monkeypatch, capsys, where
+):
     cfg = _study(tmp_path, _block(grid={"max_num_seqs": [1, 2, 4]}))
     first, second, third = (c.run_id for c in load_study(cfg).configurations)
     results = tmp_path / "results"
@@ -524,8 +579,10 @@ def test_disk_full_while_writing_is_one_clear_error_and_earlier_runs_are_intact(
     code = main(["measure", str(cfg), "--results", str(results), "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err
-    assert err.startswith(f"error: cannot write run {second} in {results / 'f'}: No space left on device; "
-                          "the 1 run(s) finished before it are intact; fix this and run the same command again")
+    assert err.startswith(
+        f"error: cannot write run {second} in {results / 'f'}: No space left on device; "
+        "the 1 run(s) finished before it are intact; fix this and run the same command again"
+    )
     monkeypatch.setattr(os, "fsync", real_fsync)  # space is freed
     assert store.result_state(results / "f" / first)[0] == "ok" and store.verify(results / "f" / first) == []
     state = store.result_state(results / "f" / second)[0]
@@ -576,8 +633,13 @@ def test_a_real_full_filesystem(tmp_path, no_nvml, capsys):
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_while_a_skip_is_written_keeps_the_skip_whole(tmp_path, no_nvml, monkeypatch, capsys, signum):
-    cfg = _study(tmp_path, _block(options={"step_s": 0.001, "fail_cause": "oom", "fail_from_max_num_seqs": 2},
-                                  grid={"max_num_seqs": [1, 2, 4]}))
+    cfg = _study(
+        tmp_path,
+        _block(
+            options={"step_s": 0.001, "fail_cause": "oom", "fail_from_max_num_seqs": 2},
+            grid={"max_num_seqs": [1, 2, 4]},
+        ),
+    )
     results = tmp_path / "results"
     write_run = store.write_run
 

@@ -10,14 +10,13 @@ from contextlib import redirect_stdout
 import pandas as pd
 import pytest
 import yaml
-from conftest import FakeClock, FakeGPU
-from test_validator import sampled
 
-from harness.measuring import repeats
-from harness.orchestration.study import load_study
+from conftest import FakeClock, FakeGPU
 from harness.errors import ConfigError
-from harness.measuring import fidelity, steady
+from harness.measuring import fidelity, repeats, steady
+from harness.orchestration.study import load_study
 from harness.workloads.base import RequestRecord, WindowMeasurement
+from test_validator import sampled
 
 
 def _request(i, first, step, n, submit=0.0):
@@ -95,15 +94,17 @@ def test_three_windows_side_by_side_with_counter_energy(fake_nvml):
     reqs = [_request(i, 1000.1 + 0.1 * i, 0.05, 60) for i in range(10)]
     bounds = steady.steady_bounds(reqs, 4)
     steady_energy = gpu.energy_joules_between(*bounds)
-    windows = {"steady": WindowMeasurement("steady", *bounds, {0: steady_energy}, {}, {}, "zeus"),
-               "run": WindowMeasurement("run", 1000.0, 1005.0, {0: gpu.energy_joules_between(1000.0, 1005.0)},
-                                        {}, {}, "zeus")}
+    windows = {
+        "steady": WindowMeasurement("steady", *bounds, {0: steady_energy}, {}, {}, "zeus"),
+        "run": WindowMeasurement("run", 1000.0, 1005.0, {0: gpu.energy_joules_between(1000.0, 1005.0)}, {}, {}, "zeus"),
+    }
     metrics, _ = steady.llm_metrics(reqs, windows, 4)
     ws = fidelity.window_sensitivity(reqs, windows, metrics, frame)
     assert set(ws) == {"steady", "whole_run", "trimmed"}
     assert ws["steady"]["energy_per_token_joules"] == pytest.approx(metrics["energy_per_token_joules"])
     assert ws["whole_run"]["energy_per_token_joules"] == pytest.approx(
-        gpu.energy_joules_between(1000.0, 1005.0) / sum(len(r.token_times_s) for r in reqs))
+        gpu.energy_joules_between(1000.0, 1005.0) / sum(len(r.token_times_s) for r in reqs)
+    )
     t0, t1 = fidelity.trimmed_bounds(reqs)
     assert ws["trimmed"]["energy_joules"] == pytest.approx(gpu.energy_joules_between(t0, t1), rel=1e-6)
     assert ws["trimmed"]["energy_source"] == "timeline energy counter"
@@ -136,10 +137,17 @@ def test_counter_update_period_is_read_from_the_timeline(fake_nvml):
 
 
 def test_budget_compares_sampled_power_and_the_windows():
-    metrics = {"gpu_energy_joules": None, "avg_sampled_power_watts": 330.0, "avg_power_watts": 300.0,
-               "telemetry_coverage_fraction": 0.9, "output_throughput_tokens_per_sec": 100.0}
+    metrics = {
+        "gpu_energy_joules": None,
+        "avg_sampled_power_watts": 330.0,
+        "avg_power_watts": 300.0,
+        "telemetry_coverage_fraction": 0.9,
+        "output_throughput_tokens_per_sec": 100.0,
+    }
     sens = {"steady": {"energy_per_token_joules": 0.5}, "whole_run": {"energy_per_token_joules": 0.55}}
-    items = fidelity.error_budget(metrics, sens, {"output_throughput_tokens_per_sec": [95.0, 105.0]}, None, True)["items"]
+    items = fidelity.error_budget(metrics, sens, {"output_throughput_tokens_per_sec": [95.0, 105.0]}, None, True)[
+        "items"
+    ]
     assert items["instant_vs_averaged_power"]["relative"] == pytest.approx(0.1)
     assert items["telemetry_coverage"]["relative"] == pytest.approx(0.1)
     assert items["steady_vs_whole_run"]["relative"] == pytest.approx(0.1)
@@ -160,8 +168,16 @@ def test_ttft_summaries_cover_the_successful_requests():
 
 # --- repeats ------------------------------------------------------------------------------------------
 def _study(tmp_path, **block):
-    run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 12,
-           "max_output_tokens": 6, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1, 2]}, **block}
+    run = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": 12,
+        "max_output_tokens": 6,
+        "options": {"step_s": 0.001},
+        "grid": {"max_num_seqs": [1, 2]},
+        **block,
+    }
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"study": "s", "settings": {"idle_power_s": 0, "cooldown_s": 0}, "runs": [run]}))
     return path
@@ -191,12 +207,19 @@ def test_t_interval_of_known_values():
 
 
 def test_with_intervals_uses_repeats_then_bootstrap_and_labels_published_rows():
-    frame = pd.DataFrame({
-        "study": ["s", "s", "s", "s", None], "run_id": ["a", "a-r2", "a-r3", "b", None],
-        "status": ["ok"] * 5, "is_reference": [False] * 4 + [True], "series": ["x"] * 4 + ["p"],
-        "batch_size": [1, 1, 1, 2, 1], "energy_per_token_joules": [1.0, 2.0, 3.0, 5.0, 7.0],
-        "energy_per_token_ci_low_joules": [0.9, 1.9, 2.9, 4.5, None],
-        "energy_per_token_ci_high_joules": [1.1, 2.1, 3.1, 5.5, None]})
+    frame = pd.DataFrame(
+        {
+            "study": ["s", "s", "s", "s", None],
+            "run_id": ["a", "a-r2", "a-r3", "b", None],
+            "status": ["ok"] * 5,
+            "is_reference": [False] * 4 + [True],
+            "series": ["x"] * 4 + ["p"],
+            "batch_size": [1, 1, 1, 2, 1],
+            "energy_per_token_joules": [1.0, 2.0, 3.0, 5.0, 7.0],
+            "energy_per_token_ci_low_joules": [0.9, 1.9, 2.9, 4.5, None],
+            "energy_per_token_ci_high_joules": [1.1, 2.1, 3.1, 5.5, None],
+        }
+    )
     out = repeats.with_intervals(frame, "energy_per_token_joules").set_index("series", append=True)
     rows = {(r.run_id if isinstance(r.run_id, str) else "ref"): r for r in out.reset_index().itertuples()}
     assert rows["a"].energy_per_token_joules == 2.0 and rows["a"].repeats == 3
@@ -207,10 +230,9 @@ def test_with_intervals_uses_repeats_then_bootstrap_and_labels_published_rows():
 
 
 def test_a_repeated_sweep_shows_intervals_and_an_error_budget(tmp_path, no_nvml):
-    from test_runner import _measure
-
     from harness.cli import main
     from harness.measuring import store
+    from test_runner import _measure
 
     counts, _ = _measure(_study(tmp_path, repeats=2, grid={"max_num_seqs": [2]}), tmp_path / "results")
     assert counts == {"ok": 2}
@@ -229,8 +251,15 @@ def test_a_repeated_sweep_shows_intervals_and_an_error_budget(tmp_path, no_nvml)
     with redirect_stdout(out):
         assert main(["show", base, "--results", str(tmp_path / "results")]) == 0
     text = out.getvalue()
-    for needle in ("validation passed", "intervals  bootstrap over requests", "error budget (relative)",
-                   "whole_run", "trimmed", f"repeats    2 runs of this configuration", "Student's t"):
+    for needle in (
+        "validation passed",
+        "intervals  bootstrap over requests",
+        "error budget (relative)",
+        "whole_run",
+        "trimmed",
+        "repeats    2 runs of this configuration",
+        "Student's t",
+    ):
         assert needle in text, needle
 
 
@@ -239,20 +268,46 @@ def test_the_chapter_draws_error_bars_and_the_window_and_ttft_tables(tmp_path):
     papermill = pytest.importorskip("papermill")
     from pathlib import Path
 
+    from harness.analysis import measurements as M
     from test_measurements import _write_run
 
-    from harness.analysis import measurements as M
-
     results = tmp_path / "results"
-    base = {"output_throughput_whole_run_tokens_per_sec": 90.0, "output_throughput_trimmed_tokens_per_sec": 105.0,
-            "median_itl_ms": 5.0, "avg_batch_size": 4.0, "mean_ttft_ms": 40.0, "median_ttft_ms": 35.0,
-            "p90_ttft_ms": 80.0, "p99_ttft_ms": 99.0}
+    base = {
+        "output_throughput_whole_run_tokens_per_sec": 90.0,
+        "output_throughput_trimmed_tokens_per_sec": 105.0,
+        "median_itl_ms": 5.0,
+        "avg_batch_size": 4.0,
+        "mean_ttft_ms": 40.0,
+        "median_ttft_ms": 35.0,
+        "p90_ttft_ms": 80.0,
+        "p99_ttft_ms": 99.0,
+    }
     for run_id, rate in (("aaaaaaaaaaaa", 100.0), ("aaaaaaaaaaaa-r2", 110.0), ("aaaaaaaaaaaa-r3", 105.0)):
-        _write_run(results, "smoke", run_id, "tiny-llama", "lm-arena-chat", None, 4,
-                   {**base, "output_throughput_tokens_per_sec": rate})
-    _write_run(results, "smoke", "bbbbbbbbbbbb", "tiny-llama", "lm-arena-chat", None, 8,
-               {**base, "output_throughput_tokens_per_sec": 150.0, "output_throughput_ci_low_tokens_per_sec": 140.0,
-                "output_throughput_ci_high_tokens_per_sec": 160.0})
+        _write_run(
+            results,
+            "smoke",
+            run_id,
+            "tiny-llama",
+            "lm-arena-chat",
+            None,
+            4,
+            {**base, "output_throughput_tokens_per_sec": rate},
+        )
+    _write_run(
+        results,
+        "smoke",
+        "bbbbbbbbbbbb",
+        "tiny-llama",
+        "lm-arena-chat",
+        None,
+        8,
+        {
+            **base,
+            "output_throughput_tokens_per_sec": 150.0,
+            "output_throughput_ci_low_tokens_per_sec": 140.0,
+            "output_throughput_ci_high_tokens_per_sec": 160.0,
+        },
+    )
     own = M.own_runs(results)
     bars = M.with_intervals(own[own["status"] == "ok"], "output_throughput_tokens_per_sec").set_index("batch_size")
     assert bars.loc[4, "output_throughput_tokens_per_sec"] == pytest.approx(105.0) and bars.loc[4, "repeats"] == 3
@@ -262,9 +317,14 @@ def test_the_chapter_draws_error_bars_and_the_window_and_ttft_tables(tmp_path):
     assert M.ttft_table(own)["p99 TTFT (ms)"].tolist() == [99.0] * 4
     out = tmp_path / "out.ipynb"
     repo = Path(__file__).resolve().parent.parent
-    papermill.execute_notebook(str(repo / "notebooks" / "your-measurements.ipynb"), str(out),
-                               parameters={"results_dir": str(results), "output_dir": str(tmp_path / "figs")},
-                               kernel_name="python3", progress_bar=False, cwd=str(repo))
+    papermill.execute_notebook(
+        str(repo / "notebooks" / "your-measurements.ipynb"),
+        str(out),
+        parameters={"results_dir": str(results), "output_dir": str(tmp_path / "figs")},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(repo),
+    )
     text = json.dumps(json.loads(out.read_text())["cells"])
     assert '"ename"' not in text
     assert "without first and last 10% of requests" in text and "p99 TTFT (ms)" in text
@@ -276,10 +336,12 @@ def test_the_chapter_draws_error_bars_and_the_window_and_ttft_tables(tmp_path):
 def test_lines_with_an_interval_add_an_error_bar_layer():
     from harness.report import charts
 
-    frame = pd.DataFrame({"batch_size": [1, 2], "y_joules": [1.0, 2.0], "y_lo": [0.9, None], "y_hi": [1.1, None],
-                          "series": ["a", "a"]})
-    spec = charts.lines(frame, x="batch_size", y="y_joules", series="series", facet=None, low="y_lo",
-                        high="y_hi").to_dict()
+    frame = pd.DataFrame(
+        {"batch_size": [1, 2], "y_joules": [1.0, 2.0], "y_lo": [0.9, None], "y_hi": [1.1, None], "series": ["a", "a"]}
+    )
+    spec = charts.lines(
+        frame, x="batch_size", y="y_joules", series="series", facet=None, low="y_lo", high="y_hi"
+    ).to_dict()
     marks = [layer["mark"]["type"] if isinstance(layer["mark"], dict) else layer["mark"] for layer in spec["layer"]]
     assert marks == ["line", "point", "rule"]
     assert "y" in spec["layer"][2]["encoding"] and spec["layer"][2]["encoding"]["y2"]["field"] == "y_hi"

@@ -14,21 +14,39 @@ from harness.workloads.base import RequestRecord
 
 def counters(rows) -> pd.DataFrame:
     """``[(time_s, gpu_index, cumulative joules or None), ...]`` as NVML timeline rows."""
-    return pd.DataFrame({"source": "nvml", "time_s": [r[0] for r in rows], "gpu_index": [r[1] for r in rows],
-                         "energy_counter_joules": [r[2] for r in rows]})
+    return pd.DataFrame(
+        {
+            "source": "nvml",
+            "time_s": [r[0] for r in rows],
+            "gpu_index": [r[1] for r in rows],
+            "energy_counter_joules": [r[2] for r in rows],
+        }
+    )
 
 
 def req(i, tokens, submit=0.0, finish=None):
-    return RequestRecord(i, 1, len(tokens), len(tokens), submit, tokens[0] if tokens else None,
-                         finish if finish is not None else (tokens[-1] if tokens else None), list(tokens))
+    return RequestRecord(
+        i,
+        1,
+        len(tokens),
+        len(tokens),
+        submit,
+        tokens[0] if tokens else None,
+        finish if finish is not None else (tokens[-1] if tokens else None),
+        list(tokens),
+    )
 
 
 # --- the energy timeline ---------------------------------------------------------------------------------
 
+
 def test_counter_curves_per_gpu_sorted_without_gaps():
-    timeline = pd.concat([
-        counters([(2.0, 0, 20.0), (1.0, 0, 10.0), (3.0, 0, None), (4.0, 0, 40.0), (1.0, 1, 5.0), (9.0, 2, 1.0)]),
-        pd.DataFrame({"source": ["host"], "time_s": [1.5], "gpu_index": [0], "energy_counter_joules": [999.0]})])
+    timeline = pd.concat(
+        [
+            counters([(2.0, 0, 20.0), (1.0, 0, 10.0), (3.0, 0, None), (4.0, 0, 40.0), (1.0, 1, 5.0), (9.0, 2, 1.0)]),
+            pd.DataFrame({"source": ["host"], "time_s": [1.5], "gpu_index": [0], "energy_counter_joules": [999.0]}),
+        ]
+    )
     curves = fidelity.counter_curves(timeline)
     assert set(curves) == {0}  # GPU 1 and 2 have one sample each: no curve
     times, joules = curves[0]
@@ -52,6 +70,7 @@ def test_counter_energy_interpolates_and_sums_over_gpus():
 
 # --- bootstrap --------------------------------------------------------------------------------------------
 
+
 def test_percentile_interval_and_bootstrap():
     values = list(range(101))
     assert fidelity._percentile_interval(values) == pytest.approx((2.5, 97.5))
@@ -61,8 +80,9 @@ def test_percentile_interval_and_bootstrap():
     assert fidelity.bootstrap_ratio([1.0, 2.0], [0.0, 0.0]) is None
     lo, hi = fidelity.bootstrap_ratio([1.0, 3.0], [1.0, 1.0], resamples=2000, seed=1)
     assert 1.0 <= lo < 2.0 < hi <= 3.0
-    assert fidelity.bootstrap_ratio([1.0, 3.0], [1.0, 1.0], seed=1) == fidelity.bootstrap_ratio([1.0, 3.0], [1.0, 1.0],
-                                                                                                  seed=1)
+    assert fidelity.bootstrap_ratio([1.0, 3.0], [1.0, 1.0], seed=1) == fidelity.bootstrap_ratio(
+        [1.0, 3.0], [1.0, 1.0], seed=1
+    )
     assert fidelity.bootstrap_mean([5.0, 5.0, 5.0]) == (5.0, 5.0)
     one_sided = fidelity.bootstrap_ratio([1.0, 1.0], [1.0, 0.0], resamples=50)
     assert one_sided is not None and one_sided[0] >= 1.0  # resamples whose tokens are all zero are left out
@@ -87,6 +107,7 @@ def test_shares_split_slices_by_tokens_and_carry_empty_slices_forward():
 
 # --- intervals ------------------------------------------------------------------------------------------------
 
+
 def _identical(n=4, start=0.0):
     """n requests with a token every 0.1 s from ``start`` + 0.1 to ``start`` + 1.0."""
     return [req(i, [start + 0.1 * k for k in range(1, 11)]) for i in range(n)]
@@ -94,12 +115,20 @@ def _identical(n=4, start=0.0):
 
 def test_llm_intervals_notes_and_an_exact_interval():
     method = "bootstrap over requests (1000 resamples, 95% percentile)"
-    empty = {"method": method, "units": 0, "energy_per_token_joules": None, "output_throughput_tokens_per_sec": None,
-             "energy_attribution": None, "note": "no measured window"}
+    empty = {
+        "method": method,
+        "units": 0,
+        "energy_per_token_joules": None,
+        "output_throughput_tokens_per_sec": None,
+        "energy_attribution": None,
+        "note": "no measured window",
+    }
     assert fidelity.llm_intervals(_identical(), None, 1.0, 10.0, None) == empty
     assert fidelity.llm_intervals(_identical(), 1.0, 1.0, 10.0, None) == empty
     assert fidelity.llm_intervals(_identical(), 0.5, None, 10.0, None) == empty
-    assert fidelity.llm_intervals(_identical(), 5.0, 6.0, 10.0, None) == dict(empty, note="no output tokens in the window")
+    assert fidelity.llm_intervals(_identical(), 5.0, 6.0, 10.0, None) == dict(
+        empty, note="no output tokens in the window"
+    )
     # four identical requests: every resample has the run's own ratio (40 J over 40 tokens; 40 tokens in 1 s)
     timeline = counters([(0.0, 0, 0.0), (1.0, 0, 40.0)])
     out = fidelity.llm_intervals(_identical(), 0.0, 1.0, 40.0, timeline)
@@ -116,10 +145,15 @@ def test_llm_intervals_notes_and_an_exact_interval():
 def test_llm_interval_notes_on_thin_data():
     few_ticks = fidelity.llm_intervals(_identical(), 0.0, 1.0, 40.0, None, step_s=0.5)
     assert few_ticks["energy_slices"] == 2
-    assert few_ticks["note"] == ("the window spans only 2 sampler tick(s): requests in one tick share its energy alike, "
-                                 "so the energy interval is too narrow")
+    assert few_ticks["note"] == (
+        "the window spans only 2 sampler tick(s): requests in one tick share its energy alike, "
+        "so the energy interval is too narrow"
+    )
     no_energy = fidelity.llm_intervals(_identical(), 0.0, 1.0, None, None)
-    assert no_energy["note"] == "energy not measured: no interval on energy" and no_energy["energy_per_token_joules"] is None
+    assert (
+        no_energy["note"] == "energy not measured: no interval on energy"
+        and no_energy["energy_per_token_joules"] is None
+    )
     assert no_energy["output_throughput_tokens_per_sec"] == pytest.approx([40.0, 40.0])
     assert no_energy["energy_attribution"] is None
     alone = fidelity.llm_intervals(_identical(1), 0.0, 1.0, 10.0, None)
@@ -142,19 +176,29 @@ def test_the_shares_add_up_to_the_window_reading():
 def test_diffusion_intervals():
     rows = [{"energy_per_image_joules": 10.0, "duration_s": 2.0}, {"energy_per_image_joules": 10.0, "duration_s": 2.0}]
     assert fidelity.diffusion_intervals(rows, "image") == {
-        "method": "bootstrap over iterations (1000 resamples, 95% percentile)", "units": 2,
-        "energy_per_output_joules": [10.0, 10.0], "batch_latency_s": [2.0, 2.0], "note": None}
+        "method": "bootstrap over iterations (1000 resamples, 95% percentile)",
+        "units": 2,
+        "energy_per_output_joules": [10.0, 10.0],
+        "batch_latency_s": [2.0, 2.0],
+        "note": None,
+    }
     one = fidelity.diffusion_intervals(rows[:1], "image")
     assert one["note"] == "fewer than 2 timed iterations" and one["batch_latency_s"] is None
     assert one["energy_per_output_joules"] is None and one["units"] == 1
     unmeasured = fidelity.diffusion_intervals([dict(rows[0], energy_per_image_joules=None), rows[1]], "image")
-    assert unmeasured["note"] == "energy not measured: no interval on energy" and unmeasured["batch_latency_s"] == [2.0, 2.0]
+    assert unmeasured["note"] == "energy not measured: no interval on energy" and unmeasured["batch_latency_s"] == [
+        2.0,
+        2.0,
+    ]
     assert fidelity.diffusion_intervals([], "video")["note"] == "energy not measured: no interval on energy"
-    no_times = fidelity.diffusion_intervals([{"energy_per_video_joules": 3.0}, {"energy_per_video_joules": 3.0}], "video")
+    no_times = fidelity.diffusion_intervals(
+        [{"energy_per_video_joules": 3.0}, {"energy_per_video_joules": 3.0}], "video"
+    )
     assert no_times["batch_latency_s"] is None and no_times["energy_per_output_joules"] == [3.0, 3.0]
 
 
 # --- window sensitivity ------------------------------------------------------------------------------------
+
 
 def test_trimmed_bounds_drop_a_tenth_at_each_end():
     reqs = [req(i, [float(i), float(i) + 20.0]) for i in range(20)]  # first tokens 0..19, finishes 20..39
@@ -169,10 +213,21 @@ def test_trimmed_bounds_drop_a_tenth_at_each_end():
 def test_window_figures():
     reqs = [req(0, [1.0, 2.0, 3.0]), req(1, [2.5, 4.0])]
     assert fidelity._window_figures(reqs, 1.0, 3.0, 12.0, "s") == {
-        "start_time_s": 1.0, "end_time_s": 3.0, "duration_s": 2.0, "output_tokens": 3, "energy_joules": 12.0,
-        "energy_source": "s", "energy_per_token_joules": 4.0, "output_throughput_tokens_per_sec": 1.5}
+        "start_time_s": 1.0,
+        "end_time_s": 3.0,
+        "duration_s": 2.0,
+        "output_tokens": 3,
+        "energy_joules": 12.0,
+        "energy_source": "s",
+        "energy_per_token_joules": 4.0,
+        "output_throughput_tokens_per_sec": 1.5,
+    }
     none = fidelity._window_figures(reqs, 5.0, 5.0, None, "x")
-    assert (none["output_tokens"], none["energy_per_token_joules"], none["output_throughput_tokens_per_sec"]) == (0, None, None)
+    assert (none["output_tokens"], none["energy_per_token_joules"], none["output_throughput_tokens_per_sec"]) == (
+        0,
+        None,
+        None,
+    )
     assert fidelity._window_figures(reqs, 5.0, 6.0, 3.0, "x")["energy_per_token_joules"] is None  # no tokens
 
 
@@ -196,17 +251,24 @@ def test_window_sensitivity_with_and_without_a_run_window():
     assert ws["whole_run"]["energy_joules"] == pytest.approx(115.0)
     assert ws["whole_run"]["energy_source"] == "timeline energy counter"
     # no energy anywhere
-    bare = fidelity.window_sensitivity(reqs, {"run": WindowMeasurement("run", 0.5, 12.0, {}, {}, {}, "none")},
-                                       dict(metrics, gpu_energy_joules=None), None)
+    bare = fidelity.window_sensitivity(
+        reqs,
+        {"run": WindowMeasurement("run", 0.5, 12.0, {}, {}, {}, "none")},
+        dict(metrics, gpu_energy_joules=None),
+        None,
+    )
     assert bare["steady"]["energy_source"] == "none: no GPU energy counter"
     assert bare["whole_run"]["energy_source"] == "none: no GPU energy counter"
     assert bare["trimmed"]["energy_source"] == "none: no counter samples cover the window"
-    assert fidelity.window_sensitivity(reqs, {}, dict(metrics, gpu_energy_joules=None), None)["whole_run"][
-        "energy_source"] == "none: no counter samples"
+    assert (
+        fidelity.window_sensitivity(reqs, {}, dict(metrics, gpu_energy_joules=None), None)["whole_run"]["energy_source"]
+        == "none: no counter samples"
+    )
     assert fidelity.window_sensitivity([], {}, {"steady_start_time_s": 2.0, "steady_end_time_s": 2.0}, None) == {}
 
 
 # --- error budget -------------------------------------------------------------------------------------------
+
 
 def test_counter_update_period():
     # the counter moves every 0.5 s, sampled every 0.1 s
@@ -226,72 +288,135 @@ def test_relative_difference():
 
 def test_the_budget_of_an_llm_run():
     timeline = counters([(0.1 * k, 0, float(int(0.1 * k / 0.5 + 1e-9))) for k in range(31)])  # updates every 0.5 s
-    metrics = {"steady_duration_s": 10.0, "gpu_energy_joules": 100.0, "telemetry_coverage_fraction": 0.9,
-               "avg_sampled_power_watts": 110.0, "avg_power_watts": 100.0, "energy_per_token_joules": 2.0}
+    metrics = {
+        "steady_duration_s": 10.0,
+        "gpu_energy_joules": 100.0,
+        "telemetry_coverage_fraction": 0.9,
+        "avg_sampled_power_watts": 110.0,
+        "avg_power_watts": 100.0,
+        "energy_per_token_joules": 2.0,
+    }
     sensitivity = {"steady": {"energy_per_token_joules": 2.0}, "whole_run": {"energy_per_token_joules": 2.5}}
     budget = fidelity.error_budget(metrics, sensitivity, {"energy_per_token_joules": [1.9, 2.3]}, timeline, True)
-    assert budget == {"largest": "steady_vs_whole_run", "items": {
-        "counter_update": {"relative": pytest.approx(0.1), "update_period_s": pytest.approx(0.5), "window_s": 10.0,
-                           "note": "median gap between counter changes; each window end may lag by one"},
-        "telemetry_coverage": {"relative": pytest.approx(0.1), "coverage_fraction": 0.9,
-                               "note": "share of expected samples missing (sampled power, temperature, batch)"},
-        "instant_vs_averaged_power": {"relative": pytest.approx(0.1), "sampled_power_watts": 110.0,
-                                      "counter_power_watts": 100.0,
-                                      "note": "mean sampled power against the energy counter's average"},
-        "steady_vs_whole_run": {"relative": pytest.approx(0.25), "quantity": "energy_per_token_joules",
-                                "note": "whole run against the steady window"},
-        "bootstrap": {"relative": pytest.approx(0.1), "quantity": "energy_per_token_joules",
-                      "note": "half-width of the bootstrap interval"}}}
+    assert budget == {
+        "largest": "steady_vs_whole_run",
+        "items": {
+            "counter_update": {
+                "relative": pytest.approx(0.1),
+                "update_period_s": pytest.approx(0.5),
+                "window_s": 10.0,
+                "note": "median gap between counter changes; each window end may lag by one",
+            },
+            "telemetry_coverage": {
+                "relative": pytest.approx(0.1),
+                "coverage_fraction": 0.9,
+                "note": "share of expected samples missing (sampled power, temperature, batch)",
+            },
+            "instant_vs_averaged_power": {
+                "relative": pytest.approx(0.1),
+                "sampled_power_watts": 110.0,
+                "counter_power_watts": 100.0,
+                "note": "mean sampled power against the energy counter's average",
+            },
+            "steady_vs_whole_run": {
+                "relative": pytest.approx(0.25),
+                "quantity": "energy_per_token_joules",
+                "note": "whole run against the steady window",
+            },
+            "bootstrap": {
+                "relative": pytest.approx(0.1),
+                "quantity": "energy_per_token_joules",
+                "note": "half-width of the bootstrap interval",
+            },
+        },
+    }
 
 
 def test_the_budget_without_energy_falls_back_to_throughput():
     metrics = {"steady_duration_s": 10.0, "gpu_energy_joules": None, "output_throughput_tokens_per_sec": 50.0}
-    sensitivity = {"steady": {"energy_per_token_joules": None, "output_throughput_tokens_per_sec": 50.0},
-                   "whole_run": {"energy_per_token_joules": None, "output_throughput_tokens_per_sec": 40.0}}
+    sensitivity = {
+        "steady": {"energy_per_token_joules": None, "output_throughput_tokens_per_sec": 50.0},
+        "whole_run": {"energy_per_token_joules": None, "output_throughput_tokens_per_sec": 40.0},
+    }
     budget = fidelity.error_budget(metrics, sensitivity, {"output_throughput_tokens_per_sec": [45.0, 55.0]}, None, True)
     items = budget["items"]
     assert items["counter_update"] == {"relative": None, "note": "no energy counter on this host"}
-    assert items["telemetry_coverage"] == {"relative": None, "coverage_fraction": None,
-                                           "note": "window too short to judge coverage"}
-    assert items["instant_vs_averaged_power"] == {"relative": None, "sampled_power_watts": None,
-                                                  "counter_power_watts": None,
-                                                  "note": "needs both power samples and counter energy"}
-    assert items["steady_vs_whole_run"] == {"relative": pytest.approx(0.2), "quantity": "output_throughput_tokens_per_sec",
-                                            "note": "whole run against the steady window"}
-    assert items["bootstrap"] == {"relative": pytest.approx(0.1), "quantity": "output_throughput_tokens_per_sec",
-                                  "note": "half-width of the bootstrap interval"}
+    assert items["telemetry_coverage"] == {
+        "relative": None,
+        "coverage_fraction": None,
+        "note": "window too short to judge coverage",
+    }
+    assert items["instant_vs_averaged_power"] == {
+        "relative": None,
+        "sampled_power_watts": None,
+        "counter_power_watts": None,
+        "note": "needs both power samples and counter energy",
+    }
+    assert items["steady_vs_whole_run"] == {
+        "relative": pytest.approx(0.2),
+        "quantity": "output_throughput_tokens_per_sec",
+        "note": "whole run against the steady window",
+    }
+    assert items["bootstrap"] == {
+        "relative": pytest.approx(0.1),
+        "quantity": "output_throughput_tokens_per_sec",
+        "note": "half-width of the bootstrap interval",
+    }
     assert budget["largest"] == "steady_vs_whole_run"
     nothing = fidelity.error_budget({"gpu_energy_joules": 5.0}, {}, {}, None, True)
     assert nothing["items"]["counter_update"]["note"] == "counter updates not seen in the telemetry timeline"
-    assert nothing["items"]["steady_vs_whole_run"] == {"relative": None, "quantity": None, "note": "a window is missing"}
+    assert nothing["items"]["steady_vs_whole_run"] == {
+        "relative": None,
+        "quantity": None,
+        "note": "a window is missing",
+    }
     assert nothing["items"]["bootstrap"] == {"relative": None, "quantity": None, "note": "no interval"}
     assert nothing["largest"] is None
 
 
 def test_the_budget_of_a_diffusion_run():
     every = counters([(0.1 * k, 0, float(k)) for k in range(10)])  # moved at every sample
-    metrics = {"batch_latency_s": 2.0, "steady_duration_s": 99.0, "gpu_energy_joules": 50.0,
-               "energy_per_output_joules": 10.0}
+    metrics = {
+        "batch_latency_s": 2.0,
+        "steady_duration_s": 99.0,
+        "gpu_energy_joules": 50.0,
+        "energy_per_output_joules": 10.0,
+    }
     budget = fidelity.error_budget(metrics, {}, {"energy_per_output_joules": [9.0, 12.0]}, every, False)
     assert budget["items"]["counter_update"] == {
-        "relative": pytest.approx(0.1), "update_period_s": pytest.approx(0.1), "window_s": 2.0,
-        "note": "counter changed at every sample: period at most the sampler's, bound at most this"}
+        "relative": pytest.approx(0.1),
+        "update_period_s": pytest.approx(0.1),
+        "window_s": 2.0,
+        "note": "counter changed at every sample: period at most the sampler's, bound at most this",
+    }
     assert "steady_vs_whole_run" not in budget["items"]
-    assert budget["items"]["bootstrap"] == {"relative": pytest.approx(0.15), "quantity": "energy_per_output_joules",
-                                            "note": "half-width of the bootstrap interval"}
-    latency = fidelity.error_budget({"batch_latency_s": 2.0, "gpu_energy_joules": None}, {},
-                                    {"batch_latency_s": [1.8, 2.2]}, None, False)
+    assert budget["items"]["bootstrap"] == {
+        "relative": pytest.approx(0.15),
+        "quantity": "energy_per_output_joules",
+        "note": "half-width of the bootstrap interval",
+    }
+    latency = fidelity.error_budget(
+        {"batch_latency_s": 2.0, "gpu_energy_joules": None}, {}, {"batch_latency_s": [1.8, 2.2]}, None, False
+    )
     assert latency["items"]["bootstrap"]["quantity"] == "batch_latency_s"
     assert latency["items"]["bootstrap"]["relative"] == pytest.approx(0.1) and latency["largest"] == "bootstrap"
 
 
 def test_assess_and_the_tidy_columns():
     reqs = _identical()
-    metrics = {"steady_start_time_s": 0.0, "steady_end_time_s": 1.0, "gpu_energy_joules": 40.0,
-               "steady_duration_s": 1.0, "energy_per_token_joules": 1.0, "telemetry_coverage_fraction": 1.0}
+    metrics = {
+        "steady_start_time_s": 0.0,
+        "steady_end_time_s": 1.0,
+        "gpu_energy_joules": 40.0,
+        "steady_duration_s": 1.0,
+        "energy_per_token_joules": 1.0,
+        "telemetry_coverage_fraction": 1.0,
+    }
     got = fidelity.assess(True, reqs, [], {}, metrics, counters([(0.0, 0, 0.0), (1.0, 0, 40.0)]), None, sampler_hz=10.0)
     assert set(got) == {"intervals", "window_sensitivity", "error_budget"}
-    assert got["intervals"]["energy_slices"] == 10 and got["intervals"]["energy_per_token_joules"] == pytest.approx([1, 1])
+    assert got["intervals"]["energy_slices"] == 10 and got["intervals"]["energy_per_token_joules"] == pytest.approx(
+        [1, 1]
+    )
     columns = fidelity.tidy_columns(got)
     assert columns["energy_per_token_ci_low_joules"] == pytest.approx(1.0)
     assert columns["energy_per_token_ci_high_joules"] == pytest.approx(1.0)
@@ -299,17 +424,38 @@ def test_assess_and_the_tidy_columns():
     assert columns["energy_per_output_ci_low_joules"] is None and columns["batch_latency_ci_high_s"] is None
     assert columns["energy_per_token_whole_run_joules"] == pytest.approx(1.0)  # whole run from the timeline: 40 J
     assert columns["output_throughput_trimmed_tokens_per_sec"] is not None
-    assert columns["error_telemetry_coverage_fraction"] == 0.0 and columns["error_bootstrap_fraction"] == pytest.approx(0)
+    assert columns["error_telemetry_coverage_fraction"] == 0.0 and columns["error_bootstrap_fraction"] == pytest.approx(
+        0
+    )
     assert set(columns) == {
-        "energy_per_token_ci_low_joules", "energy_per_token_ci_high_joules", "output_throughput_ci_low_tokens_per_sec",
-        "output_throughput_ci_high_tokens_per_sec", "energy_per_output_ci_low_joules", "energy_per_output_ci_high_joules",
-        "batch_latency_ci_low_s", "batch_latency_ci_high_s", "energy_per_token_whole_run_joules",
-        "output_throughput_whole_run_tokens_per_sec", "energy_per_token_trimmed_joules",
-        "output_throughput_trimmed_tokens_per_sec", "error_counter_update_fraction", "error_telemetry_coverage_fraction",
-        "error_instant_vs_averaged_power_fraction", "error_steady_vs_whole_run_fraction", "error_bootstrap_fraction"}
+        "energy_per_token_ci_low_joules",
+        "energy_per_token_ci_high_joules",
+        "output_throughput_ci_low_tokens_per_sec",
+        "output_throughput_ci_high_tokens_per_sec",
+        "energy_per_output_ci_low_joules",
+        "energy_per_output_ci_high_joules",
+        "batch_latency_ci_low_s",
+        "batch_latency_ci_high_s",
+        "energy_per_token_whole_run_joules",
+        "output_throughput_whole_run_tokens_per_sec",
+        "energy_per_token_trimmed_joules",
+        "output_throughput_trimmed_tokens_per_sec",
+        "error_counter_update_fraction",
+        "error_telemetry_coverage_fraction",
+        "error_instant_vs_averaged_power_fraction",
+        "error_steady_vs_whole_run_fraction",
+        "error_bootstrap_fraction",
+    }
     rows = [{"energy_per_image_joules": 4.0, "duration_s": 1.0}] * 3
-    diffusion = fidelity.assess(False, [], rows, {}, {"batch_latency_s": 1.0, "energy_per_output_joules": 4.0,
-                                                      "gpu_energy_joules": 12.0}, None, "image")
+    diffusion = fidelity.assess(
+        False,
+        [],
+        rows,
+        {},
+        {"batch_latency_s": 1.0, "energy_per_output_joules": 4.0, "gpu_energy_joules": 12.0},
+        None,
+        "image",
+    )
     assert diffusion["window_sensitivity"] == {} and diffusion["intervals"]["energy_per_output_joules"] == [4.0, 4.0]
     assert fidelity.tidy_columns(diffusion)["energy_per_output_ci_high_joules"] == 4.0
     assert fidelity.tidy_columns({}) == dict.fromkeys(set(columns) - {k for k in columns if k.startswith("error_")})

@@ -7,8 +7,8 @@ import json
 import pytest
 
 from harness.analysis import findings as F
-from harness.published import reference
 from harness.errors import HarnessError, ReferenceDataError
+from harness.published import reference
 
 # Published in the paper (STUDY.md): B200, minimum-energy configuration per model.
 PUBLISHED = {"reasoning_tokens": 6988, "chat_tokens": 717, "reasoning_joules": 4625, "chat_joules": 184}
@@ -43,7 +43,9 @@ def test_reasoning_vs_chat_follows_the_data(tables):
     gpqa = doubled["task"] == "gpqa"
     doubled.loc[gpqa, "energy_per_request_joules"] *= 2
     v = F.compute("reasoning-vs-chat", doubled, diffusion)
-    assert v.values["reasoning_mean_energy_per_response_joules"] == pytest.approx(2 * PUBLISHED["reasoning_joules"], rel=0.02)
+    assert v.values["reasoning_mean_energy_per_response_joules"] == pytest.approx(
+        2 * PUBLISHED["reasoning_joules"], rel=0.02
+    )
     assert v.agrees is False
     with pytest.raises(HarnessError, match="unknown finding"):
         F.compute("no-such-finding", llm, diffusion)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import math
 
 import pytest
-from test_paper_claims import _finding
 
 from harness.analysis import findings as F
+from test_paper_claims import _finding
 
 
 def _same(actual, expected, where="") -> None:
@@ -28,448 +28,621 @@ def _same(actual, expected, where="") -> None:
             _same(actual[key], expected[key], f"{where}.{key}")
     elif isinstance(expected, list):
         assert isinstance(actual, (list, tuple)) and len(actual) == len(expected), (where, actual, expected)
-        for i, (a, e) in enumerate(zip(actual, expected)):
+        for i, (a, e) in enumerate(zip(actual, expected, strict=False)):
             _same(a, e, f"{where}[{i}]")
     else:
         assert actual == expected and type(actual) is not float, (where, actual, expected)
 
 
 PUBLISHED = {
-    'reasoning-vs-chat': dict(
-        title='Reasoning against chat: output length and energy per response',
+    "reasoning-vs-chat": dict(
+        title="Reasoning against chat: output length and energy per response",
         method="Mean over models of the minimum-energy-per-token configuration's output length and "
-               'energy per response.',
-        summary='On B200, problem solving (reasoning on, 12 models) averages 6,988 output tokens and '
-                '4,625 J per response against 717 tokens and 184 J for chat (16 models): 9.75x the '
-                'tokens and 25.2x the energy per response.',
+        "energy per response.",
+        summary="On B200, problem solving (reasoning on, 12 models) averages 6,988 output tokens and "
+        "4,625 J per response against 717 tokens and 184 J for chat (16 models): 9.75x the "
+        "tokens and 25.2x the energy per response.",
         comparison="Agrees with the paper on all 6 published figures at the paper's rounding (largest"
-                   ' relative difference 2.50%).',
-        filters={'gpu_model': 'B200',
-                 'tasks': ['gpqa', 'lm-arena-chat'],
-                 'selection': 'per model, the run with the lowest energy per token (any GPU count, any batch '
-                              'size)',
-                 'models': 'FP8 variants count as separate models'},
-        paper={'reasoning_models': 12,
-               'chat_models': 16,
-               'reasoning_mean_output_tokens': 6988,
-               'chat_mean_output_tokens': 717,
-               'reasoning_mean_energy_per_response_joules': 4625,
-               'chat_mean_energy_per_response_joules': 184,
-               'source': "the paper's published values",
-               'claim': 'about 10x the output tokens and about 25x the energy per response'},
+        " relative difference 2.50%).",
+        filters={
+            "gpu_model": "B200",
+            "tasks": ["gpqa", "lm-arena-chat"],
+            "selection": "per model, the run with the lowest energy per token (any GPU count, any batch size)",
+            "models": "FP8 variants count as separate models",
+        },
+        paper={
+            "reasoning_models": 12,
+            "chat_models": 16,
+            "reasoning_mean_output_tokens": 6988,
+            "chat_mean_output_tokens": 717,
+            "reasoning_mean_energy_per_response_joules": 4625,
+            "chat_mean_energy_per_response_joules": 184,
+            "source": "the paper's published values",
+            "claim": "about 10x the output tokens and about 25x the energy per response",
+        },
         rows=28,
-        columns=['task', 'model_id', 'num_gpus', 'max_num_seqs', 'avg_output_len', 'energy_per_token_joules',
-                 'energy_per_request_joules'],
-        first={'task': 'gpqa',
-               'model_id': 'Qwen/Qwen3-14B',
-               'num_gpus': 1,
-               'max_num_seqs': 128,
-               'avg_output_len': 7327.010101010101,
-               'energy_per_token_joules': 0.18257543199465798,
-               'energy_per_request_joules': 1337.7320344211416},
-        last={'task': 'lm-arena-chat',
-              'model_id': 'nvidia/NVIDIA-Nemotron-Nano-9B-v2',
-              'num_gpus': 1,
-              'max_num_seqs': 256,
-              'avg_output_len': 1241.8701171875,
-              'energy_per_token_joules': 0.1473680567378021,
-              'energy_per_request_joules': 183.01198589066843},
+        columns=[
+            "task",
+            "model_id",
+            "num_gpus",
+            "max_num_seqs",
+            "avg_output_len",
+            "energy_per_token_joules",
+            "energy_per_request_joules",
+        ],
+        first={
+            "task": "gpqa",
+            "model_id": "Qwen/Qwen3-14B",
+            "num_gpus": 1,
+            "max_num_seqs": 128,
+            "avg_output_len": 7327.010101010101,
+            "energy_per_token_joules": 0.18257543199465798,
+            "energy_per_request_joules": 1337.7320344211416,
+        },
+        last={
+            "task": "lm-arena-chat",
+            "model_id": "nvidia/NVIDIA-Nemotron-Nano-9B-v2",
+            "num_gpus": 1,
+            "max_num_seqs": 256,
+            "avg_output_len": 1241.8701171875,
+            "energy_per_token_joules": 0.1473680567378021,
+            "energy_per_request_joules": 183.01198589066843,
+        },
     ),
-    'qwen3-32b-b200': dict(
-        title='Qwen3 32B on one B200: reasoning against chat at the largest batch',
-        method='Largest-batch run per task; ratio of energy per response.',
-        summary='Qwen3 32B on one B200 reaches batch 128 on problem solving (7,035 tokens per '
-                'response, 0.312 J/token, 2,192 J per response) and batch 512 on chat (627 tokens, '
-                '0.151 J/token, 95 J): 23.2x the energy per response. At batch 128 chat costs 0.209 '
-                "J/token, so reasoning's longer contexts cost 1.49x per token even at the same batch.",
+    "qwen3-32b-b200": dict(
+        title="Qwen3 32B on one B200: reasoning against chat at the largest batch",
+        method="Largest-batch run per task; ratio of energy per response.",
+        summary="Qwen3 32B on one B200 reaches batch 128 on problem solving (7,035 tokens per "
+        "response, 0.312 J/token, 2,192 J per response) and batch 512 on chat (627 tokens, "
+        "0.151 J/token, 95 J): 23.2x the energy per response. At batch 128 chat costs 0.209 "
+        "J/token, so reasoning's longer contexts cost 1.49x per token even at the same batch.",
         comparison="Agrees with the paper on all 8 published figures at the paper's rounding (largest"
-                   " relative difference 0.41%). Consistent with the paper's mechanism: reasoning's "
-                   "batch cap 128 vs chat's 512, energy per token 2.07x.",
-        filters={'model_id': 'Qwen/Qwen3-32B',
-                 'gpu_model': 'B200',
-                 'num_gpus': 1,
-                 'tasks': ['gpqa', 'lm-arena-chat'],
-                 'selection': 'per task, the run with the largest batch size (not the cheapest run)'},
-        paper={'source': "the paper's explanation of reasoning against chat",
-               'claim': 'long reasoning outputs stress memory, cap the batch size and raise energy per '
-                        'token; energy per response multiplies the two'},
+        " relative difference 0.41%). Consistent with the paper's mechanism: reasoning's "
+        "batch cap 128 vs chat's 512, energy per token 2.07x.",
+        filters={
+            "model_id": "Qwen/Qwen3-32B",
+            "gpu_model": "B200",
+            "num_gpus": 1,
+            "tasks": ["gpqa", "lm-arena-chat"],
+            "selection": "per task, the run with the largest batch size (not the cheapest run)",
+        },
+        paper={
+            "source": "the paper's explanation of reasoning against chat",
+            "claim": "long reasoning outputs stress memory, cap the batch size and raise energy per "
+            "token; energy per response multiplies the two",
+        },
         rows=2,
-        columns=['task', 'max_num_seqs', 'avg_batch_size', 'avg_output_len', 'energy_per_token_joules',
-                 'energy_per_request_joules', 'median_itl_ms'],
-        first={'task': 'gpqa',
-               'max_num_seqs': 128,
-               'avg_batch_size': 110.90272373540856,
-               'avg_output_len': 7034.626262626262,
-               'energy_per_token_joules': 0.31164114644078567,
-               'energy_per_request_joules': 2192.2789932673077,
-               'median_itl_ms': 44.815598492277786},
-        last={'task': 'lm-arena-chat',
-              'max_num_seqs': 512,
-              'avg_batch_size': 455.73026315789474,
-              'avg_output_len': 627.43017578125,
-              'energy_per_token_joules': 0.15078613374588773,
-              'energy_per_request_joules': 94.60777040155742,
-              'median_itl_ms': 57.57595301838592},
+        columns=[
+            "task",
+            "max_num_seqs",
+            "avg_batch_size",
+            "avg_output_len",
+            "energy_per_token_joules",
+            "energy_per_request_joules",
+            "median_itl_ms",
+        ],
+        first={
+            "task": "gpqa",
+            "max_num_seqs": 128,
+            "avg_batch_size": 110.90272373540856,
+            "avg_output_len": 7034.626262626262,
+            "energy_per_token_joules": 0.31164114644078567,
+            "energy_per_request_joules": 2192.2789932673077,
+            "median_itl_ms": 44.815598492277786,
+        },
+        last={
+            "task": "lm-arena-chat",
+            "max_num_seqs": 512,
+            "avg_batch_size": 455.73026315789474,
+            "avg_output_len": 627.43017578125,
+            "energy_per_token_joules": 0.15078613374588773,
+            "energy_per_request_joules": 94.60777040155742,
+            "median_itl_ms": 57.57595301838592,
+        },
     ),
-    'multimodal-overhead': dict(
-        title='Image and video chat against text chat (same model family)',
+    "multimodal-overhead": dict(
+        title="Image and video chat against text chat (same model family)",
         method="Ratio of minimum energy per token, modality over text, at the text model's best GPU count.",
-        summary='Over 6 vision-language/text pairs on B200, image chat costs 1.09x to 5.19x (median '
-                '1.88x) the energy per token of text chat, and video chat 1.29x to 14.78x (median '
-                "3.86x). The largest video overhead is Qwen 3 Omni 30B A3B Instruct's.",
+        summary="Over 6 vision-language/text pairs on B200, image chat costs 1.09x to 5.19x (median "
+        "1.88x) the energy per token of text chat, and video chat 1.29x to 14.78x (median "
+        "3.86x). The largest video overhead is Qwen 3 Omni 30B A3B Instruct's.",
         comparison="Agrees with the paper on all 4 published figures at the paper's rounding (largest"
-                   " relative difference 1.44%). Consistent with the paper's direction: 6 of 6 image "
-                   'ratios and 6 of 6 video ratios exceed 1.',
-        filters={'gpu_model': 'B200',
-                 'text_task': 'lm-arena-chat',
-                 'modal_tasks': ['image-chat', 'video-chat'],
-                 'pairs': {'Qwen/Qwen3-VL-8B-Instruct': 'Qwen/Qwen3-8B',
-                           'Qwen/Qwen3-VL-32B-Instruct': 'Qwen/Qwen3-32B',
-                           'Qwen/Qwen3-VL-30B-A3B-Instruct': 'Qwen/Qwen3-30B-A3B-Instruct-2507',
-                           'Qwen/Qwen3-Omni-30B-A3B-Instruct': 'Qwen/Qwen3-30B-A3B-Instruct-2507',
-                           'Qwen/Qwen3-VL-235B-A22B-Instruct': 'Qwen/Qwen3-235B-A22B-Instruct-2507',
-                           'Qwen/Qwen3-VL-235B-A22B-Instruct-FP8': 'Qwen/Qwen3-235B-A22B-Instruct-2507-FP8',
-                           'nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16': 'nvidia/NVIDIA-Nemotron-Nano-12B-v2'},
-                 'gpu_count': 'among counts where text, image and video runs all exist, the one where the '
-                              "text model's minimum energy per token is lowest",
-                 'not_paired': 'natively multimodal models (Gemma 3, Llama 4) serve text and images with one '
-                               'model, have no text-only sibling and no video-chat runs'},
-        paper={'source': "the paper's published range of ratios",
-               'claim': 'image and video inputs raise energy per token over text chat of the same family; '
-                        'the framework names CPU-side preprocessing of multimodal inputs as a non-GPU '
-                        'bottleneck'},
+        " relative difference 1.44%). Consistent with the paper's direction: 6 of 6 image "
+        "ratios and 6 of 6 video ratios exceed 1.",
+        filters={
+            "gpu_model": "B200",
+            "text_task": "lm-arena-chat",
+            "modal_tasks": ["image-chat", "video-chat"],
+            "pairs": {
+                "Qwen/Qwen3-VL-8B-Instruct": "Qwen/Qwen3-8B",
+                "Qwen/Qwen3-VL-32B-Instruct": "Qwen/Qwen3-32B",
+                "Qwen/Qwen3-VL-30B-A3B-Instruct": "Qwen/Qwen3-30B-A3B-Instruct-2507",
+                "Qwen/Qwen3-Omni-30B-A3B-Instruct": "Qwen/Qwen3-30B-A3B-Instruct-2507",
+                "Qwen/Qwen3-VL-235B-A22B-Instruct": "Qwen/Qwen3-235B-A22B-Instruct-2507",
+                "Qwen/Qwen3-VL-235B-A22B-Instruct-FP8": "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8",
+                "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16": "nvidia/NVIDIA-Nemotron-Nano-12B-v2",
+            },
+            "gpu_count": "among counts where text, image and video runs all exist, the one where the "
+            "text model's minimum energy per token is lowest",
+            "not_paired": "natively multimodal models (Gemma 3, Llama 4) serve text and images with one "
+            "model, have no text-only sibling and no video-chat runs",
+        },
+        paper={
+            "source": "the paper's published range of ratios",
+            "claim": "image and video inputs raise energy per token over text chat of the same family; "
+            "the framework names CPU-side preprocessing of multimodal inputs as a non-GPU "
+            "bottleneck",
+        },
         rows=6,
-        columns=['vision_model_id', 'text_model_id', 'num_gpus', 'text_energy_per_token_joules',
-                 'image_energy_per_token_joules', 'video_energy_per_token_joules', 'image_over_text',
-                 'video_over_text'],
-        first={'vision_model_id': 'Qwen/Qwen3-VL-8B-Instruct',
-               'text_model_id': 'Qwen/Qwen3-8B',
-               'num_gpus': 1,
-               'text_energy_per_token_joules': 0.053058117691038,
-               'image_energy_per_token_joules': 0.14135040160728374,
-               'video_energy_per_token_joules': 0.30538850915762744,
-               'image_over_text': 2.6640673992692188,
-               'video_over_text': 5.755735831714406},
-        last={'vision_model_id': 'Qwen/Qwen3-VL-235B-A22B-Instruct-FP8',
-              'text_model_id': 'Qwen/Qwen3-235B-A22B-Instruct-2507-FP8',
-              'num_gpus': 2,
-              'text_energy_per_token_joules': 0.5006937029286922,
-              'image_energy_per_token_joules': 0.544306370677898,
-              'video_energy_per_token_joules': 0.6460235365719922,
-              'image_over_text': 1.08710448622402,
-              'video_over_text': 1.290256963075882},
+        columns=[
+            "vision_model_id",
+            "text_model_id",
+            "num_gpus",
+            "text_energy_per_token_joules",
+            "image_energy_per_token_joules",
+            "video_energy_per_token_joules",
+            "image_over_text",
+            "video_over_text",
+        ],
+        first={
+            "vision_model_id": "Qwen/Qwen3-VL-8B-Instruct",
+            "text_model_id": "Qwen/Qwen3-8B",
+            "num_gpus": 1,
+            "text_energy_per_token_joules": 0.053058117691038,
+            "image_energy_per_token_joules": 0.14135040160728374,
+            "video_energy_per_token_joules": 0.30538850915762744,
+            "image_over_text": 2.6640673992692188,
+            "video_over_text": 5.755735831714406,
+        },
+        last={
+            "vision_model_id": "Qwen/Qwen3-VL-235B-A22B-Instruct-FP8",
+            "text_model_id": "Qwen/Qwen3-235B-A22B-Instruct-2507-FP8",
+            "num_gpus": 2,
+            "text_energy_per_token_joules": 0.5006937029286922,
+            "image_energy_per_token_joules": 0.544306370677898,
+            "video_energy_per_token_joules": 0.6460235365719922,
+            "image_over_text": 1.08710448622402,
+            "video_over_text": 1.290256963075882,
+        },
     ),
-    'text-to-image-spread': dict(
-        title='Text to image: spread of the lowest energy per image',
-        method='Per-model minimum energy per image; spread = max / min.',
-        summary='On B200 the lowest energy per image ranges from 338 J (SANA 1.5 1.6B) to 6.68 kJ '
-                '(FLUX.1 Dev) over 7 models: a 19.8x spread.',
+    "text-to-image-spread": dict(
+        title="Text to image: spread of the lowest energy per image",
+        method="Per-model minimum energy per image; spread = max / min.",
+        summary="On B200 the lowest energy per image ranges from 338 J (SANA 1.5 1.6B) to 6.68 kJ "
+        "(FLUX.1 Dev) over 7 models: a 19.8x spread.",
         comparison="Agrees with the paper on all 3 published figures at the paper's rounding (largest"
-                   " relative difference 1.18%). H100 per-model minima match the paper's orders of "
-                   'magnitude within 5% (Stable Diffusion 3.5 Medium 1.56 kJ vs 1.6 kJ, FLUX.1 Dev '
-                   '7.55 kJ vs 7.6 kJ).',
-        filters={'task': 'text-to-image',
-                 'gpu_model': 'B200',
-                 'selection': 'per model, the lowest energy per image over GPU counts, batch sizes and '
-                              'parallel degrees'},
-        paper={'source': "the paper's B200 minima (and its H100 orders of magnitude)",
-               'claim': 'lowest energy per image per model on B200: 338 J (SANA 1.5 1.6B) to 6,679 J '
-                        '(FLUX.1 dev), about 20x; on H100 SD 3.5 Medium 1.6 kJ and FLUX.1 dev 7.6 kJ',
-               'h100_min_energy_joules': {'stabilityai/stable-diffusion-3.5-medium': 1600.0,
-                                          'black-forest-labs/FLUX.1-dev': 7600.0}},
+        " relative difference 1.18%). H100 per-model minima match the paper's orders of "
+        "magnitude within 5% (Stable Diffusion 3.5 Medium 1.56 kJ vs 1.6 kJ, FLUX.1 Dev "
+        "7.55 kJ vs 7.6 kJ).",
+        filters={
+            "task": "text-to-image",
+            "gpu_model": "B200",
+            "selection": "per model, the lowest energy per image over GPU counts, batch sizes and parallel degrees",
+        },
+        paper={
+            "source": "the paper's B200 minima (and its H100 orders of magnitude)",
+            "claim": "lowest energy per image per model on B200: 338 J (SANA 1.5 1.6B) to 6,679 J "
+            "(FLUX.1 dev), about 20x; on H100 SD 3.5 Medium 1.6 kJ and FLUX.1 dev 7.6 kJ",
+            "h100_min_energy_joules": {
+                "stabilityai/stable-diffusion-3.5-medium": 1600.0,
+                "black-forest-labs/FLUX.1-dev": 7600.0,
+            },
+        },
         rows=7,
-        columns=['model_id', 'nickname', 'num_gpus', 'batch_size', 'ulysses_degree', 'ring_degree',
-                 'energy_per_output_joules', 'batch_latency_s'],
-        first={'model_id': 'Efficient-Large-Model/SANA1.5_1.6B_1024px_diffusers',
-               'nickname': 'SANA 1.5 1.6B',
-               'num_gpus': 1,
-               'batch_size': 4,
-               'ulysses_degree': 1,
-               'ring_degree': 1,
-               'energy_per_output_joules': 337.9434374962002,
-               'batch_latency_s': 1.8308886289596558},
-        last={'model_id': 'black-forest-labs/FLUX.1-dev',
-              'nickname': 'FLUX.1 Dev',
-              'num_gpus': 1,
-              'batch_size': 1,
-              'ulysses_degree': 1,
-              'ring_degree': 1,
-              'energy_per_output_joules': 6678.806750014424,
-              'batch_latency_s': 7.754932522773743},
+        columns=[
+            "model_id",
+            "nickname",
+            "num_gpus",
+            "batch_size",
+            "ulysses_degree",
+            "ring_degree",
+            "energy_per_output_joules",
+            "batch_latency_s",
+        ],
+        first={
+            "model_id": "Efficient-Large-Model/SANA1.5_1.6B_1024px_diffusers",
+            "nickname": "SANA 1.5 1.6B",
+            "num_gpus": 1,
+            "batch_size": 4,
+            "ulysses_degree": 1,
+            "ring_degree": 1,
+            "energy_per_output_joules": 337.9434374962002,
+            "batch_latency_s": 1.8308886289596558,
+        },
+        last={
+            "model_id": "black-forest-labs/FLUX.1-dev",
+            "nickname": "FLUX.1 Dev",
+            "num_gpus": 1,
+            "batch_size": 1,
+            "ulysses_degree": 1,
+            "ring_degree": 1,
+            "energy_per_output_joules": 6678.806750014424,
+            "batch_latency_s": 7.754932522773743,
+        },
     ),
-    'text-to-video-range': dict(
-        title='Text to video: range of the lowest energy per video',
-        method='Per-model minimum energy per video; range = max / min; compared with the B200 image minima.',
-        summary='On B200 the lowest energy per video ranges from 26.4 kJ (CogVideoX 2B) to 1.16 MJ '
-                '(HunyuanVideo), a 44.0x range; the dearest video costs 174x the dearest image and '
-                '3,433x the cheapest.',
+    "text-to-video-range": dict(
+        title="Text to video: range of the lowest energy per video",
+        method="Per-model minimum energy per video; range = max / min; compared with the B200 image minima.",
+        summary="On B200 the lowest energy per video ranges from 26.4 kJ (CogVideoX 2B) to 1.16 MJ "
+        "(HunyuanVideo), a 44.0x range; the dearest video costs 174x the dearest image and "
+        "3,433x the cheapest.",
         comparison="Agrees with the paper on all 3 published figures at the paper's rounding (largest"
-                   ' relative difference 0.15%). The dearest video is 174x even the dearest image '
-                   '(paper: more than 100x); H100 minima CogVideoX 2B 28.1 kJ vs 28 kJ, Wan 2.1 14B '
-                   '288 kJ vs 288 kJ, HunyuanVideo 1.16 MJ vs 1.16 MJ.',
-        filters={'task': 'text-to-video',
-                 'gpu_model': 'B200',
-                 'selection': 'per model, the lowest energy per video over GPU counts, batch sizes and '
-                              'parallel degrees'},
-        paper={'source': "the paper's abstract and its B200 and H100 minima",
-               'claim': 'video generation sometimes consumes more than 100x the energy of an image',
-               'h100_min_energy_joules': {'zai-org/CogVideoX-2b': 28000.0,
-                                          'Wan-AI/Wan2.1-T2V-14B-Diffusers': 288000.0,
-                                          'tencent/HunyuanVideo': 1160000.0}},
+        " relative difference 0.15%). The dearest video is 174x even the dearest image "
+        "(paper: more than 100x); H100 minima CogVideoX 2B 28.1 kJ vs 28 kJ, Wan 2.1 14B "
+        "288 kJ vs 288 kJ, HunyuanVideo 1.16 MJ vs 1.16 MJ.",
+        filters={
+            "task": "text-to-video",
+            "gpu_model": "B200",
+            "selection": "per model, the lowest energy per video over GPU counts, batch sizes and parallel degrees",
+        },
+        paper={
+            "source": "the paper's abstract and its B200 and H100 minima",
+            "claim": "video generation sometimes consumes more than 100x the energy of an image",
+            "h100_min_energy_joules": {
+                "zai-org/CogVideoX-2b": 28000.0,
+                "Wan-AI/Wan2.1-T2V-14B-Diffusers": 288000.0,
+                "tencent/HunyuanVideo": 1160000.0,
+            },
+        },
         rows=5,
-        columns=['model_id', 'nickname', 'num_gpus', 'batch_size', 'ulysses_degree', 'ring_degree',
-                 'energy_per_output_joules', 'batch_latency_s'],
-        first={'model_id': 'zai-org/CogVideoX-2b',
-               'nickname': 'CogVideoX 2B',
-               'num_gpus': 1,
-               'batch_size': 16,
-               'ulysses_degree': 1,
-               'ring_degree': 1,
-               'energy_per_output_joules': 26360.475874999538,
-               'batch_latency_s': 550.1499804258347},
-        last={'model_id': 'tencent/HunyuanVideo',
-              'nickname': 'HunyuanVideo',
-              'num_gpus': 1,
-              'batch_size': 1,
-              'ulysses_degree': 1,
-              'ring_degree': 1,
-              'energy_per_output_joules': 1160152.3330000043,
-              'batch_latency_s': 1383.5369765758514},
+        columns=[
+            "model_id",
+            "nickname",
+            "num_gpus",
+            "batch_size",
+            "ulysses_degree",
+            "ring_degree",
+            "energy_per_output_joules",
+            "batch_latency_s",
+        ],
+        first={
+            "model_id": "zai-org/CogVideoX-2b",
+            "nickname": "CogVideoX 2B",
+            "num_gpus": 1,
+            "batch_size": 16,
+            "ulysses_degree": 1,
+            "ring_degree": 1,
+            "energy_per_output_joules": 26360.475874999538,
+            "batch_latency_s": 550.1499804258347,
+        },
+        last={
+            "model_id": "tencent/HunyuanVideo",
+            "nickname": "HunyuanVideo",
+            "num_gpus": 1,
+            "batch_size": 1,
+            "ulysses_degree": 1,
+            "ring_degree": 1,
+            "energy_per_output_joules": 1160152.3330000043,
+            "batch_latency_s": 1383.5369765758514,
+        },
     ),
-    'batch-size-effect': dict(
-        title='Batch size: energy per token at a small against the largest batch',
-        method='Energy per token at the smallest batch >= 16 divided by that at the largest batch.',
-        summary='Going from the smallest batch of at least 16 to the largest batch cuts energy per '
-                'token by 3.00x for DeepSeek R1 on problem solving, 8 x B200 (batch 16 to 128) and '
-                '5.44x for Qwen3 Coder 30B A3B on code completion, 1 x B200 (batch 16 to 1024); over '
-                'all 112 series the ratio has median 3.97x and range 1.20x to 18.9x.',
+    "batch-size-effect": dict(
+        title="Batch size: energy per token at a small against the largest batch",
+        method="Energy per token at the smallest batch >= 16 divided by that at the largest batch.",
+        summary="Going from the smallest batch of at least 16 to the largest batch cuts energy per "
+        "token by 3.00x for DeepSeek R1 on problem solving, 8 x B200 (batch 16 to 128) and "
+        "5.44x for Qwen3 Coder 30B A3B on code completion, 1 x B200 (batch 16 to 1024); over "
+        "all 112 series the ratio has median 3.97x and range 1.20x to 18.9x.",
         comparison="Agrees with the paper on all 3 published figures at the paper's rounding (largest"
-                   " relative difference 0.81%). The paper's two series give 3.00x, 5.44x against its"
-                   ' 3 to 5x (in that band, allowing for its rounding); 29% of all series fall within'
-                   ' 3 to 5x and 67% reach at least 3x.',
-        filters={'tasks': 'all LLM tasks',
-                 'gpu_model': 'both',
-                 'small': 'smallest batch size >= 16 in the series',
-                 'large': 'largest batch size in the series',
-                 'series': ['model_id', 'task', 'gpu_model', 'num_gpus']},
-        paper={'source': 'the paper and its abstract',
-               'range_x': [3, 5],
-               'claim': 'GPU utilization (batch size) moves energy per token by 3 to 5x (DeepSeek R1 on '
-                        'problem solving, 8 x B200; Qwen3 Coder 30B A3B on code completion, 1 x B200)'},
+        " relative difference 0.81%). The paper's two series give 3.00x, 5.44x against its"
+        " 3 to 5x (in that band, allowing for its rounding); 29% of all series fall within"
+        " 3 to 5x and 67% reach at least 3x.",
+        filters={
+            "tasks": "all LLM tasks",
+            "gpu_model": "both",
+            "small": "smallest batch size >= 16 in the series",
+            "large": "largest batch size in the series",
+            "series": ["model_id", "task", "gpu_model", "num_gpus"],
+        },
+        paper={
+            "source": "the paper and its abstract",
+            "range_x": [3, 5],
+            "claim": "GPU utilization (batch size) moves energy per token by 3 to 5x (DeepSeek R1 on "
+            "problem solving, 8 x B200; Qwen3 Coder 30B A3B on code completion, 1 x B200)",
+        },
         rows=112,
-        columns=['model_id', 'task', 'gpu_model', 'num_gpus', 'small_batch', 'large_batch',
-                 'small_energy_per_token_joules', 'large_energy_per_token_joules', 'small_avg_power_watts',
-                 'large_avg_power_watts', 'ratio'],
-        first={'model_id': 'Qwen/Qwen3-14B',
-               'task': 'gpqa',
-               'gpu_model': 'B200',
-               'num_gpus': 1,
-               'small_batch': 16,
-               'large_batch': 128,
-               'small_energy_per_token_joules': 0.7806428816365977,
-               'large_energy_per_token_joules': 0.18257543199465798,
-               'small_avg_power_watts': 360.8975244155932,
-               'large_avg_power_watts': 511.25871623968027,
-               'ratio': 4.2757279723125},
-        last={'model_id': 'openai/gpt-oss-20b',
-              'task': 'gpqa',
-              'gpu_model': 'H100',
-              'num_gpus': 1,
-              'small_batch': 16,
-              'large_batch': 2048,
-              'small_energy_per_token_joules': 0.2301432340727128,
-              'large_energy_per_token_joules': 0.04494386842673256,
-              'small_avg_power_watts': 472.01389388968306,
-              'large_avg_power_watts': 607.1288191082168,
-              'ratio': 5.120681466213618},
+        columns=[
+            "model_id",
+            "task",
+            "gpu_model",
+            "num_gpus",
+            "small_batch",
+            "large_batch",
+            "small_energy_per_token_joules",
+            "large_energy_per_token_joules",
+            "small_avg_power_watts",
+            "large_avg_power_watts",
+            "ratio",
+        ],
+        first={
+            "model_id": "Qwen/Qwen3-14B",
+            "task": "gpqa",
+            "gpu_model": "B200",
+            "num_gpus": 1,
+            "small_batch": 16,
+            "large_batch": 128,
+            "small_energy_per_token_joules": 0.7806428816365977,
+            "large_energy_per_token_joules": 0.18257543199465798,
+            "small_avg_power_watts": 360.8975244155932,
+            "large_avg_power_watts": 511.25871623968027,
+            "ratio": 4.2757279723125,
+        },
+        last={
+            "model_id": "openai/gpt-oss-20b",
+            "task": "gpqa",
+            "gpu_model": "H100",
+            "num_gpus": 1,
+            "small_batch": 16,
+            "large_batch": 2048,
+            "small_energy_per_token_joules": 0.2301432340727128,
+            "large_energy_per_token_joules": 0.04494386842673256,
+            "small_avg_power_watts": 472.01389388968306,
+            "large_avg_power_watts": 607.1288191082168,
+            "ratio": 5.120681466213618,
+        },
     ),
-    'moe-vs-dense': dict(
-        title='MoE against dense: Qwen3 30B A3B against Qwen3 32B',
-        method='Ratio of minimum energy per token over batch sizes.',
+    "moe-vs-dense": dict(
+        title="MoE against dense: Qwen3 30B A3B against Qwen3 32B",
+        method="Ratio of minimum energy per token over batch sizes.",
         summary="On problem solving, 1 x B200, the dense Qwen3 32B's cheapest run costs 0.312 J/token"
-                ' (batch 128) against 0.088 J/token for the MoE Qwen3 30B A3B Thinking (batch 512): '
-                '3.56x. The MoE activates 3B of its parameters per token against 32B and reaches '
-                'batch 512 against 128.',
+        " (batch 128) against 0.088 J/token for the MoE Qwen3 30B A3B Thinking (batch 512): "
+        "3.56x. The MoE activates 3B of its parameters per token against 32B and reaches "
+        "batch 512 against 128.",
         comparison="Agrees with the paper on its published figure at the paper's rounding (largest "
-                   'relative difference 0.12%).',
-        filters={'task': 'gpqa',
-                 'gpu_model': 'B200',
-                 'num_gpus': 1,
-                 'weight_precision': 'bfloat16',
-                 'models': ['Qwen/Qwen3-32B', 'Qwen/Qwen3-30B-A3B-Thinking-2507'],
-                 'selection': 'minimum energy per token over batch sizes'},
-        paper={'source': "the paper's published ratio",
-               'claim': 'Qwen3 32B uses 3.56x the energy per token of Qwen3 30B A3B Thinking; more compute '
-                        'per output costs energy: an MoE model that activates few parameters per token '
-                        'should use less energy per token than a dense model of similar total size'},
+        "relative difference 0.12%).",
+        filters={
+            "task": "gpqa",
+            "gpu_model": "B200",
+            "num_gpus": 1,
+            "weight_precision": "bfloat16",
+            "models": ["Qwen/Qwen3-32B", "Qwen/Qwen3-30B-A3B-Thinking-2507"],
+            "selection": "minimum energy per token over batch sizes",
+        },
+        paper={
+            "source": "the paper's published ratio",
+            "claim": "Qwen3 32B uses 3.56x the energy per token of Qwen3 30B A3B Thinking; more compute "
+            "per output costs energy: an MoE model that activates few parameters per token "
+            "should use less energy per token than a dense model of similar total size",
+        },
         rows=2,
-        columns=['model_id', 'max_num_seqs', 'avg_batch_size', 'energy_per_token_joules', 'median_itl_ms',
-                 'avg_power_watts'],
-        first={'model_id': 'Qwen/Qwen3-30B-A3B-Thinking-2507',
-               'max_num_seqs': 512,
-               'avg_batch_size': 459.52244897959184,
-               'energy_per_token_joules': 0.08764893013466918,
-               'median_itl_ms': 86.69960199040361,
-               'avg_power_watts': 544.5395244066468},
-        last={'model_id': 'Qwen/Qwen3-32B',
-              'max_num_seqs': 128,
-              'avg_batch_size': 110.90272373540856,
-              'energy_per_token_joules': 0.31164114644078567,
-              'median_itl_ms': 44.815598492277786,
-              'avg_power_watts': 773.7225635974955},
+        columns=[
+            "model_id",
+            "max_num_seqs",
+            "avg_batch_size",
+            "energy_per_token_joules",
+            "median_itl_ms",
+            "avg_power_watts",
+        ],
+        first={
+            "model_id": "Qwen/Qwen3-30B-A3B-Thinking-2507",
+            "max_num_seqs": 512,
+            "avg_batch_size": 459.52244897959184,
+            "energy_per_token_joules": 0.08764893013466918,
+            "median_itl_ms": 86.69960199040361,
+            "avg_power_watts": 544.5395244066468,
+        },
+        last={
+            "model_id": "Qwen/Qwen3-32B",
+            "max_num_seqs": 128,
+            "avg_batch_size": 110.90272373540856,
+            "energy_per_token_joules": 0.31164114644078567,
+            "median_itl_ms": 44.815598492277786,
+            "avg_power_watts": 773.7225635974955,
+        },
     ),
-    'b200-vs-h100': dict(
-        title='B200 against H100 at matched latency',
-        method='Lowest-energy configuration per GPU under each latency target; gain = (H100 - B200) / H100.',
-        summary='At matched latency targets, language models (problem solving and chat; median ITL at'
-                ' 50/100/250 ms): B200 uses less energy in 63 of 72 comparisons, median change 35% '
-                '(range -53% to 82%); images (batch time at 10/30/60 s): B200 uses less energy in 18 '
-                'of 21 comparisons, median change 15% (range -4% to 23%); videos (batch time at '
-                '100/500/1,000 s): B200 uses less energy in 11 of 14 comparisons, median change 4% '
-                '(range -6% to 8%).',
+    "b200-vs-h100": dict(
+        title="B200 against H100 at matched latency",
+        method="Lowest-energy configuration per GPU under each latency target; gain = (H100 - B200) / H100.",
+        summary="At matched latency targets, language models (problem solving and chat; median ITL at"
+        " 50/100/250 ms): B200 uses less energy in 63 of 72 comparisons, median change 35% "
+        "(range -53% to 82%); images (batch time at 10/30/60 s): B200 uses less energy in 18 "
+        "of 21 comparisons, median change 15% (range -4% to 23%); videos (batch time at "
+        "100/500/1,000 s): B200 uses less energy in 11 of 14 comparisons, median change 4% "
+        "(range -6% to 8%).",
         comparison="Agrees with the paper on all 8 published figures at the paper's rounding (largest"
-                   ' relative difference 0.13%). B200 loses 15 of 107 comparisons; median LLM gain '
-                   '35% against 15%, 4% for images and videos.',
-        filters={'tasks': ['gpqa', 'lm-arena-chat', 'text-to-image', 'text-to-video'],
-                 'targets': {'llm_median_itl_ms': [50, 100, 250],
-                             'text-to-image_batch_latency_s': [10, 30, 60],
-                             'text-to-video_batch_latency_s': [100, 500, 1000]},
-                 'pairs': '(model, precision) measured on both GPUs',
-                 'selection': 'per GPU, the lowest-energy configuration (any GPU count, any batch) meeting '
-                              'the target',
-                 'gain': '(H100 - B200) / H100 of energy per token (LLM) or per output (diffusion)'},
-        paper={'source': "the paper's published counts and medians",
-               'claim': 'B200 uses less energy in 63 of 72 LLM comparisons (median reduction 34.7%), 18 of '
-                        '21 text-to-image (median 14.9%) and 11 of 14 text-to-video'},
+        " relative difference 0.13%). B200 loses 15 of 107 comparisons; median LLM gain "
+        "35% against 15%, 4% for images and videos.",
+        filters={
+            "tasks": ["gpqa", "lm-arena-chat", "text-to-image", "text-to-video"],
+            "targets": {
+                "llm_median_itl_ms": [50, 100, 250],
+                "text-to-image_batch_latency_s": [10, 30, 60],
+                "text-to-video_batch_latency_s": [100, 500, 1000],
+            },
+            "pairs": "(model, precision) measured on both GPUs",
+            "selection": "per GPU, the lowest-energy configuration (any GPU count, any batch) meeting the target",
+            "gain": "(H100 - B200) / H100 of energy per token (LLM) or per output (diffusion)",
+        },
+        paper={
+            "source": "the paper's published counts and medians",
+            "claim": "B200 uses less energy in 63 of 72 LLM comparisons (median reduction 34.7%), 18 of "
+            "21 text-to-image (median 14.9%) and 11 of 14 text-to-video",
+        },
         rows=107,
-        columns=['model_id', 'weight_precision', 'task', 'target', 'time_column', 'energy_column', 'energy_a',
-                 'energy_b', 'time_a', 'time_b', 'config_a', 'config_b', 'gain', 'family'],
-        first={'model_id': 'Qwen/Qwen3-14B',
-               'weight_precision': 'bfloat16',
-               'task': 'gpqa',
-               'target': 50,
-               'time_column': 'median_itl_ms',
-               'energy_column': 'energy_per_token_joules',
-               'energy_a': 0.279562069098521,
-               'energy_b': 0.18257543199465798,
-               'time_a': 28.065836057066917,
-               'time_b': 48.83954499382526,
-               'config_a': 'Qwen 3 14B, problem solving (reasoning), 1 x H100, batch 64',
-               'config_b': 'Qwen 3 14B, problem solving (reasoning), 1 x B200, batch 128',
-               'gain': 0.3469234485801569,
-               'family': 'llm'},
-        last={'model_id': 'zai-org/CogVideoX1.5-5B',
-              'weight_precision': 'bfloat16',
-              'task': 'text-to-video',
-              'target': 1000,
-              'time_column': 'batch_latency_s',
-              'energy_column': 'energy_per_output_joules',
-              'energy_a': 335358.64350000024,
-              'energy_b': 313957.5525000021,
-              'time_a': 495.7577656507492,
-              'time_b': 815.7542382478714,
-              'config_a': 'CogVideoX 1.5 5B, text to video, 1 x H100, batch 1',
-              'config_b': 'CogVideoX 1.5 5B, text to video, 2 x B200, batch 4 (Ulysses 1 x Ring 2)',
-              'gain': 0.06381553424907666,
-              'family': 'text-to-video'},
+        columns=[
+            "model_id",
+            "weight_precision",
+            "task",
+            "target",
+            "time_column",
+            "energy_column",
+            "energy_a",
+            "energy_b",
+            "time_a",
+            "time_b",
+            "config_a",
+            "config_b",
+            "gain",
+            "family",
+        ],
+        first={
+            "model_id": "Qwen/Qwen3-14B",
+            "weight_precision": "bfloat16",
+            "task": "gpqa",
+            "target": 50,
+            "time_column": "median_itl_ms",
+            "energy_column": "energy_per_token_joules",
+            "energy_a": 0.279562069098521,
+            "energy_b": 0.18257543199465798,
+            "time_a": 28.065836057066917,
+            "time_b": 48.83954499382526,
+            "config_a": "Qwen 3 14B, problem solving (reasoning), 1 x H100, batch 64",
+            "config_b": "Qwen 3 14B, problem solving (reasoning), 1 x B200, batch 128",
+            "gain": 0.3469234485801569,
+            "family": "llm",
+        },
+        last={
+            "model_id": "zai-org/CogVideoX1.5-5B",
+            "weight_precision": "bfloat16",
+            "task": "text-to-video",
+            "target": 1000,
+            "time_column": "batch_latency_s",
+            "energy_column": "energy_per_output_joules",
+            "energy_a": 335358.64350000024,
+            "energy_b": 313957.5525000021,
+            "time_a": 495.7577656507492,
+            "time_b": 815.7542382478714,
+            "config_a": "CogVideoX 1.5 5B, text to video, 1 x H100, batch 1",
+            "config_b": "CogVideoX 1.5 5B, text to video, 2 x B200, batch 4 (Ulysses 1 x Ring 2)",
+            "gain": 0.06381553424907666,
+            "family": "text-to-video",
+        },
     ),
-    'fp8-vs-bf16': dict(
-        title='FP8 against BF16 by batch-size band',
-        method='Ratio FP8 / BF16 of energy per token and of median ITL per matched pair.',
-        summary='FP8 against BF16 at the same model, task, GPU, GPU count and batch: batch 8-16: FP8 '
-                'uses less energy per token in 0 of 7 pairs, median ratio 1.30 (range 1.13 to 1.56), '
-                'median ITL ratio 1.07; batch 17-64: FP8 uses less energy per token in 6 of 13 pairs,'
-                ' median ratio 1.01 (range 0.88 to 1.32), median ITL ratio 0.88; batch 65-256: FP8 '
-                'uses less energy per token in 11 of 12 pairs, median ratio 0.89 (range 0.71 to '
-                '1.00), median ITL ratio 0.88.',
+    "fp8-vs-bf16": dict(
+        title="FP8 against BF16 by batch-size band",
+        method="Ratio FP8 / BF16 of energy per token and of median ITL per matched pair.",
+        summary="FP8 against BF16 at the same model, task, GPU, GPU count and batch: batch 8-16: FP8 "
+        "uses less energy per token in 0 of 7 pairs, median ratio 1.30 (range 1.13 to 1.56), "
+        "median ITL ratio 1.07; batch 17-64: FP8 uses less energy per token in 6 of 13 pairs,"
+        " median ratio 1.01 (range 0.88 to 1.32), median ITL ratio 0.88; batch 65-256: FP8 "
+        "uses less energy per token in 11 of 12 pairs, median ratio 0.89 (range 0.71 to "
+        "1.00), median ITL ratio 0.88.",
         comparison="Agrees with the paper on both published figures at the paper's rounding (largest "
-                   "relative difference 0.05%). FP8's median energy ratio is 1.30 at batch 8-16 and "
-                   '0.89 at 65-256, so the effect does turn on batch size.',
-        filters={'pairing': 'same base model, task, GPU model, GPU count and batch size',
-                 'batch_size': '>= 16',
-                 'excluded': 'Qwen3 Coder 480B (outlier)',
-                 'bands': ['8-16', '17-64', '65-256']},
-        paper={'source': "the paper's published medians per batch band",
-               'claim': 'at batch 8-16 FP8 uses more energy per token (median +29.9%); at batch 65-256 less '
-                        '(median -10.6%)'},
+        "relative difference 0.05%). FP8's median energy ratio is 1.30 at batch 8-16 and "
+        "0.89 at 65-256, so the effect does turn on batch size.",
+        filters={
+            "pairing": "same base model, task, GPU model, GPU count and batch size",
+            "batch_size": ">= 16",
+            "excluded": "Qwen3 Coder 480B (outlier)",
+            "bands": ["8-16", "17-64", "65-256"],
+        },
+        paper={
+            "source": "the paper's published medians per batch band",
+            "claim": "at batch 8-16 FP8 uses more energy per token (median +29.9%); at batch 65-256 less "
+            "(median -10.6%)",
+        },
         rows=37,
-        columns=['base_model_id', 'task', 'gpu_model', 'num_gpus', 'batch_size', 'energy_per_token_joules_fp8',
-                 'median_itl_ms_fp8', 'avg_power_watts_fp8', 'energy_per_token_joules_bf16',
-                 'median_itl_ms_bf16', 'avg_power_watts_bf16', 'energy_ratio', 'itl_ratio', 'band'],
-        first={'base_model_id': 'Qwen/Qwen3-235B-A22B-Instruct-2507',
-               'task': 'lm-arena-chat',
-               'gpu_model': 'H100',
-               'num_gpus': 8,
-               'batch_size': 16,
-               'energy_per_token_joules_fp8': 6.296944834248159,
-               'median_itl_ms_fp8': 26.786433532834053,
-               'avg_power_watts_fp8': 3638.3735050517316,
-               'energy_per_token_joules_bf16': 5.17830831400822,
-               'median_itl_ms_bf16': 25.347841999973753,
-               'avg_power_watts_bf16': 3188.597383478894,
-               'energy_ratio': 1.2160235452210975,
-               'itl_ratio': 1.0567540042604728,
-               'band': '8-16'},
-        last={'base_model_id': 'Qwen/Qwen3-VL-235B-A22B-Instruct',
-              'task': 'video-chat',
-              'gpu_model': 'H100',
-              'num_gpus': 8,
-              'batch_size': 64,
-              'energy_per_token_joules_fp8': 3.2915472722179175,
-              'median_itl_ms_fp8': 32.267368500470184,
-              'avg_power_watts_fp8': 3673.453153464131,
-              'energy_per_token_joules_bf16': 2.6574556799786047,
-              'median_itl_ms_bf16': 36.77103668451309,
-              'avg_power_watts_bf16': 2973.054572810144,
-              'energy_ratio': 1.23860852958587,
-              'itl_ratio': 0.8775213159562694,
-              'band': '17-64'},
+        columns=[
+            "base_model_id",
+            "task",
+            "gpu_model",
+            "num_gpus",
+            "batch_size",
+            "energy_per_token_joules_fp8",
+            "median_itl_ms_fp8",
+            "avg_power_watts_fp8",
+            "energy_per_token_joules_bf16",
+            "median_itl_ms_bf16",
+            "avg_power_watts_bf16",
+            "energy_ratio",
+            "itl_ratio",
+            "band",
+        ],
+        first={
+            "base_model_id": "Qwen/Qwen3-235B-A22B-Instruct-2507",
+            "task": "lm-arena-chat",
+            "gpu_model": "H100",
+            "num_gpus": 8,
+            "batch_size": 16,
+            "energy_per_token_joules_fp8": 6.296944834248159,
+            "median_itl_ms_fp8": 26.786433532834053,
+            "avg_power_watts_fp8": 3638.3735050517316,
+            "energy_per_token_joules_bf16": 5.17830831400822,
+            "median_itl_ms_bf16": 25.347841999973753,
+            "avg_power_watts_bf16": 3188.597383478894,
+            "energy_ratio": 1.2160235452210975,
+            "itl_ratio": 1.0567540042604728,
+            "band": "8-16",
+        },
+        last={
+            "base_model_id": "Qwen/Qwen3-VL-235B-A22B-Instruct",
+            "task": "video-chat",
+            "gpu_model": "H100",
+            "num_gpus": 8,
+            "batch_size": 64,
+            "energy_per_token_joules_fp8": 3.2915472722179175,
+            "median_itl_ms_fp8": 32.267368500470184,
+            "avg_power_watts_fp8": 3673.453153464131,
+            "energy_per_token_joules_bf16": 2.6574556799786047,
+            "median_itl_ms_bf16": 36.77103668451309,
+            "avg_power_watts_bf16": 2973.054572810144,
+            "energy_ratio": 1.23860852958587,
+            "itl_ratio": 0.8775213159562694,
+            "band": "17-64",
+        },
     ),
-    'multi-gpu': dict(
-        title='More GPUs: energy at the same batch, and what extra memory unlocks',
-        method='Share of same-batch GPU-count pairs where energy per token rises; largest batch and '
-               'minimum energy per token per GPU count.',
-        summary='At the same batch size, on B200 energy per token rises with more GPUs in 37 of 37 '
-                'same-batch pairs (100%) and on H100 energy per token rises with more GPUs in 39 of '
-                '42 same-batch pairs (93%). What a second GPU unlocks: gpt-oss 120B on problem '
-                'solving reaches batch 64 on 1 x H100 but 2048 on 2 x H100, and its minimum energy '
-                'per token falls from 0.268 to 0.086 J (3.11x lower). The largest such drop is Qwen 3'
-                ' 235B A22B Thinking FP8 on problem solving (reasoning): 2 to 4 x B200 lifts the '
-                'largest batch from 64 to 1024 and cuts the minimum energy per token 3.58x.',
+    "multi-gpu": dict(
+        title="More GPUs: energy at the same batch, and what extra memory unlocks",
+        method="Share of same-batch GPU-count pairs where energy per token rises; largest batch and "
+        "minimum energy per token per GPU count.",
+        summary="At the same batch size, on B200 energy per token rises with more GPUs in 37 of 37 "
+        "same-batch pairs (100%) and on H100 energy per token rises with more GPUs in 39 of "
+        "42 same-batch pairs (93%). What a second GPU unlocks: gpt-oss 120B on problem "
+        "solving reaches batch 64 on 1 x H100 but 2048 on 2 x H100, and its minimum energy "
+        "per token falls from 0.268 to 0.086 J (3.11x lower). The largest such drop is Qwen 3"
+        " 235B A22B Thinking FP8 on problem solving (reasoning): 2 to 4 x B200 lifts the "
+        "largest batch from 64 to 1024 and cuts the minimum energy per token 3.58x.",
         comparison="Agrees with the paper on all 5 published figures at the paper's rounding (largest"
-                   ' relative difference 0.07%). Energy per token rises with GPU count in 100%, 93% '
-                   'of same-batch pairs per GPU type; in 71% of (model, task, GPU, n < m) cases the '
-                   'larger count reaches a lower minimum energy per token.',
-        filters={'tasks': ['gpqa', 'lm-arena-chat', 'sourcegraph-fim'],
-                 'pairs': 'within model, task and GPU type, every pair of GPU counts n < m at the same batch '
-                          'size'},
-        paper={'source': "the paper's published counts and the gpt-oss 120B example",
-               'claim': 'more GPUs at the same batch raise energy per token in 37 of 37 B200 pairs and 39 '
-                        'of 42 H100 pairs; gpt-oss 120B on GPQA: 2 x H100 lowers the minimum energy per '
-                        'token by 67.8% against 1 x H100, by unlocking larger batches'},
+        " relative difference 0.07%). Energy per token rises with GPU count in 100%, 93% "
+        "of same-batch pairs per GPU type; in 71% of (model, task, GPU, n < m) cases the "
+        "larger count reaches a lower minimum energy per token.",
+        filters={
+            "tasks": ["gpqa", "lm-arena-chat", "sourcegraph-fim"],
+            "pairs": "within model, task and GPU type, every pair of GPU counts n < m at the same batch size",
+        },
+        paper={
+            "source": "the paper's published counts and the gpt-oss 120B example",
+            "claim": "more GPUs at the same batch raise energy per token in 37 of 37 B200 pairs and 39 "
+            "of 42 H100 pairs; gpt-oss 120B on GPQA: 2 x H100 lowers the minimum energy per "
+            "token by 67.8% against 1 x H100, by unlocking larger batches",
+        },
         rows=79,
-        columns=['model_id', 'task', 'gpu_model', 'batch_size', 'num_gpus_n', 'energy_per_token_joules_n',
-                 'num_gpus_m', 'energy_per_token_joules_m', 'energy_ratio', 'rises'],
-        first={'model_id': 'Qwen/Qwen3-235B-A22B-Instruct-2507',
-               'task': 'lm-arena-chat',
-               'gpu_model': 'B200',
-               'batch_size': 8,
-               'num_gpus_n': 4,
-               'energy_per_token_joules_n': 6.456770105737344,
-               'num_gpus_m': 8,
-               'energy_per_token_joules_m': 8.396027671034311,
-               'energy_ratio': 1.3003448370530934,
-               'rises': True},
-        last={'model_id': 'Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8',
-              'task': 'sourcegraph-fim',
-              'gpu_model': 'B200',
-              'batch_size': 256,
-              'num_gpus_n': 4,
-              'energy_per_token_joules_n': 3.7952524141028916,
-              'num_gpus_m': 8,
-              'energy_per_token_joules_m': 11.116642972236322,
-              'energy_ratio': 2.929091865122767,
-              'rises': True},
+        columns=[
+            "model_id",
+            "task",
+            "gpu_model",
+            "batch_size",
+            "num_gpus_n",
+            "energy_per_token_joules_n",
+            "num_gpus_m",
+            "energy_per_token_joules_m",
+            "energy_ratio",
+            "rises",
+        ],
+        first={
+            "model_id": "Qwen/Qwen3-235B-A22B-Instruct-2507",
+            "task": "lm-arena-chat",
+            "gpu_model": "B200",
+            "batch_size": 8,
+            "num_gpus_n": 4,
+            "energy_per_token_joules_n": 6.456770105737344,
+            "num_gpus_m": 8,
+            "energy_per_token_joules_m": 8.396027671034311,
+            "energy_ratio": 1.3003448370530934,
+            "rises": True,
+        },
+        last={
+            "model_id": "Qwen/Qwen3-Coder-480B-A35B-Instruct-FP8",
+            "task": "sourcegraph-fim",
+            "gpu_model": "B200",
+            "batch_size": 256,
+            "num_gpus_n": 4,
+            "energy_per_token_joules_n": 3.7952524141028916,
+            "num_gpus_m": 8,
+            "energy_per_token_joules_m": 11.116642972236322,
+            "energy_ratio": 2.929091865122767,
+            "rises": True,
+        },
     ),
 }
 

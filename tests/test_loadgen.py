@@ -14,16 +14,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import fast_fake_vllm
 from harness.measuring.steady import SteadyTracker, steady_bounds
 from harness.workloads import loadgen
 from harness.workloads.base import RequestRecord
 
-import fast_fake_vllm
-
 
 def _event(ids, finish=None, **extra) -> bytes:
-    chunk = {"id": "c", "object": "text_completion", "model": "m",
-             "choices": [{"index": 0, "text": "x", "logprobs": None, "finish_reason": finish, "token_ids": ids}]}
+    chunk = {
+        "id": "c",
+        "object": "text_completion",
+        "model": "m",
+        "choices": [{"index": 0, "text": "x", "logprobs": None, "finish_reason": finish, "token_ids": ids}],
+    }
     return b"data: " + json.dumps(chunk | extra).encode() + b"\n\n"
 
 
@@ -45,8 +48,15 @@ def _summary(chunks):
 def test_events_split_at_blank_lines_and_only_data_lines_count():
     chunks, rest = _feed_all([STREAM])
     assert rest == b""
-    assert _summary(chunks) == [([[1]], None), ([[2, 3]], None), ([[]], None), ([[4]], None), ([[5, 6]], None),
-                                ([], {"prompt_tokens": 3, "completion_tokens": 6}), loadgen.DONE]
+    assert _summary(chunks) == [
+        ([[1]], None),
+        ([[2, 3]], None),
+        ([[]], None),
+        ([[4]], None),
+        ([[5, 6]], None),
+        ([], {"prompt_tokens": 3, "completion_tokens": 6}),
+        loadgen.DONE,
+    ]
     assert chunks[4].choices[0].finish_reason == "length"
 
 
@@ -111,8 +121,15 @@ class _FakeClock:
 
 
 def _run_one(pieces, n=6):
-    rec = RequestRecord(request_id=0, prompt_tokens=3, target_output_tokens=n, output_tokens=0, submit_time_s=0.0,
-                        first_token_time_s=None, finish_time_s=None)
+    rec = RequestRecord(
+        request_id=0,
+        prompt_tokens=3,
+        target_output_tokens=n,
+        output_tokens=0,
+        submit_time_s=0.0,
+        first_token_time_s=None,
+        finish_time_s=None,
+    )
     spec = loadgen.LoadSpec("http://x", "m", [[0, 1, 2]], [n])
     tracker = SteadyTracker(1, 1)
     asyncio.run(loadgen._one(_Session(pieces), spec, 0, rec, tracker, _FakeClock()))
@@ -133,7 +150,7 @@ def test_tokens_completed_by_one_read_share_its_timestamp():
 
 
 def test_one_read_per_byte_stamps_each_token_at_the_read_that_ends_its_event():
-    rec = _run_one([STREAM[i:i + 1] for i in range(len(STREAM))])
+    rec = _run_one([STREAM[i : i + 1] for i in range(len(STREAM))])
     ends = [STREAM.index(_event(ids)) + len(_event(ids)) for ids in ([1], [2, 3], [4])]
     ends.append(STREAM.index(_event([5, 6], "length")) + len(_event([5, 6], "length")))
     # reading k (1-based) is taken after the k-th byte arrived; the finish reading follows the last token's
@@ -156,7 +173,8 @@ class _ServerThread:
     def _run(self):
         self.loop = asyncio.new_event_loop()
         self.task = self.loop.create_task(
-            fast_fake_vllm.serve(self.server, ready=lambda port: (setattr(self, "port", port), self.ready.set())))
+            fast_fake_vllm.serve(self.server, ready=lambda port: (setattr(self, "port", port), self.ready.set()))
+        )
         with contextlib.suppress(asyncio.CancelledError):
             self.loop.run_until_complete(self.task)
 
@@ -225,11 +243,32 @@ def test_vllm_model_inspection_results_are_carried_between_servers(tmp_path, vll
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "vllm-model_executor-models-llama-LlamaForCausalLM.json").write_text('{"hash": "a"}')
     fake_vllm.use(monkeypatch, tmp_path)
-    cfg = configuration_from_dict(dict(
-        study="s", task="lm-arena-chat", family="llm-chat", backend="vllm", model="tiny-llama", num_gpus=1,
-        tensor_parallel=1, expert_parallel=1, precision="bfloat16", max_num_seqs=2, max_num_batched_tokens=8192,
-        batch_size=None, inference_steps=None, height=None, width=None, num_frames=None, num_requests=4,
-        num_iterations=None, seed=0, length_source=None, max_output_tokens=8, options={}))
+    cfg = configuration_from_dict(
+        dict(
+            study="s",
+            task="lm-arena-chat",
+            family="llm-chat",
+            backend="vllm",
+            model="tiny-llama",
+            num_gpus=1,
+            tensor_parallel=1,
+            expert_parallel=1,
+            precision="bfloat16",
+            max_num_seqs=2,
+            max_num_batched_tokens=8192,
+            batch_size=None,
+            inference_steps=None,
+            height=None,
+            width=None,
+            num_frames=None,
+            num_requests=4,
+            num_iterations=None,
+            seed=0,
+            length_source=None,
+            max_output_tokens=8,
+            options={},
+        )
+    )
     backend = vllm_backend.VLLMBackend()
     try:
         backend.start(cfg, tmp_path / "run")

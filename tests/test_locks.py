@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 import shlex
 import socket
 import subprocess
@@ -31,9 +30,21 @@ _spec.loader.exec_module(locks)
 def dry_setup(tmp_path: Path, has_gpu: int) -> list[list[str]]:
     """The commands ``make setup`` would run on a host with (1) or without (0) a GPU, from scratch."""
     run = subprocess.run(
-        ["make", "-n", "setup", f"HAS_GPU={has_gpu}", f"STAMPS={tmp_path}/stamps", f"VENV={tmp_path}/venv",
-         f"ENGINES={tmp_path}/engines", "PYTHON_SYS=python3.11"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
+        [
+            "make",
+            "-n",
+            "setup",
+            f"HAS_GPU={has_gpu}",
+            f"STAMPS={tmp_path}/stamps",
+            f"VENV={tmp_path}/venv",
+            f"ENGINES={tmp_path}/engines",
+            "PYTHON_SYS=python3.11",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     return [shlex.split(line) for line in run.stdout.splitlines() if line.strip()]
 
@@ -55,8 +66,7 @@ def test_the_gpu_branch_installs_the_gpu_locks_into_their_own_venvs(tmp_path):
     pips = installs(dry_setup(tmp_path, 1))
     harness_py, engine_py = f"{tmp_path}/venv/bin/python", f"{tmp_path}/engines/vllm-0.11.1/bin/python"
     by_lock = {lock_of(args): py for py, args in pips if lock_of(args)}
-    assert by_lock == {"requirements/lock-gpu.txt": harness_py,
-                       "requirements/engines/vllm-0.11.1.lock": engine_py}
+    assert by_lock == {"requirements/lock-gpu.txt": harness_py, "requirements/engines/vllm-0.11.1.lock": engine_py}
     for py, args in pips:
         if args[-1] == "pip":  # upgrading pip itself
             continue
@@ -77,26 +87,47 @@ def test_the_cpu_branch_installs_the_cpu_locks(tmp_path):
 
 
 def test_an_engine_without_a_lock_is_refused_by_make_in_one_line(tmp_path):
-    run = subprocess.run(["make", "engine", "ENGINE=vllm==0.0.1", f"ENGINES={tmp_path}/engines"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=60)
+    run = subprocess.run(
+        ["make", "engine", "ENGINE=vllm==0.0.1", f"ENGINES={tmp_path}/engines"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode != 0 and not (tmp_path / "engines").exists()
-    assert ("no lock for engine vllm-0.0.1 (requirements/engines/vllm-0.0.1.lock); make it with: "
-            "make lock ENGINE=vllm==0.0.1") in run.stderr
+    assert (
+        "no lock for engine vllm-0.0.1 (requirements/engines/vllm-0.0.1.lock); make it with: "
+        "make lock ENGINE=vllm==0.0.1"
+    ) in run.stderr
 
 
 def test_make_test_runs_the_lint_step_before_pytest(tmp_path):
     """ruff (lint, then format --check), mypy and the layers contract, from the harness venv, before pytest."""
     run = subprocess.run(
-        ["make", "-n", "test", "HAS_GPU=0", f"STAMPS={tmp_path}/stamps", f"VENV={tmp_path}/venv",
-         f"ENGINES={tmp_path}/engines", "PYTHON_SYS=python3.11"],
-        cwd=ROOT, capture_output=True, text=True, timeout=60)
+        [
+            "make",
+            "-n",
+            "test",
+            "HAS_GPU=0",
+            f"STAMPS={tmp_path}/stamps",
+            f"VENV={tmp_path}/venv",
+            f"ENGINES={tmp_path}/engines",
+            "PYTHON_SYS=python3.11",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 0, run.stderr
     lines = run.stdout.splitlines()
     bin_ = f"{tmp_path}/venv/bin/"
-    lint = [f"{bin_}ruff check harness tests benchmarks scripts",
-            f"{bin_}ruff format --check harness tests benchmarks scripts",
-            f"{bin_}mypy harness",
-            f"{bin_}lint-imports"]
+    lint = [
+        f"{bin_}ruff check harness tests benchmarks scripts",
+        f"{bin_}ruff format --check harness tests benchmarks scripts",
+        f"{bin_}mypy harness",
+        f"{bin_}lint-imports",
+    ]
     assert all(step in lines for step in lint), run.stdout
     at = [lines.index(step) for step in lint]
     pytest_at = next(i for i, line in enumerate(lines) if line.startswith(f"{bin_}python -m pytest"))
@@ -125,24 +156,43 @@ def test_the_dev_tools_are_in_both_harness_locks_at_one_version():
 
 def test_two_cuda_stacks_duplicates_and_unpinned_additions_are_each_one_line(tmp_path):
     lock = tmp_path / "x.lock"
-    lock.write_text("# header\ntorch==2.9.0+cu128\nnvidia-cublas-cu12==12.8.4.1\nnvidia-cutlass-dsl-libs-cu13==4.8.1\n"
-                    "cupy-cuda12x==14.2.0\nfoo==1.0\nFoo==1.1\n")
-    report = {"install": [{"metadata": {"name": n, "version": v}} for n, v in
-                          [("torch", "2.9.0+cu128"), ("nvidia-cublas-cu12", "12.8.4.1"),
-                           ("nvidia-cutlass-dsl-libs-cu13", "4.8.1"), ("cupy-cuda12x", "14.2.0"),
-                           ("foo", "1.1"), ("bar", "2.0")]]}
+    lock.write_text(
+        "# header\ntorch==2.9.0+cu128\nnvidia-cublas-cu12==12.8.4.1\nnvidia-cutlass-dsl-libs-cu13==4.8.1\n"
+        "cupy-cuda12x==14.2.0\nfoo==1.0\nFoo==1.1\n"
+    )
+    report = {
+        "install": [
+            {"metadata": {"name": n, "version": v}}
+            for n, v in [
+                ("torch", "2.9.0+cu128"),
+                ("nvidia-cublas-cu12", "12.8.4.1"),
+                ("nvidia-cutlass-dsl-libs-cu13", "4.8.1"),
+                ("cupy-cuda12x", "14.2.0"),
+                ("foo", "1.1"),
+                ("bar", "2.0"),
+            ]
+        ]
+    }
     found = locks.problems(lock, report)
     assert "x.lock: foo appears twice (1.0 and 1.1)" in found
-    assert any(line.startswith("x.lock: packages of 2 CUDA stacks meet: CUDA 12: cupy-cuda12x==14.2.0") and
-               "CUDA 13: nvidia-cutlass-dsl-libs-cu13==4.8.1" in line for line in found)
+    assert any(
+        line.startswith("x.lock: packages of 2 CUDA stacks meet: CUDA 12: cupy-cuda12x==14.2.0")
+        and "CUDA 13: nvidia-cutlass-dsl-libs-cu13==4.8.1" in line
+        for line in found
+    )
     assert "x.lock: the resolve adds bar==2.0, which the lock does not pin" in found
     assert len(found) == 3
-    assert locks.cuda_stacks([("cuda-bindings", "13.5.0"), ("torch", "2.13.0+cpu")]) == {"13": ["cuda-bindings==13.5.0"]}
+    assert locks.cuda_stacks([("cuda-bindings", "13.5.0"), ("torch", "2.13.0+cpu")]) == {
+        "13": ["cuda-bindings==13.5.0"]
+    }
 
 
 def test_the_committed_locks_pin_each_package_once_on_one_cuda_stack():
-    for lock in [ROOT / "requirements" / "lock-cpu.txt", ROOT / "requirements" / "lock-gpu.txt",
-                 *sorted((ROOT / "requirements" / "engines").glob("*.lock"))]:
+    for lock in [
+        ROOT / "requirements" / "lock-cpu.txt",
+        ROOT / "requirements" / "lock-gpu.txt",
+        *sorted((ROOT / "requirements" / "engines").glob("*.lock")),
+    ]:
         assert locks.problems(lock, None) == [], lock
         assert len(locks.cuda_stacks(locks.read_lock(lock))) <= 1
 
@@ -151,23 +201,37 @@ def test_both_hosts_run_one_harness_stack_only_torch_and_its_cuda_libraries_diff
     gpu, cpu = ROOT / "requirements" / "lock-gpu.txt", ROOT / "requirements" / "lock-cpu.txt"
     assert locks.same_stack(gpu, cpu) == []
     have = dict(locks.read_lock(gpu))
-    assert {n: have[n] for n in ("transformers", "diffusers", "numpy", "zeus")} == \
-        {n: dict(locks.read_lock(cpu))[n] for n in ("transformers", "diffusers", "numpy", "zeus")}
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "locks.py"), "same", str(gpu), str(cpu)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    assert {n: have[n] for n in ("transformers", "diffusers", "numpy", "zeus")} == {
+        n: dict(locks.read_lock(cpu))[n] for n in ("transformers", "diffusers", "numpy", "zeus")
+    }
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "locks.py"), "same", str(gpu), str(cpu)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
 
 
 def test_a_gpu_lock_that_drifts_from_the_cpu_stack_is_refused_one_line_each(tmp_path):
     cpu, gpu = tmp_path / "lock-cpu.txt", tmp_path / "lock-gpu.txt"
     cpu.write_text("numpy==2.3.5\ntorch==2.13.0+cpu\ntransformers==5.19.0\nzeus==0.16.0\n")
-    gpu.write_text("numpy==2.4.6\nnvidia-cublas-cu12==12.8.4.1\ntorch==2.9.0\ntransformers==5.19.0\ntriton==3.5.0\n"
-                   "six==1.17.0\n")
-    assert locks.same_stack(gpu, cpu) == ["lock-gpu.txt: pins numpy==2.4.6, lock-cpu.txt 2.3.5",
-                                          "lock-gpu.txt: pins six==1.17.0, which lock-cpu.txt does not",
-                                          "lock-gpu.txt: does not pin zeus, which lock-cpu.txt pins at 0.16.0"]
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "locks.py"), "same", str(gpu), str(cpu)],
-                         capture_output=True, text=True, timeout=60, check=False)
+    gpu.write_text(
+        "numpy==2.4.6\nnvidia-cublas-cu12==12.8.4.1\ntorch==2.9.0\ntransformers==5.19.0\ntriton==3.5.0\nsix==1.17.0\n"
+    )
+    assert locks.same_stack(gpu, cpu) == [
+        "lock-gpu.txt: pins numpy==2.4.6, lock-cpu.txt 2.3.5",
+        "lock-gpu.txt: pins six==1.17.0, which lock-cpu.txt does not",
+        "lock-gpu.txt: does not pin zeus, which lock-cpu.txt pins at 0.16.0",
+    ]
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "locks.py"), "same", str(gpu), str(cpu)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 1 and run.stderr.count("\n") == 3
     constraints = locks.same_constraints(cpu, tmp_path / "c.txt").read_text().split()
     assert constraints == ["numpy==2.3.5", "transformers==5.19.0", "zeus==0.16.0"]  # torch left to the target
@@ -206,18 +270,38 @@ def checked(pypi, tmp_path_factory):
 
 def _check(lock: str, tmp_path: Path, target: str = "gpu") -> tuple[subprocess.CompletedProcess, dict | None]:
     report = tmp_path / "report.json"
-    run = subprocess.run([sys.executable, str(ROOT / "scripts" / "locks.py"), "check", lock, "--target", target,
-                          "--report", str(report)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    run = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "locks.py"),
+            "check",
+            lock,
+            "--target",
+            target,
+            "--report",
+            str(report),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     return run, (json.loads(report.read_text()) if report.exists() else None)
 
 
 def unmet_requirements(report: dict) -> list[str]:
     """``pip check`` on a resolver report: every requirement (markers for linux x86_64 / CPython 3.11, no
     extras) of every package, against the versions the report installs."""
-    env = default_environment() | {"python_version": "3.11", "python_full_version": "3.11.7",
-                                   "sys_platform": "linux", "platform_system": "Linux",
-                                   "platform_machine": "x86_64", "implementation_name": "cpython",
-                                   "platform_python_implementation": "CPython", "os_name": "posix"}
+    env = default_environment() | {
+        "python_version": "3.11",
+        "python_full_version": "3.11.7",
+        "sys_platform": "linux",
+        "platform_system": "Linux",
+        "platform_machine": "x86_64",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+        "os_name": "posix",
+    }
     have = {locks.canon(i["metadata"]["name"]): i["metadata"]["version"] for i in report["install"]}
     out = []
     for item in report["install"]:
@@ -246,11 +330,23 @@ def test_the_gpu_harness_gets_diffusers_transformers_and_zeus_together(checked):
     run, report = checked("requirements/lock-gpu.txt")
     assert run.returncode == 0, run.stderr
     have = locks.pins(report)
-    assert {"diffusers", "transformers", "zeus", "torch", "huggingface-hub", "requests", "scikit-learn",
-            "httpx"} <= set(have)
+    assert {
+        "diffusers",
+        "transformers",
+        "zeus",
+        "torch",
+        "huggingface-hub",
+        "requests",
+        "scikit-learn",
+        "httpx",
+    } <= set(have)
     assert "vllm" not in have
-    needs = {locks.canon(Requirement(r).name): Requirement(r) for i in report["install"]
-             if locks.canon(i["metadata"]["name"]) == "diffusers" for r in i["metadata"]["requires_dist"]}
+    needs = {
+        locks.canon(Requirement(r).name): Requirement(r)
+        for i in report["install"]
+        if locks.canon(i["metadata"]["name"]) == "diffusers"
+        for r in i["metadata"]["requires_dist"]
+    }
     assert Version(have["huggingface-hub"]) in needs["huggingface-hub"].specifier  # the issue's failure
     assert Version(have["transformers"]).major >= 5
 

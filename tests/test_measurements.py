@@ -9,16 +9,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.vocabulary.tasks import TEXT_LLM_TASKS
-from harness.measuring import store
-from harness.errors import ReferenceDataError
 from harness.analysis import measurements as M
+from harness.errors import ReferenceDataError
+from harness.measuring import store
+from harness.vocabulary.tasks import TEXT_LLM_TASKS
 from support import REFERENCE_DIR as REF
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture()
+@pytest.fixture
 def reference(monkeypatch):
     if "HARNESS_REFERENCE_DIR" not in os.environ and REF.is_dir():
         monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REF))
@@ -30,29 +30,82 @@ def reference(monkeypatch):
         pytest.skip(str(exc))
 
 
-def _write_run(root: Path, study: str, run_id: str, model: str, task: str, gpu_model: str | None, batch: int,
-               metrics: dict, status: str = "ok", length_source: str | None = None):
+def _write_run(
+    root: Path,
+    study: str,
+    run_id: str,
+    model: str,
+    task: str,
+    gpu_model: str | None,
+    batch: int,
+    metrics: dict,
+    status: str = "ok",
+    length_source: str | None = None,
+):
     llm = task in TEXT_LLM_TASKS
-    config = {"study": study, "task": task, "backend": "vllm" if llm else "diffusers", "model": model, "num_gpus": 1,
-              "tensor_parallel": 1, "expert_parallel": 1, "precision": "bfloat16",
-              "max_num_seqs": batch if llm else None, "batch_size": None if llm else batch}
-    record = {"run_id": run_id, "study": study, "status": status, "cause": None if status == "ok" else "oom",
-              "config": config, "environment": {"gpu_model": gpu_model, "gpu_count": 1 if gpu_model else 0},
-              "metrics": metrics, "is_stable": True,
-              "backend_info": {"lengths": {"extra": {"length_source_model": length_source}}}}
+    config = {
+        "study": study,
+        "task": task,
+        "backend": "vllm" if llm else "diffusers",
+        "model": model,
+        "num_gpus": 1,
+        "tensor_parallel": 1,
+        "expert_parallel": 1,
+        "precision": "bfloat16",
+        "max_num_seqs": batch if llm else None,
+        "batch_size": None if llm else batch,
+    }
+    record = {
+        "run_id": run_id,
+        "study": study,
+        "status": status,
+        "cause": None if status == "ok" else "oom",
+        "config": config,
+        "environment": {"gpu_model": gpu_model, "gpu_count": 1 if gpu_model else 0},
+        "metrics": metrics,
+        "is_stable": True,
+        "backend_info": {"lengths": {"extra": {"length_source_model": length_source}}},
+    }
     store.write_run(store.run_path(root, study, run_id), record)
 
 
 def test_own_runs_are_found_in_nested_result_folders(tmp_path):
     results = tmp_path / "results"
-    _write_run(results, "smoke", "aaaaaaaaaaaa", "tiny-qwen3", "gpqa", None, 4,
-               {"avg_output_len": 400.0, "output_throughput_tokens_per_sec": 300.0}, length_source="Qwen/Qwen3-8B")
-    _write_run(results, "smoke", "bbbbbbbbbbbb", "tiny-qwen3", "lm-arena-chat", None, 4,
-               {"avg_output_len": 40.0, "output_throughput_tokens_per_sec": 350.0}, length_source="Qwen/Qwen3-8B")
-    _write_run(results / "H100", "gpu-check", "cccccccccccc", "llama-3.1-8b", "lm-arena-chat", "H100", 8,
-               {"energy_per_token_joules": 0.9, "energy_per_output_joules": 300.0})
-    _write_run(results / "H100", "gpu-check", "dddddddddddd", "llama-3.1-8b", "lm-arena-chat", "H100", 16, {},
-               status="failed")
+    _write_run(
+        results,
+        "smoke",
+        "aaaaaaaaaaaa",
+        "tiny-qwen3",
+        "gpqa",
+        None,
+        4,
+        {"avg_output_len": 400.0, "output_throughput_tokens_per_sec": 300.0},
+        length_source="Qwen/Qwen3-8B",
+    )
+    _write_run(
+        results,
+        "smoke",
+        "bbbbbbbbbbbb",
+        "tiny-qwen3",
+        "lm-arena-chat",
+        None,
+        4,
+        {"avg_output_len": 40.0, "output_throughput_tokens_per_sec": 350.0},
+        length_source="Qwen/Qwen3-8B",
+    )
+    _write_run(
+        results / "H100",
+        "gpu-check",
+        "cccccccccccc",
+        "llama-3.1-8b",
+        "lm-arena-chat",
+        "H100",
+        8,
+        {"energy_per_token_joules": 0.9, "energy_per_output_joules": 300.0},
+    )
+    _write_run(
+        results / "H100", "gpu-check", "dddddddddddd", "llama-3.1-8b", "lm-arena-chat", "H100", 16, {}, status="failed"
+    )
     own = M.own_runs(results)
     assert sorted(own["run_id"]) == ["aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc", "dddddddddddd"]
     by_id = own.set_index("run_id")
@@ -69,8 +122,16 @@ def test_own_runs_are_found_in_nested_result_folders(tmp_path):
 
 def test_published_counterparts_match_architecture_task_gpu_and_batch(tmp_path, reference):
     results = tmp_path / "results"
-    _write_run(results / "H100", "gpu-check", "cccccccccccc", "llama-3.1-8b", "lm-arena-chat", "H100", 8,
-               {"energy_per_token_joules": 0.9, "median_itl_ms": 20.0})
+    _write_run(
+        results / "H100",
+        "gpu-check",
+        "cccccccccccc",
+        "llama-3.1-8b",
+        "lm-arena-chat",
+        "H100",
+        8,
+        {"energy_per_token_joules": 0.9, "median_itl_ms": 20.0},
+    )
     _write_run(results, "smoke", "aaaaaaaaaaaa", "tiny-llama", "lm-arena-chat", None, 8, {"median_itl_ms": 9.0})
     own = M.own_runs(results)
     published = M.reference_counterparts(own, reference)
@@ -87,9 +148,14 @@ def test_published_counterparts_match_architecture_task_gpu_and_batch(tmp_path, 
 def test_the_chapter_runs_without_own_results_and_says_so(tmp_path, reference):
     papermill = pytest.importorskip("papermill")
     out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(REPO / "notebooks" / "your-measurements.ipynb"), str(out),
-                               parameters={"results_dir": str(tmp_path / "no-results")}, kernel_name="python3",
-                               progress_bar=False, cwd=str(REPO))
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "your-measurements.ipynb"),
+        str(out),
+        parameters={"results_dir": str(tmp_path / "no-results")},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(REPO),
+    )
     text = json.dumps(json.loads(out.read_text())["cells"])
     assert "No own measurements were found under" in text and '"ename"' not in text
 
@@ -111,9 +177,16 @@ def test_the_outcome_table_names_damaged_runs_and_their_file(tmp_path, no_nvml):
 
 def _tiny_sweep(results: Path) -> None:
     for i, b in enumerate([1, 2, 4, 8]):
-        _write_run(results, "smoke", f"aaaaaaaaaaa{i}", "tiny-qwen3", "lm-arena-chat", None, b,
-                   {"output_throughput_tokens_per_sec": 100.0 * b ** 0.8, "median_itl_ms": 10.0 + b,
-                    "avg_batch_size": float(b)})
+        _write_run(
+            results,
+            "smoke",
+            f"aaaaaaaaaaa{i}",
+            "tiny-qwen3",
+            "lm-arena-chat",
+            None,
+            b,
+            {"output_throughput_tokens_per_sec": 100.0 * b**0.8, "median_itl_ms": 10.0 + b, "avg_batch_size": float(b)},
+        )
 
 
 def test_own_trends_share_a_relative_axis_with_the_full_size_curve(tmp_path, reference):
@@ -122,7 +195,7 @@ def test_own_trends_share_a_relative_axis_with_the_full_size_curve(tmp_path, ref
     trends = M.relative_trends(M.own_runs(results), reference, "output_throughput_tokens_per_sec")
     own = trends[trends["origin"] == "own"].sort_values("batch_size")
     assert own[M.RELATIVE].iloc[0] == pytest.approx(1.0)
-    assert own[M.RELATIVE].iloc[-1] == pytest.approx(8 ** 0.8)
+    assert own[M.RELATIVE].iloc[-1] == pytest.approx(8**0.8)
     pub = trends[trends["origin"] == "published"]
     assert set(pub["model_id"]) == {"Qwen/Qwen3-8B"}  # tiny-qwen3 is a copy of the Qwen3 8B architecture
     assert pub.groupby("series")[M.RELATIVE].first().eq(1.0).all()
@@ -136,9 +209,14 @@ def test_the_chapter_reads_with_own_runs(tmp_path, reference):
     results = tmp_path / "results"
     _tiny_sweep(results)
     out = tmp_path / "out.ipynb"
-    papermill.execute_notebook(str(REPO / "notebooks" / "your-measurements.ipynb"), str(out),
-                               parameters={"results_dir": str(results)}, kernel_name="python3",
-                               progress_bar=False, cwd=str(REPO))
+    papermill.execute_notebook(
+        str(REPO / "notebooks" / "your-measurements.ipynb"),
+        str(out),
+        parameters={"results_dir": str(results)},
+        kernel_name="python3",
+        progress_bar=False,
+        cwd=str(REPO),
+    )
     text = json.dumps(json.loads(out.read_text())["cells"])
     assert '"ename"' not in text
     assert "There are 4 own runs in 1 study" in text and "studies" not in text.split("There are 4 own runs")[1][:40]

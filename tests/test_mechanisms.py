@@ -14,7 +14,10 @@ def test_kv_bytes_per_token_from_the_architecture():
     # Qwen3 8B: 36 layers x 8 KV heads x 128 head dim x 2 (K, V) x 2 bytes
     assert mech.kv_bytes_per_token(archs.get("qwen3-8b").hf_config()) == 36 * 8 * 128 * 2 * 2
     # without head_dim or KV heads: hidden / heads, and every head keeps K and V
-    assert mech.kv_bytes_per_token({"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 256}, 1) == 2 * 4 * 64 * 2
+    assert (
+        mech.kv_bytes_per_token({"num_hidden_layers": 2, "num_attention_heads": 4, "hidden_size": 256}, 1)
+        == 2 * 4 * 64 * 2
+    )
 
 
 def test_kv_budget_is_memory_left_after_weights_over_context():
@@ -38,8 +41,16 @@ def test_intensity_decode_grows_with_batch_diffusion_starts_high():
 
 
 def test_itl_growth_per_series():
-    rows = pd.DataFrame({"model_id": ["a"] * 3 + ["b"], "task": ["t"] * 4, "gpu_model": ["B200"] * 4,
-                         "num_gpus": [1] * 4, "batch_size": [8, 64, 512, 8], "median_itl_ms": [5.0, 7.5, 20.0, 3.0]})
+    rows = pd.DataFrame(
+        {
+            "model_id": ["a"] * 3 + ["b"],
+            "task": ["t"] * 4,
+            "gpu_model": ["B200"] * 4,
+            "num_gpus": [1] * 4,
+            "batch_size": [8, 64, 512, 8],
+            "median_itl_ms": [5.0, 7.5, 20.0, 3.0],
+        }
+    )
     g = mech.itl_growth(rows)
     assert len(g) == 1 and g.iloc[0]["batch_growth"] == 64 and g.iloc[0]["itl_growth"] == pytest.approx(4.0)
 

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FakeClock, FakeGPU
 
+from conftest import FakeClock, FakeGPU
 from harness.measuring import node
 from harness.measuring.energy import WindowMeasurement, ZeusMeter
 from harness.measuring.steady import diffusion_metrics, llm_metrics
@@ -185,8 +185,10 @@ def test_a_package_that_cannot_be_read_gives_null_with_the_reason(rapl, no_nvml)
     clock = FakeClock()
     meter = ZeusMeter(None, clock=clock)
     denied = rapl.energy_file(1)
-    assert meter.cpu_source == (f"cpu: not measured (RAPL package 1 cannot be read: permission denied on {denied} "
-                                f"(RAPL needs root or read access to energy_uj))")
+    assert meter.cpu_source == (
+        f"cpu: not measured (RAPL package 1 cannot be read: permission denied on {denied} "
+        f"(RAPL needs root or read access to energy_uj))"
+    )
     meter.begin("steady")
     clock.advance(5.0)
     rapl.add(0, 100.0)  # package 0 is readable, but a partial sum would be invented: nothing is reported
@@ -231,14 +233,28 @@ def test_a_package_without_dram_leaves_dram_null_not_partial(rapl, no_nvml):
 
 
 def _window(name, start, end, gpu, cpu, dram, source="zeus/nvml-energy-counter; cpu: zeus/rapl"):
-    return WindowMeasurement(name=name, start_time_s=start, end_time_s=end, gpu_energy_joules=gpu,
-                             cpu_energy_joules=cpu, dram_energy_joules=dram, energy_source=source)
+    return WindowMeasurement(
+        name=name,
+        start_time_s=start,
+        end_time_s=end,
+        gpu_energy_joules=gpu,
+        cpu_energy_joules=cpu,
+        dram_energy_joules=dram,
+        energy_source=source,
+    )
 
 
 def _request(rid, tokens):
-    return RequestRecord(request_id=rid, prompt_tokens=10, target_output_tokens=len(tokens),
-                         output_tokens=len(tokens), submit_time_s=0.0, first_token_time_s=tokens[0],
-                         finish_time_s=tokens[-1], token_times_s=list(tokens))
+    return RequestRecord(
+        request_id=rid,
+        prompt_tokens=10,
+        target_output_tokens=len(tokens),
+        output_tokens=len(tokens),
+        submit_time_s=0.0,
+        first_token_time_s=tokens[0],
+        finish_time_s=tokens[-1],
+        token_times_s=list(tokens),
+    )
 
 
 def test_llm_run_gets_node_columns_and_keeps_gpu_figures():
@@ -257,7 +273,9 @@ def test_llm_run_gets_node_columns_and_keeps_gpu_figures():
 
 def test_cpu_host_run_says_why_node_is_null():
     requests = [_request(i, [1.0 + 0.1 * k for k in range(5)]) for i in range(2)]
-    source = "none: no NVIDIA GPU (NVML: Driver Not Loaded); cpu: not measured (no RAPL on this host: /x does not exist)"
+    source = (
+        "none: no NVIDIA GPU (NVML: Driver Not Loaded); cpu: not measured (no RAPL on this host: /x does not exist)"
+    )
     window = _window("steady", 0.5, 2.0, {}, {}, {}, source=source)
     metrics, _ = llm_metrics(requests, {"steady": window}, max_num_seqs=2)
     assert metrics["energy_per_token_joules"] is None and metrics["node_energy_joules"] is None
@@ -266,10 +284,13 @@ def test_cpu_host_run_says_why_node_is_null():
 
 
 def test_diffusion_run_gets_node_columns_over_every_iteration():
-    iterations = [IterationRecord(index=i, start_time_s=10.0 * i, end_time_s=10.0 * i + 4.0, batch_size=2, outputs=2)
-                  for i in range(3)]
-    windows = {f"iter-{i}": _window(f"iter-{i}", 10.0 * i, 10.0 * i + 4.0, {0: 800.0}, {0: 100.0}, {0: 20.0})
-               for i in range(3)}
+    iterations = [
+        IterationRecord(index=i, start_time_s=10.0 * i, end_time_s=10.0 * i + 4.0, batch_size=2, outputs=2)
+        for i in range(3)
+    ]
+    windows = {
+        f"iter-{i}": _window(f"iter-{i}", 10.0 * i, 10.0 * i + 4.0, {0: 800.0}, {0: 100.0}, {0: 20.0}) for i in range(3)
+    }
     metrics, _ = diffusion_metrics(iterations, windows, "image")
     assert metrics["energy_per_image_joules"] == pytest.approx(400.0)
     assert metrics["node_energy_joules"] == pytest.approx(3 * 920.0)
@@ -281,8 +302,12 @@ def test_diffusion_run_gets_node_columns_over_every_iteration():
 
 
 def test_show_lines():
-    metrics = {"gpu_energy_joules": 300.0, **node.node_metrics(
-        [_window("steady", 0.0, 10.0, {0: 300.0}, {0: 80.0}, {0: 20.0})], 300.0, 10.0, tokens=100, outputs=4)}
+    metrics = {
+        "gpu_energy_joules": 300.0,
+        **node.node_metrics(
+            [_window("steady", 0.0, 10.0, {0: 300.0}, {0: 80.0}, {0: 20.0})], 300.0, 10.0, tokens=100, outputs=4
+        ),
+    }
     lines = node.show_lines(metrics)
     assert lines[0] == "node       GPU 300 J + CPU package 80 J + DRAM 20 J = 400 J"
     assert lines[1] == ("           GPU 75.0% of the node; CPU 8 W, DRAM 2 W; node 4 J/token; node 100 J/output")

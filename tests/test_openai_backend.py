@@ -48,16 +48,19 @@ def test_poisson_and_gamma_offsets_have_the_rate_and_burstiness_asked_for():
     assert same != arrivals.from_options({"arrival": "poisson", "rate_per_s": 5.0}, seed=4).offsets_s(10)
 
 
-@pytest.mark.parametrize("opts, message", [
-    ({"arrival": "trickle"}, "arrival must be one of"),
-    ({"arrival": "poisson"}, "rate_per_s is required"),
-    ({"arrival": "poisson", "rate_per_s": 0}, "rate_per_s must be a number > 0"),
-    ({"arrival": "poisson", "rate_per_s": 1, "warmup_fraction": 1.0}, "warmup_fraction must be below 1"),
-    ({"arrival": "concurrency"}, "concurrency is required"),
-    ({"arrival": "concurrency", "concurrency": 0}, "concurrency must be a positive integer"),
-    ({"rate_per_s": 2}, "rate_per_s only applies with arrival: poisson"),
-    ({"arrival": "poisson", "rate_per_s": 2, "concurrency": 2}, "concurrency only applies"),
-])
+@pytest.mark.parametrize(
+    "opts, message",
+    [
+        ({"arrival": "trickle"}, "arrival must be one of"),
+        ({"arrival": "poisson"}, "rate_per_s is required"),
+        ({"arrival": "poisson", "rate_per_s": 0}, "rate_per_s must be a number > 0"),
+        ({"arrival": "poisson", "rate_per_s": 1, "warmup_fraction": 1.0}, "warmup_fraction must be below 1"),
+        ({"arrival": "concurrency"}, "concurrency is required"),
+        ({"arrival": "concurrency", "concurrency": 0}, "concurrency must be a positive integer"),
+        ({"rate_per_s": 2}, "rate_per_s only applies with arrival: poisson"),
+        ({"arrival": "poisson", "rate_per_s": 2, "concurrency": 2}, "concurrency only applies"),
+    ],
+)
 def test_bad_arrival_options_are_one_line_errors(opts, message):
     with pytest.raises(ConfigError, match=message) as err:
         arrivals.from_options(opts)
@@ -73,8 +76,11 @@ def test_poisson_window_opens_after_the_warmup_arrivals_and_closes_at_the_last_a
     reqs = [_rec(i, 10.0 + i, 10.5 + i, 12.0 + i) for i in range(10)]
     opened, closed = [], []
     tracker = arrivals.tracker_for(arrival, 4, 10, on_open=lambda: opened.append(1), on_close=lambda: closed.append(1))
-    events = sorted([(r.submit_time_s, 0) for r in reqs] + [(r.first_token_time_s, 1) for r in reqs]
-                    + [(r.finish_time_s, 2) for r in reqs])
+    events = sorted(
+        [(r.submit_time_s, 0) for r in reqs]
+        + [(r.first_token_time_s, 1) for r in reqs]
+        + [(r.finish_time_s, 2) for r in reqs]
+    )
     for t, kind in events:
         (tracker.submitted, tracker.first_token, tracker.finished)[kind](t)
     # ceil(0.2 x 10) = the 2nd arrival (t = 11) opens it; the 10th arrival (t = 19) closes it
@@ -126,6 +132,7 @@ def test_gate_sends_at_the_poisson_offsets_and_keeps_the_concurrency():
                 for _ in range(3):
                     await asyncio.sleep(0)
                 running[0] -= 1
+
             return go
 
         await asyncio.gather(*(gate.send(i, recs[i], tracker, clock, request(i)) for i in range(n)))
@@ -151,20 +158,22 @@ def test_prompts_from_jsonl_and_parquet_are_seeded_and_cycle(tmp_path):
     assert [p.row for p in prompts.load(str(SAMPLE), 30, seed=1).prompts] == [p.row for p in chosen.prompts]
     assert [p.row for p in prompts.load(str(SAMPLE), 30, seed=2).prompts] != [p.row for p in chosen.prompts]
     parquet = tmp_path / "p.parquet"
-    conversations = [[{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": "ok"}]
-                     for r in rows]
+    conversations = [[{"role": "user", "content": r["prompt"]}, {"role": "assistant", "content": "ok"}] for r in rows]
     pd.DataFrame({"conversation": conversations}).to_parquet(parquet)
     from_parquet = prompts.load(str(parquet), 5, seed=1, prompt_field="conversation")
     assert [p.text for p in from_parquet.prompts] == [rows[p.row]["prompt"] for p in from_parquet.prompts]
     assert from_parquet.prompts[0].reference_output_tokens is None and "Parquet" in from_parquet.source
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "does not exist"),
-    ('{"text": "hi"}\nnot json\n', "line 2 is not JSON"),
-    ('{"body": "hi"}\n', "no prompt field"),
-    ('{"prompt": "hi", "output_tokens": "many"}\n', "must be a whole number"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "does not exist"),
+        ('{"text": "hi"}\nnot json\n', "line 2 is not JSON"),
+        ('{"body": "hi"}\n', "no prompt field"),
+        ('{"prompt": "hi", "output_tokens": "many"}\n', "must be a whole number"),
+    ],
+)
 def test_bad_prompt_files_are_one_line_errors(tmp_path, content, message):
     path = tmp_path / "p.jsonl"
     if content is not None:
@@ -240,15 +249,19 @@ def server(tmp_path, vllm_env):
 
 def _study(tmp_path, blocks: list[str]) -> Path:
     path = tmp_path / "study.yaml"
-    path.write_text("study: own\nsettings: {cooldown_s: 0, idle_power_s: 0, sampler_hz: 10, run_timeout_s: 120}\n"
-                    "runs:\n" + "".join(blocks))
+    path.write_text(
+        "study: own\nsettings: {cooldown_s: 0, idle_power_s: 0, sampler_hz: 10, run_timeout_s: 120}\n"
+        "runs:\n" + "".join(blocks)
+    )
     return path
 
 
 def _block(url, model="served-model", n=12, max_num_seqs=4, **options):
     opts = {"base_url": url, "prompts": str(SAMPLE), **options}
-    return (f"  - {{task: lm-arena-chat, backend: openai, models: [{model}], num_requests: {n}, seed: 0,\n"
-            f"     max_output_tokens: 12, options: {json.dumps(opts)}, grid: {{max_num_seqs: [{max_num_seqs}]}}}}\n")
+    return (
+        f"  - {{task: lm-arena-chat, backend: openai, models: [{model}], num_requests: {n}, seed: 0,\n"
+        f"     max_output_tokens: 12, options: {json.dumps(opts)}, grid: {{max_num_seqs: [{max_num_seqs}]}}}}\n"
+    )
 
 
 def _records(results: Path) -> list[dict]:
@@ -256,8 +269,8 @@ def _records(results: Path) -> list[dict]:
 
 
 def _measure(config: Path, results: Path) -> dict:
-    from harness.orchestration.study import load_study
     from harness.orchestration import runner
+    from harness.orchestration.study import load_study
 
     study = load_study(config)
     counts = runner.measure_study(study, results, progress=False)
@@ -268,12 +281,29 @@ def _measure(config: Path, results: Path) -> dict:
 def test_completions_and_chat_at_poisson_and_fixed_concurrency(tmp_path, server, no_nvml, monkeypatch):
     monkeypatch.setenv("OWN_SERVER_KEY", "s3cret-key")
     url = server(api_key="s3cret-key", faults={"token_s": 0.002, "natural_tokens": 5})
-    config = _study(tmp_path, [
-        _block(url, api_key_env="OWN_SERVER_KEY", arrival="poisson", rate_per_s=40.0, output_lengths="reference",
-               ttft_target_ms=60000, itl_target_ms=60000),
-        _block(url, api="chat", api_key_env="OWN_SERVER_KEY", arrival="concurrency", concurrency=3,
-               output_lengths="natural", ttft_target_ms=0.001),
-    ])
+    config = _study(
+        tmp_path,
+        [
+            _block(
+                url,
+                api_key_env="OWN_SERVER_KEY",
+                arrival="poisson",
+                rate_per_s=40.0,
+                output_lengths="reference",
+                ttft_target_ms=60000,
+                itl_target_ms=60000,
+            ),
+            _block(
+                url,
+                api="chat",
+                api_key_env="OWN_SERVER_KEY",
+                arrival="concurrency",
+                concurrency=3,
+                output_lengths="natural",
+                ttft_target_ms=0.001,
+            ),
+        ],
+    )
     counts, (poisson, chat) = _measure(config, tmp_path / "results")
     assert counts == {"ok": 2}, [r.get("message") for r in (poisson, chat)]
     rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
@@ -300,7 +330,8 @@ def test_completions_and_chat_at_poisson_and_fixed_concurrency(tmp_path, server,
     assert m["arrival_pattern"] == "poisson"
     open_at = sorted(req["submit_time_s"])[1]  # ceil(0.1 x 12) = the 2nd arrival
     assert m["steady_open_time_s"] == pytest.approx(open_at) and m["steady_close_time_s"] == pytest.approx(
-        req["submit_time_s"].max())
+        req["submit_time_s"].max()
+    )
     assert m["num_good_requests"] == 12 and m["slo_attainment_fraction"] == 1.0 and m["goodput_requests_per_sec"] > 0
     assert "batch-saturation check not applied" in poisson["unstable_reason"]
 
@@ -342,13 +373,16 @@ def test_faults_are_one_line_failures_and_earlier_runs_stay_intact(tmp_path, ser
     good = server(faults={"token_s": 0.002})
     keyed = server(api_key="the-right-key")
     dying = server(seed=5, faults={"token_s": 0.01, "die_mid_run_seeds": [5], "die_after_tokens": 20})
-    config = _study(tmp_path, [
-        _block(good, n=6),
-        _block(keyed, n=6, max_num_seqs=5, api_key_env="OWN_SERVER_KEY"),
-        _block("http://192.0.2.10:8000", n=6, max_num_seqs=6),
-        _block(good, model="not-served", n=6, max_num_seqs=7),
-        _block(dying, n=12, max_num_seqs=3),
-    ])
+    config = _study(
+        tmp_path,
+        [
+            _block(good, n=6),
+            _block(keyed, n=6, max_num_seqs=5, api_key_env="OWN_SERVER_KEY"),
+            _block("http://192.0.2.10:8000", n=6, max_num_seqs=6),
+            _block(good, model="not-served", n=6, max_num_seqs=7),
+            _block(dying, n=12, max_num_seqs=3),
+        ],
+    )
     counts, (ok, unauthorized, remote, missing, died) = _measure(config, tmp_path / "results")
     assert counts == {"ok": 1, "failed": 4}
     assert ok["status"] == "ok"
@@ -369,8 +403,8 @@ def test_faults_are_one_line_failures_and_earlier_runs_stay_intact(tmp_path, ser
 
 
 def test_a_remote_server_is_driven_only_when_allowed_and_its_energy_is_null(tmp_path, server, fake_nvml):
-    from harness.workloads import openai_backend, registry
     from harness.orchestration.study import load_study
+    from harness.workloads import openai_backend, registry
 
     fake_nvml([FakeGPU([(time.time() - 10, 80.0)])])
     url = server(faults={"token_s": 0.002})
@@ -398,8 +432,7 @@ def test_loopback_names():
     assert split_url("http://127.0.0.1:8000/v1/") == ("http://127.0.0.1:8000", "127.0.0.1")
 
 
-def test_the_vllm_backend_sends_dataset_prompts_tokenized_by_the_served_model(tmp_path, no_nvml, vllm_env,
-                                                                             monkeypatch):
+def test_the_vllm_backend_sends_dataset_prompts_tokenized_by_the_served_model(tmp_path, no_nvml, vllm_env, monkeypatch):
     """The harness's own vLLM server (the fake here) with real prompts from a file instead of random ids."""
     from transformers import AutoTokenizer
 
@@ -409,7 +442,8 @@ def test_the_vllm_backend_sends_dataset_prompts_tokenized_by_the_served_model(tm
         "study: own\nsettings: {cooldown_s: 0, idle_power_s: 0, sampler_hz: 10, run_timeout_s: 120}\nruns:\n"
         "  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], num_requests: 6, seed: 0,\n"
         f"     max_output_tokens: 6, options: {{prompts: {json.dumps(str(SAMPLE))}, output_length_scale: 0.1}},\n"
-        "     grid: {max_num_seqs: [2]}}\n")
+        "     grid: {max_num_seqs: [2]}}\n"
+    )
     counts, (record,) = _measure(config, tmp_path / "results")
     assert counts == {"ok": 1}, record.get("message")
     info = record["backend_info"]

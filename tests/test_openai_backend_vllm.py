@@ -32,13 +32,36 @@ def vllm_server(tmp_path_factory):
     folder = tmp_path_factory.mktemp("vllm-server")
     # inline: a template file names a path, which extra_args refuses (harness.workloads.engine_args)
     template = "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}assistant:"
-    cfg = configuration_from_dict(dict(
-        study="t", task="lm-arena-chat", family="llm-chat", backend="vllm", model="tiny-llama", num_gpus=1,
-        tensor_parallel=1, expert_parallel=1, precision="float32", max_num_seqs=4, max_num_batched_tokens=8192,
-        batch_size=None, inference_steps=None, height=None, width=None, num_frames=None, num_requests=4,
-        num_iterations=None, seed=0, length_source=None, max_output_tokens=16,
-        options={"max_model_len": 512, "startup_timeout_s": 1500,  # a loaded 2-core host starts slowly
-                 "extra_args": ["--chat-template", template]}))
+    cfg = configuration_from_dict(
+        dict(
+            study="t",
+            task="lm-arena-chat",
+            family="llm-chat",
+            backend="vllm",
+            model="tiny-llama",
+            num_gpus=1,
+            tensor_parallel=1,
+            expert_parallel=1,
+            precision="float32",
+            max_num_seqs=4,
+            max_num_batched_tokens=8192,
+            batch_size=None,
+            inference_steps=None,
+            height=None,
+            width=None,
+            num_frames=None,
+            num_requests=4,
+            num_iterations=None,
+            seed=0,
+            length_source=None,
+            max_output_tokens=16,
+            options={
+                "max_model_len": 512,
+                "startup_timeout_s": 1500,  # a loaded 2-core host starts slowly
+                "extra_args": ["--chat-template", template],
+            },
+        )
+    )
     backend = VLLMBackend()
     try:
         backend.start(cfg, folder / "run")
@@ -49,27 +72,32 @@ def vllm_server(tmp_path_factory):
 
 
 def test_a_running_vllm_server_measured_as_an_endpoint(vllm_server, tmp_path, no_nvml):
-    from harness.orchestration import runner
     from harness.measuring import store
+    from harness.orchestration import runner
 
     url, name, model_folder = vllm_server
     rows = [json.loads(line) for line in SAMPLE.read_text().splitlines()]
 
     def block(**options):
         opts = {"base_url": url, "prompts": str(SAMPLE), **options}
-        return (f"  - {{task: lm-arena-chat, backend: openai, models: [{name}], num_requests: 8, seed: 0,\n"
-                f"     max_output_tokens: 8, options: {json.dumps(opts)}, grid: {{max_num_seqs: [4]}}}}\n")
+        return (
+            f"  - {{task: lm-arena-chat, backend: openai, models: [{name}], num_requests: 8, seed: 0,\n"
+            f"     max_output_tokens: 8, options: {json.dumps(opts)}, grid: {{max_num_seqs: [4]}}}}\n"
+        )
 
     config = tmp_path / "study.yaml"
-    config.write_text("study: own\nsettings: {cooldown_s: 0, idle_power_s: 0, sampler_hz: 10, run_timeout_s: 300}\n"
-                      "runs:\n"
-                      + block(arrival="poisson", rate_per_s=4.0, output_lengths="reference", ttft_target_ms=60000)
-                      + block(api="chat", arrival="concurrency", concurrency=2, output_lengths="natural",
-                              tokenizer=model_folder))
+    config.write_text(
+        "study: own\nsettings: {cooldown_s: 0, idle_power_s: 0, sampler_hz: 10, run_timeout_s: 300}\n"
+        "runs:\n"
+        + block(arrival="poisson", rate_per_s=4.0, output_lengths="reference", ttft_target_ms=60000)
+        + block(api="chat", arrival="concurrency", concurrency=2, output_lengths="natural", tokenizer=model_folder)
+    )
     study = load_study(config)
     counts = runner.measure_study(study, tmp_path / "results", progress=False)
-    records = [json.loads((store.run_path(tmp_path / "results", "own", c.run_id) / "run.json").read_text())
-               for c in study.configurations]
+    records = [
+        json.loads((store.run_path(tmp_path / "results", "own", c.run_id) / "run.json").read_text())
+        for c in study.configurations
+    ]
     assert counts == {"ok": 2}, [r.get("message") for r in records]
     completions, chat = records
     run_dir = store.run_path(tmp_path / "results", "own", completions["run_id"])
@@ -86,7 +114,9 @@ def test_a_running_vllm_server_measured_as_an_endpoint(vllm_server, tmp_path, no
     assert completions["metrics"]["energy_per_token_joules"] is None  # no GPU here
 
     chat_req = pd.read_parquet(store.run_path(tmp_path / "results", "own", chat["run_id"]) / "requests.parquet")
-    assert chat_req["success"].all() and (chat_req["output_tokens"] <= 8).all() and (chat_req["output_tokens"] > 0).all()
+    assert (
+        chat_req["success"].all() and (chat_req["output_tokens"] <= 8).all() and (chat_req["output_tokens"] > 0).all()
+    )
     assert chat_req["token_times_s"].map(len).tolist() == chat_req["output_tokens"].tolist()
     assert chat["backend_info"]["prompts"]["prompt_tokens_counted_by"] == f"tokenizer of {model_folder}"
     assert chat["metrics"]["arrival_pattern"] == "concurrency" and chat["metrics"]["steady_open_time_s"] is not None

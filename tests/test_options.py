@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from harness.orchestration.study import load_study
 from harness.errors import ConfigError
+from harness.orchestration.study import load_study
 from harness.workloads import registry
 from harness.workloads.options import Opt, problem
 
@@ -37,20 +37,23 @@ def _smoke_with(tmp_path, **options) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name, value, expect", [
-    ("output_length_scale", "not-a-number", "must be a number > 0, got 'not-a-number'"),
-    ("max_prompt_tokens", "not-a-number", "must be an integer >= 1, got 'not-a-number'"),
-    ("max_prompt_tokens", 12.5, "must be an integer >= 1"),
-    ("output_length_scale", 0, "must be a number > 0, got 0"),
-    ("kv_cache_gib", -1, "must be a number > 0"),
-    ("gpu_memory_utilization", 1.5, "<= 1"),
-    ("port", 70000, "<= 65535"),
-    ("enforce_eager", "yes", "must be true or false"),
-    ("trust_remote_code", 1, "must be true or false"),
-    ("startup_timeout_s", True, "must be a number > 0, got True"),
-    ("extra_args", "--foo", "must be a list of strings"),
-    ("weights", "", "must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "name, value, expect",
+    [
+        ("output_length_scale", "not-a-number", "must be a number > 0, got 'not-a-number'"),
+        ("max_prompt_tokens", "not-a-number", "must be an integer >= 1, got 'not-a-number'"),
+        ("max_prompt_tokens", 12.5, "must be an integer >= 1"),
+        ("output_length_scale", 0, "must be a number > 0, got 0"),
+        ("kv_cache_gib", -1, "must be a number > 0"),
+        ("gpu_memory_utilization", 1.5, "<= 1"),
+        ("port", 70000, "<= 65535"),
+        ("enforce_eager", "yes", "must be true or false"),
+        ("trust_remote_code", 1, "must be true or false"),
+        ("startup_timeout_s", True, "must be a number > 0, got True"),
+        ("extra_args", "--foo", "must be a list of strings"),
+        ("weights", "", "must be a non-empty string"),
+    ],
+)
 def test_bad_vllm_option_in_smoke_config_is_refused_in_one_line(tmp_path, name, value, expect):
     path = _smoke_with(tmp_path, **{name: value})
     with pytest.raises(ConfigError) as err:
@@ -64,16 +67,22 @@ def test_smoke_options_pass():
     assert len(load_study(ROOT / "configs" / "smoke.yaml").configurations) == 12
 
 
-@pytest.mark.parametrize("backend, task, model, options, expect", [
-    ("diffusers", "text-to-image", "tiny-sd3", {"device": "gpu"}, "must be one of auto, cpu, cuda"),
-    ("diffusers", "text-to-image", "tiny-sd3", {"warmup_steps": -1}, "must be an integer >= 0"),
-    ("transformers", "lm-arena-chat", "tiny-llama", {"greedy": "no"}, "must be true or false"),
-    ("trivial", "cpu-trivial", "cpu-spin", {"step_s": "fast"}, "must be a number >= 0"),
-])
+@pytest.mark.parametrize(
+    "backend, task, model, options, expect",
+    [
+        ("diffusers", "text-to-image", "tiny-sd3", {"device": "gpu"}, "must be one of auto, cpu, cuda"),
+        ("diffusers", "text-to-image", "tiny-sd3", {"warmup_steps": -1}, "must be an integer >= 0"),
+        ("transformers", "lm-arena-chat", "tiny-llama", {"greedy": "no"}, "must be true or false"),
+        ("trivial", "cpu-trivial", "cpu-spin", {"step_s": "fast"}, "must be a number >= 0"),
+    ],
+)
 def test_other_backends_check_types_too(tmp_path, backend, task, model, options, expect):
     path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump({"study": "s", "runs": [
-        {"task": task, "backend": backend, "models": [model], "options": options}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {"study": "s", "runs": [{"task": task, "backend": backend, "models": [model], "options": options}]}
+        )
+    )
     with pytest.raises(ConfigError, match=expect):
         load_study(path)
 
@@ -81,7 +90,8 @@ def test_other_backends_check_types_too(tmp_path, backend, task, model, options,
 def test_vllm_backend_refuses_a_bad_option_itself(tmp_path):
     """A configuration rebuilt from a stored run (no load_study) is checked again at start."""
     from harness.config import configuration_from_dict
-    from harness.workloads.vllm_backend import BadOption, VLLMBackend
+    from harness.workloads.base import BadOption
+    from harness.workloads.vllm_backend import VLLMBackend
 
     cfg = load_study(ROOT / "configs" / "smoke.yaml").configurations[0]
     data = cfg.as_dict() | {"options": {"max_prompt_tokens": "many"}}
@@ -143,7 +153,8 @@ def test_backends_say_which_layouts_they_cannot_run():
     wide = configuration_from_dict(cfg.as_dict() | {"num_gpus": 2, "tensor_parallel": 3})
     assert registry.backend_class("vllm").preflight_problems(wide) == ["tensor_parallel=3 does not divide num_gpus=2"]
     assert registry.backend_class("transformers").preflight_problems(wide) == [
-        "the transformers backend runs on one device (num_gpus, tensor_parallel and expert_parallel must be 1)"]
+        "the transformers backend runs on one device (num_gpus, tensor_parallel and expert_parallel must be 1)"
+    ]
     assert registry.backend_class("trivial").preflight_problems(wide) == []
     assert registry.backend_class("transformers").preflight_problems(cfg) == []
 

@@ -38,13 +38,33 @@ def test_a_sigkilled_sweep_leaves_no_server(tmp_path, no_nvml, vllm_env, monkeyp
 
     pids = fake_vllm.use(monkeypatch, tmp_path, {"token_s": 0.05, "engine_child": True})
     cfg = tmp_path / "k.yaml"
-    cfg.write_text(yaml.safe_dump({"study": "k", "settings": {"idle_power_s": 0}, "runs": [
-        {"task": "lm-arena-chat", "backend": "vllm", "models": ["tiny-llama"], "num_requests": 20, "seed": 3,
-         "max_output_tokens": 24, "grid": {"max_num_seqs": [2]}}]}))
+    cfg.write_text(
+        yaml.safe_dump(
+            {
+                "study": "k",
+                "settings": {"idle_power_s": 0},
+                "runs": [
+                    {
+                        "task": "lm-arena-chat",
+                        "backend": "vllm",
+                        "models": ["tiny-llama"],
+                        "num_requests": 20,
+                        "seed": 3,
+                        "max_output_tokens": 24,
+                        "grid": {"max_num_seqs": [2]},
+                    }
+                ],
+            }
+        )
+    )
     env = dict(os.environ, PYTHONPATH=f"{tmp_path / 'fake-vllm'}{os.pathsep}{ROOT}")
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "measure", str(cfg), "--results",
-                             str(tmp_path / "results"), "--no-progress"], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "measure", str(cfg), "--results", str(tmp_path / "results"), "--no-progress"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 90
         running = 0.0
@@ -75,8 +95,9 @@ def test_a_sigkilled_sweep_leaves_no_server(tmp_path, no_nvml, vllm_env, monkeyp
 
 def _tagged_sleeper(token: str) -> subprocess.Popen:
     env = dict(os.environ, **{servers.TOKEN_ENV: token})
-    return subprocess.Popen([sys.executable, "-c", "import time\nwhile True: time.sleep(1)"], env=env,
-                            start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time\nwhile True: time.sleep(1)"], env=env, start_new_session=True
+    )
 
 
 def test_a_server_left_by_an_earlier_sweep_is_stopped_at_the_next_start(tmp_path, monkeypatch):
@@ -87,8 +108,11 @@ def test_a_server_left_by_an_earlier_sweep_is_stopped_at_the_next_start(tmp_path
     try:
         folder = servers.records_dir()
         folder.mkdir(parents=True)
-        (folder / "escaped-token.json").write_text(json.dumps(
-            {"token": "escaped-token", "pid": escaped.pid, "owner_pid": dead_owner.pid, "owner_start_ticks": 1}))
+        (folder / "escaped-token.json").write_text(
+            json.dumps(
+                {"token": "escaped-token", "pid": escaped.pid, "owner_pid": dead_owner.pid, "owner_start_ticks": 1}
+            )
+        )
         # a sweep that is still running (this process) keeps its server
         rec = servers.write_record("live-token", live.pid, ["vllm"])
         assert _wait_until(lambda: servers.tagged_processes("escaped-token") == [escaped.pid], 10)
@@ -114,7 +138,8 @@ def test_the_reaper_passes_the_servers_exit_through_and_stops_its_children(tmp_p
         f"pid = os.fork()\n"
         "if pid == 0:\n    time.sleep(600)\n    os._exit(0)\n"
         f"open({str(marker)!r}, 'w').write(str(pid))\n"
-        "time.sleep(0.5)\nsys.exit(3)\n")
+        "time.sleep(0.5)\nsys.exit(3)\n"
+    )
     proc = subprocess.Popen(servers.guarded([sys.executable, str(script)], grace_s=2), start_new_session=True)
     assert proc.wait(timeout=30) == 3
     child = int(marker.read_text())

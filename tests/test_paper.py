@@ -7,17 +7,19 @@ import re
 from pathlib import Path
 
 import pytest
-from support import REFERENCE_DIR
 
 from harness.analysis import findings as F
 from harness.analysis import paper as P
 from harness.errors import ReferenceDataError
+from support import REFERENCE_DIR
 
 
 def _claims_file() -> Path | None:
-    candidates = [os.environ.get("HARNESS_PAPER_CLAIMS"),
-                  Path(__file__).resolve().parents[2] / "shared" / "PAPER-CLAIMS.md",
-                  REFERENCE_DIR.parents[3] / "PAPER-CLAIMS.md" if len(REFERENCE_DIR.parents) > 3 else None]
+    candidates = [
+        os.environ.get("HARNESS_PAPER_CLAIMS"),
+        Path(__file__).resolve().parents[2] / "shared" / "PAPER-CLAIMS.md",
+        REFERENCE_DIR.parents[3] / "PAPER-CLAIMS.md" if len(REFERENCE_DIR.parents) > 3 else None,
+    ]
     for c in candidates:
         if c and Path(c).is_file():
             return Path(c)
@@ -81,9 +83,18 @@ def found():
 
 
 # How many figures PAPER-CLAIMS.md publishes for each finding (counted by hand from its table).
-FIGURE_COUNTS = {"reasoning-vs-chat": 6, "qwen3-32b-b200": 8, "multimodal-overhead": 4, "text-to-image-spread": 3,
-                 "text-to-video-range": 3, "batch-size-effect": 3, "moe-vs-dense": 1, "b200-vs-h100": 8,
-                 "fp8-vs-bf16": 2, "multi-gpu": 5}
+FIGURE_COUNTS = {
+    "reasoning-vs-chat": 6,
+    "qwen3-32b-b200": 8,
+    "multimodal-overhead": 4,
+    "text-to-image-spread": 3,
+    "text-to-video-range": 3,
+    "batch-size-effect": 3,
+    "moe-vs-dense": 1,
+    "b200-vs-h100": 8,
+    "fp8-vs-bf16": 2,
+    "multi-gpu": 5,
+}
 
 
 def test_agrees_comes_from_the_paper_comparison(found):
@@ -125,15 +136,17 @@ def test_headlines_recompute(found):
 
 
 def test_finding_text_names_no_internals(found):
-    internal = re.compile(r"STUDY\.md|PAPER-CLAIMS|Computed only|_joules|_watts|\bgpqa\b|lm-arena-chat|sourcegraph-fim"
-                          r"|image-chat|video-chat|[a-z]+-[a-z]+-\d|GPU\(s\)")
+    internal = re.compile(
+        r"STUDY\.md|PAPER-CLAIMS|Computed only|_joules|_watts|\bgpqa\b|lm-arena-chat|sourcegraph-fim"
+        r"|image-chat|video-chat|[a-z]+-[a-z]+-\d|GPU\(s\)"
+    )
     for f in found:
         for text in (f.summary, f.comparison, f.paper.get("claim", ""), f.paper.get("source", "")):
             assert not internal.search(text), (f.id, internal.search(text).group(0), text)
 
 
 def test_the_paper_is_defined_once_and_names_the_findings():
-    assert P.FINDING_IDS == tuple(F.FINDINGS), "the command line lists the ids from paper; compute runs FINDINGS"
+    assert tuple(F.FINDINGS) == P.FINDING_IDS, "the command line lists the ids from paper; compute runs FINDINGS"
     assert set(P.CLAIMS) == {fig.finding for fig in P.FIGURES}
     reasoning = P.CLAIMS["reasoning-vs-chat"]
     # the numbers beside the claim are the published figures themselves, as the paper writes them

@@ -12,17 +12,17 @@ import os
 import re
 
 import pytest
-from test_paper import _claims_file, _claims_table
 
 from harness.analysis import findings as F
 from harness.errors import ReferenceDataError
+from test_paper import _claims_file, _claims_table
 
 
 def _within_rounding(value, text: str) -> bool:
     """Does ``value`` round to ``text`` at the precision ``text`` is written in?"""
     digits = text.replace(",", "").lstrip("+")
     decimals = len(digits.split(".")[1]) if "." in digits else 0
-    return value is not None and abs(float(value) - float(digits)) <= 0.5 * 10.0 ** -decimals + 1e-9
+    return value is not None and abs(float(value) - float(digits)) <= 0.5 * 10.0**-decimals + 1e-9
 
 
 def _pct(ratio: float) -> float:
@@ -35,13 +35,26 @@ CODER = "Qwen3 Coder 30B A3B on code completion, 1 x B200"
 # (finding id, what, the paper's figure as PAPER-CLAIMS.md writes it, our value from the finding's values)
 CLAIMS = [
     ("reasoning-vs-chat", "reasoning tokens per response", "6,988", lambda v: v["reasoning_mean_output_tokens"]),
-    ("reasoning-vs-chat", "reasoning J per response", "4,625", lambda v: v["reasoning_mean_energy_per_response_joules"]),
+    (
+        "reasoning-vs-chat",
+        "reasoning J per response",
+        "4,625",
+        lambda v: v["reasoning_mean_energy_per_response_joules"],
+    ),
     ("reasoning-vs-chat", "chat tokens per response", "717", lambda v: v["chat_mean_output_tokens"]),
     ("reasoning-vs-chat", "chat J per response", "184", lambda v: v["chat_mean_energy_per_response_joules"]),
-    ("reasoning-vs-chat", "about 10x the tokens", "10",
-     lambda v: v["reasoning_mean_output_tokens"] / v["chat_mean_output_tokens"]),
-    ("reasoning-vs-chat", "25x the energy", "25",
-     lambda v: v["reasoning_mean_energy_per_response_joules"] / v["chat_mean_energy_per_response_joules"]),
+    (
+        "reasoning-vs-chat",
+        "about 10x the tokens",
+        "10",
+        lambda v: v["reasoning_mean_output_tokens"] / v["chat_mean_output_tokens"],
+    ),
+    (
+        "reasoning-vs-chat",
+        "25x the energy",
+        "25",
+        lambda v: v["reasoning_mean_energy_per_response_joules"] / v["chat_mean_energy_per_response_joules"],
+    ),
     ("qwen3-32b-b200", "chat batch", "512", lambda v: v["chat_max_num_seqs"]),
     ("qwen3-32b-b200", "reasoning batch", "128", lambda v: v["reasoning_max_num_seqs"]),
     ("qwen3-32b-b200", "chat tokens", "627", lambda v: v["chat_mean_output_tokens"]),
@@ -56,13 +69,22 @@ CLAIMS = [
     ("multimodal-overhead", "video chat, about 15x", "15", lambda v: v["video_over_text"]["max"]),
     ("text-to-image-spread", "SANA 1.5 1.6B J per image", "338", lambda v: v["min_energy_per_image_joules"]),
     ("text-to-image-spread", "FLUX.1 dev J per image", "6,679", lambda v: v["max_energy_per_image_joules"]),
-    ("text-to-image-spread", "about 20x", "20", lambda v: v["max_energy_per_image_joules"] / v["min_energy_per_image_joules"]),
+    (
+        "text-to-image-spread",
+        "about 20x",
+        "20",
+        lambda v: v["max_energy_per_image_joules"] / v["min_energy_per_image_joules"],
+    ),
     ("text-to-video-range", "CogVideoX 2B kJ per video", "26.4", lambda v: v["min_energy_per_video_joules"] / 1e3),
     ("text-to-video-range", "HunyuanVideo MJ per video", "1.16", lambda v: v["max_energy_per_video_joules"] / 1e6),
     ("batch-size-effect", "DeepSeek R1, GPQA, 8 x B200", "3.0", lambda v: v["highlighted"][DEEPSEEK]["ratio"]),
     ("batch-size-effect", "Qwen3 Coder 30B A3B, code, 1 x B200", "5.4", lambda v: v["highlighted"][CODER]["ratio"]),
-    ("moe-vs-dense", "Qwen3 32B over Qwen3 30B A3B Thinking per token", "3.56",
-     lambda v: v["dense_energy_per_token_joules"] / v["moe_energy_per_token_joules"]),
+    (
+        "moe-vs-dense",
+        "Qwen3 32B over Qwen3 30B A3B Thinking per token",
+        "3.56",
+        lambda v: v["dense_energy_per_token_joules"] / v["moe_energy_per_token_joules"],
+    ),
     ("moe-vs-dense", "the ratio the finding reports", "3.56", lambda v: v["dense_over_moe"]),
     ("b200-vs-h100", "LLM comparisons B200 wins", "63", lambda v: v["llm"]["b200_wins"]),
     ("b200-vs-h100", "LLM comparisons", "72", lambda v: v["llm"]["comparisons"]),
@@ -72,17 +94,32 @@ CLAIMS = [
     ("b200-vs-h100", "text-to-image median reduction %", "14.9", lambda v: _pct(v["text-to-image"]["gain"]["median"])),
     ("b200-vs-h100", "text-to-video comparisons B200 wins", "11", lambda v: v["text-to-video"]["b200_wins"]),
     ("b200-vs-h100", "text-to-video comparisons", "14", lambda v: v["text-to-video"]["comparisons"]),
-    ("fp8-vs-bf16", "batch 8-16 median change %", "+29.9",
-     lambda v: _pct(v["bands"]["8-16"]["energy_ratio"]["median"] - 1.0)),
-    ("fp8-vs-bf16", "batch 65-256 median change %", "-10.6",
-     lambda v: _pct(v["bands"]["65-256"]["energy_ratio"]["median"] - 1.0)),
+    (
+        "fp8-vs-bf16",
+        "batch 8-16 median change %",
+        "+29.9",
+        lambda v: _pct(v["bands"]["8-16"]["energy_ratio"]["median"] - 1.0),
+    ),
+    (
+        "fp8-vs-bf16",
+        "batch 65-256 median change %",
+        "-10.6",
+        lambda v: _pct(v["bands"]["65-256"]["energy_ratio"]["median"] - 1.0),
+    ),
     ("multi-gpu", "B200 pairs where energy rises", "37", lambda v: v["by_gpu"]["B200"]["energy_rises"]),
     ("multi-gpu", "B200 pairs", "37", lambda v: v["by_gpu"]["B200"]["pairs"]),
     ("multi-gpu", "H100 pairs where energy rises", "39", lambda v: v["by_gpu"]["H100"]["energy_rises"]),
     ("multi-gpu", "H100 pairs", "42", lambda v: v["by_gpu"]["H100"]["pairs"]),
-    ("multi-gpu", "gpt-oss 120B on GPQA, 2 x H100 lower by %", "67.8",
-     lambda v: _pct(1.0 - v["gpt_oss_120b_gpqa_h100"]["min_energy_per_token_2_gpus_joules"]
-                    / v["gpt_oss_120b_gpqa_h100"]["min_energy_per_token_1_gpu_joules"])),
+    (
+        "multi-gpu",
+        "gpt-oss 120B on GPQA, 2 x H100 lower by %",
+        "67.8",
+        lambda v: _pct(
+            1.0
+            - v["gpt_oss_120b_gpqa_h100"]["min_energy_per_token_2_gpus_joules"]
+            / v["gpt_oss_120b_gpqa_h100"]["min_energy_per_token_1_gpu_joules"]
+        ),
+    ),
 ]
 
 
@@ -118,7 +155,9 @@ def test_the_rounding_rule_of_this_file():
     assert _within_rounding(3.557, "3.56") and _within_rounding(3.565, "3.56") and not _within_rounding(3.5651, "3.56")
     assert not _within_rounding(3.554, "3.56") and not _within_rounding(3.07, "3.56")
     assert _within_rounding(4624.6, "4,625") and not _within_rounding(4624.4, "4,625")
-    assert _within_rounding(29.89, "+29.9") and _within_rounding(-10.60, "-10.6") and not _within_rounding(10.6, "-10.6")
+    assert (
+        _within_rounding(29.89, "+29.9") and _within_rounding(-10.60, "-10.6") and not _within_rounding(10.6, "-10.6")
+    )
     assert _within_rounding(63, "63") and not _within_rounding(62, "63") and not _within_rounding(None, "63")
 
 

@@ -15,9 +15,21 @@ from harness.measuring import paths, store
 from harness.orchestration.runner import measure_study
 from harness.orchestration.study import load_study
 
-STUDY = {"study": "p", "settings": {"idle_power_s": 0},
-         "runs": [{"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 4,
-                   "max_output_tokens": 4, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1]}}]}
+STUDY = {
+    "study": "p",
+    "settings": {"idle_power_s": 0},
+    "runs": [
+        {
+            "task": "cpu-trivial",
+            "backend": "trivial",
+            "models": ["cpu-spin"],
+            "num_requests": 4,
+            "max_output_tokens": 4,
+            "options": {"step_s": 0.001},
+            "grid": {"max_num_seqs": [1]},
+        }
+    ],
+}
 
 
 def _config(tmp_path, **top):
@@ -38,6 +50,7 @@ def _tree(folder) -> dict:
 
 # --- names ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["ok\n", "ok\r\n", "\nok", "ok/x", "../ok", "", "Ok", ".ok"])
 def test_a_study_name_must_match_in_full(tmp_path, name):
     with pytest.raises(ConfigError, match="study: must match") as err:
@@ -46,8 +59,9 @@ def test_a_study_name_must_match_in_full(tmp_path, name):
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.parametrize("study, run_id", [("ok\n", "abc"), ("ok", "abc\n"), ("ok", "../abc"), ("..", "abc"),
-                                           ("ok", "a/b"), ("ok", ".abc")])
+@pytest.mark.parametrize(
+    "study, run_id", [("ok\n", "abc"), ("ok", "abc\n"), ("ok", "../abc"), ("..", "abc"), ("ok", "a/b"), ("ok", ".abc")]
+)
 def test_run_folder_names_must_match_in_full(tmp_path, study, run_id):
     with pytest.raises(HarnessError, match="is not a plain folder name"):
         store.run_path(tmp_path, study, run_id)
@@ -72,6 +86,7 @@ def test_a_study_named_with_a_newline_measures_nothing(tmp_path, monkeypatch, ca
 
 # --- the results folder ----------------------------------------------------------------------------
 
+
 def test_a_sweep_writes_inside_the_results_folder_and_a_symlinked_results_folder_is_fine(tmp_path, no_nvml):
     real = tmp_path / "elsewhere"
     real.mkdir()
@@ -90,8 +105,9 @@ def _outside(tmp_path):
 
 
 @pytest.mark.parametrize("dry_run", [False, True])
-def test_a_study_folder_linked_outside_is_refused_in_one_line_and_nothing_is_written(tmp_path, monkeypatch,
-                                                                                    capsys, no_nvml, dry_run):
+def test_a_study_folder_linked_outside_is_refused_in_one_line_and_nothing_is_written(
+    tmp_path, monkeypatch, capsys, no_nvml, dry_run
+):
     outside = _outside(tmp_path)
     results = tmp_path / "results"
     results.mkdir()
@@ -145,7 +161,7 @@ def test_write_run_refuses_a_file_linked_outside_its_folder(tmp_path):
     run_dir = tmp_path / "results" / "p" / "abc"
     run_dir.mkdir(parents=True)
     (run_dir / "run.json").symlink_to(outside / "keep.txt")
-    with pytest.raises(paths.OutsideResults, match="run.json: it resolves to .*keep.txt, outside its run folder"):
+    with pytest.raises(paths.OutsideResults, match="run.json: it resolves to .*keep.txt, outside its run folder"):  # noqa: RUF043
         store.write_run(run_dir, {"status": "ok"})
     assert sorted(os.listdir(run_dir)) == ["run.json"] and (outside / "keep.txt").read_text() == "keep\n"
     (run_dir / "run.json").unlink()

@@ -12,34 +12,45 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
-from phase_sim import SimulatedLoad, schedule, simulate
 
 from harness.analysis import phases
 from harness.analysis.engine_steps import EngineLimits, Segments, spread, work_segments
+from phase_sim import SimulatedLoad, schedule, simulate
 
 
 def _estimate(run, engine=None, **kwargs):
     load = run.load
     engine = engine or EngineLimits(load.max_num_seqs, load.max_num_batched_tokens)
-    return phases.estimate(phases.PhaseInputs(run.timeline, run.requests, run.steady_start_s, run.steady_end_s,
-                                              run.idle_power_total_watts, engine), **kwargs)
+    return phases.estimate(
+        phases.PhaseInputs(
+            run.timeline, run.requests, run.steady_start_s, run.steady_end_s, run.idle_power_total_watts, engine
+        ),
+        **kwargs,
+    )
 
 
 def _relative_error(estimate, load):
-    return (estimate.prefill_joules_per_token / load.prefill_joules_per_token - 1,
-            estimate.decode_joules_per_token / load.decode_joules_per_token - 1)
+    return (
+        estimate.prefill_joules_per_token / load.prefill_joules_per_token - 1,
+        estimate.decode_joules_per_token / load.decode_joules_per_token - 1,
+    )
 
 
-@pytest.mark.parametrize("load", [
-    SimulatedLoad(),
-    SimulatedLoad(max_num_seqs=8, num_requests=100, seed=1),
-    SimulatedLoad(num_gpus=2, prefill_joules_per_token=0.05, decode_joules_per_token=0.3, idle_power_watts=90.0,
-                  seed=2),
-    SimulatedLoad(prompt_mean_tokens=3000, output_mean_tokens=100, seed=3),
-], ids=["batch-64", "batch-8", "two-gpus", "long-prompts"])
+@pytest.mark.parametrize(
+    "load",
+    [
+        SimulatedLoad(),
+        SimulatedLoad(max_num_seqs=8, num_requests=100, seed=1),
+        SimulatedLoad(
+            num_gpus=2, prefill_joules_per_token=0.05, decode_joules_per_token=0.3, idle_power_watts=90.0, seed=2
+        ),
+        SimulatedLoad(prompt_mean_tokens=3000, output_mean_tokens=100, seed=3),
+    ],
+    ids=["batch-64", "batch-8", "two-gpus", "long-prompts"],
+)
 def test_recovers_known_coefficients_within_the_stated_error(fake_nvml, load):
     run = simulate(load, fake_nvml)
-    assert run.idle_power_watts == pytest.approx({g: load.idle_power_watts for g in range(load.num_gpus)})
+    assert run.idle_power_watts == pytest.approx(dict.fromkeys(range(load.num_gpus), load.idle_power_watts))
     est = _estimate(run)
     assert est.available, est.reason
     prefill_error, decode_error = _relative_error(est, load)
@@ -60,6 +71,7 @@ def test_interval_covers_the_truth_and_narrows_with_less_noise(fake_nvml):
     quiet = _estimate(simulate(SimulatedLoad(noise_fraction=0.01, seed=4), fake_nvml))
     for est in (noisy, quiet):
         assert est.decode_interval[0] <= 0.12 <= est.decode_interval[1]
+
     def width(interval):
         return interval[1] - interval[0]
 
@@ -102,8 +114,11 @@ def test_decode_work_is_placed_in_the_steps_that_produced_it():
 
 def test_spread_shares_a_segment_by_its_time_in_each_tick():
     edges = np.array([1e9, 1e9 + 1, 1e9 + 2, 1e9 + 3])  # wall-clock seconds keep their precision
-    segments = Segments(np.array([1e9 + 0.5, 1e9 + 2.0, 1e9 + 2.5]), np.array([1e9 + 1.5, 1e9 + 2.0, 1e9 + 4.0]),
-                        np.array([10.0, 3.0, 6.0]))
+    segments = Segments(
+        np.array([1e9 + 0.5, 1e9 + 2.0, 1e9 + 2.5]),
+        np.array([1e9 + 1.5, 1e9 + 2.0, 1e9 + 4.0]),
+        np.array([10.0, 3.0, 6.0]),
+    )
     # 10 over [0.5, 1.5]: 5 + 5; 3 at 2.0 (a point, in (1, 2]); 6 over [2.5, 4]: 2 in (2, 3], the rest outside
     assert spread(edges, segments) == pytest.approx([5.0, 8.0, 2.0])
 
@@ -118,8 +133,15 @@ def test_nnls_matches_scipy():
 
 
 def _ticks_timeline(counters: list[float], times: list[float], gpu: int = 0) -> pd.DataFrame:
-    return pd.DataFrame({"time_s": times, "source": "nvml", "gpu_index": pd.array([gpu] * len(times), dtype="Int64"),
-                         "energy_counter_joules": counters, "power_watts": 100.0})
+    return pd.DataFrame(
+        {
+            "time_s": times,
+            "source": "nvml",
+            "gpu_index": pd.array([gpu] * len(times), dtype="Int64"),
+            "energy_counter_joules": counters,
+            "power_watts": 100.0,
+        }
+    )
 
 
 def test_a_counter_that_went_backwards_drops_its_tick():
@@ -132,11 +154,26 @@ def test_a_counter_that_went_backwards_drops_its_tick():
 
 
 def test_a_cpu_host_gets_a_reason_never_zero_joules():
-    host_only = pd.DataFrame({"time_s": [0.0, 0.1], "source": "host", "gpu_index": pd.array([None, None], "Int64"),
-                              "energy_counter_joules": [None, None], "power_watts": [None, None]})
-    requests = pd.DataFrame({"request_id": [0], "prompt_tokens": [10], "output_tokens": [3], "submit_time_s": [0.0],
-                             "first_token_time_s": [0.05], "finish_time_s": [0.09],
-                             "token_times_s": [[0.05, 0.07, 0.09]]})
+    host_only = pd.DataFrame(
+        {
+            "time_s": [0.0, 0.1],
+            "source": "host",
+            "gpu_index": pd.array([None, None], "Int64"),
+            "energy_counter_joules": [None, None],
+            "power_watts": [None, None],
+        }
+    )
+    requests = pd.DataFrame(
+        {
+            "request_id": [0],
+            "prompt_tokens": [10],
+            "output_tokens": [3],
+            "submit_time_s": [0.0],
+            "first_token_time_s": [0.05],
+            "finish_time_s": [0.09],
+            "token_times_s": [[0.05, 0.07, 0.09]],
+        }
+    )
     est = phases.estimate(phases.PhaseInputs(host_only, requests, 0.0, 0.1, None))
     assert not est.available and "no NVML" in est.reason and "CPU-only" in est.reason
     assert est.prefill_joules_per_token is None and est.static_energy_joules is None and est.share("static") is None

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import FakeGPU
 from fake_gpu_settings import FakeSettings
-
 from harness.cli import main
 from harness.measuring import store
 from harness.orchestration.runner import measure_study
@@ -33,9 +33,15 @@ UUID = "GPU-fake-0000"
 
 
 def _config(tmp_path, caps, step_s=0.001, num_requests=16) -> Path:
-    run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": num_requests,
-           "max_output_tokens": 8, "options": {"step_s": step_s},
-           "grid": {"max_num_seqs": [2], "power_limit_watts": caps}}
+    run = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": num_requests,
+        "max_output_tokens": 8,
+        "options": {"step_s": step_s},
+        "grid": {"max_num_seqs": [2], "power_limit_watts": caps},
+    }
     path = tmp_path / "caps.yaml"
     path.write_text(yaml.safe_dump({"study": "caps", "settings": {"idle_power_s": 0}, "runs": [run]}))
     return path
@@ -66,8 +72,12 @@ def capped_gpu(fake_nvml, monkeypatch, tmp_path):
 
 
 def _records(results) -> dict:
-    return {json.loads((d / "run.json").read_text()).get("config", {}).get("power_limit_watts"):
-            json.loads((d / "run.json").read_text()) for d in store.iter_run_dirs(results, "caps")}
+    return {
+        json.loads((d / "run.json").read_text()).get("config", {}).get("power_limit_watts"): json.loads(
+            (d / "run.json").read_text()
+        )
+        for d in store.iter_run_dirs(results, "caps")
+    }
 
 
 def test_a_power_cap_sweep_sets_records_and_restores(capped_gpu, tmp_path, capsys):
@@ -79,14 +89,22 @@ def test_a_power_cap_sweep_sets_records_and_restores(capped_gpu, tmp_path, capsy
     assert seen == [700_000, 300_000, 250_000]  # each run under its own cap; the uncapped one under the host's
     assert settings.gpu(0)["limit_mw"] == 700_000 and not (results / ".gpu-settings.json").exists()
     calls = [c[:3] for c in settings.calls()]  # preflight's permission probes (the limit written back) first
-    assert calls == [["set_limit", UUID, 700_000]] * 2 + [["set_limit", UUID, 300_000], ["set_limit", UUID, 700_000],
-                                                          ["set_limit", UUID, 250_000], ["set_limit", UUID, 700_000]]
+    assert calls == [["set_limit", UUID, 700_000]] * 2 + [
+        ["set_limit", UUID, 300_000],
+        ["set_limit", UUID, 700_000],
+        ["set_limit", UUID, 250_000],
+        ["set_limit", UUID, 700_000],
+    ]
     records = _records(results)
     assert "gpu_settings" not in records[None] and "power_limit_watts" not in records[None]["config"]
     capped = records[300]
     assert capped["gpu_settings"]["restored"] is True
-    assert capped["gpu_settings"]["gpus"]["0"] == {"uuid": UUID, "original_power_limit_watts": 700.0,
-                                                   "power_limit_watts": 300.0, "enforced_power_limit_watts": 300.0}
+    assert capped["gpu_settings"]["gpus"]["0"] == {
+        "uuid": UUID,
+        "original_power_limit_watts": 700.0,
+        "power_limit_watts": 300.0,
+        "enforced_power_limit_watts": 300.0,
+    }
     assert capped["telemetry"]["power_limit_watts"] == {"0": 300.0}  # the sampler saw the cap
     assert capped["metrics"]["avg_power_watts"] <= 300.0 + 0.05
     assert records[None]["metrics"]["avg_power_watts"] > 300.0
@@ -139,11 +157,13 @@ def test_sigkill_mid_run_then_the_next_start_restores_and_measures_again(capped_
     results = tmp_path / "results"
     config = _config(tmp_path, [300])
     (cfg,) = load_study(config).configurations
-    script = CHILD.format(tests=str(TESTS), root=str(ROOT), uuid=UUID, gpus=str(settings.path),
-                          config=str(config), results=str(results))
+    script = CHILD.format(
+        tests=str(TESTS), root=str(ROOT), uuid=UUID, gpus=str(settings.path), config=str(config), results=str(results)
+    )
     env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
-    child = subprocess.Popen([sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     run_json = results / "caps" / cfg.run_id / "run.json"
     deadline = time.monotonic() + 300  # a fresh interpreter importing pandas and Zeus on a loaded host
     try:
@@ -162,10 +182,15 @@ def test_sigkill_mid_run_then_the_next_start_restores_and_measures_again(capped_
 
     out = io.StringIO()  # the next start: restore first, then measure the incomplete run again under its cap
     counts = measure_study(load_study(config), results, progress=False, out=out)
-    assert f"gpu settings: GPU {UUID}: restored power limit 700 W left set by process {child.pid} (no longer " \
-           f"running)" in out.getvalue()
+    assert (
+        f"gpu settings: GPU {UUID}: restored power limit 700 W left set by process {child.pid} (no longer "
+        f"running)" in out.getvalue()
+    )
     assert out.getvalue().index("gpu settings:") < out.getvalue().index("ok ")
     assert counts == {"ok": 1} and seen == [300_000]
-    assert [c[:3] for c in settings.calls()][-3:] == [["set_limit", UUID, 700_000], ["set_limit", UUID, 300_000],
-                                                      ["set_limit", UUID, 700_000]]
+    assert [c[:3] for c in settings.calls()][-3:] == [
+        ["set_limit", UUID, 700_000],
+        ["set_limit", UUID, 300_000],
+        ["set_limit", UUID, 700_000],
+    ]
     assert settings.gpu(0)["limit_mw"] == 700_000 and not (results / ".gpu-settings.json").exists()

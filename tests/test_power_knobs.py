@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from conftest import FakeGPU
 from fake_gpu_settings import FakeSettings
-
 from harness.config import configuration_from_dict
 from harness.errors import ConfigError
 from harness.orchestration import preflight
@@ -23,14 +23,30 @@ from harness.orchestration.study import load_study
 ROOT = Path(__file__).resolve().parent.parent
 
 # configs/smoke.yaml's run ids before the knobs existed: adding them changed none
-SMOKE_IDS = ["1f3a17cad93f", "7db00bd122b9", "b24751b0c10d", "4996ee7aa456", "f37ad794496f", "71a9427f3457",
-             "96b51faf8647", "e98b7e965fc3", "60f25bbe5e55", "71763abff405", "3b0e9502b4cc",
-             "39c21403c552"]  # the last: the two-process Ulysses block (a new configuration, new id)
+SMOKE_IDS = [
+    "1f3a17cad93f",
+    "7db00bd122b9",
+    "b24751b0c10d",
+    "4996ee7aa456",
+    "f37ad794496f",
+    "71a9427f3457",
+    "96b51faf8647",
+    "e98b7e965fc3",
+    "60f25bbe5e55",
+    "71763abff405",
+    "3b0e9502b4cc",
+    "39c21403c552",
+]  # the last: the two-process Ulysses block (a new configuration, new id)
 
 
 def _study(tmp_path, grid=None, backend="vllm", model="llama-3.1-8b", task="lm-arena-chat"):
-    block = {"task": task, "backend": backend, "models": [model], "num_requests": 8,
-             "grid": {"max_num_seqs": [8], **(grid or {})}}
+    block = {
+        "task": task,
+        "backend": backend,
+        "models": [model],
+        "num_requests": 8,
+        "grid": {"max_num_seqs": [8], **(grid or {})},
+    }
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({"study": "caps", "runs": [block]}, sort_keys=False))
     return load_study(path)
@@ -42,8 +58,9 @@ def _study(tmp_path, grid=None, backend="vllm", model="llama-3.1-8b", task="lm-a
 def test_smoke_run_ids_are_unchanged():
     study = load_study(ROOT / "configs" / "smoke.yaml")
     assert [c.run_id for c in study.configurations] == SMOKE_IDS
-    assert all("power_limit_watts" not in c.as_dict() and "sm_clock_mhz" not in c.as_dict()
-               for c in study.configurations)
+    assert all(
+        "power_limit_watts" not in c.as_dict() and "sm_clock_mhz" not in c.as_dict() for c in study.configurations
+    )
 
 
 def test_power_cap_grid_expands_and_null_keeps_the_plain_id(tmp_path):
@@ -68,15 +85,18 @@ def test_locked_clock_knob(tmp_path):
     assert cfg.label().endswith("max_num_seqs=8 @400W @1410MHz")
 
 
-@pytest.mark.parametrize("grid, message", [
-    ({"power_limit_watts": [0]}, "runs[0].grid.power_limit_watts[0]: must be a positive number of watts or null"),
-    ({"power_limit_watts": ["300"]}, "runs[0].grid.power_limit_watts[0]: must be a positive number of watts"),
-    ({"power_limit_watts": [True]}, "runs[0].grid.power_limit_watts[0]: must be a positive number of watts"),
-    ({"power_limit_watts": [300, 300.0]}, "runs[0].grid.power_limit_watts: repeats a value"),
-    ({"sm_clock_mhz": [1410.5]}, "runs[0].grid.sm_clock_mhz[0]: must be a positive integer"),
-    ({"sm_clock_mhz": [-1]}, "runs[0].grid.sm_clock_mhz[0]: must be a positive integer"),
-    ({"power_limit_watts": 300}, "runs[0].grid.power_limit_watts: must be a list"),
-])
+@pytest.mark.parametrize(
+    "grid, message",
+    [
+        ({"power_limit_watts": [0]}, "runs[0].grid.power_limit_watts[0]: must be a positive number of watts or null"),
+        ({"power_limit_watts": ["300"]}, "runs[0].grid.power_limit_watts[0]: must be a positive number of watts"),
+        ({"power_limit_watts": [True]}, "runs[0].grid.power_limit_watts[0]: must be a positive number of watts"),
+        ({"power_limit_watts": [300, 300.0]}, "runs[0].grid.power_limit_watts: repeats a value"),
+        ({"sm_clock_mhz": [1410.5]}, "runs[0].grid.sm_clock_mhz[0]: must be a positive integer"),
+        ({"sm_clock_mhz": [-1]}, "runs[0].grid.sm_clock_mhz[0]: must be a positive integer"),
+        ({"power_limit_watts": 300}, "runs[0].grid.power_limit_watts: must be a list"),
+    ],
+)
 def test_bad_knob_values_are_one_line(tmp_path, grid, message):
     with pytest.raises(ConfigError) as err:
         _study(tmp_path, grid=grid)
@@ -122,13 +142,13 @@ def test_preflight_refuses_without_permission(gpu_host, tmp_path):
     settings = gpu_host(root=False)
     study = _study(tmp_path, grid={"power_limit_watts": [300]})
     assert check(study.configurations[0], preflight.host_facts()) == [
-        "GPU 0: this process may not set the power limit or clocks (NVML_ERROR_NO_PERMISSION; needs root)"]
+        "GPU 0: this process may not set the power limit or clocks (NVML_ERROR_NO_PERMISSION; needs root)"
+    ]
     assert settings.gpu(0)["limit_mw"] == 700_000
 
 
 def test_preflight_refuses_a_cap_on_a_cpu_run(no_nvml, tmp_path):
-    study = _study(tmp_path, grid={"power_limit_watts": [300]}, backend="trivial", model="cpu-spin",
-                   task="cpu-trivial")
+    study = _study(tmp_path, grid={"power_limit_watts": [300]}, backend="trivial", model="cpu-spin", task="cpu-trivial")
     (line,) = check(study.configurations[0], preflight.host_facts())
     assert line.startswith("power_limit_watts=300 needs a GPU; this run uses none (")
 
@@ -143,7 +163,9 @@ def test_measure_refuses_before_anything_one_line_each(gpu_host, tmp_path):
     assert head.startswith("preflight: 6 of 6 configurations") and "nothing was started or written" in head
     series = "  [0] lm-arena-chat/llama-3.1-8b bfloat16 max_num_seqs=8,16"
     range_line = f"{series}: power_limit_watts=150 is outside GPU 0's allowed range 200..700 W"
-    permission = f"{series}: GPU 0: this process may not set the power limit or clocks (NVML_ERROR_NO_PERMISSION; needs root)"
+    permission = (
+        f"{series}: GPU 0: this process may not set the power limit or clocks (NVML_ERROR_NO_PERMISSION; needs root)"
+    )
     assert lines == [range_line, permission]  # one line per problem, the caps and batches of a series merged
     assert not results.exists()
     assert all(g["limit_mw"] == 700_000 for g in settings.read()["gpus"])

@@ -28,13 +28,26 @@ def _synthetic(seed: int = 0) -> pd.DataFrame:
                 power = gpus * (300 + 80 * math.log2(c)) * (1.4 if gpu == "B200" else 1.0)
                 thr = 0.9 * c / (itl / 1000)
                 noise = rng.normal(0, 0.01, 3)
-                rows.append({"model_id": f"org/m{m}", "base_model_id": f"org/m{m}", "task": "lm-arena-chat",
-                             "gpu_model": gpu, "num_gpus": gpus, "max_num_seqs": b, "batch_size": b,
-                             "total_params_billions": total, "activated_params_billions": active,
-                             "weight_precision": "bfloat16", "architecture": "MoE" if total != active else "Dense",
-                             "avg_batch_size": c, "median_itl_ms": itl * math.exp(noise[0]),
-                             "avg_power_watts": power * math.exp(noise[1]),
-                             "output_throughput_tokens_per_sec": thr * math.exp(noise[2]), "avg_output_len": 500.0})
+                rows.append(
+                    {
+                        "model_id": f"org/m{m}",
+                        "base_model_id": f"org/m{m}",
+                        "task": "lm-arena-chat",
+                        "gpu_model": gpu,
+                        "num_gpus": gpus,
+                        "max_num_seqs": b,
+                        "batch_size": b,
+                        "total_params_billions": total,
+                        "activated_params_billions": active,
+                        "weight_precision": "bfloat16",
+                        "architecture": "MoE" if total != active else "Dense",
+                        "avg_batch_size": c,
+                        "median_itl_ms": itl * math.exp(noise[0]),
+                        "avg_power_watts": power * math.exp(noise[1]),
+                        "output_throughput_tokens_per_sec": thr * math.exp(noise[2]),
+                        "avg_output_len": 500.0,
+                    }
+                )
     frame = pd.DataFrame(rows)
     frame["energy_per_token_joules"] = frame["avg_power_watts"] / frame["output_throughput_tokens_per_sec"]
     frame["energy_per_request_joules"] = frame["energy_per_token_joules"] * frame["avg_output_len"]
@@ -53,8 +66,9 @@ def test_fit_reproduces_structured_data_and_the_identities_hold(synthetic):
     rel = (pred["energy_per_token_joules"] / synthetic["energy_per_token_joules"].iloc[:12] - 1).abs()
     assert rel.max() < 0.02
     # energy per token = power / throughput, throughput = ratio x batch reached / ITL
-    assert np.allclose(pred["energy_per_token_joules"],
-                       pred["avg_power_watts"] / pred["output_throughput_tokens_per_sec"])
+    assert np.allclose(
+        pred["energy_per_token_joules"], pred["avg_power_watts"] / pred["output_throughput_tokens_per_sec"]
+    )
     assert (pred["energy_per_token_joules_low"] <= pred["energy_per_token_joules"]).all()
     assert (pred["energy_per_token_joules"] <= pred["energy_per_token_joules_high"]).all()
     assert (pred["avg_batch_size_high"] <= synthetic["max_num_seqs"].iloc[:12].to_numpy()).all()
@@ -87,12 +101,19 @@ def test_validation_splits_hold_out_what_they_say(synthetic):
 
 def test_interval_coverage_is_near_nominal_on_exchangeable_errors():
     rng = np.random.default_rng(1)
-    errs = pd.DataFrame({"quantity": "q", "stratum": "facts", "group": np.repeat(np.arange(50), 20),
-                         "log_error": rng.normal(0, 0.1, 1000)})
+    errs = pd.DataFrame(
+        {
+            "quantity": "q",
+            "stratum": "facts",
+            "group": np.repeat(np.arange(50), 20),
+            "log_error": rng.normal(0, 0.1, 1000),
+        }
+    )
     covered = P.jackknife_coverage(errs, 0.8)
     assert 0.75 <= covered.mean() <= 0.85
-    cal = P.Calibration({("q", "facts"): errs["log_error"].to_numpy(),
-                         ("q", "series-interior"): errs["log_error"].to_numpy()})
+    cal = P.Calibration(
+        {("q", "facts"): errs["log_error"].to_numpy(), ("q", "series-interior"): errs["log_error"].to_numpy()}
+    )
     lo, hi = cal.quantiles("q", "facts", 0.8)
     assert lo == pytest.approx(-0.128, abs=0.02) and hi == pytest.approx(0.128, abs=0.02)
     wide = cal.quantiles("q", "series-interior", 0.8, distance=2.0)
@@ -104,8 +125,10 @@ def test_replay_oracle_and_planner_settle_with_part_of_the_grid(synthetic):
     truth = PL.oracle(rows, "llm", targets=(13.0, 1000.0))
     fast = rows[rows["median_itl_ms"] <= 13.0]
     assert 0 < len(fast) < len(rows)
-    assert truth[13.0] == (int(fast.loc[fast["energy_per_token_joules"].idxmin(), "max_num_seqs"]),
-                           pytest.approx(fast["energy_per_token_joules"].min()))
+    assert truth[13.0] == (
+        int(fast.loc[fast["energy_per_token_joules"].idxmin(), "max_num_seqs"]),
+        pytest.approx(fast["energy_per_token_joules"].min()),
+    )
     assert truth[math.inf][0] == int(rows.loc[rows["energy_per_token_joules"].idxmin(), "max_num_seqs"])
     backend = PL.ReplayBackend(rows, "llm")
     assert backend(64)["max_num_seqs"] == 64 and backend(3) is None and backend.calls == [64, 3]
@@ -135,22 +158,36 @@ def test_replay_series_measures_part_of_the_grid_and_counts_the_targets_it_settl
     assert 0 < len(result.order) < len(rows) and len(set(result.order)) == len(result.order)
     assert set(result.chosen) == set(result.optimum) == set(PL.ITL_TARGETS_MS) | {math.inf}
     assert {b for b in result.chosen.values() if b is not None} <= set(result.order)
-    made_up = PL.ReplayedSeries("llm", order=[8, 16], chosen={50.0: 16, 100.0: 16, math.inf: 8, 10.0: None},
-                                optimum={50.0: (16, 1.0), 100.0: (32, 0.9), math.inf: (8, 0.5), 10.0: (None, math.inf)},
-                                rows={8: {"energy_per_token_joules": 0.5}, 16: {"energy_per_token_joules": 1.0}})
+    made_up = PL.ReplayedSeries(
+        "llm",
+        order=[8, 16],
+        chosen={50.0: 16, 100.0: 16, math.inf: 8, 10.0: None},
+        optimum={50.0: (16, 1.0), 100.0: (32, 0.9), math.inf: (8, 0.5), 10.0: (None, math.inf)},
+        rows={8: {"energy_per_token_joules": 0.5}, 16: {"energy_per_token_joules": 1.0}},
+    )
     assert made_up.targets_within(0.02) == 3  # at 100 ms the choice is 11% above the optimum
     assert made_up.targets_within(0.2) == 4
 
 
 def test_best_under_targets_keeps_to_the_latency_and_the_power_budget():
-    predicted = pd.DataFrame({"max_num_seqs": [8, 64, 256], "median_itl_ms": [10.0, 30.0, 80.0],
-                              "avg_power_watts": [400.0, 700.0, 900.0],
-                              "energy_per_request_joules": [900.0, 300.0, 150.0]})
+    predicted = pd.DataFrame(
+        {
+            "max_num_seqs": [8, 64, 256],
+            "median_itl_ms": [10.0, 30.0, 80.0],
+            "avg_power_watts": [400.0, 700.0, 900.0],
+            "energy_per_request_joules": [900.0, 300.0, 150.0],
+        }
+    )
     predicted["energy_per_request_joules_low"] = predicted["energy_per_request_joules"] * 0.8
     predicted["energy_per_request_joules_high"] = predicted["energy_per_request_joules"] * 1.25
-    measured = pd.DataFrame({"max_num_seqs": [8, 64, 256], "median_itl_ms": [12.0, 28.0, 60.0],
-                             "avg_power_watts": [420.0, 650.0, 950.0],
-                             "energy_per_request_joules": [950.0, 320.0, 140.0]})
+    measured = pd.DataFrame(
+        {
+            "max_num_seqs": [8, 64, 256],
+            "median_itl_ms": [12.0, 28.0, 60.0],
+            "avg_power_watts": [420.0, 650.0, 950.0],
+            "energy_per_request_joules": [950.0, 320.0, 140.0],
+        }
+    )
     best = P.best_under_targets(predicted, measured, [5, 11, 50, 100], power_budget_watts=800)
     # 5 ms: nothing meets it; 11 ms: batch 8 predicted, nothing measured; 50 and 100 ms: batch 256 is too slow at
     # 50 ms and draws more than 800 W
@@ -190,8 +227,9 @@ def test_predict_cli_json_uses_reference_column_names(synthetic, tmp_path, capsy
 
     table = tmp_path / "fit.csv"
     synthetic.to_csv(table, index=False)
-    code = main(["predict", "total=10,active=10,task=lm-arena-chat,gpu=H100,max_num_seqs=64", "--fit", str(table),
-                 "--json"])
+    code = main(
+        ["predict", "total=10,active=10,task=lm-arena-chat,gpu=H100,max_num_seqs=64", "--fit", str(table), "--json"]
+    )
     out = json.loads(capsys.readouterr().out)
     assert code == 0 and out["level"] == "facts"
     for name in ("energy_per_token_joules", "avg_power_watts", "median_itl_ms", "output_throughput_tokens_per_sec"):
@@ -202,11 +240,18 @@ def test_predict_cli_json_uses_reference_column_names(synthetic, tmp_path, capsy
 
 
 def test_measure_strategy_frontier_without_published_facts_measures_the_grid(tmp_path, no_nvml):
-    from harness.orchestration.study import load_study
     from harness.orchestration.runner import measure_study
+    from harness.orchestration.study import load_study
 
-    run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 8,
-           "max_output_tokens": 4, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1, 2, 4]}}
+    run = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": 8,
+        "max_output_tokens": 4,
+        "options": {"step_s": 0.001},
+        "grid": {"max_num_seqs": [1, 2, 4]},
+    }
     path = tmp_path / "t.yaml"
     path.write_text(yaml.safe_dump({"study": "t", "settings": {"idle_power_s": 0}, "runs": [run]}))
     out = io.StringIO()
@@ -221,12 +266,30 @@ def test_own_runs_without_model_facts_get_them_from_the_published_index(monkeypa
     if not REFERENCE_DIR.is_dir():
         pytest.skip("reference data unavailable")
     monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REFERENCE_DIR))
-    own = _synthetic().drop(columns=["total_params_billions", "activated_params_billions", "weight_precision",
-                                     "architecture", "base_model_id"])
-    ids = {f"org/m{i}": m for i, m in enumerate(["Qwen/Qwen3-8B", "Qwen/Qwen3-14B", "Qwen/Qwen3-32B",
-                                                 "Qwen/Qwen3-30B-A3B-Instruct-2507", "meta-llama/Llama-3.1-70B-Instruct",
-                                                 "google/gemma-3-12b-it", "meta-llama/Llama-4-Scout-17B-16E-Instruct",
-                                                 "openai/gpt-oss-20b"])}
+    own = _synthetic().drop(
+        columns=[
+            "total_params_billions",
+            "activated_params_billions",
+            "weight_precision",
+            "architecture",
+            "base_model_id",
+        ]
+    )
+    ids = {
+        f"org/m{i}": m
+        for i, m in enumerate(
+            [
+                "Qwen/Qwen3-8B",
+                "Qwen/Qwen3-14B",
+                "Qwen/Qwen3-32B",
+                "Qwen/Qwen3-30B-A3B-Instruct-2507",
+                "meta-llama/Llama-3.1-70B-Instruct",
+                "google/gemma-3-12b-it",
+                "meta-llama/Llama-4-Scout-17B-16E-Instruct",
+                "openai/gpt-oss-20b",
+            ]
+        )
+    }
     own["model_id"] = own["model_id"].map(ids)
     path = tmp_path / "own.csv"
     own.to_csv(path, index=False)
@@ -244,17 +307,20 @@ def test_own_runs_without_model_facts_get_them_from_the_published_index(monkeypa
 def test_frontier_order_hands_the_runner_only_the_batches_the_planner_picks(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
-    from support import REFERENCE_DIR
-
-    from harness.published import reference
     from harness.measuring import store
+    from harness.published import reference
+    from support import REFERENCE_DIR
 
     if not REFERENCE_DIR.is_dir():
         pytest.skip("reference data unavailable")
     monkeypatch.setenv("HARNESS_REFERENCE_DIR", str(REFERENCE_DIR))
     rows = reference.llm_table()
-    rows = rows[(rows["model_id"] == "Qwen/Qwen3-8B") & (rows["task"] == "lm-arena-chat") & (rows["gpu_model"] == "H100")
-                & (rows["num_gpus"] == 1)].set_index("max_num_seqs")
+    rows = rows[
+        (rows["model_id"] == "Qwen/Qwen3-8B")
+        & (rows["task"] == "lm-arena-chat")
+        & (rows["gpu_model"] == "H100")
+        & (rows["num_gpus"] == 1)
+    ].set_index("max_num_seqs")
 
     class Cfg(SimpleNamespace):
         is_llm, batch_knob = True, "max_num_seqs"
@@ -269,9 +335,22 @@ def test_frontier_order_hands_the_runner_only_the_batches_the_planner_picks(monk
         def as_dict(self):
             return {k: v for k, v in vars(self).items() if k != "run_id"} | {"study": "s"}
 
-    cfgs = [Cfg(model="Qwen/Qwen3-8B", task="lm-arena-chat", num_gpus=1, precision="bfloat16", max_num_seqs=int(b),
-                batch_size=None, inference_steps=None, height=None, width=None, num_frames=None, run_id=f"r{b}")
-            for b in rows.index]
+    cfgs = [
+        Cfg(
+            model="Qwen/Qwen3-8B",
+            task="lm-arena-chat",
+            num_gpus=1,
+            precision="bfloat16",
+            max_num_seqs=int(b),
+            batch_size=None,
+            inference_steps=None,
+            height=None,
+            width=None,
+            num_frames=None,
+            run_id=f"r{b}",
+        )
+        for b in rows.index
+    ]
     measured = []
 
     def result_state(run_dir):
@@ -279,14 +358,24 @@ def test_frontier_order_hands_the_runner_only_the_batches_the_planner_picks(monk
         row = rows.loc[b]
         return "ok", {"status": "ok", "metrics": {k: float(row[k]) for k in predict_metrics}}
 
-    predict_metrics = ("energy_per_token_joules", "median_itl_ms", "avg_power_watts", "avg_batch_size",
-                       "output_throughput_tokens_per_sec", "avg_output_len")
+    predict_metrics = (
+        "energy_per_token_joules",
+        "median_itl_ms",
+        "avg_power_watts",
+        "avg_batch_size",
+        "output_throughput_tokens_per_sec",
+        "avg_output_len",
+    )
     monkeypatch.setattr(store, "result_state", result_state)
     out = io.StringIO()
-    for cfg, _ in PL.frontier_order([(c, "missing") for c in cfgs], tmp_path, SimpleNamespace(name="s"), "H100", out=out):
+    for cfg, _ in PL.frontier_order(
+        [(c, "missing") for c in cfgs], tmp_path, SimpleNamespace(name="s"), "H100", out=out
+    ):
         measured.append(cfg.max_num_seqs)
     assert 0 < len(measured) < len(cfgs) and len(set(measured)) == len(measured), out.getvalue()
     assert "settled after" in out.getvalue()
     best = rows["energy_per_token_joules"].idxmin()
-    assert min(measured, key=lambda b: rows.loc[b, "energy_per_token_joules"]) == best or \
-        rows.loc[measured, "energy_per_token_joules"].min() <= rows.loc[best, "energy_per_token_joules"] * 1.02
+    assert (
+        min(measured, key=lambda b: rows.loc[b, "energy_per_token_joules"]) == best
+        or rows.loc[measured, "energy_per_token_joules"].min() <= rows.loc[best, "energy_per_token_joules"] * 1.02
+    )

@@ -13,10 +13,10 @@ import yaml
 
 from conftest import FakeGPU
 from harness.cli import main
-from harness.orchestration.study import load_study
 from harness.orchestration import preflight
 from harness.orchestration.preflight import Host, PreflightError, check
 from harness.orchestration.runner import measure_study
+from harness.orchestration.study import load_study
 from harness.workloads import archs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +32,13 @@ def _cfg(path_or_doc, tmp_path=None):
 
 
 def _llm(model, tmp_path, grid=None, options=None, backend="vllm"):
-    block = {"task": "lm-arena-chat", "backend": backend, "models": [model], "num_requests": 8,
-             "grid": {"max_num_seqs": [8], **(grid or {})}}
+    block = {
+        "task": "lm-arena-chat",
+        "backend": backend,
+        "models": [model],
+        "num_requests": 8,
+        "grid": {"max_num_seqs": [8], **(grid or {})},
+    }
     if options:
         block["options"] = options
     return _cfg({"study": "p", "runs": [block]}, tmp_path)
@@ -101,12 +106,16 @@ def test_weights_that_cannot_fit(fake_nvml, tmp_path):
     study = _llm("llama-3.1-8b", tmp_path, grid={"precision": ["bfloat16", "fp8"]})
     bf16, fp8 = (check(c, host) for c in study.configurations)
     params = archs.llm_facts("llama-3.1-8b").parameters
-    assert bf16 == [f"weights do not fit: {params / 1e9:.2f} B parameters x 2 bytes (bfloat16) = "
-                    f"{params * 2 / 1e9:.1f} GB per GPU, more than 0.9 of the smallest GPU's "
-                    f"{16 * GIB / 1e9:.1f} GB ({0.9 * 16 * GIB / 1e9:.1f} GB)"]
-    assert fp8 == [f"weights do not fit: {params / 1e9:.2f} B parameters x 2 bytes (fp8, loaded as bfloat16 and "
-                   f"quantized after loading) = {params * 2 / 1e9:.1f} GB per GPU, more than 0.9 of the smallest "
-                   f"GPU's {16 * GIB / 1e9:.1f} GB ({0.9 * 16 * GIB / 1e9:.1f} GB)"]  # vLLM's online FP8 peak
+    assert bf16 == [
+        f"weights do not fit: {params / 1e9:.2f} B parameters x 2 bytes (bfloat16) = "  # noqa: ISC004
+        f"{params * 2 / 1e9:.1f} GB per GPU, more than 0.9 of the smallest GPU's "
+        f"{16 * GIB / 1e9:.1f} GB ({0.9 * 16 * GIB / 1e9:.1f} GB)"
+    ]
+    assert fp8 == [
+        f"weights do not fit: {params / 1e9:.2f} B parameters x 2 bytes (fp8, loaded as bfloat16 and "  # noqa: ISC004
+        f"quantized after loading) = {params * 2 / 1e9:.1f} GB per GPU, more than 0.9 of the smallest "
+        f"GPU's {16 * GIB / 1e9:.1f} GB ({0.9 * 16 * GIB / 1e9:.1f} GB)"
+    ]  # vLLM's online FP8 peak
     roomy = _llm("llama-3.1-8b", tmp_path, options={"gpu_memory_utilization": 0.99})
     assert check(roomy.configurations[0], host) == []  # 16.06 GB < 0.99 x 17.18 GB
     kv = _llm("llama-3.1-8b", tmp_path, options={"gpu_memory_utilization": 0.99, "kv_cache_gib": 2})
@@ -116,8 +125,10 @@ def test_weights_that_cannot_fit(fake_nvml, tmp_path):
 def test_tensor_and_expert_parallel_split_the_weights(tmp_path):
     host = Host(gpu_count=2, gpu_memory_bytes=(40 * GIB, 40 * GIB), visible="CUDA_VISIBLE_DEVICES unset")
     moe = archs.llm_facts("qwen3-30b-a3b")
-    single, tp2 = _llm("qwen3-30b-a3b", tmp_path, grid={"num_gpus": [1, 2], "tensor_parallel": [1]}).configurations[:1] + \
-        _llm("qwen3-30b-a3b", tmp_path, grid={"num_gpus": [2], "tensor_parallel": [2]}).configurations[:1]
+    single, tp2 = (
+        _llm("qwen3-30b-a3b", tmp_path, grid={"num_gpus": [1, 2], "tensor_parallel": [1]}).configurations[:1]
+        + _llm("qwen3-30b-a3b", tmp_path, grid={"num_gpus": [2], "tensor_parallel": [2]}).configurations[:1]
+    )
     assert "weights do not fit" in check(single, host)[0]  # 61 GB on one 43 GB GPU
     assert check(tp2, host) == []
     ep = _llm("qwen3-30b-a3b", tmp_path, grid={"num_gpus": [2], "expert_parallel": [2]}).configurations[0]
@@ -132,8 +143,9 @@ def test_parallelism_that_does_not_divide_heads_or_experts(tmp_path):
     assert any("does not divide the model's 32 attention heads" in p for p in problems)
     dense_ep = _llm("llama-3.1-8b", tmp_path, grid={"num_gpus": [2], "expert_parallel": [2]}).configurations[0]
     assert check(dense_ep, host) == ["expert_parallel=2 on a dense model (no experts)"]
-    wrong_ep = _llm("qwen3-30b-a3b", tmp_path, grid={"num_gpus": [4], "tensor_parallel": [2],
-                                                     "expert_parallel": [2]}).configurations[0]
+    wrong_ep = _llm(
+        "qwen3-30b-a3b", tmp_path, grid={"num_gpus": [4], "tensor_parallel": [2], "expert_parallel": [2]}
+    ).configurations[0]
     assert any("expert_parallel must be 1 or 4" in p for p in check(wrong_ep, host))
     one_device = _llm("tiny-llama", tmp_path, grid={"num_gpus": [2]}, backend="transformers").configurations[0]
     assert any("runs on one device" in p for p in check(one_device, host))

@@ -21,9 +21,23 @@ def test_a_model_that_fits_in_fp8_but_not_in_bf16_is_refused(fake_nvml, tmp_path
     assert params * 1 < 0.9 * memory < params * 2  # fits at FP8's size, not at BF16's
     fake_nvml([FakeGPU([(time.time(), 60.0)], memory_total_bytes=memory)])
     path = tmp_path / "fp8.yaml"
-    path.write_text(yaml.safe_dump({"study": "fp8", "settings": {"idle_power_s": 0}, "runs": [
-        {"task": "lm-arena-chat", "backend": "vllm", "models": ["llama-3.1-8b"], "num_requests": 8,
-         "grid": {"max_num_seqs": [8], "precision": ["fp8"]}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": "fp8",
+                "settings": {"idle_power_s": 0},
+                "runs": [
+                    {
+                        "task": "lm-arena-chat",
+                        "backend": "vllm",
+                        "models": ["llama-3.1-8b"],
+                        "num_requests": 8,
+                        "grid": {"max_num_seqs": [8], "precision": ["fp8"]},
+                    }
+                ],
+            }
+        )
+    )
     results = tmp_path / "results"
     assert main(["measure", str(path), "--results", str(results), "--no-progress"]) == 2
     err = capsys.readouterr().err

@@ -37,8 +37,9 @@ def test_given_values_replace_the_defaults_and_say_so():
     assert "50 gCO2e/kWh (given)" in given.describe() and "(default: Uptime 2023 average)" in given.describe()
 
 
-@pytest.mark.parametrize("kwargs", [{"pue": 0.9}, {"price_per_kwh": -1}, {"grid_intensity_grams_per_kwh": math.inf},
-                                    {"currency": "US$"}])
+@pytest.mark.parametrize(
+    "kwargs", [{"pue": 0.9}, {"price_per_kwh": -1}, {"grid_intensity_grams_per_kwh": math.inf}, {"currency": "US$"}]
+)
 def test_impossible_assumptions_are_refused_in_one_line(kwargs):
     with pytest.raises(HarnessError, match="pricing: ") as info:
         PricingAssumptions(**kwargs)
@@ -46,9 +47,13 @@ def test_impossible_assumptions_are_refused_in_one_line(kwargs):
 
 
 def test_price_rows_per_million_tokens_and_per_output():
-    frame = pd.DataFrame({"energy_per_token_joules": [0.36, None, None],
-                          "energy_per_output_joules": [90.0, 1800.0, None],
-                          "output_unit": ["response", "image", "video"]})
+    frame = pd.DataFrame(
+        {
+            "energy_per_token_joules": [0.36, None, None],
+            "energy_per_output_joules": [90.0, 1800.0, None],
+            "output_unit": ["response", "image", "video"],
+        }
+    )
     assumptions = PricingAssumptions(grid_intensity_grams_per_kwh=400.0, price_per_kwh=0.2, pue=1.5)
     priced = pricing.price_rows(frame, assumptions)
     cols = pricing.priced_columns(assumptions)

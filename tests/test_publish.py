@@ -18,7 +18,7 @@ def git(cwd: Path, *args: str) -> str:
     return subprocess.run(["git", *env_args, *args], cwd=cwd, check=True, capture_output=True, text=True).stdout
 
 
-@pytest.fixture()
+@pytest.fixture
 def repo(tmp_path, monkeypatch):
     monkeypatch.setenv("GIT_AUTHOR_NAME", "Test")
     monkeypatch.setenv("GIT_AUTHOR_EMAIL", "test@example.invalid")

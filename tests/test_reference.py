@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.published import reference
 from harness.errors import ReferenceDataError
+from harness.published import reference
 
 ROWS_PER_TASK = {
     "lm-arena-chat": 328,
@@ -30,12 +30,28 @@ ROWS_PER_TASK = {
 
 # Numeric columns whose names carry no unit because they are counts, degrees or ratios of like things.
 UNITLESS = {
-    "num_gpus", "max_num_seqs", "batch_size", "avg_batch_size", "avg_output_len",
-    "tensor_parallel", "data_parallel", "expert_parallel", "ring_degree", "ulysses_degree",
-    "num_frames", "inference_steps", "fps",
+    "num_gpus",
+    "max_num_seqs",
+    "batch_size",
+    "avg_batch_size",
+    "avg_output_len",
+    "tensor_parallel",
+    "data_parallel",
+    "expert_parallel",
+    "ring_degree",
+    "ulysses_degree",
+    "num_frames",
+    "inference_steps",
+    "fps",
 }
 UNIT_SUFFIXES = (
-    "_joules", "_watts", "_ms", "_s", "_per_sec", "_billions", "_pixels",
+    "_joules",
+    "_watts",
+    "_ms",
+    "_s",
+    "_per_sec",
+    "_billions",
+    "_pixels",
 )
 
 
@@ -71,8 +87,20 @@ def test_each_table_holds_its_own_tasks(llm, diffusion):
 @pytest.mark.parametrize("which", ["llm", "diffusion"])
 def test_schema_common_columns(which, llm, diffusion):
     frame = llm if which == "llm" else diffusion
-    for column in ("task", "source", "model_id", "nickname", "gpu_model", "num_gpus", "gpu", "batch_size",
-                   "output_unit", "energy_per_output_joules", "avg_power_watts", "weight_precision"):
+    for column in (
+        "task",
+        "source",
+        "model_id",
+        "nickname",
+        "gpu_model",
+        "num_gpus",
+        "gpu",
+        "batch_size",
+        "output_unit",
+        "energy_per_output_joules",
+        "avg_power_watts",
+        "weight_precision",
+    ):
         assert column in frame.columns, column
     assert (frame["source"] == reference.SOURCE).all()
     assert frame["is_reference"].all()
@@ -82,8 +110,14 @@ def test_schema_common_columns(which, llm, diffusion):
 
 
 def test_llm_columns_and_meaning(llm):
-    for column in ("energy_per_token_joules", "energy_per_request_joules", "median_itl_ms",
-                   "output_throughput_tokens_per_sec", "max_num_seqs", "avg_output_len"):
+    for column in (
+        "energy_per_token_joules",
+        "energy_per_request_joules",
+        "median_itl_ms",
+        "output_throughput_tokens_per_sec",
+        "max_num_seqs",
+        "avg_output_len",
+    ):
         assert column in llm.columns, column
     assert (llm["energy_per_output_joules"] == llm["energy_per_request_joules"]).all()
     assert (llm["batch_size"] == llm["max_num_seqs"]).all()
@@ -104,9 +138,12 @@ def test_diffusion_columns_and_meaning(diffusion):
 def test_numeric_columns_carry_units(llm, diffusion):
     frame = pd.concat([llm, diffusion], ignore_index=True)
     missing = [
-        column for column in frame.columns
-        if pd.api.types.is_numeric_dtype(frame[column]) and not pd.api.types.is_bool_dtype(frame[column])
-        and column not in UNITLESS and not column.endswith(UNIT_SUFFIXES)
+        column
+        for column in frame.columns
+        if pd.api.types.is_numeric_dtype(frame[column])
+        and not pd.api.types.is_bool_dtype(frame[column])
+        and column not in UNITLESS
+        and not column.endswith(UNIT_SUFFIXES)
     ]
     assert not missing, f"numeric columns without a unit in their name: {missing}"
 
@@ -124,7 +161,7 @@ def test_tables_are_copies(ref_dir):
 
 
 # --- failures: a temporary copy of the reference folder ------------------------------------------------
-@pytest.fixture()
+@pytest.fixture
 def ref_copy(ref_dir, tmp_path, monkeypatch) -> Path:
     copy = tmp_path / "data"
     shutil.copytree(ref_dir, copy)
@@ -165,8 +202,12 @@ def test_verify_all_checks_every_pinned_file(ref_copy):
 
 def test_cli_reports_a_bad_file_in_one_line(ref_copy):
     (ref_copy / "index.json").write_text("{}")
-    proc = subprocess.run([sys.executable, "-m", "harness", "reference"], capture_output=True, text=True,
-                          env={**os.environ, reference.ENV_VAR: str(ref_copy)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "harness", "reference"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, reference.ENV_VAR: str(ref_copy)},
+    )
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "index.json" in lines[0], proc.stderr

@@ -17,10 +17,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _openai_config(tmp_path: Path, **options) -> Path:
-    run = {"task": "lm-arena-chat", "backend": "openai", "models": ["my-model"], "num_requests": 4,
-           "options": {"base_url": "http://127.0.0.1:9", "prompts": "configs/prompts/own-server-sample.jsonl",
-                       **options},
-           "grid": {"max_num_seqs": [2]}}
+    run = {
+        "task": "lm-arena-chat",
+        "backend": "openai",
+        "models": ["my-model"],
+        "num_requests": 4,
+        "options": {"base_url": "http://127.0.0.1:9", "prompts": "configs/prompts/own-server-sample.jsonl", **options},
+        "grid": {"max_num_seqs": [2]},
+    }
     for name, value in list(run["options"].items()):
         if value is None:
             del run["options"][name]
@@ -41,10 +45,13 @@ def test_a_missing_required_option_is_refused_when_the_config_is_read(tmp_path, 
     assert not results.exists()
 
 
-@pytest.mark.parametrize("options, says", [
-    ({"base_url": "ftp://127.0.0.1"}, "must be an http(s) URL"),
-    ({"arrival": "poisson"}, "rate_per_s"),
-])
+@pytest.mark.parametrize(
+    "options, says",
+    [
+        ({"base_url": "ftp://127.0.0.1"}, "must be an http(s) URL"),
+        ({"arrival": "poisson"}, "rate_per_s"),
+    ],
+)
 def test_options_that_need_one_another_are_refused_when_the_config_is_read(tmp_path, options, says):
     with pytest.raises(ConfigError, match=r"runs\[0\]\.options: ") as err:
         load_study(_openai_config(tmp_path, **options))

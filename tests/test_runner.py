@@ -14,11 +14,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from conftest import FakeGPU
 
+from conftest import FakeGPU
 from harness.measuring import store
-from harness.orchestration.study import load_study
 from harness.orchestration.runner import measure_study
+from harness.orchestration.study import load_study
 from harness.workloads import registry
 from harness.workloads.base import WorkloadResult
 from harness.workloads.trivial import TrivialBackend
@@ -27,8 +27,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _config(tmp_path, name="t", settings=None, **block) -> Path:
-    run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 16,
-           "max_output_tokens": 8, "options": {"step_s": 0.001}, "grid": {"max_num_seqs": [1, 4, 8]}}
+    run = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": 16,
+        "max_output_tokens": 8,
+        "options": {"step_s": 0.001},
+        "grid": {"max_num_seqs": [1, 4, 8]},
+    }
     run.update(block)
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"study": name, "settings": {"idle_power_s": 0, **(settings or {})}, "runs": [run]}))
@@ -57,7 +64,12 @@ def test_sweep_writes_runs_and_measuring_again_measures_nothing(tmp_path, no_nvm
         run_dir = results / "t" / c.run_id
         assert store.verify(run_dir) == []
         assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) == [
-            "checksums.sha256", "requests.parquet", "run.json", "server.log", "timeline.parquet"]
+            "checksums.sha256",
+            "requests.parquet",
+            "run.json",
+            "server.log",
+            "timeline.parquet",
+        ]
         record = records[c.run_id]
         assert record["status"] == "ok" and record["config"] == c.as_dict()
         assert record["is_stable"] and "rule not applied on a CPU host" in record["unstable_reason"]
@@ -103,8 +115,9 @@ def test_index_dry_run_and_force(tmp_path, no_nvml):
 
 
 def test_oom_fails_the_run_and_skips_larger_batches(tmp_path, no_nvml):
-    cfg = _config(tmp_path, options={"step_s": 0.001, "fail_cause": "oom", "fail_from_max_num_seqs": 4,
-                                     "fail_after_requests": 2})
+    cfg = _config(
+        tmp_path, options={"step_s": 0.001, "fail_cause": "oom", "fail_from_max_num_seqs": 4, "fail_after_requests": 2}
+    )
     results = tmp_path / "results"
     counts, _out = _measure(cfg, results)
     assert counts == {"ok": 1, "failed": 1, "skipped": 1}
@@ -195,8 +208,9 @@ def test_records_that_break_the_metrics_fail_the_run_not_the_sweep(tmp_path, no_
 
 
 def test_a_run_over_its_time_limit_fails_with_timeout(tmp_path, no_nvml):
-    cfg = _config(tmp_path, settings={"run_timeout_s": 1}, options={"step_s": 0.05}, grid={"max_num_seqs": [1]},
-                  num_requests=200)
+    cfg = _config(
+        tmp_path, settings={"run_timeout_s": 1}, options={"step_s": 0.05}, grid={"max_num_seqs": [1]}, num_requests=200
+    )
     uncut_s = 200 * 4 * 0.05  # the shortest the whole load could take: 200 requests of >= 4 tokens, one at a time
     t0 = time.monotonic()
     counts, _ = _measure(cfg, tmp_path / "results")
@@ -253,7 +267,8 @@ def test_gpu_host_exact_energy_per_token_and_the_20s_rule(tmp_path, fake_nvml, m
     assert m["energy_per_request_joules"] == pytest.approx(m["energy_per_token_joules"] * m["avg_output_len"])
     requests = pd.read_parquet(tmp_path / "results" / "t" / record["run_id"] / "requests.parquet")
     assert requests["energy_per_request_joules"].tolist() == pytest.approx(
-        (requests["output_tokens"] * m["energy_per_token_joules"]).tolist())
+        (requests["output_tokens"] * m["energy_per_token_joules"]).tolist()
+    )
     assert m["avg_power_watts"] == pytest.approx(m["gpu_energy_joules"] / m["steady_duration_s"])
     assert m["avg_power_watts"] <= 300.0 + 2e-3 / m["steady_duration_s"]
     assert m["energy_source"].startswith("zeus/nvml-energy-counter")
@@ -262,8 +277,9 @@ def test_gpu_host_exact_energy_per_token_and_the_20s_rule(tmp_path, fake_nvml, m
     assert idle_stamps, "the runner no longer measures idle power through telemetry.measure_idle_power"
     first, last = gpu.reads_within(idle_stamps[0], idle_stamps[-1])
     elapsed = idle_stamps[-1] - idle_stamps[0]
-    assert elapsed >= 0.2 and record["idle_power_watts"]["0"] == pytest.approx((last[2] - first[2]) / 1000.0 / elapsed,
-                                                                               rel=1e-9)
+    assert elapsed >= 0.2 and record["idle_power_watts"]["0"] == pytest.approx(
+        (last[2] - first[2]) / 1000.0 / elapsed, rel=1e-9
+    )
     assert record["idle_power_watts"]["0"] <= 60.0 + 2e-3 / elapsed
     assert record["environment"]["gpu_model"] == "H100" and record["environment"]["gpu_count"] == 2
     # the run lasted well under 20 s: unstable on a GPU, and larger batches are skipped
@@ -294,8 +310,13 @@ def test_interrupted_sweep_resumes_exactly(tmp_path, no_nvml, signum, code):
     results = tmp_path / "results"
     first, second, third = (c.run_id for c in load_study(cfg).configurations)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "measure", str(cfg), "--results", str(results),
-                             "--no-progress"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "measure", str(cfg), "--results", str(results), "--no-progress"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     second_json = results / "t" / second / "run.json"
     deadline = time.monotonic() + 300  # a fresh interpreter importing pandas and Zeus on a loaded 2-core host
     while not (second_json.exists() and store.read_record(second_json.parent)):

@@ -18,11 +18,11 @@ import yaml
 
 import fake_vllm
 from harness import config as config_module
-from harness.measuring import store
 from harness.config import configuration_from_dict
-from harness.orchestration.study import load_study
 from harness.errors import ConfigError, HarnessError
+from harness.measuring import store
 from harness.orchestration.runner import measure_study
+from harness.orchestration.study import load_study
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "harness"
@@ -31,14 +31,31 @@ HARNESS = ROOT / "harness"
 # --- servers listen on loopback only -------------------------------------------------------------------
 
 
-
-
 def _vllm_cfg(**options):
-    base = dict(study="s", task="lm-arena-chat", family="llm-chat", backend="vllm", model="tiny-llama", num_gpus=1,
-                tensor_parallel=1, expert_parallel=1, precision="bfloat16", max_num_seqs=2,
-                max_num_batched_tokens=8192, batch_size=None, inference_steps=None, height=None, width=None,
-                num_frames=None, num_requests=4, num_iterations=None, seed=0, length_source=None,
-                max_output_tokens=8, options=options)
+    base = dict(
+        study="s",
+        task="lm-arena-chat",
+        family="llm-chat",
+        backend="vllm",
+        model="tiny-llama",
+        num_gpus=1,
+        tensor_parallel=1,
+        expert_parallel=1,
+        precision="bfloat16",
+        max_num_seqs=2,
+        max_num_batched_tokens=8192,
+        batch_size=None,
+        inference_steps=None,
+        height=None,
+        width=None,
+        num_frames=None,
+        num_requests=4,
+        num_iterations=None,
+        seed=0,
+        length_source=None,
+        max_output_tokens=8,
+        options=options,
+    )
     return configuration_from_dict(base)
 
 
@@ -51,8 +68,9 @@ def _started(tmp_path, monkeypatch, **options) -> tuple[dict, dict, list]:
     try:
         backend.start(_vllm_cfg(**options), tmp_path / "run")
         (bound,) = fake_vllm.servers(pids)
-        sockets = [c.laddr for c in psutil.Process(bound["pid"]).net_connections(kind="inet")
-                   if c.status == psutil.CONN_LISTEN]
+        sockets = [
+            c.laddr for c in psutil.Process(bound["pid"]).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN
+        ]
         urls = (backend.base_url, backend.metrics_url)
     finally:
         backend.stop()
@@ -86,9 +104,25 @@ def test_loopback_traffic_never_goes_through_a_proxy(tmp_path, vllm_env, monkeyp
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     path = tmp_path / "p.yaml"
-    path.write_text(yaml.safe_dump({"study": "p", "settings": {"idle_power_s": 0}, "runs": [
-        {"task": "lm-arena-chat", "backend": "vllm", "models": ["tiny-llama"], "num_requests": 4, "seed": 3,
-         "max_output_tokens": 24, "grid": {"max_num_seqs": [2]}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": "p",
+                "settings": {"idle_power_s": 0},
+                "runs": [
+                    {
+                        "task": "lm-arena-chat",
+                        "backend": "vllm",
+                        "models": ["tiny-llama"],
+                        "num_requests": 4,
+                        "seed": 3,
+                        "max_output_tokens": 24,
+                        "grid": {"max_num_seqs": [2]},
+                    }
+                ],
+            }
+        )
+    )
     counts = measure_study(load_study(path), tmp_path / "results", progress=False, out=io.StringIO())
     assert counts == {"ok": 1}
     (run_dir,) = store.iter_run_dirs(tmp_path / "results")
@@ -103,13 +137,16 @@ def test_loopback_traffic_never_goes_through_a_proxy(tmp_path, vllm_env, monkeyp
 # --- configs are loaded safely -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("payload", [
-    "!!python/object/apply:os.system ['touch {marker}']",
-    "study: !!python/object/apply:os.system ['touch {marker}']\nruns: []",
-    "!!python/object/new:subprocess.Popen [['touch', '{marker}']]",
-    "study: !!python/name:os.system\nruns: []",
-    "!!python/module:os",
-])
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "!!python/object/apply:os.system ['touch {marker}']",
+        "study: !!python/object/apply:os.system ['touch {marker}']\nruns: []",
+        "!!python/object/new:subprocess.Popen [['touch', '{marker}']]",
+        "study: !!python/name:os.system\nruns: []",
+        "!!python/module:os",
+    ],
+)
 def test_yaml_tags_that_build_python_objects_are_refused(tmp_path, payload):
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.yaml"
@@ -189,7 +226,7 @@ def test_no_source_turns_trust_remote_code_on_by_itself():
             if value is not None and not (isinstance(value, ast.Constant) and value.value is False):
                 problems.append(f"{where}:{node.lineno}: {name}(trust_remote_code={ast.unparse(value)})")
         for node in ast.walk(tree):
-            if isinstance(node, ast.Constant) and node.value == "--trust-remote-code":
+            if isinstance(node, ast.Constant) and node.value == "--trust-remote-code":  # noqa: SIM102
                 # the backend passes it (only from the option); engine_args names it to refuse it in extra_args
                 if where not in (Path("harness/workloads/vllm_backend.py"), Path("harness/workloads/engine_args.py")):
                     problems.append(f"{where}:{node.lineno}: passes --trust-remote-code")
@@ -197,7 +234,8 @@ def test_no_source_turns_trust_remote_code_on_by_itself():
 
 
 def test_trust_remote_code_is_off_unless_the_config_says_true(tmp_path, vllm_env, monkeypatch):
-    from harness.workloads.vllm_backend import OPTIONS, BadOption
+    from harness.workloads.base import BadOption
+    from harness.workloads.vllm_backend import OPTIONS
 
     assert OPTIONS["trust_remote_code"] is False
     for i, value in enumerate(("yes", 1)):  # not a boolean: refused before any server starts
@@ -213,13 +251,38 @@ def test_trust_remote_code_is_off_unless_the_config_says_true(tmp_path, vllm_env
 # --- paths from configs stay inside the results folder ----------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["../outside", "..", ".", "/tmp/outside", "a/b", "a/../../b", ".hidden", "-rf",
-                                  "C:\\outside", "Study", "name with space", "nul\x00byte", "", "ünï"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "../outside",
+        "..",
+        ".",
+        "/tmp/outside",
+        "a/b",
+        "a/../../b",
+        ".hidden",
+        "-rf",
+        "C:\\outside",
+        "Study",
+        "name with space",
+        "nul\x00byte",
+        "",
+        "ünï",
+    ],
+)
 def test_study_names_cannot_leave_the_results_folder(tmp_path, name):
     path = tmp_path / "cfg" / "s.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump({"study": name, "runs": [
-        {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "grid": {"max_num_seqs": [1]}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": name,
+                "runs": [
+                    {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "grid": {"max_num_seqs": [1]}}
+                ],
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=r"study: must match"):
         load_study(path)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["cfg", "s.yaml"]
@@ -228,15 +291,34 @@ def test_study_names_cannot_leave_the_results_folder(tmp_path, name):
 @pytest.mark.parametrize("model", ["../../etc/passwd", "/abs/model", "tiny-llama/../../x"])
 def test_model_names_are_architecture_names_not_paths(tmp_path, model):
     path = tmp_path / "m.yaml"
-    path.write_text(yaml.safe_dump({"study": "m", "runs": [
-        {"task": "lm-arena-chat", "backend": "vllm", "models": [model], "grid": {"max_num_seqs": [1]}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": "m",
+                "runs": [
+                    {"task": "lm-arena-chat", "backend": "vllm", "models": [model], "grid": {"max_num_seqs": [1]}}
+                ],
+            }
+        )
+    )
     with pytest.raises(ConfigError, match=r"runs\[0\]\.models\[0\]: unknown model"):
         load_study(path)
 
 
-@pytest.mark.parametrize("study, run_id", [("../x", "0123456789ab"), ("/abs", "0123456789ab"), ("a/b", "0123456789ab"),
-                                           ("..", "0123456789ab"), ("s", "../0123"), ("s", "/etc"), ("s", ""),
-                                           ("s", "a/b"), ("s", "..")])
+@pytest.mark.parametrize(
+    "study, run_id",
+    [
+        ("../x", "0123456789ab"),
+        ("/abs", "0123456789ab"),
+        ("a/b", "0123456789ab"),
+        ("..", "0123456789ab"),
+        ("s", "../0123"),
+        ("s", "/etc"),
+        ("s", ""),
+        ("s", "a/b"),
+        ("s", ".."),
+    ],
+)
 def test_the_store_refuses_run_folders_outside_the_results_folder(tmp_path, study, run_id):
     with pytest.raises(HarnessError, match="is not a plain folder name"):
         store.run_path(tmp_path / "results", study, run_id)
@@ -247,9 +329,23 @@ def test_a_study_built_in_python_with_an_escaping_name_writes_nothing(tmp_path, 
 
     path = tmp_path / "cfg" / "ok.yaml"
     path.parent.mkdir()
-    path.write_text(yaml.safe_dump({"study": "ok", "settings": {"idle_power_s": 0}, "runs": [
-        {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 4,
-         "grid": {"max_num_seqs": [1]}}]}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "study": "ok",
+                "settings": {"idle_power_s": 0},
+                "runs": [
+                    {
+                        "task": "cpu-trivial",
+                        "backend": "trivial",
+                        "models": ["cpu-spin"],
+                        "num_requests": 4,
+                        "grid": {"max_num_seqs": [1]},
+                    }
+                ],
+            }
+        )
+    )
     study = dataclasses.replace(load_study(path), name="../escaped")
     results = tmp_path / "cfg" / "results"
     with pytest.raises(HarnessError, match=r"study name '../escaped' is not a plain folder name"):

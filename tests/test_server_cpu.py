@@ -82,18 +82,20 @@ def test_cpu_time_per_token_and_per_request_over_the_steady_window():
     assert out["cpu_time_per_request_s"] == pytest.approx(used / 100 * 20.0)
 
 
-@pytest.mark.parametrize("frame, start, end", [
-    (_timeline([1.0, 2.0], [1.0, 2.0]), 0.5, 1.5),  # samples start after the window opens
-    (_timeline([0.0, 1.0], [1.0, 2.0]), 0.5, 1.5),  # and end before it closes: no extrapolation
-    (pd.DataFrame({"time_s": [0.0, 2.0], "source": ["host"] * 2, "server_cpu_time_s": [None, None]}), 0.5, 1.5),
-    (None, 0.5, 1.5),
-])
+@pytest.mark.parametrize(
+    "frame, start, end",
+    [
+        (_timeline([1.0, 2.0], [1.0, 2.0]), 0.5, 1.5),  # samples start after the window opens
+        (_timeline([0.0, 1.0], [1.0, 2.0]), 0.5, 1.5),  # and end before it closes: no extrapolation
+        (pd.DataFrame({"time_s": [0.0, 2.0], "source": ["host"] * 2, "server_cpu_time_s": [None, None]}), 0.5, 1.5),
+        (None, 0.5, 1.5),
+    ],
+)
 def test_no_figures_without_samples_spanning_the_window(frame, start, end):
     assert set(server_cpu_metrics(frame, start, end, 10, 5.0).values()) == {None}
 
 
-def test_a_vllm_run_records_its_servers_cpu_time_in_run_json_and_the_table(tmp_path, no_nvml, vllm_env,
-                                                                            monkeypatch):
+def test_a_vllm_run_records_its_servers_cpu_time_in_run_json_and_the_table(tmp_path, no_nvml, vllm_env, monkeypatch):
     import fake_vllm
     from harness.measuring import store
     from harness.orchestration import runner
@@ -101,9 +103,11 @@ def test_a_vllm_run_records_its_servers_cpu_time_in_run_json_and_the_table(tmp_p
 
     fake_vllm.use(monkeypatch, tmp_path, {"token_s": 0.01})
     config = tmp_path / "s.yaml"
-    config.write_text("study: cpu\nsettings: {cooldown_s: 0, idle_power_s: 0, sampler_hz: 20}\nruns:\n"
-                      "  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], num_requests: 8, seed: 1,\n"
-                      "     max_output_tokens: 24, options: {max_prompt_tokens: 16}, grid: {max_num_seqs: [4]}}\n")
+    config.write_text(
+        "study: cpu\nsettings: {cooldown_s: 0, idle_power_s: 0, sampler_hz: 20}\nruns:\n"
+        "  - {task: lm-arena-chat, backend: vllm, models: [tiny-llama], num_requests: 8, seed: 1,\n"
+        "     max_output_tokens: 24, options: {max_prompt_tokens: 16}, grid: {max_num_seqs: [4]}}\n"
+    )
     study = load_study(config)
     counts = runner.measure_study(study, tmp_path / "results", progress=False)
     assert counts == {"ok": 1}, counts
@@ -115,7 +119,8 @@ def test_a_vllm_run_records_its_servers_cpu_time_in_run_json_and_the_table(tmp_p
     tokens = metrics["steady_output_tokens"]
     assert metrics["cpu_time_per_output_token_ms"] == pytest.approx(metrics["server_cpu_time_s"] / tokens * 1000)
     assert metrics["cpu_time_per_request_s"] == pytest.approx(
-        metrics["server_cpu_time_s"] / tokens * metrics["avg_output_len"])
+        metrics["server_cpu_time_s"] / tokens * metrics["avg_output_len"]
+    )
     timeline = pd.read_parquet(run_dir / "timeline.parquet")
     host = timeline[timeline["source"] == "host"]["server_cpu_time_s"].dropna()
     assert len(host) > 2 and host.is_monotonic_increasing
@@ -126,10 +131,18 @@ def test_a_vllm_run_records_its_servers_cpu_time_in_run_json_and_the_table(tmp_p
 def test_the_engine_waits_on_input_while_a_sent_request_has_not_reached_it():
     from harness.orchestration.metrics import input_wait_fraction
 
-    frame = pd.DataFrame({"time_s": [1.0, 2.0, 3.0, 4.0, 9.0], "source": ["vllm"] * 5,
-                          "num_requests_running": [0, 0, 2, 0, 0], "num_requests_waiting": [0, 1, 0, 0, 0]})
-    requests = [SimpleNamespace(submit_time_s=0.5, first_token_time_s=3.5),
-                SimpleNamespace(submit_time_s=3.8, first_token_time_s=None)]
+    frame = pd.DataFrame(
+        {
+            "time_s": [1.0, 2.0, 3.0, 4.0, 9.0],
+            "source": ["vllm"] * 5,
+            "num_requests_running": [0, 0, 2, 0, 0],
+            "num_requests_waiting": [0, 1, 0, 0, 0],
+        }
+    )
+    requests = [
+        SimpleNamespace(submit_time_s=0.5, first_token_time_s=3.5),
+        SimpleNamespace(submit_time_s=3.8, first_token_time_s=None),
+    ]
     # t=1: idle, request 0 in flight -> waited; t=2: one waiting; t=3: running; t=4: idle, request 1 in flight
     assert input_wait_fraction(frame, 0.0, 5.0, requests) == pytest.approx(2 / 4)
     assert input_wait_fraction(frame, 5.0, 6.0, requests) is None

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.orchestration import slurm
 from harness.cli import main as cli
+from harness.orchestration import slurm
 from harness.orchestration.study import load_study
 
 sys.path.insert(0, str(Path(__file__).parent))
-from slurm_cluster import LocalSlurm, missing_binaries  # noqa: E402
+from slurm_cluster import LocalSlurm, missing_binaries
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -45,12 +45,15 @@ def write_trivial(tmp_path: Path, name: str = "slurm-trivial", requests: int = 8
 
 
 # -- no Slurm needed -----------------------------------------------------------------------------
-@pytest.mark.parametrize("indices,expected", [
-    ([0, 1, 2, 5, 7, 8], "0-2,5,7-8"),
-    ([5, 0, 2], "0,2,5"),
-    ([3], "3"),
-    ([4, 4, 5], "4-5"),
-])
+@pytest.mark.parametrize(
+    "indices,expected",
+    [
+        ([0, 1, 2, 5, 7, 8], "0-2,5,7-8"),
+        ([5, 0, 2], "0,2,5"),
+        ([3], "3"),
+        ([4, 4, 5], "4-5"),
+    ],
+)
 def test_compact_indices(indices, expected):
     assert slurm.compact_indices(indices) == expected
 
@@ -68,14 +71,28 @@ def test_script_is_plain_and_runs_the_cli(tmp_path, monkeypatch):
     monkeypatch.setenv("HARNESS_REFERENCE_DIR", "/data/ref dir")
     config = write_trivial(tmp_path)
     study = load_study(config)
-    options = slurm.SubmitOptions(partition="gpu", time_limit="01:30:00", cpus_per_task=8, max_parallel=2,
-                                  sbatch_args=("--account=proj", "--exclusive"), python="/opt/venv/bin/python")
+    options = slurm.SubmitOptions(
+        partition="gpu",
+        time_limit="01:30:00",
+        cpus_per_task=8,
+        max_parallel=2,
+        sbatch_args=("--account=proj", "--exclusive"),
+        python="/opt/venv/bin/python",
+    )
     text = slurm.render_script(study, slurm.ArrayPlan(2, (1, 3)), tmp_path / "res", options)
     directives = [ln.split(None, 1)[1] for ln in text.splitlines() if ln.startswith("#SBATCH ")]
     logs = tmp_path.resolve() / "res" / "slurm-trivial" / "slurm" / "logs"
     assert directives == [
-        "--job-name=harness-slurm-trivial", "--array=1,3%2", f"--output={logs}/%A_%a.out", "--ntasks=1",
-        "--time=01:30:00", "--gres=gpu:2", "--cpus-per-task=8", "--partition=gpu", "--account=proj", "--exclusive",
+        "--job-name=harness-slurm-trivial",
+        "--array=1,3%2",
+        f"--output={logs}/%A_%a.out",
+        "--ntasks=1",
+        "--time=01:30:00",
+        "--gres=gpu:2",
+        "--cpus-per-task=8",
+        "--partition=gpu",
+        "--account=proj",
+        "--exclusive",
     ]
     # sbatch reads #SBATCH lines only before the first command: every directive comes first.
     first_command = next(i for i, ln in enumerate(text.splitlines()) if ln and not ln.startswith("#"))
@@ -96,8 +113,9 @@ def test_script_is_plain_and_runs_the_cli(tmp_path, monkeypatch):
 def test_script_refuses_a_changed_config(tmp_path):
     config = write_trivial(tmp_path)
     study = load_study(config)
-    text = slurm.render_script(study, slurm.ArrayPlan(0, (0,)), tmp_path / "res",
-                               slurm.SubmitOptions(python="/bin/echo"))
+    text = slurm.render_script(
+        study, slurm.ArrayPlan(0, (0,)), tmp_path / "res", slurm.SubmitOptions(python="/bin/echo")
+    )
     script = tmp_path / "s.sh"
     script.write_text(text)
     env = {"PATH": "/usr/bin:/bin", "SLURM_ARRAY_TASK_ID": "0", "SLURM_ARRAY_JOB_ID": "7"}
@@ -281,13 +299,15 @@ def test_job_array_runs_fails_and_retries(cluster, tmp_path, monkeypatch, capsys
     local_record = json.loads((local_dir / "run.json").read_text())
     for index in (0, 1, 3):
         run_dir = results / study.name / study.configurations[index].run_id
-        assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) == \
-            sorted(p.name for p in local_dir.iterdir() if not p.name.startswith("."))
+        assert sorted(p.name for p in run_dir.iterdir() if not p.name.startswith(".")) == sorted(
+            p.name for p in local_dir.iterdir() if not p.name.startswith(".")
+        )
         record = json.loads((run_dir / "run.json").read_text())
         assert record["status"] == "ok"
         strip = {".environment.env"}
-        assert {k for k in key_paths(record) if not k.startswith(".environment.env.")} - strip == \
-            {k for k in key_paths(local_record) if not k.startswith(".environment.env.")} - strip
+        assert {k for k in key_paths(record) if not k.startswith(".environment.env.")} - strip == {
+            k for k in key_paths(local_record) if not k.startswith(".environment.env.")
+        } - strip
         for table_name in ("requests.parquet", "timeline.parquet"):
             assert pq.read_schema(run_dir / table_name).equals(pq.read_schema(local_dir / table_name)), table_name
         env = record["environment"]["env"]
@@ -300,8 +320,7 @@ def test_job_array_runs_fails_and_retries(cluster, tmp_path, monkeypatch, capsys
     assert "nothing to submit" in (out := capsys.readouterr().out) and "--retry-failed" in out
     flag.unlink()
     # The retry also asks for a (pretend) GPU, so the task's environment capture must name it.
-    assert cli(["submit", str(config), "--results", str(results), "--retry-failed",
-                "--sbatch-arg=--gres=gpu:1"]) == 0
+    assert cli(["submit", str(config), "--results", str(results), "--retry-failed", "--sbatch-arg=--gres=gpu:1"]) == 0
     out = capsys.readouterr().out
     assert f"[{FAIL_INDEX}]" in out
     retry_script = sorted(slurm_dir.glob("retry-*.sbatch"))

@@ -24,11 +24,11 @@ import signal
 import pytest
 import yaml
 
-from harness.orchestration import runner
-from harness.measuring import store, telemetry
 from harness.cli import main
-from harness.orchestration.study import load_study
+from harness.measuring import store, telemetry
+from harness.orchestration import runner
 from harness.orchestration.runner import Interrupted, measure_study
+from harness.orchestration.study import load_study
 from harness.workloads.trivial import TrivialBackend
 
 pytestmark = pytest.mark.slow
@@ -42,16 +42,28 @@ PHASES = ("start", "run", "stop", "save")
 def _plan(rng: random.Random):
     """(config blocks, block faults {series: (cause, from_batch)})."""
     faulty = rng.sample(range(SERIES), 3)
-    block_faults = {faulty[0]: ("oom", rng.choice(BATCHES[1:-1])), faulty[1]: ("oom", rng.choice(BATCHES[1:-1])),
-                    faulty[2]: ("server-died", rng.choice(BATCHES[1:]))}
+    block_faults = {
+        faulty[0]: ("oom", rng.choice(BATCHES[1:-1])),
+        faulty[1]: ("oom", rng.choice(BATCHES[1:-1])),
+        faulty[2]: ("server-died", rng.choice(BATCHES[1:])),
+    }
     blocks = []
     for series in range(SERIES):
         options = {"step_s": 0.001, "min_output_tokens": 3, "max_output_tokens": 5}
         if series in block_faults:
             cause, batch = block_faults[series]
             options |= {"fail_cause": cause, "fail_from_max_num_seqs": batch, "fail_after_requests": rng.randint(0, 3)}
-        blocks.append({"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 12,
-                       "seed": series, "options": options, "grid": {"max_num_seqs": BATCHES}})
+        blocks.append(
+            {
+                "task": "cpu-trivial",
+                "backend": "trivial",
+                "models": ["cpu-spin"],
+                "num_requests": 12,
+                "seed": series,
+                "options": options,
+                "grid": {"max_num_seqs": BATCHES},
+            }
+        )
     return blocks, block_faults
 
 
@@ -180,7 +192,9 @@ def test_soak_fifty_configurations_with_random_faults(tmp_path, no_nvml, monkeyp
         fault = faults.get(rid, ("none",))
         label = f"{rid} series {series_of[rid]} max_num_seqs={c.max_num_seqs} fault={fault}"
         if (state, record and record.get("cause")) != (want_status, want_cause):
-            problems.append(f"{label}: {state} / {record and record.get('cause')}, expected {want_status} / {want_cause}")
+            problems.append(
+                f"{label}: {state} / {record and record.get('cause')}, expected {want_status} / {want_cause}"
+            )
             continue
         if store.verify(run_dir):
             problems.append(f"{label}: {store.verify(run_dir)}")

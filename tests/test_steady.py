@@ -16,16 +16,29 @@ from harness.workloads.base import IterationRecord, RequestRecord, WindowMeasure
 
 def _request(rid, tokens, finish=None):
     """A request whose output tokens arrived at ``tokens`` (seconds)."""
-    return RequestRecord(request_id=rid, prompt_tokens=10, target_output_tokens=len(tokens), output_tokens=len(tokens),
-                         submit_time_s=0.0, first_token_time_s=tokens[0] if tokens else None,
-                         finish_time_s=finish if finish is not None else (tokens[-1] if tokens else None),
-                         token_times_s=list(tokens))
+    return RequestRecord(
+        request_id=rid,
+        prompt_tokens=10,
+        target_output_tokens=len(tokens),
+        output_tokens=len(tokens),
+        submit_time_s=0.0,
+        first_token_time_s=tokens[0] if tokens else None,
+        finish_time_s=finish if finish is not None else (tokens[-1] if tokens else None),
+        token_times_s=list(tokens),
+    )
 
 
 def _window(name, start, end, joules):
     gpu = dict(enumerate(joules)) if joules is not None else {}
-    return WindowMeasurement(name=name, start_time_s=start, end_time_s=end, gpu_energy_joules=gpu,
-                             cpu_energy_joules={}, dram_energy_joules={}, energy_source="fake")
+    return WindowMeasurement(
+        name=name,
+        start_time_s=start,
+        end_time_s=end,
+        gpu_energy_joules=gpu,
+        cpu_energy_joules={},
+        dram_energy_joules={},
+        energy_source="fake",
+    )
 
 
 def test_tracker_opens_at_mth_first_token_and_closes_when_batch_cannot_fill():
@@ -74,8 +87,12 @@ def test_post_hoc_bounds_match_an_independent_definition_and_the_online_tracker(
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 6), st.integers(1, 6), st.floats(0.0, 0.9),
-       st.lists(st.tuples(st.integers(1, 50), st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=12))
+@given(
+    st.integers(1, 6),
+    st.integers(1, 6),
+    st.floats(0.0, 0.9),
+    st.lists(st.tuples(st.integers(1, 50), st.integers(0, 20), st.integers(0, 20)), min_size=1, max_size=12),
+)
 def test_every_arrival_pattern_replays_its_own_window(m, concurrency, warmup, spans):
     """All-at-once is the steady window; fixed concurrency is the steady window at min(C, M); a rate opens at the
     ceil(warmup x N)-th submission and closes at the last one (independent definitions, one replay)."""
@@ -136,17 +153,28 @@ def test_llm_metrics_without_energy_are_null_not_zero():
 
 
 def test_token_times_are_interpolated_when_not_streamed():
-    r = RequestRecord(request_id=0, prompt_tokens=1, target_output_tokens=5, output_tokens=5, submit_time_s=0.0,
-                      first_token_time_s=1.0, finish_time_s=3.0)
+    r = RequestRecord(
+        request_id=0,
+        prompt_tokens=1,
+        target_output_tokens=5,
+        output_tokens=5,
+        submit_time_s=0.0,
+        first_token_time_s=1.0,
+        finish_time_s=3.0,
+    )
     metrics, _ = llm_metrics([r], {"steady": _window("steady", 0.9, 3.0, [10.0])}, max_num_seqs=1)
     assert metrics["steady_output_tokens"] == 5 and metrics["median_itl_ms"] == pytest.approx(500.0)
 
 
 def test_diffusion_energy_per_image_is_iteration_energy_over_batch():
-    iterations = [IterationRecord(index=i, start_time_s=10.0 * i, end_time_s=10.0 * i + 4.0, batch_size=4, outputs=4)
-                  for i in range(3)]
-    windows = {f"iter-{i}": _window(f"iter-{i}", 10.0 * i, 10.0 * i + 4.0, [j, j]) for i, j in
-               enumerate([1000.0, 1100.0, 1200.0])}
+    iterations = [
+        IterationRecord(index=i, start_time_s=10.0 * i, end_time_s=10.0 * i + 4.0, batch_size=4, outputs=4)
+        for i in range(3)
+    ]
+    windows = {
+        f"iter-{i}": _window(f"iter-{i}", 10.0 * i, 10.0 * i + 4.0, [j, j])
+        for i, j in enumerate([1000.0, 1100.0, 1200.0])
+    }
     metrics, rows = diffusion_metrics(iterations, windows, "image")
     assert [r["energy_per_image_joules"] for r in rows] == [500.0, 550.0, 600.0]
     assert metrics["energy_per_image_joules"] == pytest.approx(550.0)
@@ -156,27 +184,49 @@ def test_diffusion_energy_per_image_is_iteration_energy_over_batch():
     assert metrics["throughput_outputs_per_sec"] == pytest.approx(1.0)
 
 
-GOOD = {"steady_open_time_s": 1.0, "steady_duration_s": 30.0, "batch_saturation": 0.95, "avg_power_watts": 1200.0,
-        "energy_source": "zeus/nvml-energy-counter"}
+GOOD = {
+    "steady_open_time_s": 1.0,
+    "steady_duration_s": 30.0,
+    "batch_saturation": 0.95,
+    "avg_power_watts": 1200.0,
+    "energy_source": "zeus/nvml-energy-counter",
+}
 
 
-@pytest.mark.parametrize("change, code, text", [
-    ({"steady_duration_s": 12.5}, "steady-duration", "steady state lasted 12.5 s (< 20 s)"),
-    ({"batch_saturation": 0.80}, "batch-saturation", "batch saturation 0.80 (< 0.85)"),
-    ({"avg_power_watts": 100.0}, "power-range", "average power 50.0 W per GPU is not above idle (70.0 W)"),
-    ({"avg_power_watts": 1500.0}, "power-range", "average power 750.0 W per GPU exceeds the power limit (700 W)"),
-    ({"avg_power_watts": None}, "energy-missing", "no GPU energy"),
-    ({"steady_open_time_s": None, "steady_duration_s": None}, "no-steady-state", "no steady state"),
-])
+@pytest.mark.parametrize(
+    "change, code, text",
+    [
+        ({"steady_duration_s": 12.5}, "steady-duration", "steady state lasted 12.5 s (< 20 s)"),
+        ({"batch_saturation": 0.80}, "batch-saturation", "batch saturation 0.80 (< 0.85)"),
+        ({"avg_power_watts": 100.0}, "power-range", "average power 50.0 W per GPU is not above idle (70.0 W)"),
+        ({"avg_power_watts": 1500.0}, "power-range", "average power 750.0 W per GPU exceeds the power limit (700 W)"),
+        ({"avg_power_watts": None}, "energy-missing", "no GPU energy"),
+        ({"steady_open_time_s": None, "steady_duration_s": None}, "no-steady-state", "no steady state"),
+    ],
+)
 def test_each_validity_check_can_fail(change, code, text):
-    stable, reason, codes = validity(GOOD | change, is_llm=True, on_gpu=True, max_num_seqs=8, num_gpus=2,
-                                     idle_power_watts=[70.0, 70.0], power_limit_watts=[700.0, 700.0], coverage=0.9)
+    stable, reason, codes = validity(
+        GOOD | change,
+        is_llm=True,
+        on_gpu=True,
+        max_num_seqs=8,
+        num_gpus=2,
+        idle_power_watts=[70.0, 70.0],
+        power_limit_watts=[700.0, 700.0],
+        coverage=0.9,
+    )
     assert (stable, codes) == (False, [code]) and reason.startswith(text)
 
 
 def test_validity_passes_and_flags_telemetry():
-    kwargs = dict(is_llm=True, on_gpu=True, max_num_seqs=8, num_gpus=2, idle_power_watts=[70.0, 70.0],
-                  power_limit_watts=[700.0, 700.0])
+    kwargs = dict(
+        is_llm=True,
+        on_gpu=True,
+        max_num_seqs=8,
+        num_gpus=2,
+        idle_power_watts=[70.0, 70.0],
+        power_limit_watts=[700.0, 700.0],
+    )
     assert validity(GOOD, coverage=0.9, **kwargs) == (True, "", [])
     assert validity(GOOD, coverage=0.5, **kwargs)[2] == ["telemetry-coverage"]
     stable, reason, codes = validity(GOOD, coverage=0.9, sampler_errors=3, **kwargs)
@@ -190,4 +240,6 @@ def test_on_a_cpu_host_the_gpu_rules_are_not_applied_and_say_so():
     assert "steady-state >= 20 s rule not applied on a CPU host" in reason
     assert "energy checks skipped (energy is null: none: no NVIDIA GPU)" in reason
     # saturation still applies on the CPU
-    assert validity(metrics | {"batch_saturation": 0.5}, is_llm=True, on_gpu=False, max_num_seqs=8)[2] == ["batch-saturation"]
+    assert validity(metrics | {"batch_saturation": 0.5}, is_llm=True, on_gpu=False, max_num_seqs=8)[2] == [
+        "batch-saturation"
+    ]

@@ -11,8 +11,8 @@ from harness.measuring.energy import WindowMeasurement
 from harness.measuring.windows import SteadyTracker, WindowTracker
 from harness.workloads.base import IterationRecord, RequestRecord
 
-
 # --- trackers -----------------------------------------------------------------------------------------
+
 
 def test_a_steady_tracker_opens_at_the_mth_first_token_and_closes_at_the_n_minus_m_plus_1th_finish():
     log = []
@@ -96,8 +96,12 @@ def _rec(i, first, finish, tokens, submit=0.0, output=None, target=None, success
 
 
 # r0..r2 succeed, r3 failed before its first token; M = 2, N = 4
-LOAD = [_rec(0, 1.0, 3.0, [1.0, 2.0, 3.0]), _rec(1, 1.5, 5.0, [1.5, 3.0, 4.5, 5.0]), _rec(2, 3.5, 6.0, [3.5, 6.0]),
-        _rec(3, None, None, [], output=0, target=5, success=False, error="boom")]
+LOAD = [
+    _rec(0, 1.0, 3.0, [1.0, 2.0, 3.0]),
+    _rec(1, 1.5, 5.0, [1.5, 3.0, 4.5, 5.0]),
+    _rec(2, 3.5, 6.0, [3.5, 6.0]),
+    _rec(3, None, None, [], output=0, target=5, success=False, error="boom"),
+]
 
 
 def test_post_hoc_bounds():
@@ -139,27 +143,65 @@ def test_llm_metrics_by_hand():
     # ITLs ending inside: 1000, 1500, 1500, 500, 2500 ms; TTFTs 1000, 1500, 3500 ms
     # busy time in the window: r0 2->3 (1.0), r1 2->5 (3.0), r2 3.5->6 (2.5): 6.5 s / 4 s = 1.625 running
     expected = {
-        "num_requests": 4, "num_failed_requests": 1, "num_stopped_requests": 0, "total_output_tokens": 9,
-        "avg_output_len": 3.0, "steady_open_time_s": 1.5, "steady_close_time_s": 6.0, "energy_source": "zeus/test",
-        "steady_start_time_s": 2.0, "steady_end_time_s": 6.0, "steady_duration_s": 4.0, "steady_output_tokens": 6,
-        "gpu_energy_joules": 90.0, "cpu_energy_joules": 4.0, "dram_energy_joules": None,  # package 1 has no DRAM
-        "energy_per_token_joules": 15.0, "energy_per_request_joules": 45.0, "avg_power_watts": 22.5,
-        "output_throughput_tokens_per_sec": 1.5, "avg_batch_size": 1.625, "batch_saturation": 0.8125,
-        "median_itl_ms": 1500.0, "p90_itl_ms": pytest.approx(2100.0), "p95_itl_ms": pytest.approx(2300.0),
-        "p99_itl_ms": pytest.approx(2460.0), "mean_ttft_ms": 2000.0, "median_ttft_ms": 1500.0,
-        "p90_ttft_ms": pytest.approx(3100.0), "p99_ttft_ms": pytest.approx(3460.0), "energy_per_output_joules": 45.0,
-        "avg_cpu_power_watts": 1.0, "avg_dram_power_watts": None,  # 4 J of CPU over 4 s; DRAM not whole
-        "node_energy_joules": None, "node_energy_per_token_joules": None, "node_energy_per_output_joules": None,
+        "num_requests": 4,
+        "num_failed_requests": 1,
+        "num_stopped_requests": 0,
+        "total_output_tokens": 9,
+        "avg_output_len": 3.0,
+        "steady_open_time_s": 1.5,
+        "steady_close_time_s": 6.0,
+        "energy_source": "zeus/test",
+        "steady_start_time_s": 2.0,
+        "steady_end_time_s": 6.0,
+        "steady_duration_s": 4.0,
+        "steady_output_tokens": 6,
+        "gpu_energy_joules": 90.0,
+        "cpu_energy_joules": 4.0,
+        "dram_energy_joules": None,  # package 1 has no DRAM
+        "energy_per_token_joules": 15.0,
+        "energy_per_request_joules": 45.0,
+        "avg_power_watts": 22.5,
+        "output_throughput_tokens_per_sec": 1.5,
+        "avg_batch_size": 1.625,
+        "batch_saturation": 0.8125,
+        "median_itl_ms": 1500.0,
+        "p90_itl_ms": pytest.approx(2100.0),
+        "p95_itl_ms": pytest.approx(2300.0),
+        "p99_itl_ms": pytest.approx(2460.0),
+        "mean_ttft_ms": 2000.0,
+        "median_ttft_ms": 1500.0,
+        "p90_ttft_ms": pytest.approx(3100.0),
+        "p99_ttft_ms": pytest.approx(3460.0),
+        "energy_per_output_joules": 45.0,
+        "avg_cpu_power_watts": 1.0,
+        "avg_dram_power_watts": None,  # 4 J of CPU over 4 s; DRAM not whole
+        "node_energy_joules": None,
+        "node_energy_per_token_joules": None,
+        "node_energy_per_output_joules": None,
         "gpu_share_of_node_fraction": None,  # node energy needs GPU, CPU and DRAM all measured
     }
     assert {k: metrics[k] for k in expected} == expected
     assert set(metrics) - set(expected) == {"node_energy_note"}
     assert [(r["request_id"], r["steady_output_tokens"], r["energy_per_request_joules"]) for r in rows] == [
-        (0, 1, 45.0), (1, 3, 60.0), (2, 2, 30.0), (3, 0, 0.0)]
-    assert rows[0] == {"request_id": 0, "prompt_tokens": 10, "target_output_tokens": 3, "output_tokens": 3,
-                       "submit_time_s": 0.0, "first_token_time_s": 1.0, "finish_time_s": 3.0, "success": True,
-                       "error": None, "steady_output_tokens": 1, "energy_per_request_joules": 45.0,
-                       "token_times_s": [1.0, 2.0, 3.0]}
+        (0, 1, 45.0),
+        (1, 3, 60.0),
+        (2, 2, 30.0),
+        (3, 0, 0.0),
+    ]
+    assert rows[0] == {
+        "request_id": 0,
+        "prompt_tokens": 10,
+        "target_output_tokens": 3,
+        "output_tokens": 3,
+        "submit_time_s": 0.0,
+        "first_token_time_s": 1.0,
+        "finish_time_s": 3.0,
+        "success": True,
+        "error": None,
+        "steady_output_tokens": 1,
+        "energy_per_request_joules": 45.0,
+        "token_times_s": [1.0, 2.0, 3.0],
+    }
     assert rows[3]["error"] == "boom" and rows[3]["success"] is False and rows[3]["token_times_s"] == []
 
 
@@ -167,10 +209,23 @@ def test_llm_metrics_without_a_window_use_the_event_bounds_and_no_energy():
     metrics, rows = steady.llm_metrics(LOAD, {}, 2)
     # bounds (1.5, 6.0): tokens in (1.5, 6]: r0 2.0, 3.0; r1 3.0, 4.5, 5.0; r2 3.5, 6.0 = 7 over 4.5 s
     assert metrics["energy_source"] == "none: no steady-state window was measured"
-    assert (metrics["steady_start_time_s"], metrics["steady_end_time_s"], metrics["steady_duration_s"]) == (1.5, 6.0, 4.5)
-    assert metrics["steady_output_tokens"] == 7 and metrics["output_throughput_tokens_per_sec"] == pytest.approx(7 / 4.5)
-    for key in ("gpu_energy_joules", "cpu_energy_joules", "dram_energy_joules", "energy_per_token_joules",
-                "energy_per_request_joules", "avg_power_watts", "energy_per_output_joules"):
+    assert (metrics["steady_start_time_s"], metrics["steady_end_time_s"], metrics["steady_duration_s"]) == (
+        1.5,
+        6.0,
+        4.5,
+    )
+    assert metrics["steady_output_tokens"] == 7 and metrics["output_throughput_tokens_per_sec"] == pytest.approx(
+        7 / 4.5
+    )
+    for key in (
+        "gpu_energy_joules",
+        "cpu_energy_joules",
+        "dram_energy_joules",
+        "energy_per_token_joules",
+        "energy_per_request_joules",
+        "avg_power_watts",
+        "energy_per_output_joules",
+    ):
         assert metrics[key] is None, key
     # busy: r0 1.5->3 (1.5), r1 1.5->5 (3.5), r2 3.5->6 (2.5) = 7.5 s over 4.5 s
     assert metrics["avg_batch_size"] == pytest.approx(7.5 / 4.5)
@@ -181,8 +236,14 @@ def test_llm_metrics_without_a_window_use_the_event_bounds_and_no_energy():
 def test_llm_metrics_without_any_window():
     metrics, rows = steady.llm_metrics(LOAD[:1], {}, 2)  # one request never fills a batch of 2
     assert metrics["steady_open_time_s"] is None and metrics["steady_close_time_s"] is None
-    for key in ("steady_start_time_s", "steady_end_time_s", "steady_duration_s", "output_throughput_tokens_per_sec",
-                "avg_batch_size", "batch_saturation"):
+    for key in (
+        "steady_start_time_s",
+        "steady_end_time_s",
+        "steady_duration_s",
+        "output_throughput_tokens_per_sec",
+        "avg_batch_size",
+        "batch_saturation",
+    ):
         assert metrics[key] is None, key
     assert metrics["steady_output_tokens"] == 0 and rows[0]["steady_output_tokens"] == 0
     assert metrics["median_itl_ms"] == 1000.0 and metrics["p99_itl_ms"] == 1000.0  # every ITL counts without a window
@@ -204,9 +265,12 @@ def test_a_window_whose_gpu_counter_is_missing_has_no_energy():
 
 
 def test_stopped_requests_are_neither_failures_nor_short_outputs():
-    load = [_rec(0, 1.0, 3.0, [1.0, 2.0, 3.0], target=3), _rec(1, 1.5, 5.0, [1.5, 3.0, 4.5, 5.0], target=4),
-            _rec(2, 3.5, None, [3.5], target=9, success=False, error=STOPPED_ERROR),
-            _rec(3, None, None, [], output=0, target=5, success=False, error="boom")]
+    load = [
+        _rec(0, 1.0, 3.0, [1.0, 2.0, 3.0], target=3),
+        _rec(1, 1.5, 5.0, [1.5, 3.0, 4.5, 5.0], target=4),
+        _rec(2, 3.5, None, [3.5], target=9, success=False, error=STOPPED_ERROR),
+        _rec(3, None, None, [], output=0, target=5, success=False, error="boom"),
+    ]
     metrics, _ = steady.llm_metrics(load, {"steady": WINDOW}, 2, stop_time_s=5.5)
     assert (metrics["num_failed_requests"], metrics["num_stopped_requests"]) == (1, 1)
     assert metrics["avg_output_len"] == pytest.approx((3 + 4 + 9) / 3)  # planned lengths of the ones not failed
@@ -215,10 +279,17 @@ def test_stopped_requests_are_neither_failures_nor_short_outputs():
 
 
 def test_a_poisson_load_uses_its_own_window_saturation_and_goodput():
-    load = [_rec(i, 1.0 + i + 0.5, 1.0 + i + 2.0, [1.0 + i + 0.5, 1.0 + i + 1.0, 1.0 + i + 2.0], submit=1.0 + i)
-            for i in range(5)]
-    info = {"pattern": "poisson", "rate_per_s": 1.0, "warmup_fraction": 0.4, "ttft_target_ms": 600.0,
-            "itl_target_ms": None}
+    load = [
+        _rec(i, 1.0 + i + 0.5, 1.0 + i + 2.0, [1.0 + i + 0.5, 1.0 + i + 1.0, 1.0 + i + 2.0], submit=1.0 + i)
+        for i in range(5)
+    ]
+    info = {
+        "pattern": "poisson",
+        "rate_per_s": 1.0,
+        "warmup_fraction": 0.4,
+        "ttft_target_ms": 600.0,
+        "itl_target_ms": None,
+    }
     metrics, _ = steady.llm_metrics(load, {}, 8, load=info)
     # arrivals at 1..5: opens at the ceil(0.4 x 5) = 2nd (t = 2), closes at the last (t = 5)
     assert (metrics["steady_open_time_s"], metrics["steady_close_time_s"]) == (2.0, 5.0)
@@ -238,102 +309,211 @@ def test_a_poisson_load_uses_its_own_window_saturation_and_goodput():
 
 
 # CPU package, DRAM and node energy beside GPU energy (harness.measuring.node): none of them measured here
-NODE_KEYS = {"cpu_energy_joules", "dram_energy_joules", "avg_cpu_power_watts", "avg_dram_power_watts",
-             "node_energy_joules", "node_energy_per_image_joules", "node_energy_per_video_joules",
-             "node_energy_per_output_joules", "node_energy_per_token_joules", "gpu_share_of_node_fraction",
-             "node_energy_note"}
+NODE_KEYS = {
+    "cpu_energy_joules",
+    "dram_energy_joules",
+    "avg_cpu_power_watts",
+    "avg_dram_power_watts",
+    "node_energy_joules",
+    "node_energy_per_image_joules",
+    "node_energy_per_video_joules",
+    "node_energy_per_output_joules",
+    "node_energy_per_token_joules",
+    "gpu_share_of_node_fraction",
+    "node_energy_note",
+}
 
 
 def test_diffusion_metrics_by_hand():
     its = [IterationRecord(1, 10.0, 12.0, 4, 4), IterationRecord(0, 5.0, 9.0, 4, 4)]
-    windows = {"iter-0": WindowMeasurement("iter-0", 5.0, 8.0, {0: 100.0}, {}, {}, "zeus/a"),
-               "iter-1": WindowMeasurement("iter-1", 10.0, 12.0, {0: 60.0, 1: 60.0}, {}, {}, "zeus/b")}
+    windows = {
+        "iter-0": WindowMeasurement("iter-0", 5.0, 8.0, {0: 100.0}, {}, {}, "zeus/a"),
+        "iter-1": WindowMeasurement("iter-1", 10.0, 12.0, {0: 60.0, 1: 60.0}, {}, {}, "zeus/b"),
+    }
     metrics, rows = steady.diffusion_metrics(its, windows, "image")
     # iteration 0: 100 J over 3 s (the window), iteration 1: 120 J over 2 s; 4 images each
-    assert {k: metrics[k] for k in metrics if k not in NODE_KEYS} == {"num_iterations": 2, "batch_size": 4, "batch_latency_s": 2.5, "gpu_energy_joules": 220.0,
-                       "avg_power_watts": 44.0, "throughput_outputs_per_sec": 1.6, "energy_per_image_joules": 27.5,
-                       "energy_per_output_joules": 27.5, "energy_source": "zeus/b", "steady_start_time_s": 5.0,
-                       "steady_end_time_s": 12.0}
+    assert {k: metrics[k] for k in metrics if k not in NODE_KEYS} == {
+        "num_iterations": 2,
+        "batch_size": 4,
+        "batch_latency_s": 2.5,
+        "gpu_energy_joules": 220.0,
+        "avg_power_watts": 44.0,
+        "throughput_outputs_per_sec": 1.6,
+        "energy_per_image_joules": 27.5,
+        "energy_per_output_joules": 27.5,
+        "energy_source": "zeus/b",
+        "steady_start_time_s": 5.0,
+        "steady_end_time_s": 12.0,
+    }
     assert all(metrics[k] is None for k in NODE_KEYS - {"node_energy_note"} if k in metrics)
     assert rows == [
-        {"index": 0, "start_time_s": 5.0, "end_time_s": 9.0, "batch_size": 4, "outputs": 4, "duration_s": 3.0,
-         "energy_joules": 100.0, "energy_per_image_joules": 25.0},
-        {"index": 1, "start_time_s": 10.0, "end_time_s": 12.0, "batch_size": 4, "outputs": 4, "duration_s": 2.0,
-         "energy_joules": 120.0, "energy_per_image_joules": 30.0}]
+        {
+            "index": 0,
+            "start_time_s": 5.0,
+            "end_time_s": 9.0,
+            "batch_size": 4,
+            "outputs": 4,
+            "duration_s": 3.0,
+            "energy_joules": 100.0,
+            "energy_per_image_joules": 25.0,
+        },
+        {
+            "index": 1,
+            "start_time_s": 10.0,
+            "end_time_s": 12.0,
+            "batch_size": 4,
+            "outputs": 4,
+            "duration_s": 2.0,
+            "energy_joules": 120.0,
+            "energy_per_image_joules": 30.0,
+        },
+    ]
 
 
 def test_diffusion_metrics_without_energy():
     its = [IterationRecord(0, 5.0, 9.0, 2, 2), IterationRecord(1, 10.0, 11.0, 2, 2)]
-    metrics, rows = steady.diffusion_metrics(its, {"iter-1": WindowMeasurement("iter-1", 10.0, 11.0, {}, {}, {}, "none: x")},
-                                             "video")
+    metrics, rows = steady.diffusion_metrics(
+        its, {"iter-1": WindowMeasurement("iter-1", 10.0, 11.0, {}, {}, {}, "none: x")}, "video"
+    )
     assert metrics["gpu_energy_joules"] is None and metrics["energy_per_video_joules"] is None
     assert metrics["avg_power_watts"] is None and metrics["energy_source"] == "none: x"
     assert metrics["batch_latency_s"] == 2.5 and metrics["throughput_outputs_per_sec"] == 0.8
     assert rows[0]["duration_s"] == 4.0 and rows[0]["energy_per_video_joules"] is None
     empty, _ = steady.diffusion_metrics([], {}, "image")
-    assert {k: empty[k] for k in empty if k not in NODE_KEYS} == {"num_iterations": 0, "batch_size": None, "batch_latency_s": None, "gpu_energy_joules": None,
-                     "avg_power_watts": None, "throughput_outputs_per_sec": None, "energy_per_image_joules": None,
-                     "energy_per_output_joules": None, "energy_source": "none: no iteration window was measured",
-                     "steady_start_time_s": None, "steady_end_time_s": None}
+    assert {k: empty[k] for k in empty if k not in NODE_KEYS} == {
+        "num_iterations": 0,
+        "batch_size": None,
+        "batch_latency_s": None,
+        "gpu_energy_joules": None,
+        "avg_power_watts": None,
+        "throughput_outputs_per_sec": None,
+        "energy_per_image_joules": None,
+        "energy_per_output_joules": None,
+        "energy_source": "none: no iteration window was measured",
+        "steady_start_time_s": None,
+        "steady_end_time_s": None,
+    }
 
 
 # --- validity -------------------------------------------------------------------------------------------
 
-STABLE = {"steady_duration_s": 25.0, "steady_open_time_s": 1.0, "batch_saturation": 0.9, "avg_power_watts": 400.0,
-          "energy_source": "zeus/nvml-energy-counter"}
+STABLE = {
+    "steady_duration_s": 25.0,
+    "steady_open_time_s": 1.0,
+    "batch_saturation": 0.9,
+    "avg_power_watts": 400.0,
+    "energy_source": "zeus/nvml-energy-counter",
+}
 
 
 def test_a_stable_gpu_run():
-    assert steady.validity(STABLE, is_llm=True, on_gpu=True, max_num_seqs=8, num_gpus=2, idle_power_watts=[60.0, None],
-                           power_limit_watts=[700.0], coverage=0.75) == (True, "", [])
+    assert steady.validity(
+        STABLE,
+        is_llm=True,
+        on_gpu=True,
+        max_num_seqs=8,
+        num_gpus=2,
+        idle_power_watts=[60.0, None],
+        power_limit_watts=[700.0],
+        coverage=0.75,
+    ) == (True, "", [])
 
 
-@pytest.mark.parametrize("change, kw, codes, reason", [
-    ({"steady_duration_s": 19.9}, {}, ["steady-duration"], "steady state lasted 19.9 s (< 20 s)"),
-    ({"batch_saturation": 0.84}, {}, ["batch-saturation"], "batch saturation 0.84 (< 0.85)"),
-    ({"steady_duration_s": None}, {}, ["no-steady-state"], "no steady state: max_num_seqs=8 requests never ran together"),
-    ({"steady_open_time_s": None}, {}, ["no-steady-state"], "no steady state: max_num_seqs=8 requests never ran together"),
-    ({"avg_power_watts": 120.0}, {}, ["power-range"], "average power 60.0 W per GPU is not above idle (60.0 W)"),
-    ({"avg_power_watts": 1402.0}, {}, ["power-range"], "average power 701.0 W per GPU exceeds the power limit (700 W)"),
-    ({"avg_power_watts": None}, {}, ["energy-missing"], "no GPU energy (zeus/nvml-energy-counter)"),
-    ({}, {"coverage": 0.74}, ["telemetry-coverage"], "telemetry coverage 74% (< 75%)"),
-    ({}, {"sampler_errors": 2}, ["telemetry-errors"], "telemetry sampler raised 2 time(s)"),
-])
+@pytest.mark.parametrize(
+    "change, kw, codes, reason",
+    [
+        ({"steady_duration_s": 19.9}, {}, ["steady-duration"], "steady state lasted 19.9 s (< 20 s)"),
+        ({"batch_saturation": 0.84}, {}, ["batch-saturation"], "batch saturation 0.84 (< 0.85)"),
+        (
+            {"steady_duration_s": None},
+            {},
+            ["no-steady-state"],
+            "no steady state: max_num_seqs=8 requests never ran together",
+        ),
+        (
+            {"steady_open_time_s": None},
+            {},
+            ["no-steady-state"],
+            "no steady state: max_num_seqs=8 requests never ran together",
+        ),
+        ({"avg_power_watts": 120.0}, {}, ["power-range"], "average power 60.0 W per GPU is not above idle (60.0 W)"),
+        (
+            {"avg_power_watts": 1402.0},
+            {},
+            ["power-range"],
+            "average power 701.0 W per GPU exceeds the power limit (700 W)",
+        ),
+        ({"avg_power_watts": None}, {}, ["energy-missing"], "no GPU energy (zeus/nvml-energy-counter)"),
+        ({}, {"coverage": 0.74}, ["telemetry-coverage"], "telemetry coverage 74% (< 75%)"),
+        ({}, {"sampler_errors": 2}, ["telemetry-errors"], "telemetry sampler raised 2 time(s)"),
+    ],
+)
 def test_each_check_fails_alone_with_its_words(change, kw, codes, reason):
-    args = dict(is_llm=True, on_gpu=True, max_num_seqs=8, num_gpus=2, idle_power_watts=[60.0],
-                power_limit_watts=[700.0, None, 750.0], coverage=0.9) | kw
+    args = (
+        dict(
+            is_llm=True,
+            on_gpu=True,
+            max_num_seqs=8,
+            num_gpus=2,
+            idle_power_watts=[60.0],
+            power_limit_watts=[700.0, None, 750.0],
+            coverage=0.9,
+        )
+        | kw
+    )
     assert steady.validity(dict(STABLE, **change), **args) == (False, reason, codes)
 
 
 def test_the_bounds_themselves_pass():
-    args = dict(is_llm=True, on_gpu=True, max_num_seqs=8, num_gpus=1, idle_power_watts=[60.0],
-                power_limit_watts=[700.0], coverage=0.75)
-    assert steady.validity(dict(STABLE, steady_duration_s=20.0, batch_saturation=0.85, avg_power_watts=700.0), **args)[0]
+    args = dict(
+        is_llm=True,
+        on_gpu=True,
+        max_num_seqs=8,
+        num_gpus=1,
+        idle_power_watts=[60.0],
+        power_limit_watts=[700.0],
+        coverage=0.75,
+    )
+    assert steady.validity(dict(STABLE, steady_duration_s=20.0, batch_saturation=0.85, avg_power_watts=700.0), **args)[
+        0
+    ]
     assert steady.validity(dict(STABLE, avg_power_watts=60.01), **args)[0]
 
 
 def test_several_failures_and_notes_in_order():
-    ok, reason, codes = steady.validity(dict(STABLE, steady_duration_s=5.0, batch_saturation=0.5, avg_power_watts=0.0),
-                                        is_llm=True, on_gpu=True, max_num_seqs=4, coverage=None, sampler_errors=1)
+    ok, reason, codes = steady.validity(
+        dict(STABLE, steady_duration_s=5.0, batch_saturation=0.5, avg_power_watts=0.0),
+        is_llm=True,
+        on_gpu=True,
+        max_num_seqs=4,
+        coverage=None,
+        sampler_errors=1,
+    )
     assert not ok and codes == ["steady-duration", "batch-saturation", "power-range", "telemetry-errors"]
-    assert reason == ("steady state lasted 5.0 s (< 20 s); batch saturation 0.50 (< 0.85); average power 0.0 W per GPU "
-                      "is not above idle (0.0 W); telemetry sampler raised 1 time(s); idle power unknown: power only "
-                      "checked against 0 W; telemetry coverage not checked (window shorter than 10 samples)")
+    assert reason == (
+        "steady state lasted 5.0 s (< 20 s); batch saturation 0.50 (< 0.85); average power 0.0 W per GPU "
+        "is not above idle (0.0 W); telemetry sampler raised 1 time(s); idle power unknown: power only "
+        "checked against 0 W; telemetry coverage not checked (window shorter than 10 samples)"
+    )
 
 
 def test_a_cpu_run_is_stable_and_says_what_was_not_checked():
     metrics = dict(STABLE, steady_duration_s=2.0, avg_power_watts=None, energy_source="none: no GPU")
     assert steady.validity(metrics, is_llm=True, on_gpu=False, max_num_seqs=8, coverage=0.9) == (
-        True, "steady-state >= 20 s rule not applied on a CPU host; energy checks skipped (energy is null: none: no GPU)",
-        [])
-    diffusion = steady.validity({"avg_power_watts": 300.0}, is_llm=False, on_gpu=True, idle_power_watts=[50.0],
-                                coverage=0.8)
+        True,
+        "steady-state >= 20 s rule not applied on a CPU host; energy checks skipped (energy is null: none: no GPU)",
+        [],
+    )
+    diffusion = steady.validity(
+        {"avg_power_watts": 300.0}, is_llm=False, on_gpu=True, idle_power_watts=[50.0], coverage=0.8
+    )
     assert diffusion == (True, "", [])
 
 
 def test_a_poisson_load_is_not_held_to_batch_saturation():
     metrics = dict(STABLE, batch_saturation=0.1, arrival_pattern="poisson")
-    assert steady.validity(metrics, is_llm=True, on_gpu=True, max_num_seqs=8, idle_power_watts=[60.0], coverage=0.9) == (
-        True, "batch-saturation check not applied to a load at a rate (poisson arrivals)", [])
+    assert steady.validity(
+        metrics, is_llm=True, on_gpu=True, max_num_seqs=8, idle_power_watts=[60.0], coverage=0.9
+    ) == (True, "batch-saturation check not applied to a load at a rate (poisson arrivals)", [])
     unknown = dict(STABLE, batch_saturation=None)
     assert steady.validity(unknown, is_llm=True, on_gpu=True, max_num_seqs=8, idle_power_watts=[60.0], coverage=0.9)[0]

@@ -17,16 +17,41 @@ from harness.measuring import store
 
 
 def _record(status="ok", **metrics):
-    return {"run_id": "abc123abc123", "study": "s", "status": status, "cause": None, "is_stable": True,
-            "unstable_reason": "", "failed_checks": [],
-            "config": {"study": "s", "task": "lm-arena-chat", "family": "llm-chat", "backend": "vllm",
-                       "model": "tiny-llama", "num_gpus": 2, "tensor_parallel": 2, "expert_parallel": 1,
-                       "precision": "bfloat16", "max_num_seqs": 16, "max_num_batched_tokens": 8192,
-                       "batch_size": None, "num_requests": 64, "seed": 0},
-            "environment": {"gpu_model": "H100", "gpu_count": 8},
-            "metrics": {"energy_per_token_joules": 0.25, "energy_per_request_joules": 50.0,
-                        "energy_per_output_joules": 50.0, "avg_power_watts": 900.0, "median_itl_ms": 12.0,
-                        "energy_source": "zeus/nvml-energy-counter; cpu: zeus/rapl", **metrics}}
+    return {
+        "run_id": "abc123abc123",
+        "study": "s",
+        "status": status,
+        "cause": None,
+        "is_stable": True,
+        "unstable_reason": "",
+        "failed_checks": [],
+        "config": {
+            "study": "s",
+            "task": "lm-arena-chat",
+            "family": "llm-chat",
+            "backend": "vllm",
+            "model": "tiny-llama",
+            "num_gpus": 2,
+            "tensor_parallel": 2,
+            "expert_parallel": 1,
+            "precision": "bfloat16",
+            "max_num_seqs": 16,
+            "max_num_batched_tokens": 8192,
+            "batch_size": None,
+            "num_requests": 64,
+            "seed": 0,
+        },
+        "environment": {"gpu_model": "H100", "gpu_count": 8},
+        "metrics": {
+            "energy_per_token_joules": 0.25,
+            "energy_per_request_joules": 50.0,
+            "energy_per_output_joules": 50.0,
+            "avg_power_watts": 900.0,
+            "median_itl_ms": 12.0,
+            "energy_source": "zeus/nvml-energy-counter; cpu: zeus/rapl",
+            **metrics,
+        },
+    }
 
 
 def _write(run_dir: Path, **kw) -> None:
@@ -54,15 +79,22 @@ def test_written_run_verifies_and_json_has_no_nan(tmp_path):
     assert store.result_state(run_dir) == ("ok", record)
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda d: (d / "timeline.parquet").write_bytes((d / "timeline.parquet").read_bytes()[:100]),
-     "timeline.parquet was altered or truncated"),
-    (lambda d: (d / "run.json").write_text((d / "run.json").read_text().replace("0.25", "0.2")),
-     "run.json was altered or truncated"),
-    (lambda d: (d / "requests.parquet").unlink(), "requests.parquet is missing"),
-    (lambda d: (d / "extra.csv").write_text("x"), "extra.csv is not listed"),
-    (lambda d: (d / store.CHECKSUMS).unlink(), "no checksums.sha256"),
-])
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda d: (d / "timeline.parquet").write_bytes((d / "timeline.parquet").read_bytes()[:100]),
+            "timeline.parquet was altered or truncated",
+        ),
+        (
+            lambda d: (d / "run.json").write_text((d / "run.json").read_text().replace("0.25", "0.2")),
+            "run.json was altered or truncated",
+        ),
+        (lambda d: (d / "requests.parquet").unlink(), "requests.parquet is missing"),
+        (lambda d: (d / "extra.csv").write_text("x"), "extra.csv is not listed"),
+        (lambda d: (d / store.CHECKSUMS).unlink(), "no checksums.sha256"),
+    ],
+)
 def test_damage_is_detected(tmp_path, damage, message):
     run_dir = tmp_path / "s" / "abc123abc123"
     _write(run_dir)
@@ -114,11 +146,33 @@ def test_collect_uses_reference_column_names(tmp_path):
     skipped = _record(status="skipped") | {"run_id": "def456def456", "cause": "max_num_seqs=8 ran out of memory"}
     store.write_run(tmp_path / "s" / "def456def456", skipped)
     frame = store.collect(tmp_path)
-    for column in ("energy_per_token_joules", "energy_per_request_joules", "avg_power_watts", "median_itl_ms",
-                   "p90_itl_ms", "avg_batch_size", "avg_output_len", "output_throughput_tokens_per_sec",
-                   "max_num_seqs", "num_gpus", "gpu_model", "model_id", "task", "energy_per_image_joules",
-                   "energy_per_video_joules", "batch_latency_s", "batch_size", "energy_per_output_joules",
-                   "output_unit", "source", "is_reference", "energy_source", "is_stable", "unstable_reason", "status"):
+    for column in (
+        "energy_per_token_joules",
+        "energy_per_request_joules",
+        "avg_power_watts",
+        "median_itl_ms",
+        "p90_itl_ms",
+        "avg_batch_size",
+        "avg_output_len",
+        "output_throughput_tokens_per_sec",
+        "max_num_seqs",
+        "num_gpus",
+        "gpu_model",
+        "model_id",
+        "task",
+        "energy_per_image_joules",
+        "energy_per_video_joules",
+        "batch_latency_s",
+        "batch_size",
+        "energy_per_output_joules",
+        "output_unit",
+        "source",
+        "is_reference",
+        "energy_source",
+        "is_stable",
+        "unstable_reason",
+        "status",
+    ):
         assert column in frame.columns, column
     ok = frame.set_index("run_id").loc["abc123abc123"]
     assert ok["energy_per_token_joules"] == 0.25 and ok["gpu"] == "2 x H100" and ok["output_unit"] == "response"

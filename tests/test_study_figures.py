@@ -52,14 +52,19 @@ def test_edges_run_left_to_right_between_boxes(geo):
         assert last["x"] == pytest.approx(boxes.loc[last["target"], "x"] - 1)
         # between its ends, an edge never enters a box (its slots sit between the boxes of a column)
         for _, p in points.iloc[1:-1].iterrows():
-            inside = boxes[(boxes["x"] < p["x"]) & (p["x"] < boxes["x2"]) & (boxes["y"] < p["y"])
-                           & (p["y"] < boxes["y2"])]
+            inside = boxes[
+                (boxes["x"] < p["x"]) & (p["x"] < boxes["x2"]) & (boxes["y"] < p["y"]) & (p["y"] < boxes["y2"])
+            ]
             assert inside.empty, (edge, p["x"], p["y"], list(inside.index))
 
 
 def test_a_crossing_that_reordering_removes():
-    nodes = [("a", "A", "algorithm", ""), ("b", "B", "algorithm", ""), ("x", "X", "latent", ""),
-             ("y", "Y", "latent", "")]
+    nodes = [
+        ("a", "A", "algorithm", ""),
+        ("b", "B", "algorithm", ""),
+        ("x", "X", "latent", ""),
+        ("y", "Y", "latent", ""),
+    ]
     # sorted by id the two edges would cross (a->y above b->x); the layout orders the targets to avoid it
     geo = FF.layout(nodes, [("a", "y", "", None), ("b", "x", "", None)])
     assert geo.crossings == 0
@@ -82,9 +87,15 @@ def test_labels_wrap_on_two_lines():
 
 
 # --- axes and charts ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("low, high, expected", [
-    (0.034, 18.9, (0.03, 20.0)), (338.0, 6679.0, (300.0, 10000.0)), (1.0, 5.0, (1.0, 5.0)), (11.7, 287.0, (10.0, 300.0)),
-])
+@pytest.mark.parametrize(
+    "low, high, expected",
+    [
+        (0.034, 18.9, (0.03, 20.0)),
+        (338.0, 6679.0, (300.0, 10000.0)),
+        (1.0, 5.0, (1.0, 5.0)),
+        (11.7, 287.0, (10.0, 300.0)),
+    ],
+)
 def test_log_bounds_bracket_the_data_at_round_values(low, high, expected):
     lo, hi = S.nice_log_bounds(low, high)
     assert (lo, hi) == pytest.approx(expected)
@@ -104,16 +115,24 @@ def _axis_ticks(spec: dict, field: str) -> list:
         elif isinstance(node, list):
             for value in node:
                 walk(value)
+
     walk(spec)
     return found
 
 
 def test_the_planning_chart_pairs_each_batch_and_labels_the_targets():
-    pred = pd.DataFrame({"max_num_seqs": [8, 64, 512], "energy_per_request_joules": [900.0, 250.0, 90.0],
-                         "energy_per_request_joules_low": [700.0, 200.0, 70.0],
-                         "energy_per_request_joules_high": [1100.0, 300.0, 110.0], "median_itl_ms": [12.0, 20.0, 55.0],
-                         "measured_energy_per_request_joules": [1000.0, 230.0, 85.0],
-                         "measured_median_itl_ms": [11.7, 22.0, 60.0], "avg_power_watts": [400.0, 600.0, 800.0]})
+    pred = pd.DataFrame(
+        {
+            "max_num_seqs": [8, 64, 512],
+            "energy_per_request_joules": [900.0, 250.0, 90.0],
+            "energy_per_request_joules_low": [700.0, 200.0, 70.0],
+            "energy_per_request_joules_high": [1100.0, 300.0, 110.0],
+            "median_itl_ms": [12.0, 20.0, 55.0],
+            "measured_energy_per_request_joules": [1000.0, 230.0, 85.0],
+            "measured_median_itl_ms": [11.7, 22.0, 60.0],
+            "avg_power_watts": [400.0, 600.0, 800.0],
+        }
+    )
     spec = S.planning_chart(pred, [50, 100, 250], "plan").to_dict()
     text = str(spec)
     assert "50 ms target" in text and "250 ms target" in text
@@ -124,14 +143,30 @@ def test_the_planning_chart_pairs_each_batch_and_labels_the_targets():
 
 
 def test_batch_effect_and_prediction_charts_build():
-    series = pd.DataFrame({"nickname": ["A", "B", "C"], "task_name": ["Chat", "Chat", "Reasoning"],
-                           "gpu_model": ["H100", "B200", "B200"], "num_gpus": [1, 1, 8], "small_batch": [16, 16, 16],
-                           "large_batch": [256, 512, 128], "ratio": [2.1, 6.0, 3.0],
-                           "paper_example": [False, False, True]})
+    series = pd.DataFrame(
+        {
+            "nickname": ["A", "B", "C"],
+            "task_name": ["Chat", "Chat", "Reasoning"],
+            "gpu_model": ["H100", "B200", "B200"],
+            "num_gpus": [1, 1, 8],
+            "small_batch": [16, 16, 16],
+            "large_batch": [256, 512, 128],
+            "ratio": [2.1, 6.0, 3.0],
+            "paper_example": [False, False, True],
+        }
+    )
     spec = S.batch_effect_chart(series).to_dict()
     assert [p["title"]["text"] for p in spec["vconcat"]] == ["H100", "B200"]
-    points = pd.DataFrame({"kind": "llm", "split": ["batch", "model"], "family": ["chat", "code"],
-                           "actual": [0.1, 0.5], "predicted": [0.11, 0.4], "abs_rel_error": [0.1, 0.2]})
+    points = pd.DataFrame(
+        {
+            "kind": "llm",
+            "split": ["batch", "model"],
+            "family": ["chat", "code"],
+            "actual": [0.1, 0.5],
+            "predicted": [0.11, 0.4],
+            "abs_rel_error": [0.1, 0.2],
+        }
+    )
     spec = S.predicted_vs_measured_chart(points).to_dict()
     assert "Between measured batches" in str(spec) and "Unseen model (facts only)" in str(spec)
 
@@ -139,10 +174,14 @@ def test_batch_effect_and_prediction_charts_build():
 def test_timeline_chart_shades_the_steady_window():
     from harness.analysis.timeline import RunTimeline
 
-    frame = pd.DataFrame({"time_since_start_s": [0.0, 1.0, 2.0] * 2,
-                          "metric": ["power_watts"] * 3 + ["num_requests_running"] * 3,
-                          "metric_title": ["GPU power, all GPUs (W)"] * 3 + ["Running requests (count)"] * 3,
-                          "value": [100.0, 500.0, 500.0, 0.0, 8.0, 8.0]})
+    frame = pd.DataFrame(
+        {
+            "time_since_start_s": [0.0, 1.0, 2.0] * 2,
+            "metric": ["power_watts"] * 3 + ["num_requests_running"] * 3,
+            "metric_title": ["GPU power, all GPUs (W)"] * 3 + ["Running requests (count)"] * 3,
+            "value": [100.0, 500.0, 500.0, 0.0, 8.0, 8.0],
+        }
+    )
     spec = S.timeline_chart(RunTimeline("r1", "run", frame, 0.5, 1.5, True, None)).to_dict()
     assert len(spec["vconcat"]) == 2 and "steady window" in str(spec)
     spec = S.timeline_chart(RunTimeline("r1", "run", frame, None, None, True, None)).to_dict()

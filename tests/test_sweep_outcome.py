@@ -16,8 +16,15 @@ from harness.workloads import lengths
 
 
 def _config(tmp_path: Path, name: str = "t", **options) -> Path:
-    run = {"task": "cpu-trivial", "backend": "trivial", "models": ["cpu-spin"], "num_requests": 8,
-           "max_output_tokens": 4, "options": {"step_s": 0.001, **options}, "grid": {"max_num_seqs": [1, 4, 8]}}
+    run = {
+        "task": "cpu-trivial",
+        "backend": "trivial",
+        "models": ["cpu-spin"],
+        "num_requests": 8,
+        "max_output_tokens": 4,
+        "options": {"step_s": 0.001, **options},
+        "grid": {"max_num_seqs": [1, 4, 8]},
+    }
     path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump({"study": name, "settings": {"idle_power_s": 0, "cooldown_s": 0}, "runs": [run]}))
     return path
@@ -30,8 +37,10 @@ def _measure(path: Path, results: Path, capsys) -> tuple[int, str, str]:
 
 
 def _statuses(results: Path, study: str = "t") -> list[tuple[str, str | None]]:
-    return sorted((r["status"], r["cause"]) for r in
-                  (json.loads((d / "run.json").read_text()) for d in store.iter_run_dirs(results, study)))
+    return sorted(
+        (r["status"], r["cause"])
+        for r in (json.loads((d / "run.json").read_text()) for d in store.iter_run_dirs(results, study))
+    )
 
 
 def test_a_failure_of_setup_fails_the_sweep_and_is_measured_again(tmp_path, no_nvml, capsys):
@@ -41,8 +50,9 @@ def test_a_failure_of_setup_fails_the_sweep_and_is_measured_again(tmp_path, no_n
     assert rc == outcome.SETUP_EXIT_STATUS != 0
     assert _statuses(results) == [("failed", "bad-config"), ("failed", "bad-config"), ("ok", None)]
     summary = [line.strip() for line in out.splitlines()]
-    assert any(line.startswith("failed (bad-config): 2 runs -- setup, nothing measured: injected failure")
-               for line in summary), out
+    assert any(
+        line.startswith("failed (bad-config): 2 runs -- setup, nothing measured: injected failure") for line in summary
+    ), out
     assert any(line.startswith("sweep failed: 2 runs failed for a reason of setup") for line in summary), out
     # the next measure takes the two failed runs again (the old folders kept aside), not the finished one
     rc, out, _ = _measure(cfg, results, capsys)
@@ -66,15 +76,18 @@ def test_measured_outcomes_keep_exit_zero(tmp_path, no_nvml, capsys):
 
 def test_outcome_lines_group_by_status_and_cause():
     tally = outcome.Outcome()
-    for record in ({"status": "ok", "is_stable": True}, {"status": "ok", "is_stable": True},
-                   {"status": "failed", "cause": "reference-unavailable",
-                    "message": "reference file x is missing\nmore"},
-                   {"status": "failed", "cause": "timeout", "message": "run exceeded run_timeout_s=5"}):
+    for record in (
+        {"status": "ok", "is_stable": True},
+        {"status": "ok", "is_stable": True},
+        {"status": "failed", "cause": "reference-unavailable", "message": "reference file x is missing\nmore"},
+        {"status": "failed", "cause": "timeout", "message": "run exceeded run_timeout_s=5"},
+    ):
         tally.add(record)
     assert tally.lines() == [
         "failed (reference-unavailable): 1 run -- setup, nothing measured: reference file x is missing",
         "failed (timeout): 1 run -- measured outcome: run exceeded run_timeout_s=5",
-        "ok: 2 runs"]
+        "ok: 2 runs",
+    ]
     assert tally.setup_failures == 1 and tally.verdict().startswith("sweep failed: 1 run failed")
     assert outcome.retry_state("failed", {"status": "failed", "cause": "no-engine"}) == outcome.SETUP_FAILED
     assert outcome.retry_state("failed", {"status": "failed", "cause": "oom"}) == "failed"
@@ -82,7 +95,8 @@ def test_outcome_lines_group_by_status_and_cause():
 
 def test_unreadable_reference_data_is_its_own_cause_with_how_to_provide_it():
     cause, message = lengths.reference_failure(
-        ReferenceDataError("reference file models/x__gpqa.json is missing from /nowhere"))
+        ReferenceDataError("reference file models/x__gpqa.json is missing from /nowhere")
+    )
     assert cause == "reference-unavailable"
     assert "HARNESS_REFERENCE_DIR" in message and "python -m harness reference" in message and "\n" not in message
     cause, _ = lengths.reference_failure(ReferenceDataError("no published output lengths for model 'x' on task 'y'"))
@@ -90,8 +104,15 @@ def test_unreadable_reference_data_is_its_own_cause_with_how_to_provide_it():
 
 
 def _llm_config(tmp_path: Path) -> Path:
-    run = {"task": "gpqa", "backend": "transformers", "models": ["tiny-llama"], "num_requests": 4,
-           "max_output_tokens": 4, "options": {"device": "cpu"}, "grid": {"max_num_seqs": [1]}}
+    run = {
+        "task": "gpqa",
+        "backend": "transformers",
+        "models": ["tiny-llama"],
+        "num_requests": 4,
+        "max_output_tokens": 4,
+        "options": {"device": "cpu"},
+        "grid": {"max_num_seqs": [1]},
+    }
     path = tmp_path / "llm.yaml"
     path.write_text(yaml.safe_dump({"study": "llm", "settings": {"idle_power_s": 0}, "runs": [run]}))
     return path

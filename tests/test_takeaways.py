@@ -77,7 +77,8 @@ def test_moe_gap_splits_into_same_batch_saving_and_the_larger_batch(tables, by_i
     assert split["min"] <= split["at_largest_common"] <= split["max"] < by_id["moe-vs-dense"].values["dense_over_moe"]
     # the two parts multiply to the ratio of the two minima (the dense model is cheapest at the common batch)
     assert split["at_largest_common"] * split["batch_gain"] == pytest.approx(
-        by_id["moe-vs-dense"].values["dense_over_moe"])
+        by_id["moe-vs-dense"].values["dense_over_moe"]
+    )
     assert T.moe_same_batch(tables[0].iloc[0:0]) == {}
 
 
@@ -88,7 +89,8 @@ def test_every_series_once_with_the_papers_two_examples(tables, by_id):
     assert len(series) == v["series"]
     assert series["paper_example"].sum() == 2
     assert sorted(series.loc[series["paper_example"], "ratio"].round(2)) == sorted(
-        round(h["ratio"], 2) for h in v["highlighted"].values())
+        round(h["ratio"], 2) for h in v["highlighted"].values()
+    )
     assert series["in_paper_band"].mean() == pytest.approx(v["share_between_3_and_5"])
     assert not series["task_name"].isin(["gpqa", "lm-arena-chat"]).any()  # names, not ids
 
@@ -118,8 +120,14 @@ def test_every_filter_of_every_finding_is_a_choice_in_words(found, tables):
 
 def test_statements_that_the_data_qualify(found, tables):
     rows = {s.finding: s for s in R.prose_against_data(found, tables[0])}
-    assert set(rows) >= {"reasoning-vs-chat", "text-to-video-range", "batch-size-effect", "moe-vs-dense",
-                         "fp8-vs-bf16", "multimodal-overhead"}
+    assert set(rows) >= {
+        "reasoning-vs-chat",
+        "text-to-video-range",
+        "batch-size-effect",
+        "moe-vs-dense",
+        "fp8-vs-bf16",
+        "multimodal-overhead",
+    }
     assert all(s.verdict in ("holds", "holds under a condition", "differs") for s in rows.values())
     assert "holds batch 16 only" in rows["fp8-vs-bf16"].data
     assert "14.78x" in rows["multimodal-overhead"].data
@@ -142,9 +150,17 @@ def test_diffusion_batching_depends_on_the_gpu_count(tables):
 
 
 def test_diffusion_batching_on_a_small_table():
-    rows = pd.DataFrame({"task": "text-to-image", "gpu_model": "B200", "model_id": "m", "nickname": "M",
-                         "num_gpus": [1, 1, 2, 2], "batch_size": [1, 4, 1, 4],
-                         an.ENERGY_PER_OUTPUT: [100.0, 99.0, 120.0, 40.0]})
+    rows = pd.DataFrame(
+        {
+            "task": "text-to-image",
+            "gpu_model": "B200",
+            "model_id": "m",
+            "nickname": "M",
+            "num_gpus": [1, 1, 2, 2],
+            "batch_size": [1, 4, 1, 4],
+            an.ENERGY_PER_OUTPUT: [100.0, 99.0, 120.0, 40.0],
+        }
+    )
     out = R.diffusion_batching(rows).set_index("num_gpus")
     assert out.loc[1, "ratio"] == pytest.approx(100 / 99) and out.loc[2, "ratio"] == pytest.approx(3.0)
     assert out.loc[2, "best_batch"] == 4
@@ -161,11 +177,22 @@ def test_caveats_state_their_conditions(found, tables):
 # --- the causal chain ---------------------------------------------------------------------------------------
 def _llm_row(batch: float, throughput: float, power: float, length: float = 500.0) -> pd.Series:
     per_token = power / throughput
-    return pd.Series({"task": "lm-arena-chat", "model_id": "m", "gpu_model": "B200", "num_gpus": 1,
-                      "batch_size": batch, "max_num_seqs": batch, "avg_batch_size": batch,
-                      "output_throughput_tokens_per_sec": throughput, "avg_power_watts": power,
-                      "avg_output_len": length, an.ENERGY_PER_TOKEN: per_token,
-                      "energy_per_request_joules": per_token * length})
+    return pd.Series(
+        {
+            "task": "lm-arena-chat",
+            "model_id": "m",
+            "gpu_model": "B200",
+            "num_gpus": 1,
+            "batch_size": batch,
+            "max_num_seqs": batch,
+            "avg_batch_size": batch,
+            "output_throughput_tokens_per_sec": throughput,
+            "avg_power_watts": power,
+            "avg_output_len": length,
+            an.ENERGY_PER_TOKEN: per_token,
+            "energy_per_request_joules": per_token * length,
+        }
+    )
 
 
 def test_the_chain_merges_batch_and_request_rate_into_throughput():
@@ -195,8 +222,14 @@ def _timeline(t0: float, gpus: int = 2, with_power: bool = True) -> pd.DataFrame
         if with_power:
             for g in range(gpus):
                 rows.append({"time_s": t, "source": "nvml", "gpu_index": g, "power_watts": 300.0 + g * 10})
-        rows.append({"time_s": t, "source": "vllm", "num_requests_running": float(min(i, 8)),
-                     "kv_cache_usage_fraction": min(i, 8) / 10})
+        rows.append(
+            {
+                "time_s": t,
+                "source": "vllm",
+                "num_requests_running": float(min(i, 8)),
+                "kv_cache_usage_fraction": min(i, 8) / 10,
+            }
+        )
         rows.append({"time_s": t, "source": "host", "process_cpu_percent": 50.0})
     return pd.DataFrame(rows)
 
@@ -212,16 +245,33 @@ def test_tidy_timeline_sums_power_and_shifts_the_window():
     assert empty.empty and s is None and e is None
 
 
-def _run(results: Path, run_id: str, *, gpu: str | None, steady: float, task: str = "lm-arena-chat",
-         status: str = "ok", timeline: bool = True) -> Path:
+def _run(
+    results: Path,
+    run_id: str,
+    *,
+    gpu: str | None,
+    steady: float,
+    task: str = "lm-arena-chat",
+    status: str = "ok",
+    timeline: bool = True,
+) -> Path:
     from harness.measuring import store
 
     run_dir = results / "study" / run_id
-    record = {"study": "study", "run_id": run_id, "status": status, "is_stable": True,
-              "config": {"task": task, "model": "tiny-qwen3", "num_gpus": 1, "max_num_seqs": 8},
-              "environment": {"gpu_model": gpu} if gpu else {},
-              "metrics": {"steady_start_time_s": 1002.0, "steady_end_time_s": 1002.0 + steady,
-                          "steady_duration_s": steady, "energy_source": None if gpu else "no energy counter"}}
+    record = {
+        "study": "study",
+        "run_id": run_id,
+        "status": status,
+        "is_stable": True,
+        "config": {"task": task, "model": "tiny-qwen3", "num_gpus": 1, "max_num_seqs": 8},
+        "environment": {"gpu_model": gpu} if gpu else {},
+        "metrics": {
+            "steady_start_time_s": 1002.0,
+            "steady_end_time_s": 1002.0 + steady,
+            "steady_duration_s": steady,
+            "energy_source": None if gpu else "no energy counter",
+        },
+    }
     tables = {"timeline.parquet": _timeline(1000.0, with_power=bool(gpu))} if timeline else None
     store.write_run(run_dir, record, tables)
     return run_dir

@@ -58,9 +58,13 @@ def test_code_completion_sends_fim_prompts_to_the_completions_endpoint(tmp_path,
     import fake_vllm
 
     pids = fake_vllm.use(monkeypatch, tmp_path, {"token_s": 0.002, "record_bodies": True})
-    counts, record = _measure(tmp_path, (
-        "  - {task: sourcegraph-fim, backend: vllm, models: [tiny-qwen3-moe], num_requests: 6, seed: 2,\n"
-        "     options: {output_length_scale: 0.05, max_prompt_tokens: 64}, grid: {max_num_seqs: [2]}}\n"))
+    counts, record = _measure(
+        tmp_path,
+        (
+            "  - {task: sourcegraph-fim, backend: vllm, models: [tiny-qwen3-moe], num_requests: 6, seed: 2,\n"
+            "     options: {output_length_scale: 0.05, max_prompt_tokens: 64}, grid: {max_num_seqs: [2]}}\n"
+        ),
+    )
     assert counts == {"ok": 1}, record.get("message")
     bodies = [b for b in _bodies(pids) if b["path"] == "/v1/completions"]
     assert len(bodies) == 6
@@ -75,12 +79,16 @@ def test_code_completion_sends_fim_prompts_to_the_completions_endpoint(tmp_path,
     assert "Qwen3-Coder" in json.dumps(record["backend_info"]["lengths"])  # the published sourcegraph-fim lengths
 
 
-@pytest.mark.parametrize("task, options, parts", [
-    ("image-chat", "{images_per_request: 2, image_size: 96x64}", 2),
-    ("video-chat", "{video_frames: 3, frame_size: 48x32}", 3),
-])
-def test_image_and_video_chat_send_their_media_as_data_urls_to_the_chat_endpoint(tmp_path, no_nvml, vllm_env,
-                                                                                 monkeypatch, task, options, parts):
+@pytest.mark.parametrize(
+    "task, options, parts",
+    [
+        ("image-chat", "{images_per_request: 2, image_size: 96x64}", 2),
+        ("video-chat", "{video_frames: 3, frame_size: 48x32}", 3),
+    ],
+)
+def test_image_and_video_chat_send_their_media_as_data_urls_to_the_chat_endpoint(
+    tmp_path, no_nvml, vllm_env, monkeypatch, task, options, parts
+):
     import base64
     import io
 
@@ -90,9 +98,13 @@ def test_image_and_video_chat_send_their_media_as_data_urls_to_the_chat_endpoint
 
     pids = fake_vllm.use(monkeypatch, tmp_path, {"token_s": 0.002, "record_bodies": True})
     opts = options[:-1] + ", output_length_scale: 0.02}"
-    counts, record = _measure(tmp_path, (
-        f"  - {{task: {task}, backend: vllm, models: [tiny-idefics3], num_requests: 5, seed: 1,\n"
-        f"     options: {opts}, grid: {{max_num_seqs: [2]}}}}\n"))
+    counts, record = _measure(
+        tmp_path,
+        (
+            f"  - {{task: {task}, backend: vllm, models: [tiny-idefics3], num_requests: 5, seed: 1,\n"
+            f"     options: {opts}, grid: {{max_num_seqs: [2]}}}}\n"
+        ),
+    )
     assert counts == {"ok": 1}, record.get("message")
     bodies = [b for b in _bodies(pids) if b["path"] == "/v1/chat/completions"]
     assert len(bodies) == 5

@@ -8,8 +8,8 @@ import time
 
 import pandas as pd
 import pytest
-from conftest import FakeClock, FakeGPU
 
+from conftest import FakeClock, FakeGPU
 from harness.measuring.telemetry import COLUMNS, Telemetry, coverage_fraction, measure_idle_power, parse_vllm_metrics
 
 METRICS_TEXT = """\
@@ -27,8 +27,11 @@ vllm:generation_tokens_total{engine="0",model_name="tiny"} 1234.0
 
 
 def test_parse_vllm_metrics_sums_engines():
-    assert parse_vllm_metrics(METRICS_TEXT) == {"num_requests_running": 8.0, "num_requests_waiting": 3.0,
-                                                "kv_cache_usage_fraction": 0.25}
+    assert parse_vllm_metrics(METRICS_TEXT) == {
+        "num_requests_running": 8.0,
+        "num_requests_waiting": 3.0,
+        "kv_cache_usage_fraction": 0.25,
+    }
 
 
 def _run(telemetry, seconds, until=None, timeout_s=60.0):
@@ -43,8 +46,10 @@ def _run(telemetry, seconds, until=None, timeout_s=60.0):
 
 
 def _count(telemetry, source, index=None, after=None) -> int:
-    return sum(r[1] == source and (index is None or r[2] == index) and (after is None or r[0] > after)
-               for r in list(telemetry.rows))
+    return sum(
+        r[1] == source and (index is None or r[2] == index) and (after is None or r[0] > after)
+        for r in list(telemetry.rows)
+    )
 
 
 def test_sampler_records_every_gpu_field(fake_nvml):
@@ -52,8 +57,15 @@ def test_sampler_records_every_gpu_field(fake_nvml):
     gpus = [FakeGPU([(t0 - 1, 80.0), (t0 + 0.2, 400.0)]), FakeGPU([(t0 - 1, 75.0)], instant_field=False)]
     fake_nvml(gpus)
     tel = Telemetry(hz=20, gpu_indices=[0, 1])
-    frame = _run(tel, 0.5, until=lambda t: _count(t, "host") >= 5 and min(_count(t, "nvml", i) for i in (0, 1)) >= 4
-                 and _count(t, "nvml", 0, after=t0 + 0.25) >= 1)
+    frame = _run(
+        tel,
+        0.5,
+        until=lambda t: (
+            _count(t, "host") >= 5
+            and min(_count(t, "nvml", i) for i in (0, 1)) >= 4
+            and _count(t, "nvml", 0, after=t0 + 0.25) >= 1
+        ),
+    )
     assert list(frame.columns) == list(COLUMNS)
     nvml = frame[frame["source"] == "nvml"]
     for index, gpu in enumerate(gpus):
@@ -66,8 +78,10 @@ def test_sampler_records_every_gpu_field(fake_nvml):
         assert rows["energy_counter_joules"].is_monotonic_increasing
     busy = nvml[(nvml["gpu_index"] == 0) & (nvml["time_s"] > t0 + 0.25)]
     assert busy["gpu_utilization_percent"].eq(95).all()
-    assert tel.info["power_source"] == {"0": "nvml/power-instant-field",
-                                        "1": "nvml/power-usage (1 s average on Ampere and newer)"}
+    assert tel.info["power_source"] == {
+        "0": "nvml/power-instant-field",
+        "1": "nvml/power-usage (1 s average on Ampere and newer)",
+    }
     assert tel.info["power_limit_watts"] == {"0": 700.0, "1": 700.0}
     assert tel.info["nvml"] == "ok" and tel.errors == []
     assert (frame["source"] == "host").sum() >= 5
@@ -140,8 +154,9 @@ def test_coverage_fraction_counts_expected_samples():
 
 def test_idle_power_from_the_energy_counter(fake_nvml):
     clock = FakeClock()  # the GPUs' counters and the timed span on one clock that moves only by the sleeps
-    fake_nvml([FakeGPU([(clock() - 5, 61.5)], clock=clock), FakeGPU([(clock() - 5, 72.0)], clock=clock,
-                                                                    instant_field=False)])
+    fake_nvml(
+        [FakeGPU([(clock() - 5, 61.5)], clock=clock), FakeGPU([(clock() - 5, 72.0)], clock=clock, instant_field=False)]
+    )
     idle = measure_idle_power(0.3, hz=20, sleep=clock.advance, clock=clock)
     assert idle == {0: pytest.approx(61.5, abs=2e-3 / 0.3), 1: pytest.approx(72.0, abs=2e-3 / 0.3)}  # mJ rounding
 

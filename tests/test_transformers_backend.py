@@ -9,15 +9,35 @@ import pytest
 
 from harness.config import configuration_from_dict
 from harness.workloads.base import WorkloadError
-from support import REFERENCE_DIR as REF, RecordingMeter
+from support import REFERENCE_DIR as REF
+from support import RecordingMeter
 
 
 def _cfg(**over):
-    base = dict(study="t", task="gpqa", family="llm-reasoning", backend="transformers", model="tiny-llama",
-                num_gpus=1, tensor_parallel=1, expert_parallel=1, precision="float32", max_num_seqs=3,
-                max_num_batched_tokens=8192, batch_size=None, inference_steps=None, height=None, width=None,
-                num_frames=None, num_requests=7, num_iterations=None, seed=4, length_source=None,
-                max_output_tokens=20, options={"output_length_scale": 0.004, "max_prompt_tokens": 40})
+    base = dict(
+        study="t",
+        task="gpqa",
+        family="llm-reasoning",
+        backend="transformers",
+        model="tiny-llama",
+        num_gpus=1,
+        tensor_parallel=1,
+        expert_parallel=1,
+        precision="float32",
+        max_num_seqs=3,
+        max_num_batched_tokens=8192,
+        batch_size=None,
+        inference_steps=None,
+        height=None,
+        width=None,
+        num_frames=None,
+        num_requests=7,
+        num_iterations=None,
+        seed=4,
+        length_source=None,
+        max_output_tokens=20,
+        options={"output_length_scale": 0.004, "max_prompt_tokens": 40},
+    )
     return configuration_from_dict(base | over)
 
 
@@ -81,8 +101,12 @@ def test_steady_window_and_metrics(served):
 def test_unsupported_layouts_and_options_are_refused(tmp_path):
     from harness.workloads.transformers_backend import TransformersBackend
 
-    for over, cause in [(dict(precision="fp8"), "unsupported"), (dict(num_gpus=2, tensor_parallel=2), "unsupported"),
-                        (dict(options={"batch": 3}), "bad-option"), (dict(options={"device": "cuda"}), None)]:
+    for over, cause in [
+        (dict(precision="fp8"), "unsupported"),
+        (dict(num_gpus=2, tensor_parallel=2), "unsupported"),
+        (dict(options={"batch": 3}), "bad-option"),
+        (dict(options={"device": "cuda"}), None),
+    ]:
         import torch
 
         if cause is None and torch.cuda.is_available():
@@ -126,8 +150,9 @@ def test_real_weights_from_a_local_folder_replace_the_random_ones(served, tmp_pa
     assert not info.dummy and info.regular_ids == (2, 31999) and info.weights.startswith("real weights from")
 
     real = TransformersBackend()
-    real_cfg = _cfg(num_requests=3, options={"output_length_scale": 0.004, "max_prompt_tokens": 40,
-                                              "weights": str(folder)})
+    real_cfg = _cfg(
+        num_requests=3, options={"output_length_scale": 0.004, "max_prompt_tokens": 40, "weights": str(folder)}
+    )
     real.start(real_cfg, tmp_path / "run")
     try:
         name, saved = next(iter(backend.model.state_dict().items()))
@@ -152,8 +177,10 @@ def test_adaptive_stopping_ends_the_static_batches_early(served, tmp_path):
     from harness.measuring import adaptive
     from harness.workloads.transformers_backend import TransformersBackend
 
-    cfg = configuration_from_dict(_cfg(num_requests=8).as_dict() | dict(
-        stop="adaptive", adaptive_rel_halfwidth=0.5, adaptive_min_window_s=0.05, adaptive_batches=2))
+    cfg = configuration_from_dict(
+        _cfg(num_requests=8).as_dict()
+        | dict(stop="adaptive", adaptive_rel_halfwidth=0.5, adaptive_min_window_s=0.05, adaptive_batches=2)
+    )
     backend = TransformersBackend()
     backend.start(cfg, tmp_path)
     try:

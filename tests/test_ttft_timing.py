@@ -18,7 +18,7 @@ from harness.measuring.steady import SteadyTracker
 from harness.workloads import loadgen
 from harness.workloads.vllm_server import free_port
 
-SERVER = r'''
+SERVER = r"""
 import asyncio, json, sys, time
 from aiohttp import web
 
@@ -47,7 +47,7 @@ app = web.Application()
 app.router.add_post("/v1/completions", completions)
 app.router.add_get("/timings", timings)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=lambda *a: print("ready", flush=True))
-'''
+"""
 
 BUILD_S = 0.05  # each request's body takes this long to build (a tokenizer, a template): not the server's time
 REQUESTS = 8
@@ -70,8 +70,14 @@ def test_submission_and_first_token_are_stamped_when_they_happen(server):
         time.sleep(BUILD_S)  # blocks the event loop, as a slow body would
         return "/v1/completions", {"model": "m", "prompt": "x", "max_tokens": 2, "stream": True, "user": str(i)}
 
-    spec = loadgen.LoadSpec(base_url=f"http://127.0.0.1:{server}", model="m", prompts=["x"] * REQUESTS,
-                            output_tokens=[2] * REQUESTS, request=build, prompt_lengths=[1] * REQUESTS)
+    spec = loadgen.LoadSpec(
+        base_url=f"http://127.0.0.1:{server}",
+        model="m",
+        prompts=["x"] * REQUESTS,
+        output_tokens=[2] * REQUESTS,
+        request=build,
+        prompt_lengths=[1] * REQUESTS,
+    )
     records, aborted = loadgen.run_load(spec, SteadyTracker(REQUESTS, REQUESTS))
     assert aborted is None and all(r.success for r in records), [r.error for r in records]
     with urllib.request.urlopen(f"http://127.0.0.1:{server}/timings") as resp:

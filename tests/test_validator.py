@@ -8,8 +8,8 @@ import json
 from contextlib import redirect_stdout
 
 import pytest
-from conftest import FakeClock, FakeGPU
 
+from conftest import FakeClock, FakeGPU
 from harness.measuring import validator
 from harness.measuring.telemetry import Telemetry
 from harness.workloads.base import RequestRecord
@@ -30,10 +30,19 @@ def sampled(gpus, clock, seconds: float, hz: float = 10.0):
     return tel.stop(), tel.info["power_source"], (start, last)
 
 
-GOOD = {"num_requests": 10, "num_failed_requests": 0, "num_stopped_requests": 0, "steady_duration_s": 40.0,
-        "batch_saturation": 0.95, "avg_batch_size": 7.6, "telemetry_coverage_fraction": 1.0,
-        "output_throughput_tokens_per_sec": 500.0, "gpu_energy_joules": 12000.0, "energy_per_token_joules": 0.6,
-        "avg_power_watts": 300.0}
+GOOD = {
+    "num_requests": 10,
+    "num_failed_requests": 0,
+    "num_stopped_requests": 0,
+    "steady_duration_s": 40.0,
+    "batch_saturation": 0.95,
+    "avg_batch_size": 7.6,
+    "telemetry_coverage_fraction": 1.0,
+    "output_throughput_tokens_per_sec": 500.0,
+    "gpu_energy_joules": 12000.0,
+    "energy_per_token_joules": 0.6,
+    "avg_power_watts": 300.0,
+}
 
 
 def flag(flags, check):
@@ -43,8 +52,9 @@ def flag(flags, check):
 
 def run_checks(metrics=None, *, on_gpu=True, requests=(), output_cap=None, **kw):
     m = dict(GOOD, **(metrics or {}))
-    return validator.validate(m, is_llm=True, on_gpu=on_gpu, max_num_seqs=8, output_cap=output_cap,
-                              requests=requests, **kw)
+    return validator.validate(
+        m, is_llm=True, on_gpu=on_gpu, max_num_seqs=8, output_cap=output_cap, requests=requests, **kw
+    )
 
 
 def test_every_check_has_one_flag_and_a_good_gpu_run_passes(fake_nvml):
@@ -52,8 +62,15 @@ def test_every_check_has_one_flag_and_a_good_gpu_run_passes(fake_nvml):
     gpu = FakeGPU([(clock() - 5, 300.0)], clock=clock)
     fake_nvml([gpu])
     frame, source, window = sampled([gpu], clock, 5.0)
-    flags = run_checks(timeline=frame, run_window=window, power_source=source, gpu_model="H100", run_coverage=1.0,
-                       requests=_requests([10] * 10), output_cap=64)
+    flags = run_checks(
+        timeline=frame,
+        run_window=window,
+        power_source=source,
+        gpu_model="H100",
+        run_coverage=1.0,
+        requests=_requests([10] * 10),
+        output_cap=64,
+    )
     assert [f["check"] for f in flags] == list(validator.CHECKS)
     assert all(f["status"] == "pass" for f in flags), [f for f in flags if f["status"] != "pass"]
     assert validator.summary(flags) == {"passed": True, "errors": [], "warnings": [], "checks": flags}
@@ -105,8 +122,9 @@ def test_thirty_percent_of_requests_at_the_output_cap_warns(capped, status):
     assert flag(run_checks(requests=reqs, output_cap=None), "output-length-cap")["status"] == "skip"
 
 
-@pytest.mark.parametrize("change", [{"output_throughput_tokens_per_sec": 0.0}, {"gpu_energy_joules": 0.0},
-                                    {"energy_per_token_joules": None}])
+@pytest.mark.parametrize(
+    "change", [{"output_throughput_tokens_per_sec": 0.0}, {"gpu_energy_joules": 0.0}, {"energy_per_token_joules": None}]
+)
 def test_non_positive_metrics_are_an_error(change):
     f = flag(run_checks(change), "metrics-valid")
     assert (f["status"], f["severity"]) == ("fail", "error") and f["reason"].startswith("not positive")
@@ -118,8 +136,10 @@ def test_more_than_100_joules_per_token_is_an_error(ept, status):
     assert (f["status"], f["severity"]) == (status, "error")
 
 
-@pytest.mark.parametrize("spike_watts, status", [(1191.0, "fail"), (1190.0, "pass"), (1189.0, "pass"), (60.0, "fail"),
-                                                  (69.0, "fail"), (70.0, "pass")])
+@pytest.mark.parametrize(
+    "spike_watts, status",
+    [(1191.0, "fail"), (1190.0, "pass"), (1189.0, "pass"), (60.0, "fail"), (69.0, "fail"), (70.0, "pass")],
+)
 def test_instant_power_outside_70_w_to_1_7_tdp_warns(fake_nvml, spike_watts, status):
     clock = FakeClock()
     start = clock()
@@ -132,15 +152,17 @@ def test_instant_power_outside_70_w_to_1_7_tdp_warns(fake_nvml, spike_watts, sta
     assert "TDP 700 W (H100)" in f["reason"]
 
 
-@pytest.mark.parametrize("watts, status", [(771.0, "fail"), (769.0, "pass"), (70.0, "pass"), (69.0, "fail"),
-                                           (30.0, "fail")])
+@pytest.mark.parametrize(
+    "watts, status", [(771.0, "fail"), (769.0, "pass"), (70.0, "pass"), (69.0, "fail"), (30.0, "fail")]
+)
 def test_averaged_power_outside_70_w_to_1_1_tdp_warns(fake_nvml, watts, status):
     clock = FakeClock()
     gpu = FakeGPU([(clock() - 5, watts)], clock=clock, instant_field=False)  # NVML's 1 s average only
     fake_nvml([gpu])
     frame, source, window = sampled([gpu], clock, 3.0)
-    flags = run_checks({"avg_power_watts": watts}, timeline=frame, run_window=window, power_source=source,
-                       gpu_model="H100")
+    flags = run_checks(
+        {"avg_power_watts": watts}, timeline=frame, run_window=window, power_source=source, gpu_model="H100"
+    )
     f = flag(flags, "average-power")
     assert (f["status"], f["severity"]) == (status, "warning"), f["reason"]
     assert flag(flags, "instant-power")["status"] == "skip"
@@ -153,8 +175,14 @@ def test_the_counters_average_over_the_window_is_an_averaged_reading(fake_nvml, 
     gpu = FakeGPU([(clock() - 5, 300.0)], clock=clock, instant_field=False)
     fake_nvml([gpu])
     frame, source, window = sampled([gpu], clock, 3.0)
-    flags = run_checks({"avg_power_watts": 2 * counter_watts}, timeline=frame, run_window=window, power_source=source,
-                       gpu_model="H100", num_gpus=2)  # the counter's average is over both GPUs: per GPU, halved
+    flags = run_checks(
+        {"avg_power_watts": 2 * counter_watts},
+        timeline=frame,
+        run_window=window,
+        power_source=source,
+        gpu_model="H100",
+        num_gpus=2,
+    )  # the counter's average is over both GPUs: per GPU, halved
     f = flag(flags, "average-power")
     assert (f["status"], f["severity"]) == (status, "warning"), f["reason"]
 
@@ -164,8 +192,17 @@ def test_unknown_tdp_falls_back_to_the_power_limit(fake_nvml):
     gpu = FakeGPU([(clock() - 5, 500.0)], clock=clock, name="NVIDIA L40S", power_limit_watts=350.0)
     fake_nvml([gpu])
     frame, source, window = sampled([gpu], clock, 2.0)
-    f = flag(run_checks({"avg_power_watts": 500.0}, timeline=frame, run_window=window, power_source=source,
-                        gpu_model="L40S", power_limit_watts=[350.0]), "average-power")
+    f = flag(
+        run_checks(
+            {"avg_power_watts": 500.0},
+            timeline=frame,
+            run_window=window,
+            power_source=source,
+            gpu_model="L40S",
+            power_limit_watts=[350.0],
+        ),
+        "average-power",
+    )
     assert f["status"] == "fail" and "power limit 350 W" in f["reason"]
 
 
@@ -185,8 +222,9 @@ def test_five_percent_of_temperatures_outside_20_to_95_c_is_an_error(fake_nvml, 
     assert validator.summary(flags)["passed"] is (status == "pass")
 
 
-@pytest.mark.parametrize("celsius, status", [(19.0, "fail"), (20.0, "pass"), (95.0, "pass"), (96.0, "fail"),
-                                             (-5.0, "fail")])
+@pytest.mark.parametrize(
+    "celsius, status", [(19.0, "fail"), (20.0, "pass"), (95.0, "pass"), (96.0, "fail"), (-5.0, "fail")]
+)
 def test_temperatures_outside_20_to_95_c_on_either_side_are_an_error(fake_nvml, celsius, status):
     clock = FakeClock()
     start = clock()
@@ -219,11 +257,18 @@ def test_one_failed_request_fails(change, status):
     assert flag(run_checks(change), "request-success")["status"] == status
 
 
-@pytest.mark.parametrize("change", [{"output_throughput_tokens_per_sec": -1.0}, {"gpu_energy_joules": -5.0},
-                                    {"energy_per_token_joules": 0.0}, {"output_throughput_tokens_per_sec": None}])
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"output_throughput_tokens_per_sec": -1.0},
+        {"gpu_energy_joules": -5.0},
+        {"energy_per_token_joules": 0.0},
+        {"output_throughput_tokens_per_sec": None},
+    ],
+)
 def test_negative_or_missing_metrics_are_an_error_and_tiny_positive_ones_pass(change):
     assert flag(run_checks(change), "metrics-valid")["status"] == "fail"
-    tiny = {k: 1e-9 for k in change}
+    tiny = dict.fromkeys(change, 1e-09)
     assert flag(run_checks(tiny), "metrics-valid")["status"] == "pass"
 
 
@@ -238,9 +283,8 @@ def test_cpu_host_skips_the_energy_and_hardware_checks():
 def test_flags_land_in_run_json_and_list_filters_by_them(tmp_path, fake_nvml, monkeypatch):
     import time
 
-    from test_runner import _config, _loaded_gpu, _measure
-
     from harness.cli import main
+    from test_runner import _config, _loaded_gpu, _measure
 
     gpu = FakeGPU([(time.time() - 10, 60.0)])
     fake_nvml([gpu])

@@ -21,16 +21,34 @@ from harness.config import configuration_from_dict
 from harness.measuring.steady import SteadyTracker, steady_bounds
 from harness.workloads import loadgen, vllm_backend, vllm_layout, vllm_logs, vllm_server
 from harness.workloads.base import WorkloadError
-
 from support import REFERENCE_DIR as REF
 
 
 def _cfg(**over):
-    base = dict(study="t", task="lm-arena-chat", family="llm-chat", backend="vllm", model="tiny-llama", num_gpus=1,
-                tensor_parallel=1, expert_parallel=1, precision="bfloat16", max_num_seqs=2,
-                max_num_batched_tokens=8192, batch_size=None, inference_steps=None, height=None, width=None,
-                num_frames=None, num_requests=6, num_iterations=None, seed=0, length_source=None,
-                max_output_tokens=12, options={})
+    base = dict(
+        study="t",
+        task="lm-arena-chat",
+        family="llm-chat",
+        backend="vllm",
+        model="tiny-llama",
+        num_gpus=1,
+        tensor_parallel=1,
+        expert_parallel=1,
+        precision="bfloat16",
+        max_num_seqs=2,
+        max_num_batched_tokens=8192,
+        batch_size=None,
+        inference_steps=None,
+        height=None,
+        width=None,
+        num_frames=None,
+        num_requests=6,
+        num_iterations=None,
+        seed=0,
+        length_source=None,
+        max_output_tokens=12,
+        options={},
+    )
     return configuration_from_dict(base | over)
 
 
@@ -49,14 +67,27 @@ def test_parallel_layouts():
     assert vllm_layout.parallel_args(_cfg(num_gpus=4, tensor_parallel=4)) == ["--tensor-parallel-size", "4"]
     # MoE as the reference ran it: experts over both GPUs, attention tensor-parallel over the same GPUs
     assert vllm_layout.parallel_args(_cfg(num_gpus=2, tensor_parallel=2, expert_parallel=2)) == [
-        "--tensor-parallel-size", "2", "--enable-expert-parallel"]
+        "--tensor-parallel-size",
+        "2",
+        "--enable-expert-parallel",
+    ]
     # the knobs say what vLLM does: tensor_parallel is never replaced; experts span tensor x data parallel GPUs
     assert vllm_layout.parallel_args(_cfg(num_gpus=2, expert_parallel=2)) == [
-        "--tensor-parallel-size", "1", "--data-parallel-size", "2", "--enable-expert-parallel"]
-    assert vllm_layout.parallel_layout(_cfg(num_gpus=4, tensor_parallel=2, expert_parallel=4))[
-        "expert_parallel_size"] == 4
+        "--tensor-parallel-size",
+        "1",
+        "--data-parallel-size",
+        "2",
+        "--enable-expert-parallel",
+    ]
+    assert (
+        vllm_layout.parallel_layout(_cfg(num_gpus=4, tensor_parallel=2, expert_parallel=4))["expert_parallel_size"] == 4
+    )
     assert vllm_layout.parallel_args(_cfg(num_gpus=8, tensor_parallel=2)) == [
-        "--tensor-parallel-size", "2", "--data-parallel-size", "4"]
+        "--tensor-parallel-size",
+        "2",
+        "--data-parallel-size",
+        "4",
+    ]
 
 
 def test_engine_layout_puts_one_cpu_rank_inside_the_engine_core(tmp_path, monkeypatch):
@@ -91,8 +122,11 @@ def test_the_launcher_is_used_only_where_vllm_freezes_its_start_up_heap(tmp_path
     (site / "v1" / "engine" / "core.py").write_text("# no call here\n")
     assert not vllm_backend.engine_freezes_startup_heap(python)
     (site / "v1" / "engine" / "core.py").write_text("        freeze_gc_heap()\n")
-    assert vllm_backend.server_command(python) == [python, str(vllm_backend.LAUNCHER),
-                                                   "vllm.entrypoints.openai.api_server"]
+    assert vllm_backend.server_command(python) == [
+        python,
+        str(vllm_backend.LAUNCHER),
+        "vllm.entrypoints.openai.api_server",
+    ]
 
 
 LAUNCHED = """
@@ -121,14 +155,21 @@ def test_launcher_runs_the_module_as_main_with_its_imports_frozen_in_spawned_chi
     (tmp_path / "launchme.py").write_text(LAUNCHED)
     (tmp_path / "launchme_lib.py").write_text("import gc\n\ndef child(q):\n    q.put(gc.get_freeze_count())\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    out = subprocess.run([sys.executable, str(vllm_backend.LAUNCHER), "launchme", "--port", "1"], env=env,
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = subprocess.run(
+        [sys.executable, str(vllm_backend.LAUNCHER), "launchme", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert out.returncode == 0, out.stderr
     got = json.loads(out.stdout.strip().splitlines()[-1])
     assert got["argv"] == ["--port", "1"] and got["main"] == "__main__" and got["gc_enabled"]
     assert got["frozen"] >= 50_000 and got["spawned_frozen"] >= 50_000
-    plain = subprocess.run([sys.executable, "-m", "launchme"], env=env, capture_output=True, text=True,
-                           timeout=120, cwd=tmp_path)
+    plain = subprocess.run(
+        [sys.executable, "-m", "launchme"], env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path
+    )
     assert json.loads(plain.stdout.strip().splitlines()[-1])["frozen"] == 0  # the difference is the launcher's
 
 
@@ -145,16 +186,22 @@ def test_expert_parallel_layouts_vllm_cannot_run_are_refused():
     assert any("dense model" in p for p in vllm_layout.parallel_problems(_cfg(num_gpus=2, expert_parallel=2), dense))
     odd = vllm_layout.parallel_problems(_cfg(num_gpus=3, tensor_parallel=3), dense)
     assert any("32 attention heads" in p for p in odd) and any("8 key-value heads" in p for p in odd)
-    small = archs.LLMFacts(parameters=1, num_attention_heads=12, num_key_value_heads=12, num_experts=6,
-                           num_hidden_layers=1)
+    small = archs.LLMFacts(
+        parameters=1, num_attention_heads=12, num_key_value_heads=12, num_experts=6, num_hidden_layers=1
+    )
     assert any("6 experts" in p for p in vllm_layout.parallel_problems(_cfg(num_gpus=4, expert_parallel=4), small))
 
 
 def test_server_facts_and_causes_from_the_log():
-    log = ("INFO [kv_cache_utils.py:2327] CPU KV cache size: 131,072 tokens, Maximum concurrency for 2,048 tokens "
-           "per request: 64.00x\nINFO [core.py:402] init engine (profile, create kv cache, warmup model) took 2.94 s")
+    log = (
+        "INFO [kv_cache_utils.py:2327] CPU KV cache size: 131,072 tokens, Maximum concurrency for 2,048 tokens "
+        "per request: 64.00x\nINFO [core.py:402] init engine (profile, create kv cache, warmup model) took 2.94 s"
+    )
     assert vllm_logs.parse_server_facts(log) == {
-        "kv_cache_size_tokens": 131072, "kv_cache_max_concurrency": 64.0, "engine_init_s": 2.94}
+        "kv_cache_size_tokens": 131072,
+        "kv_cache_max_concurrency": 64.0,
+        "engine_init_s": 2.94,
+    }
     assert vllm_logs.classify("torch.OutOfMemoryError: CUDA out of memory.", "server-died") == "oom"
     assert vllm_logs.classify("ValueError: ... is larger than the available KV cache memory", "x") == "oom"
     assert vllm_logs.classify("Segmentation fault", "server-died") == "server-died"
@@ -163,8 +210,11 @@ def test_server_facts_and_causes_from_the_log():
 def test_root_cause_of_a_failed_start_survives_a_long_traceback(tmp_path):
     log = tmp_path / "server.log"
     lines = ["INFO starting"] * 5 + [
-        "(EngineCore pid=1) ERROR [core.py:1510] ValueError: No available memory for the cache blocks. Try more."]
-    lines += [f'  File "x.py", line {i}, in f' for i in range(80)] + ["RuntimeError: Engine core initialization failed."]
+        "(EngineCore pid=1) ERROR [core.py:1510] ValueError: No available memory for the cache blocks. Try more."
+    ]
+    lines += [f'  File "x.py", line {i}, in f' for i in range(80)] + [
+        "RuntimeError: Engine core initialization failed."
+    ]
     log.write_text("\n".join(lines) + "\n")
     text, cause = vllm_logs.evidence(log, "server-died")
     assert cause == "oom"
@@ -172,7 +222,9 @@ def test_root_cause_of_a_failed_start_survives_a_long_traceback(tmp_path):
     assert text.rstrip().endswith("RuntimeError: Engine core initialization failed.")
     log.write_text("INFO a\nRuntimeError: Engine core initialization failed.\n")
     assert vllm_logs.evidence(log, "server-died") == (
-        "INFO a\nRuntimeError: Engine core initialization failed.", "server-died")
+        "INFO a\nRuntimeError: Engine core initialization failed.",
+        "server-died",
+    )
 
 
 def test_busy_port_and_unknown_options_are_refused_before_any_server_starts(tmp_path):
@@ -256,8 +308,12 @@ class FakeServer:
 
 def test_loadgen_records_every_token_and_opens_the_steady_window_online():
     events = []
-    tracker = SteadyTracker(2, 5, on_open=lambda: events.append(("open", time.time())),
-                            on_close=lambda: events.append(("close", time.time())))
+    tracker = SteadyTracker(
+        2,
+        5,
+        on_open=lambda: events.append(("open", time.time())),
+        on_close=lambda: events.append(("close", time.time())),
+    )
     with FakeServer() as url:
         spec = loadgen.LoadSpec(url, "m", [[0, 5, 6]] * 5, [3, 8, 1, 5, 2])
         records, aborted = loadgen.run_load(spec, tracker)
@@ -289,8 +345,9 @@ def test_loadgen_abort_fails_the_open_requests():
         return "server was killed by signal 9" if len(server.sent) == 3 and min(server.sent.values()) >= 3 else None
 
     with server as url:
-        records, aborted = loadgen.run_load(loadgen.LoadSpec(url, "m", [[0], [1], [2]], [200] * 3), SteadyTracker(3, 3),
-                                            should_abort=should_abort)
+        records, aborted = loadgen.run_load(
+            loadgen.LoadSpec(url, "m", [[0], [1], [2]], [200] * 3), SteadyTracker(3, 3), should_abort=should_abort
+        )
     assert aborted == "server was killed by signal 9"
     assert all(not r.success and r.error == "aborted: server was killed by signal 9" for r in records)
     assert all(0 < r.output_tokens < 200 for r in records)
@@ -317,12 +374,14 @@ def test_loadgen_stops_early_when_the_adaptive_stopper_says_so():
     # a loose target (3 batches: met while the batch values vary by up to ~40%), so the stop depends on the window's
     # age rather than on how evenly a loaded host paced the tokens (the load generator's side of the hook is tested
     # here, the estimator in test_adaptive); the long requests last >= 4 s, the stop comes after ~3 checkpoints
-    rule = SimpleNamespace(stop="adaptive", adaptive_rel_halfwidth=0.99, adaptive_min_window_s=0.2,
-                           adaptive_batches=3, max_num_seqs=2)
+    rule = SimpleNamespace(
+        stop="adaptive", adaptive_rel_halfwidth=0.99, adaptive_min_window_s=0.2, adaptive_batches=3, max_num_seqs=2
+    )
     stopper = adaptive.for_run(rule, meter, tracker)
     with FakeServer(step_s=0.004) as url:
-        records, aborted = loadgen.run_load(loadgen.LoadSpec(url, "m", [[0]] * 6, [5, 5, 1000, 1000, 1000, 1000]),
-                                            tracker, stopper=stopper)
+        records, aborted = loadgen.run_load(
+            loadgen.LoadSpec(url, "m", [[0]] * 6, [5, 5, 1000, 1000, 1000, 1000]), tracker, stopper=stopper
+        )
     assert aborted is None and stopper.stopped
     cut = adaptive.mark_stopped(records, stopper.stop_time_s)
     assert 0 < cut < 6 and sum(r.output_tokens for r in records) < 4010
@@ -340,7 +399,7 @@ def _group_members(pgid: int) -> list[int]:
                 stat = (entry / "stat").read_text()
             except OSError:
                 continue
-            fields = stat[stat.rfind(")") + 2:].split()
+            fields = stat[stat.rfind(")") + 2 :].split()
             if int(fields[2]) == pgid and fields[0] != "Z":
                 out.append(int(entry.name))
     return out
@@ -379,8 +438,8 @@ def _kill_server_when_busy(run_dir: Path, stop: threading.Event, killed: list) -
 def test_sweep_measures_a_real_server_and_survives_one_killed_mid_run(tmp_path):
     """Three runs: tiny-llama on vLLM CPU (measured), the same server killed mid-run (failed with its
     cause and log tail), then a trivial run (the sweep went on)."""
-    from harness.orchestration import runner
     from harness.measuring import store
+    from harness.orchestration import runner
     from harness.orchestration.study import load_study
 
     config = tmp_path / "study.yaml"

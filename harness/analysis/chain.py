@@ -51,8 +51,18 @@ def causal_chain(att: Attribution) -> Chain:
     residual = f["measurement residual"].ratio
     per_token = power_ratio / throughput_ratio * residual
     length = f["output length"].ratio
-    return Chain(batch_a, batch_b, batch_ratio, request_rate_ratio, throughput_ratio, power_ratio,
-                 per_token, length, per_token * length, residual)
+    return Chain(
+        batch_a,
+        batch_b,
+        batch_ratio,
+        request_rate_ratio,
+        throughput_ratio,
+        power_ratio,
+        per_token,
+        length,
+        per_token * length,
+        residual,
+    )
 
 
 def times(ratio: float, up: str = "more", down: str = "less") -> str:

@@ -42,12 +42,21 @@ NO_IDLE = "the GPUs' idle power was not measured before the run (settings: idle_
 
 # The tidy table's columns of the split (numbers; units in the names) and its one text column.
 COLUMNS = (
-    "static_power_watts", "static_energy_fraction", "static_energy_per_token_joules",
-    "dynamic_energy_per_token_joules", "static_energy_per_output_joules", "dynamic_energy_per_output_joules",
-    "prefill_energy_per_prompt_token_joules", "prefill_energy_per_prompt_token_ci_low_joules",
-    "prefill_energy_per_prompt_token_ci_high_joules", "decode_energy_per_output_token_joules",
-    "decode_energy_per_output_token_ci_low_joules", "decode_energy_per_output_token_ci_high_joules",
-    "prefill_energy_fraction", "decode_energy_fraction", "unexplained_energy_fraction",
+    "static_power_watts",
+    "static_energy_fraction",
+    "static_energy_per_token_joules",
+    "dynamic_energy_per_token_joules",
+    "static_energy_per_output_joules",
+    "dynamic_energy_per_output_joules",
+    "prefill_energy_per_prompt_token_joules",
+    "prefill_energy_per_prompt_token_ci_low_joules",
+    "prefill_energy_per_prompt_token_ci_high_joules",
+    "decode_energy_per_output_token_joules",
+    "decode_energy_per_output_token_ci_low_joules",
+    "decode_energy_per_output_token_ci_high_joules",
+    "prefill_energy_fraction",
+    "decode_energy_fraction",
+    "unexplained_energy_fraction",
     "request_static_energy_fraction_median",
 )
 REASON_COLUMN = "phase_split_reason"
@@ -63,9 +72,12 @@ def _number(value: Any) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def static_dynamic(avg_power_watts: float | None, static_power_watts: float | None,
-                   energy_per_token_joules: float | None = None,
-                   energy_per_output_joules: float | None = None) -> dict[str, Any]:
+def static_dynamic(
+    avg_power_watts: float | None,
+    static_power_watts: float | None,
+    energy_per_token_joules: float | None = None,
+    energy_per_output_joules: float | None = None,
+) -> dict[str, Any]:
     """The static share of a run and its energy per token and per output split into static and dynamic joules.
 
     ``avg_power_watts``: the measured GPUs' average power over the window (W, summed); ``static_power_watts``:
@@ -73,10 +85,15 @@ def static_dynamic(avg_power_watts: float | None, static_power_watts: float | No
     than idle), the per-token and per-output joules (None where their energy is None) and ``reason`` (None, or
     why nothing could be split).
     """
-    out: dict[str, Any] = {"static_power_watts": _number(static_power_watts), "static_energy_fraction": None,
-                           "static_energy_per_token_joules": None, "dynamic_energy_per_token_joules": None,
-                           "static_energy_per_output_joules": None, "dynamic_energy_per_output_joules": None,
-                           "reason": None}
+    out: dict[str, Any] = {
+        "static_power_watts": _number(static_power_watts),
+        "static_energy_fraction": None,
+        "static_energy_per_token_joules": None,
+        "dynamic_energy_per_token_joules": None,
+        "static_energy_per_output_joules": None,
+        "dynamic_energy_per_output_joules": None,
+        "reason": None,
+    }
     power, idle = _number(avg_power_watts), _number(static_power_watts)
     if power is None or power <= 0:
         out["reason"] = NO_ENERGY
@@ -131,8 +148,9 @@ def static_per_request(requests: pd.DataFrame, static_power_watts: float) -> np.
     return out
 
 
-def request_split(requests: pd.DataFrame, static_power_watts: float | None,
-                  estimate: phases.PhaseEstimate | None = None) -> pd.DataFrame:
+def request_split(
+    requests: pd.DataFrame, static_power_watts: float | None, estimate: phases.PhaseEstimate | None = None
+) -> pd.DataFrame:
     """Per request: ``static_energy_joules``, ``prefill_energy_joules``, ``decode_energy_joules`` and
     ``static_energy_fraction`` (of the three); NaN where an input is missing (no idle power, no estimate)."""
     frame = pd.DataFrame({"request_id": requests["request_id"] if "request_id" in requests else range(len(requests))})
@@ -145,8 +163,9 @@ def request_split(requests: pd.DataFrame, static_power_watts: float | None,
     prompt = pd.to_numeric(requests["prompt_tokens"], errors="coerce").to_numpy(dtype=float)
     output = pd.to_numeric(requests["output_tokens"], errors="coerce").to_numpy(dtype=float)
     frame["prefill_energy_joules"] = np.where(ran, prompt * alpha, np.nan) if alpha is not None else np.nan
-    frame["decode_energy_joules"] = np.where(ran, np.maximum(output - 1, 0) * beta, np.nan) if beta is not None \
-        else np.nan
+    frame["decode_energy_joules"] = (
+        np.where(ran, np.maximum(output - 1, 0) * beta, np.nan) if beta is not None else np.nan
+    )
     total = frame[["static_energy_joules", "prefill_energy_joules", "decode_energy_joules"]].sum(axis=1, min_count=3)
     frame["static_energy_fraction"] = frame["static_energy_joules"] / total.where(total > 0)
     return frame
@@ -157,13 +176,20 @@ def request_summary(frame: pd.DataFrame) -> dict[str, Any]:
     shares = frame["static_energy_fraction"].dropna()
     static = frame["static_energy_joules"].dropna()
     if shares.empty:
-        return {"requests": len(static), "static_energy_fraction_median": None,
-                "static_energy_fraction_p10": None, "static_energy_fraction_p90": None,
-                "static_energy_per_request_joules_median": float(static.median()) if len(static) else None}
-    return {"requests": len(shares), "static_energy_fraction_median": float(shares.median()),
-            "static_energy_fraction_p10": float(shares.quantile(0.1)),
-            "static_energy_fraction_p90": float(shares.quantile(0.9)),
-            "static_energy_per_request_joules_median": float(static.median())}
+        return {
+            "requests": len(static),
+            "static_energy_fraction_median": None,
+            "static_energy_fraction_p10": None,
+            "static_energy_fraction_p90": None,
+            "static_energy_per_request_joules_median": float(static.median()) if len(static) else None,
+        }
+    return {
+        "requests": len(shares),
+        "static_energy_fraction_median": float(shares.median()),
+        "static_energy_fraction_p10": float(shares.quantile(0.1)),
+        "static_energy_fraction_p90": float(shares.quantile(0.9)),
+        "static_energy_per_request_joules_median": float(static.median()),
+    }
 
 
 @dataclass(frozen=True)
@@ -201,19 +227,32 @@ def split_run(inputs: RunEnergyInputs, resamples: int = phases.BOOTSTRAP_RESAMPL
     metrics = inputs.metrics
     idle = _static_power(inputs)
     section: dict[str, Any] = {
-        "static_dynamic": static_dynamic(metrics.get("avg_power_watts"), idle, metrics.get("energy_per_token_joules"),
-                                         metrics.get("energy_per_output_joules")),
+        "static_dynamic": static_dynamic(
+            metrics.get("avg_power_watts"),
+            idle,
+            metrics.get("energy_per_token_joules"),
+            metrics.get("energy_per_output_joules"),
+        ),
     }
     if not inputs.is_llm:
         section["phases"] = {"reason": NOT_LLM}
         return section
-    estimate = phases.estimate(phases.PhaseInputs(
-        inputs.timeline, inputs.requests, metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s"), idle,
-        inputs.engine), resamples=resamples)
+    estimate = phases.estimate(
+        phases.PhaseInputs(
+            inputs.timeline,
+            inputs.requests,
+            metrics.get("steady_start_time_s"),
+            metrics.get("steady_end_time_s"),
+            idle,
+            inputs.engine,
+        ),
+        resamples=resamples,
+    )
     section["phases"] = estimate.as_dict()
     if inputs.requests is not None and len(inputs.requests) and idle is not None:
-        section["requests"] = request_summary(request_split(inputs.requests, idle, estimate if estimate.available
-                                                            else None))
+        section["requests"] = request_summary(
+            request_split(inputs.requests, idle, estimate if estimate.available else None)
+        )
     return section
 
 
@@ -222,26 +261,33 @@ def tidy_columns(section: Mapping[str, Any] | None) -> dict[str, Any]:
     section = section or {}
     sd = section.get("static_dynamic") or {}
     ph = section.get("phases") or {}
-    out: dict[str, Any] = {c: None for c in COLUMNS}
-    for key in ("static_power_watts", "static_energy_fraction", "static_energy_per_token_joules",
-                "dynamic_energy_per_token_joules", "static_energy_per_output_joules",
-                "dynamic_energy_per_output_joules"):
+    out: dict[str, Any] = dict.fromkeys(COLUMNS)
+    for key in (
+        "static_power_watts",
+        "static_energy_fraction",
+        "static_energy_per_token_joules",
+        "dynamic_energy_per_token_joules",
+        "static_energy_per_output_joules",
+        "dynamic_energy_per_output_joules",
+    ):
         out[key] = sd.get(key)
     if ph.get("reason") is None and ph:
         lo_p, hi_p = ph.get("prefill_interval") or (None, None)
         lo_d, hi_d = ph.get("decode_interval") or (None, None)
         shares = ph.get("shares") or {}
-        out.update({
-            "prefill_energy_per_prompt_token_joules": ph.get("prefill_joules_per_token"),
-            "prefill_energy_per_prompt_token_ci_low_joules": lo_p,
-            "prefill_energy_per_prompt_token_ci_high_joules": hi_p,
-            "decode_energy_per_output_token_joules": ph.get("decode_joules_per_token"),
-            "decode_energy_per_output_token_ci_low_joules": lo_d,
-            "decode_energy_per_output_token_ci_high_joules": hi_d,
-            "prefill_energy_fraction": shares.get("prefill"),
-            "decode_energy_fraction": shares.get("decode"),
-            "unexplained_energy_fraction": shares.get("residual"),
-        })
+        out.update(
+            {
+                "prefill_energy_per_prompt_token_joules": ph.get("prefill_joules_per_token"),
+                "prefill_energy_per_prompt_token_ci_low_joules": lo_p,
+                "prefill_energy_per_prompt_token_ci_high_joules": hi_p,
+                "decode_energy_per_output_token_joules": ph.get("decode_joules_per_token"),
+                "decode_energy_per_output_token_ci_low_joules": lo_d,
+                "decode_energy_per_output_token_ci_high_joules": hi_d,
+                "prefill_energy_fraction": shares.get("prefill"),
+                "decode_energy_fraction": shares.get("decode"),
+                "unexplained_energy_fraction": shares.get("residual"),
+            }
+        )
     out["request_static_energy_fraction_median"] = (section.get("requests") or {}).get("static_energy_fraction_median")
     out[REASON_COLUMN] = ph.get("reason") or sd.get("reason")
     return out
@@ -249,14 +295,18 @@ def tidy_columns(section: Mapping[str, Any] | None) -> dict[str, Any]:
 
 # --- tables for the book ------------------------------------------------------------------------------
 SPLIT_TABLE_COLUMNS = {
-    "series": "series", "batch_size": "batch", "energy_per_token_joules": "J per token",
-    "static_energy_fraction": "static share", "prefill_energy_per_prompt_token_joules": "prefill J per prompt token",
+    "series": "series",
+    "batch_size": "batch",
+    "energy_per_token_joules": "J per token",
+    "static_energy_fraction": "static share",
+    "prefill_energy_per_prompt_token_joules": "prefill J per prompt token",
     "prefill_energy_per_prompt_token_ci_low_joules": "prefill 95% CI low",
     "prefill_energy_per_prompt_token_ci_high_joules": "prefill 95% CI high",
     "decode_energy_per_output_token_joules": "decode J per output token",
     "decode_energy_per_output_token_ci_low_joules": "decode 95% CI low",
     "decode_energy_per_output_token_ci_high_joules": "decode 95% CI high",
-    "prefill_energy_fraction": "prefill share", "decode_energy_fraction": "decode share",
+    "prefill_energy_fraction": "prefill share",
+    "decode_energy_fraction": "decode share",
     "unexplained_energy_fraction": "unexplained share",
     "request_static_energy_fraction_median": "median static share per request",
     REASON_COLUMN: "why not split",
@@ -328,13 +378,19 @@ def batch_effect_split(rows: pd.DataFrame, fraction: str = "static_energy_fracti
         e_small, e_large = float(small["energy_per_token_joules"]), float(large["energy_per_token_joules"])
         s_small, s_large = e_small * float(small[fraction]), e_large * float(large[fraction])
         drop = e_small - e_large
-        out.append(dict(zip(keys, key if isinstance(key, tuple) else (key,))) | {
-            "small_batch": small["batch_size"], "large_batch": large["batch_size"],
-            "batch_effect": e_small / e_large if e_large > 0 else None,
-            "small_static_fraction": float(small[fraction]), "large_static_fraction": float(large[fraction]),
-            "small_static_energy_per_token_joules": s_small, "large_static_energy_per_token_joules": s_large,
-            "small_dynamic_energy_per_token_joules": e_small - s_small,
-            "large_dynamic_energy_per_token_joules": e_large - s_large,
-            "static_share_of_drop": (s_small - s_large) / drop if drop > 0 else None,
-        })
+        out.append(
+            dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=False))
+            | {
+                "small_batch": small["batch_size"],
+                "large_batch": large["batch_size"],
+                "batch_effect": e_small / e_large if e_large > 0 else None,
+                "small_static_fraction": float(small[fraction]),
+                "large_static_fraction": float(large[fraction]),
+                "small_static_energy_per_token_joules": s_small,
+                "large_static_energy_per_token_joules": s_large,
+                "small_dynamic_energy_per_token_joules": e_small - s_small,
+                "large_dynamic_energy_per_token_joules": e_large - s_large,
+                "static_share_of_drop": (s_small - s_large) / drop if drop > 0 else None,
+            }
+        )
     return pd.DataFrame(out)

@@ -130,7 +130,9 @@ def work_segments(requests: pd.DataFrame, engine: EngineLimits | None = None) ->
     capacity = float(engine.max_num_batched_tokens) - np.bincount(d_steps, minlength=len(step_end))
     steps, weights = _replay_prefills(
         _Prefills(f_steps, grid.of(np.asarray(lasts)), grid.ending_after(np.asarray(submits)), prompt_w),
-        np.maximum(capacity, 0.0), int(engine.max_num_seqs))
+        np.maximum(capacity, 0.0),
+        int(engine.max_num_seqs),
+    )
     return Segments(grid.start_s[steps], grid.end_s[steps], weights), decode
 
 
@@ -163,8 +165,9 @@ def _replay_prefills(requests: _Prefills, capacity: np.ndarray, max_num_seqs: in
     for c in range(len(capacity)):
         if c:
             running -= int(leaving[c - 1])
-        while waiting and ((running < max_num_seqs and requests.submit_step[waiting[0]] <= c)
-                           or requests.first_step[waiting[0]] <= c):
+        while waiting and (
+            (running < max_num_seqs and requests.submit_step[waiting[0]] <= c) or requests.first_step[waiting[0]] <= c
+        ):
             r = waiting.popleft()
             active.append([r, float(requests.prompt_tokens[r])])
             running += 1

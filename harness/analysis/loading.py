@@ -37,7 +37,9 @@ def load_rows(results_dir: str | None = None) -> pd.DataFrame:
         from harness.measuring import store
     except ModuleNotFoundError as exc:
         if exc.name == "harness.measuring.store":
-            raise HarnessError("own runs need harness.measuring.store, which is not installed in this checkout") from None
+            raise HarnessError(
+                "own runs need harness.measuring.store, which is not installed in this checkout"
+            ) from None
         raise
     own = store.collect(results_dir)
     if own is None or len(own) == 0:
@@ -56,8 +58,9 @@ def load_rows_own(results_dir: str) -> pd.DataFrame:
     return own
 
 
-def load_table(source: str = "reference", reference_dir: str | None = None,
-               results_dir: str | None = None) -> pd.DataFrame:
+def load_table(
+    source: str = "reference", reference_dir: str | None = None, results_dir: str | None = None
+) -> pd.DataFrame:
     """The table a notebook works on: the published rows, plus own runs (status ok) from ``results_dir``."""
     from harness.analysis import summary
 

@@ -20,8 +20,16 @@ import pandas as pd
 from harness.vocabulary.tasks import LLM_TASKS
 
 KEY_METRICS = {
-    "llm": ["output_throughput_tokens_per_sec", "median_itl_ms", "avg_batch_size", "avg_output_len",
-            "energy_per_token_joules", "energy_per_output_joules", "avg_power_watts", "steady_duration_s"],
+    "llm": [
+        "output_throughput_tokens_per_sec",
+        "median_itl_ms",
+        "avg_batch_size",
+        "avg_output_len",
+        "energy_per_token_joules",
+        "energy_per_output_joules",
+        "avg_power_watts",
+        "steady_duration_s",
+    ],
     "diffusion": ["batch_latency_s", "throughput_outputs_per_sec", "energy_per_output_joules", "avg_power_watts"],
 }
 
@@ -72,8 +80,15 @@ def own_runs(results_dir: str | Path) -> pd.DataFrame:
     frame["length_source_model"] = [_length_source(d) for d in frame["run_dir"]]
     frame["is_llm"] = frame["task"].isin(LLM_TASKS)
     frame["nickname"] = frame["model_id"].astype(str) + " (own)"
-    frame["series"] = (frame["model_id"].astype(str) + " (own, " + frame["backend"].astype(str) + "), "
-                       + frame["task"].astype(str).map(_task_name) + ", " + frame["gpu"].astype(str))
+    frame["series"] = (
+        frame["model_id"].astype(str)
+        + " (own, "
+        + frame["backend"].astype(str)
+        + "), "
+        + frame["task"].astype(str).map(_task_name)
+        + ", "
+        + frame["gpu"].astype(str)
+    )
     return frame
 
 
@@ -101,8 +116,13 @@ def reference_counterparts(own: pd.DataFrame, reference: pd.DataFrame) -> pd.Dat
     keys["num_gpus"] = keys["num_gpus"].astype(float)
     ref = reference.assign(num_gpus=reference["num_gpus"].astype(float))
     matched = ref.merge(keys, on=["model_id", "task", "gpu_model", "num_gpus"], how="inner")
-    matched["series"] = matched["nickname"].fillna(matched["model_id"]) + " (published), " + \
-        matched["task"].map(_task_name) + ", " + matched["gpu"]
+    matched["series"] = (
+        matched["nickname"].fillna(matched["model_id"])
+        + " (published), "
+        + matched["task"].map(_task_name)
+        + ", "
+        + matched["gpu"]
+    )
     return matched
 
 
@@ -116,12 +136,16 @@ def side_by_side(own: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
     ok["num_gpus"] = ok["num_gpus"].astype(float)
     ok["batch_size"] = ok["batch_size"].astype(float)
     counterparts = counterparts.assign(batch_size=counterparts["batch_size"].astype(float))
-    metrics = [m for m in KEY_METRICS["llm"] + KEY_METRICS["diffusion"] if m in ok.columns and m in counterparts.columns]
+    metrics = [
+        m for m in KEY_METRICS["llm"] + KEY_METRICS["diffusion"] if m in ok.columns and m in counterparts.columns
+    ]
     metrics = list(dict.fromkeys(metrics))
-    left = ok[["run_id", "model_id", "reference_model_id", "task", "gpu", "gpu_model", "num_gpus", "batch_size",
-               *metrics]]
+    left = ok[
+        ["run_id", "model_id", "reference_model_id", "task", "gpu", "gpu_model", "num_gpus", "batch_size", *metrics]
+    ]
     right = counterparts[["model_id", "task", "gpu_model", "num_gpus", "batch_size", *metrics]].rename(
-        columns={"model_id": "reference_model_id", **{m: f"published_{m}" for m in metrics}})
+        columns={"model_id": "reference_model_id", **{m: f"published_{m}" for m in metrics}}
+    )
     both = left.merge(right, on=["reference_model_id", "task", "gpu_model", "num_gpus", "batch_size"], how="inner")
     for m in metrics:
         both[f"ratio_{m}"] = both[m] / both[f"published_{m}"]
@@ -141,12 +165,14 @@ def length_ratio(own: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd
     if not {"lm-arena-chat", "gpqa"} <= set(means.columns):
         return pd.DataFrame(columns=["model_id", "chat_avg_output_len", "gpqa_avg_output_len", "ratio"])
     means = means.dropna(subset=["lm-arena-chat", "gpqa"])
-    out = pd.DataFrame({
-        "model_id": means.index,
-        "chat_avg_output_len": means["lm-arena-chat"].to_numpy(),
-        "gpqa_avg_output_len": means["gpqa"].to_numpy(),
-        "ratio": (means["gpqa"] / means["lm-arena-chat"]).to_numpy(),
-    })
+    out = pd.DataFrame(
+        {
+            "model_id": means.index,
+            "chat_avg_output_len": means["lm-arena-chat"].to_numpy(),
+            "gpqa_avg_output_len": means["gpqa"].to_numpy(),
+            "ratio": (means["gpqa"] / means["lm-arena-chat"]).to_numpy(),
+        }
+    )
     if reference is not None and len(reference):
         published = reference.groupby(["model_id", "task"])["avg_output_len"].mean()
         chat_src, gpqa_src, pub = [], [], []
@@ -165,8 +191,14 @@ def length_ratio(own: pd.DataFrame, reference: pd.DataFrame | None = None) -> pd
 
 # A tiny CPU architecture is a scaled-down copy of a full-size one; its trends (how a metric changes with the
 # batch) are compared with the published curve of that full-size architecture's model.
-FULL_SIZE = {"tiny-qwen3": "qwen3-8b", "tiny-llama": "llama-3.1-8b", "tiny-qwen3-moe": "qwen3-30b-a3b",
-             "tiny-sd3": "sd3.5-medium", "tiny-flux": "flux.1-dev", "tiny-wan": "wan2.1-t2v-1.3b"}
+FULL_SIZE = {
+    "tiny-qwen3": "qwen3-8b",
+    "tiny-llama": "llama-3.1-8b",
+    "tiny-qwen3-moe": "qwen3-30b-a3b",
+    "tiny-sd3": "sd3.5-medium",
+    "tiny-flux": "flux.1-dev",
+    "tiny-wan": "wan2.1-t2v-1.3b",
+}
 TREND_METRICS = {"llm": "output_throughput_tokens_per_sec", "diffusion": "throughput_outputs_per_sec"}
 RELATIVE = "relative_to_smallest_batch"  # a ratio: no unit
 
@@ -198,8 +230,9 @@ def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> 
         base = g.loc[g["batch_size"].idxmin(), metric]
         if base and base > 0:
             parts.append(g.assign(**{column: g[metric] / base, "origin": "own"}))
-    keys = ({(trend_model(m, t), t) for m, t in zip(ok["model_id"], ok["task"], strict=False)}
-            - {(None, t) for t in ok["task"]})
+    keys = {(trend_model(m, t), t) for m, t in zip(ok["model_id"], ok["task"], strict=False)} - {
+        (None, t) for t in ok["task"]
+    }
     for model_id, task in sorted(keys, key=str):
         ref = reference[(reference["model_id"] == model_id) & (reference["task"] == task)].dropna(subset=[metric])
         if ref.empty or metric not in ref.columns:
@@ -213,8 +246,15 @@ def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> 
         base = g.iloc[0][metric]
         if base and base > 0 and len(g) > 1:
             name = g["nickname"].fillna(g["model_id"]).iloc[0]
-            parts.append(g.assign(**{column: g[metric] / base, "origin": "published",
-                                     "series": f"{name} (published), {_task_name(task)}, {g['gpu'].iloc[0]}"}))
+            parts.append(
+                g.assign(
+                    **{
+                        column: g[metric] / base,
+                        "origin": "published",
+                        "series": f"{name} (published), {_task_name(task)}, {g['gpu'].iloc[0]}",
+                    }
+                )
+            )
     if not parts:
         return pd.DataFrame(columns=["series", "batch_size", metric, column, "origin"])
     return pd.concat(parts, ignore_index=True)
@@ -222,7 +262,7 @@ def relative_trends(own: pd.DataFrame, reference: pd.DataFrame, metric: str) -> 
 
 def with_intervals(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """One row per own configuration (the mean of its repeats) and every published row, with the interval
-    columns ``<metric>_low`` / ``<metric>_high`` and ``interval_kind`` (:func:`harness.measuring.repeats.with_intervals`)."""
+    columns ``<metric>_low`` / ``<metric>_high`` and ``interval_kind`` (:func:`harness.measuring.repeats.with_intervals`)."""  # noqa: E501
     from harness.measuring import repeats
 
     return repeats.with_intervals(frame, metric)
@@ -238,10 +278,16 @@ def window_sensitivity(own: pd.DataFrame) -> pd.DataFrame:
     ok = own[(own["status"] == "ok") & own["is_llm"]] if len(own) else own
     rows = []
     for r in ok.itertuples():
-        energy = [getattr(r, "energy_per_token_joules"), getattr(r, "energy_per_token_whole_run_joules"),
-                  getattr(r, "energy_per_token_trimmed_joules")]
-        rate = [getattr(r, "output_throughput_tokens_per_sec"), getattr(r, "output_throughput_whole_run_tokens_per_sec"),
-                getattr(r, "output_throughput_trimmed_tokens_per_sec")]
+        energy = [
+            r.energy_per_token_joules,
+            r.energy_per_token_whole_run_joules,
+            r.energy_per_token_trimmed_joules,
+        ]
+        rate = [
+            r.output_throughput_tokens_per_sec,
+            r.output_throughput_whole_run_tokens_per_sec,
+            r.output_throughput_trimmed_tokens_per_sec,
+        ]
         measured = energy[0] == energy[0] and energy[0] is not None
         values = energy if measured else rate
         unit = "energy per token (J)" if measured else "output throughput (tokens/s)"
@@ -251,14 +297,27 @@ def window_sensitivity(own: pd.DataFrame) -> pd.DataFrame:
         for title in list(WINDOWS.values())[1:]:
             row[f"{title} / steady"] = row[title] / values[0] if values[0] and row[title] == row[title] else None
         rows.append(row)
-    return pd.DataFrame(rows, columns=["run", "series", "batch", "figure", *WINDOWS.values(),
-                                       *(f"{t} / steady" for t in list(WINDOWS.values())[1:])])
+    return pd.DataFrame(
+        rows,
+        columns=[
+            "run",
+            "series",
+            "batch",
+            "figure",
+            *WINDOWS.values(),
+            *(f"{t} / steady" for t in list(WINDOWS.values())[1:]),
+        ],
+    )
 
 
 def ttft_table(own: pd.DataFrame) -> pd.DataFrame:
     """Time to first token (mean, median, p90, p99, in ms) of every own LLM run that finished."""
     ok = own[(own["status"] == "ok") & own["is_llm"]] if len(own) else own
-    cols = {"mean_ttft_ms": "mean TTFT (ms)", "median_ttft_ms": "median TTFT (ms)", "p90_ttft_ms": "p90 TTFT (ms)",
-            "p99_ttft_ms": "p99 TTFT (ms)"}
+    cols = {
+        "mean_ttft_ms": "mean TTFT (ms)",
+        "median_ttft_ms": "median TTFT (ms)",
+        "p90_ttft_ms": "p90 TTFT (ms)",
+        "p99_ttft_ms": "p99 TTFT (ms)",
+    }
     out = ok[["run_id", "series", "batch_size", *cols]].rename(columns={"run_id": "run", "batch_size": "batch", **cols})
     return out.reset_index(drop=True)

@@ -20,7 +20,7 @@ import pandas as pd
 from harness.vocabulary.hardware import GPU_MEMORY_UTILIZATION, GPU_SPECS, SPEC_SOURCE
 from harness.vocabulary.precisions import BYTES_PER_VALUE
 
-__all__ = ["GPU_MEMORY_UTILIZATION", "GPU_SPECS", "SPEC_SOURCE", "BYTES_PER_VALUE", "kv_budget", "KvBudget"]
+__all__ = ["BYTES_PER_VALUE", "GPU_MEMORY_UTILIZATION", "GPU_SPECS", "SPEC_SOURCE", "KvBudget", "kv_budget"]
 
 
 def ridge_point_flops_per_byte(gpu: str) -> float:
@@ -53,8 +53,15 @@ class KvBudget:
         return dict(self.__dict__)
 
 
-def kv_budget(model_id: str, hf_config: dict, total_params_billions: float, weight_precision: str, gpu: str,
-              num_gpus: int, context_tokens: float) -> KvBudget:
+def kv_budget(
+    model_id: str,
+    hf_config: dict,
+    total_params_billions: float,
+    weight_precision: str,
+    gpu: str,
+    num_gpus: int,
+    context_tokens: float,
+) -> KvBudget:
     """The batch the KV cache allows: (usable memory - weights) / (KV bytes per token x tokens per request).
 
     Activations and CUDA graphs also take memory, so this is an upper bound on the batch memory allows."""
@@ -63,8 +70,17 @@ def kv_budget(model_id: str, hf_config: dict, total_params_billions: float, weig
     usable = GPU_MEMORY_UTILIZATION * GPU_SPECS[gpu]["memory_gb"] * 1e9 * num_gpus
     capacity = max(0.0, usable - weights)
     tokens = capacity / per_token
-    return KvBudget(model_id, gpu, int(num_gpus), per_token, weights, capacity, tokens, float(context_tokens),
-                    tokens / context_tokens if context_tokens else float("nan"))
+    return KvBudget(
+        model_id,
+        gpu,
+        int(num_gpus),
+        per_token,
+        weights,
+        capacity,
+        tokens,
+        float(context_tokens),
+        tokens / context_tokens if context_tokens else float("nan"),
+    )
 
 
 def decode_intensity(batch: float, weight_bytes_per_param: float = 2.0) -> float:
@@ -98,10 +114,15 @@ def itl_growth(series: pd.DataFrame) -> pd.DataFrame:
         if g["batch_size"].nunique() < 2:
             continue
         lo, hi = g.loc[g["batch_size"].idxmin()], g.loc[g["batch_size"].idxmax()]
-        rows.append(dict(zip(["model_id", "task", "gpu_model", "num_gpus"], key, strict=False))
-                    | {"batch_growth": hi["batch_size"] / lo["batch_size"],
-                       "itl_growth": hi["median_itl_ms"] / lo["median_itl_ms"],
-                       "small_batch": lo["batch_size"], "large_batch": hi["batch_size"]})
+        rows.append(
+            dict(zip(["model_id", "task", "gpu_model", "num_gpus"], key, strict=False))
+            | {
+                "batch_growth": hi["batch_size"] / lo["batch_size"],
+                "itl_growth": hi["median_itl_ms"] / lo["median_itl_ms"],
+                "small_batch": lo["batch_size"],
+                "large_batch": hi["batch_size"],
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -144,8 +165,9 @@ def batch_limit(avg_batch_size: float, batch_allowed: float) -> str:
     return "beyond estimate"
 
 
-def kv_batch_caps(published: pd.DataFrame, archs: dict[str, Arch], gpu: str,
-                  tasks: tuple[str, ...] = ("gpqa", "lm-arena-chat")) -> list[ModelBatchCaps]:
+def kv_batch_caps(
+    published: pd.DataFrame, archs: dict[str, Arch], gpu: str, tasks: tuple[str, ...] = ("gpqa", "lm-arena-chat")
+) -> list[ModelBatchCaps]:
     """For each full-size LLM architecture with a published run on ``tasks[0]``: on each task, its model's
     largest batch that ran on one ``gpu`` against the KV-cache budget (:func:`kv_budget`) at the mean output
     length of those runs, and what capped it (:func:`batch_limit`).
@@ -160,8 +182,14 @@ def kv_batch_caps(published: pd.DataFrame, archs: dict[str, Arch], gpu: str,
         if arch.kind != "llm" or arch.is_tiny or not arch.reference_model(tasks[0]) or gpu not in GPU_SPECS:
             continue
         first_model = arch.reference_model(tasks[0])
-        runs = {t: published[(published["model_id"] == (arch.reference_model(t) or first_model))
-                             & (published["task"] == t) & (published["num_gpus"] == 1)] for t in tasks}
+        runs = {
+            t: published[
+                (published["model_id"] == (arch.reference_model(t) or first_model))
+                & (published["task"] == t)
+                & (published["num_gpus"] == 1)
+            ]
+            for t in tasks
+        }
         if runs[tasks[0]].empty:
             continue
         caps = []
@@ -170,10 +198,18 @@ def kv_batch_caps(published: pd.DataFrame, archs: dict[str, Arch], gpu: str,
             if rows.empty:
                 continue
             top = rows.loc[rows["batch_size"].idxmax()]
-            budget = kv_budget(top["model_id"], arch.hf_config(), top["total_params_billions"],
-                               top["weight_precision"], gpu, 1, rows["avg_output_len"].mean())
+            budget = kv_budget(
+                top["model_id"],
+                arch.hf_config(),
+                top["total_params_billions"],
+                top["weight_precision"],
+                gpu,
+                1,
+                rows["avg_output_len"].mean(),
+            )
             running = float(top["avg_batch_size"])
-            caps.append(BatchCap(task, budget, float(top["batch_size"]), running,
-                                 batch_limit(running, budget.batch_allowed)))
+            caps.append(
+                BatchCap(task, budget, float(top["batch_size"]), running, batch_limit(running, budget.batch_allowed))
+            )
         out.append(ModelBatchCaps(runs[tasks[0]]["nickname"].iloc[0], tuple(caps)))
     return out

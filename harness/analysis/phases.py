@@ -84,12 +84,16 @@ CONFIDENCE = 0.95
 SEED = 0
 # The largest relative error of the coefficients on the simulated runs (see the module docstring).
 STATED_ERROR = {"prefill": 0.05, "decode": 0.10}
-METHOD = (f"NNLS of each sampler tick's GPU energy less idle power x its duration on the prompt tokens prefilled and "
-          f"the output tokens decoded in it (the engine's steps read from the token arrivals, prefills replayed "
-          f"first come first served); {CONFIDENCE:.0%} intervals from a moving-block bootstrap over ticks "
-          f"({BLOCK_S:g} s blocks, {BOOTSTRAP_RESAMPLES} resamples)")
-NO_GPU_READINGS = ("no GPU energy readings in the timeline: this host has no NVML (a CPU-only host has no energy "
-                   "counter), so the phases cannot be split")
+METHOD = (
+    f"NNLS of each sampler tick's GPU energy less idle power x its duration on the prompt tokens prefilled and "
+    f"the output tokens decoded in it (the engine's steps read from the token arrivals, prefills replayed "
+    f"first come first served); {CONFIDENCE:.0%} intervals from a moving-block bootstrap over ticks "
+    f"({BLOCK_S:g} s blocks, {BOOTSTRAP_RESAMPLES} resamples)"
+)
+NO_GPU_READINGS = (
+    "no GPU energy readings in the timeline: this host has no NVML (a CPU-only host has no energy "
+    "counter), so the phases cannot be split"
+)
 
 
 class NoEstimate(Exception):
@@ -224,8 +228,13 @@ def _block_indices(n: int, block: int, resamples: int, rng: np.random.Generator)
     return (starts[:, :, None] + np.arange(block)).reshape(resamples, -1)[:, :n]
 
 
-def fit(ticks: pd.DataFrame, static_power_watts: float, resamples: int = BOOTSTRAP_RESAMPLES,
-        seed: int = SEED, block_s: float = BLOCK_S) -> dict[str, Any]:
+def fit(
+    ticks: pd.DataFrame,
+    static_power_watts: float,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = SEED,
+    block_s: float = BLOCK_S,
+) -> dict[str, Any]:
     """Coefficients (J per token) and their bootstrap intervals from a tick table with ``duration_s``,
     ``energy_joules``, ``prompt_tokens`` and ``decoded_tokens``; ``static_power_watts`` is subtracted first.
 
@@ -247,8 +256,11 @@ def fit(ticks: pd.DataFrame, static_power_watts: float, resamples: int = BOOTSTR
             draws[b] = nnls(x[idx], y[idx])
     tail = (1 - CONFIDENCE) / 2 * 100
     for j, (name, _) in enumerate(used):
-        interval = (float(np.percentile(draws[:, j], tail)), float(np.percentile(draws[:, j], 100 - tail))) \
-            if resamples else None
+        interval = (
+            (float(np.percentile(draws[:, j], tail)), float(np.percentile(draws[:, j], 100 - tail)))
+            if resamples
+            else None
+        )
         out[name] = (float(coef[j]), interval)
     return out
 
@@ -282,8 +294,10 @@ def _estimate(inputs: PhaseInputs, resamples: int, seed: int) -> PhaseEstimate:
         raise NoEstimate("no steady-state window was measured")
     ticks, source = tick_energy(inputs.timeline, float(start_s), float(end_s))
     if idle_power_watts is None or not math.isfinite(idle_power_watts):
-        raise NoEstimate("the GPUs' idle power was not measured before the run (settings: idle_power_s), so the "
-                         "static part cannot be fixed")
+        raise NoEstimate(
+            "the GPUs' idle power was not measured before the run (settings: idle_power_s), so the "
+            "static part cannot be fixed"
+        )
     if len(ticks) < MIN_TICKS:
         raise NoEstimate(f"only {len(ticks)} sampler ticks in the steady window (at least {MIN_TICKS} needed)")
     requests = inputs.requests
@@ -299,11 +313,15 @@ def _estimate(inputs: PhaseInputs, resamples: int, seed: int) -> PhaseEstimate:
         fitted = ticks.groupby(np.arange(len(ticks)) // POWER_BIN_TICKS).sum(numeric_only=True)
         notes.append(f"no energy counter: ticks fitted in groups of {POWER_BIN_TICKS}; coarser than the counter's")
     if not (inputs.engine.max_num_seqs and inputs.engine.max_num_batched_tokens):
-        notes.append("the engine's limits are unknown: each prompt is placed in its first token's step, which "
-                     "biases the prefill coefficient low when prompts are chunked")
+        notes.append(
+            "the engine's limits are unknown: each prompt is placed in its first token's step, which "
+            "biases the prefill coefficient low when prompts are chunked"
+        )
     coefs = fit(fitted, float(idle_power_watts), resamples, seed)
-    for name, what in (("prefill", "no request's first token arrived inside the window"),
-                       ("decode", "no output token was decoded inside the window")):
+    for name, what in (
+        ("prefill", "no request's first token arrived inside the window"),
+        ("decode", "no output token was decoded inside the window"),
+    ):
         if coefs[name] is None:
             notes.append(f"{name}: {what}; its coefficient is not estimated")
     if coefs["prefill"] is None and coefs["decode"] is None:
@@ -316,11 +334,21 @@ def _estimate(inputs: PhaseInputs, resamples: int, seed: int) -> PhaseEstimate:
     decode_j = coefs["decode"][0] * decoded if coefs["decode"] else None
     residual = energy - static - (prefill_j or 0.0) - (decode_j or 0.0)
     return PhaseEstimate(
-        reason=None, energy_source=source, ticks=len(ticks), duration_s=duration, energy_joules=energy,
-        static_power_watts=float(idle_power_watts), prompt_tokens=int(prompt), decoded_tokens=int(decoded),
+        reason=None,
+        energy_source=source,
+        ticks=len(ticks),
+        duration_s=duration,
+        energy_joules=energy,
+        static_power_watts=float(idle_power_watts),
+        prompt_tokens=int(prompt),
+        decoded_tokens=int(decoded),
         prefill_joules_per_token=coefs["prefill"][0] if coefs["prefill"] else None,
         prefill_interval=coefs["prefill"][1] if coefs["prefill"] else None,
         decode_joules_per_token=coefs["decode"][0] if coefs["decode"] else None,
         decode_interval=coefs["decode"][1] if coefs["decode"] else None,
-        static_energy_joules=static, prefill_energy_joules=prefill_j, decode_energy_joules=decode_j,
-        residual_energy_joules=residual, notes=tuple(notes))
+        static_energy_joules=static,
+        prefill_energy_joules=prefill_j,
+        decode_energy_joules=decode_j,
+        residual_energy_joules=residual,
+        notes=tuple(notes),
+    )

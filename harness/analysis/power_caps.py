@@ -38,18 +38,30 @@ def cap_points(own: pd.DataFrame, task: str | None = None) -> pd.DataFrame:
         if task is not None:
             rows = rows[rows["task"] == task]
     if rows.empty:
-        return rows.assign(cap=pd.Series(dtype=object), series=pd.Series(dtype=object),
-                           tokens_per_sec_per_watt=pd.Series(dtype=float))
+        return rows.assign(
+            cap=pd.Series(dtype=object), series=pd.Series(dtype=object), tokens_per_sec_per_watt=pd.Series(dtype=float)
+        )
     rows = rows.copy()
-    rows["cap"] = [_cap_label(w, c) for w, c in zip(rows["power_limit_watts"], rows["sm_clock_mhz"])]
-    rows["series"] = (rows["model_id"].astype(str) + ", " + rows["task"].astype(str) + ", " + rows["gpu"].astype(str)
-                      + ", batch " + rows["batch_size"].map(lambda b: f"{b:g}"))
+    rows["cap"] = [_cap_label(w, c) for w, c in zip(rows["power_limit_watts"], rows["sm_clock_mhz"], strict=False)]
+    rows["series"] = (
+        rows["model_id"].astype(str)
+        + ", "
+        + rows["task"].astype(str)
+        + ", "
+        + rows["gpu"].astype(str)
+        + ", batch "
+        + rows["batch_size"].map(lambda b: f"{b:g}")
+    )
     rows["tokens_per_sec_per_watt"] = 1.0 / rows["energy_per_token_joules"]
     return rows.sort_values([*SERIES_KEYS, "batch_size", "median_itl_ms"]).reset_index(drop=True)
 
 
-def frontier(points: pd.DataFrame, time: str = "median_itl_ms", energy: str = "energy_per_token_joules",
-             by: tuple[str, ...] = SERIES_KEYS) -> pd.DataFrame:
+def frontier(
+    points: pd.DataFrame,
+    time: str = "median_itl_ms",
+    energy: str = "energy_per_token_joules",
+    by: tuple[str, ...] = SERIES_KEYS,
+) -> pd.DataFrame:
     """The points of ``points`` on their group's time-energy frontier: none other in the group is at least as
     fast and at least as frugal, and strictly better in one (``time`` in its column's unit, ``energy`` in J)."""
     keep: list = []
@@ -63,9 +75,19 @@ def frontier(points: pd.DataFrame, time: str = "median_itl_ms", energy: str = "e
     return points.loc[sorted(keep)].sort_values([*by, time]).reset_index(drop=True)
 
 
-NODE_COLUMNS = ["model_id", "task", "gpu", "batch_size", "cap", "energy_per_token_joules",
-                "node_energy_per_token_joules", "gpu_share_of_node_fraction", "avg_power_watts", "avg_cpu_power_watts",
-                "avg_dram_power_watts"]
+NODE_COLUMNS = [
+    "model_id",
+    "task",
+    "gpu",
+    "batch_size",
+    "cap",
+    "energy_per_token_joules",
+    "node_energy_per_token_joules",
+    "gpu_share_of_node_fraction",
+    "avg_power_watts",
+    "avg_cpu_power_watts",
+    "avg_dram_power_watts",
+]
 
 
 def node_table(own: pd.DataFrame) -> pd.DataFrame:
@@ -74,7 +96,7 @@ def node_table(own: pd.DataFrame) -> pd.DataFrame:
     if own.empty or "node_energy_joules" not in own.columns:
         return pd.DataFrame(columns=NODE_COLUMNS)
     rows = own[(own["status"] == "ok") & own["node_energy_joules"].notna()].copy()
-    rows["cap"] = [_cap_label(w, c) for w, c in zip(rows["power_limit_watts"], rows["sm_clock_mhz"])]
+    rows["cap"] = [_cap_label(w, c) for w, c in zip(rows["power_limit_watts"], rows["sm_clock_mhz"], strict=False)]
     return rows[NODE_COLUMNS].sort_values(["model_id", "task", "gpu", "batch_size"]).reset_index(drop=True)
 
 
@@ -86,8 +108,10 @@ def cpu_only_note(own: pd.DataFrame) -> str | None:
     if ok["energy_per_token_joules"].notna().any() or ok["energy_per_output_joules"].notna().any():
         return None
     reasons = sorted({str(n) for n in ok.get("node_energy_note", pd.Series(dtype=object)).dropna()})
-    cpu = (f" CPU package and DRAM energy: {'; '.join(reasons)}." if reasons else "")
-    return (f"These own runs ({len(own)}) come from a host without a GPU energy counter (a CPU-only host): their GPU "
-            f"energy is null, never 0 J, so they add no point to a time-energy frontier, and no power cap or locked "
-            f"SM clock could be set (both need a GPU that NVML controls; preflight refuses them on such a host). "
-            f"Their times, throughputs and latencies are measured.{cpu}")
+    cpu = f" CPU package and DRAM energy: {'; '.join(reasons)}." if reasons else ""
+    return (
+        f"These own runs ({len(own)}) come from a host without a GPU energy counter (a CPU-only host): their GPU "
+        f"energy is null, never 0 J, so they add no point to a time-energy frontier, and no power cap or locked "
+        f"SM clock could be set (both need a GPU that NVML controls; preflight refuses them on such a host). "
+        f"Their times, throughputs and latencies are measured.{cpu}"
+    )

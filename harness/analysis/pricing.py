@@ -27,18 +27,30 @@ def priced_columns(assumptions: PricingAssumptions = DEFAULT_PRICING) -> dict[st
     IT energy (kWh), facility energy (kWh, x PUE), emissions (g CO2e), cost (in the assumptions' currency)."""
     cur = assumptions.cost_column_suffix
     return {
-        "per_million_tokens": ["it_energy_per_million_tokens_kwh", "facility_energy_per_million_tokens_kwh",
-                               "emissions_per_million_tokens_grams_co2e", f"cost_per_million_tokens_{cur}"],
-        "per_output": ["it_energy_per_output_kwh", "facility_energy_per_output_kwh",
-                       "emissions_per_output_grams_co2e", f"cost_per_output_{cur}"],
+        "per_million_tokens": [
+            "it_energy_per_million_tokens_kwh",
+            "facility_energy_per_million_tokens_kwh",
+            "emissions_per_million_tokens_grams_co2e",
+            f"cost_per_million_tokens_{cur}",
+        ],
+        "per_output": [
+            "it_energy_per_output_kwh",
+            "facility_energy_per_output_kwh",
+            "emissions_per_output_grams_co2e",
+            f"cost_per_output_{cur}",
+        ],
     }
 
 
 def _price(joules: pd.Series, assumptions: PricingAssumptions) -> list[pd.Series]:
     kwh_it = pd.to_numeric(joules, errors="coerce").astype(float) / JOULES_PER_KWH
     kwh_facility = kwh_it * assumptions.pue
-    return [kwh_it, kwh_facility, kwh_facility * assumptions.grid_intensity_grams_per_kwh,
-            kwh_facility * assumptions.price_per_kwh]
+    return [
+        kwh_it,
+        kwh_facility,
+        kwh_facility * assumptions.grid_intensity_grams_per_kwh,
+        kwh_facility * assumptions.price_per_kwh,
+    ]
 
 
 def price_rows(frame: pd.DataFrame, assumptions: PricingAssumptions = DEFAULT_PRICING) -> pd.DataFrame:
@@ -49,9 +61,11 @@ def price_rows(frame: pd.DataFrame, assumptions: PricingAssumptions = DEFAULT_PR
     names = priced_columns(assumptions)
     per_token = out["energy_per_token_joules"] if "energy_per_token_joules" in out else pd.Series(np.nan, out.index)
     per_output = out["energy_per_output_joules"] if "energy_per_output_joules" in out else pd.Series(np.nan, out.index)
-    for name, values in zip(names["per_million_tokens"], _price(per_token * TOKENS_PER_MILLION, assumptions)):
+    for name, values in zip(
+        names["per_million_tokens"], _price(per_token * TOKENS_PER_MILLION, assumptions), strict=False
+    ):
         out[name] = values
-    for name, values in zip(names["per_output"], _price(per_output, assumptions)):
+    for name, values in zip(names["per_output"], _price(per_output, assumptions), strict=False):
         out[name] = values
     out.attrs["pricing"] = assumptions
     return out

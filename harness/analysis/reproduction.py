@@ -42,10 +42,14 @@ WHERE_IN_PAPER: dict[str, tuple[str, str]] = {
     "qwen3-32b-b200": ("the LLM results (Qwen3 32B case study)", "Energy by Architecture: LLM"),
     "multimodal-overhead": ("the multimodal LLM results", "Energy by Architecture: Multimodal LLM"),
     "text-to-image-spread": ("the diffusion results", "Energy by Architecture: Diffusion Models"),
-    "text-to-video-range": ("abstract (video over images: more than 100x) and the diffusion results",
-                            "Energy by Architecture: Diffusion Models"),
-    "batch-size-effect": ("abstract (GPU utilization: 3 to 5x) and the batch-size results",
-                          "Deeper Dive into Energy: Batch Size"),
+    "text-to-video-range": (
+        "abstract (video over images: more than 100x) and the diffusion results",
+        "Energy by Architecture: Diffusion Models",
+    ),
+    "batch-size-effect": (
+        "abstract (GPU utilization: 3 to 5x) and the batch-size results",
+        "Deeper Dive into Energy: Batch Size",
+    ),
     "moe-vs-dense": ("the model-size results", "Deeper Dive into Energy: Model Size"),
     "b200-vs-h100": ("the GPU-generation results", "Deeper Dive into Energy: B200 versus H100"),
     "fp8-vs-bf16": ("the precision results", "Deeper Dive into Energy: Precision"),
@@ -54,16 +58,40 @@ WHERE_IN_PAPER: dict[str, tuple[str, str]] = {
 
 # A finding's filter keys in a reader's words.
 CHOICE_WORDS: dict[str, str] = {
-    "gpu_model": "GPU", "task": "task", "tasks": "tasks", "text_task": "text task", "modal_tasks": "multimodal tasks",
-    "num_gpus": "GPU count", "weight_precision": "precision", "model_id": "model", "models": "models",
-    "selection": "which configuration", "small": "small batch", "large": "large batch", "series": "a series is",
-    "pairing": "pairs", "pairs": "pairs", "batch_size": "batch sizes", "excluded": "left out", "bands": "batch bands",
-    "targets": "latency targets", "gain": "gain", "gpu_count": "GPU count", "not_paired": "not paired",
+    "gpu_model": "GPU",
+    "task": "task",
+    "tasks": "tasks",
+    "text_task": "text task",
+    "modal_tasks": "multimodal tasks",
+    "num_gpus": "GPU count",
+    "weight_precision": "precision",
+    "model_id": "model",
+    "models": "models",
+    "selection": "which configuration",
+    "small": "small batch",
+    "large": "large batch",
+    "series": "a series is",
+    "pairing": "pairs",
+    "pairs": "pairs",
+    "batch_size": "batch sizes",
+    "excluded": "left out",
+    "bands": "batch bands",
+    "targets": "latency targets",
+    "gain": "gain",
+    "gpu_count": "GPU count",
+    "not_paired": "not paired",
 }
-_COLUMN_WORDS = {"model_id": "model", "task": "task", "gpu_model": "GPU model", "num_gpus": "GPU count",
-                 "bfloat16": "BF16", "fp8": "FP8", "llm_median_itl_ms": "language models, median ITL (ms)",
-                 "text-to-image_batch_latency_s": "images, batch time (s)",
-                 "text-to-video_batch_latency_s": "videos, batch time (s)"}
+_COLUMN_WORDS = {
+    "model_id": "model",
+    "task": "task",
+    "gpu_model": "GPU model",
+    "num_gpus": "GPU count",
+    "bfloat16": "BF16",
+    "fp8": "FP8",
+    "llm_median_itl_ms": "language models, median ITL (ms)",
+    "text-to-image_batch_latency_s": "images, batch time (s)",
+    "text-to-video_batch_latency_s": "videos, batch time (s)",
+}
 
 
 def _words(value: Any, names: Mapping[str, str]) -> str:
@@ -84,7 +112,7 @@ def _model_names(frames: Iterable[pd.DataFrame]) -> dict[str, str]:
     for frame in frames:
         if frame is not None and {"model_id", "nickname"} <= set(frame.columns):
             pairs = frame.drop_duplicates("model_id")[["model_id", "nickname"]].astype(str).itertuples(index=False)
-            names.update({model: nickname for model, nickname in pairs})
+            names.update(dict(pairs))
     return names
 
 
@@ -95,8 +123,14 @@ def analysis_choices(found: Iterable[F.Finding], *tables: pd.DataFrame) -> pd.Da
     rows = []
     for f in found:
         for key, value in f.filters.items():
-            rows.append({"finding": f.id, "title": f.title, "choice": CHOICE_WORDS.get(key, key.replace("_", " ")),
-                         "value": _words(value, names)})
+            rows.append(
+                {
+                    "finding": f.id,
+                    "title": f.title,
+                    "choice": CHOICE_WORDS.get(key, key.replace("_", " ")),
+                    "value": _words(value, names),
+                }
+            )
         rows.append({"finding": f.id, "title": f.title, "choice": "method", "value": f.method})
     return pd.DataFrame(rows, columns=["finding", "title", "choice", "value"])
 
@@ -142,13 +176,24 @@ def prose_against_data(found: Iterable[F.Finding], llm: pd.DataFrame) -> list[St
     if "reasoning-vs-chat" in by:
         v = by["reasoning-vs-chat"].values
         same = per_model_task_ratio(llm)
-        spread = (f"; for the {len(same)} models that ran both tasks, each at its cheapest, the ratio runs from "
-                  f"{_x(same['ratio'].min())} to {_x(same['ratio'].max())}") if len(same) else ""
-        out.append(Statement(
-            "reasoning-vs-chat", "abstract", "LLM task type can lead to 25x energy differences",
-            f"{_x(v['energy_per_response_ratio'])} is the ratio of two means over different models "
-            f"({v['reasoning_models']} reasoning, {v['chat_models']} chat) on B200{spread}",
-            "holds under a condition"))
+        spread = (
+            (
+                f"; for the {len(same)} models that ran both tasks, each at its cheapest, the ratio runs from "
+                f"{_x(same['ratio'].min())} to {_x(same['ratio'].max())}"
+            )
+            if len(same)
+            else ""
+        )
+        out.append(
+            Statement(
+                "reasoning-vs-chat",
+                "abstract",
+                "LLM task type can lead to 25x energy differences",
+                f"{_x(v['energy_per_response_ratio'])} is the ratio of two means over different models "
+                f"({v['reasoning_models']} reasoning, {v['chat_models']} chat) on B200{spread}",
+                "holds under a condition",
+            )
+        )
     if "text-to-video-range" in by:
         v = by["text-to-video-range"].values
         img = by.get("text-to-image-spread")
@@ -156,65 +201,96 @@ def prose_against_data(found: Iterable[F.Finding], llm: pd.DataFrame) -> list[St
         if img is not None:
             cheap = v["min_energy_per_video_joules"] / img.values["min_energy_per_image_joules"]
             cheap_pair = f"{_x(cheap)} the cheapest image but "
-        out.append(Statement(
-            "text-to-video-range", "abstract",
-            "video generation sometimes consumes more than 100x the energy of images (the companion post: one to "
-            "two orders of magnitude more)",
-            f"on B200 the dearest video costs {_x(v['dearest_video_over_dearest_image'])} the dearest image and "
-            f"{_x(v['dearest_video_over_cheapest_image'])} the cheapest; the cheapest video costs {cheap_pair}only "
-            f"{_x(v['cheapest_video_over_dearest_image'])} the dearest image",
-            "holds under a condition"))
+        out.append(
+            Statement(
+                "text-to-video-range",
+                "abstract",
+                "video generation sometimes consumes more than 100x the energy of images (the companion post: one to "
+                "two orders of magnitude more)",
+                f"on B200 the dearest video costs {_x(v['dearest_video_over_dearest_image'])} the dearest image and "
+                f"{_x(v['dearest_video_over_cheapest_image'])} the cheapest; the cheapest video costs {cheap_pair}only "
+                f"{_x(v['cheapest_video_over_dearest_image'])} the dearest image",
+                "holds under a condition",
+            )
+        )
     if "batch-size-effect" in by:
         v = by["batch-size-effect"].values
         st = v["all_series"]
         overall = batch_effect_summary(batch_effect_series(llm))
         overall = overall[overall["task_name"] == "all tasks"]
         per_gpu = ", ".join(f"median {_x(r['median'])} on {r['gpu_model']}" for _, r in overall.iterrows())
-        out.append(Statement(
-            "batch-size-effect", "abstract; the companion post: Batch Size",
-            "GPU utilization differences can result in 3 to 5x energy differences",
-            "the paper's two series give " + " and ".join(_x(h["ratio"]) for h in v["highlighted"].values())
-            + f"; over all {st['n']} series the ratio runs from {_x(st['min'])} to {_x(st['max'])} ({per_gpu}), "
-            f"and {100 * v['share_between_3_and_5']:.0f}% of series lie within 3 to 5x",
-            "holds under a condition"))
+        out.append(
+            Statement(
+                "batch-size-effect",
+                "abstract; the companion post: Batch Size",
+                "GPU utilization differences can result in 3 to 5x energy differences",
+                "the paper's two series give "
+                + " and ".join(_x(h["ratio"]) for h in v["highlighted"].values())
+                + f"; over all {st['n']} series the ratio runs from {_x(st['min'])} to {_x(st['max'])} ({per_gpu}), "
+                f"and {100 * v['share_between_3_and_5']:.0f}% of series lie within 3 to 5x",
+                "holds under a condition",
+            )
+        )
     if "moe-vs-dense" in by:
         v = by["moe-vs-dense"].values
         split = moe_same_batch(llm)
         active = v["dense_active_params_billions"] / v["moe_active_params_billions"]
-        at_same: str = (f"; at the same batch the dense model costs only {_x(split['min'])} to {_x(split['max'])} the "
-                   f"MoE's energy per token ({_x(split['at_largest_common'])} at batch {split['largest_common']}), and "
-                   f"the MoE's larger batch {split['moe_best_batch']} saves another {_x(split['batch_gain'])}: most of "
-                   "the gap is the batch its memory allows") if split else ""
-        out.append(Statement(
-            "moe-vs-dense", "the companion post: Model Size",
-            "the number of active parameters is an important factor (3.56x lower energy per token for the MoE)",
-            f"{_x(v['dense_over_moe'])} with {_x(active)} fewer active parameters; the MoE ran batch "
-            f"{v['moe_max_num_seqs']} against {v['dense_max_num_seqs']}{at_same}",
-            "holds under a condition"))
+        at_same: str = (
+            (
+                f"; at the same batch the dense model costs only {_x(split['min'])} to {_x(split['max'])} the "
+                f"MoE's energy per token ({_x(split['at_largest_common'])} at batch {split['largest_common']}), and "
+                f"the MoE's larger batch {split['moe_best_batch']} saves another {_x(split['batch_gain'])}: most of "
+                "the gap is the batch its memory allows"
+            )
+            if split
+            else ""
+        )
+        out.append(
+            Statement(
+                "moe-vs-dense",
+                "the companion post: Model Size",
+                "the number of active parameters is an important factor (3.56x lower energy per token for the MoE)",
+                f"{_x(v['dense_over_moe'])} with {_x(active)} fewer active parameters; the MoE ran batch "
+                f"{v['moe_max_num_seqs']} against {v['dense_max_num_seqs']}{at_same}",
+                "holds under a condition",
+            )
+        )
     if "fp8-vs-bf16" in by:
         f = by["fp8-vs-bf16"]
         bands = f.values["bands"]
         held = f.rows.groupby("band")["batch_size"].unique() if f.rows is not None and len(f.rows) else {}
         small_sizes = ", ".join(str(int(b)) for b in sorted(held.get("8-16", []))) if len(held) else "?"
         mid = bands.get("17-64", {})
-        out.append(Statement(
-            "fp8-vs-bf16", "the paper; the companion post: Precision",
-            "FP8 loses at batch size 8-16, then wins at batch sizes from 32",
-            f"the analysis keeps batches of at least 16, so the band 8-16 holds batch {small_sizes} only; at batch "
-            f"17-64 FP8 uses less energy in {mid.get('fp8_wins', 0)} of {mid.get('pairs', 0)} pairs (median ratio "
-            f"{mid.get('energy_ratio', {}).get('median', float('nan')):.2f}), at 65-256 in "
-            f"{bands.get('65-256', {}).get('fp8_wins', 0)} of {bands.get('65-256', {}).get('pairs', 0)}",
-            "differs"))
+        out.append(
+            Statement(
+                "fp8-vs-bf16",
+                "the paper; the companion post: Precision",
+                "FP8 loses at batch size 8-16, then wins at batch sizes from 32",
+                f"the analysis keeps batches of at least 16, so the band 8-16 holds batch {small_sizes} only; at batch "
+                f"17-64 FP8 uses less energy in {mid.get('fp8_wins', 0)} of {mid.get('pairs', 0)} pairs (median ratio "
+                f"{mid.get('energy_ratio', {}).get('median', float('nan')):.2f}), at 65-256 in "
+                f"{bands.get('65-256', {}).get('fp8_wins', 0)} of {bands.get('65-256', {}).get('pairs', 0)}",
+                "differs",
+            )
+        )
     if "multimodal-overhead" in by:
         v = by["multimodal-overhead"].values
-        out.append(Statement(
-            "multimodal-overhead", "the companion post: Multimodal LLM",
-            "video uses 1.3-15.0x the energy per token of text",
-            f"the largest video ratio is {v['video_over_text']['max']:.2f}x (about 15x, as the paper rounds it, "
-            f"but not 15.0x); the range covers {v['pairs']} pairs"
-            + (f", leaving out {', '.join(names.get(m, m) for m in v.get('excluded', {}))} (no B200 GPU count with "
-               "all three tasks)" if v.get("excluded") else ""),
-            "differs"))
+        out.append(
+            Statement(
+                "multimodal-overhead",
+                "the companion post: Multimodal LLM",
+                "video uses 1.3-15.0x the energy per token of text",
+                f"the largest video ratio is {v['video_over_text']['max']:.2f}x (about 15x, as the paper rounds it, "
+                f"but not 15.0x); the range covers {v['pairs']} pairs"
+                + (
+                    f", leaving out {', '.join(names.get(m, m) for m in v.get('excluded', {}))} (no B200 GPU count with "  # noqa: E501
+                    "all three tasks)"
+                    if v.get("excluded")
+                    else ""
+                ),
+                "differs",
+            )
+        )
     return out
 
 
@@ -231,9 +307,16 @@ def diffusion_batching(diffusion: pd.DataFrame, task: str = "text-to-image", gpu
     for (model, count), group in rows.groupby(["model_id", "num_gpus"], sort=True):
         small = group[group["batch_size"] == group["batch_size"].min()][an.ENERGY_PER_OUTPUT].min()
         best = group.sort_values(an.ENERGY_PER_OUTPUT).iloc[0]
-        out.append({"model_id": model, "nickname": best.get("nickname", model), "num_gpus": count,
-                    "smallest_batch": int(group["batch_size"].min()), "best_batch": int(best["batch_size"]),
-                    "ratio": float(small / best[an.ENERGY_PER_OUTPUT])})
+        out.append(
+            {
+                "model_id": model,
+                "nickname": best.get("nickname", model),
+                "num_gpus": count,
+                "smallest_batch": int(group["batch_size"].min()),
+                "best_batch": int(best["batch_size"]),
+                "ratio": float(small / best[an.ENERGY_PER_OUTPUT]),
+            }
+        )
     return pd.DataFrame(out, columns=["model_id", "nickname", "num_gpus", "smallest_batch", "best_batch", "ratio"])
 
 
@@ -258,50 +341,74 @@ def caveats(found: Iterable[F.Finding], llm: pd.DataFrame, diffusion: pd.DataFra
             stats = overall.to_dict("index")
             h, b = stats["H100"], stats["B200"]
             largest = series.groupby("gpu_model")["large_batch"].median()
-            out.append(Caveat(
-                "batch-size-effect", "batching cuts energy per token severalfold",
-                f"the effect depends on the GPU generation: median {_x(b['median'])} on B200 ({int(b['series'])} "
-                f"series, {100 * b['share_at_least_3']:.0f}% at least 3x) against {_x(h['median'])} on H100 "
-                f"({int(h['series'])} series, {100 * h['share_at_least_3']:.0f}% at least 3x); the median series "
-                f"reaches batch {largest['B200']:,.0f} on B200 against {largest['H100']:,.0f} on H100"))
+            out.append(
+                Caveat(
+                    "batch-size-effect",
+                    "batching cuts energy per token severalfold",
+                    f"the effect depends on the GPU generation: median {_x(b['median'])} on B200 ({int(b['series'])} "
+                    f"series, {100 * b['share_at_least_3']:.0f}% at least 3x) against {_x(h['median'])} on H100 "
+                    f"({int(h['series'])} series, {100 * h['share_at_least_3']:.0f}% at least 3x); the median series "
+                    f"reaches batch {largest['B200']:,.0f} on B200 against {largest['H100']:,.0f} on H100",
+                )
+            )
     table = diffusion_batching(diffusion)
     if len(table):
         one, many = table[table["num_gpus"] == 1], table[table["num_gpus"] == table["num_gpus"].max()]
         top = many.loc[many["ratio"].idxmax()] if len(many) else None
         if len(one) and top is not None:
-            out.append(Caveat(
-                "text-to-image-spread", "batching helps images far less than language models",
-                f"true on one B200 (batch saves at most {_x(one['ratio'].max())}), not on "
-                f"{int(top['num_gpus'])} GPUs, where batching cuts energy per image {_x(many['ratio'].min())} to "
-                f"{_x(many['ratio'].max())} ({top['nickname']} the most): split over many GPUs, one image leaves each "
-                "GPU underfed"))
+            out.append(
+                Caveat(
+                    "text-to-image-spread",
+                    "batching helps images far less than language models",
+                    f"true on one B200 (batch saves at most {_x(one['ratio'].max())}), not on "
+                    f"{int(top['num_gpus'])} GPUs, where batching cuts energy per image {_x(many['ratio'].min())} to "
+                    f"{_x(many['ratio'].max())} ({top['nickname']} the most): split over many GPUs, one image leaves each "  # noqa: E501
+                    "GPU underfed",
+                )
+            )
     if "fp8-vs-bf16" in by and by["fp8-vs-bf16"].rows is not None:
         rows = by["fp8-vs-bf16"].rows
         sizes = sorted(int(b) for b in rows.loc[rows["band"] == "8-16", "batch_size"].unique())
         if sizes:
-            out.append(Caveat(
-                "fp8-vs-bf16", "FP8 costs more energy per token at batch 8-16",
-                f"the pairs of that band are at batch {', '.join(map(str, sizes))} only (batches below 16 are left "
-                "out, as the paper does), so the band says nothing about batch 8"))
+            out.append(
+                Caveat(
+                    "fp8-vs-bf16",
+                    "FP8 costs more energy per token at batch 8-16",
+                    f"the pairs of that band are at batch {', '.join(map(str, sizes))} only (batches below 16 are left "
+                    "out, as the paper does), so the band says nothing about batch 8",
+                )
+            )
     if "multimodal-overhead" in by and by["multimodal-overhead"].values.get("excluded"):
         names = _model_names([llm])
         excluded = by["multimodal-overhead"].values["excluded"]
-        out.append(Caveat(
-            "multimodal-overhead", "image and video chat cost more per token than text chat",
-            "measured on B200 pairs only; " + "; ".join(f"{names.get(m, m)} is left out: {why}"
-                                                     for m, why in excluded.items())))
+        out.append(
+            Caveat(
+                "multimodal-overhead",
+                "image and video chat cost more per token than text chat",
+                "measured on B200 pairs only; "
+                + "; ".join(f"{names.get(m, m)} is left out: {why}" for m, why in excluded.items()),
+            )
+        )
     if "moe-vs-dense" in by:
         dense, moe = MOE_PAIR
-        out.append(Caveat(
-            "moe-vs-dense", "an MoE model costs less energy per token than a dense one of similar size",
-            f"one pair ({_model_names([llm]).get(dense, dense)} against {_model_names([llm]).get(moe, moe)}) on one "
-            "GPU, one task and one precision; the ratio mixes the active weights with the batch each model reached"))
+        out.append(
+            Caveat(
+                "moe-vs-dense",
+                "an MoE model costs less energy per token than a dense one of similar size",
+                f"one pair ({_model_names([llm]).get(dense, dense)} against {_model_names([llm]).get(moe, moe)}) on one "  # noqa: E501
+                "GPU, one task and one precision; the ratio mixes the active weights with the batch each model reached",
+            )
+        )
     if "multi-gpu" in by:
         v = by["multi-gpu"].values
-        out.append(Caveat(
-            "multi-gpu", "more GPUs raise energy per token",
-            f"at the same batch size; counting the larger batches extra memory allows, the larger GPU count reaches "
-            f"a lower minimum in {100 * v['share_more_gpus_lower_min_energy']:.0f}% of (model, task, GPU) cases"))
+        out.append(
+            Caveat(
+                "multi-gpu",
+                "more GPUs raise energy per token",
+                f"at the same batch size; counting the larger batches extra memory allows, the larger GPU count reaches "  # noqa: E501
+                f"a lower minimum in {100 * v['share_more_gpus_lower_min_energy']:.0f}% of (model, task, GPU) cases",
+            )
+        )
     return out
 
 

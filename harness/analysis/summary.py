@@ -10,7 +10,7 @@ Pure functions over DataFrames; used by the book's overview chapter.
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -80,7 +80,9 @@ def select(
     return out
 
 
-def coverage(frame: pd.DataFrame, task_order: Iterable[str] | None = None, gpu_order: Iterable[str] = ("H100", "B200")) -> pd.DataFrame:
+def coverage(
+    frame: pd.DataFrame, task_order: Iterable[str] | None = None, gpu_order: Iterable[str] = ("H100", "B200")
+) -> pd.DataFrame:
     """Models and configurations per task (rows) and GPU model (columns), with totals.
 
     Columns are ``(gpu, "models")`` and ``(gpu, "configurations")`` for each GPU

@@ -86,8 +86,13 @@ def moe_same_batch(llm: pd.DataFrame, dense: str = MOE_PAIR[0], moe: str = MOE_P
     common batch over its minimum (ratios, no unit), so ``at_largest_common * batch_gain`` is the ratio of the two
     minima when the dense model's cheapest batch is the largest common one; an empty dict when the two models share
     no batch size there."""
-    s = llm[(llm["task"] == "gpqa") & (llm["gpu_model"] == "B200") & (llm["num_gpus"] == 1)
-            & (llm["weight_precision"] == "bfloat16") & llm["model_id"].isin([dense, moe])]
+    s = llm[
+        (llm["task"] == "gpqa")
+        & (llm["gpu_model"] == "B200")
+        & (llm["num_gpus"] == 1)
+        & (llm["weight_precision"] == "bfloat16")
+        & llm["model_id"].isin([dense, moe])
+    ]
     wide = s.pivot_table(index="batch_size", columns="model_id", values=an.ENERGY_PER_TOKEN)
     if not {dense, moe} <= set(wide.columns):
         return {}
@@ -96,10 +101,15 @@ def moe_same_batch(llm: pd.DataFrame, dense: str = MOE_PAIR[0], moe: str = MOE_P
         return {}
     largest = int(ratio.index.max())
     moe_curve = wide[moe].dropna()
-    return {"batches": [int(b) for b in ratio.index], "min": float(ratio.min()), "max": float(ratio.max()),
-            "at_largest_common": float(ratio.loc[largest]), "largest_common": largest,
-            "moe_best_batch": int(str(min(moe_curve.items(), key=lambda kv: kv[1])[0])),
-            "batch_gain": float(moe_curve.loc[largest] / moe_curve.min())}
+    return {
+        "batches": [int(b) for b in ratio.index],
+        "min": float(ratio.min()),
+        "max": float(ratio.max()),
+        "at_largest_common": float(ratio.loc[largest]),
+        "largest_common": largest,
+        "moe_best_batch": int(str(min(moe_curve.items(), key=lambda kv: kv[1])[0])),
+        "batch_gain": float(moe_curve.loc[largest] / moe_curve.min()),
+    }
 
 
 def _band_batches(finding: F.Finding, band: str) -> str:
@@ -126,50 +136,72 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
     if "reasoning-vs-chat" in by:
         v = by["reasoning-vs-chat"].values
         per_token = v["reasoning_mean_energy_per_token_joules"] / v["chat_mean_energy_per_token_joules"]
-        rows.append(Takeaway(
-            "Reasoning on (the task's output length)", "algorithm",
-            f"{_x(v['energy_per_response_ratio'])} the energy per response: {_x(v['output_tokens_ratio'])} the "
-            f"tokens, each {_x(per_token)} dearer",
-            f"B200, problem solving against chat, mean over {v['reasoning_models']} and {v['chat_models']} models, "
-            "each model at its cheapest configuration",
-            "Keep reasoning off where the task allows it; energy per response grows with every token generated.",
-            "reasoning-vs-chat"))
+        rows.append(
+            Takeaway(
+                "Reasoning on (the task's output length)",
+                "algorithm",
+                f"{_x(v['energy_per_response_ratio'])} the energy per response: {_x(v['output_tokens_ratio'])} the "
+                f"tokens, each {_x(per_token)} dearer",
+                f"B200, problem solving against chat, mean over {v['reasoning_models']} and {v['chat_models']} models, "
+                "each model at its cheapest configuration",
+                "Keep reasoning off where the task allows it; energy per response grows with every token generated.",
+                "reasoning-vs-chat",
+            )
+        )
     if "qwen3-32b-b200" in by:
         v = by["qwen3-32b-b200"].values
-        rows.append(Takeaway(
-            "Long contexts (memory taken by the KV cache)", "algorithm",
-            f"batch capped at {v['reasoning_max_num_seqs']} against {v['chat_max_num_seqs']}; "
-            f"{_x(v['energy_per_token_ratio'])} the energy per token ({_x(v['energy_per_token_ratio_at_same_batch'])} "
-            f"at the same batch {v['reasoning_max_num_seqs']})",
-            "Qwen3 32B on 1 x B200, problem solving against chat, each at its largest batch",
-            "Give long-output work more memory per request (more or larger GPUs) so that the batch can grow.",
-            "qwen3-32b-b200"))
+        rows.append(
+            Takeaway(
+                "Long contexts (memory taken by the KV cache)",
+                "algorithm",
+                f"batch capped at {v['reasoning_max_num_seqs']} against {v['chat_max_num_seqs']}; "
+                f"{_x(v['energy_per_token_ratio'])} the energy per token ({_x(v['energy_per_token_ratio_at_same_batch'])} "  # noqa: E501
+                f"at the same batch {v['reasoning_max_num_seqs']})",
+                "Qwen3 32B on 1 x B200, problem solving against chat, each at its largest batch",
+                "Give long-output work more memory per request (more or larger GPUs) so that the batch can grow.",
+                "qwen3-32b-b200",
+            )
+        )
     if "moe-vs-dense" in by:
         v = by["moe-vs-dense"].values
         same = moe_same_batch(llm) if llm is not None else {}
-        split = (f" = {_x(same['at_largest_common'])} at the same batch {same['largest_common']} x "
-                 f"{_x(same['batch_gain'])} from the larger batch ({same['moe_best_batch']}) the MoE's smaller weights "
-                 f"leave room for; at the batches both ran, {_x(same['min'])} to {_x(same['max'])}") if same else ""
-        rows.append(Takeaway(
-            "Mixture of experts instead of dense", "algorithm",
-            f"dense {_x(v['dense_over_moe'])} the energy per token of the MoE{split}",
-            f"Qwen3 32B against Qwen3 30B A3B Thinking, problem solving, 1 x B200, BF16, each at its cheapest batch "
-            f"({v['dense_max_num_seqs']} and {v['moe_max_num_seqs']})",
-            "Prefer an MoE of similar total size, and serve it at the large batch its smaller active weights allow.",
-            "moe-vs-dense"))
+        split = (
+            (
+                f" = {_x(same['at_largest_common'])} at the same batch {same['largest_common']} x "
+                f"{_x(same['batch_gain'])} from the larger batch ({same['moe_best_batch']}) the MoE's smaller weights "
+                f"leave room for; at the batches both ran, {_x(same['min'])} to {_x(same['max'])}"
+            )
+            if same
+            else ""
+        )
+        rows.append(
+            Takeaway(
+                "Mixture of experts instead of dense",
+                "algorithm",
+                f"dense {_x(v['dense_over_moe'])} the energy per token of the MoE{split}",
+                f"Qwen3 32B against Qwen3 30B A3B Thinking, problem solving, 1 x B200, BF16, each at its cheapest batch "  # noqa: E501
+                f"({v['dense_max_num_seqs']} and {v['moe_max_num_seqs']})",
+                "Prefer an MoE of similar total size, and serve it at the large batch its smaller active weights allow.",  # noqa: E501
+                "moe-vs-dense",
+            )
+        )
     if "fp8-vs-bf16" in by:
         bands = by["fp8-vs-bf16"].values["bands"]
         small, large = bands.get("8-16", {}), bands.get("65-256", {})
         if small.get("pairs") and large.get("pairs"):
-            rows.append(Takeaway(
-                "FP8 weights instead of BF16", "algorithm",
-                f"{_pct(small['energy_ratio']['median'] - 1)} energy per token at batch "
-                f"{_band_batches(by['fp8-vs-bf16'], '8-16')} (FP8 wins "
-                f"{small['fp8_wins']} of {small['pairs']}), {_pct(large['energy_ratio']['median'] - 1)} at batch 65-256 "
-                f"(wins {large['fp8_wins']} of {large['pairs']})",
-                "same base model, task, GPU, GPU count and batch; batches of at least 16; Qwen3 Coder 480B left out",
-                "Use FP8 only where the batch is large; at small batches its overhead costs more than it saves.",
-                "fp8-vs-bf16"))
+            rows.append(
+                Takeaway(
+                    "FP8 weights instead of BF16",
+                    "algorithm",
+                    f"{_pct(small['energy_ratio']['median'] - 1)} energy per token at batch "
+                    f"{_band_batches(by['fp8-vs-bf16'], '8-16')} (FP8 wins "
+                    f"{small['fp8_wins']} of {small['pairs']}), {_pct(large['energy_ratio']['median'] - 1)} at batch 65-256 "  # noqa: E501
+                    f"(wins {large['fp8_wins']} of {large['pairs']})",
+                    "same base model, task, GPU, GPU count and batch; batches of at least 16; Qwen3 Coder 480B left out",  # noqa: E501
+                    "Use FP8 only where the batch is large; at small batches its overhead costs more than it saves.",
+                    "fp8-vs-bf16",
+                )
+            )
     if "batch-size-effect" in by:
         v = by["batch-size-effect"].values
         st = v["all_series"]
@@ -177,74 +209,106 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
         if llm is not None:
             overall = batch_effect_summary(batch_effect_series(llm))
             overall = overall[overall["task_name"] == "all tasks"]
-            per_gpu = "; median " + ", ".join(f"{_x(r['median'])} on {r['gpu_model']} ({r['series']} series)"
-                                              for _, r in overall.iterrows())
-        rows.append(Takeaway(
-            "Batch size (the most requests vLLM runs at once)", "software",
-            f"median {_x(st['median'])} less energy per token from a small to the largest batch "
-            f"(range {_x(st['min'])} to {_x(st['max'])}; the paper's two series "
-            + " and ".join(_x(h["ratio"]) for h in v["highlighted"].values()) + ")" + per_gpu,
-            f"all {st['n']} published language-model series, smallest batch of at least 16 against the largest",
-            "Run the largest batch your latency target and memory allow.",
-            "batch-size-effect"))
+            per_gpu = "; median " + ", ".join(
+                f"{_x(r['median'])} on {r['gpu_model']} ({r['series']} series)" for _, r in overall.iterrows()
+            )
+        rows.append(
+            Takeaway(
+                "Batch size (the most requests vLLM runs at once)",
+                "software",
+                f"median {_x(st['median'])} less energy per token from a small to the largest batch "
+                f"(range {_x(st['min'])} to {_x(st['max'])}; the paper's two series "
+                + " and ".join(_x(h["ratio"]) for h in v["highlighted"].values())
+                + ")"
+                + per_gpu,
+                f"all {st['n']} published language-model series, smallest batch of at least 16 against the largest",
+                "Run the largest batch your latency target and memory allow.",
+                "batch-size-effect",
+            )
+        )
     if "multimodal-overhead" in by:
         v = by["multimodal-overhead"].values
         img, vid = v["image_over_text"], v["video_over_text"]
-        rows.append(Takeaway(
-            "Image or video inputs (work on the CPU)", "software",
-            f"image chat {_x(img['min'])} to {_x(img['max'])} (median {_x(img['median'])}), video chat "
-            f"{_x(vid['min'])} to {_x(vid['max'])} (median {_x(vid['median'])}) the energy per token of text chat",
-            f"{v['pairs']} vision-language models against their text-only siblings on B200, at the text model's "
-            "cheapest GPU count",
-            "Feed the GPU: CPU-side preprocessing caps the batch, and a faster GPU alone will wait longer.",
-            "multimodal-overhead"))
+        rows.append(
+            Takeaway(
+                "Image or video inputs (work on the CPU)",
+                "software",
+                f"image chat {_x(img['min'])} to {_x(img['max'])} (median {_x(img['median'])}), video chat "
+                f"{_x(vid['min'])} to {_x(vid['max'])} (median {_x(vid['median'])}) the energy per token of text chat",
+                f"{v['pairs']} vision-language models against their text-only siblings on B200, at the text model's "
+                "cheapest GPU count",
+                "Feed the GPU: CPU-side preprocessing caps the batch, and a faster GPU alone will wait longer.",
+                "multimodal-overhead",
+            )
+        )
     if "multi-gpu" in by:
         v = by["multi-gpu"].values
         parts = [f"{d['energy_rises']} of {d['pairs']} same-batch pairs on {gpu}" for gpu, d in v["by_gpu"].items()]
         oss = v.get("gpt_oss_120b_gpqa_h100")
-        unlock = (f"; when memory capped the batch, a second GPU cut the minimum {_x(1 / oss['min_energy_ratio'])} "
-                  f"(gpt-oss 120B, 1 to 2 x H100, batch {oss['max_batch_1_gpu']} to {oss['max_batch_2_gpus']})"
-                  ) if oss else ""
-        rows.append(Takeaway(
-            "More GPUs per copy of the model", "hardware",
-            "more energy per token at the same batch in " + " and ".join(parts) + unlock,
-            "problem solving, chat and code; every pair of GPU counts at the same batch size",
-            "Use the fewest GPUs that hold the model and the batch you need; add GPUs only when memory caps the batch.",
-            "multi-gpu"))
+        unlock = (
+            (
+                f"; when memory capped the batch, a second GPU cut the minimum {_x(1 / oss['min_energy_ratio'])} "
+                f"(gpt-oss 120B, 1 to 2 x H100, batch {oss['max_batch_1_gpu']} to {oss['max_batch_2_gpus']})"
+            )
+            if oss
+            else ""
+        )
+        rows.append(
+            Takeaway(
+                "More GPUs per copy of the model",
+                "hardware",
+                "more energy per token at the same batch in " + " and ".join(parts) + unlock,
+                "problem solving, chat and code; every pair of GPU counts at the same batch size",
+                "Use the fewest GPUs that hold the model and the batch you need; add GPUs only when memory caps the batch.",  # noqa: E501
+                "multi-gpu",
+            )
+        )
     if "b200-vs-h100" in by:
         v = by["b200-vs-h100"].values
         parts = []
         for fam, name in (("llm", "language models"), ("text-to-image", "images"), ("text-to-video", "videos")):
             if fam in v:
-                parts.append(f"{name} {_pct(-v[fam]['gain']['median'])} (B200 wins {v[fam]['b200_wins']} of "
-                             f"{v[fam]['comparisons']})")
+                parts.append(
+                    f"{name} {_pct(-v[fam]['gain']['median'])} (B200 wins {v[fam]['b200_wins']} of "
+                    f"{v[fam]['comparisons']})"
+                )
         tight = v.get("llm", {}).get("by_target", {}).get("50")
         tail = (f"; at 50 ms B200 wins {tight['b200_wins']} of {tight['n']}") if tight else ""
-        rows.append(Takeaway(
-            "B200 instead of H100", "hardware",
-            "median change in energy: " + ", ".join(parts),
-            "each GPU's cheapest configuration (any GPU count and batch) under the same latency target" + tail,
-            "Prefer B200 for language models; for video the two GPUs cost about the same energy.",
-            "b200-vs-h100"))
+        rows.append(
+            Takeaway(
+                "B200 instead of H100",
+                "hardware",
+                "median change in energy: " + ", ".join(parts),
+                "each GPU's cheapest configuration (any GPU count and batch) under the same latency target" + tail,
+                "Prefer B200 for language models; for video the two GPUs cost about the same energy.",
+                "b200-vs-h100",
+            )
+        )
     if "text-to-image-spread" in by and "text-to-video-range" in by:
         img, vid = by["text-to-image-spread"].values, by["text-to-video-range"].values
-        rows.append(Takeaway(
-            "The diffusion model (steps, resolution, frames)", "algorithm",
-            f"images {_joules(img['min_energy_per_image_joules'])} to {_joules(img['max_energy_per_image_joules'])} "
-            f"({_x(img['spread'])}); videos {_joules(vid['min_energy_per_video_joules'])} to "
-            f"{_joules(vid['max_energy_per_video_joules'])} ({_x(vid['range'])}); the dearest video "
-            f"{_x(vid['dearest_video_over_dearest_image'])} the dearest image",
-            f"B200, {img['models']} image and {vid['models']} video models, each at its cheapest configuration",
-            "Choose the model, its steps, resolution and frame count for the output you need: they set the work.",
-            "text-to-video-range"))
+        rows.append(
+            Takeaway(
+                "The diffusion model (steps, resolution, frames)",
+                "algorithm",
+                f"images {_joules(img['min_energy_per_image_joules'])} to {_joules(img['max_energy_per_image_joules'])} "  # noqa: E501
+                f"({_x(img['spread'])}); videos {_joules(vid['min_energy_per_video_joules'])} to "
+                f"{_joules(vid['max_energy_per_video_joules'])} ({_x(vid['range'])}); the dearest video "
+                f"{_x(vid['dearest_video_over_dearest_image'])} the dearest image",
+                f"B200, {img['models']} image and {vid['models']} video models, each at its cheapest configuration",
+                "Choose the model, its steps, resolution and frame count for the output you need: they set the work.",
+                "text-to-video-range",
+            )
+        )
     order = {"algorithm": 0, "software": 1, "hardware": 2}
     return sorted(rows, key=lambda t: order.get(t.layer, 3))
 
 
 def takeaways_table(rows: Iterable[Takeaway]) -> pd.DataFrame:
     """The takeaways as a table: knob, layer, effect, condition, what_to_do, finding, chapter."""
-    return pd.DataFrame([asdict(t) | {"chapter": t.chapter} for t in rows],
-                        columns=["knob", "layer", "effect", "condition", "what_to_do", "finding", "chapter"])
+    return pd.DataFrame(
+        [asdict(t) | {"chapter": t.chapter} for t in rows],
+        columns=["knob", "layer", "effect", "condition", "what_to_do", "finding", "chapter"],
+    )
 
 
 def batch_effect_series(llm: pd.DataFrame, highlighted: Mapping[str, tuple] | None = None) -> pd.DataFrame:
@@ -264,11 +328,16 @@ def batch_effect_series(llm: pd.DataFrame, highlighted: Mapping[str, tuple] | No
         table["nickname"] = table["model_id"]
     low, high = PAPER_BATCH_BAND_X
     table["in_paper_band"] = table["ratio"].between(low, high)
-    examples = set((highlighted or {
-        "DeepSeek R1": ("deepseek-ai/DeepSeek-R1-0528", "gpqa", "B200", 8),
-        "Qwen3 Coder 30B A3B": ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "sourcegraph-fim", "B200", 1),
-    }).values())
-    keys = list(zip(table["model_id"], table["task"], table["gpu_model"], table["num_gpus"]))
+    examples = set(
+        (
+            highlighted
+            or {
+                "DeepSeek R1": ("deepseek-ai/DeepSeek-R1-0528", "gpqa", "B200", 8),
+                "Qwen3 Coder 30B A3B": ("Qwen/Qwen3-Coder-30B-A3B-Instruct", "sourcegraph-fim", "B200", 1),
+            }
+        ).values()
+    )
+    keys = list(zip(table["model_id"], table["task"], table["gpu_model"], table["num_gpus"], strict=False))
     table["paper_example"] = [k in examples for k in keys]
     return table
 
@@ -281,12 +350,18 @@ def batch_effect_summary(series: pd.DataFrame) -> pd.DataFrame:
 
     def stats(group: pd.DataFrame) -> dict:
         r = group["ratio"]
-        return {"series": len(r), "median": float(r.median()), "min": float(r.min()), "max": float(r.max()),
-                "share_at_least_3": float((r >= 3).mean())}
+        return {
+            "series": len(r),
+            "median": float(r.median()),
+            "min": float(r.min()),
+            "max": float(r.max()),
+            "share_at_least_3": float((r >= 3).mean()),
+        }
 
     rows = []
     for gpu in [g for g in ("H100", "B200") if g in set(series["gpu_model"])] + sorted(
-            set(series["gpu_model"]) - {"H100", "B200"}):
+        set(series["gpu_model"]) - {"H100", "B200"}
+    ):
         part = series[series["gpu_model"] == gpu]
         for task, group in part.groupby("task_name", sort=False):
             rows.append({"gpu_model": gpu, "task_name": task} | stats(group))

@@ -40,8 +40,9 @@ class RunTimeline:
     energy_source: str | None  # why energy is what it is (e.g. no counter on a CPU host)
 
 
-def tidy_timeline(timeline: pd.DataFrame, steady_start_time_s: float | None = None,
-                  steady_end_time_s: float | None = None) -> tuple[pd.DataFrame, float | None, float | None]:
+def tidy_timeline(
+    timeline: pd.DataFrame, steady_start_time_s: float | None = None, steady_end_time_s: float | None = None
+) -> tuple[pd.DataFrame, float | None, float | None]:
     """The drawn metrics of a telemetry table (``time_s`` wall clock) in long form, and the steady window.
 
     Power is summed over GPUs per tick; the engine's metrics are averaged per tick (several engines); rows
@@ -58,10 +59,21 @@ def tidy_timeline(timeline: pd.DataFrame, steady_start_time_s: float | None = No
             continue
         how = "sum" if column == "power_watts" else "mean"
         per_tick = rows.groupby("time_s")[column].agg(how).reset_index()
-        parts.append(pd.DataFrame({"time_since_start_s": per_tick["time_s"] - t0, "metric": column,
-                                   "metric_title": title, "value": per_tick[column].astype(float)}))
-    frame = (pd.concat(parts, ignore_index=True) if parts
-             else pd.DataFrame(columns=["time_since_start_s", "metric", "metric_title", "value"]))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "time_since_start_s": per_tick["time_s"] - t0,
+                    "metric": column,
+                    "metric_title": title,
+                    "value": per_tick[column].astype(float),
+                }
+            )
+        )
+    frame = (
+        pd.concat(parts, ignore_index=True)
+        if parts
+        else pd.DataFrame(columns=["time_since_start_s", "metric", "metric_title", "value"])
+    )
     start = None if steady_start_time_s is None else float(steady_start_time_s) - t0
     end = None if steady_end_time_s is None else float(steady_end_time_s) - t0
     return frame, start, end
@@ -87,10 +99,18 @@ def run_timeline(run_dir: str | Path) -> RunTimeline | None:
     if record is None or not path.is_file():
         return None
     metrics = record.get("metrics") or {}
-    frame, start, end = tidy_timeline(pd.read_parquet(path), metrics.get("steady_start_time_s"),
-                                      metrics.get("steady_end_time_s"))
-    return RunTimeline(record.get("run_id", run_dir.name), _label(record), frame, start, end,
-                       bool((frame["metric"] == "power_watts").any()), metrics.get("energy_source"))
+    frame, start, end = tidy_timeline(
+        pd.read_parquet(path), metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
+    )
+    return RunTimeline(
+        record.get("run_id", run_dir.name),
+        _label(record),
+        frame,
+        start,
+        end,
+        bool((frame["metric"] == "power_watts").any()),
+        metrics.get("energy_source"),
+    )
 
 
 def find_run(results_dir: str | Path) -> Path | None:

@@ -31,8 +31,11 @@ def _cmd_env(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``env`` to the command line."""
-    parser = sub.add_parser("env", help="print the environment capture stored with every run",
-                            description="Print this host's environment capture: GPUs, driver, CUDA, NVML, "
-                                        "package versions, git commit, host, CPU, Slurm variables.")
+    parser = sub.add_parser(
+        "env",
+        help="print the environment capture stored with every run",
+        description="Print this host's environment capture: GPUs, driver, CUDA, NVML, "
+        "package versions, git commit, host, CPU, Slurm variables.",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     parser.set_defaults(func=_cmd_env)

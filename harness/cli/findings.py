@@ -31,8 +31,10 @@ def register(sub: Any) -> None:
     p.set_defaults(func=_findings_cmd)
 
     d = sub.add_parser("diagnose", help="explain the energy gap between two configurations as a product of factors")
-    d.add_argument("a", help="selector of configuration A, e.g. model=Qwen/Qwen3-32B,task=gpqa,gpu=B200,"
-                             "num_gpus=1,max_num_seqs=128")
+    d.add_argument(
+        "a",
+        help="selector of configuration A, e.g. model=Qwen/Qwen3-32B,task=gpqa,gpu=B200,num_gpus=1,max_num_seqs=128",
+    )
     d.add_argument("b", help="selector of configuration B")
     d.add_argument("--results", metavar="DIR", help="also select among the harness's own runs in DIR")
     d.add_argument("--json", action="store_true", help="print the attribution as JSON")
@@ -85,6 +87,8 @@ def format_attribution(att: Attribution) -> str:
         va = "" if f["value_a"] is None or pd.isna(f["value_a"]) else format_number(f["value_a"])
         vb = "" if f["value_b"] is None or pd.isna(f["value_b"]) else format_number(f["value_b"])
         lines.append(f"{f['name']:34} {f['ratio']:>9.4g} {va:>12} {vb:>12}  {f['unit']}")
-    lines.append(f"{'product = energy ratio':34} {att.product:>9.4g} {format_number(att.energy_a):>12} "
-                 f"{format_number(att.energy_b):>12}  {att.energy_column}")
+    lines.append(
+        f"{'product = energy ratio':34} {att.product:>9.4g} {format_number(att.energy_a):>12} "
+        f"{format_number(att.energy_b):>12}  {att.energy_column}"
+    )
     return "\n".join(lines)

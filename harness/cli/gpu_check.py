@@ -23,19 +23,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scripts/gpu-check", description=(gpucheck.__doc__ or "").split("\n\n")[0])
     parser.add_argument("out", nargs="?", help="folder for results and the environment capture")
     parser.add_argument("--dry-run", action="store_true", help="the same path at tiny sizes on the CPU")
-    parser.add_argument("--wheels", help="folder of carried wheels to install (no index, no dependencies) "
-                                         "and check before any run; never inside the output folder")
-    parser.add_argument("--collect-wheels", metavar="DIR",
-                        help="on a host with PyPI: download the wheels the check machine lacks into DIR")
-    parser.add_argument("--python-version", default=wheels.CHECK_MACHINE["python_version"],
-                        help="the check machine's Python, for --collect-wheels (default %(default)s)")
-    parser.add_argument("--keep", action="append", metavar="PIN",
-                        help="a package the check machine has and keeps (default: "
-                             f"{', '.join(wheels.CHECK_MACHINE['keeps'])}), for --collect-wheels")
+    parser.add_argument(
+        "--wheels",
+        help="folder of carried wheels to install (no index, no dependencies) "
+        "and check before any run; never inside the output folder",
+    )
+    parser.add_argument(
+        "--collect-wheels",
+        metavar="DIR",
+        help="on a host with PyPI: download the wheels the check machine lacks into DIR",
+    )
+    parser.add_argument(
+        "--python-version",
+        default=wheels.CHECK_MACHINE["python_version"],
+        help="the check machine's Python, for --collect-wheels (default %(default)s)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="append",
+        metavar="PIN",
+        help="a package the check machine has and keeps (default: "
+        f"{', '.join(wheels.CHECK_MACHINE['keeps'])}), for --collect-wheels",
+    )
     parser.add_argument("--lengths", help="length plans prepared with --prepare (where the reference data is absent)")
     parser.add_argument("--prepare", metavar="FILE", help="only draw the LLM lengths into FILE (needs the reference)")
-    parser.add_argument("--budget-s", type=float, default=gpucheck.BUDGET_S,
-                        help="skip runs once this many seconds are spent")
+    parser.add_argument(
+        "--budget-s", type=float, default=gpucheck.BUDGET_S, help="skip runs once this many seconds are spent"
+    )
     return parser
 
 
@@ -47,8 +61,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {gpucheck.prepare(Path(args.prepare), args.dry_run)}")
         return 0
     if args.collect_wheels:
-        wheels.collect_wheels(Path(args.collect_wheels), args.python_version,
-                              tuple(args.keep or wheels.CHECK_MACHINE["keeps"]))
+        wheels.collect_wheels(
+            Path(args.collect_wheels), args.python_version, tuple(args.keep or wheels.CHECK_MACHINE["keeps"])
+        )
         return 0
     if not args.out:
         parser.error("the output folder is required")
@@ -61,8 +76,9 @@ def main(argv: list[str] | None = None) -> int:
                 names, site = wheels.install_wheels(Path(args.wheels), out)
                 print(f"installed carried wheels: {', '.join(names) or 'none found'}")
                 carried = (site, names)
-            summary = gpucheck.run_check(out, args.dry_run, Path(args.lengths) if args.lengths else None,
-                                         args.budget_s, carried=carried)
+            summary = gpucheck.run_check(
+                out, args.dry_run, Path(args.lengths) if args.lengths else None, args.budget_s, carried=carried
+            )
     except HarnessError as exc:  # one line naming the cause
         print(f"gpu-check: {exc}", file=sys.stderr)
         return 2

@@ -14,8 +14,15 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     (:mod:`harness.orchestration.outcome`) or a single configuration failed."""
     study = load_study(args.config)
     try:
-        counts = measure_study(study, args.results, index=args.index, dry_run=args.dry_run, force=args.force,
-                               progress=not args.no_progress, strategy=getattr(args, "strategy", "grid"))
+        counts = measure_study(
+            study,
+            args.results,
+            index=args.index,
+            dry_run=args.dry_run,
+            force=args.force,
+            progress=not args.no_progress,
+            strategy=getattr(args, "strategy", "grid"),
+        )
     except Interrupted as exc:
         return 128 + exc.signum
     # A single configuration (a Slurm array task) that failed exits 1, so the scheduler's accounting agrees with
@@ -31,18 +38,28 @@ def _cmd_measure(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``measure`` to the command line."""
-    p = sub.add_parser("measure", help="measure a study config's grid (resumable)",
-                       description="Measure every configuration of a study config that has no result yet. "
-                                   "Results go to RESULTS/<study>/<run-id>/. An interrupted sweep resumes where "
-                                   "it stopped when run again.")
+    p = sub.add_parser(
+        "measure",
+        help="measure a study config's grid (resumable)",
+        description="Measure every configuration of a study config that has no result yet. "
+        "Results go to RESULTS/<study>/<run-id>/. An interrupted sweep resumes where "
+        "it stopped when run again.",
+    )
     p.add_argument("config", metavar="CONFIG", help="study config (YAML)")
     p.add_argument("--results", default="results", help="results directory (default: results)")
     p.add_argument("--index", type=int, metavar="I", help="measure only configuration I (0-based; Slurm array tasks)")
     p.add_argument("--dry-run", action="store_true", help="list what would be measured; write nothing")
-    p.add_argument("--force", action="store_true",
-                   help="measure again even where a result exists (the old folder moves to <study>/.replaced/)")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="measure again even where a result exists (the old folder moves to <study>/.replaced/)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per run still printed)")
-    p.add_argument("--strategy", choices=("grid", "frontier"), default="grid",
-                   help="grid: every configuration; frontier: per series, the batches the energy model's "
-                        "uncertainty points at, until the lowest energy under each ITL target is settled")
+    p.add_argument(
+        "--strategy",
+        choices=("grid", "frontier"),
+        default="grid",
+        help="grid: every configuration; frontier: per series, the batches the energy model's "
+        "uncertainty points at, until the lowest energy under each ITL target is settled",
+    )
     p.set_defaults(func=_cmd_measure)

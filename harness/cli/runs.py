@@ -51,8 +51,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"no runs under {args.results}" + (f"/{args.study}" if args.study else ""))
         return 0
     width = max([12, *(len(str(r)) for r in frame["run_id"])])  # repeats (<id>-r<k>) are longer
-    header = (f"{'study':16s} {'run id':{width}s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} "
-              f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note")
+    header = (
+        f"{'study':16s} {'run id':{width}s} {'status':10s} {'stable':6s} {'model':14s} {'batch':>5s} "
+        f"{'J/output':>9s} {'J/token':>9s} {'tok/s':>8s}  note"
+    )
     print(header)
     for r in frame.itertuples():
         stable = "yes" if r.is_stable else ("no" if r.status == "ok" else "-")
@@ -66,9 +68,11 @@ def _cmd_list(args: argparse.Namespace) -> int:
         else:
             note = r.cause or ""
         batch = r.batch_size if r.batch_size == r.batch_size and r.batch_size is not None else None
-        print(f"{str(r.study)[:16]:16s} {str(r.run_id):{width}s} {r.status:10s} {stable:6s} {str(r.model_id)[:14]:14s} "
-              f"{_fmt(batch, 'g'):>5s} {_fmt(r.energy_per_output_joules):>9s} {_fmt(r.energy_per_token_joules):>9s} "
-              f"{_fmt(r.output_throughput_tokens_per_sec if r.output_unit == 'response' else r.throughput_outputs_per_sec):>8s}  {note}")
+        print(
+            f"{str(r.study)[:16]:16s} {r.run_id!s:{width}s} {r.status:10s} {stable:6s} {str(r.model_id)[:14]:14s} "
+            f"{_fmt(batch, 'g'):>5s} {_fmt(r.energy_per_output_joules):>9s} {_fmt(r.energy_per_token_joules):>9s} "
+            f"{_fmt(r.output_throughput_tokens_per_sec if r.output_unit == 'response' else r.throughput_outputs_per_sec):>8s}  {note}"  # noqa: E501
+        )
     counts = frame["status"].value_counts()
     print(", ".join(f"{n} {s}" for s, n in counts.items()))
     corrupt = int(counts.get("corrupt", 0))
@@ -94,11 +98,18 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"status     {record.get('status')}" + (f" (cause: {record.get('cause')})" if record.get("cause") else ""))
     if record.get("message"):
         print(f"message    {record['message']}")
-    print(f"stable     {record.get('is_stable')}" + (f" -- {record['unstable_reason']}" if record.get("unstable_reason") else ""))
+    print(
+        f"stable     {record.get('is_stable')}"
+        + (f" -- {record['unstable_reason']}" if record.get("unstable_reason") else "")
+    )
     print(f"integrity  {'ok' if not problems else 'CORRUPT: ' + '; '.join(problems)}")
-    print(f"host       {env.get('host')}  gpu: {env.get('gpu_count')} x {env.get('gpu_model') or 'none'}  "
-          f"git: {str((env.get('git') or {}).get('commit'))[:10]}")
-    print(f"timing     {record.get('started_at')} .. {record.get('finished_at')}  wall {_fmt(record.get('wall_time_s'), '.1f')} s")
+    print(
+        f"host       {env.get('host')}  gpu: {env.get('gpu_count')} x {env.get('gpu_model') or 'none'}  "
+        f"git: {str((env.get('git') or {}).get('commit'))[:10]}"
+    )
+    print(
+        f"timing     {record.get('started_at')} .. {record.get('finished_at')}  wall {_fmt(record.get('wall_time_s'), '.1f')} s"  # noqa: E501
+    )
     print("config     " + ", ".join(f"{k}={v}" for k, v in cfg.items() if v is not None and v != {}))
     shown = [(k, v) for k, v in metrics.items() if v is not None and k not in SPLIT_SHOWN_APART]
     if shown:
@@ -134,20 +145,31 @@ def _show_fidelity(run_dir: Path, record: dict) -> None:
     metrics = record.get("metrics") or {}
     iv = fidelity.get("intervals") or {}
     if iv:
-        print(f"intervals  {iv.get('method')}, {iv.get('units')} units" + (f" ({iv['note']})" if iv.get("note") else ""))
-        for key in ("energy_per_token_joules", "output_throughput_tokens_per_sec", "energy_per_output_joules",
-                    "batch_latency_s"):
+        print(
+            f"intervals  {iv.get('method')}, {iv.get('units')} units" + (f" ({iv['note']})" if iv.get("note") else "")
+        )
+        for key in (
+            "energy_per_token_joules",
+            "output_throughput_tokens_per_sec",
+            "energy_per_output_joules",
+            "batch_latency_s",
+        ):
             if key in iv:
                 print(f"  {key:34s} {_fmt(metrics.get(key), '.4g'):>10s}  {CONFIDENCE_LABEL} {_interval(iv.get(key))}")
     ws = fidelity.get("window_sensitivity") or {}
     if ws:
-        print("windows    " + f"{'window':10s} {'duration s':>10s} {'tokens':>7s} {'J/token':>10s} {'tok/s':>9s}  energy source")
+        print(
+            "windows    "
+            f"{'window':10s} {'duration s':>10s} {'tokens':>7s} {'J/token':>10s} {'tok/s':>9s}  energy source"
+        )
         for name in ("steady", "whole_run", "trimmed"):
             w = ws.get(name)
             if w:
-                print(f"           {name:10s} {_fmt(w.get('duration_s'), '.3f'):>10s} {w.get('output_tokens'):>7d} "
-                      f"{_fmt(w.get('energy_per_token_joules'), '.4g'):>10s} "
-                      f"{_fmt(w.get('output_throughput_tokens_per_sec'), '.4g'):>9s}  {w.get('energy_source')}")
+                print(
+                    f"           {name:10s} {_fmt(w.get('duration_s'), '.3f'):>10s} {w.get('output_tokens'):>7d} "
+                    f"{_fmt(w.get('energy_per_token_joules'), '.4g'):>10s} "
+                    f"{_fmt(w.get('output_throughput_tokens_per_sec'), '.4g'):>9s}  {w.get('energy_source')}"
+                )
     budget = (fidelity.get("error_budget") or {}).get("items") or {}
     if budget:
         largest = (fidelity.get("error_budget") or {}).get("largest")
@@ -171,14 +193,18 @@ def _show_repeats(run_dir: Path, record: dict) -> None:
         state, rec = store.result_state(d)
         rows.append((d.name, state, (rec or {}).get("metrics") or {}))
     ok = [m for _, state, m in rows if state == "ok"]
-    print(f"repeats    {len(siblings)} runs of this configuration ({len(ok)} ok; this is repeat {k}): "
-          + ", ".join(f"{name} {state}" for name, state, _ in rows))
+    print(
+        f"repeats    {len(siblings)} runs of this configuration ({len(ok)} ok; this is repeat {k}): "
+        + ", ".join(f"{name} {state}" for name, state, _ in rows)
+    )
     for key in repeats.METRICS:
         values = [m.get(key) for m in ok if m.get(key) is not None]
         t = repeats.t_interval(values)
         if t:
-            print(f"  {key:34s} mean {_fmt(t[0], '.4g'):>10s}  sd {_fmt(t[1], '.3g'):>9s}  "
-                  f"{CONFIDENCE_LABEL} {_interval(t[2:])}  (n={len(values)}, Student's t)")
+            print(
+                f"  {key:34s} mean {_fmt(t[0], '.4g'):>10s}  sd {_fmt(t[1], '.3g'):>9s}  "
+                f"{CONFIDENCE_LABEL} {_interval(t[2:])}  (n={len(values)}, Student's t)"
+            )
 
 
 SPLIT_SHOWN_APART = frozenset(store.ENERGY_SPLIT_COLUMNS) | {"phase_split_reason"}  # printed by _show_energy_split
@@ -186,8 +212,12 @@ SPLIT_SHOWN_APART = frozenset(store.ENERGY_SPLIT_COLUMNS) | {"phase_split_reason
 
 def _pricing(args) -> PricingAssumptions:
     """The pricing assumptions of ``show``: the cited defaults, with the values given on the command line."""
-    return DEFAULT_PRICING.with_values(getattr(args, "grid_intensity", None), getattr(args, "electricity_price", None),
-                                       getattr(args, "currency", None), getattr(args, "pue", None))
+    return DEFAULT_PRICING.with_values(
+        getattr(args, "grid_intensity", None),
+        getattr(args, "electricity_price", None),
+        getattr(args, "currency", None),
+        getattr(args, "pue", None),
+    )
 
 
 def _share(value) -> str:
@@ -204,12 +234,18 @@ def _show_energy_split(record: dict, pricing: PricingAssumptions) -> None:
     else:
         sd, ph, req = split.get("static_dynamic") or {}, split.get("phases") or {}, split.get("requests") or {}
         if sd.get("static_energy_fraction") is not None:
-            per = ("token", "J/token") if sd.get("static_energy_per_token_joules") is not None else ("output", "J/output")
-            line = f"static     idle {_fmt(sd.get('static_power_watts'), '.4g')} W: {_share(sd['static_energy_fraction'])}" \
-                   f" of the GPU energy"
+            per = (
+                ("token", "J/token") if sd.get("static_energy_per_token_joules") is not None else ("output", "J/output")
+            )
+            line = (
+                f"static     idle {_fmt(sd.get('static_power_watts'), '.4g')} W: {_share(sd['static_energy_fraction'])}"
+                f" of the GPU energy"
+            )
             if sd.get(f"static_energy_per_{per[0]}_joules") is not None:
-                line += (f"; {_fmt(sd[f'static_energy_per_{per[0]}_joules'], '.4g')} {per[1]} static, "
-                         f"{_fmt(sd[f'dynamic_energy_per_{per[0]}_joules'], '.4g')} {per[1]} dynamic")
+                line += (
+                    f"; {_fmt(sd[f'static_energy_per_{per[0]}_joules'], '.4g')} {per[1]} static, "
+                    f"{_fmt(sd[f'dynamic_energy_per_{per[0]}_joules'], '.4g')} {per[1]} dynamic"
+                )
             print(line)
         elif sd:
             print(f"static     not split: {sd.get('reason')}")
@@ -217,37 +253,57 @@ def _show_energy_split(record: dict, pricing: PricingAssumptions) -> None:
             print(f"phases     not estimated: {ph['reason']}")
         elif ph:
             shares = ph.get("shares") or {}
-            print(f"phases     prefill {_fmt(ph.get('prefill_joules_per_token'), '.4g')} J per prompt token "
-                  f"{_interval(ph.get('prefill_interval'))}, decode {_fmt(ph.get('decode_joules_per_token'), '.4g')} "
-                  f"J per output token {_interval(ph.get('decode_interval'))} ({CONFIDENCE_LABEL})")
-            print(f"           of {_fmt(ph.get('energy_joules'), '.4g')} J: static {_share(shares.get('static'))}, "
-                  f"prefill {_share(shares.get('prefill'))}, decode {_share(shares.get('decode'))}, unexplained "
-                  f"{_share(shares.get('residual'))} ({ph.get('ticks')} ticks; {ph.get('energy_source')})")
+            print(
+                f"phases     prefill {_fmt(ph.get('prefill_joules_per_token'), '.4g')} J per prompt token "
+                f"{_interval(ph.get('prefill_interval'))}, decode {_fmt(ph.get('decode_joules_per_token'), '.4g')} "
+                f"J per output token {_interval(ph.get('decode_interval'))} ({CONFIDENCE_LABEL})"
+            )
+            print(
+                f"           of {_fmt(ph.get('energy_joules'), '.4g')} J: static {_share(shares.get('static'))}, "
+                f"prefill {_share(shares.get('prefill'))}, decode {_share(shares.get('decode'))}, unexplained "
+                f"{_share(shares.get('residual'))} ({ph.get('ticks')} ticks; {ph.get('energy_source')})"
+            )
             for note in ph.get("notes") or []:
                 print(f"           note: {note}")
         if req.get("static_energy_fraction_median") is not None:
-            print(f"requests   static share per request: median {_share(req['static_energy_fraction_median'])} "
-                  f"(10th to 90th percentile {_share(req['static_energy_fraction_p10'])} to "
-                  f"{_share(req['static_energy_fraction_p90'])}) over {req.get('requests')} requests")
+            print(
+                f"requests   static share per request: median {_share(req['static_energy_fraction_median'])} "
+                f"(10th to 90th percentile {_share(req['static_energy_fraction_p10'])} to "
+                f"{_share(req['static_energy_fraction_p90'])}) over {req.get('requests')} requests"
+            )
     _show_priced(record, metrics, pricing)
 
 
 def _show_priced(record: dict, metrics: dict, pricing: PricingAssumptions) -> None:
     task = (record.get("config") or {}).get("task")
     unit = OUTPUT_UNIT.get(task, "output") if task else "output"
-    rows = [("per million output tokens", price_energy(
-                None if metrics.get("energy_per_token_joules") is None
-                else metrics["energy_per_token_joules"] * TOKENS_PER_MILLION, pricing)),
-            (f"per {unit}", price_energy(metrics.get("energy_per_output_joules"), pricing))]
+    rows = [
+        (
+            "per million output tokens",
+            price_energy(
+                None
+                if metrics.get("energy_per_token_joules") is None
+                else metrics["energy_per_token_joules"] * TOKENS_PER_MILLION,
+                pricing,
+            ),
+        ),
+        (f"per {unit}", price_energy(metrics.get("energy_per_output_joules"), pricing)),
+    ]
     priced = [(what, p) for what, p in rows if p is not None]
     if not priced:
         if record.get("status") == "ok":
-            print(f"priced     nothing: no GPU energy was measured ({metrics.get('energy_source') or 'no energy source'})")
+            print(
+                f"priced     nothing: no GPU energy was measured ({metrics.get('energy_source') or 'no energy source'})"
+            )
         return
     print(f"priced     GPU energy; {pricing.describe()}")
     for what, p in priced:
-        print(f"  {what:26s} {p.kwh_it:.4g} kWh at the GPUs, {p.kwh_facility:.4g} kWh at the meter, "
-              f"{p.grams_co2e:.4g} g CO2e, {p.cost:.4g} {p.currency}")
+        print(
+            f"  {what:26s} {p.kwh_it:.4g} kWh at the GPUs, {p.kwh_facility:.4g} kWh at the meter, "
+            f"{p.grams_co2e:.4g} g CO2e, {p.cost:.4g} {p.currency}"
+        )
+
+
 def _show_node_and_gpu_settings(record: dict) -> None:
     """CPU package and DRAM energy beside the GPU's (or why they are null), and the power cap or locked clock
     the run was measured under, each GPU's original and whether it was restored."""
@@ -258,16 +314,24 @@ def _show_node_and_gpu_settings(record: dict) -> None:
     settings = record.get("gpu_settings")
     if not settings:
         return
-    asked = ", ".join(f"{k}={settings[k]:g}" for k in ("power_limit_watts", "sm_clock_mhz") if settings.get(k) is not None)
-    restored = {True: "restored after the run", False: "NOT restored: " + "; ".join(
-        settings.get("restore_problems") or ["see the state file"]) + f" ({settings.get('state_file')})"}
+    asked = ", ".join(
+        f"{k}={settings[k]:g}" for k in ("power_limit_watts", "sm_clock_mhz") if settings.get(k) is not None
+    )
+    restored = {
+        True: "restored after the run",
+        False: "NOT restored: "
+        + "; ".join(settings.get("restore_problems") or ["see the state file"])
+        + f" ({settings.get('state_file')})",
+    }
     print(f"gpu        {asked}; {restored.get(settings.get('restored'), 'restore not recorded')}")
     for index, gpu in sorted((settings.get("gpus") or {}).items()):
         parts = []
         if "power_limit_watts" in gpu:
-            parts.append(f"power limit {_fmt(gpu.get('power_limit_watts'), 'g')} W (enforced "
-                         f"{_fmt(gpu.get('enforced_power_limit_watts'), 'g')} W; original "
-                         f"{_fmt(gpu.get('original_power_limit_watts'), 'g')} W)")
+            parts.append(
+                f"power limit {_fmt(gpu.get('power_limit_watts'), 'g')} W (enforced "
+                f"{_fmt(gpu.get('enforced_power_limit_watts'), 'g')} W; original "
+                f"{_fmt(gpu.get('original_power_limit_watts'), 'g')} W)"
+            )
         if gpu.get("sm_clock_locked_mhz"):
             low, high = gpu["sm_clock_locked_mhz"]
             parts.append(f"SM clock locked {low}..{high} MHz (unlocked after)")
@@ -276,27 +340,49 @@ def _show_node_and_gpu_settings(record: dict) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``list`` and ``show`` to the command line."""
-    p = sub.add_parser("list", help="table of measured runs with status and key figures",
-                       description="List run folders under the results directory with their status, stability "
-                                   "and key figures. Folders whose files fail their checksums are flagged "
-                                   "CORRUPT (exit code 1).")
+    p = sub.add_parser(
+        "list",
+        help="table of measured runs with status and key figures",
+        description="List run folders under the results directory with their status, stability "
+        "and key figures. Folders whose files fail their checksums are flagged "
+        "CORRUPT (exit code 1).",
+    )
     p.add_argument("--results", default="results", help="results directory (default: results)")
     p.add_argument("--study", help="only this study")
-    p.add_argument("--flag", action="append", metavar="CHECK",
-                   help="only runs that failed this reference-validator check (repeatable; 'any' for any flag), "
-                        "e.g. steady-duration, temperature, output-length-cap")
+    p.add_argument(
+        "--flag",
+        action="append",
+        metavar="CHECK",
+        help="only runs that failed this reference-validator check (repeatable; 'any' for any flag), "
+        "e.g. steady-duration, temperature, output-length-cap",
+    )
     p.set_defaults(func=_cmd_list)
-    p = sub.add_parser("show", help="print one run's summary",
-                       description="Print a run's status, validity flags, integrity, config and summary metrics.")
+    p = sub.add_parser(
+        "show",
+        help="print one run's summary",
+        description="Print a run's status, validity flags, integrity, config and summary metrics.",
+    )
     p.add_argument("run", metavar="RUN", help="a run id (or its prefix) or a run folder path")
     p.add_argument("--results", default="results", help="results directory searched for run ids (default: results)")
     p.add_argument("--json", action="store_true", help="print run.json as stored")
-    p.add_argument("--grid-intensity", type=float, metavar="G",
-                   help=f"grams of CO2e per kWh of the grid (default {DEFAULT_PRICING.grid_intensity_grams_per_kwh:g}, "
-                        "the 2022 world average, Ember)")
-    p.add_argument("--electricity-price", type=float, metavar="P",
-                   help=f"price of one kWh (default {DEFAULT_PRICING.price_per_kwh:g} USD, US industrial 2023, EIA)")
+    p.add_argument(
+        "--grid-intensity",
+        type=float,
+        metavar="G",
+        help=f"grams of CO2e per kWh of the grid (default {DEFAULT_PRICING.grid_intensity_grams_per_kwh:g}, "
+        "the 2022 world average, Ember)",
+    )
+    p.add_argument(
+        "--electricity-price",
+        type=float,
+        metavar="P",
+        help=f"price of one kWh (default {DEFAULT_PRICING.price_per_kwh:g} USD, US industrial 2023, EIA)",
+    )
     p.add_argument("--currency", metavar="CODE", help="currency of --electricity-price (default USD)")
-    p.add_argument("--pue", type=float, metavar="X",
-                   help=f"facility energy over IT energy (default {DEFAULT_PRICING.pue:g}, Uptime Institute 2023)")
+    p.add_argument(
+        "--pue",
+        type=float,
+        metavar="X",
+        help=f"facility energy over IT energy (default {DEFAULT_PRICING.pue:g}, Uptime Institute 2023)",
+    )
     p.set_defaults(func=_cmd_show)

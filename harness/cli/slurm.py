@@ -25,15 +25,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "The script is kept in <results>/<study>/slurm/.",
     )
     p.add_argument("config", help="study config (YAML)")
-    p.add_argument("--results", default="results", help="shared results folder, visible to every node (default: results)")
+    p.add_argument(
+        "--results", default="results", help="shared results folder, visible to every node (default: results)"
+    )
     p.add_argument("--partition", help="Slurm partition")
-    p.add_argument("--time", dest="time_limit",
-                   help="time limit per task in Slurm's format (default: the study's run_timeout_s + 15 min)")
+    p.add_argument(
+        "--time",
+        dest="time_limit",
+        help="time limit per task in Slurm's format (default: the study's run_timeout_s + 15 min)",
+    )
     p.add_argument("--cpus-per-task", type=int, help="CPUs per task (default: the cluster's)")
     p.add_argument("--max-parallel", type=int, help="run at most N tasks of an array at once (--array=...%%N)")
-    p.add_argument("--sbatch-arg", action="append", default=[], metavar="FLAG",
-                   help="extra sbatch flag written into the script, e.g. --sbatch-arg=--account=proj "
-                   "--sbatch-arg=--exclusive (repeatable; use the = form)")
+    p.add_argument(
+        "--sbatch-arg",
+        action="append",
+        default=[],
+        metavar="FLAG",
+        help="extra sbatch flag written into the script, e.g. --sbatch-arg=--account=proj "
+        "--sbatch-arg=--exclusive (repeatable; use the = form)",
+    )
     p.add_argument("--gpu-type", help="GPU type in the cluster's GRES names, e.g. h100: --gres=gpu:h100:N")
     p.add_argument("--no-gpu", action="store_true", help="request no GPUs (CPU-only smoke sweeps)")
     p.add_argument("--retry-failed", action="store_true", help="submit only the configurations whose last task failed")
@@ -64,12 +74,19 @@ def _cmd_submit(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise slurm.SlurmError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
     study = load_study(args.config)
-    options = slurm.SubmitOptions(partition=args.partition, time_limit=args.time_limit, cpus_per_task=args.cpus_per_task,
-                            max_parallel=args.max_parallel, sbatch_args=tuple(args.sbatch_arg), no_gpu=args.no_gpu,
-                            gpu_type=args.gpu_type)
+    options = slurm.SubmitOptions(
+        partition=args.partition,
+        time_limit=args.time_limit,
+        cpus_per_task=args.cpus_per_task,
+        max_parallel=args.max_parallel,
+        sbatch_args=tuple(args.sbatch_arg),
+        no_gpu=args.no_gpu,
+        gpu_type=args.gpu_type,
+    )
     states = slurm.task_states(study, Path(args.results), use_queue=not args.dry_run)
-    subs = slurm.submit(study, Path(args.results), options, retry_failed=args.retry_failed, dry_run=args.dry_run,
-                  states=states)
+    subs = slurm.submit(
+        study, Path(args.results), options, retry_failed=args.retry_failed, dry_run=args.dry_run, states=states
+    )
     stored_failed = sum(t.state == "failed" and t.stored == "failed" for t in states)
     if not subs:
         what = "failed configurations" if args.retry_failed else "configurations without a result"
@@ -80,11 +97,15 @@ def _cmd_submit(args: argparse.Namespace) -> int:
             print(f"dry run, nothing submitted: array {s.plan.array_spec} ({gpus})", file=sys.stderr)
             print(s.text)
         else:
-            print(f"submitted array job {s.job_id}: {len(s.plan.indices)} task(s) [{s.plan.array_spec}], {gpus}; "
-                  f"script {s.script}")
+            print(
+                f"submitted array job {s.job_id}: {len(s.plan.indices)} task(s) [{s.plan.array_spec}], {gpus}; "
+                f"script {s.script}"
+            )
     if stored_failed and not args.retry_failed:
-        print(f"{stored_failed} configuration(s) failed earlier and were not resubmitted; "
-              f"resubmit them with --retry-failed")
+        print(
+            f"{stored_failed} configuration(s) failed earlier and were not resubmitted; "
+            f"resubmit them with --retry-failed"
+        )
     if subs and not args.dry_run:
         print(f"follow it with: python -m harness status {args.config} --results {args.results}")
     return 0
@@ -96,9 +117,20 @@ def _cmd_status(args: argparse.Namespace) -> int:
     states = slurm.task_states(study, Path(args.results), use_queue=not args.no_queue)
     if args.json:
         for t in states:
-            print(json.dumps({"index": t.index, "run_id": t.run_id, "configuration": t.label, "state": t.state,
-                              "job": t.job, "reason": t.reason, "log": str(t.log) if t.log else None,
-                              "stored": t.stored}))
+            print(
+                json.dumps(
+                    {
+                        "index": t.index,
+                        "run_id": t.run_id,
+                        "configuration": t.label,
+                        "state": t.state,
+                        "job": t.job,
+                        "reason": t.reason,
+                        "log": str(t.log) if t.log else None,
+                        "stored": t.stored,
+                    }
+                )
+            )
         return 0
     width = max(len(t.label) for t in states)
     print(f"{'index':>5}  {'run id':<12}  {'configuration':<{width}}  {'state':<13}  job")

@@ -134,9 +134,16 @@ class Estimate:
 
     def as_dict(self) -> dict:
         """The estimate as a JSON-ready dict (units as in the field names)."""
-        return {"quantity": self.quantity, "value": self.value, "halfwidth": self.halfwidth,
-                "rel_halfwidth": self.rel_halfwidth, "num_batches": self.num_batches, "window_s": self.window_s,
-                "output_tokens": self.output_tokens, "confidence": self.confidence}
+        return {
+            "quantity": self.quantity,
+            "value": self.value,
+            "halfwidth": self.halfwidth,
+            "rel_halfwidth": self.rel_halfwidth,
+            "num_batches": self.num_batches,
+            "window_s": self.window_s,
+            "output_tokens": self.output_tokens,
+            "confidence": self.confidence,
+        }
 
 
 def quantity_of(segments: Sequence[Segment]) -> str:
@@ -146,8 +153,9 @@ def quantity_of(segments: Sequence[Segment]) -> str:
     return "time_per_token_s"
 
 
-def batch_means(segments: Sequence[Segment], num_batches: int = DEFAULT_NUM_BATCHES,
-                confidence: float = CONFIDENCE) -> Estimate | None:
+def batch_means(
+    segments: Sequence[Segment], num_batches: int = DEFAULT_NUM_BATCHES, confidence: float = CONFIDENCE
+) -> Estimate | None:
     """The estimate and its half-width from ``segments`` (in time order), or None when not computable.
 
     Not computable: fewer segments than batches, a batch without tokens, or a zero estimate.
@@ -169,7 +177,7 @@ def batch_means(segments: Sequence[Segment], num_batches: int = DEFAULT_NUM_BATC
     i = 0
     for b in range(num_batches):
         size = base + (1 if b < extra else 0)
-        chunk = segments[i:i + size]
+        chunk = segments[i : i + size]
         i += size
         tokens = sum(s.output_tokens for s in chunk)
         if tokens <= 0:
@@ -180,9 +188,16 @@ def batch_means(segments: Sequence[Segment], num_batches: int = DEFAULT_NUM_BATC
     if not value > 0:
         return None
     halfwidth = t_quantile(confidence, num_batches - 1) * statistics.stdev(values) / math.sqrt(num_batches)
-    return Estimate(quantity=quantity, value=value, halfwidth=halfwidth, rel_halfwidth=halfwidth / value,
-                    num_batches=num_batches, window_s=sum(s.duration_s for s in segments), output_tokens=tokens,
-                    confidence=confidence)
+    return Estimate(
+        quantity=quantity,
+        value=value,
+        halfwidth=halfwidth,
+        rel_halfwidth=halfwidth / value,
+        num_batches=num_batches,
+        window_s=sum(s.duration_s for s in segments),
+        output_tokens=tokens,
+        confidence=confidence,
+    )
 
 
 @dataclass(frozen=True)
@@ -219,25 +234,36 @@ class StopRule:
         rel = getattr(cfg, "adaptive_rel_halfwidth", None)
         window = getattr(cfg, "adaptive_min_window_s", None)
         batches = getattr(cfg, "adaptive_batches", None)
-        return cls(method=method,
-                   rel_halfwidth=DEFAULT_REL_HALFWIDTH if rel is None else float(rel),
-                   min_window_s=DEFAULT_MIN_WINDOW_S if window is None else float(window),
-                   num_batches=DEFAULT_NUM_BATCHES if batches is None else int(batches),
-                   min_finishes=int(getattr(cfg, "max_num_seqs", None) or 0))
+        return cls(
+            method=method,
+            rel_halfwidth=DEFAULT_REL_HALFWIDTH if rel is None else float(rel),
+            min_window_s=DEFAULT_MIN_WINDOW_S if window is None else float(window),
+            num_batches=DEFAULT_NUM_BATCHES if batches is None else int(batches),
+            min_finishes=int(getattr(cfg, "max_num_seqs", None) or 0),
+        )
 
     def as_dict(self) -> dict:
         """The rule as a JSON-ready dict (``checkpoint_s`` resolved to :attr:`period_s`)."""
-        return {"method": self.method, "rel_halfwidth": self.rel_halfwidth, "min_window_s": self.min_window_s,
-                "num_batches": self.num_batches, "confidence": self.confidence, "checkpoint_s": self.period_s,
-                "min_finishes_in_window": self.min_finishes}
+        return {
+            "method": self.method,
+            "rel_halfwidth": self.rel_halfwidth,
+            "min_window_s": self.min_window_s,
+            "num_batches": self.num_batches,
+            "confidence": self.confidence,
+            "checkpoint_s": self.period_s,
+            "min_finishes_in_window": self.min_finishes,
+        }
 
 
 def should_stop(estimate: Estimate | None, rule: StopRule, finishes_in_window: int = 0) -> bool:
     """True when an adaptive rule is satisfied by ``estimate`` (never for ``method="fixed"``)."""
-    return (rule.method == "adaptive" and estimate is not None
-            and estimate.window_s >= rule.min_window_s
-            and finishes_in_window >= rule.min_finishes
-            and estimate.rel_halfwidth <= rule.rel_halfwidth)
+    return (
+        rule.method == "adaptive"
+        and estimate is not None
+        and estimate.window_s >= rule.min_window_s
+        and finishes_in_window >= rule.min_finishes
+        and estimate.rel_halfwidth <= rule.rel_halfwidth
+    )
 
 
 # --- online -------------------------------------------------------------------------------------------
@@ -372,8 +398,9 @@ class AdaptiveStopper:
             }
 
 
-def for_run(cfg: object, meter: Meter, tracker: WindowTracker,
-            clock: Callable[[], float] = time.time) -> AdaptiveStopper:
+def for_run(
+    cfg: object, meter: Meter, tracker: WindowTracker, clock: Callable[[], float] = time.time
+) -> AdaptiveStopper:
     """The stopper of an LLM run: its rule comes from the configuration (``stop``, ``adaptive_*``)."""
     return AdaptiveStopper(StopRule.from_config(cfg), meter, tracker, clock=clock)
 
@@ -404,10 +431,26 @@ def is_stopped(record: object) -> bool:
 def segments_from_summary(summary: dict | None) -> list[Segment]:
     """The segments a :meth:`AdaptiveStopper.summary` recorded (``[]`` without any)."""
     seg = (summary or {}).get("segments") or {}
-    columns = (seg.get("start_time_s", ()), seg.get("end_time_s", ()), seg.get("gpu_energy_joules", ()),
-               seg.get("output_tokens", ()))
+    columns = (
+        seg.get("start_time_s", ()),
+        seg.get("end_time_s", ()),
+        seg.get("gpu_energy_joules", ()),
+        seg.get("output_tokens", ()),
+    )
     return [Segment(a, b, e, int(n)) for a, b, e, n in zip(*columns, strict=False)]
 
 
-__all__ = ["AdaptiveStopper", "Estimate", "Segment", "StopRule", "batch_means", "for_run", "is_stopped",
-           "mark_stopped", "should_stop", "t_quantile", "METHODS", "STOPPED_ERROR"]
+__all__ = [
+    "METHODS",
+    "STOPPED_ERROR",
+    "AdaptiveStopper",
+    "Estimate",
+    "Segment",
+    "StopRule",
+    "batch_means",
+    "for_run",
+    "is_stopped",
+    "mark_stopped",
+    "should_stop",
+    "t_quantile",
+]

@@ -97,8 +97,12 @@ def from_options(opts: dict, seed: int = 0, where: str = "options") -> Arrival:
         value = opts.get(key, default)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or \
-                (value <= minimum if strict else value < minimum):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or (value <= minimum if strict else value < minimum)
+        ):
             raise ConfigError(f"{where}.{key} must be a number {'>' if strict else '>='} {minimum:g}, got {value!r}")
         return float(value)
 
@@ -120,15 +124,23 @@ def from_options(opts: dict, seed: int = 0, where: str = "options") -> Arrival:
                 raise ConfigError(f"{where}.{key} only applies with arrival: poisson")
     if pattern != "concurrency" and conc is not None:
         raise ConfigError(f"{where}.concurrency only applies with arrival: concurrency")
-    return Arrival(pattern=pattern, rate_per_s=rate,
-                   burstiness=burst if pattern == "poisson" and burst is not None else 1.0,
-                   concurrency=conc,
-                   warmup_fraction=warm if pattern == "poisson" and warm is not None else DEFAULT_WARMUP_FRACTION,
-                   seed=int(seed))
+    return Arrival(
+        pattern=pattern,
+        rate_per_s=rate,
+        burstiness=burst if pattern == "poisson" and burst is not None else 1.0,
+        concurrency=conc,
+        warmup_fraction=warm if pattern == "poisson" and warm is not None else DEFAULT_WARMUP_FRACTION,
+        seed=int(seed),
+    )
 
 
-def tracker_for(arrival: Arrival, max_num_seqs: int, num_requests: int, on_open: Callable[[], object] | None = None,
-                on_close: Callable[[], object] | None = None) -> WindowTracker:
+def tracker_for(
+    arrival: Arrival,
+    max_num_seqs: int,
+    num_requests: int,
+    on_open: Callable[[], object] | None = None,
+    on_close: Callable[[], object] | None = None,
+) -> WindowTracker:
     """The steady-window tracker of ``arrival`` (see the module docstring)."""
     if arrival.pattern == "poisson":
         open_at = max(1, math.ceil(arrival.warmup_fraction * num_requests))
@@ -136,8 +148,9 @@ def tracker_for(arrival: Arrival, max_num_seqs: int, num_requests: int, on_open:
     return SteadyTracker(arrival.effective_batch(max_num_seqs), num_requests, on_open=on_open, on_close=on_close)
 
 
-def steady_bounds(requests: Sequence[RequestEvents], arrival: Arrival, max_num_seqs: int,
-                  stop_time_s: float | None = None) -> tuple[float, float] | None:
+def steady_bounds(
+    requests: Sequence[RequestEvents], arrival: Arrival, max_num_seqs: int, stop_time_s: float | None = None
+) -> tuple[float, float] | None:
     """Times (seconds) at which ``arrival``'s steady window opened and closed, or None if it never did: the
     online window replayed (:func:`harness.measuring.windows.replay_bounds`) through the pattern's tracker
     from the requests' submissions, first tokens and finishes."""
@@ -157,24 +170,37 @@ class SentRequest(Protocol):
 class Gate:
     """Holds each request back until its pattern lets it go (used by :mod:`harness.workloads.loadgen`)."""
 
-    def __init__(self, arrival: Arrival, num_requests: int,
-                 sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
-                 monotonic: Callable[[], float] | None = None):
+    def __init__(
+        self,
+        arrival: Arrival,
+        num_requests: int,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        monotonic: Callable[[], float] | None = None,
+    ):
         """``sleep`` (seconds) and ``monotonic`` (a clock in seconds) are the event loop's unless a test fakes them."""
         import time
 
         self.arrival = arrival
         self.offsets = arrival.offsets_s(num_requests)
         self._sleep, self._monotonic = sleep, monotonic or time.monotonic
-        self._slots = (asyncio.Semaphore(int(arrival.concurrency))
-                       if arrival.pattern == "concurrency" and arrival.concurrency is not None else None)
+        self._slots = (
+            asyncio.Semaphore(int(arrival.concurrency))
+            if arrival.pattern == "concurrency" and arrival.concurrency is not None
+            else None
+        )
         self._t0: float | None = None
         self._order: list[asyncio.Event] = [asyncio.Event() for _ in range(num_requests)] if self._slots else []
         if self._order:
             self._order[0].set()
 
-    async def send(self, index: int, rec: SentRequest, tracker: WindowTracker, clock: Callable[[], float],
-                   request: Callable[[], Awaitable[object]]) -> None:
+    async def send(
+        self,
+        index: int,
+        rec: SentRequest,
+        tracker: WindowTracker,
+        clock: Callable[[], float],
+        request: Callable[[], Awaitable[object]],
+    ) -> None:
         """Wait for request ``index``'s turn, stamp its submission (and tell the tracker), then run
         ``request()``; a request cancelled before it was sent is recorded as failed, never sent."""
         if self._t0 is None:

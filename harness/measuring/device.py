@@ -28,7 +28,7 @@ Which GPUs a process sees follows ``CUDA_VISIBLE_DEVICES`` as CUDA reads it:
 A MIG slice has no energy counter of its own: it maps to the GPU that holds it (``mig=True``), and
 energy read there is the whole GPU's. Zeus 0.16 parses the variable with ``int()`` and refuses UUIDs
 and MIG ids; :func:`nvml_indices_env` gives the value to hand it instead (the NVML indices).
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -70,8 +70,10 @@ class GPU(abc.ABC):
         self.mig = mig  # a MIG slice: readings are the whole GPU's that holds it (memory total is the slice's)
 
     def __repr__(self) -> str:
-        return (f"{type(self).__name__}(cuda_index={self.cuda_index}, nvml_index={self.nvml_index}, "
-                f"entry={self.entry!r}, mig={self.mig})")
+        return (
+            f"{type(self).__name__}(cuda_index={self.cuda_index}, nvml_index={self.nvml_index}, "
+            f"entry={self.entry!r}, mig={self.mig})"
+        )
 
     @abc.abstractmethod
     def name(self) -> str:
@@ -163,15 +165,26 @@ def _text(value: bytes | str) -> str:
 
 def _absent_codes(nvml: Any) -> tuple:
     """NVML errors that mean "this driver or GPU has no such reading" (not a fault)."""
-    return tuple(getattr(nvml, name) for name in ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
-                 if hasattr(nvml, name))
+    return tuple(
+        getattr(nvml, name)
+        for name in ("NVML_ERROR_NOT_SUPPORTED", "NVML_ERROR_FUNCTION_NOT_FOUND")
+        if hasattr(nvml, name)
+    )
 
 
 class NvidiaGPU(GPU):
     """A GPU read through NVML (``pynvml``, looked up at each call so that a faked module is used)."""
 
-    def __init__(self, nvml: Any, cuda_index: int, nvml_index: int, handle: object, entry: str,
-                 mig: bool = False, slice_handle: object = None):
+    def __init__(
+        self,
+        nvml: Any,
+        cuda_index: int,
+        nvml_index: int,
+        handle: object,
+        entry: str,
+        mig: bool = False,
+        slice_handle: object = None,
+    ):
         super().__init__(cuda_index, nvml_index, entry, mig)
         self._nvml, self._handle = nvml, handle
         self._slice_handle = slice_handle  # the MIG device's own handle (its memory is the slice's), when known
@@ -259,13 +272,24 @@ class NvidiaGPU(GPU):
 
     def temperature_celsius(self) -> float:
         # nvmlDeviceGetTemperature is deprecated; newer bindings add nvmlDeviceGetTemperatureV
-        return float(self._reading(lambda: self._first_available(
-            "temperature", ("nvmlDeviceGetTemperature", "nvmlDeviceGetTemperatureV"), self._nvml.NVML_TEMPERATURE_GPU)))
+        return float(
+            self._reading(
+                lambda: self._first_available(
+                    "temperature",
+                    ("nvmlDeviceGetTemperature", "nvmlDeviceGetTemperatureV"),
+                    self._nvml.NVML_TEMPERATURE_GPU,
+                )
+            )
+        )
 
     def throttle_reasons(self) -> int:
-        return int(self._reading(lambda: self._first_available(
-            "reasons", ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons"))))
-
+        return int(
+            self._reading(
+                lambda: self._first_available(
+                    "reasons", ("nvmlDeviceGetCurrentClocksEventReasons", "nvmlDeviceGetCurrentClocksThrottleReasons")
+                )
+            )
+        )
 
     # settings: NVML's setters need root (or the admin's leave); their refusals become SettingRefused
 
@@ -276,16 +300,21 @@ class NvidiaGPU(GPU):
             return call()
         except nvml.NVMLError as exc:
             code = getattr(exc, "value", None)
-            reasons = {getattr(nvml, "NVML_ERROR_NO_PERMISSION", None): "no-permission",
-                       getattr(nvml, "NVML_ERROR_INVALID_ARGUMENT", None): "invalid-argument"}
+            reasons = {
+                getattr(nvml, "NVML_ERROR_NO_PERMISSION", None): "no-permission",
+                getattr(nvml, "NVML_ERROR_INVALID_ARGUMENT", None): "invalid-argument",
+            }
             reason = reasons.get(code) or ("not-supported" if code in _absent_codes(nvml) else None)
             if reason is None:
                 raise
-            why = {"no-permission": "this process may not (NVML_ERROR_NO_PERMISSION; setting it needs root)",
-                   "invalid-argument": f"the driver refused the value ({exc})",
-                   "not-supported": f"not supported on this GPU ({exc})"}[reason]
-            raise SettingRefused(f"GPU {self.cuda_index} ({self.entry or self.nvml_index}): cannot {what}: {why}",
-                                 reason) from exc
+            why = {
+                "no-permission": "this process may not (NVML_ERROR_NO_PERMISSION; setting it needs root)",
+                "invalid-argument": f"the driver refused the value ({exc})",
+                "not-supported": f"not supported on this GPU ({exc})",
+            }[reason]
+            raise SettingRefused(
+                f"GPU {self.cuda_index} ({self.entry or self.nvml_index}): cannot {what}: {why}", reason
+            ) from exc
 
     def power_limit_range_watts(self) -> tuple[float, float]:
         low, high = self._reading(lambda: self._nvml.nvmlDeviceGetPowerManagementLimitConstraints(self._handle))
@@ -299,8 +328,10 @@ class NvidiaGPU(GPU):
 
     def set_power_limit_watts(self, watts: float) -> None:
         milliwatts = round(watts * 1000)
-        self._setting(f"set the power limit to {watts:g} W",
-                      lambda: self._nvml.nvmlDeviceSetPowerManagementLimit(self._handle, milliwatts))
+        self._setting(
+            f"set the power limit to {watts:g} W",
+            lambda: self._nvml.nvmlDeviceSetPowerManagementLimit(self._handle, milliwatts),
+        )
 
     def supported_sm_clocks_mhz(self) -> list[int]:
         nvml = self._nvml
@@ -311,8 +342,10 @@ class NvidiaGPU(GPU):
         return sorted(int(c) for c in clocks)
 
     def lock_sm_clocks_mhz(self, low_mhz: int, high_mhz: int) -> None:
-        self._setting(f"lock the SM clock to {low_mhz}..{high_mhz} MHz",
-                      lambda: self._nvml.nvmlDeviceSetGpuLockedClocks(self._handle, int(low_mhz), int(high_mhz)))
+        self._setting(
+            f"lock the SM clock to {low_mhz}..{high_mhz} MHz",
+            lambda: self._nvml.nvmlDeviceSetGpuLockedClocks(self._handle, int(low_mhz), int(high_mhz)),
+        )
 
     def reset_sm_clocks(self) -> None:
         self._setting("unlock the SM clock", lambda: self._nvml.nvmlDeviceResetGpuLockedClocks(self._handle))
@@ -343,7 +376,7 @@ def _resolve(nvml: Any, item: str) -> tuple[object, bool, object] | None:
             return None
         return nvml.nvmlDeviceGetHandleByIndex(index), False, None
     if item.startswith("MIG-"):
-        rest = item[len("MIG-"):]
+        rest = item[len("MIG-") :]
         parent = mig = None
         if rest.startswith("GPU-"):  # MIG-GPU-<uuid>/<gi>/<ci> (drivers before R470)
             parent = _by_uuid_prefix(nvml, rest.split("/", 1)[0])
@@ -376,8 +409,7 @@ def _visible(nvml: Any) -> list[NvidiaGPU]:
     """The GPUs this process sees (NVML initialised); [] for ``CUDA_VISIBLE_DEVICES=""``."""
     value = os.environ.get(ENV)
     if value is None:
-        return [NvidiaGPU(nvml, i, i, nvml.nvmlDeviceGetHandleByIndex(i), "")
-                for i in range(nvml.nvmlDeviceGetCount())]
+        return [NvidiaGPU(nvml, i, i, nvml.nvmlDeviceGetHandleByIndex(i), "") for i in range(nvml.nvmlDeviceGetCount())]
     out: list[NvidiaGPU] = []
     for item in (v.strip() for v in value.split(",")):
         resolved = _resolve(nvml, item) if item else None
@@ -407,6 +439,7 @@ def visible_gpus() -> list[GPU]:
 def gpu_by_uuid(uuid: str) -> GPU | None:
     """The GPU with this UUID among all NVML lists, whatever ``CUDA_VISIBLE_DEVICES`` shows (None when this
     host has no such GPU; ``cuda_index`` is then its NVML index). Raises :class:`NvmlUnavailable` without NVML."""
+
     def find(nvml: Any) -> GPU | None:
         try:
             handle = nvml.nvmlDeviceGetHandleByUUID(uuid)

@@ -38,8 +38,9 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from harness.errors import HarnessError
 from harness.measuring import device
@@ -121,8 +122,12 @@ class ZeusMeter:
     raises :class:`HarnessError` (a host with none at all gives null energy).
     """
 
-    def __init__(self, gpu_indices: list[int] | None = None, clock: Callable[[], float] = time.time,
-                 monitor_factory: Callable[..., Any] | None = None):
+    def __init__(
+        self,
+        gpu_indices: list[int] | None = None,
+        clock: Callable[[], float] = time.time,
+        monitor_factory: Callable[..., Any] | None = None,
+    ):
         self.clock = clock
         self._lock = threading.Lock()
         self._open: dict[str, float] = {}
@@ -212,8 +217,15 @@ class ZeusMeter:
                 gpu = {i: _joules(measured.gpu_energy.get(i)) for i in self.gpu_indices}
                 cpu = {int(i): _joules(v) for i, v in (measured.cpu_energy or {}).items()}
                 dram = {int(i): _joules(v) for i, v in (measured.dram_energy or {}).items()}
-            window = WindowMeasurement(name=name, start_time_s=start, end_time_s=end, gpu_energy_joules=gpu,
-                                       cpu_energy_joules=cpu, dram_energy_joules=dram, energy_source=source)
+            window = WindowMeasurement(
+                name=name,
+                start_time_s=start,
+                end_time_s=end,
+                gpu_energy_joules=gpu,
+                cpu_energy_joules=cpu,
+                dram_energy_joules=dram,
+                energy_source=source,
+            )
             self.windows[name] = window
             return window
 
@@ -250,8 +262,9 @@ def rapl_problem() -> str | None:
     if not rapl.rapl_is_available():
         return f"no RAPL on this host: {rapl.RAPL_DIR} does not exist"
     folder = rapl.RAPL_DIR if os.path.exists(rapl.RAPL_DIR) else rapl.CONTAINER_RAPL_DIR
-    packages = sorted(int(p.rsplit(":", 1)[1]) for p in glob.glob(f"{folder}/intel-rapl:*")
-                      if p.rsplit(":", 1)[1].isdigit())
+    packages = sorted(
+        int(p.rsplit(":", 1)[1]) for p in glob.glob(f"{folder}/intel-rapl:*") if p.rsplit(":", 1)[1].isdigit()
+    )
     if not packages:
         return f"no CPU package under {folder}"
     for index in packages:
@@ -260,8 +273,10 @@ def rapl_problem() -> str | None:
         except Exception as exc:  # noqa: BLE001 -- each of Zeus' reasons, named
             cause = exc.__cause__ if exc.__cause__ is not None else exc
             if isinstance(cause, PermissionError):
-                return (f"RAPL package {index} cannot be read: permission denied on {cause.filename} "
-                        f"(RAPL needs root or read access to energy_uj)")
+                return (
+                    f"RAPL package {index} cannot be read: permission denied on {cause.filename} "
+                    f"(RAPL needs root or read access to energy_uj)"
+                )
             return f"RAPL package {index} cannot be read ({type(exc).__name__}: {exc})"
     return None
 

@@ -108,8 +108,15 @@ def _gpus() -> dict:
         problem = str(exc)
     except Exception as exc:  # noqa: BLE001  # NVMLError while reading
         problem = f"NVML: {exc}"
-    return {"nvml": f"unavailable ({problem})", "gpu_count": 0, "gpu_names": [], "gpu_model": None,
-            "power_limit_watts": [], "driver_version": None, "cuda_driver_version": None}
+    return {
+        "nvml": f"unavailable ({problem})",
+        "gpu_count": 0,
+        "gpu_names": [],
+        "gpu_model": None,
+        "power_limit_watts": [],
+        "driver_version": None,
+        "cuda_driver_version": None,
+    }
 
 
 def _cpu_model() -> str:

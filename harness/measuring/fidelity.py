@@ -37,7 +37,7 @@ trimmed window has none, so its energy comes from the counter samples of the tim
 * ``steady_vs_whole_run``: energy per token of the whole run against the steady window (output
   throughput where no energy was measured);
 * ``bootstrap``: the interval's half-width relative to the estimate.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -86,8 +86,10 @@ def counter_curves(timeline: pd.DataFrame | None) -> dict[int, tuple[np.ndarray,
     return out
 
 
-def counter_energy(curves: Mapping[int, tuple[np.ndarray, np.ndarray]], edges: Sequence[float] | np.ndarray,
-                   ) -> np.ndarray | None:
+def counter_energy(
+    curves: Mapping[int, tuple[np.ndarray, np.ndarray]],
+    edges: Sequence[float] | np.ndarray,
+) -> np.ndarray | None:
     """Cumulative GPU energy in joules (summed over GPUs) at each of ``edges`` (seconds), or None if an edge lies
     outside the sampled span of some GPU."""
     import numpy as np
@@ -118,8 +120,12 @@ def _percentile_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> 
     return float(lo), float(hi)
 
 
-def bootstrap_ratio(numerators: Sequence[float] | np.ndarray, denominators: Sequence[float] | np.ndarray,
-                    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+def bootstrap_ratio(
+    numerators: Sequence[float] | np.ndarray,
+    denominators: Sequence[float] | np.ndarray,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> tuple[float, float] | None:
     """Percentile interval of ``sum(num) / sum(den)`` over units resampled with replacement (in the units of
     the ratio), or None with fewer than :data:`MIN_RESAMPLE_UNITS` units or no denominator."""
     import numpy as np
@@ -134,8 +140,9 @@ def bootstrap_ratio(numerators: Sequence[float] | np.ndarray, denominators: Sequ
     return _percentile_interval(ratios) if len(ratios) else None
 
 
-def bootstrap_mean(values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES,
-                   seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
+def bootstrap_mean(
+    values: Sequence[float], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float] | None:
     """Percentile interval of the mean of ``values`` (in their unit) over values resampled with replacement."""
     return bootstrap_ratio(values, [1.0] * len(values), resamples, seed)
 
@@ -175,15 +182,26 @@ def _share(quantity: np.ndarray, token_slice: np.ndarray, token_request: np.ndar
     return np.bincount(token_request, weights=per_token, minlength=num_requests)
 
 
-def llm_intervals(requests: Sequence[Request], start: float | None, end: float | None,
-                  window_energy_joules: float | None, timeline: pd.DataFrame | None, step_s: float = 0.1) -> dict:
+def llm_intervals(
+    requests: Sequence[Request],
+    start: float | None,
+    end: float | None,
+    window_energy_joules: float | None,
+    timeline: pd.DataFrame | None,
+    step_s: float = 0.1,
+) -> dict:
     """Bootstrap intervals over requests on energy per token (joules) and output throughput (tokens per second)
     in ``[start, end]`` (seconds); ``step_s``: the slice width where the timeline has no sampler ticks."""
     import numpy as np
 
-    out = {"method": f"bootstrap over requests ({BOOTSTRAP_RESAMPLES} resamples, {CONFIDENCE:.0%} percentile)",
-           "units": 0, "energy_per_token_joules": None, "output_throughput_tokens_per_sec": None,
-           "energy_attribution": None, "note": None}
+    out = {
+        "method": f"bootstrap over requests ({BOOTSTRAP_RESAMPLES} resamples, {CONFIDENCE:.0%} percentile)",
+        "units": 0,
+        "energy_per_token_joules": None,
+        "output_throughput_tokens_per_sec": None,
+        "energy_attribution": None,
+        "note": None,
+    }
     if start is None or end is None or end <= start:
         out["note"] = "no measured window"
         return out
@@ -235,8 +253,10 @@ def llm_intervals(requests: Sequence[Request], start: float | None, end: float |
     if out["energy_per_token_joules"] is None:
         out["note"] = f"fewer than {MIN_RESAMPLE_UNITS} requests with tokens in the window"
     elif len(edges) - 1 < MIN_ENERGY_SLICES:
-        out["note"] = (f"the window spans only {len(edges) - 1} sampler tick(s): requests in one tick share its "
-                       f"energy alike, so the energy interval is too narrow")
+        out["note"] = (
+            f"the window spans only {len(edges) - 1} sampler tick(s): requests in one tick share its "
+            f"energy alike, so the energy interval is too narrow"
+        )
     return out
 
 
@@ -247,7 +267,11 @@ def diffusion_intervals(iteration_rows: list[dict], output_unit: str | None) -> 
     latencies = [d for d in (r.get("duration_s") for r in iteration_rows) if d is not None]
     out: dict[str, Any] = {
         "method": f"bootstrap over iterations ({BOOTSTRAP_RESAMPLES} resamples, {CONFIDENCE:.0%} percentile)",
-        "units": len(iteration_rows), "energy_per_output_joules": None, "batch_latency_s": None, "note": None}
+        "units": len(iteration_rows),
+        "energy_per_output_joules": None,
+        "batch_latency_s": None,
+        "note": None,
+    }
     ci = bootstrap_mean(latencies) if len(latencies) >= MIN_RESAMPLE_UNITS else None
     out["batch_latency_s"] = list(ci) if ci else None
     if not values or any(v is None for v in values):
@@ -274,43 +298,68 @@ def trimmed_bounds(requests: Sequence[Request], fraction: float = TRIM_FRACTION)
     return (start, end) if end > start else None
 
 
-def _window_figures(requests: Sequence[Request], start: float, end: float, energy: float | None,
-                    source: str) -> dict:
+def _window_figures(requests: Sequence[Request], start: float, end: float, energy: float | None, source: str) -> dict:
     tokens = sum(1 for r in requests for t in token_times(r) if start < t <= end)
     duration = end - start
-    return {"start_time_s": start, "end_time_s": end, "duration_s": duration, "output_tokens": tokens,
-            "energy_joules": energy, "energy_source": source,
-            "energy_per_token_joules": energy / tokens if energy is not None and tokens else None,
-            "output_throughput_tokens_per_sec": tokens / duration if duration > 0 else None}
+    return {
+        "start_time_s": start,
+        "end_time_s": end,
+        "duration_s": duration,
+        "output_tokens": tokens,
+        "energy_joules": energy,
+        "energy_source": source,
+        "energy_per_token_joules": energy / tokens if energy is not None and tokens else None,
+        "output_throughput_tokens_per_sec": tokens / duration if duration > 0 else None,
+    }
 
 
-def window_sensitivity(requests: Sequence[Request], windows: Mapping[str, WindowMeasurement], metrics: dict,
-                       timeline: pd.DataFrame | None) -> dict:
+def window_sensitivity(
+    requests: Sequence[Request], windows: Mapping[str, WindowMeasurement], metrics: dict, timeline: pd.DataFrame | None
+) -> dict:
     """Energy per token (joules) and throughput (tokens per second) under the ``steady``, ``whole_run`` and
     ``trimmed`` windows (the module docstring says how each is bounded and measured)."""
     out = {}
     start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
     if start is not None and end is not None and end > start:
         energy = metrics.get("gpu_energy_joules")
-        out["steady"] = _window_figures(requests, start, end, energy, "steady window (Zeus)" if energy is not None
-                                        else "none: no GPU energy counter")
+        out["steady"] = _window_figures(
+            requests,
+            start,
+            end,
+            energy,
+            "steady window (Zeus)" if energy is not None else "none: no GPU energy counter",
+        )
     run = windows.get("run")
     if run is not None:
         energy = run.total_gpu_energy_joules
-        out["whole_run"] = _window_figures(requests, run.start_time_s, run.end_time_s, energy,
-                                           "run window (Zeus)" if energy is not None else "none: no GPU energy counter")
+        out["whole_run"] = _window_figures(
+            requests,
+            run.start_time_s,
+            run.end_time_s,
+            energy,
+            "run window (Zeus)" if energy is not None else "none: no GPU energy counter",
+        )
     else:
         t0 = min((r.submit_time_s for r in requests), default=None)
         t1 = max((r.finish_time_s for r in requests if r.finish_time_s is not None), default=None)
         if t0 is not None and t1 is not None and t1 > t0:
             energy = energy_between(timeline, t0, t1)
-            out["whole_run"] = _window_figures(requests, t0, t1, energy, "timeline energy counter" if energy
-                                               is not None else "none: no counter samples")
+            out["whole_run"] = _window_figures(
+                requests,
+                t0,
+                t1,
+                energy,
+                "timeline energy counter" if energy is not None else "none: no counter samples",
+            )
     bounds = trimmed_bounds(requests)
     if bounds is not None:
         energy = energy_between(timeline, *bounds)
-        out["trimmed"] = _window_figures(requests, *bounds, energy, "timeline energy counter" if energy is not None
-                                         else "none: no counter samples cover the window")
+        out["trimmed"] = _window_figures(
+            requests,
+            *bounds,
+            energy,
+            "timeline energy counter" if energy is not None else "none: no counter samples cover the window",
+        )
     return out
 
 
@@ -333,8 +382,9 @@ def _rel(a: float | None, b: float | None) -> float | None:
     return abs(a - b) / abs(b)
 
 
-def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline: pd.DataFrame | None,
-                 is_llm: bool) -> dict:
+def error_budget(
+    metrics: dict, sensitivity: dict, intervals: dict, timeline: pd.DataFrame | None, is_llm: bool
+) -> dict:
     """``{"items", "largest"}``: each error source's size relative to the estimate (a fraction), with how it
     was obtained (the module docstring lists them), and the largest one."""
     items: dict[str, dict[str, Any]] = {}
@@ -348,19 +398,32 @@ def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline: pd
         items["counter_update"] = {"relative": None, "note": "counter updates not seen in the telemetry timeline"}
     else:
         items["counter_update"] = {
-            "relative": 2 * period / duration, "update_period_s": period, "window_s": duration,
-            "note": ("counter changed at every sample: period at most the sampler's, bound at most this"
-                     if bound else "median gap between counter changes; each window end may lag by one")}
+            "relative": 2 * period / duration,
+            "update_period_s": period,
+            "window_s": duration,
+            "note": (
+                "counter changed at every sample: period at most the sampler's, bound at most this"
+                if bound
+                else "median gap between counter changes; each window end may lag by one"
+            ),
+        }
     coverage = metrics.get("telemetry_coverage_fraction")
     items["telemetry_coverage"] = {
-        "relative": None if coverage is None else 1.0 - coverage, "coverage_fraction": coverage,
-        "note": "share of expected samples missing (sampled power, temperature, batch)" if coverage is not None
-        else "window too short to judge coverage"}
+        "relative": None if coverage is None else 1.0 - coverage,
+        "coverage_fraction": coverage,
+        "note": "share of expected samples missing (sampled power, temperature, batch)"
+        if coverage is not None
+        else "window too short to judge coverage",
+    }
     sampled, counter = metrics.get("avg_sampled_power_watts"), metrics.get("avg_power_watts")
     items["instant_vs_averaged_power"] = {
-        "relative": _rel(sampled, counter), "sampled_power_watts": sampled, "counter_power_watts": counter,
-        "note": "mean sampled power against the energy counter's average" if _rel(sampled, counter) is not None
-        else "needs both power samples and counter energy"}
+        "relative": _rel(sampled, counter),
+        "sampled_power_watts": sampled,
+        "counter_power_watts": counter,
+        "note": "mean sampled power against the energy counter's average"
+        if _rel(sampled, counter) is not None
+        else "needs both power samples and counter energy",
+    }
     if is_llm:
         steady, whole = sensitivity.get("steady") or {}, sensitivity.get("whole_run") or {}
         rel = _rel(whole.get("energy_per_token_joules"), steady.get("energy_per_token_joules"))
@@ -368,13 +431,18 @@ def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline: pd
         if rel is None:
             rel = _rel(whole.get("output_throughput_tokens_per_sec"), steady.get("output_throughput_tokens_per_sec"))
             quantity = "output_throughput_tokens_per_sec" if rel is not None else None
-        items["steady_vs_whole_run"] = {"relative": rel, "quantity": quantity,
-                                        "note": "whole run against the steady window" if rel is not None
-                                        else "a window is missing"}
+        items["steady_vs_whole_run"] = {
+            "relative": rel,
+            "quantity": quantity,
+            "note": "whole run against the steady window" if rel is not None else "a window is missing",
+        }
         estimate, ci = metrics.get("energy_per_token_joules"), intervals.get("energy_per_token_joules")
         what = "energy_per_token_joules"
         if ci is None:
-            estimate, ci = metrics.get("output_throughput_tokens_per_sec"), intervals.get("output_throughput_tokens_per_sec")
+            estimate, ci = (
+                metrics.get("output_throughput_tokens_per_sec"),
+                intervals.get("output_throughput_tokens_per_sec"),
+            )
             what = "output_throughput_tokens_per_sec"
     else:
         estimate, ci = metrics.get("energy_per_output_joules"), intervals.get("energy_per_output_joules")
@@ -383,20 +451,36 @@ def error_budget(metrics: dict, sensitivity: dict, intervals: dict, timeline: pd
             estimate, ci = metrics.get("batch_latency_s"), intervals.get("batch_latency_s")
             what = "batch_latency_s"
     half = (ci[1] - ci[0]) / 2 / abs(estimate) if ci and estimate else None
-    items["bootstrap"] = {"relative": half, "quantity": what if half is not None else None,
-                          "note": "half-width of the bootstrap interval" if half is not None else "no interval"}
+    items["bootstrap"] = {
+        "relative": half,
+        "quantity": what if half is not None else None,
+        "note": "half-width of the bootstrap interval" if half is not None else "no interval",
+    }
     known = {k: v["relative"] for k, v in items.items() if v.get("relative") is not None}
     largest = max(known, key=lambda k: known[k]) if known else None
     return {"items": items, "largest": largest}
 
 
-def assess(is_llm: bool, requests: Sequence[Request], iteration_rows: list[dict],
-           windows: Mapping[str, WindowMeasurement], metrics: dict, timeline: pd.DataFrame | None,
-           output_unit: str | None, sampler_hz: float = 10.0) -> dict:
+def assess(
+    is_llm: bool,
+    requests: Sequence[Request],
+    iteration_rows: list[dict],
+    windows: Mapping[str, WindowMeasurement],
+    metrics: dict,
+    timeline: pd.DataFrame | None,
+    output_unit: str | None,
+    sampler_hz: float = 10.0,
+) -> dict:
     """``{"intervals", "window_sensitivity", "error_budget"}`` for one finished run, and the tidy columns."""
     if is_llm:
-        intervals = llm_intervals(requests, metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s"),
-                                  metrics.get("gpu_energy_joules"), timeline, step_s=1.0 / sampler_hz)
+        intervals = llm_intervals(
+            requests,
+            metrics.get("steady_start_time_s"),
+            metrics.get("steady_end_time_s"),
+            metrics.get("gpu_energy_joules"),
+            timeline,
+            step_s=1.0 / sampler_hz,
+        )
         sensitivity = window_sensitivity(requests, windows, metrics, timeline)
     else:
         intervals = diffusion_intervals(iteration_rows, output_unit)
@@ -409,8 +493,12 @@ def tidy_columns(fidelity: dict) -> dict:
     """Flat metric columns (for run.json's metrics and the collected table)."""
     iv = fidelity.get("intervals") or {}
     out = {}
-    for key in ("energy_per_token_joules", "output_throughput_tokens_per_sec", "energy_per_output_joules",
-                "batch_latency_s"):
+    for key in (
+        "energy_per_token_joules",
+        "output_throughput_tokens_per_sec",
+        "energy_per_output_joules",
+        "batch_latency_s",
+    ):
         ci = iv.get(key)
         stem, unit = _split_unit(key)
         out[f"{stem}_ci_low_{unit}"] = ci[0] if ci else None

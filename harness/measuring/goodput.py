@@ -34,8 +34,13 @@ def met_targets(r: Request, ttft_target_ms: float | None, itl_target_ms: float |
     return True
 
 
-def goodput_metrics(requests: Sequence[Request], load: dict | None, start: float | None, end: float | None,
-                    energy_per_request_joules: float | None) -> dict:
+def goodput_metrics(
+    requests: Sequence[Request],
+    load: dict | None,
+    start: float | None,
+    end: float | None,
+    energy_per_request_joules: float | None,
+) -> dict:
     """The goodput columns of an LLM run (empty when no target is set); ``start``/``end`` bound the steady
     window in seconds, ``load`` holds ``ttft_target_ms`` and ``itl_target_ms``."""
     load = load or {}
@@ -44,8 +49,11 @@ def goodput_metrics(requests: Sequence[Request], load: dict | None, start: float
         return {}
     good = [r for r in requests if met_targets(r, ttft, itl)]
     ok = [r for r in requests if r.success]
-    in_window = [r for r in good if start is not None and end is not None and r.finish_time_s is not None
-                 and start < r.finish_time_s <= end]
+    in_window = [
+        r
+        for r in good
+        if start is not None and end is not None and r.finish_time_s is not None and start < r.finish_time_s <= end
+    ]
     duration = (end - start) if start is not None and end is not None else None
     attainment_ok = len(good) / len(ok) if ok else None
     return {
@@ -54,6 +62,9 @@ def goodput_metrics(requests: Sequence[Request], load: dict | None, start: float
         "num_good_requests": len(good),
         "slo_attainment_fraction": len(good) / len(requests) if requests else None,
         "goodput_requests_per_sec": len(in_window) / duration if duration else None,
-        "energy_per_good_request_joules": (energy_per_request_joules / attainment_ok
-                                           if energy_per_request_joules is not None and attainment_ok else None),
+        "energy_per_good_request_joules": (
+            energy_per_request_joules / attainment_ok
+            if energy_per_request_joules is not None and attainment_ok
+            else None
+        ),
     }

@@ -74,8 +74,11 @@ class Wanted:
 
     def describe(self) -> str:
         """e.g. ``"power_limit_watts=300, sm_clock_mhz=1410"``."""
-        return ", ".join(f"{k}={v:g}" for k, v in (("power_limit_watts", self.power_limit_watts),
-                                                    ("sm_clock_mhz", self.sm_clock_mhz)) if v is not None)
+        return ", ".join(
+            f"{k}={v:g}"
+            for k, v in (("power_limit_watts", self.power_limit_watts), ("sm_clock_mhz", self.sm_clock_mhz))
+            if v is not None
+        )
 
 
 # --- preflight ------------------------------------------------------------------------------------------------
@@ -100,8 +103,10 @@ def problems(gpus: list[device.GPU], wanted: Wanted) -> list[str]:
             out += _range_problems(gpu, name, wanted)
             permission = _permission_problem(gpu, name)
         except device.ReadingUnsupported as exc:
-            out.append(f"{name} has no settable {'power limit' if wanted.power_limit_watts is not None else 'SM clock'}"
-                       f" ({exc})")
+            out.append(
+                f"{name} has no settable {'power limit' if wanted.power_limit_watts is not None else 'SM clock'}"
+                f" ({exc})"
+            )
             continue
         if permission:
             out.append(permission)
@@ -113,15 +118,18 @@ def _range_problems(gpu: device.GPU, name: str, wanted: Wanted) -> list[str]:
     if wanted.power_limit_watts is not None:
         low, high = gpu.power_limit_range_watts()
         if not low <= wanted.power_limit_watts <= high:
-            out.append(f"power_limit_watts={wanted.power_limit_watts:g} is outside {name}'s allowed range "
-                       f"{low:g}..{high:g} W")
+            out.append(
+                f"power_limit_watts={wanted.power_limit_watts:g} is outside {name}'s allowed range {low:g}..{high:g} W"
+            )
     if wanted.sm_clock_mhz is not None:
         clocks = gpu.supported_sm_clocks_mhz()
         if not clocks:
             out.append(f"{name} lists no SM clocks it can be locked to")
         elif not clocks[0] <= wanted.sm_clock_mhz <= clocks[-1]:
-            out.append(f"sm_clock_mhz={wanted.sm_clock_mhz} is outside {name}'s supported SM clocks "
-                       f"{clocks[0]}..{clocks[-1]} MHz")
+            out.append(
+                f"sm_clock_mhz={wanted.sm_clock_mhz} is outside {name}'s supported SM clocks "
+                f"{clocks[0]}..{clocks[-1]} MHz"
+            )
     return out
 
 
@@ -156,8 +164,10 @@ def read_state(results_dir: Path | str) -> dict[str, dict]:
     try:
         return dict(json.loads(text)["entries"])
     except (ValueError, KeyError, TypeError) as exc:
-        raise HarnessError(f"{path} is damaged ({type(exc).__name__}: {exc}); it holds original GPU settings to "
-                           f"restore: check the GPUs' power limits by hand (nvidia-smi -q -d POWER), then delete it")
+        raise HarnessError(  # noqa: B904
+            f"{path} is damaged ({type(exc).__name__}: {exc}); it holds original GPU settings to "
+            f"restore: check the GPUs' power limits by hand (nvidia-smi -q -d POWER), then delete it"
+        )
 
 
 @contextlib.contextmanager
@@ -199,8 +209,12 @@ def _start_ticks(pid: int) -> str | None:
 def owner() -> dict:
     """This process as an owner of settings: host, boot id, pid and the pid's start time."""
     pid = os.getpid()
-    return {"host": socket.gethostname(), "boot_id": _read("/proc/sys/kernel/random/boot_id"), "pid": pid,
-            "pid_start": _start_ticks(pid)}
+    return {
+        "host": socket.gethostname(),
+        "boot_id": _read("/proc/sys/kernel/random/boot_id"),
+        "pid": pid,
+        "pid_start": _start_ticks(pid),
+    }
 
 
 def owner_alive(who: dict) -> bool | None:
@@ -269,9 +283,17 @@ def apply(results_dir: Path | str, gpus: list[device.GPU], wanted: Wanted) -> He
     A refusal part-way (:class:`device.SettingRefused`) restores what was set already and propagates. A GPU whose
     entry another live process owns raises :class:`SettingsHeld` before anything changes on it.
     """
-    held = Held(Path(results_dir), wanted,
-                record={"power_limit_watts": wanted.power_limit_watts, "sm_clock_mhz": wanted.sm_clock_mhz,
-                        "state_file": str(state_path(results_dir)), "gpus": {}, "restored": None})
+    held = Held(
+        Path(results_dir),
+        wanted,
+        record={
+            "power_limit_watts": wanted.power_limit_watts,
+            "sm_clock_mhz": wanted.sm_clock_mhz,
+            "state_file": str(state_path(results_dir)),
+            "gpus": {},
+            "restored": None,
+        },
+    )
     if not wanted:
         return held
     me = owner()
@@ -283,8 +305,12 @@ def apply(results_dir: Path | str, gpus: list[device.GPU], wanted: Wanted) -> He
             held.gpus.append((gpu, done))
             watts, mhz = wanted.power_limit_watts, wanted.sm_clock_mhz
             if watts is not None:
-                _change(done, "original_power_limit_watts", entry["original_power_limit_watts"],
-                        functools.partial(gpu.set_power_limit_watts, watts))
+                _change(
+                    done,
+                    "original_power_limit_watts",
+                    entry["original_power_limit_watts"],
+                    functools.partial(gpu.set_power_limit_watts, watts),
+                )
             if mhz is not None:
                 _change(done, "sm_clocks_locked", True, functools.partial(gpu.lock_sm_clocks_mhz, mhz, mhz))
             held.record["gpus"][str(gpu.cuda_index)] = _gpu_record(gpu, entry, wanted)
@@ -311,8 +337,10 @@ def _claim(results_dir: Path, gpu: device.GPU, wanted: Wanted, me: dict) -> tupl
         if other is not None and other.get("owner") != me:
             if owner_alive(other.get("owner") or {}) is not False:
                 who = other.get("owner") or {}
-                raise SettingsHeld(f"GPU {gpu.cuda_index} ({entry['uuid']}): its settings are held by process "
-                                   f"{who.get('pid')} on {who.get('host')} ({state_path(results_dir)})")
+                raise SettingsHeld(
+                    f"GPU {gpu.cuda_index} ({entry['uuid']}): its settings are held by process "
+                    f"{who.get('pid')} on {who.get('host')} ({state_path(results_dir)})"
+                )
             inherited = {key: other[key] for key in _SETTING_KEYS if key in other}
             entry.update(inherited)  # a dead owner's originals are the true ones
         entries[entry["uuid"]] = entry
@@ -384,7 +412,11 @@ def restore_leftovers(results_dir: Path | str) -> list[str]:
                 lines.append(problem + f" (left by {who})")
                 continue
             del entries[uuid]
-            what = [f"power limit {entry['original_power_limit_watts']:g} W"] if "original_power_limit_watts" in entry else []
+            what = (
+                [f"power limit {entry['original_power_limit_watts']:g} W"]
+                if "original_power_limit_watts" in entry
+                else []
+            )
             what += ["SM clock unlocked"] if entry.get("sm_clocks_locked") else []
             lines.append(f"GPU {uuid}: restored {', '.join(what)} left set by {who}")
     return lines

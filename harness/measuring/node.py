@@ -31,9 +31,16 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from harness.measuring.energy import WindowMeasurement
 
-COLUMNS = ("cpu_energy_joules", "dram_energy_joules", "avg_cpu_power_watts", "avg_dram_power_watts",
-           "node_energy_joules", "node_energy_per_token_joules", "node_energy_per_output_joules",
-           "gpu_share_of_node_fraction")
+COLUMNS = (
+    "cpu_energy_joules",
+    "dram_energy_joules",
+    "avg_cpu_power_watts",
+    "avg_dram_power_watts",
+    "node_energy_joules",
+    "node_energy_per_token_joules",
+    "node_energy_per_output_joules",
+    "gpu_share_of_node_fraction",
+)
 NOTE = "node_energy_note"
 
 
@@ -42,7 +49,7 @@ def _total(per_window: list[dict[int, float | None]], packages: list[set[int]]) 
     if not per_window:
         return None
     total = 0.0
-    for readings, wanted in zip(per_window, packages):
+    for readings, wanted in zip(per_window, packages, strict=False):
         if not wanted or set(readings) != wanted or any(v is None for v in readings.values()):
             return None
         total += sum(v for v in readings.values() if v is not None)
@@ -63,8 +70,14 @@ def cpu_note(windows: Iterable[WindowMeasurement]) -> str:
     return f"cpu: {cpu}"
 
 
-def node_metrics(windows: Iterable[WindowMeasurement], gpu_energy_joules: float | None, duration_s: float | None,
-                 *, tokens: float | None = None, outputs: float | None = None) -> dict:
+def node_metrics(
+    windows: Iterable[WindowMeasurement],
+    gpu_energy_joules: float | None,
+    duration_s: float | None,
+    *,
+    tokens: float | None = None,
+    outputs: float | None = None,
+) -> dict:
     """The node columns (see the module docstring) for ``windows``; energy in joules, power in watts.
 
     ``gpu_energy_joules`` is the GPU energy over the same windows, ``duration_s`` their total length in seconds,
@@ -113,8 +126,10 @@ def show_lines(metrics: dict) -> list[str]:
     total = _j(metrics.get("node_energy_joules"))
     lines = [f"node       GPU {_j(gpu)} + CPU package {_j(cpu)} + DRAM {_j(dram)} = {total}"]
     share = metrics.get("gpu_share_of_node_fraction")
-    parts = [f"GPU {100 * share:.1f}% of the node" if share is not None else None,
-             f"CPU {_j(metrics.get('avg_cpu_power_watts'), 'W')}, DRAM {_j(metrics.get('avg_dram_power_watts'), 'W')}"]
+    parts = [
+        f"GPU {100 * share:.1f}% of the node" if share is not None else None,
+        f"CPU {_j(metrics.get('avg_cpu_power_watts'), 'W')}, DRAM {_j(metrics.get('avg_dram_power_watts'), 'W')}",
+    ]
     for key, unit in (("node_energy_per_token_joules", "J/token"), ("node_energy_per_output_joules", "J/output")):
         if metrics.get(key) is not None:
             parts.append(f"node {metrics[key]:.4g} {unit}")

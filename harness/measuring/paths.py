@@ -52,8 +52,10 @@ def prove_inside(results_dir: Path | str, path: Path, what: str) -> Path:
     root = _real_root(results_dir)
     real = Path(os.path.realpath(path))
     if not _inside(real, root):
-        raise OutsideResults(f"refusing to write {what} {path}: it resolves to {real}, outside the results folder "
-                             f"{results_dir} ({root}); a symlink inside the results folder points out of it")
+        raise OutsideResults(
+            f"refusing to write {what} {path}: it resolves to {real}, outside the results folder "
+            f"{results_dir} ({root}); a symlink inside the results folder points out of it"
+        )
     return path
 
 
@@ -77,8 +79,9 @@ def prove_files(run_dir: Path, names: Iterable[str]) -> None:
         target = Path(run_dir) / name
         real = Path(os.path.realpath(target))
         if real.parent != folder or real.name in ("", ".", ".."):
-            raise OutsideResults(f"refusing to write {target}: it resolves to {real}, outside its run folder "
-                                 f"{run_dir} ({folder})")
+            raise OutsideResults(
+                f"refusing to write {target}: it resolves to {real}, outside its run folder {run_dir} ({folder})"
+            )
 
 
 __all__ = ["OutsideResults", "ResultsFolder", "prove_files", "prove_inside", "prove_run_folder", "results_root"]

@@ -21,14 +21,24 @@ import pandas as pd
 from harness.config import split_run_id
 
 CONFIDENCE = 0.95
-METRICS = ("energy_per_token_joules", "energy_per_output_joules", "output_throughput_tokens_per_sec",
-           "throughput_outputs_per_sec", "batch_latency_s", "median_itl_ms", "median_ttft_ms", "avg_power_watts")
+METRICS = (
+    "energy_per_token_joules",
+    "energy_per_output_joules",
+    "output_throughput_tokens_per_sec",
+    "throughput_outputs_per_sec",
+    "batch_latency_s",
+    "median_itl_ms",
+    "median_ttft_ms",
+    "avg_power_watts",
+)
 # metric -> (low, high) bootstrap columns of a single run
 BOOTSTRAP = {
     "energy_per_token_joules": ("energy_per_token_ci_low_joules", "energy_per_token_ci_high_joules"),
     "energy_per_output_joules": ("energy_per_output_ci_low_joules", "energy_per_output_ci_high_joules"),
-    "output_throughput_tokens_per_sec": ("output_throughput_ci_low_tokens_per_sec",
-                                         "output_throughput_ci_high_tokens_per_sec"),
+    "output_throughput_tokens_per_sec": (
+        "output_throughput_ci_low_tokens_per_sec",
+        "output_throughput_ci_high_tokens_per_sec",
+    ),
     "batch_latency_s": ("batch_latency_ci_low_s", "batch_latency_ci_high_s"),
 }
 SINGLE_RUN = "single run: bootstrap interval"
@@ -76,8 +86,14 @@ def summarize(frame: pd.DataFrame, metrics=METRICS) -> pd.DataFrame:
             if t:
                 row.update({f"{m}_mean": t[0], f"{m}_sd": t[1], f"{m}_ci_low": t[2], f"{m}_ci_high": t[3]})
             else:
-                row.update({f"{m}_mean": values[0] if values else None, f"{m}_sd": None,
-                            f"{m}_ci_low": None, f"{m}_ci_high": None})
+                row.update(
+                    {
+                        f"{m}_mean": values[0] if values else None,
+                        f"{m}_sd": None,
+                        f"{m}_ci_low": None,
+                        f"{m}_ci_high": None,
+                    }
+                )
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -92,10 +108,19 @@ def with_intervals(frame: pd.DataFrame, metric: str, keys=("series", "batch_size
     """
     low, high = f"{metric}_low", f"{metric}_high"
     if frame.empty:
-        return frame.assign(**{low: pd.Series(dtype=float), high: pd.Series(dtype=float),
-                               "interval_kind": pd.Series(dtype=str), "repeats": pd.Series(dtype=float)})
-    published = frame["is_reference"].fillna(False).astype(bool) if "is_reference" in frame else \
-        pd.Series(False, index=frame.index)
+        return frame.assign(
+            **{
+                low: pd.Series(dtype=float),
+                high: pd.Series(dtype=float),
+                "interval_kind": pd.Series(dtype=str),
+                "repeats": pd.Series(dtype=float),
+            }
+        )
+    published = (
+        frame["is_reference"].fillna(False).astype(bool)
+        if "is_reference" in frame
+        else pd.Series(False, index=frame.index)
+    )
     out = []
     ref = frame[published].copy()
     if len(ref):

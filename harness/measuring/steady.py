@@ -58,8 +58,9 @@ MIN_COVERAGE = 0.75
 BATCH_CODES = ("no-steady-state", "steady-duration", "batch-saturation")
 
 
-def steady_bounds(requests: Sequence[RequestEvents], max_num_seqs: int,
-                  stop_time_s: float | None = None) -> tuple[float, float] | None:
+def steady_bounds(
+    requests: Sequence[RequestEvents], max_num_seqs: int, stop_time_s: float | None = None
+) -> tuple[float, float] | None:
     """Times (seconds) at which the steady state opened and closed, or None if it never did: the requests'
     events replayed through a :class:`SteadyTracker` (:func:`harness.measuring.windows.replay_bounds`).
 
@@ -114,8 +115,13 @@ def _percentile(values: list[float], q: float) -> float | None:
     return values[lo] + (values[hi] - values[lo]) * (pos - lo)
 
 
-def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasurement], max_num_seqs: int,
-                stop_time_s: float | None = None, load: dict | None = None) -> tuple[dict, list[dict]]:
+def llm_metrics(
+    requests: Sequence[Request],
+    windows: Mapping[str, WindowMeasurement],
+    max_num_seqs: int,
+    stop_time_s: float | None = None,
+    load: dict | None = None,
+) -> tuple[dict, list[dict]]:
     """Run summary and per-request rows for an LLM run (times in seconds, energy in joules, the column names
     say the rest: ``energy_per_token_joules``, ``avg_power_watts``, ``median_itl_ms``, ...).
 
@@ -164,8 +170,10 @@ def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasure
     else:
         start = end = None
     times = {r.request_id: token_times(r) for r in requests}
-    in_window = {rid: sum(1 for t in ts if start < t <= end) if start is not None and end is not None else 0
-                 for rid, ts in times.items()}
+    in_window = {
+        rid: sum(1 for t in ts if start < t <= end) if start is not None and end is not None else 0
+        for rid, ts in times.items()
+    }
     tokens = sum(in_window.values())
     duration = (end - start) if start is not None and end is not None else None
     energy = window.total_gpu_energy_joules if window is not None else None
@@ -175,8 +183,11 @@ def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasure
         for a, b in itertools.pairwise(ts):
             if start is None or end is None or start < b <= end:
                 itls.append((b - a) * 1000.0)
-    ttfts = [(r.first_token_time_s - r.submit_time_s) * 1000.0 for r in requests
-             if r.success and r.first_token_time_s is not None and r.submit_time_s is not None]
+    ttfts = [
+        (r.first_token_time_s - r.submit_time_s) * 1000.0
+        for r in requests
+        if r.success and r.first_token_time_s is not None and r.submit_time_s is not None
+    ]
     busy = 0.0
     if duration and start is not None and end is not None:  # a duration has both bounds
         for r in requests:
@@ -185,51 +196,67 @@ def llm_metrics(requests: Sequence[Request], windows: Mapping[str, WindowMeasure
             stop = r.finish_time_s if r.finish_time_s is not None else end
             busy += max(0.0, min(stop, end) - max(r.first_token_time_s, start))
     avg_batch = busy / duration if duration else None
-    metrics.update({
-        "steady_start_time_s": start,
-        "steady_end_time_s": end,
-        "steady_duration_s": duration,
-        "steady_output_tokens": tokens,
-        "gpu_energy_joules": energy,
-        "energy_per_token_joules": ept,
-        "energy_per_request_joules": ept * avg_len if ept is not None and avg_len is not None else None,
-        "avg_power_watts": energy / duration if energy is not None and duration else None,
-        "output_throughput_tokens_per_sec": tokens / duration if duration else None,
-        "avg_batch_size": avg_batch,
-        "batch_saturation": (avg_batch / (arrival.effective_batch(max_num_seqs) if arrival else max_num_seqs)
-                             if avg_batch is not None else None),
-        "median_itl_ms": _percentile(itls, 0.5),
-        "p90_itl_ms": _percentile(itls, 0.9),
-        "p95_itl_ms": _percentile(itls, 0.95),
-        "p99_itl_ms": _percentile(itls, 0.99),
-        # time to first token of every request that succeeded (submit to first token), whole run
-        "mean_ttft_ms": statistics.fmean(ttfts) if ttfts else None,
-        "median_ttft_ms": _percentile(ttfts, 0.5),
-        "p90_ttft_ms": _percentile(ttfts, 0.9),
-        "p99_ttft_ms": _percentile(ttfts, 0.99),
-    })
+    metrics.update(
+        {
+            "steady_start_time_s": start,
+            "steady_end_time_s": end,
+            "steady_duration_s": duration,
+            "steady_output_tokens": tokens,
+            "gpu_energy_joules": energy,
+            "energy_per_token_joules": ept,
+            "energy_per_request_joules": ept * avg_len if ept is not None and avg_len is not None else None,
+            "avg_power_watts": energy / duration if energy is not None and duration else None,
+            "output_throughput_tokens_per_sec": tokens / duration if duration else None,
+            "avg_batch_size": avg_batch,
+            "batch_saturation": (
+                avg_batch / (arrival.effective_batch(max_num_seqs) if arrival else max_num_seqs)
+                if avg_batch is not None
+                else None
+            ),
+            "median_itl_ms": _percentile(itls, 0.5),
+            "p90_itl_ms": _percentile(itls, 0.9),
+            "p95_itl_ms": _percentile(itls, 0.95),
+            "p99_itl_ms": _percentile(itls, 0.99),
+            # time to first token of every request that succeeded (submit to first token), whole run
+            "mean_ttft_ms": statistics.fmean(ttfts) if ttfts else None,
+            "median_ttft_ms": _percentile(ttfts, 0.5),
+            "p90_ttft_ms": _percentile(ttfts, 0.9),
+            "p99_ttft_ms": _percentile(ttfts, 0.99),
+        }
+    )
     metrics["energy_per_output_joules"] = metrics["energy_per_request_joules"]
-    metrics.update(node_metrics([window] if window else [], energy, duration, tokens=tokens,
-                                outputs=tokens / avg_len if avg_len else None))  # CPU and DRAM beside the GPU
+    metrics.update(
+        node_metrics(
+            [window] if window else [], energy, duration, tokens=tokens, outputs=tokens / avg_len if avg_len else None
+        )
+    )  # CPU and DRAM beside the GPU
     if load:
         metrics["arrival_pattern"] = load.get("pattern", "all-at-once")
         metrics.update(goodput_metrics(requests, load, start, end, metrics["energy_per_request_joules"]))
     rows = []
     for r in requests:
-        rows.append({
-            "request_id": r.request_id, "prompt_tokens": r.prompt_tokens,
-            "target_output_tokens": r.target_output_tokens, "output_tokens": r.output_tokens,
-            "submit_time_s": r.submit_time_s, "first_token_time_s": r.first_token_time_s,
-            "finish_time_s": r.finish_time_s, "success": r.success, "error": r.error,
-            "steady_output_tokens": in_window[r.request_id],
-            "energy_per_request_joules": ept * r.output_tokens if ept is not None else None,
-            "token_times_s": list(r.token_times_s),
-        })
+        rows.append(
+            {
+                "request_id": r.request_id,
+                "prompt_tokens": r.prompt_tokens,
+                "target_output_tokens": r.target_output_tokens,
+                "output_tokens": r.output_tokens,
+                "submit_time_s": r.submit_time_s,
+                "first_token_time_s": r.first_token_time_s,
+                "finish_time_s": r.finish_time_s,
+                "success": r.success,
+                "error": r.error,
+                "steady_output_tokens": in_window[r.request_id],
+                "energy_per_request_joules": ept * r.output_tokens if ept is not None else None,
+                "token_times_s": list(r.token_times_s),
+            }
+        )
     return metrics, rows
 
 
-def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, WindowMeasurement],
-                      output_unit: str) -> tuple[dict, list[dict]]:
+def diffusion_metrics(
+    iterations: Sequence[Iteration], windows: Mapping[str, WindowMeasurement], output_unit: str
+) -> tuple[dict, list[dict]]:
     """Run summary and per-iteration rows; window ``iter-<index>`` measures iteration ``index``
     (``batch_latency_s`` in seconds, energy in joules, ``energy_per_<output_unit>_joules`` per image or video)."""
     rows, energies, durations, measured = [], [], [], []
@@ -243,16 +270,27 @@ def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, Win
             measured.append(window)
         energies.append(energy)
         durations.append(duration)
-        rows.append({"index": it.index, "start_time_s": it.start_time_s, "end_time_s": it.end_time_s,
-                     "batch_size": it.batch_size, "outputs": it.outputs, "duration_s": duration,
-                     "energy_joules": energy,
-                     f"energy_per_{output_unit}_joules": energy / it.batch_size if energy is not None else None})
+        rows.append(
+            {
+                "index": it.index,
+                "start_time_s": it.start_time_s,
+                "end_time_s": it.end_time_s,
+                "batch_size": it.batch_size,
+                "outputs": it.outputs,
+                "duration_s": duration,
+                "energy_joules": energy,
+                f"energy_per_{output_unit}_joules": energy / it.batch_size if energy is not None else None,
+            }
+        )
     known = bool(energies) and all(e is not None for e in energies)
     joules = [e for e in energies if e is not None]  # all the energies where known
     batch = iterations[0].batch_size if iterations else None
     latency = statistics.fmean(durations) if durations else None
-    per_output = (statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), strict=False))
-                  if known else None)
+    per_output = (
+        statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), strict=False))
+        if known
+        else None
+    )
     gpu_joules = sum(joules) if known else None
     metrics = {
         "num_iterations": len(iterations),
@@ -268,14 +306,26 @@ def diffusion_metrics(iterations: Sequence[Iteration], windows: Mapping[str, Win
         "steady_end_time_s": max((it.end_time_s for it in iterations), default=None),
     }
     every = len(measured) == len(iterations)  # CPU and DRAM beside the GPU, over the same iterations
-    metrics.update(node_metrics(measured if every else [], gpu_joules, sum(durations),
-                                outputs=sum(it.batch_size for it in iterations)))
+    metrics.update(
+        node_metrics(
+            measured if every else [], gpu_joules, sum(durations), outputs=sum(it.batch_size for it in iterations)
+        )
+    )
     return metrics, rows
 
 
-def validity(metrics: dict, *, is_llm: bool, on_gpu: bool, max_num_seqs: int | None = None,
-             num_gpus: int = 1, idle_power_watts: Iterable[float] = (), power_limit_watts: Iterable[float] = (),
-             coverage: float | None = None, sampler_errors: int = 0) -> tuple[bool, str, list[str]]:
+def validity(
+    metrics: dict,
+    *,
+    is_llm: bool,
+    on_gpu: bool,
+    max_num_seqs: int | None = None,
+    num_gpus: int = 1,
+    idle_power_watts: Iterable[float] = (),
+    power_limit_watts: Iterable[float] = (),
+    coverage: float | None = None,
+    sampler_errors: int = 0,
+) -> tuple[bool, str, list[str]]:
     """``(is_stable, unstable_reason, failed_check_codes)``.
 
     The reason lists failed checks first, then the checks that were not applied and why (a run on
@@ -286,7 +336,9 @@ def validity(metrics: dict, *, is_llm: bool, on_gpu: bool, max_num_seqs: int | N
     if is_llm:
         duration = metrics.get("steady_duration_s")
         if duration is None or metrics.get("steady_open_time_s") is None:
-            failed.append(("no-steady-state", f"no steady state: max_num_seqs={max_num_seqs} requests never ran together"))
+            failed.append(
+                ("no-steady-state", f"no steady state: max_num_seqs={max_num_seqs} requests never ran together")
+            )
         else:
             if on_gpu and duration < MIN_STEADY_S:
                 failed.append(("steady-duration", f"steady state lasted {duration:.1f} s (< {MIN_STEADY_S:g} s)"))
@@ -310,7 +362,9 @@ def validity(metrics: dict, *, is_llm: bool, on_gpu: bool, max_num_seqs: int | N
         if per_gpu <= floor:
             failed.append(("power-range", f"average power {per_gpu:.1f} W per GPU is not above idle ({floor:.1f} W)"))
         elif limits and per_gpu > min(limits):
-            failed.append(("power-range", f"average power {per_gpu:.1f} W per GPU exceeds the power limit ({min(limits):.0f} W)"))
+            failed.append(
+                ("power-range", f"average power {per_gpu:.1f} W per GPU exceeds the power limit ({min(limits):.0f} W)")
+            )
         if not idle:
             notes.append("idle power unknown: power only checked against 0 W")
     if coverage is None:

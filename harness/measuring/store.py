@@ -34,8 +34,8 @@ import math
 import os
 import re
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from harness.config import GPU_SETTING_KNOBS, split_run_id
 from harness.errors import HarnessError
@@ -131,7 +131,7 @@ _COMPONENT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 def run_path(results_dir: Path | str, study: str, run_id: str) -> Path:
     """``<results>/<study>/<run-id>``; both names must be plain folder names, and the folder, what it holds and
-    its study's ``.replaced`` folder must resolve inside ``results_dir`` (:func:`harness.measuring.paths.prove_run_folder`)."""
+    its study's ``.replaced`` folder must resolve inside ``results_dir`` (:func:`harness.measuring.paths.prove_run_folder`)."""  # noqa: E501
     for what, name in (("study name", study), ("run id", run_id)):
         if not isinstance(name, str) or not _COMPONENT_RE.fullmatch(name) or ".." in name:
             raise HarnessError(f"{what} {name!r} is not a plain folder name; refusing to write outside {results_dir}")
@@ -275,13 +275,18 @@ def iter_run_dirs(results_dir: Path | str, study: str | None = None) -> Iterator
     root = Path(results_dir)
     if not root.is_dir():
         return
-    studies = [root / study] if study else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    studies = (
+        [root / study] if study else sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    )
     for folder in studies:
         if not folder.is_dir():
             continue
         for run_dir in sorted(folder.iterdir()):
-            if run_dir.is_dir() and not run_dir.name.startswith(".") and (
-                    (run_dir / RUN_JSON).exists() or (run_dir / CHECKSUMS).exists()):
+            if (
+                run_dir.is_dir()
+                and not run_dir.name.startswith(".")
+                and ((run_dir / RUN_JSON).exists() or (run_dir / CHECKSUMS).exists())
+            ):
                 yield run_dir
 
 
@@ -304,42 +309,94 @@ def find_run(spec: str, results_dir: Path | str) -> Path:
 
 # --- the collected table --------------------------------------------------------------------------
 ENERGY_SPLIT_COLUMNS = (
-    "static_power_watts", "static_energy_fraction", "static_energy_per_token_joules",
-    "dynamic_energy_per_token_joules", "static_energy_per_output_joules", "dynamic_energy_per_output_joules",
-    "prefill_energy_per_prompt_token_joules", "prefill_energy_per_prompt_token_ci_low_joules",
-    "prefill_energy_per_prompt_token_ci_high_joules", "decode_energy_per_output_token_joules",
-    "decode_energy_per_output_token_ci_low_joules", "decode_energy_per_output_token_ci_high_joules",
-    "prefill_energy_fraction", "decode_energy_fraction", "unexplained_energy_fraction",
+    "static_power_watts",
+    "static_energy_fraction",
+    "static_energy_per_token_joules",
+    "dynamic_energy_per_token_joules",
+    "static_energy_per_output_joules",
+    "dynamic_energy_per_output_joules",
+    "prefill_energy_per_prompt_token_joules",
+    "prefill_energy_per_prompt_token_ci_low_joules",
+    "prefill_energy_per_prompt_token_ci_high_joules",
+    "decode_energy_per_output_token_joules",
+    "decode_energy_per_output_token_ci_low_joules",
+    "decode_energy_per_output_token_ci_high_joules",
+    "prefill_energy_fraction",
+    "decode_energy_fraction",
+    "unexplained_energy_fraction",
     "request_static_energy_fraction_median",
 )
 METRIC_COLUMNS = (
-    "energy_per_token_joules", "energy_per_request_joules", "energy_per_image_joules", "energy_per_video_joules",
-    "energy_per_output_joules", "avg_power_watts", "median_itl_ms", "p90_itl_ms", "p95_itl_ms", "p99_itl_ms",
-    "avg_batch_size", "batch_saturation", "avg_output_len", "output_throughput_tokens_per_sec", "batch_latency_s",
-    "throughput_outputs_per_sec", "steady_duration_s", "steady_output_tokens", "gpu_energy_joules",
-    "cpu_energy_joules", "dram_energy_joules", "telemetry_coverage_fraction", "avg_kv_cache_usage_fraction",
-    "avg_gpu_utilization_percent", "max_temperature_celsius", "idle_power_watts",
+    "energy_per_token_joules",
+    "energy_per_request_joules",
+    "energy_per_image_joules",
+    "energy_per_video_joules",
+    "energy_per_output_joules",
+    "avg_power_watts",
+    "median_itl_ms",
+    "p90_itl_ms",
+    "p95_itl_ms",
+    "p99_itl_ms",
+    "avg_batch_size",
+    "batch_saturation",
+    "avg_output_len",
+    "output_throughput_tokens_per_sec",
+    "batch_latency_s",
+    "throughput_outputs_per_sec",
+    "steady_duration_s",
+    "steady_output_tokens",
+    "gpu_energy_joules",
+    "cpu_energy_joules",
+    "dram_energy_joules",
+    "telemetry_coverage_fraction",
+    "avg_kv_cache_usage_fraction",
+    "avg_gpu_utilization_percent",
+    "max_temperature_celsius",
+    "idle_power_watts",
     # the whole node where RAPL can be read: CPU packages and DRAM beside the GPUs (harness.measuring.node)
-    "avg_cpu_power_watts", "avg_dram_power_watts", "node_energy_joules", "node_energy_per_token_joules",
-    "node_energy_per_output_joules", "gpu_share_of_node_fraction",
+    "avg_cpu_power_watts",
+    "avg_dram_power_watts",
+    "node_energy_joules",
+    "node_energy_per_token_joules",
+    "node_energy_per_output_joules",
+    "gpu_share_of_node_fraction",
     # the serving process tree's CPU time in the steady window (vLLM runs; harness.orchestration.metrics)
-    "server_cpu_time_s", "server_cpu_cores", "cpu_time_per_output_token_ms", "cpu_time_per_request_s",
+    "server_cpu_time_s",
+    "server_cpu_cores",
+    "cpu_time_per_output_token_ms",
+    "cpu_time_per_request_s",
     "input_wait_fraction",
     # TTFT summaries; bootstrap intervals, window sensitivity and error budget (harness.measuring.fidelity)
-    "mean_ttft_ms", "median_ttft_ms", "p90_ttft_ms", "p99_ttft_ms",
-    "energy_per_token_ci_low_joules", "energy_per_token_ci_high_joules", "output_throughput_ci_low_tokens_per_sec",
-    "output_throughput_ci_high_tokens_per_sec", "energy_per_output_ci_low_joules", "energy_per_output_ci_high_joules",
-    "batch_latency_ci_low_s", "batch_latency_ci_high_s", "energy_per_token_whole_run_joules",
-    "energy_per_token_trimmed_joules", "output_throughput_whole_run_tokens_per_sec",
-    "output_throughput_trimmed_tokens_per_sec", "error_counter_update_fraction", "error_telemetry_coverage_fraction",
-    "error_instant_vs_averaged_power_fraction", "error_steady_vs_whole_run_fraction", "error_bootstrap_fraction",
+    "mean_ttft_ms",
+    "median_ttft_ms",
+    "p90_ttft_ms",
+    "p99_ttft_ms",
+    "energy_per_token_ci_low_joules",
+    "energy_per_token_ci_high_joules",
+    "output_throughput_ci_low_tokens_per_sec",
+    "output_throughput_ci_high_tokens_per_sec",
+    "energy_per_output_ci_low_joules",
+    "energy_per_output_ci_high_joules",
+    "batch_latency_ci_low_s",
+    "batch_latency_ci_high_s",
+    "energy_per_token_whole_run_joules",
+    "energy_per_token_trimmed_joules",
+    "output_throughput_whole_run_tokens_per_sec",
+    "output_throughput_trimmed_tokens_per_sec",
+    "error_counter_update_fraction",
+    "error_telemetry_coverage_fraction",
+    "error_instant_vs_averaged_power_fraction",
+    "error_steady_vs_whole_run_fraction",
+    "error_bootstrap_fraction",
     # runs with latency targets (harness.measuring.goodput)
-    "num_good_requests", "slo_attainment_fraction", "goodput_requests_per_sec", "energy_per_good_request_joules",
+    "num_good_requests",
+    "slo_attainment_fraction",
+    "goodput_requests_per_sec",
+    "energy_per_good_request_joules",
     # static against dynamic, prefill against decode (harness.analysis.energy_split, run.json's "energy_split")
     *ENERGY_SPLIT_COLUMNS,
 )
 # Repeat k >= 2 of a configuration is stored as <run-id>-r<k> (harness.config).
-
 
 
 def _row(run_dir: Path) -> dict:
@@ -358,24 +415,40 @@ def _row(run_dir: Path) -> dict:
     gpu_model = env.get("gpu_model") or ("CPU" if env else None)
     llm = cfg.get("max_num_seqs") is not None
     row = {
-        "study": record.get("study", run_dir.parent.name), "run_id": record.get("run_id", run_dir.name),
-        "run_dir": str(run_dir), "status": status, "cause": record.get("cause"),
+        "study": record.get("study", run_dir.parent.name),
+        "run_id": record.get("run_id", run_dir.name),
+        "run_dir": str(run_dir),
+        "status": status,
+        "cause": record.get("cause"),
         "is_stable": bool(record.get("is_stable")) if status == "ok" else False,
         "unstable_reason": record.get("unstable_reason") if status == "ok" else (record.get("cause") or status),
         "problems": "; ".join(problems) if status == "corrupt" else "",
-        "task": task, "family": cfg.get("family"), "backend": cfg.get("backend"),
-        "model_id": cfg.get("model"), "base_model_id": cfg.get("model"),
-        "num_gpus": num_gpus, "tensor_parallel": cfg.get("tensor_parallel"), "expert_parallel": cfg.get("expert_parallel"),
-        "weight_precision": cfg.get("precision"), "max_num_seqs": cfg.get("max_num_seqs"),
+        "task": task,
+        "family": cfg.get("family"),
+        "backend": cfg.get("backend"),
+        "model_id": cfg.get("model"),
+        "base_model_id": cfg.get("model"),
+        "num_gpus": num_gpus,
+        "tensor_parallel": cfg.get("tensor_parallel"),
+        "expert_parallel": cfg.get("expert_parallel"),
+        "weight_precision": cfg.get("precision"),
+        "max_num_seqs": cfg.get("max_num_seqs"),
         "max_num_batched_tokens": cfg.get("max_num_batched_tokens"),
         "batch_size": cfg.get("max_num_seqs") if llm else cfg.get("batch_size"),
-        "inference_steps": cfg.get("inference_steps"), "height_pixels": cfg.get("height"),
-        "width_pixels": cfg.get("width"), "num_frames": cfg.get("num_frames"),
-        "num_requests": cfg.get("num_requests"), "num_iterations": cfg.get("num_iterations"), "seed": cfg.get("seed"),
-        "gpu_model": gpu_model, "gpu": f"{num_gpus} x {gpu_model}" if gpu_model else None,
+        "inference_steps": cfg.get("inference_steps"),
+        "height_pixels": cfg.get("height"),
+        "width_pixels": cfg.get("width"),
+        "num_frames": cfg.get("num_frames"),
+        "num_requests": cfg.get("num_requests"),
+        "num_iterations": cfg.get("num_iterations"),
+        "seed": cfg.get("seed"),
+        "gpu_model": gpu_model,
+        "gpu": f"{num_gpus} x {gpu_model}" if gpu_model else None,
         "output_unit": OUTPUT_UNIT.get(task, "response") if task else None,
-        "energy_source": metrics.get("energy_source"), "phase_split_reason": metrics.get("phase_split_reason"),
-        "source": "own", "is_reference": False,
+        "energy_source": metrics.get("energy_source"),
+        "phase_split_reason": metrics.get("phase_split_reason"),
+        "source": "own",
+        "is_reference": False,
     }
     row["base_run_id"], row["repeat"] = split_run_id(row["run_id"])
     validation = record.get("validation") or {} if status == "ok" else {}
@@ -401,9 +474,46 @@ def collect(results_dir: Path | str, study: str | None = None):
 
 
 def _columns() -> list[str]:
-    return ["study", "run_id", "run_dir", "status", "cause", "is_stable", "unstable_reason", "problems", "task",
-            "family", "backend", "model_id", "base_model_id", "num_gpus", "tensor_parallel", "expert_parallel",
-            "weight_precision", "max_num_seqs", "max_num_batched_tokens", "batch_size", "inference_steps",
-            "height_pixels", "width_pixels", "num_frames", "num_requests", "num_iterations", "seed", "gpu_model",
-            "gpu", "output_unit", "energy_source", "phase_split_reason", "source", "is_reference", "base_run_id",
-            "repeat", "validation_passed", "validation_flags", *METRIC_COLUMNS, "node_energy_note", *GPU_SETTING_KNOBS]
+    return [
+        "study",
+        "run_id",
+        "run_dir",
+        "status",
+        "cause",
+        "is_stable",
+        "unstable_reason",
+        "problems",
+        "task",
+        "family",
+        "backend",
+        "model_id",
+        "base_model_id",
+        "num_gpus",
+        "tensor_parallel",
+        "expert_parallel",
+        "weight_precision",
+        "max_num_seqs",
+        "max_num_batched_tokens",
+        "batch_size",
+        "inference_steps",
+        "height_pixels",
+        "width_pixels",
+        "num_frames",
+        "num_requests",
+        "num_iterations",
+        "seed",
+        "gpu_model",
+        "gpu",
+        "output_unit",
+        "energy_source",
+        "phase_split_reason",
+        "source",
+        "is_reference",
+        "base_run_id",
+        "repeat",
+        "validation_passed",
+        "validation_flags",
+        *METRIC_COLUMNS,
+        "node_energy_note",
+        *GPU_SETTING_KNOBS,
+    ]

@@ -46,8 +46,15 @@ from harness.measuring.device import GPU, NvmlUnavailable, ReadingUnsupported, v
 if TYPE_CHECKING:
     import pandas as pd
 
-NVML_COLUMNS = ("power_watts", "gpu_utilization_percent", "memory_used_mib", "sm_clock_mhz",
-                "temperature_celsius", "throttle_reasons", "energy_counter_joules")
+NVML_COLUMNS = (
+    "power_watts",
+    "gpu_utilization_percent",
+    "memory_used_mib",
+    "sm_clock_mhz",
+    "temperature_celsius",
+    "throttle_reasons",
+    "energy_counter_joules",
+)
 HOST_COLUMNS = ("process_cpu_percent", "process_rss_mib", "server_cpu_time_s")
 VLLM_COLUMNS = ("num_requests_running", "num_requests_waiting", "kv_cache_usage_fraction")
 COLUMNS = ("time_s", "source", "gpu_index", *NVML_COLUMNS, *HOST_COLUMNS, *VLLM_COLUMNS)
@@ -90,8 +97,11 @@ class NvmlReader:
         for index in indices:
             gpu = physical[index]
             self.handles[index] = gpu
-            self.power_source[index] = ("nvml/power-instant-field" if gpu.instant_power_watts() is not None
-                                        else "nvml/power-usage (1 s average on Ampere and newer)")
+            self.power_source[index] = (
+                "nvml/power-instant-field"
+                if gpu.instant_power_watts() is not None
+                else "nvml/power-usage (1 s average on Ampere and newer)"
+            )
         if not self.handles:
             self.problem = "NVML found no devices"
 
@@ -178,8 +188,13 @@ class ProcessTreeCpu:
     so :meth:`seconds` never falls; descendants are re-listed at most every ``refresh_s``.
     """
 
-    def __init__(self, root_pid: int, processes: Callable[[int], list] | None = None, refresh_s: float = 1.0,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        root_pid: int,
+        processes: Callable[[int], list] | None = None,
+        refresh_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.root_pid, self.refresh_s, self.clock = root_pid, refresh_s, clock
         self.processes = processes or _psutil_tree
         self.live: dict[int, Any] = {}
@@ -263,7 +278,9 @@ def parse_vllm_metrics(text: str) -> dict[str, float]:
     # tens of kilobytes of histograms, and parsing all of it costs more than the rest of the sampler.
     wanted = tuple(VLLM_METRICS)
     text = "".join(
-        line + "\n" for line in text.splitlines() if line.startswith(wanted) or (line.startswith("#") and any(w in line for w in wanted))
+        line + "\n"
+        for line in text.splitlines()
+        if line.startswith(wanted) or (line.startswith("#") and any(w in line for w in wanted))
     )
     by_name: dict[str, list[float]] = {}
     for family in text_string_to_metric_families(text):
@@ -284,9 +301,15 @@ class Telemetry:
     """NVML (or host-only) samples at ``hz`` and, given ``metrics_url``, vLLM gauges once a second; given
     ``server_pid``, the CPU time of that server's process tree in the host rows."""
 
-    def __init__(self, hz: float = 10.0, gpu_indices: list[int] | None = None, metrics_url: str | None = None,
-                 clock: Callable[[], float] = time.time, scrape_period_s: float = 1.0,
-                 server_pid: int | None = None):
+    def __init__(
+        self,
+        hz: float = 10.0,
+        gpu_indices: list[int] | None = None,
+        metrics_url: str | None = None,
+        clock: Callable[[], float] = time.time,
+        scrape_period_s: float = 1.0,
+        server_pid: int | None = None,
+    ):
         self.hz, self.metrics_url, self.clock = float(hz), metrics_url, clock
         self.server_pid = server_pid
         self.scrape_period_s = scrape_period_s
@@ -328,7 +351,7 @@ class Telemetry:
         blank_nvml = (None,) * len(NVML_COLUMNS)
         blank_vllm = (None,) * len(VLLM_COLUMNS)
         if self.host is not None:
-            self.rows.append((now, "host", None) + blank_nvml + self.host.sample() + blank_vllm)
+            self.rows.append((now, "host", None, *blank_nvml, *self.host.sample(), *blank_vllm))
         for index in self.reader.handles:
             values = self.reader.sample(index)
             self.rows.append((now, "nvml", index) + values + (None,) * len(HOST_COLUMNS) + blank_vllm)
@@ -365,9 +388,15 @@ class Telemetry:
         return self.rows
 
 
-def coverage_fraction(frame: pd.DataFrame, start_s: float, end_s: float, hz: float,
-                      gpu_indices: Iterable[int] | None, metrics_url: str | None,
-                      min_expected: int = 10) -> float | None:
+def coverage_fraction(
+    frame: pd.DataFrame,
+    start_s: float,
+    end_s: float,
+    hz: float,
+    gpu_indices: Iterable[int] | None,
+    metrics_url: str | None,
+    min_expected: int = 10,
+) -> float | None:
     """Worst share of expected samples present in ``[start_s, end_s]`` over the streams that should exist.
 
     Streams: each GPU at ``hz`` (or the host stream at ``hz`` without GPUs) and vLLM at 1 Hz when
@@ -388,9 +417,13 @@ def coverage_fraction(frame: pd.DataFrame, start_s: float, end_s: float, hz: flo
     return min(judged) if judged else None
 
 
-def measure_idle_power(seconds: float, gpu_indices: list[int] | None = None, hz: float = 10.0,
-                       sleep: Callable[[float], None] = time.sleep,
-                       clock: Callable[[], float] = time.monotonic) -> dict[int, float]:
+def measure_idle_power(
+    seconds: float,
+    gpu_indices: list[int] | None = None,
+    hz: float = 10.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> dict[int, float]:
     """Average power of each idle GPU over ``seconds`` ({} without NVML).
 
     From NVML's energy counter (energy difference / time) where the GPU has one, else the mean of

@@ -86,8 +86,9 @@ class WindowTracker:
     Subclasses decide when; every tracker counts first tokens and finishes (the adaptive stopper reads them)
     and can be closed early (:meth:`stop_early`)."""
 
-    def __init__(self, can_open: bool, on_open: Callable[[], object] | None = None,
-                 on_close: Callable[[], object] | None = None):
+    def __init__(
+        self, can_open: bool, on_open: Callable[[], object] | None = None, on_close: Callable[[], object] | None = None
+    ):
         self.on_open, self.on_close = on_open, on_close
         self.first_tokens = 0
         self.finishes = 0
@@ -134,8 +135,13 @@ class SteadyTracker(WindowTracker):
     """The reference's steady window: opens when ``max_num_seqs`` requests have their first token, closes when
     fewer than ``max_num_seqs`` are left unfinished."""
 
-    def __init__(self, max_num_seqs: int, num_requests: int, on_open: Callable[[], object] | None = None,
-                 on_close: Callable[[], object] | None = None):
+    def __init__(
+        self,
+        max_num_seqs: int,
+        num_requests: int,
+        on_open: Callable[[], object] | None = None,
+        on_close: Callable[[], object] | None = None,
+    ):
         if max_num_seqs < 1 or num_requests < 1:
             raise ValueError("max_num_seqs and num_requests must be positive")
         super().__init__(num_requests >= max_num_seqs, on_open, on_close)
@@ -145,8 +151,7 @@ class SteadyTracker(WindowTracker):
     @classmethod
     def for_meter(cls, meter: Meter, max_num_seqs: int, num_requests: int, name: str = "steady") -> SteadyTracker:
         """A tracker that opens and closes ``meter``'s window ``name``."""
-        return cls(max_num_seqs, num_requests, on_open=lambda: meter.begin(name),
-                   on_close=lambda: meter.end(name))
+        return cls(max_num_seqs, num_requests, on_open=lambda: meter.begin(name), on_close=lambda: meter.end(name))
 
     def first_token(self, t: float) -> None:
         with self._lock:
@@ -170,8 +175,13 @@ class ArrivalTracker(WindowTracker):
     ``num_requests``-th. A :class:`WindowTracker` like the reference's steady window (states, callbacks,
     ``finishes``, ``stop_early``), so the adaptive stopper chains onto it too."""
 
-    def __init__(self, num_requests: int, open_at: int, on_open: Callable[[], object] | None = None,
-                 on_close: Callable[[], object] | None = None):
+    def __init__(
+        self,
+        num_requests: int,
+        open_at: int,
+        on_open: Callable[[], object] | None = None,
+        on_close: Callable[[], object] | None = None,
+    ):
         if num_requests < 1 or not 1 <= open_at <= num_requests:
             raise ValueError("need 1 <= open_at <= num_requests")
         # a window that would open and close at the same arrival is empty: it can never open
@@ -206,8 +216,9 @@ def _events(requests: Iterable[RequestEvents], submissions: bool) -> list[tuple[
     return sorted(out)
 
 
-def replay_bounds(tracker: WindowTracker, requests: Iterable[RequestEvents],
-                  stop_time_s: float | None = None) -> tuple[float, float] | None:
+def replay_bounds(
+    tracker: WindowTracker, requests: Iterable[RequestEvents], stop_time_s: float | None = None
+) -> tuple[float, float] | None:
     """Feed the stored events of ``requests`` through a fresh ``tracker``; its window's ``(open, close)``
     times in seconds, or None if it never closed.
 

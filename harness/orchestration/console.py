@@ -5,8 +5,9 @@ Figures are printed in J/token, tokens/s, ms (ITL), J/output and s/batch.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import TextIO
 
 from harness.config import Configuration, Study
 from harness.measuring import store
@@ -15,11 +16,15 @@ from harness.measuring import store
 def energy_notice(env: dict) -> str:
     """One plain line, printed before a sweep, on what this host can and cannot measure."""
     if env.get("gpu_count", 0) > 0:
-        return (f"energy: GPU energy from NVML's counter through Zeus on {env['gpu_count']} x "
-                f"{env.get('gpu_model') or 'GPU'}; idle power is recorded before the sweep")
-    return (f"energy: this host has no GPU energy counter ({env.get('nvml', 'NVML unavailable')}): time and latent "
-            f"metrics (batch reached, throughput, latencies, KV-cache use) are measured, energy is not "
-            f"(recorded as null with its reason, never as 0 J)")
+        return (
+            f"energy: GPU energy from NVML's counter through Zeus on {env['gpu_count']} x "
+            f"{env.get('gpu_model') or 'GPU'}; idle power is recorded before the sweep"
+        )
+    return (
+        f"energy: this host has no GPU energy counter ({env.get('nvml', 'NVML unavailable')}): time and latent "
+        f"metrics (batch reached, throughput, latencies, KV-cache use) are measured, energy is not "
+        f"(recorded as null with its reason, never as 0 J)"
+    )
 
 
 def summary_line(cfg: Configuration, record: dict) -> str:
@@ -28,13 +33,18 @@ def summary_line(cfg: Configuration, record: dict) -> str:
     status = record["status"]
     parts = [f"{status:10s}", cfg.run_id, cfg.label()]
     if status == "ok":
+
         def fmt(key, unit):
             value = m.get(key)
             return f"{value:.4g} {unit}" if isinstance(value, (int, float)) else f"- {unit}"
 
         if cfg.is_llm:
-            parts += [fmt("energy_per_token_joules", "J/token"), fmt("output_throughput_tokens_per_sec", "tok/s"),
-                      fmt("avg_batch_size", "avg batch"), fmt("median_itl_ms", "ms ITL")]
+            parts += [
+                fmt("energy_per_token_joules", "J/token"),
+                fmt("output_throughput_tokens_per_sec", "tok/s"),
+                fmt("avg_batch_size", "avg batch"),
+                fmt("median_itl_ms", "ms ITL"),
+            ]
         else:
             parts += [fmt("energy_per_output_joules", "J/output"), fmt("batch_latency_s", "s/batch")]
         parts.append("stable" if record.get("is_stable") else f"UNSTABLE ({record.get('unstable_reason')})")
@@ -49,8 +59,14 @@ def summary_line(cfg: Configuration, record: dict) -> str:
     return "  ".join(parts)
 
 
-def print_dry_run(study: Study, planned: list[tuple[Configuration, str]], force: bool,
-                  verdicts: dict[str, list[str]], blocked: Callable[[Configuration], str | None], out: TextIO) -> None:
+def print_dry_run(
+    study: Study,
+    planned: list[tuple[Configuration, str]],
+    force: bool,
+    verdicts: dict[str, list[str]],
+    blocked: Callable[[Configuration], str | None],
+    out: TextIO,
+) -> None:
     """One line per planned configuration: done, refused by preflight, would skip (and why) or measure."""
     for cfg, state in planned:
         reason = blocked(cfg)
@@ -61,9 +77,12 @@ def print_dry_run(study: Study, planned: list[tuple[Configuration, str]], force:
         elif reason:
             action = f"would skip: {reason}"
         else:
-            action = {"missing": "measure", "incomplete": "measure again (incomplete)",
-                      "corrupt": "measure again (damaged)",
-                      "setup-failed": "measure again (failed for a reason of setup)"}.get(state, f"measure again (--force; was {state})")
+            action = {
+                "missing": "measure",
+                "incomplete": "measure again (incomplete)",
+                "corrupt": "measure again (damaged)",
+                "setup-failed": "measure again (failed for a reason of setup)",
+            }.get(state, f"measure again (--force; was {state})")
         print(f"{study.configurations.index(cfg):4d}  {cfg.run_id}  {cfg.label():40s}  {action}", file=out)
 
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from harness.config import Configuration
 from harness.measuring import store
@@ -126,15 +127,19 @@ def execute(run: Run, instruments: Instruments) -> None:
         try:
             with time_limit(instruments.run_timeout_s):
                 if run.on_gpu and cfg.num_gpus > env["gpu_count"]:
-                    raise WorkloadError(f"needs {cfg.num_gpus} GPUs, this host has {env['gpu_count']}",
-                                        cause="insufficient-gpus")
+                    raise WorkloadError(
+                        f"needs {cfg.num_gpus} GPUs, this host has {env['gpu_count']}", cause="insufficient-gpus"
+                    )
                 run.meter = instruments.open_meter(run.gpu_indices)
                 run.held = gpu_knobs.set_for_run(run)  # power cap, locked clock (originals kept on disk)
                 run.backend = registry.get_backend(cfg.backend)
                 run.backend.start(cfg, run.run_dir)
-                run.telemetry = Telemetry(instruments.sampler_hz, run.gpu_indices,
-                                          getattr(run.backend, "metrics_url", None),
-                                          server_pid=getattr(run.backend, "server_pid", None))
+                run.telemetry = Telemetry(
+                    instruments.sampler_hz,
+                    run.gpu_indices,
+                    getattr(run.backend, "metrics_url", None),
+                    server_pid=getattr(run.backend, "server_pid", None),
+                )
                 run.telemetry.start()
                 run.result = run.backend.run(cfg, run.meter)
         finally:
@@ -172,17 +177,27 @@ def _stop_pieces(run: Run, instruments: Instruments) -> None:
 def conclude(run: Run) -> None:
     """The outcome, times (``wall_time_s`` in s), idle power (W per GPU) and telemetry facts into the record."""
     idle = run.start.idle_power_watts
-    run.record.update(status=run.status, cause=run.cause, message=run.message, log_tail=run.log_tail or None,
-                      finished_at=records.now(), wall_time_s=time.monotonic() - run.started_monotonic_s,
-                      idle_power_watts={str(i): idle[i] for i in run.gpu_indices if i in idle})
+    run.record.update(
+        status=run.status,
+        cause=run.cause,
+        message=run.message,
+        log_tail=run.log_tail or None,
+        finished_at=records.now(),
+        wall_time_s=time.monotonic() - run.started_monotonic_s,
+        idle_power_watts={str(i): idle[i] for i in run.gpu_indices if i in idle},
+    )
     if run.telemetry is not None:
         run.record["telemetry"] = run.telemetry.info
 
 
 def fail_in_metrics(run: Run, exc: Exception) -> None:
     """Bad records from a backend: keep the evidence, fail the run."""
-    run.record.update(status="failed", cause=f"crash: metrics: {type(exc).__name__}", message=str(exc),
-                      log_tail=traceback.format_exc(limit=8))
+    run.record.update(
+        status="failed",
+        cause=f"crash: metrics: {type(exc).__name__}",
+        message=str(exc),
+        log_tail=traceback.format_exc(limit=8),
+    )
 
 
 def mark_unstable_unless_ok(run: Run) -> None:
@@ -202,7 +217,14 @@ def validity(run: Run, metrics: dict, coverage: float | None) -> None:
     telemetry = run.telemetry
     limits = (telemetry.info.get("power_limit_watts") or {}).values() if telemetry else ()
     stable, reason, codes = steady.validity(
-        metrics, is_llm=run.cfg.is_llm, on_gpu=run.on_gpu, max_num_seqs=run.cfg.max_num_seqs,
-        num_gpus=len(run.gpu_indices) or 1, idle_power_watts=run.idle_watts, power_limit_watts=limits,
-        coverage=coverage, sampler_errors=len(telemetry.errors) if telemetry else 0)
+        metrics,
+        is_llm=run.cfg.is_llm,
+        on_gpu=run.on_gpu,
+        max_num_seqs=run.cfg.max_num_seqs,
+        num_gpus=len(run.gpu_indices) or 1,
+        idle_power_watts=run.idle_watts,
+        power_limit_watts=limits,
+        coverage=coverage,
+        sampler_errors=len(telemetry.errors) if telemetry else 0,
+    )
     run.record.update(metrics=metrics, is_stable=stable, unstable_reason=reason, failed_checks=codes)

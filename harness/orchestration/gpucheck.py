@@ -42,8 +42,8 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from harness.config import Configuration, Settings, Study
 from harness.errors import HarnessError
@@ -59,16 +59,40 @@ IDLE_POWER_S = 10.0  # idle power is averaged over this long, before CUDA is ini
 SETTINGS = Settings(cooldown_s=0.0, idle_power_s=IDLE_POWER_S, sampler_hz=10.0, run_timeout_s=0.0)
 
 # (study, knobs) for the real check and for the dry run on the CPU
-LLM_REAL = dict(model="llama-3.1-8b", task="lm-arena-chat", batches=(8, 32, 128), requests_per_batch=(4, 2, 2),
-                max_output_tokens=512, precision="bfloat16", options={})
-LLM_DRY = dict(model="tiny-llama", task="lm-arena-chat", batches=(2, 4, 8), requests_per_batch=(3, 2, 2),
-               max_output_tokens=12, precision="float32", options={"output_length_scale": 0.05})
-IMAGE_REAL = dict(model="sd3.5-medium", batches=(1, 4), steps=28, height=1024, width=1024, iterations=2,
-                  precision="bfloat16")
+LLM_REAL = dict(
+    model="llama-3.1-8b",
+    task="lm-arena-chat",
+    batches=(8, 32, 128),
+    requests_per_batch=(4, 2, 2),
+    max_output_tokens=512,
+    precision="bfloat16",
+    options={},
+)
+LLM_DRY = dict(
+    model="tiny-llama",
+    task="lm-arena-chat",
+    batches=(2, 4, 8),
+    requests_per_batch=(3, 2, 2),
+    max_output_tokens=12,
+    precision="float32",
+    options={"output_length_scale": 0.05},
+)
+IMAGE_REAL = dict(
+    model="sd3.5-medium", batches=(1, 4), steps=28, height=1024, width=1024, iterations=2, precision="bfloat16"
+)
 IMAGE_DRY = dict(model="tiny-sd3", batches=(1, 2), steps=2, height=64, width=64, iterations=2, precision="bfloat16")
-SUMMARY_METRICS = ("energy_per_token_joules", "energy_per_image_joules", "energy_per_output_joules", "avg_power_watts",
-                   "output_throughput_tokens_per_sec", "median_itl_ms", "batch_latency_s", "steady_duration_s",
-                   "avg_batch_size", "energy_source")
+SUMMARY_METRICS = (
+    "energy_per_token_joules",
+    "energy_per_image_joules",
+    "energy_per_output_joules",
+    "avg_power_watts",
+    "output_throughput_tokens_per_sec",
+    "median_itl_ms",
+    "batch_latency_s",
+    "steady_duration_s",
+    "avg_batch_size",
+    "energy_source",
+)
 
 
 def llm_configs(spec: dict, study: str) -> list[Configuration]:
@@ -77,12 +101,34 @@ def llm_configs(spec: dict, study: str) -> list[Configuration]:
 
     out = []
     for batch, per in zip(spec["batches"], spec["requests_per_batch"], strict=False):
-        out.append(configuration_from_dict(dict(
-            study=study, task=spec["task"], family="llm-chat", backend="transformers", model=spec["model"],
-            num_gpus=1, tensor_parallel=1, expert_parallel=1, precision=spec["precision"], max_num_seqs=batch,
-            max_num_batched_tokens=8192, batch_size=None, inference_steps=None, height=None, width=None,
-            num_frames=None, num_requests=batch * per, num_iterations=None, seed=0, length_source=None,
-            max_output_tokens=spec["max_output_tokens"], options=dict(spec["options"]))))
+        out.append(
+            configuration_from_dict(
+                dict(
+                    study=study,
+                    task=spec["task"],
+                    family="llm-chat",
+                    backend="transformers",
+                    model=spec["model"],
+                    num_gpus=1,
+                    tensor_parallel=1,
+                    expert_parallel=1,
+                    precision=spec["precision"],
+                    max_num_seqs=batch,
+                    max_num_batched_tokens=8192,
+                    batch_size=None,
+                    inference_steps=None,
+                    height=None,
+                    width=None,
+                    num_frames=None,
+                    num_requests=batch * per,
+                    num_iterations=None,
+                    seed=0,
+                    length_source=None,
+                    max_output_tokens=spec["max_output_tokens"],
+                    options=dict(spec["options"]),
+                )
+            )
+        )
     return out
 
 
@@ -90,21 +136,50 @@ def image_configs(spec: dict, study: str) -> list[Configuration]:
     """The image runs: one per batch size, ``iterations`` measured batches each."""
     from harness.config import configuration_from_dict
 
-    return [configuration_from_dict(dict(
-        study=study, task="text-to-image", family="text-to-image", backend="diffusers", model=spec["model"],
-        num_gpus=1, tensor_parallel=1, expert_parallel=1, precision=spec["precision"], max_num_seqs=None,
-        max_num_batched_tokens=None, batch_size=batch, inference_steps=spec["steps"], height=spec["height"],
-        width=spec["width"], num_frames=1, num_requests=None, num_iterations=spec["iterations"], seed=0,
-        length_source=None, max_output_tokens=None, options={})) for batch in spec["batches"]]
+    return [
+        configuration_from_dict(
+            dict(
+                study=study,
+                task="text-to-image",
+                family="text-to-image",
+                backend="diffusers",
+                model=spec["model"],
+                num_gpus=1,
+                tensor_parallel=1,
+                expert_parallel=1,
+                precision=spec["precision"],
+                max_num_seqs=None,
+                max_num_batched_tokens=None,
+                batch_size=batch,
+                inference_steps=spec["steps"],
+                height=spec["height"],
+                width=spec["width"],
+                num_frames=1,
+                num_requests=None,
+                num_iterations=spec["iterations"],
+                seed=0,
+                length_source=None,
+                max_output_tokens=None,
+                options={},
+            )
+        )
+        for batch in spec["batches"]
+    ]
 
 
 def check_study(dry_run: bool = False) -> Study:
     """The check as a study: the chat runs, then the image runs (tiny models on the CPU for a dry run)."""
     name = f"{STUDY}-dry" if dry_run else STUDY
-    configurations = llm_configs(LLM_DRY if dry_run else LLM_REAL, name) + \
-        image_configs(IMAGE_DRY if dry_run else IMAGE_REAL, name)
-    return Study(name=name, path=Path(__file__), description=(__doc__ or "").split("\n\n")[0], settings=SETTINGS,
-                 configurations=tuple(configurations))
+    configurations = llm_configs(LLM_DRY if dry_run else LLM_REAL, name) + image_configs(
+        IMAGE_DRY if dry_run else IMAGE_REAL, name
+    )
+    return Study(
+        name=name,
+        path=Path(__file__),
+        description=(__doc__ or "").split("\n\n")[0],
+        settings=SETTINGS,
+        configurations=tuple(configurations),
+    )
 
 
 # --- one run ----------------------------------------------------------------------------------------------
@@ -115,8 +190,12 @@ def check_instruments() -> Instruments:
     from harness.measuring import energy
     from harness.measuring.telemetry import Telemetry
 
-    return Instruments(open_meter=energy.open_meter_with_nvml_fallback, read_timeline=Telemetry.stop_rows,
-                       sampler_hz=SETTINGS.sampler_hz, run_timeout_s=SETTINGS.run_timeout_s)
+    return Instruments(
+        open_meter=energy.open_meter_with_nvml_fallback,
+        read_timeline=Telemetry.stop_rows,
+        sampler_hz=SETTINGS.sampler_hz,
+        run_timeout_s=SETTINGS.run_timeout_s,
+    )
 
 
 def measure(cfg: Configuration, out_dir: Path, env: dict, idle_power: dict[int, float], on_gpu: bool) -> dict:
@@ -129,8 +208,9 @@ def measure(cfg: Configuration, out_dir: Path, env: dict, idle_power: dict[int, 
     from harness.measuring.telemetry import COLUMNS
 
     run_dir = store.run_path(out_dir, cfg.study, cfg.run_id)
-    run = execute.begin(RunStart(cfg=cfg, study=cfg.study, run_dir=run_dir, env=env, idle_power_watts=idle_power,
-                                 on_gpu=on_gpu))
+    run = execute.begin(
+        RunStart(cfg=cfg, study=cfg.study, run_dir=run_dir, env=env, idle_power_watts=idle_power, on_gpu=on_gpu)
+    )
     execute.execute(run, check_instruments())
     with signals_deferred():
         execute.conclude(run)
@@ -193,9 +273,13 @@ def _device_facts() -> dict:
     facts = {"torch": torch.__version__, "cuda_available": torch.cuda.is_available()}
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        facts.update(device_name=props.name, compute_capability=f"{props.major}.{props.minor}",
-                     memory_gib=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda,
-                     cudnn=torch.backends.cudnn.version())
+        facts.update(
+            device_name=props.name,
+            compute_capability=f"{props.major}.{props.minor}",
+            memory_gib=round(props.total_memory / 2**30, 1),
+            cuda=torch.version.cuda,
+            cudnn=torch.backends.cudnn.version(),
+        )
     try:
         smi = subprocess.run(["nvidia-smi", "-q"], capture_output=True, text=True, timeout=20)
         facts["nvidia_smi_q"] = smi.stdout if smi.returncode == 0 else None
@@ -212,8 +296,14 @@ def prepare(path: Path, dry_run: bool = False) -> Path:
     return lengths.export_plans(plans, path)
 
 
-def run_check(out: Path, dry_run: bool = False, lengths_file: Path | None = None, budget_s: float = BUDGET_S,
-              log: Callable[[str], None] = print, carried: tuple[Path | None, list[str]] | None = None) -> dict:
+def run_check(
+    out: Path,
+    dry_run: bool = False,
+    lengths_file: Path | None = None,
+    budget_s: float = BUDGET_S,
+    log: Callable[[str], None] = print,
+    carried: tuple[Path | None, list[str]] | None = None,
+) -> dict:
     """The check; ``carried``: ``(site folder, wheel names)`` from ``--wheels``, checked before any run.
 
     ``budget_s``: once this many seconds are spent, the remaining runs are recorded as skipped.
@@ -249,25 +339,39 @@ def run_check(out: Path, dry_run: bool = False, lengths_file: Path | None = None
             try:
                 lengths.plan_for(cfg)
             except ReferenceDataError as exc:
-                raise HarnessError(f"{exc}; on a host without the reference data, run `scripts/gpu-check --prepare "
-                                   f"FILE{' --dry-run' if dry_run else ''}` where it exists and pass --lengths FILE") from None
+                raise HarnessError(
+                    f"{exc}; on a host without the reference data, run `scripts/gpu-check --prepare "
+                    f"FILE{' --dry-run' if dry_run else ''}` where it exists and pass --lengths FILE"
+                ) from None
     summary: dict = {"study": study.name, "dry_run": dry_run, "gpu_model": env.get("gpu_model"), "runs": []}
     for cfg in study.configurations:
         spent = time.monotonic() - t_start
         entry: dict[str, object]
         if spent > budget_s:
-            entry = {"run_id": cfg.run_id, "label": cfg.label(), "status": "skipped",
-                     "cause": f"time budget of {budget_s:g} s spent ({spent:.0f} s)"}
+            entry = {
+                "run_id": cfg.run_id,
+                "label": cfg.label(),
+                "status": "skipped",
+                "cause": f"time budget of {budget_s:g} s spent ({spent:.0f} s)",
+            }
         else:
             record = measure(cfg, out, env, idle, on_gpu)
             m = record.get("metrics") or {}
-            entry = {"run_id": cfg.run_id, "label": cfg.label(), "status": record["status"],
-                     "cause": record.get("cause"), "wall_time_s": round(record["wall_time_s"], 2),
-                     "is_stable": record.get("is_stable"), "unstable_reason": record.get("unstable_reason"),
-                     **{k: m.get(k) for k in SUMMARY_METRICS if k in m}}
+            entry = {
+                "run_id": cfg.run_id,
+                "label": cfg.label(),
+                "status": record["status"],
+                "cause": record.get("cause"),
+                "wall_time_s": round(record["wall_time_s"], 2),
+                "is_stable": record.get("is_stable"),
+                "unstable_reason": record.get("unstable_reason"),
+                **{k: m.get(k) for k in SUMMARY_METRICS if k in m},
+            }
         summary["runs"].append(entry)
-        log(f"{entry['status']:8s} {entry['label']:45s} " + (
-            f"{entry.get('wall_time_s', 0):7.1f} s" if "wall_time_s" in entry else str(entry.get("cause", ""))))
+        log(
+            f"{entry['status']:8s} {entry['label']:45s} "
+            + (f"{entry.get('wall_time_s', 0):7.1f} s" if "wall_time_s" in entry else str(entry.get("cause", "")))
+        )
     summary["total_wall_time_s"] = round(time.monotonic() - t_start, 2)
     store.atomic_write_json(out / "gpu-check.json", store.clean_json(summary))
     log(f"gpu-check finished in {summary['total_wall_time_s']} s; results in {out}")

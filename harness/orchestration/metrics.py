@@ -30,8 +30,9 @@ def summarize(run: Run) -> None:
     if cfg.is_llm:
         stop = result.info.get("stop")
         stop_time = stop.get("stop_time_s") if stop else None  # set when the load was stopped early
-        metrics, rows = steady.llm_metrics(result.requests, windows, cfg.knob("max_num_seqs"), stop_time_s=stop_time,
-                                           load=result.info.get("load"))
+        metrics, rows = steady.llm_metrics(
+            result.requests, windows, cfg.knob("max_num_seqs"), stop_time_s=stop_time, load=result.info.get("load")
+        )
         stop_metrics, record["stop"] = stop_outcome(cfg, stop)
         metrics.update(stop_metrics)
         run.tables["requests.parquet"] = pd.DataFrame(rows)
@@ -41,11 +42,13 @@ def summarize(run: Run) -> None:
     start, end = metrics.get("steady_start_time_s"), metrics.get("steady_end_time_s")
     coverage = None
     if start is not None and end is not None and timeline is not None:
-        coverage = coverage_fraction(timeline, start, end, telemetry.hz, telemetry.info["gpu_indices"],
-                                     telemetry.metrics_url)
+        coverage = coverage_fraction(
+            timeline, start, end, telemetry.hz, telemetry.info["gpu_indices"], telemetry.metrics_url
+        )
     metrics.update(timeline_metrics(timeline, start, end))
-    metrics.update(server_cpu_metrics(timeline, start, end, metrics.get("steady_output_tokens"),
-                                      metrics.get("avg_output_len")))
+    metrics.update(
+        server_cpu_metrics(timeline, start, end, metrics.get("steady_output_tokens"), metrics.get("avg_output_len"))
+    )
     if cfg.is_llm:
         metrics["input_wait_fraction"] = input_wait_fraction(timeline, start, end, result.requests)
     metrics["telemetry_coverage_fraction"] = coverage
@@ -70,8 +73,11 @@ def split_energy(run: Run) -> None:
     idle = run.start.idle_power_watts
     idle_power_watts = {str(i): idle[i] for i in run.gpu_indices if i in idle}
     try:
-        section = energy_split.split_run(energy_split.RunEnergyInputs(
-            metrics, idle_power_watts, run.timeline, run.tables.get("requests.parquet"), cfg.is_llm, engine))
+        section = energy_split.split_run(
+            energy_split.RunEnergyInputs(
+                metrics, idle_power_watts, run.timeline, run.tables.get("requests.parquet"), cfg.is_llm, engine
+            )
+        )
     except Exception as exc:  # noqa: BLE001 -- a broken estimate must not lose a measured run
         section = {"phases": {"reason": f"the energy split failed: {type(exc).__name__}: {exc}"}}
     record["energy_split"] = section
@@ -95,7 +101,9 @@ def timeline_metrics(frame: Any, start: float | None, end: float | None) -> dict
 
     return {
         "avg_gpu_utilization_percent": mean(nvml["gpu_utilization_percent"]),
-        "max_temperature_celsius": float(nvml["temperature_celsius"].max()) if nvml["temperature_celsius"].notna().any() else None,
+        "max_temperature_celsius": float(nvml["temperature_celsius"].max())
+        if nvml["temperature_celsius"].notna().any()
+        else None,
         "avg_sampled_power_watts": mean(nvml.groupby("time_s")["power_watts"].sum()) if len(nvml) else None,
         "avg_kv_cache_usage_fraction": mean(vllm["kv_cache_usage_fraction"]),
         "avg_num_requests_running": mean(vllm["num_requests_running"]),
@@ -103,12 +111,12 @@ def timeline_metrics(frame: Any, start: float | None, end: float | None) -> dict
     }
 
 
-SERVER_CPU_COLUMNS = ("server_cpu_time_s", "server_cpu_cores", "cpu_time_per_output_token_ms",
-                      "cpu_time_per_request_s")
+SERVER_CPU_COLUMNS = ("server_cpu_time_s", "server_cpu_cores", "cpu_time_per_output_token_ms", "cpu_time_per_request_s")
 
 
-def server_cpu_metrics(frame: Any, start: float | None, end: float | None, tokens: int | None,
-                       avg_output_len: float | None) -> dict:
+def server_cpu_metrics(
+    frame: Any, start: float | None, end: float | None, tokens: int | None, avg_output_len: float | None
+) -> dict:
     """The serving process tree's CPU time over the steady window ``[start, end]`` (s), from the timeline's
     cumulative ``server_cpu_time_s`` (interpolated at the window's ends): its seconds, the CPU cores it kept
     busy on average, milliseconds per output token (over the window's ``tokens``) and seconds per request (per
@@ -147,11 +155,15 @@ def input_wait_fraction(frame: Any, start: float | None, end: float | None, requ
     vllm = frame[(frame["source"] == "vllm") & (frame["time_s"] >= start) & (frame["time_s"] <= end)]
     if not len(vllm):
         return None
-    spans = [(r.submit_time_s, r.first_token_time_s if r.first_token_time_s is not None else end)
-             for r in requests if r.submit_time_s is not None]
+    spans = [
+        (r.submit_time_s, r.first_token_time_s if r.first_token_time_s is not None else end)
+        for r in requests
+        if r.submit_time_s is not None
+    ]
     waited = 0
-    for t, running, queued in zip(vllm["time_s"], vllm["num_requests_running"], vllm["num_requests_waiting"],
-                                  strict=True):
+    for t, running, queued in zip(
+        vllm["time_s"], vllm["num_requests_running"], vllm["num_requests_waiting"], strict=True
+    ):
         idle = (running or 0) + (queued or 0) == 0
         if idle and any(sent <= t < first for sent, first in spans):
             waited += 1
@@ -167,23 +179,34 @@ def _assess(run: Run, windows: dict, metrics: dict, rows: list[dict]) -> None:
     cfg, result, record, timeline, telemetry = run.cfg, run.result, run.record, run.timeline, run.telemetry
     info = telemetry.info if telemetry else {}
     hz = info.get("sampler_hz") or 10.0
-    assessed = fidelity.assess(cfg.is_llm, result.requests, rows, windows, metrics, timeline,
-                               OUTPUT_UNIT.get(cfg.task), sampler_hz=hz)
+    assessed = fidelity.assess(
+        cfg.is_llm, result.requests, rows, windows, metrics, timeline, OUTPUT_UNIT.get(cfg.task), sampler_hz=hz
+    )
     record["fidelity"] = assessed
     metrics.update(fidelity.tidy_columns(assessed))
     whole = windows.get("run")
     run_window = (whole.start_time_s, whole.end_time_s) if whole is not None else None
     run_coverage = None
     if run_window and timeline is not None and telemetry is not None:
-        run_coverage = coverage_fraction(timeline, *run_window, hz, info.get("gpu_indices") or [],
-                                         telemetry.metrics_url)
+        run_coverage = coverage_fraction(
+            timeline, *run_window, hz, info.get("gpu_indices") or [], telemetry.metrics_url
+        )
     cap = cfg.max_output_tokens or ((record.get("backend_info") or {}).get("options") or {}).get("max_output_tokens")
     flags = validator.validate(
-        metrics, is_llm=cfg.is_llm, on_gpu=run.on_gpu, max_num_seqs=cfg.max_num_seqs, output_cap=cap,
-        requests=result.requests if cfg.is_llm else (), timeline=timeline, run_window=run_window,
-        run_coverage=run_coverage, power_source=info.get("power_source"),
+        metrics,
+        is_llm=cfg.is_llm,
+        on_gpu=run.on_gpu,
+        max_num_seqs=cfg.max_num_seqs,
+        output_cap=cap,
+        requests=result.requests if cfg.is_llm else (),
+        timeline=timeline,
+        run_window=run_window,
+        run_coverage=run_coverage,
+        power_source=info.get("power_source"),
         gpu_model=(record.get("environment") or {}).get("gpu_model"),
-        power_limit_watts=(info.get("power_limit_watts") or {}).values(), num_gpus=len(run.gpu_indices) or 1)
+        power_limit_watts=(info.get("power_limit_watts") or {}).values(),
+        num_gpus=len(run.gpu_indices) or 1,
+    )
     record["validation"] = validator.summary(flags)
 
 

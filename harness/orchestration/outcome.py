@@ -13,18 +13,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-SETUP_CAUSES = frozenset({
-    "bad-config",  # the configuration (a model, a length source, a context too short)
-    "bad-option",  # an option the backend refuses
-    "reference-unavailable",  # the published reference data cannot be read here
-    "no-engine",  # the serving engine's environment is missing
-    "unreachable",  # the existing server does not answer
-    "unauthorized",  # the existing server refuses the key
-    "model-not-served",  # the existing server does not serve that model
-    "remote-refused",  # a server on another host without allow_remote
-    "unsupported",  # a backend cannot run this precision or device
-    "insufficient-gpus",  # fewer GPUs than the configuration needs
-})
+SETUP_CAUSES = frozenset(
+    {
+        "bad-config",  # the configuration (a model, a length source, a context too short)
+        "bad-option",  # an option the backend refuses
+        "reference-unavailable",  # the published reference data cannot be read here
+        "no-engine",  # the serving engine's environment is missing
+        "unreachable",  # the existing server does not answer
+        "unauthorized",  # the existing server refuses the key
+        "model-not-served",  # the existing server does not serve that model
+        "remote-refused",  # a server on another host without allow_remote
+        "unsupported",  # a backend cannot run this precision or device
+        "insufficient-gpus",  # fewer GPUs than the configuration needs
+    }
+)
 SETUP_EXIT_STATUS = 1
 SETUP_FAILED = "setup-failed"  # the state of a stored run that failed for a reason of setup: measured again
 
@@ -86,5 +88,7 @@ class Outcome:
         n = self.setup_failures
         if not n:
             return None
-        return (f"sweep failed: {n} run{'s' if n != 1 else ''} failed for a reason of setup (see above); fix it and "
-                f"run the same command again (those runs are measured again)")
+        return (
+            f"sweep failed: {n} run{'s' if n != 1 else ''} failed for a reason of setup (see above); fix it and "
+            f"run the same command again (those runs are measured again)"
+        )

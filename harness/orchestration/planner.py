@@ -166,7 +166,9 @@ class ReplayBackend:
         return self.rows.get(int(batch))
 
 
-def oracle(rows: pd.DataFrame, kind: str, targets: Iterable[float] = ITL_TARGETS_MS) -> dict[float, tuple[int | None, float]]:
+def oracle(
+    rows: pd.DataFrame, kind: str, targets: Iterable[float] = ITL_TARGETS_MS
+) -> dict[float, tuple[int | None, float]]:
     """True lowest-energy configuration (batch, energy) per target, from all of a series' rows.
 
     Targets are median ITLs in ms (``inf``: no target; diffusion has only that one); the energy is J per token
@@ -205,8 +207,9 @@ class ReplayedSeries:
         return settled
 
 
-def replay_series(model: P.Fit, rows: pd.DataFrame, kind: str, tolerance: float = TOLERANCE,
-                  coverage: float = PLANNER_COVERAGE) -> ReplayedSeries:
+def replay_series(
+    model: P.Fit, rows: pd.DataFrame, kind: str, tolerance: float = TOLERANCE, coverage: float = PLANNER_COVERAGE
+) -> ReplayedSeries:
     """Plan one series with ``model``, answering each measurement from the series' published ``rows``."""
     planner = SeriesPlanner(model, rows, tolerance=tolerance, coverage=coverage)
     backend = ReplayBackend(rows, kind)
@@ -214,8 +217,13 @@ def replay_series(model: P.Fit, rows: pd.DataFrame, kind: str, tolerance: float 
     return ReplayedSeries(kind, list(backend.calls), chosen, oracle(rows, kind), backend.rows)
 
 
-def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: float = TOLERANCE,
-           coverage: float = PLANNER_COVERAGE) -> pd.DataFrame:
+def replay(
+    table: pd.DataFrame,
+    kind: str,
+    exclude: str = "model",
+    tolerance: float = TOLERANCE,
+    coverage: float = PLANNER_COVERAGE,
+) -> pd.DataFrame:
     """Plan every published series of ``kind`` from a fit that never saw it, answering from its rows.
 
     ``exclude="model"``: the fit drops every row of the series' base model (a model measured for the first time);
@@ -235,8 +243,17 @@ def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: fl
         beta = normal.solve(out)
         keep = np.ones(len(frame), bool)
         keep[out] = False
-        sub = P.Fit(kind, frame[keep], full.design, beta, Y[keep] - X[keep] @ beta, full.series[keep],
-                    full.model_task[keep], full.L[keep], calibration=full.calibration)
+        sub = P.Fit(
+            kind,
+            frame[keep],
+            full.design,
+            beta,
+            Y[keep] - X[keep] @ beta,
+            full.series[keep],
+            full.model_task[keep],
+            full.L[keep],
+            calibration=full.calibration,
+        )
         series_rows = frame[mask]
         result = replay_series(sub, series_rows, kind, tolerance=tolerance, coverage=coverage)
         for target, (true_b, true_e) in result.optimum.items():
@@ -248,9 +265,19 @@ def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: fl
             else:
                 gap = got_e / true_e - 1 if b is not None else math.inf
                 ok = b is not None and gap <= tolerance
-            rows.append({"series": sid, "task": series_rows["task"].iloc[0], "target_ms": target,
-                         "grid": len(series_rows), "measured": len(result.order), "chosen": b, "optimum": true_b,
-                         "energy_gap": gap, "within_tolerance": ok})
+            rows.append(
+                {
+                    "series": sid,
+                    "task": series_rows["task"].iloc[0],
+                    "target_ms": target,
+                    "grid": len(series_rows),
+                    "measured": len(result.order),
+                    "chosen": b,
+                    "optimum": true_b,
+                    "energy_gap": gap,
+                    "within_tolerance": ok,
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -258,15 +285,31 @@ def replay(table: pd.DataFrame, kind: str, exclude: str = "model", tolerance: fl
 
 
 def _facts_row(cfg: Configuration, gpu_model: str) -> dict:
-    row = {"model_id": cfg.model, "task": cfg.task, "gpu_model": gpu_model, "num_gpus": cfg.num_gpus,
-           "weight_precision": cfg.precision, "max_num_seqs": cfg.max_num_seqs, "batch_size": cfg.batch_size,
-           "inference_steps": cfg.inference_steps, "height_pixels": cfg.height, "width_pixels": cfg.width,
-           "num_frames": cfg.num_frames or 1, "ulysses_degree": 1, "ring_degree": 1}
+    row = {
+        "model_id": cfg.model,
+        "task": cfg.task,
+        "gpu_model": gpu_model,
+        "num_gpus": cfg.num_gpus,
+        "weight_precision": cfg.precision,
+        "max_num_seqs": cfg.max_num_seqs,
+        "batch_size": cfg.batch_size,
+        "inference_steps": cfg.inference_steps,
+        "height_pixels": cfg.height,
+        "width_pixels": cfg.width,
+        "num_frames": cfg.num_frames or 1,
+        "ulysses_degree": 1,
+        "ring_degree": 1,
+    }
     return row
 
 
-def frontier_order(todo: list[tuple[Configuration, str]], results_dir: Path | str, study: Study,
-                   gpu_model: str | None, out: TextIO | None = None) -> Iterator[tuple[Configuration, str]]:
+def frontier_order(
+    todo: list[tuple[Configuration, str]],
+    results_dir: Path | str,
+    study: Study,
+    gpu_model: str | None,
+    out: TextIO | None = None,
+) -> Iterator[tuple[Configuration, str]]:
     """Yield ``(cfg, state)`` of ``todo`` in the planner's order, series by series, skipping settled batches.
 
     After each yield the runner has measured the configuration; its record is read back from the store. Where
@@ -303,8 +346,11 @@ def frontier_order(todo: list[tuple[Configuration, str]], results_dir: Path | st
             b = planner.next_batch()
             if b is None:
                 skipped = len(cfgs) - len(planner.measured)
-                print(f"frontier: series {items[0][0].label()} settled after {len(planner.measured)} of "
-                      f"{len(cfgs)} batches ({skipped} not measured)", file=out)
+                print(
+                    f"frontier: series {items[0][0].label()} settled after {len(planner.measured)} of "
+                    f"{len(cfgs)} batches ({skipped} not measured)",
+                    file=out,
+                )
                 break
             cfg, state = cfgs[b]
             yield cfg, state

@@ -37,9 +37,9 @@ import json
 from dataclasses import dataclass
 
 from harness.errors import ConfigError
-
 from harness.vocabulary.hardware import GPU_MEMORY_UTILIZATION as VLLM_DEFAULT_GPU_MEMORY_UTILIZATION
 from harness.vocabulary.precisions import BYTES_PER_VALUE as BYTES_PER_PARAMETER
+
 GB = 1e9
 
 
@@ -61,8 +61,10 @@ class Host:
         if not self.gpu_count:
             return f"no GPU: {self.why_none or 'none found'}; {self.visible}"
         names = sorted({n for n in self.gpu_names if n})
-        return (f"{self.gpu_count} GPU{'s' if self.gpu_count != 1 else ''}{': ' + ', '.join(names) if names else ''}; "
-                f"{self.visible}")
+        return (
+            f"{self.gpu_count} GPU{'s' if self.gpu_count != 1 else ''}{': ' + ', '.join(names) if names else ''}; "
+            f"{self.visible}"
+        )
 
 
 def host_facts() -> Host:
@@ -102,7 +104,7 @@ def runs_on_gpu(cfg, host: Host) -> bool:
         return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _model_parameters(backend: str, name: str) -> int | None:
     """Parameters of a named model that its architecture's facts do not give (a diffusion pipeline: the backend
     counts them, :meth:`harness.workloads.base.Backend.model_parameters`; cached beside the model folders)."""
@@ -182,8 +184,9 @@ def check(cfg, host: Host) -> list[str]:
 
     if on_gpu and num_gpus > host.gpu_count:
         size = f" ({facts.parameters / 1e9:.2f} B parameters)" if facts is not None and not host.gpu_count else ""
-        problems.append(f"needs {num_gpus} GPU{'s' if num_gpus != 1 else ''}{size}, this host shows "
-                        f"{host.gpu_count or 'none'}")
+        problems.append(
+            f"needs {num_gpus} GPU{'s' if num_gpus != 1 else ''}{size}, this host shows {host.gpu_count or 'none'}"
+        )
         return problems
     if not on_gpu or cfg.backend == "trivial":
         return problems
@@ -210,7 +213,8 @@ def check(cfg, host: Host) -> list[str]:
                 f"weights do not fit: {facts.parameters / 1e9:.2f} B parameters x {width:g} bytes ({cfg.precision}"
                 f"{loading}){split} = {_gb(share)} per GPU"
                 + (f" + {options['kv_cache_gib']} GiB KV cache" if options.get("kv_cache_gib") else "")
-                + f", more than {utilization:g} of the smallest GPU's {_gb(smallest)} ({_gb(budget)})")
+                + f", more than {utilization:g} of the smallest GPU's {_gb(smallest)} ({_gb(budget)})"
+            )
     elif arch is not None:
         if facts is not None:
             params = facts.parameters
@@ -222,8 +226,10 @@ def check(cfg, host: Host) -> list[str]:
             return problems
         need = params * width
         if need > smallest:
-            problems.append(f"weights do not fit: {params / 1e9:.2f} B parameters x {width:g} bytes ({cfg.precision}) = "
-                            f"{_gb(need)}, more than the GPU's {_gb(smallest)}")
+            problems.append(
+                f"weights do not fit: {params / 1e9:.2f} B parameters x {width:g} bytes ({cfg.precision}) = "
+                f"{_gb(need)}, more than the GPU's {_gb(smallest)}"
+            )
     return problems
 
 
@@ -288,7 +294,8 @@ def refuse_if_any(study, host: Host, configurations) -> None:
         bad = sum(bool(v) for v in verdicts.values())
         raise PreflightError(
             f"preflight: {bad} of {len(verdicts)} configurations of {study.path} cannot run on this host "
-            f"({host.describe()}); nothing was started or written:\n" + "\n".join(f"  {line}" for line in lines))
+            f"({host.describe()}); nothing was started or written:\n" + "\n".join(f"  {line}" for line in lines)
+        )
 
 
 def _draws_reference_lengths(cfg) -> bool:

@@ -6,21 +6,28 @@ Times are wall-clock seconds since the epoch (``time.time()``), energies joules,
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from harness.config import Configuration
 
 
 def now() -> str:
     """The current UTC time, ISO 8601 to the second (``started_at``, ``finished_at``)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
 
 
 def window_dict(w: Any) -> dict:
     """A :class:`harness.measuring.energy.WindowMeasurement` as stored: times in s, energies in J by device."""
-    return {"start_time_s": w.start_time_s, "end_time_s": w.end_time_s, "duration_s": w.duration_s,
-            "gpu_energy_joules": w.gpu_energy_joules, "cpu_energy_joules": w.cpu_energy_joules,
-            "dram_energy_joules": w.dram_energy_joules, "energy_source": w.energy_source}
+    return {
+        "start_time_s": w.start_time_s,
+        "end_time_s": w.end_time_s,
+        "duration_s": w.duration_s,
+        "gpu_energy_joules": w.gpu_energy_joules,
+        "cpu_energy_joules": w.cpu_energy_joules,
+        "dram_energy_joules": w.dram_energy_joules,
+        "energy_source": w.energy_source,
+    }
 
 
 def measured_windows(meter: Any, result: Any) -> dict:
@@ -48,14 +55,31 @@ def engine_info(cfg: Configuration) -> dict | None:
 
 def started_record(cfg: Configuration, study: str, env: dict) -> dict:
     """The record of a run that has started: ``incomplete`` until its outcome replaces it."""
-    return {"run_id": cfg.run_id, "study": study, "status": "incomplete",
-            "cause": "started; the process stopped before the run finished", "is_stable": False,
-            "unstable_reason": "incomplete", "config": cfg.as_dict(), "environment": env, "started_at": now(),
-            "engine": engine_info(cfg)}
+    return {
+        "run_id": cfg.run_id,
+        "study": study,
+        "status": "incomplete",
+        "cause": "started; the process stopped before the run finished",
+        "is_stable": False,
+        "unstable_reason": "incomplete",
+        "config": cfg.as_dict(),
+        "environment": env,
+        "started_at": now(),
+        "engine": engine_info(cfg),
+    }
 
 
 def skipped_record(cfg: Configuration, study: str, env: dict, reason: str) -> dict:
     """The record of a configuration skipped without being measured, with the reason."""
-    return {"run_id": cfg.run_id, "study": study, "status": "skipped", "cause": reason, "is_stable": False,
-            "unstable_reason": f"skipped: {reason}", "config": cfg.as_dict(), "environment": env,
-            "started_at": now(), "finished_at": now()}
+    return {
+        "run_id": cfg.run_id,
+        "study": study,
+        "status": "skipped",
+        "cause": reason,
+        "is_stable": False,
+        "unstable_reason": f"skipped: {reason}",
+        "config": cfg.as_dict(),
+        "environment": env,
+        "started_at": now(),
+        "finished_at": now(),
+    }

@@ -31,15 +31,16 @@ timeout), :mod:`~harness.orchestration.skips` (the skip rule), :mod:`~harness.or
 (locks, moving results aside), :mod:`~harness.orchestration.execute` (one run's life, shared with the GPU
 check), :mod:`~harness.orchestration.metrics` (a finished run's figures) and
 :mod:`~harness.orchestration.console` (what is printed). The command line is :mod:`harness.cli.measure`.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, TextIO
+from typing import TextIO
 
 from harness.config import Configuration, Study
 from harness.errors import HarnessError
@@ -58,8 +59,12 @@ def sweep_instruments(study: Study) -> Instruments:
     from harness.measuring.telemetry import Telemetry
 
     settings = study.settings
-    return Instruments(open_meter=lambda gpus: energy.ZeusMeter(gpus), read_timeline=Telemetry.stop,
-                       sampler_hz=settings.sampler_hz, run_timeout_s=settings.run_timeout_s)
+    return Instruments(
+        open_meter=lambda gpus: energy.ZeusMeter(gpus),
+        read_timeline=Telemetry.stop,
+        sampler_hz=settings.sampler_hz,
+        run_timeout_s=settings.run_timeout_s,
+    )
 
 
 def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle_power: dict[int, float]) -> dict:
@@ -67,8 +72,16 @@ def measure_one(cfg: Configuration, study: Study, run_dir: Path, env: dict, idle
 
     ``idle_power``: each GPU's idle power measured before the sweep (W, by GPU index).
     """
-    run = execute.begin(RunStart(cfg=cfg, study=study.name, run_dir=run_dir, env=env, idle_power_watts=idle_power,
-                                 on_gpu=env.get("gpu_count", 0) > 0))
+    run = execute.begin(
+        RunStart(
+            cfg=cfg,
+            study=study.name,
+            run_dir=run_dir,
+            env=env,
+            idle_power_watts=idle_power,
+            on_gpu=env.get("gpu_count", 0) > 0,
+        )
+    )
     execute.execute(run, sweep_instruments(study))
     with signals_deferred():  # the outcome is saved even if a signal arrives now
         execute.conclude(run)
@@ -94,8 +107,9 @@ def engine_problems(configurations: Iterable[Configuration]) -> list[str]:
     return engines.check(c.engine for c in configurations if c.backend in ENGINE_BACKENDS)
 
 
-def plan(study: Study, results_dir: Path, index: int | None = None,
-         results: store.StudyResults | None = None) -> list[tuple[Configuration, str]]:
+def plan(
+    study: Study, results_dir: Path, index: int | None = None, results: store.StudyResults | None = None
+) -> list[tuple[Configuration, str]]:
     """(configuration, state) for the configurations in scope; state is the stored result's state, ``setup-failed``
     for a failed run whose cause was setup (:mod:`harness.orchestration.outcome`: it is measured again).
 
@@ -105,7 +119,9 @@ def plan(study: Study, results_dir: Path, index: int | None = None,
     configs = list(study.configurations)
     if index is not None:
         if not 0 <= index < len(configs):
-            raise HarnessError(f"--index {index} is out of range: {study.path} has {len(configs)} configurations (0..{len(configs) - 1})")
+            raise HarnessError(
+                f"--index {index} is out of range: {study.path} has {len(configs)} configurations (0..{len(configs) - 1})"  # noqa: E501
+            )
         configs = [configs[index]]
     return [(cfg, outcome.retry_state(*results.state(cfg.run_id))) for cfg in configs]
 
@@ -147,9 +163,17 @@ class SweepCounts(dict):
         return self.outcome.setup_failures
 
 
-def measure_study(study: Study, results_dir: Path | str, *, index: int | None = None, dry_run: bool = False,
-                  force: bool = False, progress: bool = True, out: TextIO | None = None,
-                  strategy: str = "grid") -> SweepCounts:
+def measure_study(
+    study: Study,
+    results_dir: Path | str,
+    *,
+    index: int | None = None,
+    dry_run: bool = False,
+    force: bool = False,
+    progress: bool = True,
+    out: TextIO | None = None,
+    strategy: str = "grid",
+) -> SweepCounts:
     """Measure the configurations that have no result (or failed for a reason of setup); returns counts by
     outcome, with the runs by status and cause (``SweepCounts.outcome``)."""
     from tqdm import tqdm
@@ -158,8 +182,9 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
 
     out = out or sys.stdout
     results_dir = store.results_folder(results_dir)
-    sweep = Sweep(study=study, results_dir=results_dir, results=store.StudyResults(results_dir, study.name),
-                  force=force, out=out)
+    sweep = Sweep(
+        study=study, results_dir=results_dir, results=store.StudyResults(results_dir, study.name), force=force, out=out
+    )
     planned = plan(study, results_dir, index, sweep.results)
     todo = [(cfg, state) for cfg, state in planned if force or state not in store.DONE_STATUSES]  # setup-failed too
     sweep.counts = {"already done": len(planned) - len(todo)} if len(planned) > len(todo) else {}
@@ -170,7 +195,7 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     if not todo:
         print(console.nothing_to_measure(study, len(planned), results_dir), file=out)
         return SweepCounts(sweep.counts)
-    assert host is not None  # read above whenever something is to be measured
+    assert host is not None  # read above whenever something is to be measured  # noqa: S101
     preflight.refuse_if_any(study, host, [cfg for cfg, _ in todo])  # before anything starts or is written
     preflight.refuse_without_reference([cfg for cfg, _ in todo])  # the published lengths the runs draw from
     problems = engine_problems(c for c, _ in todo)
@@ -191,8 +216,15 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
                 from harness.orchestration.planner import frontier_order
 
                 order = frontier_order(todo, results_dir, study, sweep.env.get("gpu_model"), out=out)
-            bar = tqdm(order, desc=study.name, unit="run", disable=not progress, file=sys.stderr, dynamic_ncols=True,
-                       total=len(todo))
+            bar = tqdm(
+                order,
+                desc=study.name,
+                unit="run",
+                disable=not progress,
+                file=sys.stderr,
+                dynamic_ncols=True,
+                total=len(todo),
+            )
             for cfg, _ in bar:
                 record = _measure_configuration(sweep, cfg)
                 if record is None:
@@ -204,7 +236,11 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
             bar.close()
         except Interrupted as exc:
             sweep.counts["interrupted"] = 1
-            print(f"interrupted by {exc}: finished runs are kept; run the same command again to resume", file=out, flush=True)
+            print(
+                f"interrupted by {exc}: finished runs are kept; run the same command again to resume",
+                file=out,
+                flush=True,
+            )
             raise
     print(", ".join(f"{n} {k}" for k, n in sweep.counts.items()), file=out, flush=True)
     for line in sweep.tally.lines():
@@ -216,24 +252,34 @@ def measure_study(study: Study, results_dir: Path | str, *, index: int | None = 
     return SweepCounts(sweep.counts, sweep.tally)
 
 
-def _dry_run(sweep: Sweep, planned: list[tuple[Configuration, str]], todo: list[tuple[Configuration, str]],
-             host) -> dict[str, int]:
+def _dry_run(
+    sweep: Sweep, planned: list[tuple[Configuration, str]], todo: list[tuple[Configuration, str]], host
+) -> dict[str, int]:
     """Print what ``measure`` would do (preflight's verdicts included); write nothing."""
     from harness.orchestration import preflight
 
     study, out = sweep.study, sweep.out
     cfgs = [cfg for cfg, _ in todo]
     verdicts = preflight.check_study(study, host, cfgs) if todo else {}
-    console.print_dry_run(study, planned, sweep.force, verdicts,
-                          lambda cfg: blocking_reason(cfg, study, sweep.results_dir, sweep.results), out)
+    console.print_dry_run(
+        study,
+        planned,
+        sweep.force,
+        verdicts,
+        lambda cfg: blocking_reason(cfg, study, sweep.results_dir, sweep.results),
+        out,
+    )
     for problem in engine_problems(cfgs) + preflight.reference_problems(cfgs):
         print(f"would refuse: {problem}", file=out)
     print(f"{len(todo)} of {len(planned)} configurations to measure (dry run: nothing written)", file=out)
     lines = preflight.report_lines(study, verdicts, cfgs)
     if lines:
         refused = sum(bool(v) for v in verdicts.values())
-        print(f"preflight: {refused} of {len(todo)} would be refused on this host ({host.describe()}); "
-              f"measure stops before starting anything:", file=out)
+        print(
+            f"preflight: {refused} of {len(todo)} would be refused on this host ({host.describe()}); "
+            f"measure stops before starting anything:",
+            file=out,
+        )
         for line in lines:
             print(f"  {line}", file=out)
         return sweep.counts | {"to measure": len(todo), "refused": refused}
@@ -287,5 +333,5 @@ def _measure_configuration(sweep: Sweep, cfg: Configuration) -> dict | None:
         raise StoreWriteError(
             f"cannot write run {cfg.run_id} in {run_dir.parent}: {exc.strerror or exc}{where}; "
             f"the {done} run(s) finished before it are intact; fix this and run the same command "
-            f"again to resume") from exc
-
+            f"again to resume"
+        ) from exc

@@ -15,8 +15,8 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import FrameType
-from typing import Iterator
 
 from harness.workloads.base import WorkloadError
 

@@ -26,8 +26,9 @@ def series_key(cfg: Configuration) -> tuple:
     return tuple(sorted((k, repr(v)) for k, v in d.items()))
 
 
-def blocking_reason(cfg: Configuration, study: Study, results_dir: Path,
-                    results: store.StudyResults | None = None) -> str | None:
+def blocking_reason(
+    cfg: Configuration, study: Study, results_dir: Path, results: store.StudyResults | None = None
+) -> str | None:
     """Why a smaller batch of the same series rules this configuration out, or None.
 
     ``results``: the sweep's index of the study's run folders (each finished result read once); without
@@ -46,9 +47,12 @@ def blocking_reason(cfg: Configuration, study: Study, results_dir: Path,
         # The reference drops larger batches after an unstable one, a rule about energy measurements. Where
         # nothing was measured with an energy counter (a CPU host) the unstable run stays flagged, but it does
         # not rule out the larger batches: their times and latent metrics are still worth having.
-        if (state == "ok" and not record.get("is_stable")
-                and (record.get("metrics") or {}).get("gpu_energy_joules") is not None
-                and set(record.get("failed_checks") or ()) & set(BATCH_CODES)):
+        if (
+            state == "ok"
+            and not record.get("is_stable")
+            and (record.get("metrics") or {}).get("gpu_energy_joules") is not None
+            and set(record.get("failed_checks") or ()) & set(BATCH_CODES)
+        ):
             return f"{knob} was unstable ({record.get('unstable_reason')}; run {other.run_id})"
     return None
 

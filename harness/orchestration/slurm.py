@@ -40,9 +40,9 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable
 
 from harness.errors import HarnessError
 
@@ -199,8 +199,10 @@ def render_script(study, plan: ArrayPlan, results: Path, options: SubmitOptions,
         "export PYTHONUNBUFFERED=1",
         f"cd {q(str(Path(options.workdir).resolve()))}",
         "",
-        ('echo "task $SLURM_ARRAY_TASK_ID of array job $SLURM_ARRAY_JOB_ID on ${SLURMD_NODENAME:-$(hostname)};'
-         ' GPUs: ${CUDA_VISIBLE_DEVICES:-none}"'),
+        (
+            'echo "task $SLURM_ARRAY_TASK_ID of array job $SLURM_ARRAY_JOB_ID on ${SLURMD_NODENAME:-$(hostname)};'
+            ' GPUs: ${CUDA_VISIBLE_DEVICES:-none}"'
+        ),
     ]
     command = 'exec "$PYTHON" -m harness measure "$CONFIG" --index "$SLURM_ARRAY_TASK_ID" --results "$RESULTS"'
     if force:
@@ -340,8 +342,18 @@ def task_states(study, results: Path, use_queue: bool = True) -> list[TaskState]
             state, reason = "failed", _reason_from_log(log)
         else:
             state, reason = "not-submitted", None
-        states.append(TaskState(index=index, run_id=cfg.run_id, label=cfg.label(), state=state,
-                                job=job, reason=reason, log=log, stored=outcome))
+        states.append(
+            TaskState(
+                index=index,
+                run_id=cfg.run_id,
+                label=cfg.label(),
+                state=state,
+                job=job,
+                reason=reason,
+                log=log,
+                stored=outcome,
+            )
+        )
     return states
 
 
@@ -375,8 +387,14 @@ def select_for_submit(states: list[TaskState], retry_failed: bool = False) -> li
     return [t.index for t in states if t.state in ("not-submitted", "failed") and t.stored != "failed"]
 
 
-def submit(study, results: Path, options: SubmitOptions, retry_failed: bool = False,
-           dry_run: bool = False, states: list[TaskState] | None = None) -> list[Submission]:
+def submit(
+    study,
+    results: Path,
+    options: SubmitOptions,
+    retry_failed: bool = False,
+    dry_run: bool = False,
+    states: list[TaskState] | None = None,
+) -> list[Submission]:
     """Write and submit one array per GPU count for the configurations that need a run."""
     results = Path(results).resolve()
     if states is None:
@@ -403,16 +421,20 @@ def submit(study, results: Path, options: SubmitOptions, retry_failed: bool = Fa
         job_id = res.stdout.strip().split(";")[0]
         if not job_id.isdigit():
             raise SlurmError(f"sbatch answered {res.stdout.strip()!r}, expected a job id (script kept: {script})")
-        _append_ledger(results, study, {
-            "job_id": job_id,
-            "script": str(script),
-            "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "config": str(Path(study.path).resolve()),
-            "config_sha256": file_sha256(study.path),
-            "num_gpus": plan.num_gpus,
-            "retry_failed": retry_failed,
-            "run_ids": {str(i): study.configurations[i].run_id for i in plan.indices},
-        })
+        _append_ledger(
+            results,
+            study,
+            {
+                "job_id": job_id,
+                "script": str(script),
+                "submitted_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                "config": str(Path(study.path).resolve()),
+                "config_sha256": file_sha256(study.path),
+                "num_gpus": plan.num_gpus,
+                "retry_failed": retry_failed,
+                "run_ids": {str(i): study.configurations[i].run_id for i in plan.indices},
+            },
+        )
         out.append(Submission(plan=plan, script=script, text=text, job_id=job_id))
     return out
 

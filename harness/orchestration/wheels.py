@@ -14,8 +14,9 @@ import json
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypedDict
+from typing import TypedDict
 
 from harness.errors import HarnessError
 
@@ -33,9 +34,14 @@ class CheckMachine(TypedDict):
 CHECK_MACHINE: CheckMachine = {"python_version": "3.12", "keeps": ("transformers==5.17.0",)}
 CARRY_FROM_LOCK = ("diffusers", "zeus", "nvidia-ml-py")  # pinned as in requirements/lock-gpu.txt
 # what the check imports from the carried wheels, and what fails without it
-CARRIED_IMPORTS = {"diffusers": "the image runs", "huggingface_hub": "diffusers", "requests": "diffusers",
-                   "zeus.monitor": "energy through Zeus (else NVML's counter, read directly)",
-                   "sklearn": "zeus.monitor", "httpx": "zeus.monitor"}
+CARRIED_IMPORTS = {
+    "diffusers": "the image runs",
+    "huggingface_hub": "diffusers",
+    "requests": "diffusers",
+    "zeus.monitor": "energy through Zeus (else NVML's counter, read directly)",
+    "sklearn": "zeus.monitor",
+    "httpx": "zeus.monitor",
+}
 NOT_CARRIED = re.compile(r"^(torch|torchvision|torchaudio|triton|nvidia-(?!ml-py).*|cuda-.*)$")  # the host's own
 
 
@@ -53,9 +59,13 @@ def carried_requirements(lock: Path, keeps: tuple[str, ...] = CHECK_MACHINE["kee
     return [f"{name}=={pins[name]}" for name in CARRY_FROM_LOCK] + list(keeps)
 
 
-def collect_wheels(dest: Path, python_version: str = CHECK_MACHINE["python_version"],
-                   keeps: tuple[str, ...] = CHECK_MACHINE["keeps"], lock: Path | None = None,
-                   log: Callable[[str], None] = print) -> dict:
+def collect_wheels(
+    dest: Path,
+    python_version: str = CHECK_MACHINE["python_version"],
+    keeps: tuple[str, ...] = CHECK_MACHINE["keeps"],
+    lock: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict:
     """On a host with PyPI: resolve the check's packages for the check machine (linux x86_64, its Python,
     its transformers kept) and download every wheel it lacks into ``dest`` with a manifest."""
     import tempfile
@@ -70,16 +80,35 @@ def collect_wheels(dest: Path, python_version: str = CHECK_MACHINE["python_versi
     with tempfile.TemporaryDirectory(prefix="gpu-check-resolve-") as tmp:
         report = Path(tmp) / "report.json"
         # --target: pip before 23.1 refuses platform options without it, even for a dry run (nothing is written)
-        subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--quiet",
-                        "--target", str(Path(tmp) / "target"), "--report", str(report), *plat, *reqs], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "install",
+                "--dry-run",
+                "--ignore-installed",
+                "--quiet",
+                "--target",
+                str(Path(tmp) / "target"),
+                "--report",
+                str(report),
+                *plat,
+                *reqs,
+            ],
+            check=True,
+        )
         resolved = json.loads(report.read_text())["install"]
-    carry = sorted(f"{i['metadata']['name']}=={i['metadata']['version']}" for i in resolved
-                   if _canon(i["metadata"]["name"]) not in kept and not NOT_CARRIED.match(_canon(i["metadata"]["name"])))
+    carry = sorted(
+        f"{i['metadata']['name']}=={i['metadata']['version']}"
+        for i in resolved
+        if _canon(i["metadata"]["name"]) not in kept and not NOT_CARRIED.match(_canon(i["metadata"]["name"]))
+    )
     dest.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(dest), *plat, *carry],
-                   check=True)
-    manifest = {"python_version": python_version, "machine_keeps": list(keeps), "requirements": reqs,
-                "wheels": carry}
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "-d", str(dest), *plat, *carry], check=True
+    )
+    manifest = {"python_version": python_version, "machine_keeps": list(keeps), "requirements": reqs, "wheels": carry}
     (dest / "carried.json").write_text(json.dumps(manifest, indent=1) + "\n")
     log(f"collected {len(carry)} wheels for CPython {python_version} into {dest}")
     return manifest
@@ -100,8 +129,24 @@ def install_wheels(wheels: Path, out: Path) -> tuple[list[str], Path | None]:
         return [], None
     site = Path(tempfile.mkdtemp(prefix="gpu-check-site-"))
     atexit.register(shutil.rmtree, site, True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile",
-                    "--no-cache-dir", "--disable-pip-version-check", "--target", str(site), *found], check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            "--no-compile",
+            "--no-cache-dir",
+            "--disable-pip-version-check",
+            "--target",
+            str(site),
+            *found,
+        ],
+        check=True,
+    )
     sys.path.insert(0, str(site))
     import importlib
 
@@ -136,4 +181,3 @@ def check_carried(site: Path | None, wheels: list[str]) -> tuple[dict, list[str]
         if seen != version:
             problems.append(f"carried {dist} {version} is shadowed: Python sees {seen}")
     return facts, problems
-

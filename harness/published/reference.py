@@ -31,8 +31,13 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import ReferenceDataError
-from harness.vocabulary.tasks import DIFFUSION_TASKS, LLM_TASKS, OUTPUT_UNIT, TASK_NAMES, TASKS
-
+from harness.vocabulary.tasks import (  # noqa: F401 (TASK_NAMES and TASKS re-exported for readers of the table)
+    DIFFUSION_TASKS,
+    LLM_TASKS,
+    OUTPUT_UNIT,
+    TASK_NAMES,
+    TASKS,
+)
 
 REPOSITORY = "ml-energy/leaderboard"
 COMMIT = "0cd52dab897c5d91a45f4d413038f3b8b4251b0f"
@@ -107,7 +112,7 @@ def verified_path(rel: str, root: Path | None = None) -> Path:
     actual = _sha256(path)
     if actual != digests[rel]:
         raise ReferenceDataError(
-            f"reference file {rel} fails its checksum (sha256 {actual[:12]}..., pinned {digests[rel][:12]}...) in {root}"
+            f"reference file {rel} fails its checksum (sha256 {actual[:12]}..., pinned {digests[rel][:12]}...) in {root}"  # noqa: E501
         )
     return path
 
@@ -192,9 +197,13 @@ def all_table(root: Path | None = None) -> pd.DataFrame:
 
 def pin(root: Path | None = None) -> dict:
     """Where the pinned data come from: repository, commit (and its web address) and the data's own date."""
-    return {"repository": REPOSITORY, "commit": COMMIT, "folder": FOLDER,
-            "url": f"https://github.com/{REPOSITORY}/tree/{COMMIT}/{FOLDER}",
-            "data_updated": model_index(root).get("last_updated")}
+    return {
+        "repository": REPOSITORY,
+        "commit": COMMIT,
+        "folder": FOLDER,
+        "url": f"https://github.com/{REPOSITORY}/tree/{COMMIT}/{FOLDER}",
+        "data_updated": model_index(root).get("last_updated"),
+    }
 
 
 def model_index(root: Path | None = None) -> dict:
@@ -211,7 +220,7 @@ def output_length_distribution(model_id: str, task: str, root: Path | None = Non
     if rel not in manifest():
         known = sorted({p.split("__")[-1].removesuffix(".json") for p in manifest() if p.startswith("models/")})
         raise ReferenceDataError(
-            f"no published output lengths for model {model_id!r} on task {task!r} (tasks with models: {', '.join(known)})"
+            f"no published output lengths for model {model_id!r} on task {task!r} (tasks with models: {', '.join(known)})"  # noqa: E501
         )
     payload = _read_json(rel, root)
     dist = payload.get("output_length_distribution")

@@ -49,8 +49,10 @@ class Figures:
         from harness.report import charts
 
         number = self.number(name)
-        return (f'<figure class="{FIGURE_CLASS}" id="{_anchor(name)}">\n{charts.html_fragment(chart.to_dict())}\n'
-                f"<figcaption><strong>Figure {number}.</strong> {html.escape(caption)}</figcaption>\n</figure>")
+        return (
+            f'<figure class="{FIGURE_CLASS}" id="{_anchor(name)}">\n{charts.html_fragment(chart.to_dict())}\n'
+            f"<figcaption><strong>Figure {number}.</strong> {html.escape(caption)}</figcaption>\n</figure>"
+        )
 
     def show(self, chart: Any, name: str, caption: str) -> None:
         """Display the figure in the notebook (the chart, then "Figure N." and the caption)."""

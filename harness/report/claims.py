@@ -38,8 +38,10 @@ def spread(values: pd.Series | Sequence[float], fmt: Format = "{:.2f}", *, what:
         return "no data"
     if len(s) == 1:
         return f"{_fmt(float(s.iloc[0]), fmt)} (one {what.rstrip('s') if what.endswith('s') else what})"
-    return (f"median {_fmt(float(s.median()), fmt)} ({_fmt(float(s.min()), fmt)} to {_fmt(float(s.max()), fmt)} "
-            f"over {len(s)} {what})")
+    return (
+        f"median {_fmt(float(s.median()), fmt)} ({_fmt(float(s.min()), fmt)} to {_fmt(float(s.max()), fmt)} "
+        f"over {len(s)} {what})"
+    )
 
 
 def _order_key(column: str, value: Any, orders: Mapping[str, Sequence] | None = None) -> tuple:
@@ -52,13 +54,20 @@ def _order_key(column: str, value: Any, orders: Mapping[str, Sequence] | None = 
     return (2, 0, str(value))
 
 
-def condition_rows(frame: pd.DataFrame, value: str, by: Sequence[str] = ("gpu_model", "num_gpus"),
-                   orders: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
+def condition_rows(
+    frame: pd.DataFrame,
+    value: str,
+    by: Sequence[str] = ("gpu_model", "num_gpus"),
+    orders: Mapping[str, Sequence] | None = None,
+) -> pd.DataFrame:
     """One row per condition (each combination of ``by`` the data hold): count, median, min and max of ``value``,
     H100 before B200, numbers ascending, and the values of a column in ``orders`` in that order."""
     groups = frame.dropna(subset=[value]).groupby(list(by), sort=False)[value]
     out = groups.agg(n="count", median="median", low="min", high="max").reset_index()
-    keys = [tuple(_order_key(c, v, orders) for c, v in zip(by, row)) for row in out[list(by)].itertuples(index=False)]
+    keys = [
+        tuple(_order_key(c, v, orders) for c, v in zip(by, row, strict=False))
+        for row in out[list(by)].itertuples(index=False)
+    ]
     order = sorted(range(len(keys)), key=keys.__getitem__)
     return out.iloc[order].reset_index(drop=True)
 
@@ -71,9 +80,16 @@ def _cell(column: str, v: Any) -> str:
     return value_names(column).get(v, str(v)) if isinstance(v, str) else str(v)
 
 
-def condition_frame(frame: pd.DataFrame, value: str, by: Sequence[str] = ("gpu_model", "num_gpus"), *,
-                    fmt: Format = "{:.2f}", what: str = "Series", value_title: str | None = None,
-                    orders: Mapping[str, Sequence] | None = None) -> pd.DataFrame:
+def condition_frame(
+    frame: pd.DataFrame,
+    value: str,
+    by: Sequence[str] = ("gpu_model", "num_gpus"),
+    *,
+    fmt: Format = "{:.2f}",
+    what: str = "Series",
+    value_title: str | None = None,
+    orders: Mapping[str, Sequence] | None = None,
+) -> pd.DataFrame:
     """``value`` per condition as a table a reader can read: the conditions, how many rows (``what``), median and
     range, formatted (``orders``: the order of a column's values, e.g. batch bands)."""
     rows = condition_rows(frame, value, by, orders)
@@ -85,18 +101,32 @@ def condition_frame(frame: pd.DataFrame, value: str, by: Sequence[str] = ("gpu_m
     return out
 
 
-def condition_table(frame: pd.DataFrame, value: str, by: Sequence[str] = ("gpu_model", "num_gpus"), *,
-                    fmt: Format = "{:.2f}", what: str = "Series", value_title: str | None = None,
-                    orders: Mapping[str, Sequence] | None = None) -> str:
+def condition_table(
+    frame: pd.DataFrame,
+    value: str,
+    by: Sequence[str] = ("gpu_model", "num_gpus"),
+    *,
+    fmt: Format = "{:.2f}",
+    what: str = "Series",
+    value_title: str | None = None,
+    orders: Mapping[str, Sequence] | None = None,
+) -> str:
     """:func:`condition_frame` as an HTML table (class ``table``, no index) for ``IPython.display.HTML``: the
     book renders a notebook's Markdown output without tables."""
     table = condition_frame(frame, value, by, fmt=fmt, what=what, value_title=value_title, orders=orders)
     return table.to_html(index=False, border=0, classes="table")
 
 
-def per_condition_words(frame: pd.DataFrame, value: str, by: Sequence[str] = ("gpu_model", "num_gpus"), *,
-                        fmt: Format = "{:.2f}", what: str = "series", join: str = "; ",
-                        orders: Mapping[str, Sequence] | None = None) -> str:
+def per_condition_words(
+    frame: pd.DataFrame,
+    value: str,
+    by: Sequence[str] = ("gpu_model", "num_gpus"),
+    *,
+    fmt: Format = "{:.2f}",
+    what: str = "series",
+    join: str = "; ",
+    orders: Mapping[str, Sequence] | None = None,
+) -> str:
     """The same per condition in words: ``"1 x H100: median 2.52 (1.54 to 3.68 over 9 series); ..."``."""
     rows = condition_rows(frame, value, by, orders)
     parts = []

@@ -39,7 +39,14 @@ def comparison_table(found: Iterable[Finding]) -> pd.DataFrame:
     records = []
     for finding in found:
         for c in P.checks(finding):
-            records.append({"finding": finding.title, "figure": c.figure.label, "paper": c.figure.written,
-                            "recomputed": P.format_value(c.figure, c.computed), "agrees": c.agrees,
-                            "relative_difference": c.difference})
+            records.append(
+                {
+                    "finding": finding.title,
+                    "figure": c.figure.label,
+                    "paper": c.figure.written,
+                    "recomputed": P.format_value(c.figure, c.computed),
+                    "agrees": c.agrees,
+                    "relative_difference": c.difference,
+                }
+            )
     return pd.DataFrame(records)

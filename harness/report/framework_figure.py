@@ -21,12 +21,27 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 CHOICE_LAYERS = ("algorithm", "software", "hardware")
-LAYER_NAMES = {"algorithm": "Algorithm", "software": "Software", "hardware": "Hardware", "latent": "Latent metric",
-               "end": "End metric"}
-LAYER_FILL = {"algorithm": "#d8efe6", "software": "#e3e1f2", "hardware": "#fbe2cf", "latent": "#f9dcea",
-              "end": "#e4e4e4"}
-LAYER_STROKE = {"algorithm": "#1b9e77", "software": "#7570b3", "hardware": "#d95f02", "latent": "#c51b7d",
-                "end": "#555555"}
+LAYER_NAMES = {
+    "algorithm": "Algorithm",
+    "software": "Software",
+    "hardware": "Hardware",
+    "latent": "Latent metric",
+    "end": "End metric",
+}
+LAYER_FILL = {
+    "algorithm": "#d8efe6",
+    "software": "#e3e1f2",
+    "hardware": "#fbe2cf",
+    "latent": "#f9dcea",
+    "end": "#e4e4e4",
+}
+LAYER_STROKE = {
+    "algorithm": "#1b9e77",
+    "software": "#7570b3",
+    "hardware": "#d95f02",
+    "latent": "#c51b7d",
+    "end": "#555555",
+}
 # Nodes drawn below another node of the same column, joined by a short vertical arrow (not a column of their own).
 STACKED = {"throughput_per_watt": "energy"}
 
@@ -77,7 +92,7 @@ def _wrap(label: str, width: int = 16) -> str:
 
 def _columns(nodes: pd.DataFrame, edges: pd.DataFrame) -> dict[str, int]:
     """Longest path from the choices: choices in column 0, each other node one right of its furthest source."""
-    column = {n: 0 for n in nodes.loc[nodes["layer"].isin(CHOICE_LAYERS), "id"]}
+    column = dict.fromkeys(nodes.loc[nodes["layer"].isin(CHOICE_LAYERS), "id"], 0)
     incoming = edges.groupby("target")["source"].apply(list).to_dict()
     pending = [n for n in nodes["id"] if n not in column and n not in STACKED]
     while pending:
@@ -133,8 +148,8 @@ def _place(col: list[Item], desired: list[float]) -> None:
     offsets = [0.0]
     for a, b in itertools.pairwise(col):
         offsets.append(offsets[-1] + (a.height + b.height) / 2 + ROW_GAP)
-    fitted = _isotonic([d - o for d, o in zip(desired, offsets)])
-    for it, z, o in zip(col, fitted, offsets):
+    fitted = _isotonic([d - o for d, o in zip(desired, offsets, strict=False)])
+    for it, z, o in zip(col, fitted, offsets, strict=False):
         it.y = z + o
 
 
@@ -146,7 +161,7 @@ def layout(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], sweeps:
     node fed from far away gets one line through the middle columns, not one per source."""
     nodes = pd.DataFrame(list(node_rows), columns=["id", "label", "layer", "description"])
     edges = pd.DataFrame(list(edge_rows), columns=["source", "target", "mechanism", "finding"])
-    edges["edge"] = [f"{s}->{t}" for s, t in zip(edges["source"], edges["target"])]
+    edges["edge"] = [f"{s}->{t}" for s, t in zip(edges["source"], edges["target"], strict=False)]
     column = _columns(nodes, edges)
     layer_of = nodes.set_index("id")["layer"].to_dict()
 
@@ -169,7 +184,7 @@ def layout(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], sweeps:
                 slots[key] = Item(key, c, False, SLOT_H)
                 items.setdefault(c, []).append(slots[key])
             chain.append(key)
-        paths[e["edge"]] = chain + [e["target"]]
+        paths[e["edge"]] = [*chain, e["target"]]
     segments = sorted({pair for chain in paths.values() for pair in itertools.pairwise(chain)})
     right: dict[str, list[str]] = {}
     left: dict[str, list[str]] = {}
@@ -187,6 +202,7 @@ def layout(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], sweeps:
         def bary(it: Item) -> float:
             near = [where[k] for k in neighbours.get(it.key, []) if k in where]
             return sum(near) / len(near) if near else where[it.key]
+
         order[c] = sorted(order[c], key=lambda it: (it.group, bary(it)))
 
     def transpose(order: dict[int, list[Item]]) -> None:
@@ -219,7 +235,7 @@ def layout(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], sweeps:
             current = _crossings(order, segments)
             if best is None or current < best[0]:
                 best = (current, flipped, {c: list(v) for c, v in order.items()})
-    assert best is not None
+    assert best is not None  # noqa: S101
     crossings, flipped, order = best
     if flipped:
         order = {c: col[::-1] for c, col in order.items()}
@@ -237,12 +253,24 @@ def layout(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], sweeps:
     by_key = {it.key: it for col in order.values() for it in col}
     neighbours = {k: left.get(k, []) + right.get(k, []) for k in by_key}
     for c in range(1, n_columns):
-        _place(order[c], [sum(by_key[k].y for k in left.get(it.key, [])) / max(1, len(left.get(it.key, [])))
-                          or TOP for it in order[c]])
+        _place(
+            order[c],
+            [
+                sum(by_key[k].y for k in left.get(it.key, [])) / max(1, len(left.get(it.key, []))) or TOP
+                for it in order[c]
+            ],
+        )
     for _ in range(sweeps):
         for c in list(range(n_columns - 1, 0, -1)) + list(range(1, n_columns)):
-            _place(order[c], [sum(by_key[k].y for k in neighbours[it.key]) / len(neighbours[it.key])
-                              if neighbours[it.key] else it.y for it in order[c]])
+            _place(
+                order[c],
+                [
+                    sum(by_key[k].y for k in neighbours[it.key]) / len(neighbours[it.key])
+                    if neighbours[it.key]
+                    else it.y
+                    for it in order[c]
+                ],
+            )
     top = min(it.y - it.height / 2 for col in order.values() for it in col)
     if top < TOP:
         for it in by_key.values():
@@ -258,17 +286,39 @@ def layout(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], sweeps:
             continue
         it = by_key[n["id"]]
         x = x_of(it.column)
-        node_out.append({**n.to_dict(), "column": it.column, "x": x, "x2": x + BOX_W, "y": it.y - BOX_H / 2,
-                         "y2": it.y + BOX_H / 2, "cx": x + BOX_W / 2, "cy": it.y})
+        node_out.append(
+            {
+                **n.to_dict(),
+                "column": it.column,
+                "x": x,
+                "x2": x + BOX_W,
+                "y": it.y - BOX_H / 2,
+                "y2": it.y + BOX_H / 2,
+                "cx": x + BOX_W / 2,
+                "cy": it.y,
+            }
+        )
     for node, above in STACKED.items():
         if node not in set(nodes["id"]) or above not in by_key:
             continue
         base = next(r for r in node_out if r["id"] == above)
         cy = base["y2"] + 28 + BOX_H / 2
         n = nodes.set_index("id").loc[node]
-        node_out.append({"id": node, "label": n["label"], "layer": n["layer"], "description": n["description"],
-                         "column": base["column"], "x": base["x"], "x2": base["x2"], "y": cy - BOX_H / 2,
-                         "y2": cy + BOX_H / 2, "cx": base["cx"], "cy": cy})
+        node_out.append(
+            {
+                "id": node,
+                "label": n["label"],
+                "layer": n["layer"],
+                "description": n["description"],
+                "column": base["column"],
+                "x": base["x"],
+                "x2": base["x2"],
+                "y": cy - BOX_H / 2,
+                "y2": cy + BOX_H / 2,
+                "cx": base["cx"],
+                "cy": cy,
+            }
+        )
         height = max(height, cy + BOX_H / 2 + 20)
     node_frame = pd.DataFrame(node_out)
     node_frame["text"] = node_frame["label"].map(_wrap)
@@ -278,8 +328,13 @@ def layout(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], sweeps:
 
     points, arrows = [], []
     for _, e in edges.iterrows():
-        meta = {"edge": e["edge"], "source": e["source"], "target": e["target"], "mechanism": e["mechanism"],
-                "finding": e["finding"]}
+        meta = {
+            "edge": e["edge"],
+            "source": e["source"],
+            "target": e["target"],
+            "mechanism": e["mechanism"],
+            "finding": e["finding"],
+        }
         a, b = box.loc[e["source"]], box.loc[e["target"]]
         vertical = e["target"] in STACKED or e["source"] in STACKED
         if vertical:  # a short arrow down between stacked boxes
@@ -300,12 +355,24 @@ def layout(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], sweeps:
         if cols:
             headers.append((title, (x_of(cols[0]) + x_of(cols[-1]) + BOX_W) / 2))
     arrow_frame = pd.DataFrame(arrows).drop_duplicates(["target", "x", "y"])
-    return Layout(node_frame, pd.DataFrame(points), arrow_frame, x_of(n_columns - 1) + BOX_W + 10, height,
-                  int(crossings), n_columns, headers)
+    return Layout(
+        node_frame,
+        pd.DataFrame(points),
+        arrow_frame,
+        x_of(n_columns - 1) + BOX_W + 10,
+        height,
+        int(crossings),
+        n_columns,
+        headers,
+    )
 
 
-def framework_figure(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence], found: Iterable = (),
-                     finding_titles: dict[str, str] | None = None):
+def framework_figure(
+    node_rows: Iterable[Sequence],
+    edge_rows: Iterable[Sequence],
+    found: Iterable = (),
+    finding_titles: dict[str, str] | None = None,
+):
     """The framework drawn from its nodes and edges; ``found`` (findings) name each edge's evidence in tooltips."""
     import altair as alt
 
@@ -314,42 +381,81 @@ def framework_figure(node_rows: Iterable[Sequence], edge_rows: Iterable[Sequence
     for frame in (geo.edges, geo.arrows):
         frame["evidence"] = frame["finding"].map(lambda fid: titles.get(fid, "") if fid else "").fillna("")
         frame["evidence"] = frame["evidence"].where(frame["finding"].notna(), "an identity or a known mechanism")
-        frame["edge_words"] = [f"{_plain(s, geo)} -> {_plain(t, geo)}" for s, t in zip(frame["source"], frame["target"])]
+        frame["edge_words"] = [
+            f"{_plain(s, geo)} -> {_plain(t, geo)}" for s, t in zip(frame["source"], frame["target"], strict=False)
+        ]
     xs = alt.Scale(domain=[0, geo.width], nice=False, zero=False)
     ys = alt.Scale(domain=[0, geo.height], nice=False, zero=False, reverse=True)
     x = alt.X("x:Q", scale=xs, axis=None)
     y = alt.Y("y:Q", scale=ys, axis=None)
-    tips = [alt.Tooltip("edge_words:N", title="Edge"), alt.Tooltip("mechanism:N", title="Mechanism"),
-            alt.Tooltip("evidence:N", title="Shown in the data by")]
+    tips = [
+        alt.Tooltip("edge_words:N", title="Edge"),
+        alt.Tooltip("mechanism:N", title="Mechanism"),
+        alt.Tooltip("evidence:N", title="Shown in the data by"),
+    ]
     dashed = alt.condition("datum.finding == null", alt.value([4, 3]), alt.value([1, 0]))
-    curves = alt.Chart(geo.edges[~geo.edges["vertical"]]).mark_line(interpolate="monotone", strokeWidth=1.6,
-                                                                    color="#6b6b6b", opacity=0.75).encode(
-        x=x, y=y, detail="edge:N", order="order:Q", strokeDash=dashed, tooltip=tips)
-    straight = alt.Chart(geo.edges[geo.edges["vertical"]]).mark_line(strokeWidth=1.6, color="#6b6b6b",
-                                                                   opacity=0.75).encode(
-        x=x, y=y, detail="edge:N", order="order:Q", strokeDash=dashed, tooltip=tips)
-    heads = alt.Chart(geo.arrows).mark_point(shape="triangle-right", filled=True, size=55, color="#555",
-                                             opacity=0.9).encode(x=x, y=y, angle=alt.Angle("angle:Q", scale=None),
-                                                                 tooltip=tips)
-    node_tips = [alt.Tooltip("label:N", title="Node"), alt.Tooltip("layer_name:N", title="Layer"),
-                 alt.Tooltip("description:N", title="What it is")]
+    curves = (
+        alt.Chart(geo.edges[~geo.edges["vertical"]])
+        .mark_line(interpolate="monotone", strokeWidth=1.6, color="#6b6b6b", opacity=0.75)
+        .encode(x=x, y=y, detail="edge:N", order="order:Q", strokeDash=dashed, tooltip=tips)
+    )
+    straight = (
+        alt.Chart(geo.edges[geo.edges["vertical"]])
+        .mark_line(strokeWidth=1.6, color="#6b6b6b", opacity=0.75)
+        .encode(x=x, y=y, detail="edge:N", order="order:Q", strokeDash=dashed, tooltip=tips)
+    )
+    heads = (
+        alt.Chart(geo.arrows)
+        .mark_point(shape="triangle-right", filled=True, size=55, color="#555", opacity=0.9)
+        .encode(x=x, y=y, angle=alt.Angle("angle:Q", scale=None), tooltip=tips)
+    )
+    node_tips = [
+        alt.Tooltip("label:N", title="Node"),
+        alt.Tooltip("layer_name:N", title="Layer"),
+        alt.Tooltip("description:N", title="What it is"),
+    ]
     boxes_data = geo.nodes.assign(layer_name=geo.nodes["layer"].map(LAYER_NAMES))
     layer_scale = alt.Scale(domain=[LAYER_NAMES[k] for k in LAYER_FILL], range=list(LAYER_FILL.values()))
     stroke_scale = alt.Scale(domain=[LAYER_NAMES[k] for k in LAYER_STROKE], range=list(LAYER_STROKE.values()))
-    boxes = alt.Chart(boxes_data).mark_rect(cornerRadius=6, strokeWidth=1.4).encode(
-        x=alt.X("x:Q", scale=xs, axis=None), x2="x2:Q", y=alt.Y("y:Q", scale=ys, axis=None), y2="y2:Q",
-        fill=alt.Fill("layer_name:N", scale=layer_scale, title="Layer",
-                      legend=alt.Legend(orient="bottom", direction="horizontal")),
-        stroke=alt.Stroke("layer_name:N", scale=stroke_scale, legend=None), tooltip=node_tips)
-    labels = alt.Chart(boxes_data).mark_text(fontSize=11, lineBreak="\n", lineHeight=12, baseline="middle",
-                                             color="#222").encode(
-        x=alt.X("cx:Q", scale=xs, axis=None), y=alt.Y("text_y:Q", scale=ys, axis=None), text="text:N",
-        tooltip=node_tips)
+    boxes = (
+        alt.Chart(boxes_data)
+        .mark_rect(cornerRadius=6, strokeWidth=1.4)
+        .encode(
+            x=alt.X("x:Q", scale=xs, axis=None),
+            x2="x2:Q",
+            y=alt.Y("y:Q", scale=ys, axis=None),
+            y2="y2:Q",
+            fill=alt.Fill(
+                "layer_name:N",
+                scale=layer_scale,
+                title="Layer",
+                legend=alt.Legend(orient="bottom", direction="horizontal"),
+            ),
+            stroke=alt.Stroke("layer_name:N", scale=stroke_scale, legend=None),
+            tooltip=node_tips,
+        )
+    )
+    labels = (
+        alt.Chart(boxes_data)
+        .mark_text(fontSize=11, lineBreak="\n", lineHeight=12, baseline="middle", color="#222")
+        .encode(
+            x=alt.X("cx:Q", scale=xs, axis=None),
+            y=alt.Y("text_y:Q", scale=ys, axis=None),
+            text="text:N",
+            tooltip=node_tips,
+        )
+    )
     header_data = pd.DataFrame([{"title": t, "x": x_, "y": 16.0} for t, x_ in geo.headers])
-    header = alt.Chart(header_data).mark_text(fontSize=13, fontWeight="bold", color="#222").encode(
-        x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None), text="title:N")
-    return (alt.layer(curves, straight, heads, boxes, labels, header)
-            .properties(width=geo.width, height=geo.height).configure_view(stroke=None))
+    header = (
+        alt.Chart(header_data)
+        .mark_text(fontSize=13, fontWeight="bold", color="#222")
+        .encode(x=alt.X("x:Q", scale=xs, axis=None), y=alt.Y("y:Q", scale=ys, axis=None), text="title:N")
+    )
+    return (
+        alt.layer(curves, straight, heads, boxes, labels, header)
+        .properties(width=geo.width, height=geo.height)
+        .configure_view(stroke=None)
+    )
 
 
 def _plain(node_id: str, geo: Layout) -> str:

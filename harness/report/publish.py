@@ -21,8 +21,14 @@ from harness.errors import ConfigError, HarnessError
 BRANCH = "gh-pages"
 
 
-def publish(root: str | Path = ".", html_dir: str | Path = "_build/html", remote: str = "origin",
-            branch: str = BRANCH, message: str | None = None, push: bool = True) -> str:
+def publish(
+    root: str | Path = ".",
+    html_dir: str | Path = "_build/html",
+    remote: str = "origin",
+    branch: str = BRANCH,
+    message: str | None = None,
+    push: bool = True,
+) -> str:
     """Commit ``html_dir`` as ``branch`` of the repository at ``root`` and push it to ``remote``.
 
     Returns the commit id of the published branch. Errors name their cause: no built book,
@@ -49,8 +55,9 @@ def publish(root: str | Path = ".", html_dir: str | Path = "_build/html", remote
     message = message or f"Publish the report built from {source}"
     with contextlib.chdir(root):
         try:
-            ghp_import.ghp_import(str(html), mesg=message, remote=remote, branch=branch, push=push,
-                                  force=True, nojekyll=True)
+            ghp_import.ghp_import(
+                str(html), mesg=message, remote=remote, branch=branch, push=push, force=True, nojekyll=True
+            )
         except ghp_import.GhpError as exc:
             raise HarnessError(f"publishing to {remote} {branch} failed: {exc.message}") from None
     return git("rev-parse", branch).stdout.strip()

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 def _is_remote(url: str) -> bool:
     url = url.strip().lower()
-    return url.startswith("//") or "://" in url and not url.startswith("file://")
+    return url.startswith("//") or ("://" in url and not url.startswith("file://"))
 
 
 def _asset_name(asset) -> str:
@@ -69,8 +69,12 @@ def _page_context(app, pagename, templatename, context, doctree) -> None:
             name = _asset_name(asset)
             if _is_remote(name):
                 logger.warning(
-                    "page %s loads %s from the network; the book must work offline", pagename, name,
-                    type="joules", subtype="remote", location=pagename,
+                    "page %s loads %s from the network; the book must work offline",
+                    pagename,
+                    name,
+                    type="joules",
+                    subtype="remote",
+                    location=pagename,
                 )
 
 
@@ -98,8 +102,10 @@ def mathjax_source() -> Path:
     try:
         dist = metadata.distribution(MATHJAX_DIST)
     except metadata.PackageNotFoundError:
-        raise ConfigError(f"the book's equations need the {MATHJAX_DIST} package (requirements/base.in): "
-                          "it ships MathJax, so that no page loads it from a CDN") from None
+        raise ConfigError(
+            f"the book's equations need the {MATHJAX_DIST} package (requirements/base.in): "
+            "it ships MathJax, so that no page loads it from a CDN"
+        ) from None
     for entry in dist.files or ():
         if entry.name == MATHJAX_FILE and "mathjax" in entry.parts:
             path = Path(str(dist.locate_file(entry)))  # a path-like (importlib.metadata.SimplePath)

@@ -26,8 +26,16 @@ _UNITS = (
     ("_eur", "EUR"),
     ("_gbp", "GBP"),
 )
-_WORDS = {"itl": "ITL", "ttft": "TTFT", "gpu": "GPU", "gpus": "GPUs", "p90": "P90", "p95": "P95", "p99": "P99",
-          "it": "IT"}
+_WORDS = {
+    "itl": "ITL",
+    "ttft": "TTFT",
+    "gpu": "GPU",
+    "gpus": "GPUs",
+    "p90": "P90",
+    "p95": "P95",
+    "p99": "P99",
+    "it": "IT",
+}
 _LABELS = {
     "nickname": "Model",
     "model_id": "Model",
@@ -72,7 +80,6 @@ _VALUE_NAMES: dict[str, dict[str, str]] = {
 def value_names(column: str) -> dict[str, str]:
     """Internal value -> reader's word for ``column`` (``weight_precision``: ``fp8`` -> ``FP8``); empty if none."""
     return _VALUE_NAMES.get(column, {})
-
 
 
 def unit(column: str) -> str | None:

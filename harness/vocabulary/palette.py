@@ -90,9 +90,12 @@ TASK_COLOURS: dict[str, str] = _TASK_ID_COLOURS | {TASK_NAMES[t]: c for t, c in 
 
 # Families of work, as some tables name them (language models, images, videos).
 FAMILY_COLOURS: dict[str, str] = {
-    "llm": "#4c78a8", "Language models": "#4c78a8",
-    "text-to-image": "#f58518", "Text to image": "#f58518",
-    "text-to-video": "#72b7b2", "Text to video": "#72b7b2",
+    "llm": "#4c78a8",
+    "Language models": "#4c78a8",
+    "text-to-image": "#f58518",
+    "Text to image": "#f58518",
+    "text-to-video": "#72b7b2",
+    "Text to video": "#72b7b2",
 }
 
 # What one output is (a response, an image, a video): the colours of the kinds of work they stand for.
@@ -104,14 +107,35 @@ GPU_COLOURS: dict[str, str] = {"H100": "#e6550d", "B200": "#3182bd", "H200": "#1
 GPU_COUNT_DASHES: dict[int, list[float]] = {1: [1, 0], 2: [6, 3], 4: [2, 2], 8: [8, 3, 2, 3]}
 GPU_COUNT_SHAPES: dict[int, str] = {1: "circle", 2: "square", 4: "triangle-up", 8: "diamond"}
 # by the precision's internal name and by the reader's (lower case): bfloat16 and bf16 alike
-PRECISION_DASHES: dict[str, list[float]] = {"bfloat16": [1, 0], "bf16": [1, 0], "float16": [1, 0], "fp16": [1, 0],
-                                            "fp8": [5, 3], "mxfp4": [2, 2]}
-PRECISION_SHAPES: dict[str, str] = {"bfloat16": "circle", "bf16": "circle", "float16": "circle", "fp16": "circle",
-                                    "fp8": "triangle-up", "mxfp4": "square"}
+PRECISION_DASHES: dict[str, list[float]] = {
+    "bfloat16": [1, 0],
+    "bf16": [1, 0],
+    "float16": [1, 0],
+    "fp16": [1, 0],
+    "fp8": [5, 3],
+    "mxfp4": [2, 2],
+}
+PRECISION_SHAPES: dict[str, str] = {
+    "bfloat16": "circle",
+    "bf16": "circle",
+    "float16": "circle",
+    "fp16": "circle",
+    "fp8": "triangle-up",
+    "mxfp4": "square",
+}
 
 # For names none of the tables above knows, chosen by a stable hash of the name.
 FALLBACK_COLOURS: tuple[str, ...] = (
-    "#4c78a8", "#f58518", "#e45756", "#72b7b2", "#54a24b", "#eeca3b", "#b279a2", "#ff9da6", "#9d755d", "#7f7f7f",
+    "#4c78a8",
+    "#f58518",
+    "#e45756",
+    "#72b7b2",
+    "#54a24b",
+    "#eeca3b",
+    "#b279a2",
+    "#ff9da6",
+    "#9d755d",
+    "#7f7f7f",
 )
 
 _TABLES = (MODEL_COLOURS, TASK_COLOURS, GPU_COLOURS, FAMILY_COLOURS, OUTPUT_UNIT_COLOURS)

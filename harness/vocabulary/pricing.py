@@ -34,10 +34,14 @@ from dataclasses import dataclass, replace
 JOULES_PER_KWH = 3.6e6
 TOKENS_PER_MILLION = 1e6
 
-GRID_INTENSITY_SOURCE = ("Ember, Global Electricity Review 2023 (April 2023): world average carbon intensity of "
-                         "electricity generation in 2022, 436 gCO2/kWh")
-PRICE_SOURCE = ("U.S. Energy Information Administration, Electric Power Annual 2023: average retail price to "
-                "industrial customers in 2023, 8.06 cents/kWh")
+GRID_INTENSITY_SOURCE = (
+    "Ember, Global Electricity Review 2023 (April 2023): world average carbon intensity of "
+    "electricity generation in 2022, 436 gCO2/kWh"
+)
+PRICE_SOURCE = (
+    "U.S. Energy Information Administration, Electric Power Annual 2023: average retail price to "
+    "industrial customers in 2023, 8.06 cents/kWh"
+)
 PUE_SOURCE = "Uptime Institute, Global Data Center Survey 2023: industry average PUE 1.58"
 
 
@@ -62,21 +66,29 @@ class PricingAssumptions:
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise HarnessError(f"pricing: {name} must be a finite number >= 0, got {value!r}")
         if self.pue < 1:
-            raise HarnessError(f"pricing: a PUE below 1 is impossible (facility energy includes the IT energy), "
-                               f"got {self.pue!r}")
+            raise HarnessError(
+                f"pricing: a PUE below 1 is impossible (facility energy includes the IT energy), got {self.pue!r}"
+            )
         if not isinstance(self.currency, str) or not self.currency.isalpha():
             raise HarnessError(f"pricing: currency must be a code such as USD or EUR, got {self.currency!r}")
 
-    def with_values(self, grid_intensity_grams_per_kwh: float | None = None, price_per_kwh: float | None = None,
-                    currency: str | None = None, pue: float | None = None) -> PricingAssumptions:
+    def with_values(
+        self,
+        grid_intensity_grams_per_kwh: float | None = None,
+        price_per_kwh: float | None = None,
+        currency: str | None = None,
+        pue: float | None = None,
+    ) -> PricingAssumptions:
         """These assumptions with the values given (None keeps the current one)."""
         return replace(
             self,
-            grid_intensity_grams_per_kwh=self.grid_intensity_grams_per_kwh if grid_intensity_grams_per_kwh is None
+            grid_intensity_grams_per_kwh=self.grid_intensity_grams_per_kwh
+            if grid_intensity_grams_per_kwh is None
             else grid_intensity_grams_per_kwh,
             price_per_kwh=self.price_per_kwh if price_per_kwh is None else price_per_kwh,
             currency=self.currency if not currency else currency.upper(),
-            pue=self.pue if pue is None else pue)
+            pue=self.pue if pue is None else pue,
+        )
 
     @property
     def cost_column_suffix(self) -> str:
@@ -88,11 +100,17 @@ class PricingAssumptions:
         default = DEFAULT_PRICING
         parts = [
             f"grid {self.grid_intensity_grams_per_kwh:g} gCO2e/kWh"
-            + (" (default: Ember 2022 world average)" if self.grid_intensity_grams_per_kwh
-               == default.grid_intensity_grams_per_kwh else " (given)"),
+            + (
+                " (default: Ember 2022 world average)"
+                if self.grid_intensity_grams_per_kwh == default.grid_intensity_grams_per_kwh
+                else " (given)"
+            ),
             f"price {self.price_per_kwh:g} {self.currency}/kWh"
-            + (" (default: EIA 2023 US industrial)" if (self.price_per_kwh, self.currency)
-               == (default.price_per_kwh, default.currency) else " (given)"),
+            + (
+                " (default: EIA 2023 US industrial)"
+                if (self.price_per_kwh, self.currency) == (default.price_per_kwh, default.currency)
+                else " (given)"
+            ),
             f"PUE {self.pue:g}" + (" (default: Uptime 2023 average)" if self.pue == default.pue else " (given)"),
         ]
         return "; ".join(parts)
@@ -120,5 +138,11 @@ def price_energy(joules: float | None, assumptions: PricingAssumptions = DEFAULT
         return None
     kwh_it = float(joules) / JOULES_PER_KWH
     kwh_facility = kwh_it * assumptions.pue
-    return PricedEnergy(float(joules), kwh_it, kwh_facility, kwh_facility * assumptions.grid_intensity_grams_per_kwh,
-                        kwh_facility * assumptions.price_per_kwh, assumptions.currency)
+    return PricedEnergy(
+        float(joules),
+        kwh_it,
+        kwh_facility,
+        kwh_facility * assumptions.grid_intensity_grams_per_kwh,
+        kwh_facility * assumptions.price_per_kwh,
+        assumptions.currency,
+    )

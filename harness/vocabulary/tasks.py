@@ -42,4 +42,7 @@ TASK_NAMES: dict[str, str] = {
 }
 
 # The unit one request of a task produces (energy per output is per this unit).
-OUTPUT_UNIT: dict[str, str] = {t: "response" for t in LLM_TASKS} | {"text-to-image": "image", "text-to-video": "video"}
+OUTPUT_UNIT: dict[str, str] = dict.fromkeys(LLM_TASKS, "response") | {
+    "text-to-image": "image",
+    "text-to-video": "video",
+}

@@ -27,14 +27,15 @@ import functools
 import hashlib
 import itertools
 import json
-import re
 import os
+import re
 import shutil
 import tempfile
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Mapping, cast
+from typing import Any, cast
 
 from harness.errors import ConfigError
 
@@ -282,8 +283,10 @@ def build_tokenizer(
     if regular_ids != list(range(regular_ids[0], regular_ids[-1] + 1)):
         raise ConfigError(f"special token ids {sorted(specials)} split the trained tokens; put them at the ends")
 
-    merges = cast(list[tuple[str, str]],  # a BPE merge is a pair of tokens
-                  [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["model"]["merges"]])
+    merges = cast(
+        list[tuple[str, str]],  # a BPE merge is a pair of tokens
+        [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in learned["model"]["merges"]],
+    )
     final = Tokenizer(models.BPE(vocab=vocab, merges=merges))
     final.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     final.decoder = decoders.ByteLevel()
@@ -429,14 +432,18 @@ def hub_snapshot(repo_id: str) -> Path:
         return Path(snapshot_download(repo_id, local_files_only=True))
     except Exception as cached_exc:  # noqa: BLE001 -- not in the cache
         if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
-            raise ConfigError(f"weights {repo_id!r}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set "
-                              f"({type(cached_exc).__name__})") from None
+            raise ConfigError(
+                f"weights {repo_id!r}: not in the local Hugging Face cache and HF_HUB_OFFLINE is set "
+                f"({type(cached_exc).__name__})"
+            ) from None
     try:
         return Path(snapshot_download(repo_id))
     except Exception as exc:  # noqa: BLE001 -- no network, unknown or gated repository
         first = (str(exc).strip().splitlines() or [""])[0][:160]
-        raise ConfigError(f"weights {repo_id!r}: neither a local folder nor a Hugging Face model that can be "
-                          f"downloaded here ({type(exc).__name__}: {first})") from None
+        raise ConfigError(
+            f"weights {repo_id!r}: neither a local folder nor a Hugging Face model that can be "
+            f"downloaded here ({type(exc).__name__}: {first})"
+        ) from None
 
 
 def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
@@ -446,8 +453,16 @@ def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
         path = materialize_llm(name)
         stamp = folder_info(path)
         cfg = get(name).hf_config()
-        return ModelFolder(path, MappingProxyType(cfg), tuple(stamp["regular_token_ids"]), cfg.get("bos_token_id"),
-                           True, "dummy (random; no weights are loaded)", stamp["digest"], stamp["tokenizer_sha256"])
+        return ModelFolder(
+            path,
+            MappingProxyType(cfg),
+            tuple(stamp["regular_token_ids"]),
+            cfg.get("bos_token_id"),
+            True,
+            "dummy (random; no weights are loaded)",
+            stamp["digest"],
+            stamp["tokenizer_sha256"],
+        )
     path = Path(weights).expanduser()
     if not path.exists() and HF_ID.fullmatch(str(weights)):
         path = hub_snapshot(str(weights))
@@ -460,8 +475,13 @@ def llm_folder(name: str, weights: str | None = None) -> ModelFolder:
     vocab = min(int(cfg.get("vocab_size") or len(tok)), len(tok))
     tok_file = path / "tokenizer.json"
     return ModelFolder(
-        path, MappingProxyType(cfg), _largest_gap(list(tok.all_special_ids), vocab), tok.bos_token_id, False,
-        f"real weights from {path}", hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12],
+        path,
+        MappingProxyType(cfg),
+        _largest_gap(list(tok.all_special_ids), vocab),
+        tok.bos_token_id,
+        False,
+        f"real weights from {path}",
+        hashlib.sha256((path / "config.json").read_bytes()).hexdigest()[:12],
         hashlib.sha256(tok_file.read_bytes()).hexdigest() if tok_file.is_file() else None,
     )
 
@@ -504,7 +524,8 @@ def llm_facts_from_config(cfg: Mapping[str, Any]) -> LLMFacts:
         attention += 2 * head_dim  # q_norm, k_norm
     experts = int(cfg.get("num_experts") or cfg.get("num_local_experts") or 0)
     dense_mlp = 3 * hidden * int(cfg["intermediate_size"]) + (
-        (2 * int(cfg["intermediate_size"]) + hidden) if cfg.get("mlp_bias") else 0)
+        (2 * int(cfg["intermediate_size"]) + hidden) if cfg.get("mlp_bias") else 0
+    )
     total = vocab * hidden + hidden  # embeddings, final norm
     if not cfg.get("tie_word_embeddings"):
         total += vocab * hidden

@@ -37,8 +37,20 @@ from harness.workloads.options import OptionTable, defaults, problems, unknown
 if TYPE_CHECKING:
     from harness.workloads.archs import LLMFacts
 
-__all__ = ["Backend", "BadOption", "IterationRecord", "LoggingBackend", "Meter", "RequestRecord", "StampClock",
-           "WindowMeasurement", "WorkloadError", "WorkloadResult", "one_device_problems", "package_version"]
+__all__ = [
+    "Backend",
+    "BadOption",
+    "IterationRecord",
+    "LoggingBackend",
+    "Meter",
+    "RequestRecord",
+    "StampClock",
+    "WindowMeasurement",
+    "WorkloadError",
+    "WorkloadResult",
+    "one_device_problems",
+    "package_version",
+]
 
 
 @runtime_checkable

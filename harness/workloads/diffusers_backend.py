@@ -24,30 +24,46 @@ import contextlib
 import time
 from collections.abc import Iterator
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 from harness.config import Configuration
 from harness.errors import ConfigError
-from harness.workloads.base import (IterationRecord, LoggingBackend, Meter, WorkloadError, WorkloadResult,
-                                    one_device_problems, package_version)
+from harness.workloads.base import (
+    IterationRecord,
+    LoggingBackend,
+    Meter,
+    WorkloadError,
+    WorkloadResult,
+    one_device_problems,
+    package_version,
+)
 from harness.workloads.options import Opt, defaults
 
 if TYPE_CHECKING:
     from harness.workloads.archs import LLMFacts
 
 OPTION_TABLE = {
-    "device": Opt("choice", choices=("auto", "cpu", "cuda"), default="auto",
-                  doc="where the pipeline runs (auto: CUDA when torch sees it, else the CPU)"),
+    "device": Opt(
+        "choice",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        doc="where the pipeline runs (auto: CUDA when torch sees it, else the CPU)",
+    ),
     "guidance_scale": Opt("number", minimum=0, doc="classifier-free guidance scale (default: the architecture's)"),
     "warmup_steps": Opt("int", minimum=0, default=1, doc="denoising steps of the warm-up call (outside any window)"),
-    "attention_backend": Opt("choice", choices=("native", "flash", "_flash_3", "_native_cudnn", "sage"),
-                             default="native",
-                             doc="diffusers' attention backend (native: torch SDPA; ring_degree > 1 needs one that "
-                                 "returns the log-sum-exp: flash, _flash_3, _native_cudnn or sage)"),
-    "cpu_dtype": Opt("choice", choices=("bfloat16", "float16", "float32"), default="float32",
-                     doc="dtype on the CPU (CPU kernels for half precision are slow or missing; the dtype used is "
-                         "recorded)"),
+    "attention_backend": Opt(
+        "choice",
+        choices=("native", "flash", "_flash_3", "_native_cudnn", "sage"),
+        default="native",
+        doc="diffusers' attention backend (native: torch SDPA; ring_degree > 1 needs one that "
+        "returns the log-sum-exp: flash, _flash_3, _native_cudnn or sage)",
+    ),
+    "cpu_dtype": Opt(
+        "choice",
+        choices=("bfloat16", "float16", "float32"),
+        default="float32",
+        doc="dtype on the CPU (CPU kernels for half precision are slow or missing; the dtype used is recorded)",
+    ),
 }
 OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
 OPTION_SPECS = OPTION_TABLE
@@ -74,7 +90,9 @@ def build_component(spec: dict, device: Any, dtype: Any, tokenizer_folder: Path 
     if spec.get("tokenizer"):
         from transformers import PreTrainedTokenizerFast
 
-        return PreTrainedTokenizerFast.from_pretrained(str(tokenizer_folder), model_max_length=int(spec["model_max_length"]))
+        return PreTrainedTokenizerFast.from_pretrained(
+            str(tokenizer_folder), model_max_length=int(spec["model_max_length"])
+        )
     library = spec["library"]
     config = dict(spec["config"])
     if library == "diffusers":
@@ -169,7 +187,7 @@ def synthetic_prompts(count: int, seed: int) -> list[str]:
     from harness.workloads.archs import synthetic_corpus
 
     lines = synthetic_corpus(num_words=13 * max(count, 1) * 2, seed=seed + 1000)
-    return [" ".join(lines[2 * i: 2 * i + 2]) for i in range(count)]
+    return [" ".join(lines[2 * i : 2 * i + 2]) for i in range(count)]
 
 
 class DiffusersBackend(LoggingBackend):
@@ -202,9 +220,11 @@ class DiffusersBackend(LoggingBackend):
             problems.append(f"{cfg.model} cannot run context-parallel (ulysses_degree/ring_degree): {plan}")
         backend = dict(cfg.options).get("attention_backend", OPTION_TABLE["attention_backend"].default)
         if int(cfg.ring_degree or 1) > 1 and backend not in RING_ATTENTION_BACKENDS:
-            problems.append(f"ring_degree={cfg.ring_degree} needs an attention backend returning the log-sum-exp "
-                            f"({', '.join(RING_ATTENTION_BACKENDS)}); attention_backend={backend} does not: "
-                            "use ulysses_degree alone or set options.attention_backend")
+            problems.append(
+                f"ring_degree={cfg.ring_degree} needs an attention backend returning the log-sum-exp "
+                f"({', '.join(RING_ATTENTION_BACKENDS)}); attention_backend={backend} does not: "
+                "use ulysses_degree alone or set options.attention_backend"
+            )
         return problems
 
     @classmethod
@@ -224,12 +244,18 @@ class DiffusersBackend(LoggingBackend):
             return
         arch = archs.get(cfg.model)
         if arch.task != cfg.task:
-            raise WorkloadError(f"architecture {cfg.model} is a {arch.task} pipeline, not {cfg.task}", cause="bad-config")
+            raise WorkloadError(
+                f"architecture {cfg.model} is a {arch.task} pipeline, not {cfg.task}", cause="bad-config"
+            )
         if cfg.precision not in DTYPES:
-            raise WorkloadError(f"the diffusers backend runs {', '.join(DTYPES)}, not {cfg.precision}", cause="unsupported")
+            raise WorkloadError(
+                f"the diffusers backend runs {', '.join(DTYPES)}, not {cfg.precision}", cause="unsupported"
+            )
         if int(cfg.num_gpus or 1) != 1 or int(cfg.tensor_parallel or 1) != 1 or int(cfg.expert_parallel or 1) != 1:
-            raise WorkloadError("the diffusers backend runs on one device (sequence parallelism is not implemented)",
-                                cause="unsupported")
+            raise WorkloadError(
+                "the diffusers backend runs on one device (sequence parallelism is not implemented)",
+                cause="unsupported",
+            )
         want = self.options["device"]
         if want == "auto":
             want = "cuda" if torch.cuda.is_available() else "cpu"
@@ -243,12 +269,17 @@ class DiffusersBackend(LoggingBackend):
         self.log_path = run_dir / "server.log"
         torch.manual_seed(int(cfg.seed or 0))
         t0 = time.time()
-        self._log(f"building {cfg.model} ({arch.spec['pipeline']}) with random weights on {self.device} in {dtype_name}")
+        self._log(
+            f"building {cfg.model} ({arch.spec['pipeline']}) with random weights on {self.device} in {dtype_name}"
+        )
         try:
             self.pipe = build_pipeline(cfg.model, self.device, dtype)
         except torch.OutOfMemoryError as exc:
-            raise WorkloadError(f"out of memory while building {cfg.model}: {str(exc).splitlines()[0]}",
-                                log_tail=self.log_tail(), cause="oom") from None
+            raise WorkloadError(
+                f"out of memory while building {cfg.model}: {str(exc).splitlines()[0]}",
+                log_tail=self.log_tail(),
+                cause="oom",
+            ) from None
         self._sync()
         defaults = arch.spec.get("defaults", {})
         guidance = self.options["guidance_scale"]
@@ -286,8 +317,10 @@ class DiffusersBackend(LoggingBackend):
             raise WorkloadError(problems[0], cause="unsupported")
         run_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = run_dir / "server.log"
-        self._log(f"starting {cfg.num_gpus} context-parallel workers (ulysses_degree={cfg.ulysses_degree}, "
-                  f"ring_degree={cfg.ring_degree})")
+        self._log(
+            f"starting {cfg.num_gpus} context-parallel workers (ulysses_degree={cfg.ulysses_degree}, "
+            f"ring_degree={cfg.ring_degree})"
+        )
         t0 = time.time()
         self.group = WorkerGroup(cfg, run_dir, self.outputs_dir)
         self.info = dict(self.group.start())
@@ -306,12 +339,24 @@ class DiffusersBackend(LoggingBackend):
             reply = self.group.iterate(i, cfg.knob("inference_steps"), int(cfg.seed or 0) + 1 + i)
             windows[name] = meter.end(name)
             if reply.produced != batch:
-                raise WorkloadError(f"iteration {i} produced {reply.produced} outputs for a batch of {batch}",
-                                    log_tail=self.group.log_tail(), cause="error")
-            iterations.append(IterationRecord(index=i, start_time_s=reply.start_time_s, end_time_s=reply.end_time_s,
-                                              batch_size=batch, outputs=reply.produced))
-            self._log(f"{name}: {batch} x {reply.shape} in {reply.end_time_s - reply.start_time_s:.4f} s "
-                      f"over {cfg.num_gpus} processes")
+                raise WorkloadError(
+                    f"iteration {i} produced {reply.produced} outputs for a batch of {batch}",
+                    log_tail=self.group.log_tail(),
+                    cause="error",
+                )
+            iterations.append(
+                IterationRecord(
+                    index=i,
+                    start_time_s=reply.start_time_s,
+                    end_time_s=reply.end_time_s,
+                    batch_size=batch,
+                    outputs=reply.produced,
+                )
+            )
+            self._log(
+                f"{name}: {batch} x {reply.shape} in {reply.end_time_s - reply.start_time_s:.4f} s "
+                f"over {cfg.num_gpus} processes"
+            )
         windows["run"] = meter.end("run")
         return WorkloadResult(iterations=iterations, windows=windows, server_log=self.log_path, info=dict(self.info))
 
@@ -363,23 +408,33 @@ class DiffusersBackend(LoggingBackend):
                 windows[name] = meter.end(name)
                 produced = int(out.shape[0])
                 if produced != batch:
-                    raise WorkloadError(f"iteration {i} produced {produced} outputs for a batch of {batch}",
-                                        log_tail=self.log_tail(), cause="error")
-                iterations.append(IterationRecord(index=i, start_time_s=start, end_time_s=end, batch_size=batch,
-                                                  outputs=produced))
+                    raise WorkloadError(
+                        f"iteration {i} produced {produced} outputs for a batch of {batch}",
+                        log_tail=self.log_tail(),
+                        cause="error",
+                    )
+                iterations.append(
+                    IterationRecord(index=i, start_time_s=start, end_time_s=end, batch_size=batch, outputs=produced)
+                )
                 self._log(f"{name}: {batch} x {tuple(out.shape[1:])} in {end - start:.4f} s")
             windows["run"] = meter.end("run")
         except torch.OutOfMemoryError as exc:
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
             self._log(f"out of memory: {exc}")
-            raise WorkloadError(f"out of memory at batch_size={batch}: {str(exc).splitlines()[0]}",
-                                log_tail=self.log_tail(), cause="oom") from None
+            raise WorkloadError(
+                f"out of memory at batch_size={batch}: {str(exc).splitlines()[0]}",
+                log_tail=self.log_tail(),
+                cause="oom",
+            ) from None
         except ValueError as exc:  # a pipeline refusing the knobs (e.g. a size its patching cannot split)
             self._log(f"pipeline refused the configuration: {exc}")
-            raise WorkloadError(f"{self.info['pipeline']} refused height={cfg.height} width={cfg.width}"
-                                f" num_frames={cfg.num_frames}: {exc}", log_tail=self.log_tail(),
-                                cause="bad-config") from None
+            raise WorkloadError(
+                f"{self.info['pipeline']} refused height={cfg.height} width={cfg.width}"
+                f" num_frames={cfg.num_frames}: {exc}",
+                log_tail=self.log_tail(),
+                cause="bad-config",
+            ) from None
         return WorkloadResult(iterations=iterations, windows=windows, server_log=self.log_path, info=dict(self.info))
 
     def stop(self) -> None:

@@ -75,8 +75,14 @@ class WorkerGroup:
                 args.append(str(self.outputs_dir))
             log = open(self.run_dir / f"server-rank{rank}.log", "ab")  # noqa: SIM115 (the child keeps it; closed below)
             group = 0 if rank == 0 else self.pgid  # rank 0 leads a process group of its own
-            proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log,
-                                    env=env | {"RANK": str(rank), "LOCAL_RANK": str(rank)}, process_group=group)
+            proc = subprocess.Popen(
+                args,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env | {"RANK": str(rank), "LOCAL_RANK": str(rank)},
+                process_group=group,
+            )
             log.close()
             if rank == 0:
                 self.pgid = proc.pid
@@ -89,12 +95,18 @@ class WorkerGroup:
         stream: IO[bytes] | None = self.procs[rank].stdout
         line = stream.readline() if stream is not None else b""
         if not line:
-            raise WorkloadError(f"context-parallel worker {rank} exited (code {self.procs[rank].poll()})",
-                                log_tail=self.log_tail(rank), cause="error")
+            raise WorkloadError(
+                f"context-parallel worker {rank} exited (code {self.procs[rank].poll()})",
+                log_tail=self.log_tail(rank),
+                cause="error",
+            )
         reply = json.loads(line)
         if "error" in reply:
-            raise WorkloadError(f"context-parallel worker {rank}: {reply['error']}", log_tail=self.log_tail(rank),
-                                cause=reply.get("cause", "error"))
+            raise WorkloadError(
+                f"context-parallel worker {rank}: {reply['error']}",
+                log_tail=self.log_tail(rank),
+                cause=reply.get("cause", "error"),
+            )
         return reply
 
     def _send(self, message: dict) -> None:
@@ -109,8 +121,12 @@ class WorkerGroup:
         self._send({"op": "iter", "index": index, "steps": steps, "seed": seed})
         replies = [self._read(rank) for rank in range(len(self.procs))]
         first = replies[0]
-        return Reply(min(r["start"] for r in replies), max(r["end"] for r in replies), int(first["produced"]),
-                     tuple(first["shape"]))
+        return Reply(
+            min(r["start"] for r in replies),
+            max(r["end"] for r in replies),
+            int(first["produced"]),
+            tuple(first["shape"]),
+        )
 
     def log_tail(self, rank: int = 0, lines: int = 40) -> str:
         path = self.run_dir / f"server-rank{rank}.log"
@@ -157,10 +173,10 @@ def worker_main(argv: list[str]) -> int:
         out.write(json.dumps(message) + "\n")
 
     try:
-        import torch
-        import torch.distributed as dist
         from dataclasses import replace
 
+        import torch
+        import torch.distributed as dist
         from diffusers import ContextParallelConfig
 
         from harness.workloads.diffusers_backend import DiffusersBackend
@@ -177,15 +193,23 @@ def worker_main(argv: list[str]) -> int:
         attention = dict(cfg.options).get("attention_backend", "native")
         if attention != "native":
             transformer.set_attention_backend(attention)
-        transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=int(cfg.ulysses_degree or 1),
-                                                                    ring_degree=int(cfg.ring_degree or 1)))
+        transformer.enable_parallelism(
+            config=ContextParallelConfig(
+                ulysses_degree=int(cfg.ulysses_degree or 1), ring_degree=int(cfg.ring_degree or 1)
+            )
+        )
         backend._call(cfg, int(backend.options["warmup_steps"]), int(cfg.seed or 0))
         backend._sync()
-        info = dict(backend.info, context_parallel={"ulysses_degree": int(cfg.ulysses_degree or 1),
-                                                    "ring_degree": int(cfg.ring_degree or 1),
-                                                    "processes": int(cfg.num_gpus),
-                                                    "process_group_backend": "nccl" if on_gpu else "gloo",
-                                                    "cpu_device_count_patched": not on_gpu})
+        info = dict(
+            backend.info,
+            context_parallel={
+                "ulysses_degree": int(cfg.ulysses_degree or 1),
+                "ring_degree": int(cfg.ring_degree or 1),
+                "processes": int(cfg.num_gpus),
+                "process_group_backend": "nccl" if on_gpu else "gloo",
+                "cpu_device_count_patched": not on_gpu,
+            },
+        )
         say({"ready": True, "info": info})
         for line in sys.stdin:
             message = json.loads(line)

@@ -38,42 +38,79 @@ can be read as an abbreviation of a refused one (``tests/test_engine_args.py`` c
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 
 SWITCH, VALUE, VALUES, TEMPLATE = "switch", "value", "values", "template"
 
 # flag -> what follows it: SWITCH nothing; VALUE one plain value; VALUES one or more; TEMPLATE an inline template
 ALLOWED_FLAGS: dict[str, str] = {
     # scheduling and batching
-    "--enable-chunked-prefill": SWITCH, "--no-enable-chunked-prefill": SWITCH,
+    "--enable-chunked-prefill": SWITCH,
+    "--no-enable-chunked-prefill": SWITCH,
     "--long-prefill-token-threshold": VALUE,
-    "--max-num-partial-prefills": VALUE, "--max-long-partial-prefills": VALUE,
+    "--max-num-partial-prefills": VALUE,
+    "--max-long-partial-prefills": VALUE,
     "--scheduling-policy": VALUE,
-    "--async-scheduling": SWITCH, "--no-async-scheduling": SWITCH,
+    "--async-scheduling": SWITCH,
+    "--no-async-scheduling": SWITCH,
     # KV cache and memory
-    "--block-size": VALUE, "--kv-cache-dtype": VALUE, "--num-gpu-blocks-override": VALUE,
-    "--enable-prefix-caching": SWITCH, "--no-enable-prefix-caching": SWITCH,
+    "--block-size": VALUE,
+    "--kv-cache-dtype": VALUE,
+    "--num-gpu-blocks-override": VALUE,
+    "--enable-prefix-caching": SWITCH,
+    "--no-enable-prefix-caching": SWITCH,
     "--disable-hybrid-kv-cache-manager": SWITCH,
-    "--swap-space": VALUE, "--cpu-offload-gb": VALUE,
+    "--swap-space": VALUE,
+    "--cpu-offload-gb": VALUE,
     # kernels, CUDA graphs and compilation level
-    "--attention-backend": VALUE, "--optimization-level": VALUE,
-    "--max-cudagraph-capture-size": VALUE, "--cudagraph-capture-sizes": VALUES, "--cuda-graph-sizes": VALUES,
-    "--disable-cascade-attn": SWITCH, "--disable-sliding-window": SWITCH, "--disable-custom-all-reduce": SWITCH,
-    "--all2all-backend": VALUE, "--enable-eplb": SWITCH,
+    "--attention-backend": VALUE,
+    "--optimization-level": VALUE,
+    "--max-cudagraph-capture-size": VALUE,
+    "--cudagraph-capture-sizes": VALUES,
+    "--cuda-graph-sizes": VALUES,
+    "--disable-cascade-attn": SWITCH,
+    "--disable-sliding-window": SWITCH,
+    "--disable-custom-all-reduce": SWITCH,
+    "--all2all-backend": VALUE,
+    "--enable-eplb": SWITCH,
     # what the server logs
-    "--enable-log-requests": SWITCH, "--no-enable-log-requests": SWITCH, "--disable-log-requests": SWITCH,
-    "--max-log-len": VALUE, "--uvicorn-log-level": VALUE, "--disable-uvicorn-access-log": SWITCH,
+    "--enable-log-requests": SWITCH,
+    "--no-enable-log-requests": SWITCH,
+    "--disable-log-requests": SWITCH,
+    "--max-log-len": VALUE,
+    "--uvicorn-log-level": VALUE,
+    "--disable-uvicorn-access-log": SWITCH,
     # the chat template, inline only
-    "--chat-template": TEMPLATE, "--chat-template-content-format": VALUE,
+    "--chat-template": TEMPLATE,
+    "--chat-template-content-format": VALUE,
 }
 
 # Flags the vLLM backend sets (or sets through an option or a knob of the configuration).
 HARNESS_FLAGS: tuple[str, ...] = (
-    "--host", "--port", "--uds", "--model", "--served-model-name", "--load-format", "--api-key",
-    "--allowed-origins", "--trust-remote-code", "--no-trust-remote-code", "--seed", "--max-model-len",
-    "--max-num-seqs", "--max-num-batched-tokens", "--generation-config", "--dtype", "--quantization",
-    "--tensor-parallel-size", "--data-parallel-size", "--enable-expert-parallel", "--no-enable-expert-parallel",
-    "--enforce-eager", "--no-enforce-eager", "--kv-cache-memory-bytes", "--gpu-memory-utilization",
+    "--host",
+    "--port",
+    "--uds",
+    "--model",
+    "--served-model-name",
+    "--load-format",
+    "--api-key",
+    "--allowed-origins",
+    "--trust-remote-code",
+    "--no-trust-remote-code",
+    "--seed",
+    "--max-model-len",
+    "--max-num-seqs",
+    "--max-num-batched-tokens",
+    "--generation-config",
+    "--dtype",
+    "--quantization",
+    "--tensor-parallel-size",
+    "--data-parallel-size",
+    "--enable-expert-parallel",
+    "--no-enable-expert-parallel",
+    "--enforce-eager",
+    "--no-enforce-eager",
+    "--kv-cache-memory-bytes",
+    "--gpu-memory-utilization",
     "--device-memory-utilization",
 )
 
@@ -83,24 +120,93 @@ _CODE = "loads code, a plugin or a configuration that can"
 _PATH = "names a file, a folder, a model or an endpoint"
 # Known flags that are refused, and why (any flag not allowed is refused; these get a reason in the error).
 REFUSED_FLAGS: dict[str, str] = {
-    **dict.fromkeys(("--grpc", "--grpc-port", "--headless", "--api-server-count", "--data-parallel-address",
-                     "--data-parallel-rpc-port", "--data-parallel-supervisor-port", "--master-addr", "--master-port",
-                     "--nnodes", "--node-rank", "--distributed-executor-backend", "--kv-events-config",
-                     "--kv-transfer-config", "--ec-transfer-config"), _BINDS),
-    **dict.fromkeys(("--allowed-methods", "--allowed-headers", "--allow-credentials", "--ssl-keyfile",
-                     "--ssl-certfile", "--ssl-ca-certs", "--ssl-cert-reqs", "--ssl-ciphers", "--enable-ssl-refresh",
-                     "--root-path", "--hf-token", "--allowed-local-media-path", "--allowed-media-domains",
-                     "--trust-request-chat-template"), _AUTH),
-    **dict.fromkeys(("--middleware", "--logits-processors", "--worker-cls", "--worker-extension-cls",
-                     "--scheduler-cls", "--tool-parser-plugin", "--reasoning-parser-plugin", "--io-processor-plugin",
-                     "--model-impl", "--log-config-file", "--logging-config", "--tokenizer-mode", "--code-revision",
-                     "--model-class-overrides", "--speculative-config", "--hf-overrides", "--compilation-config",
-                     "--additional-config", "--attention-config", "--kernel-config"), _CODE),
-    **dict.fromkeys(("--config", "--tokenizer", "--download-dir", "--hf-config-path", "--revision",
-                     "--tokenizer-revision", "--lora-modules", "--model-loader-extra-config",
-                     "--ignore-patterns", "--pt-load-map-location", "--quantization-config", "--spec-model",
-                     "--mm-encoder-fp8-scale-path", "--mm-encoder-fp8-scale-save-path", "--profiler-config",
-                     "--otlp-traces-endpoint", "--collect-detailed-traces", "--override-generation-config"), _PATH),
+    **dict.fromkeys(
+        (
+            "--grpc",
+            "--grpc-port",
+            "--headless",
+            "--api-server-count",
+            "--data-parallel-address",
+            "--data-parallel-rpc-port",
+            "--data-parallel-supervisor-port",
+            "--master-addr",
+            "--master-port",
+            "--nnodes",
+            "--node-rank",
+            "--distributed-executor-backend",
+            "--kv-events-config",
+            "--kv-transfer-config",
+            "--ec-transfer-config",
+        ),
+        _BINDS,
+    ),
+    **dict.fromkeys(
+        (
+            "--allowed-methods",
+            "--allowed-headers",
+            "--allow-credentials",
+            "--ssl-keyfile",
+            "--ssl-certfile",
+            "--ssl-ca-certs",
+            "--ssl-cert-reqs",
+            "--ssl-ciphers",
+            "--enable-ssl-refresh",
+            "--root-path",
+            "--hf-token",
+            "--allowed-local-media-path",
+            "--allowed-media-domains",
+            "--trust-request-chat-template",
+        ),
+        _AUTH,
+    ),
+    **dict.fromkeys(
+        (
+            "--middleware",
+            "--logits-processors",
+            "--worker-cls",
+            "--worker-extension-cls",
+            "--scheduler-cls",
+            "--tool-parser-plugin",
+            "--reasoning-parser-plugin",
+            "--io-processor-plugin",
+            "--model-impl",
+            "--log-config-file",
+            "--logging-config",
+            "--tokenizer-mode",
+            "--code-revision",
+            "--model-class-overrides",
+            "--speculative-config",
+            "--hf-overrides",
+            "--compilation-config",
+            "--additional-config",
+            "--attention-config",
+            "--kernel-config",
+        ),
+        _CODE,
+    ),
+    **dict.fromkeys(
+        (
+            "--config",
+            "--tokenizer",
+            "--download-dir",
+            "--hf-config-path",
+            "--revision",
+            "--tokenizer-revision",
+            "--lora-modules",
+            "--model-loader-extra-config",
+            "--ignore-patterns",
+            "--pt-load-map-location",
+            "--quantization-config",
+            "--spec-model",
+            "--mm-encoder-fp8-scale-path",
+            "--mm-encoder-fp8-scale-save-path",
+            "--profiler-config",
+            "--otlp-traces-endpoint",
+            "--collect-detailed-traces",
+            "--override-generation-config",
+        ),
+        _PATH,
+    ),
     # these name nothing, but would spoil the measurement
     "--disable-log-stats": "turns off the /metrics counters the harness scrapes",
     "--stream-interval": "batches the streamed tokens whose times the harness measures",
@@ -128,23 +234,29 @@ def _flag_refusal(token: str) -> tuple[str | None, str | None]:
     flag = key.replace("_", "-")  # FlexibleArgumentParser's normalisation
     spelled = f"{token} (read as {flag})" if flag != key else token
     if flag in HARNESS_FLAGS:
-        return None, (f"{spelled}: the harness sets this flag itself (the server stays on 127.0.0.1 under this "
-                      f"run's own name; use the configuration's knob or the backend's option)")
+        return None, (
+            f"{spelled}: the harness sets this flag itself (the server stays on 127.0.0.1 under this "
+            f"run's own name; use the configuration's knob or the backend's option)"
+        )
     if flag in REFUSED_FLAGS:
         return None, f"{spelled}: refused, it {REFUSED_FLAGS[flag]}"
     if flag in ALLOWED_FLAGS:
         return flag, None
     longer = sorted(f for f in KNOWN_FLAGS if f.startswith(flag))
     if longer:
-        return None, (f"{spelled}: abbreviates {' or '.join(longer[:3])} (vLLM reads a prefix of a flag as the "
-                      f"flag); abbreviations are refused: {_WRITE_IN_FULL}")
+        return None, (
+            f"{spelled}: abbreviates {' or '.join(longer[:3])} (vLLM reads a prefix of a flag as the "
+            f"flag); abbreviations are refused: {_WRITE_IN_FULL}"
+        )
     return None, f"{spelled}: not a flag known to be safe for measurement; {_WRITE_IN_FULL}"
 
 
 def _template_refusal(token: str, value: str) -> str | None:
     if "{" not in value or "/" in value or "\\" in value:
-        return (f"{token}: only an inline chat template (Jinja text with '{{' and no '/') passes; a template file "
-                f"names a path and is refused")
+        return (
+            f"{token}: only an inline chat template (Jinja text with '{{' and no '/') passes; a template file "
+            f"names a path and is refused"
+        )
     return None
 
 
@@ -161,8 +273,10 @@ def refusal(extra_args: object) -> str | None:
     while i < len(tokens):
         token = tokens[i]
         if not _is_flag(token):
-            return (f"{token!r}: a value that no flag takes (vLLM would read it as the model to serve); "
-                    f"give each value right after its flag")
+            return (
+                f"{token!r}: a value that no flag takes (vLLM would read it as the model to serve); "
+                f"give each value right after its flag"
+            )
         flag, why = _flag_refusal(token)
         if why or flag is None:
             return why or f"{token}: not a flag vLLM knows"
@@ -192,4 +306,4 @@ def refusal(extra_args: object) -> str | None:
     return None
 
 
-__all__ = ["ALLOWED_FLAGS", "HARNESS_FLAGS", "REFUSED_FLAGS", "KNOWN_FLAGS", "refusal"]
+__all__ = ["ALLOWED_FLAGS", "HARNESS_FLAGS", "KNOWN_FLAGS", "REFUSED_FLAGS", "refusal"]

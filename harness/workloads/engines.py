@@ -22,13 +22,11 @@ The engine's name, version, interpreter and where the choice came from are recor
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from harness.config import DEFAULT_CPU_ENGINE, DEFAULT_GPU_ENGINE
-from harness.config import ENGINE_DISTRIBUTIONS as DISTRIBUTIONS
 from harness.config import parse_engine_spec as parse_spec
 from harness.errors import ConfigError
 
@@ -114,12 +112,13 @@ def resolve(spec: str | None = None) -> Engine:
     venv = venv_dir(spec)
     python = venv / "bin" / "python"
     if not python.exists():
-        raise ConfigError(f"engine {spec} has no environment ({venv} is missing); build it with: "
-                          f"{build_command(spec)}")
+        raise ConfigError(f"engine {spec} has no environment ({venv} is missing); build it with: {build_command(spec)}")
     found = installed_version(venv, name)
     if found != version:
-        raise ConfigError(f"engine {spec}: {venv} holds {name} {found or 'nothing'}, not {version}; rebuild it "
-                          f"with: rm -rf {venv} && {build_command(spec)}")
+        raise ConfigError(
+            f"engine {spec}: {venv} holds {name} {found or 'nothing'}, not {version}; rebuild it "
+            f"with: rm -rf {venv} && {build_command(spec)}"
+        )
     return Engine(name, version, str(python), source)
 
 

@@ -36,8 +36,10 @@ def fim_token_ids(folder: Path | str) -> tuple[int, int, int]:
     vocab = tok.get_vocab()
     missing = [t for t in FIM_TOKENS if t not in vocab]
     if missing:
-        raise ConfigError(f"the tokenizer of {folder} has no fill-in-the-middle tokens {', '.join(missing)} "
-                          f"(sourcegraph-fim needs a code model's tokenizer)")
+        raise ConfigError(
+            f"the tokenizer of {folder} has no fill-in-the-middle tokens {', '.join(missing)} "
+            f"(sourcegraph-fim needs a code model's tokenizer)"
+        )
     prefix, suffix, middle = (int(vocab[t]) for t in FIM_TOKENS)
     return prefix, suffix, middle
 
@@ -53,7 +55,7 @@ def fim_prompt_ids(prompts: Sequence[Sequence[int]], fim_ids: tuple[int, int, in
         code = list(ids)
         while len(code) < MIN_PROMPT_TOKENS:
             code = code + (code or [middle_id])
-        code = code[:max(len(ids), MIN_PROMPT_TOKENS) - 3]
+        code = code[: max(len(ids), MIN_PROMPT_TOKENS) - 3]
         cut = min(len(code) - 1, max(1, round(len(code) * rng.uniform(*PREFIX_SHARE))))
         out.append([prefix_id, *code[:cut], suffix_id, *code[cut:], middle_id])
     return out

@@ -166,13 +166,21 @@ _PRESETS: dict[str, LengthPlan] = {}
 
 
 def _preset_key(task, num_requests, seed, source, max_output_tokens, max_prompt_tokens, output_scale) -> str:
-    return json.dumps([task, int(num_requests), int(seed), source, max_output_tokens, max_prompt_tokens,
-                       float(output_scale)])
+    return json.dumps(
+        [task, int(num_requests), int(seed), source, max_output_tokens, max_prompt_tokens, float(output_scale)]
+    )
 
 
 def _plan_key(p: LengthPlan) -> str:
-    return _preset_key(p.task, len(p), p.seed, p.extra.get("length_source_model"), p.max_output_tokens,
-                       p.max_prompt_tokens, p.output_scale)
+    return _preset_key(
+        p.task,
+        len(p),
+        p.seed,
+        p.extra.get("length_source_model"),
+        p.max_output_tokens,
+        p.max_prompt_tokens,
+        p.output_scale,
+    )
 
 
 def export_plans(plans: list[LengthPlan], path: Path | str) -> Path:
@@ -188,9 +196,12 @@ def load_plans(path: Path | str) -> int:
     """Register the plans of a file written by :func:`export_plans`; :func:`plan` then returns them."""
     try:
         payload = json.loads(Path(path).read_text())
-        plans = [LengthPlan(**{**d, **{k: tuple(d[k]) for k in ("prompt_tokens", "output_tokens",
-                                                                  "output_tokens_uncapped")}})
-                 for d in payload["plans"]]
+        plans = [
+            LengthPlan(
+                **{**d, **{k: tuple(d[k]) for k in ("prompt_tokens", "output_tokens", "output_tokens_uncapped")}}
+            )
+            for d in payload["plans"]
+        ]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"length plans file {path} cannot be read: {exc}") from None
     for p in plans:
@@ -220,8 +231,9 @@ def plan(
     if task not in PROMPT_MODELS:
         raise ConfigError(f"task {task!r} has no LLM length model (known: {', '.join(PROMPT_MODELS)})")
     source = resolve_length_source(task, length_source, model)
-    preset = _PRESETS.get(_preset_key(task, num_requests, seed, source, max_output_tokens, max_prompt_tokens,
-                                      output_scale))
+    preset = _PRESETS.get(
+        _preset_key(task, num_requests, seed, source, max_output_tokens, max_prompt_tokens, output_scale)
+    )
     if preset is not None:
         return preset
     hist = reference_histogram(source, task)
@@ -257,9 +269,11 @@ def how_to_provide_reference() -> str:
     """The line that says how to make the published data readable here."""
     from harness.published import reference
 
-    return (f"provide the published data: set {reference.ENV_VAR} to a copy of {reference.REPOSITORY}@"
-            f"{reference.COMMIT[:7]}/{reference.FOLDER}, or let `python -m harness reference` download the pinned "
-            f"copy (needs the network once)")
+    return (
+        f"provide the published data: set {reference.ENV_VAR} to a copy of {reference.REPOSITORY}@"
+        f"{reference.COMMIT[:7]}/{reference.FOLDER}, or let `python -m harness reference` download the pinned "
+        f"copy (needs the network once)"
+    )
 
 
 def reference_failure(exc: Exception) -> tuple[str, str]:
@@ -270,8 +284,7 @@ def reference_failure(exc: Exception) -> tuple[str, str]:
     from harness.published import reference
 
     message = str(exc)
-    unreadable = isinstance(exc, ReferenceDataError) and (
-        message.startswith(("reference file", reference.ENV_VAR)))
+    unreadable = isinstance(exc, ReferenceDataError) and (message.startswith(("reference file", reference.ENV_VAR)))
     if not unreadable:
         return "bad-config", message
     if reference.ENV_VAR in message:  # it says where a copy goes already: add the other way

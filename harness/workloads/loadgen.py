@@ -45,9 +45,9 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import msgspec
@@ -147,8 +147,17 @@ def _data_lines(event: bytes) -> bytes:
     return b"\n".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
 
 
-async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, clock: StampClock, stopper=None,
-               heard: list | None = None, stamp: bool = False) -> None:
+async def _one(
+    session,
+    spec: LoadSpec,
+    rid: int,
+    rec: RequestRecord,
+    tracker,
+    clock: StampClock,
+    stopper=None,
+    heard: list | None = None,
+    stamp: bool = False,
+) -> None:
     """Send request ``rid`` and read its stream into ``rec``; with ``stamp``, its submission time is the moment its
     headers were written to the connection (:func:`_headers_sent`; else the arrival gate took it just before
     calling this)."""
@@ -227,7 +236,7 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
         rec.success = False
         rec.error = rec.error or "cancelled"
         rec.output_tokens = len(rec.token_times_s)
-    except (aiohttp.ClientError, asyncio.TimeoutError, RuntimeError, ValueError, KeyError, TypeError) as exc:
+    except (TimeoutError, aiohttp.ClientError, RuntimeError, ValueError, KeyError, TypeError) as exc:
         rec.success = False
         rec.error = f"{type(exc).__name__}: {exc}"[:300]
         rec.output_tokens = len(rec.token_times_s)
@@ -237,14 +246,25 @@ async def _one(session, spec: LoadSpec, rid: int, rec: RequestRecord, tracker, c
         tracker.finished(rec.finish_time_s)
 
 
-async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None] | None,
-                 stopper=None, on_ready: Callable[[], None] | None = None) -> tuple[list[RequestRecord], str | None]:
+async def _drive(
+    spec: LoadSpec,
+    tracker,
+    should_abort: Callable[[], str | None] | None,
+    stopper=None,
+    on_ready: Callable[[], None] | None = None,
+) -> tuple[list[RequestRecord], str | None]:
     clock = StampClock()
     n = len(spec.prompts)
     records = [
-        RequestRecord(request_id=i, prompt_tokens=spec.prompt_lengths[i] if spec.prompt_lengths else len(spec.prompts[i]),
-                      target_output_tokens=spec.output_tokens[i],
-                      output_tokens=0, submit_time_s=0.0, first_token_time_s=None, finish_time_s=None)
+        RequestRecord(
+            request_id=i,
+            prompt_tokens=spec.prompt_lengths[i] if spec.prompt_lengths else len(spec.prompts[i]),
+            target_output_tokens=spec.output_tokens[i],
+            output_tokens=0,
+            submit_time_s=0.0,
+            first_token_time_s=None,
+            finish_time_s=None,
+        )
         for i in range(n)
     ]
     # no per-read timeout in aiohttp (sock_read): it re-arms a timer at every read, about a tenth of the
@@ -255,8 +275,9 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
     abort_reason: str | None = None
     trace = aiohttp.TraceConfig()
     trace.on_request_headers_sent.append(_headers_sent)
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=False,
-                                     trace_configs=[trace]) as session:
+    async with aiohttp.ClientSession(
+        timeout=timeout, connector=connector, trust_env=False, trace_configs=[trace]
+    ) as session:
         gate = None
         if spec.arrival is not None and spec.arrival.pattern != "all-at-once":
             from harness.measuring.arrivals import Gate
@@ -267,13 +288,15 @@ async def _drive(spec: LoadSpec, tracker, should_abort: Callable[[], str | None]
         tasks = []
         for i in range(n):
             if gate is not None:  # sent when the arrival pattern says (harness.measuring.arrivals)
+
                 def one(i: int = i) -> Awaitable[None]:
                     return _one(session, spec, i, records[i], tracker, clock, stopper, heard)
 
                 tasks.append(asyncio.create_task(gate.send(i, records[i], tracker, clock, one)))
                 continue
-            tasks.append(asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper, heard,
-                                                  stamp=True)))
+            tasks.append(
+                asyncio.create_task(_one(session, spec, i, records[i], tracker, clock, stopper, heard, stamp=True))
+            )
         pending = set(tasks)
         while pending:
             _done, pending = await asyncio.wait(pending, timeout=0.25)
@@ -313,9 +336,13 @@ def _cancel_silent(tasks: list, records: list, heard: list, read_timeout_s: floa
             task.cancel()
 
 
-def run_load(spec: LoadSpec, tracker: WindowTracker, should_abort: Callable[[], str | None] | None = None,
-             stopper: AdaptiveStopper | None = None,
-             on_ready: Callable[[], None] | None = None) -> tuple[list[RequestRecord], str | None]:
+def run_load(
+    spec: LoadSpec,
+    tracker: WindowTracker,
+    should_abort: Callable[[], str | None] | None = None,
+    stopper: AdaptiveStopper | None = None,
+    on_ready: Callable[[], None] | None = None,
+) -> tuple[list[RequestRecord], str | None]:
     """Drive the whole load; returns the records and the abort reason (``None`` when it ran to the end).
 
     ``on_ready`` is called once the event loop and the HTTP session are set up, just before the first
@@ -350,16 +377,24 @@ class MeasuredLoad:
     def info(self) -> dict:
         """The facts every serving backend records about its load."""
         failed = self.failed()
-        out = {"steady_tracker_state": self.tracker.state, "failed_requests": len(failed),
-               "stopped_requests": self.stopped, "stop": self.stopper.summary()}
+        out = {
+            "steady_tracker_state": self.tracker.state,
+            "failed_requests": len(failed),
+            "stopped_requests": self.stopped,
+            "stop": self.stopper.summary(),
+        }
         if failed:
             out["first_request_error"] = failed[0].error
         return out
 
 
-def measure_load(spec: LoadSpec, cfg: Configuration, meter: Meter,
-                 make_tracker: Callable[[Callable[[], None], Callable[[], None]], WindowTracker],
-                 should_abort: Callable[[], str | None] | None = None) -> MeasuredLoad:
+def measure_load(
+    spec: LoadSpec,
+    cfg: Configuration,
+    meter: Meter,
+    make_tracker: Callable[[Callable[[], None], Callable[[], None]], WindowTracker],
+    should_abort: Callable[[], str | None] | None = None,
+) -> MeasuredLoad:
     """Drive ``spec``'s load inside ``meter``'s windows, as every serving backend does.
 
     ``"run"`` opens once the client is set up (``on_ready``: no import or set-up inside it) and closes after
@@ -377,8 +412,9 @@ def measure_load(spec: LoadSpec, cfg: Configuration, meter: Meter,
 
     tracker = make_tracker(lambda: meter.begin("steady"), close_steady)
     stopper = adaptive.for_run(cfg, meter, tracker)
-    records, aborted = run_load(spec, tracker, should_abort=should_abort, stopper=stopper,
-                                on_ready=lambda: meter.begin("run"))
+    records, aborted = run_load(
+        spec, tracker, should_abort=should_abort, stopper=stopper, on_ready=lambda: meter.begin("run")
+    )
     if tracker.state == "open":  # the load ended before the window's end (failures): close it with the run
         close_steady()
     windows["run"] = meter.end("run")

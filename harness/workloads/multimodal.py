@@ -74,8 +74,9 @@ def media_shape(task: str, opts: Mapping[str, Any]) -> MediaShape:
         count, size = opts.get("images_per_request"), opts.get("image_size")
     else:
         count, size = opts.get("video_frames"), opts.get("frame_size")
-    width, height = parse_size(size, "image_size" if task == "image-chat" else "frame_size") if size else (
-        base.width, base.height)
+    width, height = (
+        parse_size(size, "image_size" if task == "image-chat" else "frame_size") if size else (base.width, base.height)
+    )
     count = base.images if count is None else int(count)
     if count < 1:
         raise ConfigError(f"a {task} request needs at least one image or frame, not {count}")
@@ -87,7 +88,7 @@ def synthetic_images(shape: MediaShape, seed: int) -> list[bytes]:
     from PIL import Image
 
     rng = np.random.default_rng([seed, 7])
-    ys, xs = np.mgrid[0:shape.height, 0:shape.width].astype(np.float32)
+    ys, xs = np.mgrid[0 : shape.height, 0 : shape.width].astype(np.float32)
     phase = rng.uniform(0, 2 * np.pi, size=3)
     out = []
     for frame in range(shape.images):

@@ -48,38 +48,57 @@ OUTPUT_MODES = ("forced", "reference", "natural")
 OPTION_TABLE = {
     "base_url": Opt("string", required=True, doc="the server, e.g. http://127.0.0.1:8000 (/v1 at the end is dropped)"),
     "api": Opt("choice", choices=tuple(APIS), default="completions", doc="the OpenAI API the load uses"),
-    "api_key_env": Opt("string", doc="name of the environment variable that holds the API key (sent as a Bearer "
-                                     "token; never written anywhere)"),
-    "allow_remote": Opt("bool", default=False,
-                        doc="true to allow a host that is not loopback (its energy is not measured)"),
-    "gpus": Opt("devices", default="all", doc="this host's GPUs to measure: a list of indices, or all (the visible "
-                                              "ones)"),
+    "api_key_env": Opt(
+        "string",
+        doc="name of the environment variable that holds the API key (sent as a Bearer token; never written anywhere)",
+    ),
+    "allow_remote": Opt(
+        "bool", default=False, doc="true to allow a host that is not loopback (its energy is not measured)"
+    ),
+    "gpus": Opt(
+        "devices", default="all", doc="this host's GPUs to measure: a list of indices, or all (the visible ones)"
+    ),
     "prompts": Opt("string", required=True, doc="a JSONL/Parquet file or hf:<dataset id> (harness.workloads.prompts)"),
-    "prompt_field": Opt("string", doc="the prompt's column (default: the first of prompt, text, question, "
-                                      "instruction)"),
-    "output_field": Opt("string", doc="a column with reference output lengths in tokens (default: output_tokens "
-                                      "if present)"),
+    "prompt_field": Opt(
+        "string", doc="the prompt's column (default: the first of prompt, text, question, instruction)"
+    ),
+    "output_field": Opt(
+        "string", doc="a column with reference output lengths in tokens (default: output_tokens if present)"
+    ),
     "split": Opt("string", default="train", doc="the split of a Hugging Face dataset"),
-    "tokenizer": Opt("string", doc="a model folder whose tokenizer counts the prompts (default: the server's "
-                                   "/tokenize, else an estimate of 4 characters per token, recorded as such)"),
-    "output_lengths": Opt("choice", choices=OUTPUT_MODES, default="forced",
-                          doc="forced (drawn from the published histogram of the task, as the other LLM backends), "
-                              "reference (forced to each row's reference length) or natural (the model stops; "
-                              "capped at max_output_tokens, default 1024)"),
+    "tokenizer": Opt(
+        "string",
+        doc="a model folder whose tokenizer counts the prompts (default: the server's "
+        "/tokenize, else an estimate of 4 characters per token, recorded as such)",
+    ),
+    "output_lengths": Opt(
+        "choice",
+        choices=OUTPUT_MODES,
+        default="forced",
+        doc="forced (drawn from the published histogram of the task, as the other LLM backends), "
+        "reference (forced to each row's reference length) or natural (the model stops; "
+        "capped at max_output_tokens, default 1024)",
+    ),
     "output_length_scale": Opt("number", above=0, default=1.0, doc="factor on drawn output lengths (forced)"),
-    "arrival": Opt("choice", choices=("all-at-once", "poisson", "concurrency"),  # harness.measuring.arrivals.PATTERNS
-                   default="all-at-once", doc="how requests are sent (harness.measuring.arrivals)"),
+    "arrival": Opt(
+        "choice",
+        choices=("all-at-once", "poisson", "concurrency"),  # harness.measuring.arrivals.PATTERNS
+        default="all-at-once",
+        doc="how requests are sent (harness.measuring.arrivals)",
+    ),
     "rate_per_s": Opt("number", above=0, doc="poisson: requests per second"),
     "burstiness": Opt("number", above=0, doc="poisson: gamma shape (1 = Poisson)"),
-    "warmup_fraction": Opt("number", minimum=0, maximum=0.99,
-                           doc="poisson: share of arrivals before the steady window opens (default 0.1)"),
+    "warmup_fraction": Opt(
+        "number", minimum=0, maximum=0.99, doc="poisson: share of arrivals before the steady window opens (default 0.1)"
+    ),
     "concurrency": Opt("int", minimum=1, doc="concurrency: requests kept in flight"),
     "ttft_target_ms": Opt("number", above=0, doc="time-to-first-token target of goodput, in milliseconds"),
     "itl_target_ms": Opt("number", above=0, doc="mean inter-token latency target of goodput, in milliseconds"),
     "temperature": Opt("number", minimum=0, default=1.0, doc="sampling temperature"),
     "read_timeout_s": Opt("number", above=0, default=600.0, doc="longest silence on one stream, in seconds"),
-    "connect_timeout_s": Opt("number", above=0, default=10.0,
-                             doc="how long the first check may wait for the server, in seconds"),
+    "connect_timeout_s": Opt(
+        "number", above=0, default=10.0, doc="how long the first check may wait for the server, in seconds"
+    ),
 }
 OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
 OPTION_SPECS = OPTION_TABLE
@@ -127,8 +146,13 @@ class _RemoteMeter:
         from dataclasses import replace
 
         window = self.meter.end(name, sync=sync)
-        window = replace(window, gpu_energy_joules=dict.fromkeys(window.gpu_energy_joules) or {0: None},
-                         cpu_energy_joules={}, dram_energy_joules={}, energy_source=self.reason)
+        window = replace(
+            window,
+            gpu_energy_joules=dict.fromkeys(window.gpu_energy_joules) or {0: None},
+            cpu_energy_joules={},
+            dram_energy_joules={},
+            energy_source=self.reason,
+        )
         if hasattr(self.meter, "windows"):
             self.meter.windows[name] = window
         return window
@@ -178,8 +202,10 @@ class OpenAIBackend(LoggingBackend):
         if not opts["base_url"]:
             raise BadOption("options.base_url is required for backend openai (e.g. http://127.0.0.1:8000)")
         if not opts["prompts"]:
-            raise BadOption("options.prompts is required for backend openai: a .jsonl or .parquet file of prompts, "
-                            "or hf:<dataset id>")
+            raise BadOption(
+                "options.prompts is required for backend openai: a .jsonl or .parquet file of prompts, "
+                "or hf:<dataset id>"
+            )
         split_url(str(opts["base_url"]))
         try:
             arrivals.from_options({k: opts[k] for k in ARRIVAL_KEYS if opts.get(k) is not None}, 0)
@@ -198,13 +224,17 @@ class OpenAIBackend(LoggingBackend):
         self.base_url, host = split_url(opts["base_url"])
         if not is_loopback(host):
             if opts["allow_remote"] is not True:
-                raise BadOption(f"options.base_url {opts['base_url']!r} is not on this host (loopback); the harness "
-                                f"measures this host's GPUs only. Set allow_remote: true to drive it anyway "
-                                f"(its energy is then not measured)", cause="remote-refused")
+                raise BadOption(
+                    f"options.base_url {opts['base_url']!r} is not on this host (loopback); the harness "
+                    f"measures this host's GPUs only. Set allow_remote: true to drive it anyway "
+                    f"(its energy is then not measured)",
+                    cause="remote-refused",
+                )
             self.remote_host = host
         try:
-            self.arrival = arrivals.from_options({k: opts[k] for k in ARRIVAL_KEYS if opts[k] is not None},
-                                                 int(cfg.seed or 0))
+            self.arrival = arrivals.from_options(
+                {k: opts[k] for k in ARRIVAL_KEYS if opts[k] is not None}, int(cfg.seed or 0)
+            )
         except ConfigError as exc:
             raise BadOption(str(exc)) from None
         run_dir = Path(run_dir)
@@ -220,15 +250,25 @@ class OpenAIBackend(LoggingBackend):
         served = self._check_server(cfg, float(opts["connect_timeout_s"]))
 
         try:
-            chosen = prompts.load(opts["prompts"], cfg.knob("num_requests"), int(cfg.seed or 0),
-                                  prompt_field=opts["prompt_field"], output_field=opts["output_field"],
-                                  split=str(opts["split"]))
+            chosen = prompts.load(
+                opts["prompts"],
+                cfg.knob("num_requests"),
+                int(cfg.seed or 0),
+                prompt_field=opts["prompt_field"],
+                output_field=opts["output_field"],
+                split=str(opts["split"]),
+            )
         except ConfigError as exc:
             raise BadOption(str(exc), cause="bad-config") from None
         self.texts = [p.text for p in chosen.prompts]
         counts, counted_by = prompts.count_tokens(
-            self.texts, api=opts["api"], tokenizer=opts["tokenizer"], base_url=self.base_url, model=cfg.model,
-            headers=self.headers)
+            self.texts,
+            api=opts["api"],
+            tokenizer=opts["tokenizer"],
+            base_url=self.base_url,
+            model=cfg.model,
+            headers=self.headers,
+        )
         self.prompt_tokens = counts
         mode = opts["output_lengths"]
         plan_info = None
@@ -244,8 +284,11 @@ class OpenAIBackend(LoggingBackend):
         elif mode == "reference":
             missing = [p.row for p in chosen.prompts if p.reference_output_tokens is None]
             if missing:
-                raise BadOption(f"output_lengths: reference, but row {missing[0]} of the prompts has no reference "
-                                f"output length (set output_field)", cause="bad-config")
+                raise BadOption(
+                    f"output_lengths: reference, but row {missing[0]} of the prompts has no reference "
+                    f"output length (set output_field)",
+                    cause="bad-config",
+                )
             cap = cfg.max_output_tokens
             refs = [p.reference_output_tokens for p in chosen.prompts if p.reference_output_tokens is not None]  # all
             self.output_tokens = [min(t, cap) if cap else t for t in refs]
@@ -262,21 +305,32 @@ class OpenAIBackend(LoggingBackend):
             "served_models": served,
             "api_key_env": key_env,  # the variable's name only, never its value
             "remote_host": self.remote_host,
-            "energy_note": (f"the server runs on the remote host {self.remote_host}: its energy is not measured"
-                            if self.remote_host else None),
+            "energy_note": (
+                f"the server runs on the remote host {self.remote_host}: its energy is not measured"
+                if self.remote_host
+                else None
+            ),
             "metrics_scraped": self.metrics_url is not None,
-            "prompts": chosen.as_info() | {"prompt_tokens_counted_by": counted_by,
-                                           "prompt_tokens_planned": counts},
+            "prompts": chosen.as_info() | {"prompt_tokens_counted_by": counted_by, "prompt_tokens_planned": counts},
             "output_lengths": mode,
             "output_length_source": output_source,
-            "lengths": plan_info or {"task": cfg.task, "seed": int(cfg.seed or 0), "prompt_tokens": counts,
-                                     "output_tokens": list(self.output_tokens), "output_source": output_source,
-                                     "prompt_source": chosen.source, "extra": {}},
-            "load": self.arrival.as_info() | {"ttft_target_ms": opts["ttft_target_ms"],
-                                              "itl_target_ms": opts["itl_target_ms"]},
+            "lengths": plan_info
+            or {
+                "task": cfg.task,
+                "seed": int(cfg.seed or 0),
+                "prompt_tokens": counts,
+                "output_tokens": list(self.output_tokens),
+                "output_source": output_source,
+                "prompt_source": chosen.source,
+                "extra": {},
+            },
+            "load": self.arrival.as_info()
+            | {"ttft_target_ms": opts["ttft_target_ms"], "itl_target_ms": opts["itl_target_ms"]},
         }
-        self._log(f"harness: {len(self.texts)} prompts from {chosen.source}; lengths counted by {counted_by}; "
-                  f"output lengths {mode}; arrival {self.arrival.pattern}")
+        self._log(
+            f"harness: {len(self.texts)} prompts from {chosen.source}; lengths counted by {counted_by}; "
+            f"output lengths {mode}; arrival {self.arrival.pattern}"
+        )
 
     def _check_server(self, cfg: Configuration, timeout_s: float) -> list[str]:
         import httpx
@@ -285,22 +339,35 @@ class OpenAIBackend(LoggingBackend):
             with httpx.Client(timeout=timeout_s, trust_env=False, headers=self.headers) as client:
                 resp = client.get(f"{self.base_url}/v1/models")
         except httpx.HTTPError as exc:
-            raise WorkloadError(f"no server answers at {self.base_url} ({type(exc).__name__}: {exc}); "
-                                f"start it first: the openai backend starts nothing", cause="unreachable") from None
+            raise WorkloadError(
+                f"no server answers at {self.base_url} ({type(exc).__name__}: {exc}); "
+                f"start it first: the openai backend starts nothing",
+                cause="unreachable",
+            ) from None
         if resp.status_code in (401, 403):
-            what = f"the API key from ${self.options['api_key_env']}" if self.headers else "a request without an API key"
-            raise WorkloadError(f"the server at {self.base_url} refused {what} (HTTP {resp.status_code}); set "
-                                f"options.api_key_env to the variable that holds its key", cause="unauthorized")
+            what = (
+                f"the API key from ${self.options['api_key_env']}" if self.headers else "a request without an API key"
+            )
+            raise WorkloadError(
+                f"the server at {self.base_url} refused {what} (HTTP {resp.status_code}); set "
+                f"options.api_key_env to the variable that holds its key",
+                cause="unauthorized",
+            )
         if resp.status_code != 200:
-            raise WorkloadError(f"{self.base_url}/v1/models answered HTTP {resp.status_code}; is it an "
-                                f"OpenAI-compatible server?", cause="unhealthy")
+            raise WorkloadError(
+                f"{self.base_url}/v1/models answered HTTP {resp.status_code}; is it an OpenAI-compatible server?",
+                cause="unhealthy",
+            )
         try:
             served = [m.get("id") for m in resp.json().get("data", [])]
         except (ValueError, AttributeError):
             raise WorkloadError(f"{self.base_url}/v1/models did not answer a model list", cause="unhealthy") from None
         if cfg.model not in served:
-            raise WorkloadError(f"the server at {self.base_url} does not serve model {cfg.model!r} (it serves: "
-                                f"{', '.join(map(str, served)) or 'nothing'})", cause="model-not-served")
+            raise WorkloadError(
+                f"the server at {self.base_url} does not serve model {cfg.model!r} (it serves: "
+                f"{', '.join(map(str, served)) or 'nothing'})",
+                cause="model-not-served",
+            )
         return served
 
     def _metrics_url(self) -> str | None:
@@ -322,8 +389,13 @@ class OpenAIBackend(LoggingBackend):
 
         def build(i: int) -> tuple[str, dict]:
             n = self.output_tokens[i]
-            body = {"model": cfg.model, "max_tokens": n, "temperature": float(opts["temperature"]),
-                    "stream": True, "stream_options": {"include_usage": True}}
+            body = {
+                "model": cfg.model,
+                "max_tokens": n,
+                "temperature": float(opts["temperature"]),
+                "stream": True,
+                "stream_options": {"include_usage": True},
+            }
             if opts["api"] == "chat":
                 body["messages"] = [{"role": "user", "content": self.texts[i]}]
             else:
@@ -357,25 +429,42 @@ class OpenAIBackend(LoggingBackend):
             meter = _RemoteMeter(meter, self.remote_host)
         n = len(self.texts)
         spec = loadgen.LoadSpec(
-            base_url=self.base_url, model=cfg.model, prompts=self.texts, output_tokens=list(self.output_tokens),
-            read_timeout_s=float(self.options["read_timeout_s"]), arrival=self.arrival,
-            request=self._request(cfg), headers=self.headers or None,
-            forced=self.options["output_lengths"] != "natural", prompt_lengths=list(self.prompt_tokens),
+            base_url=self.base_url,
+            model=cfg.model,
+            prompts=self.texts,
+            output_tokens=list(self.output_tokens),
+            read_timeout_s=float(self.options["read_timeout_s"]),
+            arrival=self.arrival,
+            request=self._request(cfg),
+            headers=self.headers or None,
+            forced=self.options["output_lengths"] != "natural",
+            prompt_lengths=list(self.prompt_tokens),
         )
         load = loadgen.measure_load(
-            spec, cfg, meter, lambda on_open, on_close: arrivals.tracker_for(
-                self.arrival, cfg.knob("max_num_seqs"), n, on_open=on_open, on_close=on_close),
-            should_abort=self._alive)
+            spec,
+            cfg,
+            meter,
+            lambda on_open, on_close: arrivals.tracker_for(
+                self.arrival, cfg.knob("max_num_seqs"), n, on_open=on_open, on_close=on_close
+            ),
+            should_abort=self._alive,
+        )
         records, failed = load.records, load.failed()
         dead = load.aborted or (self._alive() if failed else None)
         done = sum(r.success for r in records)
         if dead:
             self._log(f"harness: the server {dead} during the run; first error: {failed[0].error}")
-            raise WorkloadError(f"the server at {self.base_url} {dead} during the run ({done} of {n} requests "
-                                f"completed)", log_tail=self.log_tail(), cause="server-died")
+            raise WorkloadError(
+                f"the server at {self.base_url} {dead} during the run ({done} of {n} requests completed)",
+                log_tail=self.log_tail(),
+                cause="server-died",
+            )
         if failed and len(failed) == n - load.stopped:
-            raise WorkloadError(f"all {len(failed)} requests failed; first error: {failed[0].error}",
-                                log_tail=self.log_tail(), cause="requests-failed")
+            raise WorkloadError(
+                f"all {len(failed)} requests failed; first error: {failed[0].error}",
+                log_tail=self.log_tail(),
+                cause="requests-failed",
+            )
         info = dict(self.info) | load.info()
         self._log(f"harness: {done} of {n} requests completed")
         return WorkloadResult(requests=records, windows=load.windows, server_log=self.log_path, info=info)

@@ -15,8 +15,7 @@ never numbers here (YAML's ``yes`` is not 1).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,12 +97,16 @@ def _kind_problem(spec: Opt, value) -> str | None:
     if spec.kind == "choice":
         return None if value in spec.choices and not isinstance(value, bool) else wrong
     if spec.kind == "strings":
-        ok = isinstance(value, (list, tuple)) and all(isinstance(v, (str, int, float)) and not isinstance(v, bool)
-                                             for v in value)
+        ok = isinstance(value, (list, tuple)) and all(
+            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in value
+        )
         return None if ok else wrong
     if spec.kind == "devices":
-        ok = value == "all" or (isinstance(value, (list, tuple)) and len(value) > 0 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value))
+        ok = value == "all" or (
+            isinstance(value, (list, tuple))
+            and len(value) > 0
+            and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+        )
         return None if ok else wrong
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return wrong

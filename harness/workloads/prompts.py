@@ -60,8 +60,11 @@ def _text(value) -> str | None:
         value = value.tolist()
     if isinstance(value, (list, tuple)):  # a conversation: its first user message
         for message in value:
-            if isinstance(message, dict) and message.get("role") in ("user", "human") and \
-                    isinstance(message.get("content"), str):
+            if (
+                isinstance(message, dict)
+                and message.get("role") in ("user", "human")
+                and isinstance(message.get("content"), str)
+            ):
                 return message["content"]
     return None
 
@@ -72,8 +75,10 @@ def _read_rows(source: str, split: str) -> tuple[list[dict], str]:
         try:
             import datasets
         except ModuleNotFoundError:
-            raise ConfigError(f"prompts {source!r}: reading a Hugging Face dataset needs the `datasets` package, "
-                              f"which is not installed here (use a local JSONL or Parquet file)") from None
+            raise ConfigError(
+                f"prompts {source!r}: reading a Hugging Face dataset needs the `datasets` package, "
+                f"which is not installed here (use a local JSONL or Parquet file)"
+            ) from None
         try:
             ds = datasets.load_dataset(dataset_id, split=split)
         except Exception as exc:  # noqa: BLE001 -- no network, unknown id, gated dataset: one line
@@ -108,8 +113,15 @@ def _read_rows(source: str, split: str) -> tuple[list[dict], str]:
     raise ConfigError(f"prompts file {path}: unknown format {suffix!r} (use .jsonl or .parquet)")
 
 
-def load(source: str, num_requests: int, seed: int = 0, *, prompt_field: str | None = None,
-         output_field: str | None = None, split: str = "train") -> PromptSet:
+def load(
+    source: str,
+    num_requests: int,
+    seed: int = 0,
+    *,
+    prompt_field: str | None = None,
+    output_field: str | None = None,
+    split: str = "train",
+) -> PromptSet:
     """``num_requests`` prompts from ``source`` (see the module docstring)."""
     import numpy as np
 
@@ -118,8 +130,10 @@ def load(source: str, num_requests: int, seed: int = 0, *, prompt_field: str | N
         raise ConfigError(f"prompts {source}: no rows")
     field = prompt_field or next((f for f in PROMPT_FIELDS if f in rows[0]), None)
     if field is None or field not in rows[0]:
-        raise ConfigError(f"prompts {source}: no prompt field {prompt_field or ' / '.join(PROMPT_FIELDS)!r} in the "
-                          f"rows (they have: {', '.join(map(str, rows[0]))}); set prompt_field")
+        raise ConfigError(
+            f"prompts {source}: no prompt field {prompt_field or ' / '.join(PROMPT_FIELDS)!r} in the "
+            f"rows (they have: {', '.join(map(str, rows[0]))}); set prompt_field"
+        )
     out_field = output_field or next((f for f in OUTPUT_FIELDS if f in rows[0]), None)
     if output_field and output_field not in rows[0]:
         raise ConfigError(f"prompts {source}: no output field {output_field!r} in the rows")
@@ -133,8 +147,9 @@ def load(source: str, num_requests: int, seed: int = 0, *, prompt_field: str | N
             try:
                 ref = int(ref)
             except (TypeError, ValueError):
-                raise ConfigError(f"prompts {source}: row {i}: {out_field} must be a whole number of tokens, "
-                                  f"got {ref!r}") from None
+                raise ConfigError(
+                    f"prompts {source}: row {i}: {out_field} must be a whole number of tokens, got {ref!r}"
+                ) from None
             if ref < 1:
                 raise ConfigError(f"prompts {source}: row {i}: {out_field} must be at least 1, got {ref}")
         usable.append(Prompt(text, ref, i))
@@ -153,9 +168,15 @@ def messages(text: str) -> list[dict]:
     return [{"role": "user", "content": text}]
 
 
-def count_tokens(texts: list[str], *, api: str = "completions", tokenizer: str | Path | None = None,
-                 base_url: str | None = None, model: str | None = None, headers: dict | None = None
-                 ) -> tuple[list[int], str]:
+def count_tokens(
+    texts: list[str],
+    *,
+    api: str = "completions",
+    tokenizer: str | Path | None = None,
+    base_url: str | None = None,
+    model: str | None = None,
+    headers: dict | None = None,
+) -> tuple[list[int], str]:
     """Prompt length of each text in tokens and how it was counted (see the module docstring).
 
     ``api="chat"`` counts the prompt as the chat template renders it (one user message)."""
@@ -165,11 +186,15 @@ def count_tokens(texts: list[str], *, api: str = "completions", tokenizer: str |
         try:
             tok = AutoTokenizer.from_pretrained(str(tokenizer))
         except Exception as exc:  # noqa: BLE001
-            raise ConfigError(f"tokenizer {tokenizer} cannot be loaded ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:160] if str(exc) else ''})") from None
+            raise ConfigError(
+                f"tokenizer {tokenizer} cannot be loaded ({type(exc).__name__}: "
+                f"{str(exc).splitlines()[0][:160] if str(exc) else ''})"
+            ) from None
         if api == "chat" and getattr(tok, "chat_template", None):
-            counts = [len(_ids(tok.apply_chat_template(messages(t), add_generation_prompt=True, tokenize=True)))
-                      for t in texts]
+            counts = [
+                len(_ids(tok.apply_chat_template(messages(t), add_generation_prompt=True, tokenize=True)))
+                for t in texts
+            ]
         else:
             counts = [len(tok(t)["input_ids"]) for t in texts]
         return counts, f"tokenizer of {tokenizer}"
@@ -177,8 +202,10 @@ def count_tokens(texts: list[str], *, api: str = "completions", tokenizer: str |
         served = _server_counts(texts, api, base_url, model, headers)
         if served is not None:
             return served, f"the server's /tokenize ({base_url})"
-    return ([max(1, math.ceil(len(t) / CHARS_PER_TOKEN)) for t in texts],
-            f"estimate: {CHARS_PER_TOKEN:g} characters per token (no tokenizer reachable)")
+    return (
+        [max(1, math.ceil(len(t) / CHARS_PER_TOKEN)) for t in texts],
+        f"estimate: {CHARS_PER_TOKEN:g} characters per token (no tokenizer reachable)",
+    )
 
 
 def _ids(value) -> list:
@@ -194,8 +221,10 @@ def _server_counts(texts, api, base_url, model, headers) -> list[int] | None:
     try:
         with httpx.Client(timeout=10.0, trust_env=False, headers=headers or {}) as client:
             for t in texts:
-                body = {"model": model, **({"messages": messages(t), "add_generation_prompt": True}
-                                           if api == "chat" else {"prompt": t})}
+                body = {
+                    "model": model,
+                    **({"messages": messages(t), "add_generation_prompt": True} if api == "chat" else {"prompt": t}),
+                }
                 resp = client.post(f"{base_url}/tokenize", json=body)
                 if resp.status_code != 200:
                     return None

@@ -8,7 +8,7 @@ SIGTERM to every other member of the group (the server and the engine processes 
 after ``--grace`` seconds, and exits. When the server exits by itself, the rest of the group is
 stopped the same way (with a one-second grace) and the reaper exits with the server's status (a signal as that signal), so the
 harness sees the server's own exit.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def group_members(pgid: int, exclude: int | None = None) -> list[int]:
                 stat = fh.read()
         except OSError:
             continue
-        fields = stat[stat.rfind(")") + 2:].split()
+        fields = stat[stat.rfind(")") + 2 :].split()
         if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != "Z":
             out.append(int(name))
     return out

@@ -102,8 +102,13 @@ def option_problems(specs: Mapping, options: Mapping | None) -> list[tuple[str, 
 
 def catalogue() -> Catalogue:
     """What the backends offer a study file, for :func:`harness.config.load_study`."""
-    return Catalogue(backend_tasks=backend_tasks(), any_model_backends=any_model_backends(),
-                     known_models=known_models, backend_module=backend_module, option_problems=option_problems)
+    return Catalogue(
+        backend_tasks=backend_tasks(),
+        any_model_backends=any_model_backends(),
+        known_models=known_models,
+        backend_module=backend_module,
+        option_problems=option_problems,
+    )
 
 
 def get_backend(name: str) -> Backend:

@@ -57,15 +57,21 @@ def start_ticks(pid: int) -> int | None:
             stat = fh.read()
     except OSError:
         return None
-    return int(stat[stat.rfind(")") + 2:].split()[19])
+    return int(stat[stat.rfind(")") + 2 :].split()[19])
 
 
 def write_record(token: str, pid: int, argv: list[str]) -> Path | None:
     """Record a started server (its token, its pid, the harness that owns it); the record's path, or None where
     the cache cannot be written."""
     folder = records_dir()
-    record = {"token": token, "pid": pid, "owner_pid": os.getpid(), "owner_start_ticks": start_ticks(os.getpid()),
-              "argv": [str(a) for a in argv], "started_at": time.time()}
+    record = {
+        "token": token,
+        "pid": pid,
+        "owner_pid": os.getpid(),
+        "owner_start_ticks": start_ticks(os.getpid()),
+        "argv": [str(a) for a in argv],
+        "started_at": time.time(),
+    }
     try:
         folder.mkdir(parents=True, exist_ok=True)
         path = folder / f"{token}.json"
@@ -134,7 +140,8 @@ def stop_leftovers(grace_s: float = 10.0) -> list[str]:
                     time.sleep(0.1)
                 if not tagged_processes(token):
                     break
-            stopped.append(f"stopped a server left by an earlier sweep (pids {pids}, harness pid "
-                           f"{record.get('owner_pid')} gone)")
+            stopped.append(
+                f"stopped a server left by an earlier sweep (pids {pids}, harness pid {record.get('owner_pid')} gone)"
+            )
         remove_record(path)
     return stopped

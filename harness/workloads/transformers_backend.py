@@ -27,13 +27,19 @@ from __future__ import annotations
 import inspect
 import time
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 from harness.config import Configuration
 from harness.errors import ConfigError, HarnessError
-from harness.workloads.base import (LoggingBackend, Meter, StampClock, WorkloadError, WorkloadResult,
-                                    one_device_problems, package_version)
+from harness.workloads.base import (
+    LoggingBackend,
+    Meter,
+    StampClock,
+    WorkloadError,
+    WorkloadResult,
+    one_device_problems,
+    package_version,
+)
 from harness.workloads.options import Opt, defaults
 
 if TYPE_CHECKING:
@@ -41,18 +47,29 @@ if TYPE_CHECKING:
 
 OPTION_TABLE = {
     "max_prompt_tokens": Opt("int", minimum=1, doc="cap on drawn prompt lengths, in tokens"),
-    "output_length_scale": Opt("number", above=0, default=1.0,
-                               doc="factor on drawn output lengths (before max_output_tokens)"),
-    "device": Opt("choice", choices=("auto", "cpu", "cuda"), default="auto",
-                  doc="where the model runs (auto: CUDA when torch sees it, else the CPU)"),
+    "output_length_scale": Opt(
+        "number", above=0, default=1.0, doc="factor on drawn output lengths (before max_output_tokens)"
+    ),
+    "device": Opt(
+        "choice",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        doc="where the model runs (auto: CUDA when torch sees it, else the CPU)",
+    ),
     # transformers' built-in kernels only: any other string may name a hub repository of kernels, code it downloads
-    "attn_implementation": Opt("choice", choices=("eager", "sdpa", "flex_attention", "flash_attention_2",
-                                                  "flash_attention_3"), default="sdpa",
-                               doc="transformers' attention implementation (its built-in kernels only)"),
+    "attn_implementation": Opt(
+        "choice",
+        choices=("eager", "sdpa", "flex_attention", "flash_attention_2", "flash_attention_3"),
+        default="sdpa",
+        doc="transformers' attention implementation (its built-in kernels only)",
+    ),
     "greedy": Opt("bool", default=True, doc="true: argmax; false: sample"),
-    "weights": Opt("string", doc="a local Hugging Face model folder with real weights, or a Hugging Face model id "
-                                 "from the local cache or the hub, loaded instead of random ones (prompts stay "
-                                 "synthetic token ids)"),
+    "weights": Opt(
+        "string",
+        doc="a local Hugging Face model folder with real weights, or a Hugging Face model id "
+        "from the local cache or the hub, loaded instead of random ones (prompts stay "
+        "synthetic token ids)",
+    ),
 }
 OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
 OPTION_SPECS = OPTION_TABLE
@@ -91,8 +108,9 @@ class TransformersBackend(LoggingBackend):
 
         self.options = self.resolve_options(cfg)
         if cfg.precision not in DTYPES:
-            raise WorkloadError(f"the transformers backend runs {', '.join(DTYPES)}, not {cfg.precision}",
-                                cause="unsupported")
+            raise WorkloadError(
+                f"the transformers backend runs {', '.join(DTYPES)}, not {cfg.precision}", cause="unsupported"
+            )
         layout = self.preflight_problems(cfg)
         if layout:
             raise WorkloadError(layout[0], cause="unsupported")
@@ -119,11 +137,14 @@ class TransformersBackend(LoggingBackend):
         hf = AutoConfig.from_pretrained(folder)
         self.pad_id = hf.eos_token_id if isinstance(hf.eos_token_id, int) else 0
         self.prompts = lengths.prompt_token_ids(
-            self.plan.prompt_tokens, model_folder.regular_ids, model_folder.bos_token_id, int(cfg.seed or 0))
+            self.plan.prompt_tokens, model_folder.regular_ids, model_folder.bos_token_id, int(cfg.seed or 0)
+        )
         dtype = getattr(torch, DTYPES[cfg.precision])
         torch.manual_seed(int(cfg.seed or 0))
         t0 = time.time()
-        self._log(f"building {cfg.model} ({hf.architectures}) on {self.device} in {cfg.precision}: {model_folder.weights}")
+        self._log(
+            f"building {cfg.model} ({hf.architectures}) on {self.device} in {cfg.precision}: {model_folder.weights}"
+        )
         attn = self.options["attn_implementation"]
         try:
             if model_folder.dummy:
@@ -133,13 +154,17 @@ class TransformersBackend(LoggingBackend):
                 model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype, attn_implementation=attn)
                 model = model.to(self.device)
         except torch.OutOfMemoryError as exc:
-            raise WorkloadError(f"out of memory while building {cfg.model}: {exc}", log_tail=self.log_tail(),
-                                cause="oom") from None
+            raise WorkloadError(
+                f"out of memory while building {cfg.model}: {exc}", log_tail=self.log_tail(), cause="oom"
+            ) from None
         self.model = model.eval()
         params = sum(p.numel() for p in model.parameters())
         forward = inspect.signature(model.forward).parameters
-        self._keep_kw = "logits_to_keep" if "logits_to_keep" in forward else (
-            "num_logits_to_keep" if "num_logits_to_keep" in forward else None)
+        self._keep_kw = (
+            "logits_to_keep"
+            if "logits_to_keep" in forward
+            else ("num_logits_to_keep" if "num_logits_to_keep" in forward else None)
+        )
         self._sync()
         self.info = {
             "engine": "transformers (static batching)",
@@ -185,13 +210,14 @@ class TransformersBackend(LoggingBackend):
         ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(rows), width), dtype=torch.long)
         for j, p in enumerate(prompts):
-            ids[j, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[j, width - len(p):] = 1
+            ids[j, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            mask[j, width - len(p) :] = 1
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache()
-        out = self._forward(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-                            use_cache=True)
+        out = self._forward(
+            input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True
+        )
         cache = out.past_key_values
         nxt = self._next(out.logits)
         next_pos = positions[:, -1] + 1
@@ -226,8 +252,13 @@ class TransformersBackend(LoggingBackend):
                 nxt, mask, next_pos = nxt[index], mask[index], next_pos[index]
                 active = [active[k] for k in keep]
             mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=-1)
-            out = self._forward(input_ids=nxt[:, None], attention_mask=mask, position_ids=next_pos[:, None],
-                                past_key_values=cache, use_cache=True)
+            out = self._forward(
+                input_ids=nxt[:, None],
+                attention_mask=mask,
+                position_ids=next_pos[:, None],
+                past_key_values=cache,
+                use_cache=True,
+            )
             cache = out.past_key_values
             nxt = self._next(out.logits)
             next_pos = next_pos + 1
@@ -256,10 +287,18 @@ class TransformersBackend(LoggingBackend):
         stopper = adaptive.for_run(cfg, meter, tracker)
         clock = StampClock()
         submit = clock()
-        records = [RequestRecord(request_id=i, prompt_tokens=len(self.prompts[i]),
-                                 target_output_tokens=self.plan.output_tokens[i], output_tokens=0,
-                                 submit_time_s=submit, first_token_time_s=None, finish_time_s=None)
-                   for i in range(n)]
+        records = [
+            RequestRecord(
+                request_id=i,
+                prompt_tokens=len(self.prompts[i]),
+                target_output_tokens=self.plan.output_tokens[i],
+                output_tokens=0,
+                submit_time_s=submit,
+                first_token_time_s=None,
+                finish_time_s=None,
+            )
+            for i in range(n)
+        ]
         meter.begin("run")
         try:
             with torch.inference_mode():
@@ -272,14 +311,17 @@ class TransformersBackend(LoggingBackend):
             self._log(f"out of memory: {exc}")
             if self.device.type == "cuda":
                 torch.cuda.empty_cache()
-            raise WorkloadError(f"out of memory at max_num_seqs={m}: {str(exc).splitlines()[0]}",
-                                log_tail=self.log_tail(), cause="oom") from None
+            raise WorkloadError(
+                f"out of memory at max_num_seqs={m}: {str(exc).splitlines()[0]}", log_tail=self.log_tail(), cause="oom"
+            ) from None
         if tracker.state == "open":
             close_steady()
         windows["run"] = meter.end("run")
         stopped = adaptive.mark_stopped(records, stopper.stop_time_s) if stopper.stopped else 0
-        self._log(f"served {n - stopped} requests, {sum(r.output_tokens for r in records)} tokens"
-                  + (f"; stopped early ({stopper.stopped_by}): {stopped} requests cut short" if stopped else ""))
+        self._log(
+            f"served {n - stopped} requests, {sum(r.output_tokens for r in records)} tokens"
+            + (f"; stopped early ({stopper.stopped_by}): {stopped} requests cut short" if stopped else "")
+        )
         info = dict(self.info, steady_tracker_state=tracker.state, stopped_requests=stopped, stop=stopper.summary())
         return WorkloadResult(requests=records, windows=windows, server_log=self.log_path, info=info)
 

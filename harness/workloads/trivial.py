@@ -28,17 +28,26 @@ from harness.workloads.base import LoggingBackend, Meter, RequestRecord, StampCl
 from harness.workloads.options import Opt, defaults
 
 OPTION_TABLE = {
-    "step_s": Opt("number", minimum=0, default=0.002,
-                  doc="seconds per decode step, so tokens arrive at 1 / step_s per request"),
+    "step_s": Opt(
+        "number", minimum=0, default=0.002, doc="seconds per decode step, so tokens arrive at 1 / step_s per request"
+    ),
     "min_output_tokens": Opt("int", minimum=1, default=4, doc="shortest drawn output, in tokens"),
-    "max_output_tokens": Opt("int", minimum=1, default=32,
-                             doc="longest drawn output, in tokens (default: the block's max_output_tokens, else 32)"),
+    "max_output_tokens": Opt(
+        "int",
+        minimum=1,
+        default=32,
+        doc="longest drawn output, in tokens (default: the block's max_output_tokens, else 32)",
+    ),
     "work_rounds": Opt("int", minimum=0, default=20, doc="sha256 rounds per token (the CPU work)"),
-    "fail_cause": Opt("string", doc="fault injection: runs with max_num_seqs >= fail_from_max_num_seqs raise "
-                                    "WorkloadError with this cause (e.g. oom)"),
+    "fail_cause": Opt(
+        "string",
+        doc="fault injection: runs with max_num_seqs >= fail_from_max_num_seqs raise "
+        "WorkloadError with this cause (e.g. oom)",
+    ),
     "fail_from_max_num_seqs": Opt("int", minimum=1, default=1, doc="fault injection: the smallest batch that fails"),
-    "fail_after_requests": Opt("int", minimum=0, default=0,
-                               doc="fault injection: requests finished before the failure"),
+    "fail_after_requests": Opt(
+        "int", minimum=0, default=0, doc="fault injection: requests finished before the failure"
+    ),
 }
 OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
 OPTION_SPECS = OPTION_TABLE
@@ -76,9 +85,18 @@ class TrivialBackend(LoggingBackend):
         n, m = cfg.knob("num_requests"), cfg.knob("max_num_seqs")
         lo, hi = int(opt["min_output_tokens"]), max(int(opt["min_output_tokens"]), int(opt["max_output_tokens"]))
         submit = time.time()
-        requests = [RequestRecord(request_id=i, prompt_tokens=rng.randint(8, 64), target_output_tokens=rng.randint(lo, hi),
-                                  output_tokens=0, submit_time_s=submit, first_token_time_s=None, finish_time_s=None)
-                    for i in range(n)]
+        requests = [
+            RequestRecord(
+                request_id=i,
+                prompt_tokens=rng.randint(8, 64),
+                target_output_tokens=rng.randint(lo, hi),
+                output_tokens=0,
+                submit_time_s=submit,
+                first_token_time_s=None,
+                finish_time_s=None,
+            )
+            for i in range(n)
+        ]
         fail = opt["fail_cause"] is not None and m >= int(opt["fail_from_max_num_seqs"])
         tracker = SteadyTracker.for_meter(meter, m, n)
         stopper = adaptive.for_run(cfg, meter, tracker)
@@ -94,8 +112,11 @@ class TrivialBackend(LoggingBackend):
         while waiting or running:
             if fail and finished >= int(opt["fail_after_requests"]):
                 self._log(f"error: injected failure {opt['fail_cause']} at max_num_seqs={m}")
-                raise WorkloadError(f"injected failure ({opt['fail_cause']}) at max_num_seqs={m}",
-                                    log_tail=self.log_tail(), cause=str(opt["fail_cause"]))
+                raise WorkloadError(
+                    f"injected failure ({opt['fail_cause']}) at max_num_seqs={m}",
+                    log_tail=self.log_tail(),
+                    cause=str(opt["fail_cause"]),
+                )
             while waiting and len(running) < m:
                 running.append(waiting.pop())
             batch = list(running)
@@ -126,11 +147,20 @@ class TrivialBackend(LoggingBackend):
                 time.sleep(pause)
         meter.end("run")
         stopped = adaptive.mark_stopped(requests, stopper.stop_time_s)
-        self._log(f"served {n - stopped} requests, {sum(r.output_tokens for r in requests)} tokens"
-                  + (f"; stopped early (adaptive): {stopped} requests cut short" if stopped else ""))
-        return WorkloadResult(requests=requests, server_log=self.log_path,
-                              info={"digest": digest.hexdigest()[:16], "options": dict(opt),
-                                    "steady_bounds_online": tracker.bounds, "stop": stopper.summary()})
+        self._log(
+            f"served {n - stopped} requests, {sum(r.output_tokens for r in requests)} tokens"
+            + (f"; stopped early (adaptive): {stopped} requests cut short" if stopped else "")
+        )
+        return WorkloadResult(
+            requests=requests,
+            server_log=self.log_path,
+            info={
+                "digest": digest.hexdigest()[:16],
+                "options": dict(opt),
+                "steady_bounds_online": tracker.bounds,
+                "stop": stopper.summary(),
+            },
+        )
 
     def log_tail(self, lines: int = 20) -> str:
         """The last ``lines`` lines of the run log."""

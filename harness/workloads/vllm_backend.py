@@ -50,7 +50,6 @@ from harness.workloads import engine_args, vllm_server
 from harness.workloads.archs import text_config
 from harness.workloads.base import (
     Backend,
-    BadOption,
     Meter,
     WorkloadError,
     WorkloadResult,
@@ -76,31 +75,53 @@ if TYPE_CHECKING:
 
 OPTION_TABLE = {
     "enforce_eager": Opt("bool", doc="--enforce-eager (default: on for the CPU build, off on GPUs)"),
-    "separate_worker": Opt("bool", doc="CPU build, one rank: run the model worker in a process of its own, as the "
-                                       "CPU build does by default (default false: the worker runs inside the "
-                                       "engine-core process, as vLLM runs one rank on a GPU; see engine_layout)"),
-    "kv_cache_gib": Opt("number", above=0, doc="KV-cache size in GiB (--kv-cache-memory-bytes; default 1 on the "
-                                               "CPU build, where vLLM would otherwise reserve most of RAM; on GPUs "
-                                               "the default is gpu_memory_utilization)"),
-    "gpu_memory_utilization": Opt("number", above=0, maximum=1,
-                                  doc="--gpu-memory-utilization on GPUs, a fraction (default vLLM's)"),
-    "max_model_len": Opt("int", minimum=1, doc="context length in tokens (default: the longest prompt + output of "
-                                               "the run, rounded up to 256)"),
+    "separate_worker": Opt(
+        "bool",
+        doc="CPU build, one rank: run the model worker in a process of its own, as the "
+        "CPU build does by default (default false: the worker runs inside the "
+        "engine-core process, as vLLM runs one rank on a GPU; see engine_layout)",
+    ),
+    "kv_cache_gib": Opt(
+        "number",
+        above=0,
+        doc="KV-cache size in GiB (--kv-cache-memory-bytes; default 1 on the "
+        "CPU build, where vLLM would otherwise reserve most of RAM; on GPUs "
+        "the default is gpu_memory_utilization)",
+    ),
+    "gpu_memory_utilization": Opt(
+        "number", above=0, maximum=1, doc="--gpu-memory-utilization on GPUs, a fraction (default vLLM's)"
+    ),
+    "max_model_len": Opt(
+        "int",
+        minimum=1,
+        doc="context length in tokens (default: the longest prompt + output of the run, rounded up to 256)",
+    ),
     "max_prompt_tokens": Opt("int", minimum=1, doc="cap on drawn prompt lengths, in tokens"),
-    "output_length_scale": Opt("number", above=0, default=1.0,
-                               doc="factor on drawn output lengths (before max_output_tokens)"),
+    "output_length_scale": Opt(
+        "number", above=0, default=1.0, doc="factor on drawn output lengths (before max_output_tokens)"
+    ),
     "startup_timeout_s": Opt("number", above=0, default=600.0, doc="seconds to wait for /health"),
     "read_timeout_s": Opt("number", above=0, default=600.0, doc="longest silence on one stream, in seconds"),
     "port": Opt("int", minimum=1, maximum=65535, doc="a fixed port (default: a free one); a busy port is refused"),
-    "extra_args": Opt("strings", default=[], check=engine_args.refusal,
-                      doc="further command-line arguments: only the flags of engine_args.ALLOWED_FLAGS, in full"),
+    "extra_args": Opt(
+        "strings",
+        default=[],
+        check=engine_args.refusal,
+        doc="further command-line arguments: only the flags of engine_args.ALLOWED_FLAGS, in full",
+    ),
     "trust_remote_code": Opt("bool", default=False, doc="off unless set to true"),
-    "weights": Opt("string", doc="a local Hugging Face model folder with real weights, or a Hugging Face model id "
-                                 "(from the local HF cache, else downloaded): its config and tokenizer replace the "
-                                 "generated ones"),
-    "prompts": Opt("string", doc="real prompts instead of synthetic token ids: a .jsonl/.parquet file or "
-                                 "hf:<dataset id> (harness.workloads.prompts), tokenized with the served model's "
-                                 "tokenizer; output lengths stay the drawn ones"),
+    "weights": Opt(
+        "string",
+        doc="a local Hugging Face model folder with real weights, or a Hugging Face model id "
+        "(from the local HF cache, else downloaded): its config and tokenizer replace the "
+        "generated ones",
+    ),
+    "prompts": Opt(
+        "string",
+        doc="real prompts instead of synthetic token ids: a .jsonl/.parquet file or "
+        "hf:<dataset id> (harness.workloads.prompts), tokenized with the served model's "
+        "tokenizer; output lengths stay the drawn ones",
+    ),
     "prompt_field": Opt("string", doc="the column of the prompts (with prompts)"),
     # image-chat and video-chat (harness.workloads.multimodal; None: its DEFAULT_SHAPES)
     "images_per_request": Opt("int", minimum=1, doc="image-chat: images per request (default 1)"),
@@ -189,16 +210,26 @@ def server_args(cfg: Configuration, opts: Mapping[str, Any], spec: ServerSpec) -
     """The server's whole command line for ``cfg`` with the resolved options ``opts``."""
     argv = [
         *server_command(spec.python),
-        "--model", str(spec.model_folder),
-        "--served-model-name", spec.served_name,
-        "--host", "127.0.0.1",
-        "--port", str(spec.port),
-        "--load-format", "dummy" if spec.dummy_weights else "auto",
-        "--seed", str(int(cfg.seed or 0)),
-        "--max-model-len", str(spec.max_model_len),
-        "--max-num-seqs", str(cfg.knob("max_num_seqs")),
-        "--max-num-batched-tokens", str(int(cfg.max_num_batched_tokens or 8192)),
-        "--generation-config", "vllm",
+        "--model",
+        str(spec.model_folder),
+        "--served-model-name",
+        spec.served_name,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(spec.port),
+        "--load-format",
+        "dummy" if spec.dummy_weights else "auto",
+        "--seed",
+        str(int(cfg.seed or 0)),
+        "--max-model-len",
+        str(spec.max_model_len),
+        "--max-num-seqs",
+        str(cfg.knob("max_num_seqs")),
+        "--max-num-batched-tokens",
+        str(int(cfg.max_num_batched_tokens or 8192)),
+        "--generation-config",
+        "vllm",
         *PRECISION_ARGS[cfg.precision or "bfloat16"],
         *parallel_args(cfg),
     ]
@@ -207,8 +238,11 @@ def server_args(cfg: Configuration, opts: Mapping[str, Any], spec: ServerSpec) -
         argv.append("--enforce-eager")
     if opts["trust_remote_code"] is True:
         argv.append("--trust-remote-code")
-    kv_gib = opts["kv_cache_gib"] if opts["kv_cache_gib"] is not None else (
-        CPU_DEFAULT_KV_CACHE_GIB if spec.on_cpu else None)
+    kv_gib = (
+        opts["kv_cache_gib"]
+        if opts["kv_cache_gib"] is not None
+        else (CPU_DEFAULT_KV_CACHE_GIB if spec.on_cpu else None)
+    )
     if kv_gib is not None:  # on the CPU build too (VLLM_CPU_KVCACHE_SPACE takes whole GiB only)
         argv += ["--kv-cache-memory-bytes", str(int(float(kv_gib) * 2**30))]
     elif opts["gpu_memory_utilization"] is not None:
@@ -217,8 +251,12 @@ def server_args(cfg: Configuration, opts: Mapping[str, Any], spec: ServerSpec) -
     return argv
 
 
-def context_length(opts: Mapping[str, Any], prompt_tokens: tuple[int, ...], output_tokens: tuple[int, ...],
-                   hf_config: Mapping[str, Any]) -> int:
+def context_length(
+    opts: Mapping[str, Any],
+    prompt_tokens: tuple[int, ...],
+    output_tokens: tuple[int, ...],
+    hf_config: Mapping[str, Any],
+) -> int:
     """The server's context length in tokens: the option, else the longest request rounded up to 256, at most
     the model's ``max_position_embeddings``; a request longer than that is a ``bad-config`` failure."""
     longest = max(p + o for p, o in zip(prompt_tokens, output_tokens, strict=False))
@@ -286,8 +324,9 @@ class VLLMBackend(Backend):
             longest = max(p + o for p, o in zip(self.plan.prompt_tokens, self.plan.output_tokens, strict=True))
             room = int(text_config(model.hf_config).get("max_position_embeddings", longest)) - longest
             extra = max(0, min(MEDIA_CONTEXT_TOKENS, room))
-        max_model_len = context_length(opts, tuple(p + extra for p in self.plan.prompt_tokens),
-                                       self.plan.output_tokens, model.hf_config)
+        max_model_len = context_length(
+            opts, tuple(p + extra for p in self.plan.prompt_tokens), self.plan.output_tokens, model.hf_config
+        )
         port = vllm_server.choose_port(opts["port"])
         engine = self._engine(cfg)
         on_cpu = engine.cpu_build or is_cpu_build()
@@ -297,8 +336,9 @@ class VLLMBackend(Backend):
         layout_info, layout_env = engine_layout(cfg, on_cpu, opts["separate_worker"], engine.python)
         compiled = vllm_server.compile_cache(compile_facts(cfg, opts, engine, model.digest, on_cpu))
         env = vllm_server.scratch_env(self._tmp) | layout_env | vllm_server.link_compile_cache(self._tmp, compiled)
-        argv = server_args(cfg, opts, ServerSpec(engine.python, model.path, model.dummy, self.served_name, port,
-                                                 max_model_len, on_cpu))
+        argv = server_args(
+            cfg, opts, ServerSpec(engine.python, model.path, model.dummy, self.served_name, port, max_model_len, on_cpu)
+        )
         if self.media is not None:
             from harness.workloads import multimodal
 
@@ -328,8 +368,9 @@ class VLLMBackend(Backend):
             self.info["prompts"] = prompt_info
         if media_info is not None:
             self.info["media"] = media_info
-        waited = vllm_server.wait_ready(self.base_url, self.served_name, float(opts["startup_timeout_s"]),
-                                        self._dead_reason, self.log_path)
+        waited = vllm_server.wait_ready(
+            self.base_url, self.served_name, float(opts["startup_timeout_s"]), self._dead_reason, self.log_path
+        )
         self.info["startup_s"] = round(time.time() - started, 3)
         self.info["health_wait_s"] = round(waited, 3)
         self.info.update(parse_server_facts(tail(self.log_path, 400)))
@@ -364,8 +405,9 @@ class VLLMBackend(Backend):
         if not opts["prompts"]:
             return None
         self.prompts, prompt_info = _dataset_prompt_ids(cfg, opts, model.path)
-        self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts),
-                                        prompt_source=prompt_info["source"])
+        self.plan = dataclasses.replace(
+            self.plan, prompt_tokens=tuple(len(p) for p in self.prompts), prompt_source=prompt_info["source"]
+        )
         return prompt_info
 
     def _fim_prompts(self, cfg: Configuration, model: ModelFolder) -> dict:
@@ -379,9 +421,12 @@ class VLLMBackend(Backend):
             raise WorkloadError(str(exc), cause="bad-config") from None
         self.prompts = fim.fim_prompt_ids(self.prompts, ids, int(cfg.seed or 0))
         self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts))
-        return {"source": "fill-in-the-middle: random code token ids around the cursor",
-                "shape": "".join(fim.FIM_TOKENS[:1]) + "prefix" + fim.FIM_TOKENS[1] + "suffix" + fim.FIM_TOKENS[2],
-                "fim_token_ids": list(ids), "prefix_share": list(fim.PREFIX_SHARE)}
+        return {
+            "source": "fill-in-the-middle: random code token ids around the cursor",
+            "shape": "".join(fim.FIM_TOKENS[:1]) + "prefix" + fim.FIM_TOKENS[1] + "suffix" + fim.FIM_TOKENS[2],
+            "fim_token_ids": list(ids),
+            "prefix_share": list(fim.PREFIX_SHARE),
+        }
 
     def _plan_media(self, cfg: Configuration, opts: Mapping[str, Any], model: ModelFolder) -> dict | None:
         """Image and video chat: each request's question as text (its drawn prompt ids decoded by the served
@@ -405,8 +450,9 @@ class VLLMBackend(Backend):
             "sent_as": "image_url parts (base64 JPEG data URLs) in one user message, then the question's text",
             "video_sent_as": "its frames, in order" if shape.as_frames_of_a_clip else None,
             "distinct_media_sets": len({id(u) for u in urls}),
-            "shape_source": "options" if any(opts.get(k) is not None for k in MEDIA_OPTIONS) else
-                            "harness.workloads.multimodal.DEFAULT_SHAPES (assumed: the reference publishes none)",
+            "shape_source": "options"
+            if any(opts.get(k) is not None for k in MEDIA_OPTIONS)
+            else "harness.workloads.multimodal.DEFAULT_SHAPES (assumed: the reference publishes none)",
             "prompt_tokens_are": "the question's text only (the media's tokens come on top)",
         }
 
@@ -443,20 +489,27 @@ class VLLMBackend(Backend):
             raise WorkloadError("vLLM backend run() before start()", cause="error")
         n = len(self.prompts)
         spec = loadgen.LoadSpec(
-            base_url=self.base_url, model=self.served_name, prompts=self.prompts,
-            output_tokens=list(self.plan.output_tokens), read_timeout_s=float(self.options["read_timeout_s"]),
+            base_url=self.base_url,
+            model=self.served_name,
+            prompts=self.prompts,
+            output_tokens=list(self.plan.output_tokens),
+            read_timeout_s=float(self.options["read_timeout_s"]),
         )
         if self.media is not None:  # image and video chat: the chat endpoint, media and question per request
             from harness.workloads import multimodal
 
             _, texts, urls = self.media
             load_spec = multimodal.ChatLoad(self.served_name, texts, urls, spec.output_tokens, spec.temperature)
-            spec = dataclasses.replace(spec, request=multimodal.chat_request(load_spec),
-                                       prompt_lengths=list(self.plan.prompt_tokens))
+            spec = dataclasses.replace(
+                spec, request=multimodal.chat_request(load_spec), prompt_lengths=list(self.plan.prompt_tokens)
+            )
         load = loadgen.measure_load(
-            spec, cfg, meter, lambda on_open, on_close: SteadyTracker(cfg.knob("max_num_seqs"), n, on_open=on_open,
-                                                                      on_close=on_close),
-            should_abort=self._dead_reason)
+            spec,
+            cfg,
+            meter,
+            lambda on_open, on_close: SteadyTracker(cfg.knob("max_num_seqs"), n, on_open=on_open, on_close=on_close),
+            should_abort=self._dead_reason,
+        )
         records, failed = load.records, load.failed()
         if failed:
             # a killed server's sockets close before the process is reaped, and a crashing engine's API server
@@ -470,11 +523,15 @@ class VLLMBackend(Backend):
             done = sum(r.success for r in records)
             raise WorkloadError(
                 f"vLLM server {load.aborted or dead} during the run ({done} of {n} requests completed)",
-                log_tail=log, cause=cause,
+                log_tail=log,
+                cause=cause,
             )
         if failed and len(failed) == n:
-            raise WorkloadError(f"all {n} requests failed; first error: {failed[0].error}",
-                                log_tail=tail(self.log_path), cause="requests-failed")
+            raise WorkloadError(
+                f"all {n} requests failed; first error: {failed[0].error}",
+                log_tail=tail(self.log_path),
+                cause="requests-failed",
+            )
         info = dict(self.info) | load.info()
         return WorkloadResult(requests=records, windows=load.windows, server_log=self.log_path, info=info)
 
@@ -500,26 +557,37 @@ class VLLMBackend(Backend):
             self._tmp = None
 
 
-def compile_facts(cfg: Configuration, opts: Mapping[str, Any], engine: Engine, model_digest: str | None,
-                  on_cpu: bool) -> dict[str, Any]:
+def compile_facts(
+    cfg: Configuration, opts: Mapping[str, Any], engine: Engine, model_digest: str | None, on_cpu: bool
+) -> dict[str, Any]:
     """What a compile cache is kept for (:func:`harness.workloads.vllm_server.compile_cache`): the engine (version
     and interpreter), the model (architecture, its digest, the weights), the precision, the GPU layout, the build
     and the extra engine arguments. The batch size is not among them: a series' batches share the cache."""
-    return {"engine": engine.spec, "python": engine.python, "model": cfg.model, "digest": model_digest,
-            "weights": opts.get("weights"), "precision": cfg.precision, "num_gpus": cfg.num_gpus,
-            "tensor_parallel": cfg.tensor_parallel, "expert_parallel": cfg.expert_parallel, "cpu_build": on_cpu,
-            "extra_args": list(opts.get("extra_args") or [])}
+    return {
+        "engine": engine.spec,
+        "python": engine.python,
+        "model": cfg.model,
+        "digest": model_digest,
+        "weights": opts.get("weights"),
+        "precision": cfg.precision,
+        "num_gpus": cfg.num_gpus,
+        "tensor_parallel": cfg.tensor_parallel,
+        "expert_parallel": cfg.expert_parallel,
+        "cpu_build": on_cpu,
+        "extra_args": list(opts.get("extra_args") or []),
+    }
 
 
 def _dataset_prompt_ids(cfg: Configuration, opts: Mapping[str, Any], folder: Path) -> tuple[list[list[int]], dict]:
-    """Token ids of the run's prompts from a dataset (options ``prompts``/``prompt_field``), by ``folder``'s tokenizer."""
+    """Token ids of the run's prompts from a dataset (options ``prompts``/``prompt_field``), by ``folder``'s tokenizer."""  # noqa: E501
     from transformers import AutoTokenizer
 
     from harness.workloads import prompts
 
     try:
-        chosen = prompts.load(str(opts["prompts"]), cfg.knob("num_requests"), int(cfg.seed or 0),
-                              prompt_field=opts["prompt_field"])
+        chosen = prompts.load(
+            str(opts["prompts"]), cfg.knob("num_requests"), int(cfg.seed or 0), prompt_field=opts["prompt_field"]
+        )
     except ConfigError as exc:
         raise WorkloadError(str(exc), cause="bad-config") from None
     tok = AutoTokenizer.from_pretrained(str(folder))

@@ -30,8 +30,12 @@ def parallel_layout(cfg: Configuration) -> dict[str, Any]:
     """
     num_gpus, tp, ep = int(cfg.num_gpus or 1), int(cfg.tensor_parallel or 1), int(cfg.expert_parallel or 1)
     dp = num_gpus // tp if tp and num_gpus % tp == 0 else None
-    return {"tensor_parallel_size": tp, "data_parallel_size": dp, "enable_expert_parallel": ep > 1,
-            "expert_parallel_size": (tp * dp if dp else None) if ep > 1 else 1}
+    return {
+        "tensor_parallel_size": tp,
+        "data_parallel_size": dp,
+        "enable_expert_parallel": ep > 1,
+        "expert_parallel_size": (tp * dp if dp else None) if ep > 1 else 1,
+    }
 
 
 def parallel_problems(cfg: Configuration, facts: LLMFacts | None = None) -> list[str]:
@@ -42,8 +46,10 @@ def parallel_problems(cfg: Configuration, facts: LLMFacts | None = None) -> list
     if num_gpus % tp:
         out.append(f"tensor_parallel={tp} does not divide num_gpus={num_gpus}")
     if ep > 1 and ep != num_gpus:
-        out.append(f"expert_parallel={ep}: vLLM 0.11.1 spreads experts over all tensor_parallel x data_parallel "
-                   f"GPUs (here {num_gpus}), so expert_parallel must be 1 or {num_gpus}")
+        out.append(
+            f"expert_parallel={ep}: vLLM 0.11.1 spreads experts over all tensor_parallel x data_parallel "
+            f"GPUs (here {num_gpus}), so expert_parallel must be 1 or {num_gpus}"
+        )
     if facts is None:
         return out
     if facts.num_attention_heads % tp:
@@ -75,16 +81,19 @@ def parallel_args(cfg: Configuration) -> list[str]:
 def engine_libgomp(python: str) -> str | None:
     """The OpenMP runtime bundled with the engine venv's torch (``torch/lib/libgomp*.so*``), or None."""
     venv = Path(python).parent.parent  # .../bin/python -> the venv (a symlinked interpreter is not followed)
-    for pattern in ("lib/python*/site-packages/torch/lib/libgomp*.so*",
-                    "lib/python*/site-packages/torch.libs/libgomp*.so*"):
+    for pattern in (
+        "lib/python*/site-packages/torch/lib/libgomp*.so*",
+        "lib/python*/site-packages/torch.libs/libgomp*.so*",
+    ):
         found = sorted(venv.glob(pattern))
         if found:
             return str(found[0])
     return None
 
 
-def engine_layout(cfg: Configuration, on_cpu: bool, separate_worker: bool | None,
-                  python: str) -> tuple[dict[str, str], dict[str, str]]:
+def engine_layout(
+    cfg: Configuration, on_cpu: bool, separate_worker: bool | None, python: str
+) -> tuple[dict[str, str], dict[str, str]]:
     """Where the model worker runs, and the server environment that puts it there: ``(info, env)``.
 
     On a GPU, vLLM runs a one-rank engine's worker inside the engine-core process (its uni-process

@@ -8,7 +8,7 @@ after it stops; only what it compiled is kept, per engine and model (:func:`comp
 unique served-model name, so a stale server on the same port is never measured. :func:`stop` sends SIGTERM
 to the process group, SIGKILL after :data:`STOP_GRACE_S` seconds, and waits until no process of the group
 is left.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -204,8 +204,13 @@ def launch(argv: list[str], env: dict[str, str], cwd: Path, log: IO[bytes]) -> t
     token, env = servers.tag(env)
     # the reaper is the group leader and the server's parent: it stops the group when the harness dies
     proc = subprocess.Popen(
-        servers.guarded(argv, STOP_GRACE_S), stdin=subprocess.DEVNULL, stdout=log,
-        stderr=subprocess.STDOUT, env=env, cwd=str(cwd), start_new_session=True,
+        servers.guarded(argv, STOP_GRACE_S),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        cwd=str(cwd),
+        start_new_session=True,
     )
     _LIVE_GROUPS.add(proc.pid)
     return proc, servers.write_record(token, proc.pid, argv)
@@ -222,8 +227,9 @@ def dead_reason(proc: subprocess.Popen | None) -> str | None:
     return how
 
 
-def wait_ready(base_url: str, served_name: str, timeout_s: float, alive: Callable[[], str | None],
-               log_path: Path | None) -> float:
+def wait_ready(
+    base_url: str, served_name: str, timeout_s: float, alive: Callable[[], str | None], log_path: Path | None
+) -> float:
     """Wait up to ``timeout_s`` seconds for ``/health``, then check that ``/v1/models`` lists ``served_name``;
     returns the seconds waited. A server that died (``alive`` says why), never became healthy or serves another
     name raises :class:`WorkloadError` with the evidence from ``log_path``."""
@@ -235,18 +241,21 @@ def wait_ready(base_url: str, served_name: str, timeout_s: float, alive: Callabl
         log, cause = evidence(log_path, "server-died")
         raise WorkloadError(f"vLLM server {exc} before becoming healthy", log_tail=log, cause=cause) from None
     except TimeoutError as exc:
-        raise WorkloadError(f"vLLM server never became healthy: {exc}", log_tail=tail(log_path),
-                            cause="unhealthy") from None
+        raise WorkloadError(
+            f"vLLM server never became healthy: {exc}", log_tail=tail(log_path), cause="unhealthy"
+        ) from None
     try:
         served = loadgen.served_models(base_url)
     except Exception as exc:  # noqa: BLE001 -- any failure here means: not our server
-        raise WorkloadError(f"/v1/models failed on {base_url}: {exc}", log_tail=tail(log_path),
-                            cause="unhealthy") from None
+        raise WorkloadError(
+            f"/v1/models failed on {base_url}: {exc}", log_tail=tail(log_path), cause="unhealthy"
+        ) from None
     if served_name not in served:
         port = base_url.rsplit(":", 1)[-1]
         raise WorkloadError(
             f"the server on port {port} serves {served}, not this run's {served_name!r} (a stale server?)",
-            log_tail=tail(log_path), cause="wrong-server",
+            log_tail=tail(log_path),
+            cause="wrong-server",
         )
     return waited
 

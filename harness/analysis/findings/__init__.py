@@ -23,7 +23,7 @@ The tables a notebook works on come from :mod:`harness.analysis.loading` (re-exp
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 
@@ -90,8 +90,10 @@ def _tables(llm: pd.DataFrame | None, diffusion: pd.DataFrame | None) -> tuple[p
     """The findings are the paper's: computed on published rows only, even from a table with own runs."""
     from harness.published import reference
 
-    return (published(reference.llm_table() if llm is None else llm),
-            published(reference.diffusion_table() if diffusion is None else diffusion))
+    return (
+        published(reference.llm_table() if llm is None else llm),
+        published(reference.diffusion_table() if diffusion is None else diffusion),
+    )
 
 
 def compute(finding_id: str, llm: pd.DataFrame | None = None, diffusion: pd.DataFrame | None = None) -> Finding:

@@ -26,7 +26,12 @@ FRAMEWORK_NODES = (
     ("memory_headroom", "Memory headroom", "latent", "GPU memory left for more concurrent work"),
     ("batch_reached", "Batch size reached", "latent", "requests or outputs actually processed together"),
     ("utilization", "GPU utilization", "latent", "how much of the GPU's compute and bandwidth is busy"),
-    ("compute_volume", "Compute volume", "latent", "work per output: tokens x active parameters, steps x pixels x frames"),
+    (
+        "compute_volume",
+        "Compute volume",
+        "latent",
+        "work per output: tokens x active parameters, steps x pixels x frames",
+    ),
     ("time", "Time", "end", "latency per token or per batch, and total time"),
     ("power", "Power", "end", "average GPU power; a floor is drawn even when idle"),
     ("energy", "Energy per output", "end", "power x time / outputs"),

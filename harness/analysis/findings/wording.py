@@ -62,5 +62,4 @@ def stats(values: pd.Series) -> dict:
     values = values.dropna()
     if values.empty:
         return {"n": 0, "median": None, "min": None, "max": None}
-    return {"n": len(values), "median": float(values.median()), "min": float(values.min()),
-            "max": float(values.max())}
+    return {"n": len(values), "median": float(values.median()), "min": float(values.min()), "max": float(values.max())}

@@ -28,28 +28,107 @@ its residual corrections), :mod:`.calibration` (intervals), :mod:`.validation` (
 validation table), :mod:`.sources` (what the model is fitted on), :mod:`.selectors` (a configuration named on
 the command line), :mod:`.deployment` (the planning chapter's predictions against measurements). This package
 gathers their public names, so ``from harness.analysis import predict`` gives all of them.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
-from .calibration import CALIBRATION_SPLIT, Calibration, calibrate
+from .calibration import CALIBRATION_SPLIT, Calibration, calibrate, fit
 from .deployment import best_under_targets, choices_table, fit_without_base_model, predict_series, published_series
-from .features import (DIFFUSION, FACT_COLUMNS, LLM, OUTPUTS, Design, KindSpec, base_features, batch_values, derive,
-                       kind_of, make_design, model_task_id, observed, series_id, spec_of, targets)
-from .calibration import fit
-from .model import (DEFAULT_COVERAGE, LEVELS, Fit, NormalEquations, ResidualIndex, residual_at, ridge, stratum,
-                    usable_rows)
+from .features import (
+    DIFFUSION,
+    FACT_COLUMNS,
+    LLM,
+    OUTPUTS,
+    Design,
+    KindSpec,
+    base_features,
+    batch_values,
+    derive,
+    kind_of,
+    make_design,
+    model_task_id,
+    observed,
+    series_id,
+    spec_of,
+    targets,
+)
+from .model import (
+    DEFAULT_COVERAGE,
+    LEVELS,
+    Fit,
+    NormalEquations,
+    ResidualIndex,
+    residual_at,
+    ridge,
+    stratum,
+    usable_rows,
+)
 from .selectors import QUERY_ALIASES, QUERY_NUMBERS, explain, predict_selector, query_row
 from .sources import cached_fit, load_fit_table, with_model_facts
-from .validation import (SPLIT_NAMES, SPLITS, VALIDATION_FAMILIES, family, folds, held_out_energy, held_out_errors,
-                         jackknife_coverage, summarize_validation, validation_table)
+from .validation import (
+    SPLIT_NAMES,
+    SPLITS,
+    VALIDATION_FAMILIES,
+    family,
+    folds,
+    held_out_energy,
+    held_out_errors,
+    jackknife_coverage,
+    summarize_validation,
+    validation_table,
+)
 
 __all__ = [
-    "CALIBRATION_SPLIT", "DEFAULT_COVERAGE", "DIFFUSION", "FACT_COLUMNS", "LEVELS", "LLM", "OUTPUTS", "QUERY_ALIASES",
-    "QUERY_NUMBERS", "SPLITS", "SPLIT_NAMES", "VALIDATION_FAMILIES", "Calibration", "Design", "Fit", "KindSpec",
-    "NormalEquations", "ResidualIndex", "base_features", "batch_values", "best_under_targets", "cached_fit",
-    "calibrate", "choices_table", "derive", "explain", "family", "fit", "fit_without_base_model", "folds",
-    "held_out_energy", "held_out_errors", "jackknife_coverage", "kind_of", "load_fit_table", "make_design",
-    "model_task_id", "observed", "predict_selector", "predict_series", "published_series", "query_row", "residual_at", "ridge", "series_id",
-    "spec_of", "stratum", "summarize_validation", "targets", "usable_rows", "validation_table", "with_model_facts",
+    "CALIBRATION_SPLIT",
+    "DEFAULT_COVERAGE",
+    "DIFFUSION",
+    "FACT_COLUMNS",
+    "LEVELS",
+    "LLM",
+    "OUTPUTS",
+    "QUERY_ALIASES",
+    "QUERY_NUMBERS",
+    "SPLITS",
+    "SPLIT_NAMES",
+    "VALIDATION_FAMILIES",
+    "Calibration",
+    "Design",
+    "Fit",
+    "KindSpec",
+    "NormalEquations",
+    "ResidualIndex",
+    "base_features",
+    "batch_values",
+    "best_under_targets",
+    "cached_fit",
+    "calibrate",
+    "choices_table",
+    "derive",
+    "explain",
+    "family",
+    "fit",
+    "fit_without_base_model",
+    "folds",
+    "held_out_energy",
+    "held_out_errors",
+    "jackknife_coverage",
+    "kind_of",
+    "load_fit_table",
+    "make_design",
+    "model_task_id",
+    "observed",
+    "predict_selector",
+    "predict_series",
+    "published_series",
+    "query_row",
+    "residual_at",
+    "ridge",
+    "series_id",
+    "spec_of",
+    "stratum",
+    "summarize_validation",
+    "targets",
+    "usable_rows",
+    "validation_table",
+    "with_model_facts",
 ]

@@ -16,15 +16,19 @@ import pandas as pd
 
 from harness.errors import HarnessError
 
-from .features import OUTPUTS
 from .calibration import fit
+from .features import OUTPUTS
 from .model import DEFAULT_COVERAGE, Fit
 
 
 def published_series(table: pd.DataFrame, model_id: str, task: str, gpu_model: str, num_gpus: int) -> pd.DataFrame:
     """One published LLM series (a model, task, GPU model and count over ``max_num_seqs``), by batch."""
-    rows = table[(table["model_id"] == model_id) & (table["task"] == task) & (table["gpu_model"] == gpu_model)
-                 & (table["num_gpus"] == num_gpus)].sort_values("max_num_seqs")
+    rows = table[
+        (table["model_id"] == model_id)
+        & (table["task"] == task)
+        & (table["gpu_model"] == gpu_model)
+        & (table["num_gpus"] == num_gpus)
+    ].sort_values("max_num_seqs")
     if rows.empty:
         raise HarnessError(f"no published series for {model_id} on {task}, {num_gpus} x {gpu_model}")
     return rows
@@ -58,8 +62,9 @@ def predict_series(f: Fit, rows: pd.DataFrame, coverage: float = DEFAULT_COVERAG
     return pred
 
 
-def best_under_targets(predicted: pd.DataFrame, measured: pd.DataFrame, itl_targets_ms: Iterable[float],
-                       power_budget_watts: float) -> pd.DataFrame:
+def best_under_targets(
+    predicted: pd.DataFrame, measured: pd.DataFrame, itl_targets_ms: Iterable[float], power_budget_watts: float
+) -> pd.DataFrame:
     """Per median-ITL target (ms): the lowest predicted and the lowest measured energy per request (J) whose
     median ITL meets it and whose average power (W) stays within the budget.
 
@@ -75,8 +80,13 @@ def best_under_targets(predicted: pd.DataFrame, measured: pd.DataFrame, itl_targ
         real = measured[(measured["median_itl_ms"] <= target) & (measured["avg_power_watts"] <= power_budget_watts)]
         best = None if ok.empty else ok.loc[ok["energy_per_request_joules"].idxmin()]
         truth = None if real.empty else real.loc[real["energy_per_request_joules"].idxmin()]
-        for name in ("max_num_seqs", "energy_per_request_joules", "energy_per_request_joules_low",
-                     "energy_per_request_joules_high", "avg_power_watts"):
+        for name in (
+            "max_num_seqs",
+            "energy_per_request_joules",
+            "energy_per_request_joules_low",
+            "energy_per_request_joules_high",
+            "avg_power_watts",
+        ):
             row[f"predicted_{name}"] = np.nan if best is None else best[name]
         for name in ("max_num_seqs", "energy_per_request_joules"):
             row[f"measured_{name}"] = np.nan if truth is None else truth[name]
@@ -91,11 +101,14 @@ def choices_table(best: pd.DataFrame) -> pd.DataFrame:
         if pd.isna(r["predicted_max_num_seqs"]):
             rows.append({"ITL target (ms)": r["itl_target_ms"], "Predicted best batch": "none"})
             continue
-        row = {"ITL target (ms)": r["itl_target_ms"], "Predicted best batch": f"{r['predicted_max_num_seqs']:,.0f}",
-               "Predicted energy per response (J)": f"{r['predicted_energy_per_request_joules']:,.0f} "
-               f"({r['predicted_energy_per_request_joules_low']:,.0f} to "
-               f"{r['predicted_energy_per_request_joules_high']:,.0f})",
-               "Predicted power (W)": f"{r['predicted_avg_power_watts']:,.0f}"}
+        row = {
+            "ITL target (ms)": r["itl_target_ms"],
+            "Predicted best batch": f"{r['predicted_max_num_seqs']:,.0f}",
+            "Predicted energy per response (J)": f"{r['predicted_energy_per_request_joules']:,.0f} "
+            f"({r['predicted_energy_per_request_joules_low']:,.0f} to "
+            f"{r['predicted_energy_per_request_joules_high']:,.0f})",
+            "Predicted power (W)": f"{r['predicted_avg_power_watts']:,.0f}",
+        }
         if pd.notna(r["measured_max_num_seqs"]):
             row["Measured best batch"] = f"{r['measured_max_num_seqs']:,.0f}"
             row["Measured energy per response (J)"] = f"{r['measured_energy_per_request_joules']:,.0f}"

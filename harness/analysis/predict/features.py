@@ -34,19 +34,49 @@ class KindSpec:
     base: tuple[str, ...]  # modelled quantities (log), before the identities
 
 
-LLM = KindSpec("llm", ("model_id", "task", "gpu_model", "num_gpus"), "max_num_seqs",
-               ("avg_batch_size", "median_itl_ms", "avg_power_watts", "step_time_ratio"))
-DIFFUSION = KindSpec("diffusion", ("model_id", "task", "gpu_model", "num_gpus", "ulysses_degree", "ring_degree",
-                                   "height_pixels", "width_pixels", "inference_steps", "num_frames"),
-                     "batch_size", ("batch_latency_s", "avg_power_watts"))
+LLM = KindSpec(
+    "llm",
+    ("model_id", "task", "gpu_model", "num_gpus"),
+    "max_num_seqs",
+    ("avg_batch_size", "median_itl_ms", "avg_power_watts", "step_time_ratio"),
+)
+DIFFUSION = KindSpec(
+    "diffusion",
+    (
+        "model_id",
+        "task",
+        "gpu_model",
+        "num_gpus",
+        "ulysses_degree",
+        "ring_degree",
+        "height_pixels",
+        "width_pixels",
+        "inference_steps",
+        "num_frames",
+    ),
+    "batch_size",
+    ("batch_latency_s", "avg_power_watts"),
+)
 # Predicted quantities per kind, named as the reference names them.
 OUTPUTS = {
-    "llm": ("energy_per_token_joules", "avg_power_watts", "median_itl_ms", "output_throughput_tokens_per_sec",
-            "avg_batch_size", "energy_per_request_joules"),
+    "llm": (
+        "energy_per_token_joules",
+        "avg_power_watts",
+        "median_itl_ms",
+        "output_throughput_tokens_per_sec",
+        "avg_batch_size",
+        "energy_per_request_joules",
+    ),
     "diffusion": ("energy_per_output_joules", "avg_power_watts", "batch_latency_s", "throughput_outputs_per_sec"),
 }
-FACT_COLUMNS = ("task", "gpu_model", "num_gpus", "total_params_billions", "activated_params_billions",
-                "weight_precision")
+FACT_COLUMNS = (
+    "task",
+    "gpu_model",
+    "num_gpus",
+    "total_params_billions",
+    "activated_params_billions",
+    "weight_precision",
+)
 
 
 def kind_of(frame: pd.DataFrame | Mapping[str, Any]) -> str:
@@ -73,7 +103,8 @@ def base_features(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     """
     g = _col(frame, "num_gpus").astype(float)
     bytes_ = _col(frame, "weight_precision", "bfloat16").map(
-        lambda p: BYTES_PER_VALUE.get(str(p).lower(), FALLBACK_BYTES_PER_VALUE))
+        lambda p: BYTES_PER_VALUE.get(str(p).lower(), FALLBACK_BYTES_PER_VALUE)
+    )
     total = _col(frame, "total_params_billions").astype(float)
     active = _col(frame, "activated_params_billions").astype(float)
     mem = _col(frame, "gpu_model").map(lambda m: GPU_MEMORY_GB.get(str(m), FALLBACK_GPU_MEMORY_GB)).astype(float)
@@ -90,8 +121,12 @@ def base_features(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
         out["z"] = out["L"] - out["log_headroom"] + 0.5 * out["log_total"]
     else:
         frames_ = _col(frame, "num_frames", 1).fillna(1).astype(float)
-        work = (_col(frame, "inference_steps").astype(float) * _col(frame, "height_pixels").astype(float)
-                * _col(frame, "width_pixels").astype(float) * frames_)
+        work = (
+            _col(frame, "inference_steps").astype(float)
+            * _col(frame, "height_pixels").astype(float)
+            * _col(frame, "width_pixels").astype(float)
+            * frames_
+        )
         out["log_work"] = np.log(work)
         out["log_ulysses"] = np.log2(_col(frame, "ulysses_degree", 1).fillna(1).astype(float))
         out["log_ring"] = np.log2(_col(frame, "ring_degree", 1).fillna(1).astype(float))
@@ -130,8 +165,12 @@ class Design:
         if self.kind == "llm":
             arch = _col(frame, "architecture", "").astype(str).str.lower()
             prec = _col(frame, "weight_precision", "bfloat16").astype(str).str.lower()
-            for name, mask in (("moe", arch.str.contains("moe")), ("hybrid", arch.str.contains("mamba")),
-                               ("fp8", prec == "fp8"), ("mxfp4", prec == "mxfp4")):
+            for name, mask in (
+                ("moe", arch.str.contains("moe")),
+                ("hybrid", arch.str.contains("mamba")),
+                ("fp8", prec == "fp8"),
+                ("mxfp4", prec == "mxfp4"),
+            ):
                 cols[name] = mask.astype(float)
                 cols[f"L*{name}"] = L * mask.astype(float)
             for k in self.knots:
@@ -175,14 +214,23 @@ def derive(logs: np.ndarray, b: np.ndarray, kind: str, output_len: np.ndarray | 
         c = np.minimum(np.exp(logs[:, 0]), b)
         itl, power, ratio = np.exp(logs[:, 1]), np.exp(logs[:, 2]), np.exp(logs[:, 3])
         throughput = ratio * c / (itl / 1000.0)
-        out = {"avg_batch_size": c, "median_itl_ms": itl, "avg_power_watts": power,
-               "output_throughput_tokens_per_sec": throughput, "energy_per_token_joules": power / throughput}
+        out = {
+            "avg_batch_size": c,
+            "median_itl_ms": itl,
+            "avg_power_watts": power,
+            "output_throughput_tokens_per_sec": throughput,
+            "energy_per_token_joules": power / throughput,
+        }
         if output_len is not None:
             out["energy_per_request_joules"] = out["energy_per_token_joules"] * output_len
         return out
     latency, power = np.exp(logs[:, 0]), np.exp(logs[:, 1])
-    return {"batch_latency_s": latency, "avg_power_watts": power, "throughput_outputs_per_sec": b / latency,
-            "energy_per_output_joules": power * latency / b}
+    return {
+        "batch_latency_s": latency,
+        "avg_power_watts": power,
+        "throughput_outputs_per_sec": b / latency,
+        "energy_per_output_joules": power * latency / b,
+    }
 
 
 def observed(frame: pd.DataFrame, kind: str) -> dict[str, np.ndarray]:

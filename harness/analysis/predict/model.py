@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Protocol
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -19,9 +20,19 @@ import pandas as pd
 from harness.errors import HarnessError
 from harness.vocabulary.tasks import DIFFUSION_TASKS
 
-from .features import (FACT_COLUMNS, Design, base_features, batch_values, derive, kind_of, make_design,
-                       model_task_id, series_id, spec_of, targets)
-
+from .features import (
+    FACT_COLUMNS,
+    Design,
+    base_features,
+    batch_values,
+    derive,
+    kind_of,
+    make_design,
+    model_task_id,
+    series_id,
+    spec_of,
+    targets,
+)
 
 
 class Calibration(Protocol):
@@ -30,6 +41,7 @@ class Calibration(Protocol):
     def quantiles(self, quantity: str, stratum: str, coverage: float, distance: float = ...) -> tuple[float, float]:
         """Low and high log errors bounding a ``coverage`` interval in ``stratum``."""
         ...
+
 
 LEVELS = ("series", "model", "facts")
 DEFAULT_COVERAGE = 0.8
@@ -81,8 +93,9 @@ class ResidualIndex:
         for s, pos in self.by_series.items():
             self.series_of_mt.setdefault(model_task[pos[0]], []).append(s)
 
-    def correct(self, R: np.ndarray, q_series: np.ndarray, q_mt: np.ndarray, q_L: np.ndarray,
-                excluded: set[int] | None = None) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    def correct(
+        self, R: np.ndarray, q_series: np.ndarray, q_mt: np.ndarray, q_L: np.ndarray, excluded: set[int] | None = None
+    ) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
         """Residual correction, level, log2 distance to the nearest measured batch, interior flag per query.
 
         ``R``: the fit's log residuals (one row per fit row); ``q_*``: each query's series, model-and-task and log2
@@ -158,15 +171,22 @@ class Fit:
         """Log modelled quantities per query row, with level, log2 distance to the nearest measured batch, interior."""
         X = self.design.matrix(query)
         corr, levels, dist, interior = self.index.correct(
-            self.residuals, series_id(query, self.kind).to_numpy(), model_task_id(query).to_numpy(),
-            base_features(query, self.kind)["L"].to_numpy())
+            self.residuals,
+            series_id(query, self.kind).to_numpy(),
+            model_task_id(query).to_numpy(),
+            base_features(query, self.kind)["L"].to_numpy(),
+        )
         return X @ self.beta + corr, levels, dist, interior
 
     def output_lengths(self, query: pd.DataFrame) -> np.ndarray:
         """Mean output length (tokens) per query row: its model and task's in the fit, else the task's median."""
         mt = model_task_id(query)
-        return np.array([self.output_len.get(k, self.task_output_len.get(t, np.nan))
-                         for k, t in zip(mt, query["task"].astype(str), strict=False)])
+        return np.array(
+            [
+                self.output_len.get(k, self.task_output_len.get(t, np.nan))
+                for k, t in zip(mt, query["task"].astype(str), strict=False)
+            ]
+        )
 
     def predict(self, query: pd.DataFrame, coverage: float = DEFAULT_COVERAGE) -> pd.DataFrame:
         """Point predictions, intervals (``<name>_low`` / ``<name>_high``) and the level of each query row."""
@@ -203,13 +223,23 @@ def fit(frame: pd.DataFrame, kind: str | None = None) -> Fit:
     kind = kind or kind_of(frame)
     frame = usable_rows(frame, kind)
     if len(frame) < 8:
-        raise HarnessError(f"too few usable {kind} rows to fit the model ({len(frame)}; need at least 8 with "
-                           f"the facts and measured time and power)")
+        raise HarnessError(
+            f"too few usable {kind} rows to fit the model ({len(frame)}; need at least 8 with "
+            f"the facts and measured time and power)"
+        )
     design = make_design(frame, kind)
     X, Y = design.matrix(frame), targets(frame, kind)
     beta = ridge(X, Y)
-    out = Fit(kind, frame, design, beta, Y - X @ beta, series_id(frame, kind).to_numpy(),
-              model_task_id(frame).to_numpy(), base_features(frame, kind)["L"].to_numpy())
+    out = Fit(
+        kind,
+        frame,
+        design,
+        beta,
+        Y - X @ beta,
+        series_id(frame, kind).to_numpy(),
+        model_task_id(frame).to_numpy(),
+        base_features(frame, kind)["L"].to_numpy(),
+    )
     if kind == "llm" and "avg_output_len" in frame.columns:
         out.output_len = frame.groupby(model_task_id(frame))["avg_output_len"].mean().to_dict()
         out.task_output_len = frame.groupby("task")["avg_output_len"].median().to_dict()
@@ -220,8 +250,11 @@ def usable_rows(frame: pd.DataFrame, kind: str) -> pd.DataFrame:
     """Rows of ``kind`` with the facts and positive measured time and power (own CPU runs have no power)."""
     frame = frame[frame["task"].isin(DIFFUSION_TASKS) == (kind == "diffusion")]
     need = [*FACT_COLUMNS, spec_of(kind).batch]
-    need += (["avg_batch_size", "median_itl_ms", "output_throughput_tokens_per_sec", "avg_power_watts"]
-             if kind == "llm" else ["batch_latency_s", "avg_power_watts"])
+    need += (
+        ["avg_batch_size", "median_itl_ms", "output_throughput_tokens_per_sec", "avg_power_watts"]
+        if kind == "llm"
+        else ["batch_latency_s", "avg_power_watts"]
+    )
     missing = [c for c in need if c not in frame.columns]
     if missing:
         raise HarnessError(f"the fit table lacks the column(s) {', '.join(missing)}")

@@ -13,16 +13,34 @@ import pandas as pd
 from harness.errors import HarnessError, SelectorError
 from harness.vocabulary.tasks import DIFFUSION_TASKS, TASKS
 
-from .features import OUTPUTS, kind_of, spec_of
 from .calibration import fit
+from .features import OUTPUTS, kind_of, spec_of
 from .model import DEFAULT_COVERAGE, Fit
 from .sources import cached_fit, load_fit_table, with_model_facts
 
-QUERY_NUMBERS = ("num_gpus", "max_num_seqs", "batch_size", "total_params_billions", "activated_params_billions",
-                 "height_pixels", "width_pixels", "inference_steps", "num_frames", "ulysses_degree", "ring_degree")
-QUERY_ALIASES = {"total": "total_params_billions", "active": "activated_params_billions",
-                 "params": "total_params_billions", "steps": "inference_steps", "height": "height_pixels",
-                 "width": "width_pixels", "frames": "num_frames", "arch": "architecture"}
+QUERY_NUMBERS = (
+    "num_gpus",
+    "max_num_seqs",
+    "batch_size",
+    "total_params_billions",
+    "activated_params_billions",
+    "height_pixels",
+    "width_pixels",
+    "inference_steps",
+    "num_frames",
+    "ulysses_degree",
+    "ring_degree",
+)
+QUERY_ALIASES = {
+    "total": "total_params_billions",
+    "active": "activated_params_billions",
+    "params": "total_params_billions",
+    "steps": "inference_steps",
+    "height": "height_pixels",
+    "width": "width_pixels",
+    "frames": "num_frames",
+    "arch": "architecture",
+}
 
 
 def query_row(selector: str, table: pd.DataFrame) -> pd.DataFrame:
@@ -48,8 +66,13 @@ def query_row(selector: str, table: pd.DataFrame) -> pd.DataFrame:
         if not hit.empty:
             model = hit.iloc[0]
             known = table[table["model_id"] == model].iloc[0]
-            for col in ("total_params_billions", "activated_params_billions", "weight_precision", "architecture",
-                        "base_model_id"):
+            for col in (
+                "total_params_billions",
+                "activated_params_billions",
+                "weight_precision",
+                "architecture",
+                "base_model_id",
+            ):
                 if col in known.index:
                     row[col] = known[col]
         elif not {"total_params_billions", "activated_params_billions"} <= set(terms):
@@ -57,8 +80,10 @@ def query_row(selector: str, table: pd.DataFrame) -> pd.DataFrame:
 
             close = difflib.get_close_matches(model, sorted(set(ids)), n=2, cutoff=0.6)
             hint = f"; did you mean {' or '.join(close)}?" if close else ""
-            raise SelectorError(f"unknown model {model!r}: give its facts instead (total=..., active=... in billions "
-                                f"of parameters, precision=bfloat16|fp8|mxfp4){hint}")
+            raise SelectorError(
+                f"unknown model {model!r}: give its facts instead (total=..., active=... in billions "
+                f"of parameters, precision=bfloat16|fp8|mxfp4){hint}"
+            )
         row["model_id"] = model
     else:
         row["model_id"] = "(unseen model)"
@@ -73,9 +98,11 @@ def query_row(selector: str, table: pd.DataFrame) -> pd.DataFrame:
         elif k in ("gpu_model", "weight_precision", "architecture"):
             row[k] = v
         else:
-            raise SelectorError(f"selector {selector!r}: unknown key {k!r} (known: model, task, gpu, gpus, batch, "
-                                f"max_num_seqs, total, active, precision, arch, steps, height, width, frames, "
-                                f"ulysses, ring)")
+            raise SelectorError(
+                f"selector {selector!r}: unknown key {k!r} (known: model, task, gpu, gpus, batch, "
+                f"max_num_seqs, total, active, precision, arch, steps, height, width, frames, "
+                f"ulysses, ring)"
+            )
     kind = "diffusion" if task in DIFFUSION_TASKS else "llm"
     batch = spec_of(kind).batch
     if "batch_size" in row and kind == "llm":
@@ -92,8 +119,14 @@ def query_row(selector: str, table: pd.DataFrame) -> pd.DataFrame:
         raise SelectorError(f"selector {selector!r} names no batch ({'max_num_seqs' if kind == 'llm' else 'batch'}=N)")
     if kind == "diffusion":
         same = table[(table["model_id"] == row["model_id"])] if "model_id" in row else table.iloc[:0]
-        for col, default in (("height_pixels", None), ("width_pixels", None), ("inference_steps", None),
-                             ("num_frames", 1), ("ulysses_degree", 1), ("ring_degree", 1)):
+        for col, default in (
+            ("height_pixels", None),
+            ("width_pixels", None),
+            ("inference_steps", None),
+            ("num_frames", 1),
+            ("ulysses_degree", 1),
+            ("ring_degree", 1),
+        ):
             if col not in row:
                 if not same.empty and col in same.columns:
                     row[col] = same[col].mode().iloc[0]
@@ -141,14 +174,22 @@ def explain(predicted: Mapping[str, Any], f: Fit) -> dict[str, Any] | None:
     batch = spec_of(f.kind).batch
     gap = (np.log2(pool[batch].astype(float)) - math.log2(float(predicted[batch]))).abs()
     if mine.empty:
-        gap = gap + 4 * (np.log(pool["activated_params_billions"].astype(float))
-                         - math.log(float(predicted["activated_params_billions"]))).abs()
+        gap = (
+            gap
+            + 4
+            * (
+                np.log(pool["activated_params_billions"].astype(float))
+                - math.log(float(predicted["activated_params_billions"]))
+            ).abs()
+        )
     if "num_gpus" in pool.columns:
         gap = gap + (np.log2(pool["num_gpus"].astype(float)) - math.log2(float(predicted["num_gpus"]))).abs()
     nearest = pool.loc[gap.idxmin()]
     row = pd.Series({**nearest.to_dict(), **{k: v for k, v in predicted.items() if not isinstance(v, dict)}})
     if f.kind == "llm":
-        row["avg_output_len"] = predicted.get("energy_per_request_joules", np.nan) / predicted["energy_per_token_joules"]
+        row["avg_output_len"] = (
+            predicted.get("energy_per_request_joules", np.nan) / predicted["energy_per_token_joules"]
+        )
     try:
         att = attribute(nearest, row)
     except HarnessError:

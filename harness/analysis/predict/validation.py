@@ -17,12 +17,22 @@ from .features import OUTPUTS, batch_values, derive, model_task_id, observed, se
 from .model import DEFAULT_COVERAGE, NormalEquations, fit, stratum, usable_rows
 
 SPLITS = ("batch", "gpu-count", "model", "transfer")
-SPLIT_NAMES = {"batch": "leave one batch out", "gpu-count": "leave one GPU count out",
-               "model": "leave one model out (facts only)", "transfer": "H100 to B200 transfer"}
+SPLIT_NAMES = {
+    "batch": "leave one batch out",
+    "gpu-count": "leave one GPU count out",
+    "model": "leave one model out (facts only)",
+    "transfer": "H100 to B200 transfer",
+}
 # The validation table's task families (image and video chat together as multimodal).
-VALIDATION_FAMILIES = {"lm-arena-chat": "chat", "gpqa": "reasoning", "sourcegraph-fim": "code",
-                       "image-chat": "multimodal", "video-chat": "multimodal", "text-to-image": "image",
-                       "text-to-video": "video"}
+VALIDATION_FAMILIES = {
+    "lm-arena-chat": "chat",
+    "gpqa": "reasoning",
+    "sourcegraph-fim": "code",
+    "image-chat": "multimodal",
+    "video-chat": "multimodal",
+    "text-to-image": "image",
+    "text-to-video": "video",
+}
 
 
 def folds(frame: pd.DataFrame, kind: str, split: str) -> Iterator[tuple[str, np.ndarray]]:
@@ -36,8 +46,9 @@ def folds(frame: pd.DataFrame, kind: str, split: str) -> Iterator[tuple[str, np.
                 mask[i] = True
                 yield sid[i], mask
     elif split == "gpu-count":
-        key = (frame["model_id"].astype(str) + "|" + frame["task"].astype(str) + "|"
-               + frame["gpu_model"].astype(str)).to_numpy()
+        key = (
+            frame["model_id"].astype(str) + "|" + frame["task"].astype(str) + "|" + frame["gpu_model"].astype(str)
+        ).to_numpy()
         for s in np.unique(sid):
             mask = sid == s
             k = key[mask][0]
@@ -73,17 +84,36 @@ def held_out_errors(frame: pd.DataFrame, kind: str, split: str) -> pd.DataFrame:
         pos = np.flatnonzero(mask)
         beta = normal.solve(pos)
         R = Y - X @ beta
-        corr, levels, dist, interior = index.correct(R, base.series[pos], base.model_task[pos], base.L[pos],
-                                                     set(pos.tolist()))
+        corr, levels, dist, interior = index.correct(
+            R, base.series[pos], base.model_task[pos], base.L[pos], set(pos.tolist())
+        )
         pred = derive(X[pos] @ beta + corr, b[pos], kind, None if lengths is None else lengths[pos])
         for name, values in pred.items():
             preds.setdefault(name, []).append(values)
-        for key, column in (("group", [group] * len(pos)), ("pos", pos), ("level", levels), ("interior", interior),
-                            ("distance", dist)):
+        for key, column in (
+            ("group", [group] * len(pos)),
+            ("pos", pos),
+            ("level", levels),
+            ("interior", interior),
+            ("distance", dist),
+        ):
             parts[key].append(np.asarray(column))
     if not parts["pos"]:
-        return pd.DataFrame(columns=["split", "group", "row", "task", "quantity", "level", "stratum", "distance",
-                                     "actual", "predicted", "log_error"])
+        return pd.DataFrame(
+            columns=[
+                "split",
+                "group",
+                "row",
+                "task",
+                "quantity",
+                "level",
+                "stratum",
+                "distance",
+                "actual",
+                "predicted",
+                "log_error",
+            ]
+        )
     cat = {k: np.concatenate(v) for k, v in parts.items()}
     strata = np.array([stratum(lv, it) for lv, it in zip(cat["level"], cat["interior"], strict=False)])
     frames = []
@@ -91,11 +121,23 @@ def held_out_errors(frame: pd.DataFrame, kind: str, split: str) -> pd.DataFrame:
         predicted = np.concatenate(chunks)
         a = actual[name][cat["pos"]]
         ok = np.isfinite(a) & (a > 0) & np.isfinite(predicted) & (predicted > 0)
-        frames.append(pd.DataFrame({
-            "split": split, "group": cat["group"][ok], "row": frame.index.to_numpy()[cat["pos"][ok]],
-            "task": tasks[cat["pos"][ok]], "quantity": name, "level": cat["level"][ok], "stratum": strata[ok],
-            "distance": cat["distance"][ok], "actual": a[ok], "predicted": predicted[ok],
-            "log_error": np.log(a[ok] / predicted[ok])}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "group": cat["group"][ok],
+                    "row": frame.index.to_numpy()[cat["pos"][ok]],
+                    "task": tasks[cat["pos"][ok]],
+                    "quantity": name,
+                    "level": cat["level"][ok],
+                    "stratum": strata[ok],
+                    "distance": cat["distance"][ok],
+                    "actual": a[ok],
+                    "predicted": predicted[ok],
+                    "log_error": np.log(a[ok] / predicted[ok]),
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -120,8 +162,9 @@ def family(task: str) -> str:
     return VALIDATION_FAMILIES.get(task, task)
 
 
-def held_out_energy(frame: pd.DataFrame, splits: Iterable[str] = SPLITS, coverage: float = DEFAULT_COVERAGE
-                    ) -> pd.DataFrame:
+def held_out_energy(
+    frame: pd.DataFrame, splits: Iterable[str] = SPLITS, coverage: float = DEFAULT_COVERAGE
+) -> pd.DataFrame:
     """Every held-out prediction of energy per token (LLM) or per output (diffusion), one row per point and split.
 
     Columns: ``kind``, ``split``, ``group``, ``row`` (the index of the published row), ``task``, ``family``,
@@ -144,14 +187,32 @@ def held_out_energy(frame: pd.DataFrame, splits: Iterable[str] = SPLITS, coverag
             errs["kind"] = kind
             parts.append(errs)
     if not parts:
-        return pd.DataFrame(columns=["kind", "split", "group", "row", "task", "family", "stratum", "quantity",
-                                     "actual", "predicted", "covered", "abs_rel_error"])
+        return pd.DataFrame(
+            columns=[
+                "kind",
+                "split",
+                "group",
+                "row",
+                "task",
+                "family",
+                "stratum",
+                "quantity",
+                "actual",
+                "predicted",
+                "covered",
+                "abs_rel_error",
+            ]
+        )
     return pd.concat(parts, ignore_index=True)
 
 
 def _summary(g: pd.DataFrame) -> dict:
-    return {"points": len(g), "median_abs_rel_error": float(g["abs_rel_error"].median()),
-            "p90_abs_rel_error": float(g["abs_rel_error"].quantile(0.9)), "coverage": float(g["covered"].mean())}
+    return {
+        "points": len(g),
+        "median_abs_rel_error": float(g["abs_rel_error"].median()),
+        "p90_abs_rel_error": float(g["abs_rel_error"].quantile(0.9)),
+        "coverage": float(g["covered"].mean()),
+    }
 
 
 def summarize_validation(points: pd.DataFrame) -> pd.DataFrame:
@@ -170,7 +231,8 @@ def summarize_validation(points: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def validation_table(frame: pd.DataFrame, splits: Iterable[str] = SPLITS, coverage: float = DEFAULT_COVERAGE
-                     ) -> pd.DataFrame:
+def validation_table(
+    frame: pd.DataFrame, splits: Iterable[str] = SPLITS, coverage: float = DEFAULT_COVERAGE
+) -> pd.DataFrame:
     """Median and p90 absolute relative error of energy per token/output and interval coverage per split and family."""
     return summarize_validation(held_out_energy(frame, splits, coverage))

@@ -14,8 +14,8 @@ The identities behind the attribution (they hold on every published row):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -153,8 +153,9 @@ def _times(r: float) -> str:
 
 
 def _row_dict(row: pd.Series) -> dict:
-    keys = [k for k in (*CONFIG_KEYS, "weight_precision", "source", "output_unit")
-            if k in row.index and is_number(row[k])]
+    keys = [
+        k for k in (*CONFIG_KEYS, "weight_precision", "source", "output_unit") if k in row.index and is_number(row[k])
+    ]
     out = {}
     for k in keys:
         v = row[k]
@@ -193,8 +194,13 @@ def _factor(name: str, value_a: float, value_b: float, unit: str, meaning: str, 
 
 
 def _power_factor(a: pd.Series, b: pd.Series) -> Factor:
-    return _factor("average power", float(a["avg_power_watts"]), float(b["avg_power_watts"]), "W (all GPUs)",
-                   "GPU count, GPU generation and how busy the GPUs are")
+    return _factor(
+        "average power",
+        float(a["avg_power_watts"]),
+        float(b["avg_power_watts"]),
+        "W (all GPUs)",
+        "GPU count, GPU generation and how busy the GPUs are",
+    )
 
 
 PREFILL_FRACTION = "prefill_energy_fraction"  # the phase estimator's share (harness.analysis.energy_split)
@@ -209,18 +215,35 @@ def _power_factors(a: pd.Series, b: pd.Series) -> list[Factor]:
         return [_power_factor(a, b)]
     pa, pb = float(a["avg_power_watts"]), float(b["avg_power_watts"])
     return [
-        _factor("average power outside prefill", pa * (1 - fa), pb * (1 - fb), "W (all GPUs)",
-                "GPU count, GPU generation and how busy decoding keeps the GPUs"),
-        Factor("prefill phase", (1 - fa) / (1 - fb), float(fa), float(fb), "share of the energy in prefill",
-               "prompt tokens per output token and their cost (the phase estimator's prefill share)"),
+        _factor(
+            "average power outside prefill",
+            pa * (1 - fa),
+            pb * (1 - fb),
+            "W (all GPUs)",
+            "GPU count, GPU generation and how busy decoding keeps the GPUs",
+        ),
+        Factor(
+            "prefill phase",
+            (1 - fa) / (1 - fb),
+            float(fa),
+            float(fb),
+            "share of the energy in prefill",
+            "prompt tokens per output token and their cost (the phase estimator's prefill share)",
+        ),
     ]
 
 
 def _with_residual(factors: list[Factor], ea: float, eb: float) -> tuple[Factor, ...]:
     """The factors plus the residual that makes their product equal the energy ratio exactly."""
     product = float(np.prod([f.ratio for f in factors]))
-    residual = Factor("measurement residual", (eb / ea) / product, None, None, "",
-                      "what the row identities do not explain (1 when energy = power x time holds exactly)")
+    residual = Factor(
+        "measurement residual",
+        (eb / ea) / product,
+        None,
+        None,
+        "",
+        "what the row identities do not explain (1 when energy = power x time holds exactly)",
+    )
     return (*factors, residual)
 
 
@@ -233,18 +256,44 @@ def _attribute_llm(a: pd.Series, b: pd.Series, la: str, lb: str) -> Attribution:
     rate_a = float(a["output_throughput_tokens_per_sec"]) / conc_a
     rate_b = float(b["output_throughput_tokens_per_sec"]) / conc_b
     factors = [
-        _factor("output length", float(a["avg_output_len"]), float(b["avg_output_len"]), "tokens per response",
-                "more tokens per response (task, reasoning on or off) cost proportionally more"),
+        _factor(
+            "output length",
+            float(a["avg_output_len"]),
+            float(b["avg_output_len"]),
+            "tokens per response",
+            "more tokens per response (task, reasoning on or off) cost proportionally more",
+        ),
         *_power_factors(a, b),
-        _factor("token rate per running request", rate_a, rate_b, "tokens/s per request (inverse)",
-                "a slower decode step (bigger model, bigger batch, slower GPU) stretches the time power is drawn",
-                inverse=True),
-        _factor("concurrency reached", conc_a, conc_b, "requests running (inverse)",
-                "more requests decoding together share the same power draw (memory headroom caps it)", inverse=True),
+        _factor(
+            "token rate per running request",
+            rate_a,
+            rate_b,
+            "tokens/s per request (inverse)",
+            "a slower decode step (bigger model, bigger batch, slower GPU) stretches the time power is drawn",
+            inverse=True,
+        ),
+        _factor(
+            "concurrency reached",
+            conc_a,
+            conc_b,
+            "requests running (inverse)",
+            "more requests decoding together share the same power draw (memory headroom caps it)",
+            inverse=True,
+        ),
     ]
     per_token = float(b[ENERGY_PER_TOKEN]) / float(a[ENERGY_PER_TOKEN]) if is_number(a.get(ENERGY_PER_TOKEN)) else None
-    return Attribution("llm", la, lb, "energy_per_request_joules", ea, eb, _with_residual(factors, ea, eb),
-                       per_token, _row_dict(a), _row_dict(b))
+    return Attribution(
+        "llm",
+        la,
+        lb,
+        "energy_per_request_joules",
+        ea,
+        eb,
+        _with_residual(factors, ea, eb),
+        per_token,
+        _row_dict(a),
+        _row_dict(b),
+    )
 
 
 def _attribute_diffusion(a: pd.Series, b: pd.Series, la: str, lb: str) -> Attribution:
@@ -265,18 +314,44 @@ def _attribute_diffusion(a: pd.Series, b: pd.Series, la: str, lb: str) -> Attrib
     px_a = float(a["height_pixels"]) * float(a["width_pixels"])
     px_b = float(b["height_pixels"]) * float(b["width_pixels"])
     factors = [
-        _factor("denoising steps", float(a["inference_steps"]), float(b["inference_steps"]), "steps",
-                "each step runs the whole denoiser once"),
+        _factor(
+            "denoising steps",
+            float(a["inference_steps"]),
+            float(b["inference_steps"]),
+            "steps",
+            "each step runs the whole denoiser once",
+        ),
         _factor("pixels per frame", px_a, px_b, "pixels", "resolution sets the tokens per step"),
         _factor("frames", frames(a), frames(b), "frames", "a video is many frames of work"),
-        _factor("batch size", float(a["batch_size"]), float(b["batch_size"]), "outputs per batch (inverse)",
-                "outputs generated together share the batch's energy", inverse=True),
+        _factor(
+            "batch size",
+            float(a["batch_size"]),
+            float(b["batch_size"]),
+            "outputs per batch (inverse)",
+            "outputs generated together share the batch's energy",
+            inverse=True,
+        ),
         _power_factor(a, b),
-        _factor("batch time per unit of work", tau_a, tau_b, "s per 1e9 step-pixel-frames",
-                "model size, batch size, parallelism and GPU speed set how fast a batch's work is done"),
+        _factor(
+            "batch time per unit of work",
+            tau_a,
+            tau_b,
+            "s per 1e9 step-pixel-frames",
+            "model size, batch size, parallelism and GPU speed set how fast a batch's work is done",
+        ),
     ]
-    return Attribution("diffusion", la, lb, ENERGY_PER_OUTPUT, ea, eb, _with_residual(factors, ea, eb), None,
-                       _row_dict(a), _row_dict(b))
+    return Attribution(
+        "diffusion",
+        la,
+        lb,
+        ENERGY_PER_OUTPUT,
+        ea,
+        eb,
+        _with_residual(factors, ea, eb),
+        None,
+        _row_dict(a),
+        _row_dict(b),
+    )
 
 
 def diagnose(a: str | Mapping[str, str], b: str | Mapping[str, str], table: pd.DataFrame) -> Attribution:

@@ -7,7 +7,7 @@ whole-batch time in s (diffusion), unless a caller names other columns.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
@@ -140,7 +140,9 @@ def pick_model(df: pd.DataFrame, preferred: str | None = None) -> str:
     if preferred:
         names = df["model_id"].astype(str)
         nick = df["nickname"].fillna("").astype(str) if "nickname" in df.columns else names
-        hit = names.str.contains(preferred, case=False, regex=True) | nick.str.contains(preferred, case=False, regex=True)
+        hit = names.str.contains(preferred, case=False, regex=True) | nick.str.contains(
+            preferred, case=False, regex=True
+        )
         if hit.any():
             exact = df.loc[hit & (names.str.lower() == preferred.lower()), "model_id"]
             return str(exact.iloc[0]) if len(exact) else str(df.loc[hit, "model_id"].value_counts().index[0])

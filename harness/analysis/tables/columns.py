@@ -12,7 +12,8 @@ Two kinds of rows share one tidy table (the published data and the harness's own
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import pandas as pd
 

@@ -7,7 +7,8 @@ or whole-batch time in s (diffusion), unless a caller names other columns.
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import pandas as pd

@@ -3,7 +3,7 @@ configuration that serves the most under a power budget (W)."""
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,9 @@ def estimate_floor_power(df: pd.DataFrame) -> pd.DataFrame:
             if len(idle):
                 per_gpu_idle = float(idle.median())
         if per_gpu_idle is not None:
-            rows.append({"gpu_model": gpu, "floor_power_watts_per_gpu": per_gpu_idle, "floor_source": "measured idle power"})
+            rows.append(
+                {"gpu_model": gpu, "floor_power_watts_per_gpu": per_gpu_idle, "floor_source": "measured idle power"}
+            )
         else:
             per_gpu = (part["avg_power_watts"] / part["num_gpus"]).dropna()
             rows.append(
@@ -67,10 +69,9 @@ def static_power_share(df: pd.DataFrame, floor_watts_per_gpu: Mapping[str, float
 
 
 def share_bound(floor_source: str) -> str:
-    """"at most " when the floor is an upper bound on static power (no idle reading), else "": one wording of
+    """ "at most " when the floor is an upper bound on static power (no idle reading), else "": one wording of
     the static share for every chapter."""
     return "at most " if "upper bound" in str(floor_source) else ""
-
 
 
 def throughput_per_watt(df: pd.DataFrame) -> pd.DataFrame:
@@ -118,4 +119,3 @@ def best_under_power_budget(
         keys = group_keys(by, part)
         out.append(part.loc[list(part.groupby(keys, sort=True)["throughput_in_budget"].idxmax())])
     return pd.concat(out).reset_index(drop=True) if out else df.iloc[0:0].copy()
-

@@ -4,7 +4,7 @@ with one-line errors that say how to narrow or fix a selector."""
 from __future__ import annotations
 
 import difflib
-from typing import Mapping
+from collections.abc import Mapping
 
 import pandas as pd
 
@@ -115,8 +115,10 @@ def _near_misses(df: pd.DataFrame, terms: dict, masks: dict) -> str:
         others = [m for k, m in masks.items() if k != key]
         rest = pd.concat(others, axis=1).all(axis=1) if others else pd.Series(True, index=df.index)
         if rest.any():
-            hints.append(f"without {key}={terms[key]} it matches {int(rest.sum())} rows with {key} in "
-                         f"{{{', '.join(_values(df.loc[rest, key]))}}}")
+            hints.append(
+                f"without {key}={terms[key]} it matches {int(rest.sum())} rows with {key} in "
+                f"{{{', '.join(_values(df.loc[rest, key]))}}}"
+            )
     if not hints:
         hints.append("no two of its terms match together")
     return "; ".join(hints + suggestions)

@@ -68,16 +68,49 @@ from harness.report.book.html import jupyter_book, repeated_paragraphs
 from harness.report.book.parameters import PARAMETERS_PAGE, parameters_markdown, write_parameters_page
 
 __all__ = [
-    "BUILD", "CONFIG", "GENERATED", "KERNEL", "PARAMETERS_PAGE", "STAMPS", "TOC", "VISIBILITY_TAGS", "BookConfig",
-    "NotebookError", "NotebookSpec", "build", "chapter_titles", "check_parameters", "check_toc", "code_fingerprint",
-    "declared_parameters", "default_jobs", "execute", "execute_all", "fingerprint", "is_current", "jupyter_book",
-    "load_config", "notebook_fingerprint", "parameters_markdown", "parse_overrides", "repeated_paragraphs", "run_one",
-    "toc_documents", "write_parameters_page",
+    "BUILD",
+    "CONFIG",
+    "GENERATED",
+    "KERNEL",
+    "PARAMETERS_PAGE",
+    "STAMPS",
+    "TOC",
+    "VISIBILITY_TAGS",
+    "BookConfig",
+    "NotebookError",
+    "NotebookSpec",
+    "build",
+    "chapter_titles",
+    "check_parameters",
+    "check_toc",
+    "code_fingerprint",
+    "declared_parameters",
+    "default_jobs",
+    "execute",
+    "execute_all",
+    "fingerprint",
+    "is_current",
+    "jupyter_book",
+    "load_config",
+    "notebook_fingerprint",
+    "parameters_markdown",
+    "parse_overrides",
+    "repeated_paragraphs",
+    "run_one",
+    "toc_documents",
+    "write_parameters_page",
 ]
 
 
-def execute_all(root: Path, config: BookConfig, *, force: bool = False, jobs: int | None = None,
-                only: Iterable[str] | None = None, log: Callable[[str], Any] = print) -> dict[str, str]:
+def execute_all(
+    root: Path,
+    config: BookConfig,
+    *,
+    force: bool = False,
+    jobs: int | None = None,
+    only: Iterable[str] | None = None,
+    log: Callable[[str], Any] = print,
+) -> dict[str, str]:
     """Execute the notebooks whose fingerprint changed (all with ``force``). Returns name -> status."""
     code = code_fingerprint()
     names = list(only) if only is not None else list(config.notebooks)
@@ -137,8 +170,9 @@ def execute_all(root: Path, config: BookConfig, *, force: bool = False, jobs: in
     return status
 
 
-def build(root: Path, *, force: bool = False, jobs: int | None = None, html: bool = True,
-          log: Callable[[str], Any] = print) -> dict:
+def build(
+    root: Path, *, force: bool = False, jobs: int | None = None, html: bool = True, log: Callable[[str], Any] = print
+) -> dict:
     """Execute the changed notebooks (all with ``force``), then render the HTML unless ``html`` is False.
 
     Returns the notebooks' status (name -> "cached", "executed in N s"), the total and notebook times in
@@ -159,15 +193,19 @@ def build(root: Path, *, force: bool = False, jobs: int | None = None, html: boo
         index = jupyter_book(root, log=log)
         repeats = repeated_paragraphs(index.parent)
         if repeats:  # said, not fatal: a chapter's prose is its author's to change
-            log(f"book: {len(repeats)} paragraph(s) appear more than once, e.g. on "
-                f"{', '.join(sorted(set(next(iter(repeats.values())))))}")
+            log(
+                f"book: {len(repeats)} paragraph(s) appear more than once, e.g. on "
+                f"{', '.join(sorted(set(next(iter(repeats.values())))))}"
+            )
     total = time.perf_counter() - start
-    log(f"book: done in {total:.1f} s (notebooks {notebooks_s:.1f} s)" + (f" -> {index.relative_to(root)}" if index else ""))
+    log(
+        f"book: done in {total:.1f} s (notebooks {notebooks_s:.1f} s)"
+        + (f" -> {index.relative_to(root)}" if index else "")
+    )
     return {"status": status, "seconds": total, "notebooks_s": notebooks_s, "index": index}
 
 
-def run_one(root: Path, name: str, overrides: dict, *, html: bool = True,
-            log: Callable[[str], Any] = print) -> Path:
+def run_one(root: Path, name: str, overrides: dict, *, html: bool = True, log: Callable[[str], Any] = print) -> Path:
     """Execute one notebook with some parameters overridden; refresh the HTML unless ``html`` is False."""
     config = load_config(root)
     if name not in config.notebooks:

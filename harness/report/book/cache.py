@@ -47,10 +47,7 @@ def notebook_fingerprint(path: Path) -> str:
     interactive run is not executed again for that."""
     try:
         nb = json.loads(path.read_text(encoding="utf-8"))
-        cells = [
-            [c.get("cell_type"), "".join(c.get("source", "")), c.get("metadata", {})]
-            for c in nb.get("cells", [])
-        ]
+        cells = [[c.get("cell_type"), "".join(c.get("source", "")), c.get("metadata", {})] for c in nb.get("cells", [])]
         kernel = (nb.get("metadata") or {}).get("kernelspec", {}).get("name")
     except (OSError, ValueError, AttributeError, TypeError) as exc:
         raise ConfigError(f"notebook {path} cannot be read: {exc}") from None

@@ -50,7 +50,6 @@ class BookConfig:
     code_cells: str | None  # tag given to code cells that have no visibility tag
 
 
-
 def load_config(root: Path) -> BookConfig:
     """Read and check ``book/notebooks.yml``; every error names the entry at fault."""
     import yaml
@@ -64,10 +63,14 @@ def load_config(root: Path) -> BookConfig:
         raise ConfigError(f"{CONFIG} is not valid YAML: {str(exc).splitlines()[0]}") from None
     unknown = set(raw) - {"notebooks", "code_cells"}
     if unknown:
-        raise ConfigError(f"{CONFIG}: unknown top-level key(s) {', '.join(sorted(unknown))} (known: notebooks, code_cells)")
+        raise ConfigError(
+            f"{CONFIG}: unknown top-level key(s) {', '.join(sorted(unknown))} (known: notebooks, code_cells)"
+        )
     code_cells = raw.get("code_cells")
     if code_cells is not None and code_cells not in VISIBILITY_TAGS:
-        raise ConfigError(f"{CONFIG}: code_cells must be one of {', '.join(VISIBILITY_TAGS)} or null, not {code_cells!r}")
+        raise ConfigError(
+            f"{CONFIG}: code_cells must be one of {', '.join(VISIBILITY_TAGS)} or null, not {code_cells!r}"
+        )
     specs: dict[str, NotebookSpec] = {}
     for name, entry in (raw.get("notebooks") or {}).items():
         where = f"{CONFIG}: notebook {name!r}"
@@ -77,7 +80,9 @@ def load_config(root: Path) -> BookConfig:
             raise ConfigError(f"{where} needs a 'source' (a notebook under notebooks/)")
         extra = set(entry) - {"source", "parameters", "inputs", "timeout_s"}
         if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))} (known: source, parameters, inputs, timeout_s)")
+            raise ConfigError(
+                f"{where}: unknown key(s) {', '.join(sorted(extra))} (known: source, parameters, inputs, timeout_s)"
+            )
         source = Path(entry["source"])
         if not (root / source).is_file():
             raise ConfigError(f"{where}: source {source} does not exist")
@@ -121,7 +126,7 @@ def toc_documents(root: Path) -> list[str]:
 def check_toc(root: Path, config: BookConfig) -> None:
     """Each generated notebook in ``_toc.yml`` is registered, and each registered one is in the toc."""
     prefix = GENERATED.as_posix() + "/"
-    in_toc = {d[len(prefix):].removesuffix(".ipynb") for d in toc_documents(root) if d.startswith(prefix)}
+    in_toc = {d[len(prefix) :].removesuffix(".ipynb") for d in toc_documents(root) if d.startswith(prefix)}
     missing = sorted(in_toc - set(config.notebooks))
     if missing:
         raise ConfigError(
@@ -152,7 +157,7 @@ def declared_parameters(root: Path, spec: NotebookSpec) -> dict[str, dict]:
         return {name: dict(info) for name, info in _DECLARED[key].items()}
     try:
         declared = dict(papermill.inspect_notebook(str(path)))
-    except Exception as exc:  # papermill raises bare exceptions for unreadable notebooks
+    except Exception as exc:  # papermill raises bare exceptions for unreadable notebooks  # noqa: BLE001
         raise ConfigError(f"notebook {spec.name} ({spec.source}) cannot be read: {exc}") from None
     if key is not None:
         _DECLARED[key] = {name: dict(info) for name, info in declared.items()}
@@ -203,8 +208,10 @@ def chapter_titles(root: Path, config: BookConfig | None = None) -> dict[str, st
         for cell in cells:
             if cell.get("cell_type") != "markdown":
                 continue
-            heading = next((line[2:].strip() for line in "".join(cell.get("source", "")).splitlines()
-                            if line.startswith("# ")), None)
+            heading = next(
+                (line[2:].strip() for line in "".join(cell.get("source", "")).splitlines() if line.startswith("# ")),
+                None,
+            )
             if heading:
                 titles[name] = heading
                 break

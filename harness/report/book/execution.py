@@ -25,7 +25,6 @@ class NotebookError(HarnessError):
     """A notebook that failed to execute (names the notebook and the cell)."""
 
 
-
 def _first_line(text: object) -> str:
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(text)).strip()
     return text.splitlines()[0] if text else ""
@@ -104,7 +103,9 @@ def execute(root: Path, spec: NotebookSpec, params: dict, code_cells: str | None
     except Exception as exc:  # noqa: BLE001  # kernel died, timeout, unreadable notebook
         if running.exists():
             running.replace(failed)
-        raise NotebookError(f"notebook {spec.name} ({spec.source}) did not run: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise NotebookError(
+            f"notebook {spec.name} ({spec.source}) did not run: {type(exc).__name__}: {_first_line(exc)}"
+        ) from None
     seconds = time.perf_counter() - start
     nb = nbformat.read(running, as_version=4)
     noisy = _stderr_cell(nb)
@@ -157,8 +158,9 @@ class ReusedKernel:
         kc.start_channels()
         try:
             kc.wait_for_ready(timeout=60)
-            reply = kc.execute_interactive(self.RESET, silent=True, store_history=False, timeout=60,
-                                           output_hook=lambda msg: None)
+            reply = kc.execute_interactive(
+                self.RESET, silent=True, store_history=False, timeout=60, output_hook=lambda msg: None
+            )
         except Exception:  # noqa: BLE001  # a kernel that does not answer: the caller starts a new one
             return False
         finally:

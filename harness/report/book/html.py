@@ -18,14 +18,14 @@ def _sphinx_cause(output: str) -> str:
     """The warning or error that stopped a Sphinx build, from its output."""
     lines = [re.sub(r"\x1b\[[0-9;]*m", "", line).strip() for line in output.splitlines()]
     if "Exception occurred:" in lines:  # Sphinx crashed: its exception, and the file it was reading
-        rest = [x for x in lines[lines.index("Exception occurred:") + 1:] if x]
+        rest = [x for x in lines[lines.index("Exception occurred:") + 1 :] if x]
         reading = [x for x in lines if x.startswith("reading sources...")]
         where = f" (reading {reading[-1].rsplit('] ', 1)[-1]})" if reading else ""
         if rest:
             return rest[0] + where
     for index, line in enumerate(lines):
         if line.startswith("Warning, treated as error"):
-            rest = [x for x in lines[index + 1:] if x]
+            rest = [x for x in lines[index + 1 :] if x]
             if rest:
                 return rest[0]
     flagged = [x for x in lines if re.search(r"\b(WARNING|ERROR|CRITICAL)\b", x)]
@@ -43,7 +43,9 @@ def jupyter_book(root: Path, log: Callable[[str], Any] = print) -> Path:
     if proc.returncode != 0:
         # a failed build must not leave an environment that hides its warnings next time
         (root / BUILD / ".doctrees" / "environment.pickle").unlink(missing_ok=True)
-        raise HarnessError(f"jupyter-book build failed (warnings are errors): {_sphinx_cause(proc.stdout + proc.stderr)}")
+        raise HarnessError(
+            f"jupyter-book build failed (warnings are errors): {_sphinx_cause(proc.stdout + proc.stderr)}"
+        )
     return root / BUILD / "html" / "index.html"
 
 

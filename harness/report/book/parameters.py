@@ -4,7 +4,7 @@ Under each chapter, a row per parameter: the value the book runs it with (``book
 sets (the comment beside it in the notebook's cell tagged ``parameters``) with the notebook's default. The builder writes the
 table to ``book/_generated/notebook-parameters.md`` before Jupyter Book runs; ``book/reproduce.md`` includes it,
 so the page never lists a parameter a notebook does not have.
-"""
+"""  # noqa: E501
 
 from __future__ import annotations
 
@@ -31,8 +31,10 @@ def _code(value: object) -> str:
     return f'<code class="docutils literal"{style}>{html.escape(text)}</code>'
 
 
-_IDENTIFIER = re.compile(r"\$?\b[\w-]+\.(?:md|csv|ipynb|json|parquet|ya?ml|py)\b|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b"
-                         r"|\$[A-Z][A-Z0-9_]*")
+_IDENTIFIER = re.compile(
+    r"\$?\b[\w-]+\.(?:md|csv|ipynb|json|parquet|ya?ml|py)\b|\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b"
+    r"|\$[A-Z][A-Z0-9_]*"
+)
 
 
 def _prose(text: str) -> str:
@@ -40,7 +42,7 @@ def _prose(text: str) -> str:
     out, last = [], 0
     for match in _IDENTIFIER.finditer(text):
         code = f'<code class="docutils literal">{html.escape(match.group(0))}</code>'
-        out += [html.escape(text[last:match.start()]), code]
+        out += [html.escape(text[last : match.start()]), code]
         last = match.end()
     return "".join(out) + html.escape(text[last:])
 
@@ -48,16 +50,22 @@ def _prose(text: str) -> str:
 def parameters_markdown(root: Path, config: BookConfig) -> str:
     """The parameters of every registered notebook as one table (raw HTML in the Markdown page, so that each chapter
     heads its own rows and long values wrap), in the registry's order. Chapter links are relative to ``book/``."""
-    head = "<thead><tr><th>Parameter</th><th>In the book</th><th>What it sets (the notebook's default)</th></tr></thead>"
+    head = (
+        "<thead><tr><th>Parameter</th><th>In the book</th><th>What it sets (the notebook's default)</th></tr></thead>"
+    )
     rows = ['<table class="table joules-parameters">', head, "<tbody>"]
     for name, spec in config.notebooks.items():
         href = spec.output.relative_to("book").with_suffix(".html").as_posix()
-        rows.append(f'<tr><th colspan="3"><a href="{href}">{html.escape(name)}</a> '
-                    f"<small>({_code(spec.source.as_posix())})</small></th></tr>")
+        rows.append(
+            f'<tr><th colspan="3"><a href="{href}">{html.escape(name)}</a> '
+            f"<small>({_code(spec.source.as_posix())})</small></th></tr>"
+        )
         for param, info in declared_parameters(root, spec).items():
             book = _code(spec.parameters[param]) if param in spec.parameters else "the default"
-            rows.append(f"<tr><td>{_code(param)}</td><td>{book}</td><td>{_prose(info.get('help', ''))} "
-                        f"({_code(info.get('default', ''))})</td></tr>")
+            rows.append(
+                f"<tr><td>{_code(param)}</td><td>{book}</td><td>{_prose(info.get('help', ''))} "
+                f"({_code(info.get('default', ''))})</td></tr>"
+            )
     rows += ["</tbody>", "</table>"]
     return "\n".join(rows) + "\n"
 

@@ -58,8 +58,11 @@ def tooltips(frame: pd.DataFrame, *value_columns: str, extra: Iterable[str] = ()
             continue
         seen.append(column)
         if column in value_columns or column in ("batch_size",) or is_number(frame, column):
-            out.append(alt.Tooltip(f"{column}:Q", title=CONTEXT_FIELDS.get(column, label(column)),
-                                   format=number_format(column)))
+            out.append(
+                alt.Tooltip(
+                    f"{column}:Q", title=CONTEXT_FIELDS.get(column, label(column)), format=number_format(column)
+                )
+            )
         else:
             out.append(alt.Tooltip(f"{column}:N", title=CONTEXT_FIELDS.get(column, label(column))))
     return out
@@ -96,7 +99,7 @@ def log_ticks(low: float, high: float, min_ticks: int = 3, max_ticks: int = 8) -
     eps = 1e-9 * high
     first, last = math.floor(math.log10(low)), math.ceil(math.log10(high))
     for mantissas in _MANTISSAS:
-        values = [float(f"{m * 10.0 ** k:.12g}") for k in range(first, last + 1) for m in mantissas]
+        values = [float(f"{m * 10.0**k:.12g}") for k in range(first, last + 1) for m in mantissas]
         values = [v for v in values if low - eps <= v <= high + eps]
         if len(values) >= min_ticks:
             if mantissas == (1,) and len(values) > max_ticks:
@@ -110,7 +113,7 @@ def _steps(low: float, high: float, mantissas: Sequence[float]) -> list[float]:
     import math
 
     first, last = math.floor(math.log10(low)) - 1, math.ceil(math.log10(high)) + 1
-    values = sorted({float(f"{m * 10.0 ** k:.12g}") for k in range(first, last + 1) for m in mantissas})
+    values = sorted({float(f"{m * 10.0**k:.12g}") for k in range(first, last + 1) for m in mantissas})
     eps = 1e-9
     below = [v for v in values if v <= low * (1 + eps)]
     above = [v for v in values if v >= high * (1 - eps)]
@@ -138,8 +141,10 @@ def log_domain(low: float, high: float, min_ticks: int = 3, max_ticks: int = 9) 
         return [ticks[0], ticks[-1]], ticks
     if len(ticks) > max_ticks:
         lo, hi = ticks[0], ticks[-1]
-        powers = [float(f"{10.0 ** k:.12g}")
-                  for k in range(math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9) + 1)]
+        powers = [
+            float(f"{10.0**k:.12g}")
+            for k in range(math.ceil(math.log10(lo) - 1e-9), math.floor(math.log10(hi) + 1e-9) + 1)
+        ]
         # a power of ten too close to an end would crowd the end's label (labels about a tick's room apart)
         gap = 0.9 * math.log10(hi / lo) / max_ticks
         powers = [t for t in powers if t in (lo, hi) or min(math.log10(t / lo), math.log10(hi / t)) > gap]
@@ -197,13 +202,20 @@ def axis(frame: pd.DataFrame, column: str, log: bool) -> Any:
     return position(frame, column, log)[1]
 
 
-def position(frame: pd.DataFrame, column: str, log: bool, *, reference: float | None = None,
-             length_px: int | None = None, vertical: bool = False) -> tuple[Any, Any]:
+def position(
+    frame: pd.DataFrame,
+    column: str,
+    log: bool,
+    *,
+    reference: float | None = None,
+    length_px: int | None = None,
+    vertical: bool = False,
+) -> tuple[Any, Any]:
     """The scale and axis of a position channel showing ``column``.
 
     Log: the domain runs between two labelled ticks that bracket the data (:func:`log_domain`), as many ticks
     as ``length_px`` (the axis' length; ``vertical`` labels need less room) has room for; linear: the scale need not start at zero, large values
-    get SI labels. ``reference`` (e.g. 1 on a ratio axis) is kept inside the domain."""
+    get SI labels. ``reference`` (e.g. 1 on a ratio axis) is kept inside the domain."""  # noqa: E501
     import math
 
     if not len(frame):
@@ -215,15 +227,22 @@ def position(frame: pd.DataFrame, column: str, log: bool, *, reference: float | 
         return scale(log), alt.Undefined
     if not log:
         share = column.endswith("_share") or column.startswith("share_")
-        axis_ = (alt.Axis(format="%") if share else
-                 alt.Axis(format="~s") if max(abs(low), abs(high)) >= 10_000 else alt.Undefined)
+        axis_ = (
+            alt.Axis(format="%")
+            if share
+            else alt.Axis(format="~s")
+            if max(abs(low), abs(high)) >= 10_000
+            else alt.Undefined
+        )
         return (alt.Scale(zero=False, domain=[low, high], nice=True) if reference is not None else scale(False), axis_)
     spacing = 28 if vertical else 40
     domain, ticks = log_domain(low, high, max_ticks=max(3, min(9, (length_px or 400) // spacing)))
     if not ticks:
         return scale(True), alt.Undefined
-    return (alt.Scale(type="log", domain=domain, nice=False),
-            alt.Axis(values=ticks, format=tick_format(domain[0], domain[1]), labelOverlap=False))
+    return (
+        alt.Scale(type="log", domain=domain, nice=False),
+        alt.Axis(values=ticks, format=tick_format(domain[0], domain[1]), labelOverlap=False),
+    )
 
 
 def present_columns(frame: pd.DataFrame, wanted: Iterable[str | None]) -> list[str]:
@@ -241,7 +260,9 @@ def require(frame: pd.DataFrame, *columns: str | None) -> None:
         if column and column not in frame.columns:
             from harness.errors import HarnessError
 
-            raise HarnessError(f"chart column {column!r} is not in the table (columns: {', '.join(map(str, frame.columns))})")
+            raise HarnessError(
+                f"chart column {column!r} is not in the table (columns: {', '.join(map(str, frame.columns))})"
+            )
 
 
 def chart_data(frame: pd.DataFrame, columns: Sequence[str], log_columns: Sequence[str] = ()) -> pd.DataFrame:
@@ -265,15 +286,20 @@ def facet_order(frame: pd.DataFrame, facet: str) -> list:
     return [g for g in GPU_ORDER if g in present] + sorted(g for g in present if g not in GPU_ORDER)
 
 
-def facet_by(chart: Any, facet: str | None, frame: pd.DataFrame, columns: int | None = None,
-             label_limit: int | None = None) -> Any:
+def facet_by(
+    chart: Any, facet: str | None, frame: pd.DataFrame, columns: int | None = None, label_limit: int | None = None
+) -> Any:
     """``chart`` faceted by ``facet`` (H100 before B200, others sorted after); ``columns`` wraps the panels;
     ``label_limit``: the widest a panel's heading may be (px), e.g. the panel's width."""
     if not facet:
         return chart
     order = facet_order(frame, facet)
-    header = alt.Header(title=None, labelFontSize=12 if columns else 13, labelFontWeight="bold",
-                        labelLimit=label_limit or PAGE_WIDTH_PX // 3)
+    header = alt.Header(
+        title=None,
+        labelFontSize=12 if columns else 13,
+        labelFontWeight="bold",
+        labelLimit=label_limit or PAGE_WIDTH_PX // 3,
+    )
     kwargs = {"columns": columns} if columns else {}
     spec = alt.Facet(f"{facet}:N", sort=order, header=header, title=None)
     return chart.facet(spec, **kwargs) if columns else chart.facet(column=spec)
@@ -304,8 +330,11 @@ def legend_entries(frame: pd.DataFrame, *columns: str | None) -> int:
 def legend_for(entries: int, legend: str = "right", title: str | None = None, clickable: bool = True) -> alt.Legend:
     """A legend at ``legend`` (more than :data:`MAX_RIGHT_LEGEND` entries go below the plot, in columns)."""
     below = legend == "bottom" or entries > MAX_RIGHT_LEGEND
-    kwargs: dict[str, Any] = {"orient": "bottom", "columns": max(1, PAGE_WIDTH_PX // 240), "symbolLimit": 0,
-                              "labelLimit": 220} if below else {"orient": legend, "symbolLimit": 0, "labelLimit": 220}
+    kwargs: dict[str, Any] = (
+        {"orient": "bottom", "columns": max(1, PAGE_WIDTH_PX // 240), "symbolLimit": 0, "labelLimit": 220}
+        if below
+        else {"orient": legend, "symbolLimit": 0, "labelLimit": 220}
+    )
     if title is not None:
         kwargs["title"] = title
     if clickable:
@@ -330,8 +359,9 @@ def color_scale(values: Iterable[Any]) -> alt.Scale:
     return alt.Scale(domain=domain, range=palette.colours(str(v) for v in domain))
 
 
-def color_encoding(column: str | None, frame: pd.DataFrame, *, legend: str = "right", sort: Any = None,
-                   condition: Any = None) -> Any:
+def color_encoding(
+    column: str | None, frame: pd.DataFrame, *, legend: str = "right", sort: Any = None, condition: Any = None
+) -> Any:
     """Colour by ``column``: a quantitative scale for measured numbers, the book's fixed colours otherwise.
 
     ``condition``: a selection (:func:`legend_highlight`); marks outside it turn grey."""
@@ -344,8 +374,13 @@ def color_encoding(column: str | None, frame: pd.DataFrame, *, legend: str = "ri
     values = frame[column].dropna()
     if column == "num_gpus":
         values = values.astype(int)
-    color = alt.Color(f"{column}:N", title=title, sort=sort, scale=color_scale(values.tolist()),
-                      legend=legend_for(frame[column].nunique(), legend))
+    color = alt.Color(
+        f"{column}:N",
+        title=title,
+        sort=sort,
+        scale=color_scale(values.tolist()),
+        legend=legend_for(frame[column].nunique(), legend),
+    )
     return color
 
 
@@ -356,8 +391,7 @@ def legend_highlight(column: str | None, name: str = "legend") -> Any:
         return alt.Undefined
     import re
 
-    return alt.selection_point(name=f"{name}_{re.sub(r'[^A-Za-z0-9_]', '_', column)}", fields=[column],
-                               bind="legend")
+    return alt.selection_point(name=f"{name}_{re.sub(r'[^A-Za-z0-9_]', '_', column)}", fields=[column], bind="legend")
 
 
 def highlight_opacity(selection: Any, on: float = 0.85, off: float = 0.1) -> Any:
@@ -389,11 +423,17 @@ def dash_encoding(column: str | None, frame: pd.DataFrame, *, legend: str = "rig
     if not column:
         return alt.Undefined
     values = sorted(dict.fromkeys(frame[column].dropna().tolist()), key=_style_order)
-    dashes = [palette.GPU_COUNT_DASHES.get(_count(v) or 0) or palette.PRECISION_DASHES.get(str(v).lower())
-              or [3, 1 + 2 * i] for i, v in enumerate(values)]
+    dashes = [
+        palette.GPU_COUNT_DASHES.get(_count(v) or 0) or palette.PRECISION_DASHES.get(str(v).lower()) or [3, 1 + 2 * i]
+        for i, v in enumerate(values)
+    ]
     kind = "O" if is_number(frame, column) else "N"
-    return alt.StrokeDash(f"{column}:{kind}", title=CONTEXT_FIELDS.get(column, label(column)),
-                          scale=alt.Scale(domain=values, range=dashes), legend=legend_for(len(values), legend))
+    return alt.StrokeDash(
+        f"{column}:{kind}",
+        title=CONTEXT_FIELDS.get(column, label(column)),
+        scale=alt.Scale(domain=values, range=dashes),
+        legend=legend_for(len(values), legend),
+    )
 
 
 def shape_encoding(column: str | None, frame: pd.DataFrame, *, legend: str = "right") -> Any:
@@ -402,7 +442,15 @@ def shape_encoding(column: str | None, frame: pd.DataFrame, *, legend: str = "ri
         return alt.Undefined
     values = sorted(dict.fromkeys(frame[column].dropna().tolist()), key=_style_order)
     spare = ["cross", "triangle-down", "wedge", "stroke"]
-    shapes = [palette.GPU_COUNT_SHAPES.get(_count(v) or 0) or palette.PRECISION_SHAPES.get(str(v).lower())
-              or spare[i % len(spare)] for i, v in enumerate(values)]
-    return alt.Shape(f"{column}:N", title=CONTEXT_FIELDS.get(column, label(column)),
-                     scale=alt.Scale(domain=values, range=shapes), legend=legend_for(len(values), legend))
+    shapes = [
+        palette.GPU_COUNT_SHAPES.get(_count(v) or 0)
+        or palette.PRECISION_SHAPES.get(str(v).lower())
+        or spare[i % len(spare)]
+        for i, v in enumerate(values)
+    ]
+    return alt.Shape(
+        f"{column}:N",
+        title=CONTEXT_FIELDS.get(column, label(column)),
+        scale=alt.Scale(domain=values, range=shapes),
+        legend=legend_for(len(values), legend),
+    )

@@ -68,27 +68,50 @@ def causal_chain(att: Attribution) -> tuple[Attribution, tuple[Latent, ...]]:
 
     if att.kind == "llm":
         rate, running = first, second
-        latent = Latent("requests running", v(running.value_a), v(running.value_b), "requests (mean)",
-                        "the batch the knob and memory allowed")
-        merged = Factor(THROUGHPUT, rate.ratio * running.ratio, v(rate.value_a) * v(running.value_a),
-                        v(rate.value_b) * v(running.value_b), "tokens/s, all requests (inverse)",
-                        "more tokens per second share the same power draw; a bigger batch raises it, though each "
-                        "request decodes more slowly")
+        latent = Latent(
+            "requests running",
+            v(running.value_a),
+            v(running.value_b),
+            "requests (mean)",
+            "the batch the knob and memory allowed",
+        )
+        merged = Factor(
+            THROUGHPUT,
+            rate.ratio * running.ratio,
+            v(rate.value_a) * v(running.value_a),
+            v(rate.value_b) * v(running.value_b),
+            "tokens/s, all requests (inverse)",
+            "more tokens per second share the same power draw; a bigger batch raises it, though each "
+            "request decodes more slowly",
+        )
     else:
         batch, time = first, second
-        latent = Latent("batch size", v(batch.value_a), v(batch.value_b), "outputs per batch",
-                        "outputs generated together")
+        latent = Latent(
+            "batch size", v(batch.value_a), v(batch.value_b), "outputs per batch", "outputs generated together"
+        )
         # work per second = batch / (time per billion step-pixel-frames), here in millions per second
-        merged = Factor(WORK_RATE, batch.ratio * time.ratio, 1e3 * v(batch.value_a) / v(time.value_a),
-                        1e3 * v(batch.value_b) / v(time.value_b), "million step-pixel-frames per second (inverse)",
-                        "how much denoising work the GPUs finish per second: batch size, parallelism, model size "
-                        "and GPU speed")
+        merged = Factor(
+            WORK_RATE,
+            batch.ratio * time.ratio,
+            1e3 * v(batch.value_a) / v(time.value_a),
+            1e3 * v(batch.value_b) / v(time.value_b),
+            "million step-pixel-frames per second (inverse)",
+            "how much denoising work the GPUs finish per second: batch size, parallelism, model size and GPU speed",
+        )
     at = names.index(pair[0])
     factors = [f for f in att.factors if f.name not in pair]
     factors.insert(min(at, len(factors)), merged)
     # the work terms first, then power and the rate: the order of the chain
-    order = {"output length": 0, "denoising steps": 0, "pixels per frame": 1, "frames": 2, "average power": 3,
-             THROUGHPUT: 4, WORK_RATE: 4, "measurement residual": 9}
+    order = {
+        "output length": 0,
+        "denoising steps": 0,
+        "pixels per frame": 1,
+        "frames": 2,
+        "average power": 3,
+        THROUGHPUT: 4,
+        WORK_RATE: 4,
+        "measurement residual": 9,
+    }
     factors.sort(key=lambda f: order.get(f.name, 5))
     return replace(att, factors=tuple(factors)), (latent,)
 
@@ -134,22 +157,29 @@ def chain_words(att: Attribution, unit: str | None = None) -> str:
     if unit is None:
         units = {att.config_a.get("output_unit"), att.config_b.get("output_unit")}
         unit = "response" if att.kind == "llm" else (units.pop() if len(units) == 1 and None not in units else "output")
-    head = (f"B uses {_number(att.energy_b)} J per {unit} against {_number(att.energy_a)} J for A: "
-            f"{times_words(att.ratio)}.")
+    head = (
+        f"B uses {_number(att.energy_b)} J per {unit} against {_number(att.energy_a)} J for A: "
+        f"{times_words(att.ratio)}."
+    )
 
     def short(unit_text: str) -> str:
         return unit_text.replace(" (inverse)", "").split(" (")[0]
 
-    parts = [f"{l.name} {change_words(l.ratio)} ({_number(l.value_a)} -> {_number(l.value_b)} {short(l.unit)})"
-             for l in latents if change_words(l.ratio) != "same"]
+    parts = [
+        f"{l.name} {change_words(l.ratio)} ({_number(l.value_a)} -> {_number(l.value_b)} {short(l.unit)})"
+        for l in latents  # noqa: E741
+        if change_words(l.ratio) != "same"
+    ]
     steps = []
     for f in chained.factors:
         effect = energy_effect_words(f.ratio)
         if effect == "no effect" or (f.name == "measurement residual" and abs(f.ratio - 1) < 1e-3):
             continue
         if f.value_a is not None and f.value_b is not None and f.value_a and f.value_b:
-            steps.append(f"{f.name} {change_words(f.value_b / f.value_a)} ({_number(f.value_a)} -> "
-                         f"{_number(f.value_b)} {short(f.unit)}), {effect}")
+            steps.append(
+                f"{f.name} {change_words(f.value_b / f.value_a)} ({_number(f.value_a)} -> "
+                f"{_number(f.value_b)} {short(f.unit)}), {effect}"
+            )
         else:
             steps.append(f"{f.name}, {effect}")
     text = head
@@ -180,18 +210,40 @@ def factor_chart(att: Attribution, title: str | None = None, width: int = 360, c
     frame = att.to_frame()
     frame = frame[(frame["name"] != "measurement residual") | ((frame["ratio"] - 1).abs() > 1e-6)].copy()
     # a work term the two configurations share exactly (the same steps, pixels or frames) says nothing: left out
-    same = (frame["name"].isin(_WORK_TERMS) & ((frame["ratio"] - 1).abs() < 1e-9)
-            & (frame["value_a"] == frame["value_b"]))
+    same = (
+        frame["name"].isin(_WORK_TERMS) & ((frame["ratio"] - 1).abs() < 1e-9) & (frame["value_a"] == frame["value_b"])
+    )
     frame = frame[~same].copy()
-    total = pd.DataFrame([{"name": "= energy ratio B / A", "ratio": att.ratio, "value_a": att.energy_a,
-                           "value_b": att.energy_b, "unit": label(att.energy_column),
-                           "meaning": "the product of the factors above"}])
-    latent_rows = pd.DataFrame([{"name": f"{l.name} (latent)", "ratio": np.nan, "value_a": l.value_a,
-                                 "value_b": l.value_b, "unit": l.unit,
-                                 "meaning": f"{l.meaning}; it acts on energy through the factors below"}
-                                for l in latents])
-    frame = pd.concat([latent_rows, frame, total], ignore_index=True) if len(latent_rows) else \
-        pd.concat([frame, total], ignore_index=True)
+    total = pd.DataFrame(
+        [
+            {
+                "name": "= energy ratio B / A",
+                "ratio": att.ratio,
+                "value_a": att.energy_a,
+                "value_b": att.energy_b,
+                "unit": label(att.energy_column),
+                "meaning": "the product of the factors above",
+            }
+        ]
+    )
+    latent_rows = pd.DataFrame(
+        [
+            {
+                "name": f"{l.name} (latent)",
+                "ratio": np.nan,
+                "value_a": l.value_a,
+                "value_b": l.value_b,
+                "unit": l.unit,
+                "meaning": f"{l.meaning}; it acts on energy through the factors below",
+            }
+            for l in latents  # noqa: E741
+        ]
+    )
+    frame = (
+        pd.concat([latent_rows, frame, total], ignore_index=True)
+        if len(latent_rows)
+        else pd.concat([frame, total], ignore_index=True)
+    )
     frame["a"], frame["b"] = att.label_a, att.label_b
     quantity = []
     for _, row in frame.iterrows():
@@ -201,8 +253,10 @@ def factor_chart(att: Attribution, title: str | None = None, width: int = 360, c
     frame["quantity_ratio"] = quantity
     frame["latent"] = frame["ratio"].isna()
     frame["change"] = [change_words(q) for q in frame["quantity_ratio"]]
-    frame["effect"] = ["(through the factors below)" if lat else energy_effect_words(r)
-                       for lat, r in zip(frame["latent"], frame["ratio"])]
+    frame["effect"] = [
+        "(through the factors below)" if lat else energy_effect_words(r)
+        for lat, r in zip(frame["latent"], frame["ratio"], strict=False)
+    ]
     ratios = frame.loc[~frame["latent"], "ratio"].astype(float)
     lo, hi = float(ratios.min()), float(ratios.max())
     domain = [min(lo, 1 / max(hi, 1.0001), 0.5) / 1.3, max(hi, 1 / min(lo, 0.9999), 2.0) * 1.3]
@@ -210,47 +264,97 @@ def factor_chart(att: Attribution, title: str | None = None, width: int = 360, c
     # a factor whose bar would be under 2 px wide is drawn as a tick at 1
     frame["flat"] = ~frame["latent"] & (np.abs(np.log(frame["ratio"].astype(float).fillna(1.0))) * px_per_log < 2)
     frame["ratio"] = frame["ratio"].astype(float)
-    frame["direction"] = np.where(frame["name"].str.startswith("="), "total",
-                                  np.where(frame["effect"] == "no effect", "no effect",
-                                           np.where(frame["ratio"] >= 1, "raises B's energy", "lowers B's energy")))
+    frame["direction"] = np.where(
+        frame["name"].str.startswith("="),
+        "total",
+        np.where(
+            frame["effect"] == "no effect",
+            "no effect",
+            np.where(frame["ratio"] >= 1, "raises B's energy", "lowers B's energy"),
+        ),
+    )
     order = frame["name"].tolist()
     height = 26 * len(frame)
     y = alt.Y("name:N", sort=order, title=None, axis=alt.Axis(labelLimit=260))
-    tooltip = [alt.Tooltip("name:N", title="Factor"), alt.Tooltip("change:N", title="B against A"),
-               alt.Tooltip("effect:N", title="Effect on energy"),
-               alt.Tooltip("ratio:Q", title="Factor (B / A, energy)", format=",.3~r"),
-               alt.Tooltip("value_a:Q", title="A", format=",.4~r"), alt.Tooltip("value_b:Q", title="B", format=",.4~r"),
-               alt.Tooltip("unit:N", title="Unit"), alt.Tooltip("a:N", title="A (model, task, GPU, batch)"),
-               alt.Tooltip("b:N", title="B (model, task, GPU, batch)"), alt.Tooltip("meaning:N", title="Why")]
-    colors = alt.Color("direction:N", title=None, legend=alt.Legend(orient="bottom", columns=4),
-                       scale=alt.Scale(domain=["raises B's energy", "lowers B's energy", "no effect", "total"],
-                                       range=["#d6604d", "#4393c3", "#999999", "#555555"]))
-    x = alt.X("ratio:Q", scale=alt.Scale(type="log", domain=domain, nice=False),
-              title="Factor on the energy (B / A, log scale)",
-              axis=alt.Axis(values=enc.log_ticks(domain[0], domain[1]), format="~g", labelOverlap="greedy"))
+    tooltip = [
+        alt.Tooltip("name:N", title="Factor"),
+        alt.Tooltip("change:N", title="B against A"),
+        alt.Tooltip("effect:N", title="Effect on energy"),
+        alt.Tooltip("ratio:Q", title="Factor (B / A, energy)", format=",.3~r"),
+        alt.Tooltip("value_a:Q", title="A", format=",.4~r"),
+        alt.Tooltip("value_b:Q", title="B", format=",.4~r"),
+        alt.Tooltip("unit:N", title="Unit"),
+        alt.Tooltip("a:N", title="A (model, task, GPU, batch)"),
+        alt.Tooltip("b:N", title="B (model, task, GPU, batch)"),
+        alt.Tooltip("meaning:N", title="Why"),
+    ]
+    colors = alt.Color(
+        "direction:N",
+        title=None,
+        legend=alt.Legend(orient="bottom", columns=4),
+        scale=alt.Scale(
+            domain=["raises B's energy", "lowers B's energy", "no effect", "total"],
+            range=["#d6604d", "#4393c3", "#999999", "#555555"],
+        ),
+    )
+    x = alt.X(
+        "ratio:Q",
+        scale=alt.Scale(type="log", domain=domain, nice=False),
+        title="Factor on the energy (B / A, log scale)",
+        axis=alt.Axis(values=enc.log_ticks(domain[0], domain[1]), format="~g", labelOverlap="greedy"),
+    )
     base = alt.Chart(frame, width=width, height=height)
     factors_only = base.transform_filter("!datum.latent")
-    bars = factors_only.transform_filter("!datum.flat").mark_bar().encode(y=y, x=x, x2=alt.datum(1), color=colors,
-                                                                         tooltip=tooltip)
-    ticks = factors_only.transform_filter("datum.flat").mark_tick(thickness=3, size=16).encode(
-        y=y, x=x, color=colors, tooltip=tooltip)
-    latent_marks = base.transform_filter("datum.latent").mark_text(
-        text="latent metric: acts through the rows below", align="left", dx=6, fontStyle="italic",
-        color="#555", fontSize=11).encode(y=y, x=alt.datum(1.0, scale=alt.Scale(type="log", domain=domain, nice=False)),
-                                          tooltip=tooltip)
-    rule = factors_only.transform_aggregate(rows="count()").transform_calculate(one="1").mark_rule(color="#333").encode(
-        x=alt.X("one:Q", scale=alt.Scale(type="log", domain=domain, nice=False)),
-        tooltip=[alt.Tooltip("one:Q", title="No change (factor 1)")])
+    bars = (
+        factors_only.transform_filter("!datum.flat")
+        .mark_bar()
+        .encode(y=y, x=x, x2=alt.datum(1), color=colors, tooltip=tooltip)
+    )
+    ticks = (
+        factors_only.transform_filter("datum.flat")
+        .mark_tick(thickness=3, size=16)
+        .encode(y=y, x=x, color=colors, tooltip=tooltip)
+    )
+    latent_marks = (
+        base.transform_filter("datum.latent")
+        .mark_text(
+            text="latent metric: acts through the rows below",
+            align="left",
+            dx=6,
+            fontStyle="italic",
+            color="#555",
+            fontSize=11,
+        )
+        .encode(y=y, x=alt.datum(1.0, scale=alt.Scale(type="log", domain=domain, nice=False)), tooltip=tooltip)
+    )
+    rule = (
+        factors_only.transform_aggregate(rows="count()")
+        .transform_calculate(one="1")
+        .mark_rule(color="#333")
+        .encode(
+            x=alt.X("one:Q", scale=alt.Scale(type="log", domain=domain, nice=False)),
+            tooltip=[alt.Tooltip("one:Q", title="No change (factor 1)")],
+        )
+    )
     plot = alt.layer(bars, ticks, rule, latent_marks)
 
     def column(field: str, heading: str, w: int):
-        return alt.Chart(frame, width=w, height=height, view=alt.ViewBackground(stroke=None),
-                         title=alt.TitleParams(heading, fontSize=11, anchor="start")).mark_text(
-            align="left", fontSize=11).encode(x=alt.value(2), y=alt.Y("name:N", sort=order, axis=None),
-                                              text=f"{field}:N", tooltip=tooltip)
+        return (
+            alt.Chart(
+                frame,
+                width=w,
+                height=height,
+                view=alt.ViewBackground(stroke=None),
+                title=alt.TitleParams(heading, fontSize=11, anchor="start"),
+            )
+            .mark_text(align="left", fontSize=11)
+            .encode(x=alt.value(2), y=alt.Y("name:N", sort=order, axis=None), text=f"{field}:N", tooltip=tooltip)
+        )
 
-    heading = alt.TitleParams(text=title or "Energy ratio B / A as a chain of factors",
-                              subtitle=[f"A = {att.label_a}", f"B = {att.label_b}"])
-    chart = alt.hconcat(plot, column("change", "B against A", 90),
-                        column("effect", "On the energy", 170 if latents else 96), spacing=8)
+    heading = alt.TitleParams(
+        text=title or "Energy ratio B / A as a chain of factors", subtitle=[f"A = {att.label_a}", f"B = {att.label_b}"]
+    )
+    chart = alt.hconcat(
+        plot, column("change", "B against A", 90), column("effect", "On the energy", 170 if latents else 96), spacing=8
+    )
     return chart.resolve_scale(color="independent").properties(title=heading)

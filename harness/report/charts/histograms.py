@@ -37,7 +37,7 @@ def rebin(edges: Sequence[float], counts: Sequence[float], new_edges: Sequence[f
     its overlap with each new bin (values spread evenly inside an old bin). The total is kept where the new
     edges cover the old ones."""
     out = [0.0] * (len(new_edges) - 1)
-    for (lo, hi), n in zip(pairwise(edges), counts):
+    for (lo, hi), n in zip(pairwise(edges), counts, strict=False):
         width = hi - lo
         if n == 0 or width <= 0:
             continue
@@ -48,8 +48,13 @@ def rebin(edges: Sequence[float], counts: Sequence[float], new_edges: Sequence[f
     return out
 
 
-def rebin_frame(distributions: Mapping[str, tuple[Sequence[float], Sequence[float]]],
-                edges: Sequence[float] | None = None, *, group: str = "group", per_decade: int = 6):
+def rebin_frame(
+    distributions: Mapping[str, tuple[Sequence[float], Sequence[float]]],
+    edges: Sequence[float] | None = None,
+    *,
+    group: str = "group",
+    per_decade: int = 6,
+):
     """One row per group and common bin: ``group``, ``bin_from``, ``bin_to``, ``count`` and ``share`` (of the
     group's total). ``distributions``: group -> (edges, counts); ``edges``: the common edges (default: log-spaced
     over all groups' ranges)."""
@@ -63,20 +68,33 @@ def rebin_frame(distributions: Mapping[str, tuple[Sequence[float], Sequence[floa
     for name, (old_edges, counts) in distributions.items():
         moved = rebin(old_edges, counts, edges)
         total = sum(moved) or 1.0
-        rows += [{group: name, "bin_from": a, "bin_to": b, "count": n, "share": n / total}
-                 for (a, b), n in zip(pairwise(edges), moved)]
+        rows += [
+            {group: name, "bin_from": a, "bin_to": b, "count": n, "share": n / total}
+            for (a, b), n in zip(pairwise(edges), moved, strict=False)
+        ]
     return pd.DataFrame(rows)
 
 
 def mean_from_bins(frame, group: str = "group"):
     """Each group's mean, from its bins' midpoints weighted by share."""
     mid = (frame["bin_from"] + frame["bin_to"]) / 2
-    return (frame.assign(weighted=mid * frame["share"]).groupby(group, sort=False)["weighted"].sum())
+    return frame.assign(weighted=mid * frame["share"]).groupby(group, sort=False)["weighted"].sum()
 
 
-def histogram(frame, *, group: str = "group", value_title: str = "Value", share_title: str = "Share",
-              log_x: bool = True, title: str | None = None, width: int | None = None, height: int = 150,
-              means: Mapping[str, float] | None = None, unit: str = "", min_share: float = 0.005) -> alt.FacetChart:
+def histogram(
+    frame,
+    *,
+    group: str = "group",
+    value_title: str = "Value",
+    share_title: str = "Share",
+    log_x: bool = True,
+    title: str | None = None,
+    width: int | None = None,
+    height: int = 150,
+    means: Mapping[str, float] | None = None,
+    unit: str = "",
+    min_share: float = 0.005,
+) -> alt.FacetChart:
     """Bars of each group's shares on the common bins of ``frame`` (from :func:`rebin_frame`), y from zero.
 
     One panel per group, stacked, the same x axis (log by default) and the same y axis, so that shares compare
@@ -96,27 +114,61 @@ def histogram(frame, *, group: str = "group", value_title: str = "Value", share_
     else:
         x_scale = alt.Scale(domain=[min(0.0, low), high], nice=False)
         x_axis = alt.Axis(values=enc.linear_ticks(min(0.0, low), high, 3), format=",.0f", labelOverlap="greedy")
-    tooltip = [alt.Tooltip(f"{group}:N", title="Group" if group == "group" else group.replace("_", " ").capitalize()),
-               alt.Tooltip("bin_from:Q", title=f"From{f' ({unit})' if unit else ''}", format=",.0f"),
-               alt.Tooltip("bin_to:Q", title=f"To{f' ({unit})' if unit else ''}", format=",.0f"),
-               alt.Tooltip("share:Q", title=share_title, format=".1%")]
+    tooltip = [
+        alt.Tooltip(f"{group}:N", title="Group" if group == "group" else group.replace("_", " ").capitalize()),
+        alt.Tooltip("bin_from:Q", title=f"From{f' ({unit})' if unit else ''}", format=",.0f"),
+        alt.Tooltip("bin_to:Q", title=f"To{f' ({unit})' if unit else ''}", format=",.0f"),
+        alt.Tooltip("share:Q", title=share_title, format=".1%"),
+    ]
     color = alt.Color(f"{group}:N", title=None, scale=enc.color_scale(data[group].tolist()), legend=None)
-    bars = alt.Chart().mark_bar(stroke="white", strokeWidth=0.5).encode(
-        x=alt.X("bin_from:Q", title=value_title, scale=x_scale, axis=x_axis), x2="bin_to:Q",
-        y=alt.Y("share:Q", title=share_title, scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format="%")),
-        y2=alt.datum(0), color=color, tooltip=tooltip)
+    bars = (
+        alt.Chart()
+        .mark_bar(stroke="white", strokeWidth=0.5)
+        .encode(
+            x=alt.X("bin_from:Q", title=value_title, scale=x_scale, axis=x_axis),
+            x2="bin_to:Q",
+            y=alt.Y("share:Q", title=share_title, scale=alt.Scale(zero=True, nice=True), axis=alt.Axis(format="%")),
+            y2=alt.datum(0),
+            color=color,
+            tooltip=tooltip,
+        )
+    )
     layers = [bars]
     if means:
         data = data.merge(pd.DataFrame({group: list(means), "mean_value": list(means.values())}), on=group, how="left")
-        layers.append(alt.Chart().transform_aggregate(mean_value="max(mean_value)", groupby=[group]).mark_rule(
-            strokeDash=[5, 3], color="#222", strokeWidth=1.5).encode(
-            x=alt.X("mean_value:Q", scale=x_scale),
-            tooltip=[alt.Tooltip(f"{group}:N", title="Group" if group == "group" else group.replace("_", " ").capitalize()),
-                     alt.Tooltip("mean_value:Q", title=f"Mean{f' ({unit})' if unit else ''}", format=",.0f")]))
+        layers.append(
+            alt.Chart()
+            .transform_aggregate(mean_value="max(mean_value)", groupby=[group])
+            .mark_rule(strokeDash=[5, 3], color="#222", strokeWidth=1.5)
+            .encode(
+                x=alt.X("mean_value:Q", scale=x_scale),
+                tooltip=[
+                    alt.Tooltip(
+                        f"{group}:N", title="Group" if group == "group" else group.replace("_", " ").capitalize()
+                    ),
+                    alt.Tooltip("mean_value:Q", title=f"Mean{f' ({unit})' if unit else ''}", format=",.0f"),
+                ],
+            )
+        )
     order = list(dict.fromkeys(frame[group]))
-    chart = alt.layer(*layers, data=data).properties(width=width, height=height).facet(
-        row=alt.Row(f"{group}:N", sort=order, title=None,
-                      header=alt.Header(labelAngle=0, labelAlign="left", labelAnchor="start", labelOrient="top",
-                                        labelFontWeight="bold", labelFontSize=12)))
+    chart = (
+        alt.layer(*layers, data=data)
+        .properties(width=width, height=height)
+        .facet(
+            row=alt.Row(
+                f"{group}:N",
+                sort=order,
+                title=None,
+                header=alt.Header(
+                    labelAngle=0,
+                    labelAlign="left",
+                    labelAnchor="start",
+                    labelOrient="top",
+                    labelFontWeight="bold",
+                    labelFontSize=12,
+                ),
+            )
+        )
+    )
     chart = chart.resolve_scale(y="shared")
     return chart.properties(title=title) if title else chart

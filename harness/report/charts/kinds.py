@@ -22,17 +22,25 @@ from harness.report.charts import encoding as enc
 from harness.vocabulary.labels import label
 
 
-def _reference_rule(data: Any, value: float | None, channel: str, scale: Any, text: str | None = None) -> list[alt.Chart]:
+def _reference_rule(
+    data: Any, value: float | None, channel: str, scale: Any, text: str | None = None
+) -> list[alt.Chart]:
     """A grey rule at ``value`` (e.g. 1 on a ratio axis), drawn under the data; none without a value.
 
     It reads the chart's own table (one row after aggregating), so that a faceted chart draws it in every panel."""
     if value is None:
         return []
     position = alt.X if channel == "x" else alt.Y
-    rule = alt.Chart(data).transform_aggregate(rows="count()").transform_calculate(
-        reference=f"{float(value)!r}").mark_rule(color="#555", strokeWidth=1.2).encode(
-        **{channel: position("reference:Q", scale=scale)},
-        tooltip=[alt.Tooltip("reference:Q", title=text or "Reference", format=",.3~r")])
+    rule = (
+        alt.Chart(data)
+        .transform_aggregate(rows="count()")
+        .transform_calculate(reference=f"{float(value)!r}")
+        .mark_rule(color="#555", strokeWidth=1.2)
+        .encode(
+            **{channel: position("reference:Q", scale=scale)},
+            tooltip=[alt.Tooltip("reference:Q", title=text or "Reference", format=",.3~r")],
+        )
+    )
     return [rule]
 
 
@@ -75,12 +83,17 @@ def points(
     pick = enc.legend_highlight(color if color and not enc.is_number(data, color) else None)
     xe = alt.X(f"{x}:Q", title=label(x), scale=x_scale, axis=x_axis)
     ye = alt.Y(f"{y}:Q", title=label(y), scale=y_scale, axis=y_axis)
-    dots = alt.Chart(data).mark_point(size=60).encode(
-        x=xe, y=ye,
-        color=enc.color_encoding(color, data, legend=legend),
-        shape=enc.shape_encoding(shape, data, legend=legend) if shape else alt.Undefined,
-        opacity=enc.highlight_opacity(pick),
-        tooltip=enc.tooltips(data, x, y, extra=extra_tooltip),
+    dots = (
+        alt.Chart(data)
+        .mark_point(size=60)
+        .encode(
+            x=xe,
+            y=ye,
+            color=enc.color_encoding(color, data, legend=legend),
+            shape=enc.shape_encoding(shape, data, legend=legend) if shape else alt.Undefined,
+            opacity=enc.highlight_opacity(pick),
+            tooltip=enc.tooltips(data, x, y, extra=extra_tooltip),
+        )
     )
     if pick is not alt.Undefined:
         dots = dots.add_params(pick)  # on the first layer: a legend binds only a selection of the first layer
@@ -89,12 +102,24 @@ def points(
     layers: list[Any] = _reference_rule(data, reference_y, "y", y_scale)
     if detail:  # a thin line through each detail's points (one point alone has no line to draw)
         in_detail = enc.present_columns(data, [detail, facet])
-        layers.append(alt.Chart(data).transform_joinaggregate(points_in_detail="count()", groupby=list[Any](in_detail))
-                      .transform_filter("datum.points_in_detail >= 2").mark_line(strokeWidth=1, color="#bbb").encode(
-            x=xe, y=ye, detail=f"{detail}:N", order=alt.Order(f"{x}:Q"),
-            opacity=enc.highlight_opacity(pick, on=0.8, off=0.1)))
-    chart = alt.layer(dots, *layers).properties(width=width, height=height) if layers else dots.properties(
-        width=width, height=height)
+        layers.append(
+            alt.Chart(data)
+            .transform_joinaggregate(points_in_detail="count()", groupby=list[Any](in_detail))
+            .transform_filter("datum.points_in_detail >= 2")
+            .mark_line(strokeWidth=1, color="#bbb")
+            .encode(
+                x=xe,
+                y=ye,
+                detail=f"{detail}:N",
+                order=alt.Order(f"{x}:Q"),
+                opacity=enc.highlight_opacity(pick, on=0.8, off=0.1),
+            )
+        )
+    chart = (
+        alt.layer(dots, *layers).properties(width=width, height=height)
+        if layers
+        else dots.properties(width=width, height=height)
+    )
     chart = enc.facet_by(chart, facet, data, label_limit=width)
     return _with_title(chart, title)
 
@@ -131,8 +156,9 @@ def lines(
     color = color or series
     extra_tooltip = list(extra_tooltip)
     enc.require(frame, x, y, series, color, facet, low, high, style, *extra_tooltip)
-    cols = enc.present_columns(frame, [x, y, series, color, facet, low, high, style, *enc.CONTEXT_FIELDS,
-                                       *extra_tooltip])
+    cols = enc.present_columns(
+        frame, [x, y, series, color, facet, low, high, style, *enc.CONTEXT_FIELDS, *extra_tooltip]
+    )
     data = enc.chart_data(frame, cols, [c for c, log in ((x, log_x), (y, log_y)) if log])
     panels = enc.panel_count(data, facet, facet_columns)
     if facet_columns:  # small multiples: short panels, the legend below them
@@ -151,22 +177,34 @@ def lines(
     )
     # a series of one point has no line to draw (an empty path): its point alone shows it
     in_series = enc.present_columns(data, [series, facet])
-    line = base.transform_joinaggregate(points_in_series="count()", groupby=list[Any](in_series)).transform_filter(
-        "datum.points_in_series >= 2").mark_line(strokeWidth=1.8).encode(
-        opacity=enc.highlight_opacity(pick, on=0.85, off=0.08),
-        strokeDash=enc.dash_encoding(style, data, legend=legend) if style else alt.Undefined)
+    line = (
+        base.transform_joinaggregate(points_in_series="count()", groupby=list[Any](in_series))
+        .transform_filter("datum.points_in_series >= 2")
+        .mark_line(strokeWidth=1.8)
+        .encode(
+            opacity=enc.highlight_opacity(pick, on=0.85, off=0.08),
+            strokeDash=enc.dash_encoding(style, data, legend=legend) if style else alt.Undefined,
+        )
+    )
     dots = base.mark_point(size=36).encode(
         opacity=enc.highlight_opacity(pick, on=0.9, off=0.08),
-        shape=enc.shape_encoding(style, data, legend=legend) if style else alt.Undefined)
+        shape=enc.shape_encoding(style, data, legend=legend) if style else alt.Undefined,
+    )
     if pick is not alt.Undefined:
         line = line.add_params(pick)  # on the first layer: a legend binds only a selection of the first layer
     layers: list[Any] = [line, dots, *_reference_rule(data, reference_y, "y", y_scale)]
     if low and high and data[[low, high]].notna().all(axis=1).any():
         known = f"isValid(datum['{low}']) && isValid(datum['{high}'])" + (f" && datum['{low}'] > 0" if log_y else "")
-        layers.append(base.transform_filter(known).mark_rule(strokeWidth=1.5).encode(
-            y=alt.Y(f"{low}:Q", title=label(y), scale=y_scale, axis=y_axis),
-            y2=alt.Y2(f"{high}:Q"), opacity=enc.highlight_opacity(pick, on=0.9, off=0.08),
-            tooltip=enc.tooltips(data, x, y, extra=[series, low, high, *extra_tooltip])))
+        layers.append(
+            base.transform_filter(known)
+            .mark_rule(strokeWidth=1.5)
+            .encode(
+                y=alt.Y(f"{low}:Q", title=label(y), scale=y_scale, axis=y_axis),
+                y2=alt.Y2(f"{high}:Q"),
+                opacity=enc.highlight_opacity(pick, on=0.9, off=0.08),
+                tooltip=enc.tooltips(data, x, y, extra=[series, low, high, *extra_tooltip]),
+            )
+        )
     chart = alt.layer(*layers).properties(width=width, height=height)
     chart = enc.facet_by(chart, facet, data, columns=facet_columns, label_limit=width)
     return _with_title(chart, title)
@@ -208,21 +246,32 @@ def strip(
     width = width or enc.plot_width(panels, enc.legend_right(data, legend, color, shape)) - 120 // panels
     x_scale, x_axis = enc.position(data, value, log, reference=reference, length_px=width)
     pick = enc.legend_highlight(color if color and not enc.is_number(data, color) else None)
-    dots = alt.Chart(data).mark_point(size=50).encode(
-        x=alt.X(f"{value}:Q", title=label(value), scale=x_scale, axis=x_axis),
-        y=alt.Y(f"{category}:N", title=category_title if category_title is not None else label(category), sort=sort,
-                axis=alt.Axis(labelLimit=260)),
-        yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.3, 1.3])),
-        color=enc.color_encoding(color, data, legend=legend) if color else alt.Undefined,
-        shape=enc.shape_encoding(shape, data, legend=legend) if shape else alt.Undefined,
-        opacity=enc.highlight_opacity(pick, on=0.8, off=0.08),
-        tooltip=enc.tooltips(data, value, extra=extra_tooltip),
+    dots = (
+        alt.Chart(data)
+        .mark_point(size=50)
+        .encode(
+            x=alt.X(f"{value}:Q", title=label(value), scale=x_scale, axis=x_axis),
+            y=alt.Y(
+                f"{category}:N",
+                title=category_title if category_title is not None else label(category),
+                sort=sort,
+                axis=alt.Axis(labelLimit=260),
+            ),
+            yOffset=alt.YOffset("jitter:Q", scale=alt.Scale(domain=[-0.3, 1.3])),
+            color=enc.color_encoding(color, data, legend=legend) if color else alt.Undefined,
+            shape=enc.shape_encoding(shape, data, legend=legend) if shape else alt.Undefined,
+            opacity=enc.highlight_opacity(pick, on=0.8, off=0.08),
+            tooltip=enc.tooltips(data, value, extra=extra_tooltip),
+        )
     )
     if pick is not alt.Undefined:
         dots = dots.add_params(pick)
     layers = [dots, *_reference_rule(data, reference, "x", x_scale, reference_title)]
-    chart = alt.layer(*layers).properties(width=width, height=row_height * n_rows) if len(layers) > 1 else \
-        dots.properties(width=width, height=row_height * n_rows)
+    chart = (
+        alt.layer(*layers).properties(width=width, height=row_height * n_rows)
+        if len(layers) > 1
+        else dots.properties(width=width, height=row_height * n_rows)
+    )
     chart = enc.facet_by(chart, facet, data, label_limit=width)
     return _with_title(chart, title)
 
