@@ -64,7 +64,9 @@ def test_bad_vllm_option_in_smoke_config_is_refused_in_one_line(tmp_path, name, 
 
 
 def test_smoke_options_pass():
-    assert len(load_study(ROOT / "configs" / "smoke.yaml").configurations) == 12
+    assert (
+        len(load_study(ROOT / "configs" / "smoke.yaml").configurations) == 13
+    )  # seven tasks, one of them split over two processes
 
 
 @pytest.mark.parametrize(

