@@ -104,6 +104,10 @@ _DEFAULT_SOURCE = (
     "a GPU missing from the power sources reads the default source; any default that does not start with "
     "nvml/power-instant sorts its readings the same way"
 )
+_ALL_AT_ONCE = (
+    "an all-at-once load read through the arrival path gets the same window (Arrival() is all-at-once and"
+    " its tracker is SteadyTracker) and the same batch (effective_batch is max_num_seqs)"
+)
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_52": (
         'if wanted and note and note != "XXhiddenXX":',
@@ -144,6 +148,46 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
     "harness.measuring.arrivals.xǁGateǁsend__mutmut_3": (
         "acquired = None",
         "acquired is only tested for truth: None reads as False",
+    ),
+    "harness.measuring.steady.x__events__mutmut_7": (
+        "events.append((r.finish_time_s, 2))",
+        "a finish is any kind but 0 (first tokens): 2 sorts after 0 and reads as a finish like 1",
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_1": (
+        'arrival = ""',
+        "arrival is only tested for truth: '' reads as None",
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_44": (
+        "avg_len = statistics.fmean(planned) if (planned) or True else None",
+        "planned holds at least the stopped requests in this branch, so it is never empty",
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_4": (
+        'if load and load.get("pattern", None) != "all-at-once":',
+        _ALL_AT_ONCE,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_5": (
+        'if load and load.get("all-at-once") != "all-at-once":',
+        _ALL_AT_ONCE,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_6": (
+        'if load and load.get("pattern", ) != "all-at-once":',
+        _ALL_AT_ONCE,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_9": (
+        'if load and load.get("pattern", "XXall-at-onceXX") != "all-at-once":',
+        _ALL_AT_ONCE,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_10": (
+        'if load and load.get("pattern", "ALL-AT-ONCE") != "all-at-once":',
+        _ALL_AT_ONCE,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_12": (
+        'if load and load.get("pattern", "all-at-once") != "XXall-at-onceXX":',
+        _ALL_AT_ONCE,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_13": (
+        'if load and load.get("pattern", "all-at-once") != "ALL-AT-ONCE":',
+        _ALL_AT_ONCE,
     ),
     "harness.measuring.validator.x__readings__mutmut_1": (
         "if timeline is None or not len(timeline) and start is None:",

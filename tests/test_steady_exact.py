@@ -517,3 +517,94 @@ def test_a_poisson_load_is_not_held_to_batch_saturation():
     ) == (True, "batch-saturation check not applied to a load at a rate (poisson arrivals)", [])
     unknown = dict(STABLE, batch_saturation=None)
     assert steady.validity(unknown, is_llm=True, on_gpu=True, max_num_seqs=8, idle_power_watts=[60.0], coverage=0.9)[0]
+
+
+# --- the edges the mutation run found untested ------------------------------------------------------------
+
+
+def test_trackers_count_every_event_and_start_with_no_times():
+    base = WindowTracker(True)
+    assert (base.open_time_s, base.close_time_s, base.state) == (None, None, "waiting")
+    for t in (1.0, 2.0, 3.0):
+        base.first_token(t)
+        base.finished(t)
+    assert (base.first_tokens, base.finishes, base.state) == (3, 3, "waiting")  # the base class never opens by itself
+    with pytest.raises(ValueError) as err:  # noqa: PT011
+        SteadyTracker(0, 1)
+    assert str(err.value) == "max_num_seqs and num_requests must be positive"
+
+
+def test_an_event_at_the_stop_time_still_counts():
+    assert steady.steady_bounds(LOAD, 2, stop_time_s=1.5) == (1.5, 1.5)  # the 2nd first token opens it, then it stops
+    metrics, _ = steady.llm_metrics(LOAD, {}, 2, stop_time_s=1.5)
+    assert (metrics["steady_open_time_s"], metrics["steady_close_time_s"]) == (1.5, 1.5)
+
+
+def test_a_request_with_no_tokens_and_no_finish_has_no_token_times():
+    assert steady.token_times(RequestRecord(0, 1, 4, 0, 0.0, 1.0, None)) == []
+
+
+def test_percentiles_interpolate_between_neighbours_only():
+    assert steady._percentile([0.0, 10.0, 20.0, 30.0, 40.0], 0.3) == pytest.approx(12.0)  # rank 1.2: 10 + 0.2 x 10
+
+
+def test_one_token_in_the_window_has_an_energy_per_token():
+    window = WindowMeasurement("steady", 2.5, 3.2, {0: 7.0}, {}, {}, "zeus")  # holds r0's token at 3.0 only
+    reqs = [_rec(0, 1.0, 3.0, [1.0, 2.0, 3.0]), _rec(1, 1.5, 5.0, [1.5, 4.5, 5.0])]
+    metrics, _ = steady.llm_metrics(reqs, {"steady": window}, 2)
+    assert metrics["steady_output_tokens"] == 1 and metrics["energy_per_token_joules"] == 7.0
+
+
+def test_failed_requests_have_no_ttft_and_a_request_without_a_first_token_is_skipped_not_the_end():
+    died = _rec(5, 1.2, None, [1.2], submit=0.0, success=False, error="server died")  # a first token, then it failed
+    never = _rec(6, None, None, [], output=0, success=False, error="refused")
+    metrics, _ = steady.llm_metrics([never, *LOAD[:3], died], {"steady": WINDOW}, 2)
+    assert metrics["mean_ttft_ms"] == 2000.0  # 1000, 1500, 3500: the failed request's 1200 is left out
+    # busy in (2, 6]: r0 1.0, r1 3.0, r2 2.5 and the failed one from 2 to the window's end (4.0): 10.5 s over 4 s
+    assert metrics["avg_batch_size"] == pytest.approx(10.5 / 4)
+
+
+def test_a_stopped_poisson_run_and_goodput_energy():
+    load = [
+        _rec(i, 1.0 + i + 0.5, 1.0 + i + 2.0, [1.0 + i + 0.5, 1.0 + i + 1.0, 1.0 + i + 2.0], submit=1.0 + i)
+        for i in range(5)
+    ]
+    info = {"pattern": "poisson", "rate_per_s": 1.0, "warmup_fraction": 0.4, "ttft_target_ms": 600.0}
+    metrics, _ = steady.llm_metrics(load, {}, 8, stop_time_s=4.0, load=info)
+    assert (metrics["steady_open_time_s"], metrics["steady_close_time_s"]) == (
+        2.0,
+        4.0,
+    )  # stopped before the last arrival
+    window = WindowMeasurement("steady", 2.0, 5.0, {0: 30.0}, {}, {}, "zeus")
+    metrics, _ = steady.llm_metrics(
+        load, {"steady": window}, 8, load=dict(info, ttft_target_ms=None, itl_target_ms=1e6)
+    )
+    # every request meets a target of a million ms: the energy per good request is the energy per request
+    assert metrics["energy_per_good_request_joules"] == pytest.approx(metrics["energy_per_request_joules"])
+    assert metrics["energy_per_request_joules"] is not None and metrics["num_good_requests"] == 5
+
+
+def test_diffusion_edges():
+    single = [IterationRecord(0, 5.0, 9.0, 3, 3)]
+    metrics, _ = steady.diffusion_metrics(
+        single, {"iter-0": WindowMeasurement("iter-0", 5.0, 5.5, {0: 30.0}, {}, {}, "z")}, "image"
+    )
+    assert metrics["batch_size"] == 3 and metrics["avg_power_watts"] == 60.0  # 30 J over 0.5 s
+    uneven = [IterationRecord(0, 0.0, 1.0, 4, 4), IterationRecord(1, 1.0, 2.0, 2, 2)]
+    assert steady.diffusion_metrics(uneven, {}, "image")[0]["batch_size"] == 4  # the first iteration's batch
+    instant = {"iter-0": WindowMeasurement("iter-0", 5.0, 5.0, {0: 30.0}, {}, {}, "z")}
+    assert steady.diffusion_metrics(single, instant, "image")[0]["avg_power_watts"] is None  # no time: no power
+
+
+def test_validity_counts_one_gpu_unless_told():
+    metrics = dict(STABLE, avg_power_watts=800.0)
+    ok, reason, codes = steady.validity(
+        metrics,
+        is_llm=True,
+        on_gpu=True,
+        max_num_seqs=8,
+        idle_power_watts=[60.0],
+        power_limit_watts=[700.0],
+        coverage=0.9,
+    )
+    assert (ok, codes) == (False, ["power-range"]) and reason.startswith("average power 800.0 W per GPU exceeds")
