@@ -290,8 +290,10 @@ def bars(
     width: int | None = None,
     row_height: int = 22,
     extra_tooltip: Iterable[str] = (),
+    category_title: str | None = None,
 ) -> alt.Chart:
-    """Horizontal bars: one per ``category``, length ``value``, from zero.
+    """Horizontal bars: one per ``category``, length ``value``, from zero (``category_title=""``: no axis title,
+    for long category labels that name themselves).
 
     On a log axis (``log=True``) a bar's length would depend on where the axis starts, so each category gets a
     dot instead (a dot plot), on an axis whose labelled ticks bracket the values. Clicking a legend entry
@@ -316,7 +318,12 @@ def bars(
         y_axis = alt.Axis(labelLimit=260)
     chart = mark.encode(
         x=x,
-        y=alt.Y(f"{category}:N", title=label(category), sort=sort, axis=y_axis),
+        y=alt.Y(
+            f"{category}:N",
+            title=(category_title or None) if category_title is not None else label(category),
+            sort=sort,
+            axis=y_axis,
+        ),
         color=enc.color_encoding(color, data, legend=legend) if color else alt.Undefined,
         opacity=enc.highlight_opacity(pick, on=0.9, off=0.15),
         tooltip=enc.tooltips(data, value, extra=extra_tooltip),
