@@ -20,6 +20,7 @@ import altair as alt
 import pandas as pd
 
 from harness.report.charts.encoding import GPU_ORDER, log_ticks, tick_format
+from harness.vocabulary import palette
 
 PAGE_WIDTH = 760  # pixels: a chart as wide as the book's text column
 
@@ -197,14 +198,15 @@ FAMILY_NAMES = {
     "image": "Text to image",
     "video": "Text to video",
 }
-# One colour per task family on the prediction page (its two charts and its error bars use the same).
+# One colour per task family on the prediction page (its two charts and its error bars use the same): each
+# family takes its task's colour of the book's one visual system (harness.vocabulary.palette).
 FAMILY_COLORS = {
-    "Chat": "#4c78a8",
-    "Reasoning": "#f58518",
-    "Code": "#e45756",
-    "Image and video chat": "#72b7b2",
-    "Text to image": "#54a24b",
-    "Text to video": "#b279a2",
+    "Chat": palette.colour("lm-arena-chat"),
+    "Reasoning": palette.colour("gpqa"),
+    "Code": palette.colour("sourcegraph-fim"),
+    "Image and video chat": palette.colour("image-chat"),
+    "Text to image": palette.colour("text-to-image"),
+    "Text to video": palette.colour("text-to-video"),
 }
 
 
