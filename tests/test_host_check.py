@@ -89,6 +89,7 @@ def test_setup_checks_the_host_before_it_installs_anything(tmp_path):
         run = subprocess.run(
             [
                 MAKE,
+                "--no-print-directory",  # under `make test` this make is nested: no "Entering directory" lines
                 "-n",
                 "setup",
                 f"HAS_GPU={has_gpu}",
