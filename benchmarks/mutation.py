@@ -189,10 +189,242 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'if load and load.get("pattern", "all-at-once") != "ALL-AT-ONCE":',
         _ALL_AT_ONCE,
     ),
+    "harness.measuring.fidelity.x__nvml__mutmut_15": (
+        "return nvml if (len(nvml)) or True else None",
+        "an empty NVML frame leads to the same results as None: no counter curves, and slices on a regular grid",
+    ),
+    "harness.measuring.fidelity.x__share__mutmut_18": (
+        "if pending or last is not None:",
+        "with last set, adding a zero pending changes nothing; last is None only when no slice has a token, and then no token reads the carried amounts",  # noqa: E501
+    ),
+    "harness.measuring.fidelity.x__share__mutmut_2": (
+        "per_slice = np.bincount(token_slice, minlength=len(quantity)).astype(None)",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x__slices__mutmut_10": (
+        't = nvml.loc[nvml["gpu_index"] == first, "time_s"].to_numpy(None)',
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_bootstrap_ratio__mutmut_12": (
+        "if len(num) < MIN_RESAMPLE_UNITS or den.sum() < 0:",
+        "with no denominator every resample is left out (d > 0) and the function still returns None",
+    ),
+    "harness.measuring.fidelity.x_bootstrap_ratio__mutmut_20": (
+        "idx = rng.integers(len(num), size=(resamples, len(num)))",
+        "Generator.integers(n) draws from [0, n) with the same stream as integers(0, n)",
+    ),
+    "harness.measuring.fidelity.x_bootstrap_ratio__mutmut_3": (
+        "num, den = np.asarray(numerators, None), np.asarray(denominators, float)",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_bootstrap_ratio__mutmut_5": (
+        "num, den = np.asarray(numerators, ), np.asarray(denominators, float)",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_bootstrap_ratio__mutmut_7": (
+        "num, den = np.asarray(numerators, float), np.asarray(denominators, None)",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_bootstrap_ratio__mutmut_9": (
+        "num, den = np.asarray(numerators, float), np.asarray(denominators, )",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_counter_curves__mutmut_23": (
+        'out[int(index)] = (rows["time_s"].to_numpy(None), rows["energy_counter_joules"].to_numpy(float))',
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_counter_curves__mutmut_26": (
+        'out[int(index)] = (rows["time_s"].to_numpy(float), rows["energy_counter_joules"].to_numpy(None))',
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_counter_energy__mutmut_4": (
+        "edges = np.asarray(edges, None)",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_counter_energy__mutmut_6": (
+        "edges = np.asarray(edges, )",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_diffusion_intervals__mutmut_25": (
+        "ci = bootstrap_mean(latencies) if (len(latencies) >= MIN_RESAMPLE_UNITS) or True else None",
+        "bootstrap_mean returns None itself for fewer than 2 units",
+    ),
+    "harness.measuring.fidelity.x_error_budget__mutmut_4": (
+        'duration = metrics.get("steady_duration_s") if (is_llm) or True else None',
+        "a diffusion run's duration is set to its batch latency on the next line",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_116": (
+        "gaps = np.concatenate([np.diff(np.asarray(token_times(r), None)) for r in requests] or [np.array([])])",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_118": (
+        "gaps = np.concatenate([np.diff(np.asarray(token_times(r), )) for r in requests] or [np.array([])])",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_120": (
+        "gaps = np.concatenate([np.diff(np.asarray(token_times(r), float)) for r in requests] or [np.array(None)])",
+        "the fallback is used only without requests, and then the function has returned already",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_156": (
+        "fine = np.linspace(start, end, max(1, int((end - start) / width)) + 1) if width >= 0 else edges",
+        "width is at least (end - start) / 10000, never 0",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_160": (
+        'where = np.clip(np.searchsorted(fine, times, side="left") - 1, None, len(fine) - 2)',
+        "every token lies in (start, end], and the edges run from start to exactly end, so the clip never acts at this bound",  # noqa: E501
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_161": (
+        'where = np.clip(np.searchsorted(fine, times, side="left") - 1, 0, None)',
+        "every token lies in (start, end], and the edges run from start to exactly end, so the clip never acts at this bound",  # noqa: E501
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_176": (
+        'where = np.clip(np.searchsorted(fine, times, side="left") - 1, 0, len(fine) + 2)',
+        "every token lies in (start, end], and the edges run from start to exactly end, so the clip never acts at this bound",  # noqa: E501
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_66": (
+        'token_slice = np.clip(np.searchsorted(edges, times, side="left") - 1, None, len(edges) - 2)',
+        "every token lies in (start, end], and the edges run from start to exactly end, so the clip never acts at this bound",  # noqa: E501
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_67": (
+        'token_slice = np.clip(np.searchsorted(edges, times, side="left") - 1, 0, None)',
+        "every token lies in (start, end], and the edges run from start to exactly end, so the clip never acts at this bound",  # noqa: E501
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_82": (
+        'token_slice = np.clip(np.searchsorted(edges, times, side="left") - 1, 0, len(edges) + 2)',
+        "every token lies in (start, end], and the edges run from start to exactly end, so the clip never acts at this bound",  # noqa: E501
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_171": (
+        "where = np.clip(np.searchsorted(fine, times, ) - 1, 0, len(fine) - 2)",
+        'side="left" is searchsorted\'s default',
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_77": (
+        "token_slice = np.clip(np.searchsorted(edges, times, ) - 1, 0, len(edges) - 2)",
+        'side="left" is searchsorted\'s default',
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_230": (
+        "slice_energy = np.diff(edges) * window_energy_joules * (end - start)",
+        "the shares are scaled to the window's reading afterwards, so a constant factor on every slice cancels",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_233": (
+        "slice_energy = np.diff(edges) * window_energy_joules / (end + start)",
+        "the shares are scaled to the window's reading afterwards, so a constant factor on every slice cancels",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_39": (
+        "ts = np.asarray(token_times(r), None)",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_41": (
+        "ts = np.asarray(token_times(r), )",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_85": (
+        "tokens = np.bincount(owner, minlength=len(requests)).astype(None)",
+        "the values are floats already: asking numpy for no dtype gives float64 as well",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_61": (
+        "times, owner = np.concatenate(times or [np.array([])]), np.concatenate(owner or [np.array([], None)]).astype(int)",  # noqa: E501
+        "an empty array of floats is cast to int on the same line",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_63": (
+        "times, owner = np.concatenate(times or [np.array([])]), np.concatenate(owner or [np.array([], )]).astype(int)",
+        "an empty array of floats is cast to int on the same line",
+    ),
+    "harness.analysis.tables.x__attribute_diffusion__mutmut_29": (
+        "return float(value) if _number(value) and value > 1 else 1.0",
+        "frame counts are whole numbers: for 1 frame both give 1.0",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_11": (
+        "if float(x).is_integer() and ax <= 1e7:",
+        "integers under 1e7 and 1e7 itself print the same way in both branches",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_12": (
+        "if float(x).is_integer() and ax < 10000001.0:",
+        "integers under 1e7 and 1e7 itself print the same way in both branches",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_14": (
+        "if ax > 1e4:",
+        "10,000 exactly is an integer, printed by the branch before",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_15": (
+        "if ax >= 10001.0:",
+        "between 10,000 and 10,001 the next branch prints the same ',.0f'",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_16": (
+        "if ax > 100:",
+        "100 exactly is an integer, printed by the branch before",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_19": (
+        'return f"{x:,.0f}" if (ax >= 1000) or True else f"{x:.0f}"',
+        "below 1,000 a thousands separator never appears: ',.0f' and '.0f' print the same",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_20": (
+        'return f"{x:,.0f}" if ax > 1000 else f"{x:.0f}"',
+        "1,000 exactly is an integer, printed by the branch before",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_22": (
+        "if ax > 10:",
+        "10 exactly is an integer, printed by the branch before",
+    ),
+    "harness.analysis.tables.x__fmt__mutmut_24": ("if ax > 0.01:", "both remaining branches print '.3g'"),
+    "harness.analysis.tables.x__fmt__mutmut_25": ("if ax >= 1.01:", "both remaining branches print '.3g'"),
+    "harness.analysis.tables.x__times__mutmut_2": (
+        "if r > 1 or 1 / r < 1.05:",
+        "for r = 1, 1 / r = 1 < 1.05 takes the same branch",
+    ),
+    "harness.analysis.tables.x__times__mutmut_3": (
+        "if r >= 2 or 1 / r < 1.05:",
+        "for r >= 1, 1 / r <= 1 < 1.05 takes the same branch",
+    ),
+    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_39": (
+        "ranked = sorted(self.factors, key=lambda f: -abs(f.log_share) if (not math.isnan(f.log_share)) or True else 0)",  # noqa: E501
+        "log_share is NaN only for a ratio <= 0, and every factor's ratio is positive (the rows are checked first)",
+    ),
+    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_44": (
+        "ranked = sorted(self.factors, key=lambda f: -abs(f.log_share) if not math.isnan(f.log_share) else 1)",
+        "log_share is NaN only for a ratio <= 0, and every factor's ratio is positive (the rows are checked first)",
+    ),
+    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_48": (
+        "if abs(f.ratio - 1) <= 5e-4:",
+        "no ratio of two floats lands exactly 5e-4 from 1 (the double nearest 5e-4 is not such a difference)",
+    ),
+    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_50": (
+        "break",
+        "the factors left out (within 5e-4 of 1) have the smallest log shares, so they come last: stopping there or skipping them lists the same factors",  # noqa: E501
+    ),
+    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_53": (
+        "if f.value_a is not None or f.value_b is not None:",
+        "a factor has both values or neither (the residual)",
+    ),
+    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_11": (
+        'total = math.log(self.ratio) if (self.ratio > 0) or True else float("nan")',
+        "the ratio of two checked positive energies is positive",
+    ),
+    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_13": (
+        'total = math.log(self.ratio) if self.ratio >= 0 else float("nan")',
+        "the ratio of two checked positive energies is never 0",
+    ),
+    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_6": (
+        'logs = np.log(frame["ratio"].astype(None))',
+        "the ratio column is float already",
+    ),
+    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_15": (
+        "total = math.log(self.ratio) if self.ratio > 0 else float(None)",
+        "the ratio of two checked positive energies is positive: the NaN branch is never taken",
+    ),
+    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_16": (
+        'total = math.log(self.ratio) if self.ratio > 0 else float("XXnanXX")',
+        "the ratio of two checked positive energies is positive: the NaN branch is never taken",
+    ),
+    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_17": (
+        'total = math.log(self.ratio) if self.ratio > 0 else float("NAN")',
+        "the ratio of two checked positive energies is positive: the NaN branch is never taken",
+    ),
     "harness.measuring.validator.x__readings__mutmut_1": (
         "if timeline is None or not len(timeline) and start is None:",
-        "with no start the window is (None, end): pandas compares no time with None, the rows are empty, and the "  # noqa: ISC004
-        "function still returns None",
+        (
+            "with no start the window is (None, end): pandas compares no time with None, the rows are empty, and the "
+            "function still returns None"
+        ),
     ),
     "harness.measuring.validator.x_validate__mutmut_419": (
         'if v == v and str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',

@@ -461,3 +461,151 @@ def test_assess_and_the_tidy_columns():
     assert fidelity.tidy_columns({}) == dict.fromkeys(set(columns) - {k for k in columns if k.startswith("error_")})
     assert fidelity._split_unit("batch_latency_s") == ("batch_latency", "s")
     assert fidelity._split_unit("no_unit") == ("no_unit", "")
+
+
+# --- the edges the mutation run found untested ------------------------------------------------------------
+
+class _Recorder:
+    """Stands in for bootstrap_ratio: keeps what it was asked to resample, answers (1, 2)."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, numerators, denominators, *args, **kwargs):
+        self.calls.append((np.asarray(numerators, float).tolist(), np.asarray(denominators, float).tolist()))
+        return (1.0, 2.0)
+
+
+# r0: a token every 0.1 s; r1: two tokens 0.4 s apart; r2: eleven tokens at 0.3 s (zero gaps, not counted)
+SHARED = [req(0, [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]), req(1, [0.55, 0.95]), req(2, [0.3] * 11)]
+TICKS = counters([(0.0, 0, 0.0), (0.25, 0, 10.0), (0.5, 0, 30.0), (0.75, 0, 60.0), (1.0, 0, 100.0)])
+
+
+def test_time_and_energy_shares_by_hand(monkeypatch):
+    record = _Recorder()
+    monkeypatch.setattr(fidelity, "bootstrap_ratio", record)
+    out = fidelity.llm_intervals(SHARED, 0.0, 1.0, 200.0, TICKS)
+    (seconds, tokens), (joules, tokens_again) = record.calls
+    assert tokens == tokens_again == [10.0, 2.0, 11.0]
+    # time: the median positive gap is 0.1 s, so time slices are 4 x 0.1 = 0.4 s wide: two slices, (0, 0.5] and
+    # (0.5, 1]. The first holds r0's 5 tokens and r2's 11 (0.5 s / 16 each), the second r0's 5 and r1's 2 (0.5 s / 7)
+    assert seconds == pytest.approx([5 * 0.5 / 16 + 5 * 0.5 / 7, 2 * 0.5 / 7, 11 * 0.5 / 16])
+    # energy: the counter's ticks cut 10, 20, 30 and 40 J slices; (0, .25] r0 x2; (.25, .5] r0 x3 and r2 x11;
+    # (.5, .75] r0 x2, r1 x1; (.75, 1] r0 x3, r1 x1 -- then scaled from the counter's 100 J to the window's 200 J
+    assert joules == pytest.approx([2 * (10 + 20 * 3 / 14 + 20 + 30), 2 * (10 + 10), 2 * 20 * 11 / 14])
+    assert out["output_throughput_tokens_per_sec"] == [0.5, 1.0]  # 1 / (1, 2), low to high
+    assert out["energy_per_token_joules"] == [1.0, 2.0] and out["energy_slices"] == 4
+
+
+def test_time_slices_when_the_gaps_allow_one_slice_only(monkeypatch):
+    record = _Recorder()
+    monkeypatch.setattr(fidelity, "bootstrap_ratio", record)
+    # median gap 0.15 s: slices 0.6 s wide, one slice over the 1 s window: time shared by tokens alike
+    fidelity.llm_intervals([req(0, [0.1, 0.25, 0.4]), req(1, [0.7, 0.85, 1.0])], 0.0, 1.0, None, None)
+    assert record.calls[0][0] == pytest.approx([0.5, 0.5])
+    # no gaps at all (one token each): slices of a ten-thousandth of the window; empty slices pass their time on
+    record.calls.clear()
+    fidelity.llm_intervals([req(0, [0.25]), req(1, [0.75])], 0.0, 1.0, None, None)
+    assert record.calls[0][0] == pytest.approx([0.25, 0.75])
+
+
+def test_a_token_at_the_windows_start_is_outside_it(monkeypatch):
+    record = _Recorder()
+    monkeypatch.setattr(fidelity, "bootstrap_ratio", record)
+    fidelity.llm_intervals([req(0, [0.0, 0.5]), req(1, [0.5, 1.0])], 0.0, 1.0, 30.0, None)
+    assert record.calls[0][1] == [1.0, 2.0]
+
+
+def test_without_requests_or_with_a_single_token():
+    empty = fidelity.llm_intervals([], 0.0, 1.0, 10.0, None)
+    assert empty["note"] == "no output tokens in the window" and empty["units"] == 0
+    one = fidelity.llm_intervals([req(0, [0.5])], 0.0, 1.0, 10.0, None)
+    assert one["units"] == 1 and one["note"] == "fewer than 2 requests with tokens in the window"
+
+
+def test_a_flat_or_small_counter_is_scaled_to_the_windows_reading():
+    flat = counters([(0.0, 0, 5.0), (1.0, 0, 5.0)])
+    out = fidelity.llm_intervals(_identical(), 0.0, 1.0, 40.0, flat)
+    assert out["energy_per_token_joules"] == [0.0, 0.0]  # nothing to scale: no energy is shared
+    small = counters([(0.0, 0, 0.0), (1.0, 0, 0.5)])
+    assert fidelity.llm_intervals(_identical(), 0.0, 1.0, 40.0, small)["energy_per_token_joules"] == pytest.approx([1, 1])
+
+
+def test_nine_sampler_ticks_are_too_few():
+    ticks = counters([(0.1 * k, 0, float(k)) for k in range(1, 9)])  # 8 ticks inside the window: 9 slices
+    nine = fidelity.llm_intervals(_identical(), 0.0, 1.0, 40.0, ticks)
+    assert nine["energy_slices"] == 9 and nine["note"].startswith("the window spans only 9 sampler tick(s)")
+
+
+def test_counter_energy_at_the_very_ends_of_the_sampled_span():
+    curves = fidelity.counter_curves(counters([(0.0, 0, 0.0), (10.0, 0, 100.0)]))
+    assert fidelity.counter_energy(curves, [-1e-9, 10.0 + 1e-9]) is not None  # within the 1e-9 allowance
+    assert fidelity.counter_energy(curves, [-2e-9, 5.0]) is None and fidelity.counter_energy(curves, [5.0, 10.0 + 2e-9]) is None
+
+
+def test_counter_updates_seen_twice_and_the_bound_at_its_edge():
+    twice = counters([(0.0, 0, 0.0), (1.0, 0, 0.0), (2.0, 0, 5.0), (3.0, 0, 5.0), (4.0, 0, 5.0), (5.0, 0, 9.0),
+                      (6.0, 0, 9.0), (7.0, 0, 9.0)])
+    assert fidelity.counter_update_period_s(twice) == (3.0, False)  # changes at 2 and 5: one gap of 3 s
+    # 5 samples, 3 changes (= samples - 2): the sampler cannot resolve it; 6 samples, 3 changes (= samples - 3): it can
+    edge = counters([(0.0, 0, 0.0), (1.0, 0, 1.0), (2.0, 0, 2.0), (3.0, 0, 3.0), (4.0, 0, 3.0)])
+    assert fidelity.counter_update_period_s(edge) == (1.0, True)
+    below = counters([(0.0, 0, 0.0), (1.0, 0, 1.0), (2.0, 0, 2.0), (3.0, 0, 3.0), (4.0, 0, 3.0), (5.0, 0, 3.0)])
+    assert fidelity.counter_update_period_s(below) == (1.0, False)
+
+
+def test_bootstrap_edges():
+    # with seed 11 the one resample draws the unit without tokens twice: no ratio to take a percentile of
+    assert fidelity.bootstrap_ratio([1.0, 1.0], [0.0, 1.0], resamples=1, seed=11) is None
+    values = [1.0, 2.0, 4.0, 8.0]
+    assert fidelity.bootstrap_mean(values) == fidelity.bootstrap_ratio(values, [1.0] * 4, seed=0)
+    assert fidelity.bootstrap_mean(values, seed=3) == fidelity.bootstrap_ratio(values, [1.0] * 4, seed=3)
+
+
+def test_assess_uses_the_sampler_rate_and_the_timeline():
+    metrics = {"steady_start_time_s": 0.0, "steady_end_time_s": 1.0, "gpu_energy_joules": 40.0, "steady_duration_s": 1.0}
+    assert fidelity.assess(True, _identical(), [], {}, metrics, None, None)["intervals"]["energy_slices"] == 10
+    assert fidelity.assess(True, _identical(), [], {}, metrics, None, None, sampler_hz=4.0)["intervals"][
+        "energy_slices"] == 4
+    timeline = counters([(0.1 * k, 0, float(int(0.1 * k / 0.5 + 1e-9))) for k in range(11)])  # updates every 0.5 s
+    got = fidelity.assess(True, _identical(), [], {}, metrics, timeline, None)
+    assert got["intervals"]["energy_attribution"] == "NVML energy counter samples, shared by tokens per sampler tick"
+    assert got["error_budget"]["items"]["counter_update"]["update_period_s"] == pytest.approx(0.5)
+
+
+def test_the_budget_without_an_interval_and_its_exact_items():
+    budget = fidelity.error_budget({"gpu_energy_joules": 5.0, "energy_per_token_joules": 2.0,
+                                    "output_throughput_tokens_per_sec": 9.0}, {}, {}, None, True)
+    assert budget["items"]["counter_update"] == {"relative": None,
+                                                 "note": "counter updates not seen in the telemetry timeline"}
+    assert budget["items"]["bootstrap"] == {"relative": None, "quantity": None, "note": "no interval"}
+    zero = fidelity.error_budget({"energy_per_token_joules": 0.0}, {}, {"energy_per_token_joules": [0.0, 1.0]}, None, True)
+    assert zero["items"]["bootstrap"]["relative"] is None
+
+
+def test_tidy_columns_keep_low_and_high_apart():
+    columns = fidelity.tidy_columns({"intervals": {"energy_per_token_joules": [1.0, 2.0], "batch_latency_s": [3.0, 4.0]}})
+    assert (columns["energy_per_token_ci_low_joules"], columns["energy_per_token_ci_high_joules"]) == (1.0, 2.0)
+    assert (columns["batch_latency_ci_low_s"], columns["batch_latency_ci_high_s"]) == (3.0, 4.0)
+
+
+def test_trimmed_bounds_at_its_extremes():
+    two = [req(0, [1.0, 2.0]), req(1, [3.0, 6.0])]
+    assert fidelity.trimmed_bounds(two, 0.5) is None  # from the 2nd first token (3) to the 1st finish (2): empty
+    four = [req(i, [float(i), float(i) + 10.0]) for i in range(4)]
+    assert fidelity.trimmed_bounds(four, 0.5) == (2.0, 11.0)  # the 3rd first token, the 2nd last finish
+    # everything trimmed (the harness trims 10%): the start stops at the last first token, the finish index wraps
+    assert fidelity.trimmed_bounds(four, 1.0) == (3.0, 13.0)
+    assert fidelity.trimmed_bounds([RequestRecord(0, 1, 1, 0, 0.0, None, 5.0)]) is None  # a finish, no first token
+
+
+def test_whole_run_window_needs_a_finish_after_the_first_submission():
+    no_finish = [RequestRecord(0, 1, 2, 2, 1.0, 2.0, None, [2.0, 3.0])]
+    metrics = {"steady_start_time_s": 1.0, "steady_end_time_s": 4.0, "gpu_energy_joules": None}
+    assert "whole_run" not in fidelity.window_sensitivity(no_finish, {}, metrics, None)
+    instant = [RequestRecord(0, 1, 1, 1, 2.0, 2.0, 2.0, [2.0])]
+    assert "whole_run" not in fidelity.window_sensitivity(instant, {}, metrics, None)
+
+
+def test_a_window_that_read_zero_joules_shares_zero():
+    assert fidelity.llm_intervals(_identical(), 0.0, 1.0, 0.0, None)["energy_per_token_joules"] == [0.0, 0.0]
