@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from harness.analysis import tables as T
-from harness.analysis.tables import attribution
 from harness.errors import HarnessError
 
 # A: E = L x P / T = 500 x 400 / 2000 = 100 J; B: 5000 x 1000 / 2500 = 2000 J, but B reads 2200 J (residual 1.1)
@@ -255,11 +254,11 @@ def test_refusals():
         + "$",
     ):
         T.attribute(A, B.copy().where(~B.index.isin(["avg_power_watts", "output_throughput_tokens_per_sec"]), 0.0))
-    with pytest.raises(HarnessError, match="missing or non-positive avg_output_len$"):  # noqa: RUF043
+    with pytest.raises(HarnessError, match="missing or non-positive avg_output_len$"):
         T.attribute(A.copy().where(A.index != "avg_output_len", float("nan")), B)
-    with pytest.raises(HarnessError, match="missing or non-positive width_pixels$"):  # noqa: RUF043
+    with pytest.raises(HarnessError, match="missing or non-positive width_pixels$"):
         T.attribute(DA.drop("width_pixels"), DB)
-    with pytest.raises(HarnessError, match="missing or non-positive inference_steps$"):  # noqa: RUF043
+    with pytest.raises(HarnessError, match="missing or non-positive inference_steps$"):
         T.attribute(DA, DB.copy().where(DB.index != "inference_steps", -1))
 
 
@@ -285,7 +284,7 @@ def test_refusals():
     ],
 )
 def test_number_format(value, text):
-    assert attribution.format_number(value) == text
+    assert T._fmt(value) == text
 
 
 @pytest.mark.parametrize(
@@ -293,4 +292,90 @@ def test_number_format(value, text):
     [(1.0, "x1"), (2.0, "x2"), (0.97, "x0.97"), (0.95, "x0.95 (1/1.05)"), (0.5, "x0.5 (1/2)"), (1.2345, "x1.23")],
 )
 def test_times_format(ratio, text):
-    assert attribution._times(ratio) == text
+    assert T._times(ratio) == text
+
+
+# --- the edges the mutation run found untested ------------------------------------------------------------
+
+
+def test_every_factors_meaning():
+    assert [f.meaning for f in T.attribute(A, B).factors] == [
+        "more tokens per response (task, reasoning on or off) cost proportionally more",
+        "GPU count, GPU generation and how busy the GPUs are",
+        "a slower decode step (bigger model, bigger batch, slower GPU) stretches the time power is drawn",
+        "more requests decoding together share the same power draw (memory headroom caps it)",
+        "what the row identities do not explain (1 when energy = power x time holds exactly)",
+    ]
+    assert [f.meaning for f in T.attribute(DA, DB).factors][:4] == [
+        "each step runs the whole denoiser once",
+        "resolution sets the tokens per step",
+        "a video is many frames of work",
+        "outputs generated together share the batch's energy",
+    ]
+
+
+def test_refusals_word_for_word():
+    with pytest.raises(HarnessError) as err:
+        T.attribute(A, DA)
+    assert str(err.value) == "cannot attribute an LLM row against a diffusion row: their outputs differ"
+    with pytest.raises(HarnessError) as err:
+        T.attribute(DA.drop("width_pixels"), DB)
+    assert (
+        str(err.value) == "cannot attribute Img, text to image, 1 x B200, batch 2: missing or non-positive width_pixels"
+    )
+
+
+@pytest.mark.parametrize("value, text", [(100.5, "100"), (1000.5, "1,000"), (10.04, "10.0"), (9.996, "10")])
+def test_number_format_at_the_branch_edges(value, text):
+    assert T._fmt(value) == text
+
+
+def test_times_at_the_five_percent_edge():
+    assert T._times(1 / 1.05) == "x0.952 (1/1.05)"  # 1/r is 1.05 exactly: 5% or more is shown as a fraction
+    assert T._times(0.9523809523809526) == "x0.952"  # 1/r = 1.0499999999999998: under 5%
+
+
+def test_configs_from_a_table_row_are_plain_python():
+    table = pd.DataFrame([dict(A, weight_precision="bfloat16"), dict(B, weight_precision="fp8")])
+    att = T.attribute(table.iloc[0], table.iloc[1])
+    assert att.config_a["weight_precision"] == "bfloat16" and att.config_b["weight_precision"] == "fp8"
+    assert type(att.config_a["num_gpus"]) is int and type(att.config_a["max_num_seqs"]) is int
+    assert "batch_size" not in att.config_a  # NaN: not part of the configuration
+
+
+def test_an_llm_explanation_without_output_units_still_speaks_of_responses():
+    att = T.attribute(A.drop("output_unit"), B.drop("output_unit"))
+    assert att.explain().startswith(f"B ({LABEL_B}) uses 2,200 J per response against 100 J")
+
+
+def test_shares_when_b_is_cheaper_and_when_the_ratio_is_one():
+    cheaper = T.attribute(B, A).to_frame()
+    assert cheaper["log_share"].tolist() == pytest.approx(
+        [math.log(r) / math.log(1 / 22.0) for r in (0.1, 0.4, 1.0, 1.25, 1 / 1.1)]
+    )
+    # the same energy from twice the tokens at half the power: factors 2 and 0.5, a log ratio of 0, no shares
+    even = T.attribute(
+        A,
+        B.copy().where(
+            ~B.index.isin(
+                [
+                    "energy_per_request_joules",
+                    "avg_output_len",
+                    "avg_power_watts",
+                    "output_throughput_tokens_per_sec",
+                    "avg_batch_size",
+                ]
+            ),
+            pd.Series(
+                {
+                    "energy_per_request_joules": 100.0,
+                    "avg_output_len": 1000.0,
+                    "avg_power_watts": 200.0,
+                    "output_throughput_tokens_per_sec": 2000.0,
+                    "avg_batch_size": 40.0,
+                }
+            ),
+        ),
+    )
+    assert even.ratio == 1.0 and [f.ratio for f in even.factors][:2] == [2.0, 0.5]
+    assert even.to_frame()["log_share"].isna().all()

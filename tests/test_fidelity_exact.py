@@ -465,6 +465,7 @@ def test_assess_and_the_tidy_columns():
 
 # --- the edges the mutation run found untested ------------------------------------------------------------
 
+
 class _Recorder:
     """Stands in for bootstrap_ratio: keeps what it was asked to resample, answers (1, 2)."""
 
@@ -528,7 +529,9 @@ def test_a_flat_or_small_counter_is_scaled_to_the_windows_reading():
     out = fidelity.llm_intervals(_identical(), 0.0, 1.0, 40.0, flat)
     assert out["energy_per_token_joules"] == [0.0, 0.0]  # nothing to scale: no energy is shared
     small = counters([(0.0, 0, 0.0), (1.0, 0, 0.5)])
-    assert fidelity.llm_intervals(_identical(), 0.0, 1.0, 40.0, small)["energy_per_token_joules"] == pytest.approx([1, 1])
+    assert fidelity.llm_intervals(_identical(), 0.0, 1.0, 40.0, small)["energy_per_token_joules"] == pytest.approx(
+        [1, 1]
+    )
 
 
 def test_nine_sampler_ticks_are_too_few():
@@ -540,12 +543,25 @@ def test_nine_sampler_ticks_are_too_few():
 def test_counter_energy_at_the_very_ends_of_the_sampled_span():
     curves = fidelity.counter_curves(counters([(0.0, 0, 0.0), (10.0, 0, 100.0)]))
     assert fidelity.counter_energy(curves, [-1e-9, 10.0 + 1e-9]) is not None  # within the 1e-9 allowance
-    assert fidelity.counter_energy(curves, [-2e-9, 5.0]) is None and fidelity.counter_energy(curves, [5.0, 10.0 + 2e-9]) is None
+    assert (
+        fidelity.counter_energy(curves, [-2e-9, 5.0]) is None
+        and fidelity.counter_energy(curves, [5.0, 10.0 + 2e-9]) is None
+    )
 
 
 def test_counter_updates_seen_twice_and_the_bound_at_its_edge():
-    twice = counters([(0.0, 0, 0.0), (1.0, 0, 0.0), (2.0, 0, 5.0), (3.0, 0, 5.0), (4.0, 0, 5.0), (5.0, 0, 9.0),
-                      (6.0, 0, 9.0), (7.0, 0, 9.0)])
+    twice = counters(
+        [
+            (0.0, 0, 0.0),
+            (1.0, 0, 0.0),
+            (2.0, 0, 5.0),
+            (3.0, 0, 5.0),
+            (4.0, 0, 5.0),
+            (5.0, 0, 9.0),
+            (6.0, 0, 9.0),
+            (7.0, 0, 9.0),
+        ]
+    )
     assert fidelity.counter_update_period_s(twice) == (3.0, False)  # changes at 2 and 5: one gap of 3 s
     # 5 samples, 3 changes (= samples - 2): the sampler cannot resolve it; 6 samples, 3 changes (= samples - 3): it can
     edge = counters([(0.0, 0, 0.0), (1.0, 0, 1.0), (2.0, 0, 2.0), (3.0, 0, 3.0), (4.0, 0, 3.0)])
@@ -563,10 +579,17 @@ def test_bootstrap_edges():
 
 
 def test_assess_uses_the_sampler_rate_and_the_timeline():
-    metrics = {"steady_start_time_s": 0.0, "steady_end_time_s": 1.0, "gpu_energy_joules": 40.0, "steady_duration_s": 1.0}
+    metrics = {
+        "steady_start_time_s": 0.0,
+        "steady_end_time_s": 1.0,
+        "gpu_energy_joules": 40.0,
+        "steady_duration_s": 1.0,
+    }
     assert fidelity.assess(True, _identical(), [], {}, metrics, None, None)["intervals"]["energy_slices"] == 10
-    assert fidelity.assess(True, _identical(), [], {}, metrics, None, None, sampler_hz=4.0)["intervals"][
-        "energy_slices"] == 4
+    assert (
+        fidelity.assess(True, _identical(), [], {}, metrics, None, None, sampler_hz=4.0)["intervals"]["energy_slices"]
+        == 4
+    )
     timeline = counters([(0.1 * k, 0, float(int(0.1 * k / 0.5 + 1e-9))) for k in range(11)])  # updates every 0.5 s
     got = fidelity.assess(True, _identical(), [], {}, metrics, timeline, None)
     assert got["intervals"]["energy_attribution"] == "NVML energy counter samples, shared by tokens per sampler tick"
@@ -574,17 +597,28 @@ def test_assess_uses_the_sampler_rate_and_the_timeline():
 
 
 def test_the_budget_without_an_interval_and_its_exact_items():
-    budget = fidelity.error_budget({"gpu_energy_joules": 5.0, "energy_per_token_joules": 2.0,
-                                    "output_throughput_tokens_per_sec": 9.0}, {}, {}, None, True)
-    assert budget["items"]["counter_update"] == {"relative": None,
-                                                 "note": "counter updates not seen in the telemetry timeline"}
+    budget = fidelity.error_budget(
+        {"gpu_energy_joules": 5.0, "energy_per_token_joules": 2.0, "output_throughput_tokens_per_sec": 9.0},
+        {},
+        {},
+        None,
+        True,
+    )
+    assert budget["items"]["counter_update"] == {
+        "relative": None,
+        "note": "counter updates not seen in the telemetry timeline",
+    }
     assert budget["items"]["bootstrap"] == {"relative": None, "quantity": None, "note": "no interval"}
-    zero = fidelity.error_budget({"energy_per_token_joules": 0.0}, {}, {"energy_per_token_joules": [0.0, 1.0]}, None, True)
+    zero = fidelity.error_budget(
+        {"energy_per_token_joules": 0.0}, {}, {"energy_per_token_joules": [0.0, 1.0]}, None, True
+    )
     assert zero["items"]["bootstrap"]["relative"] is None
 
 
 def test_tidy_columns_keep_low_and_high_apart():
-    columns = fidelity.tidy_columns({"intervals": {"energy_per_token_joules": [1.0, 2.0], "batch_latency_s": [3.0, 4.0]}})
+    columns = fidelity.tidy_columns(
+        {"intervals": {"energy_per_token_joules": [1.0, 2.0], "batch_latency_s": [3.0, 4.0]}}
+    )
     assert (columns["energy_per_token_ci_low_joules"], columns["energy_per_token_ci_high_joules"]) == (1.0, 2.0)
     assert (columns["batch_latency_ci_low_s"], columns["batch_latency_ci_high_s"]) == (3.0, 4.0)
 
