@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from harness.analysis import tables as T
+from harness.analysis.tables import attribution
 from harness.errors import HarnessError
 
 # A: E = L x P / T = 500 x 400 / 2000 = 100 J; B: 5000 x 1000 / 2500 = 2000 J, but B reads 2200 J (residual 1.1)
@@ -254,11 +255,11 @@ def test_refusals():
         + "$",
     ):
         T.attribute(A, B.copy().where(~B.index.isin(["avg_power_watts", "output_throughput_tokens_per_sec"]), 0.0))
-    with pytest.raises(HarnessError, match="missing or non-positive avg_output_len$"):
+    with pytest.raises(HarnessError, match="missing or non-positive avg_output_len$"):  # noqa: RUF043
         T.attribute(A.copy().where(A.index != "avg_output_len", float("nan")), B)
-    with pytest.raises(HarnessError, match="missing or non-positive width_pixels$"):
+    with pytest.raises(HarnessError, match="missing or non-positive width_pixels$"):  # noqa: RUF043
         T.attribute(DA.drop("width_pixels"), DB)
-    with pytest.raises(HarnessError, match="missing or non-positive inference_steps$"):
+    with pytest.raises(HarnessError, match="missing or non-positive inference_steps$"):  # noqa: RUF043
         T.attribute(DA, DB.copy().where(DB.index != "inference_steps", -1))
 
 
@@ -284,7 +285,7 @@ def test_refusals():
     ],
 )
 def test_number_format(value, text):
-    assert T._fmt(value) == text
+    assert attribution.format_number(value) == text
 
 
 @pytest.mark.parametrize(
@@ -292,7 +293,7 @@ def test_number_format(value, text):
     [(1.0, "x1"), (2.0, "x2"), (0.97, "x0.97"), (0.95, "x0.95 (1/1.05)"), (0.5, "x0.5 (1/2)"), (1.2345, "x1.23")],
 )
 def test_times_format(ratio, text):
-    assert T._times(ratio) == text
+    assert attribution._times(ratio) == text
 
 
 # --- the edges the mutation run found untested ------------------------------------------------------------
@@ -327,12 +328,12 @@ def test_refusals_word_for_word():
 
 @pytest.mark.parametrize("value, text", [(100.5, "100"), (1000.5, "1,000"), (10.04, "10.0"), (9.996, "10")])
 def test_number_format_at_the_branch_edges(value, text):
-    assert T._fmt(value) == text
+    assert attribution.format_number(value) == text
 
 
 def test_times_at_the_five_percent_edge():
-    assert T._times(1 / 1.05) == "x0.952 (1/1.05)"  # 1/r is 1.05 exactly: 5% or more is shown as a fraction
-    assert T._times(0.9523809523809526) == "x0.952"  # 1/r = 1.0499999999999998: under 5%
+    assert attribution._times(1 / 1.05) == "x0.952 (1/1.05)"  # 1/r is 1.05 exactly: 5% or more is shown as a fraction
+    assert attribution._times(0.9523809523809526) == "x0.952"  # 1/r = 1.0499999999999998: under 5%
 
 
 def test_configs_from_a_table_row_are_plain_python():
