@@ -166,3 +166,25 @@ def test_order_of_magnitude_check_within_five_percent():
     far, ok = P.order_of_magnitude_check({"tencent/HunyuanVideo": 1.3e6, "zai-org/CogVideoX-2b": 28e3})
     assert not ok and far["zai-org/CogVideoX-2b"]["rel_diff"] == 0
     assert P.order_of_magnitude_check({}) == ({}, True)
+
+
+def test_every_finding_has_a_place_in_the_paper_and_no_guessed_number():
+    assert set(P.LOCATIONS) == set(P.FINDING_IDS)
+    for finding_id, where in P.LOCATIONS.items():
+        text = P.location_text(finding_id)
+        assert where.evidence, finding_id
+        if where.paper_section is None and where.paper_figure is None:
+            assert "not located" in where.evidence and text.endswith("section and figure not located"), finding_id
+        else:  # a number must come with what showed it
+            assert (where.paper_section or "") in where.evidence or (where.paper_figure or "") in where.evidence
+        assert text.startswith("abstract; ") == where.in_abstract, finding_id
+    # the abstract's three headline figures are the findings marked as stated in the abstract
+    assert {f.finding for f in P.HEADLINES} == {k for k, w in P.LOCATIONS.items() if w.in_abstract}
+
+
+def test_location_text_names_section_and_figure_when_known(monkeypatch):
+    monkeypatch.setitem(P.LOCATIONS, "moe-vs-dense", P.Location("4.2", "7", False, "section 4.2, Figure 7"))
+    assert P.location_text("moe-vs-dense") == "section 4.2, Figure 7"
+    monkeypatch.setitem(P.LOCATIONS, "moe-vs-dense", P.Location(None, "7", True, "Figure 7"))
+    assert P.location_text("moe-vs-dense") == "abstract; section not located, Figure 7"
+    assert P.location_text("no-such-finding") == "section and figure not located"

@@ -11,8 +11,8 @@ Three tables for the chapter "The paper and the data", each a pure function of t
   the batches a band really holds, pairs left out).
 
 :data:`WHERE_IN_PAPER` says where each finding is stated: the paper's abstract for the three headline figures, and
-the companion post's section for each finding (the section and figure numbers of the paper are not recorded in
-this project; the post presents the same results under named sections).
+the companion post's section for each finding (the post presents the same results under named sections); the
+paper's own section and figure numbers, or "not located", are :data:`harness.analysis.paper.LOCATIONS`.
 """
 
 from __future__ import annotations
