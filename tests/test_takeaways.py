@@ -169,7 +169,7 @@ def test_diffusion_batching_on_a_small_table():
 def test_caveats_state_their_conditions(found, tables):
     caveats = {c.finding: c for c in R.caveats(found, *tables)}
     assert "B200" in caveats["batch-size-effect"].condition and "H100" in caveats["batch-size-effect"].condition
-    assert "true on one B200" in caveats["text-to-image-spread"].condition
+    assert "true on 1 x B200" in caveats["text-to-image-spread"].condition
     assert "batch 16 only" in caveats["fp8-vs-bf16"].condition
     assert list(R.caveats_table(caveats.values()).columns) == ["finding", "claim", "condition"]
 

@@ -18,18 +18,23 @@ paper's own section and figure numbers, or "not located", are :data:`harness.ana
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
 from harness.analysis import findings as F
 from harness.analysis import tables as an
+from harness.analysis.claim_conditions import Evidence, Stated
 from harness.analysis.takeaways import (
     MOE_PAIR,
+    batch_effect_by_count,
+    batch_effect_evidence,
     batch_effect_series,
+    batch_effect_stated,
     batch_effect_summary,
     moe_same_batch,
+    rows_evidence,
 )
 from harness.vocabulary.tasks import TASK_NAMES
 
@@ -296,7 +301,8 @@ def prose_against_data(found: Iterable[F.Finding], llm: pd.DataFrame) -> list[St
 
 def statements_table(rows: Iterable[Statement]) -> pd.DataFrame:
     """The statements as a table: finding, where, says, data, verdict."""
-    return pd.DataFrame([asdict(s) for s in rows], columns=["finding", "where", "says", "data", "verdict"])
+    columns = ["finding", "where", "says", "data", "verdict"]
+    return pd.DataFrame([{c: getattr(s, c) for c in columns} for s in rows], columns=columns)
 
 
 def diffusion_batching(diffusion: pd.DataFrame, task: str = "text-to-image", gpu: str = "B200") -> pd.DataFrame:
@@ -327,6 +333,14 @@ class Caveat:
     finding: str
     claim: str
     condition: str
+    # per condition column, the levels the condition states and the words naming each (claim_conditions.Stated)
+    stated: Stated = field(default_factory=dict)
+    evidence: Evidence | None = field(default=None, compare=False, repr=False)  # the rows the claim is made from
+
+    @property
+    def sentence(self) -> str:
+        """The claim with its condition, in words."""
+        return f"{self.claim}: {self.condition}"
 
 
 def caveats(found: Iterable[F.Finding], llm: pd.DataFrame, diffusion: pd.DataFrame) -> list[Caveat]:
@@ -341,6 +355,7 @@ def caveats(found: Iterable[F.Finding], llm: pd.DataFrame, diffusion: pd.DataFra
             stats = overall.to_dict("index")
             h, b = stats["H100"], stats["B200"]
             largest = series.groupby("gpu_model")["large_batch"].median()
+            evidence = batch_effect_evidence(series)
             out.append(
                 Caveat(
                     "batch-size-effect",
@@ -348,22 +363,27 @@ def caveats(found: Iterable[F.Finding], llm: pd.DataFrame, diffusion: pd.DataFra
                     f"the effect depends on the GPU generation: median {_x(b['median'])} on B200 ({int(b['series'])} "
                     f"series, {100 * b['share_at_least_3']:.0f}% at least 3x) against {_x(h['median'])} on H100 "
                     f"({int(h['series'])} series, {100 * h['share_at_least_3']:.0f}% at least 3x); the median series "
-                    f"reaches batch {largest['B200']:,.0f} on B200 against {largest['H100']:,.0f} on H100",
+                    f"reaches batch {largest['B200']:,.0f} on B200 against {largest['H100']:,.0f} on H100; and on the "
+                    f"GPU count: median {batch_effect_by_count(evidence)}",
+                    batch_effect_stated(evidence, ("H100", "B200")),
+                    evidence,
                 )
             )
     table = diffusion_batching(diffusion)
     if len(table):
-        one, many = table[table["num_gpus"] == 1], table[table["num_gpus"] == table["num_gpus"].max()]
+        most = int(table["num_gpus"].max())
+        one, many = table[table["num_gpus"] == 1], table[table["num_gpus"] == most]
         top = many.loc[many["ratio"].idxmax()] if len(many) else None
         if len(one) and top is not None:
             out.append(
                 Caveat(
                     "text-to-image-spread",
                     "batching helps images far less than language models",
-                    f"true on one B200 (batch saves at most {_x(one['ratio'].max())}), not on "
-                    f"{int(top['num_gpus'])} GPUs, where batching cuts energy per image {_x(many['ratio'].min())} to "
-                    f"{_x(many['ratio'].max())} ({top['nickname']} the most): split over many GPUs, one image leaves each "  # noqa: E501
-                    "GPU underfed",
+                    f"true on 1 x B200 (batch saves at most {_x(one['ratio'].max())}), not on {most} x B200, where "
+                    f"batching cuts energy per image {_x(many['ratio'].min())} to {_x(many['ratio'].max())} "
+                    f"({top['nickname']} the most): split over many GPUs, one image leaves each GPU underfed",
+                    {"num_gpus": {1: "1 x B200", most: f"{most} x B200"}},
+                    Evidence(table, "ratio", statistic="max", conditions=("num_gpus",)),
                 )
             )
     if "fp8-vs-bf16" in by and by["fp8-vs-bf16"].rows is not None:
@@ -376,6 +396,9 @@ def caveats(found: Iterable[F.Finding], llm: pd.DataFrame, diffusion: pd.DataFra
                     "FP8 costs more energy per token at batch 8-16",
                     f"the pairs of that band are at batch {', '.join(map(str, sizes))} only (batches below 16 are left "
                     "out, as the paper does), so the band says nothing about batch 8",
+                    evidence=Evidence(
+                        rows[rows["band"] == "8-16"], "energy_ratio", conditions=("gpu_model", "num_gpus")
+                    ),
                 )
             )
     if "multimodal-overhead" in by and by["multimodal-overhead"].values.get("excluded"):
@@ -387,6 +410,7 @@ def caveats(found: Iterable[F.Finding], llm: pd.DataFrame, diffusion: pd.DataFra
                 "image and video chat cost more per token than text chat",
                 "measured on B200 pairs only; "
                 + "; ".join(f"{names.get(m, m)} is left out: {why}" for m, why in excluded.items()),
+                evidence=rows_evidence(by["multimodal-overhead"], "video_over_text", ("num_gpus",)),
             )
         )
     if "moe-vs-dense" in by:
@@ -407,6 +431,7 @@ def caveats(found: Iterable[F.Finding], llm: pd.DataFrame, diffusion: pd.DataFra
                 "more GPUs raise energy per token",
                 f"at the same batch size; counting the larger batches extra memory allows, the larger GPU count reaches "  # noqa: E501
                 f"a lower minimum in {100 * v['share_more_gpus_lower_min_energy']:.0f}% of (model, task, GPU) cases",
+                evidence=rows_evidence(by["multi-gpu"], "energy_ratio", ("gpu_model",)),
             )
         )
     return out
@@ -414,4 +439,5 @@ def caveats(found: Iterable[F.Finding], llm: pd.DataFrame, diffusion: pd.DataFra
 
 def caveats_table(rows: Iterable[Caveat]) -> pd.DataFrame:
     """The caveats as a table: finding, claim, condition."""
-    return pd.DataFrame([asdict(c) for c in rows], columns=["finding", "claim", "condition"])
+    columns = ["finding", "claim", "condition"]
+    return pd.DataFrame([{c: getattr(r, c) for c in columns} for r in rows], columns=columns)

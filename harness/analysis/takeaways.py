@@ -12,12 +12,13 @@ book is built; only the words around them are written here. Pure functions over 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from harness.analysis import findings as F
 from harness.analysis import tables as an
+from harness.analysis.claim_conditions import Evidence, Stated, gpus_text, levels
 from harness.vocabulary.tasks import TASK_NAMES
 
 # The chapter (notebook name in book/notebooks.yml) that works each finding through, for links.
@@ -50,10 +51,18 @@ class Takeaway:
     condition: str  # where the data show it (GPU, count, batch, task, selection)
     what_to_do: str  # the practical consequence
     finding: str  # the finding id the numbers come from
+    # per condition column, the levels the effect is stated for and the words naming each (claim_conditions.Stated)
+    stated: Stated = field(default_factory=dict)
+    evidence: Evidence | None = field(default=None, compare=False, repr=False)  # the rows the effect comes from
 
     @property
     def chapter(self) -> str:
         return CHAPTER_OF.get(self.finding, "")
+
+    @property
+    def sentence(self) -> str:
+        """The claim in words: its effect and where the data show it."""
+        return f"{self.effect}; {self.condition}"
 
 
 def _x(ratio: float) -> str:
@@ -200,18 +209,33 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
                     "same base model, task, GPU, GPU count and batch; batches of at least 16; Qwen3 Coder 480B left out",  # noqa: E501
                     "Use FP8 only where the batch is large; at small batches its overhead costs more than it saves.",
                     "fp8-vs-bf16",
+                    {
+                        "band": {
+                            "8-16": f"at batch {_band_batches(by['fp8-vs-bf16'], '8-16')}",
+                            "65-256": "at batch 65-256",
+                        }
+                    },
+                    _fp8_evidence(by["fp8-vs-bf16"]),
                 )
             )
     if "batch-size-effect" in by:
         v = by["batch-size-effect"].values
         st = v["all_series"]
-        per_gpu = ""
+        per_gpu, stated, evidence = "", {}, None
         if llm is not None:
-            overall = batch_effect_summary(batch_effect_series(llm))
+            series = batch_effect_series(llm)
+            overall = batch_effect_summary(series)
             overall = overall[overall["task_name"] == "all tasks"]
-            per_gpu = "; median " + ", ".join(
-                f"{_x(r['median'])} on {r['gpu_model']} ({r['series']} series)" for _, r in overall.iterrows()
+            evidence = batch_effect_evidence(series)
+            per_gpu = (
+                "; median "
+                + ", ".join(
+                    f"{_x(r['median'])} on {r['gpu_model']} ({r['series']} series)" for _, r in overall.iterrows()
+                )
+                + "; by GPU count, median "
+                + batch_effect_by_count(evidence)
             )
+            stated = batch_effect_stated(evidence, overall["gpu_model"])
         rows.append(
             Takeaway(
                 "Batch size (the most requests vLLM runs at once)",
@@ -224,6 +248,8 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
                 f"all {st['n']} published language-model series, smallest batch of at least 16 against the largest",
                 "Run the largest batch your latency target and memory allow.",
                 "batch-size-effect",
+                stated,
+                evidence,
             )
         )
     if "multimodal-overhead" in by:
@@ -239,6 +265,7 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
                 "cheapest GPU count",
                 "Feed the GPU: CPU-side preprocessing caps the batch, and a faster GPU alone will wait longer.",
                 "multimodal-overhead",
+                evidence=rows_evidence(by["multimodal-overhead"], "video_over_text", ("num_gpus",)),
             )
         )
     if "multi-gpu" in by:
@@ -261,12 +288,14 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
                 "problem solving, chat and code; every pair of GPU counts at the same batch size",
                 "Use the fewest GPUs that hold the model and the batch you need; add GPUs only when memory caps the batch.",  # noqa: E501
                 "multi-gpu",
+                {"gpu_model": {gpu: f"on {gpu}" for gpu in v["by_gpu"]}},
+                rows_evidence(by["multi-gpu"], "energy_ratio", ("gpu_model",)),
             )
         )
     if "b200-vs-h100" in by:
         v = by["b200-vs-h100"].values
         parts = []
-        for fam, name in (("llm", "language models"), ("text-to-image", "images"), ("text-to-video", "videos")):
+        for fam, name in FAMILY_WORDS.items():
             if fam in v:
                 parts.append(
                     f"{name} {_pct(-v[fam]['gain']['median'])} (B200 wins {v[fam]['b200_wins']} of "
@@ -282,6 +311,8 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
                 "each GPU's cheapest configuration (any GPU count and batch) under the same latency target" + tail,
                 "Prefer B200 for language models; for video the two GPUs cost about the same energy.",
                 "b200-vs-h100",
+                {"family": {fam: name for fam, name in FAMILY_WORDS.items() if fam in v}},
+                _b200_evidence(by["b200-vs-h100"]),
             )
         )
     if "text-to-image-spread" in by and "text-to-video-range" in by:
@@ -305,10 +336,53 @@ def takeaways(found: Iterable[F.Finding], llm: pd.DataFrame | None = None) -> li
 
 def takeaways_table(rows: Iterable[Takeaway]) -> pd.DataFrame:
     """The takeaways as a table: knob, layer, effect, condition, what_to_do, finding, chapter."""
-    return pd.DataFrame(
-        [asdict(t) | {"chapter": t.chapter} for t in rows],
-        columns=["knob", "layer", "effect", "condition", "what_to_do", "finding", "chapter"],
-    )
+    columns = ["knob", "layer", "effect", "condition", "what_to_do", "finding", "chapter"]
+    return pd.DataFrame([{c: getattr(t, c) for c in columns} for t in rows], columns=columns)
+
+
+# ------------------------------------------------------------------ the data each claim is made from
+
+FAMILY_WORDS: dict[str, str] = {"llm": "language models", "text-to-image": "images", "text-to-video": "videos"}
+
+
+def rows_evidence(finding: F.Finding, value: str, conditions: tuple[str, ...]) -> Evidence | None:
+    """A finding's own rows as a claim's evidence (``value``: a ratio column, no unit); None without such rows."""
+    rows = finding.rows
+    return None if rows is None or value not in rows.columns else Evidence(rows, value, conditions=conditions)
+
+
+def _fp8_evidence(finding: F.Finding) -> Evidence | None:
+    """FP8 over BF16 energy per token (no unit) per pair, split by batch band, GPU and GPU count."""
+    return rows_evidence(finding, "energy_ratio", ("band", "gpu_model", "num_gpus"))
+
+
+def _b200_evidence(finding: F.Finding) -> Evidence | None:
+    """H100 over B200 energy per output (no unit; from ``gain`` = (H100 - B200) / H100) per comparison, split by
+    family and precision."""
+    rows = finding.rows
+    if rows is None or "gain" not in rows.columns:
+        return None
+    ratio = rows.assign(h100_over_b200=1 / (1 - rows["gain"]))
+    return Evidence(ratio, "h100_over_b200", conditions=("family", "weight_precision"))
+
+
+def batch_effect_evidence(series: pd.DataFrame) -> Evidence:
+    """The batch effect of every series (:func:`batch_effect_series`; ratio, no unit), split by GPU and GPU count."""
+    return Evidence(series, "ratio", conditions=("gpu_model", "num_gpus"))
+
+
+def batch_effect_by_count(evidence: Evidence) -> str:
+    """The median batch effect per GPU count: ``"3.46x on 1 GPU (51 series), 3.91x on 2 GPUs (21 series)"``."""
+    table = levels(evidence, "num_gpus")
+    return ", ".join(f"{_x(r.stat)} on {gpus_text(r.level)} ({r.n} series)" for r in table.itertuples())
+
+
+def batch_effect_stated(evidence: Evidence, gpus: Iterable[str]) -> dict[str, dict]:
+    """The conditions a batch-effect sentence states: each GPU model and each GPU count of the evidence."""
+    return {
+        "gpu_model": {g: f"on {g}" for g in gpus},
+        "num_gpus": {r.level: f"on {gpus_text(r.level)}" for r in levels(evidence, "num_gpus").itertuples()},
+    }
 
 
 def batch_effect_series(llm: pd.DataFrame, highlighted: Mapping[str, tuple] | None = None) -> pd.DataFrame:
