@@ -491,3 +491,19 @@ def test_cheapest_under_limits_has_a_deadline_slider_a_budget_and_a_gpu_toggle()
     assert params["t_gpu"]["bind"]["options"] == ["H100", "B200"] and params["t_gpu"]["value"] == "B200"
     text = json.dumps(spec)
     assert "t_deadline" in text and "row_number" in text and '"legend"' in text
+
+
+def test_a_run_series_takes_its_models_colour_shaded_by_task_whatever_the_chart():
+    from harness.vocabulary import palette
+
+    chat = "Qwen 3 8B (published), text conversation, 1 x H100"
+    gpqa = "Qwen 3 8B (published), problem solving (reasoning), 1 x H100"
+    assert palette.colour(chat) == palette.MODEL_COLOURS["Qwen 3 8B"]  # a model's first task: the model's colour
+    assert palette.colour(gpqa) not in (palette.colour(chat), palette.FALLBACK_COLOURS)
+    own = "tiny-qwen3 (own), text conversation, 1 x CPU"
+    other = "tiny-qwen3 (own), problem solving (reasoning), 1 x CPU"
+    # one label, one colour, whichever other series share its chart (no chart-dependent reassignment)
+    assert palette.colours([own, other]) == palette.colours([other, own])[::-1]
+    assert palette.colours([own, "anything else"])[0] == palette.colours([own])[0] == palette.colour(own)
+    assert palette.colour(own) != palette.colour(other)
+    assert palette.series_colour("Qwen 3 8B") is None  # not a run series

@@ -82,6 +82,18 @@ def test_cpu_time_per_token_and_per_request_over_the_steady_window():
     assert out["cpu_time_per_request_s"] == pytest.approx(used / 100 * 20.0)
 
 
+def test_samples_stopping_a_fraction_of_a_period_short_of_the_window_are_scaled_to_it():
+    # the last reading 0.3 s before the close, at a 1 s period: the rate over [0.5, 4.0] (2 s of CPU in 3.5 s)
+    frame = _timeline([0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 0.5, 1.0, 1.5, 2.0])
+    out = server_cpu_metrics(frame, 0.2, 4.3, tokens=41, avg_output_len=10.0)
+    assert out["server_cpu_time_s"] == pytest.approx(0.5 * 4.1)  # 0.5 CPU-s per second over the 4.1 s window
+    assert out["server_cpu_cores"] == pytest.approx(0.5)
+    assert out["cpu_time_per_output_token_ms"] == pytest.approx(0.5 * 4.1 / 41 * 1000)
+    # half a period or more short: nothing
+    assert set(server_cpu_metrics(frame, 0.2, 4.5, 41, 10.0).values()) == {None}
+    assert set(server_cpu_metrics(frame, -0.5, 3.0, 41, 10.0).values()) == {None}
+
+
 @pytest.mark.parametrize(
     "frame, start, end",
     [

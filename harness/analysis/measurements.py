@@ -80,11 +80,15 @@ def own_runs(results_dir: str | Path) -> pd.DataFrame:
     frame["length_source_model"] = [_length_source(d) for d in frame["run_dir"]]
     frame["is_llm"] = frame["task"].isin(LLM_TASKS)
     frame["nickname"] = frame["model_id"].astype(str) + " (own)"
+    # the backend is named only for a model measured through more than one (the label stays short enough for a legend)
+    backends = frame.groupby("model_id")["backend"].transform("nunique") if len(frame) else frame["backend"]
+    own = [
+        f" (own, {b}), " if isinstance(n, (int, float)) and n > 1 else " (own), "
+        for b, n in zip(frame["backend"], backends, strict=True)
+    ]
     frame["series"] = (
         frame["model_id"].astype(str)
-        + " (own, "
-        + frame["backend"].astype(str)
-        + "), "
+        + pd.Series(own, index=frame.index, dtype=object)
         + frame["task"].astype(str).map(_task_name)
         + ", "
         + frame["gpu"].astype(str)

@@ -118,7 +118,8 @@ def server_cpu_metrics(
     frame: Any, start: float | None, end: float | None, tokens: int | None, avg_output_len: float | None
 ) -> dict:
     """The serving process tree's CPU time over the steady window ``[start, end]`` (s), from the timeline's
-    cumulative ``server_cpu_time_s`` (interpolated at the window's ends): its seconds, the CPU cores it kept
+    cumulative ``server_cpu_time_s`` (interpolated at the window's ends; samples that stop short of an end by less than
+    half a sampling period are scaled to the whole window): its seconds, the CPU cores it kept
     busy on average, milliseconds per output token (over the window's ``tokens``) and seconds per request (per
     token times ``avg_output_len``, as energy per request is). Every value None without such samples (a
     backend without a server process)."""
@@ -128,12 +129,19 @@ def server_cpu_metrics(
     if "server_cpu_time_s" not in frame.columns:
         return out
     host = frame[(frame["source"] == "host") & frame["server_cpu_time_s"].notna()].sort_values("time_s")
-    if len(host) < 2 or host["time_s"].iloc[0] > start or host["time_s"].iloc[-1] < end:
-        return out  # the samples must span the window: no extrapolation
+    if len(host) < 2:
+        return out
     import numpy as np
 
     times, seconds = host["time_s"].to_numpy(float), host["server_cpu_time_s"].to_numpy(float)
-    used = float(np.interp(end, times, seconds) - np.interp(start, times, seconds))
+    # The samples must span the window, but for less than half a sampling period at either end (the sampler's
+    # last reading may precede the window's close by a fraction of its period): the CPU time over the span
+    # covered, scaled to the whole window at that span's rate. A larger gap gives no figures (no extrapolation).
+    slack = 0.5 * float(np.median(np.diff(times)))
+    first, last = max(start, times[0]), min(end, times[-1])
+    if first - start >= slack or end - last >= slack or last <= first:
+        return out
+    used = float(np.interp(last, times, seconds) - np.interp(first, times, seconds)) * (end - start) / (last - first)
     out["server_cpu_time_s"] = used
     out["server_cpu_cores"] = used / (end - start)
     if tokens:

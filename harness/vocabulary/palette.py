@@ -155,7 +155,43 @@ def known_colour(name: str) -> str | None:
     for table in _TABLES:
         if name in table:
             return table[name]
-    return _BY_KEY.get(_key(name))
+    found = _BY_KEY.get(_key(name))
+    return found if found is not None else series_colour(name)
+
+
+# A series label of the own-runs chapter: "<model> (own), <task>, <GPUs>" or "<model> (published), <task>, <GPUs>".
+_SERIES = re.compile(r"^(?P<model>.+?) \((?:own|published)[^)]*\)(?:, (?P<task>[^,]+))?")
+# a task's shade: its place among the tasks one model serves (text, multimodal or diffusion), the first unshaded
+_TASK_GROUPS = (
+    ("lm-arena-chat", "gpqa", "sourcegraph-fim"),
+    ("image-chat", "video-chat"),
+    ("text-to-image", "text-to-video"),
+)
+_TASK_ORDER = {TASK_NAMES[t].lower(): i for group in _TASK_GROUPS for i, t in enumerate(group)}
+
+
+def _mix(hex_colour: str, towards: int, share: float) -> str:
+    """``hex_colour`` moved ``share`` (0-1) of the way to black (``towards`` 0) or white (255)."""
+    rgb = [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
+    return "#" + "".join(f"{round(c + (towards - c) * share):02x}" for c in rgb)
+
+
+def series_colour(name: str) -> str | None:
+    """The colour of a run series labelled ``<model> (own|published), <task>, <GPUs>``: its model's colour (a stable
+    fallback for a model no table names), shaded by the task (its place among the tasks
+    one model serves: text chat, reasoning and code completion; image and video chat; image and video generation;
+    none for the first, then darker, then lighter), so that one
+    label has one colour on every page and one model's series of several tasks differ in one chart. None for any
+    other name."""
+    found = _SERIES.match(name)
+    if not found:
+        return None
+    model = found.group("model")
+    base = known_colour(model) or FALLBACK_COLOURS[zlib.crc32(model.encode("utf-8")) % len(FALLBACK_COLOURS)]
+    index = _TASK_ORDER.get((found.group("task") or "").strip().lower(), 0)
+    if index == 0:
+        return base
+    return _mix(base, 0 if index % 2 else 255, 0.3)
 
 
 def colour(name: str) -> str:

@@ -32,6 +32,8 @@ PAGE_WIDTH_PX = 900
 AXIS_WIDTH_PX = 64  # an axis' labels and title beside a plot
 RIGHT_LEGEND_PX = 230  # a legend to the right of a plot
 MAX_RIGHT_LEGEND = 8  # more entries than this go below the plot, in columns
+RIGHT_LEGEND_CHARS = 34  # a right legend shows labels of up to this many characters whole (220 px at 11 px type)
+LEGEND_CHAR_PX = 6.5  # the width of one character of a legend label (px, 11 px type)
 FACET_SPACING_PX = 16
 
 # Fields shown in every tooltip when the table has them: column -> title.
@@ -327,11 +329,21 @@ def legend_entries(frame: pd.DataFrame, *columns: str | None) -> int:
     return max(counts, default=0)
 
 
-def legend_for(entries: int, legend: str = "right", title: str | None = None, clickable: bool = True) -> alt.Legend:
-    """A legend at ``legend`` (more than :data:`MAX_RIGHT_LEGEND` entries go below the plot, in columns)."""
-    below = legend == "bottom" or entries > MAX_RIGHT_LEGEND
+def legend_for(
+    entries: int, legend: str = "right", title: str | None = None, clickable: bool = True, longest: int = 0
+) -> alt.Legend:
+    """A legend at ``legend``. More than :data:`MAX_RIGHT_LEGEND` entries, or labels longer than
+    :data:`RIGHT_LEGEND_CHARS` (``longest``, in characters), go below the plot, in as many columns as the widest
+    label leaves room for, so that no label is cut."""
+    below = legend == "bottom" or entries > MAX_RIGHT_LEGEND or longest > RIGHT_LEGEND_CHARS
+    label_px = max(220, min(PAGE_WIDTH_PX - 60, int(longest * LEGEND_CHAR_PX) + 10))
     kwargs: dict[str, Any] = (
-        {"orient": "bottom", "columns": max(1, PAGE_WIDTH_PX // 240), "symbolLimit": 0, "labelLimit": 220}
+        {
+            "orient": "bottom",
+            "columns": max(1, PAGE_WIDTH_PX // (label_px + 20)),
+            "symbolLimit": 0,
+            "labelLimit": label_px,
+        }
         if below
         else {"orient": legend, "symbolLimit": 0, "labelLimit": 220}
     )
@@ -345,7 +357,22 @@ def legend_for(entries: int, legend: str = "right", title: str | None = None, cl
 def legend_right(frame: pd.DataFrame, legend: str, *columns: str | None) -> bool:
     """Whether a chart's legend takes width beside the plot (a right legend of few entries)."""
     entries = legend_entries(frame, *columns)
-    return bool(entries) and legend == "right" and entries <= MAX_RIGHT_LEGEND
+    return (
+        bool(entries)
+        and legend == "right"
+        and entries <= MAX_RIGHT_LEGEND
+        and longest_label(frame, *columns) <= RIGHT_LEGEND_CHARS
+    )
+
+
+def longest_label(frame: pd.DataFrame, *columns: str | None) -> int:
+    """The longest legend label (characters) the nominal ``columns`` make."""
+    lengths = [
+        int(frame[c].dropna().astype(str).str.len().max() or 0)
+        for c in columns
+        if c and c in frame.columns and not is_number(frame, c) and frame[c].notna().any()
+    ]
+    return max(lengths, default=0)
 
 
 def color_scale(values: Iterable[Any]) -> alt.Scale:
@@ -379,7 +406,7 @@ def color_encoding(
         title=title,
         sort=sort,
         scale=color_scale(values.tolist()),
-        legend=legend_for(frame[column].nunique(), legend),
+        legend=legend_for(frame[column].nunique(), legend, longest=longest_label(frame, column)),
     )
     return color
 
