@@ -158,7 +158,7 @@ def timeline_chart(timeline, width: int = PAGE_WIDTH) -> alt.VConcatChart:
         x = alt.X(
             "time_since_start_s:Q",
             scale=x_scale,
-            axis=alt.Axis(title="Time since the run started (s)" if last else None, labels=last),
+            axis=alt.Axis(title="Time since the run started (s)" if last else None),  # every panel labels its times
         )
         line = (
             alt.Chart(part)

@@ -43,6 +43,8 @@ _LABELS = {
     "gpu_model": "GPU",
     "num_gpus": "GPUs",
     "max_num_seqs": "Batch size (max_num_seqs)",
+    "repeats": "Repeats (runs)",
+    "relative_to_smallest_batch": "Relative to the smallest batch (ratio)",
     "avg_output_len": "Mean output length (tokens)",
     "energy_per_output_joules": "Energy per output (J)",
     "tokens_per_sec_per_watt": "Throughput per watt (tokens/s/W)",
@@ -90,10 +92,19 @@ def unit(column: str) -> str | None:
     return None
 
 
+_BOUNDS = {"_low": "interval low", "_high": "interval high"}  # an interval's ends, beside the metric they bound
+
+
 def label(column: str) -> str:
-    """A reader's title for a column: words from its name, the unit in parentheses."""
+    """A reader's title for a column: words from its name, the unit in parentheses (the ends of a metric's interval,
+    ``<metric>_low`` and ``<metric>_high``, as the metric's words and unit)."""
     if column in _LABELS:
         return _LABELS[column]
+    for suffix, words in _BOUNDS.items():
+        if column.endswith(suffix) and unit(column[: -len(suffix)]) is not None:
+            base = label(column[: -len(suffix)])
+            stem, _, rest = base.partition(" (")
+            return f"{stem}, {words} ({rest}" if rest else f"{stem}, {words}"
     stem, name = column, unit(column)
     if name is not None:
         suffix = next(s for s, u in _UNITS if column.endswith(s) or column == s[1:])
