@@ -1,6 +1,6 @@
 """Benchmark 3: the book build, cold and after one notebook changes.
 
-    .venv/bin/python benchmarks/book_build.py [--notebook NAME]
+    .venv/bin/python benchmarks/book_build.py [--notebook NAME] [--load "what else ran"]
 
 The book's sources (``_config.yml``, ``_toc.yml``, ``book/`` without ``book/_generated``,
 ``notebooks/``, ``requirements/lock-cpu.txt``) are copied to a temporary folder, so the
@@ -106,6 +106,7 @@ def touch_notebook(path: Path) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notebook", default="llm-chat", help="the notebook to change (default llm-chat)")
+    parser.add_argument("--load", default="", help="what else ran on the host, in words (recorded with the result)")
     args = parser.parse_args(argv)
     _common.ensure_reference_env()
     load = _common.loadavg()
@@ -153,7 +154,7 @@ def main(argv=None) -> int:
         "unchanged": unchanged,
         "one_notebook_changed": changed,
         "benchmark_wall_s": watch(),
-        "host": _common.host_facts(load),
+        "host": {**_common.host_facts(load), **({"load": args.load} if args.load else {})},
     }
     path = _common.write_result(NAME, payload)
     print(f"{NAME}: {figure} -> {status}  ({path.relative_to(_common.ROOT)})")
