@@ -504,6 +504,12 @@ LOCATIONS: dict[str, Location] = {
 }
 
 
+def located(finding_id: str) -> bool:
+    """Whether the paper's section or figure number of a finding is recorded in :data:`LOCATIONS`."""
+    where = LOCATIONS.get(finding_id)
+    return where is not None and bool(where.paper_section or where.paper_figure)
+
+
 def location_text(finding_id: str) -> str:
     """Where the paper states a finding, in short: ``"abstract; section 4.2, Figure 3"``, or ``"section and figure not
     located"`` for what the stored copy of the paper did not show."""
