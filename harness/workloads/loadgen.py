@@ -182,7 +182,13 @@ async def _one(
         traced: dict[str, Any] = {}
         if stamp:  # now, should it never leave (no connection); replaced when its headers are written
             rec.submit_time_s = clock()
-            traced["trace_request_ctx"] = {"stamp": lambda: setattr(rec, "submit_time_s", clock())}
+
+            def submitted() -> None:  # the submission time, and the silence watchdog's count restarted from it
+                rec.submit_time_s = clock()
+                if heard is not None:
+                    heard[rid] = rec.submit_time_s
+
+            traced["trace_request_ctx"] = {"stamp": submitted}
         async with session.post(f"{spec.base_url}{path}", json=payload, headers=spec.headers, **traced) as resp:
             if resp.status != 200:
                 body = (await resp.text())[:300].replace("\n", " ")
