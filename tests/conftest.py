@@ -275,3 +275,16 @@ def vllm_env(tmp_path_factory, monkeypatch):
         pytest.skip(f"reference output lengths unavailable: {exc}")
     yield
     assert fake_vllm.leftovers() == [], "a server outlived its test"
+
+
+# --- the published tables (test_findings, test_takeaways, test_claim_conditions) ---------------------------------
+@pytest.fixture(scope="session")
+def tables():
+    """The reference's language-model and diffusion tables, read once for the whole run."""
+    from harness.errors import ReferenceDataError
+    from harness.published import reference
+
+    try:
+        return reference.llm_table(), reference.diffusion_table()
+    except ReferenceDataError as exc:
+        pytest.fail(f"reference data needed (set HARNESS_REFERENCE_DIR): {exc}")

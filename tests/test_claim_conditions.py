@@ -18,16 +18,6 @@ from harness.analysis import claim_conditions as C
 from harness.analysis import findings as F
 from harness.analysis import reproduction as R
 from harness.analysis import takeaways as T
-from harness.errors import ReferenceDataError
-from harness.published import reference
-
-
-@pytest.fixture(scope="module")
-def tables():
-    try:
-        return reference.llm_table(), reference.diffusion_table()
-    except ReferenceDataError as exc:
-        pytest.fail(f"reference data needed (set HARNESS_REFERENCE_DIR): {exc}")
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,10 @@ import json
 import pytest
 
 from harness.analysis import findings as F
-from harness.errors import HarnessError, ReferenceDataError
-from harness.published import reference
+from harness.errors import HarnessError
 
 # Published in the paper (STUDY.md): B200, minimum-energy configuration per model.
 PUBLISHED = {"reasoning_tokens": 6988, "chat_tokens": 717, "reasoning_joules": 4625, "chat_joules": 184}
-
-
-@pytest.fixture(scope="module")
-def tables():
-    try:
-        return reference.llm_table(), reference.diffusion_table()
-    except ReferenceDataError as exc:
-        pytest.fail(f"reference data needed (set HARNESS_REFERENCE_DIR): {exc}")
 
 
 @pytest.fixture(scope="module")

@@ -15,18 +15,8 @@ from harness.analysis import reproduction as R
 from harness.analysis import tables as an
 from harness.analysis import takeaways as T
 from harness.analysis import timeline as TL
-from harness.errors import ReferenceDataError
-from harness.published import reference
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def tables():
-    try:
-        return reference.llm_table(), reference.diffusion_table()
-    except ReferenceDataError as exc:
-        pytest.fail(f"reference data needed (set HARNESS_REFERENCE_DIR): {exc}")
 
 
 @pytest.fixture(scope="module")
