@@ -223,3 +223,17 @@ def test_the_chapter_reads_with_own_runs(tmp_path, reference):
     assert "What a CPU smoke run can and cannot show" in text
     assert "Gain from batching in the own runs" in text and "Qwen 3 8B (published)" in text
     assert "None of them carries energy" in text  # no counter: energy is missing, not 0 J
+
+
+def test_a_committed_run_and_one_measured_here_keep_apart_series(tmp_path):
+    """The same configuration measured here (results/<study>/) and committed with the repository (a folder below):
+    two series, so a chart does not join their points into one line."""
+    results = tmp_path / "results"
+    for root in (results, results / "cpu-2core"):
+        _write_run(root, "smoke", "aaaaaaaaaaaa", "tiny-qwen3", "lm-arena-chat", None, 4, {"avg_output_len": 40.0})
+    own = M.own_runs(results).sort_values("committed")
+    assert own["committed"].tolist() == [False, True]
+    here, committed = own["series"].tolist()
+    assert here != committed
+    assert here.startswith("tiny-qwen3 (own), ") and committed.startswith("tiny-qwen3 (own, committed), ")
+    assert M.own_runs(results / "cpu-2core")["committed"].tolist() == [False]  # read as a results folder itself

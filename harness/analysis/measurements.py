@@ -63,13 +63,18 @@ def _length_source(run_dir) -> str | None:
 
 
 def own_runs(results_dir: str | Path) -> pd.DataFrame:
-    """Every own run folder below ``results_dir`` (any status), with ``reference_model_id`` and ``is_llm``."""
+    """Every own run folder below ``results_dir`` (any status), with ``reference_model_id``, ``is_llm`` and
+    ``committed`` (True for a run in a folder below ``results_dir``, committed with the repository, not measured
+    into ``results_dir/<study>/`` here); its ``series`` label says "committed" for those."""
     from harness.measuring import store
 
-    frames = [store.collect(root) for root in result_roots(results_dir)]
+    base = Path(results_dir).resolve()
+    # a run committed with the repository (a folder below results_dir, e.g. the project's CPU runs or a GPU check)
+    # is told apart from one measured here (results_dir/<study>/<run-id>): their series may otherwise share a label
+    frames = [store.collect(root).assign(committed=root.resolve() != base) for root in result_roots(results_dir)]
     frames = [f for f in frames if len(f)]
     if not frames:
-        frame = store.collect(Path(results_dir) / ".none")  # the empty table with every column
+        frame = store.collect(Path(results_dir) / ".none").assign(committed=False)  # the empty table, every column
     else:
         frame = pd.concat(frames, ignore_index=True).drop_duplicates("run_dir")
     frame = frame.copy()
@@ -83,8 +88,10 @@ def own_runs(results_dir: str | Path) -> pd.DataFrame:
     # the backend is named only for a model measured through more than one (the label stays short enough for a legend)
     backends = frame.groupby("model_id")["backend"].transform("nunique") if len(frame) else frame["backend"]
     own = [
-        f" (own, {b}), " if isinstance(n, (int, float)) and n > 1 else " (own), "
-        for b, n in zip(frame["backend"], backends, strict=True)
+        " ("
+        + ", ".join(["own"] + (["committed"] if c else []) + ([b] if isinstance(n, (int, float)) and n > 1 else []))
+        + "), "
+        for b, n, c in zip(frame["backend"], backends, frame["committed"], strict=True)
     ]
     frame["series"] = (
         frame["model_id"].astype(str)
