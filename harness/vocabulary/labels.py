@@ -100,11 +100,11 @@ def label(column: str) -> str:
     ``<metric>_low`` and ``<metric>_high``, as the metric's words and unit)."""
     if column in _LABELS:
         return _LABELS[column]
-    for suffix, words in _BOUNDS.items():
+    for suffix, bound in _BOUNDS.items():
         if column.endswith(suffix) and unit(column[: -len(suffix)]) is not None:
             base = label(column[: -len(suffix)])
             stem, _, rest = base.partition(" (")
-            return f"{stem}, {words} ({rest}" if rest else f"{stem}, {words}"
+            return f"{stem}, {bound} ({rest}" if rest else f"{stem}, {bound}"
     stem, name = column, unit(column)
     if name is not None:
         suffix = next(s for s, u in _UNITS if column.endswith(s) or column == s[1:])
