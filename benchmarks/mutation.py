@@ -36,60 +36,36 @@ ROOT = _common.ROOT
 MUTMUT = Path(sys.executable).with_name("mutmut")
 GOAL = 0.80
 
-FINDING_FUNCTIONS = (
-    "_stats",
-    "reasoning_vs_chat",
-    "qwen3_32b_b200",
-    "multimodal_overhead",
-    "_diffusion_minima",
-    "_h100_check",
-    "text_to_image_spread",
-    "text_to_video_range",
-    "batch_size_effect_table",
-    "batch_size_effect",
-    "moe_vs_dense",
-    "b200_vs_h100_table",
-    "b200_vs_h100",
-    "fp8_vs_bf16_table",
-    "fp8_vs_bf16",
-    "multi_gpu_tables",
-    "multi_gpu",
-    "published",
-    "_tables",
-    "compute",
-    "compute_all",
-)
-ATTRIBUTION = (
-    "xǁAttributionǁ*",
-    "xǁFactorǁ*",
-    "x__fmt",
-    "x__times",
-    "x__row_dict",
-    "x__require",
-    "x_attribute",
-    "x__factor",
-    "x__power_factor",
-    "x__with_residual",
-    "x__attribute_llm",
-    "x__attribute_diffusion",
-)
+# The findings package's modules whose functions compute the ten findings and their tables (all their functions),
+# and the entry points of its __init__; not its record, wording or framework-graph modules, nor the command line
+FINDING_MODULES = ("language", "generation", "serving", "hardware")
+FINDING_ENTRY_POINTS = ("_tables", "compute", "compute_all")
 
-# name -> (source file, mutant name patterns, what is in scope)
-MODULES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "energy": ("harness/measuring/energy.py", ("harness.measuring.energy.*",), "the whole module"),
-    "validator": ("harness/measuring/validator.py", ("harness.measuring.validator.*",), "the whole module"),
-    "arrivals": ("harness/measuring/arrivals.py", ("harness.measuring.arrivals.*",), "the whole module"),
-    "steady": ("harness/measuring/steady.py", ("harness.measuring.steady.*",), "the whole module"),
-    "fidelity": ("harness/measuring/fidelity.py", ("harness.measuring.fidelity.*",), "the whole module"),
+# name -> (source files, mutant name patterns, what is in scope)
+MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "energy": (("harness/measuring/energy.py",), ("harness.measuring.energy.*",), "the whole module"),
+    "validator": (("harness/measuring/validator.py",), ("harness.measuring.validator.*",), "the whole module"),
+    "arrivals": (("harness/measuring/arrivals.py",), ("harness.measuring.arrivals.*",), "the whole module"),
+    "steady": (("harness/measuring/steady.py",), ("harness.measuring.steady.*",), "the whole module"),
+    "fidelity": (("harness/measuring/fidelity.py",), ("harness.measuring.fidelity.*",), "the whole module"),
     "factors": (
-        "harness/analysis/tables.py",
-        tuple(f"harness.analysis.tables.{p}__mutmut_*" for p in ATTRIBUTION),
-        "the factor attribution (Factor, Attribution, attribute and its helpers)",
+        ("harness/analysis/tables/attribution.py",),
+        ("harness.analysis.tables.attribution.*",),
+        (
+            "the factor attribution: the whole of tables/attribution.py (Factor, Attribution, attribute, diagnose "
+            "and their helpers)"
+        ),
     ),
     "findings": (
-        "harness/analysis/findings.py",
-        tuple(f"harness.analysis.findings.x_{f}__mutmut_*" for f in FINDING_FUNCTIONS),
-        "the ten findings, their tables, _stats, published/_tables and compute/compute_all",
+        (*(f"harness/analysis/findings/{m}.py" for m in FINDING_MODULES), "harness/analysis/findings/__init__.py"),
+        (
+            *(f"harness.analysis.findings.{m}.*" for m in FINDING_MODULES),
+            *(f"harness.analysis.findings.x_{f}__mutmut_*" for f in FINDING_ENTRY_POINTS),
+        ),
+        (
+            "the ten findings and their tables (findings/language.py, generation.py, serving.py, hardware.py, "
+            "whole) and the entry points _tables, compute and compute_all of findings/__init__.py"
+        ),
     ),
 }
 
@@ -108,16 +84,17 @@ _ALL_AT_ONCE = (
     "an all-at-once load read through the arrival path gets the same window (Arrival() is all-at-once and"
     " its tracker is SteadyTracker) and the same batch (effective_batch is max_num_seqs)"
 )
+_SAME_LENGTH = "two columns of one frame always have the same length: zip's strict never acts"
 EQUIVALENT: dict[str, tuple[str, str]] = {
-    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_52": (
+    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_53": (
         'if wanted and note and note != "XXhiddenXX":',
         'note == "hidden" only when no GPU is visible, and then wanted is [] and the test is False either way',
     ),
-    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_53": (
+    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_54": (
         'if wanted and note and note != "HIDDEN":',
         'note == "hidden" only when no GPU is visible, and then wanted is [] and the test is False either way',
     ),
-    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_76": (
+    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_77": (
         'cpus = list(getattr(self._monitor, "cpu_indices", None) or [])',
         "a missing attribute gives None instead of [], and `or []` makes both []",
     ),
@@ -426,29 +403,53 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             "function still returns None"
         ),
     ),
-    "harness.measuring.validator.x_validate__mutmut_419": (
-        'if v == v and str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_422": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_421": (
-        'if v == v and str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_424": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_423": (
-        'if v == v and str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_426": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_448": (
-        'if v == v and not str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_454": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_450": (
-        'if v == v and not str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_456": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_452": (
-        'if v == v and not str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_458": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_402": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=None)',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_405": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], )',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_410": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=True)',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_433": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=None)',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_436": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], )',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_441": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=True)',
+        _SAME_LENGTH,
     ),
 }
 
@@ -472,17 +473,22 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def results_of(source: str, patterns: tuple[str, ...]) -> dict[str, object]:
-    """Mutant name -> mutmut's exit code, for the mutants of ``source`` in scope (from ``mutants/<source>.meta``)."""
-    meta = ROOT / "mutants" / f"{source}.meta"
-    if not meta.exists():
-        return {}
-    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
-    return {name: code for name, code in codes.items() if _matches(name, patterns)}
+def results_of(sources: tuple[str, ...], patterns: tuple[str, ...]) -> dict[str, object]:
+    """Mutant name -> mutmut's exit code, for the mutants of ``sources`` in scope (``mutants/<source>.meta``)."""
+    out: dict[str, object] = {}
+    for source in sources:
+        meta = ROOT / "mutants" / f"{source}.meta"
+        if meta.exists():
+            codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+            out.update((name, code) for name, code in codes.items() if _matches(name, patterns))
+    return out
 
 
 def _blocks(source: str) -> dict[str, list[str]]:
-    """Every function of mutmut's copy of ``source`` (``mutants/<source>``) by name: its lines after the ``def``."""
+    """Every function of mutmut's copy of ``source`` (``mutants/<source>``) by name: its lines after the ``def``,
+    under the module's dotted name (``harness.measuring.energy.x_f__mutmut_1``; a package's ``__init__.py`` is
+    the package itself, as mutmut names its mutants)."""
+    module = source.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
     lines = (ROOT / "mutants" / source).read_text().splitlines()
     out, i = {}, 0
     while i < len(lines):
@@ -491,18 +497,21 @@ def _blocks(source: str) -> dict[str, list[str]]:
             i += 1
             continue
         indent, j = len(m.group(1)), i + 1
-        while j < len(lines) and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent):
+        while j < len(lines) and (
+            not lines[j].strip()
+            or len(lines[j]) - len(lines[j].lstrip()) > indent
+            or lines[j].lstrip().startswith(")")  # the end of a signature written over several lines
+        ):
             j += 1
-        out[m.group(2)] = lines[i + 1 : j]
+        out[f"{module}.{m.group(2)}"] = lines[i + 1 : j]
         i = j
     return out
 
 
 def change_of(name: str, blocks: dict[str, list[str]]) -> str:
     """The mutant's change as ``- old`` / ``+ new`` lines, against the function as written."""
-    function = name.rsplit(".", 1)[-1]
-    original = blocks.get(re.sub(r"__mutmut_\d+$", "__mutmut_orig", function), [])
-    mutated = blocks.get(function, [])
+    original = blocks.get(re.sub(r"__mutmut_\d+$", "__mutmut_orig", name), [])
+    mutated = blocks.get(name, [])
     return "\n".join(line.rstrip() for line in difflib.ndiff(original, mutated) if line[:2] in ("- ", "+ "))
 
 
@@ -515,10 +524,10 @@ def _env() -> dict:
 
 def run_module(name: str, max_children: int, survivors_only: bool = False) -> float:
     """``mutmut run`` over the module's mutants (or only those that survived or were not checked last time)."""
-    source, patterns, _ = MODULES[name]
+    sources, patterns, _ = MODULES[name]
     names = list(patterns)
     if survivors_only:
-        names = sorted(n for n, c in results_of(source, patterns).items() if outcome(c) != "killed")
+        names = sorted(n for n, c in results_of(sources, patterns).items() if outcome(c) != "killed")
         if not names:
             return 0.0
     start = time.perf_counter()
@@ -540,8 +549,8 @@ def run_module(name: str, max_children: int, survivors_only: bool = False) -> fl
 
 
 def summarise(name: str, seconds: float | None) -> dict:
-    source, patterns, scope = MODULES[name]
-    codes = results_of(source, patterns)
+    sources, patterns, scope = MODULES[name]
+    codes = results_of(sources, patterns)
     counts: dict[str, int] = {}
     for code in codes.values():
         counts[outcome(code)] = counts.get(outcome(code), 0) + 1
@@ -549,7 +558,7 @@ def summarise(name: str, seconds: float | None) -> dict:
         (n for n, c in codes.items() if outcome(c) in ("survived", "no tests", "suspicious")),
         key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[1])),
     )
-    blocks = _blocks(source) if survivors else {}
+    blocks = {k: v for source in sources for k, v in _blocks(source).items()} if survivors else {}
     changes = {n: change_of(n, blocks) for n in survivors}
     reasons = {n: equivalent_reason(n, changes[n]) for n in survivors}
     equivalent = [n for n in survivors if reasons[n]]
@@ -558,7 +567,7 @@ def summarise(name: str, seconds: float | None) -> dict:
     denominator = checked - len(equivalent)
     score = killed / denominator if denominator else None
     return {
-        "source": source,
+        "sources": list(sources),
         "scope": scope,
         "total": total,
         "checked": checked,
@@ -602,7 +611,7 @@ def main(argv=None) -> int:
     for name in MODULES:
         seconds = previous.get(name, {}).get("seconds")
         if not args.report_only and (not args.module or name in args.module):
-            print(f"== {name}: mutmut run over {MODULES[name][0]} ({MODULES[name][2]})", flush=True)
+            print(f"== {name}: mutmut run over {', '.join(MODULES[name][0])} ({MODULES[name][2]})", flush=True)
             spent = run_module(name, args.max_children, args.survivors)
             seconds = spent + (seconds or 0.0) if args.survivors else spent
         modules[name] = summarise(name, seconds)
