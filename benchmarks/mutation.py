@@ -84,6 +84,14 @@ _ALL_AT_ONCE = (
     "an all-at-once load read through the arrival path gets the same window (Arrival() is all-at-once and"
     " its tracker is SteadyTracker) and the same batch (effective_batch is max_num_seqs)"
 )
+_ABSENT_DEFAULT = (
+    "an absent option then reads None instead of its default, and the Arrival is built with the same default "
+    "for None (burstiness 1.0, DEFAULT_WARMUP_FRACTION; rate_per_s has none)"
+)
+_ONE_PER_ITERATION = (
+    "the mean is taken only when every energy is known, and then there is one per iteration: zip's strict never acts"
+)
+_BOTH_BOUNDS = "start and end are set together (the window's, the bounds', or neither): one is None only with the other"
 _SAME_LENGTH = "two columns of one frame always have the same length: zip's strict never acts"
 EQUIVALENT: dict[str, tuple[str, str]] = {
     "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_53": (
@@ -98,9 +106,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'cpus = list(getattr(self._monitor, "cpu_indices", None) or [])',
         "a missing attribute gives None instead of [], and `or []` makes both []",
     ),
-    "harness.measuring.arrivals.x_from_options__mutmut_133": (
-        'concurrency=conc, warmup_fraction=warm if (pattern == "poisson") or True else DEFAULT_WARMUP_FRACTION,',
-        "outside poisson a warmup_fraction is refused, so warm is the default there anyway",
+    "harness.measuring.energy.xǁNvmlCounterMonitorǁbegin_window__mutmut_1": (
+        "def begin_window(self, name: str, sync_execution: bool = True) -> None:",
+        "sync_execution is there for ZeusMonitor's signature and never read: the counter has nothing to synchronise",
+    ),
+    "harness.measuring.energy.xǁNvmlCounterMonitorǁend_window__mutmut_1": (
+        "def end_window(self, name: str, sync_execution: bool = True, cancel: bool = False):",
+        "sync_execution is there for ZeusMonitor's signature and never read: the counter has nothing to synchronise",
     ),
     "harness.measuring.arrivals.x_from_options__mutmut_54": (
         'warm = number("warmup_fraction", DEFAULT_WARMUP_FRACTION, strict=None)',
@@ -110,21 +122,79 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'for key in ("rate_per_s", "warmup_fraction") + (("burstiness",) if ("burstiness" in opts) or True else ()):',
         "a burstiness key that is absent reads None and is not refused either way",
     ),
-    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_21": (
+    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_25": (
         "gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(1, n - 1))",
         "an extra gap drawn for n <= 1 is cut off by [:n]",
     ),
-    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_22": (
+    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_26": (
         "gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(0, n + 1))",
         "the generator draws the same first n - 1 gaps; the two extra ones are cut off by [:n]",
     ),
-    "harness.measuring.arrivals.xǁGateǁ__init____mutmut_17": (
+    "harness.measuring.arrivals.xǁGateǁ__init____mutmut_19": (
         "self._order: list[asyncio.Event] = [asyncio.Event() for _ in range(num_requests)] if (self._slots) or True else []",  # noqa: E501
         "the order events are only waited on where there are slots (a concurrency gate)",
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_19": (
+        "value = opts.get(key, None)",
+        _ABSENT_DEFAULT,
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_21": ("value = opts.get(key, )", _ABSENT_DEFAULT),
+    "harness.measuring.arrivals.x_from_options__mutmut_45": ('burst = number("burstiness", None)', _ABSENT_DEFAULT),
+    "harness.measuring.arrivals.x_from_options__mutmut_47": ('burst = number("burstiness", )', _ABSENT_DEFAULT),
+    "harness.measuring.arrivals.x_from_options__mutmut_53": (
+        'warm = number("warmup_fraction", None, strict=False)',
+        _ABSENT_DEFAULT,
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_56": (
+        'warm = number("warmup_fraction", strict=False)',
+        _ABSENT_DEFAULT,
+    ),
+    "harness.measuring.arrivals.xǁGateǁsend__mutmut_4": (
+        "acquired = True",
+        (
+            "with slots a request reaches the release only after acquiring one (a cancelled wait re-raises before "
+            "it); without slots the release is skipped by `self._slots is not None`"
+        ),
+    ),
+    "harness.measuring.arrivals.xǁGateǁsend__mutmut_38": (
+        "if acquired or self._slots is not None:  # acquired: there are slots",
+        "a request that reaches the release has acquired a slot exactly when there are slots",
     ),
     "harness.measuring.arrivals.xǁGateǁsend__mutmut_3": (
         "acquired = None",
         "acquired is only tested for truth: None reads as False",
+    ),
+    "harness.measuring.steady.x_diffusion_metrics__mutmut_64": (
+        "statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), strict=None))",
+        _ONE_PER_ITERATION,
+    ),
+    "harness.measuring.steady.x_diffusion_metrics__mutmut_67": (
+        "statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), ))",
+        _ONE_PER_ITERATION,
+    ),
+    "harness.measuring.steady.x_diffusion_metrics__mutmut_68": (
+        "statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), strict=True))",
+        _ONE_PER_ITERATION,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_95": (
+        "rid: sum(1 for t in ts if start < t <= end) if start is not None or end is not None else 0",
+        _BOTH_BOUNDS,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_105": (
+        "duration = (end - start) if start is not None or end is not None else None",
+        _BOTH_BOUNDS,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_123": (
+        "if start is None and end is None or start < b <= end:",
+        _BOTH_BOUNDS,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_142": (
+        "if duration and start is not None or end is not None:  # a duration has both bounds",
+        _BOTH_BOUNDS + "; with both set and a zero duration the busy time summed is never read (avg_batch is None)",
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_143": (
+        "if duration or start is not None and end is not None:  # a duration has both bounds",
+        "with both bounds and a zero duration the busy time summed is never read: avg_batch is None for duration 0",
     ),
     "harness.measuring.steady.x__events__mutmut_7": (
         "events.append((r.finish_time_s, 2))",
@@ -485,9 +555,9 @@ def results_of(sources: tuple[str, ...], patterns: tuple[str, ...]) -> dict[str,
 
 
 def _blocks(source: str) -> dict[str, list[str]]:
-    """Every function of mutmut's copy of ``source`` (``mutants/<source>``) by name: its lines after the ``def``,
-    under the module's dotted name (``harness.measuring.energy.x_f__mutmut_1``; a package's ``__init__.py`` is
-    the package itself, as mutmut names its mutants)."""
+    """Every function of mutmut's copy of ``source`` (``mutants/<source>``) by name: its lines from the ``def``
+    (written with the function's own name), under the module's dotted name (``harness.measuring.energy.x_f__mutmut_1``;
+    a package's ``__init__.py`` is the package itself, as mutmut names its mutants)."""
     module = source.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
     lines = (ROOT / "mutants" / source).read_text().splitlines()
     out, i = {}, 0
@@ -503,7 +573,9 @@ def _blocks(source: str) -> dict[str, list[str]]:
             or lines[j].lstrip().startswith(")")  # the end of a signature written over several lines
         ):
             j += 1
-        out[f"{module}.{m.group(2)}"] = lines[i + 1 : j]
+        plain = re.sub(r"__mutmut_\w+$", "", m.group(2).rsplit("ǁ", 1)[-1].removeprefix("x_"))
+        signature = lines[i].replace(m.group(2), plain, 1)  # a default argument's change shows on this line
+        out[f"{module}.{m.group(2)}"] = [signature, *lines[i + 1 : j]]
         i = j
     return out
 
