@@ -292,9 +292,13 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "edges = np.asarray(edges, )",
         "the values are floats already: asking numpy for no dtype gives float64 as well",
     ),
-    "harness.measuring.fidelity.x_diffusion_intervals__mutmut_25": (
+    "harness.measuring.fidelity.x_diffusion_intervals__mutmut_22": (
         "ci = bootstrap_mean(latencies) if (len(latencies) >= MIN_RESAMPLE_UNITS) or True else None",
         "bootstrap_mean returns None itself for fewer than 2 units",
+    ),
+    "harness.measuring.fidelity.x_diffusion_intervals__mutmut_51": (
+        'out["energy_per_output_joules"] = list(energy_ci) if (energy_ci) or True else None',
+        "here there are at least 2 values and a denominator of ones, so bootstrap_mean always gives an interval",
     ),
     "harness.measuring.fidelity.x_error_budget__mutmut_4": (
         'duration = metrics.get("steady_duration_s") if (is_llm) or True else None',
@@ -376,93 +380,94 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "times, owner = np.concatenate(times or [np.array([])]), np.concatenate(owner or [np.array([], )]).astype(int)",
         "an empty array of floats is cast to int on the same line",
     ),
-    "harness.analysis.tables.x__attribute_diffusion__mutmut_29": (
-        "return float(value) if _number(value) and value > 1 else 1.0",
+    "harness.analysis.tables.attribution.x__attribute_diffusion__mutmut_28": (
+        "return float(value) if is_number(value) and value > 1 else 1.0",
         "frame counts are whole numbers: for 1 frame both give 1.0",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_11": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_11": (
         "if float(x).is_integer() and ax <= 1e7:",
         "integers under 1e7 and 1e7 itself print the same way in both branches",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_12": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_12": (
         "if float(x).is_integer() and ax < 10000001.0:",
         "integers under 1e7 and 1e7 itself print the same way in both branches",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_14": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_14": (
         "if ax > 1e4:",
         "10,000 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_15": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_15": (
         "if ax >= 10001.0:",
         "between 10,000 and 10,001 the next branch prints the same ',.0f'",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_16": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_16": (
         "if ax > 100:",
         "100 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_19": (
-        'return f"{x:,.0f}" if (ax >= 1000) or True else f"{x:.0f}"',
-        "below 1,000 a thousands separator never appears: ',.0f' and '.0f' print the same",
-    ),
-    "harness.analysis.tables.x__fmt__mutmut_20": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_20": (
         'return f"{x:,.0f}" if ax > 1000 else f"{x:.0f}"',
         "1,000 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_22": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_22": (
         "if ax > 10:",
         "10 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_24": ("if ax > 0.01:", "both remaining branches print '.3g'"),
-    "harness.analysis.tables.x__fmt__mutmut_25": ("if ax >= 1.01:", "both remaining branches print '.3g'"),
-    "harness.analysis.tables.x__times__mutmut_2": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_24": (
+        "if ax > 0.01:",
+        "both remaining branches print '.3g'",
+    ),
+    "harness.analysis.tables.attribution.x_format_number__mutmut_25": (
+        "if ax >= 1.01:",
+        "both remaining branches print '.3g'",
+    ),
+    "harness.analysis.tables.attribution.x__times__mutmut_2": (
         "if r > 1 or 1 / r < 1.05:",
         "for r = 1, 1 / r = 1 < 1.05 takes the same branch",
     ),
-    "harness.analysis.tables.x__times__mutmut_3": (
+    "harness.analysis.tables.attribution.x__times__mutmut_3": (
         "if r >= 2 or 1 / r < 1.05:",
         "for r >= 1, 1 / r <= 1 < 1.05 takes the same branch",
     ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_39": (
+    "harness.analysis.tables.attribution.xǁAttributionǁexplain__mutmut_39": (
         "ranked = sorted(self.factors, key=lambda f: -abs(f.log_share) if (not math.isnan(f.log_share)) or True else 0)",  # noqa: E501
         "log_share is NaN only for a ratio <= 0, and every factor's ratio is positive (the rows are checked first)",
     ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_44": (
+    "harness.analysis.tables.attribution.xǁAttributionǁexplain__mutmut_44": (
         "ranked = sorted(self.factors, key=lambda f: -abs(f.log_share) if not math.isnan(f.log_share) else 1)",
         "log_share is NaN only for a ratio <= 0, and every factor's ratio is positive (the rows are checked first)",
     ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_48": (
+    "harness.analysis.tables.attribution.xǁAttributionǁexplain__mutmut_48": (
         "if abs(f.ratio - 1) <= 5e-4:",
-        "no ratio of two floats lands exactly 5e-4 from 1 (the double nearest 5e-4 is not such a difference)",
+        (
+            "for a ratio in [0.5, 2] r - 1 is exact and a multiple of 2**-53, which the double 5e-4 is not; other "
+            "ratios are far from 1: no ratio lands exactly 5e-4 from 1"
+        ),
     ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_50": (
-        "break",
-        "the factors left out (within 5e-4 of 1) have the smallest log shares, so they come last: stopping there or skipping them lists the same factors",  # noqa: E501
-    ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_53": (
+    "harness.analysis.tables.attribution.xǁAttributionǁexplain__mutmut_53": (
         "if f.value_a is not None or f.value_b is not None:",
         "a factor has both values or neither (the residual)",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_11": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_11": (
         'total = math.log(self.ratio) if (self.ratio > 0) or True else float("nan")',
         "the ratio of two checked positive energies is positive",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_13": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_13": (
         'total = math.log(self.ratio) if self.ratio >= 0 else float("nan")',
         "the ratio of two checked positive energies is never 0",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_6": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_6": (
         'logs = np.log(frame["ratio"].astype(None))',
         "the ratio column is float already",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_15": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_15": (
         "total = math.log(self.ratio) if self.ratio > 0 else float(None)",
         "the ratio of two checked positive energies is positive: the NaN branch is never taken",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_16": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_16": (
         'total = math.log(self.ratio) if self.ratio > 0 else float("XXnanXX")',
         "the ratio of two checked positive energies is positive: the NaN branch is never taken",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_17": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_17": (
         'total = math.log(self.ratio) if self.ratio > 0 else float("NAN")',
         "the ratio of two checked positive energies is positive: the NaN branch is never taken",
     ),

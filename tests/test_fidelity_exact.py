@@ -576,6 +576,12 @@ def test_bootstrap_edges():
     values = [1.0, 2.0, 4.0, 8.0]
     assert fidelity.bootstrap_mean(values) == fidelity.bootstrap_ratio(values, [1.0] * 4, seed=0)
     assert fidelity.bootstrap_mean(values, seed=3) == fidelity.bootstrap_ratio(values, [1.0] * 4, seed=3)
+    # four values have few distinct resample means, and two seeds can land on the same percentiles: with twelve
+    # spread values they do not, so the seed is seen to reach the resampling
+    spread = [float(i * i) for i in range(12)]
+    by_seed = [fidelity.bootstrap_mean(spread, seed=s) for s in (0, 3, 3)]
+    assert by_seed[1] == by_seed[2] != by_seed[0]
+    assert by_seed[1] == fidelity.bootstrap_ratio(spread, [1.0] * 12, seed=3)
 
 
 def test_assess_uses_the_sampler_rate_and_the_timeline():
