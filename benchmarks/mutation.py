@@ -300,6 +300,14 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'out["energy_per_output_joules"] = list(energy_ci) if (energy_ci) or True else None',
         "here there are at least 2 values and a denominator of ones, so bootstrap_mean always gives an interval",
     ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_132": (
+        "width = max((end - start) / MAX_TIME_SLICES, TIME_SLICE_GAPS * float(np.median(gaps)) if (len(gaps)) or True else 0.0)",  # noqa: E501
+        "without gaps the median is NaN, and max() keeps its first argument against NaN: the same width",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_139": (
+        "fine = np.linspace(start, end, max(1, int((end - start) / width)) + 1) if (width > 0) or True else edges",
+        "end > start here, so width is at least (end - start) / 10000, never 0",
+    ),
     "harness.measuring.fidelity.x_error_budget__mutmut_4": (
         'duration = metrics.get("steady_duration_s") if (is_llm) or True else None',
         "a diffusion run's duration is set to its batch latency on the next line",
@@ -687,11 +695,24 @@ def main(argv=None) -> int:
     modules = {}
     for name in MODULES:
         seconds = previous.get(name, {}).get("seconds")
+        runs = list(previous.get(name, {}).get("runs", []))
         if not args.report_only and (not args.module or name in args.module):
             print(f"== {name}: mutmut run over {', '.join(MODULES[name][0])} ({MODULES[name][2]})", flush=True)
+            before = _common.loadavg()
             spent = run_module(name, args.max_children, args.survivors)
             seconds = spent + (seconds or 0.0) if args.survivors else spent
-        modules[name] = summarise(name, seconds)
+            run = {
+                "command": "benchmarks/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "survivors_only": args.survivors,
+                "max_children": args.max_children,
+                "seconds": round(spent, 1),
+                "loadavg_1_5_15_before": before,
+                "loadavg_1_5_15_after": _common.loadavg(),
+                "git_commit": _common.git_commit(),
+                "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            runs = [*runs, run] if args.survivors else [run]  # a full run starts the module's record afresh
+        modules[name] = {**summarise(name, seconds), "runs": runs}
         m = modules[name]
         score = "-" if m["score"] is None else f"{100 * m['score']:.1f}%"
         print(
