@@ -13,6 +13,7 @@ import math
 import pytest
 
 from harness.analysis import findings as F
+from harness.errors import HarnessError
 from test_paper_claims import _finding
 
 
@@ -1019,3 +1020,37 @@ VALUES = {
 @pytest.mark.parametrize("finding_id", list(PUBLISHED))
 def test_the_values(finding_id):
     _same(F.jsonable(_finding(finding_id).values), VALUES[finding_id], "values")
+
+
+# --- the entry points on tables other than the reference's ----------------------------------------------------
+
+
+def _reference():
+    from harness.published import reference
+
+    return reference.llm_table(), reference.diffusion_table()
+
+
+def test_compute_refuses_an_unknown_finding_and_names_the_known_ones():
+    with pytest.raises(HarnessError) as err:
+        F.compute("nope")
+    assert str(err.value) == f"unknown finding 'nope' (known: {', '.join(PUBLISHED)})"
+
+
+def test_compute_and_compute_all_use_the_tables_given():
+    llm, diffusion = _reference()
+    fewer_chats = llm[~((llm["task"] == "lm-arena-chat") & (llm["model_id"] == "Qwen/Qwen3-14B"))]
+    no_sana = diffusion[diffusion["model_id"] != "Efficient-Large-Model/SANA1.5_1.6B_1024px_diffusers"]
+    image = F.compute("text-to-image-spread", diffusion=no_sana).values
+    assert image["models"] == 6 and image["min_model"] != "Efficient-Large-Model/SANA1.5_1.6B_1024px_diffusers"
+    chat = F.compute("reasoning-vs-chat", llm=fewer_chats).values
+    assert (chat["reasoning_models"], chat["chat_models"]) == (12, 15)
+    found = {f.id: f.values for f in F.compute_all(llm=fewer_chats, diffusion=no_sana)}
+    assert found["reasoning-vs-chat"]["chat_models"] == 15 and found["text-to-image-spread"]["models"] == 6
+
+
+def test_moe_vs_dense_without_its_two_models_says_what_it_needs():
+    llm, _ = _reference()
+    with pytest.raises(HarnessError) as err:
+        F.compute("moe-vs-dense", llm=llm[llm["model_id"] != "Qwen/Qwen3-32B"])
+    assert str(err.value) == "moe-vs-dense needs Qwen3 32B and Qwen3 30B A3B Thinking on gpqa, 1 x B200"
