@@ -1054,3 +1054,22 @@ def test_moe_vs_dense_without_its_two_models_says_what_it_needs():
     with pytest.raises(HarnessError) as err:
         F.compute("moe-vs-dense", llm=llm[llm["model_id"] != "Qwen/Qwen3-32B"])
     assert str(err.value) == "moe-vs-dense needs Qwen3 32B and Qwen3 30B A3B Thinking on gpqa, 1 x B200"
+
+
+def test_the_other_refusals_word_for_word():
+    llm, diffusion = _reference()
+    with pytest.raises(HarnessError) as err:
+        F.compute("qwen3-32b-b200", llm=llm[llm["task"] != "gpqa"])
+    assert str(err.value) == "Qwen/Qwen3-32B on 1 x B200 lacks gpqa or lm-arena-chat runs in the reference data"
+    with pytest.raises(HarnessError) as err:
+        F.b200_vs_h100_table(llm[llm["gpu_model"] != "B200"], diffusion[diffusion["gpu_model"] != "B200"])
+    assert str(err.value) == (
+        "no (model, task) measured on both H100 and B200 meets any latency target in this selection"
+    )
+
+
+def test_a_finding_without_a_sentence_of_its_own_leaves_its_comparison_empty():
+    llm, diffusion = (F.published(t) for t in _reference())
+    # the paper's figures are the whole comparison of these two: judge writes it, the finding itself leaves ""
+    assert F.reasoning_vs_chat(llm, diffusion).comparison == ""
+    assert F.moe_vs_dense(llm, diffusion).comparison == ""
