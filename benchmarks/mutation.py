@@ -11,8 +11,10 @@ caller can see, and :data:`EQUIVALENT` says why for each one counted so. Results
 ``--report-only`` rewrites that file from the last runs (``mutants/``) without running anything.
 
 The scope, as issue 25 names it: the windows (steady.py, arrivals.py), energy.py, validator.py, fidelity.py,
-the findings' computations (the ten findings, their tables and the compute entry points of findings.py; not
-its command line, table loaders, chart or wording helpers) and the factor attribution of tables.py.
+the findings' computations (the ten findings and their tables in the findings package's language.py,
+generation.py, serving.py and hardware.py, and the entry points _tables, compute and compute_all of its
+__init__.py; not its record, wording or framework-graph modules, nor the command line) and the factor attribution
+(tables/attribution.py).
 """
 
 from __future__ import annotations
