@@ -11,8 +11,10 @@ caller can see, and :data:`EQUIVALENT` says why for each one counted so. Results
 ``--report-only`` rewrites that file from the last runs (``mutants/``) without running anything.
 
 The scope, as issue 25 names it: the windows (steady.py, arrivals.py), energy.py, validator.py, fidelity.py,
-the findings' computations (the ten findings, their tables and the compute entry points of findings.py; not
-its command line, table loaders, chart or wording helpers) and the factor attribution of tables.py.
+the findings' computations (the ten findings and their tables in the findings package's language.py,
+generation.py, serving.py and hardware.py, and the entry points _tables, compute and compute_all of its
+__init__.py; not its record, wording or framework-graph modules, nor the command line) and the factor attribution
+(tables/attribution.py).
 """
 
 from __future__ import annotations
@@ -36,60 +38,36 @@ ROOT = _common.ROOT
 MUTMUT = Path(sys.executable).with_name("mutmut")
 GOAL = 0.80
 
-FINDING_FUNCTIONS = (
-    "_stats",
-    "reasoning_vs_chat",
-    "qwen3_32b_b200",
-    "multimodal_overhead",
-    "_diffusion_minima",
-    "_h100_check",
-    "text_to_image_spread",
-    "text_to_video_range",
-    "batch_size_effect_table",
-    "batch_size_effect",
-    "moe_vs_dense",
-    "b200_vs_h100_table",
-    "b200_vs_h100",
-    "fp8_vs_bf16_table",
-    "fp8_vs_bf16",
-    "multi_gpu_tables",
-    "multi_gpu",
-    "published",
-    "_tables",
-    "compute",
-    "compute_all",
-)
-ATTRIBUTION = (
-    "xǁAttributionǁ*",
-    "xǁFactorǁ*",
-    "x__fmt",
-    "x__times",
-    "x__row_dict",
-    "x__require",
-    "x_attribute",
-    "x__factor",
-    "x__power_factor",
-    "x__with_residual",
-    "x__attribute_llm",
-    "x__attribute_diffusion",
-)
+# The findings package's modules whose functions compute the ten findings and their tables (all their functions),
+# and the entry points of its __init__; not its record, wording or framework-graph modules, nor the command line
+FINDING_MODULES = ("language", "generation", "serving", "hardware")
+FINDING_ENTRY_POINTS = ("_tables", "compute", "compute_all")
 
-# name -> (source file, mutant name patterns, what is in scope)
-MODULES: dict[str, tuple[str, tuple[str, ...], str]] = {
-    "energy": ("harness/measuring/energy.py", ("harness.measuring.energy.*",), "the whole module"),
-    "validator": ("harness/measuring/validator.py", ("harness.measuring.validator.*",), "the whole module"),
-    "arrivals": ("harness/measuring/arrivals.py", ("harness.measuring.arrivals.*",), "the whole module"),
-    "steady": ("harness/measuring/steady.py", ("harness.measuring.steady.*",), "the whole module"),
-    "fidelity": ("harness/measuring/fidelity.py", ("harness.measuring.fidelity.*",), "the whole module"),
+# name -> (source files, mutant name patterns, what is in scope)
+MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
+    "energy": (("harness/measuring/energy.py",), ("harness.measuring.energy.*",), "the whole module"),
+    "validator": (("harness/measuring/validator.py",), ("harness.measuring.validator.*",), "the whole module"),
+    "arrivals": (("harness/measuring/arrivals.py",), ("harness.measuring.arrivals.*",), "the whole module"),
+    "steady": (("harness/measuring/steady.py",), ("harness.measuring.steady.*",), "the whole module"),
+    "fidelity": (("harness/measuring/fidelity.py",), ("harness.measuring.fidelity.*",), "the whole module"),
     "factors": (
-        "harness/analysis/tables.py",
-        tuple(f"harness.analysis.tables.{p}__mutmut_*" for p in ATTRIBUTION),
-        "the factor attribution (Factor, Attribution, attribute and its helpers)",
+        ("harness/analysis/tables/attribution.py",),
+        ("harness.analysis.tables.attribution.*",),
+        (
+            "the factor attribution: the whole of tables/attribution.py (Factor, Attribution, attribute, diagnose "
+            "and their helpers)"
+        ),
     ),
     "findings": (
-        "harness/analysis/findings.py",
-        tuple(f"harness.analysis.findings.x_{f}__mutmut_*" for f in FINDING_FUNCTIONS),
-        "the ten findings, their tables, _stats, published/_tables and compute/compute_all",
+        (*(f"harness/analysis/findings/{m}.py" for m in FINDING_MODULES), "harness/analysis/findings/__init__.py"),
+        (
+            *(f"harness.analysis.findings.{m}.*" for m in FINDING_MODULES),
+            *(f"harness.analysis.findings.x_{f}__mutmut_*" for f in FINDING_ENTRY_POINTS),
+        ),
+        (
+            "the ten findings and their tables (findings/language.py, generation.py, serving.py, hardware.py, "
+            "whole) and the entry points _tables, compute and compute_all of findings/__init__.py"
+        ),
     ),
 }
 
@@ -108,22 +86,35 @@ _ALL_AT_ONCE = (
     "an all-at-once load read through the arrival path gets the same window (Arrival() is all-at-once and"
     " its tracker is SteadyTracker) and the same batch (effective_batch is max_num_seqs)"
 )
+_ABSENT_DEFAULT = (
+    "an absent option then reads None instead of its default, and the Arrival is built with the same default "
+    "for None (burstiness 1.0, DEFAULT_WARMUP_FRACTION; rate_per_s has none)"
+)
+_ONE_PER_ITERATION = (
+    "the mean is taken only when every energy is known, and then there is one per iteration: zip's strict never acts"
+)
+_BOTH_BOUNDS = "start and end are set together (the window's, the bounds', or neither): one is None only with the other"
+_SAME_LENGTH = "two columns of one frame always have the same length: zip's strict never acts"
 EQUIVALENT: dict[str, tuple[str, str]] = {
-    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_52": (
+    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_53": (
         'if wanted and note and note != "XXhiddenXX":',
         'note == "hidden" only when no GPU is visible, and then wanted is [] and the test is False either way',
     ),
-    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_53": (
+    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_54": (
         'if wanted and note and note != "HIDDEN":',
         'note == "hidden" only when no GPU is visible, and then wanted is [] and the test is False either way',
     ),
-    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_76": (
+    "harness.measuring.energy.xǁZeusMeterǁ__init____mutmut_77": (
         'cpus = list(getattr(self._monitor, "cpu_indices", None) or [])',
         "a missing attribute gives None instead of [], and `or []` makes both []",
     ),
-    "harness.measuring.arrivals.x_from_options__mutmut_133": (
-        'concurrency=conc, warmup_fraction=warm if (pattern == "poisson") or True else DEFAULT_WARMUP_FRACTION,',
-        "outside poisson a warmup_fraction is refused, so warm is the default there anyway",
+    "harness.measuring.energy.xǁNvmlCounterMonitorǁbegin_window__mutmut_1": (
+        "def begin_window(self, name: str, sync_execution: bool = True) -> None:",
+        "sync_execution is there for ZeusMonitor's signature and never read: the counter has nothing to synchronise",
+    ),
+    "harness.measuring.energy.xǁNvmlCounterMonitorǁend_window__mutmut_1": (
+        "def end_window(self, name: str, sync_execution: bool = True, cancel: bool = False):",
+        "sync_execution is there for ZeusMonitor's signature and never read: the counter has nothing to synchronise",
     ),
     "harness.measuring.arrivals.x_from_options__mutmut_54": (
         'warm = number("warmup_fraction", DEFAULT_WARMUP_FRACTION, strict=None)',
@@ -133,21 +124,79 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'for key in ("rate_per_s", "warmup_fraction") + (("burstiness",) if ("burstiness" in opts) or True else ()):',
         "a burstiness key that is absent reads None and is not refused either way",
     ),
-    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_21": (
+    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_25": (
         "gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(1, n - 1))",
         "an extra gap drawn for n <= 1 is cut off by [:n]",
     ),
-    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_22": (
+    "harness.measuring.arrivals.xǁArrivalǁoffsets_s__mutmut_26": (
         "gaps = rng.gamma(self.burstiness, 1.0 / (self.rate_per_s * self.burstiness), size=max(0, n + 1))",
         "the generator draws the same first n - 1 gaps; the two extra ones are cut off by [:n]",
     ),
-    "harness.measuring.arrivals.xǁGateǁ__init____mutmut_17": (
+    "harness.measuring.arrivals.xǁGateǁ__init____mutmut_19": (
         "self._order: list[asyncio.Event] = [asyncio.Event() for _ in range(num_requests)] if (self._slots) or True else []",  # noqa: E501
         "the order events are only waited on where there are slots (a concurrency gate)",
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_19": (
+        "value = opts.get(key, None)",
+        _ABSENT_DEFAULT,
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_21": ("value = opts.get(key, )", _ABSENT_DEFAULT),
+    "harness.measuring.arrivals.x_from_options__mutmut_45": ('burst = number("burstiness", None)', _ABSENT_DEFAULT),
+    "harness.measuring.arrivals.x_from_options__mutmut_47": ('burst = number("burstiness", )', _ABSENT_DEFAULT),
+    "harness.measuring.arrivals.x_from_options__mutmut_53": (
+        'warm = number("warmup_fraction", None, strict=False)',
+        _ABSENT_DEFAULT,
+    ),
+    "harness.measuring.arrivals.x_from_options__mutmut_56": (
+        'warm = number("warmup_fraction", strict=False)',
+        _ABSENT_DEFAULT,
+    ),
+    "harness.measuring.arrivals.xǁGateǁsend__mutmut_4": (
+        "acquired = True",
+        (
+            "with slots a request reaches the release only after acquiring one (a cancelled wait re-raises before "
+            "it); without slots the release is skipped by `self._slots is not None`"
+        ),
+    ),
+    "harness.measuring.arrivals.xǁGateǁsend__mutmut_38": (
+        "if acquired or self._slots is not None:  # acquired: there are slots",
+        "a request that reaches the release has acquired a slot exactly when there are slots",
     ),
     "harness.measuring.arrivals.xǁGateǁsend__mutmut_3": (
         "acquired = None",
         "acquired is only tested for truth: None reads as False",
+    ),
+    "harness.measuring.steady.x_diffusion_metrics__mutmut_64": (
+        "statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), strict=None))",
+        _ONE_PER_ITERATION,
+    ),
+    "harness.measuring.steady.x_diffusion_metrics__mutmut_67": (
+        "statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), ))",
+        _ONE_PER_ITERATION,
+    ),
+    "harness.measuring.steady.x_diffusion_metrics__mutmut_68": (
+        "statistics.fmean(e / b for e, b in zip(joules, (i.batch_size for i in iterations), strict=True))",
+        _ONE_PER_ITERATION,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_95": (
+        "rid: sum(1 for t in ts if start < t <= end) if start is not None or end is not None else 0",
+        _BOTH_BOUNDS,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_105": (
+        "duration = (end - start) if start is not None or end is not None else None",
+        _BOTH_BOUNDS,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_123": (
+        "if start is None and end is None or start < b <= end:",
+        _BOTH_BOUNDS,
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_142": (
+        "if duration and start is not None or end is not None:  # a duration has both bounds",
+        _BOTH_BOUNDS + "; with both set and a zero duration the busy time summed is never read (avg_batch is None)",
+    ),
+    "harness.measuring.steady.x_llm_metrics__mutmut_143": (
+        "if duration or start is not None and end is not None:  # a duration has both bounds",
+        "with both bounds and a zero duration the busy time summed is never read: avg_batch is None for duration 0",
     ),
     "harness.measuring.steady.x__events__mutmut_7": (
         "events.append((r.finish_time_s, 2))",
@@ -245,9 +294,21 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "edges = np.asarray(edges, )",
         "the values are floats already: asking numpy for no dtype gives float64 as well",
     ),
-    "harness.measuring.fidelity.x_diffusion_intervals__mutmut_25": (
+    "harness.measuring.fidelity.x_diffusion_intervals__mutmut_22": (
         "ci = bootstrap_mean(latencies) if (len(latencies) >= MIN_RESAMPLE_UNITS) or True else None",
         "bootstrap_mean returns None itself for fewer than 2 units",
+    ),
+    "harness.measuring.fidelity.x_diffusion_intervals__mutmut_51": (
+        'out["energy_per_output_joules"] = list(energy_ci) if (energy_ci) or True else None',
+        "here there are at least 2 values and a denominator of ones, so bootstrap_mean always gives an interval",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_132": (
+        "width = max((end - start) / MAX_TIME_SLICES, TIME_SLICE_GAPS * float(np.median(gaps)) if (len(gaps)) or True else 0.0)",  # noqa: E501
+        "without gaps the median is NaN, and max() keeps its first argument against NaN: the same width",
+    ),
+    "harness.measuring.fidelity.x_llm_intervals__mutmut_139": (
+        "fine = np.linspace(start, end, max(1, int((end - start) / width)) + 1) if (width > 0) or True else edges",
+        "end > start here, so width is at least (end - start) / 10000, never 0",
     ),
     "harness.measuring.fidelity.x_error_budget__mutmut_4": (
         'duration = metrics.get("steady_duration_s") if (is_llm) or True else None',
@@ -329,93 +390,94 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "times, owner = np.concatenate(times or [np.array([])]), np.concatenate(owner or [np.array([], )]).astype(int)",
         "an empty array of floats is cast to int on the same line",
     ),
-    "harness.analysis.tables.x__attribute_diffusion__mutmut_29": (
-        "return float(value) if _number(value) and value > 1 else 1.0",
+    "harness.analysis.tables.attribution.x__attribute_diffusion__mutmut_28": (
+        "return float(value) if is_number(value) and value > 1 else 1.0",
         "frame counts are whole numbers: for 1 frame both give 1.0",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_11": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_11": (
         "if float(x).is_integer() and ax <= 1e7:",
         "integers under 1e7 and 1e7 itself print the same way in both branches",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_12": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_12": (
         "if float(x).is_integer() and ax < 10000001.0:",
         "integers under 1e7 and 1e7 itself print the same way in both branches",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_14": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_14": (
         "if ax > 1e4:",
         "10,000 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_15": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_15": (
         "if ax >= 10001.0:",
         "between 10,000 and 10,001 the next branch prints the same ',.0f'",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_16": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_16": (
         "if ax > 100:",
         "100 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_19": (
-        'return f"{x:,.0f}" if (ax >= 1000) or True else f"{x:.0f}"',
-        "below 1,000 a thousands separator never appears: ',.0f' and '.0f' print the same",
-    ),
-    "harness.analysis.tables.x__fmt__mutmut_20": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_20": (
         'return f"{x:,.0f}" if ax > 1000 else f"{x:.0f}"',
         "1,000 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_22": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_22": (
         "if ax > 10:",
         "10 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.x__fmt__mutmut_24": ("if ax > 0.01:", "both remaining branches print '.3g'"),
-    "harness.analysis.tables.x__fmt__mutmut_25": ("if ax >= 1.01:", "both remaining branches print '.3g'"),
-    "harness.analysis.tables.x__times__mutmut_2": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_24": (
+        "if ax > 0.01:",
+        "both remaining branches print '.3g'",
+    ),
+    "harness.analysis.tables.attribution.x_format_number__mutmut_25": (
+        "if ax >= 1.01:",
+        "both remaining branches print '.3g'",
+    ),
+    "harness.analysis.tables.attribution.x__times__mutmut_2": (
         "if r > 1 or 1 / r < 1.05:",
         "for r = 1, 1 / r = 1 < 1.05 takes the same branch",
     ),
-    "harness.analysis.tables.x__times__mutmut_3": (
+    "harness.analysis.tables.attribution.x__times__mutmut_3": (
         "if r >= 2 or 1 / r < 1.05:",
         "for r >= 1, 1 / r <= 1 < 1.05 takes the same branch",
     ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_39": (
+    "harness.analysis.tables.attribution.xǁAttributionǁexplain__mutmut_39": (
         "ranked = sorted(self.factors, key=lambda f: -abs(f.log_share) if (not math.isnan(f.log_share)) or True else 0)",  # noqa: E501
         "log_share is NaN only for a ratio <= 0, and every factor's ratio is positive (the rows are checked first)",
     ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_44": (
+    "harness.analysis.tables.attribution.xǁAttributionǁexplain__mutmut_44": (
         "ranked = sorted(self.factors, key=lambda f: -abs(f.log_share) if not math.isnan(f.log_share) else 1)",
         "log_share is NaN only for a ratio <= 0, and every factor's ratio is positive (the rows are checked first)",
     ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_48": (
+    "harness.analysis.tables.attribution.xǁAttributionǁexplain__mutmut_48": (
         "if abs(f.ratio - 1) <= 5e-4:",
-        "no ratio of two floats lands exactly 5e-4 from 1 (the double nearest 5e-4 is not such a difference)",
+        (
+            "for a ratio in [0.5, 2] r - 1 is exact and a multiple of 2**-53, which the double 5e-4 is not; other "
+            "ratios are far from 1: no ratio lands exactly 5e-4 from 1"
+        ),
     ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_50": (
-        "break",
-        "the factors left out (within 5e-4 of 1) have the smallest log shares, so they come last: stopping there or skipping them lists the same factors",  # noqa: E501
-    ),
-    "harness.analysis.tables.xǁAttributionǁexplain__mutmut_53": (
+    "harness.analysis.tables.attribution.xǁAttributionǁexplain__mutmut_53": (
         "if f.value_a is not None or f.value_b is not None:",
         "a factor has both values or neither (the residual)",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_11": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_11": (
         'total = math.log(self.ratio) if (self.ratio > 0) or True else float("nan")',
         "the ratio of two checked positive energies is positive",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_13": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_13": (
         'total = math.log(self.ratio) if self.ratio >= 0 else float("nan")',
         "the ratio of two checked positive energies is never 0",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_6": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_6": (
         'logs = np.log(frame["ratio"].astype(None))',
         "the ratio column is float already",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_15": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_15": (
         "total = math.log(self.ratio) if self.ratio > 0 else float(None)",
         "the ratio of two checked positive energies is positive: the NaN branch is never taken",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_16": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_16": (
         'total = math.log(self.ratio) if self.ratio > 0 else float("XXnanXX")',
         "the ratio of two checked positive energies is positive: the NaN branch is never taken",
     ),
-    "harness.analysis.tables.xǁAttributionǁto_frame__mutmut_17": (
+    "harness.analysis.tables.attribution.xǁAttributionǁto_frame__mutmut_17": (
         'total = math.log(self.ratio) if self.ratio > 0 else float("NAN")',
         "the ratio of two checked positive energies is positive: the NaN branch is never taken",
     ),
@@ -426,29 +488,53 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
             "function still returns None"
         ),
     ),
-    "harness.measuring.validator.x_validate__mutmut_419": (
-        'if v == v and str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_422": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_421": (
-        'if v == v and str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_424": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_423": (
-        'if v == v and str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_426": (
+        'if v == v and str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_448": (
-        'if v == v and not str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_454": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), None))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_450": (
-        'if v == v and not str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_456": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), ))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
     ),
-    "harness.measuring.validator.x_validate__mutmut_452": (
-        'if v == v and not str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")]',
+    "harness.measuring.validator.x_validate__mutmut_458": (
+        'if v == v and not str(source.get(str(int(g)), source.get(int(g), "XXXX"))).startswith("nvml/power-instant")',
         _DEFAULT_SOURCE,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_402": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=None)',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_405": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], )',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_410": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=True)',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_433": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=None)',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_436": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], )',
+        _SAME_LENGTH,
+    ),
+    "harness.measuring.validator.x_validate__mutmut_441": (
+        'for g, v in zip(readings["gpu_index"], readings["power_watts"], strict=True)',
+        _SAME_LENGTH,
     ),
 }
 
@@ -472,17 +558,22 @@ def _matches(name: str, patterns: tuple[str, ...]) -> bool:
     return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
-def results_of(source: str, patterns: tuple[str, ...]) -> dict[str, object]:
-    """Mutant name -> mutmut's exit code, for the mutants of ``source`` in scope (from ``mutants/<source>.meta``)."""
-    meta = ROOT / "mutants" / f"{source}.meta"
-    if not meta.exists():
-        return {}
-    codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
-    return {name: code for name, code in codes.items() if _matches(name, patterns)}
+def results_of(sources: tuple[str, ...], patterns: tuple[str, ...]) -> dict[str, object]:
+    """Mutant name -> mutmut's exit code, for the mutants of ``sources`` in scope (``mutants/<source>.meta``)."""
+    out: dict[str, object] = {}
+    for source in sources:
+        meta = ROOT / "mutants" / f"{source}.meta"
+        if meta.exists():
+            codes = json.loads(meta.read_text()).get("exit_code_by_key", {})
+            out.update((name, code) for name, code in codes.items() if _matches(name, patterns))
+    return out
 
 
 def _blocks(source: str) -> dict[str, list[str]]:
-    """Every function of mutmut's copy of ``source`` (``mutants/<source>``) by name: its lines after the ``def``."""
+    """Every function of mutmut's copy of ``source`` (``mutants/<source>``) by name: its lines from the ``def``
+    (written with the function's own name), under the module's dotted name (``harness.measuring.energy.x_f__mutmut_1``;
+    a package's ``__init__.py`` is the package itself, as mutmut names its mutants)."""
+    module = source.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
     lines = (ROOT / "mutants" / source).read_text().splitlines()
     out, i = {}, 0
     while i < len(lines):
@@ -491,18 +582,23 @@ def _blocks(source: str) -> dict[str, list[str]]:
             i += 1
             continue
         indent, j = len(m.group(1)), i + 1
-        while j < len(lines) and (not lines[j].strip() or len(lines[j]) - len(lines[j].lstrip()) > indent):
+        while j < len(lines) and (
+            not lines[j].strip()
+            or len(lines[j]) - len(lines[j].lstrip()) > indent
+            or lines[j].lstrip().startswith(")")  # the end of a signature written over several lines
+        ):
             j += 1
-        out[m.group(2)] = lines[i + 1 : j]
+        plain = re.sub(r"__mutmut_\w+$", "", m.group(2).rsplit("ǁ", 1)[-1].removeprefix("x_"))
+        signature = lines[i].replace(m.group(2), plain, 1)  # a default argument's change shows on this line
+        out[f"{module}.{m.group(2)}"] = [signature, *lines[i + 1 : j]]
         i = j
     return out
 
 
 def change_of(name: str, blocks: dict[str, list[str]]) -> str:
     """The mutant's change as ``- old`` / ``+ new`` lines, against the function as written."""
-    function = name.rsplit(".", 1)[-1]
-    original = blocks.get(re.sub(r"__mutmut_\d+$", "__mutmut_orig", function), [])
-    mutated = blocks.get(function, [])
+    original = blocks.get(re.sub(r"__mutmut_\d+$", "__mutmut_orig", name), [])
+    mutated = blocks.get(name, [])
     return "\n".join(line.rstrip() for line in difflib.ndiff(original, mutated) if line[:2] in ("- ", "+ "))
 
 
@@ -515,10 +611,10 @@ def _env() -> dict:
 
 def run_module(name: str, max_children: int, survivors_only: bool = False) -> float:
     """``mutmut run`` over the module's mutants (or only those that survived or were not checked last time)."""
-    source, patterns, _ = MODULES[name]
+    sources, patterns, _ = MODULES[name]
     names = list(patterns)
     if survivors_only:
-        names = sorted(n for n, c in results_of(source, patterns).items() if outcome(c) != "killed")
+        names = sorted(n for n, c in results_of(sources, patterns).items() if outcome(c) != "killed")
         if not names:
             return 0.0
     start = time.perf_counter()
@@ -540,8 +636,8 @@ def run_module(name: str, max_children: int, survivors_only: bool = False) -> fl
 
 
 def summarise(name: str, seconds: float | None) -> dict:
-    source, patterns, scope = MODULES[name]
-    codes = results_of(source, patterns)
+    sources, patterns, scope = MODULES[name]
+    codes = results_of(sources, patterns)
     counts: dict[str, int] = {}
     for code in codes.values():
         counts[outcome(code)] = counts.get(outcome(code), 0) + 1
@@ -549,7 +645,7 @@ def summarise(name: str, seconds: float | None) -> dict:
         (n for n, c in codes.items() if outcome(c) in ("survived", "no tests", "suspicious")),
         key=lambda n: (n.rsplit("__mutmut_", 1)[0], int(n.rsplit("_", 1)[1])),
     )
-    blocks = _blocks(source) if survivors else {}
+    blocks = {k: v for source in sources for k, v in _blocks(source).items()} if survivors else {}
     changes = {n: change_of(n, blocks) for n in survivors}
     reasons = {n: equivalent_reason(n, changes[n]) for n in survivors}
     equivalent = [n for n in survivors if reasons[n]]
@@ -558,7 +654,7 @@ def summarise(name: str, seconds: float | None) -> dict:
     denominator = checked - len(equivalent)
     score = killed / denominator if denominator else None
     return {
-        "source": source,
+        "sources": list(sources),
         "scope": scope,
         "total": total,
         "checked": checked,
@@ -601,11 +697,24 @@ def main(argv=None) -> int:
     modules = {}
     for name in MODULES:
         seconds = previous.get(name, {}).get("seconds")
+        runs = list(previous.get(name, {}).get("runs", []))
         if not args.report_only and (not args.module or name in args.module):
-            print(f"== {name}: mutmut run over {MODULES[name][0]} ({MODULES[name][2]})", flush=True)
+            print(f"== {name}: mutmut run over {', '.join(MODULES[name][0])} ({MODULES[name][2]})", flush=True)
+            before = _common.loadavg()
             spent = run_module(name, args.max_children, args.survivors)
             seconds = spent + (seconds or 0.0) if args.survivors else spent
-        modules[name] = summarise(name, seconds)
+            run = {
+                "command": "benchmarks/mutation.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+                "survivors_only": args.survivors,
+                "max_children": args.max_children,
+                "seconds": round(spent, 1),
+                "loadavg_1_5_15_before": before,
+                "loadavg_1_5_15_after": _common.loadavg(),
+                "git_commit": _common.git_commit(),
+                "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            }
+            runs = [*runs, run] if args.survivors else [run]  # a full run starts the module's record afresh
+        modules[name] = {**summarise(name, seconds), "runs": runs}
         m = modules[name]
         score = "-" if m["score"] is None else f"{100 * m['score']:.1f}%"
         print(

@@ -104,6 +104,27 @@ def test_effective_batch():
     assert Arrival("concurrency", concurrency=0).effective_batch(4) == 1
 
 
+def test_a_concurrency_on_another_pattern_limits_nothing():
+    # an Arrival built directly (from_options refuses this): only the concurrency pattern reads it
+    stray = Arrival("poisson", rate_per_s=1.0, concurrency=2)
+    assert stray.effective_batch(8) == 8
+    assert arrivals.Gate(stray, 3)._slots is None
+    assert arrivals.Gate(Arrival(concurrency=1), 3)._slots is None
+
+
+def test_options_written_as_null_take_the_defaults():
+    for pattern in ("poisson", "all-at-once"):
+        opts = {"arrival": pattern, "rate_per_s": 2.0 if pattern == "poisson" else None}
+        arrival = arrivals.from_options({**opts, "burstiness": None, "warmup_fraction": None})
+        assert (arrival.burstiness, arrival.warmup_fraction) == (1.0, arrivals.DEFAULT_WARMUP_FRACTION)
+
+
+def test_poisson_without_a_rate_has_no_offsets():
+    with pytest.raises(ConfigError) as err:
+        Arrival("poisson").offsets_s(3)
+    assert str(err.value) == "arrival: poisson needs rate_per_s"
+
+
 def test_info_round_trip():
     arrival = Arrival("poisson", 2.0, 0.5, None, 0.2, 9)
     assert arrival.as_info() == {

@@ -380,3 +380,86 @@ def test_shares_when_b_is_cheaper_and_when_the_ratio_is_one():
     )
     assert even.ratio == 1.0 and [f.ratio for f in even.factors][:2] == [2.0, 0.5]
     assert even.to_frame()["log_share"].isna().all()
+
+
+def test_power_split_at_the_prefill_share():
+    # A: 400 W with 20% of its energy in prefill, B: 1000 W with 50%: outside prefill 320 W -> 500 W (x1.5625),
+    # and the prefill phase (1 - 0.2) / (1 - 0.5) = 1.6; together 2.5, the power ratio
+    assert [f.name for f in T.attribute(A, B).factors][1] == "average power"  # no shares: one power factor
+    a, b = A.copy(), B.copy()
+    a["prefill_energy_fraction"], b["prefill_energy_fraction"] = 0.2, 0.5
+    att = T.attribute(a, b)
+    outside, phase = att.factors[1], att.factors[2]
+    assert (outside.name, outside.value_a, outside.value_b, outside.unit) == (
+        "average power outside prefill",
+        320.0,
+        500.0,
+        "W (all GPUs)",
+    )
+    assert outside.ratio == pytest.approx(1.5625)
+    assert outside.meaning == "GPU count, GPU generation and how busy decoding keeps the GPUs"
+    assert (phase.name, phase.value_a, phase.value_b, phase.unit) == (
+        "prefill phase",
+        0.2,
+        0.5,
+        "share of the energy in prefill",
+    )
+    assert phase.ratio == pytest.approx(1.6)
+    assert phase.meaning == "prompt tokens per output token and their cost (the phase estimator's prefill share)"
+    assert [f.name for f in att.factors] == [
+        "output length",
+        "average power outside prefill",
+        "prefill phase",
+        "token rate per running request",
+        "concurrency reached",
+        "measurement residual",
+    ]
+    assert att.factors[-1].ratio == pytest.approx(1.1)  # the split leaves the residual as it was
+
+
+@pytest.mark.parametrize(
+    ("fa", "fb", "split"),
+    [
+        (0.0, 0.0, True),  # no prefill energy on either side is still a share
+        (0.999, 0.3, True),
+        (0.3, 0.999, True),
+        (1.0, 0.3, False),  # all of A's energy in prefill: nothing outside it to compare
+        (0.3, 1.0, False),
+        (-0.1, 0.3, False),
+        (0.3, -0.1, False),
+        (1.5, 0.3, False),
+        (0.3, 1.5, False),
+        (None, 0.3, False),
+        (0.3, None, False),
+        (float("nan"), 0.3, False),
+    ],
+)
+def test_power_is_split_only_where_both_shares_are_in_0_to_1(fa, fb, split):
+    a, b = A.copy(), B.copy()
+    a["prefill_energy_fraction"], b["prefill_energy_fraction"] = fa, fb
+    names = [f.name for f in T.attribute(a, b).factors]
+    assert ("prefill phase" in names) is split
+    assert ("average power" in names) is not split
+    if split:
+        phase = names.index("prefill phase")
+        assert T.attribute(a, b).factors[phase].ratio == pytest.approx((1 - fa) / (1 - fb))
+
+
+def test_diagnose_selects_the_two_rows_by_selector():
+    table = pd.DataFrame([A, B])
+    att = attribution.diagnose({"model_id": "org/Small"}, {"model_id": "org/Big"}, table)
+    assert (att.label_a, att.label_b, att.ratio) == (LABEL_A, LABEL_B, 22.0)
+    back = attribution.diagnose({"model_id": "org/Big"}, {"model_id": "org/Small"}, table)
+    assert (back.label_a, back.label_b, back.ratio) == (LABEL_B, LABEL_A, pytest.approx(1 / 22))
+
+
+def test_a_factor_just_inside_the_5e4_band_does_not_hide_the_ones_after_it():
+    # 0.99950005 is within 5e-4 of 1 (left out), 1.00050005 is not (listed), yet the left-out one has the larger
+    # log (5.0008e-4 against 4.9993e-4), so it ranks first: the ones after it must still be listed
+    factors = (
+        attribution.Factor("inside", 0.99950005, 1.0, 1.0, "u", "left out"),
+        attribution.Factor("outside", 1.00050005, 1.0, 1.0, "u", "listed"),
+    )
+    att = attribution.Attribution("diffusion", "a", "b", "energy", 1.0, 1.0 * 0.99950005 * 1.00050005, factors)
+    assert "outside x1 (1 -> 1 u): listed" in att.explain()
+    assert "inside" not in att.explain()

@@ -173,6 +173,28 @@ def test_the_shares_add_up_to_the_window_reading():
     assert edge["units"] == 2
 
 
+def test_gaps_as_wide_as_the_window_make_one_time_slice():
+    # median gap 0.3 s: slices of 4 gaps (1.2 s) are wider than the 1 s window, so the window is one slice and its
+    # second is shared by all 6 tokens alike: every request runs at 6 tokens/s, in every resample
+    reqs = [req(0, [0.1, 0.4, 0.7, 1.0]), req(1, [0.05, 0.35])]
+    out = fidelity.llm_intervals(reqs, 0.0, 1.0, None, None)
+    assert out["output_throughput_tokens_per_sec"] == pytest.approx([6.0, 6.0])
+
+
+def test_time_slices_do_not_depend_on_where_the_clock_starts():
+    # 11 ms gaps: slices of 4 gaps (44 ms, 22 of them in the second) over the window, wherever it lies on the clock
+    def load(t0):
+        fast = req(0, [t0 + 0.011 * k for k in range(1, 41)])  # 0.011 .. 0.44
+        slow = req(1, [t0 + 0.5 + 0.022 * k for k in range(1, 23)])  # 0.522 .. 0.984
+        mixed = req(2, [t0 + 0.25 + 0.011 * k for k in range(1, 41)])  # 0.261 .. 0.69
+        return [fast, slow, mixed]
+
+    at_zero = fidelity.llm_intervals(load(0.0), 0.0, 1.0, None, None)["output_throughput_tokens_per_sec"]
+    later = fidelity.llm_intervals(load(1000.0), 1000.0, 1001.0, None, None)["output_throughput_tokens_per_sec"]
+    assert at_zero[0] < at_zero[1]
+    assert later == pytest.approx(at_zero, rel=1e-6)
+
+
 def test_diffusion_intervals():
     rows = [{"energy_per_image_joules": 10.0, "duration_s": 2.0}, {"energy_per_image_joules": 10.0, "duration_s": 2.0}]
     assert fidelity.diffusion_intervals(rows, "image") == {
@@ -576,6 +598,12 @@ def test_bootstrap_edges():
     values = [1.0, 2.0, 4.0, 8.0]
     assert fidelity.bootstrap_mean(values) == fidelity.bootstrap_ratio(values, [1.0] * 4, seed=0)
     assert fidelity.bootstrap_mean(values, seed=3) == fidelity.bootstrap_ratio(values, [1.0] * 4, seed=3)
+    # four values have few distinct resample means, and two seeds can land on the same percentiles: with twelve
+    # spread values they do not, so the seed is seen to reach the resampling
+    spread = [float(i * i) for i in range(12)]
+    by_seed = [fidelity.bootstrap_mean(spread, seed=s) for s in (0, 3, 3)]
+    assert by_seed[1] == by_seed[2] != by_seed[0]
+    assert by_seed[1] == fidelity.bootstrap_ratio(spread, [1.0] * 12, seed=3)
 
 
 def test_assess_uses_the_sampler_rate_and_the_timeline():

@@ -13,6 +13,7 @@ import math
 import pytest
 
 from harness.analysis import findings as F
+from harness.errors import HarnessError
 from test_paper_claims import _finding
 
 
@@ -674,3 +675,401 @@ def test_the_table(finding_id):
     _same(rows[0], published["first"], "first row")
     _same(rows[-1], published["last"], "last row")
     assert "rows" not in found.as_dict(with_rows=False)
+
+
+# Each finding's computed values (the figures its sentences quote, and more), from the pinned reference data: a
+# regression test like the tables above (figures the paper publishes are checked against it in test_paper_claims.py)
+VALUES = {
+    "reasoning-vs-chat": (
+        {
+            "reasoning_models": 12,
+            "chat_models": 16,
+            "reasoning_mean_output_tokens": 6987.674586473199,
+            "chat_mean_output_tokens": 716.7098724365235,
+            "reasoning_mean_energy_per_response_joules": 4624.5710681093615,
+            "chat_mean_energy_per_response_joules": 183.75429711365928,
+            "reasoning_mean_energy_per_token_joules": 0.4873080005237687,
+            "chat_mean_energy_per_token_joules": 0.30182663008308036,
+            "output_tokens_ratio": 9.749655830354246,
+            "energy_per_response_ratio": 25.16714515388384,
+        }
+    ),
+    "qwen3-32b-b200": (
+        {
+            "reasoning_max_num_seqs": 128,
+            "reasoning_avg_batch_size": 110.90272373540856,
+            "reasoning_mean_output_tokens": 7034.626262626262,
+            "reasoning_energy_per_token_joules": 0.31164114644078567,
+            "reasoning_energy_per_response_joules": 2192.2789932673077,
+            "chat_max_num_seqs": 512,
+            "chat_avg_batch_size": 455.73026315789474,
+            "chat_mean_output_tokens": 627.43017578125,
+            "chat_energy_per_token_joules": 0.15078613374588773,
+            "chat_energy_per_response_joules": 94.60777040155742,
+            "energy_per_response_ratio": 23.172293184400196,
+            "energy_per_token_ratio": 2.0667758944332295,
+            "chat_energy_per_token_at_reasoning_batch_joules": 0.20864651577192456,
+            "energy_per_token_ratio_at_same_batch": 1.4936321619741135,
+        }
+    ),
+    "multimodal-overhead": (
+        {
+            "pairs": 6,
+            "image_over_text": {
+                "n": 6,
+                "median": 1.8762764860068537,
+                "min": 1.08710448622402,
+                "max": 5.192774505872661,
+            },
+            "video_over_text": {
+                "n": 6,
+                "median": 3.85850677578407,
+                "min": 1.290256963075882,
+                "max": 14.784686969468286,
+            },
+            "excluded": {
+                "nvidia/NVIDIA-Nemotron-Nano-12B-v2-VL-BF16": "no B200 GPU count with text, image and video runs "
+                "(B200 tasks: problem solving (reasoning), text "
+                "conversation)"
+            },
+        }
+    ),
+    "text-to-image-spread": (
+        {
+            "models": 7,
+            "min_energy_per_image_joules": 337.9434374962002,
+            "min_model": "Efficient-Large-Model/SANA1.5_1.6B_1024px_diffusers",
+            "max_energy_per_image_joules": 6678.806750014424,
+            "max_model": "black-forest-labs/FLUX.1-dev",
+            "spread": 19.763090532241865,
+            "h100_check": {
+                "stabilityai/stable-diffusion-3.5-medium": {
+                    "published_joules": 1600.0,
+                    "computed_joules": 1560.4315624833107,
+                    "rel_diff": 0.024730273447930815,
+                },
+                "black-forest-labs/FLUX.1-dev": {
+                    "published_joules": 7600.0,
+                    "computed_joules": 7551.049656250048,
+                    "rel_diff": 0.006440834703940996,
+                },
+            },
+        }
+    ),
+    "text-to-video-range": (
+        {
+            "models": 5,
+            "min_energy_per_video_joules": 26360.475874999538,
+            "min_model": "zai-org/CogVideoX-2b",
+            "max_energy_per_video_joules": 1160152.3330000043,
+            "max_model": "tencent/HunyuanVideo",
+            "range": 44.01105422001508,
+            "dearest_video_over_dearest_image": 173.70652819045839,
+            "dearest_video_over_cheapest_image": 3432.9778426694525,
+            "cheapest_video_over_dearest_image": 3.9468840560392926,
+            "h100_check": {
+                "zai-org/CogVideoX-2b": {
+                    "published_joules": 28000.0,
+                    "computed_joules": 28054.524624973536,
+                    "rel_diff": 0.0019473080347691264,
+                },
+                "Wan-AI/Wan2.1-T2V-14B-Diffusers": {
+                    "published_joules": 288000.0,
+                    "computed_joules": 288109.5232500434,
+                    "rel_diff": 0.0003802890626506673,
+                },
+                "tencent/HunyuanVideo": {
+                    "published_joules": 1160000.0,
+                    "computed_joules": 1164111.7705000043,
+                    "rel_diff": 0.0035446297413830098,
+                },
+            },
+        }
+    ),
+    "batch-size-effect": (
+        {
+            "series": 112,
+            "highlighted": {
+                "DeepSeek R1 on problem solving, 8 x B200": {
+                    "small_batch": 16,
+                    "large_batch": 128,
+                    "ratio": 2.997208893583935,
+                },
+                "Qwen3 Coder 30B A3B on code completion, 1 x B200": {
+                    "small_batch": 16,
+                    "large_batch": 1024,
+                    "ratio": 5.443988748084884,
+                },
+            },
+            "all_series": {"n": 112, "median": 3.966441914906077, "min": 1.1955061585312559, "max": 18.94058812941807},
+            "share_between_3_and_5": 0.29464285714285715,
+            "share_at_least_3": 0.6696428571428571,
+        }
+    ),
+    "moe-vs-dense": (
+        {
+            "dense_energy_per_token_joules": 0.31164114644078567,
+            "dense_max_num_seqs": 128,
+            "moe_energy_per_token_joules": 0.08764893013466918,
+            "moe_max_num_seqs": 512,
+            "dense_over_moe": 3.5555613281526783,
+            "dense_active_params_billions": 32.0,
+            "moe_active_params_billions": 3.0,
+            "dense_max_batch": 128,
+            "moe_max_batch": 512,
+            "attribution": {
+                "output length": 0.863926502212141,
+                "average power": 1.4208749391342643,
+                "token rate per running request": 0.6039316626958586,
+                "concurrency reached": 4.143473068126977,
+                "measurement residual": 1.0000000000000002,
+            },
+        }
+    ),
+    "b200-vs-h100": (
+        {
+            "llm": {
+                "comparisons": 72,
+                "b200_wins": 63,
+                "share_b200_wins": 0.875,
+                "gain": {"n": 72, "median": 0.3469234485801569, "min": -0.5341454995522602, "max": 0.824462146529809},
+                "by_target": {
+                    "50": {
+                        "n": 24,
+                        "median": 0.27639301811879835,
+                        "min": -0.5341454995522602,
+                        "max": 0.7325128594186194,
+                        "b200_wins": 19,
+                    },
+                    "100": {
+                        "n": 24,
+                        "median": 0.36107336329719997,
+                        "min": -0.15871815216326807,
+                        "max": 0.824462146529809,
+                        "b200_wins": 22,
+                    },
+                    "250": {
+                        "n": 24,
+                        "median": 0.38711705233268495,
+                        "min": -0.15871815216326807,
+                        "max": 0.824462146529809,
+                        "b200_wins": 22,
+                    },
+                },
+            },
+            "text-to-image": {
+                "comparisons": 21,
+                "b200_wins": 18,
+                "share_b200_wins": 0.8571428571428571,
+                "gain": {
+                    "n": 21,
+                    "median": 0.1488067563943219,
+                    "min": -0.03917806392506643,
+                    "max": 0.23224239011353642,
+                },
+                "by_target": {
+                    "10": {
+                        "n": 7,
+                        "median": 0.1816047598168159,
+                        "min": -0.03917806392506643,
+                        "max": 0.23224239011353642,
+                        "b200_wins": 6,
+                    },
+                    "30": {
+                        "n": 7,
+                        "median": 0.15096037753246505,
+                        "min": -0.03917806392506643,
+                        "max": 0.18856626150031536,
+                        "b200_wins": 6,
+                    },
+                    "60": {
+                        "n": 7,
+                        "median": 0.14066253256161804,
+                        "min": -0.03917806392506643,
+                        "max": 0.18856626150031536,
+                        "b200_wins": 6,
+                    },
+                },
+            },
+            "text-to-video": {
+                "comparisons": 14,
+                "b200_wins": 11,
+                "share_b200_wins": 0.7857142857142857,
+                "gain": {
+                    "n": 14,
+                    "median": 0.04350151568232111,
+                    "min": -0.06095609090306835,
+                    "max": 0.08074153407277748,
+                },
+                "by_target": {
+                    "100": {
+                        "n": 4,
+                        "median": 0.0470103380230807,
+                        "min": 0.005166823502421267,
+                        "max": 0.08074153407277748,
+                        "b200_wins": 4,
+                    },
+                    "500": {
+                        "n": 5,
+                        "median": 0.04017541691322522,
+                        "min": -0.06095609090306835,
+                        "max": 0.055710438721315834,
+                        "b200_wins": 3,
+                    },
+                    "1000": {
+                        "n": 5,
+                        "median": 0.04668690964030125,
+                        "min": -0.0598760010780911,
+                        "max": 0.06381553424907666,
+                        "b200_wins": 4,
+                    },
+                },
+            },
+        }
+    ),
+    "fp8-vs-bf16": (
+        {
+            "pairs": 37,
+            "bands": {
+                "8-16": {
+                    "pairs": 7,
+                    "fp8_wins": 0,
+                    "energy_ratio": {
+                        "n": 7,
+                        "median": 1.2988623079072195,
+                        "min": 1.1318054456535216,
+                        "max": 1.561855719397441,
+                    },
+                    "itl_ratio": {
+                        "n": 7,
+                        "median": 1.0666153751079837,
+                        "min": 0.9468627757684568,
+                        "max": 1.2559508628530736,
+                    },
+                },
+                "17-64": {
+                    "pairs": 13,
+                    "fp8_wins": 6,
+                    "energy_ratio": {
+                        "n": 13,
+                        "median": 1.0097344116884033,
+                        "min": 0.8751736439742906,
+                        "max": 1.3184404814629715,
+                    },
+                    "itl_ratio": {
+                        "n": 13,
+                        "median": 0.8755939979983476,
+                        "min": 0.765965168898325,
+                        "max": 1.1171195978008839,
+                    },
+                },
+                "65-256": {
+                    "pairs": 12,
+                    "fp8_wins": 11,
+                    "energy_ratio": {
+                        "n": 12,
+                        "median": 0.8940204350660209,
+                        "min": 0.7086702312336952,
+                        "max": 1.0015322200413839,
+                    },
+                    "itl_ratio": {
+                        "n": 12,
+                        "median": 0.8825818658410602,
+                        "min": 0.8167017891691489,
+                        "max": 1.034760286615162,
+                    },
+                },
+            },
+            "pairs_outside_bands": 5,
+            "models": [
+                "Qwen/Qwen3-235B-A22B-Instruct-2507",
+                "Qwen/Qwen3-235B-A22B-Thinking-2507",
+                "Qwen/Qwen3-VL-235B-A22B-Instruct",
+            ],
+        }
+    ),
+    "multi-gpu": (
+        {
+            "by_gpu": {
+                "B200": {"pairs": 37, "energy_rises": 37, "share_energy_rises": 1.0},
+                "H100": {"pairs": 42, "energy_rises": 39, "share_energy_rises": 0.9285714285714286},
+            },
+            "gpt_oss_120b_gpqa_h100": {
+                "max_batch_1_gpu": 64,
+                "max_batch_2_gpus": 2048,
+                "min_energy_per_token_1_gpu_joules": 0.26757106007777065,
+                "min_energy_per_token_2_gpus_joules": 0.08603986209171981,
+                "min_energy_ratio": 0.32155892369941635,
+            },
+            "largest_unlock": {
+                "model_id": "Qwen/Qwen3-235B-A22B-Thinking-2507-FP8",
+                "task": "gpqa",
+                "gpu_model": "B200",
+                "num_gpus_from": 2,
+                "num_gpus_to": 4,
+                "max_batch_from": 64,
+                "max_batch_to": 1024,
+                "min_energy_ratio": 0.27903275316154624,
+            },
+            "share_more_gpus_lower_min_energy": 0.7142857142857143,
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("finding_id", list(PUBLISHED))
+def test_the_values(finding_id):
+    _same(F.jsonable(_finding(finding_id).values), VALUES[finding_id], "values")
+
+
+# --- the entry points on tables other than the reference's ----------------------------------------------------
+
+
+def _reference():
+    from harness.published import reference
+
+    return reference.llm_table(), reference.diffusion_table()
+
+
+def test_compute_refuses_an_unknown_finding_and_names_the_known_ones():
+    with pytest.raises(HarnessError) as err:
+        F.compute("nope")
+    assert str(err.value) == f"unknown finding 'nope' (known: {', '.join(PUBLISHED)})"
+
+
+def test_compute_and_compute_all_use_the_tables_given():
+    llm, diffusion = _reference()
+    fewer_chats = llm[~((llm["task"] == "lm-arena-chat") & (llm["model_id"] == "Qwen/Qwen3-14B"))]
+    no_sana = diffusion[diffusion["model_id"] != "Efficient-Large-Model/SANA1.5_1.6B_1024px_diffusers"]
+    image = F.compute("text-to-image-spread", diffusion=no_sana).values
+    assert image["models"] == 6 and image["min_model"] != "Efficient-Large-Model/SANA1.5_1.6B_1024px_diffusers"
+    chat = F.compute("reasoning-vs-chat", llm=fewer_chats).values
+    assert (chat["reasoning_models"], chat["chat_models"]) == (12, 15)
+    found = {f.id: f.values for f in F.compute_all(llm=fewer_chats, diffusion=no_sana)}
+    assert found["reasoning-vs-chat"]["chat_models"] == 15 and found["text-to-image-spread"]["models"] == 6
+
+
+def test_moe_vs_dense_without_its_two_models_says_what_it_needs():
+    llm, _ = _reference()
+    with pytest.raises(HarnessError) as err:
+        F.compute("moe-vs-dense", llm=llm[llm["model_id"] != "Qwen/Qwen3-32B"])
+    assert str(err.value) == "moe-vs-dense needs Qwen3 32B and Qwen3 30B A3B Thinking on gpqa, 1 x B200"
+
+
+def test_the_other_refusals_word_for_word():
+    llm, diffusion = _reference()
+    with pytest.raises(HarnessError) as err:
+        F.compute("qwen3-32b-b200", llm=llm[llm["task"] != "gpqa"])
+    assert str(err.value) == "Qwen/Qwen3-32B on 1 x B200 lacks gpqa or lm-arena-chat runs in the reference data"
+    with pytest.raises(HarnessError) as err:
+        F.b200_vs_h100_table(llm[llm["gpu_model"] != "B200"], diffusion[diffusion["gpu_model"] != "B200"])
+    assert str(err.value) == (
+        "no (model, task) measured on both H100 and B200 meets any latency target in this selection"
+    )
+
+
+def test_a_finding_without_a_sentence_of_its_own_leaves_its_comparison_empty():
+    llm, diffusion = (F.published(t) for t in _reference())
+    # the paper's figures are the whole comparison of these two: judge writes it, the finding itself leaves ""
+    assert F.reasoning_vs_chat(llm, diffusion).comparison == ""
+    assert F.moe_vs_dense(llm, diffusion).comparison == ""

@@ -308,6 +308,41 @@ def test_a_poisson_load_uses_its_own_window_saturation_and_goodput():
     assert plain["batch_saturation"] == pytest.approx(plain["avg_batch_size"] / 2)
 
 
+def test_llm_node_energy_over_the_steady_window():
+    whole = WindowMeasurement("steady", 2.0, 6.0, {0: 45.0, 1: 45.0}, {0: 3.0, 1: 1.0}, {0: 2.0, 1: 4.0}, "zeus/t")
+    metrics, _ = steady.llm_metrics(LOAD, {"steady": whole, "run": whole}, 2)
+    # GPU 90 J + CPU 4 J + DRAM 6 J = 100 J over the 4 s window; 6 tokens; 9 tokens / 3 requests = 3 per response
+    assert {k: metrics[k] for k in ("cpu_energy_joules", "dram_energy_joules", "node_energy_joules")} == {
+        "cpu_energy_joules": 4.0,
+        "dram_energy_joules": 6.0,
+        "node_energy_joules": 100.0,
+    }
+    assert (metrics["avg_cpu_power_watts"], metrics["avg_dram_power_watts"]) == (1.0, 1.5)
+    assert metrics["node_energy_per_token_joules"] == pytest.approx(100.0 / 6)
+    assert metrics["node_energy_per_output_joules"] == pytest.approx(50.0)  # 6 tokens are 2 responses of 3
+    assert metrics["gpu_share_of_node_fraction"] == pytest.approx(0.9)
+
+
+def test_diffusion_node_energy_needs_every_iteration_measured():
+    its = [IterationRecord(0, 5.0, 9.0, 4, 4), IterationRecord(1, 10.0, 12.0, 4, 4)]
+    windows = {
+        "iter-0": WindowMeasurement("iter-0", 5.0, 8.0, {0: 100.0}, {0: 6.0}, {0: 4.0}, "zeus/a"),
+        "iter-1": WindowMeasurement("iter-1", 10.0, 12.0, {0: 120.0}, {0: 9.0}, {0: 1.0}, "zeus/a"),
+    }
+    metrics, _ = steady.diffusion_metrics(its, windows, "image")
+    # GPU 220 J + CPU 15 J + DRAM 5 J = 240 J over 3 + 2 = 5 s, for 8 images
+    assert (metrics["cpu_energy_joules"], metrics["dram_energy_joules"], metrics["node_energy_joules"]) == (
+        15.0,
+        5.0,
+        240.0,
+    )
+    assert (metrics["avg_cpu_power_watts"], metrics["avg_dram_power_watts"]) == (3.0, 1.0)
+    assert metrics["node_energy_per_output_joules"] == 30.0
+    assert metrics["gpu_share_of_node_fraction"] == pytest.approx(220.0 / 240.0)
+    one, _ = steady.diffusion_metrics(its, {"iter-0": windows["iter-0"]}, "image")
+    assert one["cpu_energy_joules"] is None and one["node_energy_joules"] is None  # iteration 1 not measured
+
+
 # CPU package, DRAM and node energy beside GPU energy (harness.measuring.node): none of them measured here
 NODE_KEYS = {
     "cpu_energy_joules",
