@@ -138,7 +138,7 @@ def format_number(x: float | None) -> str:
     if ax >= 1e4:
         return f"{x:,.0f}"
     if ax >= 100:
-        return f"{x:,.0f}" if ax >= 1000 else f"{x:.0f}"
+        return f"{x:,.0f}"  # 999.6 rounds to "1,000", separated like every other thousand
     if ax >= 10:
         return f"{x:.1f}"
     if ax >= 0.01:
