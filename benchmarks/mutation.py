@@ -414,19 +414,15 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "if ax > 100:",
         "100 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.attribution.x_format_number__mutmut_20": (
-        'return f"{x:,.0f}" if ax > 1000 else f"{x:.0f}"',
-        "1,000 exactly is an integer, printed by the branch before",
-    ),
-    "harness.analysis.tables.attribution.x_format_number__mutmut_22": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_18": (
         "if ax > 10:",
         "10 exactly is an integer, printed by the branch before",
     ),
-    "harness.analysis.tables.attribution.x_format_number__mutmut_24": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_20": (
         "if ax > 0.01:",
         "both remaining branches print '.3g'",
     ),
-    "harness.analysis.tables.attribution.x_format_number__mutmut_25": (
+    "harness.analysis.tables.attribution.x_format_number__mutmut_21": (
         "if ax >= 1.01:",
         "both remaining branches print '.3g'",
     ),
