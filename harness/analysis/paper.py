@@ -23,11 +23,21 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+
+from harness.analysis.paper_locations import LOCATIONS, Location, located, location_text  # noqa: F401 -- re-exported
+from harness.analysis.paper_rounding import (  # noqa: F401 -- re-exported: the paper's figures and their comparison
+    ABOVE,
+    RANGE,
+    ROUNDED,
+    TOLERANCE_RULE,
+    Check,
+    Figure,
+    _number,
+    check,
+    format_value,
+)
 
 if TYPE_CHECKING:
     from harness.analysis.findings.record import Finding
@@ -37,113 +47,6 @@ PAPER_URL = f"https://arxiv.org/abs/{ARXIV_ID}"
 PAPER_TITLE = "Where Do the Joules Go? Diagnosing Inference Energy Consumption"
 PAPER_AUTHORS = "J.-W. Chung, R. Wu, J. J. Ma and M. Chowdhury"
 LEADERBOARD_URL = "https://ml.energy/leaderboard"
-
-TOLERANCE_RULE = (
-    "A recomputed value agrees with the paper's figure when it rounds to that figure at the precision the paper "
-    "wrote it (3.56x stands for 3.555x to 3.565x, 4,625 J for 4,624.5 J to 4,625.5 J, 1.16 MJ for 1.155 MJ to "
-    "1.165 MJ); counts must match exactly; a range such as 3 to 5x holds when every value it covers rounds into "
-    'it; "more than 100x" when the value exceeds 100.'
-)
-
-ROUNDED, RANGE, ABOVE = "rounded", "range", "above"
-
-
-@dataclass(frozen=True)
-class Figure:
-    """One published number: where it belongs, how the paper writes it and how to read ours."""
-
-    finding: str  # finding id
-    label: str  # what it is, in words
-    text: str  # the number as the paper writes it: "4,625", "3.56", "3 to 5", "100"
-    unit: str  # unit of the written number: "J", "kJ", "MJ", "x", "%", "tokens", "" (a count)
-    value: Callable[[dict], Any]  # finding.values -> our number (in the written unit), or a list for RANGE
-    kind: str = ROUNDED
-
-    def bounds(self) -> tuple[float, float]:
-        """The interval of values that round to the figure as written."""
-        if self.kind == ABOVE:
-            return _number(self.text), math.inf
-        if self.kind == RANGE:
-            lo, hi = (part.strip() for part in self.text.split(" to "))
-            return _number(lo) - _half_unit(lo), _number(hi) + _half_unit(hi)
-        return _number(self.text) - _half_unit(self.text), _number(self.text) + _half_unit(self.text)
-
-    @property
-    def written(self) -> str:
-        """The figure as the paper writes it, with its unit: "3.56x", "4,625 J", "more than 100x"."""
-        text = {ABOVE: f"more than {self.text}"}.get(self.kind, self.text)
-        if self.unit in ("x", "%"):
-            return f"{text}{self.unit}"
-        return f"{text} {self.unit}".strip()
-
-
-@dataclass(frozen=True)
-class Check:
-    figure: Figure
-    computed: Any  # float, or a list of floats for RANGE
-    agrees: bool
-    difference: float | None  # (computed - published) / published, None for ranges and lower bounds
-
-    def as_dict(self) -> dict:
-        """The check as plain data (``computed`` in the figure's written unit)."""
-        return {
-            "label": self.figure.label,
-            "paper": self.figure.written,
-            "unit": self.figure.unit,
-            "computed": self.computed,
-            "computed_text": format_value(self.figure, self.computed),
-            "agrees": self.agrees,
-            "relative_difference": self.difference,
-            "kind": self.figure.kind,
-        }
-
-
-def _number(text: str) -> float:
-    return float(text.replace(",", "").replace("+", ""))
-
-
-def _exponent(text: str) -> int:
-    """The power of ten of the last digit written: "3.56" -> -2, "4,625" -> 0; a figure is a finite number."""
-    exponent = Decimal(text.replace(",", "").replace("+", "")).as_tuple().exponent
-    if not isinstance(exponent, int):  # "n", "N", "F": NaN, sNaN, infinity
-        raise ValueError(f"not a finite number: {text!r}")
-    return exponent
-
-
-def _half_unit(text: str) -> float:
-    """Half a unit of the last digit written: "3.56" -> 0.005, "4,625" -> 0.5, "63" -> 0.5."""
-    return 0.5 * 10.0 ** _exponent(text)
-
-
-def check(figure: Figure, computed: Any) -> Check:
-    """The comparison: does a recomputed value agree with the paper's figure, at the paper's rounding?"""
-    lo, hi = figure.bounds()
-    eps = 1e-9 * max(1.0, abs(lo), abs(hi) if math.isfinite(hi) else 0.0)
-    if computed is None:
-        return Check(figure, None, False, None)
-    if figure.kind == RANGE:
-        values = [float(v) for v in computed]
-        return Check(figure, values, bool(values) and all(lo - eps <= v <= hi + eps for v in values), None)
-    value = float(computed)
-    if figure.kind == ABOVE:
-        return Check(figure, value, value > lo, None)
-    published = _number(figure.text)
-    diff = (value - published) / published if published else None
-    return Check(figure, value, lo - eps <= value <= hi + eps, diff)
-
-
-def format_value(figure: Figure, value: Any) -> str:
-    """Our value at one more digit than the paper wrote (enough to see which way it rounds)."""
-    if value is None:
-        return "not computed"
-    if isinstance(value, (list, tuple)):
-        return ", ".join(format_value(dataclasses.replace(figure, kind=ROUNDED, text="1.0"), v) for v in value)
-    exponent = _exponent(figure.text.split(" to ")[0])
-    digits = max(0, -exponent + 1) if figure.unit != "" else 0
-    text = f"{value:,.{digits}f}"
-    if figure.unit in ("x", "%"):
-        return f"{text}{figure.unit}"
-    return f"{text} {figure.unit}".strip()
 
 
 def _pct(x: float | None) -> float | None:
@@ -465,65 +368,6 @@ CLAIMS: dict[str, dict[str, Any]] = {
         "1 x H100, by unlocking larger batches",
     },
 }
-
-
-@dataclass(frozen=True)
-class Location:
-    """Where the paper states one finding: its section and figure as the paper numbers them ("4.2", "3"), None where
-    the stored copy of the paper searched for this project did not show them (never a guessed number), and whether
-    its abstract states the finding's figure."""
-
-    paper_section: str | None
-    paper_figure: str | None
-    in_abstract: bool
-    evidence: str  # what showed it: the page searched and the words that show it, or why it is not located
-
-
-_NOT_LOCATED = (
-    "not located: the stored copy of the paper (arxiv.org/html/2601.22076v1) returns only its abstract and the start "
-    "of its introduction, which number no section or figure for this finding"
-)
-_ABSTRACT = (
-    "the abstract (arxiv.org/html/2601.22076v1) gives {}; section and figure not located: the stored copy returns "
-    "only the abstract and the start of the introduction"
-)
-
-# Each finding's place in the paper, searched in a stored copy of arXiv 2601.22076v1 (HTML). Only the abstract and the
-# start of section 1 (Introduction) came back, so no finding has a section or figure number here.
-LOCATIONS: dict[str, Location] = {
-    _REASONING: Location(None, None, True, _ABSTRACT.format("task type: 25x")),
-    "qwen3-32b-b200": Location(None, None, False, _NOT_LOCATED),
-    "multimodal-overhead": Location(None, None, False, _NOT_LOCATED),
-    "text-to-image-spread": Location(None, None, False, _NOT_LOCATED),
-    "text-to-video-range": Location(None, None, True, _ABSTRACT.format("video over images: more than 100x")),
-    "batch-size-effect": Location(None, None, True, _ABSTRACT.format("GPU utilization: 3 to 5x")),
-    "moe-vs-dense": Location(None, None, False, _NOT_LOCATED),
-    "b200-vs-h100": Location(None, None, False, _NOT_LOCATED),
-    "fp8-vs-bf16": Location(None, None, False, _NOT_LOCATED),
-    "multi-gpu": Location(None, None, False, _NOT_LOCATED),
-}
-
-
-def located(finding_id: str) -> bool:
-    """Whether the paper's section or figure number of a finding is recorded in :data:`LOCATIONS`."""
-    where = LOCATIONS.get(finding_id)
-    return where is not None and bool(where.paper_section or where.paper_figure)
-
-
-def location_text(finding_id: str) -> str:
-    """Where the paper states a finding, in short: ``"abstract; section 4.2, Figure 3"``, or ``"section and figure not
-    located"`` for what the stored copy of the paper did not show."""
-    where = LOCATIONS.get(finding_id)
-    if where is None:
-        return "section and figure not located"
-    parts = ["abstract"] if where.in_abstract else []
-    section = f"section {where.paper_section}" if where.paper_section else "section not located"
-    figure = f"Figure {where.paper_figure}" if where.paper_figure else "figure not located"
-    if not where.paper_section and not where.paper_figure:
-        parts.append("section and figure not located")
-    else:
-        parts.append(f"{section}, {figure}")
-    return "; ".join(parts)
 
 
 # The findings' ids, in the order the book and ``python -m harness findings`` present them.

@@ -26,6 +26,7 @@ import pandas as pd
 from harness.analysis import findings as F
 from harness.analysis import tables as an
 from harness.analysis.claim_conditions import Evidence, Stated
+from harness.analysis.paper_locations import COMPANION_POST, COMPANION_POST_URL, WHERE_IN_PAPER  # noqa: F401
 from harness.analysis.takeaways import (
     MOE_PAIR,
     batch_effect_by_count,
@@ -37,29 +38,6 @@ from harness.analysis.takeaways import (
     rows_evidence,
 )
 from harness.vocabulary.tasks import TASK_NAMES
-
-COMPANION_POST = "Reading the ML.ENERGY Leaderboard v3.0"  # the paper's companion post on the ML.ENERGY blog
-COMPANION_POST_URL = "https://ml.energy/blog/"
-
-# Where each finding is stated: (in the paper, the companion post's section).
-WHERE_IN_PAPER: dict[str, tuple[str, str]] = {
-    "reasoning-vs-chat": ("abstract (task type: 25x) and the LLM results", "Energy by Architecture: LLM"),
-    "qwen3-32b-b200": ("the LLM results (Qwen3 32B case study)", "Energy by Architecture: LLM"),
-    "multimodal-overhead": ("the multimodal LLM results", "Energy by Architecture: Multimodal LLM"),
-    "text-to-image-spread": ("the diffusion results", "Energy by Architecture: Diffusion Models"),
-    "text-to-video-range": (
-        "abstract (video over images: more than 100x) and the diffusion results",
-        "Energy by Architecture: Diffusion Models",
-    ),
-    "batch-size-effect": (
-        "abstract (GPU utilization: 3 to 5x) and the batch-size results",
-        "Deeper Dive into Energy: Batch Size",
-    ),
-    "moe-vs-dense": ("the model-size results", "Deeper Dive into Energy: Model Size"),
-    "b200-vs-h100": ("the GPU-generation results", "Deeper Dive into Energy: B200 versus H100"),
-    "fp8-vs-bf16": ("the precision results", "Deeper Dive into Energy: Precision"),
-    "multi-gpu": ("the multi-GPU results", "Deeper Dive into Energy: Multi-GPU Scaling"),
-}
 
 # A finding's filter keys in a reader's words.
 CHOICE_WORDS: dict[str, str] = {
