@@ -208,7 +208,7 @@ def test_early_stop_accounting():
     # tokens in (1.0, 4.5]: r0 1.5, 2.5; r1 2.0, 3.0, 4.0; r2 2.6, 3.6; r3 3.7 -> 8
     assert metrics["steady_output_tokens"] == 8 and metrics["energy_per_token_joules"] == pytest.approx(70.0 / 8)
     assert metrics["avg_output_len"] == pytest.approx((3 + 9 + 2 + 20) / 4)  # planned lengths
-    assert metrics["energy_per_request_joules"] == pytest.approx(70.0 / 8 * 8.5)
+    assert metrics["energy_per_output_joules"] == pytest.approx(70.0 / 8 * 8.5)
 
 
 # --- config ------------------------------------------------------------------------------------------

@@ -363,7 +363,7 @@ def test_the_gpus_named_are_measured_and_energy_per_good_request(tmp_path, serve
     m = record["metrics"]
     assert m["energy_per_token_joules"] == pytest.approx(m["gpu_energy_joules"] / m["steady_output_tokens"])
     assert m["slo_attainment_fraction"] == 1.0
-    assert m["energy_per_good_request_joules"] == pytest.approx(m["energy_per_request_joules"])
+    assert m["energy_per_good_request_joules"] == pytest.approx(m["energy_per_output_joules"])
 
 
 def test_faults_are_one_line_failures_and_earlier_runs_stay_intact(tmp_path, server, no_nvml, monkeypatch):

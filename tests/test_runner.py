@@ -264,7 +264,7 @@ def test_gpu_host_exact_energy_per_token_and_the_20s_rule(tmp_path, fake_nvml, m
     assert m["gpu_energy_joules"] == pytest.approx(300.0 * (last[1] - first[1]), abs=2e-3)  # 300 W, mJ rounding
     assert m["gpu_energy_joules"] <= 300.0 * m["steady_duration_s"] + 2e-3
     assert m["energy_per_token_joules"] == pytest.approx(m["gpu_energy_joules"] / m["steady_output_tokens"])
-    assert m["energy_per_request_joules"] == pytest.approx(m["energy_per_token_joules"] * m["avg_output_len"])
+    assert m["energy_per_output_joules"] == pytest.approx(m["energy_per_token_joules"] * m["avg_output_len"])
     requests = pd.read_parquet(tmp_path / "results" / "t" / record["run_id"] / "requests.parquet")
     assert requests["energy_per_request_joules"].tolist() == pytest.approx(
         (requests["output_tokens"] * m["energy_per_token_joules"]).tolist()

@@ -159,7 +159,6 @@ def test_llm_metrics_by_hand():
         "cpu_energy_joules": 4.0,
         "dram_energy_joules": None,  # package 1 has no DRAM
         "energy_per_token_joules": 15.0,
-        "energy_per_request_joules": 45.0,
         "avg_power_watts": 22.5,
         "output_throughput_tokens_per_sec": 1.5,
         "avg_batch_size": 1.625,
@@ -222,7 +221,6 @@ def test_llm_metrics_without_a_window_use_the_event_bounds_and_no_energy():
         "cpu_energy_joules",
         "dram_energy_joules",
         "energy_per_token_joules",
-        "energy_per_request_joules",
         "avg_power_watts",
         "energy_per_output_joules",
     ):
@@ -275,7 +273,7 @@ def test_stopped_requests_are_neither_failures_nor_short_outputs():
     assert (metrics["num_failed_requests"], metrics["num_stopped_requests"]) == (1, 1)
     assert metrics["avg_output_len"] == pytest.approx((3 + 4 + 9) / 3)  # planned lengths of the ones not failed
     assert metrics["steady_close_time_s"] == 5.5  # the replay closes the window where the run stopped
-    assert metrics["energy_per_request_joules"] == pytest.approx(metrics["energy_per_token_joules"] * 16 / 3)
+    assert metrics["energy_per_output_joules"] == pytest.approx(metrics["energy_per_token_joules"] * 16 / 3)
 
 
 def test_a_poisson_load_uses_its_own_window_saturation_and_goodput():
@@ -615,8 +613,8 @@ def test_a_stopped_poisson_run_and_goodput_energy():
         load, {"steady": window}, 8, load=dict(info, ttft_target_ms=None, itl_target_ms=1e6)
     )
     # every request meets a target of a million ms: the energy per good request is the energy per request
-    assert metrics["energy_per_good_request_joules"] == pytest.approx(metrics["energy_per_request_joules"])
-    assert metrics["energy_per_request_joules"] is not None and metrics["num_good_requests"] == 5
+    assert metrics["energy_per_good_request_joules"] == pytest.approx(metrics["energy_per_output_joules"])
+    assert metrics["energy_per_output_joules"] is not None and metrics["num_good_requests"] == 5
 
 
 def test_diffusion_edges():

@@ -40,7 +40,7 @@ from pathlib import Path
 from harness.config import GPU_SETTING_KNOBS, split_run_id
 from harness.errors import HarnessError
 from harness.measuring import paths
-from harness.vocabulary.tasks import OUTPUT_UNIT
+from harness.vocabulary.tasks import LLM_TASKS, OUTPUT_UNIT
 
 RUN_JSON = "run.json"
 CHECKSUMS = "checksums.sha256"
@@ -456,6 +456,9 @@ def _row(run_dir: Path) -> dict:
     row["validation_flags"] = ";".join((validation.get("errors") or []) + (validation.get("warnings") or []))
     for column in METRIC_COLUMNS:
         row[column] = metrics.get(column)
+    if row["energy_per_request_joules"] is None and cfg.get("task") in LLM_TASKS:
+        # a language-model run's output is a response: its energy per output under the reference's name
+        row["energy_per_request_joules"] = metrics.get("energy_per_output_joules")
     row["node_energy_note"] = metrics.get("node_energy_note")  # where CPU and DRAM energy came from, or why null
     for knob in GPU_SETTING_KNOBS:  # the power cap and locked clock the run asked for (null: the host's)
         row[knob] = cfg.get(knob)
