@@ -31,3 +31,35 @@ class RecordingMeter:
         w = WindowMeasurement(name, self.open.pop(name), time.time(), {}, {}, {}, "none: test meter")
         self.windows[name] = w
         return w
+
+
+def vllm_configuration(**over):
+    """A tiny-llama chat configuration on the vLLM backend (the tests' fake server serves it); ``over`` replaces
+    fields of the configuration (e.g. ``num_requests=6``, ``options={...}``)."""
+    from harness.config import configuration_from_dict
+
+    base = dict(
+        study="s",
+        task="lm-arena-chat",
+        family="llm-chat",
+        backend="vllm",
+        model="tiny-llama",
+        num_gpus=1,
+        tensor_parallel=1,
+        expert_parallel=1,
+        precision="bfloat16",
+        max_num_seqs=2,
+        max_num_batched_tokens=8192,
+        batch_size=None,
+        inference_steps=None,
+        height=None,
+        width=None,
+        num_frames=None,
+        num_requests=4,
+        num_iterations=None,
+        seed=0,
+        length_source=None,
+        max_output_tokens=8,
+        options={},
+    )
+    return configuration_from_dict(base | over)

@@ -7,36 +7,12 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from harness.config import configuration_from_dict
 from harness.workloads import vllm_backend, vllm_server
+from support import vllm_configuration
 
 
 def _cfg(**over):
-    base = dict(
-        study="s",
-        task="lm-arena-chat",
-        family="llm-chat",
-        backend="vllm",
-        model="tiny-llama",
-        num_gpus=1,
-        tensor_parallel=1,
-        expert_parallel=1,
-        precision="bfloat16",
-        max_num_seqs=2,
-        max_num_batched_tokens=8192,
-        batch_size=None,
-        inference_steps=None,
-        height=None,
-        width=None,
-        num_frames=None,
-        num_requests=4,
-        num_iterations=None,
-        seed=0,
-        length_source=None,
-        max_output_tokens=8,
-        options={},
-    )
-    return configuration_from_dict(base | over)
+    return vllm_configuration(**over)
 
 
 def _start(cfg, run_dir: Path) -> dict:

@@ -236,39 +236,14 @@ def test_a_silent_stream_fails_alone_with_a_read_timeout_and_the_others_complete
 def test_vllm_model_inspection_results_are_carried_between_servers(tmp_path, vllm_env, monkeypatch):
     """Each server gets a fresh cache root, seeded with the inspection results earlier servers left."""
     import fake_vllm
-    from harness.config import configuration_from_dict
     from harness.workloads import vllm_backend, vllm_server
+    from support import vllm_configuration
 
     cache = vllm_server.modelinfo_cache()
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "vllm-model_executor-models-llama-LlamaForCausalLM.json").write_text('{"hash": "a"}')
     fake_vllm.use(monkeypatch, tmp_path)
-    cfg = configuration_from_dict(
-        dict(
-            study="s",
-            task="lm-arena-chat",
-            family="llm-chat",
-            backend="vllm",
-            model="tiny-llama",
-            num_gpus=1,
-            tensor_parallel=1,
-            expert_parallel=1,
-            precision="bfloat16",
-            max_num_seqs=2,
-            max_num_batched_tokens=8192,
-            batch_size=None,
-            inference_steps=None,
-            height=None,
-            width=None,
-            num_frames=None,
-            num_requests=4,
-            num_iterations=None,
-            seed=0,
-            length_source=None,
-            max_output_tokens=8,
-            options={},
-        )
-    )
+    cfg = vllm_configuration()
     backend = vllm_backend.VLLMBackend()
     try:
         backend.start(cfg, tmp_path / "run")

@@ -18,11 +18,11 @@ import yaml
 
 import fake_vllm
 from harness import config as config_module
-from harness.config import configuration_from_dict
 from harness.errors import ConfigError, HarnessError
 from harness.measuring import store
 from harness.orchestration.runner import measure_study
 from harness.orchestration.study import load_study
+from support import vllm_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "harness"
@@ -32,31 +32,7 @@ HARNESS = ROOT / "harness"
 
 
 def _vllm_cfg(**options):
-    base = dict(
-        study="s",
-        task="lm-arena-chat",
-        family="llm-chat",
-        backend="vllm",
-        model="tiny-llama",
-        num_gpus=1,
-        tensor_parallel=1,
-        expert_parallel=1,
-        precision="bfloat16",
-        max_num_seqs=2,
-        max_num_batched_tokens=8192,
-        batch_size=None,
-        inference_steps=None,
-        height=None,
-        width=None,
-        num_frames=None,
-        num_requests=4,
-        num_iterations=None,
-        seed=0,
-        length_source=None,
-        max_output_tokens=8,
-        options=options,
-    )
-    return configuration_from_dict(base)
+    return vllm_configuration(options=options)
 
 
 def _started(tmp_path, monkeypatch, **options) -> tuple[dict, dict, list]:

@@ -17,39 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import configuration_from_dict
 from harness.measuring.steady import SteadyTracker, steady_bounds
 from harness.workloads import loadgen, vllm_backend, vllm_layout, vllm_logs, vllm_server
 from harness.workloads.base import WorkloadError
 from support import REFERENCE_DIR as REF
+from support import vllm_configuration
 
 
 def _cfg(**over):
-    base = dict(
-        study="t",
-        task="lm-arena-chat",
-        family="llm-chat",
-        backend="vllm",
-        model="tiny-llama",
-        num_gpus=1,
-        tensor_parallel=1,
-        expert_parallel=1,
-        precision="bfloat16",
-        max_num_seqs=2,
-        max_num_batched_tokens=8192,
-        batch_size=None,
-        inference_steps=None,
-        height=None,
-        width=None,
-        num_frames=None,
-        num_requests=6,
-        num_iterations=None,
-        seed=0,
-        length_source=None,
-        max_output_tokens=12,
-        options={},
-    )
-    return configuration_from_dict(base | over)
+    return vllm_configuration(**({"study": "t", "num_requests": 6, "max_output_tokens": 12} | over))
 
 
 @pytest.fixture(autouse=True)
