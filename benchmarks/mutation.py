@@ -49,7 +49,11 @@ MODULES: dict[str, tuple[tuple[str, ...], tuple[str, ...], str]] = {
     "validator": (("harness/measuring/validator.py",), ("harness.measuring.validator.*",), "the whole module"),
     "arrivals": (("harness/measuring/arrivals.py",), ("harness.measuring.arrivals.*",), "the whole module"),
     "steady": (("harness/measuring/steady.py",), ("harness.measuring.steady.*",), "the whole module"),
-    "fidelity": (("harness/measuring/fidelity.py",), ("harness.measuring.fidelity.*",), "the whole module"),
+    "fidelity": (
+        ("harness/measuring/fidelity.py", "harness/measuring/energy_timeline.py"),
+        ("harness.measuring.fidelity.*", "harness.measuring.energy_timeline.*"),
+        "the whole module, and the energy timeline it reads (energy_timeline.py)",
+    ),
     "factors": (
         ("harness/analysis/tables/attribution.py",),
         ("harness.analysis.tables.attribution.*",),
@@ -238,7 +242,7 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         'if load and load.get("pattern", "all-at-once") != "ALL-AT-ONCE":',
         _ALL_AT_ONCE,
     ),
-    "harness.measuring.fidelity.x__nvml__mutmut_15": (
+    "harness.measuring.energy_timeline.x__nvml__mutmut_15": (
         "return nvml if (len(nvml)) or True else None",
         "an empty NVML frame leads to the same results as None: no counter curves, and slices on a regular grid",
     ),
@@ -278,19 +282,19 @@ EQUIVALENT: dict[str, tuple[str, str]] = {
         "num, den = np.asarray(numerators, float), np.asarray(denominators, )",
         "the values are floats already: asking numpy for no dtype gives float64 as well",
     ),
-    "harness.measuring.fidelity.x_counter_curves__mutmut_23": (
+    "harness.measuring.energy_timeline.x_counter_curves__mutmut_23": (
         'out[int(index)] = (rows["time_s"].to_numpy(None), rows["energy_counter_joules"].to_numpy(float))',
         "the values are floats already: asking numpy for no dtype gives float64 as well",
     ),
-    "harness.measuring.fidelity.x_counter_curves__mutmut_26": (
+    "harness.measuring.energy_timeline.x_counter_curves__mutmut_26": (
         'out[int(index)] = (rows["time_s"].to_numpy(float), rows["energy_counter_joules"].to_numpy(None))',
         "the values are floats already: asking numpy for no dtype gives float64 as well",
     ),
-    "harness.measuring.fidelity.x_counter_energy__mutmut_4": (
+    "harness.measuring.energy_timeline.x_counter_energy__mutmut_4": (
         "edges = np.asarray(edges, None)",
         "the values are floats already: asking numpy for no dtype gives float64 as well",
     ),
-    "harness.measuring.fidelity.x_counter_energy__mutmut_6": (
+    "harness.measuring.energy_timeline.x_counter_energy__mutmut_6": (
         "edges = np.asarray(edges, )",
         "the values are floats already: asking numpy for no dtype gives float64 as well",
     ),

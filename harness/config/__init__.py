@@ -115,6 +115,7 @@ from harness.config.records import (  # noqa: F401
     configuration_from_dict,
     split_run_id,
 )
+from harness.config.yaml_loader import safe_unique_key_loader as _yaml_loader
 from harness.errors import ConfigError
 from harness.vocabulary.precisions import PRECISIONS
 from harness.vocabulary.tasks import FAMILIES, NOT_RUNNABLE, REQUEST_TASKS
@@ -271,29 +272,6 @@ def _backend_option_specs(catalogue: Catalogue, backend: str) -> Mapping:
     """Types and ranges of a backend's options (its module's ``OPTION_SPECS``, :mod:`harness.workloads.options`)."""
     specs = getattr(catalogue.backend_module(backend), "OPTION_SPECS", None)
     return specs if isinstance(specs, Mapping) else {}
-
-
-def _yaml_loader():
-    """yaml.SafeLoader that also refuses a key given twice in one mapping (PyYAML keeps the last silently)."""
-    import yaml
-
-    class SafeUniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            seen = set()
-            for key_node, _ in node.value:
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    continue
-                try:
-                    key = self.construct_object(key_node, deep=True)
-                    duplicate = key in seen
-                    seen.add(key)
-                except TypeError:  # unhashable: the base class reports it
-                    continue
-                if duplicate:
-                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            return super().construct_mapping(node, deep=deep)
-
-    return SafeUniqueKeyLoader
 
 
 def block_repeats(raw, where: str, check: _Checker) -> int:

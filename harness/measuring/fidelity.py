@@ -46,6 +46,12 @@ import statistics
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from harness.measuring.energy_timeline import (
+    _nvml,
+    counter_curves,
+    counter_energy,
+    energy_between,
+)
 from harness.measuring.steady import token_times
 from harness.measuring.windows import Request
 
@@ -63,52 +69,6 @@ MIN_RESAMPLE_UNITS = 2
 MAX_TIME_SLICES = 10_000
 TIME_SLICE_GAPS = 4  # time slices span this many median inter-token gaps
 MIN_ENERGY_SLICES = 10  # fewer counter slices than this in a window: the energy interval is too narrow
-
-
-# --- the energy timeline ----------------------------------------------------------------------------
-def _nvml(timeline: pd.DataFrame | None) -> pd.DataFrame | None:
-    if timeline is None or not len(timeline) or "source" not in timeline:
-        return None
-    nvml = timeline[timeline["source"] == "nvml"]
-    return nvml if len(nvml) else None
-
-
-def counter_curves(timeline: pd.DataFrame | None) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-    """``{gpu_index: (times in seconds, cumulative joules)}`` from NVML's energy counter samples ({} without them)."""
-    nvml = _nvml(timeline)
-    if nvml is None or "energy_counter_joules" not in nvml:
-        return {}
-    out = {}
-    for index, rows in nvml.groupby("gpu_index"):
-        rows = rows.dropna(subset=["energy_counter_joules"]).sort_values("time_s")
-        if len(rows) >= 2:
-            out[int(index)] = (rows["time_s"].to_numpy(float), rows["energy_counter_joules"].to_numpy(float))
-    return out
-
-
-def counter_energy(
-    curves: Mapping[int, tuple[np.ndarray, np.ndarray]],
-    edges: Sequence[float] | np.ndarray,
-) -> np.ndarray | None:
-    """Cumulative GPU energy in joules (summed over GPUs) at each of ``edges`` (seconds), or None if an edge lies
-    outside the sampled span of some GPU."""
-    import numpy as np
-
-    if not curves:
-        return None
-    edges = np.asarray(edges, float)
-    total = np.zeros(len(edges))
-    for times, joules in curves.values():
-        if edges.min() < times[0] - 1e-9 or edges.max() > times[-1] + 1e-9:
-            return None
-        total += np.interp(edges, times, joules)
-    return total
-
-
-def energy_between(timeline: pd.DataFrame | None, start: float, end: float) -> float | None:
-    """GPU energy in joules over ``[start, end]`` (seconds) from the timeline's counter samples, or None."""
-    cum = counter_energy(counter_curves(timeline), [start, end])
-    return None if cum is None else float(cum[1] - cum[0])
 
 
 # --- bootstrap ----------------------------------------------------------------------------------------

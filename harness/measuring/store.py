@@ -11,7 +11,8 @@ Layout: ``<results>/<study>/<run-id>/`` holding
 
 Every file is written to a temporary name in the same folder, flushed, fsync'ed and renamed over
 the target (``os.replace``), so a process killed mid-write leaves the old file or the new one, never
-half of one. :func:`verify` reports missing, truncated, edited or unlisted files.
+half of one (:mod:`harness.measuring.atomic_files`). :func:`verify` reports missing, truncated, edited or unlisted
+files.
 
     from harness.measuring import store
     store.write_run(run_dir, record, {"timeline.parquet": frame}, server_log=path)
@@ -26,20 +27,21 @@ The command line over the store (``python -m harness list`` and ``show``) is :mo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import json
-import math
-import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from harness.config import GPU_SETTING_KNOBS, split_run_id
 from harness.errors import HarnessError
 from harness.measuring import paths
+from harness.measuring.atomic_files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+    clean_json,
+)
 from harness.vocabulary.tasks import LLM_TASKS, OUTPUT_UNIT
 
 RUN_JSON = "run.json"
@@ -47,73 +49,6 @@ CHECKSUMS = "checksums.sha256"
 STATUSES = ("ok", "failed", "incomplete", "skipped")
 DONE_STATUSES = ("ok", "failed", "skipped")  # a result; "incomplete" and damaged runs are measured again
 SCHEMA_VERSION = 1
-
-
-# --- atomic files ---------------------------------------------------------------------------------
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the whole new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-
-
-def atomic_write_json(path: Path, payload) -> None:
-    text = json.dumps(payload, indent=2, sort_keys=False, default=_json_default, allow_nan=False)
-    atomic_write_bytes(path, (text + "\n").encode())
-
-
-def atomic_write_parquet(path: Path, frame) -> None:
-    buffer = io.BytesIO()
-    frame.to_parquet(buffer, index=False)
-    atomic_write_bytes(path, buffer.getvalue())
-
-
-def _json_default(value):
-    if hasattr(value, "item"):  # numpy scalars
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, (set, tuple)):
-        return list(value)
-    raise TypeError(f"cannot store {type(value).__name__} in JSON")
-
-
-def clean_json(value):
-    """NaN and infinities to None (JSON has no NaN), recursively; numpy scalars to Python."""
-    if isinstance(value, dict):
-        return {str(k): clean_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [clean_json(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, (str, bytes)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 # --- run folders ----------------------------------------------------------------------------------
