@@ -26,8 +26,9 @@ found by its token and stopped at the next start (:mod:`harness.workloads.server
 
 This module holds the options and the server's command line; the rest lives beside it, one concern each:
 :mod:`harness.workloads.vllm_layout` (parallelism and where the model worker runs),
-:mod:`harness.workloads.vllm_server` (the server process: port, private folders, start, health, stop) and
-:mod:`harness.workloads.vllm_logs` (what ``server.log`` tells: failure evidence, startup facts).
+:mod:`harness.workloads.vllm_server` (the server process: port, private folders, start, health, stop),
+:mod:`harness.workloads.vllm_logs` (what ``server.log`` tells: failure evidence, startup facts) and
+:mod:`harness.workloads.vllm_requests` (what the run sends: lengths, prompt token ids, image and video media).
 
 Options (``options:`` in the config; all optional): :data:`OPTION_TABLE`, with their types, defaults and
 meanings.
@@ -45,8 +46,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from harness.config import Configuration
-from harness.errors import ConfigError, HarnessError
-from harness.workloads import engine_args, vllm_server
+from harness.errors import ConfigError
+from harness.workloads import engine_args, vllm_requests, vllm_server
 from harness.workloads.archs import text_config
 from harness.workloads.base import (
     Backend,
@@ -67,6 +68,7 @@ from harness.workloads.vllm_logs import (
     parse_server_facts,
     tail,
 )
+from harness.workloads.vllm_requests import MEDIA_CONTEXT_TOKENS, MEDIA_OPTIONS  # noqa: F401 (re-exported)
 from harness.workloads.vllm_server import DEATH_GRACE_S
 
 if TYPE_CHECKING:
@@ -132,9 +134,6 @@ OPTION_TABLE = {
 OPTIONS = defaults(OPTION_TABLE)  # views of the table for the study reader (harness.config)
 OPTION_SPECS = OPTION_TABLE
 CPU_DEFAULT_KV_CACHE_GIB = 1
-MEDIA_OPTIONS = ("images_per_request", "image_size", "video_frames", "frame_size")
-# Context room for a multimodal request's media tokens on top of its text (capped by the model's context).
-MEDIA_CONTEXT_TOKENS = 16384
 SERVER_MODULE = "vllm.entrypoints.openai.api_server"
 LAUNCHER = Path(__file__).with_name("vllm_launch.py")  # SERVER_MODULE as -m runs it, its imports frozen
 PRECISION_ARGS = {
@@ -317,13 +316,10 @@ class VLLMBackend(Backend):
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         model = self._model_folder(cfg, opts)
-        prompt_info = self._plan_requests(cfg, opts, model)
-        media_info = self._plan_media(cfg, opts, model)
-        extra = 0
-        if self.media is not None:  # room for the media's tokens, within the model's context
-            longest = max(p + o for p, o in zip(self.plan.prompt_tokens, self.plan.output_tokens, strict=True))
-            room = int(text_config(model.hf_config).get("max_position_embeddings", longest)) - longest
-            extra = max(0, min(MEDIA_CONTEXT_TOKENS, room))
+        # step 2: the requests' lengths, prompt ids and media (harness.workloads.vllm_requests)
+        self.plan, self.prompts, prompt_info = vllm_requests.plan_requests(cfg, opts, model)
+        self.media, media_info = vllm_requests.plan_media(cfg, opts, model, self.prompts)
+        extra = 0 if self.media is None else vllm_requests.media_context_tokens(self.plan, model.hf_config)
         max_model_len = context_length(
             opts, tuple(p + extra for p in self.plan.prompt_tokens), self.plan.output_tokens, model.hf_config
         )
@@ -385,77 +381,6 @@ class VLLMBackend(Backend):
         except ConfigError as exc:
             raise WorkloadError(str(exc), cause="bad-config") from None
 
-    def _plan_requests(self, cfg: Configuration, opts: Mapping[str, Any], model: ModelFolder) -> dict | None:
-        """Step 2: the requests' drawn lengths (``self.plan``) and prompt token ids (``self.prompts``); with the
-        ``prompts`` option, a dataset's prompts tokenized by the served model's tokenizer, whose facts it returns
-        (else None)."""
-        from harness.workloads import lengths
-
-        try:
-            self.plan = lengths.plan_for(cfg)
-        except HarnessError as exc:  # bad length options, or the published lengths unreadable here
-            cause, message = lengths.reference_failure(exc)
-            raise WorkloadError(message, cause=cause) from None
-        fim = cfg.task == "sourcegraph-fim"
-        self.prompts = lengths.prompt_token_ids(  # a FIM prompt opens with its prefix token, not BOS
-            self.plan.prompt_tokens, model.regular_ids, None if fim else model.bos_token_id, int(cfg.seed or 0)
-        )
-        if fim and not opts["prompts"]:
-            return self._fim_prompts(cfg, model)
-        if not opts["prompts"]:
-            return None
-        self.prompts, prompt_info = _dataset_prompt_ids(cfg, opts, model.path)
-        self.plan = dataclasses.replace(
-            self.plan, prompt_tokens=tuple(len(p) for p in self.prompts), prompt_source=prompt_info["source"]
-        )
-        return prompt_info
-
-    def _fim_prompts(self, cfg: Configuration, model: ModelFolder) -> dict:
-        """The drawn prompts as fill-in-the-middle prompts (:mod:`harness.workloads.fim`), of the same lengths;
-        returns the prompts' facts for run.json."""
-        from harness.workloads import fim
-
-        try:
-            ids = fim.fim_token_ids(model.path)
-        except ConfigError as exc:
-            raise WorkloadError(str(exc), cause="bad-config") from None
-        self.prompts = fim.fim_prompt_ids(self.prompts, ids, int(cfg.seed or 0))
-        self.plan = dataclasses.replace(self.plan, prompt_tokens=tuple(len(p) for p in self.prompts))
-        return {
-            "source": "fill-in-the-middle: random code token ids around the cursor",
-            "shape": "".join(fim.FIM_TOKENS[:1]) + "prefix" + fim.FIM_TOKENS[1] + "suffix" + fim.FIM_TOKENS[2],
-            "fim_token_ids": list(ids),
-            "prefix_share": list(fim.PREFIX_SHARE),
-        }
-
-    def _plan_media(self, cfg: Configuration, opts: Mapping[str, Any], model: ModelFolder) -> dict | None:
-        """Image and video chat: each request's question as text (its drawn prompt ids decoded by the served
-        model's tokenizer) and its synthetic media (:mod:`harness.workloads.multimodal`) into ``self.media``;
-        returns the media's facts for run.json (None for a text task)."""
-        from transformers import AutoTokenizer
-
-        from harness.workloads import multimodal
-
-        if cfg.task not in multimodal.MULTIMODAL_TASKS:
-            return None
-        try:
-            shape = multimodal.media_shape(cfg.task, opts)
-        except ConfigError as exc:
-            raise WorkloadError(str(exc), cause="bad-config") from None
-        tok = AutoTokenizer.from_pretrained(str(model.path))
-        texts = [tok.decode(ids[1:] if ids and ids[0] == model.bos_token_id else ids) for ids in self.prompts]
-        urls = multimodal.media_for_requests(shape, len(texts), int(cfg.seed or 0))
-        self.media = (shape, texts, urls)
-        return shape.as_info() | {
-            "sent_as": "image_url parts (base64 JPEG data URLs) in one user message, then the question's text",
-            "video_sent_as": "its frames, in order" if shape.as_frames_of_a_clip else None,
-            "distinct_media_sets": len({id(u) for u in urls}),
-            "shape_source": "options"
-            if any(opts.get(k) is not None for k in MEDIA_OPTIONS)
-            else "harness.workloads.multimodal.DEFAULT_SHAPES (assumed: the reference publishes none)",
-            "prompt_tokens_are": "the question's text only (the media's tokens come on top)",
-        }
-
     @staticmethod
     def _engine(cfg: Configuration) -> Engine:
         """Step 3: the serving engine of the run (a missing engine is a ``no-engine`` failure)."""
@@ -496,13 +421,7 @@ class VLLMBackend(Backend):
             read_timeout_s=float(self.options["read_timeout_s"]),
         )
         if self.media is not None:  # image and video chat: the chat endpoint, media and question per request
-            from harness.workloads import multimodal
-
-            _, texts, urls = self.media
-            load_spec = multimodal.ChatLoad(self.served_name, texts, urls, spec.output_tokens, spec.temperature)
-            spec = dataclasses.replace(
-                spec, request=multimodal.chat_request(load_spec), prompt_lengths=list(self.plan.prompt_tokens)
-            )
+            spec = vllm_requests.with_media(spec, self.media, self.plan.prompt_tokens)
         load = loadgen.measure_load(
             spec,
             cfg,
@@ -576,23 +495,3 @@ def compile_facts(
         "cpu_build": on_cpu,
         "extra_args": list(opts.get("extra_args") or []),
     }
-
-
-def _dataset_prompt_ids(cfg: Configuration, opts: Mapping[str, Any], folder: Path) -> tuple[list[list[int]], dict]:
-    """Token ids of the run's prompts from a dataset (options ``prompts``/``prompt_field``), by ``folder``'s tokenizer."""  # noqa: E501
-    from transformers import AutoTokenizer
-
-    from harness.workloads import prompts
-
-    try:
-        chosen = prompts.load(
-            str(opts["prompts"]), cfg.knob("num_requests"), int(cfg.seed or 0), prompt_field=opts["prompt_field"]
-        )
-    except ConfigError as exc:
-        raise WorkloadError(str(exc), cause="bad-config") from None
-    tok = AutoTokenizer.from_pretrained(str(folder))
-    ids = [list(tok(p.text)["input_ids"]) for p in chosen.prompts]
-    cap = opts.get("max_prompt_tokens")
-    if cap:
-        ids = [x[: int(cap)] for x in ids]
-    return ids, chosen.as_info() | {"prompt_tokens_counted_by": f"tokenizer of {folder}"}
