@@ -33,9 +33,9 @@ class RecordingMeter:
         return w
 
 
-def vllm_configuration(**over):
+def llm_configuration(**over):
     """A tiny-llama chat configuration on the vLLM backend (the tests' fake server serves it); ``over`` replaces
-    fields of the configuration (e.g. ``num_requests=6``, ``options={...}``)."""
+    fields of it (``backend="transformers"``, ``num_requests=6``, ``options={...}``)."""
     from harness.config import configuration_from_dict
 
     base = dict(

@@ -8,11 +8,11 @@ import dataclasses
 from pathlib import Path
 
 from harness.workloads import vllm_backend, vllm_server
-from support import vllm_configuration
+from support import llm_configuration
 
 
 def _cfg(**over):
-    return vllm_configuration(**over)
+    return llm_configuration(**over)
 
 
 def _start(cfg, run_dir: Path) -> dict:

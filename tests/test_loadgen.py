@@ -237,13 +237,13 @@ def test_vllm_model_inspection_results_are_carried_between_servers(tmp_path, vll
     """Each server gets a fresh cache root, seeded with the inspection results earlier servers left."""
     import fake_vllm
     from harness.workloads import vllm_backend, vllm_server
-    from support import vllm_configuration
+    from support import llm_configuration
 
     cache = vllm_server.modelinfo_cache()
     cache.mkdir(parents=True, exist_ok=True)
     (cache / "vllm-model_executor-models-llama-LlamaForCausalLM.json").write_text('{"hash": "a"}')
     fake_vllm.use(monkeypatch, tmp_path)
-    cfg = vllm_configuration()
+    cfg = llm_configuration()
     backend = vllm_backend.VLLMBackend()
     try:
         backend.start(cfg, tmp_path / "run")

@@ -10,38 +10,29 @@ import shutil
 
 import pytest
 
-from harness.config import configuration_from_dict
 from harness.errors import ConfigError
 from support import REFERENCE_DIR as REF
-from support import RecordingMeter
+from support import RecordingMeter, llm_configuration
 
 
 def _cfg(**over):
-    base = dict(
-        study="t",
-        task="gpqa",
-        family="llm-reasoning",
-        backend="transformers",
-        model="tiny-llama",
-        num_gpus=1,
-        tensor_parallel=1,
-        expert_parallel=1,
-        precision="float32",
-        max_num_seqs=2,
-        max_num_batched_tokens=8192,
-        batch_size=None,
-        inference_steps=None,
-        height=None,
-        width=None,
-        num_frames=None,
-        num_requests=3,
-        num_iterations=None,
-        seed=4,
-        length_source=None,
-        max_output_tokens=6,
-        options={"output_length_scale": 0.004, "max_prompt_tokens": 24},
+    return llm_configuration(
+        **(
+            dict(
+                study="t",
+                task="gpqa",
+                family="llm-reasoning",
+                backend="transformers",
+                precision="float32",
+                seed=4,
+                max_num_seqs=2,
+                num_requests=3,
+                max_output_tokens=6,
+                options={"output_length_scale": 0.004, "max_prompt_tokens": 24},
+            )
+            | over
+        )
     )
-    return configuration_from_dict(base | over)
 
 
 @pytest.fixture

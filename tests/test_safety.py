@@ -22,7 +22,7 @@ from harness.errors import ConfigError, HarnessError
 from harness.measuring import store
 from harness.orchestration.runner import measure_study
 from harness.orchestration.study import load_study
-from support import vllm_configuration
+from support import llm_configuration
 
 ROOT = Path(__file__).resolve().parent.parent
 HARNESS = ROOT / "harness"
@@ -32,7 +32,7 @@ HARNESS = ROOT / "harness"
 
 
 def _vllm_cfg(**options):
-    return vllm_configuration(options=options)
+    return llm_configuration(options=options)
 
 
 def _started(tmp_path, monkeypatch, **options) -> tuple[dict, dict, list]:

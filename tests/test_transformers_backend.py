@@ -10,35 +10,27 @@ import pytest
 from harness.config import configuration_from_dict
 from harness.workloads.base import WorkloadError
 from support import REFERENCE_DIR as REF
-from support import RecordingMeter
+from support import RecordingMeter, llm_configuration
 
 
 def _cfg(**over):
-    base = dict(
-        study="t",
-        task="gpqa",
-        family="llm-reasoning",
-        backend="transformers",
-        model="tiny-llama",
-        num_gpus=1,
-        tensor_parallel=1,
-        expert_parallel=1,
-        precision="float32",
-        max_num_seqs=3,
-        max_num_batched_tokens=8192,
-        batch_size=None,
-        inference_steps=None,
-        height=None,
-        width=None,
-        num_frames=None,
-        num_requests=7,
-        num_iterations=None,
-        seed=4,
-        length_source=None,
-        max_output_tokens=20,
-        options={"output_length_scale": 0.004, "max_prompt_tokens": 40},
+    return llm_configuration(
+        **(
+            dict(
+                study="t",
+                task="gpqa",
+                family="llm-reasoning",
+                backend="transformers",
+                precision="float32",
+                seed=4,
+                max_num_seqs=3,
+                num_requests=7,
+                max_output_tokens=20,
+                options={"output_length_scale": 0.004, "max_prompt_tokens": 40},
+            )
+            | over
+        )
     )
-    return configuration_from_dict(base | over)
 
 
 @pytest.fixture(scope="module")

@@ -21,11 +21,11 @@ from harness.measuring.steady import SteadyTracker, steady_bounds
 from harness.workloads import loadgen, vllm_backend, vllm_layout, vllm_logs, vllm_server
 from harness.workloads.base import WorkloadError
 from support import REFERENCE_DIR as REF
-from support import vllm_configuration
+from support import llm_configuration
 
 
 def _cfg(**over):
-    return vllm_configuration(**({"study": "t", "num_requests": 6, "max_output_tokens": 12} | over))
+    return llm_configuration(**({"study": "t", "num_requests": 6, "max_output_tokens": 12} | over))
 
 
 @pytest.fixture(autouse=True)
