@@ -35,30 +35,14 @@ import pandas as pd
 
 from harness.analysis import phases
 from harness.analysis.engine_steps import EngineLimits
+from harness.measuring.store import ENERGY_SPLIT_COLUMNS
 
 NOT_LLM = "the phase split applies to language-model runs (an image or video run has no prefill and decode)"
 NO_ENERGY = "no GPU energy was measured in the window (a host without an energy counter, e.g. CPU-only)"
 NO_IDLE = "the GPUs' idle power was not measured before the run (settings: idle_power_s)"
 
 # The tidy table's columns of the split (numbers; units in the names) and its one text column.
-COLUMNS = (
-    "static_power_watts",
-    "static_energy_fraction",
-    "static_energy_per_token_joules",
-    "dynamic_energy_per_token_joules",
-    "static_energy_per_output_joules",
-    "dynamic_energy_per_output_joules",
-    "prefill_energy_per_prompt_token_joules",
-    "prefill_energy_per_prompt_token_ci_low_joules",
-    "prefill_energy_per_prompt_token_ci_high_joules",
-    "decode_energy_per_output_token_joules",
-    "decode_energy_per_output_token_ci_low_joules",
-    "decode_energy_per_output_token_ci_high_joules",
-    "prefill_energy_fraction",
-    "decode_energy_fraction",
-    "unexplained_energy_fraction",
-    "request_static_energy_fraction_median",
-)
+COLUMNS = ENERGY_SPLIT_COLUMNS  # defined once, with the run records that carry them (harness.measuring.store)
 REASON_COLUMN = "phase_split_reason"
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from harness.analysis import findings as F
 from harness.analysis import tables as an
 from harness.analysis.claim_conditions import Evidence, Stated, gpus_text, levels
+from harness.analysis.findings.wording import energy_text, ratio_text
 from harness.vocabulary.tasks import TASK_NAMES
 
 # The chapter (notebook name in book/notebooks.yml) that works each finding through, for links.
@@ -65,25 +66,12 @@ class Takeaway:
         return f"{self.effect}; {self.condition}"
 
 
-def _x(ratio: float) -> str:
-    """A factor as the book writes it: ``3.97x``, ``25.2x``, ``174x``."""
-    if ratio < 10:
-        return f"{ratio:.2f}x"
-    if ratio < 100:
-        return f"{ratio:.1f}x"
-    return f"{ratio:,.0f}x"
+_x = ratio_text  # a factor as the book writes it: 3.97x, 25.2x, 174x
+_joules = energy_text  # J, kJ or MJ at three significant digits
 
 
 def _pct(fraction: float) -> str:
     return f"{100 * fraction:+.0f}%"
-
-
-def _joules(value: float) -> str:
-    if value >= 1e6:
-        return f"{value / 1e6:.3g} MJ"
-    if value >= 1e3:
-        return f"{value / 1e3:.3g} kJ"
-    return f"{value:.3g} J"
 
 
 def moe_same_batch(llm: pd.DataFrame, dense: str = MOE_PAIR[0], moe: str = MOE_PAIR[1]) -> dict:
